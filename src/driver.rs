@@ -1,0 +1,187 @@
+//! The traits every back end implements. A driver observes and acts on the
+//! world (tmux, Postgres roles, Kubernetes objects); it never touches Kiln's
+//! own tables. Every call is idempotent: the reconcile loop may repeat any of
+//! them after a crash or a lost lease.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use async_trait::async_trait;
+
+/// What a driver sees of one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// Nothing exists for this resource.
+    Absent,
+    /// Exists and is coming up.
+    Starting,
+    /// Exists and is serving.
+    Running,
+    /// Exists and is going down.
+    Stopping,
+    /// Exists, not serving, data kept.
+    Stopped,
+    /// Exists but cannot make progress without help (the reason says why).
+    Failed(String),
+}
+
+/// A driver failure, classified by what the reconcile loop should do next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    /// Worth retrying later (network, timeouts, conflicts, 5xx).
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying the same call will not help (invalid spec, forbidden, missing tool).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl DriverError {
+    pub fn transient(msg: impl fmt::Display) -> Self {
+        Self::Transient(msg.to_string())
+    }
+    pub fn permanent(msg: impl fmt::Display) -> Self {
+        Self::Permanent(msg.to_string())
+    }
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+}
+
+pub type DriverResult<T> = Result<T, DriverError>;
+
+/// Identifies one resource to a driver.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ResourceRef {
+    /// `{slug}-agentruntime-{6 random}`; unique across the installation.
+    pub resource_name: String,
+    /// Kubernetes namespace (the local driver ignores it).
+    pub namespace: String,
+    /// The project's slug, for labels and directory names.
+    pub project_slug: String,
+}
+
+/// Everything needed to bring a sandbox to its running state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSpec {
+    pub resource: ResourceRef,
+    /// Environment of the sandbox: the project's variables plus the ones the
+    /// platform injects (`DATABASE_URL`, `PROJECT_NAME`). Sorted by key.
+    pub env: Vec<(String, String)>,
+}
+
+/// Everything needed to bring a database to its running state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseSpec {
+    pub resource: ResourceRef,
+    /// Password for the database's role. Drivers that create the role (local)
+    /// set it; drivers whose database generates its own (KubeBlocks) ignore it
+    /// and report the real one through `credentials`.
+    pub password: String,
+}
+
+/// How a sandbox reaches its database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DbCredentials {
+    /// A host name, or an absolute unix-socket directory.
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for DbCredentials {
+    // Never print the password, not even in a debug log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbCredentials")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+impl DbCredentials {
+    /// A libpq/sqlx connection URL; a socket directory goes into `?host=`.
+    pub fn url(&self) -> String {
+        let user = percent_encode(&self.user);
+        let pw = percent_encode(&self.password);
+        let db = percent_encode(&self.database);
+        if self.host.starts_with('/') {
+            format!(
+                "postgres://{user}:{pw}@localhost:{}/{db}?host={}",
+                self.port,
+                percent_encode(&self.host)
+            )
+        } else {
+            format!("postgres://{user}:{pw}@{}:{}/{db}", self.host, self.port)
+        }
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[async_trait]
+pub trait SandboxDriver: Send + Sync + 'static {
+    /// Creates whatever is missing and starts it. Returns what is there afterwards.
+    async fn ensure(&self, spec: &SandboxSpec) -> DriverResult<Observed>;
+    /// Stops the sandbox, keeping its data.
+    async fn stop(&self, r: &ResourceRef) -> DriverResult<Observed>;
+    /// Removes the sandbox and its data. Deleting something absent succeeds.
+    async fn delete(&self, r: &ResourceRef) -> DriverResult<()>;
+    /// Observes many sandboxes in one round trip (one list, one `tmux ls`).
+    /// Every requested name is in the answer.
+    async fn observe(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>>;
+    /// Brings the running sandbox's environment up to `spec.env`.
+    async fn sync_env(&self, spec: &SandboxSpec) -> DriverResult<()>;
+}
+
+#[async_trait]
+pub trait DatabaseDriver: Send + Sync + 'static {
+    /// Creates whatever is missing and starts it. Returns what is there afterwards.
+    async fn ensure(&self, spec: &DatabaseSpec) -> DriverResult<Observed>;
+    /// Refuses new connections and ends existing ones; data kept.
+    async fn stop(&self, spec: &DatabaseSpec) -> DriverResult<Observed>;
+    /// Removes the database and its role. Deleting something absent succeeds.
+    async fn delete(&self, r: &ResourceRef) -> DriverResult<()>;
+    /// Observes many databases in one round trip.
+    /// Every requested name is in the answer.
+    async fn observe(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>>;
+    /// How to connect, once known (`None` while the back end has not published them yet).
+    async fn credentials(&self, spec: &DatabaseSpec) -> DriverResult<Option<DbCredentials>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_encodes_reserved_characters_and_socket_dirs() {
+        let c = DbCredentials {
+            host: "/tmp/kiln sock".into(),
+            port: 5432,
+            database: "a-b".into(),
+            user: "u@x".into(),
+            password: "p:w/".into(),
+        };
+        assert_eq!(
+            c.url(),
+            "postgres://u%40x:p%3Aw%2F@localhost:5432/a-b?host=%2Ftmp%2Fkiln%20sock"
+        );
+        assert!(!format!("{c:?}").contains("p:w/"));
+    }
+}
