@@ -1,0 +1,112 @@
+//! Environment variable validation: keys are POSIX names the platform does
+//! not reserve; values have bounded size.
+
+pub const MAX_KEY_LEN: usize = 128;
+pub const MAX_VALUE_LEN: usize = 32 * 1024;
+pub const MAX_VARS_PER_PROJECT: usize = 200;
+
+/// Variables the platform sets itself; a user value would be overwritten or,
+/// worse, would redirect the sandbox.
+pub const RESERVED_KEYS: &[&str] = &[
+    "DATABASE_URL",
+    "PROJECT_NAME",
+    "HOME",
+    "PATH",
+    "SHELL",
+    "USER",
+    "TERM",
+    "TMUX",
+    "ANTHROPIC_AUTH_TOKEN",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("the variable name is empty")]
+    EmptyKey,
+    #[error("the variable name is {0} characters long; the limit is {MAX_KEY_LEN}")]
+    KeyTooLong(usize),
+    #[error(
+        "{0:?} is not a valid variable name: use letters, digits and _, not starting with a digit"
+    )]
+    InvalidKey(String),
+    #[error("{0} is set by Kiln itself and cannot be changed")]
+    ReservedKey(String),
+    #[error("names starting with KILN_ are reserved for Kiln")]
+    KilnPrefix,
+    #[error("the value of {key} is {len} bytes; the limit is {MAX_VALUE_LEN}")]
+    ValueTooLong { key: String, len: usize },
+    #[error("the value of {0} contains a NUL byte")]
+    NulInValue(String),
+    #[error("a project can have at most {MAX_VARS_PER_PROJECT} variables")]
+    TooMany,
+}
+
+pub fn check_key(key: &str) -> Result<(), EnvError> {
+    if key.is_empty() {
+        return Err(EnvError::EmptyKey);
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(EnvError::KeyTooLong(key.len()));
+    }
+    let mut bytes = key.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(EnvError::InvalidKey(key.chars().take(40).collect()));
+    }
+    let upper = key.to_ascii_uppercase();
+    if upper.starts_with("KILN_") {
+        return Err(EnvError::KilnPrefix);
+    }
+    if RESERVED_KEYS.contains(&upper.as_str()) {
+        return Err(EnvError::ReservedKey(key.to_string()));
+    }
+    Ok(())
+}
+
+pub fn check_value(key: &str, value: &str) -> Result<(), EnvError> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(EnvError::ValueTooLong {
+            key: key.to_string(),
+            len: value.len(),
+        });
+    }
+    // A NUL cannot cross exec(2); better to refuse it than to cut the value.
+    if value.contains('\0') {
+        return Err(EnvError::NulInValue(key.to_string()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        for ok in ["FOO", "foo_bar", "_X1", "API_KEY_2"] {
+            assert_eq!(check_key(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(check_key(""), Err(EnvError::EmptyKey));
+        assert!(matches!(check_key("A=B"), Err(EnvError::InvalidKey(_))));
+        assert!(matches!(check_key("MY VAR"), Err(EnvError::InvalidKey(_))));
+        assert!(matches!(check_key("1ABC"), Err(EnvError::InvalidKey(_))));
+        assert!(matches!(check_key("ÄPFEL"), Err(EnvError::InvalidKey(_))));
+        assert_eq!(check_key("KILN_SECRET"), Err(EnvError::KilnPrefix));
+        assert_eq!(check_key("kiln_x"), Err(EnvError::KilnPrefix));
+        assert!(matches!(check_key("DATABASE_URL"), Err(EnvError::ReservedKey(_))));
+        assert!(matches!(check_key("Path"), Err(EnvError::ReservedKey(_))));
+        assert!(matches!(check_key(&"A".repeat(200)), Err(EnvError::KeyTooLong(200))));
+    }
+
+    #[test]
+    fn values() {
+        assert_eq!(check_value("K", "anything = goes; even\nnewlines"), Ok(()));
+        assert!(matches!(
+            check_value("K", &"x".repeat(MAX_VALUE_LEN + 1)),
+            Err(EnvError::ValueTooLong { .. })
+        ));
+        assert!(matches!(check_value("K", "a\0b"), Err(EnvError::NulInValue(_))));
+    }
+}

@@ -1,0 +1,12 @@
+//! The pure domain: statuses, aggregation, intents, naming, validation.
+//! Nothing here does I/O, so all of it is tested as tables.
+
+pub mod aggregate;
+pub mod env;
+pub mod intent;
+pub mod naming;
+pub mod status;
+
+pub use aggregate::aggregate;
+pub use intent::{Intent, IntentRefused};
+pub use status::{Desired, ProjectStatus, ResourceStatus};

@@ -1,0 +1,140 @@
+//! Project slugs and resource names.
+
+/// Longest slug: keeps `{slug}-agentruntime-{6}` within Kubernetes' 63-character
+/// label values and Postgres' 63-byte identifiers.
+pub const MAX_SLUG_LEN: usize = 20;
+/// Longest project name as typed; anything longer is refused, not truncated.
+pub const MAX_NAME_LEN: usize = 100;
+pub const MAX_DESCRIPTION_LEN: usize = 2000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("the project name is empty")]
+    Empty,
+    #[error("the project name is {0} characters long; the limit is {MAX_NAME_LEN}")]
+    TooLong(usize),
+    #[error(
+        "the project name {0:?} has no letters or digits; use a name with a-z or 0-9 in it (e.g. \"my-blog\")"
+    )]
+    NothingLeft(String),
+    #[error("the project name contains control characters")]
+    ControlCharacters,
+    #[error("the description is {0} characters long; the limit is {MAX_DESCRIPTION_LEN}")]
+    DescriptionTooLong(usize),
+}
+
+/// `My Blog!` → `myblog`: keeps lowercase ASCII letters and digits only, at
+/// most [`MAX_SLUG_LEN`] of them. Refuses names that keep nothing.
+pub fn slugify(name: &str) -> Result<String, NameError> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(NameError::Empty);
+    }
+    let chars = trimmed.chars().count();
+    if chars > MAX_NAME_LEN {
+        return Err(NameError::TooLong(chars));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(NameError::ControlCharacters);
+    }
+    let slug: String = trimmed
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .take(MAX_SLUG_LEN)
+        .collect();
+    if slug.is_empty() {
+        return Err(NameError::NothingLeft(trimmed.to_string()));
+    }
+    Ok(slug)
+}
+
+pub fn check_description(d: &str) -> Result<(), NameError> {
+    let n = d.chars().count();
+    if n > MAX_DESCRIPTION_LEN {
+        return Err(NameError::DescriptionTooLong(n));
+    }
+    Ok(())
+}
+
+const SUFFIX_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// `{slug}-agentruntime-{6 random [a-z0-9]}`.
+pub fn resource_name(slug: &str) -> String {
+    format!("{slug}-agentruntime-{}", random_string(6, SUFFIX_ALPHABET))
+}
+
+/// Uniform random characters from `alphabet` (rejection sampling, no modulo bias).
+pub fn random_string(len: usize, alphabet: &[u8]) -> String {
+    assert!(!alphabet.is_empty() && alphabet.len() <= 256);
+    let limit = 256 - (256 % alphabet.len());
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        getrandom::fill(&mut buf).expect("the operating system's random source failed");
+        for &b in &buf {
+            if (b as usize) < limit && out.len() < len {
+                out.push(alphabet[b as usize % alphabet.len()] as char);
+            }
+        }
+    }
+    out
+}
+
+/// A random password of letters and digits (about 190 bits for 32 characters).
+pub fn random_password() -> String {
+    random_string(
+        32,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slugify("My Blog!").unwrap(), "myblog");
+        assert_eq!(slugify("  api-v2  ").unwrap(), "apiv2");
+        assert_eq!(slugify("Ünïcødé 42").unwrap(), "ncd42");
+        assert_eq!(
+            slugify("abcdefghijklmnopqrstuvwxyz").unwrap(),
+            "abcdefghijklmnopqrst"
+        );
+    }
+
+    #[test]
+    fn bad_names_are_refused_with_a_reason() {
+        assert_eq!(slugify(""), Err(NameError::Empty));
+        assert_eq!(slugify("   "), Err(NameError::Empty));
+        assert!(matches!(slugify("!!!"), Err(NameError::NothingLeft(_))));
+        assert!(matches!(slugify("日本語"), Err(NameError::NothingLeft(_))));
+        assert_eq!(slugify(&"a".repeat(10_000)), Err(NameError::TooLong(10_000)));
+        assert_eq!(slugify("evil\x1b[2Jname"), Err(NameError::ControlCharacters));
+        assert!(
+            slugify("%%%")
+                .unwrap_err()
+                .to_string()
+                .contains("no letters or digits")
+        );
+    }
+
+    #[test]
+    fn resource_names_have_the_documented_shape() {
+        let n = resource_name("myblog");
+        let suffix = n.strip_prefix("myblog-agentruntime-").unwrap();
+        assert_eq!(suffix.len(), 6);
+        assert!(suffix.bytes().all(|b| SUFFIX_ALPHABET.contains(&b)));
+        assert_ne!(resource_name("x"), resource_name("x"));
+        assert!(resource_name(&"a".repeat(MAX_SLUG_LEN)).len() <= 63);
+    }
+
+    #[test]
+    fn passwords_are_alphanumeric_and_distinct() {
+        let p = random_password();
+        assert_eq!(p.len(), 32);
+        assert!(p.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(p, random_password());
+    }
+}
