@@ -3,3 +3,6 @@
 
 pub mod driver;
 pub mod model;
+pub mod store;
+pub mod reconcile;
+pub mod fake_driver;

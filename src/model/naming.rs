@@ -138,3 +138,27 @@ mod tests {
         assert_ne!(p, random_password());
     }
 }
+
+/// A user-supplied string made safe to print in a one-line message: control
+/// characters become `?` (so no escape sequence reaches a terminal) and the
+/// result is cut to `max` characters with an ellipsis.
+pub fn printable(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(max)
+        .collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn printable_neutralises_escapes_and_cuts() {
+        assert_eq!(super::printable("a\x1b[2Jb", 10), "a?[2Jb");
+        assert_eq!(super::printable("abcdef", 3), "abc…");
+    }
+}

@@ -1,0 +1,184 @@
+//! Turning the result of a driver call into what gets written. Pure.
+
+use std::time::Duration;
+
+use super::plan::{PlanInput, status_after};
+use crate::driver::{DriverError, Observed};
+use crate::model::ResourceStatus;
+use crate::store::resources::Outcome;
+
+/// The timing knobs the outcome depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// How long a settled row waits before it is observed again.
+    pub observe_interval: Duration,
+    /// How long a row still in transition waits before it is looked at again.
+    pub poll_interval: Duration,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+/// `result` is what the resource looked like after the action, or why the
+/// action failed. `jitter` is a uniform sample in [0, 1).
+pub fn outcome(
+    row: PlanInput,
+    attempts: i32,
+    result: &Result<Observed, DriverError>,
+    schedule: &Schedule,
+    jitter: f64,
+) -> Outcome {
+    match result {
+        Ok(observed) => {
+            let status = status_after(row, observed);
+            let settled = status == ResourceStatus::settled_at(row.desired);
+            let (last_error, message) = match observed {
+                Observed::Failed(reason) => (Some(reason.clone()), reason.clone()),
+                _ => (None, format!("{} observed", describe(observed))),
+            };
+            Outcome {
+                status,
+                attempts: 0,
+                last_error,
+                next_attempt_in: match status {
+                    ResourceStatus::Error => None,
+                    // Spread observations so 10,000 rows created together do
+                    // not come due in the same second forever after.
+                    _ if settled => Some(schedule.observe_interval.mul_f64(0.9 + 0.2 * jitter)),
+                    _ => Some(schedule.poll_interval),
+                },
+                applied_env_version: None,
+                connection: None,
+                message,
+            }
+        }
+        Err(DriverError::Transient(msg)) => {
+            let attempts = attempts.saturating_add(1);
+            let wait = super::backoff::delay(
+                attempts as u32,
+                schedule.backoff_base,
+                schedule.backoff_cap,
+                jitter,
+            );
+            Outcome {
+                status: row.status,
+                attempts,
+                last_error: Some(msg.clone()),
+                next_attempt_in: Some(wait),
+                applied_env_version: None,
+                connection: None,
+                message: format!("attempt {attempts} failed, retrying in {wait:.1?}: {msg}"),
+            }
+        }
+        Err(DriverError::Permanent(msg)) => Outcome {
+            status: ResourceStatus::Error,
+            attempts: attempts.saturating_add(1),
+            last_error: Some(msg.clone()),
+            next_attempt_in: None,
+            applied_env_version: None,
+            connection: None,
+            message: msg.clone(),
+        },
+    }
+}
+
+fn describe(o: &Observed) -> &'static str {
+    match o {
+        Observed::Absent => "absent",
+        Observed::Starting => "starting",
+        Observed::Running => "running",
+        Observed::Stopping => "stopping",
+        Observed::Stopped => "stopped",
+        Observed::Failed(_) => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Desired;
+
+    const S: Schedule = Schedule {
+        observe_interval: Duration::from_secs(60),
+        poll_interval: Duration::from_secs(1),
+        backoff_base: Duration::from_millis(500),
+        backoff_cap: Duration::from_secs(60),
+    };
+
+    fn row(desired: Desired, status: ResourceStatus) -> PlanInput {
+        PlanInput {
+            desired,
+            status,
+            env_drift: false,
+        }
+    }
+
+    #[test]
+    fn success_settles_and_schedules_an_observation() {
+        let o = outcome(
+            row(Desired::Running, ResourceStatus::Creating),
+            3,
+            &Ok(Observed::Running),
+            &S,
+            0.5,
+        );
+        assert_eq!(o.status, ResourceStatus::Running);
+        assert_eq!(o.attempts, 0);
+        assert_eq!(o.last_error, None);
+        assert_eq!(o.next_attempt_in, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn still_moving_polls_soon() {
+        let o = outcome(
+            row(Desired::Running, ResourceStatus::Starting),
+            0,
+            &Ok(Observed::Starting),
+            &S,
+            0.5,
+        );
+        assert_eq!(o.status, ResourceStatus::Starting);
+        assert_eq!(o.next_attempt_in, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn transient_failure_keeps_status_counts_and_backs_off() {
+        let o = outcome(
+            row(Desired::Running, ResourceStatus::Starting),
+            2,
+            &Err(DriverError::transient("connection refused")),
+            &S,
+            0.0,
+        );
+        assert_eq!(o.status, ResourceStatus::Starting);
+        assert_eq!(o.attempts, 3);
+        assert_eq!(o.last_error.as_deref(), Some("connection refused"));
+        assert_eq!(o.next_attempt_in, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn permanent_failure_is_error_until_retried() {
+        let o = outcome(
+            row(Desired::Running, ResourceStatus::Creating),
+            0,
+            &Err(DriverError::permanent("forbidden")),
+            &S,
+            0.0,
+        );
+        assert_eq!(o.status, ResourceStatus::Error);
+        assert_eq!(o.last_error.as_deref(), Some("forbidden"));
+        assert_eq!(o.next_attempt_in, None);
+    }
+
+    #[test]
+    fn a_failed_resource_reports_why() {
+        let o = outcome(
+            row(Desired::Running, ResourceStatus::Starting),
+            0,
+            &Ok(Observed::Failed("CrashLoopBackOff".into())),
+            &S,
+            0.0,
+        );
+        assert_eq!(o.status, ResourceStatus::Error);
+        assert_eq!(o.last_error.as_deref(), Some("CrashLoopBackOff"));
+    }
+}

@@ -1,0 +1,115 @@
+//! Everything Kiln keeps in Postgres. All SQL lives under this module; each
+//! function is one statement or one transaction, named for what it does.
+
+pub mod crypto;
+pub mod env;
+pub mod events;
+pub mod notify;
+pub mod projects;
+pub mod resources;
+pub mod status;
+pub mod users;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+pub use crypto::{CryptoError, SecretKey};
+
+use crate::model::env::EnvError;
+use crate::model::intent::IntentRefused;
+use crate::model::naming::NameError;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error(transparent)]
+    Refused(#[from] IntentRefused),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A handle to Kiln's database: a connection pool plus the key for secrets.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+    key: SecretKey,
+}
+
+impl Store {
+    /// Connects without migrating (see [`Store::migrate`]).
+    pub async fn connect(url: &str, key: SecretKey, max_connections: u32) -> StoreResult<Self> {
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.application_name("kiln"))
+            .await?;
+        Ok(Self { pool, key })
+    }
+
+    pub fn from_pool(pool: PgPool, key: SecretKey) -> Self {
+        Self { pool, key }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    /// Applies pending migrations, then checks that the configured key is the
+    /// one this database's secrets were written with.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR.run(&self.pool).await?;
+        self.verify_key().await
+    }
+
+    /// The first start records a sealed marker; every later start must open
+    /// it, so a changed key stops Kiln at once instead of failing on the first
+    /// secret a user happens to read.
+    pub async fn verify_key(&self) -> StoreResult<()> {
+        const CONTEXT: &str = "kiln_meta:key_check";
+        let sealed = self.key.encrypt(b"kiln", CONTEXT);
+        sqlx::query("INSERT INTO kiln_meta (key, value) VALUES ('key_check', $1) ON CONFLICT DO NOTHING")
+            .bind(&sealed)
+            .execute(&self.pool)
+            .await?;
+        let stored: Vec<u8> =
+            sqlx::query_scalar("SELECT value FROM kiln_meta WHERE key = 'key_check'")
+                .fetch_one(&self.pool)
+                .await?;
+        self.key.decrypt(&stored, CONTEXT)?;
+        Ok(())
+    }
+}
+
+/// Maps a unique-constraint violation to a message a user can act on.
+pub(crate) fn conflict_or(err: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+            StoreError::Conflict(message())
+        }
+        _ => StoreError::Db(err),
+    }
+}

@@ -1,0 +1,66 @@
+//! Change notifications: one LISTEN connection per process, fanned out to
+//! whoever subscribes (the reconcile loop, the consoles of a user).
+
+use serde::Deserialize;
+use sqlx::postgres::PgListener;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::{Store, StoreResult};
+
+pub const CHANNEL: &str = "kiln";
+
+/// What the trigger says about a changed row.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Change {
+    pub table: String,
+    pub op: String,
+    pub id: Option<Uuid>,
+    pub project_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+}
+
+impl Store {
+    /// Starts the process's listener. Subscribers get every change; a lagging
+    /// subscriber sees `RecvError::Lagged` and should refresh everything.
+    /// The listener reconnects (and re-LISTENs) by itself after a lost connection.
+    pub async fn listen(&self) -> StoreResult<broadcast::Sender<Change>> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        let (tx, _) = broadcast::channel(1024);
+        let sender = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(n)) => match serde_json::from_str::<Change>(n.payload()) {
+                        Ok(change) => {
+                            // No subscribers is fine: nobody is interested yet.
+                            let _ = sender.send(change);
+                        }
+                        Err(e) => tracing::warn!("ignoring a malformed notification: {e}"),
+                    },
+                    // The connection dropped and was re-established: anything
+                    // may have changed meanwhile, so tell everyone to refresh.
+                    Ok(None) => {
+                        let _ = sender.send(Change {
+                            table: "*".into(),
+                            op: "RECONNECT".into(),
+                            id: None,
+                            project_id: None,
+                            user_id: None,
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!("change listener failed: {e}; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+                if sender.receiver_count() == 0 && sender.strong_count() == 1 {
+                    // Everyone who could subscribe has gone.
+                    break;
+                }
+            }
+        });
+        Ok(tx)
+    }
+}

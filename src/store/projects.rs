@@ -1,0 +1,352 @@
+//! Projects: creation (with their resources), listing, and user intents.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+use uuid::Uuid;
+
+use super::events::{EventKind, NewEvent, append_event};
+use super::resources::ResourceKind;
+use super::{Store, StoreError, StoreResult, conflict_or};
+use crate::model::intent::{self, Intent, ResourceIntent};
+use crate::model::naming::{self, random_password, resource_name, slugify};
+use crate::model::{Desired, ProjectStatus, ResourceStatus, aggregate};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Project {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub status: ProjectStatus,
+    pub env_version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One sandbox or database as the console shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceSummary {
+    pub kind: ResourceKind,
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub resource_name: String,
+    pub desired: Desired,
+    pub status: ResourceStatus,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectView {
+    #[serde(flatten)]
+    pub project: Project,
+    pub resources: Vec<ResourceSummary>,
+}
+
+const PROJECT_COLUMNS: &str =
+    "id, user_id, name, slug, description, status, env_version, created_at, updated_at";
+
+pub(crate) fn parse<T: std::str::FromStr>(text: String) -> Result<T, sqlx::Error>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    text.parse().map_err(|e: T::Err| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn project_from_row(r: &sqlx::postgres::PgRow) -> Result<Project, sqlx::Error> {
+    Ok(Project {
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        name: r.try_get("name")?,
+        slug: r.try_get("slug")?,
+        description: r.try_get("description")?,
+        status: parse(r.try_get("status")?)?,
+        env_version: r.try_get("env_version")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn resource_from_row(r: &sqlx::postgres::PgRow) -> Result<ResourceSummary, sqlx::Error> {
+    Ok(ResourceSummary {
+        kind: parse(r.try_get("kind")?)?,
+        id: r.try_get("id")?,
+        project_id: r.try_get("project_id")?,
+        resource_name: r.try_get("resource_name")?,
+        desired: parse(r.try_get("desired")?)?,
+        status: parse(r.try_get("status")?)?,
+        attempts: r.try_get("attempts")?,
+        last_error: r.try_get("last_error")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        lease_owner: r.try_get("lease_owner")?,
+        lease_until: r.try_get("lease_until")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+const RESOURCE_SELECT: &str = "
+    SELECT 'sandbox' AS kind, id, project_id, resource_name, desired, status, attempts, last_error,
+           next_attempt_at, lease_owner, lease_until, updated_at FROM sandboxes WHERE project_id = ANY($1)
+    UNION ALL
+    SELECT 'database' AS kind, id, project_id, resource_name, desired, status, attempts, last_error,
+           next_attempt_at, lease_owner, lease_until, updated_at FROM databases WHERE project_id = ANY($1)
+    ORDER BY kind DESC, resource_name";
+
+impl Store {
+    /// Creates a project with one sandbox and one database, both heading for RUNNING.
+    pub async fn create_project(
+        &self,
+        user_id: Uuid,
+        name: &str,
+        description: &str,
+        actor: &str,
+    ) -> StoreResult<Project> {
+        let slug = slugify(name)?;
+        naming::check_description(description)?;
+        if description.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(StoreError::Invalid(
+                "the description contains control characters".into(),
+            ));
+        }
+        let name = name.trim();
+        let sandbox_name = resource_name(&slug);
+        let database_name = resource_name(&slug);
+        let password = self.key.encrypt_str(
+            &random_password(),
+            &ResourceKind::Database.password_context(&database_name),
+        );
+
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO projects (user_id, name, slug, description) VALUES ($1, $2, $3, $4)
+             RETURNING {PROJECT_COLUMNS}"
+        )))
+        .bind(user_id)
+        .bind(name)
+        .bind(&slug)
+        .bind(description)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| {
+            conflict_or(e, || {
+                format!("you already have a project named {name:?} or with the slug {slug:?}; choose another name")
+            })
+        })?;
+        let project = project_from_row(&row)?;
+        sqlx::query("INSERT INTO sandboxes (project_id, user_id, resource_name) VALUES ($1, $2, $3)")
+            .bind(project.id)
+            .bind(user_id)
+            .bind(&sandbox_name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO databases (project_id, user_id, resource_name, password_enc) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(project.id)
+        .bind(user_id)
+        .bind(&database_name)
+        .bind(password)
+        .execute(&mut *tx)
+        .await?;
+        append_event(
+            &mut tx,
+            &NewEvent {
+                project_id: project.id,
+                user_id,
+                kind: EventKind::Project,
+                resource: &project.slug,
+                from_status: None,
+                to_status: Some(ProjectStatus::Creating.as_str()),
+                message: "project created",
+                actor,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(project)
+    }
+
+    /// The user's projects with their resources, newest first.
+    pub async fn list_projects(&self, user_id: Uuid) -> StoreResult<Vec<ProjectView>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE user_id = $1 ORDER BY created_at DESC, name"
+        )))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let projects: Vec<Project> = rows.iter().map(project_from_row).collect::<Result<_, _>>()?;
+        let ids: Vec<Uuid> = projects.iter().map(|p| p.id).collect();
+        let resources = sqlx::query(RESOURCE_SELECT)
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut resources: Vec<ResourceSummary> =
+            resources.iter().map(resource_from_row).collect::<Result<_, _>>()?;
+        Ok(projects
+            .into_iter()
+            .map(|project| {
+                let mine = resources
+                    .extract_if(.., |r| r.project_id == project.id)
+                    .collect();
+                ProjectView {
+                    project,
+                    resources: mine,
+                }
+            })
+            .collect())
+    }
+
+    /// One of the user's projects by name (case-insensitive) or slug. Another
+    /// tenant's project is indistinguishable from one that does not exist.
+    pub async fn find_project(&self, user_id: Uuid, name: &str) -> StoreResult<ProjectView> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects
+             WHERE user_id = $1 AND (lower(name) = lower($2) OR slug = $2)
+             ORDER BY (slug = $2) DESC LIMIT 1"
+        )))
+        .bind(user_id)
+        .bind(name.trim())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| no_such_project(name))?;
+        let project = project_from_row(&row)?;
+        let resources = sqlx::query(RESOURCE_SELECT)
+            .bind(vec![project.id])
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ProjectView {
+            project,
+            resources: resources.iter().map(resource_from_row).collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Records a user's intent on one of their projects in one transaction:
+    /// checks it against the intents table, sets `desired` and the matching
+    /// transition on every resource that needs it, re-aggregates the project
+    /// and appends an event. The reconcile loop does the work.
+    pub async fn record_intent(
+        &self,
+        user_id: Uuid,
+        name: &str,
+        intent: Intent,
+        actor: &str,
+    ) -> StoreResult<ProjectStatus> {
+        let mut tx = self.pool.begin().await?;
+        let (project_id, slug, status) = lock_project_by_name(&mut tx, user_id, name).await?;
+        intent::check(intent, status)?;
+        for kind in ResourceKind::ALL {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT id, desired, status FROM {} WHERE project_id = $1 FOR UPDATE",
+                kind.table()
+            )))
+            .bind(project_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in rows {
+                let current = ResourceIntent {
+                    desired: parse(row.try_get("desired")?)?,
+                    status: parse(row.try_get("status")?)?,
+                };
+                let Some(next) = intent::apply(intent, current) else {
+                    continue;
+                };
+                sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE {} SET desired = $2, status = $3, intent_seq = intent_seq + 1,
+                         attempts = 0, last_error = NULL, next_attempt_at = now()
+                     WHERE id = $1",
+                    kind.table()
+                )))
+                .bind(row.try_get::<Uuid, _>("id")?)
+                .bind(next.desired.as_str())
+                .bind(next.status.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let new_status = reaggregate(&mut tx, project_id).await?.unwrap_or(status);
+        append_event(
+            &mut tx,
+            &NewEvent {
+                project_id,
+                user_id,
+                kind: EventKind::Project,
+                resource: &slug,
+                from_status: Some(status.as_str()),
+                to_status: Some(new_status.as_str()),
+                message: &format!("{intent} requested"),
+                actor,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(new_status)
+    }
+}
+
+pub(crate) fn no_such_project(name: &str) -> StoreError {
+    StoreError::NotFound(format!(
+        "no such project: {}",
+        crate::model::naming::printable(name, 60)
+    ))
+}
+
+/// Locks one of the user's projects for the rest of the transaction. Every
+/// transaction that changes a project's resources takes this lock first, so
+/// concurrent writers serialise and never deadlock.
+pub(crate) async fn lock_project_by_name(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    name: &str,
+) -> StoreResult<(Uuid, String, ProjectStatus)> {
+    let row = sqlx::query(
+        "SELECT id, slug, status FROM projects
+         WHERE user_id = $1 AND (lower(name) = lower($2) OR slug = $2)
+         ORDER BY (slug = $2) DESC LIMIT 1 FOR UPDATE",
+    )
+    .bind(user_id)
+    .bind(name.trim())
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| no_such_project(name))?;
+    Ok((row.try_get("id")?, row.try_get("slug")?, parse(row.try_get("status")?)?))
+}
+
+/// Recomputes the project's status from its resources (the caller holds the
+/// project lock). Deletes the project once it has no resources left and
+/// returns `None` then.
+pub(crate) async fn reaggregate(
+    conn: &mut PgConnection,
+    project_id: Uuid,
+) -> StoreResult<Option<ProjectStatus>> {
+    let texts: Vec<String> = sqlx::query_scalar(
+        "SELECT status FROM sandboxes WHERE project_id = $1
+         UNION ALL SELECT status FROM databases WHERE project_id = $1",
+    )
+    .bind(project_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    if texts.is_empty() {
+        sqlx::query("DELETE FROM projects WHERE id = $1")
+            .bind(project_id)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(None);
+    }
+    let statuses: Vec<ResourceStatus> = texts
+        .into_iter()
+        .map(parse)
+        .collect::<Result<_, sqlx::Error>>()?;
+    let status = aggregate(&statuses);
+    sqlx::query("UPDATE projects SET status = $2 WHERE id = $1 AND status <> $2")
+        .bind(project_id)
+        .bind(status.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(status))
+}
