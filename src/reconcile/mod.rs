@@ -214,7 +214,7 @@ impl Reconciler {
             usize::from(!sandboxes.is_empty()) + usize::from(!databases.is_empty());
 
         let mut unchanged: Vec<(&Leased, Duration)> = Vec::new();
-        let mut work: Vec<(&Leased, Decision)> = Vec::new();
+        let mut work: Vec<(Leased, Decision)> = Vec::new();
         for (rows, seen) in [(&sandboxes, &seen_sandboxes), (&databases, &seen_databases)] {
             for row in rows.iter() {
                 let input = plan_input(row);
@@ -242,7 +242,7 @@ impl Reconciler {
                     let interval = self.cfg.schedule.observe_interval;
                     unchanged.push((row, interval.mul_f64(0.9 + 0.2 * jitter)));
                 } else {
-                    work.push((row, decided));
+                    work.push((row.clone(), decided));
                 }
             }
         }
@@ -258,7 +258,7 @@ impl Reconciler {
 
         let results: Vec<StoreResult<(CycleStats, Option<Duration>)>> =
             futures::stream::iter(work)
-                .map(|(row, decided)| self.work_row(row, decided))
+                .map(|(row, decided)| async move { self.work_row(&row, decided).await })
                 .buffer_unordered(self.cfg.concurrency.max(1))
                 .collect()
                 .await;

@@ -28,7 +28,8 @@ impl EventKind {
 /// One entry to append.
 #[derive(Debug, Clone)]
 pub struct NewEvent<'a> {
-    pub project_id: Uuid,
+    /// `None` once the project is gone (its final event).
+    pub project_id: Option<Uuid>,
     pub user_id: Uuid,
     pub kind: EventKind,
     pub resource: &'a str,

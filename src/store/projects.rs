@@ -36,7 +36,8 @@ pub struct ResourceSummary {
     pub status: ResourceStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
-    pub next_attempt_at: DateTime<Utc>,
+    /// `None` while in ERROR: nothing is scheduled until the user retries.
+    pub next_attempt_at: Option<DateTime<Utc>>,
     pub lease_owner: Option<String>,
     pub lease_until: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
@@ -92,10 +93,10 @@ fn resource_from_row(r: &sqlx::postgres::PgRow) -> Result<ResourceSummary, sqlx:
 
 const RESOURCE_SELECT: &str = "
     SELECT 'sandbox' AS kind, id, project_id, resource_name, desired, status, attempts, last_error,
-           next_attempt_at, lease_owner, lease_until, updated_at FROM sandboxes WHERE project_id = ANY($1)
+           nullif(next_attempt_at, 'infinity') AS next_attempt_at, lease_owner, lease_until, updated_at FROM sandboxes WHERE project_id = ANY($1)
     UNION ALL
     SELECT 'database' AS kind, id, project_id, resource_name, desired, status, attempts, last_error,
-           next_attempt_at, lease_owner, lease_until, updated_at FROM databases WHERE project_id = ANY($1)
+           nullif(next_attempt_at, 'infinity') AS next_attempt_at, lease_owner, lease_until, updated_at FROM databases WHERE project_id = ANY($1)
     ORDER BY kind DESC, resource_name";
 
 impl Store {
@@ -157,7 +158,7 @@ impl Store {
         append_event(
             &mut tx,
             &NewEvent {
-                project_id: project.id,
+                project_id: Some(project.id),
                 user_id,
                 kind: EventKind::Project,
                 resource: &project.slug,
@@ -273,7 +274,7 @@ impl Store {
         append_event(
             &mut tx,
             &NewEvent {
-                project_id,
+                project_id: Some(project_id),
                 user_id,
                 kind: EventKind::Project,
                 resource: &slug,

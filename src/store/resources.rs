@@ -297,7 +297,7 @@ impl Store {
             append_event(
                 &mut tx,
                 &NewEvent {
-                    project_id: row.project_id,
+                    project_id: Some(row.project_id),
                     user_id: row.user_id,
                     kind: row.kind.event_kind(),
                     resource: &row.resource_name,
@@ -318,7 +318,7 @@ impl Store {
                 append_event(
                     &mut tx,
                     &NewEvent {
-                        project_id: row.project_id,
+                        project_id: after.map(|_| row.project_id),
                         user_id: row.user_id,
                         kind: EventKind::Project,
                         resource: &row.project_slug,

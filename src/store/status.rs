@@ -20,7 +20,7 @@ pub struct RecentError {
     pub status: String,
     pub attempts: i32,
     pub last_error: String,
-    pub next_attempt_at: DateTime<Utc>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,10 +69,10 @@ impl Store {
         .collect::<Result<_, sqlx::Error>>()?;
         let errors = sqlx::query(
             "SELECT * FROM (
-                SELECT 'sandbox' AS kind, resource_name, status, attempts, last_error, next_attempt_at, updated_at
+                SELECT 'sandbox' AS kind, resource_name, status, attempts, last_error, nullif(next_attempt_at, 'infinity') AS next_attempt_at, updated_at
                   FROM sandboxes WHERE last_error IS NOT NULL
                 UNION ALL
-                SELECT 'database', resource_name, status, attempts, last_error, next_attempt_at, updated_at
+                SELECT 'database', resource_name, status, attempts, last_error, nullif(next_attempt_at, 'infinity'), updated_at
                   FROM databases WHERE last_error IS NOT NULL) e
               ORDER BY updated_at DESC LIMIT 20",
         )
