@@ -270,3 +270,25 @@ async fn as_root_runs_server_as_postgres_user() {
     conn.close().await.unwrap();
     pg.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn as_root_names_an_untraversable_parent() {
+    if !is_root() {
+        eprintln!("skipped: only meaningful as root");
+        return;
+    }
+    let outer = TempDataDir::new();
+    std::fs::set_permissions(&outer.path, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data_dir = outer.path.join("d");
+    let err = EmbeddedPostgres::start(&data_dir)
+        .await
+        .expect_err("the postgres user cannot reach the data dir");
+    assert!(
+        matches!(&err, EmbeddedPgError::NotTraversable { dir, .. } if *dir == outer.path),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--data-dir"), "{err}");
+    // Directories outside the data dir are never chmod-ed.
+    let mode = std::fs::metadata(&outer.path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
