@@ -1,0 +1,154 @@
+//! `kiln bench reconcile`: numbers for the reconcile loop, printed, never asserted.
+//! Runs in a scratch database on the configured server, dropped afterwards.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use uuid::Uuid;
+
+use crate::fake_driver::FakeDriver;
+use crate::reconcile::{ReconcileConfig, Reconciler};
+use crate::store::{SecretKey, Store};
+
+pub async fn reconcile(admin_url: &str, projects: usize, idle_projects: usize) -> anyhow::Result<()> {
+    let name = format!("kiln_bench_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(admin_url).await.context("connecting to the admin URL")?;
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
+    let result = run_all(&database_url(admin_url, &name), projects, idle_projects).await;
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&mut admin)
+        .await?;
+    result
+}
+
+async fn run_all(url: &str, projects: usize, idle_projects: usize) -> anyhow::Result<()> {
+    let store = Store::connect(url, SecretKey::generate(), 40).await?;
+    store.migrate().await?;
+    println!("reconcile throughput: fake driver with zero latency, {projects} new projects = {} resource transitions", projects * 2);
+    for replicas in [1usize, 2] {
+        let user = store.create_user(&format!("bench{replicas}"), None, false).await?;
+        for i in 0..projects {
+            store.create_project(user.id, &format!("p{i}"), "", "bench").await?;
+        }
+        let fake = Arc::new(FakeDriver::new());
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for r in 0..replicas {
+            let rec = Reconciler::new(
+                store.clone(),
+                fake.clone(),
+                fake.clone(),
+                ReconcileConfig::default(),
+                format!("bench-{replicas}-{r}"),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut transitions = 0;
+                loop {
+                    let (stats, _) = rec.drain().await?;
+                    transitions += stats.transitions;
+                    if stats.leased == 0 {
+                        return anyhow::Ok(transitions);
+                    }
+                }
+            }));
+        }
+        let mut transitions = 0;
+        for t in tasks {
+            transitions += t.await??;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "  replicas={replicas}: {transitions} transitions in {secs:.2} s = {:.0} transitions/s",
+            transitions as f64 / secs
+        );
+    }
+
+    println!("idle resync: {idle_projects} RUNNING projects ({} resources), none due", idle_projects * 2);
+    let user = store.create_user("benchidle", None, false).await?;
+    seed_running(&store, user.id, idle_projects).await?;
+    let fake = Arc::new(FakeDriver::new());
+    let rec = Reconciler::new(store.clone(), fake.clone(), fake.clone(), ReconcileConfig::default(), "bench-idle");
+    let mut times = Vec::new();
+    let mut queries = 0;
+    let mut calls = 0;
+    let passes = 200;
+    for _ in 0..passes {
+        let t = Instant::now();
+        let (stats, _, _) = rec.pass().await?;
+        times.push(t.elapsed());
+        queries += stats.queries;
+        calls += stats.driver_calls;
+    }
+    times.sort();
+    let pct = |p: f64| times[((times.len() as f64 - 1.0) * p) as usize];
+    println!(
+        "  {passes} passes: p50 {:.2} ms, p99 {:.2} ms; {} queries and {} driver calls per pass",
+        ms(pct(0.5)),
+        ms(pct(0.99)),
+        queries as f64 / passes as f64,
+        calls as f64 / passes as f64
+    );
+    store.pool().close().await;
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Inserts settled projects in bulk (creating 10,000 one by one would
+/// measure the create path, not the resync).
+async fn seed_running(store: &Store, user: Uuid, n: usize) -> anyhow::Result<()> {
+    sqlx::query(
+        "WITH p AS (
+            INSERT INTO projects (user_id, name, slug, status)
+            SELECT $1, 'idle' || g, 'idle' || g, 'RUNNING' FROM generate_series(1, $2) g
+            RETURNING id, slug),
+         s AS (
+            INSERT INTO sandboxes (project_id, user_id, resource_name, status, next_attempt_at, applied_env_version)
+            SELECT id, $1, slug || '-agentruntime-sbench', 'RUNNING', now() + interval '1 hour', 1 FROM p)
+         INSERT INTO databases (project_id, user_id, resource_name, status, next_attempt_at, password_enc)
+         SELECT id, $1, slug || '-agentruntime-dbench', 'RUNNING', now() + interval '1 hour', '\\x00' FROM p",
+    )
+    .bind(user)
+    .bind(n as i32)
+    .execute(store.pool())
+    .await?;
+    sqlx::query("ANALYZE").execute(store.pool()).await?;
+    Ok(())
+}
+
+/// The admin URL with its database replaced.
+fn database_url(admin_url: &str, db: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (admin_url, None),
+    };
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_url_replaces_only_the_database() {
+        assert_eq!(
+            super::database_url("postgres://u@h:5/postgres", "x"),
+            "postgres://u@h:5/x"
+        );
+        assert_eq!(
+            super::database_url("postgres://kiln@localhost/kiln?host=/s", "x"),
+            "postgres://kiln@localhost/x?host=/s"
+        );
+        assert_eq!(super::database_url("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+}

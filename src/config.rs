@@ -1,0 +1,265 @@
+//! One `Config`: defaults, then the config file, then the environment, then
+//! flags. Validated once at start so a bad value stops Kiln with a clear
+//! message instead of misbehaving later.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::reconcile::ReconcileConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid setting {key} = {value}: {why}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
+
+/// The config file's shape (TOML). Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub database_url: Option<String>,
+    pub secret_key: Option<String>,
+    pub replica_id: Option<String>,
+    #[serde(default)]
+    pub reconcile: ReconcileFile,
+    #[serde(default)]
+    pub local: LocalFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileFile {
+    pub resync_ms: Option<u64>,
+    pub batch_size: Option<i64>,
+    pub lease_secs: Option<u64>,
+    pub concurrency: Option<usize>,
+    pub observe_interval_secs: Option<u64>,
+    pub poll_interval_ms: Option<u64>,
+    pub backoff_base_ms: Option<u64>,
+    pub backoff_cap_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalFile {
+    pub sandbox_command: Option<String>,
+    pub admin_database_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// What a sandbox's session runs; `None` = `claude` if on PATH, else the login shell.
+    pub sandbox_command: Option<String>,
+    /// Where tenant databases are created; `None` = the server Kiln itself uses.
+    pub admin_database_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// `None` = the embedded cluster in the data dir.
+    pub database_url: Option<String>,
+    /// 64 hex characters; `None` = `{data_dir}/secret.key`, created once.
+    pub secret_key: Option<String>,
+    pub replica_id: String,
+    pub reconcile: ReconcileConfig,
+    pub local: LocalConfig,
+}
+
+/// What the environment and flags contribute (read by `main`).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub database_url: Option<String>,
+    pub secret_key: Option<String>,
+    pub replica_id: Option<String>,
+}
+
+impl Config {
+    /// Loads `config_path`, or `{data_dir}/kiln.toml` when it exists.
+    pub fn load(
+        data_dir: &Path,
+        config_path: Option<&Path>,
+        overrides: Overrides,
+    ) -> Result<Config, ConfigError> {
+        let default_path = data_dir.join("kiln.toml");
+        let path = match config_path {
+            Some(p) => Some(p.to_path_buf()),
+            None => default_path.exists().then_some(default_path),
+        };
+        let file = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                parse_file(&text).map_err(|message| ConfigError::Parse {
+                    path: p.display().to_string(),
+                    message,
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        Self::from_parts(data_dir, file, overrides)
+    }
+
+    pub fn from_parts(
+        data_dir: &Path,
+        file: FileConfig,
+        overrides: Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut reconcile = ReconcileConfig::default();
+        let r = &file.reconcile;
+        if let Some(v) = r.resync_ms {
+            check("reconcile.resync_ms", v, 10..=600_000)?;
+            reconcile.resync = Duration::from_millis(v);
+        }
+        if let Some(v) = r.batch_size {
+            check("reconcile.batch_size", v, 1..=10_000)?;
+            reconcile.batch_size = v;
+        }
+        if let Some(v) = r.lease_secs {
+            check("reconcile.lease_secs", v, 1..=3600)?;
+            reconcile.lease = Duration::from_secs(v);
+        }
+        if let Some(v) = r.concurrency {
+            check("reconcile.concurrency", v, 1..=1024)?;
+            reconcile.concurrency = v;
+        }
+        if let Some(v) = r.observe_interval_secs {
+            check("reconcile.observe_interval_secs", v, 1..=86_400)?;
+            reconcile.schedule.observe_interval = Duration::from_secs(v);
+        }
+        if let Some(v) = r.poll_interval_ms {
+            check("reconcile.poll_interval_ms", v, 10..=600_000)?;
+            reconcile.schedule.poll_interval = Duration::from_millis(v);
+        }
+        if let Some(v) = r.backoff_base_ms {
+            check("reconcile.backoff_base_ms", v, 1..=600_000)?;
+            reconcile.schedule.backoff_base = Duration::from_millis(v);
+        }
+        if let Some(v) = r.backoff_cap_secs {
+            check("reconcile.backoff_cap_secs", v, 1..=86_400)?;
+            reconcile.schedule.backoff_cap = Duration::from_secs(v);
+        }
+        if reconcile.schedule.backoff_cap < reconcile.schedule.backoff_base {
+            return Err(ConfigError::Invalid {
+                key: "reconcile.backoff_cap_secs",
+                value: format!("{:?}", reconcile.schedule.backoff_cap),
+                why: "must not be smaller than reconcile.backoff_base_ms",
+            });
+        }
+        let replica_id = overrides
+            .replica_id
+            .or(file.replica_id)
+            .unwrap_or_else(default_replica_id);
+        if replica_id.is_empty()
+            || replica_id.len() > 100
+            || replica_id.chars().any(char::is_control)
+        {
+            return Err(ConfigError::Invalid {
+                key: "replica_id",
+                value: replica_id.chars().take(40).collect(),
+                why: "must be 1-100 printable characters",
+            });
+        }
+        Ok(Config {
+            data_dir: data_dir.to_path_buf(),
+            database_url: overrides.database_url.or(file.database_url),
+            secret_key: overrides.secret_key.or(file.secret_key),
+            replica_id,
+            reconcile,
+            local: LocalConfig {
+                sandbox_command: file.local.sandbox_command.filter(|c| !c.trim().is_empty()),
+                admin_database_url: file.local.admin_database_url,
+            },
+        })
+    }
+}
+
+pub fn parse_file(text: &str) -> Result<FileConfig, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
+fn check<T: PartialOrd + std::fmt::Display>(
+    key: &'static str,
+    v: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<(), ConfigError> {
+    if range.contains(&v) {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            key,
+            value: v.to_string(),
+            why: "out of range",
+        })
+    }
+}
+
+/// `hostname-pid`: unique per process, readable in `kiln status`.
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "kiln".into());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_overrides() {
+        let file = parse_file(
+            r#"
+            database_url = "postgres://file"
+            replica_id = "from-file"
+            [reconcile]
+            resync_ms = 500
+            batch_size = 10
+            [local]
+            sandbox_command = "bash"
+            "#,
+        )
+        .unwrap();
+        let c = Config::from_parts(
+            Path::new("/d"),
+            file,
+            Overrides {
+                database_url: Some("postgres://env".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.database_url.as_deref(), Some("postgres://env"));
+        assert_eq!(c.replica_id, "from-file");
+        assert_eq!(c.reconcile.resync, Duration::from_millis(500));
+        assert_eq!(c.reconcile.batch_size, 10);
+        assert_eq!(c.reconcile.lease, Duration::from_secs(30));
+        assert_eq!(c.local.sandbox_command.as_deref(), Some("bash"));
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        let e = parse_file("[reconcile]\nresync = 5").unwrap_err();
+        assert!(e.contains("unknown field"), "{e}");
+        let file = parse_file("[reconcile]\nbatch_size = 0").unwrap();
+        let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("reconcile.batch_size"), "{e}");
+        let file = parse_file("[reconcile]\nbackoff_base_ms = 5000\nbackoff_cap_secs = 1").unwrap();
+        assert!(Config::from_parts(Path::new("/d"), file, Overrides::default()).is_err());
+    }
+}

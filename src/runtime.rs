@@ -1,0 +1,100 @@
+//! Opening Kiln's database the way every subcommand does: `DATABASE_URL`
+//! when set, otherwise the embedded cluster in the data dir (started on
+//! demand, stopped again by whoever started it).
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::embedded_pg::EmbeddedPostgres;
+use crate::store::{SecretKey, Store};
+
+pub struct Database {
+    pub store: Store,
+    /// Where tenant databases are created (the local driver's admin connection).
+    pub admin_url: String,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    pub async fn open(config: &Config, max_connections: u32) -> anyhow::Result<Database> {
+        ensure_data_dir(&config.data_dir)?;
+        let key = load_key(config)?;
+        let (url, admin_url, embedded) = match &config.database_url {
+            Some(url) => (url.clone(), url.clone(), None),
+            None => {
+                let pg = EmbeddedPostgres::start(&config.data_dir)
+                    .await
+                    .context("starting the embedded PostgreSQL cluster (set DATABASE_URL to use your own server)")?;
+                (pg.database_url(), pg.admin_url(), Some(pg))
+            }
+        };
+        let admin_url = config.local.admin_database_url.clone().unwrap_or(admin_url);
+        let store = Store::connect(&url, key, max_connections)
+            .await
+            .with_context(|| format!("connecting to {}", redact_url(&url)))?;
+        store.migrate().await.context("preparing the database")?;
+        Ok(Database {
+            store,
+            admin_url,
+            embedded,
+        })
+    }
+
+    /// Closes the pool and stops the embedded cluster if this process started it.
+    pub async fn close(self) -> anyhow::Result<()> {
+        self.store.pool().close().await;
+        if let Some(pg) = self.embedded {
+            pg.stop().await.context("stopping the embedded PostgreSQL cluster")?;
+        }
+        Ok(())
+    }
+}
+
+fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))
+}
+
+fn load_key(config: &Config) -> anyhow::Result<SecretKey> {
+    match &config.secret_key {
+        Some(hex) => SecretKey::from_hex(hex).context("KILN_SECRET_KEY / secret_key"),
+        None => {
+            let path = config.data_dir.join("secret.key");
+            SecretKey::load_or_create(&path).map_err(Into::into)
+        }
+    }
+}
+
+/// A URL fit for a log line: the password is replaced.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.find('@') else {
+        return url.to_string();
+    };
+    let creds = &rest[..at];
+    match creds.split_once(':') {
+        Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            super::redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}
