@@ -12,25 +12,42 @@ use crate::fake_driver::FakeDriver;
 use crate::reconcile::{ReconcileConfig, Reconciler};
 use crate::store::{SecretKey, Store};
 
-pub async fn reconcile(admin_url: &str, projects: usize, idle_projects: usize) -> anyhow::Result<()> {
+pub async fn reconcile(
+    admin_url: &str,
+    projects: usize,
+    idle_projects: usize,
+) -> anyhow::Result<()> {
     let name = format!("kiln_bench_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(admin_url).await.context("connecting to the admin URL")?;
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
-    let result = run_all(&database_url(admin_url, &name), projects, idle_projects).await;
-    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+    let mut admin = PgConnection::connect(admin_url)
+        .await
+        .context("connecting to the admin URL")?;
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)
         .await?;
+    let result = run_all(&database_url(admin_url, &name), projects, idle_projects).await;
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await?;
     result
 }
 
 async fn run_all(url: &str, projects: usize, idle_projects: usize) -> anyhow::Result<()> {
     let store = Store::connect(url, SecretKey::generate(), 40).await?;
     store.migrate().await?;
-    println!("reconcile throughput: fake driver with zero latency, {projects} new projects = {} resource transitions", projects * 2);
+    println!(
+        "reconcile throughput: fake driver with zero latency, {projects} new projects = {} resource transitions",
+        projects * 2
+    );
     for replicas in [1usize, 2] {
-        let user = store.create_user(&format!("bench{replicas}"), None, false).await?;
+        let user = store
+            .create_user(&format!("bench{replicas}"), None, false)
+            .await?;
         for i in 0..projects {
-            store.create_project(user.id, &format!("p{i}"), "", "bench").await?;
+            store
+                .create_project(user.id, &format!("p{i}"), "", "bench")
+                .await?;
         }
         let fake = Arc::new(FakeDriver::new());
         let started = Instant::now();
@@ -65,11 +82,20 @@ async fn run_all(url: &str, projects: usize, idle_projects: usize) -> anyhow::Re
         );
     }
 
-    println!("idle resync: {idle_projects} RUNNING projects ({} resources), none due", idle_projects * 2);
+    println!(
+        "idle resync: {idle_projects} RUNNING projects ({} resources), none due",
+        idle_projects * 2
+    );
     let user = store.create_user("benchidle", None, false).await?;
     seed_running(&store, user.id, idle_projects).await?;
     let fake = Arc::new(FakeDriver::new());
-    let rec = Reconciler::new(store.clone(), fake.clone(), fake.clone(), ReconcileConfig::default(), "bench-idle");
+    let rec = Reconciler::new(
+        store.clone(),
+        fake.clone(),
+        fake.clone(),
+        ReconcileConfig::default(),
+        "bench-idle",
+    );
     let mut times = Vec::new();
     let mut queries = 0;
     let mut calls = 0;
@@ -149,6 +175,9 @@ mod tests {
             super::database_url("postgres://kiln@localhost/kiln?host=/s", "x"),
             "postgres://kiln@localhost/x?host=/s"
         );
-        assert_eq!(super::database_url("postgres://u@h", "x"), "postgres://u@h/x");
+        assert_eq!(
+            super::database_url("postgres://u@h", "x"),
+            "postgres://u@h/x"
+        );
     }
 }

@@ -19,7 +19,11 @@ use crate::store::projects::ProjectView;
 use crate::store::resources::ResourceKind;
 
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version, about = "A multi-tenant platform for AI coding sandboxes, driven from the terminal")]
+#[command(
+    name = "kiln",
+    version,
+    about = "A multi-tenant platform for AI coding sandboxes, driven from the terminal"
+)]
 pub struct Cli {
     /// Where Kiln keeps its state: the embedded database, the secret key, sandboxes.
     #[arg(long, global = true, env = "KILN_DATA_DIR", default_value = "./.kiln")]
@@ -137,8 +141,12 @@ pub enum BenchCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let overrides = Overrides {
         database_url: std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()),
-        secret_key: std::env::var("KILN_SECRET_KEY").ok().filter(|s| !s.is_empty()),
-        replica_id: std::env::var("KILN_REPLICA_ID").ok().filter(|s| !s.is_empty()),
+        secret_key: std::env::var("KILN_SECRET_KEY")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        replica_id: std::env::var("KILN_REPLICA_ID")
+            .ok()
+            .filter(|s| !s.is_empty()),
     };
     let config = Config::load(&cli.data_dir, cli.config.as_deref(), overrides)?;
     match cli.command {
@@ -178,8 +186,9 @@ where
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let db = Database::open(&config, 20).await?;
-    let sandboxes = crate::local::LocalSandboxes::new(&config.data_dir, config.local.sandbox_command.clone())
-        .context("setting up local sandboxes")?;
+    let sandboxes =
+        crate::local::LocalSandboxes::new(&config.data_dir, config.local.sandbox_command.clone())
+            .context("setting up local sandboxes")?;
     let databases = crate::local::LocalDatabases::connect(&db.admin_url)
         .await
         .context("connecting to the Postgres server for tenant databases")?;
@@ -234,7 +243,10 @@ async fn user(db: &Database, cmd: UserCommand) -> anyhow::Result<()> {
             } else {
                 Some(prompt_new_password()?)
             };
-            let u = db.store.create_user(&username, password.as_deref(), admin).await?;
+            let u = db
+                .store
+                .create_user(&username, password.as_deref(), admin)
+                .await?;
             println!("created user {} ({})", u.username, u.role);
         }
         UserCommand::List { json } => {
@@ -253,7 +265,11 @@ async fn user(db: &Database, cmd: UserCommand) -> anyhow::Result<()> {
             } else {
                 println!("{:<32} {:<7} {:<9} CREATED", "USERNAME", "ROLE", "STATE");
                 for u in users {
-                    let state = if u.disabled_at.is_some() { "disabled" } else { "active" };
+                    let state = if u.disabled_at.is_some() {
+                        "disabled"
+                    } else {
+                        "active"
+                    };
                     println!(
                         "{:<32} {:<7} {:<9} {}",
                         u.username,
@@ -275,8 +291,15 @@ async fn user(db: &Database, cmd: UserCommand) -> anyhow::Result<()> {
 async fn project(db: &Database, cmd: ProjectCommand) -> anyhow::Result<()> {
     let intent = |name: String, owner: Owner, intent: Intent| async move {
         let u = db.store.require_user(&owner.user).await?;
-        let status = db.store.record_intent(u.id, &name, intent, OPERATOR).await?;
-        println!("{} requested for {}: now {status}", intent, printable(&name, 60));
+        let status = db
+            .store
+            .record_intent(u.id, &name, intent, OPERATOR)
+            .await?;
+        println!(
+            "{} requested for {}: now {status}",
+            intent,
+            printable(&name, 60)
+        );
         anyhow::Ok(())
     };
     match cmd {
@@ -286,8 +309,16 @@ async fn project(db: &Database, cmd: ProjectCommand) -> anyhow::Result<()> {
             description,
         } => {
             let u = db.store.require_user(&owner.user).await?;
-            let p = db.store.create_project(u.id, &name, &description, OPERATOR).await?;
-            println!("created project {} (slug {}): {}", printable(&p.name, 60), p.slug, p.status);
+            let p = db
+                .store
+                .create_project(u.id, &name, &description, OPERATOR)
+                .await?;
+            println!(
+                "created project {} (slug {}): {}",
+                printable(&p.name, 60),
+                p.slug,
+                p.status
+            );
             Ok(())
         }
         ProjectCommand::List { owner, json } => {
@@ -365,7 +396,10 @@ async fn status(db: &Database, json: bool) -> anyhow::Result<()> {
         println!("  none");
     }
     for h in &s.lease_holders {
-        let until = h.until.map(|u| u.format("%H:%M:%S").to_string()).unwrap_or_default();
+        let until = h
+            .until
+            .map(|u| u.format("%H:%M:%S").to_string())
+            .unwrap_or_default();
         println!("  {:<40} {:>5} until {until}", h.owner, h.leases);
     }
     println!("recent errors:");
@@ -391,7 +425,10 @@ async fn status(db: &Database, json: bool) -> anyhow::Result<()> {
 
 fn read_stdin_line() -> anyhow::Result<String> {
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
     let pw = line.trim_end_matches(['\n', '\r']).to_string();
     if pw.is_empty() {
         bail!("no password on stdin");

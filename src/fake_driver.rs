@@ -29,12 +29,15 @@ pub enum Op {
     Credentials,
 }
 
+/// A failure queued for the next matching call (`None` name = any resource).
+type InjectedFailure = (Option<String>, DriverError);
+
 #[derive(Default)]
 struct State {
     resources: HashMap<(Kind, String), Observed>,
     env: HashMap<String, Vec<(String, String)>>,
     calls: HashMap<(Kind, Op, String), u32>,
-    failures: HashMap<(Kind, Op), VecDeque<(Option<String>, DriverError)>>,
+    failures: HashMap<(Kind, Op), VecDeque<InjectedFailure>>,
     hangs: HashSet<String>,
     /// What `ensure` leaves behind: Running by default, Starting to model a
     /// back end that needs time (the test then flips it with `set`).
@@ -60,7 +63,10 @@ impl FakeDriver {
     /// Calls of `op` on `name` so far.
     pub fn calls(&self, kind: Kind, op: Op, name: &str) -> u32 {
         let s = self.state.lock().unwrap();
-        s.calls.get(&(kind, op, name.to_string())).copied().unwrap_or(0)
+        s.calls
+            .get(&(kind, op, name.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Calls of `op` on any resource of `kind`.
@@ -148,14 +154,13 @@ impl FakeDriver {
             tokio::time::sleep(latency).await;
         }
         let mut s = self.state.lock().unwrap();
-        if let Some(queue) = s.failures.get_mut(&(kind, op)) {
-            if let Some(pos) = queue
+        if let Some(queue) = s.failures.get_mut(&(kind, op))
+            && let Some(pos) = queue
                 .iter()
                 .position(|(n, _)| n.as_deref().is_none_or(|n| n == name))
-            {
-                let (_, err) = queue.remove(pos).expect("position is in range");
-                return Err(err);
-            }
+        {
+            let (_, err) = queue.remove(pos).expect("position is in range");
+            return Err(err);
         }
         Ok(())
     }
@@ -213,12 +218,14 @@ impl SandboxDriver for FakeDriver {
     }
 
     async fn stop(&self, r: &ResourceRef) -> DriverResult<Observed> {
-        self.enter(Kind::Sandbox, Op::Stop, &r.resource_name).await?;
+        self.enter(Kind::Sandbox, Op::Stop, &r.resource_name)
+            .await?;
         Ok(self.put(Kind::Sandbox, &r.resource_name, Observed::Stopped))
     }
 
     async fn delete(&self, r: &ResourceRef) -> DriverResult<()> {
-        self.enter(Kind::Sandbox, Op::Delete, &r.resource_name).await?;
+        self.enter(Kind::Sandbox, Op::Delete, &r.resource_name)
+            .await?;
         self.remove(Kind::Sandbox, &r.resource_name);
         Ok(())
     }
@@ -231,7 +238,9 @@ impl SandboxDriver for FakeDriver {
         let name = &spec.resource.resource_name;
         self.enter(Kind::Sandbox, Op::SyncEnv, name).await?;
         if self.get(Kind::Sandbox, name) != Observed::Running {
-            return Err(DriverError::transient(format!("sandbox {name} is not running")));
+            return Err(DriverError::transient(format!(
+                "sandbox {name} is not running"
+            )));
         }
         self.state
             .lock()
@@ -257,7 +266,8 @@ impl DatabaseDriver for FakeDriver {
     }
 
     async fn delete(&self, r: &ResourceRef) -> DriverResult<()> {
-        self.enter(Kind::Database, Op::Delete, &r.resource_name).await?;
+        self.enter(Kind::Database, Op::Delete, &r.resource_name)
+            .await?;
         self.remove(Kind::Database, &r.resource_name);
         Ok(())
     }

@@ -1,14 +1,14 @@
 //! Kiln: a multi-tenant platform for AI coding sandboxes, driven from the terminal.
 //! See `DESIGN.md` for the architecture; `main.rs` only wires these modules.
 
+pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod embedded_pg;
 pub mod fake_driver;
+pub mod local;
 pub mod model;
 pub mod reconcile;
-pub mod store;
-pub mod bench;
-pub mod cli;
 pub mod runtime;
-pub mod local;
+pub mod store;

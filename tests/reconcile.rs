@@ -18,24 +18,40 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 fn config() -> ReconcileConfig {
-    let mut c = ReconcileConfig::default();
-    c.resync = Duration::from_millis(50);
+    let mut c = ReconcileConfig {
+        resync: Duration::from_millis(50),
+        ..Default::default()
+    };
     c.schedule.backoff_base = Duration::from_millis(20);
     c.schedule.backoff_cap = Duration::from_millis(100);
     c.schedule.poll_interval = Duration::from_millis(20);
     c
 }
 
-fn reconciler(store: &Store, fake: &Arc<FakeDriver>, replica: &str, cfg: ReconcileConfig) -> Reconciler {
+fn reconciler(
+    store: &Store,
+    fake: &Arc<FakeDriver>,
+    replica: &str,
+    cfg: ReconcileConfig,
+) -> Reconciler {
     Reconciler::new(store.clone(), fake.clone(), fake.clone(), cfg, replica)
 }
 
 async fn user(store: &Store, name: &str) -> Uuid {
-    store.create_user(name, Some("a long password"), false).await.unwrap().id
+    store
+        .create_user(name, Some("a long password"), false)
+        .await
+        .unwrap()
+        .id
 }
 
 async fn status(store: &Store, user: Uuid, project: &str) -> ProjectStatus {
-    store.find_project(user, project).await.unwrap().project.status
+    store
+        .find_project(user, project)
+        .await
+        .unwrap()
+        .project
+        .status
 }
 
 async fn resource_names(store: &Store, user: Uuid, project: &str) -> (String, String) {
@@ -69,11 +85,20 @@ async fn a_project_is_driven_to_running_then_stopped_started_and_deleted() {
     let fake = Arc::new(FakeDriver::new());
     let r = reconciler(&store, &fake, "r1", config());
     let alice = user(&store, "alice").await;
-    store.create_project(alice, "My Blog!", "", "alice").await.unwrap();
-    assert_eq!(status(&store, alice, "myblog").await, ProjectStatus::Creating);
+    store
+        .create_project(alice, "My Blog!", "", "alice")
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&store, alice, "myblog").await,
+        ProjectStatus::Creating
+    );
 
     settle(&r).await;
-    assert_eq!(status(&store, alice, "My Blog!").await, ProjectStatus::Running);
+    assert_eq!(
+        status(&store, alice, "My Blog!").await,
+        ProjectStatus::Running
+    );
     let (sandbox, database) = resource_names(&store, alice, "myblog").await;
     assert_eq!(fake.get(Kind::Sandbox, &sandbox), Observed::Running);
     assert_eq!(fake.get(Kind::Database, &database), Observed::Running);
@@ -82,28 +107,45 @@ async fn a_project_is_driven_to_running_then_stopped_started_and_deleted() {
     assert!(url.1.contains(&database), "{url:?}");
 
     assert_eq!(
-        store.record_intent(alice, "myblog", Intent::Stop, "alice").await.unwrap(),
+        store
+            .record_intent(alice, "myblog", Intent::Stop, "alice")
+            .await
+            .unwrap(),
         ProjectStatus::Stopping
     );
     settle(&r).await;
-    assert_eq!(status(&store, alice, "myblog").await, ProjectStatus::Stopped);
+    assert_eq!(
+        status(&store, alice, "myblog").await,
+        ProjectStatus::Stopped
+    );
     assert_eq!(fake.get(Kind::Sandbox, &sandbox), Observed::Stopped);
 
-    store.record_intent(alice, "myblog", Intent::Start, "alice").await.unwrap();
+    store
+        .record_intent(alice, "myblog", Intent::Start, "alice")
+        .await
+        .unwrap();
     settle(&r).await;
-    assert_eq!(status(&store, alice, "myblog").await, ProjectStatus::Running);
+    assert_eq!(
+        status(&store, alice, "myblog").await,
+        ProjectStatus::Running
+    );
 
-    store.record_intent(alice, "myblog", Intent::Delete, "alice").await.unwrap();
+    store
+        .record_intent(alice, "myblog", Intent::Delete, "alice")
+        .await
+        .unwrap();
     settle(&r).await;
     assert!(store.find_project(alice, "myblog").await.is_err());
     assert_eq!(fake.get(Kind::Sandbox, &sandbox), Observed::Absent);
     assert_eq!(fake.get(Kind::Database, &database), Observed::Absent);
     // The audit trail outlives the project.
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE user_id = $1 AND to_status = 'TERMINATED'")
-        .bind(alice)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE user_id = $1 AND to_status = 'TERMINATED'",
+    )
+    .bind(alice)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
     assert!(n >= 1);
 }
 
@@ -115,7 +157,10 @@ async fn two_loops_perform_every_transition_exactly_once() {
     fake.set_latency(Duration::from_millis(2));
     let alice = user(&store, "alice").await;
     for i in 0..200 {
-        store.create_project(alice, &format!("p{i}"), "", "alice").await.unwrap();
+        store
+            .create_project(alice, &format!("p{i}"), "", "alice")
+            .await
+            .unwrap();
     }
     let shutdown = CancellationToken::new();
     let mut loops = Vec::new();
@@ -123,7 +168,9 @@ async fn two_loops_perform_every_transition_exactly_once() {
         let r = reconciler(&store, &fake, name, config());
         let changes = Some(store.listen().await.unwrap().subscribe());
         let stop = shutdown.clone();
-        loops.push(tokio::spawn(async move { r.run(changes, stop).await.unwrap() }));
+        loops.push(tokio::spawn(
+            async move { r.run(changes, stop).await.unwrap() },
+        ));
     }
     eventually("200 projects RUNNING", Duration::from_secs(60), || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE status = 'RUNNING'")
@@ -135,7 +182,10 @@ async fn two_loops_perform_every_transition_exactly_once() {
     .await;
     // Stop them all and wait again.
     for i in 0..200 {
-        store.record_intent(alice, &format!("p{i}"), Intent::Stop, "alice").await.unwrap();
+        store
+            .record_intent(alice, &format!("p{i}"), Intent::Stop, "alice")
+            .await
+            .unwrap();
     }
     eventually("200 projects STOPPED", Duration::from_secs(60), || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE status = 'STOPPED'")
@@ -154,13 +204,19 @@ async fn two_loops_perform_every_transition_exactly_once() {
         for op in [Op::Ensure, Op::Stop] {
             let counts = fake.call_counts(kind, op);
             assert_eq!(counts.len(), 200, "{kind:?} {op:?} reached every resource");
-            assert!(counts.values().all(|&c| c == 1), "{kind:?} {op:?} exactly once: {counts:?}");
+            assert!(
+                counts.values().all(|&c| c == 1),
+                "{kind:?} {op:?} exactly once: {counts:?}"
+            );
         }
     }
     // Both loops took part (the lease split the work), and together they
     // made exactly the 800 resource transitions the test asked for.
     assert_eq!(worked.iter().sum::<usize>(), 800, "{worked:?}");
-    assert!(worked.iter().all(|&w| w > 0), "both replicas worked: {worked:?}");
+    assert!(
+        worked.iter().all(|&w| w > 0),
+        "both replicas worked: {worked:?}"
+    );
 }
 
 #[tokio::test]
@@ -169,7 +225,10 @@ async fn a_dead_loops_rows_are_finished_by_another_and_its_late_write_is_fenced(
     let store = db.store().await;
     let fake = Arc::new(FakeDriver::new());
     let alice = user(&store, "alice").await;
-    store.create_project(alice, "stuck", "", "alice").await.unwrap();
+    store
+        .create_project(alice, "stuck", "", "alice")
+        .await
+        .unwrap();
     let (sandbox, _) = resource_names(&store, alice, "stuck").await;
     fake.hang(&sandbox);
 
@@ -177,21 +236,28 @@ async fn a_dead_loops_rows_are_finished_by_another_and_its_late_write_is_fenced(
     cfg.lease = Duration::from_millis(500);
     let dying = reconciler(&store, &fake, "dying", cfg.clone());
     let task = tokio::spawn(async move { dying.drain().await });
-    eventually("the dying loop to call ensure", Duration::from_secs(10), || async {
-        (fake.calls(Kind::Sandbox, Op::Ensure, &sandbox) == 1).then_some(())
-    })
+    eventually(
+        "the dying loop to call ensure",
+        Duration::from_secs(10),
+        || async { (fake.calls(Kind::Sandbox, Op::Ensure, &sandbox) == 1).then_some(()) },
+    )
     .await;
     // Capture the dead loop's lease the way its late write would present it.
     let mut leased = store
         .lease_batch(ResourceKind::Sandbox, "probe", Duration::from_secs(30), 10)
         .await
         .unwrap();
-    assert!(leased.is_empty(), "the row is still leased by the dying loop");
-    let row = sqlx::query("SELECT lease_owner, lease_token, intent_seq FROM sandboxes WHERE resource_name = $1")
-        .bind(&sandbox)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    assert!(
+        leased.is_empty(),
+        "the row is still leased by the dying loop"
+    );
+    let row = sqlx::query(
+        "SELECT lease_owner, lease_token, intent_seq FROM sandboxes WHERE resource_name = $1",
+    )
+    .bind(&sandbox)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
     assert_eq!(row.get::<String, _>("lease_owner"), "dying");
     let dead_token: Uuid = row.get("lease_token");
     task.abort();
@@ -200,22 +266,31 @@ async fn a_dead_loops_rows_are_finished_by_another_and_its_late_write_is_fenced(
 
     // The survivor cannot take the row before the lease expires, then does.
     let survivor = reconciler(&store, &fake, "survivor", cfg);
-    eventually("the survivor to finish the project", Duration::from_secs(10), || async {
-        survivor.drain().await.unwrap();
-        (status(&store, alice, "stuck").await == ProjectStatus::Running).then_some(())
-    })
+    eventually(
+        "the survivor to finish the project",
+        Duration::from_secs(10),
+        || async {
+            survivor.drain().await.unwrap();
+            (status(&store, alice, "stuck").await == ProjectStatus::Running).then_some(())
+        },
+    )
     .await;
 
     // The dead loop's write arrives late: rejected, nothing changes.
     leased = Vec::new();
     let _ = leased;
-    let before: String = sqlx::query_scalar("SELECT status FROM sandboxes WHERE resource_name = $1")
-        .bind(&sandbox)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let before: String =
+        sqlx::query_scalar("SELECT status FROM sandboxes WHERE resource_name = $1")
+            .bind(&sandbox)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
     let p = store.find_project(alice, "stuck").await.unwrap();
-    let s = p.resources.iter().find(|r| r.kind == ResourceKind::Sandbox).unwrap();
+    let s = p
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .unwrap();
     let late = kiln::store::resources::Leased {
         kind: ResourceKind::Sandbox,
         id: s.id,
@@ -267,7 +342,10 @@ async fn stop_pressed_while_a_start_is_in_flight_ends_stopped() {
     let store = db.store().await;
     let fake = Arc::new(FakeDriver::new());
     let alice = user(&store, "alice").await;
-    store.create_project(alice, "race", "", "alice").await.unwrap();
+    store
+        .create_project(alice, "race", "", "alice")
+        .await
+        .unwrap();
     let (sandbox, _) = resource_names(&store, alice, "race").await;
     fake.hang(&sandbox);
     let r = Arc::new(reconciler(&store, &fake, "r1", config()));
@@ -277,10 +355,16 @@ async fn stop_pressed_while_a_start_is_in_flight_ends_stopped() {
         (fake.calls(Kind::Sandbox, Op::Ensure, &sandbox) == 1).then_some(())
     })
     .await;
-    store.record_intent(alice, "race", Intent::Stop, "alice").await.unwrap();
+    store
+        .record_intent(alice, "race", Intent::Stop, "alice")
+        .await
+        .unwrap();
     fake.release(&sandbox);
     let (stats, _) = pass.await.unwrap();
-    assert_eq!(stats.superseded, 1, "the start's write gave way to the stop");
+    assert_eq!(
+        stats.superseded, 1,
+        "the start's write gave way to the stop"
+    );
     settle(&r).await;
     assert_eq!(status(&store, alice, "race").await, ProjectStatus::Stopped);
     assert_eq!(fake.get(Kind::Sandbox, &sandbox), Observed::Stopped);
@@ -292,13 +376,25 @@ async fn a_transient_failure_is_retried_and_shown_meanwhile() {
     let store = db.store().await;
     let fake = Arc::new(FakeDriver::new());
     let alice = user(&store, "alice").await;
-    store.create_project(alice, "flaky", "", "alice").await.unwrap();
+    store
+        .create_project(alice, "flaky", "", "alice")
+        .await
+        .unwrap();
     let (sandbox, _) = resource_names(&store, alice, "flaky").await;
-    fake.fail_next(Kind::Sandbox, Op::Ensure, Some(&sandbox), DriverError::transient("connection reset"));
+    fake.fail_next(
+        Kind::Sandbox,
+        Op::Ensure,
+        Some(&sandbox),
+        DriverError::transient("connection reset"),
+    );
     let r = reconciler(&store, &fake, "r1", config());
     r.drain().await.unwrap();
     let p = store.find_project(alice, "flaky").await.unwrap();
-    let s = p.resources.iter().find(|r| r.kind == ResourceKind::Sandbox).unwrap();
+    let s = p
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .unwrap();
     assert_eq!(s.status, ResourceStatus::Creating);
     assert_eq!(s.attempts, 1);
     assert_eq!(s.last_error.as_deref(), Some("connection reset"));
@@ -306,7 +402,11 @@ async fn a_transient_failure_is_retried_and_shown_meanwhile() {
     settle(&r).await;
     let p = store.find_project(alice, "flaky").await.unwrap();
     assert_eq!(p.project.status, ProjectStatus::Running);
-    let s = p.resources.iter().find(|r| r.kind == ResourceKind::Sandbox).unwrap();
+    let s = p
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .unwrap();
     assert_eq!((s.attempts, s.last_error.as_deref()), (0, None));
     assert_eq!(fake.calls(Kind::Sandbox, Op::Ensure, &sandbox), 2);
 }
@@ -317,23 +417,40 @@ async fn a_permanent_failure_ends_in_error_and_a_retry_recovers() {
     let store = db.store().await;
     let fake = Arc::new(FakeDriver::new());
     let alice = user(&store, "alice").await;
-    store.create_project(alice, "broken", "", "alice").await.unwrap();
+    store
+        .create_project(alice, "broken", "", "alice")
+        .await
+        .unwrap();
     let (_, database) = resource_names(&store, alice, "broken").await;
-    fake.fail_next(Kind::Database, Op::Ensure, Some(&database), DriverError::permanent("forbidden: quota exceeded"));
+    fake.fail_next(
+        Kind::Database,
+        Op::Ensure,
+        Some(&database),
+        DriverError::permanent("forbidden: quota exceeded"),
+    );
     let r = reconciler(&store, &fake, "r1", config());
     settle(&r).await;
     let p = store.find_project(alice, "broken").await.unwrap();
     assert_eq!(p.project.status, ProjectStatus::Error);
-    let d = p.resources.iter().find(|r| r.kind == ResourceKind::Database).unwrap();
+    let d = p
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Database)
+        .unwrap();
     assert_eq!(d.last_error.as_deref(), Some("forbidden: quota exceeded"));
     // ERROR stays put: no retries behind the user's back.
     settle(&r).await;
     assert_eq!(fake.calls(Kind::Database, Op::Ensure, &database), 1);
     // Start is refused? No: Retry is the documented way; Start from ERROR is allowed too.
-    let err = store.record_intent(alice, "broken", Intent::Retry, "alice").await;
+    let err = store
+        .record_intent(alice, "broken", Intent::Retry, "alice")
+        .await;
     assert_eq!(err.unwrap(), ProjectStatus::Starting);
     settle(&r).await;
-    assert_eq!(status(&store, alice, "broken").await, ProjectStatus::Running);
+    assert_eq!(
+        status(&store, alice, "broken").await,
+        ProjectStatus::Running
+    );
     assert_eq!(fake.calls(Kind::Database, Op::Ensure, &database), 2);
 }
 
@@ -343,16 +460,31 @@ async fn env_changes_reach_the_running_sandbox() {
     let store = db.store().await;
     let fake = Arc::new(FakeDriver::new());
     let alice = user(&store, "alice").await;
-    store.create_project(alice, "envy", "", "alice").await.unwrap();
+    store
+        .create_project(alice, "envy", "", "alice")
+        .await
+        .unwrap();
     let r = reconciler(&store, &fake, "r1", config());
     settle(&r).await;
     let (sandbox, _) = resource_names(&store, alice, "envy").await;
-    store.set_env(alice, "envy", "GREETING", "hello", false).await.unwrap();
-    store.set_env(alice, "envy", "API_TOKEN", "s3cret", true).await.unwrap();
+    store
+        .set_env(alice, "envy", "GREETING", "hello", false)
+        .await
+        .unwrap();
+    store
+        .set_env(alice, "envy", "API_TOKEN", "s3cret", true)
+        .await
+        .unwrap();
     settle(&r).await;
     let env = fake.env_of(&sandbox).unwrap();
-    assert!(env.contains(&("GREETING".into(), "hello".into())), "{env:?}");
-    assert!(env.contains(&("API_TOKEN".into(), "s3cret".into())), "{env:?}");
+    assert!(
+        env.contains(&("GREETING".into(), "hello".into())),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&("API_TOKEN".into(), "s3cret".into())),
+        "{env:?}"
+    );
     // The secret is not in the table in clear.
     let raw: i64 = sqlx::query_scalar("SELECT count(*) FROM environments WHERE value = 's3cret' OR position('s3cret' in encode(value_enc, 'escape')) > 0")
         .fetch_one(store.pool())
@@ -372,7 +504,10 @@ async fn graceful_shutdown_gives_leases_back() {
     let store = db.store().await;
     let fake = Arc::new(FakeDriver::new());
     let alice = user(&store, "alice").await;
-    store.create_project(alice, "slow", "", "alice").await.unwrap();
+    store
+        .create_project(alice, "slow", "", "alice")
+        .await
+        .unwrap();
     let (sandbox, _) = resource_names(&store, alice, "slow").await;
     fake.hang(&sandbox);
     let r = reconciler(&store, &fake, "leaving", config());
@@ -385,10 +520,11 @@ async fn graceful_shutdown_gives_leases_back() {
     .await;
     stop.cancel();
     task.await.unwrap().unwrap();
-    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM sandboxes WHERE lease_owner IS NOT NULL")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let held: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sandboxes WHERE lease_owner IS NOT NULL")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
     assert_eq!(held, 0);
 }
 
@@ -398,7 +534,10 @@ async fn drift_is_noticed_on_observation() {
     let store = db.store().await;
     let fake = Arc::new(FakeDriver::new());
     let alice = user(&store, "alice").await;
-    store.create_project(alice, "drifty", "", "alice").await.unwrap();
+    store
+        .create_project(alice, "drifty", "", "alice")
+        .await
+        .unwrap();
     let mut cfg = config();
     cfg.schedule.observe_interval = Duration::from_millis(100);
     let r = reconciler(&store, &fake, "r1", cfg);
@@ -406,11 +545,18 @@ async fn drift_is_noticed_on_observation() {
     let (sandbox, _) = resource_names(&store, alice, "drifty").await;
     // Someone kills the session behind Kiln's back; the next observation heals it.
     fake.set(Kind::Sandbox, &sandbox, Observed::Absent);
-    eventually("the sandbox to be recreated", Duration::from_secs(10), || async {
-        r.drain().await.unwrap();
-        (fake.calls(Kind::Sandbox, Op::Ensure, &sandbox) == 2).then_some(())
-    })
+    eventually(
+        "the sandbox to be recreated",
+        Duration::from_secs(10),
+        || async {
+            r.drain().await.unwrap();
+            (fake.calls(Kind::Sandbox, Op::Ensure, &sandbox) == 2).then_some(())
+        },
+    )
     .await;
     assert_eq!(fake.get(Kind::Sandbox, &sandbox), Observed::Running);
-    assert_eq!(status(&store, alice, "drifty").await, ProjectStatus::Running);
+    assert_eq!(
+        status(&store, alice, "drifty").await,
+        ProjectStatus::Running
+    );
 }

@@ -24,7 +24,10 @@ async fn counts(store: &Store) -> (i64, i64, i64, i64) {
 async fn bad_project_names_are_refused_and_nothing_is_written() {
     let db = TestDb::new().await;
     let store = db.store().await;
-    let alice = store.create_user("alice", Some("a long password"), false).await.unwrap();
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
     let before = counts(&store).await;
     let long = "x".repeat(10_000);
     let cases: [(&str, &str); 5] = [
@@ -35,7 +38,10 @@ async fn bad_project_names_are_refused_and_nothing_is_written() {
         ("bad\x1b]0;pwned\x07name", "control characters"),
     ];
     for (name, expect) in cases {
-        let err = store.create_project(alice.id, name, "", "alice").await.unwrap_err();
+        let err = store
+            .create_project(alice.id, name, "", "alice")
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains(expect), "{name:?}: {err}");
     }
     let err = store
@@ -46,9 +52,15 @@ async fn bad_project_names_are_refused_and_nothing_is_written() {
     assert_eq!(counts(&store).await, before);
 
     // A duplicate slug is a clear conflict, and also writes nothing.
-    store.create_project(alice.id, "My Blog", "", "alice").await.unwrap();
+    store
+        .create_project(alice.id, "My Blog", "", "alice")
+        .await
+        .unwrap();
     let before = counts(&store).await;
-    let err = store.create_project(alice.id, "my-blog!", "", "alice").await.unwrap_err();
+    let err = store
+        .create_project(alice.id, "my-blog!", "", "alice")
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     assert!(err.to_string().contains("myblog"), "{err}");
     assert_eq!(counts(&store).await, before);
@@ -58,10 +70,21 @@ async fn bad_project_names_are_refused_and_nothing_is_written() {
 async fn bad_env_keys_and_values_are_refused_and_nothing_is_written() {
     let db = TestDb::new().await;
     let store = db.store().await;
-    let alice = store.create_user("alice", Some("a long password"), false).await.unwrap();
-    store.create_project(alice.id, "app", "", "alice").await.unwrap();
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    store
+        .create_project(alice.id, "app", "", "alice")
+        .await
+        .unwrap();
     let before = counts(&store).await;
-    let version = store.find_project(alice.id, "app").await.unwrap().project.env_version;
+    let version = store
+        .find_project(alice.id, "app")
+        .await
+        .unwrap()
+        .project
+        .env_version;
     let big = "v".repeat(40_000);
     let cases: [(&str, &str, &str); 7] = [
         ("A=B", "x", "not a valid variable name"),
@@ -73,12 +96,20 @@ async fn bad_env_keys_and_values_are_refused_and_nothing_is_written() {
         ("OK", "nul\0byte", "NUL"),
     ];
     for (key, value, expect) in cases {
-        let err = store.set_env(alice.id, "app", key, value, false).await.unwrap_err();
+        let err = store
+            .set_env(alice.id, "app", key, value, false)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains(expect), "{key:?}: {err}");
     }
     assert_eq!(counts(&store).await, before);
     assert_eq!(
-        store.find_project(alice.id, "app").await.unwrap().project.env_version,
+        store
+            .find_project(alice.id, "app")
+            .await
+            .unwrap()
+            .project
+            .env_version,
         version
     );
 }
@@ -87,26 +118,62 @@ async fn bad_env_keys_and_values_are_refused_and_nothing_is_written() {
 async fn another_tenants_project_behaves_like_one_that_does_not_exist() {
     let db = TestDb::new().await;
     let store = db.store().await;
-    let alice = store.create_user("alice", Some("a long password"), false).await.unwrap();
-    let bob = store.create_user("bob", Some("a long password"), false).await.unwrap();
-    store.create_project(alice.id, "secret-plans", "", "alice").await.unwrap();
-    store.set_env(alice.id, "secret-plans", "K", "v", false).await.unwrap();
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    let bob = store
+        .create_user("bob", Some("a long password"), false)
+        .await
+        .unwrap();
+    store
+        .create_project(alice.id, "secret-plans", "", "alice")
+        .await
+        .unwrap();
+    store
+        .set_env(alice.id, "secret-plans", "K", "v", false)
+        .await
+        .unwrap();
     let before = counts(&store).await;
 
-    let missing = store.find_project(bob.id, "nope").await.unwrap_err().to_string();
-    let foreign = store.find_project(bob.id, "secret-plans").await.unwrap_err().to_string();
-    assert_eq!(missing.replace("nope", "X"), foreign.replace("secret-plans", "X"));
+    let missing = store
+        .find_project(bob.id, "nope")
+        .await
+        .unwrap_err()
+        .to_string();
+    let foreign = store
+        .find_project(bob.id, "secret-plans")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        missing.replace("nope", "X"),
+        foreign.replace("secret-plans", "X")
+    );
     for intent in Intent::ALL {
-        let err = store.record_intent(bob.id, "secret-plans", *intent, "bob").await.unwrap_err();
+        let err = store
+            .record_intent(bob.id, "secret-plans", *intent, "bob")
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{intent}: {err}");
     }
-    assert!(store.set_env(bob.id, "secret-plans", "K", "x", false).await.is_err());
+    assert!(
+        store
+            .set_env(bob.id, "secret-plans", "K", "x", false)
+            .await
+            .is_err()
+    );
     assert!(store.unset_env(bob.id, "secret-plans", "K").await.is_err());
     assert!(store.list_env(bob.id, "secret-plans").await.is_err());
     assert!(store.list_projects(bob.id).await.unwrap().is_empty());
     assert_eq!(counts(&store).await, before);
     assert_eq!(
-        store.find_project(alice.id, "secret-plans").await.unwrap().project.status,
+        store
+            .find_project(alice.id, "secret-plans")
+            .await
+            .unwrap()
+            .project
+            .status,
         ProjectStatus::Creating
     );
 }
@@ -116,13 +183,27 @@ async fn a_different_secret_key_is_refused_at_start() {
     let db = TestDb::new().await;
     let original = SecretKey::generate();
     let store = db.store_with_key(original.clone()).await;
-    let alice = store.create_user("alice", Some("a long password"), false).await.unwrap();
-    store.create_project(alice.id, "app", "", "alice").await.unwrap();
-    store.set_env(alice.id, "app", "TOKEN", "t0ps3cret", true).await.unwrap();
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    store
+        .create_project(alice.id, "app", "", "alice")
+        .await
+        .unwrap();
+    store
+        .set_env(alice.id, "app", "TOKEN", "t0ps3cret", true)
+        .await
+        .unwrap();
 
-    let other = Store::connect(&db.url, SecretKey::generate(), 2).await.unwrap();
+    let other = Store::connect(&db.url, SecretKey::generate(), 2)
+        .await
+        .unwrap();
     let err = other.migrate().await.unwrap_err();
-    assert!(matches!(err, StoreError::Crypto(CryptoError::WrongKey)), "{err}");
+    assert!(
+        matches!(err, StoreError::Crypto(CryptoError::WrongKey)),
+        "{err}"
+    );
     assert!(err.to_string().contains("Restore the original key"));
     // Reading a secret with the wrong key is an error, never garbage.
     assert!(other.list_env(alice.id, "app").await.is_err());
@@ -137,20 +218,37 @@ async fn changes_are_announced_and_lease_churn_is_not() {
     let store = db.store().await;
     let changes = store.listen().await.unwrap();
     let mut rx = changes.subscribe();
-    let alice = store.create_user("alice", Some("a long password"), false).await.unwrap();
-    let p = store.create_project(alice.id, "app", "", "alice").await.unwrap();
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    let p = store
+        .create_project(alice.id, "app", "", "alice")
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     while let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
         seen.push(c);
     }
-    let project = seen.iter().find(|c| c.table == "projects").expect("project change");
+    let project = seen
+        .iter()
+        .find(|c| c.table == "projects")
+        .expect("project change");
     assert_eq!(project.user_id, Some(alice.id));
     assert_eq!(project.id, Some(p.id));
-    assert!(seen.iter().any(|c| c.table == "sandboxes" && c.project_id == Some(p.id)));
+    assert!(
+        seen.iter()
+            .any(|c| c.table == "sandboxes" && c.project_id == Some(p.id))
+    );
 
     // Taking a lease changes nothing anyone watches: no notification.
     let leased = store
-        .lease_batch(kiln::store::resources::ResourceKind::Sandbox, "r", Duration::from_secs(30), 10)
+        .lease_batch(
+            kiln::store::resources::ResourceKind::Sandbox,
+            "r",
+            Duration::from_secs(30),
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(leased.len(), 1);
@@ -162,10 +260,21 @@ async fn changes_are_announced_and_lease_churn_is_not() {
 async fn users_are_unique_case_insensitively_and_can_be_disabled() {
     let db = TestDb::new().await;
     let store = db.store().await;
-    store.create_user("Alice", Some("a long password"), false).await.unwrap();
-    let err = store.create_user("alice", Some("a long password"), false).await.unwrap_err();
+    store
+        .create_user("Alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    let err = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
-    assert!(store.create_user("bob", Some("short"), false).await.is_err());
+    assert!(
+        store
+            .create_user("bob", Some("short"), false)
+            .await
+            .is_err()
+    );
     assert!(store.create_user("bad name", None, false).await.is_err());
     let (user, hash) = store.password_hash("ALICE").await.unwrap().unwrap();
     assert_eq!(user.username, "alice");

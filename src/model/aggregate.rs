@@ -97,8 +97,14 @@ mod tests {
 
     #[test]
     fn the_seed_examples_hold() {
-        assert_eq!(aggregate(&[R::Running, R::Starting]), ProjectStatus::Starting);
-        assert_eq!(aggregate(&[R::Stopping, R::Starting]), ProjectStatus::Partial);
+        assert_eq!(
+            aggregate(&[R::Running, R::Starting]),
+            ProjectStatus::Starting
+        );
+        assert_eq!(
+            aggregate(&[R::Stopping, R::Starting]),
+            ProjectStatus::Partial
+        );
         assert_eq!(aggregate(&[R::Running, R::Error]), ProjectStatus::Error);
     }
 
@@ -106,9 +112,15 @@ mod tests {
     fn rule_order_is_respected() {
         assert_eq!(aggregate(&[]), ProjectStatus::Terminated);
         assert_eq!(aggregate(&[R::Creating, R::Error]), ProjectStatus::Error);
-        assert_eq!(aggregate(&[R::Creating, R::Running]), ProjectStatus::Creating);
+        assert_eq!(
+            aggregate(&[R::Creating, R::Running]),
+            ProjectStatus::Creating
+        );
         assert_eq!(aggregate(&[R::Stopped, R::Stopped]), ProjectStatus::Stopped);
-        assert_eq!(aggregate(&[R::Stopped, R::Stopping]), ProjectStatus::Stopping);
+        assert_eq!(
+            aggregate(&[R::Stopped, R::Stopping]),
+            ProjectStatus::Stopping
+        );
         assert_eq!(
             aggregate(&[R::Terminated, R::Terminating]),
             ProjectStatus::Terminating

@@ -95,9 +95,15 @@ mod tests {
         assert!(matches!(check_key("ÄPFEL"), Err(EnvError::InvalidKey(_))));
         assert_eq!(check_key("KILN_SECRET"), Err(EnvError::KilnPrefix));
         assert_eq!(check_key("kiln_x"), Err(EnvError::KilnPrefix));
-        assert!(matches!(check_key("DATABASE_URL"), Err(EnvError::ReservedKey(_))));
+        assert!(matches!(
+            check_key("DATABASE_URL"),
+            Err(EnvError::ReservedKey(_))
+        ));
         assert!(matches!(check_key("Path"), Err(EnvError::ReservedKey(_))));
-        assert!(matches!(check_key(&"A".repeat(200)), Err(EnvError::KeyTooLong(200))));
+        assert!(matches!(
+            check_key(&"A".repeat(200)),
+            Err(EnvError::KeyTooLong(200))
+        ));
     }
 
     #[test]
@@ -107,6 +113,9 @@ mod tests {
             check_value("K", &"x".repeat(MAX_VALUE_LEN + 1)),
             Err(EnvError::ValueTooLong { .. })
         ));
-        assert!(matches!(check_value("K", "a\0b"), Err(EnvError::NulInValue(_))));
+        assert!(matches!(
+            check_value("K", "a\0b"),
+            Err(EnvError::NulInValue(_))
+        ));
     }
 }

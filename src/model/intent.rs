@@ -16,7 +16,8 @@ pub enum Intent {
 }
 
 impl Intent {
-    pub const ALL: &'static [Intent] = &[Intent::Start, Intent::Stop, Intent::Delete, Intent::Retry];
+    pub const ALL: &'static [Intent] =
+        &[Intent::Start, Intent::Stop, Intent::Delete, Intent::Retry];
 
     pub fn verb(self) -> &'static str {
         match self {
@@ -131,14 +132,21 @@ mod tests {
             (Intent::Retry, P::Partial, false),
         ];
         for (intent, status, allowed) in table {
-            assert_eq!(check(intent, status).is_ok(), allowed, "{intent} from {status}");
+            assert_eq!(
+                check(intent, status).is_ok(),
+                allowed,
+                "{intent} from {status}"
+            );
         }
         for &i in Intent::ALL {
             assert!(check(i, P::Terminating).is_err());
             assert!(check(i, P::Terminated).is_err());
         }
         let msg = check(Intent::Start, P::Running).unwrap_err().to_string();
-        assert_eq!(msg, "cannot start a project that is RUNNING: it is already running");
+        assert_eq!(
+            msg,
+            "cannot start a project that is RUNNING: it is already running"
+        );
     }
 
     fn ri(desired: Desired, status: R) -> ResourceIntent {

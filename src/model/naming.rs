@@ -110,8 +110,14 @@ mod tests {
         assert_eq!(slugify("   "), Err(NameError::Empty));
         assert!(matches!(slugify("!!!"), Err(NameError::NothingLeft(_))));
         assert!(matches!(slugify("日本語"), Err(NameError::NothingLeft(_))));
-        assert_eq!(slugify(&"a".repeat(10_000)), Err(NameError::TooLong(10_000)));
-        assert_eq!(slugify("evil\x1b[2Jname"), Err(NameError::ControlCharacters));
+        assert_eq!(
+            slugify(&"a".repeat(10_000)),
+            Err(NameError::TooLong(10_000))
+        );
+        assert_eq!(
+            slugify("evil\x1b[2Jname"),
+            Err(NameError::ControlCharacters)
+        );
         assert!(
             slugify("%%%")
                 .unwrap_err()

@@ -248,20 +248,22 @@ impl Reconciler {
         }
 
         for kind in ResourceKind::ALL {
-            let (rows, delays): (Vec<&Leased>, Vec<Duration>) =
-                unchanged.iter().filter(|(r, _)| r.kind == kind).cloned().unzip();
+            let (rows, delays): (Vec<&Leased>, Vec<Duration>) = unchanged
+                .iter()
+                .filter(|(r, _)| r.kind == kind)
+                .cloned()
+                .unzip();
             if !rows.is_empty() {
                 self.store.release_unchanged(kind, &rows, &delays).await?;
                 stats.queries += 1;
             }
         }
 
-        let results: Vec<StoreResult<(CycleStats, Option<Duration>)>> =
-            futures::stream::iter(work)
-                .map(|(row, decided)| async move { self.work_row(&row, decided).await })
-                .buffer_unordered(self.cfg.concurrency.max(1))
-                .collect()
-                .await;
+        let results: Vec<StoreResult<(CycleStats, Option<Duration>)>> = futures::stream::iter(work)
+            .map(|(row, decided)| async move { self.work_row(&row, decided).await })
+            .buffer_unordered(self.cfg.concurrency.max(1))
+            .collect()
+            .await;
         let mut soonest: Option<Duration> = None;
         for r in results {
             let (s, next) = r?;
@@ -396,14 +398,14 @@ impl Reconciler {
         r: &ResourceRef,
         stats: &mut CycleStats,
     ) -> Result<(i64, SandboxSpec), ActError> {
-        let (version, mut env) = self.store.sandbox_env(row.project_id).await?;
-        let database = self.store.project_database(row.project_id).await?;
-        stats.queries += 2;
-        if let Some((name, namespace, sealed)) = database {
-            let password = self.store.key().decrypt_string(
-                &sealed,
-                &ResourceKind::Database.password_context(&name),
-            )?;
+        let inputs = self.store.sandbox_inputs(row.project_id).await?;
+        stats.queries += 1;
+        let (version, mut env) = (inputs.env_version, inputs.env);
+        if let Some((name, namespace, sealed)) = inputs.database {
+            let password = self
+                .store
+                .key()
+                .decrypt_string(&sealed, &ResourceKind::Database.password_context(&name))?;
             let spec = DatabaseSpec {
                 resource: ResourceRef {
                     resource_name: name,

@@ -91,7 +91,11 @@ mod tests {
         let table: Vec<(PlanInput, Observed, Action)> = vec![
             (input(D::Running, R::Creating, false), O::Absent, A::Ensure),
             (input(D::Running, R::Starting, false), O::Stopped, A::Ensure),
-            (input(D::Running, R::Starting, false), O::Stopping, A::Ensure),
+            (
+                input(D::Running, R::Starting, false),
+                O::Stopping,
+                A::Ensure,
+            ),
             (input(D::Running, R::Starting, false), O::Starting, A::Wait),
             (input(D::Running, R::Starting, false), O::Running, A::Settle),
             (input(D::Running, R::Running, true), O::Running, A::SyncEnv),
@@ -105,15 +109,35 @@ mod tests {
             ),
             (input(D::Stopped, R::Stopping, false), O::Running, A::Stop),
             (input(D::Stopped, R::Stopping, false), O::Starting, A::Stop),
-            (input(D::Stopped, R::Stopping, false), failed.clone(), A::Stop),
+            (
+                input(D::Stopped, R::Stopping, false),
+                failed.clone(),
+                A::Stop,
+            ),
             (input(D::Stopped, R::Stopping, false), O::Stopping, A::Wait),
             (input(D::Stopped, R::Stopping, false), O::Stopped, A::Settle),
             (input(D::Stopped, R::Stopping, false), O::Absent, A::Settle),
             (input(D::Stopped, R::Stopped, true), O::Stopped, A::Settle),
-            (input(D::Terminated, R::Terminating, false), O::Running, A::Delete),
-            (input(D::Terminated, R::Terminating, false), O::Stopped, A::Delete),
-            (input(D::Terminated, R::Terminating, false), failed, A::Delete),
-            (input(D::Terminated, R::Terminating, false), O::Absent, A::Forget),
+            (
+                input(D::Terminated, R::Terminating, false),
+                O::Running,
+                A::Delete,
+            ),
+            (
+                input(D::Terminated, R::Terminating, false),
+                O::Stopped,
+                A::Delete,
+            ),
+            (
+                input(D::Terminated, R::Terminating, false),
+                failed,
+                A::Delete,
+            ),
+            (
+                input(D::Terminated, R::Terminating, false),
+                O::Absent,
+                A::Forget,
+            ),
             (input(D::Running, R::Error, false), O::Absent, A::Nothing),
         ];
         for (row, observed, want) in table {
@@ -124,19 +148,59 @@ mod tests {
     #[test]
     fn statuses_after_an_action() {
         let table = [
-            (input(D::Running, R::Creating, false), O::Running, R::Running),
-            (input(D::Running, R::Creating, false), O::Starting, R::Creating),
-            (input(D::Running, R::Starting, false), O::Starting, R::Starting),
-            (input(D::Running, R::Running, false), O::Starting, R::Starting),
-            (input(D::Stopped, R::Stopping, false), O::Stopped, R::Stopped),
+            (
+                input(D::Running, R::Creating, false),
+                O::Running,
+                R::Running,
+            ),
+            (
+                input(D::Running, R::Creating, false),
+                O::Starting,
+                R::Creating,
+            ),
+            (
+                input(D::Running, R::Starting, false),
+                O::Starting,
+                R::Starting,
+            ),
+            (
+                input(D::Running, R::Running, false),
+                O::Starting,
+                R::Starting,
+            ),
+            (
+                input(D::Stopped, R::Stopping, false),
+                O::Stopped,
+                R::Stopped,
+            ),
             (input(D::Stopped, R::Stopping, false), O::Absent, R::Stopped),
-            (input(D::Stopped, R::Stopping, false), O::Stopping, R::Stopping),
-            (input(D::Terminated, R::Terminating, false), O::Absent, R::Terminated),
-            (input(D::Terminated, R::Terminating, false), O::Stopped, R::Terminating),
-            (input(D::Running, R::Starting, false), O::Failed("x".into()), R::Error),
+            (
+                input(D::Stopped, R::Stopping, false),
+                O::Stopping,
+                R::Stopping,
+            ),
+            (
+                input(D::Terminated, R::Terminating, false),
+                O::Absent,
+                R::Terminated,
+            ),
+            (
+                input(D::Terminated, R::Terminating, false),
+                O::Stopped,
+                R::Terminating,
+            ),
+            (
+                input(D::Running, R::Starting, false),
+                O::Failed("x".into()),
+                R::Error,
+            ),
         ];
         for (row, observed, want) in table {
-            assert_eq!(status_after(row, &observed), want, "{row:?} observed {observed:?}");
+            assert_eq!(
+                status_after(row, &observed),
+                want,
+                "{row:?} observed {observed:?}"
+            );
         }
     }
 }

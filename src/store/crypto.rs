@@ -32,9 +32,7 @@ pub enum CryptoError {
         path: String,
         source: std::io::Error,
     },
-    #[error(
-        "the secret key file {0} is readable by other users (mode {1:o}); run chmod 600 on it"
-    )]
+    #[error("the secret key file {0} is readable by other users (mode {1:o}); run chmod 600 on it")]
     KeyFileMode(String, u32),
 }
 
@@ -95,7 +93,11 @@ impl SecretKey {
                 Ok(Self::from_bytes(&bytes))
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let mode = std::fs::metadata(path).map_err(io_err)?.permissions().mode() & 0o777;
+                let mode = std::fs::metadata(path)
+                    .map_err(io_err)?
+                    .permissions()
+                    .mode()
+                    & 0o777;
                 if mode & 0o077 != 0 {
                     return Err(CryptoError::KeyFileMode(path.display().to_string(), mode));
                 }
@@ -165,7 +167,10 @@ mod tests {
     fn round_trip_and_context_binding() {
         let k = SecretKey::generate();
         let sealed = k.encrypt_str("hunter2", "env:p1:API_KEY");
-        assert_eq!(k.decrypt_string(&sealed, "env:p1:API_KEY").unwrap(), "hunter2");
+        assert_eq!(
+            k.decrypt_string(&sealed, "env:p1:API_KEY").unwrap(),
+            "hunter2"
+        );
         assert!(matches!(
             k.decrypt_string(&sealed, "env:p2:API_KEY"),
             Err(CryptoError::WrongKey)
@@ -208,7 +213,10 @@ mod tests {
     #[test]
     fn hex_keys_are_validated() {
         assert!(SecretKey::from_hex(&"ab".repeat(32)).is_ok());
-        assert!(matches!(SecretKey::from_hex("abc"), Err(CryptoError::BadKeyText(3))));
+        assert!(matches!(
+            SecretKey::from_hex("abc"),
+            Err(CryptoError::BadKeyText(3))
+        ));
         assert!(SecretKey::from_hex(&"zz".repeat(32)).is_err());
     }
 }

@@ -18,12 +18,16 @@ pub struct EnvVar {
 
 impl std::fmt::Debug for EnvVar {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let value = if self.is_secret { "<secret>" } else { &self.value };
+        let value = if self.is_secret {
+            "<secret>"
+        } else {
+            &self.value
+        };
         write!(f, "EnvVar({}={value:?})", self.key)
     }
 }
 
-fn env_context(project_id: Uuid, key: &str) -> String {
+pub(crate) fn env_context(project_id: Uuid, key: &str) -> String {
     format!("environments.value:{project_id}:{key}")
 }
 
@@ -107,7 +111,10 @@ impl Store {
             return Err(crate::model::env::EnvError::TooMany.into());
         }
         let (plain, sealed) = if is_secret {
-            (None, Some(self.key.encrypt_str(value, &env_context(project_id, key))))
+            (
+                None,
+                Some(self.key.encrypt_str(value, &env_context(project_id, key))),
+            )
         } else {
             (Some(value), None)
         };

@@ -12,8 +12,8 @@ pub mod users;
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use crypto::{CryptoError, SecretKey};
 
@@ -91,10 +91,12 @@ impl Store {
     pub async fn verify_key(&self) -> StoreResult<()> {
         const CONTEXT: &str = "kiln_meta:key_check";
         let sealed = self.key.encrypt(b"kiln", CONTEXT);
-        sqlx::query("INSERT INTO kiln_meta (key, value) VALUES ('key_check', $1) ON CONFLICT DO NOTHING")
-            .bind(&sealed)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO kiln_meta (key, value) VALUES ('key_check', $1) ON CONFLICT DO NOTHING",
+        )
+        .bind(&sealed)
+        .execute(&self.pool)
+        .await?;
         let stored: Vec<u8> =
             sqlx::query_scalar("SELECT value FROM kiln_meta WHERE key = 'key_check'")
                 .fetch_one(&self.pool)

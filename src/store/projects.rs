@@ -57,7 +57,8 @@ pub(crate) fn parse<T: std::str::FromStr>(text: String) -> Result<T, sqlx::Error
 where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
-    text.parse().map_err(|e: T::Err| sqlx::Error::Decode(Box::new(e)))
+    text.parse()
+        .map_err(|e: T::Err| sqlx::Error::Decode(Box::new(e)))
 }
 
 fn project_from_row(r: &sqlx::postgres::PgRow) -> Result<Project, sqlx::Error> {
@@ -140,12 +141,14 @@ impl Store {
             })
         })?;
         let project = project_from_row(&row)?;
-        sqlx::query("INSERT INTO sandboxes (project_id, user_id, resource_name) VALUES ($1, $2, $3)")
-            .bind(project.id)
-            .bind(user_id)
-            .bind(&sandbox_name)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO sandboxes (project_id, user_id, resource_name) VALUES ($1, $2, $3)",
+        )
+        .bind(project.id)
+        .bind(user_id)
+        .bind(&sandbox_name)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO databases (project_id, user_id, resource_name, password_enc) VALUES ($1, $2, $3, $4)",
         )
@@ -181,14 +184,19 @@ impl Store {
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
-        let projects: Vec<Project> = rows.iter().map(project_from_row).collect::<Result<_, _>>()?;
+        let projects: Vec<Project> = rows
+            .iter()
+            .map(project_from_row)
+            .collect::<Result<_, _>>()?;
         let ids: Vec<Uuid> = projects.iter().map(|p| p.id).collect();
         let resources = sqlx::query(RESOURCE_SELECT)
             .bind(&ids)
             .fetch_all(&self.pool)
             .await?;
-        let mut resources: Vec<ResourceSummary> =
-            resources.iter().map(resource_from_row).collect::<Result<_, _>>()?;
+        let mut resources: Vec<ResourceSummary> = resources
+            .iter()
+            .map(resource_from_row)
+            .collect::<Result<_, _>>()?;
         Ok(projects
             .into_iter()
             .map(|project| {
@@ -223,7 +231,10 @@ impl Store {
             .await?;
         Ok(ProjectView {
             project,
-            resources: resources.iter().map(resource_from_row).collect::<Result<_, _>>()?,
+            resources: resources
+                .iter()
+                .map(resource_from_row)
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -315,7 +326,11 @@ pub(crate) async fn lock_project_by_name(
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| no_such_project(name))?;
-    Ok((row.try_get("id")?, row.try_get("slug")?, parse(row.try_get("status")?)?))
+    Ok((
+        row.try_get("id")?,
+        row.try_get("slug")?,
+        parse(row.try_get("status")?)?,
+    ))
 }
 
 /// Recomputes the project's status from its resources (the caller holds the

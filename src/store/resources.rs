@@ -10,10 +10,10 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::events::{EventKind, NewEvent, append_event};
-use super::projects::{parse, reaggregate};
+use super::events::EventKind;
+use super::projects::parse;
 use super::{Store, StoreResult};
-use crate::model::{Desired, ResourceStatus};
+use crate::model::{Desired, ResourceStatus, aggregate};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -119,6 +119,15 @@ pub struct Outcome {
     pub message: String,
 }
 
+/// What [`Store::sandbox_inputs`] returns.
+#[derive(Debug, Clone)]
+pub struct SandboxInputs {
+    pub env_version: i64,
+    pub env: Vec<(String, String)>,
+    /// The project's database: resource name, namespace, sealed password.
+    pub database: Option<(String, String, Vec<u8>)>,
+}
+
 /// How a fenced write went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteResult {
@@ -196,7 +205,8 @@ impl Store {
     }
 
     /// Writes one outcome, fenced by the lease token and the intent sequence,
-    /// then re-aggregates the project and appends events, all in one transaction.
+    /// then re-aggregates the project and appends events, all in one
+    /// transaction of at most four statements (this is the loop's hot path).
     pub async fn record_outcome(
         &self,
         row: &Leased,
@@ -205,73 +215,89 @@ impl Store {
     ) -> StoreResult<WriteResult> {
         let table = row.kind.table();
         let mut tx = self.pool.begin().await?;
-        // The project lock first, as every writer of a project's resources does.
-        let project: Option<String> =
+        // The project lock first, as every writer of a project's resources
+        // does; statements after it see what the previous holder committed.
+        let before: Option<String> =
             sqlx::query_scalar("SELECT status FROM projects WHERE id = $1 FOR UPDATE")
                 .bind(row.project_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        if project.is_none() {
+        let Some(before) = before else {
             return Ok(WriteResult::LeaseLost);
-        }
-        let written = if outcome.status == ResourceStatus::Terminated {
-            sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE id = $1 AND lease_token = $2 AND intent_seq = $3"
-            )))
+        };
+        let status_changed = outcome.status != row.status;
+        let event_wanted = status_changed
+            || (outcome.last_error.is_some() && outcome.last_error != row.last_error);
+
+        // The fenced write, its event, and the statuses of the project's other
+        // resources, in one statement.
+        let write = match (row.kind, outcome.status) {
+            (_, ResourceStatus::Terminated) => format!(
+                "DELETE FROM {table} WHERE id = $1 AND lease_token = $2 AND intent_seq = $3
+                 RETURNING project_id"
+            ),
+            (ResourceKind::Sandbox, _) => "UPDATE sandboxes
+                    SET status = $4, attempts = $6, last_error = $7, observed_at = now(),
+                        applied_env_version = coalesce($16, applied_env_version),
+                        -- settled on an env version that changed meanwhile: due again now
+                        next_attempt_at = CASE
+                            WHEN $4 <> 'ERROR' AND coalesce($16, applied_env_version)
+                                 < (SELECT env_version FROM projects WHERE id = project_id)
+                            THEN now()
+                            ELSE coalesce(now() + make_interval(secs => $5), 'infinity') END,
+                        lease_owner = NULL, lease_token = NULL, lease_until = NULL
+                  WHERE id = $1 AND lease_token = $2 AND intent_seq = $3
+                  RETURNING project_id"
+                .to_string(),
+            (ResourceKind::Database, _) => "UPDATE databases
+                    SET status = $4, attempts = $6, last_error = $7, observed_at = now(),
+                        next_attempt_at = coalesce(now() + make_interval(secs => $5), 'infinity'),
+                        db_host = coalesce($16, db_host), db_port = coalesce($17, db_port),
+                        db_name = coalesce($18, db_name), db_user = coalesce($19, db_user),
+                        lease_owner = NULL, lease_token = NULL, lease_until = NULL
+                  WHERE id = $1 AND lease_token = $2 AND intent_seq = $3
+                  RETURNING project_id"
+                .to_string(),
+        };
+        let sql = format!(
+            "WITH w AS ({write}),
+                  e AS (INSERT INTO events (project_id, user_id, kind, resource, from_status,
+                                            to_status, message, actor)
+                        SELECT $8, $9, $10, $11, $12, $4, $13, $14 FROM w WHERE $15)
+             SELECT (SELECT count(*) FROM w) AS written,
+                    ARRAY(SELECT status FROM sandboxes WHERE project_id = $8 AND id <> $1
+                          UNION ALL
+                          SELECT status FROM databases WHERE project_id = $8 AND id <> $1) AS others"
+        );
+        let query = sqlx::query_as::<_, (i64, Vec<String>)>(AssertSqlSafe(sql))
             .bind(row.id)
             .bind(row.lease_token)
             .bind(row.intent_seq)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        } else {
-            // $5 is the delay in seconds, NULL while in ERROR (due only on request).
-            let next = "coalesce(now() + make_interval(secs => $5), 'infinity'::timestamptz)";
-            let sql = match row.kind {
-                // A sandbox settled on an old env version is due again at once:
-                // the env changed while this replica worked.
-                ResourceKind::Sandbox => format!(
-                    "UPDATE sandboxes
-                        SET status = $4, attempts = $6, last_error = $7, observed_at = now(),
-                            applied_env_version = coalesce($8, applied_env_version),
-                            next_attempt_at = CASE
-                                WHEN $4 <> 'ERROR' AND coalesce($8, applied_env_version)
-                                     < (SELECT env_version FROM projects WHERE id = project_id)
-                                THEN now() ELSE {next} END,
-                            lease_owner = NULL, lease_token = NULL, lease_until = NULL
-                      WHERE id = $1 AND lease_token = $2 AND intent_seq = $3"
-                ),
-                ResourceKind::Database => format!(
-                    "UPDATE databases
-                        SET status = $4, attempts = $6, last_error = $7, observed_at = now(),
-                            next_attempt_at = {next},
-                            db_host = coalesce($8, db_host), db_port = coalesce($9, db_port),
-                            db_name = coalesce($10, db_name), db_user = coalesce($11, db_user),
-                            lease_owner = NULL, lease_token = NULL, lease_until = NULL
-                      WHERE id = $1 AND lease_token = $2 AND intent_seq = $3"
-                ),
-            };
-            let query = sqlx::query(AssertSqlSafe(sql))
-                .bind(row.id)
-                .bind(row.lease_token)
-                .bind(row.intent_seq)
-                .bind(outcome.status.as_str())
-                .bind(outcome.next_attempt_in.map(|d| d.as_secs_f64()))
-                .bind(outcome.attempts)
-                .bind(&outcome.last_error);
-            let query = match (row.kind, &outcome.connection) {
-                (ResourceKind::Sandbox, _) => query.bind(outcome.applied_env_version),
-                (ResourceKind::Database, Some((host, port, db, user))) => {
-                    query.bind(host).bind(port).bind(db).bind(user)
-                }
-                (ResourceKind::Database, None) => query
-                    .bind(None::<String>)
-                    .bind(None::<i32>)
-                    .bind(None::<String>)
-                    .bind(None::<String>),
-            };
-            query.execute(&mut *tx).await?.rows_affected()
+            .bind(outcome.status.as_str())
+            .bind(outcome.next_attempt_in.map(|d| d.as_secs_f64()))
+            .bind(outcome.attempts)
+            .bind(&outcome.last_error)
+            .bind(row.project_id)
+            .bind(row.user_id)
+            .bind(row.kind.event_kind().as_str())
+            .bind(&row.resource_name)
+            .bind(row.status.as_str())
+            .bind(&outcome.message)
+            .bind(actor)
+            .bind(event_wanted);
+        let query = match (row.kind, &outcome.connection) {
+            (ResourceKind::Sandbox, _) => query.bind(outcome.applied_env_version),
+            (ResourceKind::Database, Some((host, port, db, user))) => {
+                query.bind(host).bind(port).bind(db).bind(user)
+            }
+            (ResourceKind::Database, None) => query
+                .bind(None::<String>)
+                .bind(None::<i32>)
+                .bind(None::<String>)
+                .bind(None::<String>),
         };
+        let (written, others) = query.fetch_one(&mut *tx).await?;
+
         if written == 0 {
             // Either an intent superseded the work (we still hold the lease:
             // give it back so the row is picked up at once) or the lease is gone.
@@ -291,47 +317,43 @@ impl Store {
                 WriteResult::LeaseLost
             });
         }
-        let status_changed = outcome.status != row.status;
-        let new_error = outcome.last_error.is_some() && outcome.last_error != row.last_error;
-        if status_changed || new_error {
-            append_event(
-                &mut tx,
-                &NewEvent {
-                    project_id: Some(row.project_id),
-                    user_id: row.user_id,
-                    kind: row.kind.event_kind(),
-                    resource: &row.resource_name,
-                    from_status: Some(row.status.as_str()),
-                    to_status: Some(outcome.status.as_str()),
-                    message: &outcome.message,
-                    actor,
-                },
-            )
-            .await?;
-        }
+
         if status_changed {
-            let before: Option<String> = project;
-            let after = reaggregate(&mut tx, row.project_id).await?;
-            let after_text = after.map(|s| s.as_str()).unwrap_or("TERMINATED");
-            if before.as_deref() != Some(after_text) {
-                // The project row may be gone; its events keep the history.
-                append_event(
-                    &mut tx,
-                    &NewEvent {
-                        project_id: after.map(|_| row.project_id),
-                        user_id: row.user_id,
-                        kind: EventKind::Project,
-                        resource: &row.project_slug,
-                        from_status: before.as_deref(),
-                        to_status: Some(after_text),
-                        message: if after.is_none() {
-                            "project deleted"
-                        } else {
-                            "status aggregated from resources"
-                        },
-                        actor,
-                    },
-                )
+            let mut statuses: Vec<ResourceStatus> = others
+                .into_iter()
+                .map(parse)
+                .collect::<Result<_, sqlx::Error>>()?;
+            if outcome.status != ResourceStatus::Terminated {
+                statuses.push(outcome.status);
+            }
+            let after = (!statuses.is_empty()).then(|| aggregate(&statuses));
+            let after_text = after.map_or("TERMINATED", |s| s.as_str());
+            if before != after_text {
+                // The project's new status and its event in one statement;
+                // with no resources left the project goes, its history stays.
+                let change = if after.is_some() {
+                    "UPDATE projects SET status = $2 WHERE id = $1 RETURNING id"
+                } else {
+                    "DELETE FROM projects WHERE id = $1 RETURNING NULL::uuid AS id"
+                };
+                sqlx::query(AssertSqlSafe(format!(
+                    "WITH c AS ({change})
+                     INSERT INTO events (project_id, user_id, kind, resource, from_status,
+                                         to_status, message, actor)
+                     SELECT c.id, $3, 'project', $4, $5, $2, $6, $7 FROM c"
+                )))
+                .bind(row.project_id)
+                .bind(after_text)
+                .bind(row.user_id)
+                .bind(&row.project_slug)
+                .bind(&before)
+                .bind(if after.is_some() {
+                    "status aggregated from resources"
+                } else {
+                    "project deleted"
+                })
+                .bind(actor)
+                .execute(&mut *tx)
                 .await?;
             }
         }
@@ -395,44 +417,55 @@ impl Store {
         Ok(n)
     }
 
-    /// The sandbox's environment as a driver needs it: the project's variables
-    /// (secrets decrypted) and the version they correspond to, read in one snapshot.
-    pub async fn sandbox_env(&self, project_id: Uuid) -> StoreResult<(i64, Vec<(String, String)>)> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let version: i64 = sqlx::query_scalar("SELECT env_version FROM projects WHERE id = $1")
-            .bind(project_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .unwrap_or(0);
-        let vars = super::env::read_env(&mut tx, &self.key, project_id).await?;
-        tx.commit().await?;
-        Ok((version, vars.into_iter().map(|v| (v.key, v.value)).collect()))
-    }
-
-    /// The sealed password and name of the project's database, for DATABASE_URL.
-    pub async fn project_database(
-        &self,
-        project_id: Uuid,
-    ) -> StoreResult<Option<(String, String, Vec<u8>)>> {
+    /// Everything a sandbox spec needs, read in one statement (one snapshot):
+    /// the project's env version, its variables (secrets decrypted, sorted by
+    /// key) and its database's name, namespace and sealed password.
+    pub async fn sandbox_inputs(&self, project_id: Uuid) -> StoreResult<SandboxInputs> {
         let row = sqlx::query(
-            "SELECT resource_name, namespace, password_enc FROM databases
-              WHERE project_id = $1 AND desired <> 'TERMINATED' ORDER BY created_at LIMIT 1",
+            "SELECT p.env_version,
+                    coalesce((SELECT array_agg(e.key ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS keys,
+                    coalesce((SELECT array_agg(coalesce(e.value, '') ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS plain,
+                    coalesce((SELECT array_agg(coalesce(e.value_enc, '') ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS sealed,
+                    coalesce((SELECT array_agg(e.is_secret ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS secret,
+                    d.resource_name AS db_name, d.namespace AS db_namespace, d.password_enc
+               FROM projects p
+               LEFT JOIN LATERAL (SELECT resource_name, namespace, password_enc FROM databases
+                                   WHERE project_id = p.id AND desired <> 'TERMINATED'
+                                   ORDER BY created_at LIMIT 1) d ON true
+              WHERE p.id = $1",
         )
         .bind(project_id)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row
-            .map(|r| -> Result<_, sqlx::Error> {
-                Ok((
-                    r.try_get("resource_name")?,
-                    r.try_get("namespace")?,
-                    r.try_get("password_enc")?,
-                ))
-            })
-            .transpose()?)
+        .await?
+        .ok_or_else(|| super::StoreError::NotFound("the project is gone".into()))?;
+        let keys: Vec<String> = row.try_get("keys")?;
+        let plain: Vec<String> = row.try_get("plain")?;
+        let sealed: Vec<Vec<u8>> = row.try_get("sealed")?;
+        let secret: Vec<bool> = row.try_get("secret")?;
+        let mut env = Vec::with_capacity(keys.len());
+        for (i, key) in keys.into_iter().enumerate() {
+            let value = if secret[i] {
+                self.key
+                    .decrypt_string(&sealed[i], &super::env::env_context(project_id, &key))?
+            } else {
+                plain[i].clone()
+            };
+            env.push((key, value));
+        }
+        let db_name: Option<String> = row.try_get("db_name")?;
+        let database = match db_name {
+            Some(name) => Some((
+                name,
+                row.try_get::<String, _>("db_namespace")?,
+                row.try_get::<Vec<u8>, _>("password_enc")?,
+            )),
+            None => None,
+        };
+        Ok(SandboxInputs {
+            env_version: row.try_get("env_version")?,
+            env,
+            database,
+        })
     }
 
     /// When the earliest row is due (for sleeping until a retry rather than a full resync).

@@ -23,8 +23,11 @@ pub struct User {
 pub fn normalize_username(name: &str) -> StoreResult<String> {
     let lower = name.trim().to_ascii_lowercase();
     let mut bytes = lower.bytes();
-    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
-    let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+    let rest_ok =
+        bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
     if lower.is_empty() || lower.len() > 32 || !first_ok || !rest_ok {
         return Err(StoreError::Invalid(format!(
             "{:?} is not a valid username: use 1-32 characters a-z, 0-9, _ . -, starting with a letter or _",
@@ -192,7 +195,9 @@ impl Store {
         match row {
             Some(r) => {
                 let secret: Option<String> = r.try_get("secret")?;
-                Ok(secret.map(|s| user_from_row(&r).map(|u| (u, s))).transpose()?)
+                Ok(secret
+                    .map(|s| user_from_row(&r).map(|u| (u, s)))
+                    .transpose()?)
             }
             None => Ok(None),
         }

@@ -24,9 +24,11 @@ pub async fn admin_url() -> String {
             if PgConnection::connect(DEFAULT_ADMIN_URL).await.is_ok() {
                 return DEFAULT_ADMIN_URL.to_string();
             }
-            let pg = kiln::embedded_pg::EmbeddedPostgres::start(std::path::Path::new("/tmp/kiln-test-pg"))
-                .await
-                .expect("no Postgres on 127.0.0.1:5432 and the embedded cluster did not start");
+            let pg = kiln::embedded_pg::EmbeddedPostgres::start(std::path::Path::new(
+                "/tmp/kiln-test-pg",
+            ))
+            .await
+            .expect("no Postgres on 127.0.0.1:5432 and the embedded cluster did not start");
             let url = pg.admin_url();
             // Left running on purpose: other test binaries reuse it.
             std::mem::forget(pg);
