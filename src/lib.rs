@@ -2,3 +2,4 @@
 //! See `DESIGN.md` for the architecture; `main.rs` only wires these modules.
 
 pub mod driver;
+pub mod local;
