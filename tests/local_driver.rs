@@ -357,6 +357,36 @@ async fn sync_env_adds_changes_and_removes_only_kiln_variables() {
 }
 
 #[tokio::test]
+async fn concurrent_ensures_make_one_session() {
+    let s = Scratch::new();
+    let name = unique_name();
+    let spec = sandbox_spec(&name, &[("A", "1")]);
+    let (a, b, c) = tokio::join!(
+        s.driver.ensure(&spec),
+        s.driver.ensure(&spec),
+        s.driver.ensure(&spec)
+    );
+    for r in [a, b, c] {
+        assert_eq!(r.unwrap(), Observed::Running);
+    }
+    assert_eq!(s.session_count(), 1);
+}
+
+#[tokio::test]
+async fn an_environment_too_large_for_tmux_is_a_permanent_error() {
+    let s = Scratch::new();
+    let name = unique_name();
+    let big = "x".repeat(20_000);
+    assert_permanent(
+        s.driver
+            .ensure(&sandbox_spec(&name, &[("BIG", &big)]))
+            .await,
+        "too large",
+    );
+    assert!(!s.has_session(&name));
+}
+
+#[tokio::test]
 async fn sync_env_on_a_stopped_sandbox_is_transient() {
     let s = Scratch::new();
     let name = unique_name();
@@ -491,6 +521,18 @@ async fn ensure_twice_with_a_new_password_converges() {
             .await
             .unwrap();
     assert!(has_password);
+    assert_eq!(role_and_db_exist(&dbs, &name).await, (true, true));
+}
+
+#[tokio::test]
+async fn concurrent_database_ensures_all_succeed() {
+    let dbs = databases().await;
+    let name = unique_name();
+    let _cleanup = DbCleanup(vec![name.clone()]);
+    let spec = db_spec(&name);
+    let (a, b) = tokio::join!(dbs.ensure(&spec), dbs.ensure(&spec));
+    assert_eq!(a.unwrap(), Observed::Running);
+    assert_eq!(b.unwrap(), Observed::Running);
     assert_eq!(role_and_db_exist(&dbs, &name).await, (true, true));
 }
 

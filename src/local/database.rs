@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Row, SqlSafeStr};
 
 use super::validate_resource_name;
 use crate::driver::{
@@ -27,9 +27,12 @@ impl LocalDatabases {
     /// Connects to the server as an administrator (a role with CREATEROLE and
     /// CREATEDB, and the right to end other roles' backends).
     pub async fn connect(admin_url: &str) -> Result<Self, DriverError> {
-        let options = PgConnectOptions::from_str(admin_url).map_err(|e| {
-            DriverError::permanent(format!("invalid Postgres admin URL: {}", without_url(&e)))
-        })?;
+        let options = PgConnectOptions::from_str(admin_url)
+            .map_err(|e| {
+                DriverError::permanent(format!("invalid Postgres admin URL: {}", without_url(&e)))
+            })?
+            // Statements carry role passwords: keep them out of the logs.
+            .disable_statement_logging();
         let host = match options.get_socket() {
             Some(dir) => dir.to_string_lossy().into_owned(),
             None => options.get_host().to_owned(),
@@ -52,11 +55,23 @@ impl LocalDatabases {
     /// Runs one DDL statement through the simple protocol: DDL takes no bind
     /// parameters, and a prepared statement would keep the SQL (with a
     /// password in it) in every connection's statement cache.
+    ///
+    /// Two sessions altering the same catalog row at once make one fail with
+    /// "tuple concurrently updated"; that is a race with another replica,
+    /// not a fault, so it is retried here a few times.
     async fn ddl(&self, sql: String) -> Result<(), sqlx::Error> {
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+        let sql = AssertSqlSafe(sql).into_sql_str();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match sqlx::raw_sql(sql.clone()).execute(&self.pool).await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < 4 && is_concurrent_update(&e) => {
+                    tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Ends every backend on the database (other than ours).
@@ -72,17 +87,38 @@ impl LocalDatabases {
         .map_err(|e| classify(&e, &format!("database {name}: end connections")))
     }
 
-    async fn exists(&self, name: &str) -> DriverResult<(bool, bool)> {
+    /// What is already there, so `ensure` only changes what differs: fewer
+    /// statements, and fewer catalog updates racing another replica's.
+    async fn current_state(&self, name: &str) -> DriverResult<CurrentState> {
         let row = sqlx::query(
             "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1), \
-                    EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+                    d.oid IS NOT NULL, \
+                    coalesce(d.datallowconn, false), \
+                    coalesce(EXISTS (SELECT 1 FROM aclexplode(coalesce(d.datacl, \
+                        acldefault('d', d.datdba))) a \
+                        WHERE a.grantee = 0 AND a.privilege_type IN ('CONNECT', 'TEMPORARY')), \
+                        true) \
+             FROM (SELECT 1) AS one LEFT JOIN pg_database d ON d.datname = $1",
         )
         .bind(name)
         .fetch_one(&self.pool)
         .await
         .map_err(|e| classify(&e, &format!("database {name}: look up")))?;
-        Ok((row.get(0), row.get(1)))
+        Ok(CurrentState {
+            role_exists: row.get(0),
+            db_exists: row.get(1),
+            allows_connections: row.get(2),
+            public_can_connect: row.get(3),
+        })
     }
+}
+
+struct CurrentState {
+    role_exists: bool,
+    db_exists: bool,
+    allows_connections: bool,
+    /// `PUBLIC` (every role) still holds CONNECT or TEMPORARY.
+    public_can_connect: bool,
 }
 
 #[async_trait]
@@ -97,41 +133,52 @@ impl DatabaseDriver for LocalDatabases {
             let doing = format!("database {name}: {doing}");
             move |e: sqlx::Error| classify(&e, &doing)
         };
-        let (role_exists, db_exists) = self.exists(name).await?;
+        let state = self.current_state(name).await?;
 
         // Another replica may create either one between our look-up and our
         // CREATE; its "already exists" is our success.
-        let mut role_was_there = role_exists;
-        if !role_exists {
+        let mut role_was_there = state.role_exists;
+        if !state.role_exists {
             let created = self
                 .ddl(format!("CREATE ROLE {ident} LOGIN PASSWORD '{password}'"))
                 .await;
             role_was_there = tolerate_duplicate(created).map_err(fail("create role"))?;
         }
         if role_was_there {
-            // Converges a changed password, and a role someone made NOLOGIN.
+            // Converges a changed password (the stored hash is salted, so
+            // there is no cheap comparison), and a role someone made NOLOGIN.
             self.ddl(format!(
                 "ALTER ROLE {ident} WITH LOGIN PASSWORD '{password}'"
             ))
             .await
             .map_err(fail("set role password"))?;
         }
-        if !db_exists {
+        let (mut allows_connections, mut public_can_connect) =
+            (state.allows_connections, state.public_can_connect);
+        if !state.db_exists {
             let created = self
                 .ddl(format!("CREATE DATABASE {ident} OWNER {ident}"))
                 .await;
-            tolerate_duplicate(created).map_err(fail("create database"))?;
+            let raced = tolerate_duplicate(created).map_err(fail("create database"))?;
+            // Ours is new (connections allowed, PUBLIC may connect); one a
+            // racing replica made is in an unknown state: converge both.
+            allows_connections = !raced;
+            public_can_connect = true;
         }
-        self.ddl(format!("ALTER DATABASE {ident} ALLOW_CONNECTIONS true"))
+        if !allows_connections {
+            self.ddl(format!("ALTER DATABASE {ident} ALLOW_CONNECTIONS true"))
+                .await
+                .map_err(fail("allow connections"))?;
+        }
+        if public_can_connect {
+            // Every role may connect to a new database by default; only the
+            // owner (and superusers) should reach a tenant's data.
+            self.ddl(format!(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE {ident} FROM PUBLIC"
+            ))
             .await
-            .map_err(fail("allow connections"))?;
-        // Every role may connect to a new database by default; only the
-        // owner (and superusers) should reach a tenant's data.
-        self.ddl(format!(
-            "REVOKE CONNECT, TEMPORARY ON DATABASE {ident} FROM PUBLIC"
-        ))
-        .await
-        .map_err(fail("revoke public access"))?;
+            .map_err(fail("revoke public access"))?;
+        }
         Ok(Observed::Running)
     }
 
@@ -250,6 +297,15 @@ fn tolerate_duplicate(result: Result<(), sqlx::Error>) -> Result<bool, sqlx::Err
             Some("42710" | "42P04" | "23505") => Ok(true),
             _ => Err(e),
         },
+    }
+}
+
+fn is_concurrent_update(e: &sqlx::Error) -> bool {
+    match sqlstate(e).as_deref() {
+        // serialization_failure, deadlock_detected
+        Some("40001" | "40P01") => true,
+        Some("XX000") => e.to_string().contains("tuple concurrently updated"),
+        _ => false,
     }
 }
 

@@ -108,7 +108,7 @@ impl LocalSandboxes {
             Err(e) if e.is_missing_session() => Err(missing_session(name)),
             // Unset (a session Kiln did not create): Kiln manages nothing in it yet.
             Err(e) if format!("{e}").contains("invalid option") => Ok(Vec::new()),
-            Err(e) => Err(e.into_driver_error(name)),
+            Err(e) => Err(e.into_driver_error(&format!("sandbox {name}"))),
         }
     }
 
@@ -117,7 +117,7 @@ impl LocalSandboxes {
         match self.tmux.run(&args).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_missing_session() => Ok(()),
-            Err(e) => Err(e.into_driver_error(name)),
+            Err(e) => Err(e.into_driver_error(&format!("sandbox {name}"))),
         }
     }
 }
@@ -163,7 +163,7 @@ impl SandboxDriver for LocalSandboxes {
                 "sandbox {name}: `{}` exited as soon as it started ({e})",
                 self.command
             ))),
-            Err(e) => Err(e.into_driver_error(name)),
+            Err(e) => Err(e.into_driver_error(&format!("sandbox {name}"))),
         }
     }
 
@@ -193,7 +193,7 @@ impl SandboxDriver for LocalSandboxes {
             .tmux
             .session_names()
             .await
-            .map_err(|e| e.into_driver_error("(all)"))?
+            .map_err(|e| e.into_driver_error("observe sandboxes"))?
             .into_iter()
             .collect();
         let mut out = HashMap::with_capacity(rs.len());
@@ -260,7 +260,7 @@ impl SandboxDriver for LocalSandboxes {
             if e.is_missing_session() {
                 missing_session(name)
             } else {
-                e.into_driver_error(name)
+                e.into_driver_error(&format!("sandbox {name}"))
             }
         })
     }
@@ -336,16 +336,22 @@ async fn write_private_file(path: &Path, contents: Vec<u8>) -> std::io::Result<(
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let tmp = path.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
+        // A name of its own: concurrent writers (two reconcile passes) must
+        // not rename each other's half-written file.
+        let tmp = path.with_extension(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(&contents)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
+        let written = f
+            .write_all(&contents)
+            .and_then(|()| f.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     })
     .await
     .map_err(std::io::Error::other)?

@@ -282,8 +282,9 @@ impl TmuxError {
         self.stderr().contains("duplicate session")
     }
 
-    /// Classifies the failure for the reconcile loop, naming the resource.
-    pub(crate) fn into_driver_error(self, resource: &str) -> DriverError {
+    /// Classifies the failure for the reconcile loop; `context` says what
+    /// was being done to what ("sandbox x").
+    pub(crate) fn into_driver_error(self, context: &str) -> DriverError {
         let permanent = match &self {
             Self::NotInstalled { .. } => true,
             Self::Spawn { source, .. } => source.kind() == io::ErrorKind::PermissionDenied,
@@ -293,10 +294,10 @@ impl TmuxError {
         };
         let msg = match &self {
             Self::Failed { stderr, .. } if stderr.contains("command too long") => format!(
-                "sandbox {resource}: {self} (tmux takes about 16 KiB per command: the \
+                "{context}: {self} (tmux takes about 16 KiB per command: the \
                  environment is too large)"
             ),
-            _ => format!("sandbox {resource}: {self}"),
+            _ => format!("{context}: {self}"),
         };
         if permanent {
             DriverError::Permanent(msg)
