@@ -117,6 +117,8 @@ impl LocalSandboxes {
         match self.tmux.run(&args).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_missing_session() => Ok(()),
+            // No tmux, no session to kill.
+            Err(super::tmux::TmuxError::NotInstalled { .. }) => Ok(()),
             Err(e) => Err(e.into_driver_error(&format!("sandbox {name}"))),
         }
     }

@@ -163,7 +163,11 @@ impl Tmux {
         ];
         match self.run(&args).await {
             Ok(out) => Ok(out.lines().map(str::to_owned).collect()),
-            Err(e) if e.is_no_server() => Ok(Vec::new()),
+            // Without the tmux binary no session can exist either, so
+            // observing (and with it stop and delete) still works.
+            Err(e) if e.is_no_server() || matches!(e, TmuxError::NotInstalled { .. }) => {
+                Ok(Vec::new())
+            }
             Err(e) => Err(e),
         }
     }
