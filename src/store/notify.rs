@@ -20,16 +20,34 @@ pub struct Change {
     pub user_id: Option<Uuid>,
 }
 
+/// The process's change feed. Dropping it stops the listener.
+pub struct ChangeFeed {
+    sender: broadcast::Sender<Change>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ChangeFeed {
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.sender.subscribe()
+    }
+}
+
+impl Drop for ChangeFeed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 impl Store {
     /// Starts the process's listener. Subscribers get every change; a lagging
     /// subscriber sees `RecvError::Lagged` and should refresh everything.
     /// The listener reconnects (and re-LISTENs) by itself after a lost connection.
-    pub async fn listen(&self) -> StoreResult<broadcast::Sender<Change>> {
+    pub async fn listen(&self) -> StoreResult<ChangeFeed> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(CHANNEL).await?;
         let (tx, _) = broadcast::channel(1024);
         let sender = tx.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             loop {
                 match listener.try_recv().await {
                     Ok(Some(n)) => match serde_json::from_str::<Change>(n.payload()) {
@@ -55,12 +73,8 @@ impl Store {
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     }
                 }
-                if sender.receiver_count() == 0 && sender.strong_count() == 1 {
-                    // Everyone who could subscribe has gone.
-                    break;
-                }
             }
         });
-        Ok(tx)
+        Ok(ChangeFeed { sender: tx, task })
     }
 }
