@@ -31,13 +31,16 @@ pub struct Cli {
     /// A TOML config file (default: {data-dir}/kiln.toml when it exists).
     #[arg(long, global = true, env = "KILN_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Where the SSH console listens (overrides `ssh.listen`; default 0.0.0.0:2222).
+    #[arg(long, global = true, env = "KILN_SSH_LISTEN")]
+    pub ssh_listen: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run migrations, then the reconcile loop, until SIGINT/SIGTERM.
+    /// Run migrations, then the SSH console and the reconcile loop, until SIGINT/SIGTERM.
     Serve,
     /// Apply database migrations and exit.
     Migrate,
@@ -65,9 +68,12 @@ pub enum UserCommand {
         /// Read the password from the first line of stdin instead of prompting.
         #[arg(long)]
         password_stdin: bool,
-        /// Create the user without a password (keys only, added later).
+        /// Create the user without a password (then give --ssh-key).
         #[arg(long, conflicts_with = "password_stdin")]
         no_password: bool,
+        /// Register an OpenSSH public key file (e.g. ~/.ssh/id_ed25519.pub) for the user.
+        #[arg(long, value_name = "FILE")]
+        ssh_key: Option<PathBuf>,
         #[arg(long)]
         admin: bool,
     },
@@ -147,6 +153,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         replica_id: std::env::var("KILN_REPLICA_ID")
             .ok()
             .filter(|s| !s.is_empty()),
+        ssh_listen: cli.ssh_listen.clone(),
     };
     let config = Config::load(&cli.data_dir, cli.config.as_deref(), overrides)?;
     match cli.command {
@@ -185,14 +192,17 @@ where
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let db = Database::open(&config, 20).await?;
+    let db = Database::open(&config, 30).await?;
     let sandboxes =
         crate::local::LocalSandboxes::new(&config.data_dir, config.local.sandbox_command.clone())
             .context("setting up local sandboxes")?;
     let databases = crate::local::LocalDatabases::connect(&db.admin_url)
         .await
         .context("connecting to the Postgres server for tenant databases")?;
-    let changes = db.store.listen().await.context("listening for changes")?;
+    let feed = Arc::new(db.store.listen().await.context("listening for changes")?);
+    let host_key =
+        crate::ssh::hostkey::load_or_create(&config.data_dir.join("ssh_host_ed25519_key"))?;
+    let listener = crate::ssh::server::bind(&config.ssh.listen).await?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let reconciler = Reconciler::new(
@@ -203,15 +213,43 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config.replica_id.clone(),
     );
     eprintln!(
-        "kiln: serving as replica {} (data dir {}); local driver: sandboxes are tmux sessions on this host, for trusted single-host use",
+        "kiln: replica {} serving SSH on {} (data dir {})",
         config.replica_id,
+        listener.local_addr()?,
         config.data_dir.display()
     );
-    let result = reconciler.run(Some(changes.subscribe()), shutdown).await;
-    drop(changes);
+    let ssh = crate::ssh::server::run(
+        db.store.clone(),
+        feed.clone(),
+        config.ssh.clone(),
+        host_key,
+        listener,
+        LOCAL_NOTICE.to_string(),
+        shutdown.clone(),
+    );
+    let reconcile = reconciler.run(Some(feed.subscribe()), shutdown.clone());
+    // Either one failing stops the other: a replica half-up is worse than down.
+    let (ssh_result, reconcile_result) = tokio::join!(
+        async {
+            let r = ssh.await;
+            shutdown.cancel();
+            r
+        },
+        async {
+            let r = reconcile.await;
+            shutdown.cancel();
+            r
+        }
+    );
+    drop(feed);
     db.close().await?;
-    result.map(|_| ()).map_err(Into::into)
+    ssh_result?;
+    reconcile_result.map(|_| ()).map_err(Into::into)
 }
+
+/// Shown on every dashboard while sandboxes run on this host.
+const LOCAL_NOTICE: &str =
+    "local driver: sandboxes run on this host as the Kiln user (trusted single-host use)";
 
 fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
@@ -234,8 +272,28 @@ async fn user(db: &Database, cmd: UserCommand) -> anyhow::Result<()> {
             username,
             password_stdin,
             no_password,
+            ssh_key,
             admin,
         } => {
+            if no_password && ssh_key.is_none() {
+                bail!("a user needs a way in: give a password or --ssh-key FILE");
+            }
+            // Read and check the key before creating anything.
+            let key_line = match &ssh_key {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                ),
+                None => None,
+            };
+            if let Some(line) = &key_line {
+                russh::keys::PublicKey::from_openssh(line.trim()).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{} is not an OpenSSH public key ({e}); nothing was created",
+                        ssh_key.as_ref().expect("key path").display()
+                    )
+                })?;
+            }
             let password = if no_password {
                 None
             } else if password_stdin {

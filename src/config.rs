@@ -37,6 +37,53 @@ pub struct FileConfig {
     pub reconcile: ReconcileFile,
     #[serde(default)]
     pub local: LocalFile,
+    #[serde(default)]
+    pub ssh: SshFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshFile {
+    pub listen: Option<String>,
+    pub signup: Option<Signup>,
+    pub max_failures_per_address: Option<usize>,
+    pub max_failures_per_user: Option<usize>,
+    pub failure_window_secs: Option<u64>,
+    pub rejection_delay_ms: Option<u64>,
+}
+
+/// Who may create an account by logging in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signup {
+    /// Only `kiln user add` creates users.
+    Closed,
+    /// An unknown username with a password of at least 12 characters creates the account.
+    Open,
+}
+
+#[derive(Debug, Clone)]
+pub struct SshConfig {
+    pub listen: String,
+    pub signup: Signup,
+    pub max_failures_per_address: usize,
+    pub max_failures_per_user: usize,
+    pub failure_window: Duration,
+    /// Every rejected attempt takes this long, whatever the reason.
+    pub rejection_delay: Duration,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:2222".into(),
+            signup: Signup::Closed,
+            max_failures_per_address: 20,
+            max_failures_per_user: 10,
+            failure_window: Duration::from_secs(300),
+            rejection_delay: Duration::from_millis(1000),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +124,7 @@ pub struct Config {
     pub replica_id: String,
     pub reconcile: ReconcileConfig,
     pub local: LocalConfig,
+    pub ssh: SshConfig,
 }
 
 /// What the environment and flags contribute (read by `main`).
@@ -85,6 +133,7 @@ pub struct Overrides {
     pub database_url: Option<String>,
     pub secret_key: Option<String>,
     pub replica_id: Option<String>,
+    pub ssh_listen: Option<String>,
 }
 
 impl Config {
@@ -175,7 +224,39 @@ impl Config {
                 why: "must be 1-100 printable characters",
             });
         }
+        let mut ssh = SshConfig::default();
+        let f = &file.ssh;
+        if let Some(v) = overrides.ssh_listen.clone().or(f.listen.clone()) {
+            if v.parse::<std::net::SocketAddr>().is_err() {
+                return Err(ConfigError::Invalid {
+                    key: "ssh.listen",
+                    value: v,
+                    why: "must be an address and port, e.g. 0.0.0.0:2222",
+                });
+            }
+            ssh.listen = v;
+        }
+        if let Some(v) = f.signup {
+            ssh.signup = v;
+        }
+        if let Some(v) = f.max_failures_per_address {
+            check("ssh.max_failures_per_address", v, 1..=100_000)?;
+            ssh.max_failures_per_address = v;
+        }
+        if let Some(v) = f.max_failures_per_user {
+            check("ssh.max_failures_per_user", v, 1..=100_000)?;
+            ssh.max_failures_per_user = v;
+        }
+        if let Some(v) = f.failure_window_secs {
+            check("ssh.failure_window_secs", v, 1..=86_400)?;
+            ssh.failure_window = Duration::from_secs(v);
+        }
+        if let Some(v) = f.rejection_delay_ms {
+            check("ssh.rejection_delay_ms", v, 0..=10_000)?;
+            ssh.rejection_delay = Duration::from_millis(v);
+        }
         Ok(Config {
+            ssh,
             data_dir: data_dir.to_path_buf(),
             database_url: overrides.database_url.or(file.database_url),
             secret_key: overrides.secret_key.or(file.secret_key),

@@ -11,4 +11,6 @@ pub mod local;
 pub mod model;
 pub mod reconcile;
 pub mod runtime;
+pub mod ssh;
 pub mod store;
+pub mod tui;

@@ -481,3 +481,40 @@ impl Store {
         .await?)
     }
 }
+
+impl Store {
+    /// The connection string of one of the user's project databases, with its
+    /// password, once the driver has reported where it lives.
+    pub async fn database_url(
+        &self,
+        user_id: Uuid,
+        project_id: Uuid,
+    ) -> StoreResult<Option<String>> {
+        let row = sqlx::query(
+            "SELECT resource_name, db_host, db_port, db_name, db_user, password_enc FROM databases
+              WHERE user_id = $1 AND project_id = $2 AND db_host IS NOT NULL
+              ORDER BY created_at LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let name: String = r.try_get("resource_name")?;
+        let sealed: Vec<u8> = r.try_get("password_enc")?;
+        let password = self
+            .key
+            .decrypt_string(&sealed, &ResourceKind::Database.password_context(&name))?;
+        let port: i32 = r.try_get("db_port")?;
+        Ok(Some(
+            crate::driver::DbCredentials {
+                host: r.try_get("db_host")?,
+                port: u16::try_from(port).unwrap_or(5432),
+                database: r.try_get("db_name")?,
+                user: r.try_get("db_user")?,
+                password,
+            }
+            .url(),
+        ))
+    }
+}

@@ -165,6 +165,15 @@ impl Store {
         }
     }
 
+    /// Removes a user outright (only used to undo a half-finished `user add`).
+    pub async fn delete_user(&self, user_id: Uuid) -> StoreResult<()> {
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn disable_user(&self, username: &str) -> StoreResult<()> {
         let username = normalize_username(username)?;
         let done = sqlx::query(

@@ -1,0 +1,9 @@
+//! The SSH front door: authentication, the dashboard session, exec commands.
+
+pub mod exec;
+pub mod hostkey;
+pub mod input;
+pub mod ratelimit;
+pub mod server;
+pub mod session;
+pub mod terminal;

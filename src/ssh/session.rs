@@ -1,0 +1,287 @@
+//! One dashboard session: owns the TUI state, turns SSH input and change
+//! notifications into messages, performs the app's effects against the
+//! store (always scoped to the logged-in user), and draws coalesced frames.
+
+use std::time::Duration;
+
+use ratatui::layout::Rect;
+use ratatui::{Terminal, TerminalOptions, Viewport};
+use russh::ChannelId;
+use russh::server::Handle;
+use tokio::sync::{broadcast, mpsc};
+
+use super::input::{Input, InputDecoder};
+use super::terminal::{ChannelWriter, SshBackend};
+use crate::store::Store;
+use crate::store::notify::Change;
+use crate::store::users::User;
+use crate::tui::{App, Effect, Msg, ProjectDetail};
+
+pub enum SessionInput {
+    Bytes(Vec<u8>),
+    Resize(u16, u16),
+}
+
+pub struct DashboardParams {
+    pub store: Store,
+    pub user: User,
+    pub changes: broadcast::Receiver<Change>,
+    pub handle: Handle,
+    pub channel: ChannelId,
+    pub cols: u16,
+    pub rows: u16,
+    pub no_color: bool,
+    pub notice: String,
+}
+
+/// Enter the alternate screen, hide the cursor, enable bracketed paste, clear.
+const SCREEN_ON: &[u8] = b"\x1b[?1049h\x1b[?25l\x1b[?2004h\x1b[2J";
+/// Undo all of it, so the client's terminal is as it was.
+const SCREEN_OFF: &[u8] = b"\x1b[?2004l\x1b[0m\x1b[?25h\x1b[?1049l";
+/// Synchronized output (DEC 2026): the client paints a frame whole.
+const FRAME_BEGIN: &[u8] = b"\x1b[?2026h";
+const FRAME_END: &[u8] = b"\x1b[?2026l";
+const TICK: Duration = Duration::from_millis(100);
+
+/// Starts the session task; the returned sender feeds it client input.
+/// Dropping the sender (the channel closed) ends the session.
+pub fn spawn(p: DashboardParams) -> mpsc::Sender<SessionInput> {
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(async move {
+        let handle = p.handle.clone();
+        let channel = p.channel;
+        let quit = run(p, rx).await;
+        if let Err(e) = &quit {
+            tracing::debug!("dashboard session ended: {e}");
+        }
+        if matches!(quit, Ok(true)) {
+            let _ = handle.exit_status_request(channel, 0).await;
+            let _ = handle.eof(channel).await;
+            let _ = handle.close(channel).await;
+        }
+    });
+    tx
+}
+
+/// Returns Ok(true) when the user quit (the channel should be closed).
+async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> anyhow::Result<bool> {
+    let DashboardParams {
+        store,
+        user,
+        mut changes,
+        handle,
+        channel,
+        cols,
+        rows,
+        no_color,
+        notice,
+    } = p;
+
+    // Frames go out through one writer task, in order.
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let writer_handle = handle.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = out_rx.recv().await {
+            if writer_handle.data(channel, bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut backend = SshBackend::new(ChannelWriter::new(out_tx), cols, rows);
+    backend.write_raw(SCREEN_ON)?;
+    let mut terminal = Terminal::with_options(
+        backend,
+        TerminalOptions {
+            viewport: Viewport::Fixed(Rect::new(0, 0, cols, rows)),
+        },
+    )?;
+    let mut app = App::new(&user.username, cols, rows);
+    app.set_no_color(no_color);
+    if !notice.is_empty() {
+        app.set_notice(&notice);
+    }
+    let ctx = Ctx {
+        store: &store,
+        user: &user,
+    };
+    let mut detail_of: Option<String> = None;
+    let mut pending: Vec<Effect> = Vec::new();
+    let projects = ctx.projects().await;
+    pending.extend(app.update(projects));
+
+    let mut decoder = InputDecoder::new();
+    let mut quit = false;
+    let mut dirty = true;
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+
+    while !quit {
+        // Effects first: they may produce messages (and more effects).
+        while !pending.is_empty() {
+            for effect in std::mem::take(&mut pending) {
+                match effect {
+                    Effect::Quit => quit = true,
+                    Effect::LoadDetail { project } => {
+                        detail_of = Some(project.clone());
+                        let msg = ctx.detail(&project).await;
+                        pending.extend(app.update(msg));
+                    }
+                    other => {
+                        let msg = ctx.perform(other).await;
+                        pending.extend(app.update(msg));
+                    }
+                }
+            }
+            dirty = true;
+        }
+        if quit {
+            break;
+        }
+        if dirty {
+            app.set_now(chrono::Utc::now());
+            terminal.backend_mut().write_all_frame(FRAME_BEGIN)?;
+            terminal.draw(|f| app.view(f))?;
+            terminal.backend_mut().write_raw(FRAME_END)?;
+            dirty = false;
+        }
+
+        let mut refresh = false;
+        tokio::select! {
+            got = input.recv() => {
+                let Some(first) = got else { break };
+                // Take everything already queued: one frame for a burst.
+                let mut batch = vec![first];
+                while let Ok(more) = input.try_recv() {
+                    batch.push(more);
+                }
+                for item in batch {
+                    match item {
+                        SessionInput::Bytes(bytes) => {
+                            for i in decoder.feed(&bytes) {
+                                let msg = match i {
+                                    Input::Key(k) => Msg::Key(k),
+                                    Input::Paste(s) => Msg::Paste(s),
+                                };
+                                pending.extend(app.update(msg));
+                            }
+                        }
+                        SessionInput::Resize(c, r) => {
+                            terminal.backend_mut().size = ratatui::layout::Size::new(c, r);
+                            terminal.resize(Rect::new(0, 0, c, r))?;
+                            pending.extend(app.update(Msg::Resize(c, r)));
+                        }
+                    }
+                }
+                dirty = true;
+            }
+            change = changes.recv() => {
+                refresh |= relevant(&change, &user);
+                // Coalesce a burst of notifications into one reload.
+                while let Ok(more) = changes.try_recv() {
+                    refresh |= relevant(&Ok(more), &user);
+                }
+            }
+            _ = ticker.tick(), if app.animating() => {
+                pending.extend(app.update(Msg::Tick));
+                dirty = true;
+            }
+        }
+        if refresh {
+            let msg = ctx.projects().await;
+            pending.extend(app.update(msg));
+            if let Some(project) = &detail_of {
+                let msg = ctx.detail(project).await;
+                pending.extend(app.update(msg));
+            }
+            dirty = true;
+        }
+    }
+
+    if quit {
+        terminal.backend_mut().write_raw(SCREEN_OFF)?;
+    }
+    drop(terminal);
+    // Let the writer send what is queued (the restore sequence) before closing.
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    Ok(quit)
+}
+
+fn relevant(change: &Result<Change, broadcast::error::RecvError>, user: &User) -> bool {
+    match change {
+        Ok(c) => c.user_id == Some(user.id) || c.table == "*",
+        // Missed some: refresh to be safe.
+        Err(broadcast::error::RecvError::Lagged(_)) => true,
+        Err(broadcast::error::RecvError::Closed) => false,
+    }
+}
+
+/// The store, as the logged-in user: every call is scoped by `user.id`.
+struct Ctx<'a> {
+    store: &'a Store,
+    user: &'a User,
+}
+
+impl Ctx<'_> {
+    async fn projects(&self) -> Msg {
+        match self.store.list_projects(self.user.id).await {
+            Ok(p) => Msg::Projects(p),
+            Err(e) => Msg::Done(Err(format!("cannot load projects: {e}"))),
+        }
+    }
+
+    async fn detail(&self, project: &str) -> Msg {
+        let load = async {
+            let view = self.store.find_project(self.user.id, project).await?;
+            let env = self.store.list_env(self.user.id, project).await?;
+            let events = self
+                .store
+                .list_events(self.user.id, view.project.id, 100)
+                .await?;
+            let database_url = self
+                .store
+                .database_url(self.user.id, view.project.id)
+                .await?;
+            Ok::<_, crate::store::StoreError>(ProjectDetail {
+                view,
+                env,
+                events,
+                database_url,
+            })
+        };
+        match load.await {
+            Ok(d) => Msg::Detail(Box::new(d)),
+            Err(e) => Msg::Done(Err(e.to_string())),
+        }
+    }
+
+    async fn perform(&self, effect: Effect) -> Msg {
+        let (store, user) = (self.store, self.user);
+        let actor = user.username.as_str();
+        let result = match effect {
+            Effect::Intent { project, intent } => store
+                .record_intent(user.id, &project, intent, actor)
+                .await
+                .map(|s| format!("{intent} requested for {project}: now {s}")),
+            Effect::Create { name, description } => store
+                .create_project(user.id, &name, &description, actor)
+                .await
+                .map(|p| format!("created {} (slug {})", p.name, p.slug)),
+            Effect::SetEnv {
+                project,
+                key,
+                value,
+                secret,
+            } => store
+                .set_env(user.id, &project, &key, &value, secret)
+                .await
+                .map(|_| format!("set {key}; the sandbox picks it up shortly")),
+            Effect::UnsetEnv { project, key } => store
+                .unset_env(user.id, &project, &key)
+                .await
+                .map(|_| format!("removed {key}")),
+            Effect::Quit | Effect::LoadDetail { .. } => return Msg::Done(Ok(String::new())),
+        };
+        Msg::Done(result.map_err(|e| e.to_string()))
+    }
+}

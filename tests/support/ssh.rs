@@ -1,0 +1,327 @@
+//! An in-process Kiln (SSH server + reconcile loop with the fake driver) on
+//! a free loopback port, and a real SSH client (russh) that reads the screen
+//! back through a vt100 parser, as a person would see it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kiln::config::SshConfig;
+use kiln::fake_driver::FakeDriver;
+use kiln::reconcile::{ReconcileConfig, Reconciler};
+use kiln::store::Store;
+use russh::ChannelMsg;
+use russh::client;
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
+use tokio_util::sync::CancellationToken;
+
+use super::TestDb;
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub fake: Arc<FakeDriver>,
+    pub db: TestDb,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Quick rejections so auth tests do not crawl; the production default is 1 s.
+pub fn test_ssh_config() -> SshConfig {
+    SshConfig {
+        listen: "127.0.0.1:0".into(),
+        rejection_delay: Duration::from_millis(50),
+        ..SshConfig::default()
+    }
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Self::start_with(test_ssh_config()).await
+    }
+
+    pub async fn start_with(config: SshConfig) -> Server {
+        let db = TestDb::new().await;
+        let store = db.store().await;
+        let feed = Arc::new(store.listen().await.expect("listen"));
+        let listener = kiln::ssh::server::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let host_key = PrivateKey::random(
+            &mut russh::keys::key::safe_rng(),
+            russh::keys::Algorithm::Ed25519,
+        )
+        .unwrap();
+        let shutdown = CancellationToken::new();
+        let fake = Arc::new(FakeDriver::new());
+        let mut rc = ReconcileConfig {
+            resync: Duration::from_millis(100),
+            ..Default::default()
+        };
+        rc.schedule.poll_interval = Duration::from_millis(50);
+        let reconciler = Reconciler::new(
+            store.clone(),
+            fake.clone(),
+            fake.clone(),
+            rc,
+            "test-replica",
+        );
+        let changes = feed.subscribe();
+        let stop = shutdown.clone();
+        tokio::spawn(async move { reconciler.run(Some(changes), stop).await });
+        let (s, f, stop) = (store.clone(), feed.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            kiln::ssh::server::run(s, f, config, host_key, listener, String::new(), stop)
+                .await
+                .expect("ssh server");
+        });
+        Server {
+            addr,
+            store,
+            fake,
+            db,
+            shutdown,
+        }
+    }
+
+    pub async fn user(&self, name: &str, password: &str) -> kiln::store::users::User {
+        self.store
+            .create_user(name, Some(password), false)
+            .await
+            .unwrap()
+    }
+}
+
+pub struct Handler;
+
+impl client::Handler for Handler {
+    type Error = anyhow::Error;
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+pub struct Client {
+    pub handle: client::Handle<Handler>,
+}
+
+pub async fn connect(addr: SocketAddr) -> Client {
+    let config = Arc::new(client::Config::default());
+    let handle = client::connect(config, addr, Handler)
+        .await
+        .expect("connect");
+    Client { handle }
+}
+
+#[derive(Debug, Default)]
+pub struct ExecResult {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: Option<u32>,
+}
+
+impl Client {
+    pub async fn password(&mut self, user: &str, password: &str) -> bool {
+        self.handle
+            .authenticate_password(user, password)
+            .await
+            .expect("auth round trip")
+            .success()
+    }
+
+    pub async fn key(&mut self, user: &str, key: &PrivateKey) -> bool {
+        let hash = self
+            .handle
+            .best_supported_rsa_hash()
+            .await
+            .ok()
+            .flatten()
+            .flatten();
+        self.handle
+            .authenticate_publickey(
+                user,
+                PrivateKeyWithHashAlg::new(Arc::new(key.clone()), hash),
+            )
+            .await
+            .expect("auth round trip")
+            .success()
+    }
+
+    /// Opens the dashboard in a `cols`×`rows` terminal.
+    pub async fn shell(&self, cols: u16, rows: u16) -> Screen {
+        self.shell_with_env(cols, rows, &[]).await
+    }
+
+    pub async fn shell_with_env(&self, cols: u16, rows: u16, env: &[(&str, &str)]) -> Screen {
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .expect("open session");
+        for (k, v) in env {
+            channel.set_env(true, *k, *v).await.unwrap();
+        }
+        channel
+            .request_pty(true, "xterm-256color", cols as u32, rows as u32, 0, 0, &[])
+            .await
+            .unwrap();
+        channel.request_shell(true).await.unwrap();
+        let (mut read, write) = channel.split();
+        let parser = Arc::new(Mutex::new(vt100::Parser::new(rows, cols, 0)));
+        let state = Arc::new(Mutex::new(ScreenState::default()));
+        let (p, st) = (parser.clone(), state.clone());
+        tokio::spawn(async move {
+            while let Some(msg) = read.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => {
+                        p.lock().unwrap().process(&data);
+                        st.lock().unwrap().bytes += data.len();
+                    }
+                    ChannelMsg::ExtendedData { data, .. } => {
+                        st.lock()
+                            .unwrap()
+                            .stderr
+                            .push_str(&String::from_utf8_lossy(&data));
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        st.lock().unwrap().exit = Some(exit_status)
+                    }
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            st.lock().unwrap().closed = true;
+        });
+        Screen {
+            write,
+            parser,
+            state,
+        }
+    }
+
+    /// Runs an exec command, sending `stdin` then EOF.
+    pub async fn exec(&self, command: &str, stdin: &[u8]) -> ExecResult {
+        let mut channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .expect("open session");
+        channel.exec(true, command).await.unwrap();
+        if !stdin.is_empty() {
+            channel.data_bytes(stdin.to_vec()).await.unwrap();
+        }
+        channel.eof().await.unwrap();
+        let mut out = ExecResult::default();
+        let collect = async {
+            while let Some(msg) = channel.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => {
+                        out.stdout.push_str(&String::from_utf8_lossy(&data))
+                    }
+                    ChannelMsg::ExtendedData { data, .. } => {
+                        out.stderr.push_str(&String::from_utf8_lossy(&data))
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => out.code = Some(exit_status),
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), collect)
+            .await
+            .expect("exec finished");
+        out
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ScreenState {
+    pub exit: Option<u32>,
+    pub closed: bool,
+    pub bytes: usize,
+    pub stderr: String,
+}
+
+pub struct Screen {
+    write: russh::ChannelWriteHalf<client::Msg>,
+    pub parser: Arc<Mutex<vt100::Parser>>,
+    pub state: Arc<Mutex<ScreenState>>,
+}
+
+impl Screen {
+    pub async fn send(&self, bytes: &[u8]) {
+        self.write
+            .data_bytes(bytes.to_vec())
+            .await
+            .expect("send keys");
+    }
+
+    /// What a person sees: the screen's text, row by row.
+    pub fn text(&self) -> String {
+        self.parser.lock().unwrap().screen().contents()
+    }
+
+    pub fn alternate_screen(&self) -> bool {
+        self.parser.lock().unwrap().screen().alternate_screen()
+    }
+
+    pub async fn resize(&self, cols: u16, rows: u16) {
+        self.parser
+            .lock()
+            .unwrap()
+            .screen_mut()
+            .set_size(rows, cols);
+        self.write
+            .window_change(cols as u32, rows as u32, 0, 0)
+            .await
+            .unwrap();
+    }
+
+    /// Waits (bounded) until the screen satisfies `pred`; panics showing the screen.
+    pub async fn wait_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = self.text();
+            if pred(&text) {
+                return text;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}; the screen shows:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn wait_for(&self, needle: &str) -> String {
+        self.wait_until(&format!("{needle:?} on screen"), |t| t.contains(needle))
+            .await
+    }
+
+    pub async fn wait_closed(&self) -> Option<u32> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            {
+                let st = self.state.lock().unwrap();
+                if st.closed {
+                    return st.exit;
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("the session did not close; screen:\n{}", self.text());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The row of the screen that contains `needle`.
+pub fn line_with<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
+    text.lines().find(|l| l.contains(needle))
+}
