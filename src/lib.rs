@@ -12,3 +12,4 @@ pub mod model;
 pub mod reconcile;
 pub mod runtime;
 pub mod store;
+pub mod tui;

@@ -1,0 +1,13 @@
+//! The dashboard shown over SSH: Elm-style state (`app`), key bindings as
+//! data (`keys`), rendering (`view`) and display sanitising (`text`). The SSH
+//! session owns an `App`, feeds it `Msg`s and performs the `Effect`s it returns.
+
+pub mod app;
+pub mod keys;
+pub mod text;
+pub mod view;
+
+pub use app::{App, Effect, Key, Msg, ProjectDetail};
+
+#[cfg(test)]
+mod fixtures;
