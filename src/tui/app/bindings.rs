@@ -1,0 +1,195 @@
+//! The binding list of every context. `App::update` dispatches through these,
+//! and the footer and help overlay render them, so all three always agree.
+
+use super::forms::EnvField;
+use super::{App, Overlay, intent_allowed};
+use crate::model::intent::Intent;
+use crate::tui::keys::{Action, Binding, Context, Key};
+
+pub(super) fn for_context(app: &App, context: Context) -> Vec<Binding> {
+    match context {
+        Context::List => list(app),
+        Context::Filter => filter(),
+        Context::Detail => detail(app),
+        Context::Env => env(app),
+        Context::Create => create(app),
+        Context::EnvForm => env_form(app),
+        Context::ConfirmDelete | Context::ConfirmUnset => confirm(),
+        Context::Help => vec![
+            Binding::new(Key::Esc, "close help", Action::CloseHelp),
+            Binding::new(Key::Char('?'), "close help", Action::CloseHelp).help_only(),
+            Binding::new(Key::Char('q'), "close help", Action::CloseHelp).help_only(),
+            Binding::new(Key::F(1), "close help", Action::CloseHelp).help_only(),
+        ],
+    }
+}
+
+/// ↑/↓ plus the vi aliases and paging; only the arrows make the footer.
+fn movement(what: &'static str) -> Vec<Binding> {
+    let (up, down) = match what {
+        "events" => ("older event", "newer event"),
+        _ => ("up", "down"),
+    };
+    vec![
+        Binding::new(Key::Up, up, Action::Up).help_only(),
+        Binding::new(Key::Down, down, Action::Down).help_only(),
+        Binding::new(Key::Char('k'), up, Action::Up).help_only(),
+        Binding::new(Key::Char('j'), down, Action::Down).help_only(),
+        Binding::new(Key::PageUp, "page up", Action::PageUp).help_only(),
+        Binding::new(Key::PageDown, "page down", Action::PageDown).help_only(),
+        Binding::new(Key::Home, "first", Action::Top).help_only(),
+        Binding::new(Key::End, "last", Action::Bottom).help_only(),
+    ]
+}
+
+/// Start/stop/delete/retry, each enabled by the intents table.
+fn intents(app: &App) -> Vec<Binding> {
+    let target = app.target();
+    let b = |key, label, intent| {
+        Binding::new(Key::Char(key), label, Action::Intent(intent))
+            .when(intent_allowed(target, intent))
+    };
+    vec![
+        b('s', "start", Intent::Start),
+        b('x', "stop", Intent::Stop),
+        b('d', "delete", Intent::Delete),
+        b('r', "retry", Intent::Retry),
+    ]
+}
+
+fn need_selection(app: &App) -> Result<(), String> {
+    match app.selected_project() {
+        Some(_) => Ok(()),
+        None => Err("no project selected; press n to create one".into()),
+    }
+}
+
+fn list(app: &App) -> Vec<Binding> {
+    let mut v = vec![
+        Binding::new(Key::Enter, "open", Action::Open).when(need_selection(app)),
+        Binding::new(Key::Char('n'), "new", Action::New),
+    ];
+    v.extend(intents(app));
+    v.push(Binding::new(Key::Char('e'), "env", Action::Env).when(need_selection(app)));
+    v.push(Binding::new(Key::Char('/'), "filter", Action::FilterStart));
+    v.extend(movement("list"));
+    v.push(Binding::new(Key::Char('?'), "help", Action::Help));
+    v.push(Binding::new(Key::Char('q'), "quit", Action::Quit));
+    v.push(Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only());
+    v
+}
+
+fn filter() -> Vec<Binding> {
+    vec![
+        Binding::new(Key::Enter, "keep filter", Action::FilterKeep),
+        Binding::new(Key::Esc, "clear filter", Action::FilterClear),
+        Binding::new(Key::Backspace, "erase", Action::Erase),
+        Binding::new(Key::Up, "up", Action::Up).help_only(),
+        Binding::new(Key::Down, "down", Action::Down).help_only(),
+        Binding::new(Key::F(1), "help", Action::Help).help_only(),
+        Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only(),
+    ]
+}
+
+fn detail(app: &App) -> Vec<Binding> {
+    let has_url = app
+        .detail
+        .as_ref()
+        .is_some_and(|d| d.database_url.is_some());
+    let mut v = vec![Binding::new(Key::Esc, "back", Action::Back)];
+    v.extend(intents(app));
+    v.push(Binding::new(Key::Char('e'), "env", Action::Env));
+    v.push(
+        Binding::new(
+            Key::Char('p'),
+            if app.show_password {
+                "hide password"
+            } else {
+                "show password"
+            },
+            Action::TogglePassword,
+        )
+        .when(if has_url {
+            Ok(())
+        } else {
+            Err("no connection string yet (the database is not ready)".into())
+        }),
+    );
+    v.extend(movement("events"));
+    v.push(Binding::new(Key::Char('?'), "help", Action::Help));
+    v.push(Binding::new(Key::Char('q'), "back", Action::Back).help_only());
+    v.push(Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only());
+    v
+}
+
+fn env(app: &App) -> Vec<Binding> {
+    let has_var = match app.selected_var() {
+        Some(_) => Ok(()),
+        None => Err("no variable selected; press a to add one".to_string()),
+    };
+    let loaded = match app.detail {
+        Some(_) => Ok(()),
+        None => Err("still loading the variables".to_string()),
+    };
+    let mut v = vec![
+        Binding::new(Key::Esc, "back", Action::Back),
+        Binding::new(Key::Char('a'), "add", Action::EnvAdd).when(loaded),
+        Binding::new(Key::Enter, "edit", Action::EnvEdit).when(has_var.clone()),
+        Binding::new(Key::Char('d'), "delete", Action::EnvDelete).when(has_var),
+    ];
+    v.extend(movement("list"));
+    v.push(Binding::new(Key::Char('?'), "help", Action::Help));
+    v.push(Binding::new(Key::Char('q'), "back", Action::Back).help_only());
+    v.push(Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only());
+    v
+}
+
+fn create(app: &App) -> Vec<Binding> {
+    let valid = match &app.overlay {
+        Some(Overlay::Create(f)) => f.valid(),
+        _ => Ok(()),
+    };
+    vec![
+        Binding::new(Key::Enter, "create", Action::Submit).when(valid),
+        Binding::new(Key::Tab, "next field", Action::NextField),
+        Binding::new(Key::BackTab, "previous field", Action::PrevField).help_only(),
+        Binding::new(Key::Backspace, "erase", Action::Erase).help_only(),
+        Binding::new(Key::Esc, "cancel", Action::Cancel),
+        Binding::new(Key::F(1), "help", Action::Help).help_only(),
+        Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only(),
+    ]
+}
+
+fn env_form(app: &App) -> Vec<Binding> {
+    let Some(Overlay::EnvForm(f)) = &app.overlay else {
+        return vec![];
+    };
+    let mut v = vec![
+        Binding::new(Key::Enter, "save", Action::Submit).when(f.valid()),
+        Binding::new(Key::Tab, "next field", Action::NextField),
+        Binding::new(Key::BackTab, "previous field", Action::PrevField).help_only(),
+        Binding::new(Key::Ctrl('s'), "toggle secret", Action::ToggleSecret),
+    ];
+    if f.focus == EnvField::Secret {
+        v.push(Binding::new(
+            Key::Char(' '),
+            "toggle secret",
+            Action::ToggleSecret,
+        ));
+    }
+    v.push(Binding::new(Key::Backspace, "erase", Action::Erase).help_only());
+    v.push(Binding::new(Key::Esc, "cancel", Action::Cancel));
+    v.push(Binding::new(Key::F(1), "help", Action::Help).help_only());
+    v.push(Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only());
+    v
+}
+
+fn confirm() -> Vec<Binding> {
+    vec![
+        Binding::new(Key::Char('y'), "yes, delete", Action::Confirm),
+        Binding::new(Key::Char('n'), "no", Action::Cancel),
+        Binding::new(Key::Esc, "cancel", Action::Cancel),
+        Binding::new(Key::Char('?'), "help", Action::Help).help_only(),
+        Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only(),
+    ]
+}

@@ -1,0 +1,666 @@
+//! The dashboard's state and its `update`: Elm style. `update` is pure — it
+//! never performs I/O or reads the clock; it returns `Effect`s for the SSH
+//! session to perform, and the session answers with `Msg`s.
+
+mod bindings;
+pub mod forms;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
+
+use crate::model::intent::{self, Intent};
+use crate::store::env::EnvVar;
+use crate::store::events::Event;
+use crate::store::projects::ProjectView;
+
+pub use crate::tui::keys::Key;
+use crate::tui::keys::{self as keymap, Action, Binding, Context};
+use crate::tui::text;
+use forms::{CreateForm, EnvField, EnvForm};
+
+/// Everything the detail and env screens show for one project.
+pub struct ProjectDetail {
+    pub view: ProjectView,
+    pub env: Vec<EnvVar>,
+    pub events: Vec<Event>,
+    /// Connection string with the password; shown masked until the user asks.
+    pub database_url: Option<String>,
+}
+
+pub enum Msg {
+    Key(Key),
+    Paste(String),
+    Resize(u16, u16),
+    /// Full refresh of the user's projects (after any change notification).
+    Projects(Vec<ProjectView>),
+    /// Answer to Effect::LoadDetail.
+    Detail(Box<ProjectDetail>),
+    /// Outcome of an effect that changes something: Ok(info line) or Err(one-line error to show).
+    Done(Result<String, String>),
+    /// Animation tick (spinners); only sent while App::animating() is true.
+    Tick,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Quit,
+    Intent {
+        project: String,
+        intent: Intent,
+    },
+    Create {
+        name: String,
+        description: String,
+    },
+    LoadDetail {
+        project: String,
+    },
+    SetEnv {
+        project: String,
+        key: String,
+        value: String,
+        secret: bool,
+    },
+    UnsetEnv {
+        project: String,
+        key: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    List,
+    Detail,
+    Env,
+}
+
+/// A modal on top of the screen; it takes the keyboard until closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    ConfirmDelete { project: String },
+    Create(CreateForm),
+    EnvForm(EnvForm),
+    ConfirmUnset { key: String },
+}
+
+/// The one-line status under the body: the last outcome or refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusLine {
+    pub text: String,
+    pub error: bool,
+}
+
+/// Which kind of change an in-flight effect was, so its `Done` can be told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Env,
+    Other,
+}
+
+pub struct App {
+    pub(crate) username: String,
+    pub(crate) width: u16,
+    pub(crate) height: u16,
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) notice: Option<String>,
+    pub(crate) no_color: bool,
+    /// `None` until the first `Msg::Projects` arrives ("loading…", not "no projects").
+    pub(crate) projects: Option<Vec<ProjectView>>,
+    /// Index into `visible()`.
+    pub(crate) selected: usize,
+    pub(crate) filter: String,
+    pub(crate) filtering: bool,
+    pub(crate) screen: Screen,
+    pub(crate) overlay: Option<Overlay>,
+    pub(crate) help: bool,
+    /// The project the detail/env screens are about (its displayed name).
+    pub(crate) open: Option<String>,
+    pub(crate) detail: Option<ProjectDetail>,
+    pub(crate) show_password: bool,
+    /// Event rows scrolled back from the newest.
+    pub(crate) event_scroll: usize,
+    pub(crate) env_selected: usize,
+    pub(crate) status: Option<StatusLine>,
+    pub(crate) tick: usize,
+    pending: VecDeque<Pending>,
+    /// Set when an env change succeeded; cleared once the sandbox has been
+    /// updated since (its row moves when the reconciler applies the env).
+    pub(crate) env_changed_at: Option<DateTime<Utc>>,
+}
+
+impl App {
+    pub fn new(username: &str, width: u16, height: u16) -> App {
+        App {
+            username: username.to_string(),
+            width,
+            height,
+            now: DateTime::<Utc>::UNIX_EPOCH,
+            notice: None,
+            no_color: false,
+            projects: None,
+            selected: 0,
+            filter: String::new(),
+            filtering: false,
+            screen: Screen::List,
+            overlay: None,
+            help: false,
+            open: None,
+            detail: None,
+            show_password: false,
+            event_scroll: 0,
+            env_selected: 0,
+            status: None,
+            tick: 0,
+            pending: VecDeque::new(),
+            env_changed_at: None,
+        }
+    }
+
+    pub fn set_notice(&mut self, text: &str) {
+        self.notice = (!text.is_empty()).then(|| text.to_string());
+    }
+
+    pub fn set_no_color(&mut self, on: bool) {
+        self.no_color = on;
+    }
+
+    pub fn set_now(&mut self, now: DateTime<Utc>) {
+        self.now = now;
+    }
+
+    /// True while a transitional status is on screen (the spinners move).
+    pub fn animating(&self) -> bool {
+        let busy = |v: &ProjectView| {
+            v.resources.iter().any(|r| r.status.is_transition()) || intent_status_is_transition(v)
+        };
+        match self.screen {
+            Screen::List => self.visible().into_iter().any(busy),
+            Screen::Detail | Screen::Env => self.detail.as_ref().is_some_and(|d| busy(&d.view)),
+        }
+    }
+
+    pub fn view(&self, frame: &mut ratatui::Frame) {
+        crate::tui::view::draw(self, frame);
+    }
+
+    pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        match msg {
+            Msg::Key(key) => self.on_key(key),
+            Msg::Paste(s) => {
+                self.type_text(&text::input(&s));
+                vec![]
+            }
+            Msg::Resize(w, h) => {
+                self.width = w;
+                self.height = h;
+                vec![]
+            }
+            Msg::Projects(list) => self.on_projects(list),
+            Msg::Detail(d) => {
+                self.on_detail(*d);
+                vec![]
+            }
+            Msg::Done(result) => self.on_done(result),
+            Msg::Tick => {
+                self.tick = self.tick.wrapping_add(1);
+                vec![]
+            }
+        }
+    }
+
+    /// The projects shown on the list: all of them, or those matching the filter.
+    pub(crate) fn visible(&self) -> Vec<&ProjectView> {
+        let needle = self.filter.to_lowercase();
+        self.projects
+            .iter()
+            .flatten()
+            .filter(|v| v.project.name.to_lowercase().contains(&needle))
+            .collect()
+    }
+
+    pub(crate) fn selected_project(&self) -> Option<&ProjectView> {
+        self.visible().get(self.selected).copied()
+    }
+
+    /// The project an action applies to: the open one on detail/env, else the selection.
+    pub(crate) fn target(&self) -> Option<&ProjectView> {
+        match self.screen {
+            Screen::List => self.selected_project(),
+            Screen::Detail | Screen::Env => {
+                let name = self.open.as_deref()?;
+                self.projects
+                    .iter()
+                    .flatten()
+                    .find(|v| v.project.name == name)
+                    .or_else(|| self.detail.as_ref().map(|d| &d.view))
+            }
+        }
+    }
+
+    pub(crate) fn context(&self) -> Context {
+        if self.help {
+            return Context::Help;
+        }
+        match &self.overlay {
+            Some(Overlay::ConfirmDelete { .. }) => return Context::ConfirmDelete,
+            Some(Overlay::Create(_)) => return Context::Create,
+            Some(Overlay::EnvForm(_)) => return Context::EnvForm,
+            Some(Overlay::ConfirmUnset { .. }) => return Context::ConfirmUnset,
+            None => {}
+        }
+        match self.screen {
+            Screen::List if self.filtering => Context::Filter,
+            Screen::List => Context::List,
+            Screen::Detail => Context::Detail,
+            Screen::Env => Context::Env,
+        }
+    }
+
+    /// The bindings of the current context (what the footer shows).
+    pub fn bindings(&self) -> Vec<Binding> {
+        bindings::for_context(self, self.context())
+    }
+
+    /// The bindings the help overlay lists: those of what is under it.
+    pub(crate) fn help_bindings(&self) -> Vec<Binding> {
+        let under = {
+            let mut probe = self.context();
+            if probe == Context::Help {
+                // Same rules as `context`, minus the help flag.
+                probe = match (&self.overlay, self.screen) {
+                    (Some(Overlay::ConfirmDelete { .. }), _) => Context::ConfirmDelete,
+                    (Some(Overlay::Create(_)), _) => Context::Create,
+                    (Some(Overlay::EnvForm(_)), _) => Context::EnvForm,
+                    (Some(Overlay::ConfirmUnset { .. }), _) => Context::ConfirmUnset,
+                    (None, Screen::List) if self.filtering => Context::Filter,
+                    (None, Screen::List) => Context::List,
+                    (None, Screen::Detail) => Context::Detail,
+                    (None, Screen::Env) => Context::Env,
+                };
+            }
+            probe
+        };
+        bindings::for_context(self, under)
+    }
+
+    fn info(&mut self, text: impl Into<String>) {
+        self.status = Some(StatusLine {
+            text: text.into(),
+            error: false,
+        });
+    }
+
+    fn refuse(&mut self, text: impl Into<String>) {
+        self.status = Some(StatusLine {
+            text: text.into(),
+            error: true,
+        });
+    }
+
+    fn on_key(&mut self, key: Key) -> Vec<Effect> {
+        let context = self.context();
+        let list = bindings::for_context(self, context);
+        match keymap::find(&list, key) {
+            Some(Binding {
+                enabled: Err(why), ..
+            }) => {
+                let why = why.clone();
+                self.refuse(why);
+                vec![]
+            }
+            Some(b) => {
+                let action = b.action;
+                self.perform(action)
+            }
+            None => match key {
+                Key::Char(c) if context.takes_text() => {
+                    self.type_text(&text::input(&c.to_string()));
+                    vec![]
+                }
+                _ => {
+                    // Never silently ignored: say what the key is not, and where help is.
+                    self.refuse(format!(
+                        "{} does nothing here; press ? for the keys",
+                        key.label()
+                    ));
+                    vec![]
+                }
+            },
+        }
+    }
+
+    fn type_text(&mut self, s: &str) {
+        match (&mut self.overlay, self.screen) {
+            (Some(Overlay::Create(f)), _) => f.field_mut().push_str(s),
+            (Some(Overlay::EnvForm(f)), _) => {
+                let fixed_key = f.editing && f.focus == EnvField::Key;
+                match f.field_mut() {
+                    Some(field) => field.push_str(s),
+                    None if fixed_key => self.refuse(
+                        "the name of an existing variable cannot change; add a new one instead",
+                    ),
+                    None => self.refuse("space toggles the checkbox; Tab moves to a text field"),
+                }
+            }
+            (None, Screen::List) if self.filtering => {
+                self.filter.push_str(s);
+                self.selected = 0;
+            }
+            _ => {}
+        }
+    }
+
+    fn perform(&mut self, action: Action) -> Vec<Effect> {
+        match action {
+            Action::Quit => return vec![Effect::Quit],
+            Action::Help => self.help = true,
+            Action::CloseHelp => self.help = false,
+            Action::Up
+            | Action::Down
+            | Action::PageUp
+            | Action::PageDown
+            | Action::Top
+            | Action::Bottom => self.move_cursor(action),
+            Action::FilterStart => {
+                self.filtering = true;
+                self.info("type to filter by name; Enter keeps it, Esc clears it");
+            }
+            Action::FilterKeep => self.filtering = false,
+            Action::FilterClear => {
+                self.filtering = false;
+                self.filter.clear();
+                self.selected = 0;
+            }
+            Action::Open => return self.open_project(Screen::Detail),
+            Action::Env => return self.open_project(Screen::Env),
+            Action::New => self.overlay = Some(Overlay::Create(CreateForm::new())),
+            Action::Intent(Intent::Delete) => {
+                if let Some(v) = self.target() {
+                    let project = v.project.name.clone();
+                    self.overlay = Some(Overlay::ConfirmDelete { project });
+                }
+            }
+            Action::Intent(intent) => {
+                if let Some(v) = self.target() {
+                    let project = v.project.name.clone();
+                    self.pending.push_back(Pending::Other);
+                    self.info(format!("{intent} requested for {}…", text::clean(&project)));
+                    return vec![Effect::Intent { project, intent }];
+                }
+            }
+            Action::Back => {
+                self.screen = match self.screen {
+                    Screen::Env => Screen::Detail,
+                    _ => Screen::List,
+                };
+                if self.screen == Screen::List {
+                    self.open = None;
+                    self.detail = None;
+                    self.show_password = false;
+                }
+            }
+            Action::TogglePassword => self.show_password = !self.show_password,
+            Action::Erase => self.erase(),
+            Action::NextField | Action::PrevField => match &mut self.overlay {
+                Some(Overlay::Create(f)) => f.switch(),
+                Some(Overlay::EnvForm(f)) if action == Action::NextField => f.next(),
+                Some(Overlay::EnvForm(f)) => f.prev(),
+                _ => {}
+            },
+            Action::ToggleSecret => {
+                if let Some(Overlay::EnvForm(f)) = &mut self.overlay {
+                    f.secret = !f.secret;
+                }
+            }
+            Action::Submit => return self.submit(),
+            Action::Cancel => self.overlay = None,
+            Action::Confirm => return self.confirm(),
+            Action::EnvAdd => self.overlay = Some(Overlay::EnvForm(EnvForm::add())),
+            Action::EnvEdit => {
+                if let Some(var) = self.selected_var() {
+                    let form = EnvForm::edit(&var.key, &var.value, var.is_secret);
+                    self.overlay = Some(Overlay::EnvForm(form));
+                }
+            }
+            Action::EnvDelete => {
+                if let Some(var) = self.selected_var() {
+                    let key = var.key.clone();
+                    self.overlay = Some(Overlay::ConfirmUnset { key });
+                }
+            }
+        }
+        vec![]
+    }
+
+    pub(crate) fn selected_var(&self) -> Option<&EnvVar> {
+        self.detail.as_ref()?.env.get(self.env_selected)
+    }
+
+    fn move_cursor(&mut self, action: Action) {
+        let page = usize::from(self.height.saturating_sub(8)).max(1);
+        let step = |pos: usize, len: usize| -> usize {
+            let last = len.saturating_sub(1);
+            match action {
+                Action::Up => pos.saturating_sub(1),
+                Action::Down => (pos + 1).min(last),
+                Action::PageUp => pos.saturating_sub(page),
+                Action::PageDown => (pos + page).min(last),
+                Action::Top => 0,
+                _ => last,
+            }
+        };
+        match self.screen {
+            Screen::List => self.selected = step(self.selected, self.visible().len()),
+            Screen::Env => {
+                let n = self.detail.as_ref().map_or(0, |d| d.env.len());
+                self.env_selected = step(self.env_selected, n);
+            }
+            Screen::Detail => {
+                // Events scroll back from the newest: Up goes back in time.
+                let n = self.detail.as_ref().map_or(0, |d| d.events.len());
+                let back = match action {
+                    Action::Up => Action::Down,
+                    Action::Down => Action::Up,
+                    Action::PageUp => Action::PageDown,
+                    Action::PageDown => Action::PageUp,
+                    Action::Top => Action::Bottom,
+                    _ => Action::Top,
+                };
+                let pos = self.event_scroll;
+                let last = n.saturating_sub(1);
+                self.event_scroll = match back {
+                    Action::Up => pos.saturating_sub(1),
+                    Action::Down => (pos + 1).min(last),
+                    Action::PageUp => pos.saturating_sub(page),
+                    Action::PageDown => (pos + page).min(last),
+                    Action::Top => 0,
+                    _ => last,
+                };
+            }
+        }
+    }
+
+    fn erase(&mut self) {
+        match &mut self.overlay {
+            Some(Overlay::Create(f)) => {
+                f.field_mut().pop();
+            }
+            Some(Overlay::EnvForm(f)) => {
+                if let Some(field) = f.field_mut() {
+                    field.pop();
+                }
+            }
+            _ if self.filtering => {
+                self.filter.pop();
+                self.selected = 0;
+            }
+            _ => {}
+        }
+    }
+
+    fn open_project(&mut self, screen: Screen) -> Vec<Effect> {
+        let Some(name) = self.target().map(|v| v.project.name.clone()) else {
+            return vec![];
+        };
+        if self.open.as_deref() != Some(&name) {
+            self.detail = None;
+            self.show_password = false;
+            self.event_scroll = 0;
+            self.env_selected = 0;
+            self.env_changed_at = None;
+        }
+        self.open = Some(name.clone());
+        self.screen = screen;
+        vec![Effect::LoadDetail { project: name }]
+    }
+
+    fn submit(&mut self) -> Vec<Effect> {
+        match self.overlay.take() {
+            Some(Overlay::Create(f)) => {
+                self.pending.push_back(Pending::Other);
+                self.info(format!("creating {}…", text::clean(f.name.trim())));
+                vec![Effect::Create {
+                    name: f.name,
+                    description: f.description,
+                }]
+            }
+            Some(Overlay::EnvForm(f)) => {
+                let Some(project) = self.open.clone() else {
+                    return vec![];
+                };
+                self.pending.push_back(Pending::Env);
+                self.info(format!("setting {}…", text::clean(&f.key)));
+                vec![Effect::SetEnv {
+                    project,
+                    key: f.key,
+                    value: f.value,
+                    secret: f.secret,
+                }]
+            }
+            other => {
+                self.overlay = other;
+                vec![]
+            }
+        }
+    }
+
+    fn confirm(&mut self) -> Vec<Effect> {
+        match self.overlay.take() {
+            Some(Overlay::ConfirmDelete { project }) => {
+                self.pending.push_back(Pending::Other);
+                self.info(format!("delete requested for {}…", text::clean(&project)));
+                vec![Effect::Intent {
+                    project,
+                    intent: Intent::Delete,
+                }]
+            }
+            Some(Overlay::ConfirmUnset { key }) => {
+                let Some(project) = self.open.clone() else {
+                    return vec![];
+                };
+                self.pending.push_back(Pending::Env);
+                self.info(format!("removing {}…", text::clean(&key)));
+                vec![Effect::UnsetEnv { project, key }]
+            }
+            other => {
+                self.overlay = other;
+                vec![]
+            }
+        }
+    }
+
+    fn on_projects(&mut self, list: Vec<ProjectView>) -> Vec<Effect> {
+        let keep = self.selected_project().map(|v| v.project.id);
+        self.projects = Some(list);
+        let visible = self.visible();
+        self.selected = keep
+            .and_then(|id| visible.iter().position(|v| v.project.id == id))
+            .unwrap_or(self.selected)
+            .min(visible.len().saturating_sub(1));
+        let Some(open) = self.open.clone() else {
+            return vec![];
+        };
+        let exists = self
+            .projects
+            .iter()
+            .flatten()
+            .any(|v| v.project.name == open);
+        if !exists {
+            // Deleted (by us or elsewhere): nothing left to show.
+            self.screen = Screen::List;
+            self.overlay = None;
+            self.open = None;
+            self.detail = None;
+            self.info(format!("{} is gone", text::clean(&open)));
+            return vec![];
+        }
+        // A change notification may be about the open project: refresh it too.
+        vec![Effect::LoadDetail { project: open }]
+    }
+
+    fn on_detail(&mut self, d: ProjectDetail) {
+        if self.open.as_deref() != Some(d.view.project.name.as_str()) {
+            return; // a late answer for a project no longer open
+        }
+        self.env_selected = self.env_selected.min(d.env.len().saturating_sub(1));
+        self.event_scroll = self.event_scroll.min(d.events.len().saturating_sub(1));
+        self.detail = Some(d);
+    }
+
+    fn on_done(&mut self, result: Result<String, String>) -> Vec<Effect> {
+        let kind = self.pending.pop_front().unwrap_or(Pending::Other);
+        match result {
+            Ok(line) => {
+                if kind == Pending::Env {
+                    self.env_changed_at = Some(self.now);
+                }
+                self.info(line);
+            }
+            Err(line) => self.refuse(line),
+        }
+        match &self.open {
+            Some(project) => vec![Effect::LoadDetail {
+                project: project.clone(),
+            }],
+            None => vec![],
+        }
+    }
+
+    /// Where the open project's env stands, as far as the screen can know.
+    pub(crate) fn env_state(&self) -> Option<String> {
+        let d = self.detail.as_ref()?;
+        let version = d.view.project.env_version;
+        let sandbox = d
+            .view
+            .resources
+            .iter()
+            .find(|r| r.kind == crate::store::resources::ResourceKind::Sandbox)?;
+        use crate::model::ResourceStatus as R;
+        let state = match (sandbox.status, self.env_changed_at) {
+            (R::Running, Some(at)) if sandbox.updated_at <= at => "pending (sandbox catching up)",
+            (R::Running, Some(_)) => "applied",
+            (R::Running, None) => "in use by the running sandbox",
+            (R::Error, _) => "not applied: the sandbox is in ERROR",
+            (s, _) if s.is_transition() => "applies once the sandbox settles",
+            _ => "applies when the sandbox next starts",
+        };
+        Some(format!("env v{version}: {state}"))
+    }
+}
+
+fn intent_status_is_transition(v: &ProjectView) -> bool {
+    use crate::model::ProjectStatus as P;
+    matches!(
+        v.project.status,
+        P::Creating | P::Starting | P::Stopping | P::Terminating
+    )
+}
+
+/// Why an intent is refused on `v` right now (the footer greys it and shows this).
+pub(crate) fn intent_allowed(v: Option<&ProjectView>, intent: Intent) -> Result<(), String> {
+    let v = v.ok_or_else(|| "no project selected".to_string())?;
+    intent::check(intent, v.project.status).map_err(|e| e.to_string())
+}

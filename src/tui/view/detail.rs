@@ -1,0 +1,251 @@
+//! The project detail: resources with the reason for anything stuck or failed
+//! ("say why"), connection info, env vars and the event history.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph};
+
+use super::style::{Theme, age, status_label, until};
+use crate::model::{ProjectStatus, ResourceStatus};
+use crate::store::projects::ResourceSummary;
+use crate::tui::app::{App, ProjectDetail};
+use crate::tui::text;
+
+pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
+    let name = app.open.as_deref().unwrap_or("");
+    let Some(d) = &app.detail else {
+        let block = Block::bordered().title(format!(" {} ", text::fit(name, 60)));
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        frame.render_widget(
+            Paragraph::new(Line::styled(" Loading…", theme.dim())),
+            inner,
+        );
+        return;
+    };
+    let status = d.view.project.status;
+    let title = Line::from(vec![
+        Span::styled(format!(" {} ", text::fit(name, 50)), theme.title()),
+        Span::styled(
+            format!("{} ", status_label(status, app.tick)),
+            theme.status(status),
+        ),
+    ]);
+    let block = Block::bordered().title(title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let w = usize::from(inner.width);
+
+    let resources = resource_lines(app, theme, d, w);
+    let env_rows = if inner.height >= 40 { 8 } else { 2 };
+    let env = env_lines(app, theme, d, w, env_rows);
+    let [top, res, conn, env_area, events] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(resources.len() as u16),
+        Constraint::Length(2),
+        Constraint::Length(env.len() as u16),
+        Constraint::Min(2),
+    ])
+    .areas(inner);
+
+    let desc = if d.view.project.description.is_empty() {
+        Span::styled(" (no description)", theme.dim())
+    } else {
+        Span::raw(format!(
+            " {}",
+            text::fit(&d.view.project.description, w - 1)
+        ))
+    };
+    frame.render_widget(Paragraph::new(Line::from(desc)), top);
+    frame.render_widget(Paragraph::new(resources), res);
+    frame.render_widget(Paragraph::new(connection(app, theme, d, w)), conn);
+    frame.render_widget(Paragraph::new(env), env_area);
+    frame.render_widget(
+        Paragraph::new(event_lines(app, theme, d, w, events.height)),
+        events,
+    );
+}
+
+fn heading(theme: Theme, text: &str) -> Line<'static> {
+    Line::styled(text.to_string(), theme.title())
+}
+
+fn resource_lines(app: &App, theme: Theme, d: &ProjectDetail, w: usize) -> Vec<Line<'static>> {
+    let wide = w >= 120;
+    let mut lines = vec![heading(theme, " Resources")];
+    for r in &d.view.resources {
+        let s = ProjectStatus::from(r.status);
+        let mut spans = vec![
+            Span::raw(format!("  {:<9}", r.kind.as_str())),
+            Span::styled(
+                format!("{:<14}", status_label(s, app.tick)),
+                theme.status(s),
+            ),
+            Span::raw(format!("want {:<11}", r.desired.as_str())),
+            Span::raw(format!("tries {:<4}", r.attempts)),
+            Span::raw(format!("lease {}", lease(app, r))),
+        ];
+        if wide {
+            spans.push(Span::styled(
+                format!("  {}", text::fit(&r.resource_name, 60)),
+                theme.dim(),
+            ));
+        }
+        lines.push(Line::from(spans));
+        if let Some((why, style)) = why(app, theme, r) {
+            lines.push(Line::styled(text::fit(&format!("    ↳ {why}"), w), style));
+        }
+    }
+    if d.view.resources.is_empty() {
+        lines.push(Line::styled("  (none left)", theme.dim()));
+    }
+    lines
+}
+
+/// Who holds the resource right now; an expired lease is nobody's.
+fn lease(app: &App, r: &ResourceSummary) -> String {
+    match (&r.lease_owner, r.lease_until) {
+        (Some(owner), Some(until)) if until > app.now => {
+            format!(
+                "{} ({} left)",
+                text::fit(owner, 24),
+                super::style::age(until, app.now)
+            )
+        }
+        _ => "–".into(),
+    }
+}
+
+/// The reason a resource is not simply settled where it should be.
+fn why(app: &App, theme: Theme, r: &ResourceSummary) -> Option<(String, Style)> {
+    let next = r
+        .next_attempt_at
+        .map(|t| format!("next try {}", until(app.now, t)));
+    if r.status == ResourceStatus::Error {
+        let err = r
+            .last_error
+            .as_deref()
+            .unwrap_or("no error message was recorded");
+        return Some((
+            format!("failed: {} — press r to retry", text::clean(err)),
+            theme.error(),
+        ));
+    }
+    if let Some(err) = &r.last_error {
+        let mut s = format!("last error: {}", text::clean(err));
+        s.push_str(&format!(" (attempt {}", r.attempts));
+        if let Some(next) = &next {
+            s.push_str(&format!(", {next}"));
+        }
+        s.push(')');
+        return Some((s, theme.warn()));
+    }
+    if r.status.is_transition() {
+        let who = match &r.lease_owner {
+            Some(owner) if r.lease_until.is_some_and(|u| u > app.now) => {
+                format!("being worked on by {}", text::clean(owner))
+            }
+            _ => "waiting for a worker".into(),
+        };
+        let tail = next.map(|n| format!("; {n}")).unwrap_or_default();
+        return Some((format!("{who}{tail}"), theme.dim()));
+    }
+    if r.status != ResourceStatus::settled_at(r.desired) {
+        return Some((format!("heading for {}", r.desired.as_str()), theme.dim()));
+    }
+    None
+}
+
+fn connection(app: &App, theme: Theme, d: &ProjectDetail, w: usize) -> Vec<Line<'static>> {
+    let value = match &d.database_url {
+        Some(url) if app.show_password => Span::raw(text::fit(url, w - 4)),
+        Some(url) => Span::raw(text::fit(&text::mask_password(url), w - 4)),
+        None => Span::styled("(database not ready yet)", theme.dim()),
+    };
+    let hint = if d.database_url.is_some() && !app.show_password {
+        "  (p shows the password)"
+    } else {
+        ""
+    };
+    vec![
+        Line::from(vec![
+            Span::styled(" DATABASE_URL", theme.title()),
+            Span::styled(hint, theme.dim()),
+        ]),
+        Line::from(vec![Span::raw("   "), value]),
+    ]
+}
+
+fn env_lines(
+    app: &App,
+    theme: Theme,
+    d: &ProjectDetail,
+    w: usize,
+    rows: usize,
+) -> Vec<Line<'static>> {
+    let state = app.env_state().unwrap_or_default();
+    let mut lines = vec![Line::from(vec![
+        Span::styled(format!(" Environment ({})", d.env.len()), theme.title()),
+        Span::styled(
+            text::fit(&format!("  {state} · e edits"), w.saturating_sub(18)),
+            theme.dim(),
+        ),
+    ])];
+    for var in d.env.iter().take(rows) {
+        lines.push(Line::raw(text::fit(
+            &format!("   {}", super::env::var_text(var, w)),
+            w,
+        )));
+    }
+    if d.env.len() > rows {
+        lines.push(Line::styled(
+            format!("   … {} more", d.env.len() - rows),
+            theme.dim(),
+        ));
+    }
+    lines
+}
+
+/// The events window: newest at the bottom, `event_scroll` rows back in time.
+fn event_lines(app: &App, theme: Theme, d: &ProjectDetail, w: usize, h: u16) -> Vec<Line<'static>> {
+    let rows = usize::from(h.saturating_sub(1));
+    let end = d.events.len().saturating_sub(app.event_scroll);
+    let start = end.saturating_sub(rows);
+    let scrolled = if app.event_scroll > 0 {
+        format!("  ({} newer below, ↓)", app.event_scroll)
+    } else {
+        String::new()
+    };
+    let mut lines = vec![Line::from(vec![
+        Span::styled(" Events", theme.title()),
+        Span::styled(format!(" (newest last){scrolled}"), theme.dim()),
+    ])];
+    if d.events.is_empty() {
+        lines.push(Line::styled("   (none yet)", theme.dim()));
+    }
+    for e in &d.events[start..end] {
+        let change = match (&e.from_status, &e.to_status) {
+            (Some(f), Some(t)) => format!("{}→{} ", text::fit(f, 12), text::fit(t, 12)),
+            (None, Some(t)) => format!("→{} ", text::fit(t, 12)),
+            _ => String::new(),
+        };
+        let body = format!(
+            "{} {} {}{} ({})",
+            text::fit(&e.kind, 8),
+            text::fit(&e.resource, 24),
+            change,
+            text::clean(&e.message),
+            text::clean(&e.actor)
+        );
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!("   {:>4} ", age(app.now, e.created_at)),
+                theme.dim(),
+            ),
+            Span::raw(text::fit(&body, w.saturating_sub(8))),
+        ]));
+    }
+    lines
+}

@@ -1,0 +1,236 @@
+//! Modals drawn over the screen: create, env form, confirmations, help.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph};
+
+use super::style::Theme;
+use crate::tui::app::forms::{CreateField, CreateForm, EnvField, EnvForm};
+use crate::tui::app::{App, Overlay};
+use crate::tui::text;
+
+const CURSOR: &str = "▏";
+
+pub fn draw(app: &App, theme: Theme, frame: &mut Frame, body: Rect) {
+    match &app.overlay {
+        Some(Overlay::Create(f)) => create(f, theme, frame, body),
+        Some(Overlay::EnvForm(f)) => env_form(app, f, theme, frame, body),
+        Some(Overlay::ConfirmDelete { project }) => confirm(
+            theme,
+            frame,
+            body,
+            " Delete project ",
+            vec![
+                format!("Delete project “{}”?", text::fit(project, 50)),
+                "Its sandbox and database (with all data) will be removed.".into(),
+                "This cannot be undone.".into(),
+            ],
+        ),
+        Some(Overlay::ConfirmUnset { key }) => confirm(
+            theme,
+            frame,
+            body,
+            " Remove variable ",
+            vec![
+                format!(
+                    "Remove {} from “{}”?",
+                    text::fit(key, 40),
+                    text::fit(app.open.as_deref().unwrap_or(""), 30)
+                ),
+                "The running sandbox picks the change up on its next sync.".into(),
+            ],
+        ),
+        None => {}
+    }
+    if app.help {
+        help(app, theme, frame, body);
+    }
+}
+
+/// A centred box of at most `w`×`h` inside `area`, cleared and bordered;
+/// returns the inner area.
+fn modal(frame: &mut Frame, area: Rect, w: u16, h: u16, title: Line<'_>) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    let rect = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    frame.render_widget(Clear, rect);
+    let block = Block::bordered().title(title);
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    inner
+}
+
+/// `label: value▏` with the tail of the value visible while typing.
+fn field(label: &str, value: &str, focused: bool, theme: Theme, w: usize) -> Line<'static> {
+    let label = format!(" {label:<13}");
+    let room = w.saturating_sub(label.len() + 2);
+    let mut spans = vec![Span::styled(
+        label,
+        if focused { theme.key() } else { theme.title() },
+    )];
+    spans.push(Span::raw(text::tail(value, room)));
+    if focused {
+        spans.push(Span::raw(CURSOR));
+    }
+    Line::from(spans)
+}
+
+/// An inline check result under a field: ✓ what it gives, or ✗ why not.
+fn verdict(result: Result<String, String>, theme: Theme, w: usize) -> Line<'static> {
+    match result {
+        Ok(s) => Line::styled(text::fit(&format!("   ✓ {s}"), w), theme.ok()),
+        Err(e) => Line::styled(text::fit(&format!("   ✗ {e}"), w), theme.error()),
+    }
+}
+
+fn create(f: &CreateForm, theme: Theme, frame: &mut Frame, body: Rect) {
+    let width = body.width.saturating_sub(4).min(96);
+    let title = Line::styled(" New project ", theme.title());
+    let inner = modal(frame, body, width, 10, title);
+    let w = usize::from(inner.width);
+    let slug = if f.name.is_empty() {
+        Err("type a name; the slug is made of its letters and digits".into())
+    } else {
+        f.slug().map(|s| format!("slug: {s}"))
+    };
+    let lines = vec![
+        field("Name", &f.name, f.focus == CreateField::Name, theme, w),
+        verdict(slug, theme, w),
+        Line::raw(""),
+        field(
+            "Description",
+            &f.description,
+            f.focus == CreateField::Description,
+            theme,
+            w,
+        ),
+        match f.description_check() {
+            Ok(()) => Line::styled("   (optional)", theme.dim()),
+            Err(e) => verdict(Err(e), theme, w),
+        },
+        Line::raw(""),
+        Line::styled(
+            " Enter creates · Tab switches field · Esc cancels",
+            theme.dim(),
+        ),
+    ];
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn env_form(app: &App, f: &EnvForm, theme: Theme, frame: &mut Frame, body: Rect) {
+    let width = body.width.saturating_sub(4).min(96);
+    let verb = if f.editing {
+        " Edit variable "
+    } else {
+        " Add variable "
+    };
+    let project = text::fit(app.open.as_deref().unwrap_or(""), 30);
+    let title = Line::styled(format!("{verb}— {project} "), theme.title());
+    let inner = modal(frame, body, width, 11, title);
+    let w = usize::from(inner.width);
+    let value_shown = if f.secret {
+        // Typed blind: the length confirms keystrokes without showing the value.
+        format!("{} ({} chars)", text::MASK, f.value.chars().count())
+    } else {
+        f.value.clone()
+    };
+    let key_line = if f.editing {
+        Line::from(vec![
+            Span::styled(format!(" {:<13}", "Name"), theme.title()),
+            Span::raw(text::fit(&f.key, w.saturating_sub(16))),
+            Span::styled("  (fixed)", theme.dim()),
+        ])
+    } else {
+        field("Name", &f.key, f.focus == EnvField::Key, theme, w)
+    };
+    let key_check = if f.key.is_empty() {
+        Line::styled(
+            "   letters, digits and _; not starting with a digit",
+            theme.dim(),
+        )
+    } else {
+        verdict(f.key_check().map(|()| "valid name".into()), theme, w)
+    };
+    let checkbox = format!("[{}] secret", if f.secret { "x" } else { " " });
+    let secret_style = if f.focus == EnvField::Secret {
+        theme.selected()
+    } else {
+        ratatui::style::Style::new()
+    };
+    let lines = vec![
+        key_line,
+        key_check,
+        field("Value", &value_shown, f.focus == EnvField::Value, theme, w),
+        match f.value_check() {
+            Ok(()) => Line::raw(""),
+            Err(e) => verdict(Err(e), theme, w),
+        },
+        Line::from(vec![
+            Span::raw(format!(" {:<13}", "")),
+            Span::styled(checkbox, secret_style),
+            Span::styled("  (space here, or ^S anywhere)", theme.dim()),
+        ]),
+        Line::raw(""),
+        Line::styled(
+            " Enter saves · Tab next field · ^S secret · Esc cancels",
+            theme.dim(),
+        ),
+    ];
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn confirm(theme: Theme, frame: &mut Frame, body: Rect, title: &str, text_lines: Vec<String>) {
+    let title = Line::styled(title.to_string(), theme.error());
+    let inner = modal(frame, body, 66, text_lines.len() as u16 + 4, title);
+    let w = usize::from(inner.width);
+    let mut lines: Vec<Line> = text_lines
+        .iter()
+        .map(|l| Line::raw(text::fit(&format!(" {l}"), w)))
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::from(vec![
+        Span::styled(" y", theme.key()),
+        Span::raw(" yes, delete    "),
+        Span::styled("n", theme.key()),
+        Span::raw("/"),
+        Span::styled("Esc", theme.key()),
+        Span::raw(" cancel"),
+    ]));
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// Every binding of the screen under the overlay, with why a key is off.
+fn help(app: &App, theme: Theme, frame: &mut Frame, body: Rect) {
+    let bindings = app.help_bindings();
+    let mut lines: Vec<Line> = Vec::new();
+    let width = body.width.saturating_sub(8).min(90);
+    let w = usize::from(width.saturating_sub(2));
+    for b in &bindings {
+        let mut spans = vec![
+            Span::styled(format!(" {:<7}", b.key.label()), theme.key()),
+            Span::raw(format!("{:<16}", b.label)),
+        ];
+        if let Err(why) = &b.enabled {
+            let room = w.saturating_sub(24);
+            spans[0].style = theme.dim();
+            spans.push(Span::styled(
+                text::fit(&format!("off: {why}"), room),
+                theme.dim(),
+            ));
+        }
+        lines.push(Line::from(spans));
+    }
+    if app.overlay.is_some() || app.filtering {
+        lines.push(Line::styled(" other keys type into the field", theme.dim()));
+    }
+    let h = (lines.len() as u16 + 2).min(body.height);
+    let title = Line::styled(" Keys (Esc closes) ", theme.title());
+    let inner = modal(frame, body, width, h, title);
+    frame.render_widget(Paragraph::new(lines), inner);
+}

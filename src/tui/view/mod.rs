@@ -1,0 +1,106 @@
+//! Rendering: `draw` lays out header, body, status line and footer, then the
+//! screen's body and any overlay. One module per screen; all text that came
+//! from outside goes through `tui::text` first.
+
+mod detail;
+mod dialogs;
+mod env;
+mod list;
+pub mod style;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use crate::tui::app::{App, Screen};
+use crate::tui::keys::Binding;
+use crate::tui::text;
+use style::Theme;
+
+pub const MIN_WIDTH: u16 = 80;
+pub const MIN_HEIGHT: u16 = 24;
+
+pub fn draw(app: &App, frame: &mut Frame) {
+    let area = frame.area();
+    let theme = Theme {
+        no_color: app.no_color,
+    };
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        // A broken layout is worse than none: one line that says what to do.
+        let msg = format!(
+            "window too small: {}×{} (need {MIN_WIDTH}×{MIN_HEIGHT})",
+            area.width, area.height
+        );
+        let line = Line::styled(text::fit(&msg, area.width.into()), theme.warn());
+        frame.render_widget(Paragraph::new(line), area);
+        return;
+    }
+    let [header, body, status, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(0),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    draw_header(app, theme, frame, header);
+    match app.screen {
+        Screen::List => list::draw(app, theme, frame, body),
+        Screen::Detail => detail::draw(app, theme, frame, body),
+        Screen::Env => env::draw(app, theme, frame, body),
+    }
+    draw_status(app, theme, frame, status);
+    draw_footer(&app.bindings(), theme, frame, footer);
+    dialogs::draw(app, theme, frame, body);
+}
+
+fn draw_header(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
+    let width = usize::from(area.width);
+    let left = format!(" Kiln · {}", text::fit(&app.username, 32));
+    let mut spans = vec![Span::styled(left.clone(), theme.title())];
+    if let Some(notice) = &app.notice {
+        let room = width.saturating_sub(text::width(&left) + 3);
+        spans.push(Span::raw(" │ "));
+        spans.push(Span::styled(text::fit(notice, room), theme.warn()));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_status(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
+    let Some(status) = &app.status else {
+        return;
+    };
+    let style = if status.error {
+        theme.error()
+    } else {
+        theme.ok()
+    };
+    let mark = if status.error { "✗ " } else { "✓ " };
+    let line = Line::styled(
+        text::fit(&format!(" {mark}{}", status.text), area.width.into()),
+        style,
+    );
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+/// The footer: the context's main keys, disabled ones greyed; what does not
+/// fit is left to the help overlay (`?`).
+fn draw_footer(bindings: &[Binding], theme: Theme, frame: &mut Frame, area: Rect) {
+    let mut spans = vec![Span::raw(" ")];
+    let mut used = 1;
+    for b in bindings.iter().filter(|b| b.footer) {
+        let key = b.key.label();
+        let cost = text::width(&key) + 1 + b.label.len() + 2;
+        if used + cost > usize::from(area.width) {
+            break;
+        }
+        used += cost;
+        let (key_style, label_style) = match b.enabled {
+            Ok(()) => (theme.key(), ratatui::style::Style::new()),
+            Err(_) => (theme.dim(), theme.dim()),
+        };
+        spans.push(Span::styled(key, key_style));
+        spans.push(Span::styled(format!(" {}  ", b.label), label_style));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
