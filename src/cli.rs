@@ -142,6 +142,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         idle_projects: usize,
     },
+    /// Status propagation to open dashboards, and the cost of idle sessions.
+    Console {
+        /// Status changes timed from commit to drawn.
+        #[arg(long, default_value_t = 200)]
+        changes: usize,
+        /// Idle session counts to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "50,200,500")]
+        sessions: Vec<usize>,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -173,6 +182,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = Database::open(&config, 4).await?;
             let admin = db.admin_url.clone();
             let r = crate::bench::reconcile(&admin, projects, idle_projects).await;
+            db.close().await?;
+            r
+        }
+        Command::Bench(BenchCommand::Console { changes, sessions }) => {
+            let db = Database::open(&config, 2).await?;
+            let admin = db.admin_url.clone();
+            let r = crate::bench::console(&admin, changes, &sessions).await;
             db.close().await?;
             r
         }

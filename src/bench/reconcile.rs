@@ -1,35 +1,18 @@
 //! `kiln bench reconcile`: numbers for the reconcile loop, printed, never asserted.
-//! Runs in a scratch database on the configured server, dropped afterwards.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::fake_driver::FakeDriver;
 use crate::reconcile::{ReconcileConfig, Reconciler};
 use crate::store::{SecretKey, Store};
 
-pub async fn reconcile(
-    admin_url: &str,
-    projects: usize,
-    idle_projects: usize,
-) -> anyhow::Result<()> {
-    let name = format!("kiln_bench_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(admin_url)
-        .await
-        .context("connecting to the admin URL")?;
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await?;
-    let result = run_all(&database_url(admin_url, &name), projects, idle_projects).await;
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await?;
+pub async fn reconcile(admin_url: &str, projects: usize, idle_projects: usize) -> anyhow::Result<()> {
+    let scratch = super::Scratch::create(admin_url).await?;
+    let result = run_all(&scratch.url, projects, idle_projects).await;
+    scratch.drop_database().await?;
     result
 }
 
@@ -146,38 +129,3 @@ async fn seed_running(store: &Store, user: Uuid, n: usize) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The admin URL with its database replaced.
-fn database_url(admin_url: &str, db: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (admin_url, None),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn database_url_replaces_only_the_database() {
-        assert_eq!(
-            super::database_url("postgres://u@h:5/postgres", "x"),
-            "postgres://u@h:5/x"
-        );
-        assert_eq!(
-            super::database_url("postgres://kiln@localhost/kiln?host=/s", "x"),
-            "postgres://kiln@localhost/x?host=/s"
-        );
-        assert_eq!(
-            super::database_url("postgres://u@h", "x"),
-            "postgres://u@h/x"
-        );
-    }
-}

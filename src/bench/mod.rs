@@ -1,0 +1,87 @@
+//! Benchmarks that print numbers (never asserted): `kiln bench …`.
+//! Each runs in a scratch database on the configured server, dropped afterwards.
+
+pub mod console;
+pub mod reconcile;
+
+pub use console::console;
+pub use reconcile::reconcile;
+
+use anyhow::Context;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use uuid::Uuid;
+
+/// A throwaway database for one benchmark run.
+pub(crate) struct Scratch {
+    admin: PgConnection,
+    name: String,
+    pub url: String,
+}
+
+impl Scratch {
+    pub async fn create(admin_url: &str) -> anyhow::Result<Scratch> {
+        let name = format!("kiln_bench_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(admin_url)
+            .await
+            .context("connecting to the admin URL")?;
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await?;
+        Ok(Scratch {
+            admin,
+            url: database_url(admin_url, &name),
+            name,
+        })
+    }
+
+    pub async fn drop_database(mut self) -> anyhow::Result<()> {
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut self.admin)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The admin URL with its database replaced.
+pub(crate) fn database_url(admin_url: &str, db: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (admin_url, None),
+    };
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+/// The `p`-quantile of sorted samples.
+pub(crate) fn quantile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    if sorted.is_empty() {
+        return std::time::Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_url_replaces_only_the_database() {
+        assert_eq!(
+            super::database_url("postgres://u@h:5/postgres", "x"),
+            "postgres://u@h:5/x"
+        );
+        assert_eq!(
+            super::database_url("postgres://kiln@localhost/kiln?host=/s", "x"),
+            "postgres://kiln@localhost/x?host=/s"
+        );
+        assert_eq!(super::database_url("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+}
