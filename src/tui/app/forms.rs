@@ -17,6 +17,12 @@ pub struct CreateForm {
     pub focus: CreateField,
 }
 
+impl Default for CreateForm {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl CreateForm {
     pub fn new() -> CreateForm {
         CreateForm {

@@ -3,6 +3,7 @@
 //! session to perform, and the session answers with `Msg`s.
 
 mod bindings;
+mod data;
 pub mod forms;
 #[cfg(test)]
 mod tests;
@@ -95,7 +96,7 @@ pub struct StatusLine {
 
 /// Which kind of change an in-flight effect was, so its `Done` can be told apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pending {
+pub(super) enum Pending {
     Env,
     Other,
 }
@@ -125,7 +126,7 @@ pub struct App {
     pub(crate) env_selected: usize,
     pub(crate) status: Option<StatusLine>,
     pub(crate) tick: usize,
-    pending: VecDeque<Pending>,
+    pub(super) pending: VecDeque<Pending>,
     /// Set when an env change succeeded; cleared once the sandbox has been
     /// updated since (its row moves when the reconciler applies the env).
     pub(crate) env_changed_at: Option<DateTime<Utc>>,
@@ -286,14 +287,14 @@ impl App {
         bindings::for_context(self, under)
     }
 
-    fn info(&mut self, text: impl Into<String>) {
+    pub(super) fn info(&mut self, text: impl Into<String>) {
         self.status = Some(StatusLine {
             text: text.into(),
             error: false,
         });
     }
 
-    fn refuse(&mut self, text: impl Into<String>) {
+    pub(super) fn refuse(&mut self, text: impl Into<String>) {
         self.status = Some(StatusLine {
             text: text.into(),
             error: true,
@@ -570,84 +571,6 @@ impl App {
                 vec![]
             }
         }
-    }
-
-    fn on_projects(&mut self, list: Vec<ProjectView>) -> Vec<Effect> {
-        let keep = self.selected_project().map(|v| v.project.id);
-        self.projects = Some(list);
-        let visible = self.visible();
-        self.selected = keep
-            .and_then(|id| visible.iter().position(|v| v.project.id == id))
-            .unwrap_or(self.selected)
-            .min(visible.len().saturating_sub(1));
-        let Some(open) = self.open.clone() else {
-            return vec![];
-        };
-        let exists = self
-            .projects
-            .iter()
-            .flatten()
-            .any(|v| v.project.name == open);
-        if !exists {
-            // Deleted (by us or elsewhere): nothing left to show.
-            self.screen = Screen::List;
-            self.overlay = None;
-            self.open = None;
-            self.detail = None;
-            self.info(format!("{} is gone", text::clean(&open)));
-            return vec![];
-        }
-        // A change notification may be about the open project: refresh it too.
-        vec![Effect::LoadDetail { project: open }]
-    }
-
-    fn on_detail(&mut self, d: ProjectDetail) {
-        if self.open.as_deref() != Some(d.view.project.name.as_str()) {
-            return; // a late answer for a project no longer open
-        }
-        self.env_selected = self.env_selected.min(d.env.len().saturating_sub(1));
-        self.event_scroll = self.event_scroll.min(d.events.len().saturating_sub(1));
-        self.detail = Some(d);
-    }
-
-    fn on_done(&mut self, result: Result<String, String>) -> Vec<Effect> {
-        let kind = self.pending.pop_front().unwrap_or(Pending::Other);
-        match result {
-            Ok(line) => {
-                if kind == Pending::Env {
-                    self.env_changed_at = Some(self.now);
-                }
-                self.info(line);
-            }
-            Err(line) => self.refuse(line),
-        }
-        match &self.open {
-            Some(project) => vec![Effect::LoadDetail {
-                project: project.clone(),
-            }],
-            None => vec![],
-        }
-    }
-
-    /// Where the open project's env stands, as far as the screen can know.
-    pub(crate) fn env_state(&self) -> Option<String> {
-        let d = self.detail.as_ref()?;
-        let version = d.view.project.env_version;
-        let sandbox = d
-            .view
-            .resources
-            .iter()
-            .find(|r| r.kind == crate::store::resources::ResourceKind::Sandbox)?;
-        use crate::model::ResourceStatus as R;
-        let state = match (sandbox.status, self.env_changed_at) {
-            (R::Running, Some(at)) if sandbox.updated_at <= at => "pending (sandbox catching up)",
-            (R::Running, Some(_)) => "applied",
-            (R::Running, None) => "in use by the running sandbox",
-            (R::Error, _) => "not applied: the sandbox is in ERROR",
-            (s, _) if s.is_transition() => "applies once the sandbox settles",
-            _ => "applies when the sandbox next starts",
-        };
-        Some(format!("env v{version}: {state}"))
     }
 }
 

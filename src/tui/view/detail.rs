@@ -85,7 +85,11 @@ fn resource_lines(app: &App, theme: Theme, d: &ProjectDetail, w: usize) -> Vec<L
             ),
             Span::raw(format!("want {:<11}", r.desired.as_str())),
             Span::raw(format!("tries {:<4}", r.attempts)),
-            Span::raw(format!("lease {}", lease(app, r))),
+            // 51 columns precede the lease; it gets what is left of the row.
+            Span::raw(text::fit(
+                &format!("lease {}", lease(app, r)),
+                w.saturating_sub(52),
+            )),
         ];
         if wide {
             spans.push(Span::styled(

@@ -92,7 +92,7 @@ fn verdict(result: Result<String, String>, theme: Theme, w: usize) -> Line<'stat
 fn create(f: &CreateForm, theme: Theme, frame: &mut Frame, body: Rect) {
     let width = body.width.saturating_sub(4).min(96);
     let title = Line::styled(" New project ", theme.title());
-    let inner = modal(frame, body, width, 10, title);
+    let inner = modal(frame, body, width, 9, title);
     let w = usize::from(inner.width);
     let slug = if f.name.is_empty() {
         Err("type a name; the slug is made of its letters and digits".into())
@@ -132,7 +132,7 @@ fn env_form(app: &App, f: &EnvForm, theme: Theme, frame: &mut Frame, body: Rect)
     };
     let project = text::fit(app.open.as_deref().unwrap_or(""), 30);
     let title = Line::styled(format!("{verb}— {project} "), theme.title());
-    let inner = modal(frame, body, width, 11, title);
+    let inner = modal(frame, body, width, 9, title);
     let w = usize::from(inner.width);
     let value_shown = if f.secret {
         // Typed blind: the length confirms keystrokes without showing the value.
@@ -211,13 +211,27 @@ fn help(app: &App, theme: Theme, frame: &mut Frame, body: Rect) {
     let mut lines: Vec<Line> = Vec::new();
     let width = body.width.saturating_sub(8).min(90);
     let w = usize::from(width.saturating_sub(2));
+    // Aliases (↑ and k, q and ^C) share one row: same action, same label.
+    let mut rows: Vec<(String, &crate::tui::keys::Binding)> = Vec::new();
     for b in &bindings {
+        match rows
+            .iter_mut()
+            .find(|(_, o)| o.action == b.action && o.label == b.label)
+        {
+            Some((keys, _)) => {
+                keys.push('/');
+                keys.push_str(&b.key.label());
+            }
+            None => rows.push((b.key.label(), b)),
+        }
+    }
+    for (keys, b) in rows {
         let mut spans = vec![
-            Span::styled(format!(" {:<7}", b.key.label()), theme.key()),
+            Span::styled(format!(" {keys:<10}"), theme.key()),
             Span::raw(format!("{:<16}", b.label)),
         ];
         if let Err(why) = &b.enabled {
-            let room = w.saturating_sub(24);
+            let room = w.saturating_sub(27);
             spans[0].style = theme.dim();
             spans.push(Span::styled(
                 text::fit(&format!("off: {why}"), room),

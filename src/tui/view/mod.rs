@@ -83,24 +83,35 @@ fn draw_status(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(line), area);
 }
 
-/// The footer: the context's main keys, disabled ones greyed; what does not
-/// fit is left to the help overlay (`?`).
+/// The footer: the context's main keys, disabled ones greyed. Help and quit
+/// are always shown; what else does not fit is left to the help overlay.
 fn draw_footer(bindings: &[Binding], theme: Theme, frame: &mut Frame, area: Rect) {
-    let mut spans = vec![Span::raw(" ")];
-    let mut used = 1;
-    for b in bindings.iter().filter(|b| b.footer) {
-        let key = b.key.label();
-        let cost = text::width(&key) + 1 + b.label.len() + 2;
-        if used + cost > usize::from(area.width) {
+    use crate::tui::keys::Action;
+    let cost = |b: &Binding| text::width(&b.key.label()) + 1 + b.label.len() + 2;
+    let shown: Vec<&Binding> = bindings.iter().filter(|b| b.footer).collect();
+    let pinned = |b: &&&Binding| matches!(b.action, Action::Help | Action::Quit);
+    let mut room = usize::from(area.width).saturating_sub(1);
+    room = room.saturating_sub(shown.iter().filter(pinned).map(|b| cost(b)).sum());
+    let mut keep = Vec::new();
+    for b in shown.iter().filter(|b| !pinned(b)) {
+        if cost(b) > room {
             break;
         }
-        used += cost;
+        room -= cost(b);
+        keep.push(*b);
+    }
+    keep.extend(shown.iter().filter(pinned).copied());
+    let mut spans = vec![Span::raw(" ")];
+    for b in keep {
         let (key_style, label_style) = match b.enabled {
             Ok(()) => (theme.key(), ratatui::style::Style::new()),
             Err(_) => (theme.dim(), theme.dim()),
         };
-        spans.push(Span::styled(key, key_style));
+        spans.push(Span::styled(b.key.label(), key_style));
         spans.push(Span::styled(format!(" {}  ", b.label), label_style));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
+
+#[cfg(test)]
+mod tests;

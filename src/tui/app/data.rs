@@ -1,0 +1,86 @@
+//! Data arriving from the session: project refreshes, details and the
+//! outcomes of changes, and what the screen can truthfully say about env sync.
+
+use super::{App, Effect, Pending, ProjectDetail, Screen};
+use crate::store::projects::ProjectView;
+use crate::tui::text;
+
+impl App {
+    pub(super) fn on_projects(&mut self, list: Vec<ProjectView>) -> Vec<Effect> {
+        let keep = self.selected_project().map(|v| v.project.id);
+        self.projects = Some(list);
+        let visible = self.visible();
+        self.selected = keep
+            .and_then(|id| visible.iter().position(|v| v.project.id == id))
+            .unwrap_or(self.selected)
+            .min(visible.len().saturating_sub(1));
+        let Some(open) = self.open.clone() else {
+            return vec![];
+        };
+        let exists = self
+            .projects
+            .iter()
+            .flatten()
+            .any(|v| v.project.name == open);
+        if !exists {
+            // Deleted (by us or elsewhere): nothing left to show.
+            self.screen = Screen::List;
+            self.overlay = None;
+            self.open = None;
+            self.detail = None;
+            self.info(format!("{} is gone", text::clean(&open)));
+            return vec![];
+        }
+        // A change notification may be about the open project: refresh it too.
+        vec![Effect::LoadDetail { project: open }]
+    }
+
+    pub(super) fn on_detail(&mut self, d: ProjectDetail) {
+        if self.open.as_deref() != Some(d.view.project.name.as_str()) {
+            return; // a late answer for a project no longer open
+        }
+        self.env_selected = self.env_selected.min(d.env.len().saturating_sub(1));
+        self.event_scroll = self.event_scroll.min(d.events.len().saturating_sub(1));
+        self.detail = Some(d);
+    }
+
+    pub(super) fn on_done(&mut self, result: Result<String, String>) -> Vec<Effect> {
+        let kind = self.pending.pop_front().unwrap_or(Pending::Other);
+        match result {
+            Ok(line) => {
+                if kind == Pending::Env {
+                    self.env_changed_at = Some(self.now);
+                }
+                self.info(line);
+            }
+            Err(line) => self.refuse(line),
+        }
+        match &self.open {
+            Some(project) => vec![Effect::LoadDetail {
+                project: project.clone(),
+            }],
+            None => vec![],
+        }
+    }
+
+    /// Where the open project's env stands, as far as the screen can know.
+    pub(crate) fn env_state(&self) -> Option<String> {
+        let d = self.detail.as_ref()?;
+        let version = d.view.project.env_version;
+        let sandbox = d
+            .view
+            .resources
+            .iter()
+            .find(|r| r.kind == crate::store::resources::ResourceKind::Sandbox)?;
+        use crate::model::ResourceStatus as R;
+        let state = match (sandbox.status, self.env_changed_at) {
+            (R::Running, Some(at)) if sandbox.updated_at <= at => "pending (sandbox catching up)",
+            (R::Running, Some(_)) => "applied",
+            (R::Running, None) => "in use by the running sandbox",
+            (R::Error, _) => "not applied: the sandbox is in ERROR",
+            (s, _) if s.is_transition() => "applies once the sandbox settles",
+            _ => "applies when the sandbox next starts",
+        };
+        Some(format!("env v{version}: {state}"))
+    }
+}

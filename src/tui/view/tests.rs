@@ -1,0 +1,236 @@
+//! Snapshot tests: every screen at 80×24 and 200×50, rendered into
+//! `TestBackend` at a fixed time. Reviewed by hand; insta compares.
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use crate::model::ProjectStatus;
+use crate::tui::app::{App, Msg};
+use crate::tui::fixtures::{self, app, detail, project};
+use crate::tui::keys::Key;
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (200, 50)];
+
+fn render(app: &App, w: u16, h: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    terminal.draw(|f| app.view(f)).unwrap();
+    terminal.backend().to_string()
+}
+
+/// Snapshots `setup`'s app at both sizes, as `{name}_{w}x{h}`.
+fn snap(name: &str, setup: impl Fn() -> App) {
+    for (w, h) in SIZES {
+        let mut a = setup();
+        a.update(Msg::Resize(w, h));
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), render(&a, w, h));
+    }
+}
+
+fn press(a: &mut App, keys: &[Key]) {
+    for &k in keys {
+        a.update(Msg::Key(k));
+    }
+}
+
+fn with_detail(mut a: App, view: crate::store::projects::ProjectView) -> App {
+    press(&mut a, &[Key::Enter]);
+    a.update(Msg::Detail(Box::new(detail(view))));
+    a
+}
+
+#[test]
+fn list_with_several_statuses() {
+    snap("list", || {
+        let mut a = app();
+        a.set_notice("local driver: trusted single-host use");
+        a
+    });
+}
+
+#[test]
+fn list_with_a_refusal_in_the_status_line() {
+    snap("list_refused", || {
+        let mut a = app();
+        press(&mut a, &[Key::Char('s')]);
+        a
+    });
+}
+
+#[test]
+fn list_filtered() {
+    snap("list_filter", || {
+        let mut a = app();
+        press(&mut a, &[Key::Char('/'), Key::Char('o')]);
+        a
+    });
+}
+
+#[test]
+fn empty_list() {
+    snap("list_empty", || {
+        let mut a = App::new("alice", 80, 24);
+        a.set_now(fixtures::now());
+        a.update(Msg::Projects(vec![]));
+        a
+    });
+}
+
+#[test]
+fn detail_of_a_failed_project() {
+    snap("detail_error", || {
+        let mut view = project(4, "broken", ProjectStatus::Error, 600);
+        view.resources[1].status = crate::model::ResourceStatus::Starting;
+        view.resources[1].attempts = 1;
+        view.resources[1].lease_owner = Some("kiln-replica-a".into());
+        view.resources[1].lease_until = Some(fixtures::now() + chrono::Duration::seconds(20));
+        view.resources[1].next_attempt_at = Some(fixtures::now());
+        let mut a = app();
+        a.selected = 2;
+        with_detail(a, view)
+    });
+}
+
+#[test]
+fn detail_with_the_password_shown() {
+    snap("detail_password", || {
+        let mut a = with_detail(app(), project(2, "blog", ProjectStatus::Running, 100));
+        press(&mut a, &[Key::Char('p'), Key::Up, Key::Up]);
+        a
+    });
+}
+
+#[test]
+fn create_dialog_with_an_error() {
+    snap("create_error", || {
+        let mut a = app();
+        press(&mut a, &[Key::Char('n'), Key::Char('%'), Key::Char('%')]);
+        press(&mut a, &[Key::Enter]);
+        a
+    });
+}
+
+#[test]
+fn create_dialog_with_a_slug_preview() {
+    snap("create_ok", || {
+        let mut a = app();
+        press(&mut a, &[Key::Char('n')]);
+        a.update(Msg::Paste("My Blog!".into()));
+        press(&mut a, &[Key::Tab]);
+        a.update(Msg::Paste("A place for words".into()));
+        a
+    });
+}
+
+#[test]
+fn delete_confirmation() {
+    snap("confirm_delete", || {
+        let mut a = app();
+        press(&mut a, &[Key::Char('d')]);
+        a
+    });
+}
+
+fn env_app() -> App {
+    let mut a = app();
+    press(&mut a, &[Key::Char('e')]);
+    a.update(Msg::Detail(Box::new(detail(project(
+        2,
+        "blog",
+        ProjectStatus::Running,
+        100,
+    )))));
+    a
+}
+
+#[test]
+fn env_editor() {
+    snap("env", env_app);
+}
+
+#[test]
+fn env_form_with_an_error() {
+    snap("env_form", || {
+        let mut a = env_app();
+        press(&mut a, &[Key::Char('a')]);
+        a.update(Msg::Paste("PATH".into()));
+        press(&mut a, &[Key::Tab]);
+        a.update(Msg::Paste("/usr/bin".into()));
+        a
+    });
+}
+
+#[test]
+fn help_overlay() {
+    snap("help", || {
+        let mut a = app();
+        press(&mut a, &[Key::Char('?')]);
+        a
+    });
+}
+
+#[test]
+fn too_small() {
+    let a = app();
+    insta::assert_snapshot!("too_small_79x24", render(&a, 79, 24));
+    insta::assert_snapshot!("too_small_120x10", render(&a, 120, 10));
+}
+
+#[test]
+fn hostile_strings_are_neutralised_and_cut() {
+    let evil_name = "evil\x1b[31mred\x07";
+    let long = "v".repeat(500);
+    let build = || {
+        let mut view = project(9, evil_name, ProjectStatus::Running, 100);
+        view.project.description = "line1\nline2\x1b[2J".into();
+        let mut a = App::new("mallory\x1b[H", 80, 24);
+        a.set_now(fixtures::now());
+        a.update(Msg::Projects(vec![view.clone()]));
+        press(&mut a, &[Key::Char('e')]);
+        let mut d = detail(view);
+        d.env = vec![
+            fixtures::var("COLOR", "\x1b[31mred", false),
+            fixtures::var("LONG", &long, false),
+        ];
+        d.events.push(fixtures::event(
+            1,
+            evil_name,
+            None,
+            None,
+            "msg\x1b]0;title\x07 end",
+        ));
+        a.update(Msg::Detail(Box::new(d)));
+        a
+    };
+    for (w, h) in SIZES {
+        for screen in ["list", "detail", "env"] {
+            let mut a = build();
+            a.update(Msg::Resize(w, h));
+            match screen {
+                "list" => press(&mut a, &[Key::Esc, Key::Esc]),
+                "detail" => press(&mut a, &[Key::Esc]),
+                _ => {}
+            }
+            let out = render(&a, w, h);
+            assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out}");
+            assert!(!out.contains(&long), "500-char value must be cut");
+            insta::assert_snapshot!(format!("hostile_{screen}_{w}x{h}"), out);
+        }
+    }
+}
+
+#[test]
+fn no_color_mode_renders_no_colours() {
+    let mut a = app();
+    a.set_no_color(true);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|f| a.view(f)).unwrap();
+    let buf = terminal.backend().buffer();
+    for cell in buf.content() {
+        assert_eq!(cell.fg, ratatui::style::Color::Reset, "{:?}", cell.symbol());
+        assert_eq!(cell.bg, ratatui::style::Color::Reset);
+    }
+    assert!(
+        render(&a, 80, 24).contains("✗ ERROR"),
+        "status still readable"
+    );
+}
