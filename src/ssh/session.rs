@@ -105,7 +105,6 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
         store: &store,
         user: &user,
     };
-    let mut detail_of: Option<String> = None;
     let mut pending: Vec<Effect> = Vec::new();
     let projects = ctx.projects().await;
     pending.extend(app.update(projects));
@@ -123,7 +122,6 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                 match effect {
                     Effect::Quit => quit = true,
                     Effect::LoadDetail { project } => {
-                        detail_of = Some(project.clone());
                         let msg = ctx.detail(&project).await;
                         pending.extend(app.update(msg));
                     }
@@ -188,12 +186,9 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
             }
         }
         if refresh {
+            // The app asks for the open project's detail itself (LoadDetail).
             let msg = ctx.projects().await;
             pending.extend(app.update(msg));
-            if let Some(project) = &detail_of {
-                let msg = ctx.detail(project).await;
-                pending.extend(app.update(msg));
-            }
             dirty = true;
         }
     }
