@@ -11,4 +11,5 @@ pub mod local;
 pub mod model;
 pub mod reconcile;
 pub mod runtime;
+pub mod ssh;
 pub mod store;

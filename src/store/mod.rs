@@ -4,6 +4,7 @@
 pub mod crypto;
 pub mod env;
 pub mod events;
+pub mod keys;
 pub mod notify;
 pub mod projects;
 pub mod resources;
