@@ -1,14 +1,238 @@
-// TEMP STUB (replaced by the exec helper's module)
-use crate::store::Store;
+//! Exec commands: `ssh -p 2222 alice@host projects`. One command line in,
+//! stdout/stderr bytes and an exit status out; the SSH server only moves the
+//! bytes. Every command is scoped to the signed-in user, so another tenant's
+//! project behaves exactly like one that does not exist.
+//!
+//! Conventions: human text by default, `--json` for scripts (pretty JSON on
+//! stdout), `--help` on every command (stdout, exit 0). Exit 0 on success,
+//! 1 on failure, 2 on a usage error, with one `error: …` line on stderr.
+//!
+//! JSON shapes (fields are only ever added):
+//! - `projects`: `[Project]` where Project is `{name, slug, description,
+//!   status, env_version, created_at, updated_at, resources: [Resource]}` and
+//!   Resource is `{kind, name, status, desired, attempts, last_error,
+//!   next_attempt_at, lease_owner, lease_until, updated_at}`.
+//! - `project NAME`: Project plus `env: [{key, value, secret}]` and
+//!   `events: [{time, kind, resource, from, to, message, actor}]`.
+//! - `create`: Project.
+//! - `start|stop|delete|retry`: `{project, intent, status}`.
+//! - `env NAME [list]`: `[{key, value, secret}]` (secret values are `••••••`);
+//!   `env NAME set|unset`: `{project, key, action, secret}`.
+//! - `events NAME`: `[{time, kind, resource, from, to, message, actor}]`.
+//! - `keys [list]`: `[{fingerprint, algorithm, comment, created_at}]`;
+//!   `keys add`: one such object; `keys remove FP`: `{removed}`.
+//! - `whoami`: `{username, role, projects, auth_methods, password, ssh_keys}`.
+
+mod args;
+mod commands;
+mod render;
+
+use std::panic::AssertUnwindSafe;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use futures::FutureExt;
+
+use crate::model::naming::printable;
 use crate::store::users::User;
+use crate::store::{Store, StoreError};
+
+pub use render::MASK;
+
+/// What one exec command produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub code: u32,
 }
-pub fn wants_stdin(_c: &str) -> bool {
-    false
+
+pub const EXIT_OK: u32 = 0;
+pub const EXIT_FAILURE: u32 = 1;
+pub const EXIT_USAGE: u32 = 2;
+
+/// Does this command line read stdin (so the server must collect it until EOF
+/// first)? Only `keys add` does today; `kubeconfig set` will join it. Asking
+/// for help never waits on stdin, or `keys add --help` would hang until ^D.
+pub fn wants_stdin(command_line: &str) -> bool {
+    let Ok(words) = shell_words::split(command_line) else {
+        return false;
+    };
+    if words.iter().any(|w| w == "--help" || w == "-h") {
+        return false;
+    }
+    let positional: Vec<&str> = words
+        .iter()
+        .map(String::as_str)
+        .filter(|w| !w.starts_with('-'))
+        .take(2)
+        .collect();
+    positional == ["keys", "add"]
 }
-pub async fn run(_s: &Store, _u: &User, _c: &str, _i: &[u8]) -> ExecOutput {
-    todo!()
+
+/// Runs one command as `user` (already authenticated). Never panics on any
+/// input: a bug becomes exit 1 with a generic message.
+pub async fn run(store: &Store, user: &User, command_line: &str, stdin: &[u8]) -> ExecOutput {
+    match AssertUnwindSafe(run_inner(store, user, command_line, stdin))
+        .catch_unwind()
+        .await
+    {
+        Ok(out) => out,
+        Err(_) => {
+            tracing::error!(user = %user.username, "exec command panicked");
+            failure(Failure::internal())
+        }
+    }
+}
+
+/// Why a command failed: its exit status and the one line to show.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    code: u32,
+    message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Failure {
+            code: EXIT_FAILURE,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+
+    fn internal() -> Self {
+        Failure::new("internal error (the server log has the details); try again in a moment")
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            // Database and key problems are the operator's to read, not the
+            // tenant's: they may name tables, hosts or other users' data.
+            StoreError::Db(_) | StoreError::Migrate(_) | StoreError::Crypto(_) => {
+                tracing::error!(error = %e, "exec command failed");
+                Failure::internal()
+            }
+            other => Failure::new(other.to_string()),
+        }
+    }
+}
+
+fn success(stdout: String) -> ExecOutput {
+    ExecOutput {
+        stdout: stdout.into_bytes(),
+        stderr: Vec::new(),
+        code: EXIT_OK,
+    }
+}
+
+/// One `error: …` line, with anything a user typed made harmless.
+fn failure(f: Failure) -> ExecOutput {
+    ExecOutput {
+        stdout: Vec::new(),
+        stderr: format!("error: {}\n", printable(&f.message, 500)).into_bytes(),
+        code: f.code,
+    }
+}
+
+/// The command list, for `help` and for an unknown or empty command.
+fn command_list() -> String {
+    use clap::CommandFactory;
+    args::ExecArgs::command()
+        .render_help()
+        .to_string()
+        .replace("Usage:  ", "Usage: ")
+}
+
+async fn run_inner(store: &Store, user: &User, line: &str, stdin: &[u8]) -> ExecOutput {
+    let words = match shell_words::split(line) {
+        Ok(w) => w,
+        Err(_) => {
+            return failure(Failure::usage(
+                "unbalanced quotes in the command line: close every ' and \" you open",
+            ));
+        }
+    };
+    // The first word that is not the global --json names the command.
+    let Some(first) = words.iter().find(|w| w.as_str() != "--json") else {
+        return ExecOutput {
+            stdout: Vec::new(),
+            stderr: format!("error: no command given\n\n{}", command_list()).into_bytes(),
+            code: EXIT_USAGE,
+        };
+    };
+    let is_help_flag = first == "--help" || first == "-h";
+    if !is_help_flag && !args::command_names().contains(first) {
+        return ExecOutput {
+            stdout: Vec::new(),
+            stderr: format!(
+                "error: unknown command {}\n\n{}",
+                shell_words::quote(&printable(first, 60)),
+                command_list()
+            )
+            .into_bytes(),
+            code: EXIT_USAGE,
+        };
+    }
+    let parsed = match args::ExecArgs::try_parse_from(&words) {
+        Ok(p) => p,
+        Err(e) => return clap_error(&e, first),
+    };
+    match commands::dispatch(store, user, parsed, stdin).await {
+        Ok(stdout) => success(stdout),
+        Err(f) => failure(f),
+    }
+}
+
+/// Help goes to stdout with exit 0; a usage error becomes one line on
+/// stderr that points at the command's `--help`.
+fn clap_error(e: &clap::Error, command: &str) -> ExecOutput {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            success(e.to_string().replace("Usage:  ", "Usage: "))
+        }
+        _ => {
+            let rendered = e.to_string();
+            let first = rendered.lines().next().unwrap_or("invalid command line");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            failure(Failure::usage(format!(
+                "{} (see `{} --help`)",
+                printable(first, 300),
+                printable(command, 40)
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_keys_add_waits_for_stdin() {
+        assert!(wants_stdin("keys add"));
+        assert!(wants_stdin("  keys   add --json"));
+        assert!(wants_stdin("--json keys add"));
+        assert!(!wants_stdin("keys add --help"));
+        assert!(!wants_stdin("keys"));
+        assert!(!wants_stdin("keys list"));
+        assert!(!wants_stdin("projects"));
+        assert!(!wants_stdin("create keys add"));
+        assert!(!wants_stdin("keys 'add"));
+        assert!(!wants_stdin(""));
+    }
+
+    #[test]
+    fn the_command_grammar_is_consistent() {
+        use clap::CommandFactory;
+        args::ExecArgs::command().debug_assert();
+    }
 }

@@ -1,11 +1,327 @@
-// TEMP STUB (replaced by the exec helper's module)
-use super::users::User;
-use super::{Store, StoreResult};
-impl Store {
-    pub async fn user_by_key(&self, _k: &russh::keys::PublicKey) -> StoreResult<Option<User>> {
-        Ok(None)
+//! SSH public keys as identities (provider `ssh_key`), and the password
+//! identity as seen from a signed-in user (`set_password`, `has_password`).
+//!
+//! A key identity is keyed by the key's SHA256 fingerprint; `metadata` keeps
+//! the key itself (`{"key", "comment", "algorithm"}`) so authentication can
+//! compare the real key material, not just a hash of it.
+
+use chrono::{DateTime, Utc};
+use russh::keys::{Algorithm, HashAlg, PublicKey};
+use serde::Serialize;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use super::users::{User, check_password, hash_password};
+use super::{Store, StoreError, StoreResult, conflict_or};
+
+/// Longest input accepted as one public key. An RSA 16384-bit key line is
+/// under 3 KiB, so anything bigger is not a key.
+pub const MAX_KEY_INPUT: usize = 16 * 1024;
+/// Keys per user; far above real use, low enough to bound a listing.
+pub const MAX_KEYS_PER_USER: i64 = 100;
+
+const NOT_OPENSSH: &str =
+    "not an OpenSSH public key (expected a line like 'ssh-ed25519 AAAA… comment')";
+
+/// One registered key as the user sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SshKey {
+    /// `SHA256:…`, as `ssh-keygen -lf` prints it.
+    pub fingerprint: String,
+    /// `ssh-ed25519`, `ssh-rsa`, `ecdsa-sha2-nistp256`, …
+    pub algorithm: String,
+    /// The comment from the key line (often `user@host`); may be empty.
+    pub comment: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Parses exactly one OpenSSH public key line, with a message a user can act
+/// on for the usual mistakes (pasting the private key, several keys at once).
+pub fn parse_public_key(text: &str) -> StoreResult<PublicKey> {
+    if text.len() > MAX_KEY_INPUT {
+        return Err(StoreError::Invalid(format!(
+            "the key is {} bytes; a public key line is at most {} KiB: {NOT_OPENSSH}",
+            text.len(),
+            MAX_KEY_INPUT / 1024
+        )));
     }
-    pub async fn add_ssh_key(&self, _u: uuid::Uuid, _l: &str) -> StoreResult<()> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(StoreError::Invalid(
+            "no key given: send one public key line, e.g. the contents of ~/.ssh/id_ed25519.pub"
+                .into(),
+        ));
+    }
+    if text.contains("PRIVATE KEY") {
+        return Err(StoreError::Invalid(
+            "this is a private key: keep it secret and send the public key (the .pub file) instead"
+                .into(),
+        ));
+    }
+    let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
+    if lines > 1 || text.contains('\r') {
+        return Err(StoreError::Invalid(format!(
+            "expected exactly one key but got {lines} lines: add keys one at a time"
+        )));
+    }
+    let key = PublicKey::from_openssh(text).map_err(|_| StoreError::Invalid(NOT_OPENSSH.into()))?;
+    match key.algorithm() {
+        // DSA is disabled in OpenSSH and in our SSH server, and an unknown
+        // algorithm could never authenticate: refuse instead of storing a
+        // key that silently does nothing.
+        Algorithm::Dsa | Algorithm::Other(_) => Err(StoreError::Invalid(format!(
+            "{} keys are not supported: use an ed25519 key (ssh-keygen -t ed25519)",
+            key.algorithm().as_str()
+        ))),
+        _ => Ok(key),
+    }
+}
+
+/// The key line without its comment: what `metadata.key` holds.
+fn bare_openssh(key: &PublicKey) -> StoreResult<String> {
+    let mut bare = key.clone();
+    bare.set_comment("");
+    bare.to_openssh()
+        .map(|s| s.trim().to_string())
+        .map_err(|_| StoreError::Invalid(NOT_OPENSSH.into()))
+}
+
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// Serialises changes to one user's identities (so two concurrent removals
+/// cannot each think the other key is still there).
+async fn lock_user(conn: &mut PgConnection, user_id: Uuid) -> StoreResult<String> {
+    sqlx::query_scalar("SELECT username FROM users WHERE id = $1 FOR UPDATE")
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound("no such user".into()))
+}
+
+impl Store {
+    /// Registers one OpenSSH public key line for `user_id`.
+    pub async fn add_ssh_key(&self, user_id: Uuid, openssh_line: &str) -> StoreResult<SshKey> {
+        let key = parse_public_key(openssh_line)?;
+        let fingerprint = fingerprint(&key);
+        let algorithm = key.algorithm().as_str().to_string();
+        let comment = key.comment().as_str_lossy().to_string();
+        let metadata = serde_json::json!({
+            "key": bare_openssh(&key)?,
+            "comment": comment,
+            "algorithm": algorithm,
+        });
+        let mut tx = self.pool.begin().await?;
+        lock_user(&mut tx, user_id).await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM identities WHERE user_id = $1 AND provider = 'ssh_key'",
+        )
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if count >= MAX_KEYS_PER_USER {
+            return Err(StoreError::Invalid(format!(
+                "you already have {count} keys, the limit: remove one you no longer use first"
+            )));
+        }
+        let created_at: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO identities (user_id, provider, provider_user_id, metadata)
+             VALUES ($1, 'ssh_key', $2, $3) RETURNING created_at",
+        )
+        .bind(user_id)
+        .bind(&fingerprint)
+        .bind(&metadata)
+        .fetch_one(&mut *tx)
+        .await
+        // Whose key it is stays private: the message is the same either way.
+        .map_err(|e| conflict_or(e, || "this key is already registered".into()))?;
+        tx.commit().await?;
+        Ok(SshKey {
+            fingerprint,
+            algorithm,
+            comment,
+            created_at,
+        })
+    }
+
+    /// The user's keys, oldest first.
+    pub async fn list_ssh_keys(&self, user_id: Uuid) -> StoreResult<Vec<SshKey>> {
+        let rows = sqlx::query(
+            "SELECT provider_user_id, coalesce(metadata ->> 'algorithm', '') AS algorithm,
+                    coalesce(metadata ->> 'comment', '') AS comment, created_at
+               FROM identities WHERE user_id = $1 AND provider = 'ssh_key'
+              ORDER BY created_at, provider_user_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SshKey {
+                    fingerprint: r.try_get("provider_user_id")?,
+                    algorithm: r.try_get("algorithm")?,
+                    comment: r.try_get("comment")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Removes one of the user's own keys by fingerprint (`SHA256:` optional).
+    /// Refuses to remove the user's last way in.
+    pub async fn remove_ssh_key(&self, user_id: Uuid, fingerprint: &str) -> StoreResult<()> {
+        let fp = fingerprint.trim();
+        let fp = if fp.starts_with("SHA256:") {
+            fp.to_string()
+        } else {
+            format!("SHA256:{fp}")
+        };
+        let mut tx = self.pool.begin().await?;
+        lock_user(&mut tx, user_id).await?;
+        let id: Uuid = sqlx::query_scalar(
+            "SELECT id FROM identities
+              WHERE user_id = $1 AND provider = 'ssh_key' AND provider_user_id = $2",
+        )
+        .bind(user_id)
+        .bind(&fp)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "no such key: {}; 'keys list' shows your keys' fingerprints",
+                crate::model::naming::printable(fingerprint, 60)
+            ))
+        })?;
+        // A password identity without a secret cannot log anyone in.
+        let others: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM identities
+              WHERE user_id = $1 AND id <> $2 AND (provider <> 'password' OR secret IS NOT NULL)",
+        )
+        .bind(user_id)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if others == 0 {
+            return Err(StoreError::Conflict(
+                "this is your only way to log in: add another key or set a password first".into(),
+            ));
+        }
+        sqlx::query("DELETE FROM identities WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// The enabled user this key belongs to, for public-key authentication.
+    /// The fingerprint finds the row; the stored key material must then match
+    /// the presented key exactly.
+    pub async fn user_by_key(&self, key: &PublicKey) -> StoreResult<Option<User>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username, u.role, u.disabled_at, u.created_at,
+                    i.metadata ->> 'key' AS key
+               FROM identities i JOIN users u ON u.id = i.user_id
+              WHERE i.provider = 'ssh_key' AND i.provider_user_id = $1
+                AND u.disabled_at IS NULL",
+        )
+        .bind(fingerprint(key))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let stored: Option<String> = row.try_get("key")?;
+        let matches = stored
+            .and_then(|s| PublicKey::from_openssh(&s).ok())
+            .is_some_and(|s| s.key_data() == key.key_data());
+        if !matches {
+            tracing::warn!("an ssh_key identity's stored key does not match its fingerprint");
+            return Ok(None);
+        }
+        Ok(Some(User {
+            id: row.try_get("id")?,
+            username: row.try_get("username")?,
+            role: row.try_get("role")?,
+            disabled_at: row.try_get("disabled_at")?,
+            created_at: row.try_get("created_at")?,
+        }))
+    }
+
+    /// Whether the user can log in with a password.
+    pub async fn has_password(&self, user_id: Uuid) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM identities
+                             WHERE user_id = $1 AND provider = 'password' AND secret IS NOT NULL)",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Sets or replaces the user's password.
+    pub async fn set_password(&self, user_id: Uuid, new: &str) -> StoreResult<()> {
+        check_password(new)?;
+        let hash = hash_password(new).await?;
+        let mut tx = self.pool.begin().await?;
+        let username = lock_user(&mut tx, user_id).await?;
+        let updated = sqlx::query(
+            "UPDATE identities SET secret = $2 WHERE user_id = $1 AND provider = 'password'",
+        )
+        .bind(user_id)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            sqlx::query(
+                "INSERT INTO identities (user_id, provider, provider_user_id, secret, is_primary)
+                 VALUES ($1, 'password', $2, $3, true)",
+            )
+            .bind(user_id)
+            .bind(&username)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                conflict_or(e, || {
+                    "another account holds a password identity for this username".into()
+                })
+            })?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti foo@bar.com";
+
+    #[test]
+    fn one_key_line_parses_and_keeps_its_comment() {
+        let k = parse_public_key(&format!("  {ED25519}\n")).unwrap();
+        assert_eq!(k.comment().as_str_lossy(), "foo@bar.com");
+        assert_eq!(k.algorithm(), Algorithm::Ed25519);
+        let bare = bare_openssh(&k).unwrap();
+        assert!(bare.starts_with("ssh-ed25519 AAAA") && !bare.contains("foo@bar.com"));
+        assert!(fingerprint(&k).starts_with("SHA256:"));
+    }
+
+    #[test]
+    fn bad_input_says_what_is_wrong() {
+        let msg = |s: &str| parse_public_key(s).unwrap_err().to_string();
+        assert!(msg("").contains("no key given"));
+        assert!(msg("hello world").contains("not an OpenSSH public key"));
+        assert!(msg("ssh-ed25519 AAAA!!!").contains("not an OpenSSH public key"));
+        assert!(
+            msg("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----")
+                .contains("private key")
+        );
+        assert!(msg(&format!("{ED25519}\n{ED25519}")).contains("exactly one key"));
+        assert!(msg(&"x".repeat(MAX_KEY_INPUT + 1)).contains("16 KiB"));
     }
 }

@@ -1,0 +1,136 @@
+//! The exec command line grammar (clap derive). The doc comments here are the
+//! help text users read, so they say what a command does and what it needs.
+
+use clap::{ColorChoice, Parser, Subcommand};
+
+/// Shown under the command list; the one place that explains how exec works.
+const AFTER_HELP: &str = "\
+Run a command with `ssh -p PORT USER@HOST COMMAND`, e.g. `ssh -p 2222 alice@kiln projects`.
+NAME is a project's name or slug; quote names with spaces twice: ssh … 'project \"my blog\"'.
+Every command accepts --json for machine-readable output and --help for its options.
+Exit status: 0 success, 1 failure, 2 usage error.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "",
+    no_binary_name = true,
+    disable_version_flag = true,
+    color = ColorChoice::Never,
+    after_help = AFTER_HELP,
+    // Column width is fixed so the help reads the same in every terminal and test.
+    term_width = 100
+)]
+pub(super) struct ExecArgs {
+    /// Print JSON instead of text (shapes are stable; see the module docs)
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum Cmd {
+    /// List your projects with their status
+    Projects,
+    /// Show one project: resources (and why they are where they are), variables, recent events
+    Project {
+        /// Project name or slug
+        name: String,
+    },
+    /// Create a project: one sandbox and one database, starting at once
+    Create {
+        /// Project name (up to 100 characters; the slug keeps its letters and digits)
+        name: String,
+        /// A short description shown in the project detail
+        #[arg(long, short, default_value = "")]
+        description: String,
+    },
+    /// Start a stopped project
+    Start {
+        /// Project name or slug
+        name: String,
+    },
+    /// Stop a project (its files and database are kept)
+    Stop {
+        /// Project name or slug
+        name: String,
+    },
+    /// Delete a project with its sandbox and database, for good (needs --yes)
+    Delete {
+        /// Project name or slug
+        name: String,
+        /// Confirm the deletion
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Try again after an ERROR, toward what the project was asked to be
+    Retry {
+        /// Project name or slug
+        name: String,
+    },
+    /// List, set or unset a project's environment variables
+    Env {
+        /// Project name or slug
+        name: String,
+        #[command(subcommand)]
+        action: Option<EnvAction>,
+    },
+    /// Show a project's event history, oldest first
+    Events {
+        /// Project name or slug
+        name: String,
+        /// How many of the newest events to show (1-1000)
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+    },
+    /// List, add or remove your SSH public keys
+    Keys {
+        #[command(subcommand)]
+        action: Option<KeysAction>,
+    },
+    /// Show who you are logged in as
+    Whoami,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum EnvAction {
+    /// List the variables (the default); secret values are masked
+    List,
+    /// Set a variable: `set KEY=VALUE` (split at the first `=`)
+    Set {
+        /// KEY=VALUE
+        assignment: String,
+        /// Store the value encrypted and never print it back
+        #[arg(long)]
+        secret: bool,
+    },
+    /// Remove a variable
+    Unset {
+        /// Variable name
+        key: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum KeysAction {
+    /// List your keys (the default)
+    List,
+    /// Add a key read from stdin: `ssh … keys add < ~/.ssh/id_ed25519.pub`
+    Add,
+    /// Remove a key by its fingerprint (as `keys list` shows it)
+    Remove {
+        /// SHA256:… fingerprint
+        fingerprint: String,
+    },
+}
+
+/// The top-level command names, for telling "unknown command" from a usage
+/// error inside a known one.
+pub(super) fn command_names() -> Vec<String> {
+    use clap::CommandFactory;
+    ExecArgs::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .chain(["help".to_string()])
+        .collect()
+}
