@@ -18,7 +18,11 @@ async fn logged_in(server: &Server, user: &str, pw: &str) -> support::ssh::Clien
 async fn the_project_appears_and_x_stops_it_live() {
     let server = Server::start().await;
     let alice = server.user("alice", "correct horse battery").await;
-    server.store.create_project(alice.id, "My Blog", "", "alice").await.unwrap();
+    server
+        .store
+        .create_project(alice.id, "My Blog", "", "alice")
+        .await
+        .unwrap();
     let c = logged_in(&server, "alice", "correct horse battery").await;
     let screen = c.shell(100, 30).await;
     screen
@@ -26,7 +30,10 @@ async fn the_project_appears_and_x_stops_it_live() {
             line_with(t, "My Blog").is_some_and(|l| l.contains("RUNNING"))
         })
         .await;
-    assert!(screen.alternate_screen(), "the dashboard uses the alternate screen");
+    assert!(
+        screen.alternate_screen(),
+        "the dashboard uses the alternate screen"
+    );
 
     // Hold the stop in flight so STOPPING is observable, then let it finish.
     let p = server.store.find_project(alice.id, "myblog").await.unwrap();
@@ -65,7 +72,11 @@ async fn a_key_logs_in_to_the_dashboard() {
     .unwrap();
     let line = key.public_key().to_openssh().unwrap();
     server.store.add_ssh_key(alice.id, &line).await.unwrap();
-    server.store.create_project(alice.id, "keyed", "", "alice").await.unwrap();
+    server
+        .store
+        .create_project(alice.id, "keyed", "", "alice")
+        .await
+        .unwrap();
 
     let mut c = connect(server.addr).await;
     let other = russh::keys::PrivateKey::random(
@@ -73,8 +84,14 @@ async fn a_key_logs_in_to_the_dashboard() {
         russh::keys::Algorithm::Ed25519,
     )
     .unwrap();
-    assert!(!c.key("alice", &other).await, "an unregistered key is refused");
-    assert!(!c.key("bob", &key).await, "alice's key does not log in as bob");
+    assert!(
+        !c.key("alice", &other).await,
+        "an unregistered key is refused"
+    );
+    assert!(
+        !c.key("bob", &key).await,
+        "alice's key does not log in as bob"
+    );
     assert!(c.key("alice", &key).await);
     let screen = c.shell(80, 24).await;
     screen.wait_for("keyed").await;
@@ -85,15 +102,28 @@ async fn changes_show_on_every_session_of_the_user_and_on_no_one_elses() {
     let server = Server::start().await;
     let alice = server.user("alice", "correct horse battery").await;
     server.user("bob", "another long password").await;
-    let a1 = logged_in(&server, "alice", "correct horse battery").await.shell(100, 30).await;
-    let a2 = logged_in(&server, "alice", "correct horse battery").await.shell(120, 40).await;
-    let b = logged_in(&server, "bob", "another long password").await.shell(100, 30).await;
+    let a1 = logged_in(&server, "alice", "correct horse battery")
+        .await
+        .shell(100, 30)
+        .await;
+    let a2 = logged_in(&server, "alice", "correct horse battery")
+        .await
+        .shell(120, 40)
+        .await;
+    let b = logged_in(&server, "bob", "another long password")
+        .await
+        .shell(100, 30)
+        .await;
     for s in [&a1, &a2] {
         s.wait_for("alice").await;
     }
     b.wait_for("bob").await;
     // A change from outside any session (the operator CLI's path).
-    server.store.create_project(alice.id, "shared-view", "", "operator").await.unwrap();
+    server
+        .store
+        .create_project(alice.id, "shared-view", "", "operator")
+        .await
+        .unwrap();
     a1.wait_for("shared-view").await;
     a2.wait_for("shared-view").await;
     // An action in one session shows in the other without a key press.
@@ -103,7 +133,11 @@ async fn changes_show_on_every_session_of_the_user_and_on_no_one_elses() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!b.text().contains("shared-view"), "bob never sees alice's project:\n{}", b.text());
+    assert!(
+        !b.text().contains("shared-view"),
+        "bob never sees alice's project:\n{}",
+        b.text()
+    );
 }
 
 #[tokio::test]
@@ -111,9 +145,16 @@ async fn another_tenants_project_cannot_be_touched_from_the_dashboard() {
     let server = Server::start().await;
     let alice = server.user("alice", "correct horse battery").await;
     server.user("bob", "another long password").await;
-    server.store.create_project(alice.id, "private", "", "alice").await.unwrap();
+    server
+        .store
+        .create_project(alice.id, "private", "", "alice")
+        .await
+        .unwrap();
     let before = dump(&server).await;
-    let b = logged_in(&server, "bob", "another long password").await.shell(100, 30).await;
+    let b = logged_in(&server, "bob", "another long password")
+        .await
+        .shell(100, 30)
+        .await;
     b.wait_for("bob").await;
     for keys in [&b"s"[..], b"x", b"d", b"y", b"r", b"\r", b"e"] {
         b.send(keys).await;
@@ -123,7 +164,11 @@ async fn another_tenants_project_cannot_be_touched_from_the_dashboard() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!b.text().contains("private"));
     // Nothing about alice's project changed (the loop may only have settled it).
-    server.store.record_intent(alice.id, "private", Intent::Stop, "alice").await.ok();
+    server
+        .store
+        .record_intent(alice.id, "private", Intent::Stop, "alice")
+        .await
+        .ok();
     let after = dump(&server).await;
     assert_eq!(before.0, after.0, "no project was created or removed");
 }
@@ -145,8 +190,15 @@ async fn dump(server: &Server) -> (Vec<String>, i64) {
 async fn resizing_the_window_relays_out_the_dashboard() {
     let server = Server::start().await;
     let alice = server.user("alice", "correct horse battery").await;
-    server.store.create_project(alice.id, "resizable", "", "alice").await.unwrap();
-    let screen = logged_in(&server, "alice", "correct horse battery").await.shell(80, 24).await;
+    server
+        .store
+        .create_project(alice.id, "resizable", "", "alice")
+        .await
+        .unwrap();
+    let screen = logged_in(&server, "alice", "correct horse battery")
+        .await
+        .shell(80, 24)
+        .await;
     screen.wait_for("resizable").await;
     screen.resize(60, 20).await;
     screen.wait_for("too small").await;
@@ -158,7 +210,10 @@ async fn resizing_the_window_relays_out_the_dashboard() {
 async fn creating_a_project_from_the_dashboard() {
     let server = Server::start().await;
     let alice = server.user("alice", "correct horse battery").await;
-    let screen = logged_in(&server, "alice", "correct horse battery").await.shell(100, 30).await;
+    let screen = logged_in(&server, "alice", "correct horse battery")
+        .await
+        .shell(100, 30)
+        .await;
     screen.wait_for("alice").await;
     screen.send(b"n").await;
     screen.send(b"Hello World!").await;
@@ -169,6 +224,10 @@ async fn creating_a_project_from_the_dashboard() {
             line_with(t, "Hello World!").is_some_and(|l| l.contains("RUNNING"))
         })
         .await;
-    let p = server.store.find_project(alice.id, "helloworld").await.unwrap();
+    let p = server
+        .store
+        .find_project(alice.id, "helloworld")
+        .await
+        .unwrap();
     assert_eq!(p.project.name, "Hello World!");
 }

@@ -65,7 +65,11 @@ async fn openssh_logs_in_with_a_password_and_shows_the_dashboard() {
     }
     let server = Server::start().await;
     let alice = server.user("alice", "correct horse battery").await;
-    server.store.create_project(alice.id, "Via OpenSSH", "", "alice").await.unwrap();
+    server
+        .store
+        .create_project(alice.id, "Via OpenSSH", "", "alice")
+        .await
+        .unwrap();
 
     let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let askpass = format!("/tmp/kiln-askpass-{id}.sh");
@@ -80,20 +84,38 @@ async fn openssh_logs_in_with_a_password_and_shows_the_dashboard() {
          -o PreferredAuthentications=password -p {} alice@127.0.0.1",
         server.addr.port()
     );
-    t.run(&["new-session", "-d", "-s", "kiln", "-x", "100", "-y", "30", &ssh]);
+    t.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "kiln",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &ssh,
+    ]);
     let screen = wait_screen(&t, "the project RUNNING", |s| {
         s.lines()
             .any(|l| l.contains("Via OpenSSH") && l.contains("RUNNING"))
     })
     .await;
     assert!(screen.contains("alice"), "{screen}");
-    assert_eq!(t.run(&["display", "-p", "-t", "kiln", "#{alternate_on}"]).trim(), "1");
+    assert_eq!(
+        t.run(&["display", "-p", "-t", "kiln", "#{alternate_on}"])
+            .trim(),
+        "1"
+    );
 
     // q ends the session: ssh exits and the pane with it.
     t.run(&["send-keys", "-t", "kiln", "q"]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while t.alive() {
-        assert!(tokio::time::Instant::now() < deadline, "ssh did not exit:\n{}", t.capture());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ssh did not exit:\n{}",
+            t.capture()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = std::fs::remove_file(&askpass);

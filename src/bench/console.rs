@@ -35,7 +35,9 @@ async fn run(url: &str, changes: usize, sessions: &[usize]) -> anyhow::Result<()
     store.migrate().await?;
     let user = store.create_user("bench", None, false).await?;
     let key = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)?;
-    store.add_ssh_key(user.id, &key.public_key().to_openssh()?).await?;
+    store
+        .add_ssh_key(user.id, &key.public_key().to_openssh()?)
+        .await?;
     // A project without resources: nothing for the server's loop to do, so
     // every status change below is the benchmark's own.
     let project: Uuid = sqlx::query_scalar(
@@ -50,7 +52,9 @@ async fn run(url: &str, changes: usize, sessions: &[usize]) -> anyhow::Result<()
 
     // (a) status propagation
     let screen = Session::open(server.addr, &key).await?;
-    screen.wait(|t| t.contains("RUNNING"), Duration::from_secs(20)).await?;
+    screen
+        .wait(|t| t.contains("RUNNING"), Duration::from_secs(20))
+        .await?;
     let mut samples = Vec::with_capacity(changes);
     let statuses = ["STOPPED", "RUNNING"];
     for i in 0..changes {
@@ -82,21 +86,26 @@ async fn run(url: &str, changes: usize, sessions: &[usize]) -> anyhow::Result<()
     // (b) idle sessions
     tokio::time::sleep(Duration::from_secs(1)).await;
     let base_rss = server.rss_kib()?;
-    println!("idle dashboard sessions (server RSS before any: {:.1} MiB)", base_rss as f64 / 1024.0);
+    println!(
+        "idle dashboard sessions (server RSS before any: {:.1} MiB)",
+        base_rss as f64 / 1024.0
+    );
     let mut open: Vec<Session> = Vec::new();
     for &n in sessions {
         while open.len() < n {
             open.push(Session::open(server.addr, &key).await?);
         }
         for s in &open {
-            s.wait(|t| t.contains("bench"), Duration::from_secs(60)).await?;
+            s.wait(|t| t.contains("bench"), Duration::from_secs(60))
+                .await?;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
         let rss = server.rss_kib()?;
         let cpu_before = server.cpu_ticks()?;
         let window = Duration::from_secs(5);
         tokio::time::sleep(window).await;
-        let cpu = (server.cpu_ticks()? - cpu_before) as f64 / ticks_per_second() / window.as_secs_f64();
+        let cpu =
+            (server.cpu_ticks()? - cpu_before) as f64 / ticks_per_second() / window.as_secs_f64();
         println!(
             "  {n:>4} sessions: RSS {:.1} MiB ({:.0} KiB per session over the baseline), idle CPU {:.2}%",
             rss as f64 / 1024.0,
@@ -134,7 +143,8 @@ impl ChildServer {
             l.local_addr()?.port()
         };
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        let data_dir = std::env::temp_dir().join(format!("kb-{}", &Uuid::new_v4().simple().to_string()[..8]));
+        let data_dir =
+            std::env::temp_dir().join(format!("kb-{}", &Uuid::new_v4().simple().to_string()[..8]));
         let child = tokio::process::Command::new(std::env::current_exe()?)
             .arg("--data-dir")
             .arg(&data_dir)
@@ -219,7 +229,8 @@ struct Session {
 
 impl Session {
     async fn open(addr: SocketAddr, key: &Arc<PrivateKey>) -> anyhow::Result<Session> {
-        let mut handle = client::connect(Arc::new(client::Config::default()), addr, BenchClient).await?;
+        let mut handle =
+            client::connect(Arc::new(client::Config::default()), addr, BenchClient).await?;
         let auth = handle
             .authenticate_publickey("bench", PrivateKeyWithHashAlg::new(key.clone(), None))
             .await?;
@@ -227,7 +238,9 @@ impl Session {
             bail!("key authentication failed");
         }
         let channel = handle.channel_open_session().await?;
-        channel.request_pty(true, "xterm-256color", 100, 30, 0, 0, &[]).await?;
+        channel
+            .request_pty(true, "xterm-256color", 100, 30, 0, 0, &[])
+            .await?;
         channel.request_shell(true).await?;
         let parser = Arc::new(Mutex::new(vt100::Parser::new(30, 100, 0)));
         let drawn = Arc::new(Notify::new());

@@ -82,6 +82,9 @@ mod tests {
             super::database_url("postgres://kiln@localhost/kiln?host=/s", "x"),
             "postgres://kiln@localhost/x?host=/s"
         );
-        assert_eq!(super::database_url("postgres://u@h", "x"), "postgres://u@h/x");
+        assert_eq!(
+            super::database_url("postgres://u@h", "x"),
+            "postgres://u@h/x"
+        );
     }
 }

@@ -9,7 +9,11 @@ use crate::fake_driver::FakeDriver;
 use crate::reconcile::{ReconcileConfig, Reconciler};
 use crate::store::{SecretKey, Store};
 
-pub async fn reconcile(admin_url: &str, projects: usize, idle_projects: usize) -> anyhow::Result<()> {
+pub async fn reconcile(
+    admin_url: &str,
+    projects: usize,
+    idle_projects: usize,
+) -> anyhow::Result<()> {
     let scratch = super::Scratch::create(admin_url).await?;
     let result = run_all(&scratch.url, projects, idle_projects).await;
     scratch.drop_database().await?;
@@ -128,4 +132,3 @@ async fn seed_running(store: &Store, user: Uuid, n: usize) -> anyhow::Result<()>
     sqlx::query("ANALYZE").execute(store.pool()).await?;
     Ok(())
 }
-
