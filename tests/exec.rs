@@ -623,7 +623,7 @@ async fn keys_are_added_listed_and_removed_over_exec() {
     let bare = fp.strip_prefix("SHA256:").unwrap();
     assert_eq!(
         ok(&store, &alice, &format!("keys remove {bare}")).await,
-        format!("removed key {bare}\n")
+        format!("removed key {fp}\n")
     );
     assert_eq!(
         ok_json(&store, &alice, "keys --json").await,

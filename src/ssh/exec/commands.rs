@@ -302,13 +302,19 @@ struct KeyRemovedJson {
 
 async fn keys_remove(store: &Store, user: &User, fingerprint: &str, as_json: bool) -> Out {
     store.remove_ssh_key(user.id, fingerprint).await?;
+    // Reported in the form `keys list` shows, whichever form was typed.
     let fingerprint = fingerprint.trim();
+    let fingerprint = if fingerprint.starts_with("SHA256:") {
+        fingerprint.to_string()
+    } else {
+        format!("SHA256:{fingerprint}")
+    };
     Ok(if as_json {
         json(&KeyRemovedJson {
-            removed: fingerprint.to_string(),
+            removed: fingerprint,
         })
     } else {
-        format!("removed key {}\n", safe(fingerprint, 60))
+        format!("removed key {}\n", safe(&fingerprint, 80))
     })
 }
 
