@@ -200,12 +200,20 @@ fn clap_error(e: &clap::Error, command: &str) -> ExecOutput {
             success(e.to_string().replace("Usage:  ", "Usage: "))
         }
         _ => {
+            // clap's message is the paragraph up to the first blank line;
+            // some kinds list their subject on the next lines ("…not
+            // provided:\n  <NAME>"), so the paragraph is joined, not cut.
             let rendered = e.to_string();
-            let first = rendered.lines().next().unwrap_or("invalid command line");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let paragraph: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let message = paragraph.join(" ");
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
             failure(Failure::usage(format!(
                 "{} (see `{} --help`)",
-                printable(first, 300),
+                printable(message, 300),
                 printable(command, 40)
             )))
         }

@@ -1,7 +1,7 @@
 //! The exec command line grammar (clap derive). The doc comments here are the
 //! help text users read, so they say what a command does and what it needs.
 
-use clap::{ColorChoice, Parser, Subcommand};
+use clap::{ColorChoice, Parser, Subcommand, ValueEnum};
 
 /// Shown under the command list; the one place that explains how exec works.
 const AFTER_HELP: &str = "\
@@ -21,7 +21,7 @@ Exit status: 0 success, 1 failure, 2 usage error.";
     term_width = 100
 )]
 pub(super) struct ExecArgs {
-    /// Print JSON instead of text (shapes are stable; see the module docs)
+    /// Print JSON instead of text (stable shapes, for scripts)
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
@@ -69,11 +69,24 @@ pub(super) enum Cmd {
         name: String,
     },
     /// List, set or unset a project's environment variables
+    ///
+    /// `env NAME` lists, `env NAME set KEY=VALUE [--secret]` sets, `env NAME unset KEY` removes.
+    //
+    // The action is a plain positional, not a clap subcommand: clap matches
+    // subcommand names before positionals, so a project named `list` or
+    // `set` could not be addressed.
     Env {
         /// Project name or slug
         name: String,
-        #[command(subcommand)]
-        action: Option<EnvAction>,
+        /// What to do
+        #[arg(value_enum, default_value_t = EnvVerb::List, hide_default_value = true)]
+        action: EnvVerb,
+        /// KEY=VALUE for set (split at the first `=`), KEY for unset
+        #[arg(value_name = "KEY[=VALUE]")]
+        args: Vec<String>,
+        /// With set: store the value encrypted and never print it back
+        #[arg(long)]
+        secret: bool,
     },
     /// Show a project's event history, oldest first
     Events {
@@ -92,23 +105,14 @@ pub(super) enum Cmd {
     Whoami,
 }
 
-#[derive(Debug, Subcommand)]
-pub(super) enum EnvAction {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum EnvVerb {
     /// List the variables (the default); secret values are masked
     List,
-    /// Set a variable: `set KEY=VALUE` (split at the first `=`)
-    Set {
-        /// KEY=VALUE
-        assignment: String,
-        /// Store the value encrypted and never print it back
-        #[arg(long)]
-        secret: bool,
-    },
-    /// Remove a variable
-    Unset {
-        /// Variable name
-        key: String,
-    },
+    /// Set (add or replace) one variable
+    Set,
+    /// Remove one variable
+    Unset,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::Failure;
-use super::args::{Cmd, EnvAction, ExecArgs, KeysAction};
+use super::args::{Cmd, EnvVerb, ExecArgs, KeysAction};
 use super::render::{self, EnvJson, EventJson, ProjectDetailJson, ProjectJson, cell, json, safe};
 use crate::model::Intent;
 use crate::store::Store;
@@ -26,13 +26,12 @@ pub(super) async fn dispatch(store: &Store, user: &User, args: ExecArgs, stdin: 
         Cmd::Stop { name } => intent(store, user, &name, Intent::Stop, json).await,
         Cmd::Delete { name, yes } => delete(store, user, &name, yes, json).await,
         Cmd::Retry { name } => intent(store, user, &name, Intent::Retry, json).await,
-        Cmd::Env { name, action } => match action.unwrap_or(EnvAction::List) {
-            EnvAction::List => env_list(store, user, &name, json).await,
-            EnvAction::Set { assignment, secret } => {
-                env_set(store, user, &name, &assignment, secret, json).await
-            }
-            EnvAction::Unset { key } => env_unset(store, user, &name, &key, json).await,
-        },
+        Cmd::Env {
+            name,
+            action,
+            args,
+            secret,
+        } => env(store, user, &name, action, &args, secret, json).await,
         Cmd::Events { name, limit } => events(store, user, &name, limit, json).await,
         Cmd::Keys { action } => match action.unwrap_or(KeysAction::List) {
             KeysAction::List => keys_list(store, user, json).await,
@@ -126,6 +125,39 @@ async fn delete(store: &Store, user: &User, name: &str, yes: bool, as_json: bool
         )));
     }
     intent(store, user, name, Intent::Delete, as_json).await
+}
+
+/// Checks the shape of `env NAME ACTION ARGS…` (clap cannot: see `args::Cmd::Env`).
+async fn env(
+    store: &Store,
+    user: &User,
+    name: &str,
+    action: EnvVerb,
+    args: &[String],
+    secret: bool,
+    as_json: bool,
+) -> Out {
+    if secret && action != EnvVerb::Set {
+        return Err(Failure::usage(
+            "--secret goes with set: `env NAME set KEY=VALUE --secret`",
+        ));
+    }
+    match (action, args) {
+        (EnvVerb::List, []) => env_list(store, user, name, as_json).await,
+        (EnvVerb::Set, [assignment]) => {
+            env_set(store, user, name, assignment, secret, as_json).await
+        }
+        (EnvVerb::Unset, [key]) => env_unset(store, user, name, key, as_json).await,
+        (EnvVerb::List, _) => Err(Failure::usage(
+            "`env NAME list` takes no arguments; to set a variable use `env NAME set KEY=VALUE`",
+        )),
+        (EnvVerb::Set, _) => Err(Failure::usage(
+            "expected one KEY=VALUE after set (quote a value with spaces), e.g. `env myblog set API_URL=https://example.com`",
+        )),
+        (EnvVerb::Unset, _) => Err(Failure::usage(
+            "expected one variable name after unset, e.g. `env myblog unset API_URL`",
+        )),
+    }
 }
 
 async fn env_list(store: &Store, user: &User, name: &str, as_json: bool) -> Out {
@@ -270,13 +302,19 @@ struct KeyRemovedJson {
 
 async fn keys_remove(store: &Store, user: &User, fingerprint: &str, as_json: bool) -> Out {
     store.remove_ssh_key(user.id, fingerprint).await?;
+    // Reported in the form `keys list` shows, whichever form was typed.
     let fingerprint = fingerprint.trim();
+    let fingerprint = if fingerprint.starts_with("SHA256:") {
+        fingerprint.to_string()
+    } else {
+        format!("SHA256:{fingerprint}")
+    };
     Ok(if as_json {
         json(&KeyRemovedJson {
-            removed: fingerprint.to_string(),
+            removed: fingerprint,
         })
     } else {
-        format!("removed key {}\n", safe(fingerprint, 60))
+        format!("removed key {}\n", safe(&fingerprint, 80))
     })
 }
 
