@@ -321,6 +321,13 @@ async fn user(db: &Database, cmd: UserCommand) -> anyhow::Result<()> {
                 .store
                 .create_user(&username, password.as_deref(), admin)
                 .await?;
+            if let Some(line) = key_line
+                && let Err(e) = db.store.add_ssh_key(u.id, &line).await
+            {
+                // Keep "nothing was created" true: undo the user.
+                let _ = db.store.delete_user(u.id).await;
+                return Err(e).context("registering the SSH key; nothing was created");
+            }
             println!("created user {} ({})", u.username, u.role);
         }
         UserCommand::List { json } => {
