@@ -73,6 +73,23 @@ fn load_key(config: &Config) -> anyhow::Result<SecretKey> {
     }
 }
 
+/// The same server URL with another database (keeps credentials and options).
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
 /// A URL fit for a log line: the password is replaced.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
@@ -91,6 +108,20 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn with_database_replaces_only_the_database() {
+        use super::with_database;
+        assert_eq!(
+            with_database("postgres://u@h:5/postgres", "x"),
+            "postgres://u@h:5/x"
+        );
+        assert_eq!(
+            with_database("postgres://kiln@localhost/kiln?host=/s", "x"),
+            "postgres://kiln@localhost/x?host=/s"
+        );
+        assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+
     #[test]
     fn passwords_never_reach_logs() {
         assert_eq!(

@@ -29,7 +29,7 @@ impl Scratch {
             .await?;
         Ok(Scratch {
             admin,
-            url: database_url(admin_url, &name),
+            url: crate::runtime::with_database(admin_url, &name),
             name,
         })
     }
@@ -45,46 +45,10 @@ impl Scratch {
     }
 }
 
-/// The admin URL with its database replaced.
-pub(crate) fn database_url(admin_url: &str, db: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (admin_url, None),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
 /// The `p`-quantile of sorted samples.
 pub(crate) fn quantile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
     if sorted.is_empty() {
         return std::time::Duration::ZERO;
     }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn database_url_replaces_only_the_database() {
-        assert_eq!(
-            super::database_url("postgres://u@h:5/postgres", "x"),
-            "postgres://u@h:5/x"
-        );
-        assert_eq!(
-            super::database_url("postgres://kiln@localhost/kiln?host=/s", "x"),
-            "postgres://kiln@localhost/x?host=/s"
-        );
-        assert_eq!(
-            super::database_url("postgres://u@h", "x"),
-            "postgres://u@h/x"
-        );
-    }
 }

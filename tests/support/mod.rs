@@ -100,22 +100,7 @@ impl Drop for TestDb {
     }
 }
 
-/// Replaces the database name in a postgres:// URL.
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
+pub use kiln::runtime::with_database;
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `limit`.
 /// Tests bound their waits this way instead of asserting on timings.
