@@ -223,7 +223,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     spawn_signal_handler(shutdown.clone());
     let reconciler = Reconciler::new(
         db.store.clone(),
-        Arc::new(sandboxes),
+        Arc::new(sandboxes.clone()),
         Arc::new(databases),
         config.reconcile.clone(),
         config.replica_id.clone(),
@@ -234,9 +234,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         listener.local_addr()?,
         config.data_dir.display()
     );
+    let attach: Arc<dyn crate::driver::SessionAttach> = Arc::new(sandboxes.clone());
     let ssh = crate::ssh::server::run(
         db.store.clone(),
         feed.clone(),
+        Some(attach),
         config.ssh.clone(),
         host_key,
         listener,

@@ -165,6 +165,42 @@ pub trait DatabaseDriver: Send + Sync + 'static {
     async fn credentials(&self, spec: &DatabaseSpec) -> DriverResult<Option<DbCredentials>>;
 }
 
+/// A live connection to one terminal session of a sandbox: bytes both ways
+/// and a resize handle. Dropping it detaches (the session keeps running).
+pub struct Attachment {
+    /// What the session prints. Closed when the viewer is detached or the
+    /// session ends.
+    pub output: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    /// Keystrokes for the session (ignored for a read-only attachment).
+    pub input: tokio::sync::mpsc::Sender<Vec<u8>>,
+    /// New viewer size, columns × rows.
+    pub resize: tokio::sync::mpsc::Sender<(u16, u16)>,
+    /// Whatever must live as long as the attachment (a child process, a
+    /// stream); dropped with it.
+    pub guard: Box<dyn Send + Sync>,
+}
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Attachment")
+    }
+}
+
+/// Attaching to sandbox sessions (DESIGN §6: `attach(session, size)`).
+#[async_trait]
+pub trait SessionAttach: Send + Sync + 'static {
+    /// Attaches to `session` of the sandbox (`None` = its default session)
+    /// at `cols`×`rows`. A read-only attachment shows output and sends nothing.
+    async fn attach(
+        &self,
+        r: &ResourceRef,
+        session: Option<&str>,
+        cols: u16,
+        rows: u16,
+        read_only: bool,
+    ) -> DriverResult<Attachment>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! databases and roles on a Postgres server. It serves trusted single-host
 //! use: every sandbox runs as the Kiln user.
 
+mod attach;
 mod database;
 mod sandbox;
 mod tmux;

@@ -56,6 +56,11 @@ impl LocalSandboxes {
         self
     }
 
+    /// The tmux binary in use.
+    pub fn tmux_binary(&self) -> &Path {
+        self.tmux.binary()
+    }
+
     /// The private tmux server's socket (`tmux -S` this to reach a session).
     pub fn socket_path(&self) -> &Path {
         self.tmux.socket()

@@ -30,6 +30,8 @@ set -g history-limit 50000
 set -g default-terminal tmux-256color
 set -as terminal-features ',*:RGB'
 set -s escape-time 0
+# Several viewers: the window follows the one who typed or resized last.
+set -g window-size latest
 ";
 
 /// The parts of Kiln's own environment a tmux server may inherit. Everything
@@ -76,6 +78,10 @@ impl Tmux {
 
     pub(crate) fn set_binary(&mut self, binary: PathBuf) {
         self.binary = binary;
+    }
+
+    pub(crate) fn binary(&self) -> &Path {
+        &self.binary
     }
 
     pub(crate) fn socket(&self) -> &Path {

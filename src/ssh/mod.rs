@@ -1,5 +1,6 @@
 //! The SSH front door: authentication, the dashboard session, exec commands.
 
+pub mod attach;
 pub mod exec;
 pub mod hostkey;
 pub mod input;

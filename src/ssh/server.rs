@@ -14,9 +14,11 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::attach::{self as direct, DirectAttach};
 use super::ratelimit::RateLimiter;
 use super::session::{self, DashboardParams, SessionInput};
 use crate::config::{Signup, SshConfig};
+use crate::driver::SessionAttach;
 use crate::store::Store;
 use crate::store::notify::ChangeFeed;
 use crate::store::users::{User, hash_password, normalize_username, verify_password};
@@ -33,6 +35,8 @@ struct Limits {
 
 struct Shared {
     store: Store,
+    /// How to reach sandbox sessions (`None`: attach is unavailable).
+    attach: Option<Arc<dyn SessionAttach>>,
     feed: Arc<ChangeFeed>,
     config: SshConfig,
     limits: Mutex<Limits>,
@@ -43,9 +47,11 @@ struct Shared {
 }
 
 /// Runs the SSH server on `listener` until `shutdown`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     store: Store,
     feed: Arc<ChangeFeed>,
+    attach: Option<Arc<dyn SessionAttach>>,
     config: SshConfig,
     host_key: PrivateKey,
     listener: TcpListener,
@@ -68,6 +74,7 @@ pub async fn run(
     };
     let shared = Arc::new(Shared {
         store,
+        attach,
         feed,
         decoy_hash: hash_password("kiln decoy password").await?,
         config,
@@ -127,6 +134,8 @@ enum Chan {
         no_color: bool,
     },
     Dashboard(mpsc::Sender<SessionInput>),
+    /// `attach NAME`: a raw pass-through to a sandbox session.
+    Attached(DirectAttach),
     /// An exec command that reads stdin: collecting it until EOF.
     CollectingStdin {
         command: String,
@@ -415,6 +424,40 @@ impl russh::server::Handler for Conn {
         }
         session.channel_success(channel)?;
         let command = String::from_utf8_lossy(data).into_owned();
+        if let Some(parsed) = direct::parse(&command) {
+            let Some(Chan::Fresh { pty, .. }) = self.channels.remove(&channel) else {
+                return Ok(());
+            };
+            self.channels.insert(channel, Chan::Exec);
+            let handle = session.handle();
+            let started = match (parsed, pty, self.shared.attach.clone()) {
+                (Err(usage), _, _) => Err((usage, 2)),
+                (Ok(_), None, _) => Err((
+                    "attach needs a terminal: run it as `ssh -t … attach NAME`".to_string(),
+                    2,
+                )),
+                (Ok(_), _, None) => Err(("attach is not available on this server".to_string(), 1)),
+                (Ok(args), Some((cols, rows)), Some(attach)) => direct::start(direct::Params {
+                    store: self.shared.store.clone(),
+                    user: self.user.clone().expect("authenticated"),
+                    attach,
+                    args,
+                    cols,
+                    rows,
+                    handle: handle.clone(),
+                    channel,
+                })
+                .await
+                .map_err(|e| (e, 1)),
+            };
+            match started {
+                Ok(running) => {
+                    self.channels.insert(channel, Chan::Attached(running));
+                }
+                Err((message, code)) => fail(handle, channel, message, code),
+            }
+            return Ok(());
+        }
         if super::exec::wants_stdin(&command) {
             self.channels.insert(
                 channel,
@@ -441,6 +484,9 @@ impl russh::server::Handler for Conn {
                 // A full queue means the session is far behind: drop the
                 // keystrokes rather than stall the whole connection.
                 let _ = tx.try_send(SessionInput::Bytes(data.to_vec()));
+            }
+            Some(Chan::Attached(a)) => {
+                let _ = a.input.try_send(data.to_vec());
             }
             Some(Chan::CollectingStdin { stdin, command }) => {
                 if stdin.len() + data.len() > MAX_EXEC_STDIN {
@@ -488,8 +534,14 @@ impl russh::server::Handler for Conn {
         _pix_height: u32,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Some(Chan::Dashboard(tx)) = self.channels.get(&channel) {
-            let _ = tx.try_send(SessionInput::Resize(clamp(cols), clamp(rows)));
+        match self.channels.get(&channel) {
+            Some(Chan::Dashboard(tx)) => {
+                let _ = tx.try_send(SessionInput::Resize(clamp(cols), clamp(rows)));
+            }
+            Some(Chan::Attached(a)) => {
+                let _ = a.resize.try_send((clamp(cols), clamp(rows)));
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -499,8 +551,11 @@ impl russh::server::Handler for Conn {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // Dropping the dashboard's sender ends its task.
-        self.channels.remove(&channel);
+        // Dropping the dashboard's sender ends its task; an attach's tmux
+        // client is ended too (the session itself keeps running).
+        if let Some(Chan::Attached(a)) = self.channels.remove(&channel) {
+            a.stop.cancel();
+        }
         Ok(())
     }
 }
@@ -529,6 +584,17 @@ impl Conn {
             let _ = handle.close(channel).await;
         });
     }
+}
+
+/// Ends an exec channel with one line on stderr and `code`.
+fn fail(handle: russh::server::Handle, channel: ChannelId, message: String, code: u32) {
+    tokio::spawn(async move {
+        let line = format!("error: {message}\r\n");
+        let _ = handle.extended_data(channel, 1, line.into_bytes()).await;
+        let _ = handle.exit_status_request(channel, code).await;
+        let _ = handle.eof(channel).await;
+        let _ = handle.close(channel).await;
+    });
 }
 
 /// Terminal sizes from the client are untrusted: keep them sane.

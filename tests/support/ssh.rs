@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kiln::config::SshConfig;
+use kiln::driver::{SandboxDriver, SessionAttach};
 use kiln::fake_driver::FakeDriver;
+use kiln::local::LocalSandboxes;
 use kiln::reconcile::{ReconcileConfig, Reconciler};
 use kiln::store::Store;
 use russh::ChannelMsg;
@@ -22,12 +24,25 @@ pub struct Server {
     pub store: Store,
     pub fake: Arc<FakeDriver>,
     pub db: TestDb,
+    /// Local sandboxes (tmux), when started with [`Server::start_local`].
+    pub local: Option<LocalSandboxes>,
+    local_dir: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if let Some(l) = &self.local {
+            let _ = std::process::Command::new("tmux")
+                .arg("-S")
+                .arg(l.socket_path())
+                .arg("kill-server")
+                .status();
+        }
+        if let Some(dir) = &self.local_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -46,6 +61,16 @@ impl Server {
     }
 
     pub async fn start_with(config: SshConfig) -> Server {
+        Self::start_inner(config, false).await
+    }
+
+    /// Sandboxes are real tmux sessions running `sh` (databases stay fake),
+    /// and attach works.
+    pub async fn start_local() -> Server {
+        Self::start_inner(test_ssh_config(), true).await
+    }
+
+    async fn start_inner(config: SshConfig, local: bool) -> Server {
         let db = TestDb::new().await;
         let store = db.store().await;
         let feed = Arc::new(store.listen().await.expect("listen"));
@@ -63,27 +88,49 @@ impl Server {
             ..Default::default()
         };
         rc.schedule.poll_interval = Duration::from_millis(50);
-        let reconciler = Reconciler::new(
-            store.clone(),
-            fake.clone(),
-            fake.clone(),
-            rc,
-            "test-replica",
-        );
+        let local_dir = local.then(|| {
+            std::path::PathBuf::from(format!(
+                "/tmp/ks-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ))
+        });
+        let local = local_dir
+            .as_ref()
+            .map(|d| LocalSandboxes::new(d, Some("sh".into())).expect("local sandboxes"));
+        let sandboxes: Arc<dyn SandboxDriver> = match &local {
+            Some(l) => Arc::new(l.clone()),
+            None => fake.clone(),
+        };
+        let attach: Option<Arc<dyn SessionAttach>> = local
+            .as_ref()
+            .map(|l| Arc::new(l.clone()) as Arc<dyn SessionAttach>);
+        let reconciler =
+            Reconciler::new(store.clone(), sandboxes, fake.clone(), rc, "test-replica");
         let changes = feed.subscribe();
         let stop = shutdown.clone();
         tokio::spawn(async move { reconciler.run(Some(changes), stop).await });
         let (s, f, stop) = (store.clone(), feed.clone(), shutdown.clone());
         tokio::spawn(async move {
-            kiln::ssh::server::run(s, f, config, host_key, listener, String::new(), stop)
-                .await
-                .expect("ssh server");
+            kiln::ssh::server::run(
+                s,
+                f,
+                attach,
+                config,
+                host_key,
+                listener,
+                String::new(),
+                stop,
+            )
+            .await
+            .expect("ssh server");
         });
         Server {
             addr,
             store,
             fake,
             db,
+            local,
+            local_dir,
             shutdown,
         }
     }
@@ -173,6 +220,13 @@ impl Client {
             .await
             .unwrap();
         channel.request_shell(true).await.unwrap();
+        Screen::follow(channel, cols, rows)
+    }
+}
+
+impl Screen {
+    /// Reads the channel into a vt100 screen in the background.
+    fn follow(channel: russh::Channel<client::Msg>, cols: u16, rows: u16) -> Screen {
         let (mut read, write) = channel.split();
         let parser = Arc::new(Mutex::new(vt100::Parser::new(rows, cols, 0)));
         let state = Arc::new(Mutex::new(ScreenState::default()));
@@ -204,6 +258,23 @@ impl Client {
             parser,
             state,
         }
+    }
+}
+
+impl Client {
+    /// Runs an exec command in a `cols`×`rows` terminal (like `ssh -t`).
+    pub async fn exec_tty(&self, command: &str, cols: u16, rows: u16) -> Screen {
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .expect("open session");
+        channel
+            .request_pty(true, "xterm-256color", cols as u32, rows as u32, 0, 0, &[])
+            .await
+            .unwrap();
+        channel.exec(true, command).await.unwrap();
+        Screen::follow(channel, cols, rows)
     }
 
     /// Runs an exec command, sending `stdin` then EOF.

@@ -1,0 +1,214 @@
+//! Direct attach over SSH (`ssh -t host attach NAME`): a raw pass-through to
+//! the sandbox's terminal session, no TUI chrome. The prefix key (Ctrl-])
+//! detaches; the session keeps running.
+
+use std::sync::Arc;
+
+use russh::ChannelId;
+use russh::server::Handle;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::{ResourceRef, SessionAttach};
+use crate::model::ResourceStatus;
+use crate::model::naming::printable;
+use crate::store::Store;
+use crate::store::resources::ResourceKind;
+use crate::store::users::User;
+
+/// Ctrl-]: the detach key (telnet's escape, rarely needed inside a shell).
+pub const DETACH_BYTE: u8 = 0x1d;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachArgs {
+    pub project: String,
+    pub session: Option<String>,
+    pub read_only: bool,
+}
+
+/// `Some` when the command line is an attach request (parsed or not).
+pub fn parse(command: &str) -> Option<Result<AttachArgs, String>> {
+    let words = match shell_words::split(command) {
+        Ok(w) => w,
+        Err(_) => return None,
+    };
+    if words.first().map(String::as_str) != Some("attach") {
+        return None;
+    }
+    let mut project = None;
+    let mut session = None;
+    let mut read_only = false;
+    let mut it = words.into_iter().skip(1);
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "--read-only" | "-r" => read_only = true,
+            "--session" | "-s" => match it.next() {
+                Some(s) => session = Some(s),
+                None => return Some(Err("--session needs a session name".into())),
+            },
+            "--help" | "-h" => {
+                return Some(Err(
+                    "usage: attach NAME [--session S] [--read-only]   (needs ssh -t; Ctrl-] detaches)"
+                        .into(),
+                ));
+            }
+            _ if project.is_none() && !w.starts_with('-') => project = Some(w),
+            other => return Some(Err(format!("unexpected argument {}", printable(other, 40)))),
+        }
+    }
+    Some(match project {
+        Some(project) => Ok(AttachArgs {
+            project,
+            session,
+            read_only,
+        }),
+        None => Err("usage: attach NAME [--session S] [--read-only]".into()),
+    })
+}
+
+/// A running direct attach: feed it the client's bytes and sizes.
+pub struct DirectAttach {
+    pub input: mpsc::Sender<Vec<u8>>,
+    pub resize: mpsc::Sender<(u16, u16)>,
+    pub stop: CancellationToken,
+}
+
+pub struct Params {
+    pub store: Store,
+    pub user: User,
+    pub attach: Arc<dyn SessionAttach>,
+    pub args: AttachArgs,
+    pub cols: u16,
+    pub rows: u16,
+    pub handle: Handle,
+    pub channel: ChannelId,
+}
+
+/// Looks the sandbox up (as the user), attaches, and relays until detach,
+/// session end or channel close. Errors come back as one line for stderr.
+pub async fn start(p: Params) -> Result<DirectAttach, String> {
+    let view = p
+        .store
+        .find_project(p.user.id, &p.args.project)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sandbox = view
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .ok_or_else(|| "this project has no sandbox".to_string())?;
+    if sandbox.status != ResourceStatus::Running {
+        return Err(format!(
+            "{} is {}: start it first (ssh … start {})",
+            printable(&view.project.name, 60),
+            view.project.status,
+            view.project.slug
+        ));
+    }
+    let r = ResourceRef {
+        resource_name: sandbox.resource_name.clone(),
+        namespace: String::new(),
+        project_slug: view.project.slug.clone(),
+    };
+    let mut attachment = p
+        .attach
+        .attach(
+            &r,
+            p.args.session.as_deref(),
+            p.cols,
+            p.rows,
+            p.args.read_only,
+        )
+        .await
+        .map_err(|e| format!("cannot attach: {e}"))?;
+    let stop = CancellationToken::new();
+    let (input, mut input_rx) = mpsc::channel::<Vec<u8>>(256);
+    let direct = DirectAttach {
+        input,
+        resize: attachment.resize.clone(),
+        stop: stop.clone(),
+    };
+    let (handle, channel, name) = (p.handle, p.channel, view.project.slug.clone());
+    let read_only = p.args.read_only;
+    tokio::spawn(async move {
+        let to_session = attachment.input.clone();
+        let how = loop {
+            tokio::select! {
+                _ = stop.cancelled() => break End::Closed,
+                out = attachment.output.recv() => match out {
+                    Some(bytes) => {
+                        if handle.data(channel, bytes).await.is_err() {
+                            break End::Closed;
+                        }
+                    }
+                    None => break End::SessionEnded,
+                },
+                keys = input_rx.recv() => match keys {
+                    None => break End::Closed,
+                    Some(bytes) => match bytes.iter().position(|&b| b == DETACH_BYTE) {
+                        Some(i) => {
+                            if !read_only && i > 0 {
+                                let _ = to_session.send(bytes[..i].to_vec()).await;
+                            }
+                            break End::Detached;
+                        }
+                        None if read_only => {}
+                        None => {
+                            let _ = to_session.send(bytes).await;
+                        }
+                    },
+                },
+            }
+        };
+        // Dropping the attachment ends the tmux client, never the session.
+        drop(attachment);
+        let (message, code) = match how {
+            End::Detached => (
+                format!("\r\n[detached from {name}; the session keeps running]\r\n"),
+                0,
+            ),
+            End::SessionEnded => (format!("\r\n[the session of {name} ended]\r\n"), 0),
+            End::Closed => return,
+        };
+        let _ = handle.data(channel, message.into_bytes()).await;
+        let _ = handle.exit_status_request(channel, code).await;
+        let _ = handle.eof(channel).await;
+        let _ = handle.close(channel).await;
+    });
+    Ok(direct)
+}
+
+enum End {
+    Detached,
+    SessionEnded,
+    Closed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attach_command_lines() {
+        assert_eq!(parse("projects"), None);
+        assert_eq!(
+            parse("attach blog --read-only").unwrap().unwrap(),
+            AttachArgs {
+                project: "blog".into(),
+                session: None,
+                read_only: true
+            }
+        );
+        assert_eq!(
+            parse("attach 'My Blog' -s work")
+                .unwrap()
+                .unwrap()
+                .session
+                .as_deref(),
+            Some("work")
+        );
+        assert!(parse("attach").unwrap().is_err());
+        assert!(parse("attach a b").unwrap().is_err());
+        assert!(parse("attach a --session").unwrap().is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! Direct attach over SSH to a local sandbox (a real tmux session running sh).
+
+mod support;
+
+use std::process::Command;
+
+use kiln::store::resources::ResourceKind;
+use support::ssh::{Server, connect};
+
+fn tmux_has(server: &Server, session: &str) -> bool {
+    let local = server.local.as_ref().unwrap();
+    Command::new("tmux")
+        .arg("-S")
+        .arg(local.socket_path())
+        .args(["has-session", "-t", &format!("={session}")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+async fn running_project(server: &Server, user: uuid::Uuid, name: &str) -> String {
+    server
+        .store
+        .create_project(user, name, "", "test")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let p = server.store.find_project(user, name).await.unwrap();
+        let sb = p
+            .resources
+            .iter()
+            .find(|r| r.kind == ResourceKind::Sandbox)
+            .unwrap();
+        if sb.status == kiln::model::ResourceStatus::Running {
+            return sb.resource_name.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sandbox never ran: {p:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_types_into_the_session_and_detach_leaves_it_running() {
+    let server = Server::start_local().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    let session = running_project(&server, alice.id, "shell").await;
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+
+    let screen = c.exec_tty("attach shell", 100, 30).await;
+    let marker = format!("hello-{}-marker", std::process::id());
+    screen.send(format!("echo {marker}\r").as_bytes()).await;
+    screen
+        .wait_until("the echo output", |t| t.matches(&marker).count() >= 2)
+        .await;
+
+    // The size of the client is the size the program sees.
+    screen.send(b"stty size\r").await;
+    screen.wait_for("30 100").await;
+    screen.resize(90, 25).await;
+    // The resize and the keys travel separately: ask until the shell sees it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !screen.text().contains("25 90") {
+        assert!(tokio::time::Instant::now() < deadline, "{}", screen.text());
+        screen.send(b"stty size\r").await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+
+    assert!(
+        tmux_has(&server, &session),
+        "the session runs while attached"
+    );
+    // Ctrl-] detaches; the session survives.
+    screen.send(&[0x1d]).await;
+    assert_eq!(screen.wait_closed().await, Some(0));
+    if !tmux_has(&server, &session) {
+        let p = server.store.find_project(alice.id, "shell").await.unwrap();
+        let ev = server
+            .store
+            .list_events(alice.id, p.project.id, 50)
+            .await
+            .unwrap();
+        panic!("the session did not survive a detach; events: {ev:#?}");
+    }
+
+    // Reattaching shows the current screen at once, marker included.
+    let again = c.exec_tty("attach shell", 100, 30).await;
+    again.wait_for(&marker).await;
+    again.send(&[0x1d]).await;
+    again.wait_closed().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_refuses_without_a_terminal_for_a_stopped_project_and_for_other_tenants() {
+    let server = Server::start_local().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    server.user("bob", "another long password").await;
+    running_project(&server, alice.id, "mine").await;
+    let mut a = connect(server.addr).await;
+    assert!(a.password("alice", "correct horse battery").await);
+
+    let r = a.exec("attach mine", b"").await;
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(r.stderr.contains("ssh -t"), "{r:?}");
+
+    let mut b = connect(server.addr).await;
+    assert!(b.password("bob", "another long password").await);
+    let theirs = b.exec_tty("attach mine", 80, 24).await;
+    let code = theirs.wait_closed().await;
+    assert_eq!(code, Some(1));
+    let missing = b.exec_tty("attach nosuch", 80, 24).await;
+    assert_eq!(missing.wait_closed().await, Some(1));
+    let (t, m) = (
+        theirs.state.lock().unwrap().stderr.clone(),
+        missing.state.lock().unwrap().stderr.clone(),
+    );
+    assert_eq!(t.replace("mine", "X"), m.replace("nosuch", "X"));
+
+    server
+        .store
+        .record_intent(alice.id, "mine", kiln::model::intent::Intent::Stop, "alice")
+        .await
+        .unwrap();
+    let stopped = a.exec_tty("attach mine", 80, 24).await;
+    assert_eq!(stopped.wait_closed().await, Some(1));
+    assert!(
+        stopped
+            .state
+            .lock()
+            .unwrap()
+            .stderr
+            .contains("start it first")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_viewer_sees_output_and_changes_nothing() {
+    let server = Server::start_local().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    running_project(&server, alice.id, "shared").await;
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let writer = c.exec_tty("attach shared", 100, 30).await;
+    let viewer = c.exec_tty("attach shared --read-only", 100, 30).await;
+    viewer.send(b"echo SHOULD-NOT-RUN\r").await;
+    writer.send(b"echo from-the-writer\r").await;
+    viewer
+        .wait_until("the writer's output in the viewer", |t| {
+            t.matches("from-the-writer").count() >= 2
+        })
+        .await;
+    assert!(
+        !writer.text().contains("SHOULD-NOT-RUN"),
+        "{}",
+        writer.text()
+    );
+    writer.send(&[0x1d]).await;
+    viewer.send(&[0x1d]).await;
+    writer.wait_closed().await;
+    viewer.wait_closed().await;
+}
