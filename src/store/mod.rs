@@ -9,6 +9,7 @@ pub mod notify;
 pub mod projects;
 pub mod resources;
 pub mod status;
+pub mod user_configs;
 pub mod users;
 
 use std::time::Duration;

@@ -148,3 +148,48 @@ pub fn app() -> App {
     app.update(Msg::Projects(projects()));
     app
 }
+
+pub fn ssh_key(n: u8, algorithm: &str, comment: &str) -> crate::store::keys::SshKey {
+    let body: String = std::iter::repeat_n(char::from(b'a' + n), 43).collect();
+    crate::store::keys::SshKey {
+        fingerprint: format!("SHA256:{body}"),
+        algorithm: algorithm.into(),
+        comment: comment.into(),
+        created_at: ago(86_400 * i64::from(n + 1)),
+    }
+}
+
+pub fn config(key: &str, value: &str, secret: bool) -> crate::store::user_configs::UserConfig {
+    crate::store::user_configs::UserConfig {
+        key: key.into(),
+        value: value.into(),
+        is_secret: secret,
+        category: crate::store::user_configs::category_for(key).into(),
+        updated_at: ago(7200),
+    }
+}
+
+/// Two keys, a password, an API key (secret), a plain setting and a kubeconfig.
+pub fn settings() -> crate::tui::app::SettingsData {
+    crate::tui::app::SettingsData {
+        keys: vec![
+            ssh_key(0, "ssh-ed25519", "alice@laptop"),
+            ssh_key(1, "ecdsa-sha2-nistp256", "alice@work"),
+        ],
+        has_password: true,
+        configs: vec![
+            config("ANTHROPIC_API_KEY", "sk-ant-very-secret", true),
+            config("EDITOR", "vim", false),
+            config("KUBECONFIG", "apiVersion: v1", true),
+        ],
+    }
+}
+
+/// `app()` with the settings screen open and loaded with `data`.
+pub fn settings_app(data: crate::tui::app::SettingsData) -> App {
+    use crate::tui::keys::Key;
+    let mut app = app();
+    app.update(Msg::Key(Key::Char('S')));
+    app.update(Msg::Settings(Box::new(data)));
+    app
+}

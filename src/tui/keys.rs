@@ -85,6 +85,14 @@ pub enum Action {
     EnvAdd,
     EnvEdit,
     EnvDelete,
+    Settings,
+    NextSection,
+    KeyAdd,
+    KeyRemove,
+    PasswordSet,
+    ConfigAdd,
+    ConfigEdit,
+    ConfigUnset,
 }
 
 /// One key of one screen: what it does, and whether it can right now (and if
@@ -134,13 +142,27 @@ pub enum Context {
     EnvForm,
     ConfirmDelete,
     ConfirmUnset,
+    Settings,
+    KeyForm,
+    PasswordForm,
+    ConfigForm,
+    ConfirmRemoveKey,
+    ConfirmUnsetConfig,
     Help,
 }
 
 impl Context {
     /// Contexts in which unbound printable keys are typed into a field.
     pub fn takes_text(self) -> bool {
-        matches!(self, Context::Filter | Context::Create | Context::EnvForm)
+        matches!(
+            self,
+            Context::Filter
+                | Context::Create
+                | Context::EnvForm
+                | Context::KeyForm
+                | Context::PasswordForm
+                | Context::ConfigForm
+        )
     }
 }
 

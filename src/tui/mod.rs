@@ -7,7 +7,7 @@ pub mod keys;
 pub mod text;
 pub mod view;
 
-pub use app::{App, Effect, Key, Msg, ProjectDetail};
+pub use app::{App, Effect, Key, Msg, ProjectDetail, SettingsData};
 
 #[cfg(test)]
 mod fixtures;

@@ -2,7 +2,7 @@
 //! and the footer and help overlay render them, so all three always agree.
 
 use super::forms::EnvField;
-use super::{App, Overlay, intent_allowed};
+use super::{App, Overlay, SettingsFocus, intent_allowed};
 use crate::model::intent::Intent;
 use crate::tui::keys::{Action, Binding, Context, Key};
 
@@ -14,7 +14,12 @@ pub(super) fn for_context(app: &App, context: Context) -> Vec<Binding> {
         Context::Env => env(app),
         Context::Create => create(app),
         Context::EnvForm => env_form(app),
-        Context::ConfirmDelete | Context::ConfirmUnset => confirm(),
+        Context::Settings => settings(app),
+        Context::KeyForm => key_form(app),
+        Context::PasswordForm => password_form(app),
+        Context::ConfigForm => config_form(app),
+        Context::ConfirmDelete | Context::ConfirmUnset => confirm("yes, delete"),
+        Context::ConfirmRemoveKey | Context::ConfirmUnsetConfig => confirm("yes, remove"),
         Context::Help => vec![
             Binding::new(Key::Esc, "close help", Action::CloseHelp),
             Binding::new(Key::Char('?'), "close help", Action::CloseHelp).help_only(),
@@ -72,6 +77,8 @@ fn list(app: &App) -> Vec<Binding> {
     v.extend(intents(app));
     v.push(Binding::new(Key::Char('e'), "env", Action::Env).when(need_selection(app)));
     v.push(Binding::new(Key::Char('/'), "filter", Action::FilterStart));
+    v.push(Binding::new(Key::Char('S'), "settings", Action::Settings));
+    v.push(Binding::new(Key::Char(','), "settings", Action::Settings).help_only());
     v.extend(movement("list"));
     v.push(Binding::new(Key::Char('?'), "help", Action::Help));
     v.push(Binding::new(Key::Char('q'), "quit", Action::Quit));
@@ -184,12 +191,111 @@ fn env_form(app: &App) -> Vec<Binding> {
     v
 }
 
-fn confirm() -> Vec<Binding> {
+fn confirm(yes: &'static str) -> Vec<Binding> {
     vec![
-        Binding::new(Key::Char('y'), "yes, delete", Action::Confirm),
+        Binding::new(Key::Char('y'), yes, Action::Confirm),
         Binding::new(Key::Char('n'), "no", Action::Cancel),
         Binding::new(Key::Esc, "cancel", Action::Cancel),
         Binding::new(Key::Char('?'), "help", Action::Help).help_only(),
         Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only(),
     ]
+}
+
+/// The settings screen: Tab picks the section (keys or settings) that ↑/↓,
+/// `a` and the removal keys act on; `p` works from either.
+fn settings(app: &App) -> Vec<Binding> {
+    let loaded = app.settings_loaded();
+    let password_label = match &app.settings {
+        Some(d) if d.has_password => "change password",
+        _ => "set password",
+    };
+    let mut v = vec![Binding::new(Key::Esc, "back", Action::Back)];
+    match app.settings_focus {
+        SettingsFocus::Keys => {
+            v.push(Binding::new(Key::Char('a'), "add key", Action::KeyAdd).when(loaded.clone()));
+            v.push(
+                Binding::new(Key::Char('d'), "remove key", Action::KeyRemove)
+                    .when(app.key_removal_check()),
+            );
+        }
+        SettingsFocus::Configs => {
+            let edit = app.config_edit_check();
+            v.push(
+                Binding::new(Key::Char('a'), "add setting", Action::ConfigAdd).when(loaded.clone()),
+            );
+            v.push(Binding::new(Key::Enter, "edit", Action::ConfigEdit).when(edit.clone()));
+            v.push(
+                Binding::new(Key::Char('e'), "edit", Action::ConfigEdit)
+                    .when(edit)
+                    .help_only(),
+            );
+            v.push(
+                Binding::new(Key::Char('x'), "unset", Action::ConfigUnset)
+                    .when(app.config_unset_check()),
+            );
+        }
+    }
+    v.push(Binding::new(Key::Char('p'), password_label, Action::PasswordSet).when(loaded));
+    v.push(Binding::new(Key::Tab, "other section", Action::NextSection));
+    v.push(Binding::new(Key::BackTab, "other section", Action::NextSection).help_only());
+    v.extend(movement("list"));
+    v.push(Binding::new(Key::Char('?'), "help", Action::Help));
+    v.push(Binding::new(Key::Char('q'), "back", Action::Back).help_only());
+    v.push(Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only());
+    v
+}
+
+fn key_form(app: &App) -> Vec<Binding> {
+    let valid = match (&app.overlay, &app.settings) {
+        (Some(Overlay::KeyForm(f)), Some(d)) => f.check(&d.keys).map(|_| ()),
+        (Some(Overlay::KeyForm(f)), None) => f.check(&[]).map(|_| ()),
+        _ => Ok(()),
+    };
+    vec![
+        Binding::new(Key::Enter, "add key", Action::Submit).when(valid),
+        Binding::new(Key::Backspace, "erase", Action::Erase).help_only(),
+        Binding::new(Key::Esc, "cancel", Action::Cancel),
+        Binding::new(Key::F(1), "help", Action::Help).help_only(),
+        Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only(),
+    ]
+}
+
+fn password_form(app: &App) -> Vec<Binding> {
+    let valid = match &app.overlay {
+        Some(Overlay::PasswordForm(f)) => f.valid(),
+        _ => Ok(()),
+    };
+    vec![
+        Binding::new(Key::Enter, "save password", Action::Submit).when(valid),
+        Binding::new(Key::Tab, "next field", Action::NextField),
+        Binding::new(Key::BackTab, "previous field", Action::PrevField).help_only(),
+        Binding::new(Key::Backspace, "erase", Action::Erase).help_only(),
+        Binding::new(Key::Esc, "cancel", Action::Cancel),
+        Binding::new(Key::F(1), "help", Action::Help).help_only(),
+        Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only(),
+    ]
+}
+
+fn config_form(app: &App) -> Vec<Binding> {
+    let Some(Overlay::ConfigForm(f)) = &app.overlay else {
+        return vec![];
+    };
+    let mut v = vec![
+        Binding::new(Key::Enter, "save", Action::Submit).when(f.valid()),
+        Binding::new(Key::Tab, "next field", Action::NextField),
+        Binding::new(Key::BackTab, "previous field", Action::PrevField).help_only(),
+        Binding::new(Key::Ctrl('s'), "toggle secret", Action::ToggleSecret),
+    ];
+    if f.focus == EnvField::Secret {
+        v.push(Binding::new(
+            Key::Char(' '),
+            "toggle secret",
+            Action::ToggleSecret,
+        ));
+    }
+    v.push(Binding::new(Key::Backspace, "erase", Action::Erase).help_only());
+    v.push(Binding::new(Key::Esc, "cancel", Action::Cancel));
+    v.push(Binding::new(Key::F(1), "help", Action::Help).help_only());
+    v.push(Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only());
+    v
 }

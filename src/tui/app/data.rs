@@ -14,6 +14,10 @@ impl App {
             .and_then(|id| visible.iter().position(|v| v.project.id == id))
             .unwrap_or(self.selected)
             .min(visible.len().saturating_sub(1));
+        if self.screen == Screen::Settings {
+            // A change notification may be a key or setting changed elsewhere.
+            return vec![Effect::LoadSettings];
+        }
         let Some(open) = self.open.clone() else {
             return vec![];
         };
@@ -54,6 +58,10 @@ impl App {
                 self.info(line);
             }
             Err(line) => self.refuse(line),
+        }
+        if kind == Pending::Settings {
+            // Refresh after failures too: the store may know better than the screen.
+            return vec![Effect::LoadSettings];
         }
         match &self.open {
             Some(project) => vec![Effect::LoadDetail {

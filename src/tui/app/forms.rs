@@ -1,8 +1,12 @@
-//! The two input forms (create project, set env var) and their live validation.
-//! Validation reuses the same `model` checks the store applies, so what the
-//! form accepts is what the server accepts.
+//! The input forms (create project, env var, and on the settings screen an
+//! SSH key, the password and a user setting) and their live validation.
+//! Validation reuses the same checks the store applies, so what the form
+//! accepts is what the server accepts.
 
 use crate::model::{env, naming};
+use crate::store::keys::{self, SshKey};
+use crate::store::user_configs::{self, UserConfig};
+use crate::store::users;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateField {
@@ -120,6 +124,222 @@ impl EnvForm {
             EnvField::Key if !self.editing => Some(&mut self.key),
             EnvField::Value => Some(&mut self.value),
             _ => None,
+        }
+    }
+
+    pub fn next(&mut self) {
+        self.focus = match self.focus {
+            EnvField::Key => EnvField::Value,
+            EnvField::Value => EnvField::Secret,
+            EnvField::Secret if self.editing => EnvField::Value,
+            EnvField::Secret => EnvField::Key,
+        };
+    }
+
+    pub fn prev(&mut self) {
+        self.focus = match self.focus {
+            EnvField::Key => EnvField::Secret,
+            EnvField::Value if self.editing => EnvField::Secret,
+            EnvField::Value => EnvField::Key,
+            EnvField::Secret => EnvField::Value,
+        };
+    }
+}
+
+/// Add an SSH key: one field holding a pasted OpenSSH public key line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyForm {
+    pub line: String,
+}
+
+impl KeyForm {
+    /// What the key parses to (`algorithm fingerprint comment`), or why not;
+    /// the same parser the store uses, so what shows ✓ is what gets added.
+    pub fn check(&self, known: &[SshKey]) -> Result<String, String> {
+        let key = keys::parse_public_key(&self.line).map_err(|e| e.to_string())?;
+        let fingerprint = keys::fingerprint(&key);
+        if known.iter().any(|k| k.fingerprint == fingerprint) {
+            return Err(format!("{fingerprint} is already one of your keys"));
+        }
+        let comment = key.comment().as_str_lossy();
+        Ok(
+            format!("{} {fingerprint} {comment}", key.algorithm().as_str())
+                .trim_end()
+                .to_string(),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordField {
+    Password,
+    Repeat,
+}
+
+/// Set or change the password: typed twice, never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordForm {
+    pub password: String,
+    pub repeat: String,
+    pub focus: PasswordField,
+}
+
+impl std::fmt::Debug for PasswordForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordForm")
+            .field("password", &format_args!("<hidden>"))
+            .field("repeat", &format_args!("<hidden>"))
+            .field("focus", &self.focus)
+            .finish()
+    }
+}
+
+impl Default for PasswordForm {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PasswordForm {
+    pub fn new() -> PasswordForm {
+        PasswordForm {
+            password: String::new(),
+            repeat: String::new(),
+            focus: PasswordField::Password,
+        }
+    }
+
+    /// The store's own rule (length), so the form never accepts what it refuses.
+    pub fn password_check(&self) -> Result<(), String> {
+        users::check_password(&self.password).map_err(|e| e.to_string())
+    }
+
+    pub fn repeat_check(&self) -> Result<(), String> {
+        if self.repeat == self.password {
+            Ok(())
+        } else {
+            Err("the two passwords differ".into())
+        }
+    }
+
+    pub fn valid(&self) -> Result<(), String> {
+        self.password_check()?;
+        self.repeat_check()
+    }
+
+    pub fn field_mut(&mut self) -> &mut String {
+        match self.focus {
+            PasswordField::Password => &mut self.password,
+            PasswordField::Repeat => &mut self.repeat,
+        }
+    }
+
+    pub fn switch(&mut self) {
+        self.focus = match self.focus {
+            PasswordField::Password => PasswordField::Repeat,
+            PasswordField::Repeat => PasswordField::Password,
+        };
+    }
+}
+
+/// Add or edit one of the user's settings (`user_configs`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConfigForm {
+    pub key: String,
+    pub value: String,
+    /// What the user chose; `None` follows the key's default (known secrets
+    /// such as ANTHROPIC_API_KEY start secret).
+    pub secret: Option<bool>,
+    pub focus: EnvField,
+    /// The key is fixed (editing an existing or a known setting).
+    pub editing: bool,
+}
+
+impl std::fmt::Debug for ConfigForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigForm")
+            .field("key", &self.key)
+            .field("value", &format_args!("<hidden>"))
+            .field("secret", &self.is_secret())
+            .field("focus", &self.focus)
+            .field("editing", &self.editing)
+            .finish()
+    }
+}
+
+impl ConfigForm {
+    pub fn add() -> ConfigForm {
+        ConfigForm {
+            key: String::new(),
+            value: String::new(),
+            secret: None,
+            focus: EnvField::Key,
+            editing: false,
+        }
+    }
+
+    /// Edit `key`; `current` is the stored setting if there is one. A secret
+    /// starts empty (it is replaced, not appended to); a plain value is kept.
+    pub fn edit(key: &str, current: Option<&UserConfig>) -> ConfigForm {
+        ConfigForm {
+            key: key.to_string(),
+            value: current
+                .filter(|c| !c.is_secret)
+                .map(|c| c.value.clone())
+                .unwrap_or_default(),
+            secret: current.map(|c| c.is_secret),
+            focus: EnvField::Value,
+            editing: true,
+        }
+    }
+
+    pub fn is_secret(&self) -> bool {
+        self.secret
+            .unwrap_or_else(|| user_configs::default_secret(&self.key))
+    }
+
+    pub fn toggle_secret(&mut self) {
+        self.secret = Some(!self.is_secret());
+    }
+
+    pub fn key_check(&self) -> Result<(), String> {
+        user_configs::check_config_key(&self.key).map_err(|e| e.to_string())
+    }
+
+    pub fn value_check(&self) -> Result<(), String> {
+        user_configs::check_config_value(&self.value).map_err(|e| e.to_string())
+    }
+
+    pub fn valid(&self) -> Result<(), String> {
+        self.key_check()?;
+        self.value_check()
+    }
+
+    /// Setting names are uppercase; typed letters are uppercased for the user.
+    pub fn type_text(&mut self, s: &str) -> Result<(), &'static str> {
+        match self.focus {
+            EnvField::Key if !self.editing => {
+                self.key.push_str(&s.to_ascii_uppercase());
+                Ok(())
+            }
+            EnvField::Key => Err("this setting's name is fixed; press Esc and a to add another"),
+            EnvField::Value => {
+                self.value.push_str(s);
+                Ok(())
+            }
+            EnvField::Secret => Err("space toggles the checkbox; Tab moves to a text field"),
+        }
+    }
+
+    pub fn erase(&mut self) {
+        match self.focus {
+            EnvField::Key if !self.editing => {
+                self.key.pop();
+            }
+            EnvField::Value => {
+                self.value.pop();
+            }
+            _ => {}
         }
     }
 

@@ -5,6 +5,7 @@
 mod bindings;
 mod data;
 pub mod forms;
+mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +21,8 @@ use crate::store::projects::ProjectView;
 pub use crate::tui::keys::Key;
 use crate::tui::keys::{self as keymap, Action, Binding, Context};
 use crate::tui::text;
-use forms::{CreateForm, EnvField, EnvForm};
+use forms::{ConfigForm, CreateForm, EnvField, EnvForm, KeyForm, PasswordForm};
+pub use settings::{ConfigRow, SettingsData, SettingsFocus};
 
 /// Everything the detail and env screens show for one project.
 pub struct ProjectDetail {
@@ -43,9 +45,12 @@ pub enum Msg {
     Done(Result<String, String>),
     /// Animation tick (spinners); only sent while App::animating() is true.
     Tick,
+    /// Answer to Effect::LoadSettings.
+    Settings(Box<SettingsData>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Debug is written by hand: a password or secret value must never reach a log.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Effect {
     Quit,
     Intent {
@@ -69,6 +74,92 @@ pub enum Effect {
         project: String,
         key: String,
     },
+    /// Load the settings screen's data; answered with `Msg::Settings`.
+    LoadSettings,
+    /// Add an SSH key from one OpenSSH public key line.
+    AddKey {
+        line: String,
+    },
+    RemoveKey {
+        fingerprint: String,
+    },
+    SetPassword {
+        password: String,
+    },
+    SetUserConfig {
+        key: String,
+        value: String,
+        secret: bool,
+    },
+    UnsetUserConfig {
+        key: String,
+    },
+}
+
+impl std::fmt::Debug for Effect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = format_args!("<hidden>");
+        match self {
+            Effect::Quit => f.write_str("Quit"),
+            Effect::Intent { project, intent } => f
+                .debug_struct("Intent")
+                .field("project", project)
+                .field("intent", intent)
+                .finish(),
+            Effect::Create { name, description } => f
+                .debug_struct("Create")
+                .field("name", name)
+                .field("description", description)
+                .finish(),
+            Effect::LoadDetail { project } => f
+                .debug_struct("LoadDetail")
+                .field("project", project)
+                .finish(),
+            Effect::SetEnv {
+                project,
+                key,
+                value,
+                secret,
+            } => {
+                let mut d = f.debug_struct("SetEnv");
+                d.field("project", project).field("key", key);
+                if *secret {
+                    d.field("value", &hidden);
+                } else {
+                    d.field("value", value);
+                }
+                d.field("secret", secret).finish()
+            }
+            Effect::UnsetEnv { project, key } => f
+                .debug_struct("UnsetEnv")
+                .field("project", project)
+                .field("key", key)
+                .finish(),
+            Effect::LoadSettings => f.write_str("LoadSettings"),
+            Effect::AddKey { line } => f.debug_struct("AddKey").field("line", line).finish(),
+            Effect::RemoveKey { fingerprint } => f
+                .debug_struct("RemoveKey")
+                .field("fingerprint", fingerprint)
+                .finish(),
+            Effect::SetPassword { .. } => f
+                .debug_struct("SetPassword")
+                .field("password", &hidden)
+                .finish(),
+            Effect::SetUserConfig { key, value, secret } => {
+                let mut d = f.debug_struct("SetUserConfig");
+                d.field("key", key);
+                if *secret {
+                    d.field("value", &hidden);
+                } else {
+                    d.field("value", value);
+                }
+                d.field("secret", secret).finish()
+            }
+            Effect::UnsetUserConfig { key } => {
+                f.debug_struct("UnsetUserConfig").field("key", key).finish()
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +167,7 @@ pub enum Screen {
     List,
     Detail,
     Env,
+    Settings,
 }
 
 /// A modal on top of the screen; it takes the keyboard until closed.
@@ -85,6 +177,11 @@ pub enum Overlay {
     Create(CreateForm),
     EnvForm(EnvForm),
     ConfirmUnset { key: String },
+    KeyForm(KeyForm),
+    PasswordForm(PasswordForm),
+    ConfigForm(ConfigForm),
+    ConfirmRemoveKey { fingerprint: String },
+    ConfirmUnsetConfig { key: String },
 }
 
 /// The one-line status under the body: the last outcome or refusal.
@@ -98,6 +195,8 @@ pub struct StatusLine {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Pending {
     Env,
+    /// A change on the settings screen: its `Done` reloads the settings.
+    Settings,
     Other,
 }
 
@@ -130,6 +229,11 @@ pub struct App {
     /// Set when an env change succeeded; cleared once the sandbox has been
     /// updated since (its row moves when the reconciler applies the env).
     pub(crate) env_changed_at: Option<DateTime<Utc>>,
+    /// `None` until the first `Msg::Settings` after opening the screen.
+    pub(crate) settings: Option<SettingsData>,
+    pub(crate) settings_focus: SettingsFocus,
+    pub(crate) key_selected: usize,
+    pub(crate) config_selected: usize,
 }
 
 impl App {
@@ -157,6 +261,10 @@ impl App {
             tick: 0,
             pending: VecDeque::new(),
             env_changed_at: None,
+            settings: None,
+            settings_focus: SettingsFocus::Keys,
+            key_selected: 0,
+            config_selected: 0,
         }
     }
 
@@ -180,6 +288,7 @@ impl App {
         match self.screen {
             Screen::List => self.visible().into_iter().any(busy),
             Screen::Detail | Screen::Env => self.detail.as_ref().is_some_and(|d| busy(&d.view)),
+            Screen::Settings => false,
         }
     }
 
@@ -207,6 +316,10 @@ impl App {
             Msg::Done(result) => self.on_done(result),
             Msg::Tick => {
                 self.tick = self.tick.wrapping_add(1);
+                vec![]
+            }
+            Msg::Settings(data) => {
+                self.on_settings(*data);
                 vec![]
             }
         }
@@ -238,18 +351,30 @@ impl App {
                     .find(|v| v.project.name == name)
                     .or_else(|| self.detail.as_ref().map(|d| &d.view))
             }
+            Screen::Settings => None,
         }
     }
 
     pub(crate) fn context(&self) -> Context {
         if self.help {
-            return Context::Help;
+            Context::Help
+        } else {
+            self.context_under_help()
         }
+    }
+
+    /// Where the keyboard would go without the help overlay.
+    fn context_under_help(&self) -> Context {
         match &self.overlay {
             Some(Overlay::ConfirmDelete { .. }) => return Context::ConfirmDelete,
             Some(Overlay::Create(_)) => return Context::Create,
             Some(Overlay::EnvForm(_)) => return Context::EnvForm,
             Some(Overlay::ConfirmUnset { .. }) => return Context::ConfirmUnset,
+            Some(Overlay::KeyForm(_)) => return Context::KeyForm,
+            Some(Overlay::PasswordForm(_)) => return Context::PasswordForm,
+            Some(Overlay::ConfigForm(_)) => return Context::ConfigForm,
+            Some(Overlay::ConfirmRemoveKey { .. }) => return Context::ConfirmRemoveKey,
+            Some(Overlay::ConfirmUnsetConfig { .. }) => return Context::ConfirmUnsetConfig,
             None => {}
         }
         match self.screen {
@@ -257,6 +382,7 @@ impl App {
             Screen::List => Context::List,
             Screen::Detail => Context::Detail,
             Screen::Env => Context::Env,
+            Screen::Settings => Context::Settings,
         }
     }
 
@@ -267,24 +393,7 @@ impl App {
 
     /// The bindings the help overlay lists: those of what is under it.
     pub(crate) fn help_bindings(&self) -> Vec<Binding> {
-        let under = {
-            let mut probe = self.context();
-            if probe == Context::Help {
-                // Same rules as `context`, minus the help flag.
-                probe = match (&self.overlay, self.screen) {
-                    (Some(Overlay::ConfirmDelete { .. }), _) => Context::ConfirmDelete,
-                    (Some(Overlay::Create(_)), _) => Context::Create,
-                    (Some(Overlay::EnvForm(_)), _) => Context::EnvForm,
-                    (Some(Overlay::ConfirmUnset { .. }), _) => Context::ConfirmUnset,
-                    (None, Screen::List) if self.filtering => Context::Filter,
-                    (None, Screen::List) => Context::List,
-                    (None, Screen::Detail) => Context::Detail,
-                    (None, Screen::Env) => Context::Env,
-                };
-            }
-            probe
-        };
-        bindings::for_context(self, under)
+        bindings::for_context(self, self.context_under_help())
     }
 
     pub(super) fn info(&mut self, text: impl Into<String>) {
@@ -344,6 +453,13 @@ impl App {
                         "the name of an existing variable cannot change; add a new one instead",
                     ),
                     None => self.refuse("space toggles the checkbox; Tab moves to a text field"),
+                }
+            }
+            (Some(Overlay::KeyForm(f)), _) => f.line.push_str(s),
+            (Some(Overlay::PasswordForm(f)), _) => f.field_mut().push_str(s),
+            (Some(Overlay::ConfigForm(f)), _) => {
+                if let Err(why) = f.type_text(s) {
+                    self.refuse(why);
                 }
             }
             (None, Screen::List) if self.filtering => {
@@ -409,13 +525,16 @@ impl App {
                 Some(Overlay::Create(f)) => f.switch(),
                 Some(Overlay::EnvForm(f)) if action == Action::NextField => f.next(),
                 Some(Overlay::EnvForm(f)) => f.prev(),
+                Some(Overlay::PasswordForm(f)) => f.switch(),
+                Some(Overlay::ConfigForm(f)) if action == Action::NextField => f.next(),
+                Some(Overlay::ConfigForm(f)) => f.prev(),
                 _ => {}
             },
-            Action::ToggleSecret => {
-                if let Some(Overlay::EnvForm(f)) = &mut self.overlay {
-                    f.secret = !f.secret;
-                }
-            }
+            Action::ToggleSecret => match &mut self.overlay {
+                Some(Overlay::EnvForm(f)) => f.secret = !f.secret,
+                Some(Overlay::ConfigForm(f)) => f.toggle_secret(),
+                _ => {}
+            },
             Action::Submit => return self.submit(),
             Action::Cancel => self.overlay = None,
             Action::Confirm => return self.confirm(),
@@ -432,6 +551,14 @@ impl App {
                     self.overlay = Some(Overlay::ConfirmUnset { key });
                 }
             }
+            Action::Settings
+            | Action::NextSection
+            | Action::KeyAdd
+            | Action::KeyRemove
+            | Action::PasswordSet
+            | Action::ConfigAdd
+            | Action::ConfigEdit
+            | Action::ConfigUnset => return self.perform_settings(action),
         }
         vec![]
     }
@@ -459,6 +586,7 @@ impl App {
                 let n = self.detail.as_ref().map_or(0, |d| d.env.len());
                 self.env_selected = step(self.env_selected, n);
             }
+            Screen::Settings => self.move_settings_cursor(step),
             Screen::Detail => {
                 // Events scroll back from the newest: Up goes back in time.
                 let n = self.detail.as_ref().map_or(0, |d| d.events.len());
@@ -494,6 +622,13 @@ impl App {
                     field.pop();
                 }
             }
+            Some(Overlay::KeyForm(f)) => {
+                f.line.pop();
+            }
+            Some(Overlay::PasswordForm(f)) => {
+                f.field_mut().pop();
+            }
+            Some(Overlay::ConfigForm(f)) => f.erase(),
             _ if self.filtering => {
                 self.filter.pop();
                 self.selected = 0;
@@ -541,6 +676,9 @@ impl App {
                     secret: f.secret,
                 }]
             }
+            Some(
+                overlay @ (Overlay::KeyForm(_) | Overlay::PasswordForm(_) | Overlay::ConfigForm(_)),
+            ) => self.submit_settings(overlay),
             other => {
                 self.overlay = other;
                 vec![]
@@ -566,6 +704,9 @@ impl App {
                 self.info(format!("removing {}…", text::clean(&key)));
                 vec![Effect::UnsetEnv { project, key }]
             }
+            Some(
+                overlay @ (Overlay::ConfirmRemoveKey { .. } | Overlay::ConfirmUnsetConfig { .. }),
+            ) => self.submit_settings(overlay),
             other => {
                 self.overlay = other;
                 vec![]

@@ -6,7 +6,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
 use super::style::Theme;
-use crate::tui::app::forms::{CreateField, CreateForm, EnvField, EnvForm};
+use crate::tui::app::forms::{
+    ConfigForm, CreateField, CreateForm, EnvField, EnvForm, KeyForm, PasswordField, PasswordForm,
+};
 use crate::tui::app::{App, Overlay};
 use crate::tui::text;
 
@@ -16,11 +18,47 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, body: Rect) {
     match &app.overlay {
         Some(Overlay::Create(f)) => create(f, theme, frame, body),
         Some(Overlay::EnvForm(f)) => env_form(app, f, theme, frame, body),
+        Some(Overlay::KeyForm(f)) => key_form(app, f, theme, frame, body),
+        Some(Overlay::PasswordForm(f)) => password_form(app, f, theme, frame, body),
+        Some(Overlay::ConfigForm(f)) => config_form(f, theme, frame, body),
+        Some(Overlay::ConfirmRemoveKey { fingerprint }) => {
+            let comment = app
+                .settings
+                .iter()
+                .flat_map(|d| &d.keys)
+                .find(|k| &k.fingerprint == fingerprint)
+                .map(|k| k.comment.as_str())
+                .unwrap_or("");
+            confirm(
+                theme,
+                frame,
+                body,
+                " Remove SSH key ",
+                "yes, remove",
+                vec![
+                    format!("Remove the key {}?", text::fit(fingerprint, 51)),
+                    format!("({})", text::fit(comment, 56)),
+                    "You will no longer be able to log in with it.".into(),
+                ],
+            )
+        }
+        Some(Overlay::ConfirmUnsetConfig { key }) => confirm(
+            theme,
+            frame,
+            body,
+            " Remove setting ",
+            "yes, remove",
+            vec![
+                format!("Remove your setting {}?", text::fit(key, 40)),
+                "Its stored value is deleted; this cannot be undone.".into(),
+            ],
+        ),
         Some(Overlay::ConfirmDelete { project }) => confirm(
             theme,
             frame,
             body,
             " Delete project ",
+            "yes, delete",
             vec![
                 format!("Delete project “{}”?", text::fit(project, 50)),
                 "Its sandbox and database (with all data) will be removed.".into(),
@@ -32,6 +70,7 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, body: Rect) {
             frame,
             body,
             " Remove variable ",
+            "yes, delete",
             vec![
                 format!(
                     "Remove {} from “{}”?",
@@ -185,7 +224,14 @@ fn env_form(app: &App, f: &EnvForm, theme: Theme, frame: &mut Frame, body: Rect)
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-fn confirm(theme: Theme, frame: &mut Frame, body: Rect, title: &str, text_lines: Vec<String>) {
+fn confirm(
+    theme: Theme,
+    frame: &mut Frame,
+    body: Rect,
+    title: &str,
+    yes: &str,
+    text_lines: Vec<String>,
+) {
     let title = Line::styled(title.to_string(), theme.error());
     let inner = modal(frame, body, 66, text_lines.len() as u16 + 4, title);
     let w = usize::from(inner.width);
@@ -196,7 +242,7 @@ fn confirm(theme: Theme, frame: &mut Frame, body: Rect, title: &str, text_lines:
     lines.push(Line::raw(""));
     lines.push(Line::from(vec![
         Span::styled(" y", theme.key()),
-        Span::raw(" yes, delete    "),
+        Span::raw(format!(" {yes}    ")),
         Span::styled("n", theme.key()),
         Span::raw("/"),
         Span::styled("Esc", theme.key()),
@@ -246,5 +292,146 @@ fn help(app: &App, theme: Theme, frame: &mut Frame, body: Rect) {
     let h = (lines.len() as u16 + 2).min(body.height);
     let title = Line::styled(" Keys (Esc closes) ", theme.title());
     let inner = modal(frame, body, width, h, title);
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn key_form(app: &App, f: &KeyForm, theme: Theme, frame: &mut Frame, body: Rect) {
+    let width = body.width.saturating_sub(4).min(110);
+    let title = Line::styled(" Add SSH key ", theme.title());
+    let inner = modal(frame, body, width, 8, title);
+    let w = usize::from(inner.width);
+    let known = app.settings.as_ref().map_or(&[][..], |d| &d.keys[..]);
+    let check = if f.line.trim().is_empty() {
+        Line::styled(
+            "   paste one line, e.g. the contents of ~/.ssh/id_ed25519.pub",
+            theme.dim(),
+        )
+    } else {
+        verdict(f.check(known), theme, w)
+    };
+    let lines = vec![
+        field("Public key", &f.line, true, theme, w),
+        check,
+        Line::raw(""),
+        Line::styled(
+            text::fit(" Never paste a private key: the public one ends in .pub", w),
+            theme.dim(),
+        ),
+        Line::raw(""),
+        Line::styled(" Enter adds · Esc cancels", theme.dim()),
+    ];
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// Never echoed: one dot per character typed, so keystrokes are confirmed.
+fn dots(s: &str) -> String {
+    "•".repeat(s.chars().count())
+}
+
+fn password_form(app: &App, f: &PasswordForm, theme: Theme, frame: &mut Frame, body: Rect) {
+    let width = body.width.saturating_sub(4).min(80);
+    let verb = match &app.settings {
+        Some(d) if d.has_password => " Change password ",
+        _ => " Set password ",
+    };
+    let inner = modal(frame, body, width, 8, Line::styled(verb, theme.title()));
+    let w = usize::from(inner.width);
+    let first = if f.password.is_empty() {
+        Line::styled("   at least 8 characters", theme.dim())
+    } else {
+        verdict(f.password_check().map(|()| "long enough".into()), theme, w)
+    };
+    let second = if f.repeat.is_empty() {
+        Line::styled("   type it again", theme.dim())
+    } else {
+        verdict(f.repeat_check().map(|()| "the two match".into()), theme, w)
+    };
+    let lines = vec![
+        field(
+            "New password",
+            &dots(&f.password),
+            f.focus == PasswordField::Password,
+            theme,
+            w,
+        ),
+        first,
+        field(
+            "Repeat",
+            &dots(&f.repeat),
+            f.focus == PasswordField::Repeat,
+            theme,
+            w,
+        ),
+        second,
+        Line::raw(""),
+        Line::styled(
+            " Enter saves · Tab switches field · Esc cancels",
+            theme.dim(),
+        ),
+    ];
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn config_form(f: &ConfigForm, theme: Theme, frame: &mut Frame, body: Rect) {
+    let width = body.width.saturating_sub(4).min(96);
+    let title = if f.editing {
+        format!(" Set {} ", text::fit(&f.key, 60))
+    } else {
+        " Add setting ".into()
+    };
+    let inner = modal(frame, body, width, 9, Line::styled(title, theme.title()));
+    let w = usize::from(inner.width);
+    let value_shown = if f.is_secret() {
+        format!("{} ({} chars)", text::MASK, f.value.chars().count())
+    } else {
+        f.value.clone()
+    };
+    let key_line = if f.editing {
+        Line::from(vec![
+            Span::styled(format!(" {:<13}", "Name"), theme.title()),
+            Span::raw(text::fit(&f.key, w.saturating_sub(16))),
+            Span::styled("  (fixed)", theme.dim()),
+        ])
+    } else {
+        field("Name", &f.key, f.focus == EnvField::Key, theme, w)
+    };
+    let key_check = if f.key.is_empty() {
+        Line::styled(
+            text::fit("   e.g. ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL", w),
+            theme.dim(),
+        )
+    } else {
+        verdict(f.key_check().map(|()| "valid name".into()), theme, w)
+    };
+    let value_check = match f.value_check() {
+        Ok(()) => Line::raw(""),
+        Err(_) if f.value.is_empty() && f.editing => Line::styled(
+            "   type the new value; Esc keeps the current one",
+            theme.dim(),
+        ),
+        Err(e) => verdict(Err(e), theme, w),
+    };
+    let checkbox = format!("[{}] secret", if f.is_secret() { "x" } else { " " });
+    let secret_style = if f.focus == EnvField::Secret {
+        theme.selected()
+    } else {
+        ratatui::style::Style::new()
+    };
+    let lines = vec![
+        key_line,
+        key_check,
+        field("Value", &value_shown, f.focus == EnvField::Value, theme, w),
+        value_check,
+        Line::from(vec![
+            Span::raw(format!(" {:<13}", "")),
+            Span::styled(checkbox, secret_style),
+            Span::styled("  (space here, or ^S anywhere)", theme.dim()),
+        ]),
+        Line::raw(""),
+        Line::styled(
+            " Enter saves · Tab next field · ^S secret · Esc cancels",
+            theme.dim(),
+        ),
+    ];
     frame.render_widget(Paragraph::new(lines), inner);
 }

@@ -6,6 +6,7 @@ mod detail;
 mod dialogs;
 mod env;
 mod list;
+mod settings;
 pub mod style;
 
 use ratatui::Frame;
@@ -48,6 +49,7 @@ pub fn draw(app: &App, frame: &mut Frame) {
         Screen::List => list::draw(app, theme, frame, body),
         Screen::Detail => detail::draw(app, theme, frame, body),
         Screen::Env => env::draw(app, theme, frame, body),
+        Screen::Settings => settings::draw(app, theme, frame, body),
     }
     draw_status(app, theme, frame, status);
     draw_footer(&app.bindings(), theme, frame, footer);

@@ -234,3 +234,80 @@ fn no_color_mode_renders_no_colours() {
         "status still readable"
     );
 }
+
+#[test]
+fn settings_screen() {
+    snap("settings", || fixtures::settings_app(fixtures::settings()));
+}
+
+#[test]
+fn settings_with_the_last_way_in_and_the_settings_section_focused() {
+    snap("settings_last_key", || {
+        let mut data = fixtures::settings();
+        data.keys.truncate(1);
+        data.has_password = false;
+        data.configs.retain(|c| c.key != "KUBECONFIG");
+        let mut a = fixtures::settings_app(data);
+        press(&mut a, &[Key::Tab, Key::Down]);
+        a
+    });
+}
+
+#[test]
+fn settings_add_key_form_with_a_pasted_key() {
+    snap("settings_key_form", || {
+        let mut a = fixtures::settings_app(fixtures::settings());
+        press(&mut a, &[Key::Char('a')]);
+        a.update(Msg::Paste(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti foo@bar.com\n"
+                .into(),
+        ));
+        a
+    });
+}
+
+#[test]
+fn settings_password_form_with_a_mismatch() {
+    snap("settings_password", || {
+        let mut a = fixtures::settings_app(fixtures::settings());
+        press(&mut a, &[Key::Char('p')]);
+        a.update(Msg::Paste("correct horse".into()));
+        press(&mut a, &[Key::Tab]);
+        a.update(Msg::Paste("correct hors".into()));
+        a
+    });
+}
+
+#[test]
+fn settings_add_secret_form() {
+    snap("settings_config_form", || {
+        let mut a = fixtures::settings_app(fixtures::settings());
+        press(&mut a, &[Key::Tab, Key::Char('a')]);
+        a.update(Msg::Paste("ANTHROPIC_API_KEY".into()));
+        press(&mut a, &[Key::Tab]);
+        a.update(Msg::Paste("sk-ant-do-not-show".into()));
+        a
+    });
+}
+
+#[test]
+fn settings_help_overlay() {
+    snap("settings_help", || {
+        let mut a = fixtures::settings_app(fixtures::settings());
+        press(&mut a, &[Key::Tab, Key::Char('?')]);
+        a
+    });
+}
+
+#[test]
+fn settings_never_draw_secret_values_or_passwords() {
+    for (w, h) in SIZES {
+        let mut a = fixtures::settings_app(fixtures::settings());
+        a.update(Msg::Resize(w, h));
+        let out = render(&a, w, h);
+        assert!(!out.contains("sk-ant-very-secret") && !out.contains("apiVersion"));
+        press(&mut a, &[Key::Char('p')]);
+        a.update(Msg::Paste("hunter2hunter2".into()));
+        assert!(!render(&a, w, h).contains("hunter2"));
+    }
+}

@@ -1,0 +1,223 @@
+//! The settings screen: SSH keys, password, settings and secrets, and where
+//! sandboxes run (kubeconfig). Secret values are never drawn.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, HighlightSpacing, List, ListItem, ListState, Paragraph};
+
+use super::style::{self, Theme};
+use crate::store::keys::SshKey;
+use crate::store::user_configs::KUBECONFIG;
+use crate::tui::app::{App, ConfigRow, SettingsFocus};
+use crate::tui::text;
+
+/// `text` cut to `w` columns and padded to exactly `w`.
+fn col(s: &str, w: usize) -> String {
+    let cut = text::fit(s, w);
+    let pad = w.saturating_sub(text::width(&cut));
+    format!("{cut}{}", " ".repeat(pad))
+}
+
+fn key_text(app: &App, k: &SshKey, alg_w: usize, w: usize) -> String {
+    // A full fingerprint is 50 columns; on a narrow screen its start is enough
+    // to tell keys apart (and `ssh … keys list` prints it in full).
+    let fp_w = if w >= 110 { 51 } else { 27 };
+    let added = format!("added {} ago", style::age(app.now, k.created_at));
+    let head = format!(
+        "{} {} {} ",
+        col(&k.fingerprint, fp_w),
+        col(&k.algorithm, alg_w),
+        col(&added, 13)
+    );
+    let room = w.saturating_sub(text::width(&head));
+    format!("{head}{}", text::fit(&k.comment, room))
+}
+
+fn config_text(app: &App, row: &ConfigRow, w: usize) -> (String, bool) {
+    let key = col(row.key, 24);
+    let Some(c) = row.config else {
+        return (format!("{key} not set"), false);
+    };
+    let age = format!("  updated {} ago", style::age(app.now, c.updated_at));
+    if c.is_secret {
+        return (format!("{key} {}  (secret){age}", text::MASK), true);
+    }
+    let room = w.saturating_sub(text::width(&key) + 1 + text::width(&age));
+    (format!("{key} {}{age}", text::fit(&c.value, room)), true)
+}
+
+fn section_title(title: String, focused: bool, theme: Theme) -> Line<'static> {
+    let marker = if focused { "▸ " } else { "  " };
+    let style = if focused { theme.key() } else { theme.title() };
+    Line::styled(format!("{marker}{title}"), style)
+}
+
+fn list<'a>(
+    items: Vec<ListItem<'a>>,
+    selected: usize,
+    focused: bool,
+    theme: Theme,
+) -> (List<'a>, ListState) {
+    let widget = List::new(items)
+        .highlight_style(theme.selected())
+        .highlight_symbol("▶ ")
+        .highlight_spacing(HighlightSpacing::Always);
+    let state = ListState::default().with_selected(focused.then_some(selected));
+    (widget, state)
+}
+
+pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
+    let block = Block::bordered().title(Span::styled(" Settings ", theme.title()));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(d) = &app.settings else {
+        frame.render_widget(
+            Paragraph::new(Line::styled(" Loading…", theme.dim())),
+            inner,
+        );
+        return;
+    };
+    let w = usize::from(inner.width);
+    let rows = app.config_rows();
+    let keys_h = d.keys.len().clamp(1, usize::from(inner.height / 3).max(1)) as u16;
+    // The kubeconfig line follows the list; long lists scroll, it stays.
+    let fixed = 9 + keys_h;
+    let list_h = (rows.len().max(1) as u16).min(inner.height.saturating_sub(fixed).max(1));
+    let [
+        keys_title,
+        keys_list,
+        keys_note,
+        _,
+        password,
+        _,
+        configs_title,
+        configs_list,
+        _,
+        kube,
+        _,
+    ] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(keys_h),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(list_h),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(0),
+    ])
+    .areas(inner);
+
+    let keys_focused = app.settings_focus == SettingsFocus::Keys;
+    frame.render_widget(
+        Paragraph::new(section_title(
+            format!("SSH keys ({})", d.keys.len()),
+            keys_focused,
+            theme,
+        )),
+        keys_title,
+    );
+    if d.keys.is_empty() {
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                "   No keys — press a to paste a public key (~/.ssh/id_ed25519.pub)",
+                theme.dim(),
+            )),
+            keys_list,
+        );
+    } else {
+        let alg_w = d
+            .keys
+            .iter()
+            .map(|k| text::width(&text::clean(&k.algorithm)))
+            .max()
+            .unwrap_or(0)
+            .min(20);
+        let items = d
+            .keys
+            .iter()
+            .map(|k| ListItem::new(Line::raw(key_text(app, k, alg_w, w.saturating_sub(3)))))
+            .collect();
+        let (widget, mut st) = list(items, app.key_selected, keys_focused, theme);
+        frame.render_stateful_widget(widget, pad_left(keys_list), &mut st);
+    }
+    // The last way in is greyed with its reason, whichever section has focus.
+    if d.keys.len() == 1 && !d.has_password {
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                text::fit(
+                    "   ✗ your only key cannot be removed while you have no password",
+                    w,
+                ),
+                theme.dim(),
+            )),
+            keys_note,
+        );
+    }
+
+    let (state, note) = if d.has_password {
+        ("set", "p changes it")
+    } else {
+        ("not set", "you log in with a key only; p sets one")
+    };
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled("  Password   ", theme.title()),
+            Span::raw(state),
+            Span::styled(text::fit(&format!(" — {note}"), w), theme.dim()),
+        ])),
+        password,
+    );
+
+    frame.render_widget(
+        Paragraph::new(section_title(
+            "Settings and secrets".into(),
+            !keys_focused,
+            theme,
+        )),
+        configs_title,
+    );
+    let items = rows
+        .iter()
+        .map(|r| {
+            let (line, set) = config_text(app, r, w.saturating_sub(3));
+            let style = if set { Style::new() } else { theme.dim() };
+            ListItem::new(Line::styled(line, style))
+        })
+        .collect();
+    let (widget, mut st) = list(items, app.config_selected, !keys_focused, theme);
+    frame.render_stateful_widget(widget, pad_left(configs_list), &mut st);
+
+    let kubeconfig = d.configs.iter().find(|c| c.key == KUBECONFIG);
+    let (state, note) = match kubeconfig {
+        Some(c) => (
+            "set".to_string(),
+            format!(" — updated {} ago", style::age(app.now, c.updated_at)),
+        ),
+        None => (
+            "not set".to_string(),
+            " — sandboxes run on this host".into(),
+        ),
+    };
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled("  Kubeconfig ", theme.title()),
+            Span::raw(state),
+            Span::styled(text::fit(&note, w.saturating_sub(18)), theme.dim()),
+        ])),
+        kube,
+    );
+}
+
+/// The lists sit one column in, under their section titles.
+fn pad_left(r: Rect) -> Rect {
+    Rect {
+        x: r.x + 1,
+        width: r.width.saturating_sub(1),
+        ..r
+    }
+}
