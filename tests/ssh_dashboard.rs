@@ -231,3 +231,48 @@ async fn creating_a_project_from_the_dashboard() {
         .unwrap();
     assert_eq!(p.project.name, "Hello World!");
 }
+
+#[tokio::test]
+async fn the_settings_screen_changes_the_password_and_stores_an_api_key() {
+    let server = Server::start().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    let screen = logged_in(&server, "alice", "correct horse battery")
+        .await
+        .shell(100, 30)
+        .await;
+    screen.wait_for("alice").await;
+    screen.send(b"S").await;
+    screen.wait_for("SSH keys").await;
+    screen.send(b"p").await;
+    screen.send(b"a brand new password").await;
+    screen.send(b"\t").await;
+    screen.send(b"a brand new password").await;
+    assert!(
+        !screen.text().contains("a brand new password"),
+        "the password is never echoed"
+    );
+    screen.send(b"\r").await;
+    screen.wait_for("password changed").await;
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "a brand new password").await);
+    assert!(
+        !connect(server.addr)
+            .await
+            .password("alice", "correct horse battery")
+            .await
+    );
+
+    // Tab to the settings list, add ANTHROPIC_API_KEY (secret by default).
+    screen.send(b"\t").await;
+    screen.send(b"a").await;
+    screen.send(b"ANTHROPIC_API_KEY\tsk-test-123\r").await;
+    screen.wait_for("set ANTHROPIC_API_KEY").await;
+    assert!(!screen.text().contains("sk-test-123"), "{}", screen.text());
+    let configs = server.store.list_user_configs(alice.id).await.unwrap();
+    let k = configs
+        .iter()
+        .find(|c| c.key == "ANTHROPIC_API_KEY")
+        .unwrap();
+    assert!(k.is_secret);
+    assert_eq!(k.value, "sk-test-123");
+}

@@ -275,6 +275,39 @@ impl Ctx<'_> {
                 .unset_env(user.id, &project, &key)
                 .await
                 .map(|_| format!("removed {key}")),
+            Effect::LoadSettings => {
+                let load = async {
+                    Ok::<_, crate::store::StoreError>(crate::tui::SettingsData {
+                        keys: store.list_ssh_keys(user.id).await?,
+                        has_password: store.has_password(user.id).await?,
+                        configs: store.list_user_configs(user.id).await?,
+                    })
+                };
+                return match load.await {
+                    Ok(d) => Msg::Settings(Box::new(d)),
+                    Err(e) => Msg::Done(Err(format!("cannot load settings: {e}"))),
+                };
+            }
+            Effect::AddKey { line } => store
+                .add_ssh_key(user.id, &line)
+                .await
+                .map(|k| format!("added {} {}", k.algorithm, k.fingerprint)),
+            Effect::RemoveKey { fingerprint } => store
+                .remove_ssh_key(user.id, &fingerprint)
+                .await
+                .map(|_| format!("removed {fingerprint}")),
+            Effect::SetPassword { password } => store
+                .set_password(user.id, &password)
+                .await
+                .map(|_| "password changed".to_string()),
+            Effect::SetUserConfig { key, value, secret } => store
+                .set_user_config(user.id, &key, &value, secret)
+                .await
+                .map(|_| format!("set {key}")),
+            Effect::UnsetUserConfig { key } => store
+                .unset_user_config(user.id, &key)
+                .await
+                .map(|_| format!("removed {key}")),
             Effect::Quit | Effect::LoadDetail { .. } => return Msg::Done(Ok(String::new())),
         };
         Msg::Done(result.map_err(|e| e.to_string()))
