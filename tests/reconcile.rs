@@ -496,6 +496,14 @@ async fn env_changes_reach_the_running_sandbox() {
     let env = fake.env_of(&sandbox).unwrap();
     assert!(!env.iter().any(|(k, _)| k == "GREETING"), "{env:?}");
     assert_eq!(fake.calls(Kind::Sandbox, Op::SyncEnv, &sandbox), 2);
+    // The console can tell the sandbox has caught up.
+    let p = store.find_project(alice, "envy").await.unwrap();
+    let sb = p
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .unwrap();
+    assert_eq!(sb.applied_env_version, Some(p.project.env_version));
 }
 
 #[tokio::test]

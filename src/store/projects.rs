@@ -41,6 +41,8 @@ pub struct ResourceSummary {
     pub lease_owner: Option<String>,
     pub lease_until: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// The env version the sandbox runs with (sandboxes only).
+    pub applied_env_version: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,15 +91,16 @@ fn resource_from_row(r: &sqlx::postgres::PgRow) -> Result<ResourceSummary, sqlx:
         lease_owner: r.try_get("lease_owner")?,
         lease_until: r.try_get("lease_until")?,
         updated_at: r.try_get("updated_at")?,
+        applied_env_version: r.try_get("applied_env_version")?,
     })
 }
 
 const RESOURCE_SELECT: &str = "
     SELECT 'sandbox' AS kind, id, project_id, resource_name, desired, status, attempts, last_error,
-           nullif(next_attempt_at, 'infinity') AS next_attempt_at, lease_owner, lease_until, updated_at FROM sandboxes WHERE project_id = ANY($1)
+           nullif(next_attempt_at, 'infinity') AS next_attempt_at, lease_owner, lease_until, updated_at, applied_env_version FROM sandboxes WHERE project_id = ANY($1)
     UNION ALL
     SELECT 'database' AS kind, id, project_id, resource_name, desired, status, attempts, last_error,
-           nullif(next_attempt_at, 'infinity') AS next_attempt_at, lease_owner, lease_until, updated_at FROM databases WHERE project_id = ANY($1)
+           nullif(next_attempt_at, 'infinity') AS next_attempt_at, lease_owner, lease_until, updated_at, NULL::bigint AS applied_env_version FROM databases WHERE project_id = ANY($1)
     ORDER BY kind DESC, resource_name";
 
 impl Store {

@@ -41,6 +41,7 @@ pub fn resource(
         lease_owner: None,
         lease_until: None,
         updated_at: ago(60),
+        applied_env_version: None,
     }
 }
 

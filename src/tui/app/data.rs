@@ -81,7 +81,15 @@ impl App {
             .iter()
             .find(|r| r.kind == crate::store::resources::ResourceKind::Sandbox)?;
         use crate::model::ResourceStatus as R;
+        let applied = sandbox.applied_env_version;
         let state = match (sandbox.status, self.env_changed_at) {
+            (R::Running, _) if applied.is_some_and(|a| a < version) => {
+                return Some(format!(
+                    "env v{version}: pending (the sandbox has v{}, catching up)",
+                    applied.unwrap_or_default()
+                ));
+            }
+            // The change is saved but this detail predates it: a reload is on its way.
             (R::Running, Some(at)) if sandbox.updated_at <= at => "pending (sandbox catching up)",
             (R::Running, Some(_)) => "applied",
             (R::Running, None) => "in use by the running sandbox",

@@ -315,8 +315,20 @@ fn env_change_is_pending_until_the_sandbox_moves() {
             .unwrap()
             .contains("pending (sandbox catching up)")
     );
+    // The reloaded detail says exactly where the sandbox is.
     let mut view = project(2, "blog", ProjectStatus::Running, 100);
+    view.project.env_version = 4;
     view.resources[0].updated_at = fixtures::now() + chrono::Duration::seconds(1);
+    view.resources[0].applied_env_version = Some(3);
+    a.update(Msg::Detail(Box::new(detail(view.clone()))));
+    assert!(
+        a.env_state()
+            .unwrap()
+            .contains("pending (the sandbox has v3"),
+        "{:?}",
+        a.env_state()
+    );
+    view.resources[0].applied_env_version = Some(4);
     a.update(Msg::Detail(Box::new(detail(view))));
     assert!(a.env_state().unwrap().ends_with("applied"));
 }
