@@ -163,3 +163,58 @@ async fn a_read_only_viewer_sees_output_and_changes_nothing() {
     writer.wait_closed().await;
     viewer.wait_closed().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_pane_attaches_detaches_and_reattaches_to_a_live_session() {
+    let server = Server::start_local().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    let session = running_project(&server, alice.id, "paned").await;
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let screen = c.shell(100, 30).await;
+    screen
+        .wait_until("paned RUNNING", |t| {
+            support::ssh::line_with(t, "paned").is_some_and(|l| l.contains("RUNNING"))
+        })
+        .await;
+    screen.send(b"a").await;
+    screen.wait_for("Ctrl-] d detach").await;
+    let marker = format!("pane-{}-marker", std::process::id());
+    screen.send(format!("echo {marker}\r").as_bytes()).await;
+    screen
+        .wait_until("the marker echoed in the pane", |t| {
+            t.matches(&marker).count() >= 2
+        })
+        .await;
+    // The program inside sees the pane's size (the frame takes 2 columns, 5 rows).
+    screen.send(b"stty size\r").await;
+    screen.wait_for("25 98").await;
+
+    screen.send(&[0x1d, b'd']).await;
+    screen.wait_for("detached from paned").await;
+    assert!(
+        screen.text().contains("NAME"),
+        "back on the list:\n{}",
+        screen.text()
+    );
+    assert!(tmux_has(&server, &session));
+
+    // Reattach: the current screen is there at once, marker included.
+    screen.send(b"a").await;
+    screen.wait_for(&marker).await;
+
+    // A flood does not make the detach key unresponsive.
+    screen.send(b"yes\r").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    screen.send(&[0x1d, b'd']).await;
+    screen.wait_for("detached from paned").await;
+    // Stop the flood so the test leaves a quiet session behind.
+    let local = server.local.as_ref().unwrap();
+    Command::new("tmux")
+        .arg("-S")
+        .arg(local.socket_path())
+        .args(["send-keys", "-t", &format!("={session}"), "C-c", ""])
+        .status()
+        .unwrap();
+    assert!(tmux_has(&server, &session));
+}

@@ -407,6 +407,7 @@ impl russh::server::Handler for Conn {
             rows,
             no_color,
             notice: self.shared.notice.clone(),
+            attach: self.shared.attach.clone(),
         });
         self.channels.insert(channel, Chan::Dashboard(tx));
         Ok(())

@@ -2,6 +2,7 @@
 //! notifications into messages, performs the app's effects against the
 //! store (always scoped to the logged-in user), and draws coalesced frames.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ratatui::layout::Rect;
@@ -12,9 +13,11 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::input::{Input, InputDecoder};
 use super::terminal::{ChannelWriter, SshBackend};
+use crate::driver::{Attachment, ResourceRef, SessionAttach};
 use crate::store::Store;
 use crate::store::notify::Change;
 use crate::store::users::User;
+use crate::tui::pane::PREFIX_BYTE;
 use crate::tui::{App, Effect, Msg, ProjectDetail};
 
 pub enum SessionInput {
@@ -32,6 +35,8 @@ pub struct DashboardParams {
     pub rows: u16,
     pub no_color: bool,
     pub notice: String,
+    /// How to reach sandbox sessions for the pane (`None`: attach unavailable).
+    pub attach: Option<Arc<dyn SessionAttach>>,
 }
 
 /// Enter the alternate screen, hide the cursor, enable bracketed paste, clear.
@@ -75,6 +80,7 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
         rows,
         no_color,
         notice,
+        attach,
     } = p;
 
     // Frames go out through one writer task, in order.
@@ -104,7 +110,11 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
     let ctx = Ctx {
         store: &store,
         user: &user,
+        attach: attach.as_ref(),
     };
+    // The attached session, while the pane is open.
+    let mut pane: Option<Attachment> = None;
+    let mut prefix_armed = false;
     let mut pending: Vec<Effect> = Vec::new();
     let projects = ctx.projects().await;
     pending.extend(app.update(projects));
@@ -121,6 +131,26 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
             for effect in std::mem::take(&mut pending) {
                 match effect {
                     Effect::Quit => quit = true,
+                    Effect::Attach { project, read_only } => {
+                        // Open at the pane's size: the app knows the layout.
+                        let (cols, rows) = app
+                            .pane_size()
+                            .unwrap_or((cols.max(3) - 2, rows.max(6) - 5));
+                        match ctx.attach(&project, read_only, cols, rows).await {
+                            Ok((attachment, session)) => {
+                                pane = Some(attachment);
+                                prefix_armed = false;
+                                pending.extend(app.update(Msg::PaneOpened {
+                                    project,
+                                    session,
+                                    read_only,
+                                }));
+                                resize_pane(&pane, &app).await;
+                            }
+                            Err(why) => pending.extend(app.update(Msg::PaneClosed(why))),
+                        }
+                    }
+                    Effect::Detach => pane = None,
                     Effect::LoadDetail { project } => {
                         let msg = ctx.detail(&project).await;
                         pending.extend(app.update(msg));
@@ -155,6 +185,18 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                 }
                 for item in batch {
                     match item {
+                        SessionInput::Bytes(bytes) if app.pane_open() => {
+                            let (to_session, commands) = split_prefix(&bytes, &mut prefix_armed);
+                            if let Some(a) = &pane && !to_session.is_empty() {
+                                let _ = a.input.send(to_session).await;
+                            }
+                            for c in commands {
+                                pending.extend(app.pane_command(c));
+                                if c == b'z' {
+                                    resize_pane(&pane, &app).await;
+                                }
+                            }
+                        }
                         SessionInput::Bytes(bytes) => {
                             for i in decoder.feed(&bytes) {
                                 let msg = match i {
@@ -168,6 +210,7 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                             terminal.backend_mut().size = ratatui::layout::Size::new(c, r);
                             terminal.resize(Rect::new(0, 0, c, r))?;
                             pending.extend(app.update(Msg::Resize(c, r)));
+                            resize_pane(&pane, &app).await;
                         }
                     }
                 }
@@ -179,6 +222,30 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                 while let Ok(more) = changes.try_recv() {
                     refresh |= relevant(&Ok(more), &user);
                 }
+            }
+            out = pane_output(&mut pane) => {
+                match out {
+                    Some(first) => {
+                        // Everything already waiting goes into this one frame.
+                        let mut bytes = first;
+                        if let Some(a) = &mut pane {
+                            while bytes.len() < 1 << 20 {
+                                match a.output.try_recv() {
+                                    Ok(more) => bytes.extend_from_slice(&more),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        pending.extend(app.update(Msg::PaneOutput(bytes)));
+                    }
+                    None => {
+                        pane = None;
+                        pending.extend(app.update(Msg::PaneClosed(
+                            "the session's terminal closed".into(),
+                        )));
+                    }
+                }
+                dirty = true;
             }
             _ = ticker.tick(), if app.animating() => {
                 pending.extend(app.update(Msg::Tick));
@@ -202,6 +269,41 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
     Ok(quit)
 }
 
+/// Splits keystrokes meant for the attached session from the prefix
+/// commands (the byte after Ctrl-]); Ctrl-] twice sends one Ctrl-].
+fn split_prefix(bytes: &[u8], armed: &mut bool) -> (Vec<u8>, Vec<u8>) {
+    let mut to_session = Vec::with_capacity(bytes.len());
+    let mut commands = Vec::new();
+    for &b in bytes {
+        if *armed {
+            *armed = false;
+            if b == PREFIX_BYTE {
+                to_session.push(b);
+            } else {
+                commands.push(b);
+            }
+        } else if b == PREFIX_BYTE {
+            *armed = true;
+        } else {
+            to_session.push(b);
+        }
+    }
+    (to_session, commands)
+}
+
+async fn pane_output(pane: &mut Option<Attachment>) -> Option<Vec<u8>> {
+    match pane {
+        Some(a) => a.output.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn resize_pane(pane: &Option<Attachment>, app: &App) {
+    if let (Some(a), Some(size)) = (pane, app.pane_size()) {
+        let _ = a.resize.send(size).await;
+    }
+}
+
 fn relevant(change: &Result<Change, broadcast::error::RecvError>, user: &User) -> bool {
     match change {
         Ok(c) => c.user_id == Some(user.id) || c.table == "*",
@@ -215,9 +317,49 @@ fn relevant(change: &Result<Change, broadcast::error::RecvError>, user: &User) -
 struct Ctx<'a> {
     store: &'a Store,
     user: &'a User,
+    attach: Option<&'a Arc<dyn SessionAttach>>,
 }
 
 impl Ctx<'_> {
+    /// Attaches to the project's sandbox session (the user's own project only).
+    async fn attach(
+        &self,
+        project: &str,
+        read_only: bool,
+        cols: u16,
+        rows: u16,
+    ) -> Result<(Attachment, String), String> {
+        let attach = self
+            .attach
+            .ok_or_else(|| "attach is not available on this server".to_string())?;
+        let view = self
+            .store
+            .find_project(self.user.id, project)
+            .await
+            .map_err(|e| e.to_string())?;
+        let sandbox = view
+            .resources
+            .iter()
+            .find(|r| r.kind == crate::store::resources::ResourceKind::Sandbox)
+            .ok_or_else(|| "this project has no sandbox".to_string())?;
+        if sandbox.status != crate::model::ResourceStatus::Running {
+            return Err(format!(
+                "cannot attach: the sandbox is {} (press s to start it)",
+                sandbox.status
+            ));
+        }
+        let r = ResourceRef {
+            resource_name: sandbox.resource_name.clone(),
+            namespace: String::new(),
+            project_slug: view.project.slug.clone(),
+        };
+        let a = attach
+            .attach(&r, None, cols, rows, read_only)
+            .await
+            .map_err(|e| format!("cannot attach: {e}"))?;
+        Ok((a, sandbox.resource_name.clone()))
+    }
+
     async fn projects(&self) -> Msg {
         match self.store.list_projects(self.user.id).await {
             Ok(p) => Msg::Projects(p),
@@ -308,8 +450,33 @@ impl Ctx<'_> {
                 .unset_user_config(user.id, &key)
                 .await
                 .map(|_| format!("removed {key}")),
-            Effect::Quit | Effect::LoadDetail { .. } => return Msg::Done(Ok(String::new())),
+            Effect::Quit | Effect::LoadDetail { .. } | Effect::Attach { .. } | Effect::Detach => {
+                return Msg::Done(Ok(String::new()));
+            }
         };
         Msg::Done(result.map_err(|e| e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefix_splits_commands_from_keystrokes_even_across_reads() {
+        let mut armed = false;
+        assert_eq!(
+            split_prefix(b"ls\r", &mut armed),
+            (b"ls\r".to_vec(), vec![])
+        );
+        assert_eq!(
+            split_prefix(b"ab\x1dzcd", &mut armed),
+            (b"abcd".to_vec(), vec![b'z'])
+        );
+        assert_eq!(split_prefix(b"x\x1d", &mut armed), (b"x".to_vec(), vec![]));
+        assert!(armed);
+        assert_eq!(split_prefix(b"d", &mut armed), (vec![], vec![b'd']));
+        assert_eq!(split_prefix(b"\x1d\x1d", &mut armed), (vec![0x1d], vec![]));
+        assert!(!armed);
     }
 }

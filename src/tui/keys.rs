@@ -93,6 +93,8 @@ pub enum Action {
     ConfigAdd,
     ConfigEdit,
     ConfigUnset,
+    Attach,
+    AttachReadOnly,
 }
 
 /// One key of one screen: what it does, and whether it can right now (and if

@@ -2,7 +2,7 @@
 //! and the footer and help overlay render them, so all three always agree.
 
 use super::forms::EnvField;
-use super::{App, Overlay, SettingsFocus, intent_allowed};
+use super::{App, Overlay, SettingsFocus, attach_allowed, intent_allowed};
 use crate::model::intent::Intent;
 use crate::tui::keys::{Action, Binding, Context, Key};
 
@@ -62,6 +62,17 @@ fn intents(app: &App) -> Vec<Binding> {
     ]
 }
 
+/// `a` attaches to the sandbox's session; `v` views it read-only.
+fn attach(app: &App) -> Vec<Binding> {
+    let allowed = attach_allowed(app.target());
+    vec![
+        Binding::new(Key::Char('a'), "attach", Action::Attach).when(allowed.clone()),
+        Binding::new(Key::Char('v'), "view read-only", Action::AttachReadOnly)
+            .when(allowed)
+            .help_only(),
+    ]
+}
+
 fn need_selection(app: &App) -> Result<(), String> {
     match app.selected_project() {
         Some(_) => Ok(()),
@@ -76,6 +87,7 @@ fn list(app: &App) -> Vec<Binding> {
     ];
     v.extend(intents(app));
     v.push(Binding::new(Key::Char('e'), "env", Action::Env).when(need_selection(app)));
+    v.extend(attach(app));
     v.push(Binding::new(Key::Char('/'), "filter", Action::FilterStart));
     v.push(Binding::new(Key::Char('S'), "settings", Action::Settings));
     v.push(Binding::new(Key::Char(','), "settings", Action::Settings).help_only());
@@ -106,6 +118,7 @@ fn detail(app: &App) -> Vec<Binding> {
     let mut v = vec![Binding::new(Key::Esc, "back", Action::Back)];
     v.extend(intents(app));
     v.push(Binding::new(Key::Char('e'), "env", Action::Env));
+    v.extend(attach(app));
     v.push(
         Binding::new(
             Key::Char('p'),

@@ -47,6 +47,16 @@ pub enum Msg {
     Tick,
     /// Answer to Effect::LoadSettings.
     Settings(Box<SettingsData>),
+    /// Effect::Attach succeeded: the pane opens on this session.
+    PaneOpened {
+        project: String,
+        session: String,
+        read_only: bool,
+    },
+    /// Output of the attached session.
+    PaneOutput(Vec<u8>),
+    /// The attachment ended (the reason is shown in the status line).
+    PaneClosed(String),
 }
 
 /// Debug is written by hand: a password or secret value must never reach a log.
@@ -94,6 +104,13 @@ pub enum Effect {
     UnsetUserConfig {
         key: String,
     },
+    /// Open the terminal pane on the project's sandbox session.
+    Attach {
+        project: String,
+        read_only: bool,
+    },
+    /// Close the pane; the session keeps running.
+    Detach,
 }
 
 impl std::fmt::Debug for Effect {
@@ -158,6 +175,12 @@ impl std::fmt::Debug for Effect {
             Effect::UnsetUserConfig { key } => {
                 f.debug_struct("UnsetUserConfig").field("key", key).finish()
             }
+            Effect::Attach { project, read_only } => f
+                .debug_struct("Attach")
+                .field("project", project)
+                .field("read_only", read_only)
+                .finish(),
+            Effect::Detach => f.write_str("Detach"),
         }
     }
 }
@@ -234,6 +257,8 @@ pub struct App {
     pub(crate) settings_focus: SettingsFocus,
     pub(crate) key_selected: usize,
     pub(crate) config_selected: usize,
+    /// The terminal pane, while attached.
+    pub(crate) pane: Option<crate::tui::pane::Pane>,
 }
 
 impl App {
@@ -265,6 +290,7 @@ impl App {
             settings_focus: SettingsFocus::Keys,
             key_selected: 0,
             config_selected: 0,
+            pane: None,
         }
     }
 
@@ -292,6 +318,50 @@ impl App {
         }
     }
 
+    /// Whether keystrokes go to the attached session (the session then only
+    /// calls [`App::pane_command`] after the prefix key).
+    pub fn pane_open(&self) -> bool {
+        self.pane.is_some()
+    }
+
+    /// The attached session's size (columns, rows) for the current window.
+    pub fn pane_size(&self) -> Option<(u16, u16)> {
+        let p = self.pane.as_ref()?;
+        let a = p.area(self.width, self.height);
+        Some((a.width.max(1), a.height.max(1)))
+    }
+
+    /// The key pressed after the prefix: `d` detaches, `z` zooms. Anything
+    /// else is reported and ignored.
+    pub fn pane_command(&mut self, key: u8) -> Vec<Effect> {
+        let Some(p) = &mut self.pane else {
+            return vec![];
+        };
+        match key {
+            b'd' => {
+                let name = p.project.clone();
+                self.pane = None;
+                self.info(format!("detached from {name}; the session keeps running"));
+                vec![Effect::Detach]
+            }
+            b'z' => {
+                p.zoomed = !p.zoomed;
+                if let Some((c, r)) = self.pane_size()
+                    && let Some(p) = &mut self.pane
+                {
+                    p.resize(c, r);
+                }
+                vec![]
+            }
+            _ => vec![],
+        }
+    }
+
+    /// What the pane shows (for tests and the session's checks).
+    pub fn pane_text(&self) -> Option<String> {
+        self.pane.as_ref().map(|p| p.screen_text())
+    }
+
     pub fn view(&self, frame: &mut ratatui::Frame) {
         crate::tui::view::draw(self, frame);
     }
@@ -306,6 +376,34 @@ impl App {
             Msg::Resize(w, h) => {
                 self.width = w;
                 self.height = h;
+                if let Some((c, r)) = self.pane_size()
+                    && let Some(p) = &mut self.pane
+                {
+                    p.resize(c, r);
+                }
+                vec![]
+            }
+            Msg::PaneOpened {
+                project,
+                session,
+                read_only,
+            } => {
+                let mut pane = crate::tui::pane::Pane::new(&project, &session, read_only, 1, 1);
+                let area = pane.area(self.width, self.height);
+                pane.resize(area.width, area.height);
+                self.pane = Some(pane);
+                self.help = false;
+                vec![]
+            }
+            Msg::PaneOutput(bytes) => {
+                if let Some(p) = &mut self.pane {
+                    p.feed(&bytes);
+                }
+                vec![]
+            }
+            Msg::PaneClosed(reason) => {
+                self.pane = None;
+                self.info(&reason);
                 vec![]
             }
             Msg::Projects(list) => self.on_projects(list),
@@ -493,6 +591,14 @@ impl App {
             }
             Action::Open => return self.open_project(Screen::Detail),
             Action::Env => return self.open_project(Screen::Env),
+            Action::Attach | Action::AttachReadOnly => {
+                if let Some(v) = self.target() {
+                    return vec![Effect::Attach {
+                        project: v.project.name.clone(),
+                        read_only: action == Action::AttachReadOnly,
+                    }];
+                }
+            }
             Action::New => self.overlay = Some(Overlay::Create(CreateForm::new())),
             Action::Intent(Intent::Delete) => {
                 if let Some(v) = self.target() {
@@ -724,6 +830,28 @@ fn intent_status_is_transition(v: &ProjectView) -> bool {
 }
 
 /// Why an intent is refused on `v` right now (the footer greys it and shows this).
+/// Attaching needs a running sandbox; otherwise say why and what to do.
+pub(crate) fn attach_allowed(v: Option<&ProjectView>) -> Result<(), String> {
+    let v = v.ok_or_else(|| "no project selected".to_string())?;
+    let sandbox = v
+        .resources
+        .iter()
+        .find(|r| r.kind == crate::store::resources::ResourceKind::Sandbox);
+    match sandbox {
+        Some(s) if s.status == crate::model::ResourceStatus::Running => Ok(()),
+        Some(s) => Err(format!(
+            "cannot attach: the sandbox is {}{}",
+            s.status,
+            if v.project.status == crate::model::ProjectStatus::Stopped {
+                " (press s to start it)"
+            } else {
+                ""
+            }
+        )),
+        None => Err("cannot attach: this project has no sandbox".into()),
+    }
+}
+
 pub(crate) fn intent_allowed(v: Option<&ProjectView>, intent: Intent) -> Result<(), String> {
     let v = v.ok_or_else(|| "no project selected".to_string())?;
     intent::check(intent, v.project.status).map_err(|e| e.to_string())

@@ -37,6 +37,30 @@ pub fn draw(app: &App, frame: &mut Frame) {
         frame.render_widget(Paragraph::new(line), area);
         return;
     }
+    if let Some(pane) = &app.pane {
+        // The pane owns the window; the header and footer stay for orientation.
+        if !pane.zoomed {
+            let [header, _, status, footer] = Layout::vertical([
+                Constraint::Length(1),
+                Constraint::Min(0),
+                Constraint::Length(1),
+                Constraint::Length(1),
+            ])
+            .areas(area);
+            draw_header(app, theme, frame, header);
+            draw_status(app, theme, frame, status);
+            let hint = format!(
+                " keys go to the session · {p} d detach · {p} z zoom · {p} {p} sends {p}",
+                p = crate::tui::pane::PREFIX_LABEL
+            );
+            frame.render_widget(
+                Paragraph::new(text::fit(&hint, area.width.into())).style(theme.dim()),
+                footer,
+            );
+        }
+        pane.draw(frame, area);
+        return;
+    }
     let [header, body, status, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(0),

@@ -1,0 +1,155 @@
+//! The embedded terminal pane: a vt100 screen fed by the sandbox session's
+//! output, drawn with tui-term inside the dashboard frame. While it is open
+//! the session sends keystrokes straight to the sandbox; only the prefix
+//! (Ctrl-]) followed by a command key comes back to the dashboard.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
+use ratatui::widgets::{Block, Borders};
+use tui_term::widget::PseudoTerminal;
+
+use super::text;
+
+/// The prefix key's byte and how it is written on screen.
+pub const PREFIX_BYTE: u8 = 0x1d;
+pub const PREFIX_LABEL: &str = "Ctrl-]";
+/// Lines kept for scrolling back through the pane's history.
+const SCROLLBACK: usize = 5_000;
+
+pub struct Pane {
+    pub project: String,
+    pub session: String,
+    pub read_only: bool,
+    pub zoomed: bool,
+    parser: vt100::Parser,
+}
+
+impl std::fmt::Debug for Pane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pane")
+            .field("project", &self.project)
+            .field("session", &self.session)
+            .field("read_only", &self.read_only)
+            .field("zoomed", &self.zoomed)
+            .finish()
+    }
+}
+
+impl Pane {
+    pub fn new(project: &str, session: &str, read_only: bool, cols: u16, rows: u16) -> Pane {
+        Pane {
+            project: project.to_string(),
+            session: session.to_string(),
+            read_only,
+            zoomed: false,
+            parser: vt100::Parser::new(rows.max(1), cols.max(1), SCROLLBACK),
+        }
+    }
+
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.parser.process(bytes);
+    }
+
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        self.parser.screen_mut().set_size(rows.max(1), cols.max(1));
+    }
+
+    pub fn screen_text(&self) -> String {
+        self.parser.screen().contents()
+    }
+
+    /// Where the pane goes in a `width`×`height` window: the whole window when
+    /// zoomed (title on the top row), else inside the dashboard's frame.
+    pub fn area(&self, width: u16, height: u16) -> Rect {
+        if self.zoomed {
+            Rect::new(0, 1, width, height.saturating_sub(1))
+        } else {
+            // header row, bordered block, status and footer rows
+            Rect::new(1, 2, width.saturating_sub(2), height.saturating_sub(5))
+        }
+    }
+
+    pub fn title(&self) -> String {
+        let size = self.parser.screen().size();
+        format!(
+            " {} · {} · {}×{}{} · {PREFIX_LABEL} d detach · {PREFIX_LABEL} z zoom ",
+            text::fit(&self.project, 30),
+            text::fit(&self.session, 30),
+            size.1,
+            size.0,
+            if self.read_only { " · READ-ONLY" } else { "" },
+        )
+    }
+
+    pub fn draw(&self, frame: &mut Frame, window: Rect) {
+        let inner = self.area(window.width, window.height);
+        let title = self.title();
+        let block_area = if self.zoomed {
+            let top = Rect::new(0, 0, window.width, 1);
+            frame.render_widget(
+                ratatui::widgets::Paragraph::new(text::fit(&title, window.width.into()))
+                    .style(Style::default().add_modifier(Modifier::REVERSED)),
+                top,
+            );
+            inner
+        } else {
+            Rect::new(inner.x - 1, inner.y - 1, inner.width + 2, inner.height + 2)
+        };
+        let widget = PseudoTerminal::new(self.parser.screen());
+        if self.zoomed {
+            frame.render_widget(widget, block_area);
+        } else {
+            frame.render_widget(
+                widget.block(Block::default().borders(Borders::ALL).title(title)),
+                block_area,
+            );
+        }
+        let screen = self.parser.screen();
+        if !screen.hide_cursor() && !self.read_only {
+            let (row, col) = screen.cursor_position();
+            frame.set_cursor_position((inner.x + col, inner.y + row));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    #[test]
+    fn output_is_drawn_inside_the_frame_with_the_detach_key_in_the_title() {
+        let mut pane = Pane::new("blog", "blog-agentruntime-abc123", false, 78, 19);
+        pane.feed(b"\x1b[31mhello\x1b[0m world\r\n$ ");
+        let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        t.draw(|f| pane.draw(f, f.area())).unwrap();
+        let text: String = t
+            .backend()
+            .buffer()
+            .content()
+            .chunks(80)
+            .map(|row| row.iter().map(|c| c.symbol()).collect::<String>() + "\n")
+            .collect();
+        assert!(text.contains("hello world"), "{text}");
+        assert!(text.contains("Ctrl-] d detach"), "{text}");
+        let fg = t.backend().buffer()[(1, 2)].fg;
+        assert!(
+            matches!(
+                fg,
+                ratatui::style::Color::Red | ratatui::style::Color::Indexed(1)
+            ),
+            "{fg:?}"
+        );
+    }
+
+    #[test]
+    fn zoom_takes_the_whole_window() {
+        let mut pane = Pane::new("p", "s", true, 10, 10);
+        assert_eq!(pane.area(100, 30), Rect::new(1, 2, 98, 25));
+        pane.zoomed = true;
+        assert_eq!(pane.area(100, 30), Rect::new(0, 1, 100, 29));
+        assert!(pane.title().contains("READ-ONLY"));
+    }
+}
