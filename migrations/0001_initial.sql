@@ -15,7 +15,7 @@ DECLARE
     new_row jsonb;
     old_row jsonb;
     quiet text[] := ARRAY['lease_owner', 'lease_token', 'lease_until', 'next_attempt_at',
-                          'observed_at', 'updated_at'];
+                          'observed_at', 'updated_at', 'last_active_at'];
 BEGIN
     IF TG_OP = 'DELETE' THEN
         new_row := to_jsonb(OLD);

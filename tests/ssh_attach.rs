@@ -58,6 +58,22 @@ async fn attach_types_into_the_session_and_detach_leaves_it_running() {
         .wait_until("the echo output", |t| t.matches(&marker).count() >= 2)
         .await;
 
+    // Typing in the session counts as activity (for the idle policy).
+    support::eventually(
+        "last_active_at recorded",
+        std::time::Duration::from_secs(10),
+        || async {
+            let at: Option<chrono::DateTime<chrono::Utc>> =
+                sqlx::query_scalar("SELECT last_active_at FROM sandboxes WHERE resource_name = $1")
+                    .bind(&session)
+                    .fetch_one(server.store.pool())
+                    .await
+                    .unwrap();
+            at.map(|_| ())
+        },
+    )
+    .await;
+
     // The size of the client is the size the program sees.
     screen.send(b"stty size\r").await;
     screen.wait_for("30 100").await;
@@ -217,4 +233,52 @@ async fn the_dashboard_pane_attaches_detaches_and_reattaches_to_a_live_session()
         .status()
         .unwrap();
     assert!(tmux_has(&server, &session));
+}
+
+/// tmux clients attached through this test server's socket.
+fn attach_clients(server: &Server) -> usize {
+    let sock = server
+        .local
+        .as_ref()
+        .unwrap()
+        .socket_path()
+        .display()
+        .to_string();
+    let out = Command::new("pgrep")
+        .args(["-f", &format!("{sock} .*attach-session")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_leaves_no_orphan_client_and_the_session_intact() {
+    let server = Server::start_local().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    let session = running_project(&server, alice.id, "orphans").await;
+    {
+        let mut c = connect(server.addr).await;
+        assert!(c.password("alice", "correct horse battery").await);
+        let direct = c.exec_tty("attach orphans", 80, 24).await;
+        direct.send(b"echo attached\r").await;
+        direct.wait_for("attached").await;
+        let dash = c.shell(100, 30).await;
+        dash.wait_for("orphans").await;
+        dash.send(b"a").await;
+        dash.wait_for("Ctrl-] d detach").await;
+        assert_eq!(attach_clients(&server), 2, "two viewers attached");
+        // The client vanishes without detaching (as if killed).
+        drop(direct);
+        drop(dash);
+        drop(c);
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while attach_clients(&server) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "orphan tmux clients remain"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(tmux_has(&server, &session), "the session survives");
 }

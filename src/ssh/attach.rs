@@ -130,6 +130,10 @@ pub async fn start(p: Params) -> Result<DirectAttach, String> {
     };
     let (handle, channel, name) = (p.handle, p.channel, view.project.slug.clone());
     let read_only = p.args.read_only;
+    let mut activity = crate::store::resources::ActivityTracker::new(
+        p.store.clone(),
+        sandbox.resource_name.clone(),
+    );
     tokio::spawn(async move {
         let to_session = attachment.input.clone();
         let how = loop {
@@ -137,15 +141,19 @@ pub async fn start(p: Params) -> Result<DirectAttach, String> {
                 _ = stop.cancelled() => break End::Closed,
                 out = attachment.output.recv() => match out {
                     Some(bytes) => {
+                        activity.touch();
                         if handle.data(channel, bytes).await.is_err() {
                             break End::Closed;
                         }
                     }
                     None => break End::SessionEnded,
                 },
-                keys = input_rx.recv() => match keys {
-                    None => break End::Closed,
-                    Some(bytes) => match bytes.iter().position(|&b| b == DETACH_BYTE) {
+                keys = input_rx.recv() => {
+                    let Some(bytes) = keys else { break End::Closed };
+                    if !read_only {
+                        activity.touch();
+                    }
+                    match bytes.iter().position(|&b| b == DETACH_BYTE) {
                         Some(i) => {
                             if !read_only && i > 0 {
                                 let _ = to_session.send(bytes[..i].to_vec()).await;
@@ -156,8 +164,8 @@ pub async fn start(p: Params) -> Result<DirectAttach, String> {
                         None => {
                             let _ = to_session.send(bytes).await;
                         }
-                    },
-                },
+                    }
+                }
             }
         };
         // Dropping the attachment ends the tmux client, never the session.

@@ -114,6 +114,7 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
     };
     // The attached session, while the pane is open.
     let mut pane: Option<Attachment> = None;
+    let mut activity: Option<crate::store::resources::ActivityTracker> = None;
     let mut prefix_armed = false;
     let mut pending: Vec<Effect> = Vec::new();
     let projects = ctx.projects().await;
@@ -139,6 +140,10 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                         match ctx.attach(&project, read_only, cols, rows).await {
                             Ok((attachment, session)) => {
                                 pane = Some(attachment);
+                                activity = Some(crate::store::resources::ActivityTracker::new(
+                                    store.clone(),
+                                    session.clone(),
+                                ));
                                 prefix_armed = false;
                                 pending.extend(app.update(Msg::PaneOpened {
                                     project,
@@ -189,6 +194,9 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                             let (to_session, commands) = split_prefix(&bytes, &mut prefix_armed);
                             if let Some(a) = &pane && !to_session.is_empty() {
                                 let _ = a.input.send(to_session).await;
+                                if let Some(t) = &mut activity {
+                                    t.touch();
+                                }
                             }
                             for c in commands {
                                 pending.extend(app.pane_command(c));
@@ -235,6 +243,9 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                                     Err(_) => break,
                                 }
                             }
+                        }
+                        if let Some(t) = &mut activity {
+                            t.touch();
                         }
                         pending.extend(app.update(Msg::PaneOutput(bytes)));
                     }

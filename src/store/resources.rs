@@ -518,3 +518,52 @@ impl Store {
         ))
     }
 }
+
+impl Store {
+    /// Records that someone used the sandbox's terminal (input or output),
+    /// for the idle policy. Cheap and quiet: no change notification.
+    pub async fn touch_sandbox_activity(&self, resource_name: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE sandboxes SET last_active_at = now() WHERE resource_name = $1")
+            .bind(resource_name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Throttles activity writes to one per `every` per sandbox and viewer.
+pub struct ActivityTracker {
+    store: Store,
+    resource_name: String,
+    every: std::time::Duration,
+    last: Option<std::time::Instant>,
+}
+
+impl ActivityTracker {
+    pub fn new(store: Store, resource_name: String) -> Self {
+        Self {
+            store,
+            resource_name,
+            every: std::time::Duration::from_secs(10),
+            last: None,
+        }
+    }
+
+    /// Notes activity now; writes it (in the background) when due.
+    pub fn touch(&mut self) {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < self.every)
+        {
+            return;
+        }
+        self.last = Some(now);
+        let (store, name) = (self.store.clone(), self.resource_name.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_sandbox_activity(&name).await {
+                tracing::debug!("recording sandbox activity failed: {e}");
+            }
+        });
+    }
+}
