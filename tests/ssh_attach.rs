@@ -282,3 +282,52 @@ async fn a_dropped_connection_leaves_no_orphan_client_and_the_session_intact() {
     }
     assert!(tmux_has(&server, &session), "the session survives");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_sessions_belong_to_their_sandbox_only() {
+    let server = Server::start_local().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    let bob = server.user("bob", "another long password").await;
+    let alices = running_project(&server, alice.id, "alicesbox").await;
+    running_project(&server, bob.id, "bobsbox").await;
+    let mut b = connect(server.addr).await;
+    assert!(b.password("bob", "another long password").await);
+
+    // Naming alice's session from bob's own sandbox must not reach it.
+    let sneaky = b
+        .exec_tty(&format!("attach bobsbox --session {alices}"), 80, 24)
+        .await;
+    sneaky.send(b"echo $KILN_SANDBOX\r").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !sneaky.text().contains(&format!("{alices}\r")),
+        "{}",
+        sneaky.text()
+    );
+    let _ = sneaky.state.lock().unwrap().exit;
+
+    // A named session is created on first use and survives a detach.
+    let work = b.exec_tty("attach bobsbox --session work", 80, 24).await;
+    work.send(b"echo in-work\r").await;
+    work.wait_until("the named session", |t| t.matches("in-work").count() >= 2)
+        .await;
+    work.send(&[0x1d]).await;
+    assert_eq!(work.wait_closed().await, Some(0));
+    let p = server.store.find_project(bob.id, "bobsbox").await.unwrap();
+    let sb = p
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .unwrap();
+    assert!(tmux_has(&server, &format!("{}--work", sb.resource_name)));
+
+    let bad = b.exec_tty("attach bobsbox --session ../x", 80, 24).await;
+    assert_eq!(bad.wait_closed().await, Some(1));
+    assert!(
+        bad.state
+            .lock()
+            .unwrap()
+            .stderr
+            .contains("invalid session name")
+    );
+}

@@ -51,6 +51,22 @@ impl Drop for ClientGuard {
     }
 }
 
+/// A session name a user may choose: short, lowercase, `[a-z0-9-]`.
+pub(crate) fn check_session_name(s: &str) -> Result<(), DriverError> {
+    let ok = !s.is_empty()
+        && s.len() <= 20
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(DriverError::permanent(format!(
+            "invalid session name {:?}: use 1 to 20 characters from a-z, 0-9 and -",
+            crate::model::naming::printable(s, 30)
+        )))
+    }
+}
+
 fn pty_size(cols: u16, rows: u16) -> PtySize {
     PtySize {
         rows: rows.max(1),
@@ -71,24 +87,34 @@ impl SessionAttach for LocalSandboxes {
         read_only: bool,
     ) -> DriverResult<Attachment> {
         validate_resource_name(&r.resource_name)?;
+        // Named sessions live under the sandbox's own name, so a session
+        // name can never reach another sandbox's session.
         let name = match session {
             None => r.resource_name.clone(),
             Some(s) => {
-                validate_resource_name(s)?;
-                s.to_string()
+                check_session_name(s)?;
+                format!("{}--{s}", r.resource_name)
             }
         };
+        let dir = self.sandbox_dir(r);
         let pty = native_pty_system()
             .openpty(pty_size(cols, rows))
             .map_err(|e| DriverError::transient(format!("cannot open a terminal: {e}")))?;
         let mut cmd = CommandBuilder::new(self.tmux_binary());
         cmd.args(["-S", &self.socket_path().to_string_lossy()]);
         cmd.args(["-f", &self.conf_path().to_string_lossy()]);
-        cmd.arg("attach-session");
-        if read_only {
-            cmd.arg("-r");
+        if session.is_some() && !read_only {
+            // A named session is created on first use (a shell in the
+            // sandbox's directory), then reattached like any other.
+            cmd.args(["new-session", "-A", "-s", &name, "-c"]);
+            cmd.arg(dir.as_os_str());
+        } else {
+            cmd.arg("attach-session");
+            if read_only {
+                cmd.arg("-r");
+            }
+            cmd.args(["-t", &session_target(&name)]);
         }
-        cmd.args(["-t", &session_target(&name)]);
         cmd.env("TERM", "xterm-256color");
         let mut child = pty.slave.spawn_command(cmd).map_err(|e| {
             DriverError::permanent(format!(
