@@ -164,3 +164,32 @@ async fn a_shell_without_a_pty_is_refused_with_a_pointer_to_exec_commands() {
     assert!(stderr.contains("needs a terminal"), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
+
+#[tokio::test]
+async fn openssh_generated_ed25519_ecdsa_and_rsa_keys_log_in() {
+    let server = Server::start().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    let dir = std::env::temp_dir().join(format!("kk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (kind, bits) in [
+        ("ed25519", None),
+        ("ecdsa", Some("256")),
+        ("rsa", Some("3072")),
+    ] {
+        let path = dir.join(kind);
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("pub"));
+        let mut cmd = std::process::Command::new("ssh-keygen");
+        cmd.args(["-q", "-N", "", "-t", kind, "-f"]).arg(&path);
+        if let Some(b) = bits {
+            cmd.args(["-b", b]);
+        }
+        assert!(cmd.status().expect("ssh-keygen").success(), "{kind}");
+        let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        server.store.add_ssh_key(alice.id, &public).await.unwrap();
+        let key = russh::keys::load_secret_key(&path, None).unwrap();
+        let mut c = connect(server.addr).await;
+        assert!(c.key("alice", &key).await, "{kind} key logs in");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
