@@ -84,12 +84,22 @@ pub struct Params {
     pub channel: ChannelId,
 }
 
-/// Looks the sandbox up (as the user), attaches, and relays until detach,
-/// session end or channel close. Errors come back as one line for stderr.
-pub async fn start(p: Params) -> Result<DirectAttach, String> {
-    let view = p
-        .store
-        .find_project(p.user.id, &p.args.project)
+/// Attaches to a session of one of `user`'s projects, if its sandbox is
+/// running. Another tenant's project behaves exactly like a missing one.
+/// Returns the attachment and the sandbox's resource name.
+#[allow(clippy::too_many_arguments)]
+pub async fn attach_project(
+    store: &Store,
+    user: &User,
+    attach: &dyn SessionAttach,
+    project: &str,
+    session: Option<&str>,
+    cols: u16,
+    rows: u16,
+    read_only: bool,
+) -> Result<(crate::driver::Attachment, String), String> {
+    let view = store
+        .find_project(user.id, project)
         .await
         .map_err(|e| e.to_string())?;
     let sandbox = view
@@ -99,7 +109,7 @@ pub async fn start(p: Params) -> Result<DirectAttach, String> {
         .ok_or_else(|| "this project has no sandbox".to_string())?;
     if sandbox.status != ResourceStatus::Running {
         return Err(format!(
-            "{} is {}: start it first (ssh … start {})",
+            "cannot attach: {} is {}; start it first (s in the dashboard, or ssh … start {})",
             printable(&view.project.name, 60),
             view.project.status,
             view.project.slug
@@ -107,20 +117,31 @@ pub async fn start(p: Params) -> Result<DirectAttach, String> {
     }
     let r = ResourceRef {
         resource_name: sandbox.resource_name.clone(),
+        // The local driver ignores namespaces; Kubernetes rows will carry theirs.
         namespace: String::new(),
         project_slug: view.project.slug.clone(),
     };
-    let mut attachment = p
-        .attach
-        .attach(
-            &r,
-            p.args.session.as_deref(),
-            p.cols,
-            p.rows,
-            p.args.read_only,
-        )
+    let attachment = attach
+        .attach(&r, session, cols, rows, read_only)
         .await
         .map_err(|e| format!("cannot attach: {e}"))?;
+    Ok((attachment, sandbox.resource_name.clone()))
+}
+
+/// Looks the sandbox up (as the user), attaches, and relays until detach,
+/// session end or channel close. Errors come back as one line for stderr.
+pub async fn start(p: Params) -> Result<DirectAttach, String> {
+    let (mut attachment, resource_name) = attach_project(
+        &p.store,
+        &p.user,
+        p.attach.as_ref(),
+        &p.args.project,
+        p.args.session.as_deref(),
+        p.cols,
+        p.rows,
+        p.args.read_only,
+    )
+    .await?;
     let stop = CancellationToken::new();
     let (input, mut input_rx) = mpsc::channel::<Vec<u8>>(256);
     let direct = DirectAttach {
@@ -128,12 +149,10 @@ pub async fn start(p: Params) -> Result<DirectAttach, String> {
         resize: attachment.resize.clone(),
         stop: stop.clone(),
     };
-    let (handle, channel, name) = (p.handle, p.channel, view.project.slug.clone());
+    let (handle, channel, name) = (p.handle, p.channel, printable(&p.args.project, 60));
     let read_only = p.args.read_only;
-    let mut activity = crate::store::resources::ActivityTracker::new(
-        p.store.clone(),
-        sandbox.resource_name.clone(),
-    );
+    let mut activity =
+        crate::store::resources::ActivityTracker::new(p.store.clone(), resource_name);
     tokio::spawn(async move {
         let to_session = attachment.input.clone();
         let how = loop {

@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::input::{Input, InputDecoder};
 use super::terminal::{ChannelWriter, SshBackend};
-use crate::driver::{Attachment, ResourceRef, SessionAttach};
+use crate::driver::{Attachment, SessionAttach};
 use crate::store::Store;
 use crate::store::notify::Change;
 use crate::store::users::User;
@@ -343,32 +343,17 @@ impl Ctx<'_> {
         let attach = self
             .attach
             .ok_or_else(|| "attach is not available on this server".to_string())?;
-        let view = self
-            .store
-            .find_project(self.user.id, project)
-            .await
-            .map_err(|e| e.to_string())?;
-        let sandbox = view
-            .resources
-            .iter()
-            .find(|r| r.kind == crate::store::resources::ResourceKind::Sandbox)
-            .ok_or_else(|| "this project has no sandbox".to_string())?;
-        if sandbox.status != crate::model::ResourceStatus::Running {
-            return Err(format!(
-                "cannot attach: the sandbox is {} (press s to start it)",
-                sandbox.status
-            ));
-        }
-        let r = ResourceRef {
-            resource_name: sandbox.resource_name.clone(),
-            namespace: String::new(),
-            project_slug: view.project.slug.clone(),
-        };
-        let a = attach
-            .attach(&r, None, cols, rows, read_only)
-            .await
-            .map_err(|e| format!("cannot attach: {e}"))?;
-        Ok((a, sandbox.resource_name.clone()))
+        super::attach::attach_project(
+            self.store,
+            self.user,
+            attach.as_ref(),
+            project,
+            None,
+            cols,
+            rows,
+            read_only,
+        )
+        .await
     }
 
     async fn projects(&self) -> Msg {
