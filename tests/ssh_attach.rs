@@ -206,6 +206,27 @@ async fn the_dashboard_pane_attaches_detaches_and_reattaches_to_a_live_session()
     screen.send(b"stty size\r").await;
     screen.wait_for("25 98").await;
 
+    // History: Ctrl-] [ then PgUp shows lines that scrolled off; q is live again.
+    screen.send(b"seq 1000 1200\r").await;
+    screen.wait_for("1200").await;
+    screen.send(&[0x1d, b'[']).await;
+    screen.wait_for("[0/").await; // tmux's copy-mode position indicator
+    screen.send(b"\x1b[5~").await;
+    screen
+        .wait_until("earlier lines in the pane", |t| t.contains("1160"))
+        .await;
+    screen.send(b"q").await;
+    screen
+        .wait_until("live again", |t| t.contains("1200"))
+        .await;
+    screen
+        .send(format!("clear; echo {marker}\r").as_bytes())
+        .await;
+    screen
+        .wait_until("the marker back on screen", |t| {
+            t.contains(&marker) && !t.contains("1200")
+        })
+        .await;
     screen.send(&[0x1d, b'd']).await;
     screen.wait_for("detached from paned").await;
     assert!(

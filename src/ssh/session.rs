@@ -47,6 +47,8 @@ const SCREEN_OFF: &[u8] = b"\x1b[?2004l\x1b[0m\x1b[?25h\x1b[?1049l";
 const FRAME_BEGIN: &[u8] = b"\x1b[?2026h";
 const FRAME_END: &[u8] = b"\x1b[?2026l";
 const TICK: Duration = Duration::from_millis(100);
+/// tmux's prefix (C-b, Kiln's tmux config keeps the default) and `[`: copy mode.
+const TMUX_COPY_MODE: &[u8] = b"\x02[";
 
 /// Starts the session task; the returned sender feeds it client input.
 /// Dropping the sender (the channel closed) ends the session.
@@ -199,6 +201,15 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                                 }
                             }
                             for c in commands {
+                                if c == b'[' {
+                                    // History is the session's own (tmux keeps
+                                    // 50,000 lines): open tmux's copy mode, where
+                                    // PgUp/PgDn/arrows scroll and q leaves.
+                                    if let Some(a) = &pane {
+                                        let _ = a.input.send(TMUX_COPY_MODE.to_vec()).await;
+                                    }
+                                    continue;
+                                }
                                 pending.extend(app.pane_command(c));
                                 if c == b'z' {
                                     resize_pane(&pane, &app).await;
