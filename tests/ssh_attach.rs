@@ -329,9 +329,11 @@ async fn named_sessions_belong_to_their_sandbox_only() {
 
     // A named session is created on first use and survives a detach.
     let work = b.exec_tty("attach bobsbox --session work", 80, 24).await;
-    work.send(b"echo in-work\r").await;
-    work.wait_until("the named session", |t| t.matches("in-work").count() >= 2)
-        .await;
+    work.send(b"echo in-work-$PROJECT_NAME\r").await;
+    work.wait_until("the named session, with the project env", |t| {
+        t.contains("in-work-bobsbox")
+    })
+    .await;
     work.send(&[0x1d]).await;
     assert_eq!(work.wait_closed().await, Some(0));
     let p = server.store.find_project(bob.id, "bobsbox").await.unwrap();

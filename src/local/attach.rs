@@ -51,6 +51,10 @@ impl Drop for ClientGuard {
     }
 }
 
+/// What a named session runs: the user's shell, with the sandbox's env.
+const NAMED_SESSION_COMMAND: &str =
+    "sh -c '[ -r ./.kiln-env ] && . ./.kiln-env; exec \"${SHELL:-/bin/sh}\"'";
+
 /// A session name a user may choose: short, lowercase, `[a-z0-9-]`.
 pub(crate) fn check_session_name(s: &str) -> Result<(), DriverError> {
     let ok = !s.is_empty()
@@ -108,6 +112,9 @@ impl SessionAttach for LocalSandboxes {
             // sandbox's directory), then reattached like any other.
             cmd.args(["new-session", "-A", "-s", &name, "-c"]);
             cmd.arg(dir.as_os_str());
+            // The project's environment comes from the file the driver keeps
+            // current; the command is Kiln's own text, not user input.
+            cmd.arg(NAMED_SESSION_COMMAND);
         } else {
             cmd.arg("attach-session");
             if read_only {
