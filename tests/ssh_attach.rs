@@ -354,3 +354,66 @@ async fn named_sessions_belong_to_their_sandbox_only() {
             .contains("invalid session name")
     );
 }
+
+/// The cell of the client's screen where `needle` starts.
+fn find_cell(screen: &support::ssh::Screen, needle: &str) -> Option<(u16, u16)> {
+    let parser = screen.parser.lock().unwrap();
+    let s = parser.screen();
+    let (rows, cols) = s.size();
+    for r in 0..rows {
+        let line = s.contents_between(r, 0, r, cols);
+        if let Some(byte) = line.find(needle) {
+            let col = line[..byte].chars().count() as u16;
+            return Some((r, col));
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pane_keeps_colours_wide_characters_and_full_screen_programs() {
+    let server = Server::start_local().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    running_project(&server, alice.id, "colours").await;
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let screen = c.shell(100, 30).await;
+    screen.wait_for("colours").await;
+    screen.send(b"a").await;
+    screen.wait_for("Ctrl-] d detach").await;
+    screen
+        .send(b"printf '\\033[38;5;202mAAAA\\033[0m \\033[1;38;2;10;200;30mBBBB\\033[0m \\346\\274\\242\\345\\255\\227 end\\n'\r")
+        .await;
+    screen
+        .wait_until("the coloured line", |t| t.contains("AAAA BBBB"))
+        .await;
+    let (r, col) = find_cell(&screen, "AAAA BBBB").unwrap();
+    {
+        let parser = screen.parser.lock().unwrap();
+        let s = parser.screen();
+        let a = s.cell(r, col).unwrap();
+        assert_eq!(a.fgcolor(), vt100::Color::Idx(202), "256-colour");
+        let b = s.cell(r, col + 5).unwrap();
+        assert_eq!(b.fgcolor(), vt100::Color::Rgb(10, 200, 30), "true colour");
+        assert!(b.bold());
+    }
+    let line = screen.text();
+    assert!(
+        line.contains("漢字 end"),
+        "wide characters keep their place:\n{line}"
+    );
+
+    // A full-screen program takes the pane and gives it back.
+    screen.send(b"seq 1 500 | less\r").await;
+    screen
+        .wait_until("less on the alternate screen", |t| {
+            t.contains("\n1 ") || t.contains("│1 ")
+        })
+        .await;
+    screen.send(b"q").await;
+    screen
+        .wait_until("the shell again", |t| t.contains("seq 1 500 | less"))
+        .await;
+    screen.send(&[0x1d, b'd']).await;
+    screen.wait_for("detached from colours").await;
+}
