@@ -186,9 +186,23 @@ impl fmt::Debug for Attachment {
     }
 }
 
+/// One terminal session of a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// `None` for the sandbox's default session (the one running Claude Code).
+    pub name: Option<String>,
+    /// Last input or output, seconds since the epoch.
+    pub last_activity: Option<i64>,
+    /// Viewers attached right now.
+    pub viewers: u32,
+}
+
 /// Attaching to sandbox sessions (DESIGN §6: `attach(session, size)`).
 #[async_trait]
 pub trait SessionAttach: Send + Sync + 'static {
+    /// The sandbox's sessions, default first, then named ones by name.
+    async fn sessions(&self, r: &ResourceRef) -> DriverResult<Vec<SessionInfo>>;
+
     /// Attaches to `session` of the sandbox (`None` = its default session)
     /// at `cols`×`rows`. A read-only attachment shows output and sends nothing.
     async fn attach(

@@ -417,3 +417,37 @@ async fn the_pane_keeps_colours_wide_characters_and_full_screen_programs() {
     screen.send(&[0x1d, b'd']).await;
     screen.wait_for("detached from colours").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pane_creates_and_switches_named_sessions() {
+    let server = Server::start_local().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    let default = running_project(&server, alice.id, "multi").await;
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let screen = c.shell(110, 30).await;
+    screen.wait_for("multi").await;
+    screen.send(b"a").await;
+    screen.wait_for("Ctrl-] d detach").await;
+    screen.send(b"echo in-the-default\r").await;
+    screen
+        .wait_until("default output", |t| {
+            t.matches("in-the-default").count() >= 2
+        })
+        .await;
+
+    screen.send(&[0x1d, b'n']).await;
+    screen.wait_for("s1 (of").await;
+    screen.send(b"echo in-s1-$PROJECT_NAME\r").await;
+    screen.wait_for("in-s1-multi").await;
+    assert!(tmux_has(&server, &format!("{default}--s1")));
+
+    // w cycles back to the default session, whose screen is still there.
+    screen.send(&[0x1d, b'w']).await;
+    screen.wait_for("in-the-default").await;
+    assert!(!screen.text().contains("in-s1-multi"), "{}", screen.text());
+    screen.send(&[0x1d, b'd']).await;
+    screen.wait_for("detached from multi").await;
+    assert!(tmux_has(&server, &default));
+    assert!(tmux_has(&server, &format!("{default}--s1")));
+}

@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 use super::LocalSandboxes;
 use super::tmux::session_target;
 use super::validate_resource_name;
-use crate::driver::{Attachment, DriverError, DriverResult, ResourceRef, SessionAttach};
+use crate::driver::{
+    Attachment, DriverError, DriverResult, ResourceRef, SessionAttach, SessionInfo,
+};
 
 /// Ends the tmux client (not the session) when the attachment is dropped.
 struct ClientGuard {
@@ -51,6 +53,31 @@ impl Drop for ClientGuard {
     }
 }
 
+/// The sessions of one sandbox in `tmux list-sessions` output
+/// (`name<TAB>activity<TAB>attached` lines). Pure, so it is tested as a table.
+fn sessions_of(resource: &str, listing: &str) -> Vec<SessionInfo> {
+    let prefix = format!("{resource}--");
+    let mut out: Vec<SessionInfo> = listing
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split('\t');
+            let full = f.next()?;
+            let name = if full == resource {
+                None
+            } else {
+                Some(full.strip_prefix(&prefix)?.to_string())
+            };
+            Some(SessionInfo {
+                name,
+                last_activity: f.next().and_then(|v| v.parse().ok()),
+                viewers: f.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
 /// What a named session runs: the user's shell, with the sandbox's env.
 const NAMED_SESSION_COMMAND: &str =
     "sh -c '[ -r ./.kiln-env ] && . ./.kiln-env; exec \"${SHELL:-/bin/sh}\"'";
@@ -82,6 +109,14 @@ fn pty_size(cols: u16, rows: u16) -> PtySize {
 
 #[async_trait]
 impl SessionAttach for LocalSandboxes {
+    async fn sessions(&self, r: &ResourceRef) -> DriverResult<Vec<SessionInfo>> {
+        validate_resource_name(&r.resource_name)?;
+        let listing = self
+            .list_sessions_with("#{session_name}\t#{session_activity}\t#{session_attached}")
+            .await?;
+        Ok(sessions_of(&r.resource_name, &listing))
+    }
+
     async fn attach(
         &self,
         r: &ResourceRef,
@@ -224,5 +259,22 @@ impl SessionAttach for LocalSandboxes {
                 detach,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_sandboxs_sessions_default_first() {
+        let listing = "a-agentruntime-x\t100\t1\na-agentruntime-x--work\t90\t0\n\
+                       b-agentruntime-y\t80\t0\na-agentruntime-x-other\t70\t0\n";
+        let s = sessions_of("a-agentruntime-x", listing);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].name, None);
+        assert_eq!(s[0].viewers, 1);
+        assert_eq!(s[1].name.as_deref(), Some("work"));
+        assert_eq!(s[1].last_activity, Some(90));
     }
 }

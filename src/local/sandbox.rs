@@ -56,6 +56,14 @@ impl LocalSandboxes {
         self
     }
 
+    /// `tmux list-sessions -F format` (no server: no sessions).
+    pub(crate) async fn list_sessions_with(&self, format: &str) -> DriverResult<String> {
+        self.tmux
+            .list_sessions_with(format)
+            .await
+            .map_err(|e| e.into_driver_error("list sessions"))
+    }
+
     /// The tmux binary in use.
     pub fn tmux_binary(&self) -> &Path {
         self.tmux.binary()

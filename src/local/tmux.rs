@@ -161,6 +161,17 @@ impl Tmux {
     }
 
     /// Names of all sessions on the server; no server means no sessions.
+    pub(crate) async fn list_sessions_with(&self, format: &str) -> Result<String, TmuxError> {
+        let args = vec!["list-sessions".into(), "-F".into(), format.to_string()];
+        match self.run(&args).await {
+            Ok(out) => Ok(out),
+            Err(e) if e.is_no_server() || matches!(e, TmuxError::NotInstalled { .. }) => {
+                Ok(String::new())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub(crate) async fn session_names(&self) -> Result<Vec<String>, TmuxError> {
         let args = vec![
             "list-sessions".into(),

@@ -128,6 +128,56 @@ pub async fn attach_project(
     Ok((attachment, sandbox.resource_name.clone()))
 }
 
+/// The sessions of one of `user`'s running sandboxes.
+pub async fn project_sessions(
+    store: &Store,
+    user: &User,
+    attach: &dyn SessionAttach,
+    project: &str,
+) -> Result<Vec<crate::driver::SessionInfo>, String> {
+    let view = store
+        .find_project(user.id, project)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sandbox = view
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .ok_or_else(|| "this project has no sandbox".to_string())?;
+    let r = ResourceRef {
+        resource_name: sandbox.resource_name.clone(),
+        namespace: String::new(),
+        project_slug: view.project.slug.clone(),
+    };
+    attach
+        .sessions(&r)
+        .await
+        .map_err(|e| format!("cannot list sessions: {e}"))
+}
+
+/// The first free name for a new session: `s1`, `s2`, …
+pub fn next_session_name(existing: &[crate::driver::SessionInfo]) -> String {
+    (1..)
+        .map(|n| format!("s{n}"))
+        .find(|c| !existing.iter().any(|s| s.name.as_deref() == Some(c)))
+        .expect("an unbounded range has a free name")
+}
+
+/// The session after `current` in the list, wrapping around.
+pub fn next_session(
+    existing: &[crate::driver::SessionInfo],
+    current: Option<&str>,
+) -> Option<Option<String>> {
+    if existing.is_empty() {
+        return None;
+    }
+    let i = existing
+        .iter()
+        .position(|s| s.name.as_deref() == current)
+        .map_or(0, |i| (i + 1) % existing.len());
+    Some(existing[i].name.clone())
+}
+
 /// Looks the sandbox up (as the user), attaches, and relays until detach,
 /// session end or channel close. Errors come back as one line for stderr.
 pub async fn start(p: Params) -> Result<DirectAttach, String> {
@@ -214,6 +264,21 @@ enum End {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_names_and_cycling() {
+        use crate::driver::SessionInfo;
+        let s = |n: Option<&str>| SessionInfo {
+            name: n.map(str::to_string),
+            last_activity: None,
+            viewers: 0,
+        };
+        let list = vec![s(None), s(Some("s1")), s(Some("work"))];
+        assert_eq!(next_session_name(&list), "s2");
+        assert_eq!(next_session(&list, None), Some(Some("s1".into())));
+        assert_eq!(next_session(&list, Some("work")), Some(None));
+        assert_eq!(next_session(&[], None), None);
+    }
 
     #[test]
     fn attach_command_lines() {

@@ -116,6 +116,8 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
     };
     // The attached session, while the pane is open.
     let mut pane: Option<Attachment> = None;
+    // What the pane shows: project, named session (None = default), read-only.
+    let mut pane_target: Option<(String, Option<String>, bool)> = None;
     let mut activity: Option<crate::store::resources::ActivityTracker> = None;
     let mut prefix_armed = false;
     let mut pending: Vec<Effect> = Vec::new();
@@ -142,6 +144,7 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                         match ctx.attach(&project, read_only, cols, rows).await {
                             Ok((attachment, session)) => {
                                 pane = Some(attachment);
+                                pane_target = Some((project.clone(), None, read_only));
                                 activity = Some(crate::store::resources::ActivityTracker::new(
                                     store.clone(),
                                     session.clone(),
@@ -157,7 +160,10 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                             Err(why) => pending.extend(app.update(Msg::PaneClosed(why))),
                         }
                     }
-                    Effect::Detach => pane = None,
+                    Effect::Detach => {
+                        pane = None;
+                        pane_target = None;
+                    }
                     Effect::LoadDetail { project } => {
                         let msg = ctx.detail(&project).await;
                         pending.extend(app.update(msg));
@@ -201,6 +207,63 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                                 }
                             }
                             for c in commands {
+                                if (c == b'n' || c == b'w')
+                                    && let (Some(a), Some((project, current, read_only))) =
+                                        (ctx.attach, pane_target.clone())
+                                {
+                                    // Another session of the same sandbox: a new
+                                    // shell (n) or the next one in the list (w).
+                                    let target = match super::attach::project_sessions(
+                                        &store, &user, a.as_ref(), &project,
+                                    )
+                                    .await
+                                    {
+                                        Ok(list) if c == b'n' => {
+                                            Ok(Some(super::attach::next_session_name(&list)))
+                                        }
+                                        Ok(list) => super::attach::next_session(&list, current.as_deref())
+                                            .ok_or_else(|| "no sessions to switch to".to_string()),
+                                        Err(e) => Err(e),
+                                    };
+                                    let (cols, rows) = app.pane_size().unwrap_or((80, 24));
+                                    let switched = match target {
+                                        Ok(session) => super::attach::attach_project(
+                                            &store,
+                                            &user,
+                                            a.as_ref(),
+                                            &project,
+                                            session.as_deref(),
+                                            cols,
+                                            rows,
+                                            read_only,
+                                        )
+                                        .await
+                                        .map(|(att, name)| (att, name, session)),
+                                        Err(e) => Err(e),
+                                    };
+                                    match switched {
+                                        Ok((attachment, resource, session)) => {
+                                            let shown = match &session {
+                                                Some(n) => format!("{n} (of {resource})"),
+                                                None => resource.clone(),
+                                            };
+                                            pane = Some(attachment);
+                                            activity = Some(crate::store::resources::ActivityTracker::new(
+                                                store.clone(),
+                                                resource,
+                                            ));
+                                            pane_target = Some((project.clone(), session, read_only));
+                                            pending.extend(app.update(Msg::PaneOpened {
+                                                project,
+                                                session: shown,
+                                                read_only,
+                                            }));
+                                            resize_pane(&pane, &app).await;
+                                        }
+                                        Err(e) => pending.extend(app.update(Msg::PaneNotice(e))),
+                                    }
+                                    continue;
+                                }
                                 if c == b'[' {
                                     // History is the session's own (tmux keeps
                                     // 50,000 lines): open tmux's copy mode, where

@@ -73,7 +73,7 @@ impl Pane {
     pub fn title(&self) -> String {
         let size = self.parser.screen().size();
         format!(
-            " {} · {} · {}×{}{} · {PREFIX_LABEL} d detach · z zoom · [ history ",
+            " {} · {} · {}×{}{} · {PREFIX_LABEL} d detach · z zoom · [ history · n new · w switch ",
             text::fit(&self.project, 30),
             text::fit(&self.session, 30),
             size.1,

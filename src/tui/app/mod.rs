@@ -57,6 +57,8 @@ pub enum Msg {
     PaneOutput(Vec<u8>),
     /// The attachment ended (the reason is shown in the status line).
     PaneClosed(String),
+    /// A line about the pane (e.g. a session switch failed); the pane stays.
+    PaneNotice(String),
 }
 
 /// Debug is written by hand: a password or secret value must never reach a log.
@@ -404,6 +406,10 @@ impl App {
             Msg::PaneClosed(reason) => {
                 self.pane = None;
                 self.info(&reason);
+                vec![]
+            }
+            Msg::PaneNotice(line) => {
+                self.info(&line);
                 vec![]
             }
             Msg::Projects(list) => self.on_projects(list),
