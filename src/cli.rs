@@ -142,6 +142,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         idle_projects: usize,
     },
+    /// Attach against OpenSSH sshd + tmux attach: echo latency, throughput, CPU.
+    Attach {
+        /// Keystrokes timed for the echo latency.
+        #[arg(long, default_value_t = 500)]
+        keys: usize,
+        /// MiB sent through the session for the throughput run.
+        #[arg(long, default_value_t = 100)]
+        megabytes: usize,
+    },
     /// Status propagation to open dashboards, and the cost of idle sessions.
     Console {
         /// Status changes timed from commit to drawn.
@@ -182,6 +191,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = Database::open(&config, 4).await?;
             let admin = db.admin_url.clone();
             let r = crate::bench::reconcile(&admin, projects, idle_projects).await;
+            db.close().await?;
+            r
+        }
+        Command::Bench(BenchCommand::Attach { keys, megabytes }) => {
+            let db = Database::open(&config, 2).await?;
+            let admin = db.admin_url.clone();
+            let r = crate::bench::attach(&admin, keys, megabytes).await;
             db.close().await?;
             r
         }

@@ -119,25 +119,34 @@ async fn run(url: &str, changes: usize, sessions: &[usize]) -> anyhow::Result<()
     Ok(())
 }
 
-fn ms(d: Duration) -> f64 {
+pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn ticks_per_second() -> f64 {
+pub(super) fn ticks_per_second() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 { t as f64 } else { 100.0 }
 }
 
 /// `kiln serve` in a child process against the scratch database.
-struct ChildServer {
+pub(super) struct ChildServer {
     child: tokio::process::Child,
-    addr: SocketAddr,
-    data_dir: std::path::PathBuf,
+    pub(super) addr: SocketAddr,
+    pub(super) data_dir: std::path::PathBuf,
 }
 
 impl ChildServer {
-    async fn start(url: &str, key_hex: &str) -> anyhow::Result<ChildServer> {
+    pub(super) async fn start(url: &str, key_hex: &str) -> anyhow::Result<ChildServer> {
+        Self::start_with_config(url, key_hex, "").await
+    }
+
+    /// Starts with `config` (TOML) as the server's `kiln.toml`.
+    pub(super) async fn start_with_config(
+        url: &str,
+        key_hex: &str,
+        config: &str,
+    ) -> anyhow::Result<ChildServer> {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;
             l.local_addr()?.port()
@@ -145,6 +154,8 @@ impl ChildServer {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let data_dir =
             std::env::temp_dir().join(format!("kb-{}", &Uuid::new_v4().simple().to_string()[..8]));
+        std::fs::create_dir_all(&data_dir)?;
+        std::fs::write(data_dir.join("kiln.toml"), config)?;
         let child = tokio::process::Command::new(std::env::current_exe()?)
             .arg("--data-dir")
             .arg(&data_dir)
@@ -173,11 +184,11 @@ impl ChildServer {
         })
     }
 
-    fn pid(&self) -> anyhow::Result<u32> {
+    pub(super) fn pid(&self) -> anyhow::Result<u32> {
         self.child.id().context("the server under test has exited")
     }
 
-    fn rss_kib(&self) -> anyhow::Result<u64> {
+    pub(super) fn rss_kib(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
         status
             .lines()
@@ -186,7 +197,7 @@ impl ChildServer {
             .context("no VmRSS")
     }
 
-    fn cpu_ticks(&self) -> anyhow::Result<u64> {
+    pub(super) fn cpu_ticks(&self) -> anyhow::Result<u64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?))?;
         // Fields after the command name (which may contain spaces) start after ')'.
         let rest = stat.rsplit_once(')').context("malformed stat")?.1;
@@ -196,7 +207,7 @@ impl ChildServer {
         Ok(utime + stime)
     }
 
-    async fn stop(mut self) {
+    pub(super) async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
             // SAFETY: sending SIGTERM to our own child.
             unsafe {
@@ -208,7 +219,7 @@ impl ChildServer {
     }
 }
 
-struct BenchClient;
+pub(super) struct BenchClient;
 
 impl client::Handler for BenchClient {
     type Error = anyhow::Error;

@@ -1,9 +1,11 @@
 //! Benchmarks that print numbers (never asserted): `kiln bench …`.
 //! Each runs in a scratch database on the configured server, dropped afterwards.
 
+pub mod attach;
 pub mod console;
 pub mod reconcile;
 
+pub use attach::attach;
 pub use console::console;
 pub use reconcile::reconcile;
 

@@ -1,0 +1,461 @@
+//! `kiln bench attach`: Kiln's direct attach and dashboard pane side by side
+//! with the anchor a user would otherwise use — OpenSSH's sshd plus
+//! `tmux attach` to an equivalent session (same tmux config, same program,
+//! same size). Prints ratios; asserts nothing.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use russh::client;
+use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+use uuid::Uuid;
+
+use super::console::{BenchClient, ChildServer, ms, ticks_per_second};
+use super::{Scratch, quantile};
+use crate::store::{SecretKey, Store};
+
+const COLS: u32 = 100;
+const ROWS: u32 = 30;
+
+pub async fn attach(admin_url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
+    if !Path::new("/usr/sbin/sshd").exists() {
+        bail!("the anchor needs OpenSSH's server: install it (apt install openssh-server)");
+    }
+    let scratch = Scratch::create(admin_url).await?;
+    let result = run(&scratch.url, keys, megabytes).await;
+    scratch.drop_database().await?;
+    result
+}
+
+struct Numbers {
+    p50: Duration,
+    p99: Duration,
+    bytes_per_sec: f64,
+    cpu_ms_per_mb: f64,
+}
+
+async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
+    let key_hex: String = {
+        let mut b = [0u8; 32];
+        getrandom::fill(&mut b).expect("random");
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    };
+    let store = Store::connect(url, SecretKey::from_hex(&key_hex)?, 4).await?;
+    store.migrate().await?;
+    let user = store.create_user("bench", None, false).await?;
+    let key = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)?;
+    let public = key.public_key().to_openssh()?;
+    store.add_ssh_key(user.id, &public).await?;
+    let key = Arc::new(key);
+
+    let server =
+        ChildServer::start_with_config(url, &key_hex, "[local]\nsandbox_command = \"sh\"\n")
+            .await?;
+    store.create_project(user.id, "bench", "", "bench").await?;
+    let started = Instant::now();
+    loop {
+        let p = store.find_project(user.id, "bench").await?;
+        if p.project.status == crate::model::ProjectStatus::Running {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "the bench project did not reach RUNNING: {:?}",
+                p.project.status
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The payload for the throughput run: text lines, `megabytes` MiB.
+    let work =
+        std::env::temp_dir().join(format!("kba-{}", &Uuid::new_v4().simple().to_string()[..8]));
+    std::fs::create_dir_all(&work)?;
+    let payload = work.join("payload.txt");
+    {
+        let line = b"the quick brown fox jumps over the lazy dog 0123456789 abcdefghij\n";
+        let mut data = Vec::with_capacity(megabytes << 20);
+        while data.len() < megabytes << 20 {
+            data.extend_from_slice(line);
+        }
+        std::fs::write(&payload, data)?;
+    }
+    let bytes = (megabytes << 20) as f64;
+
+    // The anchor: its own tmux server with Kiln's tmux config, and sshd.
+    let anchor = Anchor::start(&work, &server.data_dir.join("tmux/tmux.conf"), &public).await?;
+
+    let mut results: Vec<(&str, Numbers)> = Vec::new();
+    let sshd_pid = anchor.sshd.id().context("sshd exited")?;
+    let a = measure(
+        || async {
+            let mut h = client::connect(
+                Arc::new(client::Config::default()),
+                anchor.addr,
+                BenchClient,
+            )
+            .await?;
+            auth(&mut h, "root", &key).await?;
+            open_exec(
+                h,
+                &format!("tmux -S {} attach -t =bench", anchor.socket.display()),
+            )
+            .await
+        },
+        keys,
+        &payload,
+        bytes,
+        || descendants_cpu(sshd_pid),
+    )
+    .await
+    .context("measuring the anchor (sshd + tmux attach)")?;
+    results.push(("OpenSSH sshd + tmux attach", a));
+
+    let kiln_pid = server.pid()?;
+    let k = measure(
+        || async {
+            let mut h = client::connect(
+                Arc::new(client::Config::default()),
+                server.addr,
+                BenchClient,
+            )
+            .await?;
+            auth(&mut h, "bench", &key).await?;
+            open_exec(h, "attach bench").await
+        },
+        keys,
+        &payload,
+        bytes,
+        || descendants_cpu(kiln_pid),
+    )
+    .await
+    .context("measuring Kiln's direct attach")?;
+    results.push(("Kiln direct attach", k));
+
+    let p = measure(
+        || async {
+            let mut h = client::connect(
+                Arc::new(client::Config::default()),
+                server.addr,
+                BenchClient,
+            )
+            .await?;
+            auth(&mut h, "bench", &key).await?;
+            let (mut read, write) = open_shell(&h).await?;
+            // Open the pane and wait for its frame.
+            settle(&mut read, Duration::from_millis(500)).await;
+            write.data_bytes(b"a".to_vec()).await?;
+            let mut seen = Vec::new();
+            wait_for(&mut read, &mut seen, b"detach", Duration::from_secs(10)).await?;
+            Ok((read, write, h))
+        },
+        keys,
+        &payload,
+        bytes,
+        || descendants_cpu(kiln_pid),
+    )
+    .await
+    .context("measuring Kiln's dashboard pane")?;
+    results.push(("Kiln dashboard pane", p));
+
+    println!(
+        "attach: {keys} keystrokes and `cat` of {megabytes} MiB in a {COLS}x{ROWS} tmux session running sh (clients on this machine)"
+    );
+    println!(
+        "  {:<28} {:>9} {:>9} {:>11} {:>12}",
+        "path", "echo p50", "echo p99", "MiB/s", "CPU ms/MiB"
+    );
+    for (name, n) in &results {
+        println!(
+            "  {:<28} {:>7.2}ms {:>7.2}ms {:>11.1} {:>12.1}",
+            name,
+            ms(n.p50),
+            ms(n.p99),
+            n.bytes_per_sec / (1 << 20) as f64,
+            n.cpu_ms_per_mb
+        );
+    }
+    let anchor_n = &results[0].1;
+    for (name, n) in &results[1..] {
+        println!(
+            "  {name} / anchor: echo p50 {:.2}x, p99 {:.2}x (target <= 1.2x); throughput {:.2}x (target >= 1.0x); CPU/MiB {:.2}x",
+            ms(n.p50) / ms(anchor_n.p50).max(1e-9),
+            ms(n.p99) / ms(anchor_n.p99).max(1e-9),
+            n.bytes_per_sec / anchor_n.bytes_per_sec.max(1e-9),
+            n.cpu_ms_per_mb / anchor_n.cpu_ms_per_mb.max(1e-9),
+        );
+    }
+    drop(anchor);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&work);
+    store.pool().close().await;
+    Ok(())
+}
+
+type Conn = (
+    ChannelReadHalf,
+    ChannelWriteHalf<client::Msg>,
+    client::Handle<BenchClient>,
+);
+
+async fn auth(
+    h: &mut client::Handle<BenchClient>,
+    user: &str,
+    key: &Arc<PrivateKey>,
+) -> anyhow::Result<()> {
+    let r = h
+        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key.clone(), None))
+        .await?;
+    if !r.success() {
+        bail!("key authentication as {user} failed");
+    }
+    Ok(())
+}
+
+/// Runs `command` with a PTY; the handle travels with the channel so the
+/// connection lives as long as the measurement.
+async fn open_exec(h: client::Handle<BenchClient>, command: &str) -> anyhow::Result<Conn> {
+    let ch = h.channel_open_session().await?;
+    ch.request_pty(true, "xterm-256color", COLS, ROWS, 0, 0, &[])
+        .await?;
+    ch.exec(true, command).await?;
+    let (read, write) = ch.split();
+    Ok((read, write, h))
+}
+
+async fn open_shell(
+    h: &client::Handle<BenchClient>,
+) -> anyhow::Result<(ChannelReadHalf, ChannelWriteHalf<client::Msg>)> {
+    let ch = h.channel_open_session().await?;
+    ch.request_pty(true, "xterm-256color", COLS, ROWS, 0, 0, &[])
+        .await?;
+    ch.request_shell(true).await?;
+    Ok(ch.split())
+}
+
+/// Reads and discards output until the stream is quiet for `quiet`.
+async fn settle(read: &mut ChannelReadHalf, quiet: Duration) {
+    while let Ok(Some(_)) = tokio::time::timeout(quiet, read.wait()).await {}
+}
+
+/// Reads until `needle` has been seen (in a rolling window).
+async fn wait_for(
+    read: &mut ChannelReadHalf,
+    seen: &mut Vec<u8>,
+    needle: &[u8],
+    limit: Duration,
+) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + limit;
+    let mut total = 0u64;
+    loop {
+        if seen.windows(needle.len()).any(|w| w == needle) {
+            return Ok(total);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, read.wait()).await {
+            Ok(Some(ChannelMsg::Data { data })) => {
+                total += data.len() as u64;
+                seen.extend_from_slice(&data);
+                if seen.len() > 64 * 1024 {
+                    seen.drain(..seen.len() - 1024);
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => bail!("the channel closed"),
+            Err(_) => bail!(
+                "timed out waiting for {:?}",
+                String::from_utf8_lossy(needle)
+            ),
+        }
+    }
+}
+
+async fn measure<C, Fut, Cpu>(
+    connect: C,
+    keys: usize,
+    payload: &Path,
+    bytes: f64,
+    cpu_ticks: Cpu,
+) -> anyhow::Result<Numbers>
+where
+    C: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Conn>>,
+    Cpu: Fn() -> u64,
+{
+    let (mut read, write, _handle) = connect().await?;
+    settle(&mut read, Duration::from_millis(800)).await;
+    // Keystroke echo: one byte, wait for the first answer. Alternate a
+    // letter and a backspace so the line never grows.
+    let mut samples = Vec::with_capacity(keys);
+    for i in 0..keys {
+        let byte = if i % 2 == 0 { b'x' } else { 0x7f };
+        let t = Instant::now();
+        write.data_bytes(vec![byte]).await?;
+        match tokio::time::timeout(Duration::from_secs(5), read.wait()).await {
+            Ok(Some(ChannelMsg::Data { .. })) => samples.push(t.elapsed()),
+            Ok(Some(_)) => samples.push(t.elapsed()),
+            Ok(None) => bail!("the channel closed during the echo test"),
+            Err(_) => bail!("no echo within 5 s"),
+        }
+        // Let the rest of this keystroke's redraw arrive before the next one.
+        settle(&mut read, Duration::from_millis(3)).await;
+    }
+    samples.sort();
+    settle(&mut read, Duration::from_millis(300)).await;
+
+    // Throughput: the whole payload through the session, until a marker
+    // that only the command's output (not its echo) contains.
+    let cpu_before = cpu_ticks();
+    let t = Instant::now();
+    let cmd = format!("cat {}; echo BENCH-$((40+2))-DONE\r", payload.display());
+    write.data_bytes(cmd.into_bytes()).await?;
+    let mut seen = Vec::new();
+    wait_for(
+        &mut read,
+        &mut seen,
+        b"BENCH-42-DONE",
+        Duration::from_secs(600),
+    )
+    .await?;
+    let elapsed = t.elapsed().as_secs_f64();
+    let cpu_secs = (cpu_ticks() - cpu_before) as f64 / ticks_per_second();
+    // Detach politely (Ctrl-] for Kiln, tmux's C-b d for the anchor).
+    let _ = write.data_bytes(vec![0x1d, b'd']).await;
+    let _ = write.data_bytes(vec![0x02, b'd']).await;
+    Ok(Numbers {
+        p50: quantile(&samples, 0.5),
+        p99: quantile(&samples, 0.99),
+        bytes_per_sec: bytes / elapsed,
+        cpu_ms_per_mb: cpu_secs * 1000.0 / (bytes / (1 << 20) as f64),
+    })
+}
+
+/// CPU ticks of `root` and every process below it.
+fn descendants_cpu(root: u32) -> u64 {
+    let mut parent: HashMap<u32, u32> = HashMap::new();
+    let mut ticks: HashMap<u32, u64> = HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ppid = f.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let t = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+                + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            parent.insert(pid, ppid);
+            ticks.insert(pid, t);
+        }
+    }
+    let is_below = |mut p: u32| {
+        while p > 1 {
+            if p == root {
+                return true;
+            }
+            p = *parent.get(&p).unwrap_or(&0);
+        }
+        false
+    };
+    ticks
+        .iter()
+        .filter(|(p, _)| is_below(**p))
+        .map(|(_, t)| t)
+        .sum()
+}
+
+/// sshd on a loopback port plus a tmux session equivalent to Kiln's.
+struct Anchor {
+    sshd: tokio::process::Child,
+    addr: std::net::SocketAddr,
+    socket: PathBuf,
+}
+
+impl Anchor {
+    async fn start(work: &Path, tmux_conf: &Path, public_key: &str) -> anyhow::Result<Anchor> {
+        let socket = work.join("anchor.sock");
+        let ok = std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .arg("-f")
+            .arg(tmux_conf)
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "bench",
+                "-x",
+                "100",
+                "-y",
+                "30",
+                "sh",
+            ])
+            .status()?
+            .success();
+        if !ok {
+            bail!("cannot start the anchor's tmux session");
+        }
+        let host_key = work.join("host_ed25519");
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-N", "", "-t", "ed25519", "-f"])
+            .arg(&host_key)
+            .status()
+            .context("ssh-keygen")?;
+        std::fs::write(work.join("authorized_keys"), format!("{public_key}\n"))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let config = work.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
+                 PermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 UsePAM no\nStrictModes no\nPidFile {}\n",
+                host_key.display(),
+                work.join("authorized_keys").display(),
+                work.join("sshd.pid").display()
+            ),
+        )?;
+        std::fs::create_dir_all("/run/sshd")?;
+        let sshd = tokio::process::Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting sshd")?;
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let t = Instant::now();
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            if t.elapsed() > Duration::from_secs(10) {
+                bail!("sshd did not start listening on {addr}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Anchor { sshd, addr, socket })
+    }
+}
+
+impl Drop for Anchor {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .status();
+    }
+}
