@@ -312,13 +312,21 @@ where
     // that only the command's output (not its echo) contains.
     let cpu_before = cpu_ticks();
     let t = Instant::now();
-    let cmd = format!("cat {}; echo BENCH-$((40+2))-DONE\r", payload.display());
+    // A fresh marker per run: the session (and its screen) is shared by the
+    // runs, and a reattach shows the previous run's last screen.
+    let tag = {
+        let mut b = [0u8; 4];
+        getrandom::fill(&mut b).expect("random");
+        u32::from_le_bytes(b) % 1_000_000
+    };
+    let cmd = format!("cat {}; echo BENCH-$(({tag}+1))-DONE\r", payload.display());
     write.data_bytes(cmd.into_bytes()).await?;
     let mut seen = Vec::new();
+    let marker = format!("BENCH-{}-DONE", tag + 1);
     wait_for(
         &mut read,
         &mut seen,
-        b"BENCH-42-DONE",
+        marker.as_bytes(),
         Duration::from_secs(600),
     )
     .await?;
