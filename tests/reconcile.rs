@@ -346,24 +346,33 @@ async fn stop_pressed_while_a_start_is_in_flight_ends_stopped() {
         .create_project(alice, "race", "", "alice")
         .await
         .unwrap();
-    let (sandbox, _) = resource_names(&store, alice, "race").await;
+    let (sandbox, database) = resource_names(&store, alice, "race").await;
+    // Both resources' starts hang, so the stop lands while both are in flight.
     fake.hang(&sandbox);
+    fake.hang(&database);
     let r = Arc::new(reconciler(&store, &fake, "r1", config()));
     let r2 = r.clone();
     let pass = tokio::spawn(async move { r2.drain().await.unwrap() });
-    eventually("ensure in flight", Duration::from_secs(10), || async {
-        (fake.calls(Kind::Sandbox, Op::Ensure, &sandbox) == 1).then_some(())
-    })
+    eventually(
+        "both ensures in flight",
+        Duration::from_secs(10),
+        || async {
+            (fake.calls(Kind::Sandbox, Op::Ensure, &sandbox) == 1
+                && fake.calls(Kind::Database, Op::Ensure, &database) == 1)
+                .then_some(())
+        },
+    )
     .await;
     store
         .record_intent(alice, "race", Intent::Stop, "alice")
         .await
         .unwrap();
     fake.release(&sandbox);
+    fake.release(&database);
     let (stats, _) = pass.await.unwrap();
     assert_eq!(
-        stats.superseded, 1,
-        "the start's write gave way to the stop"
+        stats.superseded, 2,
+        "both starts' writes gave way to the stop"
     );
     settle(&r).await;
     assert_eq!(status(&store, alice, "race").await, ProjectStatus::Stopped);

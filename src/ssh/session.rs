@@ -47,6 +47,11 @@ const SCREEN_OFF: &[u8] = b"\x1b[?2004l\x1b[0m\x1b[?25h\x1b[?1049l";
 const FRAME_BEGIN: &[u8] = b"\x1b[?2026h";
 const FRAME_END: &[u8] = b"\x1b[?2026l";
 const TICK: Duration = Duration::from_millis(100);
+/// The shortest time between two frames (about 120 per second) while
+/// output streams in on its own.
+const FRAME_GAP: Duration = Duration::from_millis(8);
+/// How long after a keystroke output is drawn without waiting for the frame gap.
+const ECHO_WINDOW: Duration = Duration::from_millis(50);
 /// tmux's prefix (C-b, Kiln's tmux config keeps the default) and `[`: copy mode.
 const TMUX_COPY_MODE: &[u8] = b"\x02[";
 
@@ -127,6 +132,8 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
     let mut decoder = InputDecoder::new();
     let mut quit = false;
     let mut dirty = true;
+    let mut last_draw = std::time::Instant::now() - FRAME_GAP;
+    let mut last_input = std::time::Instant::now() - ECHO_WINDOW;
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
@@ -179,16 +186,22 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
         if quit {
             break;
         }
-        if dirty {
+        // At most one frame per FRAME_GAP: a flood of output becomes a
+        // steady frame rate, while a keystroke after a pause draws at once.
+        // Right after a keystroke, draw at once: that is the echo a person waits for.
+        let typing = last_input.elapsed() < ECHO_WINDOW;
+        if dirty && (typing || last_draw.elapsed() >= FRAME_GAP) {
             app.set_now(chrono::Utc::now());
             terminal.backend_mut().write_all_frame(FRAME_BEGIN)?;
             terminal.draw(|f| app.view(f))?;
             terminal.backend_mut().write_raw(FRAME_END)?;
             dirty = false;
+            last_draw = std::time::Instant::now();
         }
 
         let mut refresh = false;
         tokio::select! {
+            _ = tokio::time::sleep(FRAME_GAP.saturating_sub(last_draw.elapsed())), if dirty => {}
             got = input.recv() => {
                 let Some(first) = got else { break };
                 // Take everything already queued: one frame for a burst.
@@ -201,6 +214,7 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                         SessionInput::Bytes(bytes) if app.pane_open() => {
                             let (to_session, commands) = split_prefix(&bytes, &mut prefix_armed);
                             if let Some(a) = &pane && !to_session.is_empty() {
+                                last_input = std::time::Instant::now();
                                 let _ = a.input.send(to_session).await;
                                 if let Some(t) = &mut activity {
                                     t.touch();
