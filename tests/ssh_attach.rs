@@ -448,6 +448,13 @@ async fn the_pane_creates_and_switches_named_sessions() {
     assert!(!screen.text().contains("in-s1-multi"), "{}", screen.text());
     screen.send(&[0x1d, b'd']).await;
     screen.wait_for("detached from multi").await;
+    // The detail screen lists the sandbox's sessions.
+    screen.send(b"\r").await;
+    screen
+        .wait_until("the session list", |t| {
+            t.contains("sessions  default") && t.contains("│ s1")
+        })
+        .await;
     assert!(tmux_has(&server, &default));
     assert!(tmux_has(&server, &format!("{default}--s1")));
 }

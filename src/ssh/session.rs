@@ -463,7 +463,21 @@ impl Ctx<'_> {
                 .store
                 .database_url(self.user.id, view.project.id)
                 .await?;
+            let running = view.resources.iter().any(|r| {
+                r.kind == crate::store::resources::ResourceKind::Sandbox
+                    && r.status == crate::model::ResourceStatus::Running
+            });
+            // Best effort: a detail screen without its session list is still useful.
+            let sessions = match (self.attach, running) {
+                (Some(a), true) => {
+                    super::attach::project_sessions(self.store, self.user, a.as_ref(), project)
+                        .await
+                        .unwrap_or_default()
+                }
+                _ => Vec::new(),
+            };
             Ok::<_, crate::store::StoreError>(ProjectDetail {
+                sessions,
                 view,
                 env,
                 events,

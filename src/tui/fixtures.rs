@@ -131,6 +131,7 @@ pub fn detail(view: ProjectView) -> ProjectDetail {
         })
         .collect();
     ProjectDetail {
+        sessions: Vec::new(),
         view,
         env: vec![
             var("API_KEY", "sk-live-123", true),

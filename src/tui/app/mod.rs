@@ -31,6 +31,8 @@ pub struct ProjectDetail {
     pub events: Vec<Event>,
     /// Connection string with the password; shown masked until the user asks.
     pub database_url: Option<String>,
+    /// The sandbox's terminal sessions (empty when it is not running).
+    pub sessions: Vec<crate::driver::SessionInfo>,
 }
 
 pub enum Msg {

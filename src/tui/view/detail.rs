@@ -72,6 +72,47 @@ fn heading(theme: Theme, text: &str) -> Line<'static> {
     Line::styled(text.to_string(), theme.title())
 }
 
+/// `default · 1 viewer · active 5s ago │ s1 · active 3m ago`
+fn session_line(app: &App, d: &ProjectDetail, w: usize) -> Option<String> {
+    if d.sessions.is_empty() {
+        return None;
+    }
+    let now = app.now.timestamp();
+    let parts: Vec<String> = d
+        .sessions
+        .iter()
+        .map(|s| {
+            let name = s.name.clone().unwrap_or_else(|| "default".into());
+            let mut part = text::fit(&name, 20);
+            if s.viewers > 0 {
+                part.push_str(&format!(
+                    " · {} viewer{}",
+                    s.viewers,
+                    if s.viewers == 1 { "" } else { "s" }
+                ));
+            }
+            if let Some(t) = s.last_activity {
+                part.push_str(&format!(" · active {} ago", short_age(now - t)));
+            }
+            part
+        })
+        .collect();
+    Some(text::fit(
+        &format!("  sessions  {}  (a attaches)", parts.join(" │ ")),
+        w,
+    ))
+}
+
+fn short_age(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
 fn resource_lines(app: &App, theme: Theme, d: &ProjectDetail, w: usize) -> Vec<Line<'static>> {
     let wide = w >= 120;
     let mut lines = vec![heading(theme, " Resources")];
@@ -104,6 +145,9 @@ fn resource_lines(app: &App, theme: Theme, d: &ProjectDetail, w: usize) -> Vec<L
     }
     if d.view.resources.is_empty() {
         lines.push(Line::styled("  (none left)", theme.dim()));
+    }
+    if let Some(line) = session_line(app, d, w) {
+        lines.push(Line::raw(line));
     }
     lines
 }

@@ -311,3 +311,30 @@ fn settings_never_draw_secret_values_or_passwords() {
         assert!(!render(&a, w, h).contains("hunter2"));
     }
 }
+
+#[test]
+fn detail_lists_the_sandboxs_sessions() {
+    let mut a = app();
+    a.update(Msg::Resize(120, 40));
+    press(&mut a, &[Key::Enter]);
+    let view = a.visible()[0].clone();
+    let mut d = detail(view);
+    d.sessions = vec![
+        crate::driver::SessionInfo {
+            name: None,
+            last_activity: Some(fixtures::now().timestamp() - 5),
+            viewers: 1,
+        },
+        crate::driver::SessionInfo {
+            name: Some("s1".into()),
+            last_activity: Some(fixtures::now().timestamp() - 180),
+            viewers: 0,
+        },
+    ];
+    a.update(Msg::Detail(Box::new(d)));
+    let screen = render(&a, 120, 40);
+    assert!(
+        screen.contains("sessions  default · 1 viewer · active 5s ago │ s1 · active 3m ago"),
+        "{screen}"
+    );
+}
