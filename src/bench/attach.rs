@@ -94,13 +94,7 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     let sshd_pid = anchor.sshd.id().context("sshd exited")?;
     let a = measure(
         || async {
-            let mut h = client::connect(
-                Arc::new(client::Config::default()),
-                anchor.addr,
-                BenchClient,
-            )
-            .await?;
-            auth(&mut h, "root", &key).await?;
+            let h = connect_as(anchor.addr, "root", &key).await?;
             open_exec(
                 h,
                 &format!("tmux -S {} attach -t =bench", anchor.socket.display()),
@@ -119,13 +113,7 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     let kiln_pid = server.pid()?;
     let k = measure(
         || async {
-            let mut h = client::connect(
-                Arc::new(client::Config::default()),
-                server.addr,
-                BenchClient,
-            )
-            .await?;
-            auth(&mut h, "bench", &key).await?;
+            let h = connect_as(server.addr, "bench", &key).await?;
             open_exec(h, "attach bench").await
         },
         keys,
@@ -139,13 +127,7 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
 
     let p = measure(
         || async {
-            let mut h = client::connect(
-                Arc::new(client::Config::default()),
-                server.addr,
-                BenchClient,
-            )
-            .await?;
-            auth(&mut h, "bench", &key).await?;
+            let h = connect_as(server.addr, "bench", &key).await?;
             let (mut read, write) = open_shell(&h).await?;
             // Open the pane and wait for its frame.
             settle(&mut read, Duration::from_millis(500)).await;
@@ -202,6 +184,17 @@ type Conn = (
     ChannelWriteHalf<client::Msg>,
     client::Handle<BenchClient>,
 );
+
+/// A connection to `addr`, logged in as `user` with `key`.
+async fn connect_as(
+    addr: std::net::SocketAddr,
+    user: &str,
+    key: &Arc<PrivateKey>,
+) -> anyhow::Result<client::Handle<BenchClient>> {
+    let mut h = client::connect(Arc::new(client::Config::default()), addr, BenchClient).await?;
+    auth(&mut h, user, key).await?;
+    Ok(h)
+}
 
 async fn auth(
     h: &mut client::Handle<BenchClient>,

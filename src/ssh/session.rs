@@ -463,16 +463,19 @@ impl Ctx<'_> {
                 .store
                 .database_url(self.user.id, view.project.id)
                 .await?;
-            let running = view.resources.iter().any(|r| {
+            let running_sandbox = view.resources.iter().find(|r| {
                 r.kind == crate::store::resources::ResourceKind::Sandbox
                     && r.status == crate::model::ResourceStatus::Running
             });
             // Best effort: a detail screen without its session list is still useful.
-            let sessions = match (self.attach, running) {
-                (Some(a), true) => {
-                    super::attach::project_sessions(self.store, self.user, a.as_ref(), project)
-                        .await
-                        .unwrap_or_default()
+            let sessions = match (self.attach, running_sandbox) {
+                (Some(a), Some(sb)) => {
+                    let r = crate::driver::ResourceRef {
+                        resource_name: sb.resource_name.clone(),
+                        namespace: String::new(),
+                        project_slug: view.project.slug.clone(),
+                    };
+                    a.sessions(&r).await.unwrap_or_default()
                 }
                 _ => Vec::new(),
             };

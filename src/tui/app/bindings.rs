@@ -169,39 +169,18 @@ fn create(app: &App) -> Vec<Binding> {
         Some(Overlay::Create(f)) => f.valid(),
         _ => Ok(()),
     };
-    vec![
-        Binding::new(Key::Enter, "create", Action::Submit).when(valid),
-        Binding::new(Key::Tab, "next field", Action::NextField),
-        Binding::new(Key::BackTab, "previous field", Action::PrevField).help_only(),
-        Binding::new(Key::Backspace, "erase", Action::Erase).help_only(),
-        Binding::new(Key::Esc, "cancel", Action::Cancel),
-        Binding::new(Key::F(1), "help", Action::Help).help_only(),
-        Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only(),
-    ]
+    form("create", valid, FormKind::MultiField)
 }
 
 fn env_form(app: &App) -> Vec<Binding> {
     let Some(Overlay::EnvForm(f)) = &app.overlay else {
         return vec![];
     };
-    let mut v = vec![
-        Binding::new(Key::Enter, "save", Action::Submit).when(f.valid()),
-        Binding::new(Key::Tab, "next field", Action::NextField),
-        Binding::new(Key::BackTab, "previous field", Action::PrevField).help_only(),
-        Binding::new(Key::Ctrl('s'), "toggle secret", Action::ToggleSecret),
-    ];
-    if f.focus == EnvField::Secret {
-        v.push(Binding::new(
-            Key::Char(' '),
-            "toggle secret",
-            Action::ToggleSecret,
-        ));
-    }
-    v.push(Binding::new(Key::Backspace, "erase", Action::Erase).help_only());
-    v.push(Binding::new(Key::Esc, "cancel", Action::Cancel));
-    v.push(Binding::new(Key::F(1), "help", Action::Help).help_only());
-    v.push(Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only());
-    v
+    form(
+        "save",
+        f.valid(),
+        FormKind::WithSecret(f.focus == EnvField::Secret),
+    )
 }
 
 fn confirm(yes: &'static str) -> Vec<Binding> {
@@ -264,13 +243,7 @@ fn key_form(app: &App) -> Vec<Binding> {
         (Some(Overlay::KeyForm(f)), None) => f.check(&[]).map(|_| ()),
         _ => Ok(()),
     };
-    vec![
-        Binding::new(Key::Enter, "add key", Action::Submit).when(valid),
-        Binding::new(Key::Backspace, "erase", Action::Erase).help_only(),
-        Binding::new(Key::Esc, "cancel", Action::Cancel),
-        Binding::new(Key::F(1), "help", Action::Help).help_only(),
-        Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only(),
-    ]
+    form("add key", valid, FormKind::SingleField)
 }
 
 fn password_form(app: &App) -> Vec<Binding> {
@@ -278,33 +251,49 @@ fn password_form(app: &App) -> Vec<Binding> {
         Some(Overlay::PasswordForm(f)) => f.valid(),
         _ => Ok(()),
     };
-    vec![
-        Binding::new(Key::Enter, "save password", Action::Submit).when(valid),
-        Binding::new(Key::Tab, "next field", Action::NextField),
-        Binding::new(Key::BackTab, "previous field", Action::PrevField).help_only(),
-        Binding::new(Key::Backspace, "erase", Action::Erase).help_only(),
-        Binding::new(Key::Esc, "cancel", Action::Cancel),
-        Binding::new(Key::F(1), "help", Action::Help).help_only(),
-        Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only(),
-    ]
+    form("save password", valid, FormKind::MultiField)
 }
 
 fn config_form(app: &App) -> Vec<Binding> {
     let Some(Overlay::ConfigForm(f)) = &app.overlay else {
         return vec![];
     };
-    let mut v = vec![
-        Binding::new(Key::Enter, "save", Action::Submit).when(f.valid()),
-        Binding::new(Key::Tab, "next field", Action::NextField),
-        Binding::new(Key::BackTab, "previous field", Action::PrevField).help_only(),
-        Binding::new(Key::Ctrl('s'), "toggle secret", Action::ToggleSecret),
-    ];
-    if f.focus == EnvField::Secret {
+    form(
+        "save",
+        f.valid(),
+        FormKind::WithSecret(f.focus == EnvField::Secret),
+    )
+}
+
+/// The shapes of form the bindings below serve.
+enum FormKind {
+    SingleField,
+    MultiField,
+    /// Several fields and a secret checkbox; `true` while it has focus.
+    WithSecret(bool),
+}
+
+/// Every form's keys, in one order: submit, field movement, the secret
+/// toggle where there is one, then erase, cancel, help and quit.
+fn form(submit: &'static str, valid: Result<(), String>, kind: FormKind) -> Vec<Binding> {
+    let mut v = vec![Binding::new(Key::Enter, submit, Action::Submit).when(valid)];
+    if !matches!(kind, FormKind::SingleField) {
+        v.push(Binding::new(Key::Tab, "next field", Action::NextField));
+        v.push(Binding::new(Key::BackTab, "previous field", Action::PrevField).help_only());
+    }
+    if let FormKind::WithSecret(on_checkbox) = kind {
         v.push(Binding::new(
-            Key::Char(' '),
+            Key::Ctrl('s'),
             "toggle secret",
             Action::ToggleSecret,
         ));
+        if on_checkbox {
+            v.push(Binding::new(
+                Key::Char(' '),
+                "toggle secret",
+                Action::ToggleSecret,
+            ));
+        }
     }
     v.push(Binding::new(Key::Backspace, "erase", Action::Erase).help_only());
     v.push(Binding::new(Key::Esc, "cancel", Action::Cancel));
