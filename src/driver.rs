@@ -21,6 +21,11 @@ pub enum Observed {
     Stopping,
     /// Exists, not serving, data kept.
     Stopped,
+    /// Exists and should be coming up, but is held back for the stated
+    /// reason (an image that will not pull, a crash loop, no node to run
+    /// on). The back end keeps trying on its own, so this is not an error
+    /// yet; the reason is shown to the user.
+    Blocked(String),
     /// Exists but cannot make progress without help (the reason says why).
     Failed(String),
 }
@@ -68,6 +73,10 @@ pub struct SandboxSpec {
     /// Environment of the sandbox: the project's variables plus the ones the
     /// platform injects (`DATABASE_URL`, `PROJECT_NAME`). Sorted by key.
     pub env: Vec<(String, String)>,
+    /// The keys of `env` whose values are secrets (secret project variables,
+    /// the user's API keys, `DATABASE_URL`). A back end that can keep them
+    /// apart (a Kubernetes Secret) does; none ever logs them.
+    pub secret_keys: std::collections::BTreeSet<String>,
 }
 
 /// Everything needed to bring a database to its running state.

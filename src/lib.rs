@@ -7,6 +7,7 @@ pub mod config;
 pub mod driver;
 pub mod embedded_pg;
 pub mod fake_driver;
+pub mod k8s;
 pub mod local;
 pub mod model;
 pub mod reconcile;

@@ -400,7 +400,8 @@ impl Reconciler {
     ) -> Result<(i64, SandboxSpec), ActError> {
         let inputs = self.store.sandbox_inputs(row.project_id).await?;
         stats.queries += 1;
-        let (version, mut env) = (inputs.env_version, inputs.env);
+        let (version, mut env, mut secret_keys) =
+            (inputs.env_version, inputs.env, inputs.secret_keys);
         if let Some((name, namespace, sealed)) = inputs.database {
             let password = self
                 .store
@@ -417,6 +418,7 @@ impl Reconciler {
             stats.driver_calls += 1;
             if let Some(c) = self.databases.credentials(&spec).await? {
                 env.push(("DATABASE_URL".into(), c.url()));
+                secret_keys.insert("DATABASE_URL".into());
             }
         }
         env.push(("PROJECT_NAME".into(), row.project_name.clone()));
@@ -426,6 +428,7 @@ impl Reconciler {
             SandboxSpec {
                 resource: r.clone(),
                 env,
+                secret_keys,
             },
         ))
     }

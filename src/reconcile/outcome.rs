@@ -33,6 +33,7 @@ pub fn outcome(
             let settled = status == ResourceStatus::settled_at(row.desired);
             let (last_error, message) = match observed {
                 Observed::Failed(reason) => (Some(reason.clone()), reason.clone()),
+                Observed::Blocked(reason) => (Some(reason.clone()), format!("waiting: {reason}")),
                 _ => (None, format!("{} observed", describe(observed))),
             };
             Outcome {
@@ -89,6 +90,7 @@ fn describe(o: &Observed) -> &'static str {
         Observed::Stopping => "stopping",
         Observed::Stopped => "stopped",
         Observed::Failed(_) => "failed",
+        Observed::Blocked(_) => "blocked",
     }
 }
 
@@ -167,6 +169,23 @@ mod tests {
         assert_eq!(o.status, ResourceStatus::Error);
         assert_eq!(o.last_error.as_deref(), Some("forbidden"));
         assert_eq!(o.next_attempt_in, None);
+    }
+
+    #[test]
+    fn a_blocked_resource_keeps_moving_and_says_why() {
+        let o = outcome(
+            row(Desired::Running, ResourceStatus::Starting),
+            2,
+            &Ok(Observed::Blocked("ImagePullBackOff: no such image".into())),
+            &S,
+            0.0,
+        );
+        assert_eq!(o.status, ResourceStatus::Starting);
+        assert_eq!(
+            o.last_error.as_deref(),
+            Some("ImagePullBackOff: no such image")
+        );
+        assert_eq!(o.next_attempt_in, Some(S.poll_interval));
     }
 
     #[test]

@@ -41,12 +41,12 @@ pub fn plan(row: PlanInput, observed: &Observed) -> Action {
     }
     match (row.desired, observed) {
         (Desired::Running, O::Absent | O::Stopped | O::Stopping) => Action::Ensure,
-        (Desired::Running, O::Starting) => Action::Wait,
+        (Desired::Running, O::Starting | O::Blocked(_)) => Action::Wait,
         (Desired::Running, O::Running) if row.env_drift => Action::SyncEnv,
         (Desired::Running, O::Running) => Action::Settle,
         (Desired::Running, O::Failed(reason)) => Action::Fail(reason.clone()),
         // Stopping a failed resource is the user's way out of the failure.
-        (Desired::Stopped, O::Running | O::Starting | O::Failed(_)) => Action::Stop,
+        (Desired::Stopped, O::Running | O::Starting | O::Blocked(_) | O::Failed(_)) => Action::Stop,
         (Desired::Stopped, O::Stopping) => Action::Wait,
         (Desired::Stopped, O::Stopped | O::Absent) => Action::Settle,
         (Desired::Terminated, O::Absent) => Action::Forget,
@@ -106,6 +106,16 @@ mod tests {
                 input(D::Running, R::Starting, false),
                 failed.clone(),
                 A::Fail("ImagePullBackOff".into()),
+            ),
+            (
+                input(D::Running, R::Starting, false),
+                O::Blocked("ImagePullBackOff".into()),
+                A::Wait,
+            ),
+            (
+                input(D::Stopped, R::Stopping, false),
+                O::Blocked("Unschedulable".into()),
+                A::Stop,
             ),
             (input(D::Stopped, R::Stopping, false), O::Running, A::Stop),
             (input(D::Stopped, R::Stopping, false), O::Starting, A::Stop),

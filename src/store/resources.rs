@@ -124,6 +124,8 @@ pub struct Outcome {
 pub struct SandboxInputs {
     pub env_version: i64,
     pub env: Vec<(String, String)>,
+    /// The keys of `env` marked secret.
+    pub secret_keys: std::collections::BTreeSet<String>,
     /// The project's database: resource name, namespace, sealed password.
     pub database: Option<(String, String, Vec<u8>)>,
 }
@@ -443,8 +445,10 @@ impl Store {
         let sealed: Vec<Vec<u8>> = row.try_get("sealed")?;
         let secret: Vec<bool> = row.try_get("secret")?;
         let mut env = Vec::with_capacity(keys.len());
+        let mut secret_keys = std::collections::BTreeSet::new();
         for (i, key) in keys.into_iter().enumerate() {
             let value = if secret[i] {
+                secret_keys.insert(key.clone());
                 self.key
                     .decrypt_string(&sealed[i], &super::env::env_context(project_id, &key))?
             } else {
@@ -464,6 +468,7 @@ impl Store {
         Ok(SandboxInputs {
             env_version: row.try_get("env_version")?,
             env,
+            secret_keys,
             database,
         })
     }

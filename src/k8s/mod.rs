@@ -1,0 +1,12 @@
+//! The Kubernetes back end (DESIGN §6): sandboxes as StatefulSets, databases
+//! as KubeBlocks clusters, attach by pod exec.
+//!
+//! Pure parts (what objects a resource wants, what a cluster object's state
+//! means) live apart from the parts that talk to an API server, so the first
+//! are tested as tables and snapshots and the second against an emulator.
+
+pub mod database_objects;
+pub mod kubeconfig;
+pub mod objects;
+pub mod settings;
+pub mod status;
