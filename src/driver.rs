@@ -64,6 +64,9 @@ pub struct ResourceRef {
     pub namespace: String,
     /// The project's slug, for labels and directory names.
     pub project_slug: String,
+    /// The user who owns the project: which back end serves it follows
+    /// from who they are (their kubeconfig, the server's cluster, or local).
+    pub owner: uuid::Uuid,
 }
 
 /// Everything needed to bring a sandbox to its running state.

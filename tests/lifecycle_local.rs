@@ -109,6 +109,7 @@ async fn stored_url(store: &Store, databases: &LocalDatabases, db_name: &str) ->
             resource_name: db_name.into(),
             namespace: String::new(),
             project_slug: String::new(),
+            owner: uuid::Uuid::nil(),
         },
         password,
     };
@@ -176,6 +177,7 @@ async fn create_stop_start_delete_on_the_local_driver() {
         resource_name: sandbox.clone(),
         namespace: String::new(),
         project_slug: String::new(),
+        owner: uuid::Uuid::nil(),
     });
     assert!(dir.is_dir());
 

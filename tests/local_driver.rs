@@ -28,6 +28,7 @@ fn rref(name: &str) -> ResourceRef {
         resource_name: name.to_owned(),
         namespace: String::new(),
         project_slug: "t".into(),
+        owner: uuid::Uuid::nil(),
     }
 }
 

@@ -412,6 +412,7 @@ impl Reconciler {
                     resource_name: name,
                     namespace,
                     project_slug: row.project_slug.clone(),
+                    owner: row.user_id,
                 },
                 password,
             };
@@ -484,6 +485,7 @@ fn resource_ref(row: &Leased) -> ResourceRef {
         resource_name: row.resource_name.clone(),
         namespace: row.namespace.clone(),
         project_slug: row.project_slug.clone(),
+        owner: row.user_id,
     }
 }
 

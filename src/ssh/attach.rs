@@ -120,6 +120,7 @@ pub async fn attach_project(
         // The local driver ignores namespaces; Kubernetes rows will carry theirs.
         namespace: String::new(),
         project_slug: view.project.slug.clone(),
+        owner: user.id,
     };
     let attachment = attach
         .attach(&r, session, cols, rows, read_only)
@@ -148,6 +149,7 @@ pub async fn project_sessions(
         resource_name: sandbox.resource_name.clone(),
         namespace: String::new(),
         project_slug: view.project.slug.clone(),
+        owner: user.id,
     };
     attach
         .sessions(&r)

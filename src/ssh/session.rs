@@ -474,6 +474,7 @@ impl Ctx<'_> {
                         resource_name: sb.resource_name.clone(),
                         namespace: String::new(),
                         project_slug: view.project.slug.clone(),
+                        owner: self.user.id,
                     };
                     a.sessions(&r).await.unwrap_or_default()
                 }
