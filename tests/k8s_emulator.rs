@@ -527,3 +527,67 @@ async fn access_reviews_are_allowed_unless_denied() {
     assert!(status.reason.unwrap().contains("ns1"));
     assert_eq!(emu.reviews().await.as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn strategic_patches_and_finalizers() {
+    let emu = Emulator::start().await;
+    let sts: Api<StatefulSet> = Api::namespaced(emu.client(), "ns1");
+    sts.create(
+        &PostParams::default(),
+        &statefulset("db", json!({ "a": "1" })),
+    )
+    .await
+    .unwrap();
+    // (JSON patch needs kube's `jsonpatch` feature, which Kiln does not enable.)
+    let patched = sts
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "replicas": 4 }, "metadata": { "finalizers": ["kiln.dev/cleanup"] } })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.unwrap().replicas, Some(4));
+    let patched = sts
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({ "metadata": { "labels": { "b": "2" } } })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.metadata.labels.unwrap().len(), 2);
+
+    // A finalizer holds the deletion until it is removed.
+    sts.delete("db", &DeleteParams::default()).await.unwrap();
+    let held = sts.get("db").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    sts.patch(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+    )
+    .await
+    .unwrap();
+    assert!(sts.get_opt("db").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn deleting_the_pod_ends_an_exec_session() {
+    let emu = Emulator::start().await;
+    let pods = pod(&emu, "ns1", "sandbox-0").await;
+    let mut proc = pods
+        .exec("sandbox-0", ["bash"], &AttachParams::interactive_tty())
+        .await
+        .unwrap();
+    let mut stdout = proc.stdout().unwrap();
+    let _stdin = proc.stdin().unwrap();
+    pods.delete("sandbox-0", &DeleteParams::default())
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(LIMIT, stdout.read_to_end(&mut rest))
+        .await
+        .expect("stdout ends when the pod is deleted")
+        .unwrap();
+}
