@@ -120,4 +120,5 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+pub mod k8s;
 pub mod ssh;
