@@ -34,6 +34,10 @@ pub struct Cli {
     /// Where the SSH console listens (overrides `ssh.listen`; default 0.0.0.0:2222).
     #[arg(long, global = true, env = "KILN_SSH_LISTEN")]
     pub ssh_listen: Option<String>,
+    /// The cluster for users without a kubeconfig of their own (overrides
+    /// `server_cluster`; default none = the local driver).
+    #[arg(long, global = true, env = "KILN_SERVER_CLUSTER", value_enum)]
+    pub server_cluster: Option<crate::config::ServerCluster>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -172,6 +176,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .ok()
             .filter(|s| !s.is_empty()),
         ssh_listen: cli.ssh_listen.clone(),
+        server_cluster: cli.server_cluster,
     };
     let config = Config::load(&cli.data_dir, cli.config.as_deref(), overrides)?;
     match cli.command {
@@ -237,10 +242,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = crate::ssh::server::bind(&config.ssh.listen).await?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
+    let server_cluster = server_cluster_client(config.server_cluster).await?;
+    let (drift_tx, drift_rx) = tokio::sync::mpsc::channel(1024);
+    let drift_marker = crate::backends::spawn_drift_marker(db.store.clone(), drift_rx);
+    let backends = Arc::new(
+        crate::backends::Backends::new(
+            crate::backends::LocalBackend {
+                sandboxes: Arc::new(sandboxes.clone()),
+                databases: Arc::new(databases),
+                attach: Some(Arc::new(sandboxes.clone())),
+            },
+            server_cluster,
+            Arc::new(config.kubernetes.clone()),
+            Arc::new(db.store.clone()),
+        )
+        .with_drift_watch(drift_tx),
+    );
     let reconciler = Reconciler::new(
         db.store.clone(),
-        Arc::new(sandboxes.clone()),
-        Arc::new(databases),
+        backends.clone(),
+        backends.clone(),
         config.reconcile.clone(),
         config.replica_id.clone(),
     );
@@ -250,11 +271,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         listener.local_addr()?,
         config.data_dir.display()
     );
-    let attach: Arc<dyn crate::driver::SessionAttach> = Arc::new(sandboxes.clone());
+    let drivers = crate::ssh::server::ConsoleDrivers {
+        attach: Some(backends.clone()),
+        logs: Some(backends.clone()),
+    };
     let ssh = crate::ssh::server::run(
         db.store.clone(),
         feed.clone(),
-        Some(attach),
+        drivers,
         config.ssh.clone(),
         host_key,
         listener,
@@ -275,10 +299,45 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             r
         }
     );
+    drift_marker.abort();
     drop(feed);
     db.close().await?;
     ssh_result?;
     reconcile_result.map(|_| ()).map_err(Into::into)
+}
+
+/// The server's own cluster client, when configured; a configured cluster
+/// that cannot be reached stops Kiln at start rather than failing every
+/// project later.
+async fn server_cluster_client(
+    mode: crate::config::ServerCluster,
+) -> anyhow::Result<Option<kube::Client>> {
+    use crate::config::ServerCluster;
+    let config = match mode {
+        ServerCluster::None => return Ok(None),
+        ServerCluster::InCluster => kube::Config::incluster()
+            .context("server_cluster = in-cluster, but this is not a pod with a service account")?,
+        ServerCluster::Kubeconfig => kube::Config::from_kubeconfig(
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .context(
+            "server_cluster = kubeconfig, but KUBECONFIG (or ~/.kube/config) cannot be used",
+        )?,
+    };
+    let client = kube::Client::try_from(config).context("building the cluster client")?;
+    let version = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        client.apiserver_version(),
+    )
+    .await
+    .context("the server's cluster did not answer within 15 s")?
+    .context("the server's cluster does not answer")?;
+    eprintln!(
+        "kiln: server cluster: Kubernetes {}.{}",
+        version.major, version.minor
+    );
+    Ok(Some(client))
 }
 
 /// Shown on every dashboard while sandboxes run on this host.

@@ -18,6 +18,8 @@ pub enum ConfigError {
     },
     #[error("the config file {path} is not valid: {message}")]
     Parse { path: String, message: String },
+    #[error("invalid setting {0}")]
+    Kubernetes(String),
     #[error("invalid setting {key} = {value}: {why}")]
     Invalid {
         key: &'static str,
@@ -39,6 +41,24 @@ pub struct FileConfig {
     pub local: LocalFile,
     #[serde(default)]
     pub ssh: SshFile,
+    /// Whether the server itself has a cluster for users without a kubeconfig.
+    pub server_cluster: Option<ServerCluster>,
+    /// How Kubernetes objects are built (image, sizes, domain, KubeBlocks).
+    #[serde(default)]
+    pub kubernetes: crate::k8s::settings::K8sSettings,
+}
+
+/// The cluster users without a kubeconfig of their own are served on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerCluster {
+    /// None: those users get the local driver.
+    #[default]
+    None,
+    /// The service account of the pod Kiln runs in.
+    InCluster,
+    /// `KUBECONFIG` (or ~/.kube/config) of the Kiln process.
+    Kubeconfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +145,8 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     pub local: LocalConfig,
     pub ssh: SshConfig,
+    pub server_cluster: ServerCluster,
+    pub kubernetes: crate::k8s::settings::K8sSettings,
 }
 
 /// What the environment and flags contribute (read by `main`).
@@ -134,6 +156,7 @@ pub struct Overrides {
     pub secret_key: Option<String>,
     pub replica_id: Option<String>,
     pub ssh_listen: Option<String>,
+    pub server_cluster: Option<ServerCluster>,
 }
 
 impl Config {
@@ -255,7 +278,15 @@ impl Config {
             check("ssh.rejection_delay_ms", v, 0..=10_000)?;
             ssh.rejection_delay = Duration::from_millis(v);
         }
+        file.kubernetes
+            .validate()
+            .map_err(ConfigError::Kubernetes)?;
         Ok(Config {
+            server_cluster: overrides
+                .server_cluster
+                .or(file.server_cluster)
+                .unwrap_or_default(),
+            kubernetes: file.kubernetes,
             ssh,
             data_dir: data_dir.to_path_buf(),
             database_url: overrides.database_url.or(file.database_url),

@@ -227,6 +227,29 @@ pub trait SessionAttach: Send + Sync + 'static {
     ) -> DriverResult<Attachment>;
 }
 
+/// One item of a sandbox's followed log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEvent {
+    /// A line the sandbox printed.
+    Line(String),
+    /// What the follower is doing (waiting for the pod, reconnecting).
+    Notice(String),
+}
+
+/// The sandbox's own log (the container's output), as `kubectl logs` shows it.
+#[async_trait]
+pub trait SandboxLogs: Send + Sync + 'static {
+    /// The last `tail` lines (all when `None`); with `follow`, then new lines
+    /// as they come, across restarts of the sandbox, until the receiver is
+    /// dropped.
+    async fn logs(
+        &self,
+        r: &ResourceRef,
+        tail: Option<i64>,
+        follow: bool,
+    ) -> DriverResult<tokio::sync::mpsc::Receiver<LogEvent>>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

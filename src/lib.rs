@@ -1,6 +1,7 @@
 //! Kiln: a multi-tenant platform for AI coding sandboxes, driven from the terminal.
 //! See `DESIGN.md` for the architecture; `main.rs` only wires these modules.
 
+pub mod backends;
 pub mod bench;
 pub mod cli;
 pub mod config;
@@ -14,4 +15,5 @@ pub mod reconcile;
 pub mod runtime;
 pub mod ssh;
 pub mod store;
+pub mod tenant_kubeconfig;
 pub mod tui;

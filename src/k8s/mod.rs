@@ -5,8 +5,14 @@
 //! means) live apart from the parts that talk to an API server, so the first
 //! are tested as tables and snapshots and the second against an emulator.
 
+pub mod attach;
+pub mod cluster;
+pub mod database;
 pub mod database_objects;
 pub mod kubeconfig;
+pub mod logs;
 pub mod objects;
+pub mod sandbox;
 pub mod settings;
 pub mod status;
+pub mod watch;

@@ -1,1 +1,460 @@
-//! (being written)
+//! The objects a sandbox wants (DESIGN §6): a one-replica StatefulSet whose
+//! pod runs the runtime image's tmux session, a Service and (with a domain)
+//! an Ingress for the app port, and a Secret holding the secret variables.
+//! Pure and deterministic: the same spec and settings always give the same
+//! objects, so a re-apply is a no-op and a diff means a real change.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext,
+    Service, ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::settings::{K8sSettings, is_dns_label, is_dns1035_label};
+use crate::driver::{ResourceRef, SandboxSpec};
+
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kiln");
+pub const PROJECT_LABEL: &str = "kiln.dev/project";
+pub const RESOURCE_LABEL: &str = "kiln.dev/resource";
+/// `sandbox` or `database`.
+pub const KIND_LABEL: &str = "kiln.dev/kind";
+pub const SANDBOX_KIND: &str = "sandbox";
+pub const DATABASE_KIND: &str = "database";
+/// Pod-template annotation that changes whenever the Secret's data does, so
+/// the StatefulSet rolls the pod (a pod reads `secretKeyRef` only at start).
+pub const ENV_HASH_ANNOTATION: &str = "kiln.dev/env-hash";
+
+/// The main container.
+pub const CONTAINER: &str = "sandbox";
+/// `tmux -L kiln`: the runtime image's private tmux socket.
+pub const TMUX_SOCKET: &str = "kiln";
+/// The session running Claude Code.
+pub const DEFAULT_SESSION: &str = "main";
+pub const HOME: &str = "/home/kiln";
+/// The only port that leaves a sandbox (the seed's port policy).
+pub const APP_PORT: i32 = 3000;
+pub const APP_PORT_NAME: &str = "app";
+/// Name of the volume claim template (and so the prefix of the PVC's name).
+pub const HOME_VOLUME: &str = "home";
+
+/// Longest base name: the StatefulSet controller labels each pod with
+/// `controller-revision-hash={sts}-{up to 10 chars}`, a label value (≤ 63).
+const MAX_BASE_LEN: usize = 47;
+
+pub fn labels(r: &ResourceRef, kind: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+        (PROJECT_LABEL.to_string(), r.project_slug.clone()),
+        (RESOURCE_LABEL.to_string(), r.resource_name.clone()),
+        (KIND_LABEL.to_string(), kind.to_string()),
+    ])
+}
+
+/// Label selector for everything Kiln manages of one kind, for batched observation.
+pub fn selector(kind: &str) -> String {
+    format!("{}={},{KIND_LABEL}={kind}", MANAGED_BY.0, MANAGED_BY.1)
+}
+
+/// The resource name when it is a valid RFC 1035 label short enough for
+/// every derived name (always, for names from `model::naming` whose slug
+/// starts with a letter); otherwise a deterministic valid stand-in. A slug
+/// may start with a digit, and Service names may not.
+pub fn object_base_name(r: &ResourceRef) -> String {
+    safe_label(&r.resource_name, MAX_BASE_LEN)
+}
+
+/// `name` itself if it is an RFC 1035 label of at most `max` characters;
+/// otherwise its allowed characters behind `k-`, cut to fit, with a hash of
+/// the whole original when anything was lost, so distinct inputs stay distinct.
+pub(crate) fn safe_label(name: &str, max: usize) -> String {
+    if name.len() <= max && is_dns1035_label(name) {
+        return name.to_string();
+    }
+    let cleaned: String = name
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+        .collect();
+    let core = cleaned.trim_matches('-');
+    let prefixed = format!("k-{core}");
+    if !core.is_empty() && core == name && prefixed.len() <= max {
+        return prefixed;
+    }
+    let hash = format!("{:016x}", fnv1a64(name.as_bytes()));
+    let keep = max.saturating_sub(9);
+    let head: String = prefixed.chars().take(keep).collect();
+    format!("{}-{}", head.trim_end_matches('-'), &hash[..8])
+}
+
+pub fn statefulset_name(r: &ResourceRef) -> String {
+    object_base_name(r)
+}
+pub fn service_name(r: &ResourceRef) -> String {
+    object_base_name(r)
+}
+pub fn ingress_name(r: &ResourceRef) -> String {
+    object_base_name(r)
+}
+pub fn env_secret_name(r: &ResourceRef) -> String {
+    format!("{}-env", object_base_name(r))
+}
+/// The StatefulSet's only pod.
+pub fn pod_name(r: &ResourceRef) -> String {
+    format!("{}-0", statefulset_name(r))
+}
+/// The PVC the volume claim template makes for pod 0 (`{template}-{pod}`).
+pub fn home_claim_name(r: &ResourceRef) -> String {
+    format!("{HOME_VOLUME}-{}", pod_name(r))
+}
+
+/// The app host's first label: `{resource}-app`, or the base name's when
+/// the resource name cannot be a DNS label.
+fn app_host_label(r: &ResourceRef) -> String {
+    let label = format!("{}-app", r.resource_name);
+    if is_dns_label(&label) {
+        label
+    } else {
+        format!("{}-app", object_base_name(r))
+    }
+}
+
+/// Where the sandbox's app is published, if the settings name a domain.
+pub fn app_url(r: &ResourceRef, s: &K8sSettings) -> Option<String> {
+    app_host(r, s).map(|h| format!("https://{h}"))
+}
+
+fn app_host(r: &ResourceRef, s: &K8sSettings) -> Option<String> {
+    s.domain
+        .as_ref()
+        .map(|d| format!("{}.{d}", app_host_label(r)))
+}
+
+pub struct SandboxObjects {
+    pub statefulset: StatefulSet,
+    pub service: Service,
+    pub ingress: Option<Ingress>,
+    pub env_secret: Secret,
+}
+
+pub fn sandbox_objects(spec: &SandboxSpec, s: &K8sSettings) -> SandboxObjects {
+    SandboxObjects {
+        statefulset: statefulset(spec, s),
+        service: service(&spec.resource),
+        ingress: ingress(&spec.resource, s),
+        env_secret: env_secret(spec),
+    }
+}
+
+fn meta(r: &ResourceRef, name: String, kind: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(r.namespace.clone()),
+        labels: Some(labels(r, kind)),
+        ..Default::default()
+    }
+}
+
+fn is_secret(spec: &SandboxSpec, key: &str) -> bool {
+    spec.secret_keys.contains(key)
+}
+
+/// The container's environment, sorted by key: plain values inline, secret
+/// ones as references into [`env_secret_name`], so no secret value is ever
+/// part of the StatefulSet.
+pub fn env_vars(spec: &SandboxSpec) -> Vec<EnvVar> {
+    let sorted: BTreeMap<&str, &str> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let secret = env_secret_name(&spec.resource);
+    sorted
+        .into_iter()
+        .map(|(key, value)| {
+            if is_secret(spec, key) {
+                EnvVar {
+                    name: key.to_string(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: secret.clone(),
+                            key: key.to_string(),
+                            optional: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }
+            } else {
+                EnvVar {
+                    name: key.to_string(),
+                    value: Some(value.to_string()),
+                    ..Default::default()
+                }
+            }
+        })
+        .collect()
+}
+
+/// The Secret's data: the secret variables only.
+pub fn secret_data(spec: &SandboxSpec) -> BTreeMap<String, ByteString> {
+    spec.env
+        .iter()
+        .filter(|(k, _)| is_secret(spec, k))
+        .map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec())))
+        .collect()
+}
+
+/// Stable across builds and platforms (unlike `DefaultHasher`), so two Kiln
+/// replicas, or two releases, compute the same annotation and never fight.
+/// Not a secret-keeping hash: whoever can read the StatefulSet can read the
+/// Secret too in a Kiln namespace.
+pub fn env_hash(spec: &SandboxSpec) -> String {
+    let mut bytes = Vec::new();
+    // Length prefixes keep ("ab","c") and ("a","bc") apart.
+    for (k, v) in secret_data(spec) {
+        for part in [k.as_bytes(), &v.0] {
+            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(part);
+        }
+    }
+    format!("{:016x}", fnv1a64(&bytes))
+}
+
+/// 64-bit FNV-1a.
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn quantities(pairs: [(&str, &str); 2]) -> BTreeMap<String, Quantity> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+        .collect()
+}
+
+/// The readiness probe's command: ready means the default session exists.
+/// `=` makes tmux match the name exactly, not as a prefix of another session.
+pub fn session_probe_command() -> Vec<String> {
+    [
+        "tmux",
+        "-L",
+        TMUX_SOCKET,
+        "has-session",
+        "-t",
+        &format!("={DEFAULT_SESSION}"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn statefulset(spec: &SandboxSpec, s: &K8sSettings) -> StatefulSet {
+    let r = &spec.resource;
+    let labels = labels(r, SANDBOX_KIND);
+    let container = Container {
+        name: CONTAINER.into(),
+        image: Some(s.image.clone()),
+        image_pull_policy: Some(s.image_pull_policy.clone()),
+        env: Some(env_vars(spec)),
+        ports: Some(vec![ContainerPort {
+            name: Some(APP_PORT_NAME.into()),
+            container_port: APP_PORT,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities([
+                ("cpu", &s.sandbox_cpu_request),
+                ("memory", &s.sandbox_memory_request),
+            ])),
+            limits: Some(quantities([
+                ("cpu", &s.sandbox_cpu_limit),
+                ("memory", &s.sandbox_memory_limit),
+            ])),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: HOME_VOLUME.into(),
+            mount_path: HOME.into(),
+            ..Default::default()
+        }]),
+        working_dir: Some(HOME.into()),
+        readiness_probe: Some(Probe {
+            exec: Some(ExecAction {
+                command: Some(session_probe_command()),
+            }),
+            period_seconds: Some(5),
+            timeout_seconds: Some(3),
+            failure_threshold: Some(3),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        // The sandbox runs code an AI wrote; it gets no API credentials.
+        automount_service_account_token: Some(false),
+        // Service links would put every Service of the namespace in the env.
+        enable_service_links: Some(false),
+        termination_grace_period_seconds: Some(10),
+        security_context: Some(PodSecurityContext {
+            run_as_user: Some(s.run_as_user),
+            run_as_group: Some(s.run_as_user),
+            fs_group: Some(s.run_as_user),
+            // A large home would otherwise be chowned file by file at every start.
+            fs_group_change_policy: Some("OnRootMismatch".into()),
+            run_as_non_root: Some(true),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let home_claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(HOME_VOLUME.into()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: s.storage_class.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(s.home_size.clone()),
+                )])),
+                limits: None,
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    StatefulSet {
+        metadata: meta(r, statefulset_name(r), SANDBOX_KIND),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(1),
+            revision_history_limit: Some(1),
+            service_name: Some(service_name(r)),
+            selector: LabelSelector {
+                match_labels: Some(pod_selector(r)),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(BTreeMap::from([(
+                        ENV_HASH_ANNOTATION.to_string(),
+                        env_hash(spec),
+                    )])),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            volume_claim_templates: Some(vec![home_claim]),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    // Delete = the user deleted the sandbox; stop (scale to 0) keeps the home.
+                    when_deleted: Some("Delete".into()),
+                    when_scaled: Some("Retain".into()),
+                },
+            ),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// What the StatefulSet and the Service select pods by.
+fn pod_selector(r: &ResourceRef) -> BTreeMap<String, String> {
+    BTreeMap::from([(RESOURCE_LABEL.to_string(), r.resource_name.clone())])
+}
+
+fn service(r: &ResourceRef) -> Service {
+    Service {
+        metadata: meta(r, service_name(r), SANDBOX_KIND),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(pod_selector(r)),
+            ports: Some(vec![ServicePort {
+                name: Some(APP_PORT_NAME.into()),
+                port: APP_PORT,
+                target_port: Some(IntOrString::Int(APP_PORT)),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn ingress(r: &ResourceRef, s: &K8sSettings) -> Option<Ingress> {
+    let host = app_host(r, s)?;
+    Some(Ingress {
+        metadata: meta(r, ingress_name(r), SANDBOX_KIND),
+        spec: Some(IngressSpec {
+            ingress_class_name: s.ingress_class.clone(),
+            rules: Some(vec![IngressRule {
+                host: Some(host.clone()),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some("/".into()),
+                        path_type: "Prefix".into(),
+                        backend: IngressBackend {
+                            service: Some(IngressServiceBackend {
+                                name: service_name(r),
+                                port: Some(ServiceBackendPort {
+                                    number: Some(APP_PORT),
+                                    name: None,
+                                }),
+                            }),
+                            resource: None,
+                        },
+                    }],
+                }),
+            }]),
+            tls: Some(vec![IngressTLS {
+                hosts: Some(vec![host]),
+                secret_name: Some(s.tls_secret.clone()),
+            }]),
+            default_backend: None,
+        }),
+        status: None,
+    })
+}
+
+fn env_secret(spec: &SandboxSpec) -> Secret {
+    let r = &spec.resource;
+    Secret {
+        metadata: meta(r, env_secret_name(r), SANDBOX_KIND),
+        type_: Some("Opaque".into()),
+        data: Some(secret_data(spec)),
+        ..Default::default()
+    }
+}

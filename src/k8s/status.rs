@@ -1,1 +1,347 @@
-//! (being written)
+//! What cluster objects say about a resource, as the seed platform reads
+//! them (notes/seed-specs.md §1a, §1b), plus the reasons a pod is stuck.
+//! Pure: tested as tables.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::DynamicObject;
+
+use crate::driver::{DbCredentials, Observed};
+
+/// Container waiting reasons that mean "not coming up without a change";
+/// the pod keeps retrying, so they are `Blocked`, not failures.
+const STUCK_WAITING: &[&str] = &[
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// Why a pod is stuck, if it is: a container waiting for one of the reasons
+/// above, or a scheduler that found no node.
+pub fn pod_problem(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let containers = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for c in containers {
+        let Some(waiting) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+            continue;
+        };
+        let reason = waiting.reason.as_deref().unwrap_or_default();
+        if STUCK_WAITING.contains(&reason) {
+            return Some(match waiting.message.as_deref().filter(|m| !m.is_empty()) {
+                Some(m) => format!("{reason}: {m}"),
+                None => reason.to_string(),
+            });
+        }
+    }
+    status.conditions.iter().flatten().find_map(|c| {
+        (c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable"))
+        .then(|| match c.message.as_deref().filter(|m| !m.is_empty()) {
+            Some(m) => format!("Unschedulable: {m}"),
+            None => "Unschedulable".to_string(),
+        })
+    })
+}
+
+/// The seed's StatefulSet reading: missing → gone; 0 replicas → stopping
+/// while pods remain, else stopped; running only when every replica count
+/// equals the spec (and the controller has seen the latest spec).
+pub fn statefulset_observed(sts: Option<&StatefulSet>, pods: &[Pod]) -> Observed {
+    let Some(sts) = sts else {
+        return Observed::Absent;
+    };
+    let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = sts.status.clone().unwrap_or_default();
+    let current = status.current_replicas.unwrap_or(0);
+    if want == 0 {
+        return if current > 0 || status.replicas > 0 || !pods.is_empty() {
+            Observed::Stopping
+        } else {
+            Observed::Stopped
+        };
+    }
+    let seen_latest = match (status.observed_generation, sts.metadata.generation) {
+        (Some(seen), Some(latest)) => seen >= latest,
+        _ => true,
+    };
+    let all = status.replicas == want
+        && status.ready_replicas.unwrap_or(0) == want
+        && current == want
+        && status.updated_replicas.unwrap_or(0) == want;
+    if all && seen_latest {
+        return Observed::Running;
+    }
+    match pods.iter().find_map(pod_problem) {
+        Some(problem) => Observed::Blocked(problem),
+        None => Observed::Starting,
+    }
+}
+
+/// The component's replica count as the spec asks.
+fn cluster_replicas(c: &DynamicObject) -> i64 {
+    c.data["spec"]["componentSpecs"][0]["replicas"]
+        .as_i64()
+        .unwrap_or(1)
+}
+
+/// The seed's KubeBlocks phase table. `Deleting` reads as stopping: the
+/// driver's `Observed` has no "terminating", and the row's own status
+/// already says TERMINATING while a delete is under way.
+pub fn cluster_observed(cluster: Option<&DynamicObject>) -> Observed {
+    let Some(c) = cluster else {
+        return Observed::Absent;
+    };
+    let replicas = cluster_replicas(c);
+    let phase = c.data["status"]["phase"].as_str().unwrap_or_default();
+    match phase {
+        "Running" => Observed::Running,
+        "Creating" => Observed::Starting,
+        "Updating" if replicas == 0 => Observed::Stopping,
+        "Updating" => Observed::Starting,
+        "Stopping" | "Deleting" => Observed::Stopping,
+        "Stopped" => Observed::Stopped,
+        "Failed" | "Abnormal" => {
+            let message = c.data["status"]["message"]
+                .as_str()
+                .filter(|m| !m.is_empty())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            Observed::Failed(format!("the database cluster is {phase}{message}"))
+        }
+        _ if replicas == 0 => Observed::Stopped,
+        _ => Observed::Starting,
+    }
+}
+
+/// The connection secret KubeBlocks writes; `None` while it is empty or
+/// incomplete (the cluster is still coming up).
+pub fn credentials_from_secret(secret: &Secret, database: &str) -> Option<DbCredentials> {
+    let data = secret.data.as_ref()?;
+    let field = |k: &str| {
+        data.get(k)
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .filter(|v| !v.is_empty())
+    };
+    Some(DbCredentials {
+        host: field("host")?,
+        port: field("port")?.trim().parse().ok()?,
+        database: database.to_string(),
+        user: field("username")?,
+        password: field("password")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+    use serde_json::json;
+
+    fn sts(replicas: i32, status: serde_json::Value) -> StatefulSet {
+        serde_json::from_value(json!({
+            "metadata": { "name": "s", "generation": 2 },
+            "spec": { "replicas": replicas, "serviceName": "s",
+                      "selector": {}, "template": {} },
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({ "metadata": { "name": "s-0" }, "status": status })).unwrap()
+    }
+
+    #[test]
+    fn the_seed_statefulset_table() {
+        let all1 = json!({ "replicas": 1, "readyReplicas": 1, "currentReplicas": 1,
+                           "updatedReplicas": 1, "observedGeneration": 2 });
+        let table: Vec<(Option<StatefulSet>, Vec<Pod>, Observed)> = vec![
+            (None, vec![], Observed::Absent),
+            (
+                Some(sts(0, json!({ "replicas": 1, "currentReplicas": 1 }))),
+                vec![],
+                Observed::Stopping,
+            ),
+            (
+                Some(sts(0, json!({ "replicas": 0 }))),
+                vec![pod(json!({}))],
+                Observed::Stopping,
+            ),
+            (
+                Some(sts(0, json!({ "replicas": 0 }))),
+                vec![],
+                Observed::Stopped,
+            ),
+            (Some(sts(1, all1.clone())), vec![], Observed::Running),
+            (
+                Some(sts(
+                    1,
+                    json!({ "replicas": 1, "readyReplicas": 0, "currentReplicas": 1,
+                                 "updatedReplicas": 1 }),
+                )),
+                vec![],
+                Observed::Starting,
+            ),
+            (
+                Some(sts(
+                    1,
+                    json!({ "replicas": 1, "readyReplicas": 1, "currentReplicas": 1 }),
+                )),
+                vec![],
+                Observed::Starting,
+            ),
+            // The controller has not seen the latest spec yet.
+            (
+                Some(sts(
+                    1,
+                    json!({ "replicas": 1, "readyReplicas": 1, "currentReplicas": 1,
+                                 "updatedReplicas": 1, "observedGeneration": 1 }),
+                )),
+                vec![],
+                Observed::Starting,
+            ),
+            (
+                Some(sts(1, json!({ "replicas": 0 }))),
+                vec![],
+                Observed::Starting,
+            ),
+        ];
+        for (i, (s, pods, want)) in table.into_iter().enumerate() {
+            assert_eq!(statefulset_observed(s.as_ref(), &pods), want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn a_stuck_pod_says_why() {
+        let waiting = |reason: &str, message: &str| {
+            pod(json!({ "containerStatuses": [{
+                "name": "sandbox", "image": "x", "imageID": "", "ready": false, "restartCount": 3,
+                "state": { "waiting": { "reason": reason, "message": message } } }] }))
+        };
+        let starting = sts(1, json!({ "replicas": 1 }));
+        for (p, want) in [
+            (
+                waiting("ImagePullBackOff", "Back-off pulling image \"nope:1\""),
+                "ImagePullBackOff: Back-off pulling image \"nope:1\"",
+            ),
+            (waiting("CrashLoopBackOff", ""), "CrashLoopBackOff"),
+            (
+                waiting("CreateContainerConfigError", "secret \"x\" not found"),
+                "CreateContainerConfigError: secret \"x\" not found",
+            ),
+            (
+                pod(
+                    json!({ "conditions": [{ "type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient cpu." }] }),
+                ),
+                "Unschedulable: 0/3 nodes are available: 3 Insufficient cpu.",
+            ),
+        ] {
+            assert_eq!(
+                statefulset_observed(Some(&starting), &[p]),
+                Observed::Blocked(want.to_string())
+            );
+        }
+        // Merely starting (ContainerCreating) is not a problem.
+        assert_eq!(
+            statefulset_observed(Some(&starting), &[waiting("ContainerCreating", "")]),
+            Observed::Starting
+        );
+    }
+
+    fn cluster(replicas: i64, phase: Option<&str>) -> DynamicObject {
+        let mut v = json!({
+            "apiVersion": "apps.kubeblocks.io/v1alpha1", "kind": "Cluster",
+            "metadata": { "name": "db" },
+            "spec": { "componentSpecs": [{ "name": "postgresql", "replicas": replicas }] },
+        });
+        if let Some(p) = phase {
+            v["status"] = json!({ "phase": p, "message": "pod db-0 OOMKilled" });
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn the_seed_kubeblocks_phase_table() {
+        let failed =
+            |p: &str| Observed::Failed(format!("the database cluster is {p}: pod db-0 OOMKilled"));
+        let table = [
+            (Some(cluster(1, Some("Running"))), Observed::Running),
+            (Some(cluster(1, Some("Creating"))), Observed::Starting),
+            (Some(cluster(0, Some("Updating"))), Observed::Stopping),
+            (Some(cluster(1, Some("Updating"))), Observed::Starting),
+            (Some(cluster(0, Some("Stopping"))), Observed::Stopping),
+            (Some(cluster(0, Some("Stopped"))), Observed::Stopped),
+            (Some(cluster(1, Some("Deleting"))), Observed::Stopping),
+            (Some(cluster(1, Some("Failed"))), failed("Failed")),
+            (Some(cluster(1, Some("Abnormal"))), failed("Abnormal")),
+            (Some(cluster(0, None)), Observed::Stopped),
+            (Some(cluster(1, None)), Observed::Starting),
+            (Some(cluster(0, Some("SomethingNew"))), Observed::Stopped),
+            (Some(cluster(1, Some("SomethingNew"))), Observed::Starting),
+            (None, Observed::Absent),
+        ];
+        for (i, (c, want)) in table.into_iter().enumerate() {
+            assert_eq!(cluster_observed(c.as_ref()), want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn credentials_only_once_complete() {
+        let secret = |pairs: &[(&str, &str)]| Secret {
+            data: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Secret::default()
+        };
+        let full = secret(&[
+            ("host", "db.ns.svc"),
+            ("port", "5432"),
+            ("username", "postgres"),
+            ("password", "pw"),
+        ]);
+        let c = credentials_from_secret(&full, "postgres").unwrap();
+        assert_eq!(
+            (
+                c.host.as_str(),
+                c.port,
+                c.user.as_str(),
+                c.password.as_str()
+            ),
+            ("db.ns.svc", 5432, "postgres", "pw")
+        );
+        assert!(credentials_from_secret(&secret(&[]), "postgres").is_none());
+        assert!(credentials_from_secret(&Secret::default(), "postgres").is_none());
+        assert!(
+            credentials_from_secret(
+                &secret(&[
+                    ("host", "h"),
+                    ("port", "x"),
+                    ("username", "u"),
+                    ("password", "p")
+                ]),
+                "postgres"
+            )
+            .is_none()
+        );
+        assert!(
+            credentials_from_secret(
+                &secret(&[("host", "h"), ("port", "1"), ("username", "u")]),
+                "postgres"
+            )
+            .is_none()
+        );
+    }
+}

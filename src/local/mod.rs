@@ -8,6 +8,7 @@ mod database;
 mod sandbox;
 mod tmux;
 
+pub(crate) use attach::check_session_name;
 pub use database::LocalDatabases;
 pub use sandbox::LocalSandboxes;
 

@@ -19,6 +19,19 @@ pub const RESERVED_KEYS: &[&str] = &[
     "ANTHROPIC_AUTH_TOKEN",
 ];
 
+/// Which of a user's settings reach their sandboxes, and under which name
+/// (the seed's mapping: Claude Code reads its API key as
+/// `ANTHROPIC_AUTH_TOKEN`). Settings not listed here stay on the server.
+pub fn sandbox_name_of_user_setting(key: &str) -> Option<&'static str> {
+    match key {
+        "ANTHROPIC_API_KEY" => Some("ANTHROPIC_AUTH_TOKEN"),
+        "ANTHROPIC_BASE_URL" => Some("ANTHROPIC_BASE_URL"),
+        "ANTHROPIC_MODEL" => Some("ANTHROPIC_MODEL"),
+        "ANTHROPIC_SMALL_FAST_MODEL" => Some("ANTHROPIC_SMALL_FAST_MODEL"),
+        _ => None,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvError {
     #[error("the variable name is empty")]
@@ -117,5 +130,19 @@ mod tests {
             check_value("K", "a\0b"),
             Err(EnvError::NulInValue(_))
         ));
+    }
+
+    #[test]
+    fn only_the_claude_settings_reach_the_sandbox() {
+        assert_eq!(
+            sandbox_name_of_user_setting("ANTHROPIC_API_KEY"),
+            Some("ANTHROPIC_AUTH_TOKEN")
+        );
+        assert_eq!(
+            sandbox_name_of_user_setting("ANTHROPIC_BASE_URL"),
+            Some("ANTHROPIC_BASE_URL")
+        );
+        assert_eq!(sandbox_name_of_user_setting("KUBECONFIG"), None);
+        assert_eq!(sandbox_name_of_user_setting("OTHER"), None);
     }
 }

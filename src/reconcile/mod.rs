@@ -17,6 +17,7 @@ use crate::driver::{
     DatabaseDriver, DatabaseSpec, DriverError, DriverResult, Observed, ResourceRef, SandboxDriver,
     SandboxSpec,
 };
+use crate::model::ResourceStatus;
 use crate::store::notify::Change;
 use crate::store::resources::{Leased, ResourceKind, WriteResult};
 use crate::store::{Store, StoreError, StoreResult};
@@ -341,6 +342,15 @@ impl Reconciler {
     ) -> Result<Observed, ActError> {
         let r = resource_ref(row);
         match (row.kind, action) {
+            // A database that has just come up: it is RUNNING only once its
+            // connection details can be read (the seed keeps STARTING too).
+            (ResourceKind::Database, Action::Nothing | Action::Wait | Action::Settle)
+                if observed == Observed::Running && row.status != ResourceStatus::Running =>
+            {
+                let spec = self.database_spec(row, r)?;
+                stats.driver_calls += 1;
+                self.with_credentials(&spec, observed, connection).await
+            }
             // The batch observation already says where it is.
             (_, Action::Nothing | Action::Wait | Action::Settle) => Ok(observed),
             (_, Action::Forget) => Ok(Observed::Absent),
@@ -370,12 +380,7 @@ impl Reconciler {
                 let spec = self.database_spec(row, r)?;
                 stats.driver_calls += 2;
                 let observed = self.databases.ensure(&spec).await?;
-                if observed == Observed::Running
-                    && let Some(c) = self.databases.credentials(&spec).await?
-                {
-                    *connection = Some((c.host, i32::from(c.port), c.database, c.user));
-                }
-                Ok(observed)
+                self.with_credentials(&spec, observed, connection).await
             }
             (ResourceKind::Database, Action::Stop) => {
                 let spec = self.database_spec(row, r)?;
@@ -388,6 +393,26 @@ impl Reconciler {
                 Ok(Observed::Absent)
             }
             (ResourceKind::Database, Action::SyncEnv) => Ok(Observed::Running),
+        }
+    }
+
+    /// A running database's connection details, or `Starting` while they
+    /// cannot be read yet.
+    async fn with_credentials(
+        &self,
+        spec: &DatabaseSpec,
+        observed: Observed,
+        connection: &mut Option<(String, i32, String, String)>,
+    ) -> Result<Observed, ActError> {
+        if observed != Observed::Running {
+            return Ok(observed);
+        }
+        match self.databases.credentials(spec).await? {
+            Some(c) => {
+                *connection = Some((c.host, i32::from(c.port), c.database, c.user));
+                Ok(Observed::Running)
+            }
+            None => Ok(Observed::Starting),
         }
     }
 
@@ -420,6 +445,19 @@ impl Reconciler {
             if let Some(c) = self.databases.credentials(&spec).await? {
                 env.push(("DATABASE_URL".into(), c.url()));
                 secret_keys.insert("DATABASE_URL".into());
+            }
+        }
+        // The user's Claude settings win over project variables of the same
+        // name, as in the seed; the kubeconfig and the rest never leave.
+        let configs = self.store.list_user_configs(row.user_id).await?;
+        stats.queries += 1;
+        for c in configs {
+            if let Some(name) = crate::model::env::sandbox_name_of_user_setting(&c.key) {
+                env.retain(|(k, _)| k != name);
+                if c.is_secret {
+                    secret_keys.insert(name.to_string());
+                }
+                env.push((name.to_string(), c.value));
             }
         }
         env.push(("PROJECT_NAME".into(), row.project_name.clone()));

@@ -22,6 +22,7 @@
 //! - `keys [list]`: `[{fingerprint, algorithm, comment, created_at}]`;
 //!   `keys add`: one such object; `keys remove FP`: `{removed}`.
 //! - `whoami`: `{username, role, projects, auth_methods, password, ssh_keys}`.
+//! - `kubeconfig [show|set|unset]`: `{set, context, namespace, server}`.
 
 mod args;
 mod commands;
@@ -52,7 +53,7 @@ pub const EXIT_FAILURE: u32 = 1;
 pub const EXIT_USAGE: u32 = 2;
 
 /// Does this command line read stdin (so the server must collect it until EOF
-/// first)? Only `keys add` does today; `kubeconfig set` will join it. Asking
+/// first)? `keys add` and `kubeconfig set` do. Asking
 /// for help never waits on stdin, or `keys add --help` would hang until ^D.
 pub fn wants_stdin(command_line: &str) -> bool {
     let Ok(words) = shell_words::split(command_line) else {
@@ -67,7 +68,7 @@ pub fn wants_stdin(command_line: &str) -> bool {
         .filter(|w| !w.starts_with('-'))
         .take(2)
         .collect();
-    positional == ["keys", "add"]
+    positional == ["keys", "add"] || positional == ["kubeconfig", "set"]
 }
 
 /// Runs one command as `user` (already authenticated). Never panics on any

@@ -4,6 +4,7 @@ pub mod attach;
 pub mod exec;
 pub mod hostkey;
 pub mod input;
+pub mod logs;
 pub mod ratelimit;
 pub mod server;
 pub mod session;

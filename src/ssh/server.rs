@@ -37,6 +37,8 @@ struct Shared {
     store: Store,
     /// How to reach sandbox sessions (`None`: attach is unavailable).
     attach: Option<Arc<dyn SessionAttach>>,
+    /// How to read sandbox logs (`None`: `logs` is unavailable).
+    logs: Option<Arc<dyn crate::driver::SandboxLogs>>,
     feed: Arc<ChangeFeed>,
     config: SshConfig,
     limits: Mutex<Limits>,
@@ -46,12 +48,26 @@ struct Shared {
     notice: String,
 }
 
+/// What the console reaches the back ends through: the two live paths that
+/// bypass the store (DESIGN §1), sessions and logs.
+#[derive(Clone, Default)]
+pub struct ConsoleDrivers {
+    pub attach: Option<Arc<dyn SessionAttach>>,
+    pub logs: Option<Arc<dyn crate::driver::SandboxLogs>>,
+}
+
+impl From<Option<Arc<dyn SessionAttach>>> for ConsoleDrivers {
+    fn from(attach: Option<Arc<dyn SessionAttach>>) -> Self {
+        ConsoleDrivers { attach, logs: None }
+    }
+}
+
 /// Runs the SSH server on `listener` until `shutdown`.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     store: Store,
     feed: Arc<ChangeFeed>,
-    attach: Option<Arc<dyn SessionAttach>>,
+    drivers: impl Into<ConsoleDrivers>,
     config: SshConfig,
     host_key: PrivateKey,
     listener: TcpListener,
@@ -72,9 +88,11 @@ pub async fn run(
         by_address: RateLimiter::new(config.max_failures_per_address, config.failure_window),
         by_user: RateLimiter::new(config.max_failures_per_user, config.failure_window),
     };
+    let ConsoleDrivers { attach, logs } = drivers.into();
     let shared = Arc::new(Shared {
         store,
         attach,
+        logs,
         feed,
         decoy_hash: hash_password("kiln decoy password").await?,
         config,
@@ -456,6 +474,28 @@ impl russh::server::Handler for Conn {
                     self.channels.insert(channel, Chan::Attached(running));
                 }
                 Err((message, code)) => fail(handle, channel, message, code),
+            }
+            return Ok(());
+        }
+        if let Some(parsed) = super::logs::parse(&command) {
+            self.channels.insert(channel, Chan::Exec);
+            let handle = session.handle();
+            match (parsed, self.shared.logs.clone()) {
+                (Err(usage), _) => fail(handle, channel, usage, 2),
+                (Ok(_), None) => fail(
+                    handle,
+                    channel,
+                    "logs are not available on this server".into(),
+                    1,
+                ),
+                (Ok(args), Some(logs)) => super::logs::start(
+                    self.shared.store.clone(),
+                    self.user.clone().expect("authenticated"),
+                    logs,
+                    args,
+                    handle,
+                    channel,
+                ),
             }
             return Ok(());
         }

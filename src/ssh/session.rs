@@ -2,6 +2,7 @@
 //! notifications into messages, performs the app's effects against the
 //! store (always scoped to the logged-in user), and draws coalesced frames.
 
+use crate::store::user_configs::KUBECONFIG;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -544,6 +545,29 @@ impl Ctx<'_> {
                 .set_password(user.id, &password)
                 .await
                 .map(|_| "password changed".to_string()),
+            // A kubeconfig is checked against its cluster before it is kept,
+            // and only changes while the user has no projects.
+            Effect::SetUserConfig { key, value, .. } if key == KUBECONFIG => {
+                return Msg::Done(
+                    crate::tenant_kubeconfig::set(store, user.id, &value)
+                        .await
+                        .map(|k| {
+                            format!(
+                                "kubeconfig stored: namespace {} on {}",
+                                k.namespace, k.server
+                            )
+                        })
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            Effect::UnsetUserConfig { key } if key == KUBECONFIG => {
+                return Msg::Done(
+                    crate::tenant_kubeconfig::unset(store, user.id)
+                        .await
+                        .map(|_| "kubeconfig removed".to_string())
+                        .map_err(|e| e.to_string()),
+                );
+            }
             Effect::SetUserConfig { key, value, secret } => store
                 .set_user_config(user.id, &key, &value, secret)
                 .await

@@ -64,7 +64,7 @@ pub(crate) async fn read_env(
         .collect()
 }
 
-async fn bump_env_version(conn: &mut PgConnection, project_id: Uuid) -> StoreResult<()> {
+pub(super) async fn bump_env_version(conn: &mut PgConnection, project_id: Uuid) -> StoreResult<()> {
     sqlx::query("UPDATE projects SET env_version = env_version + 1 WHERE id = $1")
         .bind(project_id)
         .execute(&mut *conn)

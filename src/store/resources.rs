@@ -101,6 +101,9 @@ impl Leased {
     }
 }
 
+/// A database row's connection columns: host, port, database, user.
+type StoredConnection = (Option<String>, Option<i32>, Option<String>, Option<String>);
+
 /// What the loop learned and decided about one leased row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -228,6 +231,28 @@ impl Store {
             return Ok(WriteResult::LeaseLost);
         };
         let status_changed = outcome.status != row.status;
+        // New or different connection details change the sandbox's
+        // DATABASE_URL: on Kubernetes they appear only once the cluster is
+        // up, after the sandbox was created without them.
+        let connection_changed = match (row.kind, &outcome.connection) {
+            (ResourceKind::Database, Some((host, port, db, user))) => {
+                let before: Option<StoredConnection> = sqlx::query_as(
+                    "SELECT db_host, db_port, db_name, db_user FROM databases WHERE id = $1",
+                )
+                .bind(row.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                before.is_some_and(|b| {
+                    b != (
+                        Some(host.clone()),
+                        Some(*port),
+                        Some(db.clone()),
+                        Some(user.clone()),
+                    )
+                })
+            }
+            _ => false,
+        };
         let event_wanted = status_changed
             || (outcome.last_error.is_some() && outcome.last_error != row.last_error);
 
@@ -318,6 +343,10 @@ impl Store {
             } else {
                 WriteResult::LeaseLost
             });
+        }
+
+        if connection_changed {
+            super::env::bump_env_version(&mut tx, row.project_id).await?;
         }
 
         if status_changed {
@@ -417,6 +446,25 @@ impl Store {
             .rows_affected();
         }
         Ok(n)
+    }
+
+    /// Makes the named resources due now (a watch saw their objects change).
+    /// Rows in ERROR wait for the user. Quiet: schedule changes notify no one.
+    pub async fn mark_due(&self, resource_names: &[String]) -> StoreResult<u64> {
+        let n = sqlx::query(
+            "WITH s AS (UPDATE sandboxes SET next_attempt_at = now()
+                         WHERE resource_name = ANY($1) AND status <> 'ERROR'
+                           AND next_attempt_at > now() RETURNING 1),
+                  d AS (UPDATE databases SET next_attempt_at = now()
+                         WHERE resource_name = ANY($1) AND status <> 'ERROR'
+                           AND next_attempt_at > now() RETURNING 1)
+             SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM d)",
+        )
+        .bind(resource_names)
+        .fetch_one(&self.pool)
+        .await?;
+        let n: i64 = sqlx::Row::try_get(&n, 0)?;
+        Ok(n as u64)
     }
 
     /// Everything a sandbox spec needs, read in one statement (one snapshot):

@@ -156,6 +156,24 @@ impl Store {
             }
             _ => StoreError::Db(e),
         })?;
+        self.resync_sandboxes_for(user_id, key).await
+    }
+
+    /// A setting that reaches the sandboxes (the Claude API key, …) changed:
+    /// every project of the user is behind on its environment now.
+    async fn resync_sandboxes_for(&self, user_id: Uuid, key: &str) -> StoreResult<()> {
+        if crate::model::env::sandbox_name_of_user_setting(key).is_none() {
+            return Ok(());
+        }
+        sqlx::query(
+            "WITH p AS (UPDATE projects SET env_version = env_version + 1
+                         WHERE user_id = $1 RETURNING id)
+             UPDATE sandboxes SET next_attempt_at = least(next_attempt_at, now())
+              WHERE project_id IN (SELECT id FROM p) AND status <> 'ERROR'",
+        )
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -174,7 +192,51 @@ impl Store {
                 printable(key, 60)
             )));
         }
-        Ok(())
+        self.resync_sandboxes_for(user_id, key).await
+    }
+
+    /// Who the user is to a back end: their username and, if they set one,
+    /// their kubeconfig (decrypted). One statement, so the router can ask
+    /// often.
+    pub async fn tenant_backend_inputs(
+        &self,
+        user_id: Uuid,
+    ) -> StoreResult<(String, Option<String>)> {
+        let row = sqlx::query(
+            "SELECT u.username, c.value, c.value_enc, c.is_secret
+               FROM users u
+               LEFT JOIN user_configs c ON c.user_id = u.id AND c.key = $2
+              WHERE u.id = $1",
+        )
+        .bind(user_id)
+        .bind(KUBECONFIG)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound("no such user".into()))?;
+        let username: String = row.try_get("username")?;
+        let kubeconfig = match row.try_get::<Option<bool>, _>("is_secret")? {
+            None => None,
+            Some(true) => {
+                let sealed: Vec<u8> = row.try_get("value_enc")?;
+                Some(
+                    self.key
+                        .decrypt_string(&sealed, &config_context(user_id, KUBECONFIG))?,
+                )
+            }
+            Some(false) => row.try_get("value")?,
+        };
+        Ok((username, kubeconfig))
+    }
+
+    /// How many projects the user has (a kubeconfig may only change while
+    /// there are none: their resources would be stranded on the old back end).
+    pub async fn count_projects(&self, user_id: Uuid) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM projects WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// The user's settings, secrets decrypted, sorted by key.

@@ -8,6 +8,8 @@ const AFTER_HELP: &str = "\
 Run a command with `ssh -p PORT USER@HOST COMMAND`, e.g. `ssh -p 2222 alice@kiln projects`.
 NAME is a project's name or slug; quote names with spaces twice: ssh … 'project \"my blog\"'.
 Every command accepts --json for machine-readable output and --help for its options.
+Live commands: `ssh -t … attach NAME [--session S] [--read-only]` (Ctrl-] detaches) and
+`ssh … logs NAME [--follow] [--tail N]` (the sandbox's container log, across restarts).
 Exit status: 0 success, 1 failure, 2 usage error.";
 
 #[derive(Debug, Parser)]
@@ -103,6 +105,25 @@ pub(super) enum Cmd {
     },
     /// Show who you are logged in as
     Whoami,
+    /// Show, set or remove the kubeconfig your projects run with
+    ///
+    /// `kubeconfig set < ~/.kube/config` checks it against the cluster (it answers, and you may
+    /// create StatefulSets in its namespace) and stores it encrypted. Exec plugins, auth providers
+    /// and file references are refused. It can change only while you have no projects.
+    Kubeconfig {
+        #[command(subcommand)]
+        action: Option<KubeconfigAction>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum KubeconfigAction {
+    /// Show the cluster and namespace in use (the default); never the credentials
+    Show,
+    /// Read a kubeconfig from stdin, check it, and store it encrypted
+    Set,
+    /// Remove it: new projects run on the server's cluster or on this host
+    Unset,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::Failure;
-use super::args::{Cmd, EnvVerb, ExecArgs, KeysAction};
+use super::args::{Cmd, EnvVerb, ExecArgs, KeysAction, KubeconfigAction};
 use super::render::{self, EnvJson, EventJson, ProjectDetailJson, ProjectJson, cell, json, safe};
 use crate::model::Intent;
 use crate::store::Store;
@@ -41,6 +41,11 @@ pub(super) async fn dispatch(store: &Store, user: &User, args: ExecArgs, stdin: 
             }
         },
         Cmd::Whoami => whoami(store, user, json).await,
+        Cmd::Kubeconfig { action } => match action.unwrap_or(KubeconfigAction::Show) {
+            KubeconfigAction::Show => kubeconfig_show(store, user, json).await,
+            KubeconfigAction::Set => kubeconfig_set(store, user, stdin, json).await,
+            KubeconfigAction::Unset => kubeconfig_unset(store, user, json).await,
+        },
     }
 }
 
@@ -371,4 +376,71 @@ async fn whoami(store: &Store, user: &User, as_json: bool) -> Out {
             }
         )
     })
+}
+
+#[derive(Serialize)]
+struct KubeconfigJson {
+    set: bool,
+    context: Option<String>,
+    namespace: Option<String>,
+    server: Option<String>,
+}
+
+impl From<crate::tenant_kubeconfig::KubeconfigChangeError> for Failure {
+    fn from(e: crate::tenant_kubeconfig::KubeconfigChangeError) -> Self {
+        use crate::tenant_kubeconfig::KubeconfigChangeError as E;
+        match e {
+            E::Store(s) => s.into(),
+            other => Failure::new(other.to_string()),
+        }
+    }
+}
+
+fn kubeconfig_out(
+    k: Option<&crate::k8s::kubeconfig::TenantKubeconfig>,
+    as_json: bool,
+    verb: &str,
+) -> String {
+    if as_json {
+        return json(&KubeconfigJson {
+            set: k.is_some(),
+            context: k.map(|k| k.context.clone()),
+            namespace: k.map(|k| k.namespace.clone()),
+            server: k.map(|k| k.server.clone()),
+        });
+    }
+    match k {
+        Some(k) => format!(
+            "{verb}: context {}, namespace {}, server {}\n",
+            safe(&k.context, 80),
+            safe(&k.namespace, 63),
+            safe(&k.server, 200)
+        ),
+        None => "no kubeconfig set: projects run on the server's cluster, or on this host\n".into(),
+    }
+}
+
+async fn kubeconfig_show(store: &Store, user: &User, as_json: bool) -> Out {
+    let k = crate::tenant_kubeconfig::describe(store, user.id).await?;
+    Ok(kubeconfig_out(k.as_ref(), as_json, "kubeconfig set"))
+}
+
+async fn kubeconfig_set(store: &Store, user: &User, stdin: &[u8], as_json: bool) -> Out {
+    let Ok(text) = std::str::from_utf8(stdin) else {
+        return Err(Failure::new(
+            "stdin is not text: send the kubeconfig file, e.g. `ssh … kubeconfig set < ~/.kube/config`",
+        ));
+    };
+    if text.trim().is_empty() {
+        return Err(Failure::usage(
+            "stdin is empty: send the kubeconfig file, e.g. `ssh … kubeconfig set < ~/.kube/config`",
+        ));
+    }
+    let k = crate::tenant_kubeconfig::set(store, user.id, text).await?;
+    Ok(kubeconfig_out(Some(&k), as_json, "kubeconfig stored"))
+}
+
+async fn kubeconfig_unset(store: &Store, user: &User, as_json: bool) -> Out {
+    crate::tenant_kubeconfig::unset(store, user.id).await?;
+    Ok(kubeconfig_out(None, as_json, "kubeconfig removed"))
 }

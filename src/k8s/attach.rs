@@ -1,0 +1,279 @@
+//! Attach on Kubernetes: a pod exec with a TTY into the sandbox container
+//! running `tmux new-session -A`, so the session lives in the pod and
+//! outlives every connection. The viewer's size goes through the exec
+//! terminal-size channel. Same pane, keys, named sessions and read-only mode
+//! as the local driver; only the transport differs.
+
+use async_trait::async_trait;
+use futures::SinkExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{AttachParams, TerminalSize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::cluster::{K8sCluster, bounded, classify};
+use super::objects::{self, CONTAINER, DEFAULT_SESSION, TMUX_SOCKET};
+use crate::driver::{
+    Attachment, DriverError, DriverResult, ResourceRef, SessionAttach, SessionInfo,
+};
+
+/// The tmux invocation every exec starts with: Kiln's own socket in the pod.
+fn tmux() -> Vec<String> {
+    vec!["tmux".into(), "-L".into(), TMUX_SOCKET.into()]
+}
+
+/// The tmux session a viewer asked for; `None` is the default one.
+fn session_name(session: Option<&str>) -> DriverResult<String> {
+    match session {
+        None => Ok(DEFAULT_SESSION.into()),
+        Some(s) => {
+            crate::local::check_session_name(s)?;
+            Ok(s.into())
+        }
+    }
+}
+
+/// The command an attach runs in the pod. Read-only viewers attach with
+/// `-r` and never create a session.
+pub fn attach_command(session: &str, read_only: bool) -> Vec<String> {
+    let mut argv = tmux();
+    if read_only {
+        argv.extend(["attach-session", "-r", "-t"].map(String::from));
+        argv.push(format!("={session}"));
+    } else {
+        argv.extend(["new-session", "-A", "-s"].map(String::from));
+        argv.push(session.into());
+    }
+    argv
+}
+
+/// `list-sessions` output (`name\tactivity\tattached`) as session infos,
+/// default session first, then named ones by name.
+pub fn parse_sessions(listing: &str) -> Vec<SessionInfo> {
+    let mut out: Vec<SessionInfo> = listing
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split('\t');
+            let name = f.next().filter(|n| !n.is_empty())?;
+            Some(SessionInfo {
+                name: (name != DEFAULT_SESSION).then(|| name.to_string()),
+                last_activity: f.next().and_then(|v| v.parse().ok()),
+                viewers: f.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+impl K8sCluster {
+    /// Runs a short command in the sandbox container and returns its stdout.
+    pub(crate) async fn exec_capture(
+        &self,
+        r: &ResourceRef,
+        argv: Vec<String>,
+    ) -> DriverResult<(String, bool)> {
+        let pod = objects::pod_name(r);
+        let what = format!("running {} in pod {pod}", argv.join(" "));
+        let ap = AttachParams::default()
+            .container(CONTAINER)
+            .stdin(false)
+            .stdout(true)
+            .stderr(true);
+        let mut proc = bounded(&what, self.api::<Pod>().exec(&pod, argv.clone(), &ap))
+            .await
+            .map_err(|e| classify(e, &what))?;
+        let mut stdout = proc
+            .stdout()
+            .ok_or_else(|| DriverError::transient(format!("{what}: no stdout")))?;
+        let status = proc.take_status();
+        let mut out = Vec::new();
+        let read = async {
+            let _ = stdout.read_to_end(&mut out).await;
+        };
+        if tokio::time::timeout(super::cluster::CALL_TIMEOUT, read)
+            .await
+            .is_err()
+        {
+            proc.abort();
+            return Err(DriverError::transient(format!("{what}: no answer in time")));
+        }
+        let ok = match status {
+            Some(s) => s
+                .await
+                .is_none_or(|s| s.status.as_deref() == Some("Success")),
+            None => true,
+        };
+        Ok((String::from_utf8_lossy(&out).into_owned(), ok))
+    }
+}
+
+/// Keeps the exec alive as long as the attachment; aborting it closes the
+/// websocket (tmux in the pod sees its client go and keeps the session).
+struct ExecGuard {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for ExecGuard {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+#[async_trait]
+impl SessionAttach for K8sCluster {
+    async fn sessions(&self, r: &ResourceRef) -> DriverResult<Vec<SessionInfo>> {
+        let r = self.scoped(r);
+        let mut argv = tmux();
+        argv.extend(
+            [
+                "list-sessions",
+                "-F",
+                "#{session_name}\t#{session_activity}\t#{session_attached}",
+            ]
+            .map(String::from),
+        );
+        // No tmux server (the pod is still starting) reads as no sessions.
+        let (listing, ok) = self.exec_capture(&r, argv).await?;
+        Ok(if ok {
+            parse_sessions(&listing)
+        } else {
+            Vec::new()
+        })
+    }
+
+    async fn attach(
+        &self,
+        r: &ResourceRef,
+        session: Option<&str>,
+        cols: u16,
+        rows: u16,
+        read_only: bool,
+    ) -> DriverResult<Attachment> {
+        let r = self.scoped(r);
+        let name = session_name(session)?;
+        let pod = objects::pod_name(&r);
+        let what = format!("attaching to session {name} in pod {pod}");
+        let ap = AttachParams::interactive_tty().container(CONTAINER);
+        let mut proc = bounded(
+            &what,
+            self.api::<Pod>()
+                .exec(&pod, attach_command(&name, read_only), &ap),
+        )
+        .await
+        .map_err(|e| classify(e, &what))?;
+        let missing =
+            |part: &str| DriverError::transient(format!("{what}: the exec has no {part}"));
+        let mut stdin = proc.stdin().ok_or_else(|| missing("stdin"))?;
+        let mut stdout = proc.stdout().ok_or_else(|| missing("stdout"))?;
+        let mut sizes = proc
+            .terminal_size()
+            .ok_or_else(|| missing("resize channel"))?;
+        let first = TerminalSize {
+            width: cols.max(1),
+            height: rows.max(1),
+        };
+        sizes
+            .send(first)
+            .await
+            .map_err(|e| DriverError::transient(format!("{what}: resize: {e}")))?;
+
+        let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(64);
+        let (in_tx, mut in_rx) = mpsc::channel::<Vec<u8>>(64);
+        let (size_tx, mut size_rx) = mpsc::channel::<(u16, u16)>(8);
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match stdout.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if out_tx.send(buf[..n].to_vec()).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            // Dropping out_tx tells the viewer the session is gone.
+            drop(proc);
+        });
+        let writer = tokio::spawn(async move {
+            while let Some(bytes) = in_rx.recv().await {
+                // A read-only viewer's keys go nowhere; tmux -r would drop
+                // them too, but they never leave Kiln.
+                if read_only {
+                    continue;
+                }
+                if stdin.write_all(&bytes).await.is_err() || stdin.flush().await.is_err() {
+                    break;
+                }
+            }
+        });
+        let resizer = tokio::spawn(async move {
+            while let Some((cols, rows)) = size_rx.recv().await {
+                let size = TerminalSize {
+                    width: cols.max(1),
+                    height: rows.max(1),
+                };
+                if sizes.send(size).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Attachment {
+            output: out_rx,
+            input: in_tx,
+            resize: size_tx,
+            guard: Box::new(ExecGuard {
+                tasks: vec![reader, writer, resizer],
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attach_commands_keep_the_session_in_the_pod() {
+        assert_eq!(
+            attach_command("main", false),
+            ["tmux", "-L", TMUX_SOCKET, "new-session", "-A", "-s", "main"]
+        );
+        assert_eq!(
+            attach_command("s1", true),
+            [
+                "tmux",
+                "-L",
+                TMUX_SOCKET,
+                "attach-session",
+                "-r",
+                "-t",
+                "=s1"
+            ]
+        );
+    }
+
+    #[test]
+    fn session_names_are_checked_before_they_reach_the_pod() {
+        assert_eq!(session_name(None).unwrap(), DEFAULT_SESSION);
+        assert_eq!(session_name(Some("s2")).unwrap(), "s2");
+        assert!(session_name(Some("-t evil")).is_err());
+        assert!(session_name(Some("")).is_err());
+    }
+
+    #[test]
+    fn sessions_are_listed_default_first() {
+        let listing = format!("s2\t1700000100\t0\n{DEFAULT_SESSION}\t1700000000\t2\ns1\tx\t1\n\n");
+        let s = parse_sessions(&listing);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].name, None);
+        assert_eq!(s[0].viewers, 2);
+        assert_eq!(s[0].last_activity, Some(1_700_000_000));
+        assert_eq!(s[1].name.as_deref(), Some("s1"));
+        assert_eq!(s[1].last_activity, None);
+        assert_eq!(s[2].name.as_deref(), Some("s2"));
+    }
+}

@@ -1,0 +1,206 @@
+//! One tenant's place on a cluster: a client and the namespace its resources
+//! live in. The driver traits are implemented on it in `sandbox.rs`,
+//! `database.rs` and `attach.rs`; this module holds what they share: scoping
+//! a resource to the namespace, bounding every call in time, and sorting
+//! API errors into "retry later" and "needs a person".
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+use super::settings::K8sSettings;
+use crate::driver::{DriverError, DriverResult, ResourceRef};
+
+/// How long one API call may take before the loop gives up on it and retries
+/// later. A hung API server must not hold a lease (30 s) hostage.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A client, the namespace it acts in, and the settings objects are built from.
+#[derive(Clone)]
+pub struct K8sCluster {
+    client: Client,
+    namespace: String,
+    settings: Arc<K8sSettings>,
+}
+
+impl std::fmt::Debug for K8sCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("K8sCluster")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl K8sCluster {
+    pub fn new(client: Client, namespace: impl Into<String>, settings: Arc<K8sSettings>) -> Self {
+        Self {
+            client,
+            namespace: namespace.into(),
+            settings,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn settings(&self) -> &K8sSettings {
+        &self.settings
+    }
+
+    /// The resource as this cluster knows it: whatever namespace the row
+    /// carries, a tenant's objects live in the tenant's namespace.
+    pub(crate) fn scoped(&self, r: &ResourceRef) -> ResourceRef {
+        ResourceRef {
+            namespace: self.namespace.clone(),
+            ..r.clone()
+        }
+    }
+
+    pub(crate) fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Deletes `name`; one that is already gone counts as deleted.
+    pub(crate) async fn delete_quietly<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        what: &str,
+    ) -> DriverResult<()>
+    where
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        match bounded(what, api.delete(name, &DeleteParams::background())).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(classify(e, what)),
+        }
+    }
+}
+
+/// Runs one API call with [`CALL_TIMEOUT`]; a timeout becomes a transient
+/// error that names the call.
+pub(crate) async fn bounded<T>(
+    what: &str,
+    call: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, CallError> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(CallError::Kube(e)),
+        Err(_) => Err(CallError::Timeout(format!(
+            "{what}: the API server did not answer within {}s",
+            CALL_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// A failed API call: the server's answer, or no answer in time.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    Kube(kube::Error),
+    Timeout(String),
+}
+
+fn api_status(e: &CallError) -> Option<&kube::core::Status> {
+    match e {
+        CallError::Kube(kube::Error::Api(s)) => Some(s),
+        _ => None,
+    }
+}
+
+pub(crate) fn is_not_found(e: &CallError) -> bool {
+    api_status(e).is_some_and(|s| s.code == 404)
+}
+
+pub(crate) fn is_already_exists(e: &CallError) -> bool {
+    api_status(e).is_some_and(|s| s.code == 409 && s.reason == "AlreadyExists")
+}
+
+/// Sorts a failed call into what the reconcile loop should do: forbidden and
+/// invalid need a person (ERROR with the server's reason); everything else
+/// (5xx, throttling, conflicts, timeouts, a dropped connection) is retried
+/// with backoff.
+pub(crate) fn classify(e: CallError, what: &str) -> DriverError {
+    match e {
+        CallError::Timeout(msg) => DriverError::Transient(msg),
+        CallError::Kube(kube::Error::Api(s)) => {
+            let reason = if s.message.is_empty() {
+                s.reason.clone()
+            } else {
+                s.message.clone()
+            };
+            match s.code {
+                401 => DriverError::permanent(format!(
+                    "{what}: the cluster does not accept the credentials (401 Unauthorized): {reason}; set a fresh kubeconfig"
+                )),
+                403 => DriverError::permanent(format!(
+                    "{what}: forbidden by the cluster (403): {reason}"
+                )),
+                400 | 422 => DriverError::permanent(format!(
+                    "{what}: the cluster rejected the object as invalid ({}): {reason}",
+                    s.code
+                )),
+                code => DriverError::transient(format!("{what}: {code} {reason}")),
+            }
+        }
+        CallError::Kube(other) => {
+            DriverError::transient(format!("{what}: cannot reach the cluster: {other}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn api_error(code: u16, reason: &str, message: &str) -> CallError {
+        let mut s = Status::failure(message, reason);
+        s.code = code;
+        CallError::Kube(kube::Error::Api(s.boxed()))
+    }
+
+    #[test]
+    fn forbidden_and_invalid_need_a_person_the_rest_is_retried() {
+        let table = [
+            (403, "Forbidden", false),
+            (401, "Unauthorized", false),
+            (422, "Invalid", false),
+            (400, "BadRequest", false),
+            (500, "InternalError", true),
+            (503, "ServiceUnavailable", true),
+            (429, "TooManyRequests", true),
+            (409, "Conflict", true),
+            (404, "NotFound", true),
+        ];
+        for (code, reason, transient) in table {
+            let e = classify(api_error(code, reason, "the message"), "creating x");
+            assert_eq!(e.is_transient(), transient, "{code}");
+            assert!(e.to_string().contains("creating x"), "{e}");
+            assert!(e.to_string().contains("the message"), "{e}");
+        }
+        let t = classify(CallError::Timeout("listing: slow".into()), "listing");
+        assert!(t.is_transient());
+    }
+
+    #[test]
+    fn not_found_and_already_exists_are_recognised() {
+        assert!(is_not_found(&api_error(404, "NotFound", "")));
+        assert!(!is_not_found(&api_error(409, "AlreadyExists", "")));
+        assert!(is_already_exists(&api_error(409, "AlreadyExists", "")));
+        // A 409 from a stale resourceVersion is a conflict, not "exists".
+        assert!(!is_already_exists(&api_error(409, "Conflict", "")));
+    }
+}
