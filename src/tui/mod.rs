@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod keys;
+pub mod logview;
 pub mod pane;
 pub mod text;
 pub mod view;

@@ -1,0 +1,98 @@
+//! The exact objects Kiln asks a cluster for, as reviewed snapshot files
+//! (`tests/snapshots/`): a change to any of them shows in review as a diff
+//! of the YAML an operator would `kubectl get -o yaml`.
+
+use std::collections::BTreeSet;
+
+use kiln::driver::{DatabaseSpec, ResourceRef, SandboxSpec};
+use kiln::k8s::database_objects::database_objects;
+use kiln::k8s::objects::sandbox_objects;
+use kiln::k8s::settings::K8sSettings;
+use uuid::Uuid;
+
+fn resource(name: &str) -> ResourceRef {
+    ResourceRef {
+        resource_name: name.into(),
+        namespace: "kiln-alice".into(),
+        project_slug: "shop".into(),
+        owner: Uuid::nil(),
+    }
+}
+
+fn settings() -> K8sSettings {
+    K8sSettings {
+        image: "ghcr.io/kiln-dev/kiln-runtime:0.1.0".into(),
+        domain: Some("apps.example.com".into()),
+        storage_class: Some("fast-ssd".into()),
+        ingress_class: Some("nginx".into()),
+        db_storage_class: Some("fast-ssd".into()),
+        ..K8sSettings::default()
+    }
+}
+
+fn sandbox_spec() -> SandboxSpec {
+    let env = [
+        ("ANTHROPIC_AUTH_TOKEN", "sk-ant-test"),
+        (
+            "DATABASE_URL",
+            "postgres://postgres:pw@shop-db-postgresql.kiln-alice.svc:5432/postgres",
+        ),
+        ("NODE_ENV", "development"),
+        ("PROJECT_NAME", "Shop"),
+    ];
+    SandboxSpec {
+        resource: resource("shop-agentruntime-a1b2c3"),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        secret_keys: BTreeSet::from(["ANTHROPIC_AUTH_TOKEN".into(), "DATABASE_URL".into()]),
+    }
+}
+
+#[test]
+fn sandbox_statefulset() {
+    let o = sandbox_objects(&sandbox_spec(), &settings());
+    insta::assert_yaml_snapshot!("sandbox_statefulset", o.statefulset);
+}
+
+#[test]
+fn sandbox_service() {
+    let o = sandbox_objects(&sandbox_spec(), &settings());
+    insta::assert_yaml_snapshot!("sandbox_service", o.service);
+}
+
+#[test]
+fn sandbox_ingress() {
+    let o = sandbox_objects(&sandbox_spec(), &settings());
+    insta::assert_yaml_snapshot!("sandbox_ingress", o.ingress);
+    // Without a domain there is nothing to publish the app on.
+    let no_domain = K8sSettings {
+        domain: None,
+        ..settings()
+    };
+    assert!(
+        sandbox_objects(&sandbox_spec(), &no_domain)
+            .ingress
+            .is_none()
+    );
+}
+
+#[test]
+fn sandbox_env_secret() {
+    let o = sandbox_objects(&sandbox_spec(), &settings());
+    insta::assert_yaml_snapshot!("sandbox_env_secret", o.env_secret);
+}
+
+#[test]
+fn database_cluster_and_rbac() {
+    let spec = DatabaseSpec {
+        resource: resource("shop-agentruntime-d4e5f6"),
+        password: "unused on Kubernetes".into(),
+    };
+    let o = database_objects(&spec, &settings());
+    insta::assert_yaml_snapshot!("database_cluster", o.cluster);
+    insta::assert_yaml_snapshot!("database_service_account", o.service_account);
+    insta::assert_yaml_snapshot!("database_role", o.role);
+    insta::assert_yaml_snapshot!("database_role_binding", o.role_binding);
+}
