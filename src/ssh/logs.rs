@@ -90,17 +90,18 @@ pub fn start(
     });
 }
 
-async fn stream(
+/// Starts following the log of one of `user`'s projects. Another tenant's
+/// project reads exactly like a missing one.
+pub async fn open(
     store: &Store,
     user: &User,
     logs: &dyn SandboxLogs,
-    args: &LogsArgs,
-    handle: &Handle,
-    channel: ChannelId,
-) -> Result<(), String> {
-    // Another tenant's project reads exactly like a missing one.
+    project: &str,
+    tail: Option<i64>,
+    follow: bool,
+) -> Result<tokio::sync::mpsc::Receiver<LogEvent>, String> {
     let view = store
-        .find_project(user.id, &args.project)
+        .find_project(user.id, project)
         .await
         .map_err(|e| e.to_string())?;
     let sandbox = view
@@ -114,10 +115,18 @@ async fn stream(
         project_slug: view.project.slug.clone(),
         owner: user.id,
     };
-    let mut rx = logs
-        .logs(&r, args.tail, args.follow)
-        .await
-        .map_err(|e| e.to_string())?;
+    logs.logs(&r, tail, follow).await.map_err(|e| e.to_string())
+}
+
+async fn stream(
+    store: &Store,
+    user: &User,
+    logs: &dyn SandboxLogs,
+    args: &LogsArgs,
+    handle: &Handle,
+    channel: ChannelId,
+) -> Result<(), String> {
+    let mut rx = open(store, user, logs, &args.project, args.tail, args.follow).await?;
     while let Some(event) = rx.recv().await {
         let sent = match event {
             LogEvent::Line(line) => handle.data(channel, format!("{line}\n").into_bytes()).await,

@@ -426,6 +426,7 @@ impl russh::server::Handler for Conn {
             no_color,
             notice: self.shared.notice.clone(),
             attach: self.shared.attach.clone(),
+            logs: self.shared.logs.clone(),
         });
         self.channels.insert(channel, Chan::Dashboard(tx));
         Ok(())

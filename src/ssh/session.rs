@@ -38,6 +38,8 @@ pub struct DashboardParams {
     pub notice: String,
     /// How to reach sandbox sessions for the pane (`None`: attach unavailable).
     pub attach: Option<Arc<dyn SessionAttach>>,
+    /// How to follow sandbox logs for the log screen (`None`: unavailable).
+    pub logs: Option<Arc<dyn crate::driver::SandboxLogs>>,
 }
 
 /// Enter the alternate screen, hide the cursor, enable bracketed paste, clear.
@@ -47,6 +49,10 @@ const SCREEN_OFF: &[u8] = b"\x1b[?2004l\x1b[0m\x1b[?25h\x1b[?1049l";
 /// Synchronized output (DEC 2026): the client paints a frame whole.
 const FRAME_BEGIN: &[u8] = b"\x1b[?2026h";
 const FRAME_END: &[u8] = b"\x1b[?2026l";
+/// Lines of history the log screen opens with.
+const LOG_TAIL: i64 = 500;
+/// Lines taken into one frame before drawing.
+const LOG_BATCH: usize = 1000;
 const TICK: Duration = Duration::from_millis(100);
 /// The shortest time between two frames (about 120 per second) while
 /// output streams in on its own.
@@ -89,6 +95,7 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
         no_color,
         notice,
         attach,
+        logs,
     } = p;
 
     // Frames go out through one writer task, in order.
@@ -126,6 +133,8 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
     let mut pane_target: Option<(String, Option<String>, bool)> = None;
     let mut activity: Option<crate::store::resources::ActivityTracker> = None;
     let mut prefix_armed = false;
+    // The log screen's follower, while it is open.
+    let mut log_rx: Option<mpsc::Receiver<crate::driver::LogEvent>> = None;
     let mut pending: Vec<Effect> = Vec::new();
     let projects = ctx.projects().await;
     pending.extend(app.update(projects));
@@ -172,6 +181,30 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                         pane = None;
                         pane_target = None;
                     }
+                    Effect::FollowLogs { project } => {
+                        let opened = match &logs {
+                            Some(l) => {
+                                super::logs::open(
+                                    &store,
+                                    &user,
+                                    l.as_ref(),
+                                    &project,
+                                    Some(LOG_TAIL),
+                                    true,
+                                )
+                                .await
+                            }
+                            None => Err("logs are not available on this server".into()),
+                        };
+                        match opened {
+                            Ok(rx) => log_rx = Some(rx),
+                            Err(why) => {
+                                log_rx = None;
+                                pending.extend(app.update(Msg::LogEnded(Some(why))));
+                            }
+                        }
+                    }
+                    Effect::StopLogs => log_rx = None,
                     Effect::LoadDetail { project } => {
                         let msg = ctx.detail(&project).await;
                         pending.extend(app.update(msg));
@@ -347,6 +380,27 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                 }
                 dirty = true;
             }
+            event = log_event(&mut log_rx) => {
+                match event {
+                    Some(first) => {
+                        pending.extend(app.update(Msg::Log(first)));
+                        // A burst of lines becomes one frame.
+                        if let Some(rx) = &mut log_rx {
+                            for _ in 0..LOG_BATCH {
+                                match rx.try_recv() {
+                                    Ok(more) => pending.extend(app.update(Msg::Log(more))),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        log_rx = None;
+                        pending.extend(app.update(Msg::LogEnded(None)));
+                    }
+                }
+                dirty = true;
+            }
             _ = ticker.tick(), if app.animating() => {
                 pending.extend(app.update(Msg::Tick));
                 dirty = true;
@@ -394,6 +448,15 @@ fn split_prefix(bytes: &[u8], armed: &mut bool) -> (Vec<u8>, Vec<u8>) {
 async fn pane_output(pane: &mut Option<Attachment>) -> Option<Vec<u8>> {
     match pane {
         Some(a) => a.output.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn log_event(
+    rx: &mut Option<mpsc::Receiver<crate::driver::LogEvent>>,
+) -> Option<crate::driver::LogEvent> {
+    match rx {
+        Some(r) => r.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -576,7 +639,12 @@ impl Ctx<'_> {
                 .unset_user_config(user.id, &key)
                 .await
                 .map(|_| format!("removed {key}")),
-            Effect::Quit | Effect::LoadDetail { .. } | Effect::Attach { .. } | Effect::Detach => {
+            Effect::Quit
+            | Effect::LoadDetail { .. }
+            | Effect::Attach { .. }
+            | Effect::Detach
+            | Effect::FollowLogs { .. }
+            | Effect::StopLogs => {
                 return Msg::Done(Ok(String::new()));
             }
         };

@@ -95,6 +95,8 @@ pub enum Action {
     ConfigUnset,
     Attach,
     AttachReadOnly,
+    /// Follow the sandbox's log.
+    Logs,
 }
 
 /// One key of one screen: what it does, and whether it can right now (and if
@@ -137,6 +139,7 @@ impl Binding {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Context {
     List,
+    Logs,
     Filter,
     Detail,
     Env,

@@ -9,6 +9,7 @@ use crate::tui::keys::{Action, Binding, Context, Key};
 pub(super) fn for_context(app: &App, context: Context) -> Vec<Binding> {
     match context {
         Context::List => list(app),
+        Context::Logs => logs(),
         Context::Filter => filter(),
         Context::Detail => detail(app),
         Context::Env => env(app),
@@ -119,6 +120,7 @@ fn detail(app: &App) -> Vec<Binding> {
     v.extend(intents(app));
     v.push(Binding::new(Key::Char('e'), "env", Action::Env));
     v.extend(attach(app));
+    v.push(Binding::new(Key::Char('L'), "logs", Action::Logs));
     v.push(
         Binding::new(
             Key::Char('p'),
@@ -298,6 +300,20 @@ fn form(submit: &'static str, valid: Result<(), String>, kind: FormKind) -> Vec<
     v.push(Binding::new(Key::Backspace, "erase", Action::Erase).help_only());
     v.push(Binding::new(Key::Esc, "cancel", Action::Cancel));
     v.push(Binding::new(Key::F(1), "help", Action::Help).help_only());
+    v.push(Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only());
+    v
+}
+
+fn logs() -> Vec<Binding> {
+    let mut v = vec![
+        Binding::new(Key::Esc, "back", Action::Back),
+        Binding::new(Key::Char('q'), "back", Action::Back).help_only(),
+        Binding::new(Key::PageUp, "scroll back", Action::PageUp),
+        Binding::new(Key::End, "follow", Action::Bottom),
+    ];
+    v.extend(movement("list"));
+    v.push(Binding::new(Key::Char('G'), "follow", Action::Bottom).help_only());
+    v.push(Binding::new(Key::Char('?'), "help", Action::Help));
     v.push(Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only());
     v
 }

@@ -61,6 +61,10 @@ pub enum Msg {
     PaneClosed(String),
     /// A line about the pane (e.g. a session switch failed); the pane stays.
     PaneNotice(String),
+    /// From the log follower of Effect::FollowLogs.
+    Log(crate::driver::LogEvent),
+    /// The log follower has stopped (or could not start: the reason).
+    LogEnded(Option<String>),
 }
 
 /// Debug is written by hand: a password or secret value must never reach a log.
@@ -115,6 +119,12 @@ pub enum Effect {
     },
     /// Close the pane; the session keeps running.
     Detach,
+    /// Follow the project's sandbox log; answered with `Msg::Log`s.
+    FollowLogs {
+        project: String,
+    },
+    /// Stop following (the log screen closed).
+    StopLogs,
 }
 
 impl std::fmt::Debug for Effect {
@@ -185,6 +195,11 @@ impl std::fmt::Debug for Effect {
                 .field("read_only", read_only)
                 .finish(),
             Effect::Detach => f.write_str("Detach"),
+            Effect::FollowLogs { project } => f
+                .debug_struct("FollowLogs")
+                .field("project", project)
+                .finish(),
+            Effect::StopLogs => f.write_str("StopLogs"),
         }
     }
 }
@@ -195,6 +210,8 @@ pub enum Screen {
     Detail,
     Env,
     Settings,
+    /// The open project's sandbox log, followed live.
+    Logs,
 }
 
 /// A modal on top of the screen; it takes the keyboard until closed.
@@ -263,6 +280,8 @@ pub struct App {
     pub(crate) config_selected: usize,
     /// The terminal pane, while attached.
     pub(crate) pane: Option<crate::tui::pane::Pane>,
+    /// The log screen's lines, while it is open.
+    pub(crate) logs: Option<crate::tui::logview::LogView>,
 }
 
 impl App {
@@ -295,6 +314,7 @@ impl App {
             key_selected: 0,
             config_selected: 0,
             pane: None,
+            logs: None,
         }
     }
 
@@ -318,7 +338,7 @@ impl App {
         match self.screen {
             Screen::List => self.visible().into_iter().any(busy),
             Screen::Detail | Screen::Env => self.detail.as_ref().is_some_and(|d| busy(&d.view)),
-            Screen::Settings => false,
+            Screen::Settings | Screen::Logs => false,
         }
     }
 
@@ -405,6 +425,21 @@ impl App {
                 }
                 vec![]
             }
+            Msg::Log(event) => {
+                if let Some(l) = &mut self.logs {
+                    l.push(event);
+                }
+                vec![]
+            }
+            Msg::LogEnded(why) => {
+                if let Some(l) = &mut self.logs {
+                    if let Some(why) = why {
+                        l.push(crate::driver::LogEvent::Notice(why));
+                    }
+                    l.end();
+                }
+                vec![]
+            }
             Msg::PaneClosed(reason) => {
                 self.pane = None;
                 self.info(&reason);
@@ -449,7 +484,7 @@ impl App {
     pub(crate) fn target(&self) -> Option<&ProjectView> {
         match self.screen {
             Screen::List => self.selected_project(),
-            Screen::Detail | Screen::Env => {
+            Screen::Detail | Screen::Env | Screen::Logs => {
                 let name = self.open.as_deref()?;
                 self.projects
                     .iter()
@@ -489,6 +524,7 @@ impl App {
             Screen::Detail => Context::Detail,
             Screen::Env => Context::Env,
             Screen::Settings => Context::Settings,
+            Screen::Logs => Context::Logs,
         }
     }
 
@@ -622,6 +658,19 @@ impl App {
                     return vec![Effect::Intent { project, intent }];
                 }
             }
+            Action::Logs => {
+                if let Some(v) = self.target() {
+                    let project = v.project.name.clone();
+                    self.logs = Some(crate::tui::logview::LogView::new(&project));
+                    self.screen = Screen::Logs;
+                    return vec![Effect::FollowLogs { project }];
+                }
+            }
+            Action::Back if self.screen == Screen::Logs => {
+                self.screen = Screen::Detail;
+                self.logs = None;
+                return vec![Effect::StopLogs];
+            }
             Action::Back => {
                 self.screen = match self.screen {
                     Screen::Env => Screen::Detail,
@@ -701,6 +750,18 @@ impl App {
                 self.env_selected = step(self.env_selected, n);
             }
             Screen::Settings => self.move_settings_cursor(step),
+            Screen::Logs => {
+                if let Some(l) = &mut self.logs {
+                    match action {
+                        Action::Up => l.scroll_up(1),
+                        Action::Down => l.scroll_down(1),
+                        Action::PageUp => l.scroll_up(page),
+                        Action::PageDown => l.scroll_down(page),
+                        Action::Top => l.top(),
+                        _ => l.follow(),
+                    }
+                }
+            }
             Screen::Detail => {
                 // Events scroll back from the newest: Up goes back in time.
                 let n = self.detail.as_ref().map_or(0, |d| d.events.len());

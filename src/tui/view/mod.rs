@@ -74,6 +74,11 @@ pub fn draw(app: &App, frame: &mut Frame) {
         Screen::Detail => detail::draw(app, theme, frame, body),
         Screen::Env => env::draw(app, theme, frame, body),
         Screen::Settings => settings::draw(app, theme, frame, body),
+        Screen::Logs => {
+            if let Some(l) = &app.logs {
+                l.draw(theme, frame, body);
+            }
+        }
     }
     draw_status(app, theme, frame, status);
     draw_footer(&app.bindings(), theme, frame, footer);
