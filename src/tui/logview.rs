@@ -96,7 +96,9 @@ impl LogView {
 
     /// The line under the title: where the reader is and what the follower does.
     pub fn state_line(&self) -> String {
-        let position = if self.following() {
+        let position = if self.ended && self.following() {
+            "stopped".to_string()
+        } else if self.following() {
             "following".to_string()
         } else {
             format!("{} lines back (End follows)", self.scroll)
@@ -105,10 +107,11 @@ impl LogView {
         if self.dropped > 0 {
             s.push_str(&format!(" · {} older dropped", self.dropped));
         }
-        if let Some(n) = &self.notice {
-            s.push_str(&format!(" · {n}"));
-        } else if self.ended {
-            s.push_str(" · end of log");
+        match (&self.notice, self.ended) {
+            // An empty log shows its notice in the body; once is enough.
+            (Some(n), _) if !self.lines.is_empty() => s.push_str(&format!(" · {n}")),
+            (None, true) => s.push_str(" · end of log"),
+            _ => {}
         }
         s
     }
@@ -209,6 +212,7 @@ mod tests {
     #[test]
     fn notices_show_until_the_next_line() {
         let mut v = LogView::new("shop");
+        v.push(line("booting"));
         v.push(LogEvent::Notice("waiting for pod shop-0…".into()));
         assert!(v.state_line().contains("waiting for pod"));
         v.push(line("up"));
