@@ -75,6 +75,16 @@ impl Dockerfile {
         let mut current: Option<(usize, String)> = None;
         for (index, raw) in text.lines().enumerate() {
             let trimmed = raw.trim();
+            // Docker skips a blank line inside a continued instruction (and
+            // warns it will become an error): it almost always means a lost
+            // `&& ...` line gluing two instructions together. Refuse it.
+            if let Some((start, _)) = &current {
+                assert!(
+                    !trimmed.is_empty(),
+                    "line {}: blank line inside the instruction continued from line {start}",
+                    index + 1
+                );
+            }
             // Comment lines are dropped, also in the middle of a continued
             // instruction (Docker does the same); so are blank lines.
             if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -1064,7 +1074,7 @@ fn skip_or_fail(what: &str, why: &str) {
         !linters_required(),
         "{what} is unavailable and KILN_REQUIRE_LINTERS is set: {why}"
     );
-    eprintln!("note: skipping {what}: {why} (the Dockerfile invariants above still ran)");
+    eprintln!("note: skipping {what}: {why} (the other checks run regardless)");
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -1420,6 +1430,8 @@ impl Sandbox {
             .env("HOME", self.home())
             .env("SHELL", "/bin/sh")
             .env("LANG", "C.UTF-8")
+            // As the image sets it; panes must still get tmux-256color.
+            .env("TERM", "xterm-256color")
             .env("TMUX_TMPDIR", &self.tmux.tmpdir)
             .env("KILN_TMUX_SOCKET", &self.tmux.name)
             .env("KILN_TMUX_CONF", runtime_dir().join("tmux.conf"))
@@ -1595,6 +1607,7 @@ fn entrypoint_starts_supervises_and_stops_the_main_session() {
         ("ANTHROPIC_AUTH_TOKEN", "tok-123"),
         ("ANTHROPIC_BASE_URL", "http://gateway:8080"),
         ("USER_DEFINED_VAR", "user value"),
+        ("COLORTERM", "truecolor"),
     ];
     sandbox.start(&pod_env);
     let t = &sandbox.tmux;
