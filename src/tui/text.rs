@@ -90,6 +90,17 @@ pub fn input(s: &str) -> String {
         .collect()
 }
 
+/// Pasted input for a multi-line value (a kubeconfig): like [`input`], but
+/// line breaks survive, as `\n` whatever the client sent.
+pub fn input_lines(s: &str) -> String {
+    s.replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .split('\n')
+        .map(input)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Width in columns of an already-sanitised string.
 pub fn width(s: &str) -> usize {
     Span::raw(s).width()

@@ -293,6 +293,11 @@ impl ConfigForm {
         }
     }
 
+    /// A kubeconfig is YAML: a paste into its value keeps its line breaks.
+    pub fn takes_lines(&self) -> bool {
+        self.focus == EnvField::Value && self.key == user_configs::KUBECONFIG
+    }
+
     pub fn is_secret(&self) -> bool {
         self.secret
             .unwrap_or_else(|| user_configs::default_secret(&self.key))

@@ -394,7 +394,13 @@ impl App {
         match msg {
             Msg::Key(key) => self.on_key(key),
             Msg::Paste(s) => {
-                self.type_text(&text::input(&s));
+                let lines =
+                    matches!(&self.overlay, Some(Overlay::ConfigForm(f)) if f.takes_lines());
+                self.type_text(&if lines {
+                    text::input_lines(&s)
+                } else {
+                    text::input(&s)
+                });
                 vec![]
             }
             Msg::Resize(w, h) => {

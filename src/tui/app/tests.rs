@@ -838,3 +838,31 @@ fn help_on_settings_lists_its_keys() {
     assert!(!a.help);
     assert_eq!(a.screen, Screen::Settings);
 }
+
+#[test]
+fn a_pasted_kubeconfig_keeps_its_lines_and_nothing_else_does() {
+    let mut a = fixtures::settings_app(fixtures::settings());
+    keys(&mut a, &[Key::Tab, Key::Char('a')]);
+    typed(&mut a, "kubeconfig");
+    keys(&mut a, &[Key::Tab]);
+    let yaml = "apiVersion: v1\r\nkind: Config\r\ncurrent-context: dev\x1b[31m\n";
+    a.update(Msg::Paste(yaml.into()));
+    let fx = keys(&mut a, &[Key::Enter]);
+    assert_eq!(
+        fx,
+        vec![Effect::SetUserConfig {
+            key: "KUBECONFIG".into(),
+            value: "apiVersion: v1\nkind: Config\ncurrent-context: dev[31m\n".into(),
+            secret: true
+        }]
+    );
+    // Any other setting stays one line.
+    keys(&mut a, &[Key::Char('a')]);
+    typed(&mut a, "editor");
+    keys(&mut a, &[Key::Tab]);
+    a.update(Msg::Paste("vim\n-u NONE".into()));
+    let Some(Overlay::ConfigForm(f)) = &a.overlay else {
+        panic!()
+    };
+    assert_eq!(f.value, "vim-u NONE");
+}
