@@ -216,12 +216,9 @@ impl Backends {
         }
         if let Some(client) = &self.server_cluster {
             let ns = tenant_namespace(&tenant.username);
-            ensure_namespace(client, &ns, &tenant.username).await?;
-            return Ok(Route::Cluster(Arc::new(K8sCluster::new(
-                client.clone(),
-                ns,
-                self.settings.clone(),
-            ))));
+            let cluster = K8sCluster::new(client.clone(), ns, self.settings.clone());
+            ensure_namespace(&cluster, &tenant.username).await?;
+            return Ok(Route::Cluster(Arc::new(cluster)));
         }
         Ok(Route::Local)
     }
@@ -291,8 +288,9 @@ pub fn spawn_drift_marker(
     })
 }
 
-async fn ensure_namespace(client: &kube::Client, ns: &str, username: &str) -> DriverResult<()> {
-    let api: Api<Namespace> = Api::all(client.clone());
+async fn ensure_namespace(cluster: &K8sCluster, username: &str) -> DriverResult<()> {
+    let ns = cluster.namespace();
+    let api: Api<Namespace> = Api::all(cluster.client().clone());
     let labels = [
         ("app.kubernetes.io/managed-by", "kiln"),
         ("kiln.dev/tenant", username),
@@ -309,7 +307,10 @@ async fn ensure_namespace(client: &kube::Client, ns: &str, username: &str) -> Dr
         ..Namespace::default()
     };
     let what = format!("creating namespace {ns}");
-    match crate::k8s::cluster::bounded(&what, api.create(&PostParams::default(), &object)).await {
+    match cluster
+        .bounded(&what, api.create(&PostParams::default(), &object))
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) if crate::k8s::cluster::is_already_exists(&e) => Ok(()),
         Err(e) => Err(crate::k8s::cluster::classify(e, &what)),

@@ -32,6 +32,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(K8sSettings::default()).await
+}
+
+async fn setup_with(settings: K8sSettings) -> Setup {
     let db = TestDb::new().await;
     let store = db.store().await;
     let emu = Emulator::start().await;
@@ -43,7 +47,7 @@ async fn setup() -> Setup {
             attach: None,
         },
         Some(emu.client()),
-        Arc::new(K8sSettings::default()),
+        Arc::new(settings),
         Arc::new(store.clone()),
     ));
     let mut config = ReconcileConfig {
@@ -114,6 +118,49 @@ async fn server_errors_keep_the_status_and_are_retried() {
     let (status, attempts, _) = sandbox(&s, "api").await;
     assert_ne!(status, ResourceStatus::Error);
     assert_eq!(attempts, 0, "a success resets the attempt count");
+}
+
+#[tokio::test]
+async fn a_hung_api_call_times_out_keeps_the_status_and_is_retried() {
+    let s = setup_with(K8sSettings {
+        api_timeout_secs: 1,
+        ..K8sSettings::default()
+    })
+    .await;
+    // The server sits on the create for longer than Kiln waits (and then
+    // performs it anyway, as a slow real server would).
+    s.emu
+        .fail(json!([{
+            "method": "POST", "path_contains": "statefulsets", "delay_ms": 2500, "times": 2
+        }]))
+        .await;
+    s.store
+        .create_project(s.user, "Slow", "", "alice")
+        .await
+        .unwrap();
+    let (status, _, error) = eventually("a recorded timeout", Duration::from_secs(20), || async {
+        s.r.drain().await.unwrap();
+        let row = sandbox(&s, "slow").await;
+        (row.1 > 0).then_some(row)
+    })
+    .await;
+    assert_eq!(status, ResourceStatus::Creating);
+    let error = error.unwrap();
+    assert!(error.contains("did not answer within 1s"), "{error}");
+    // Later attempts find the object the slow create made and adopt it.
+    let sets: Api<StatefulSet> = Api::namespaced(s.emu.client(), "kiln-alice");
+    let name = sandbox_name(&s, "slow").await;
+    eventually(
+        "the sandbox after the retries",
+        Duration::from_secs(30),
+        || async {
+            s.r.drain().await.unwrap();
+            let row = sandbox(&s, "slow").await;
+            let exists = sets.get_opt(&name).await.unwrap().is_some();
+            (exists && row.1 == 0 && row.0 != ResourceStatus::Error).then_some(())
+        },
+    )
+    .await;
 }
 
 async fn sandbox_name(s: &Setup, project: &str) -> String {

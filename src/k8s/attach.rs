@@ -11,7 +11,7 @@ use kube::api::{AttachParams, TerminalSize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::cluster::{K8sCluster, bounded, classify};
+use super::cluster::{K8sCluster, classify};
 use super::objects::{self, CONTAINER, DEFAULT_SESSION, TMUX_SOCKET};
 use crate::driver::{
     Attachment, DriverError, DriverResult, ResourceRef, SessionAttach, SessionInfo,
@@ -80,7 +80,8 @@ impl K8sCluster {
             .stdin(false)
             .stdout(true)
             .stderr(true);
-        let mut proc = bounded(&what, self.api::<Pod>().exec(&pod, argv.clone(), &ap))
+        let mut proc = self
+            .bounded(&what, self.api::<Pod>().exec(&pod, argv.clone(), &ap))
             .await
             .map_err(|e| classify(e, &what))?;
         let mut stdout = proc
@@ -91,7 +92,7 @@ impl K8sCluster {
         let read = async {
             let _ = stdout.read_to_end(&mut out).await;
         };
-        if tokio::time::timeout(super::cluster::CALL_TIMEOUT, read)
+        if tokio::time::timeout(self.settings().api_timeout(), read)
             .await
             .is_err()
         {
@@ -157,13 +158,14 @@ impl SessionAttach for K8sCluster {
         let pod = objects::pod_name(&r);
         let what = format!("attaching to session {name} in pod {pod}");
         let ap = AttachParams::interactive_tty().container(CONTAINER);
-        let mut proc = bounded(
-            &what,
-            self.api::<Pod>()
-                .exec(&pod, attach_command(&name, read_only), &ap),
-        )
-        .await
-        .map_err(|e| classify(e, &what))?;
+        let mut proc = self
+            .bounded(
+                &what,
+                self.api::<Pod>()
+                    .exec(&pod, attach_command(&name, read_only), &ap),
+            )
+            .await
+            .map_err(|e| classify(e, &what))?;
         let missing =
             |part: &str| DriverError::transient(format!("{what}: the exec has no {part}"));
         let mut stdin = proc.stdin().ok_or_else(|| missing("stdin"))?;

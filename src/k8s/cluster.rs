@@ -15,10 +15,6 @@ use serde::de::DeserializeOwned;
 use super::settings::K8sSettings;
 use crate::driver::{DriverError, DriverResult, ResourceRef};
 
-/// How long one API call may take before the loop gives up on it and retries
-/// later. A hung API server must not hold a lease (30 s) hostage.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// A client, the namespace it acts in, and the settings objects are built from.
 #[derive(Clone)]
 pub struct K8sCluster {
@@ -56,6 +52,15 @@ impl K8sCluster {
         &self.settings
     }
 
+    /// One API call, bounded by `kubernetes.api_timeout_secs`.
+    pub(crate) async fn bounded<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, CallError> {
+        bounded_within(self.settings.api_timeout(), what, call).await
+    }
+
     /// The resource as this cluster knows it: whatever namespace the row
     /// carries, a tenant's objects live in the tenant's namespace.
     pub(crate) fn scoped(&self, r: &ResourceRef) -> ResourceRef {
@@ -82,7 +87,10 @@ impl K8sCluster {
     where
         K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
     {
-        match bounded(what, api.delete(name, &DeleteParams::background())).await {
+        match self
+            .bounded(what, api.delete(name, &DeleteParams::background()))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(classify(e, what)),
@@ -90,18 +98,19 @@ impl K8sCluster {
     }
 }
 
-/// Runs one API call with [`CALL_TIMEOUT`]; a timeout becomes a transient
+/// Runs one API call for at most `limit`; a timeout becomes a transient
 /// error that names the call.
-pub(crate) async fn bounded<T>(
+pub(crate) async fn bounded_within<T>(
+    limit: Duration,
     what: &str,
     call: impl Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, CallError> {
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+    match tokio::time::timeout(limit, call).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(CallError::Kube(e)),
         Err(_) => Err(CallError::Timeout(format!(
             "{what}: the API server did not answer within {}s",
-            CALL_TIMEOUT.as_secs()
+            limit.as_secs()
         ))),
     }
 }

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 
-use super::cluster::{K8sCluster, bounded, classify, is_already_exists, is_not_found};
+use super::cluster::{K8sCluster, classify, is_already_exists, is_not_found};
 use super::database_objects::{self, DatabaseObjects};
 use super::objects;
 use super::status::{cluster_observed, credentials_from_secret};
@@ -36,12 +36,13 @@ impl K8sCluster {
         let name = database_objects::cluster_name(&spec.resource);
         let what = format!("scaling database cluster {name} to {replicas}");
         let patch = database_objects::cluster_replicas_merge_patch(spec, self.settings(), replicas);
-        match bounded(
-            &what,
-            self.clusters()
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch)),
-        )
-        .await
+        match self
+            .bounded(
+                &what,
+                self.clusters()
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch)),
+            )
+            .await
         {
             Ok(c) => Ok(cluster_observed(Some(&c))),
             Err(e) if is_not_found(&e) => Ok(Observed::Absent),
@@ -81,11 +82,12 @@ impl DatabaseDriver for K8sCluster {
         self.create_or_adopt(&role_binding, "role binding").await?;
         let name = database_objects::cluster_name(&spec.resource);
         let what = format!("creating database cluster {name}");
-        match bounded(
-            &what,
-            self.clusters().create(&PostParams::default(), &cluster),
-        )
-        .await
+        match self
+            .bounded(
+                &what,
+                self.clusters().create(&PostParams::default(), &cluster),
+            )
+            .await
         {
             Ok(c) => Ok(cluster_observed(Some(&c))),
             Err(e) if is_already_exists(&e) => {
@@ -108,7 +110,7 @@ impl DatabaseDriver for K8sCluster {
         let name = database_objects::cluster_name(&r);
         // The cluster first: its pods use the account until they are gone.
         let what = format!("deleting database cluster {name}");
-        match bounded(&what, self.clusters().get_opt(&name)).await {
+        match self.bounded(&what, self.clusters().get_opt(&name)).await {
             Ok(Some(c)) => {
                 let deleting = c.metadata.deletion_timestamp.is_some()
                     || c.data["status"]["phase"] == "Deleting";
@@ -139,13 +141,14 @@ impl DatabaseDriver for K8sCluster {
 
     async fn observe(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>> {
         let what = "listing database clusters";
-        let list = bounded(
-            what,
-            self.clusters()
-                .list(&ListParams::default().labels(&objects::selector(KIND))),
-        )
-        .await
-        .map_err(|e| missing_kubeblocks(classify(e, what)))?;
+        let list = self
+            .bounded(
+                what,
+                self.clusters()
+                    .list(&ListParams::default().labels(&objects::selector(KIND))),
+            )
+            .await
+            .map_err(|e| missing_kubeblocks(classify(e, what)))?;
         let by_name: HashMap<String, &DynamicObject> = list
             .items
             .iter()
@@ -165,7 +168,10 @@ impl DatabaseDriver for K8sCluster {
         let r = self.scoped(&spec.resource);
         let name = database_objects::credential_secret_name(&r);
         let what = format!("reading secret {name}");
-        match bounded(&what, self.api::<Secret>().get_opt(&name)).await {
+        match self
+            .bounded(&what, self.api::<Secret>().get_opt(&name))
+            .await
+        {
             // KubeBlocks creates the `postgres` database only; the seed used
             // the cluster's name, which does not exist on a fresh cluster.
             Ok(Some(secret)) => Ok(credentials_from_secret(&secret, "postgres")),

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::LogParams;
 use tokio::sync::mpsc;
 
-use super::cluster::{K8sCluster, bounded, classify, is_not_found};
+use super::cluster::{K8sCluster, classify, is_not_found};
 use super::objects::{self, CONTAINER};
 use crate::driver::{DriverResult, LogEvent, ResourceRef, SandboxLogs};
 
@@ -54,7 +54,7 @@ impl SandboxLogs for K8sCluster {
         // The first read reports errors to the caller (forbidden, bad
         // namespace); later ones become notices while following.
         let what = format!("reading the log of pod {pod}");
-        let first = match bounded(&what, pods.get_opt(&pod)).await {
+        let first = match self.bounded(&what, pods.get_opt(&pod)).await {
             Ok(p) => p.is_some(),
             Err(e) if is_not_found(&e) => false,
             Err(e) => return Err(classify(e, &what)),

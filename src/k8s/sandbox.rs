@@ -13,7 +13,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::cluster::{K8sCluster, bounded, classify, is_already_exists, is_not_found};
+use super::cluster::{K8sCluster, classify, is_already_exists, is_not_found};
 use super::objects::{self, RESOURCE_LABEL, SandboxObjects};
 use super::status::statefulset_observed;
 use crate::driver::{DriverResult, Observed, ResourceRef, SandboxDriver, SandboxSpec};
@@ -27,8 +27,11 @@ impl K8sCluster {
         let api = self.api::<Secret>();
         let name = secret.metadata.name.clone().unwrap_or_default();
         let what = format!("writing secret {name}");
-        match bounded(&what, api.get_opt(&name)).await {
-            Ok(None) => match bounded(&what, api.create(&PostParams::default(), secret)).await {
+        match self.bounded(&what, api.get_opt(&name)).await {
+            Ok(None) => match self
+                .bounded(&what, api.create(&PostParams::default(), secret))
+                .await
+            {
                 Ok(_) => Ok(()),
                 // Another replica made it between our read and our write.
                 Err(e) if is_already_exists(&e) => Err(crate::driver::DriverError::transient(
@@ -39,7 +42,7 @@ impl K8sCluster {
             Ok(Some(existing)) => {
                 let mut desired = secret.clone();
                 desired.metadata.resource_version = existing.metadata.resource_version;
-                bounded(&what, api.replace(&name, &PostParams::default(), &desired))
+                self.bounded(&what, api.replace(&name, &PostParams::default(), &desired))
                     .await
                     .map(|_| ())
                     .map_err(|e| classify(e, &what))
@@ -64,7 +67,10 @@ impl K8sCluster {
             spec.replicas = Some(n);
         }
         if replicas.is_some() {
-            match bounded(&what, api.create(&PostParams::default(), &wanted)).await {
+            match self
+                .bounded(&what, api.create(&PostParams::default(), &wanted))
+                .await
+            {
                 Ok(created) => return Ok(created),
                 Err(e) if is_already_exists(&e) => {}
                 Err(e) => return Err(classify(e, &what)),
@@ -80,7 +86,7 @@ impl K8sCluster {
             "spec": spec,
         });
         let what = format!("updating statefulset {name}");
-        bounded(
+        self.bounded(
             &what,
             api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)),
         )
@@ -98,7 +104,10 @@ impl K8sCluster {
     {
         let name = obj.meta().name.clone().unwrap_or_default();
         let what = format!("creating {kind} {name}");
-        match bounded(&what, self.api::<K>().create(&PostParams::default(), obj)).await {
+        match self
+            .bounded(&what, self.api::<K>().create(&PostParams::default(), obj))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if is_already_exists(&e) => Ok(()),
             Err(e) => Err(classify(e, &what)),
@@ -111,12 +120,15 @@ impl K8sCluster {
         let api = self.api::<Ingress>();
         let name = ingress.metadata.name.clone().unwrap_or_default();
         let what = format!("creating ingress {name}");
-        match bounded(&what, api.create(&PostParams::default(), ingress)).await {
+        match self
+            .bounded(&what, api.create(&PostParams::default(), ingress))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if is_already_exists(&e) => {
                 let patch = json!({ "metadata": { "labels": ingress.metadata.labels }, "spec": ingress.spec });
                 let what = format!("updating ingress {name}");
-                bounded(
+                self.bounded(
                     &what,
                     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)),
                 )
@@ -131,13 +143,14 @@ impl K8sCluster {
     /// Pods of every sandbox in the namespace, by resource name.
     async fn sandbox_pods(&self) -> DriverResult<HashMap<String, Vec<Pod>>> {
         let what = "listing sandbox pods";
-        let pods = bounded(
-            what,
-            self.api::<Pod>()
-                .list(&ListParams::default().labels(&objects::selector(KIND))),
-        )
-        .await
-        .map_err(|e| classify(e, what))?;
+        let pods = self
+            .bounded(
+                what,
+                self.api::<Pod>()
+                    .list(&ListParams::default().labels(&objects::selector(KIND))),
+            )
+            .await
+            .map_err(|e| classify(e, what))?;
         let mut by_resource: HashMap<String, Vec<Pod>> = HashMap::new();
         for pod in pods.items {
             if let Some(r) = pod
@@ -182,12 +195,16 @@ impl SandboxDriver for K8sCluster {
         let name = objects::statefulset_name(&r);
         let what = format!("scaling statefulset {name} to 0");
         let patch = json!({ "spec": { "replicas": 0 } });
-        match bounded(
-            &what,
-            self.api::<StatefulSet>()
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch)),
-        )
-        .await
+        match self
+            .bounded(
+                &what,
+                self.api::<StatefulSet>().patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                ),
+            )
+            .await
         {
             Ok(sts) => Ok(statefulset_observed(Some(&sts), &[])),
             Err(e) if is_not_found(&e) => Ok(Observed::Absent),
@@ -234,13 +251,14 @@ impl SandboxDriver for K8sCluster {
     async fn observe(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>> {
         // Two lists for the whole namespace, however many sandboxes.
         let what = "listing sandboxes";
-        let sets = bounded(
-            what,
-            self.api::<StatefulSet>()
-                .list(&ListParams::default().labels(&objects::selector(KIND))),
-        )
-        .await
-        .map_err(|e| classify(e, what))?;
+        let sets = self
+            .bounded(
+                what,
+                self.api::<StatefulSet>()
+                    .list(&ListParams::default().labels(&objects::selector(KIND))),
+            )
+            .await
+            .map_err(|e| classify(e, what))?;
         let pods = self.sandbox_pods().await?;
         let by_name: HashMap<String, &StatefulSet> = sets
             .items

@@ -41,6 +41,9 @@ pub struct K8sSettings {
     pub db_memory_request: String,
     pub db_cpu_limit: String,
     pub db_memory_limit: String,
+    /// Longest wait for one API call before it counts as failed and is
+    /// retried later: a hung API server must not hold a lease hostage.
+    pub api_timeout_secs: u64,
 }
 
 impl Default for K8sSettings {
@@ -67,6 +70,7 @@ impl Default for K8sSettings {
             db_memory_request: "102Mi".into(),
             db_cpu_limit: "1000m".into(),
             db_memory_limit: "1024Mi".into(),
+            api_timeout_secs: 20,
         }
     }
 }
@@ -174,6 +178,12 @@ impl K8sSettings {
                 );
             }
         }
+        if !(1..=300).contains(&self.api_timeout_secs) {
+            return err(
+                "api_timeout_secs",
+                format!("{} is out of range (1 to 300)", self.api_timeout_secs),
+            );
+        }
         if !(1..=5).contains(&self.db_replicas) {
             return err(
                 "db_replicas",
@@ -181,6 +191,11 @@ impl K8sSettings {
             );
         }
         Ok(())
+    }
+
+    /// [`Self::api_timeout_secs`] as a duration.
+    pub fn api_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.api_timeout_secs)
     }
 
     fn quantities(&self) -> impl Iterator<Item = (&'static str, &str)> {
