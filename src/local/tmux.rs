@@ -31,7 +31,13 @@ set -g default-terminal tmux-256color
 set -as terminal-features ',*:RGB'
 set -s escape-time 0
 # Several viewers: the window follows the one who typed or resized last.
+# (Read-only viewers attach with -r, which implies ignore-size: they never
+# move it.)
 set -g window-size latest
+# A program that exits leaves its pane (and session) behind, dead, so the
+# dashboard can show it as exited and restart it (respawn-pane). Sessions
+# also set it themselves, for a server started with an older config.
+set -g remain-on-exit on
 ";
 
 /// The parts of Kiln's own environment a tmux server may inherit. Everything
@@ -297,6 +303,11 @@ impl TmuxError {
     pub(crate) fn is_missing_session(&self) -> bool {
         let s = self.stderr();
         self.is_no_server() || s.contains("can't find session") || s.contains("no such session")
+    }
+
+    /// `respawn-pane` without `-k` on a pane whose program still runs.
+    pub(crate) fn is_pane_still_active(&self) -> bool {
+        self.stderr().contains("still active")
     }
 
     pub(crate) fn is_duplicate_session(&self) -> bool {

@@ -95,6 +95,11 @@ pub enum Action {
     ConfigUnset,
     Attach,
     AttachReadOnly,
+    /// Detail screen: select the next / previous terminal session.
+    NextSession,
+    PrevSession,
+    /// Restart the selected session (only an exited one).
+    RestartSession,
 }
 
 /// One key of one screen: what it does, and whether it can right now (and if
@@ -150,6 +155,8 @@ pub enum Context {
     ConfigForm,
     ConfirmRemoveKey,
     ConfirmUnsetConfig,
+    /// Attaching to an exited session offers to restart it first.
+    ConfirmRestart,
     Help,
 }
 

@@ -5,6 +5,7 @@
 mod bindings;
 mod data;
 pub mod forms;
+mod sessions;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,7 @@ pub use crate::tui::keys::Key;
 use crate::tui::keys::{self as keymap, Action, Binding, Context};
 use crate::tui::text;
 use forms::{ConfigForm, CreateForm, EnvField, EnvForm, KeyForm, PasswordForm};
+pub(crate) use sessions::session_label;
 pub use settings::{ConfigRow, SettingsData, SettingsFocus};
 
 /// Everything the detail and env screens show for one project.
@@ -61,6 +63,14 @@ pub enum Msg {
     PaneClosed(String),
     /// A line about the pane (e.g. a session switch failed); the pane stays.
     PaneNotice(String),
+    /// Time to refresh the open project's session list (sent every few
+    /// seconds; answered with `Effect::LoadSessions` while it is on screen).
+    PollSessions,
+    /// Answer to Effect::LoadSessions.
+    Sessions {
+        project: String,
+        sessions: Vec<crate::driver::SessionInfo>,
+    },
 }
 
 /// Debug is written by hand: a password or secret value must never reach a log.
@@ -108,10 +118,23 @@ pub enum Effect {
     UnsetUserConfig {
         key: String,
     },
-    /// Open the terminal pane on the project's sandbox session.
+    /// Open the terminal pane on a session of the project's sandbox
+    /// (`None`: the default session).
     Attach {
         project: String,
+        session: Option<String>,
         read_only: bool,
+    },
+    /// Restart an exited session (`None`: the default one); answered with
+    /// `Msg::Done`. With `attach: Some(read_only)`, attach to it afterwards.
+    Restart {
+        project: String,
+        session: Option<String>,
+        attach: Option<bool>,
+    },
+    /// Reload the open project's session list; answered with `Msg::Sessions`.
+    LoadSessions {
+        project: String,
     },
     /// Close the pane; the session keeps running.
     Detach,
@@ -179,10 +202,29 @@ impl std::fmt::Debug for Effect {
             Effect::UnsetUserConfig { key } => {
                 f.debug_struct("UnsetUserConfig").field("key", key).finish()
             }
-            Effect::Attach { project, read_only } => f
+            Effect::Attach {
+                project,
+                session,
+                read_only,
+            } => f
                 .debug_struct("Attach")
                 .field("project", project)
+                .field("session", session)
                 .field("read_only", read_only)
+                .finish(),
+            Effect::Restart {
+                project,
+                session,
+                attach,
+            } => f
+                .debug_struct("Restart")
+                .field("project", project)
+                .field("session", session)
+                .field("attach", attach)
+                .finish(),
+            Effect::LoadSessions { project } => f
+                .debug_struct("LoadSessions")
+                .field("project", project)
                 .finish(),
             Effect::Detach => f.write_str("Detach"),
         }
@@ -200,15 +242,30 @@ pub enum Screen {
 /// A modal on top of the screen; it takes the keyboard until closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Overlay {
-    ConfirmDelete { project: String },
+    ConfirmDelete {
+        project: String,
+    },
     Create(CreateForm),
     EnvForm(EnvForm),
-    ConfirmUnset { key: String },
+    ConfirmUnset {
+        key: String,
+    },
     KeyForm(KeyForm),
     PasswordForm(PasswordForm),
     ConfigForm(ConfigForm),
-    ConfirmRemoveKey { fingerprint: String },
-    ConfirmUnsetConfig { key: String },
+    ConfirmRemoveKey {
+        fingerprint: String,
+    },
+    ConfirmUnsetConfig {
+        key: String,
+    },
+    /// Attaching to an exited session: restart it first?
+    ConfirmRestart {
+        project: String,
+        session: Option<String>,
+        state: crate::driver::SessionState,
+        read_only: bool,
+    },
 }
 
 /// The one-line status under the body: the last outcome or refusal.
@@ -263,6 +320,8 @@ pub struct App {
     pub(crate) config_selected: usize,
     /// The terminal pane, while attached.
     pub(crate) pane: Option<crate::tui::pane::Pane>,
+    /// Index into the open project's session list (detail screen).
+    pub(crate) session_selected: usize,
 }
 
 impl App {
@@ -295,6 +354,7 @@ impl App {
             key_selected: 0,
             config_selected: 0,
             pane: None,
+            session_selected: 0,
         }
     }
 
@@ -428,6 +488,11 @@ impl App {
                 self.on_settings(*data);
                 vec![]
             }
+            Msg::PollSessions => self.on_poll_sessions(),
+            Msg::Sessions { project, sessions } => {
+                self.on_sessions(&project, sessions);
+                vec![]
+            }
         }
     }
 
@@ -481,6 +546,7 @@ impl App {
             Some(Overlay::ConfigForm(_)) => return Context::ConfigForm,
             Some(Overlay::ConfirmRemoveKey { .. }) => return Context::ConfirmRemoveKey,
             Some(Overlay::ConfirmUnsetConfig { .. }) => return Context::ConfirmUnsetConfig,
+            Some(Overlay::ConfirmRestart { .. }) => return Context::ConfirmRestart,
             None => {}
         }
         match self.screen {
@@ -599,13 +665,20 @@ impl App {
             }
             Action::Open => return self.open_project(Screen::Detail),
             Action::Env => return self.open_project(Screen::Env),
+            Action::Attach | Action::AttachReadOnly if self.screen == Screen::Detail => {
+                return self.perform_session(action);
+            }
             Action::Attach | Action::AttachReadOnly => {
                 if let Some(v) = self.target() {
                     return vec![Effect::Attach {
                         project: v.project.name.clone(),
+                        session: None,
                         read_only: action == Action::AttachReadOnly,
                     }];
                 }
+            }
+            Action::NextSession | Action::PrevSession | Action::RestartSession => {
+                return self.perform_session(action);
             }
             Action::New => self.overlay = Some(Overlay::Create(CreateForm::new())),
             Action::Intent(Intent::Delete) => {
@@ -761,6 +834,7 @@ impl App {
             self.event_scroll = 0;
             self.env_selected = 0;
             self.env_changed_at = None;
+            self.session_selected = 0;
         }
         self.open = Some(name.clone());
         self.screen = screen;
@@ -821,6 +895,12 @@ impl App {
             Some(
                 overlay @ (Overlay::ConfirmRemoveKey { .. } | Overlay::ConfirmUnsetConfig { .. }),
             ) => self.submit_settings(overlay),
+            Some(Overlay::ConfirmRestart {
+                project,
+                session,
+                read_only,
+                ..
+            }) => self.confirm_restart(project, session, read_only),
             other => {
                 self.overlay = other;
                 vec![]
