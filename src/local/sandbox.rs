@@ -154,7 +154,7 @@ impl LocalSandboxes {
         let args = vec!["kill-session".into(), "-t".into(), session_target(name)];
         match self.tmux.run(&args).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is_missing_session() => Ok(()),
+            Err(e) if e.is_missing_session() || e.is_server_gone() => Ok(()),
             // No tmux, no session to kill.
             Err(super::tmux::TmuxError::NotInstalled { .. }) => Ok(()),
             Err(e) => Err(e.into_driver_error(&format!("sandbox {name}"))),

@@ -299,6 +299,12 @@ impl TmuxError {
         s.contains("no server running") || s.contains("error connecting to")
     }
 
+    /// The server went away while answering: killing its last session ends
+    /// it (tmux's `exit-empty`), sometimes before the reply is sent.
+    pub(crate) fn is_server_gone(&self) -> bool {
+        self.stderr().contains("server exited unexpectedly")
+    }
+
     /// The session named in the command does not exist.
     pub(crate) fn is_missing_session(&self) -> bool {
         let s = self.stderr();

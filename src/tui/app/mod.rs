@@ -406,7 +406,11 @@ impl App {
                 let name = p.project.clone();
                 self.pane = None;
                 self.info(format!("detached from {name}; the session keeps running"));
-                vec![Effect::Detach]
+                // Back on the detail screen: its session list at once, not
+                // at the next poll (a session may have exited meanwhile).
+                let mut fx = vec![Effect::Detach];
+                fx.extend(self.on_poll_sessions());
+                fx
             }
             b'z' => {
                 p.zoomed = !p.zoomed;
@@ -468,7 +472,7 @@ impl App {
             Msg::PaneClosed(reason) => {
                 self.pane = None;
                 self.info(&reason);
-                vec![]
+                self.on_poll_sessions()
             }
             Msg::PaneNotice(line) => {
                 self.info(&line);
