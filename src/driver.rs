@@ -237,6 +237,24 @@ impl SessionState {
     }
 }
 
+/// The session listing both back ends ask tmux for, one line per session:
+/// name, last activity, attached clients, then the state of the session's
+/// current pane (the one `respawn-pane -t =NAME:` restarts).
+pub const TMUX_SESSION_FORMAT: &str = "#{session_name}\t#{session_activity}\t#{session_attached}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}";
+
+/// Whether a [`TMUX_SESSION_FORMAT`] listing shows a dead pane whose exit
+/// tmux has not learnt yet (neither status nor signal). tmux marks a pane
+/// dead when its terminal closes, but reads the status when it reaps the
+/// process, and tmux 3.3 sometimes reaps only at its next child exit,
+/// seconds or minutes later. Listing again after `run-shell true` (a child
+/// that exits at once, so tmux reaps every finished child) gives the status.
+pub fn tmux_listing_awaits_reap(listing: &str) -> bool {
+    listing.lines().any(|line| {
+        let f: Vec<&str> = line.split('\t').collect();
+        matches!(f.as_slice(), [_, _, _, "1", status, signal, ..] if status.is_empty() && signal.is_empty())
+    })
+}
+
 /// One terminal session of a sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
@@ -323,6 +341,17 @@ mod tests {
             SessionState::Exited { status: Some(1) }.describe(),
             "exited (status 1)"
         );
+    }
+
+    #[test]
+    fn a_dead_pane_without_status_or_signal_awaits_its_reaping() {
+        assert!(tmux_listing_awaits_reap("a\t1\t0\t0\t\t\nb\t1\t0\t1\t\t\n"));
+        // Exited with a status, or killed by a signal: known.
+        assert!(!tmux_listing_awaits_reap(
+            "a\t1\t0\t1\t3\t\nb\t1\t0\t1\t\t9\n"
+        ));
+        assert!(!tmux_listing_awaits_reap("a\t1\t0\t0\t\t\n"));
+        assert!(!tmux_listing_awaits_reap(""));
     }
 
     #[test]

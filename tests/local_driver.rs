@@ -676,14 +676,13 @@ async fn an_exited_named_session_is_listed_as_exited_and_restarts_in_place() {
         .unwrap();
     read_until(&mut a, &mut seen, "first-42").await;
     a.input.send(b"exit 3\r".to_vec()).await.unwrap();
-    let exited = support_eventually("work exited", || async {
-        match session_state(&s.driver, r, Some("work")).await {
-            Some(st @ SessionState::Exited { .. }) => Some(st),
-            _ => None,
-        }
+    // tmux marks the pane dead when its terminal closes and learns the
+    // status when it reaps the process: wait for both.
+    let want = SessionState::Exited { status: Some(3) };
+    support_eventually("work exited with status 3", || async {
+        (session_state(&s.driver, r, Some("work")).await == Some(want)).then_some(())
     })
     .await;
-    assert_eq!(exited, SessionState::Exited { status: Some(3) });
     assert!(
         s.has_session(&format!("{name}--work")),
         "the session stays, dead"
@@ -763,13 +762,11 @@ async fn a_dead_default_session_keeps_the_sandbox_running_and_ensure_respawns_it
     let spec = sandbox_spec(&name, &[]);
     assert_eq!(s.driver.ensure(&spec).await.unwrap(), Observed::Running);
     let r = &spec.resource;
-    let state = support_eventually("the default session exited", || async {
-        session_state(&s.driver, r, None)
-            .await
-            .filter(|st| st.is_exited())
+    let want = SessionState::Exited { status: Some(4) };
+    support_eventually("the default session exited with status 4", || async {
+        (session_state(&s.driver, r, None).await == Some(want)).then_some(())
     })
     .await;
-    assert_eq!(state, SessionState::Exited { status: Some(4) });
     // Reported as a running sandbox (not restarted behind the user's back).
     assert_eq!(
         s.driver.observe(std::slice::from_ref(r)).await.unwrap()[&name],

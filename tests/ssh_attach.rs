@@ -516,6 +516,34 @@ async fn a_read_only_viewer_never_resizes_the_session() {
     viewer.wait_closed().await;
 }
 
+/// Waits (bounded) until tmux sees the program of `session` gone (its pane dead).
+async fn wait_dead(server: &Server, session: &str) {
+    let local = server.local.as_ref().unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(local.socket_path())
+            .args([
+                "display-message",
+                "-p",
+                "-t",
+                &format!("={session}:"),
+                "#{pane_dead}",
+            ])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim() == "1" {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{session} still runs"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_an_exited_session_and_restarts_it() {
     let server = Server::start_local().await;
@@ -536,8 +564,7 @@ async fn the_dashboard_shows_an_exited_session_and_restarts_it() {
         .wait_until("s1's prompt", |t| t.matches("in-s1").count() >= 2)
         .await;
     screen.send(b"exit 3\r").await;
-    // tmux keeps the dead pane and says so.
-    screen.wait_for("Pane is dead").await;
+    wait_dead(&server, &format!("{default}--s1")).await;
     screen.send(&[0x1d, b'd']).await;
     screen.wait_for("detached from revive").await;
     assert!(tmux_has(&server, &format!("{default}--s1")));
@@ -578,13 +605,13 @@ async fn the_dashboard_shows_an_exited_session_and_restarts_it() {
     screen.send(&[0x1d, b'r']).await;
     screen.wait_for("still running").await;
     screen.send(b"exit 4\r").await;
-    screen.wait_for("Pane is dead").await;
+    wait_dead(&server, &format!("{default}--s1")).await;
     screen.send(&[0x1d, b'r']).await;
     screen.wait_for("restarted session s1 of revive").await;
     screen.send(b"clear; echo again-$((3+4))\r").await;
     screen.wait_for("again-7").await;
     screen.send(b"exit 5\r").await;
-    screen.wait_for("Pane is dead").await;
+    wait_dead(&server, &format!("{default}--s1")).await;
     screen.send(&[0x1d, b'd']).await;
     screen.wait_for("detached from revive").await;
 

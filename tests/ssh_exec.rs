@@ -178,16 +178,26 @@ async fn sessions_lists_exited_sessions_and_restart_brings_them_back() {
     work.send(b"echo ready-$((1+1))\r").await;
     work.wait_for("ready-2").await;
     work.send(b"exit 7\r").await;
-    work.wait_for("Pane is dead").await;
-    work.send(&[0x1d]).await;
-    assert_eq!(work.wait_closed().await, Some(0));
 
-    let list = json(&c.exec("sessions shells --json", b"").await);
+    // Listed as exited, with its status, while the viewer is still there.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let list = loop {
+        let list = json(&c.exec("sessions shells --json", b"").await);
+        if entry(&list, Some("work"))["exit_status"] == 7 {
+            break list;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let w = entry(&list, Some("work"));
     assert_eq!(w["default"], false);
     assert_eq!(w["state"], "exited");
     assert_eq!(w["exit_status"], 7);
-    assert_eq!(w["viewers"], 0);
+    assert_eq!(w["viewers"], 1);
+    // The viewer sees tmux's dead-pane line; Ctrl-] detaches as usual.
+    work.wait_for("Pane is dead").await;
+    work.send(&[0x1d]).await;
+    assert_eq!(work.wait_closed().await, Some(0));
     assert_eq!(list[0]["session"], serde_json::Value::Null, "default first");
     let text = c.exec("sessions shells", b"").await;
     assert_eq!(text.code, Some(0), "{text:?}");

@@ -15,6 +15,7 @@ use super::cluster::{K8sCluster, bounded, classify};
 use super::objects::{self, CONTAINER, DEFAULT_SESSION, TMUX_SOCKET};
 use crate::driver::{
     Attachment, DriverError, DriverResult, ResourceRef, SessionAttach, SessionInfo, SessionState,
+    TMUX_SESSION_FORMAT, tmux_listing_awaits_reap,
 };
 
 /// The tmux invocation every exec starts with: Kiln's own socket in the pod.
@@ -47,10 +48,18 @@ pub fn attach_command(session: &str, read_only: bool) -> Vec<String> {
     argv
 }
 
-/// What `sessions` asks tmux for: the pane formats describe the session's
-/// current pane (the one `respawn-pane -t =NAME:` restarts).
-pub const LIST_FORMAT: &str =
-    "#{session_name}\t#{session_activity}\t#{session_attached}\t#{pane_dead}\t#{pane_dead_status}";
+/// The command that lists the sessions ([`TMUX_SESSION_FORMAT`] lines).
+/// With `reap`, tmux first runs a child that exits at once, so it reaps
+/// every exited pane and knows their status (see
+/// `driver::tmux_listing_awaits_reap`).
+pub fn list_command(reap: bool) -> Vec<String> {
+    let mut argv = tmux();
+    if reap {
+        argv.extend(["run-shell", "true", ";"].map(String::from));
+    }
+    argv.extend(["list-sessions", "-F", TMUX_SESSION_FORMAT].map(String::from));
+    argv
+}
 
 /// The command that restarts an exited session's program. Without `-k`,
 /// tmux refuses a pane whose program still runs, so a restart never kills
@@ -63,8 +72,8 @@ pub fn restart_command(session: &str) -> Vec<String> {
     argv
 }
 
-/// `list-sessions` output (`name\tactivity\tattached\tdead\tstatus`) as
-/// session infos, default session first, then named ones by name.
+/// `list-sessions` output ([`TMUX_SESSION_FORMAT`] lines) as session
+/// infos, default session first, then named ones by name.
 pub fn parse_sessions(listing: &str) -> Vec<SessionInfo> {
     let mut out: Vec<SessionInfo> = listing
         .lines()
@@ -145,15 +154,18 @@ impl Drop for ExecGuard {
 impl SessionAttach for K8sCluster {
     async fn sessions(&self, r: &ResourceRef) -> DriverResult<Vec<SessionInfo>> {
         let r = self.scoped(r);
-        let mut argv = tmux();
-        argv.extend(["list-sessions", "-F", LIST_FORMAT].map(String::from));
         // No tmux server (the pod is still starting) reads as no sessions.
-        let (listing, ok) = self.exec_capture(&r, argv).await?;
-        Ok(if ok {
-            parse_sessions(&listing)
-        } else {
-            Vec::new()
-        })
+        let (mut listing, ok) = self.exec_capture(&r, list_command(false)).await?;
+        if !ok {
+            return Ok(Vec::new());
+        }
+        if tmux_listing_awaits_reap(&listing) {
+            let (again, ok) = self.exec_capture(&r, list_command(true)).await?;
+            if ok {
+                listing = again;
+            }
+        }
+        Ok(parse_sessions(&listing))
     }
 
     /// Looks the session up first, so the refusals say why (exec output
@@ -328,6 +340,15 @@ mod tests {
     fn an_older_listing_without_pane_fields_reads_as_running() {
         let s = parse_sessions("s1\t1700000100\t0\n");
         assert_eq!(s[0].state, SessionState::Running);
+    }
+
+    #[test]
+    fn the_listing_can_first_have_tmux_reap_exited_panes() {
+        let plain = list_command(false);
+        assert_eq!(&plain[..4], ["tmux", "-L", TMUX_SOCKET, "list-sessions"]);
+        let reaping = list_command(true);
+        assert_eq!(&reaping[3..6], ["run-shell", "true", ";"]);
+        assert_eq!(reaping.last(), plain.last());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::tmux::session_target;
 use super::validate_resource_name;
 use crate::driver::{
     Attachment, DriverError, DriverResult, ResourceRef, SessionAttach, SessionInfo, SessionState,
+    TMUX_SESSION_FORMAT, tmux_listing_awaits_reap,
 };
 
 /// Ends the tmux client (not the session) when the attachment is dropped.
@@ -53,15 +54,8 @@ impl Drop for ClientGuard {
     }
 }
 
-/// What `sessions` asks tmux for, one line per session. The pane formats
-/// describe the session's current pane (the one `respawn-pane -t =NAME:`
-/// restarts).
-const LIST_FORMAT: &str =
-    "#{session_name}\t#{session_activity}\t#{session_attached}\t#{pane_dead}\t#{pane_dead_status}";
-
 /// The sessions of one sandbox in `tmux list-sessions` output
-/// (`name<TAB>activity<TAB>attached<TAB>dead<TAB>status` lines). Pure, so it
-/// is tested as a table.
+/// ([`TMUX_SESSION_FORMAT`] lines). Pure, so it is tested as a table.
 fn sessions_of(resource: &str, listing: &str) -> Vec<SessionInfo> {
     let prefix = format!("{resource}--");
     let mut out: Vec<SessionInfo> = listing
@@ -137,7 +131,12 @@ fn pty_size(cols: u16, rows: u16) -> PtySize {
 impl SessionAttach for LocalSandboxes {
     async fn sessions(&self, r: &ResourceRef) -> DriverResult<Vec<SessionInfo>> {
         validate_resource_name(&r.resource_name)?;
-        let listing = self.list_sessions_with(LIST_FORMAT).await?;
+        let mut listing = self.list_sessions_with(TMUX_SESSION_FORMAT).await?;
+        if tmux_listing_awaits_reap(&listing) {
+            // Have tmux reap what has exited, so the status is shown.
+            self.reap_exited().await;
+            listing = self.list_sessions_with(TMUX_SESSION_FORMAT).await?;
+        }
         Ok(sessions_of(&r.resource_name, &listing))
     }
 

@@ -138,6 +138,14 @@ impl LocalSandboxes {
         self.tmux.run(&args).await.map(|_| ())
     }
 
+    /// Makes tmux reap every child that has exited (see
+    /// `driver::tmux_listing_awaits_reap`): `run-shell true` starts a child
+    /// that exits at once. Best effort.
+    pub(crate) async fn reap_exited(&self) {
+        let args = vec!["run-shell".into(), "true".into()];
+        let _ = self.tmux.run(&args).await;
+    }
+
     /// `ensure` on an existing session: a dead default pane is respawned, a
     /// live one left alone.
     async fn respawn_if_dead(&self, name: &str) -> DriverResult<()> {
