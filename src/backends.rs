@@ -429,6 +429,13 @@ impl SessionAttach for Backends {
             Route::Cluster(c) => c.attach(r, session, cols, rows, read_only).await,
         }
     }
+
+    async fn restart(&self, r: &ResourceRef, session: Option<&str>) -> DriverResult<()> {
+        match self.route(r.owner).await? {
+            Route::Local => self.local_attach()?.restart(r, session).await,
+            Route::Cluster(c) => c.restart(r, session).await,
+        }
+    }
 }
 
 #[async_trait]

@@ -198,6 +198,63 @@ impl fmt::Debug for Attachment {
     }
 }
 
+/// Whether a session's program is still running. Sessions are kept when
+/// their program exits (tmux `remain-on-exit`), so an exited session stays
+/// listed, with its last screen, until it is restarted or the sandbox stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    Running,
+    /// The program exited. `status` is its exit status when it exited on its
+    /// own; `None` when it was killed by a signal (or the back end cannot tell).
+    Exited {
+        status: Option<i32>,
+    },
+}
+
+impl SessionState {
+    pub fn is_exited(self) -> bool {
+        matches!(self, SessionState::Exited { .. })
+    }
+
+    /// `running`, `exited (status 3)`, `exited`: for screens and tables.
+    pub fn describe(self) -> String {
+        match self {
+            SessionState::Running => "running".into(),
+            SessionState::Exited { status: Some(s) } => format!("exited (status {s})"),
+            SessionState::Exited { status: None } => "exited".into(),
+        }
+    }
+
+    /// From tmux's `#{pane_dead}` and `#{pane_dead_status}` (both back ends
+    /// list sessions with these formats). Anything but `1` is running.
+    pub fn from_tmux(dead: Option<&str>, status: Option<&str>) -> SessionState {
+        match dead.map(str::trim) {
+            Some("1") => SessionState::Exited {
+                status: status.and_then(|s| s.trim().parse().ok()),
+            },
+            _ => SessionState::Running,
+        }
+    }
+}
+
+/// The session listing both back ends ask tmux for, one line per session:
+/// name, last activity, attached clients, then the state of the session's
+/// current pane (the one `respawn-pane -t =NAME:` restarts).
+pub const TMUX_SESSION_FORMAT: &str = "#{session_name}\t#{session_activity}\t#{session_attached}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}";
+
+/// Whether a [`TMUX_SESSION_FORMAT`] listing shows a dead pane whose exit
+/// tmux has not learnt yet (neither status nor signal). tmux marks a pane
+/// dead when its terminal closes, but reads the status when it reaps the
+/// process, and tmux 3.3 sometimes reaps only at its next child exit,
+/// seconds or minutes later. Listing again after `run-shell true` (a child
+/// that exits at once, so tmux reaps every finished child) gives the status.
+pub fn tmux_listing_awaits_reap(listing: &str) -> bool {
+    listing.lines().any(|line| {
+        let f: Vec<&str> = line.split('\t').collect();
+        matches!(f.as_slice(), [_, _, _, "1", status, signal, ..] if status.is_empty() && signal.is_empty())
+    })
+}
+
 /// One terminal session of a sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
@@ -207,6 +264,8 @@ pub struct SessionInfo {
     pub last_activity: Option<i64>,
     /// Viewers attached right now.
     pub viewers: u32,
+    /// Whether its program still runs (the state of the session's current pane).
+    pub state: SessionState,
 }
 
 /// Attaching to sandbox sessions (DESIGN §6: `attach(session, size)`).
@@ -225,6 +284,14 @@ pub trait SessionAttach: Send + Sync + 'static {
         rows: u16,
         read_only: bool,
     ) -> DriverResult<Attachment>;
+
+    /// Starts `session`'s program again (`None` = the default session) in
+    /// the same session, under the same name; viewers attached to it stay
+    /// attached and see the new program. Only an exited session is
+    /// restarted: a running one is refused with a permanent error saying so
+    /// (never killed), so the action needs no confirmation. A session that
+    /// does not exist is a permanent error too.
+    async fn restart(&self, r: &ResourceRef, session: Option<&str>) -> DriverResult<()>;
 }
 
 /// One item of a sandbox's followed log.
@@ -253,6 +320,39 @@ pub trait SandboxLogs: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_states_from_tmux_formats() {
+        assert_eq!(
+            SessionState::from_tmux(Some("1"), Some("3")),
+            SessionState::Exited { status: Some(3) }
+        );
+        // Killed by a signal: tmux leaves the status empty.
+        assert_eq!(
+            SessionState::from_tmux(Some("1"), Some("")),
+            SessionState::Exited { status: None }
+        );
+        assert_eq!(
+            SessionState::from_tmux(Some("0"), Some("")),
+            SessionState::Running
+        );
+        assert_eq!(SessionState::from_tmux(None, None), SessionState::Running);
+        assert_eq!(
+            SessionState::Exited { status: Some(1) }.describe(),
+            "exited (status 1)"
+        );
+    }
+
+    #[test]
+    fn a_dead_pane_without_status_or_signal_awaits_its_reaping() {
+        assert!(tmux_listing_awaits_reap("a\t1\t0\t0\t\t\nb\t1\t0\t1\t\t\n"));
+        // Exited with a status, or killed by a signal: known.
+        assert!(!tmux_listing_awaits_reap(
+            "a\t1\t0\t1\t3\t\nb\t1\t0\t1\t\t9\n"
+        ));
+        assert!(!tmux_listing_awaits_reap("a\t1\t0\t0\t\t\n"));
+        assert!(!tmux_listing_awaits_reap(""));
+    }
 
     #[test]
     fn url_encodes_reserved_characters_and_socket_dirs() {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use kiln::driver::{
     DatabaseDriver, DatabaseSpec, DriverError, Observed, ResourceRef, SandboxDriver, SandboxSpec,
+    SessionAttach, SessionState,
 };
 use kiln::local::{LocalDatabases, LocalSandboxes};
 use sqlx::{Connection, PgConnection, Row};
@@ -622,4 +623,180 @@ async fn a_socket_url_reports_the_socket_directory_as_host() {
         .unwrap()
         .unwrap();
     assert_eq!(creds.host, "/var/run/postgresql");
+}
+
+// ---------------------------------------------------------------- sessions
+
+/// Everything an attachment printed so far, as text (waits up to 15 s for
+/// `needle`); panics with what it saw.
+async fn read_until(a: &mut kiln::driver::Attachment, seen: &mut String, needle: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !seen.contains(needle) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, a.output.recv()).await {
+            Ok(Some(bytes)) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            Ok(None) => panic!("the attachment closed before {needle:?}; it showed:\n{seen}"),
+            Err(_) => panic!("no {needle:?} within 15 s; the attachment showed:\n{seen}"),
+        }
+    }
+}
+
+async fn session_state(
+    driver: &LocalSandboxes,
+    r: &ResourceRef,
+    session: Option<&str>,
+) -> Option<SessionState> {
+    driver
+        .sessions(r)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name.as_deref() == session)
+        .map(|s| s.state)
+}
+
+#[tokio::test]
+async fn an_exited_named_session_is_listed_as_exited_and_restarts_in_place() {
+    let s = Scratch::new();
+    let name = unique_name();
+    let spec = sandbox_spec(&name, &[("PROJECT_NAME", "t")]);
+    s.driver.ensure(&spec).await.unwrap();
+    let r = &spec.resource;
+
+    // A named session is created on first attach; its shell exits with 3.
+    let mut a = s
+        .driver
+        .attach(r, Some("work"), 80, 24, false)
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    a.input
+        .send(b"echo first-$((40+2))\r".to_vec())
+        .await
+        .unwrap();
+    read_until(&mut a, &mut seen, "first-42").await;
+    a.input.send(b"exit 3\r".to_vec()).await.unwrap();
+    // tmux marks the pane dead when its terminal closes and learns the
+    // status when it reaps the process: wait for both.
+    let want = SessionState::Exited { status: Some(3) };
+    support_eventually("work exited with status 3", || async {
+        (session_state(&s.driver, r, Some("work")).await == Some(want)).then_some(())
+    })
+    .await;
+    assert!(
+        s.has_session(&format!("{name}--work")),
+        "the session stays, dead"
+    );
+    // The sandbox itself is still up: its default session runs.
+    assert_eq!(
+        s.driver.observe(std::slice::from_ref(r)).await.unwrap()[&name],
+        Observed::Running
+    );
+    assert_eq!(
+        session_state(&s.driver, r, None).await,
+        Some(SessionState::Running)
+    );
+    drop(a);
+
+    // Restart: the same session, running again, and usable.
+    s.driver.restart(r, Some("work")).await.unwrap();
+    assert_eq!(
+        session_state(&s.driver, r, Some("work")).await,
+        Some(SessionState::Running)
+    );
+    let mut a = s
+        .driver
+        .attach(r, Some("work"), 80, 24, false)
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    // Same directory and environment file as before: `.kiln-env` is sourced.
+    a.input
+        .send(b"echo again-$((1+2))-$PROJECT_NAME\r".to_vec())
+        .await
+        .unwrap();
+    read_until(&mut a, &mut seen, "again-3-t").await;
+    drop(a);
+
+    // A running session is never restarted (nor killed); a missing one is an error.
+    let running = s.driver.restart(r, Some("work")).await.unwrap_err();
+    assert!(
+        matches!(&running, DriverError::Permanent(m) if m.contains("still running")),
+        "{running:?}"
+    );
+    assert_eq!(
+        session_state(&s.driver, r, Some("work")).await,
+        Some(SessionState::Running)
+    );
+    let default = s.driver.restart(r, None).await.unwrap_err();
+    assert!(default.to_string().contains("still running"), "{default}");
+    let missing = s.driver.restart(r, Some("nosuch")).await.unwrap_err();
+    assert!(
+        matches!(&missing, DriverError::Permanent(m) if m.contains("no session nosuch")),
+        "{missing:?}"
+    );
+    assert_permanent(
+        s.driver.restart(r, Some("../x")).await,
+        "invalid session name",
+    );
+    // Another sandbox's session is out of reach: its name is just a session
+    // name inside this sandbox, which does not exist.
+    let other = unique_name();
+    s.driver.ensure(&sandbox_spec(&other, &[])).await.unwrap();
+    let err = s.driver.restart(r, Some(&other)).await.unwrap_err();
+    assert!(matches!(err, DriverError::Permanent(_)), "{err:?}");
+    assert_eq!(
+        session_state(&s.driver, &rref(&other), None).await,
+        Some(SessionState::Running)
+    );
+}
+
+#[tokio::test]
+async fn a_dead_default_session_keeps_the_sandbox_running_and_ensure_respawns_it() {
+    let dir = PathBuf::from(format!("/tmp/kt-{}", random(8)));
+    // Exits with 4 until the file `go` exists in the sandbox's directory.
+    let driver = LocalSandboxes::new(&dir, Some("test -e go && exec sleep 3600; exit 4".into()))
+        .expect("driver");
+    let s = Scratch { dir, driver };
+    let name = unique_name();
+    let spec = sandbox_spec(&name, &[]);
+    assert_eq!(s.driver.ensure(&spec).await.unwrap(), Observed::Running);
+    let r = &spec.resource;
+    let want = SessionState::Exited { status: Some(4) };
+    support_eventually("the default session exited with status 4", || async {
+        (session_state(&s.driver, r, None).await == Some(want)).then_some(())
+    })
+    .await;
+    // Reported as a running sandbox (not restarted behind the user's back).
+    assert_eq!(
+        s.driver.observe(std::slice::from_ref(r)).await.unwrap()[&name],
+        Observed::Running
+    );
+    std::fs::write(s.driver.sandbox_dir(r).join("go"), "").unwrap();
+    // ensure (start, retry) brings the program back.
+    assert_eq!(s.driver.ensure(&spec).await.unwrap(), Observed::Running);
+    assert_eq!(
+        session_state(&s.driver, r, None).await,
+        Some(SessionState::Running)
+    );
+    assert_eq!(s.session_count(), 1);
+}
+
+/// Polls (bounded, 15 s) until `check` gives `Some`.
+async fn support_eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

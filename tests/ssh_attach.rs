@@ -452,9 +452,185 @@ async fn the_pane_creates_and_switches_named_sessions() {
     screen.send(b"\r").await;
     screen
         .wait_until("the session list", |t| {
-            t.contains("sessions  default") && t.contains("│ s1")
+            t.contains("Sessions")
+                && support::ssh::line_with(t, "default").is_some_and(|l| l.contains("running"))
+                && support::ssh::line_with(t, " s1 ").is_some_and(|l| l.contains("running"))
         })
         .await;
     assert!(tmux_has(&server, &default));
     assert!(tmux_has(&server, &format!("{default}--s1")));
+}
+
+/// The size tmux gives a session's window, as `WxH`.
+fn window_size(server: &Server, session: &str) -> String {
+    let local = server.local.as_ref().unwrap();
+    let out = Command::new("tmux")
+        .arg("-S")
+        .arg(local.socket_path())
+        .args([
+            "display-message",
+            "-p",
+            "-t",
+            &format!("={session}:"),
+            "#{window_width}x#{window_height}",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_viewer_never_resizes_the_session() {
+    let server = Server::start_local().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    let session = running_project(&server, alice.id, "sized").await;
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let writer = c.exec_tty("attach sized", 100, 30).await;
+    writer.send(b"stty size\r").await;
+    writer.wait_for("30 100").await;
+    let viewer = c.exec_tty("attach sized --read-only", 60, 20).await;
+    viewer.wait_for("30 100").await;
+    // The viewer resizes and presses keys (activity, for `window-size
+    // latest`): the session keeps the writer's size.
+    viewer.resize(50, 15).await;
+    viewer.send(b"x").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(window_size(&server, &session), "100x30");
+    writer.send(b"clear; stty size\r").await;
+    writer.wait_for("30 100").await;
+    // The writer's own resize still moves it.
+    writer.resize(90, 25).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while window_size(&server, &session) != "90x25" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            window_size(&server, &session)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    writer.send(&[0x1d]).await;
+    viewer.send(&[0x1d]).await;
+    writer.wait_closed().await;
+    viewer.wait_closed().await;
+}
+
+/// Waits (bounded) until tmux sees the program of `session` gone (its pane dead).
+async fn wait_dead(server: &Server, session: &str) {
+    let local = server.local.as_ref().unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(local.socket_path())
+            .args([
+                "display-message",
+                "-p",
+                "-t",
+                &format!("={session}:"),
+                "#{pane_dead}",
+            ])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim() == "1" {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{session} still runs"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_an_exited_session_and_restarts_it() {
+    let server = Server::start_local().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    let default = running_project(&server, alice.id, "revive").await;
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let screen = c.shell(110, 32).await;
+    screen.wait_for("revive").await;
+
+    // A named session whose shell exits with status 3.
+    screen.send(b"a").await;
+    screen.wait_for("Ctrl-] d detach").await;
+    screen.send(&[0x1d, b'n']).await;
+    screen.wait_for("s1 (of").await;
+    screen.send(b"echo in-s1\r").await;
+    screen
+        .wait_until("s1's prompt", |t| t.matches("in-s1").count() >= 2)
+        .await;
+    screen.send(b"exit 3\r").await;
+    wait_dead(&server, &format!("{default}--s1")).await;
+    screen.send(&[0x1d, b'd']).await;
+    screen.wait_for("detached from revive").await;
+    assert!(tmux_has(&server, &format!("{default}--s1")));
+
+    // The detail screen marks it exited, with its status.
+    screen.send(b"\r").await;
+    let text = screen
+        .wait_until("s1 exited on the detail screen", |t| {
+            support::ssh::line_with(t, " s1 ").is_some_and(|l| l.contains("exited (status 3)"))
+        })
+        .await;
+    assert!(
+        support::ssh::line_with(&text, "default").is_some_and(|l| l.contains("running")),
+        "{text}"
+    );
+    // Tab selects it; R restarts it (no confirmation), and says so.
+    screen.send(b"\t").await;
+    screen
+        .wait_until("s1 selected", |t| {
+            support::ssh::line_with(t, "▸ s1").is_some()
+        })
+        .await;
+    screen.send(b"R").await;
+    screen.wait_for("restarted session s1 of revive").await;
+    screen
+        .wait_until("s1 running again", |t| {
+            support::ssh::line_with(t, " s1 ").is_some_and(|l| l.contains("running"))
+        })
+        .await;
+
+    // Attaching (Enter) reaches the new shell.
+    screen.send(b"\r").await;
+    screen.wait_for("Ctrl-] d detach").await;
+    screen.send(b"echo back-$((2+3))\r").await;
+    screen.wait_for("back-5").await;
+
+    // In the pane, Ctrl-] r restarts the session once it has exited.
+    screen.send(&[0x1d, b'r']).await;
+    screen.wait_for("still running").await;
+    screen.send(b"exit 4\r").await;
+    wait_dead(&server, &format!("{default}--s1")).await;
+    screen.send(&[0x1d, b'r']).await;
+    screen.wait_for("restarted session s1 of revive").await;
+    screen.send(b"clear; echo again-$((3+4))\r").await;
+    screen.wait_for("again-7").await;
+    screen.send(b"exit 5\r").await;
+    wait_dead(&server, &format!("{default}--s1")).await;
+    screen.send(&[0x1d, b'd']).await;
+    screen.wait_for("detached from revive").await;
+
+    // Back on the detail screen, the list is current at once. Attaching to
+    // an exited session offers a restart instead of a dead pane.
+    screen
+        .wait_until("s1 exited again", |t| {
+            support::ssh::line_with(t, " s1 ").is_some_and(|l| l.contains("exited (status 5)"))
+        })
+        .await;
+    // The cursor stayed on s1.
+    assert!(screen.text().contains("▸ s1"), "{}", screen.text());
+    screen.send(b"a").await;
+    screen.wait_for("Session s1 has exited (status 5)").await;
+    screen.send(b"y").await;
+    screen.wait_for("Ctrl-] d detach").await;
+    screen.send(b"echo fresh-$((4+4))\r").await;
+    screen.wait_for("fresh-8").await;
+    assert!(!screen.text().contains("Pane is dead"), "{}", screen.text());
+    screen.send(&[0x1d, b'd']).await;
+    screen.wait_for("detached from revive").await;
 }

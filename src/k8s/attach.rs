@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 use super::cluster::{K8sCluster, classify};
 use super::objects::{self, CONTAINER, DEFAULT_SESSION, TMUX_SOCKET};
 use crate::driver::{
-    Attachment, DriverError, DriverResult, ResourceRef, SessionAttach, SessionInfo,
+    Attachment, DriverError, DriverResult, ResourceRef, SessionAttach, SessionInfo, SessionState,
+    TMUX_SESSION_FORMAT, tmux_listing_awaits_reap,
 };
 
 /// The tmux invocation every exec starts with: Kiln's own socket in the pod.
@@ -47,18 +48,45 @@ pub fn attach_command(session: &str, read_only: bool) -> Vec<String> {
     argv
 }
 
-/// `list-sessions` output (`name\tactivity\tattached`) as session infos,
-/// default session first, then named ones by name.
+/// The command that lists the sessions ([`TMUX_SESSION_FORMAT`] lines).
+/// With `reap`, tmux first runs a child that exits at once, so it reaps
+/// every exited pane and knows their status (see
+/// `driver::tmux_listing_awaits_reap`).
+pub fn list_command(reap: bool) -> Vec<String> {
+    let mut argv = tmux();
+    if reap {
+        argv.extend(["run-shell", "true", ";"].map(String::from));
+    }
+    argv.extend(["list-sessions", "-F", TMUX_SESSION_FORMAT].map(String::from));
+    argv
+}
+
+/// The command that restarts an exited session's program. Without `-k`,
+/// tmux refuses a pane whose program still runs, so a restart never kills
+/// a live program (the runtime image's tmux.conf keeps dead panes with
+/// `remain-on-exit on`).
+pub fn restart_command(session: &str) -> Vec<String> {
+    let mut argv = tmux();
+    argv.extend(["respawn-pane", "-t"].map(String::from));
+    argv.push(format!("={session}:"));
+    argv
+}
+
+/// `list-sessions` output ([`TMUX_SESSION_FORMAT`] lines) as session
+/// infos, default session first, then named ones by name.
 pub fn parse_sessions(listing: &str) -> Vec<SessionInfo> {
     let mut out: Vec<SessionInfo> = listing
         .lines()
         .filter_map(|line| {
             let mut f = line.split('\t');
             let name = f.next().filter(|n| !n.is_empty())?;
+            let last_activity = f.next().and_then(|v| v.parse().ok());
+            let viewers = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
             Some(SessionInfo {
                 name: (name != DEFAULT_SESSION).then(|| name.to_string()),
-                last_activity: f.next().and_then(|v| v.parse().ok()),
-                viewers: f.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+                last_activity,
+                viewers,
+                state: SessionState::from_tmux(f.next(), f.next()),
             })
         })
         .collect();
@@ -127,22 +155,47 @@ impl Drop for ExecGuard {
 impl SessionAttach for K8sCluster {
     async fn sessions(&self, r: &ResourceRef) -> DriverResult<Vec<SessionInfo>> {
         let r = self.scoped(r);
-        let mut argv = tmux();
-        argv.extend(
-            [
-                "list-sessions",
-                "-F",
-                "#{session_name}\t#{session_activity}\t#{session_attached}",
-            ]
-            .map(String::from),
-        );
         // No tmux server (the pod is still starting) reads as no sessions.
-        let (listing, ok) = self.exec_capture(&r, argv).await?;
-        Ok(if ok {
-            parse_sessions(&listing)
+        let (mut listing, ok) = self.exec_capture(&r, list_command(false)).await?;
+        if !ok {
+            return Ok(Vec::new());
+        }
+        if tmux_listing_awaits_reap(&listing) {
+            let (again, ok) = self.exec_capture(&r, list_command(true)).await?;
+            if ok {
+                listing = again;
+            }
+        }
+        Ok(parse_sessions(&listing))
+    }
+
+    /// Looks the session up first, so the refusals say why (exec output
+    /// carries no tmux error text); the respawn itself still refuses a live
+    /// pane should it have been restarted in between.
+    async fn restart(&self, r: &ResourceRef, session: Option<&str>) -> DriverResult<()> {
+        let name = session_name(session)?;
+        let shown = session.unwrap_or("default");
+        let listed = self.sessions(r).await?;
+        let Some(found) = listed.iter().find(|s| s.name.as_deref() == session) else {
+            return Err(DriverError::permanent(match session {
+                None => "the sandbox has no default session: it is not running".to_string(),
+                Some(_) => format!("no session {shown} in this sandbox"),
+            }));
+        };
+        if !found.state.is_exited() {
+            return Err(DriverError::permanent(format!(
+                "session {shown} is still running; only an exited session can be restarted"
+            )));
+        }
+        let r = self.scoped(r);
+        let (_, ok) = self.exec_capture(&r, restart_command(&name)).await?;
+        if ok {
+            Ok(())
         } else {
-            Vec::new()
-        })
+            Err(DriverError::transient(format!(
+                "session {shown} could not be restarted (was it restarted meanwhile?)"
+            )))
+        }
     }
 
     async fn attach(
@@ -268,14 +321,44 @@ mod tests {
 
     #[test]
     fn sessions_are_listed_default_first() {
-        let listing = format!("s2\t1700000100\t0\n{DEFAULT_SESSION}\t1700000000\t2\ns1\tx\t1\n\n");
+        let listing = format!(
+            "s2\t1700000100\t0\t0\t\n{DEFAULT_SESSION}\t1700000000\t2\t1\t3\ns1\tx\t1\t1\t\n\n"
+        );
         let s = parse_sessions(&listing);
         assert_eq!(s.len(), 3);
         assert_eq!(s[0].name, None);
         assert_eq!(s[0].viewers, 2);
         assert_eq!(s[0].last_activity, Some(1_700_000_000));
+        assert_eq!(s[0].state, SessionState::Exited { status: Some(3) });
         assert_eq!(s[1].name.as_deref(), Some("s1"));
         assert_eq!(s[1].last_activity, None);
+        // Killed by a signal: no exit status.
+        assert_eq!(s[1].state, SessionState::Exited { status: None });
         assert_eq!(s[2].name.as_deref(), Some("s2"));
+        assert_eq!(s[2].state, SessionState::Running);
+    }
+
+    #[test]
+    fn an_older_listing_without_pane_fields_reads_as_running() {
+        let s = parse_sessions("s1\t1700000100\t0\n");
+        assert_eq!(s[0].state, SessionState::Running);
+    }
+
+    #[test]
+    fn the_listing_can_first_have_tmux_reap_exited_panes() {
+        let plain = list_command(false);
+        assert_eq!(&plain[..4], ["tmux", "-L", TMUX_SOCKET, "list-sessions"]);
+        let reaping = list_command(true);
+        assert_eq!(&reaping[3..6], ["run-shell", "true", ";"]);
+        assert_eq!(reaping.last(), plain.last());
+    }
+
+    #[test]
+    fn restart_targets_exactly_one_session_and_never_kills() {
+        assert_eq!(
+            restart_command("s1"),
+            ["tmux", "-L", TMUX_SOCKET, "respawn-pane", "-t", "=s1:"]
+        );
+        assert!(!restart_command(DEFAULT_SESSION).contains(&"-k".to_string()));
     }
 }

@@ -14,7 +14,8 @@ use super::LocalSandboxes;
 use super::tmux::session_target;
 use super::validate_resource_name;
 use crate::driver::{
-    Attachment, DriverError, DriverResult, ResourceRef, SessionAttach, SessionInfo,
+    Attachment, DriverError, DriverResult, ResourceRef, SessionAttach, SessionInfo, SessionState,
+    TMUX_SESSION_FORMAT, tmux_listing_awaits_reap,
 };
 
 /// Ends the tmux client (not the session) when the attachment is dropped.
@@ -54,7 +55,7 @@ impl Drop for ClientGuard {
 }
 
 /// The sessions of one sandbox in `tmux list-sessions` output
-/// (`name<TAB>activity<TAB>attached` lines). Pure, so it is tested as a table.
+/// ([`TMUX_SESSION_FORMAT`] lines). Pure, so it is tested as a table.
 fn sessions_of(resource: &str, listing: &str) -> Vec<SessionInfo> {
     let prefix = format!("{resource}--");
     let mut out: Vec<SessionInfo> = listing
@@ -67,10 +68,14 @@ fn sessions_of(resource: &str, listing: &str) -> Vec<SessionInfo> {
             } else {
                 Some(full.strip_prefix(&prefix)?.to_string())
             };
+            let last_activity = f.next().and_then(|v| v.parse().ok());
+            let viewers = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            let state = SessionState::from_tmux(f.next(), f.next());
             Some(SessionInfo {
                 name,
-                last_activity: f.next().and_then(|v| v.parse().ok()),
-                viewers: f.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+                last_activity,
+                viewers,
+                state,
             })
         })
         .collect();
@@ -98,6 +103,21 @@ pub(crate) fn check_session_name(s: &str) -> Result<(), DriverError> {
     }
 }
 
+/// The tmux session behind `session` of sandbox `r`: the sandbox's own name
+/// for the default one, `{resource}--{name}` for a named one. Named sessions
+/// live under the sandbox's name, so a session name can never reach another
+/// sandbox's (or tenant's) session.
+fn tmux_session(r: &ResourceRef, session: Option<&str>) -> DriverResult<String> {
+    validate_resource_name(&r.resource_name)?;
+    match session {
+        None => Ok(r.resource_name.clone()),
+        Some(s) => {
+            check_session_name(s)?;
+            Ok(format!("{}--{s}", r.resource_name))
+        }
+    }
+}
+
 fn pty_size(cols: u16, rows: u16) -> PtySize {
     PtySize {
         rows: rows.max(1),
@@ -111,10 +131,29 @@ fn pty_size(cols: u16, rows: u16) -> PtySize {
 impl SessionAttach for LocalSandboxes {
     async fn sessions(&self, r: &ResourceRef) -> DriverResult<Vec<SessionInfo>> {
         validate_resource_name(&r.resource_name)?;
-        let listing = self
-            .list_sessions_with("#{session_name}\t#{session_activity}\t#{session_attached}")
-            .await?;
+        let mut listing = self.list_sessions_with(TMUX_SESSION_FORMAT).await?;
+        if tmux_listing_awaits_reap(&listing) {
+            // Have tmux reap what has exited, so the status is shown.
+            self.reap_exited().await;
+            listing = self.list_sessions_with(TMUX_SESSION_FORMAT).await?;
+        }
         Ok(sessions_of(&r.resource_name, &listing))
+    }
+
+    async fn restart(&self, r: &ResourceRef, session: Option<&str>) -> DriverResult<()> {
+        let name = tmux_session(r, session)?;
+        let shown = crate::model::naming::printable(session.unwrap_or("default"), 30);
+        match self.respawn_dead_pane(&name).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_pane_still_active() => Err(DriverError::permanent(format!(
+                "session {shown} is still running; only an exited session can be restarted"
+            ))),
+            Err(e) if e.is_missing_session() => Err(DriverError::permanent(match session {
+                None => "the sandbox has no default session: it is not running".to_string(),
+                Some(_) => format!("no session {shown} in this sandbox"),
+            })),
+            Err(e) => Err(e.into_driver_error(&format!("restarting session {shown}"))),
+        }
     }
 
     async fn attach(
@@ -125,16 +164,7 @@ impl SessionAttach for LocalSandboxes {
         rows: u16,
         read_only: bool,
     ) -> DriverResult<Attachment> {
-        validate_resource_name(&r.resource_name)?;
-        // Named sessions live under the sandbox's own name, so a session
-        // name can never reach another sandbox's session.
-        let name = match session {
-            None => r.resource_name.clone(),
-            Some(s) => {
-                check_session_name(s)?;
-                format!("{}--{s}", r.resource_name)
-            }
-        };
+        let name = tmux_session(r, session)?;
         let dir = self.sandbox_dir(r);
         let pty = native_pty_system()
             .openpty(pty_size(cols, rows))
@@ -150,6 +180,9 @@ impl SessionAttach for LocalSandboxes {
             // The project's environment comes from the file the driver keeps
             // current; the command is Kiln's own text, not user input.
             cmd.arg(NAMED_SESSION_COMMAND);
+            // The pane stays when the shell exits, so it can be restarted.
+            cmd.arg(super::tmux::SEPARATOR);
+            cmd.args(super::sandbox::remain_on_exit(&name));
         } else {
             cmd.arg("attach-session");
             if read_only {
@@ -274,7 +307,42 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].name, None);
         assert_eq!(s[0].viewers, 1);
+        assert_eq!(s[0].state, SessionState::Running);
         assert_eq!(s[1].name.as_deref(), Some("work"));
         assert_eq!(s[1].last_activity, Some(90));
+    }
+
+    #[test]
+    fn exited_sessions_carry_their_status() {
+        let listing = "a-agentruntime-x\t100\t0\t1\t3\n\
+                       a-agentruntime-x--s1\t90\t0\t1\t\n\
+                       a-agentruntime-x--s2\t90\t0\t0\t\n";
+        let s = sessions_of("a-agentruntime-x", listing);
+        assert_eq!(s[0].state, SessionState::Exited { status: Some(3) });
+        assert_eq!(s[1].state, SessionState::Exited { status: None });
+        assert_eq!(s[2].state, SessionState::Running);
+    }
+
+    #[test]
+    fn session_names_stay_inside_their_sandbox() {
+        let r = ResourceRef {
+            resource_name: "a-agentruntime-x".into(),
+            namespace: String::new(),
+            project_slug: "a".into(),
+            owner: uuid::Uuid::nil(),
+        };
+        assert_eq!(tmux_session(&r, None).unwrap(), "a-agentruntime-x");
+        assert_eq!(
+            tmux_session(&r, Some("work")).unwrap(),
+            "a-agentruntime-x--work"
+        );
+        // Another sandbox's name is just a session name inside this one.
+        assert_eq!(
+            tmux_session(&r, Some("b-agentruntime-y")).unwrap(),
+            "a-agentruntime-x--b-agentruntime-y"
+        );
+        for bad in ["", "../x", "=x", "x:", "UP", "a;b"] {
+            assert!(tmux_session(&r, Some(bad)).is_err(), "{bad}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::tmux::{Tmux, escape_arg, session_pane_target, session_target};
+use super::tmux::{Tmux, TmuxError, escape_arg, session_pane_target, session_target};
 use super::validate_resource_name;
 use crate::driver::{DriverError, DriverResult, Observed, ResourceRef, SandboxDriver, SandboxSpec};
 
@@ -125,11 +125,44 @@ impl LocalSandboxes {
         }
     }
 
+    /// Starts the program of session `name` again if it has exited (its
+    /// current pane is dead). Without `-k`, tmux itself refuses a pane whose
+    /// program still runs, so this can never kill a live program, even one
+    /// restarted by someone else a moment ago.
+    pub(crate) async fn respawn_dead_pane(&self, name: &str) -> Result<(), TmuxError> {
+        let args = vec![
+            "respawn-pane".into(),
+            "-t".into(),
+            session_pane_target(name),
+        ];
+        self.tmux.run(&args).await.map(|_| ())
+    }
+
+    /// Makes tmux reap every child that has exited (see
+    /// `driver::tmux_listing_awaits_reap`): `run-shell true` starts a child
+    /// that exits at once. Best effort.
+    pub(crate) async fn reap_exited(&self) {
+        let args = vec!["run-shell".into(), "true".into()];
+        let _ = self.tmux.run(&args).await;
+    }
+
+    /// `ensure` on an existing session: a dead default pane is respawned, a
+    /// live one left alone.
+    async fn respawn_if_dead(&self, name: &str) -> DriverResult<()> {
+        match self.respawn_dead_pane(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_pane_still_active() => Ok(()),
+            // Gone again (stopped meanwhile): the next pass sees it.
+            Err(e) if e.is_missing_session() => Ok(()),
+            Err(e) => Err(e.into_driver_error(&format!("sandbox {name}"))),
+        }
+    }
+
     async fn kill_session(&self, name: &str) -> DriverResult<()> {
         let args = vec!["kill-session".into(), "-t".into(), session_target(name)];
         match self.tmux.run(&args).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is_missing_session() => Ok(()),
+            Err(e) if e.is_missing_session() || e.is_server_gone() => Ok(()),
             // No tmux, no session to kill.
             Err(super::tmux::TmuxError::NotInstalled { .. }) => Ok(()),
             Err(e) => Err(e.into_driver_error(&format!("sandbox {name}"))),
@@ -166,14 +199,21 @@ impl SandboxDriver for LocalSandboxes {
         args.push("--".into());
         args.push(escape_arg(&self.command));
         // Same command line, so the key list is recorded before anything can
-        // call sync_env on the new session.
+        // call sync_env on the new session, and the pane is kept when the
+        // program exits.
         args.push(super::tmux::SEPARATOR.into());
         args.extend(set_managed_keys(name, env.iter().map(|(k, _)| *k)));
+        args.push(super::tmux::SEPARATOR.into());
+        args.extend(remain_on_exit(name));
 
         match self.tmux.run(&args).await {
             Ok(_) => Ok(Observed::Running),
-            // Another reconcile pass (or replica) got there first.
-            Err(e) if e.is_duplicate_session() => Ok(Observed::Running),
+            // Another reconcile pass (or replica) got there first, or the
+            // session is still there: make sure its program runs.
+            Err(e) if e.is_duplicate_session() => {
+                self.respawn_if_dead(name).await?;
+                Ok(Observed::Running)
+            }
             Err(e) if e.is_missing_session() => Err(DriverError::transient(format!(
                 "sandbox {name}: `{}` exited as soon as it started ({e})",
                 self.command
@@ -203,6 +243,15 @@ impl SandboxDriver for LocalSandboxes {
         }
     }
 
+    /// A sandbox whose session exists is Running, even when the program in
+    /// its default session has exited (the pane is kept dead by
+    /// `remain-on-exit`): the sandbox itself (directory, environment,
+    /// database, named sessions) is still up, exactly as a pod whose tmux
+    /// pane died is still a running pod. The session listing
+    /// (`SessionAttach::sessions`) shows the default session as exited, and
+    /// the user restarts it from there; the reconcile loop does not restart
+    /// it behind their back (it would hide the exit and its status), but
+    /// `ensure` (start, retry) respawns a dead default pane.
     async fn observe(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>> {
         let sessions: HashSet<String> = self
             .tmux
@@ -286,6 +335,17 @@ fn missing_session(name: &str) -> DriverError {
         "sandbox {name} has no tmux session: it is not running, so its environment cannot be \
          updated yet"
     ))
+}
+
+/// Keeps the session's panes when their program exits (see `CONF`).
+pub(crate) fn remain_on_exit(name: &str) -> Vec<String> {
+    vec![
+        "set-option".into(),
+        "-t".into(),
+        session_pane_target(name),
+        "remain-on-exit".into(),
+        "on".into(),
+    ]
 }
 
 fn set_managed_keys<'a>(name: &str, keys: impl Iterator<Item = &'a str>) -> Vec<String> {

@@ -31,7 +31,13 @@ set -g default-terminal tmux-256color
 set -as terminal-features ',*:RGB'
 set -s escape-time 0
 # Several viewers: the window follows the one who typed or resized last.
+# (Read-only viewers attach with -r, which implies ignore-size: they never
+# move it.)
 set -g window-size latest
+# A program that exits leaves its pane (and session) behind, dead, so the
+# dashboard can show it as exited and restart it (respawn-pane). Sessions
+# also set it themselves, for a server started with an older config.
+set -g remain-on-exit on
 ";
 
 /// The parts of Kiln's own environment a tmux server may inherit. Everything
@@ -293,10 +299,21 @@ impl TmuxError {
         s.contains("no server running") || s.contains("error connecting to")
     }
 
+    /// The server went away while answering: killing its last session ends
+    /// it (tmux's `exit-empty`), sometimes before the reply is sent.
+    pub(crate) fn is_server_gone(&self) -> bool {
+        self.stderr().contains("server exited unexpectedly")
+    }
+
     /// The session named in the command does not exist.
     pub(crate) fn is_missing_session(&self) -> bool {
         let s = self.stderr();
         self.is_no_server() || s.contains("can't find session") || s.contains("no such session")
+    }
+
+    /// `respawn-pane` without `-k` on a pane whose program still runs.
+    pub(crate) fn is_pane_still_active(&self) -> bool {
+        self.stderr().contains("still active")
     }
 
     pub(crate) fn is_duplicate_session(&self) -> bool {

@@ -157,6 +157,49 @@ pub async fn project_sessions(
         .map_err(|e| format!("cannot list sessions: {e}"))
 }
 
+/// Restarts an exited session of one of `user`'s running sandboxes
+/// (`None` = the default session). Another tenant's project behaves
+/// exactly like a missing one. Returns a line saying what was restarted.
+pub async fn restart_session(
+    store: &Store,
+    user: &User,
+    attach: &dyn SessionAttach,
+    project: &str,
+    session: Option<&str>,
+) -> Result<String, String> {
+    let view = store
+        .find_project(user.id, project)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sandbox = view
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .ok_or_else(|| "this project has no sandbox".to_string())?;
+    if sandbox.status != ResourceStatus::Running {
+        return Err(format!(
+            "cannot restart a session: {} is {}; start it first",
+            printable(&view.project.name, 60),
+            view.project.status,
+        ));
+    }
+    let r = ResourceRef {
+        resource_name: sandbox.resource_name.clone(),
+        namespace: String::new(),
+        project_slug: view.project.slug.clone(),
+        owner: user.id,
+    };
+    attach
+        .restart(&r, session)
+        .await
+        .map_err(|e| format!("cannot restart: {e}"))?;
+    Ok(format!(
+        "restarted session {} of {}",
+        printable(session.unwrap_or("default"), 30),
+        printable(&view.project.name, 60)
+    ))
+}
+
 /// The first free name for a new session: `s1`, `s2`, …
 pub fn next_session_name(existing: &[crate::driver::SessionInfo]) -> String {
     (1..)
@@ -274,6 +317,7 @@ mod tests {
             name: n.map(str::to_string),
             last_activity: None,
             viewers: 0,
+            state: crate::driver::SessionState::Running,
         };
         let list = vec![s(None), s(Some("s1")), s(Some("work"))];
         assert_eq!(next_session_name(&list), "s2");

@@ -23,6 +23,11 @@
 //!   `keys add`: one such object; `keys remove FP`: `{removed}`.
 //! - `whoami`: `{username, role, projects, auth_methods, password, ssh_keys}`.
 //! - `kubeconfig [show|set|unset]`: `{set, context, namespace, server}`.
+//! - `sessions NAME`: `[{session, default, state, exit_status, viewers,
+//!   last_activity}]`, default session first; `session` is `null` for the
+//!   default one, `state` is `running` or `exited`, `exit_status` is `null`
+//!   unless it exited with a status.
+//! - `restart NAME [--session S]`: `{project, session, restarted}`.
 
 mod args;
 mod commands;
@@ -34,6 +39,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use futures::FutureExt;
 
+use crate::driver::SessionAttach;
 use crate::model::naming::printable;
 use crate::store::users::User;
 use crate::store::{Store, StoreError};
@@ -71,10 +77,23 @@ pub fn wants_stdin(command_line: &str) -> bool {
     positional == ["keys", "add"] || positional == ["kubeconfig", "set"]
 }
 
-/// Runs one command as `user` (already authenticated). Never panics on any
-/// input: a bug becomes exit 1 with a generic message.
+/// Runs one command as `user` (already authenticated), without access to
+/// sandbox sessions (`sessions` and `restart` say they are unavailable).
 pub async fn run(store: &Store, user: &User, command_line: &str, stdin: &[u8]) -> ExecOutput {
-    match AssertUnwindSafe(run_inner(store, user, command_line, stdin))
+    run_with(store, user, None, command_line, stdin).await
+}
+
+/// Runs one command as `user` (already authenticated); `attach` reaches the
+/// sandboxes' terminal sessions. Never panics on any input: a bug becomes
+/// exit 1 with a generic message.
+pub async fn run_with(
+    store: &Store,
+    user: &User,
+    attach: Option<&dyn SessionAttach>,
+    command_line: &str,
+    stdin: &[u8],
+) -> ExecOutput {
+    match AssertUnwindSafe(run_inner(store, user, attach, command_line, stdin))
         .catch_unwind()
         .await
     {
@@ -153,7 +172,13 @@ fn command_list() -> String {
         .replace("Usage:  ", "Usage: ")
 }
 
-async fn run_inner(store: &Store, user: &User, line: &str, stdin: &[u8]) -> ExecOutput {
+async fn run_inner(
+    store: &Store,
+    user: &User,
+    attach: Option<&dyn SessionAttach>,
+    line: &str,
+    stdin: &[u8],
+) -> ExecOutput {
     let words = match shell_words::split(line) {
         Ok(w) => w,
         Err(_) => {
@@ -187,7 +212,7 @@ async fn run_inner(store: &Store, user: &User, line: &str, stdin: &[u8]) -> Exec
         Ok(p) => p,
         Err(e) => return clap_error(&e, first),
     };
-    match commands::dispatch(store, user, parsed, stdin).await {
+    match commands::dispatch(store, user, attach, parsed, stdin).await {
         Ok(stdout) => success(stdout),
         Err(f) => failure(f),
     }

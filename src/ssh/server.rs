@@ -612,9 +612,11 @@ impl Conn {
     ) {
         let store = self.shared.store.clone();
         let user = self.user.clone().expect("exec runs after authentication");
+        let attach = self.shared.attach.clone();
         let handle = session.handle();
         tokio::spawn(async move {
-            let out = super::exec::run(&store, &user, &command, &stdin).await;
+            let out =
+                super::exec::run_with(&store, &user, attach.as_deref(), &command, &stdin).await;
             if !out.stdout.is_empty() {
                 let _ = handle.data(channel, out.stdout).await;
             }

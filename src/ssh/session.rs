@@ -54,6 +54,9 @@ const LOG_TAIL: i64 = 500;
 /// Lines taken into one frame before drawing.
 const LOG_BATCH: usize = 1000;
 const TICK: Duration = Duration::from_millis(100);
+/// How often the detail screen's session list is refreshed (one
+/// `tmux list-sessions`, or one pod exec, per open detail screen).
+const SESSION_POLL: Duration = Duration::from_secs(3);
 /// The shortest time between two frames (about 120 per second) while
 /// output streams in on its own.
 const FRAME_GAP: Duration = Duration::from_millis(8);
@@ -144,6 +147,10 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
     let mut dirty = true;
     let mut last_draw = std::time::Instant::now() - FRAME_GAP;
     let mut last_input = std::time::Instant::now() - ECHO_WINDOW;
+    // A program exiting changes nothing in the store: the detail screen's
+    // session list is refreshed on a timer while it is on screen.
+    let mut session_poll = tokio::time::interval(SESSION_POLL);
+    session_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
@@ -153,23 +160,34 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
             for effect in std::mem::take(&mut pending) {
                 match effect {
                     Effect::Quit => quit = true,
-                    Effect::Attach { project, read_only } => {
+                    Effect::Attach {
+                        project,
+                        session: named,
+                        read_only,
+                    } => {
                         // Open at the pane's size: the app knows the layout.
                         let (cols, rows) = app
                             .pane_size()
                             .unwrap_or((cols.max(3) - 2, rows.max(6) - 5));
-                        match ctx.attach(&project, read_only, cols, rows).await {
-                            Ok((attachment, session)) => {
+                        match ctx
+                            .attach(&project, named.as_deref(), read_only, cols, rows)
+                            .await
+                        {
+                            Ok((attachment, resource)) => {
+                                let shown = match &named {
+                                    Some(n) => format!("{n} (of {resource})"),
+                                    None => resource.clone(),
+                                };
                                 pane = Some(attachment);
-                                pane_target = Some((project.clone(), None, read_only));
+                                pane_target = Some((project.clone(), named, read_only));
                                 activity = Some(crate::store::resources::ActivityTracker::new(
                                     store.clone(),
-                                    session.clone(),
+                                    resource,
                                 ));
                                 prefix_armed = false;
                                 pending.extend(app.update(Msg::PaneOpened {
                                     project,
-                                    session,
+                                    session: shown,
                                     read_only,
                                 }));
                                 resize_pane(&pane, &app).await;
@@ -208,6 +226,26 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                     Effect::LoadDetail { project } => {
                         let msg = ctx.detail(&project).await;
                         pending.extend(app.update(msg));
+                    }
+                    Effect::LoadSessions { project } => {
+                        if let Some(msg) = ctx.sessions(&project).await {
+                            pending.extend(app.update(msg));
+                        }
+                    }
+                    Effect::Restart {
+                        project,
+                        session,
+                        attach: then_attach,
+                    } => {
+                        let done = ctx.restart(&project, session.as_deref()).await;
+                        if let (Ok(_), Some(read_only)) = (&done, then_attach) {
+                            pending.push(Effect::Attach {
+                                project,
+                                session,
+                                read_only,
+                            });
+                        }
+                        pending.extend(app.update(Msg::Done(done)));
                     }
                     other => {
                         let msg = ctx.perform(other).await;
@@ -312,6 +350,29 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                                     }
                                     continue;
                                 }
+                                if c == b'r' {
+                                    // Restart the attached session if its
+                                    // program has exited; the pane stays on it.
+                                    let line = match (ctx.attach, &pane_target) {
+                                        (_, Some((_, _, true))) => Err(
+                                            "a read-only viewer cannot restart the session".to_string(),
+                                        ),
+                                        (Some(a), Some((project, session, false))) => {
+                                            super::attach::restart_session(
+                                                &store,
+                                                &user,
+                                                a.as_ref(),
+                                                project,
+                                                session.as_deref(),
+                                            )
+                                            .await
+                                        }
+                                        _ => Err("no session to restart".to_string()),
+                                    };
+                                    let line = line.unwrap_or_else(|e| e);
+                                    pending.extend(app.update(Msg::PaneNotice(line)));
+                                    continue;
+                                }
                                 if c == b'[' {
                                     // History is the session's own (tmux keeps
                                     // 50,000 lines): open tmux's copy mode, where
@@ -401,6 +462,9 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                 }
                 dirty = true;
             }
+            _ = session_poll.tick(), if app.polls_sessions().is_some() => {
+                pending.extend(app.update(Msg::PollSessions));
+            }
             _ = ticker.tick(), if app.animating() => {
                 pending.extend(app.update(Msg::Tick));
                 dirty = true;
@@ -488,6 +552,7 @@ impl Ctx<'_> {
     async fn attach(
         &self,
         project: &str,
+        session: Option<&str>,
         read_only: bool,
         cols: u16,
         rows: u16,
@@ -500,12 +565,35 @@ impl Ctx<'_> {
             self.user,
             attach.as_ref(),
             project,
-            None,
+            session,
             cols,
             rows,
             read_only,
         )
         .await
+    }
+
+    /// Restarts an exited session of the user's own project.
+    async fn restart(&self, project: &str, session: Option<&str>) -> Result<String, String> {
+        let attach = self
+            .attach
+            .ok_or_else(|| "sessions are not available on this server".to_string())?;
+        super::attach::restart_session(self.store, self.user, attach.as_ref(), project, session)
+            .await
+    }
+
+    /// The open project's sessions, for the detail screen; `None` when they
+    /// cannot be read right now (the list on screen is kept).
+    async fn sessions(&self, project: &str) -> Option<Msg> {
+        let attach = self.attach?;
+        let sessions =
+            super::attach::project_sessions(self.store, self.user, attach.as_ref(), project)
+                .await
+                .ok()?;
+        Some(Msg::Sessions {
+            project: project.to_string(),
+            sessions,
+        })
     }
 
     async fn projects(&self) -> Msg {
@@ -641,6 +729,8 @@ impl Ctx<'_> {
                 .map(|_| format!("removed {key}")),
             Effect::Quit
             | Effect::LoadDetail { .. }
+            | Effect::LoadSessions { .. }
+            | Effect::Restart { .. }
             | Effect::Attach { .. }
             | Effect::Detach
             | Effect::FollowLogs { .. }

@@ -97,6 +97,11 @@ pub enum Action {
     AttachReadOnly,
     /// Follow the sandbox's log.
     Logs,
+    /// Detail screen: select the next / previous terminal session.
+    NextSession,
+    PrevSession,
+    /// Restart the selected session (only an exited one).
+    RestartSession,
 }
 
 /// One key of one screen: what it does, and whether it can right now (and if
@@ -153,6 +158,8 @@ pub enum Context {
     ConfigForm,
     ConfirmRemoveKey,
     ConfirmUnsetConfig,
+    /// Attaching to an exited session offers to restart it first.
+    ConfirmRestart,
     Help,
 }
 

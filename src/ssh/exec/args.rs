@@ -70,6 +70,22 @@ pub(super) enum Cmd {
         /// Project name or slug
         name: String,
     },
+    /// List a project's terminal sessions: state (running or exited), viewers, last activity
+    Sessions {
+        /// Project name or slug
+        name: String,
+    },
+    /// Restart an exited session of a project (the default session unless --session)
+    ///
+    /// Only a session whose program has exited is restarted, in place and under the same name; a
+    /// running session is left alone (exit 1). `sessions NAME` shows which have exited.
+    Restart {
+        /// Project name or slug
+        name: String,
+        /// A named session (as `sessions NAME` lists it); without it, the default session
+        #[arg(long, short, value_name = "S")]
+        session: Option<String>,
+    },
     /// List, set or unset a project's environment variables
     ///
     /// `env NAME` lists, `env NAME set KEY=VALUE [--secret]` sets, `env NAME unset KEY` removes.

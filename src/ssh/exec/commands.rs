@@ -5,8 +5,11 @@ use serde::Serialize;
 
 use super::Failure;
 use super::args::{Cmd, EnvVerb, ExecArgs, KeysAction, KubeconfigAction};
-use super::render::{self, EnvJson, EventJson, ProjectDetailJson, ProjectJson, cell, json, safe};
-use crate::model::Intent;
+use super::render::{
+    self, EnvJson, EventJson, ProjectDetailJson, ProjectJson, SessionJson, cell, json, safe,
+};
+use crate::driver::{ResourceRef, SessionAttach};
+use crate::model::{Intent, ResourceStatus};
 use crate::store::Store;
 use crate::store::keys::{MAX_KEY_INPUT, SshKey};
 use crate::store::users::User;
@@ -16,9 +19,19 @@ const DETAIL_EVENTS: i64 = 10;
 
 type Out = Result<String, Failure>;
 
-pub(super) async fn dispatch(store: &Store, user: &User, args: ExecArgs, stdin: &[u8]) -> Out {
+pub(super) async fn dispatch(
+    store: &Store,
+    user: &User,
+    attach: Option<&dyn SessionAttach>,
+    args: ExecArgs,
+    stdin: &[u8],
+) -> Out {
     let json = args.json;
     match args.command {
+        Cmd::Sessions { name } => sessions(store, user, attach, &name, json).await,
+        Cmd::Restart { name, session } => {
+            restart(store, user, attach, &name, session.as_deref(), json).await
+        }
         Cmd::Projects => projects(store, user, json).await,
         Cmd::Project { name } => project(store, user, &name, json).await,
         Cmd::Create { name, description } => create(store, user, &name, &description, json).await,
@@ -130,6 +143,102 @@ async fn delete(store: &Store, user: &User, name: &str, yes: bool, as_json: bool
         )));
     }
     intent(store, user, name, Intent::Delete, as_json).await
+}
+
+/// The running sandbox of one of `user`'s projects, as the session driver
+/// names it. A missing (or another tenant's) project fails as everywhere.
+async fn running_sandbox(store: &Store, user: &User, name: &str) -> Result<ResourceRef, Failure> {
+    let view = store.find_project(user.id, name).await?;
+    let Some(sandbox) = view
+        .resources
+        .iter()
+        .find(|r| r.kind == crate::store::resources::ResourceKind::Sandbox)
+    else {
+        return Err(Failure::new(format!(
+            "{} has no sandbox, so it has no sessions",
+            safe(&view.project.name, 100)
+        )));
+    };
+    if sandbox.status != ResourceStatus::Running {
+        return Err(Failure::new(format!(
+            "{} is {}: its sessions exist only while its sandbox runs (start it with `start {}`)",
+            safe(&view.project.name, 100),
+            view.project.status,
+            view.project.slug
+        )));
+    }
+    Ok(ResourceRef {
+        resource_name: sandbox.resource_name.clone(),
+        // The local driver ignores namespaces; the router scopes cluster ones.
+        namespace: String::new(),
+        project_slug: view.project.slug.clone(),
+        owner: user.id,
+    })
+}
+
+fn session_driver(attach: Option<&dyn SessionAttach>) -> Result<&dyn SessionAttach, Failure> {
+    attach.ok_or_else(|| Failure::new("terminal sessions are not available on this server"))
+}
+
+async fn sessions(
+    store: &Store,
+    user: &User,
+    attach: Option<&dyn SessionAttach>,
+    name: &str,
+    as_json: bool,
+) -> Out {
+    let attach = session_driver(attach)?;
+    let r = running_sandbox(store, user, name).await?;
+    let list = attach
+        .sessions(&r)
+        .await
+        .map_err(|e| Failure::new(format!("cannot list sessions: {e}")))?;
+    Ok(if as_json {
+        json(&list.iter().map(SessionJson::from).collect::<Vec<_>>())
+    } else {
+        render::sessions_table(&list)
+    })
+}
+
+#[derive(Serialize)]
+struct RestartJson {
+    project: String,
+    /// `null`: the default session.
+    session: Option<String>,
+    restarted: bool,
+}
+
+async fn restart(
+    store: &Store,
+    user: &User,
+    attach: Option<&dyn SessionAttach>,
+    name: &str,
+    session: Option<&str>,
+    as_json: bool,
+) -> Out {
+    let attach = session_driver(attach)?;
+    if let Some(s) = session {
+        // The same check the driver makes, before anything is looked up.
+        crate::local::check_session_name(s).map_err(|e| Failure::usage(e.to_string()))?;
+    }
+    let r = running_sandbox(store, user, name).await?;
+    attach
+        .restart(&r, session)
+        .await
+        .map_err(|e| Failure::new(format!("cannot restart: {e}")))?;
+    Ok(if as_json {
+        json(&RestartJson {
+            project: name.trim().to_string(),
+            session: session.map(str::to_string),
+            restarted: true,
+        })
+    } else {
+        format!(
+            "restarted session {} of {}\n",
+            safe(session.unwrap_or("(default)"), 30),
+            safe(name.trim(), 100)
+        )
+    })
 }
 
 /// Checks the shape of `env NAME ACTION ARGS…` (clap cannot: see `args::Cmd::Env`).

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::driver::{SessionInfo, SessionState};
 use crate::model::naming::printable;
 use crate::store::env::EnvVar;
 use crate::store::events::Event;
@@ -118,6 +119,37 @@ impl From<&EnvVar> for EnvJson {
                 v.value.clone()
             },
             secret: v.is_secret,
+        }
+    }
+}
+
+/// One terminal session as `sessions NAME --json` lists it.
+#[derive(Debug, Serialize)]
+pub struct SessionJson {
+    /// `null` for the default session.
+    pub session: Option<String>,
+    pub default: bool,
+    /// `running` or `exited`.
+    pub state: &'static str,
+    /// Set when the program exited with a status (not when it was killed).
+    pub exit_status: Option<i32>,
+    pub viewers: u32,
+    pub last_activity: Option<DateTime<Utc>>,
+}
+
+impl From<&SessionInfo> for SessionJson {
+    fn from(s: &SessionInfo) -> Self {
+        let (state, exit_status) = match s.state {
+            SessionState::Running => ("running", None),
+            SessionState::Exited { status } => ("exited", status),
+        };
+        SessionJson {
+            session: s.name.clone(),
+            default: s.name.is_none(),
+            state,
+            exit_status,
+            viewers: s.viewers,
+            last_activity: s.last_activity.and_then(|t| DateTime::from_timestamp(t, 0)),
         }
     }
 }
@@ -295,6 +327,38 @@ pub fn project_detail(v: &ProjectView, env: &[EnvVar], events: &[Event]) -> Stri
     out.push_str(&env_list(env));
     let _ = writeln!(out, "\nEVENTS (last {})", events.len());
     out.push_str(&events_list(events));
+    out
+}
+
+/// `sessions NAME`: one row per session, the default one as `(default)`
+/// (not a name `--session` takes).
+pub fn sessions_table(sessions: &[SessionInfo]) -> String {
+    if sessions.is_empty() {
+        return "no sessions: the sandbox's tmux server is not up yet\n".into();
+    }
+    let mut out = format!(
+        "{} {} {} LAST ACTIVITY\n",
+        cell("SESSION", 20),
+        cell("STATE", 20),
+        cell("VIEWERS", 7)
+    );
+    for s in sessions {
+        let activity = s
+            .last_activity
+            .and_then(|t| DateTime::from_timestamp(t, 0))
+            .map(|t| format!("{} ({})", timestamp(t), ago(t)))
+            .unwrap_or_else(|| "-".into());
+        let line = format!(
+            "{} {} {:>7} {activity}",
+            cell(s.name.as_deref().unwrap_or("(default)"), 20),
+            cell(&s.state.describe(), 20),
+            s.viewers,
+        );
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    if sessions.iter().any(|s| s.state.is_exited()) {
+        out.push_str("restart an exited one with `restart NAME [--session S]`\n");
+    }
     out
 }
 

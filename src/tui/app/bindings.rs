@@ -21,6 +21,12 @@ pub(super) fn for_context(app: &App, context: Context) -> Vec<Binding> {
         Context::ConfigForm => config_form(app),
         Context::ConfirmDelete | Context::ConfirmUnset => confirm("yes, delete"),
         Context::ConfirmRemoveKey | Context::ConfirmUnsetConfig => confirm("yes, remove"),
+        Context::ConfirmRestart => confirm(match &app.overlay {
+            Some(Overlay::ConfirmRestart {
+                read_only: true, ..
+            }) => "restart and view",
+            _ => "restart and attach",
+        }),
         Context::Help => vec![
             Binding::new(Key::Esc, "close help", Action::CloseHelp),
             Binding::new(Key::Char('?'), "close help", Action::CloseHelp).help_only(),
@@ -117,10 +123,29 @@ fn detail(app: &App) -> Vec<Binding> {
         .as_ref()
         .is_some_and(|d| d.database_url.is_some());
     let mut v = vec![Binding::new(Key::Esc, "back", Action::Back)];
+    let sessions = !app.sessions().is_empty();
+    if sessions {
+        // In the footer (early, so it fits at 80 columns) only while the
+        // selected session has exited; in help whenever a session is listed.
+        let restart = app.restart_check();
+        let shown = restart.is_ok();
+        let b =
+            Binding::new(Key::Char('R'), "restart session", Action::RestartSession).when(restart);
+        v.push(if shown { b } else { b.help_only() });
+    }
     v.extend(intents(app));
     v.push(Binding::new(Key::Char('e'), "env", Action::Env));
     v.extend(attach(app));
     v.push(Binding::new(Key::Char('L'), "logs", Action::Logs));
+    v.push(
+        Binding::new(Key::Enter, "attach", Action::Attach)
+            .when(attach_allowed(app.target()))
+            .help_only(),
+    );
+    if sessions {
+        v.push(Binding::new(Key::Tab, "next session", Action::NextSession).help_only());
+        v.push(Binding::new(Key::BackTab, "previous session", Action::PrevSession).help_only());
+    }
     v.push(
         Binding::new(
             Key::Char('p'),

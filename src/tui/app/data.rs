@@ -45,7 +45,9 @@ impl App {
         }
         self.env_selected = self.env_selected.min(d.env.len().saturating_sub(1));
         self.event_scroll = self.event_scroll.min(d.events.len().saturating_sub(1));
+        let keep = self.selected_session().map(|s| s.name.clone());
         self.detail = Some(d);
+        self.keep_session_selection(keep);
     }
 
     pub(super) fn on_done(&mut self, result: Result<String, String>) -> Vec<Effect> {

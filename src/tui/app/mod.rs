@@ -5,6 +5,7 @@
 mod bindings;
 mod data;
 pub mod forms;
+mod sessions;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,7 @@ pub use crate::tui::keys::Key;
 use crate::tui::keys::{self as keymap, Action, Binding, Context};
 use crate::tui::text;
 use forms::{ConfigForm, CreateForm, EnvField, EnvForm, KeyForm, PasswordForm};
+pub(crate) use sessions::session_label;
 pub use settings::{ConfigRow, SettingsData, SettingsFocus};
 
 /// Everything the detail and env screens show for one project.
@@ -65,6 +67,14 @@ pub enum Msg {
     Log(crate::driver::LogEvent),
     /// The log follower has stopped (or could not start: the reason).
     LogEnded(Option<String>),
+    /// Time to refresh the open project's session list (sent every few
+    /// seconds; answered with `Effect::LoadSessions` while it is on screen).
+    PollSessions,
+    /// Answer to Effect::LoadSessions.
+    Sessions {
+        project: String,
+        sessions: Vec<crate::driver::SessionInfo>,
+    },
 }
 
 /// Debug is written by hand: a password or secret value must never reach a log.
@@ -112,10 +122,23 @@ pub enum Effect {
     UnsetUserConfig {
         key: String,
     },
-    /// Open the terminal pane on the project's sandbox session.
+    /// Open the terminal pane on a session of the project's sandbox
+    /// (`None`: the default session).
     Attach {
         project: String,
+        session: Option<String>,
         read_only: bool,
+    },
+    /// Restart an exited session (`None`: the default one); answered with
+    /// `Msg::Done`. With `attach: Some(read_only)`, attach to it afterwards.
+    Restart {
+        project: String,
+        session: Option<String>,
+        attach: Option<bool>,
+    },
+    /// Reload the open project's session list; answered with `Msg::Sessions`.
+    LoadSessions {
+        project: String,
     },
     /// Close the pane; the session keeps running.
     Detach,
@@ -189,10 +212,29 @@ impl std::fmt::Debug for Effect {
             Effect::UnsetUserConfig { key } => {
                 f.debug_struct("UnsetUserConfig").field("key", key).finish()
             }
-            Effect::Attach { project, read_only } => f
+            Effect::Attach {
+                project,
+                session,
+                read_only,
+            } => f
                 .debug_struct("Attach")
                 .field("project", project)
+                .field("session", session)
                 .field("read_only", read_only)
+                .finish(),
+            Effect::Restart {
+                project,
+                session,
+                attach,
+            } => f
+                .debug_struct("Restart")
+                .field("project", project)
+                .field("session", session)
+                .field("attach", attach)
+                .finish(),
+            Effect::LoadSessions { project } => f
+                .debug_struct("LoadSessions")
+                .field("project", project)
                 .finish(),
             Effect::Detach => f.write_str("Detach"),
             Effect::FollowLogs { project } => f
@@ -217,15 +259,30 @@ pub enum Screen {
 /// A modal on top of the screen; it takes the keyboard until closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Overlay {
-    ConfirmDelete { project: String },
+    ConfirmDelete {
+        project: String,
+    },
     Create(CreateForm),
     EnvForm(EnvForm),
-    ConfirmUnset { key: String },
+    ConfirmUnset {
+        key: String,
+    },
     KeyForm(KeyForm),
     PasswordForm(PasswordForm),
     ConfigForm(ConfigForm),
-    ConfirmRemoveKey { fingerprint: String },
-    ConfirmUnsetConfig { key: String },
+    ConfirmRemoveKey {
+        fingerprint: String,
+    },
+    ConfirmUnsetConfig {
+        key: String,
+    },
+    /// Attaching to an exited session: restart it first?
+    ConfirmRestart {
+        project: String,
+        session: Option<String>,
+        state: crate::driver::SessionState,
+        read_only: bool,
+    },
 }
 
 /// The one-line status under the body: the last outcome or refusal.
@@ -282,6 +339,8 @@ pub struct App {
     pub(crate) pane: Option<crate::tui::pane::Pane>,
     /// The log screen's lines, while it is open.
     pub(crate) logs: Option<crate::tui::logview::LogView>,
+    /// Index into the open project's session list (detail screen).
+    pub(crate) session_selected: usize,
 }
 
 impl App {
@@ -315,6 +374,7 @@ impl App {
             config_selected: 0,
             pane: None,
             logs: None,
+            session_selected: 0,
         }
     }
 
@@ -366,7 +426,11 @@ impl App {
                 let name = p.project.clone();
                 self.pane = None;
                 self.info(format!("detached from {name}; the session keeps running"));
-                vec![Effect::Detach]
+                // Back on the detail screen: its session list at once, not
+                // at the next poll (a session may have exited meanwhile).
+                let mut fx = vec![Effect::Detach];
+                fx.extend(self.on_poll_sessions());
+                fx
             }
             b'z' => {
                 p.zoomed = !p.zoomed;
@@ -449,7 +513,7 @@ impl App {
             Msg::PaneClosed(reason) => {
                 self.pane = None;
                 self.info(&reason);
-                vec![]
+                self.on_poll_sessions()
             }
             Msg::PaneNotice(line) => {
                 self.info(&line);
@@ -467,6 +531,11 @@ impl App {
             }
             Msg::Settings(data) => {
                 self.on_settings(*data);
+                vec![]
+            }
+            Msg::PollSessions => self.on_poll_sessions(),
+            Msg::Sessions { project, sessions } => {
+                self.on_sessions(&project, sessions);
                 vec![]
             }
         }
@@ -522,6 +591,7 @@ impl App {
             Some(Overlay::ConfigForm(_)) => return Context::ConfigForm,
             Some(Overlay::ConfirmRemoveKey { .. }) => return Context::ConfirmRemoveKey,
             Some(Overlay::ConfirmUnsetConfig { .. }) => return Context::ConfirmUnsetConfig,
+            Some(Overlay::ConfirmRestart { .. }) => return Context::ConfirmRestart,
             None => {}
         }
         match self.screen {
@@ -641,13 +711,20 @@ impl App {
             }
             Action::Open => return self.open_project(Screen::Detail),
             Action::Env => return self.open_project(Screen::Env),
+            Action::Attach | Action::AttachReadOnly if self.screen == Screen::Detail => {
+                return self.perform_session(action);
+            }
             Action::Attach | Action::AttachReadOnly => {
                 if let Some(v) = self.target() {
                     return vec![Effect::Attach {
                         project: v.project.name.clone(),
+                        session: None,
                         read_only: action == Action::AttachReadOnly,
                     }];
                 }
+            }
+            Action::NextSession | Action::PrevSession | Action::RestartSession => {
+                return self.perform_session(action);
             }
             Action::New => self.overlay = Some(Overlay::Create(CreateForm::new())),
             Action::Intent(Intent::Delete) => {
@@ -828,6 +905,7 @@ impl App {
             self.event_scroll = 0;
             self.env_selected = 0;
             self.env_changed_at = None;
+            self.session_selected = 0;
         }
         self.open = Some(name.clone());
         self.screen = screen;
@@ -888,6 +966,12 @@ impl App {
             Some(
                 overlay @ (Overlay::ConfirmRemoveKey { .. } | Overlay::ConfirmUnsetConfig { .. }),
             ) => self.submit_settings(overlay),
+            Some(Overlay::ConfirmRestart {
+                project,
+                session,
+                read_only,
+                ..
+            }) => self.confirm_restart(project, session, read_only),
             other => {
                 self.overlay = other;
                 vec![]

@@ -432,6 +432,7 @@ fn every_handled_key_is_documented() {
         Context::PasswordForm,
         Context::ConfigForm,
         Context::ConfirmRemoveKey,
+        Context::ConfirmRestart,
         Context::Help,
     ] {
         match context {
@@ -452,6 +453,145 @@ fn every_handled_key_is_documented() {
             );
         }
     }
+}
+
+// ---- sessions on the detail screen ----
+
+fn session(name: Option<&str>, state: crate::driver::SessionState) -> crate::driver::SessionInfo {
+    crate::driver::SessionInfo {
+        name: name.map(str::to_string),
+        last_activity: None,
+        viewers: 0,
+        state,
+    }
+}
+
+/// The detail of "blog" (running) with a running default session and an
+/// exited one named s1.
+fn with_sessions() -> App {
+    use crate::driver::SessionState as S;
+    let mut a = app();
+    keys(&mut a, &[Key::Enter]);
+    let mut d = detail(a.visible()[0].clone());
+    d.sessions = vec![
+        session(None, S::Running),
+        session(Some("s1"), S::Exited { status: Some(2) }),
+    ];
+    a.update(Msg::Detail(Box::new(d)));
+    a
+}
+
+#[test]
+fn tab_selects_sessions_and_a_attaches_to_the_selected_one() {
+    let mut a = with_sessions();
+    assert_eq!(
+        keys(&mut a, &[Key::Char('a')]),
+        vec![Effect::Attach {
+            project: "blog".into(),
+            session: None,
+            read_only: false
+        }]
+    );
+    keys(&mut a, &[Key::Tab]);
+    assert_eq!(a.selected_session().unwrap().name.as_deref(), Some("s1"));
+    keys(&mut a, &[Key::Tab]);
+    assert_eq!(a.selected_session().unwrap().name, None, "wraps around");
+    keys(&mut a, &[Key::BackTab]);
+    assert_eq!(a.selected_session().unwrap().name.as_deref(), Some("s1"));
+    // From the list, `a` is the default session, as before.
+    keys(&mut a, &[Key::Esc]);
+    assert_eq!(
+        keys(&mut a, &[Key::Char('a')]),
+        vec![Effect::Attach {
+            project: "blog".into(),
+            session: None,
+            read_only: false
+        }]
+    );
+}
+
+#[test]
+fn r_restarts_only_an_exited_session_without_asking() {
+    let mut a = with_sessions();
+    // The default session runs: R is refused with the reason, not hidden.
+    assert!(keys(&mut a, &[Key::Char('R')]).is_empty());
+    assert!(status(&a).contains("R restarts only an exited session"));
+    let r = binding(&a, Key::Char('R'));
+    assert!(!r.footer && r.enabled.is_err());
+    keys(&mut a, &[Key::Tab]);
+    let r = binding(&a, Key::Char('R'));
+    assert!(r.footer && r.enabled.is_ok(), "{r:?}");
+    assert_eq!(
+        keys(&mut a, &[Key::Char('R')]),
+        vec![Effect::Restart {
+            project: "blog".into(),
+            session: Some("s1".into()),
+            attach: None
+        }]
+    );
+    assert!(status(&a).contains("restarting session s1"));
+    assert!(a.overlay.is_none());
+    // The answer reloads the detail (and with it the session list).
+    assert_eq!(
+        a.update(Msg::Done(Ok("restarted session s1 of blog".into()))),
+        vec![Effect::LoadDetail {
+            project: "blog".into()
+        }]
+    );
+}
+
+#[test]
+fn attaching_to_an_exited_session_offers_a_restart_first() {
+    let mut a = with_sessions();
+    keys(&mut a, &[Key::Tab]);
+    assert!(keys(&mut a, &[Key::Enter]).is_empty());
+    assert!(matches!(a.overlay, Some(Overlay::ConfirmRestart { .. })));
+    assert!(keys(&mut a, &[Key::Char('n')]).is_empty());
+    assert!(a.overlay.is_none());
+    keys(&mut a, &[Key::Char('v')]);
+    assert_eq!(
+        keys(&mut a, &[Key::Char('y')]),
+        vec![Effect::Restart {
+            project: "blog".into(),
+            session: Some("s1".into()),
+            attach: Some(true)
+        }]
+    );
+}
+
+#[test]
+fn the_session_list_is_polled_and_the_cursor_follows_its_session() {
+    use crate::driver::SessionState as S;
+    let mut a = with_sessions();
+    keys(&mut a, &[Key::Tab]);
+    assert_eq!(a.polls_sessions(), Some("blog"));
+    assert_eq!(
+        a.update(Msg::PollSessions),
+        vec![Effect::LoadSessions {
+            project: "blog".into()
+        }]
+    );
+    // A new session sorts before s1: the cursor stays on s1.
+    a.update(Msg::Sessions {
+        project: "blog".into(),
+        sessions: vec![
+            session(None, S::Running),
+            session(Some("a0"), S::Running),
+            session(Some("s1"), S::Running),
+        ],
+    });
+    assert_eq!(a.selected_session().unwrap().name.as_deref(), Some("s1"));
+    assert!(a.selected_session().unwrap().state == S::Running);
+    // A late answer for another project changes nothing.
+    a.update(Msg::Sessions {
+        project: "shop".into(),
+        sessions: vec![],
+    });
+    assert_eq!(a.sessions().len(), 3);
+    // Off the detail screen, nothing is polled.
+    keys(&mut a, &[Key::Esc]);
+    assert_eq!(a.polls_sessions(), None);
+    assert!(a.update(Msg::PollSessions).is_empty());
 }
 
 // ---- settings screen ----

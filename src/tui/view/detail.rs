@@ -10,7 +10,7 @@ use ratatui::widgets::{Block, Paragraph};
 use super::style::{Theme, age, status_label, until};
 use crate::model::{ProjectStatus, ResourceStatus};
 use crate::store::projects::ResourceSummary;
-use crate::tui::app::{App, ProjectDetail};
+use crate::tui::app::{App, ProjectDetail, session_label};
 use crate::tui::text;
 
 pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
@@ -38,7 +38,9 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
     frame.render_widget(block, area);
     let w = usize::from(inner.width);
 
-    let resources = resource_lines(app, theme, d, w);
+    let mut resources = resource_lines(app, theme, d, w);
+    let session_rows = if inner.height >= 40 { 8 } else { 3 };
+    resources.extend(session_lines(app, theme, d, w, session_rows));
     let env_rows = if inner.height >= 40 { 8 } else { 2 };
     let env = env_lines(app, theme, d, w, env_rows);
     let [top, res, conn, env_area, events] = Layout::vertical([
@@ -72,35 +74,77 @@ fn heading(theme: Theme, text: &str) -> Line<'static> {
     Line::styled(text.to_string(), theme.title())
 }
 
-/// `default · 1 viewer · active 5s ago │ s1 · active 3m ago`
-fn session_line(app: &App, d: &ProjectDetail, w: usize) -> Option<String> {
+/// The sandbox's terminal sessions, one row each, the selected one marked:
+/// `▸ default   running             1 viewer   active 5s ago`. An exited
+/// session says so, with its status, in the error style. At most `rows`
+/// rows, in a window that keeps the selection visible.
+fn session_lines(
+    app: &App,
+    theme: Theme,
+    d: &ProjectDetail,
+    w: usize,
+    rows: usize,
+) -> Vec<Line<'static>> {
     if d.sessions.is_empty() {
-        return None;
+        return Vec::new();
     }
+    let n = d.sessions.len();
+    let selected = app.session_selected.min(n - 1);
+    let start = selected
+        .saturating_sub(rows.saturating_sub(1))
+        .min(n.saturating_sub(rows));
+    let end = (start + rows).min(n);
+    let more = if n > rows {
+        format!(" · {} of {}", end - start, n)
+    } else {
+        String::new()
+    };
+    let exited = d.sessions.iter().any(|s| s.state.is_exited());
+    let hint = format!(
+        "  Tab selects · a/Enter attaches{}{more}",
+        if exited {
+            " · R restarts an exited one"
+        } else {
+            ""
+        }
+    );
+    let mut lines = vec![Line::from(vec![
+        Span::styled(" Sessions", theme.title()),
+        Span::styled(text::fit(&hint, w.saturating_sub(9)), theme.dim()),
+    ])];
     let now = app.now.timestamp();
-    let parts: Vec<String> = d
-        .sessions
-        .iter()
-        .map(|s| {
-            let name = s.name.clone().unwrap_or_else(|| "default".into());
-            let mut part = text::fit(&name, 20);
-            if s.viewers > 0 {
-                part.push_str(&format!(
-                    " · {} viewer{}",
-                    s.viewers,
-                    if s.viewers == 1 { "" } else { "s" }
-                ));
-            }
-            if let Some(t) = s.last_activity {
-                part.push_str(&format!(" · active {} ago", short_age(now - t)));
-            }
-            part
-        })
-        .collect();
-    Some(text::fit(
-        &format!("  sessions  {}  (a attaches)", parts.join(" │ ")),
-        w,
-    ))
+    for (i, s) in d.sessions.iter().enumerate().take(end).skip(start) {
+        let mark = if i == selected { "▸" } else { " " };
+        let viewers = match s.viewers {
+            0 => String::new(),
+            1 => "1 viewer".into(),
+            v => format!("{v} viewers"),
+        };
+        let active = s
+            .last_activity
+            .map(|t| format!("active {} ago", short_age(now - t)))
+            .unwrap_or_default();
+        let name = format!("  {mark} {:<20} ", session_label(s));
+        let state = format!("{:<20}", s.state.describe());
+        let rest = format!("{viewers:<11}{active}");
+        let name_style = if i == selected {
+            theme.selected()
+        } else {
+            Style::new()
+        };
+        let state_style = if s.state.is_exited() {
+            theme.error()
+        } else {
+            theme.ok()
+        };
+        let room = w.saturating_sub(text::width(&name));
+        lines.push(Line::from(vec![
+            Span::styled(name, name_style),
+            Span::styled(text::fit(&state, room), state_style),
+            Span::raw(text::fit(&rest, room.saturating_sub(20))),
+        ]));
+    }
+    lines
 }
 
 fn short_age(secs: i64) -> String {
@@ -145,9 +189,6 @@ fn resource_lines(app: &App, theme: Theme, d: &ProjectDetail, w: usize) -> Vec<L
     }
     if d.view.resources.is_empty() {
         lines.push(Line::styled("  (none left)", theme.dim()));
-    }
-    if let Some(line) = session_line(app, d, w) {
-        lines.push(Line::raw(line));
     }
     lines
 }

@@ -80,6 +80,30 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, body: Rect) {
                 "The running sandbox picks the change up on its next sync.".into(),
             ],
         ),
+        Some(Overlay::ConfirmRestart {
+            session,
+            state,
+            read_only,
+            ..
+        }) => confirm(
+            theme,
+            frame,
+            body,
+            " Session exited ",
+            if *read_only {
+                "restart and view"
+            } else {
+                "restart and attach"
+            },
+            vec![
+                format!(
+                    "Session {} has {}.",
+                    text::fit(session.as_deref().unwrap_or("default"), 20),
+                    state.describe()
+                ),
+                "Restart its program (same session, same name) and attach?".into(),
+            ],
+        ),
         None => {}
     }
     if app.help {

@@ -312,29 +312,71 @@ fn settings_never_draw_secret_values_or_passwords() {
     }
 }
 
-#[test]
-fn detail_lists_the_sandboxs_sessions() {
-    let mut a = app();
-    a.update(Msg::Resize(120, 40));
-    press(&mut a, &[Key::Enter]);
-    let view = a.visible()[0].clone();
-    let mut d = detail(view);
-    d.sessions = vec![
-        crate::driver::SessionInfo {
+/// A running default session with a viewer, an exited named one and a
+/// running one, as the detail screen gets them.
+fn sessions() -> Vec<crate::driver::SessionInfo> {
+    use crate::driver::{SessionInfo, SessionState};
+    vec![
+        SessionInfo {
             name: None,
             last_activity: Some(fixtures::now().timestamp() - 5),
             viewers: 1,
+            state: SessionState::Running,
         },
-        crate::driver::SessionInfo {
+        SessionInfo {
             name: Some("s1".into()),
             last_activity: Some(fixtures::now().timestamp() - 180),
             viewers: 0,
+            state: SessionState::Exited { status: Some(1) },
         },
-    ];
+        SessionInfo {
+            name: Some("work".into()),
+            last_activity: Some(fixtures::now().timestamp() - 7200),
+            viewers: 2,
+            state: SessionState::Running,
+        },
+    ]
+}
+
+fn with_sessions(mut a: App) -> App {
+    press(&mut a, &[Key::Enter]);
+    let view = a.visible()[0].clone();
+    let mut d = detail(view);
+    d.sessions = sessions();
     a.update(Msg::Detail(Box::new(d)));
+    a
+}
+
+#[test]
+fn detail_lists_the_sandboxs_sessions() {
+    let mut a = with_sessions(app());
+    a.update(Msg::Resize(120, 40));
     let screen = render(&a, 120, 40);
-    assert!(
-        screen.contains("sessions  default · 1 viewer · active 5s ago │ s1 · active 3m ago"),
-        "{screen}"
-    );
+    for want in [
+        "▸ default              running             1 viewer   active 5s ago",
+        "  s1                   exited (status 1)              active 3m ago",
+        "  work                 running             2 viewers  active 2h ago",
+        "R restarts an exited one",
+    ] {
+        assert!(screen.contains(want), "{want:?} in\n{screen}");
+    }
+}
+
+#[test]
+fn detail_with_an_exited_session_selected() {
+    // Tab moves onto the exited session: R restarts it, and the footer says so.
+    snap("detail_sessions", || {
+        let mut a = with_sessions(app());
+        press(&mut a, &[Key::Tab]);
+        a
+    });
+}
+
+#[test]
+fn attaching_to_an_exited_session_offers_a_restart() {
+    snap("confirm_restart", || {
+        let mut a = with_sessions(app());
+        press(&mut a, &[Key::Tab, Key::Char('a')]);
+        a
+    });
 }
