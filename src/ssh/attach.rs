@@ -13,6 +13,7 @@ use crate::driver::{ResourceRef, SessionAttach};
 use crate::model::ResourceStatus;
 use crate::model::naming::printable;
 use crate::store::Store;
+use crate::store::projects::ProjectView;
 use crate::store::resources::ResourceKind;
 use crate::store::users::User;
 
@@ -98,16 +99,8 @@ pub async fn attach_project(
     rows: u16,
     read_only: bool,
 ) -> Result<(crate::driver::Attachment, String), String> {
-    let view = store
-        .find_project(user.id, project)
-        .await
-        .map_err(|e| e.to_string())?;
-    let sandbox = view
-        .resources
-        .iter()
-        .find(|r| r.kind == ResourceKind::Sandbox)
-        .ok_or_else(|| "this project has no sandbox".to_string())?;
-    if sandbox.status != ResourceStatus::Running {
+    let (view, r, status) = find_sandbox(store, user, project).await?;
+    if status != ResourceStatus::Running {
         return Err(format!(
             "cannot attach: {} is {}; start it first (s in the dashboard, or ssh … start {})",
             printable(&view.project.name, 60),
@@ -115,18 +108,48 @@ pub async fn attach_project(
             view.project.slug
         ));
     }
-    let r = ResourceRef {
-        resource_name: sandbox.resource_name.clone(),
-        // The local driver ignores namespaces; Kubernetes rows will carry theirs.
-        namespace: String::new(),
-        project_slug: view.project.slug.clone(),
-        owner: user.id,
-    };
     let attachment = attach
         .attach(&r, session, cols, rows, read_only)
         .await
         .map_err(|e| format!("cannot attach: {e}"))?;
-    Ok((attachment, sandbox.resource_name.clone()))
+    Ok((attachment, r.resource_name))
+}
+
+/// The sandbox of one of `owner`'s projects as drivers address it, with its
+/// status. The namespace is left to the router: it scopes a tenant's
+/// objects to the tenant's namespace, and the local driver has none.
+pub(crate) fn sandbox_ref(
+    view: &ProjectView,
+    owner: uuid::Uuid,
+) -> Option<(ResourceRef, ResourceStatus)> {
+    view.resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .map(|sb| {
+            let r = ResourceRef {
+                resource_name: sb.resource_name.clone(),
+                namespace: String::new(),
+                project_slug: view.project.slug.clone(),
+                owner,
+            };
+            (r, sb.status)
+        })
+}
+
+/// One of `user`'s projects and its sandbox. Another tenant's project
+/// behaves exactly like a missing one.
+pub(crate) async fn find_sandbox(
+    store: &Store,
+    user: &User,
+    project: &str,
+) -> Result<(ProjectView, ResourceRef, ResourceStatus), String> {
+    let view = store
+        .find_project(user.id, project)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (r, status) =
+        sandbox_ref(&view, user.id).ok_or_else(|| "this project has no sandbox".to_string())?;
+    Ok((view, r, status))
 }
 
 /// The sessions of one of `user`'s running sandboxes.
@@ -136,21 +159,7 @@ pub async fn project_sessions(
     attach: &dyn SessionAttach,
     project: &str,
 ) -> Result<Vec<crate::driver::SessionInfo>, String> {
-    let view = store
-        .find_project(user.id, project)
-        .await
-        .map_err(|e| e.to_string())?;
-    let sandbox = view
-        .resources
-        .iter()
-        .find(|r| r.kind == ResourceKind::Sandbox)
-        .ok_or_else(|| "this project has no sandbox".to_string())?;
-    let r = ResourceRef {
-        resource_name: sandbox.resource_name.clone(),
-        namespace: String::new(),
-        project_slug: view.project.slug.clone(),
-        owner: user.id,
-    };
+    let (_, r, _) = find_sandbox(store, user, project).await?;
     attach
         .sessions(&r)
         .await
@@ -167,28 +176,14 @@ pub async fn restart_session(
     project: &str,
     session: Option<&str>,
 ) -> Result<String, String> {
-    let view = store
-        .find_project(user.id, project)
-        .await
-        .map_err(|e| e.to_string())?;
-    let sandbox = view
-        .resources
-        .iter()
-        .find(|r| r.kind == ResourceKind::Sandbox)
-        .ok_or_else(|| "this project has no sandbox".to_string())?;
-    if sandbox.status != ResourceStatus::Running {
+    let (view, r, status) = find_sandbox(store, user, project).await?;
+    if status != ResourceStatus::Running {
         return Err(format!(
             "cannot restart a session: {} is {}; start it first",
             printable(&view.project.name, 60),
             view.project.status,
         ));
     }
-    let r = ResourceRef {
-        resource_name: sandbox.resource_name.clone(),
-        namespace: String::new(),
-        project_slug: view.project.slug.clone(),
-        owner: user.id,
-    };
     attach
         .restart(&r, session)
         .await

@@ -9,10 +9,9 @@ use std::sync::Arc;
 use russh::ChannelId;
 use russh::server::Handle;
 
-use crate::driver::{LogEvent, ResourceRef, SandboxLogs};
+use crate::driver::{LogEvent, SandboxLogs};
 use crate::model::naming::printable;
 use crate::store::Store;
-use crate::store::resources::ResourceKind;
 use crate::store::users::User;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,21 +99,7 @@ pub async fn open(
     tail: Option<i64>,
     follow: bool,
 ) -> Result<tokio::sync::mpsc::Receiver<LogEvent>, String> {
-    let view = store
-        .find_project(user.id, project)
-        .await
-        .map_err(|e| e.to_string())?;
-    let sandbox = view
-        .resources
-        .iter()
-        .find(|r| r.kind == ResourceKind::Sandbox)
-        .ok_or_else(|| "this project has no sandbox".to_string())?;
-    let r = ResourceRef {
-        resource_name: sandbox.resource_name.clone(),
-        namespace: String::new(),
-        project_slug: view.project.slug.clone(),
-        owner: user.id,
-    };
+    let (_, r, _) = super::attach::find_sandbox(store, user, project).await?;
     logs.logs(&r, tail, follow).await.map_err(|e| e.to_string())
 }
 

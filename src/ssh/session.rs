@@ -615,21 +615,11 @@ impl Ctx<'_> {
                 .store
                 .database_url(self.user.id, view.project.id)
                 .await?;
-            let running_sandbox = view.resources.iter().find(|r| {
-                r.kind == crate::store::resources::ResourceKind::Sandbox
-                    && r.status == crate::model::ResourceStatus::Running
-            });
+            let running_sandbox = super::attach::sandbox_ref(&view, self.user.id)
+                .filter(|(_, status)| *status == crate::model::ResourceStatus::Running);
             // Best effort: a detail screen without its session list is still useful.
             let sessions = match (self.attach, running_sandbox) {
-                (Some(a), Some(sb)) => {
-                    let r = crate::driver::ResourceRef {
-                        resource_name: sb.resource_name.clone(),
-                        namespace: String::new(),
-                        project_slug: view.project.slug.clone(),
-                        owner: self.user.id,
-                    };
-                    a.sessions(&r).await.unwrap_or_default()
-                }
+                (Some(a), Some((r, _))) => a.sessions(&r).await.unwrap_or_default(),
                 _ => Vec::new(),
             };
             Ok::<_, crate::store::StoreError>(ProjectDetail {

@@ -149,17 +149,13 @@ async fn delete(store: &Store, user: &User, name: &str, yes: bool, as_json: bool
 /// names it. A missing (or another tenant's) project fails as everywhere.
 async fn running_sandbox(store: &Store, user: &User, name: &str) -> Result<ResourceRef, Failure> {
     let view = store.find_project(user.id, name).await?;
-    let Some(sandbox) = view
-        .resources
-        .iter()
-        .find(|r| r.kind == crate::store::resources::ResourceKind::Sandbox)
-    else {
+    let Some((r, status)) = crate::ssh::attach::sandbox_ref(&view, user.id) else {
         return Err(Failure::new(format!(
             "{} has no sandbox, so it has no sessions",
             safe(&view.project.name, 100)
         )));
     };
-    if sandbox.status != ResourceStatus::Running {
+    if status != ResourceStatus::Running {
         return Err(Failure::new(format!(
             "{} is {}: its sessions exist only while its sandbox runs (start it with `start {}`)",
             safe(&view.project.name, 100),
@@ -167,13 +163,7 @@ async fn running_sandbox(store: &Store, user: &User, name: &str) -> Result<Resou
             view.project.slug
         )));
     }
-    Ok(ResourceRef {
-        resource_name: sandbox.resource_name.clone(),
-        // The local driver ignores namespaces; the router scopes cluster ones.
-        namespace: String::new(),
-        project_slug: view.project.slug.clone(),
-        owner: user.id,
-    })
+    Ok(r)
 }
 
 fn session_driver(attach: Option<&dyn SessionAttach>) -> Result<&dyn SessionAttach, Failure> {
