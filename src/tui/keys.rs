@@ -144,6 +144,7 @@ impl Binding {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Context {
     List,
+    ConfirmStartAttach,
     Logs,
     Filter,
     Detail,

@@ -2,7 +2,7 @@
 //! and the footer and help overlay render them, so all three always agree.
 
 use super::forms::EnvField;
-use super::{App, Overlay, SettingsFocus, attach_allowed, intent_allowed};
+use super::{App, Overlay, SettingsFocus, attach_or_start_allowed, intent_allowed};
 use crate::model::intent::Intent;
 use crate::tui::keys::{Action, Binding, Context, Key};
 
@@ -21,6 +21,12 @@ pub(super) fn for_context(app: &App, context: Context) -> Vec<Binding> {
         Context::ConfigForm => config_form(app),
         Context::ConfirmDelete | Context::ConfirmUnset => confirm("yes, delete"),
         Context::ConfirmRemoveKey | Context::ConfirmUnsetConfig => confirm("yes, remove"),
+        Context::ConfirmStartAttach => confirm(match &app.overlay {
+            Some(Overlay::ConfirmStartAttach {
+                read_only: true, ..
+            }) => "start and view",
+            _ => "start and attach",
+        }),
         Context::ConfirmRestart => confirm(match &app.overlay {
             Some(Overlay::ConfirmRestart {
                 read_only: true, ..
@@ -71,7 +77,7 @@ fn intents(app: &App) -> Vec<Binding> {
 
 /// `a` attaches to the sandbox's session; `v` views it read-only.
 fn attach(app: &App) -> Vec<Binding> {
-    let allowed = attach_allowed(app.target());
+    let allowed = attach_or_start_allowed(app.target());
     vec![
         Binding::new(Key::Char('a'), "attach", Action::Attach).when(allowed.clone()),
         Binding::new(Key::Char('v'), "view read-only", Action::AttachReadOnly)
@@ -139,7 +145,7 @@ fn detail(app: &App) -> Vec<Binding> {
     v.push(Binding::new(Key::Char('L'), "logs", Action::Logs));
     v.push(
         Binding::new(Key::Enter, "attach", Action::Attach)
-            .when(attach_allowed(app.target()))
+            .when(attach_or_start_allowed(app.target()))
             .help_only(),
     );
     if sessions {

@@ -9,6 +9,7 @@ impl App {
     pub(super) fn on_projects(&mut self, list: Vec<ProjectView>) -> Vec<Effect> {
         let keep = self.selected_project().map(|v| v.project.id);
         self.projects = Some(list);
+        let mut effects = self.attach_if_started();
         let visible = self.visible();
         self.selected = keep
             .and_then(|id| visible.iter().position(|v| v.project.id == id))
@@ -16,10 +17,11 @@ impl App {
             .min(visible.len().saturating_sub(1));
         if self.screen == Screen::Settings {
             // A change notification may be a key or setting changed elsewhere.
-            return vec![Effect::LoadSettings];
+            effects.push(Effect::LoadSettings);
+            return effects;
         }
         let Some(open) = self.open.clone() else {
-            return vec![];
+            return effects;
         };
         let exists = self
             .projects
@@ -33,10 +35,11 @@ impl App {
             self.open = None;
             self.detail = None;
             self.info(format!("{} is gone", text::clean(&open)));
-            return vec![];
+            return effects;
         }
         // A change notification may be about the open project: refresh it too.
-        vec![Effect::LoadDetail { project: open }]
+        effects.push(Effect::LoadDetail { project: open });
+        effects
     }
 
     pub(super) fn on_detail(&mut self, d: ProjectDetail) {
@@ -100,5 +103,41 @@ impl App {
             _ => "applies when the sandbox next starts",
         };
         Some(format!("env v{version}: {state}"))
+    }
+
+    /// The attach offer's second half: once the started project's sandbox
+    /// runs, open the pane; if it failed instead, say so and give up.
+    fn attach_if_started(&mut self) -> Vec<Effect> {
+        let Some((project, read_only)) = self.attach_when_running.clone() else {
+            return vec![];
+        };
+        let Some(v) = self
+            .projects
+            .iter()
+            .flatten()
+            .find(|v| v.project.name == project)
+        else {
+            self.attach_when_running = None;
+            return vec![];
+        };
+        if super::attach_allowed(Some(v)).is_ok() {
+            self.attach_when_running = None;
+            if self.pane.is_some() {
+                return vec![];
+            }
+            return vec![Effect::Attach {
+                project,
+                session: None,
+                read_only,
+            }];
+        }
+        if v.project.status == crate::model::ProjectStatus::Error {
+            self.attach_when_running = None;
+            self.refuse(format!(
+                "{} did not start (ERROR); open it for the reason",
+                text::clean(&project)
+            ));
+        }
+        vec![]
     }
 }

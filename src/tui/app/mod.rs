@@ -276,6 +276,13 @@ pub enum Overlay {
     ConfirmUnsetConfig {
         key: String,
     },
+    /// Attaching to a project whose sandbox is not running: start it, and
+    /// attach once it runs?
+    ConfirmStartAttach {
+        project: String,
+        status: crate::model::ProjectStatus,
+        read_only: bool,
+    },
     /// Attaching to an exited session: restart it first?
     ConfirmRestart {
         project: String,
@@ -339,6 +346,9 @@ pub struct App {
     pub(crate) pane: Option<crate::tui::pane::Pane>,
     /// The log screen's lines, while it is open.
     pub(crate) logs: Option<crate::tui::logview::LogView>,
+    /// A project started from the attach offer, and whether read-only: the
+    /// pane opens once its sandbox runs.
+    pub(crate) attach_when_running: Option<(String, bool)>,
     /// Index into the open project's session list (detail screen).
     pub(crate) session_selected: usize,
 }
@@ -375,6 +385,7 @@ impl App {
             pane: None,
             logs: None,
             session_selected: 0,
+            attach_when_running: None,
         }
     }
 
@@ -592,6 +603,7 @@ impl App {
             Some(Overlay::ConfirmRemoveKey { .. }) => return Context::ConfirmRemoveKey,
             Some(Overlay::ConfirmUnsetConfig { .. }) => return Context::ConfirmUnsetConfig,
             Some(Overlay::ConfirmRestart { .. }) => return Context::ConfirmRestart,
+            Some(Overlay::ConfirmStartAttach { .. }) => return Context::ConfirmStartAttach,
             None => {}
         }
         match self.screen {
@@ -711,6 +723,18 @@ impl App {
             }
             Action::Open => return self.open_project(Screen::Detail),
             Action::Env => return self.open_project(Screen::Env),
+            Action::Attach | Action::AttachReadOnly
+                if attach_allowed(self.target()).is_err()
+                    && intent_allowed(self.target(), Intent::Start).is_ok() =>
+            {
+                if let Some(v) = self.target() {
+                    self.overlay = Some(Overlay::ConfirmStartAttach {
+                        project: v.project.name.clone(),
+                        status: v.project.status,
+                        read_only: action == Action::AttachReadOnly,
+                    });
+                }
+            }
             Action::Attach | Action::AttachReadOnly if self.screen == Screen::Detail => {
                 return self.perform_session(action);
             }
@@ -736,6 +760,15 @@ impl App {
             Action::Intent(intent) => {
                 if let Some(v) = self.target() {
                     let project = v.project.name.clone();
+                    // Stopping (or anything but a start) withdraws a pending attach.
+                    if intent != Intent::Start
+                        && self
+                            .attach_when_running
+                            .as_ref()
+                            .is_some_and(|(p, _)| *p == project)
+                    {
+                        self.attach_when_running = None;
+                    }
                     self.pending.push_back(Pending::Other);
                     self.info(format!("{intent} requested for {}…", text::clean(&project)));
                     return vec![Effect::Intent { project, intent }];
@@ -972,6 +1005,20 @@ impl App {
                 read_only,
                 ..
             }) => self.confirm_restart(project, session, read_only),
+            Some(Overlay::ConfirmStartAttach {
+                project, read_only, ..
+            }) => {
+                self.pending.push_back(Pending::Other);
+                self.info(format!(
+                    "start requested for {}; the pane opens once its sandbox runs",
+                    text::clean(&project)
+                ));
+                self.attach_when_running = Some((project.clone(), read_only));
+                vec![Effect::Intent {
+                    project,
+                    intent: Intent::Start,
+                }]
+            }
             other => {
                 self.overlay = other;
                 vec![]
@@ -989,6 +1036,11 @@ fn intent_status_is_transition(v: &ProjectView) -> bool {
 }
 
 /// Why an intent is refused on `v` right now (the footer greys it and shows this).
+/// Whether `a`/`v` may be pressed: to attach, or to be offered a start.
+pub(crate) fn attach_or_start_allowed(v: Option<&ProjectView>) -> Result<(), String> {
+    attach_allowed(v).or_else(|why| intent_allowed(v, Intent::Start).map_err(|_| why))
+}
+
 /// Attaching needs a running sandbox; otherwise say why and what to do.
 pub(crate) fn attach_allowed(v: Option<&ProjectView>) -> Result<(), String> {
     let v = v.ok_or_else(|| "no project selected".to_string())?;

@@ -1006,3 +1006,90 @@ fn a_pasted_kubeconfig_keeps_its_lines_and_nothing_else_does() {
     };
     assert_eq!(f.value, "vim-u NONE");
 }
+
+#[test]
+fn attaching_to_a_stopped_project_offers_to_start_it_then_attaches_once_it_runs() {
+    let mut a = App::new("alice", 100, 30);
+    a.update(Msg::Projects(vec![project(
+        7,
+        "shop",
+        ProjectStatus::Stopped,
+        60,
+    )]));
+    // `a` is offered, not greyed: it leads to the offer.
+    assert!(
+        a.bindings()
+            .iter()
+            .any(|b| b.action == Action::Attach && b.enabled.is_ok())
+    );
+    assert_eq!(keys(&mut a, &[Key::Char('a')]), vec![]);
+    assert!(matches!(
+        a.overlay,
+        Some(Overlay::ConfirmStartAttach { ref project, read_only: false, .. }) if project == "shop"
+    ));
+    // `n` declines: nothing starts.
+    assert_eq!(keys(&mut a, &[Key::Char('n')]), vec![]);
+    assert!(a.overlay.is_none());
+    keys(&mut a, &[Key::Char('v')]);
+    assert_eq!(
+        keys(&mut a, &[Key::Char('y')]),
+        vec![Effect::Intent {
+            project: "shop".into(),
+            intent: Intent::Start
+        }]
+    );
+    // Still starting: no pane yet.
+    assert_eq!(
+        a.update(Msg::Projects(vec![project(
+            7,
+            "shop",
+            ProjectStatus::Starting,
+            60
+        )])),
+        vec![]
+    );
+    // Running: the pane opens, read-only as asked, once.
+    let running = || vec![project(7, "shop", ProjectStatus::Running, 60)];
+    assert_eq!(
+        a.update(Msg::Projects(running())),
+        vec![Effect::Attach {
+            project: "shop".into(),
+            session: None,
+            read_only: true
+        }]
+    );
+    assert_eq!(a.update(Msg::Projects(running())), vec![]);
+}
+
+#[test]
+fn a_start_that_fails_withdraws_the_attach_and_says_so() {
+    let mut a = App::new("alice", 100, 30);
+    a.update(Msg::Projects(vec![project(
+        7,
+        "shop",
+        ProjectStatus::Stopped,
+        60,
+    )]));
+    keys(&mut a, &[Key::Char('a'), Key::Char('y')]);
+    let fx = a.update(Msg::Projects(vec![project(
+        7,
+        "shop",
+        ProjectStatus::Error,
+        60,
+    )]));
+    assert_eq!(fx, vec![]);
+    let status = a.status.clone().unwrap();
+    assert!(
+        status.error && status.text.contains("did not start"),
+        "{status:?}"
+    );
+    assert_eq!(
+        a.update(Msg::Projects(vec![project(
+            7,
+            "shop",
+            ProjectStatus::Running,
+            60
+        )])),
+        vec![]
+    );
+}

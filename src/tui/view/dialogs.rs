@@ -80,6 +80,25 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, body: Rect) {
                 "The running sandbox picks the change up on its next sync.".into(),
             ],
         ),
+        Some(Overlay::ConfirmStartAttach {
+            project,
+            status,
+            read_only,
+        }) => confirm(
+            theme,
+            frame,
+            body,
+            " Not running ",
+            if *read_only {
+                "start and view"
+            } else {
+                "start and attach"
+            },
+            vec![
+                format!("“{}” is {status}.", text::fit(project, 40)),
+                "Start it and open the session once its sandbox runs?".into(),
+            ],
+        ),
         Some(Overlay::ConfirmRestart {
             session,
             state,
