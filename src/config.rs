@@ -20,6 +20,8 @@ pub enum ConfigError {
     Parse { path: String, message: String },
     #[error("invalid setting {0}")]
     Kubernetes(String),
+    #[error("invalid setting ssh.prefix_key: {0}")]
+    PrefixKey(String),
     #[error("invalid setting {key} = {value}: {why}")]
     Invalid {
         key: &'static str,
@@ -70,6 +72,8 @@ pub struct SshFile {
     pub max_failures_per_user: Option<usize>,
     pub failure_window_secs: Option<u64>,
     pub rejection_delay_ms: Option<u64>,
+    /// The key that leads back to Kiln from an attached session (`C-]`).
+    pub prefix_key: Option<String>,
 }
 
 /// Who may create an account by logging in.
@@ -91,6 +95,7 @@ pub struct SshConfig {
     pub failure_window: Duration,
     /// Every rejected attempt takes this long, whatever the reason.
     pub rejection_delay: Duration,
+    pub prefix_key: crate::tui::prefix::PrefixKey,
 }
 
 impl Default for SshConfig {
@@ -102,6 +107,7 @@ impl Default for SshConfig {
             max_failures_per_user: 10,
             failure_window: Duration::from_secs(300),
             rejection_delay: Duration::from_millis(1000),
+            prefix_key: crate::tui::prefix::PrefixKey::default(),
         }
     }
 }
@@ -278,6 +284,10 @@ impl Config {
             check("ssh.rejection_delay_ms", v, 0..=10_000)?;
             ssh.rejection_delay = Duration::from_millis(v);
         }
+        if let Some(v) = &f.prefix_key {
+            ssh.prefix_key =
+                crate::tui::prefix::PrefixKey::parse(v).map_err(ConfigError::PrefixKey)?;
+        }
         file.kubernetes
             .validate()
             .map_err(ConfigError::Kubernetes)?;
@@ -373,5 +383,19 @@ mod tests {
         assert!(e.to_string().contains("reconcile.batch_size"), "{e}");
         let file = parse_file("[reconcile]\nbackoff_base_ms = 5000\nbackoff_cap_secs = 1").unwrap();
         assert!(Config::from_parts(Path::new("/d"), file, Overrides::default()).is_err());
+        let file = parse_file("[ssh]\nprefix_key = \"C-c\"").unwrap();
+        let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("ssh.prefix_key"), "{e}");
+        assert!(e.to_string().contains("interrupt"), "{e}");
+    }
+
+    #[test]
+    fn the_prefix_key_is_ctrl_bracket_unless_configured() {
+        let none = parse_file("").unwrap();
+        let c = Config::from_parts(Path::new("/d"), none, Overrides::default()).unwrap();
+        assert_eq!(c.ssh.prefix_key.label(), "Ctrl-]");
+        let file = parse_file("[ssh]\nprefix_key = \"C-a\"").unwrap();
+        let c = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap();
+        assert_eq!(c.ssh.prefix_key.byte(), 0x01);
     }
 }

@@ -43,6 +43,25 @@ async fn running_project(server: &Server, user: uuid::Uuid, name: &str) -> Strin
     }
 }
 
+/// Alice's dashboard at `cols`×`rows`, once `project` shows RUNNING on it
+/// (the client is returned too: the connection lives as long as it does).
+async fn alices_dashboard(
+    server: &Server,
+    project: &str,
+    cols: u16,
+    rows: u16,
+) -> (support::ssh::Client, support::ssh::Screen) {
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let screen = c.shell(cols, rows).await;
+    screen
+        .wait_until(&format!("{project} RUNNING"), |t| {
+            support::ssh::line_with(t, project).is_some_and(|l| l.contains("RUNNING"))
+        })
+        .await;
+    (c, screen)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_types_into_the_session_and_detach_leaves_it_running() {
     let server = Server::start_local().await;
@@ -185,14 +204,7 @@ async fn the_dashboard_pane_attaches_detaches_and_reattaches_to_a_live_session()
     let server = Server::start_local().await;
     let alice = server.user("alice", "correct horse battery").await;
     let session = running_project(&server, alice.id, "paned").await;
-    let mut c = connect(server.addr).await;
-    assert!(c.password("alice", "correct horse battery").await);
-    let screen = c.shell(100, 30).await;
-    screen
-        .wait_until("paned RUNNING", |t| {
-            support::ssh::line_with(t, "paned").is_some_and(|l| l.contains("RUNNING"))
-        })
-        .await;
+    let (_c, screen) = alices_dashboard(&server, "paned", 100, 30).await;
     screen.send(b"a").await;
     screen.wait_for("Ctrl-] d detach").await;
     let marker = format!("pane-{}-marker", std::process::id());
@@ -208,7 +220,8 @@ async fn the_dashboard_pane_attaches_detaches_and_reattaches_to_a_live_session()
 
     // History: Ctrl-] [ then PgUp shows lines that scrolled off; q is live again.
     screen.send(b"seq 1000 1200\r").await;
-    screen.wait_for("1200").await;
+    // (1199 is output only: "1200" is already in the typed command line.)
+    screen.wait_for("1199").await;
     screen.send(&[0x1d, b'[']).await;
     screen.wait_for("[0/").await; // tmux's copy-mode position indicator
     screen.send(b"\x1b[5~").await;
@@ -633,4 +646,69 @@ async fn the_dashboard_shows_an_exited_session_and_restarts_it() {
     assert!(!screen.text().contains("Pane is dead"), "{}", screen.text());
     screen.send(&[0x1d, b'd']).await;
     screen.wait_for("detached from revive").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_prefix_key_replaces_ctrl_bracket_in_the_pane_and_direct_attach() {
+    let config = kiln::config::SshConfig {
+        prefix_key: kiln::tui::prefix::PrefixKey::parse("C-a").unwrap(),
+        ..support::ssh::test_ssh_config()
+    };
+    let server = Server::start_local_with(config).await;
+    let alice = server.user("alice", "correct horse battery").await;
+    let session = running_project(&server, alice.id, "prefixed").await;
+
+    // The pane says which key it is; Ctrl-] is just a key for the session now.
+    let (_c, screen) = alices_dashboard(&server, "prefixed", 100, 30).await;
+    screen.send(b"a").await;
+    screen.wait_for("Ctrl-A d detach").await;
+    assert!(!screen.text().contains("Ctrl-]"), "{}", screen.text());
+    // (Ctrl-U then clears the line those two keys typed into the shell.)
+    screen.send(&[0x1d, b'd', 0x15]).await;
+    screen.send(b"echo still-$((20+22))-attached\r").await;
+    screen.wait_for("still-42-attached").await;
+    screen.send(&[0x01, b'd']).await;
+    screen.wait_for("detached from prefixed").await;
+
+    // Direct attach: Ctrl-] goes through, Ctrl-A detaches.
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let direct = c.exec_tty("attach prefixed", 100, 30).await;
+    direct.send(&[0x1d, 0x15]).await;
+    direct.send(b"echo direct-$((40+2))-still\r").await;
+    direct.wait_for("direct-42-still").await;
+    direct.send(&[0x01]).await;
+    assert_eq!(direct.wait_closed().await, Some(0));
+    assert!(tmux_has(&server, &session), "the session survives");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paste_reaches_a_program_that_asked_for_bracketed_paste_and_only_that_one() {
+    let server = Server::start_local().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    running_project(&server, alice.id, "paste").await;
+    let (_c, screen) = alices_dashboard(&server, "paste", 100, 30).await;
+    screen.send(b"a").await;
+    screen.wait_for("d detach").await;
+
+    // A program that turned bracketed paste on sees the paste's markers
+    // (cat -v shows ESC as ^[; the terminal's own echo is off).
+    screen
+        .send(b"stty -echo; printf '\\033[?2004h'; cat -v\r")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    screen.send(b"\x1b[200~pasted-one\x1b[201~\r").await;
+    screen.wait_for("^[[200~pasted-one^[[201~").await;
+    screen.send(&[0x03]).await;
+
+    // One that did not gets the text alone, never the markers as garbage.
+    screen.send(b"printf '\\033[?2004l'; cat -v\r").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    screen.send(b"\x1b[200~pasted-two\x1b[201~\r").await;
+    screen.wait_for("pasted-two").await;
+    let text = screen.text();
+    let line = support::ssh::line_with(&text, "pasted-two").unwrap();
+    assert!(!line.contains("200~"), "markers leaked: {line}\n{text}");
+    screen.send(&[0x03]).await;
+    screen.send(b"stty echo\r").await;
 }

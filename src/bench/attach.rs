@@ -21,6 +21,8 @@ use crate::store::{SecretKey, Store};
 
 const COLS: u32 = 100;
 const ROWS: u32 = 30;
+/// Quiet time after each echo (more than the console's 8 ms frame gap).
+const ECHO_QUIET: Duration = Duration::from_millis(12);
 
 pub async fn attach(admin_url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     if !Path::new("/usr/sbin/sshd").exists() {
@@ -90,63 +92,95 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     // The anchor: its own tmux server with Kiln's tmux config, and sshd.
     let anchor = Anchor::start(&work, &server.data_dir.join("tmux/tmux.conf"), &public).await?;
 
-    let mut results: Vec<(&str, Numbers)> = Vec::new();
     let sshd_pid = anchor.sshd.id().context("sshd exited")?;
-    let a = measure(
-        || async {
-            let h = connect_as(anchor.addr, "root", &key).await?;
-            open_exec(
-                h,
-                &format!("tmux -S {} attach -t =bench", anchor.socket.display()),
-            )
-            .await
-        },
-        keys,
-        &payload,
-        bytes,
-        || descendants_cpu(sshd_pid),
-    )
-    .await
-    .context("measuring the anchor (sshd + tmux attach)")?;
-    results.push(("OpenSSH sshd + tmux attach", a));
-
     let kiln_pid = server.pid()?;
-    let k = measure(
-        || async {
-            let h = connect_as(server.addr, "bench", &key).await?;
-            open_exec(h, "attach bench").await
+    let anchor_cmd = format!("tmux -S {} attach -t =bench", anchor.socket.display());
+    let open = |which: usize| {
+        let (key, anchor_cmd) = (key.clone(), anchor_cmd.clone());
+        let (anchor_addr, kiln_addr) = (anchor.addr, server.addr);
+        async move {
+            match which {
+                0 => open_exec(connect_as(anchor_addr, "root", &key).await?, &anchor_cmd).await,
+                // Its own session of the same sandbox: keys timed on one
+                // path must not echo on another.
+                1 => {
+                    let h = connect_as(kiln_addr, "bench", &key).await?;
+                    open_exec(h, "attach bench --session direct").await
+                }
+                _ => open_pane(connect_as(kiln_addr, "bench", &key).await?).await,
+            }
+        }
+    };
+    let mut paths = [
+        EchoPath {
+            name: "OpenSSH sshd + tmux attach",
+            conn: open(0).await?,
+            cpu_root: sshd_pid,
+            samples: Vec::with_capacity(keys),
         },
-        keys,
-        &payload,
-        bytes,
-        || descendants_cpu(kiln_pid),
-    )
-    .await
-    .context("measuring Kiln's direct attach")?;
-    results.push(("Kiln direct attach", k));
-
-    let p = measure(
-        || async {
-            let h = connect_as(server.addr, "bench", &key).await?;
-            let (mut read, write) = open_shell(&h).await?;
-            // Open the pane and wait for its frame.
-            settle(&mut read, Duration::from_millis(500)).await;
-            write.data_bytes(b"a".to_vec()).await?;
-            let mut seen = Vec::new();
-            wait_for(&mut read, &mut seen, b"detach", Duration::from_secs(10)).await?;
-            Ok((read, write, h))
+        EchoPath {
+            name: "Kiln direct attach",
+            conn: open(1).await?,
+            cpu_root: kiln_pid,
+            samples: Vec::with_capacity(keys),
         },
-        keys,
-        &payload,
-        bytes,
-        || descendants_cpu(kiln_pid),
-    )
-    .await
-    .context("measuring Kiln's dashboard pane")?;
-    results.push(("Kiln dashboard pane", p));
+        EchoPath {
+            name: "Kiln dashboard pane",
+            conn: open(2).await?,
+            cpu_root: kiln_pid,
+            samples: Vec::with_capacity(keys),
+        },
+    ];
+    for p in &mut paths {
+        settle(&mut p.conn.0, Duration::from_millis(800)).await;
+    }
+    // Keystroke echo, interleaved: each round times one key on every path,
+    // starting with a different one each time, so a busy moment on the
+    // machine falls on all of them alike.
+    for i in 0..keys {
+        // Alternate a letter and a backspace so the line never grows.
+        let byte = if i % 2 == 0 { b'x' } else { 0x7f };
+        for k in 0..paths.len() {
+            let p = &mut paths[(i + k) % 3];
+            let took = echo(&mut p.conn, byte)
+                .await
+                .with_context(|| format!("echo on {}", p.name))?;
+            p.samples.push(took);
+        }
+    }
+    // Throughput one path at a time, each on a fresh connection with no
+    // other viewer attached (the two Kiln paths share one session).
+    let mut results: Vec<(&str, Numbers)> = Vec::new();
+    for (which, p) in paths.into_iter().enumerate() {
+        let EchoPath {
+            name,
+            conn,
+            cpu_root,
+            mut samples,
+        } = p;
+        drop(conn);
+        samples.sort();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut conn = open(which).await?;
+        settle(&mut conn.0, Duration::from_millis(800)).await;
+        let (bytes_per_sec, cpu_ms_per_mb) =
+            throughput(&mut conn, &payload, bytes, || descendants_cpu(cpu_root))
+                .await
+                .with_context(|| format!("throughput of {name}"))?;
+        drop(conn);
+        results.push((
+            name,
+            Numbers {
+                p50: quantile(&samples, 0.5),
+                p99: quantile(&samples, 0.99),
+                bytes_per_sec,
+                cpu_ms_per_mb,
+            },
+        ));
+    }
 
     println!(
-        "attach: {keys} keystrokes and `cat` of {megabytes} MiB in a {COLS}x{ROWS} tmux session running sh (clients on this machine)"
+        "attach: {keys} keystrokes per path (interleaved) and `cat` of {megabytes} MiB in a {COLS}x{ROWS} tmux session running sh (clients on this machine)"
     );
     println!(
         "  {:<28} {:>9} {:>9} {:>11} {:>12}",
@@ -231,6 +265,18 @@ async fn open_shell(
     Ok(ch.split())
 }
 
+/// The dashboard with the bench project's pane open (`a` on the list).
+async fn open_pane(h: client::Handle<BenchClient>) -> anyhow::Result<Conn> {
+    let (mut read, write) = open_shell(&h).await?;
+    settle(&mut read, Duration::from_millis(500)).await;
+    write.data_bytes(b"a".to_vec()).await?;
+    let mut seen = Vec::new();
+    wait_for(&mut read, &mut seen, b"detach", Duration::from_secs(10))
+        .await
+        .context("opening Kiln's dashboard pane")?;
+    Ok((read, write, h))
+}
+
 /// Reads and discards output until the stream is quiet for `quiet`.
 async fn settle(read: &mut ChannelReadHalf, quiet: Duration) {
     while let Ok(Some(_)) = tokio::time::timeout(quiet, read.wait()).await {}
@@ -268,41 +314,49 @@ async fn wait_for(
     }
 }
 
-async fn measure<C, Fut, Cpu>(
-    connect: C,
-    keys: usize,
-    payload: &Path,
-    bytes: f64,
-    cpu_ticks: Cpu,
-) -> anyhow::Result<Numbers>
-where
-    C: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Conn>>,
-    Cpu: Fn() -> u64,
-{
-    let (mut read, write, _handle) = connect().await?;
-    settle(&mut read, Duration::from_millis(800)).await;
-    // Keystroke echo: one byte, wait for the first answer. Alternate a
-    // letter and a backspace so the line never grows.
-    let mut samples = Vec::with_capacity(keys);
-    for i in 0..keys {
-        let byte = if i % 2 == 0 { b'x' } else { 0x7f };
-        let t = Instant::now();
-        write.data_bytes(vec![byte]).await?;
+/// One way into a session, and its echo times.
+struct EchoPath {
+    name: &'static str,
+    conn: Conn,
+    cpu_root: u32,
+    samples: Vec<Duration>,
+}
+
+/// Sends one byte and waits for its echo: for a printable byte, the first
+/// output that contains it; for any other, the first output.
+async fn echo(conn: &mut Conn, byte: u8) -> anyhow::Result<Duration> {
+    let (read, write, _) = conn;
+    let t = Instant::now();
+    write.data_bytes(vec![byte]).await?;
+    let took = loop {
         match tokio::time::timeout(Duration::from_secs(5), read.wait()).await {
-            Ok(Some(ChannelMsg::Data { .. })) => samples.push(t.elapsed()),
-            Ok(Some(_)) => samples.push(t.elapsed()),
+            Ok(Some(ChannelMsg::Data { data }))
+                if !byte.is_ascii_graphic() || data.contains(&byte) =>
+            {
+                break t.elapsed();
+            }
+            Ok(Some(_)) => {}
             Ok(None) => bail!("the channel closed during the echo test"),
             Err(_) => bail!("no echo within 5 s"),
         }
-        // Let the rest of this keystroke's redraw arrive before the next one.
-        settle(&mut read, Duration::from_millis(3)).await;
-    }
-    samples.sort();
-    settle(&mut read, Duration::from_millis(300)).await;
+    };
+    // Let the rest of this keystroke's output arrive before the next key:
+    // quiet for longer than Kiln's frame gap, so a frame that follows an
+    // echo is never taken for the next key's echo.
+    settle(read, ECHO_QUIET).await;
+    Ok(took)
+}
 
-    // Throughput: the whole payload through the session, until a marker
-    // that only the command's output (not its echo) contains.
+/// `cat` of the payload through the session until a marker that only the
+/// command's output (not its echo) contains: bytes per second and CPU
+/// milliseconds per MiB of the processes below the server.
+async fn throughput<Cpu: Fn() -> u64>(
+    conn: &mut Conn,
+    payload: &Path,
+    bytes: f64,
+    cpu_ticks: Cpu,
+) -> anyhow::Result<(f64, f64)> {
+    let (read, write, _) = conn;
     let cpu_before = cpu_ticks();
     let t = Instant::now();
     // A fresh marker per run: the session (and its screen) is shared by the
@@ -316,24 +370,16 @@ where
     write.data_bytes(cmd.into_bytes()).await?;
     let mut seen = Vec::new();
     let marker = format!("BENCH-{}-DONE", tag + 1);
-    wait_for(
-        &mut read,
-        &mut seen,
-        marker.as_bytes(),
-        Duration::from_secs(600),
-    )
-    .await?;
+    wait_for(read, &mut seen, marker.as_bytes(), Duration::from_secs(600)).await?;
     let elapsed = t.elapsed().as_secs_f64();
     let cpu_secs = (cpu_ticks() - cpu_before) as f64 / ticks_per_second();
     // Detach politely (Ctrl-] for Kiln, tmux's C-b d for the anchor).
     let _ = write.data_bytes(vec![0x1d, b'd']).await;
     let _ = write.data_bytes(vec![0x02, b'd']).await;
-    Ok(Numbers {
-        p50: quantile(&samples, 0.5),
-        p99: quantile(&samples, 0.99),
-        bytes_per_sec: bytes / elapsed,
-        cpu_ms_per_mb: cpu_secs * 1000.0 / (bytes / (1 << 20) as f64),
-    })
+    Ok((
+        bytes / elapsed,
+        cpu_secs * 1000.0 / (bytes / (1 << 20) as f64),
+    ))
 }
 
 /// CPU ticks of `root` and every process below it.

@@ -165,6 +165,8 @@ impl ChildServer {
             .env("DATABASE_URL", url)
             .env("KILN_SECRET_KEY", key_hex)
             .env("KILN_LOG", "error")
+            // Named sessions start $SHELL: the same shell as the anchor's.
+            .env("SHELL", "/bin/sh")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -215,6 +217,19 @@ impl ChildServer {
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        // Sessions outlive the console by design; a bench must not leave its
+        // private tmux server behind.
+        let socket = self.data_dir.join("tmux/kiln.sock");
+        if socket.exists() {
+            let _ = tokio::process::Command::new("tmux")
+                .arg("-S")
+                .arg(&socket)
+                .arg("kill-server")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .await;
+        }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }

@@ -2,7 +2,6 @@
 //! whose bytes are relayed to the viewer. Detaching ends only this client;
 //! the session and its program keep running on Kiln's tmux server.
 
-use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -198,14 +197,6 @@ impl SessionAttach for LocalSandboxes {
         })?;
         drop(pty.slave);
         let killer = child.clone_killer();
-        let mut reader = pty
-            .master
-            .try_clone_reader()
-            .map_err(|e| DriverError::transient(format!("terminal reader: {e}")))?;
-        let mut writer = pty
-            .master
-            .take_writer()
-            .map_err(|e| DriverError::transient(format!("terminal writer: {e}")))?;
         let detach = pty.master.tty_name().map(|tty| {
             let mut cmd = std::process::Command::new(self.tmux_binary());
             cmd.arg("-S")
@@ -219,22 +210,12 @@ impl SessionAttach for LocalSandboxes {
             cmd
         });
         let master = pty.master;
+        let fd = master
+            .as_raw_fd()
+            .ok_or_else(|| DriverError::transient("the terminal has no descriptor"))?;
+        let streams = super::pty_io::relay(fd, read_only)
+            .map_err(|e| DriverError::transient(format!("terminal relay: {e}")))?;
 
-        // Output: a blocking read loop on its own thread (the PTY is a plain fd).
-        let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(64);
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 32 * 1024];
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if out_tx.blocking_send(buf[..n].to_vec()).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
         // Reap the client so it never lingers as a zombie. The kill lock is
         // held while marking it gone, so a concurrent kill sees one or the other.
         let exited = Arc::new(AtomicBool::new(false));
@@ -246,35 +227,6 @@ impl SessionAttach for LocalSandboxes {
             reaped.store(true, Ordering::SeqCst);
         });
 
-        let (in_tx, mut in_rx) = mpsc::channel::<Vec<u8>>(256);
-        let client_gone = exited.clone();
-        tokio::task::spawn_blocking(move || {
-            while let Some(bytes) = in_rx.blocking_recv() {
-                if read_only {
-                    continue;
-                }
-                if writer
-                    .write_all(&bytes)
-                    .and_then(|_| writer.flush())
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            // portable-pty's writer sends "\n" + EOF when dropped; while the
-            // client is attached that would reach the session and end its
-            // shell. Keep it until the client is gone.
-            for _ in 0..1000 {
-                if client_gone.load(Ordering::SeqCst) {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            if !client_gone.load(Ordering::SeqCst) {
-                // Never risk typing EOF into a live session.
-                std::mem::forget(writer);
-            }
-        });
         let (resize_tx, mut resize_rx) = mpsc::channel::<(u16, u16)>(16);
         tokio::spawn(async move {
             while let Some((c, r)) = resize_rx.recv().await {
@@ -283,8 +235,8 @@ impl SessionAttach for LocalSandboxes {
             }
         });
         Ok(Attachment {
-            output: out_rx,
-            input: in_tx,
+            output: streams.output,
+            input: streams.input,
             resize: resize_tx,
             guard: Box::new(ClientGuard {
                 killer,

@@ -5,6 +5,7 @@
 
 mod attach;
 mod database;
+mod pty_io;
 mod sandbox;
 mod tmux;
 

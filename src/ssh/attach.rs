@@ -1,6 +1,6 @@
 //! Direct attach over SSH (`ssh -t host attach NAME`): a raw pass-through to
-//! the sandbox's terminal session, no TUI chrome. The prefix key (Ctrl-])
-//! detaches; the session keeps running.
+//! the sandbox's terminal session, no TUI chrome. The prefix key (Ctrl-]
+//! unless `ssh.prefix_key` says otherwise) detaches; the session keeps running.
 
 use std::sync::Arc;
 
@@ -16,9 +16,6 @@ use crate::store::Store;
 use crate::store::projects::ProjectView;
 use crate::store::resources::ResourceKind;
 use crate::store::users::User;
-
-/// Ctrl-]: the detach key (telnet's escape, rarely needed inside a shell).
-pub const DETACH_BYTE: u8 = 0x1d;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachArgs {
@@ -49,7 +46,7 @@ pub fn parse(command: &str) -> Option<Result<AttachArgs, String>> {
             },
             "--help" | "-h" => {
                 return Some(Err(
-                    "usage: attach NAME [--session S] [--read-only]   (needs ssh -t; Ctrl-] detaches)"
+                    "usage: attach NAME [--session S] [--read-only]   (needs ssh -t; the prefix key, Ctrl-] by default, detaches)"
                         .into(),
                 ));
             }
@@ -69,9 +66,38 @@ pub fn parse(command: &str) -> Option<Result<AttachArgs, String>> {
 
 /// A running direct attach: feed it the client's bytes and sizes.
 pub struct DirectAttach {
-    pub input: mpsc::Sender<Vec<u8>>,
+    /// Straight to the session's terminal: a keystroke takes no detour
+    /// through the relay task on its way in.
+    to_session: mpsc::Sender<Vec<u8>>,
     pub resize: mpsc::Sender<(u16, u16)>,
     pub stop: CancellationToken,
+    /// Set by the prefix key; the relay then says so and closes the channel.
+    detached: CancellationToken,
+    detach_byte: u8,
+    read_only: bool,
+    activity: crate::store::resources::ActivityTracker,
+}
+
+impl DirectAttach {
+    /// The client's bytes: to the session up to the prefix key, which detaches.
+    pub fn keys(&mut self, bytes: &[u8]) {
+        if self.detached.is_cancelled() {
+            return;
+        }
+        let (to_session, detach) = match bytes.iter().position(|&b| b == self.detach_byte) {
+            Some(i) => (&bytes[..i], true),
+            None => (bytes, false),
+        };
+        if !self.read_only && !to_session.is_empty() {
+            self.activity.touch();
+            // A full queue means the session is far behind: drop the
+            // keystrokes rather than stall the whole connection.
+            let _ = self.to_session.try_send(to_session.to_vec());
+        }
+        if detach {
+            self.detached.cancel();
+        }
+    }
 }
 
 pub struct Params {
@@ -83,6 +109,8 @@ pub struct Params {
     pub rows: u16,
     pub handle: Handle,
     pub channel: ChannelId,
+    /// Detaches when it arrives.
+    pub prefix: crate::tui::prefix::PrefixKey,
 }
 
 /// Attaches to a session of one of `user`'s projects, if its sandbox is
@@ -232,22 +260,27 @@ pub async fn start(p: Params) -> Result<DirectAttach, String> {
         p.args.read_only,
     )
     .await?;
-    let stop = CancellationToken::new();
-    let (input, mut input_rx) = mpsc::channel::<Vec<u8>>(256);
+    let (stop, detached) = (CancellationToken::new(), CancellationToken::new());
     let direct = DirectAttach {
-        input,
+        to_session: attachment.input.clone(),
         resize: attachment.resize.clone(),
         stop: stop.clone(),
+        detached: detached.clone(),
+        detach_byte: p.prefix.byte(),
+        read_only: p.args.read_only,
+        activity: crate::store::resources::ActivityTracker::new(
+            p.store.clone(),
+            resource_name.clone(),
+        ),
     };
     let (handle, channel, name) = (p.handle, p.channel, printable(&p.args.project, 60));
-    let read_only = p.args.read_only;
     let mut activity =
         crate::store::resources::ActivityTracker::new(p.store.clone(), resource_name);
     tokio::spawn(async move {
-        let to_session = attachment.input.clone();
         let how = loop {
             tokio::select! {
                 _ = stop.cancelled() => break End::Closed,
+                _ = detached.cancelled() => break End::Detached,
                 out = attachment.output.recv() => match out {
                     Some(bytes) => {
                         activity.touch();
@@ -257,24 +290,6 @@ pub async fn start(p: Params) -> Result<DirectAttach, String> {
                     }
                     None => break End::SessionEnded,
                 },
-                keys = input_rx.recv() => {
-                    let Some(bytes) = keys else { break End::Closed };
-                    if !read_only {
-                        activity.touch();
-                    }
-                    match bytes.iter().position(|&b| b == DETACH_BYTE) {
-                        Some(i) => {
-                            if !read_only && i > 0 {
-                                let _ = to_session.send(bytes[..i].to_vec()).await;
-                            }
-                            break End::Detached;
-                        }
-                        None if read_only => {}
-                        None => {
-                            let _ = to_session.send(bytes).await;
-                        }
-                    }
-                }
             }
         };
         // Dropping the attachment ends the tmux client, never the session.

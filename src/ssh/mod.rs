@@ -5,6 +5,7 @@ pub mod exec;
 pub mod hostkey;
 pub mod input;
 pub mod logs;
+pub mod pane_keys;
 pub mod ratelimit;
 pub mod server;
 pub mod session;

@@ -11,12 +11,11 @@ use russh::keys::PrivateKey;
 use russh::server::{Auth, Msg, Response, Server as _, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::attach::{self as direct, DirectAttach};
 use super::ratelimit::RateLimiter;
-use super::session::{self, DashboardParams, SessionInput};
+use super::session::{self, DashboardParams};
 use crate::config::{Signup, SshConfig};
 use crate::driver::SessionAttach;
 use crate::store::Store;
@@ -151,7 +150,7 @@ enum Chan {
         pty: Option<(u16, u16)>,
         no_color: bool,
     },
-    Dashboard(mpsc::Sender<SessionInput>),
+    Dashboard(session::DashboardInput),
     /// `attach NAME`: a raw pass-through to a sandbox session.
     Attached(DirectAttach),
     /// An exec command that reads stdin: collecting it until EOF.
@@ -427,6 +426,7 @@ impl russh::server::Handler for Conn {
             notice: self.shared.notice.clone(),
             attach: self.shared.attach.clone(),
             logs: self.shared.logs.clone(),
+            prefix: self.shared.config.prefix_key,
         });
         self.channels.insert(channel, Chan::Dashboard(tx));
         Ok(())
@@ -466,6 +466,7 @@ impl russh::server::Handler for Conn {
                     rows,
                     handle: handle.clone(),
                     channel,
+                    prefix: self.shared.config.prefix_key,
                 })
                 .await
                 .map_err(|e| (e, 1)),
@@ -522,14 +523,8 @@ impl russh::server::Handler for Conn {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         match self.channels.get_mut(&channel) {
-            Some(Chan::Dashboard(tx)) => {
-                // A full queue means the session is far behind: drop the
-                // keystrokes rather than stall the whole connection.
-                let _ = tx.try_send(SessionInput::Bytes(data.to_vec()));
-            }
-            Some(Chan::Attached(a)) => {
-                let _ = a.input.try_send(data.to_vec());
-            }
+            Some(Chan::Dashboard(d)) => d.bytes(data),
+            Some(Chan::Attached(a)) => a.keys(data),
             Some(Chan::CollectingStdin { stdin, command }) => {
                 if stdin.len() + data.len() > MAX_EXEC_STDIN {
                     let command = std::mem::take(command);
@@ -577,9 +572,7 @@ impl russh::server::Handler for Conn {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         match self.channels.get(&channel) {
-            Some(Chan::Dashboard(tx)) => {
-                let _ = tx.try_send(SessionInput::Resize(clamp(cols), clamp(rows)));
-            }
+            Some(Chan::Dashboard(d)) => d.resize(clamp(cols), clamp(rows)),
             Some(Chan::Attached(a)) => {
                 let _ = a.resize.try_send((clamp(cols), clamp(rows)));
             }

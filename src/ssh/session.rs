@@ -13,12 +13,13 @@ use russh::server::Handle;
 use tokio::sync::{broadcast, mpsc};
 
 use super::input::{Input, InputDecoder};
+use super::pane_keys::PaneKeys;
 use super::terminal::{ChannelWriter, SshBackend};
 use crate::driver::{Attachment, SessionAttach};
 use crate::store::Store;
 use crate::store::notify::Change;
 use crate::store::users::User;
-use crate::tui::pane::PREFIX_BYTE;
+use crate::tui::prefix::PrefixKey;
 use crate::tui::{App, Effect, Msg, ProjectDetail};
 
 pub enum SessionInput {
@@ -40,6 +41,8 @@ pub struct DashboardParams {
     pub attach: Option<Arc<dyn SessionAttach>>,
     /// How to follow sandbox logs for the log screen (`None`: unavailable).
     pub logs: Option<Arc<dyn crate::driver::SandboxLogs>>,
+    /// Leads from the pane back to the dashboard's pane commands.
+    pub prefix: PrefixKey,
 }
 
 /// Enter the alternate screen, hide the cursor, enable bracketed paste, clear.
@@ -65,14 +68,36 @@ const ECHO_WINDOW: Duration = Duration::from_millis(50);
 /// tmux's prefix (C-b, Kiln's tmux config keeps the default) and `[`: copy mode.
 const TMUX_COPY_MODE: &[u8] = b"\x02[";
 
-/// Starts the session task; the returned sender feeds it client input.
-/// Dropping the sender (the channel closed) ends the session.
-pub fn spawn(p: DashboardParams) -> mpsc::Sender<SessionInput> {
+/// Client input for a dashboard session. Dropping it (the channel closed)
+/// ends the session.
+pub struct DashboardInput {
+    tx: mpsc::Sender<SessionInput>,
+    keys: PaneKeys,
+}
+
+impl DashboardInput {
+    pub fn bytes(&self, data: &[u8]) {
+        if !self.keys.send(data) {
+            // A full queue means the session is far behind: drop the
+            // keystrokes rather than stall the whole connection.
+            let _ = self.tx.try_send(SessionInput::Bytes(data.to_vec()));
+        }
+    }
+
+    pub fn resize(&self, cols: u16, rows: u16) {
+        let _ = self.tx.try_send(SessionInput::Resize(cols, rows));
+    }
+}
+
+/// Starts the session task.
+pub fn spawn(p: DashboardParams) -> DashboardInput {
     let (tx, rx) = mpsc::channel(256);
+    let keys = PaneKeys::default();
+    let shortcut = keys.clone();
     tokio::spawn(async move {
         let handle = p.handle.clone();
         let channel = p.channel;
-        let quit = run(p, rx).await;
+        let quit = run(p, rx, shortcut).await;
         if let Err(e) = &quit {
             tracing::debug!("dashboard session ended: {e}");
         }
@@ -82,11 +107,15 @@ pub fn spawn(p: DashboardParams) -> mpsc::Sender<SessionInput> {
             let _ = handle.close(channel).await;
         }
     });
-    tx
+    DashboardInput { tx, keys }
 }
 
 /// Returns Ok(true) when the user quit (the channel should be closed).
-async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> anyhow::Result<bool> {
+async fn run(
+    p: DashboardParams,
+    mut input: mpsc::Receiver<SessionInput>,
+    keys: PaneKeys,
+) -> anyhow::Result<bool> {
     let DashboardParams {
         store,
         user,
@@ -99,20 +128,26 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
         notice,
         attach,
         logs,
+        prefix,
     } = p;
 
     // Frames go out through one writer task, in order.
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let channel_writer = ChannelWriter::new(out_tx);
+    let queued = channel_writer.queued();
+    let writer_queued = queued.clone();
     let writer_handle = handle.clone();
     let writer = tokio::spawn(async move {
         while let Some(bytes) = out_rx.recv().await {
-            if writer_handle.data(channel, bytes).await.is_err() {
+            let sent = writer_handle.data(channel, bytes).await;
+            writer_queued.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            if sent.is_err() {
                 break;
             }
         }
     });
 
-    let mut backend = SshBackend::new(ChannelWriter::new(out_tx), cols, rows);
+    let mut backend = SshBackend::new(channel_writer, cols, rows);
     backend.write_raw(SCREEN_ON)?;
     let mut terminal = Terminal::with_options(
         backend,
@@ -122,6 +157,7 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
     )?;
     let mut app = App::new(&user.username, cols, rows);
     app.set_no_color(no_color);
+    app.set_prefix(prefix);
     if !notice.is_empty() {
         app.set_notice(&notice);
     }
@@ -146,7 +182,11 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
     let mut quit = false;
     let mut dirty = true;
     let mut last_draw = std::time::Instant::now() - FRAME_GAP;
-    let mut last_input = std::time::Instant::now() - ECHO_WINDOW;
+    // When an echo preview went out ahead of the full frame: that frame then
+    // waits for the frame gap, off the path of the next keystroke's echo.
+    let mut previewed: Option<std::time::Instant> = None;
+    // Cells drawn by previews since the last full frame.
+    let mut touched: Vec<(u16, u16)> = Vec::new();
     // A program exiting changes nothing in the store: the detail screen's
     // session list is refreshed on a timer while it is on screen.
     let mut session_poll = tokio::time::interval(SESSION_POLL);
@@ -261,19 +301,40 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
         // At most one frame per FRAME_GAP: a flood of output becomes a
         // steady frame rate, while a keystroke after a pause draws at once.
         // Right after a keystroke, draw at once: that is the echo a person waits for.
-        let typing = last_input.elapsed() < ECHO_WINDOW;
-        if dirty && (typing || last_draw.elapsed() >= FRAME_GAP) {
+        // Keys may reach the pane without passing here (the shortcut):
+        // reopen it once everything that came this way is handled.
+        keys.sync(
+            pane.as_ref()
+                .filter(|_| app.pane_open() && !prefix_armed)
+                .map(|a| (&a.input, prefix.byte(), app.pane_strips_paste())),
+            input.is_empty(),
+        );
+        let typing = keys.typed_within(ECHO_WINDOW);
+        let paced_from = previewed.unwrap_or(last_draw);
+        if dirty && ((typing && previewed.is_none()) || paced_from.elapsed() >= FRAME_GAP) {
             app.set_now(chrono::Utc::now());
-            terminal.backend_mut().write_all_frame(FRAME_BEGIN)?;
-            terminal.draw(|f| app.view(f))?;
-            terminal.backend_mut().write_raw(FRAME_END)?;
+            terminal.backend_mut().begin_frame(FRAME_BEGIN)?;
+            let frame = terminal.draw(|f| app.view(f))?;
+            let again = crate::tui::echo_preview::repaint(frame.buffer, &mut touched);
+            touched.clear();
+            if !again.is_empty() {
+                use ratatui::backend::Backend;
+                let backend = terminal.backend_mut();
+                backend.draw(again.iter().map(|(x, y, c)| (*x, *y, c)))?;
+                // Back to where the frame put the cursor.
+                let at = backend.get_cursor_position()?;
+                backend.set_cursor_position(at)?;
+            }
+            terminal.backend_mut().end_frame(FRAME_END)?;
+            app.frame_drawn();
             dirty = false;
             last_draw = std::time::Instant::now();
+            previewed = None;
         }
 
         let mut refresh = false;
         tokio::select! {
-            _ = tokio::time::sleep(FRAME_GAP.saturating_sub(last_draw.elapsed())), if dirty => {}
+            _ = tokio::time::sleep(FRAME_GAP.saturating_sub(previewed.unwrap_or(last_draw).elapsed())), if dirty => {}
             got = input.recv() => {
                 let Some(first) = got else { break };
                 // Take everything already queued: one frame for a burst.
@@ -281,13 +342,18 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                 while let Ok(more) = input.try_recv() {
                     batch.push(more);
                 }
+                // Keystrokes that only go to the session change nothing on
+                // screen until its echo arrives: no frame for them.
+                let mut redraw = false;
                 for item in batch {
                     match item {
                         SessionInput::Bytes(bytes) if app.pane_open() => {
-                            let (to_session, commands) = split_prefix(&bytes, &mut prefix_armed);
+                            let (to_session, commands) = split_prefix(&bytes, &mut prefix_armed, prefix.byte());
+                            redraw |= !commands.is_empty();
                             if let Some(a) = &pane && !to_session.is_empty() {
-                                last_input = std::time::Instant::now();
-                                let _ = a.input.send(to_session).await;
+                                keys.note_typed();
+                                let keys = super::pane_keys::for_pane(&to_session, app.pane_strips_paste());
+                                let _ = a.input.send(keys).await;
                                 if let Some(t) = &mut activity {
                                     t.touch();
                                 }
@@ -389,6 +455,7 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                             }
                         }
                         SessionInput::Bytes(bytes) => {
+                            redraw = true;
                             for i in decoder.feed(&bytes) {
                                 let msg = match i {
                                     Input::Key(k) => Msg::Key(k),
@@ -398,6 +465,7 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                             }
                         }
                         SessionInput::Resize(c, r) => {
+                            redraw = true;
                             terminal.backend_mut().size = ratatui::layout::Size::new(c, r);
                             terminal.resize(Rect::new(0, 0, c, r))?;
                             pending.extend(app.update(Msg::Resize(c, r)));
@@ -405,7 +473,7 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                         }
                     }
                 }
-                dirty = true;
+                dirty |= redraw;
             }
             change = changes.recv() => {
                 refresh |= relevant(&change, &user);
@@ -431,6 +499,23 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
                             t.touch();
                         }
                         pending.extend(app.update(Msg::PaneOutput(bytes)));
+                        // The echo of a keystroke goes out before the full
+                        // frame is rendered and diffed (which follows at once).
+                        if keys.typed_within(ECHO_WINDOW)
+                            && let Some(p) = app.echo_preview()
+                        {
+                            let bytes = preview_frame(terminal.backend_mut(), &p)?;
+                            if queued.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                                // Nothing queued or being sent: this frame can
+                                // go straight to the connection, a task hop
+                                // sooner, without overtaking anything.
+                                let _ = handle.data(channel, bytes).await;
+                            } else {
+                                terminal.backend_mut().write_raw(&bytes)?;
+                            }
+                            touched.extend(p.cells.iter().map(|(x, y, _)| (*x, *y)));
+                            previewed.get_or_insert_with(std::time::Instant::now);
+                        }
                     }
                     None => {
                         pane = None;
@@ -487,20 +572,34 @@ async fn run(p: DashboardParams, mut input: mpsc::Receiver<SessionInput>) -> any
     Ok(quit)
 }
 
+/// An echo preview as one frame of its own (the bytes, not yet sent).
+fn preview_frame(
+    backend: &mut SshBackend,
+    p: &crate::tui::echo_preview::Preview,
+) -> std::io::Result<Vec<u8>> {
+    use ratatui::backend::Backend;
+    backend.begin_frame(FRAME_BEGIN)?;
+    backend.draw(p.cells.iter().map(|(x, y, c)| (*x, *y, c)))?;
+    if let Some(at) = p.cursor {
+        backend.set_cursor_position(at)?;
+    }
+    backend.end_frame_taken(FRAME_END)
+}
+
 /// Splits keystrokes meant for the attached session from the prefix
-/// commands (the byte after Ctrl-]); Ctrl-] twice sends one Ctrl-].
-fn split_prefix(bytes: &[u8], armed: &mut bool) -> (Vec<u8>, Vec<u8>) {
+/// commands (the byte after the prefix); the prefix twice sends it once.
+fn split_prefix(bytes: &[u8], armed: &mut bool, prefix: u8) -> (Vec<u8>, Vec<u8>) {
     let mut to_session = Vec::with_capacity(bytes.len());
     let mut commands = Vec::new();
     for &b in bytes {
         if *armed {
             *armed = false;
-            if b == PREFIX_BYTE {
+            if b == prefix {
                 to_session.push(b);
             } else {
                 commands.push(b);
             }
-        } else if b == PREFIX_BYTE {
+        } else if b == prefix {
             *armed = true;
         } else {
             to_session.push(b);
@@ -740,17 +839,23 @@ mod tests {
     fn the_prefix_splits_commands_from_keystrokes_even_across_reads() {
         let mut armed = false;
         assert_eq!(
-            split_prefix(b"ls\r", &mut armed),
+            split_prefix(b"ls\r", &mut armed, 0x1d),
             (b"ls\r".to_vec(), vec![])
         );
         assert_eq!(
-            split_prefix(b"ab\x1dzcd", &mut armed),
+            split_prefix(b"ab\x1dzcd", &mut armed, 0x1d),
             (b"abcd".to_vec(), vec![b'z'])
         );
-        assert_eq!(split_prefix(b"x\x1d", &mut armed), (b"x".to_vec(), vec![]));
+        assert_eq!(
+            split_prefix(b"x\x1d", &mut armed, 0x1d),
+            (b"x".to_vec(), vec![])
+        );
         assert!(armed);
-        assert_eq!(split_prefix(b"d", &mut armed), (vec![], vec![b'd']));
-        assert_eq!(split_prefix(b"\x1d\x1d", &mut armed), (vec![0x1d], vec![]));
+        assert_eq!(split_prefix(b"d", &mut armed, 0x1d), (vec![], vec![b'd']));
+        assert_eq!(
+            split_prefix(b"\x1d\x1d", &mut armed, 0x1d),
+            (vec![0x1d], vec![])
+        );
         assert!(!armed);
     }
 }

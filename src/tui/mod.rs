@@ -3,9 +3,11 @@
 //! session owns an `App`, feeds it `Msg`s and performs the `Effect`s it returns.
 
 pub mod app;
+pub mod echo_preview;
 pub mod keys;
 pub mod logview;
 pub mod pane;
+pub mod prefix;
 pub mod text;
 pub mod view;
 

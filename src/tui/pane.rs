@@ -1,7 +1,8 @@
 //! The embedded terminal pane: a vt100 screen fed by the sandbox session's
 //! output, drawn with tui-term inside the dashboard frame. While it is open
 //! the session sends keystrokes straight to the sandbox; only the prefix
-//! (Ctrl-]) followed by a command key comes back to the dashboard.
+//! (Ctrl-] unless configured) followed by a command key comes back to the
+//! dashboard.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -11,18 +12,22 @@ use tui_term::widget::PseudoTerminal;
 
 use super::text;
 
-/// The prefix key's byte and how it is written on screen.
-pub const PREFIX_BYTE: u8 = 0x1d;
-pub const PREFIX_LABEL: &str = "Ctrl-]";
-/// Lines kept for scrolling back through the pane's history.
-const SCROLLBACK: usize = 5_000;
+/// The pane keeps no history of its own: `[` opens the session's (tmux keeps
+/// 50,000 lines), which survives detaching and is the same for every viewer.
+const SCROLLBACK: usize = 0;
 
 pub struct Pane {
     pub project: String,
     pub session: String,
     pub read_only: bool,
     pub zoomed: bool,
+    /// Shown in the title: the key that leads to the pane's commands.
+    pub prefix: super::prefix::PrefixKey,
     parser: vt100::Parser,
+    /// The screen as the last full frame drew it, for the echo preview.
+    shown: Option<vt100::Screen>,
+    /// Output or a resize since `shown` was taken.
+    changed: bool,
 }
 
 impl std::fmt::Debug for Pane {
@@ -43,16 +48,49 @@ impl Pane {
             session: session.to_string(),
             read_only,
             zoomed: false,
+            prefix: super::prefix::PrefixKey::default(),
             parser: vt100::Parser::new(rows.max(1), cols.max(1), SCROLLBACK),
+            shown: None,
+            changed: true,
         }
     }
 
     pub fn feed(&mut self, bytes: &[u8]) {
         self.parser.process(bytes);
+        self.changed = true;
     }
 
     pub fn resize(&mut self, cols: u16, rows: u16) {
         self.parser.screen_mut().set_size(rows.max(1), cols.max(1));
+        self.changed = true;
+    }
+
+    /// The rows a small change of the screen touched, drawn as the next full
+    /// frame will draw them (see [`echo_preview`](super::echo_preview)).
+    pub fn echo_preview(&self, width: u16, height: u16) -> Option<super::echo_preview::Preview> {
+        if width < super::view::MIN_WIDTH || height < super::view::MIN_HEIGHT {
+            return None;
+        }
+        super::echo_preview::preview(
+            self.shown.as_ref()?,
+            self.parser.screen(),
+            self.area(width, height),
+            !self.read_only,
+        )
+    }
+
+    /// A full frame has drawn the current screen.
+    pub fn drawn(&mut self) {
+        if self.changed {
+            self.shown = Some(self.parser.screen().clone());
+            self.changed = false;
+        }
+    }
+
+    /// The program in the pane asked for bracketed paste (tmux passes the
+    /// request on to its terminal, this screen).
+    pub fn wants_paste_markers(&self) -> bool {
+        self.parser.screen().bracketed_paste()
     }
 
     pub fn screen_text(&self) -> String {
@@ -73,12 +111,13 @@ impl Pane {
     pub fn title(&self) -> String {
         let size = self.parser.screen().size();
         format!(
-            " {} · {} · {}×{}{} · {PREFIX_LABEL} d detach · z zoom · [ history · n new · w switch ",
+            " {} · {} · {}×{}{} · {} d detach · z zoom · [ history · n new · w switch · r restart ",
             text::fit(&self.project, 30),
             text::fit(&self.session, 30),
             size.1,
             size.0,
             if self.read_only { " · READ-ONLY" } else { "" },
+            self.prefix.label(),
         )
     }
 

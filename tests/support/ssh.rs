@@ -70,6 +70,11 @@ impl Server {
         Self::start_inner(test_ssh_config(), true).await
     }
 
+    /// The local driver with `config` for the SSH side.
+    pub async fn start_local_with(config: SshConfig) -> Server {
+        Self::start_inner(config, true).await
+    }
+
     async fn start_inner(config: SshConfig, local: bool) -> Server {
         let db = TestDb::new().await;
         let store = db.store().await;

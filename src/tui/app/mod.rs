@@ -315,6 +315,8 @@ pub struct App {
     pub(crate) now: DateTime<Utc>,
     pub(crate) notice: Option<String>,
     pub(crate) no_color: bool,
+    /// The pane's prefix key as shown on screen.
+    pub(crate) prefix: crate::tui::prefix::PrefixKey,
     /// `None` until the first `Msg::Projects` arrives ("loading…", not "no projects").
     pub(crate) projects: Option<Vec<ProjectView>>,
     /// Index into `visible()`.
@@ -362,6 +364,7 @@ impl App {
             now: DateTime::<Utc>::UNIX_EPOCH,
             notice: None,
             no_color: false,
+            prefix: crate::tui::prefix::PrefixKey::default(),
             projects: None,
             selected: 0,
             filter: String::new(),
@@ -393,6 +396,10 @@ impl App {
         self.notice = (!text.is_empty()).then(|| text.to_string());
     }
 
+    pub fn set_prefix(&mut self, prefix: crate::tui::prefix::PrefixKey) {
+        self.prefix = prefix;
+    }
+
     pub fn set_no_color(&mut self, on: bool) {
         self.no_color = on;
     }
@@ -417,6 +424,24 @@ impl App {
     /// calls [`App::pane_command`] after the prefix key).
     pub fn pane_open(&self) -> bool {
         self.pane.is_some()
+    }
+
+    /// The pane rows a keystroke's echo changed, ready to send ahead of the
+    /// full frame (`None` unless the pane is on screen and the change small).
+    pub fn echo_preview(&self) -> Option<crate::tui::echo_preview::Preview> {
+        self.pane.as_ref()?.echo_preview(self.width, self.height)
+    }
+
+    /// Whether pastes should reach the pane without their markers.
+    pub fn pane_strips_paste(&self) -> bool {
+        self.pane.as_ref().is_some_and(|p| !p.wants_paste_markers())
+    }
+
+    /// A full frame has been drawn (the pane's preview compares against it).
+    pub fn frame_drawn(&mut self) {
+        if let Some(p) = &mut self.pane {
+            p.drawn();
+        }
     }
 
     /// The attached session's size (columns, rows) for the current window.
@@ -494,6 +519,7 @@ impl App {
                 read_only,
             } => {
                 let mut pane = crate::tui::pane::Pane::new(&project, &session, read_only, 1, 1);
+                pane.prefix = self.prefix;
                 let area = pane.area(self.width, self.height);
                 pane.resize(area.width, area.height);
                 self.pane = Some(pane);

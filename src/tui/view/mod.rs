@@ -50,8 +50,8 @@ pub fn draw(app: &App, frame: &mut Frame) {
             draw_header(app, theme, frame, header);
             draw_status(app, theme, frame, status);
             let hint = format!(
-                " keys go to the session · {p} d detach · {p} z zoom · {p} [ history (q leaves) · {p} n new session · {p} w switch · {p} {p} sends {p}",
-                p = crate::tui::pane::PREFIX_LABEL
+                " keys go to the session · {p} d detach · {p} z zoom · {p} [ history (q leaves) · {p} n new session · {p} w switch · {p} r restart · {p} {p} sends {p}",
+                p = app.prefix.label()
             );
             frame.render_widget(
                 Paragraph::new(text::fit(&hint, area.width.into())).style(theme.dim()),

@@ -1,0 +1,196 @@
+//! Non-blocking I/O on a pseudo-terminal's master side, driven by tokio's
+//! reactor. A keystroke's echo crosses this twice; blocking reader and writer
+//! threads made each crossing a wake-up of another thread (on a small
+//! machine, often of another idle CPU), which showed in the echo latency.
+//! Here both directions are tasks woken by the reactor on the thread that
+//! polled it.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+/// Largest read taken from the terminal at once.
+const READ_CHUNK: usize = 32 * 1024;
+
+/// Bytes read from the terminal, and a sender for bytes to write to it.
+pub struct PtyStreams {
+    pub output: mpsc::Receiver<Vec<u8>>,
+    pub input: mpsc::Sender<Vec<u8>>,
+}
+
+/// Starts relaying a duplicate of `master` (the caller keeps its own
+/// descriptor for resizing). Must run inside a tokio runtime.
+///
+/// The duplicate stays open until the program on the other side has closed
+/// the terminal, even when the receiver of the output is dropped first:
+/// pulling the terminal from under an attached tmux client can leave an
+/// end-of-file in the session it shows.
+pub fn relay(master: RawFd, read_only: bool) -> io::Result<PtyStreams> {
+    // SAFETY: dup of a descriptor the caller owns and keeps open for the call.
+    let dup = unsafe { libc::dup(master) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(dup) };
+    set_nonblocking(&fd)?;
+    // SAFETY: an OwnedFd stays open and is the same descriptor for as long
+    // as the AsyncFd owns it.
+    let fd = Arc::new(unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?);
+
+    let (out_tx, output) = mpsc::channel::<Vec<u8>>(64);
+    let reader = fd.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut viewer_gone = false;
+        loop {
+            let Ok(mut ready) = reader.readable().await else {
+                break;
+            };
+            match ready.try_io(|fd| read(fd.get_ref(), &mut buf)) {
+                // End of file, or EIO once the other side has closed.
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) if !viewer_gone => {
+                    viewer_gone = out_tx.send(buf[..n].to_vec()).await.is_err();
+                }
+                Ok(Ok(_)) => {}
+                Err(_would_block) => {}
+            }
+        }
+    });
+
+    let (input, mut in_rx) = mpsc::channel::<Vec<u8>>(256);
+    tokio::spawn(async move {
+        while let Some(bytes) = in_rx.recv().await {
+            if read_only {
+                continue;
+            }
+            if write_all(&fd, &bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(PtyStreams { output, input })
+}
+
+async fn write_all(fd: &AsyncFd<OwnedFd>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let mut ready = fd.writable().await?;
+        match ready.try_io(|fd| write(fd.get_ref(), bytes)) {
+            Ok(Ok(n)) => bytes = &bytes[n..],
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => {}
+        }
+    }
+    Ok(())
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: reads at most buf.len() bytes into buf.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn write(fd: &OwnedFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: writes at most bytes.len() bytes from bytes.
+    let n = unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+
+    fn size() -> PtySize {
+        PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        }
+    }
+
+    async fn read_until(out: &mut mpsc::Receiver<Vec<u8>>, needle: &str) -> String {
+        let mut seen = String::new();
+        while !seen.contains(needle) {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), out.recv())
+                .await
+                .expect("output in time")
+                .expect("terminal open");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        seen
+    }
+
+    /// `cat` in a fresh terminal, relayed; the master is returned so it
+    /// stays open for the test.
+    fn cat_relay(
+        read_only: bool,
+    ) -> (
+        Box<dyn portable_pty::Child + Send + Sync>,
+        Box<dyn portable_pty::MasterPty + Send>,
+        PtyStreams,
+    ) {
+        let pty = native_pty_system().openpty(size()).unwrap();
+        let child = pty.slave.spawn_command(CommandBuilder::new("cat")).unwrap();
+        drop(pty.slave);
+        let s = relay(pty.master.as_raw_fd().unwrap(), read_only).unwrap();
+        (child, pty.master, s)
+    }
+
+    #[tokio::test]
+    async fn bytes_go_both_ways_and_the_end_closes_the_output() {
+        let (mut child, _master, mut s) = cat_relay(false);
+        // A write larger than the terminal's buffer exercises the wait for
+        // writability (cat echoes it back while we read).
+        let big = format!("{}\r", "y".repeat(99)).repeat(700);
+        let writer = s.input.clone();
+        let line = format!("{big}marker-42\r");
+        tokio::spawn(async move { writer.send(line.into_bytes()).await });
+        let seen = read_until(&mut s.output, "marker-42").await;
+        assert!(seen.contains("yyyy"));
+        child.kill().unwrap();
+        let _ = child.wait();
+        // The other side is gone: the output ends rather than hanging.
+        while tokio::time::timeout(std::time::Duration::from_secs(10), s.output.recv())
+            .await
+            .expect("the output ends")
+            .is_some()
+        {}
+    }
+
+    #[tokio::test]
+    async fn a_read_only_relay_writes_nothing() {
+        let (mut child, _master, mut s) = cat_relay(true);
+        s.input.send(b"typed-by-a-viewer\r".to_vec()).await.unwrap();
+        let got =
+            tokio::time::timeout(std::time::Duration::from_millis(500), s.output.recv()).await;
+        assert!(got.is_err(), "a read-only relay wrote: {got:?}");
+        child.kill().unwrap();
+        let _ = child.wait();
+    }
+}
