@@ -25,6 +25,7 @@ fn config() -> ReconcileConfig {
     c.schedule.backoff_base = Duration::from_millis(20);
     c.schedule.backoff_cap = Duration::from_millis(100);
     c.schedule.poll_interval = Duration::from_millis(20);
+    c.shutdown_grace = Duration::from_secs(5);
     c
 }
 
@@ -532,7 +533,9 @@ async fn graceful_shutdown_gives_leases_back() {
         .unwrap();
     let (sandbox, _) = resource_names(&store, alice, "slow").await;
     fake.hang(&sandbox);
-    let r = reconciler(&store, &fake, "leaving", config());
+    let mut cfg = config();
+    cfg.shutdown_grace = Duration::from_millis(200);
+    let r = reconciler(&store, &fake, "leaving", cfg);
     let stop = CancellationToken::new();
     let stop2 = stop.clone();
     let task = tokio::spawn(async move { r.run(None, stop2).await });
@@ -548,6 +551,44 @@ async fn graceful_shutdown_gives_leases_back() {
             .await
             .unwrap();
     assert_eq!(held, 0);
+}
+
+#[tokio::test]
+async fn shutdown_lets_the_pass_in_flight_finish_and_write() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    let alice = user(&store, "alice").await;
+    store
+        .create_project(alice, "busy", "", "alice")
+        .await
+        .unwrap();
+    let (sandbox, _) = resource_names(&store, alice, "busy").await;
+    fake.hang(&sandbox);
+    let r = reconciler(&store, &fake, "leaving", config());
+    let stop = CancellationToken::new();
+    let stop2 = stop.clone();
+    let task = tokio::spawn(async move { r.run(None, stop2).await });
+    eventually("ensure in flight", Duration::from_secs(10), || async {
+        (fake.calls(Kind::Sandbox, Op::Ensure, &sandbox) == 1).then_some(())
+    })
+    .await;
+    stop.cancel();
+    // The call returns after shutdown began: its result is still written
+    // and counted, and no new pass starts.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    fake.release(&sandbox);
+    let stats = task.await.unwrap().unwrap();
+    assert!(stats.transitions >= 1, "{stats:?}");
+    let (status, owner): (String, Option<String>) =
+        sqlx::query_as("SELECT status, lease_owner FROM sandboxes WHERE resource_name = $1")
+            .bind(&sandbox)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(status, "RUNNING");
+    assert_eq!(owner, None);
+    assert_eq!(fake.calls(Kind::Sandbox, Op::Ensure, &sandbox), 1);
 }
 
 #[tokio::test]

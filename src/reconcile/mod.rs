@@ -35,6 +35,10 @@ pub struct ReconcileConfig {
     /// Rows worked at once (driver calls in flight).
     pub concurrency: usize,
     pub schedule: Schedule,
+    /// How long a pass in flight at shutdown may take to finish before it is
+    /// dropped. Every driver call has its own timeout, so a pass normally
+    /// ends well within this.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ReconcileConfig {
@@ -50,6 +54,7 @@ impl Default for ReconcileConfig {
                 backoff_base: Duration::from_millis(500),
                 backoff_cap: Duration::from_secs(60),
             },
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -123,9 +128,13 @@ impl Reconciler {
         let mut total = CycleStats::default();
         while !shutdown.is_cancelled() {
             let mut wake_at = Instant::now() + self.cfg.resync;
-            let pass = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                pass = self.drain() => pass,
+            let Some(pass) = self.finish_pass(&shutdown).await else {
+                tracing::warn!(
+                    replica = %self.replica,
+                    "shutdown: a reconcile pass did not finish within {:?}; abandoned",
+                    self.cfg.shutdown_grace
+                );
+                break;
             };
             match pass {
                 Ok((stats, soonest)) => {
@@ -147,9 +156,32 @@ impl Reconciler {
         Ok(total)
     }
 
+    /// Drains, but once `shutdown` fires it starts no new pass and gives the
+    /// one in flight `shutdown_grace` to finish. Dropping a pass half-way
+    /// would abandon driver calls already made and the counts of writes
+    /// already committed. `None` when the grace ran out.
+    async fn finish_pass(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Option<StoreResult<(CycleStats, Option<Instant>)>> {
+        let drain = self.drain_until(shutdown);
+        tokio::pin!(drain);
+        tokio::select! {
+            pass = &mut drain => Some(pass),
+            _ = shutdown.cancelled() => tokio::time::timeout(self.cfg.shutdown_grace, drain).await.ok(),
+        }
+    }
+
     /// Passes until a pass finds less than a full batch: a backlog is worked
     /// off without waiting for the next wake-up.
     pub async fn drain(&self) -> StoreResult<(CycleStats, Option<Instant>)> {
+        self.drain_until(&CancellationToken::new()).await
+    }
+
+    async fn drain_until(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> StoreResult<(CycleStats, Option<Instant>)> {
         let mut total = CycleStats::default();
         let mut soonest: Option<Instant> = None;
         loop {
@@ -159,7 +191,7 @@ impl Reconciler {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            if !full {
+            if !full || shutdown.is_cancelled() {
                 return Ok((total, soonest));
             }
         }
