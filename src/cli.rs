@@ -149,9 +149,9 @@ pub enum BenchCommand {
     /// Attach against OpenSSH sshd + tmux attach: echo latency, throughput, CPU.
     Attach {
         /// Keystrokes timed for the echo latency.
-        #[arg(long, default_value_t = 500)]
+        #[arg(long, default_value_t = 1000)]
         keys: usize,
-        /// MiB sent through the session for the throughput run.
+        /// MiB sent through the session in each throughput run.
         #[arg(long, default_value_t = 100)]
         megabytes: usize,
     },

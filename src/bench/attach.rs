@@ -23,6 +23,8 @@ const COLS: u32 = 100;
 const ROWS: u32 = 30;
 /// Quiet time after each echo (more than the console's 8 ms frame gap).
 const ECHO_QUIET: Duration = Duration::from_millis(12);
+/// Throughput runs per path, taken in turns; the median is reported.
+const THROUGHPUT_ROUNDS: usize = 3;
 
 pub async fn attach(admin_url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     if !Path::new("/usr/sbin/sshd").exists() {
@@ -149,38 +151,51 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
         }
     }
     // Throughput one path at a time, each on a fresh connection with no
-    // other viewer attached (the two Kiln paths share one session).
-    let mut results: Vec<(&str, Numbers)> = Vec::new();
-    for (which, p) in paths.into_iter().enumerate() {
-        let EchoPath {
-            name,
-            conn,
-            cpu_root,
-            mut samples,
-        } = p;
-        drop(conn);
+    // other viewer attached (the two Kiln paths share one session). The
+    // paths take turns for several rounds and each reports its median: one
+    // run of a few seconds is at the mercy of whatever else the machine is
+    // doing at that moment.
+    let names: Vec<&str> = paths.iter().map(|p| p.name).collect();
+    let roots: Vec<u32> = paths.iter().map(|p| p.cpu_root).collect();
+    let mut echoes: Vec<Vec<Duration>> = Vec::new();
+    for p in paths {
+        drop(p.conn);
+        let mut samples = p.samples;
         samples.sort();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut conn = open(which).await?;
-        settle(&mut conn.0, Duration::from_millis(800)).await;
-        let (bytes_per_sec, cpu_ms_per_mb) =
-            throughput(&mut conn, &payload, bytes, || descendants_cpu(cpu_root))
-                .await
-                .with_context(|| format!("throughput of {name}"))?;
-        drop(conn);
-        results.push((
-            name,
-            Numbers {
-                p50: quantile(&samples, 0.5),
-                p99: quantile(&samples, 0.99),
-                bytes_per_sec,
-                cpu_ms_per_mb,
-            },
-        ));
+        echoes.push(samples);
     }
+    let mut rates: Vec<Vec<(f64, f64)>> = vec![Vec::new(); names.len()];
+    for _ in 0..THROUGHPUT_ROUNDS {
+        for which in 0..names.len() {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let mut conn = open(which).await?;
+            settle(&mut conn.0, Duration::from_millis(800)).await;
+            let root = roots[which];
+            let measured = throughput(&mut conn, &payload, bytes, || descendants_cpu(root))
+                .await
+                .with_context(|| format!("throughput of {}", names[which]))?;
+            drop(conn);
+            rates[which].push(measured);
+        }
+    }
+    let results: Vec<(&str, Numbers)> = names
+        .iter()
+        .zip(echoes.iter().zip(&rates))
+        .map(|(name, (samples, rates))| {
+            (
+                *name,
+                Numbers {
+                    p50: quantile(samples, 0.5),
+                    p99: quantile(samples, 0.99),
+                    bytes_per_sec: median(rates.iter().map(|r| r.0)),
+                    cpu_ms_per_mb: median(rates.iter().map(|r| r.1)),
+                },
+            )
+        })
+        .collect();
 
     println!(
-        "attach: {keys} keystrokes per path (interleaved) and `cat` of {megabytes} MiB in a {COLS}x{ROWS} tmux session running sh (clients on this machine)"
+        "attach: {keys} keystrokes per path (interleaved) and `cat` of {megabytes} MiB (median of {THROUGHPUT_ROUNDS} rounds) in a {COLS}x{ROWS} tmux session running sh (clients on this machine)"
     );
     println!(
         "  {:<28} {:>9} {:>9} {:>11} {:>12}",
@@ -211,6 +226,17 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     store.pool().close().await;
     Ok(())
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 type Conn = (
@@ -504,5 +530,17 @@ impl Drop for Anchor {
             .arg(&self.socket)
             .arg("kill-server")
             .status();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_even_and_no_values() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0].into_iter()), 2.5);
+        assert_eq!(median(std::iter::empty()), 0.0);
     }
 }
