@@ -171,7 +171,9 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
             let mut conn = open(which).await?;
             settle(&mut conn.0, Duration::from_millis(800)).await;
             let root = roots[which];
-            let measured = throughput(&mut conn, &payload, bytes, || descendants_cpu(root))
+            // tmux's own C-b d for the anchor, Kiln's prefix for Kiln.
+            let detach: &[u8] = if which == 0 { b"\x02d" } else { b"\x1dd" };
+            let measured = throughput(&mut conn, &payload, bytes, detach, || descendants_cpu(root))
                 .await
                 .with_context(|| format!("throughput of {}", names[which]))?;
             drop(conn);
@@ -380,6 +382,7 @@ async fn throughput<Cpu: Fn() -> u64>(
     conn: &mut Conn,
     payload: &Path,
     bytes: f64,
+    detach: &[u8],
     cpu_ticks: Cpu,
 ) -> anyhow::Result<(f64, f64)> {
     let (read, write, _) = conn;
@@ -392,16 +395,20 @@ async fn throughput<Cpu: Fn() -> u64>(
         getrandom::fill(&mut b).expect("random");
         u32::from_le_bytes(b) % 1_000_000
     };
-    let cmd = format!("cat {}; echo BENCH-$(({tag}+1))-DONE\r", payload.display());
+    // Ctrl-U first: nothing left on the command line may change the command.
+    let cmd = format!(
+        "\x15cat {}; echo BENCH-$(({tag}+1))-DONE\r",
+        payload.display()
+    );
     write.data_bytes(cmd.into_bytes()).await?;
     let mut seen = Vec::new();
     let marker = format!("BENCH-{}-DONE", tag + 1);
     wait_for(read, &mut seen, marker.as_bytes(), Duration::from_secs(600)).await?;
     let elapsed = t.elapsed().as_secs_f64();
     let cpu_secs = (cpu_ticks() - cpu_before) as f64 / ticks_per_second();
-    // Detach politely (Ctrl-] for Kiln, tmux's C-b d for the anchor).
-    let _ = write.data_bytes(vec![0x1d, b'd']).await;
-    let _ = write.data_bytes(vec![0x02, b'd']).await;
+    // Detach politely, with the path's own keys: another path's would be
+    // typed into the shell.
+    let _ = write.data_bytes(detach.to_vec()).await;
     Ok((
         bytes / elapsed,
         cpu_secs * 1000.0 / (bytes / (1 << 20) as f64),

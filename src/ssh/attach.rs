@@ -296,7 +296,7 @@ pub async fn start(p: Params) -> Result<DirectAttach, String> {
         drop(attachment);
         let (message, code) = match how {
             End::Detached => (
-                format!("\r\n[detached from {name}; the session keeps running]\r\n"),
+                format!("\r\n[detached from {name}; the session stays on the server]\r\n"),
                 0,
             ),
             End::SessionEnded => (format!("\r\n[the session of {name} ended]\r\n"), 0),

@@ -461,7 +461,9 @@ impl App {
             b'd' => {
                 let name = p.project.clone();
                 self.pane = None;
-                self.info(format!("detached from {name}; the session keeps running"));
+                self.info(format!(
+                    "detached from {name}; the session stays on the server"
+                ));
                 // Back on the detail screen: its session list at once, not
                 // at the next poll (a session may have exited meanwhile).
                 let mut fx = vec![Effect::Detach];
