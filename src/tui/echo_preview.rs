@@ -30,23 +30,29 @@ pub struct Preview {
 
 /// The preview of `now` against `shown` (the screen as last drawn), for a
 /// pane whose screen is drawn at `inner`; `None` when it is not a small
-/// change of a screen of the same size.
+/// change of a screen of the same size. `changed_rows`, when known (see
+/// [`RowScan`](super::row_scan::RowScan)), are the only rows that can
+/// differ; otherwise every row is compared.
 pub fn preview(
     shown: &vt100::Screen,
     now: &vt100::Screen,
     inner: Rect,
     cursor_drawn: bool,
+    changed_rows: Option<&[u16]>,
 ) -> Option<Preview> {
     let (rows, cols) = now.size();
     if shown.size() != (rows, cols) || (inner.height, inner.width) != (rows, cols) {
         return None;
     }
-    let mut changed: Vec<u16> = now
-        .rows_diff(shown, 0, cols)
-        .enumerate()
-        .filter(|(_, diff)| !diff.is_empty())
-        .map(|(i, _)| i as u16)
-        .collect();
+    let mut changed: Vec<u16> = match changed_rows {
+        Some(known) => known.to_vec(),
+        None => now
+            .rows_diff(shown, 0, cols)
+            .enumerate()
+            .filter(|(_, diff)| !diff.is_empty())
+            .map(|(i, _)| i as u16)
+            .collect(),
+    };
     // tui-term paints a cursor cell: where it was and where it is now.
     for s in [shown, now] {
         if !s.hide_cursor() {
@@ -147,8 +153,16 @@ mod tests {
         parser.process(before);
         let shown = parser.screen().clone();
         let mut buf = full(&shown);
+        let (row, col) = shown.cursor_position();
+        let in_line = crate::tui::row_scan::RowScan::default().stays_on_row(after, col, AREA.width);
         parser.process(after);
-        let p = preview(&shown, parser.screen(), AREA, true)?;
+        let p = preview(&shown, parser.screen(), AREA, true, None)?;
+        if in_line && parser.screen().cursor_position().0 == row {
+            // Told which row changed, the preview is the same.
+            let hinted = preview(&shown, parser.screen(), AREA, true, Some(&[row]))
+                .expect("an in-line change is previewed");
+            assert_eq!((&hinted.cells, hinted.cursor), (&p.cells, p.cursor));
+        }
         for (x, y, cell) in &p.cells {
             buf[(*x, *y)] = cell.clone();
         }
@@ -205,10 +219,10 @@ mod tests {
         parser.process(b"a\r\nb\r\nc\r\nd\r\ne\r\nf\r\ng\r\nh");
         let shown = parser.screen().clone();
         parser.process(b"\r\ni");
-        assert!(preview(&shown, parser.screen(), AREA, true).is_none());
+        assert!(preview(&shown, parser.screen(), AREA, true, None).is_none());
         let shown = parser.screen().clone();
         parser.screen_mut().set_size(AREA.height, AREA.width + 1);
-        assert!(preview(&shown, parser.screen(), AREA, true).is_none());
+        assert!(preview(&shown, parser.screen(), AREA, true, None).is_none());
     }
 
     #[test]
@@ -234,7 +248,7 @@ mod tests {
         let mut parser = vt100::Parser::new(AREA.height, AREA.width, 0);
         let shown = parser.screen().clone();
         parser.process(b"x");
-        let p = preview(&shown, parser.screen(), AREA, false).unwrap();
+        let p = preview(&shown, parser.screen(), AREA, false, None).unwrap();
         assert_eq!(p.cursor, None, "a read-only pane never places the cursor");
     }
 }

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod logview;
 pub mod pane;
 pub mod prefix;
+pub mod row_scan;
 pub mod text;
 pub mod view;
 

@@ -28,6 +28,10 @@ pub struct Pane {
     shown: Option<vt100::Screen>,
     /// Output or a resize since `shown` was taken.
     changed: bool,
+    /// The rows output has changed since `shown` was taken, when every
+    /// chunk since then stayed on its row (`None`: not known).
+    changed_rows: Option<Vec<u16>>,
+    rows_scan: super::row_scan::RowScan,
 }
 
 impl std::fmt::Debug for Pane {
@@ -52,17 +56,31 @@ impl Pane {
             parser: vt100::Parser::new(rows.max(1), cols.max(1), SCROLLBACK),
             shown: None,
             changed: true,
+            changed_rows: None,
+            rows_scan: Default::default(),
         }
     }
 
     pub fn feed(&mut self, bytes: &[u8]) {
+        let screen = self.parser.screen();
+        let (row, col) = screen.cursor_position();
+        let in_line = self.rows_scan.stays_on_row(bytes, col, screen.size().1);
         self.parser.process(bytes);
         self.changed = true;
+        match &mut self.changed_rows {
+            Some(rows) if in_line && self.parser.screen().cursor_position().0 == row => {
+                if !rows.contains(&row) {
+                    rows.push(row);
+                }
+            }
+            unknown => *unknown = None,
+        }
     }
 
     pub fn resize(&mut self, cols: u16, rows: u16) {
         self.parser.screen_mut().set_size(rows.max(1), cols.max(1));
         self.changed = true;
+        self.changed_rows = None;
     }
 
     /// The rows a small change of the screen touched, drawn as the next full
@@ -76,6 +94,7 @@ impl Pane {
             self.parser.screen(),
             self.area(width, height),
             !self.read_only,
+            self.changed_rows.as_deref(),
         )
     }
 
@@ -85,6 +104,7 @@ impl Pane {
             self.shown = Some(self.parser.screen().clone());
             self.changed = false;
         }
+        self.changed_rows = Some(Vec::new());
     }
 
     /// The program in the pane asked for bracketed paste (tmux passes the
@@ -157,6 +177,28 @@ mod tests {
     use super::*;
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
+
+    #[test]
+    fn rows_changed_since_the_last_frame_are_known_only_while_output_stays_in_line() {
+        let mut pane = Pane::new("blog", "s", false, 78, 19);
+        pane.feed(b"one\r\n$ ");
+        assert_eq!(pane.changed_rows, None, "nothing drawn yet");
+        pane.drawn();
+        assert_eq!(pane.changed_rows.as_deref(), Some(&[][..]));
+        pane.feed(b"l");
+        pane.feed(b"s\x08 \x08");
+        assert_eq!(pane.changed_rows.as_deref(), Some(&[1][..]));
+        // A new line may scroll: unknown until the next full frame.
+        pane.feed(b"\r\n");
+        assert_eq!(pane.changed_rows, None);
+        pane.feed(b"x");
+        assert_eq!(pane.changed_rows, None);
+        pane.drawn();
+        pane.feed(b"x");
+        assert_eq!(pane.changed_rows.as_deref(), Some(&[2][..]));
+        pane.resize(60, 10);
+        assert_eq!(pane.changed_rows, None);
+    }
 
     #[test]
     fn output_is_drawn_inside_the_frame_with_the_detach_key_in_the_title() {
