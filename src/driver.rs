@@ -184,12 +184,56 @@ pub struct Attachment {
     /// session ends.
     pub output: tokio::sync::mpsc::Receiver<Vec<u8>>,
     /// Keystrokes for the session (ignored for a read-only attachment).
-    pub input: tokio::sync::mpsc::Sender<Vec<u8>>,
+    pub input: SessionInput,
     /// New viewer size, columns × rows.
     pub resize: tokio::sync::mpsc::Sender<(u16, u16)>,
     /// Whatever must live as long as the attachment (a child process, a
     /// stream); dropped with it.
     pub guard: Box<dyn Send + Sync>,
+}
+
+/// Where an attached session's keystrokes go. Never blocks: the SSH handler
+/// calls it for every key.
+pub trait InputSink: Send + Sync {
+    /// Takes `bytes` after every byte sent before; `false` when the session
+    /// is gone or so far behind that its queue is full (the bytes are
+    /// dropped rather than stalling the connection).
+    fn try_send(&self, bytes: Vec<u8>) -> bool;
+}
+
+impl InputSink for tokio::sync::mpsc::Sender<Vec<u8>> {
+    fn try_send(&self, bytes: Vec<u8>) -> bool {
+        tokio::sync::mpsc::Sender::try_send(self, bytes).is_ok()
+    }
+}
+
+/// Keystrokes for an attached session, in the order they are sent.
+#[derive(Clone)]
+pub struct SessionInput(std::sync::Arc<dyn InputSink>);
+
+impl SessionInput {
+    pub fn new(sink: impl InputSink + 'static) -> Self {
+        Self(std::sync::Arc::new(sink))
+    }
+
+    /// See [`InputSink::try_send`].
+    pub fn try_send(&self, bytes: Vec<u8>) -> bool {
+        self.0.try_send(bytes)
+    }
+
+    /// Whether both lead to the same session input.
+    pub fn same(&self, other: &SessionInput) -> bool {
+        std::ptr::addr_eq(
+            std::sync::Arc::as_ptr(&self.0),
+            std::sync::Arc::as_ptr(&other.0),
+        )
+    }
+}
+
+impl fmt::Debug for SessionInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionInput")
+    }
 }
 
 impl fmt::Debug for Attachment {

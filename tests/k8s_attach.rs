@@ -70,10 +70,7 @@ async fn keys_and_output_cross_the_exec_and_resizes_reach_the_pty() {
     let mut seen = String::new();
     // The first size is sent before any output is read.
     read_until(&mut a, &mut seen, "[resize 120x40]").await;
-    a.input
-        .send(b"echo from-the-pane\r".to_vec())
-        .await
-        .unwrap();
+    assert!(a.input.try_send(b"echo from-the-pane\r".to_vec()));
     read_until(&mut a, &mut seen, "echo from-the-pane\r").await;
     a.resize.send((100, 30)).await.unwrap();
     read_until(&mut a, &mut seen, "[resize 100x30]").await;
@@ -102,7 +99,7 @@ async fn a_named_session_and_a_read_only_viewer() {
     read_until(&mut a, &mut seen, "[resize 80x24]").await;
     // A read-only viewer's keys never leave Kiln: the resize sent after
     // them comes back, the keys do not.
-    a.input.send(b"rm -rf ~\r".to_vec()).await.unwrap();
+    assert!(a.input.try_send(b"rm -rf ~\r".to_vec()));
     a.resize.send((90, 20)).await.unwrap();
     read_until(&mut a, &mut seen, "[resize 90x20]").await;
     assert!(!seen.contains("rm -rf"), "{seen:?}");

@@ -670,12 +670,9 @@ async fn an_exited_named_session_is_listed_as_exited_and_restarts_in_place() {
         .await
         .unwrap();
     let mut seen = String::new();
-    a.input
-        .send(b"echo first-$((40+2))\r".to_vec())
-        .await
-        .unwrap();
+    assert!(a.input.try_send(b"echo first-$((40+2))\r".to_vec()));
     read_until(&mut a, &mut seen, "first-42").await;
-    a.input.send(b"exit 3\r".to_vec()).await.unwrap();
+    assert!(a.input.try_send(b"exit 3\r".to_vec()));
     // tmux marks the pane dead when its terminal closes and learns the
     // status when it reaps the process: wait for both.
     let want = SessionState::Exited { status: Some(3) };
@@ -711,10 +708,10 @@ async fn an_exited_named_session_is_listed_as_exited_and_restarts_in_place() {
         .unwrap();
     let mut seen = String::new();
     // Same directory and environment file as before: `.kiln-env` is sourced.
-    a.input
-        .send(b"echo again-$((1+2))-$PROJECT_NAME\r".to_vec())
-        .await
-        .unwrap();
+    assert!(
+        a.input
+            .try_send(b"echo again-$((1+2))-$PROJECT_NAME\r".to_vec())
+    );
     read_until(&mut a, &mut seen, "again-3-t").await;
     drop(a);
 

@@ -278,7 +278,7 @@ impl SessionAttach for K8sCluster {
         });
         Ok(Attachment {
             output: out_rx,
-            input: in_tx,
+            input: crate::driver::SessionInput::new(in_tx),
             resize: size_tx,
             guard: Box::new(ExecGuard {
                 tasks: vec![reader, writer, resizer],

@@ -68,7 +68,7 @@ pub fn parse(command: &str) -> Option<Result<AttachArgs, String>> {
 pub struct DirectAttach {
     /// Straight to the session's terminal: a keystroke takes no detour
     /// through the relay task on its way in.
-    to_session: mpsc::Sender<Vec<u8>>,
+    to_session: crate::driver::SessionInput,
     pub resize: mpsc::Sender<(u16, u16)>,
     pub stop: CancellationToken,
     /// Set by the prefix key; the relay then says so and closes the channel.
@@ -92,7 +92,7 @@ impl DirectAttach {
             self.activity.touch();
             // A full queue means the session is far behind: drop the
             // keystrokes rather than stall the whole connection.
-            let _ = self.to_session.try_send(to_session.to_vec());
+            self.to_session.try_send(to_session.to_vec());
         }
         if detach {
             self.detached.cancel();

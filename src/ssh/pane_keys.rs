@@ -12,7 +12,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use crate::driver::SessionInput;
 
 #[derive(Clone, Default)]
 pub struct PaneKeys(Arc<Mutex<State>>);
@@ -26,7 +26,7 @@ struct State {
 }
 
 struct Route {
-    input: mpsc::Sender<Vec<u8>>,
+    input: SessionInput,
     prefix: u8,
     /// The program in the pane did not ask for bracketed paste.
     strip_paste: bool,
@@ -65,10 +65,7 @@ impl PaneKeys {
             return false;
         };
         if bytes.contains(&route.prefix)
-            || route
-                .input
-                .try_send(for_pane(bytes, route.strip_paste))
-                .is_err()
+            || !route.input.try_send(for_pane(bytes, route.strip_paste))
         {
             // Closed until the dashboard has handled this and all before it.
             s.route = None;
@@ -82,12 +79,12 @@ impl PaneKeys {
     /// to `input` if nothing is waiting on the dashboard's way
     /// (`drained`), closes it when there is no pane (`None`).
     /// `strip_paste`: the pane's program did not ask for bracketed paste.
-    pub fn sync(&self, input: Option<(&mpsc::Sender<Vec<u8>>, u8, bool)>, drained: bool) {
+    pub fn sync(&self, input: Option<(&SessionInput, u8, bool)>, drained: bool) {
         let mut s = self.0.lock().expect("pane keys lock");
         s.route = match input {
             Some((input, prefix, strip_paste)) if drained => {
                 if let Some(r) = &mut s.route
-                    && r.input.same_channel(input)
+                    && r.input.same(input)
                 {
                     r.strip_paste = strip_paste;
                     return;
@@ -117,11 +114,17 @@ impl PaneKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::mpsc;
+
+    fn input(capacity: usize) -> (SessionInput, mpsc::Receiver<Vec<u8>>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (SessionInput::new(tx), rx)
+    }
 
     #[test]
     fn keys_take_the_shortcut_only_while_the_dashboard_keeps_it_open() {
         let keys = PaneKeys::default();
-        let (tx, mut rx) = mpsc::channel(4);
+        let (tx, mut rx) = input(4);
         assert!(!keys.send(b"x"), "no pane: the dashboard's way");
         keys.sync(Some((&tx, 0x1d, false)), false);
         assert!(
@@ -148,7 +151,7 @@ mod tests {
         assert_eq!(for_pane(paste, false), paste.to_vec());
         assert_eq!(for_pane(paste, true), b"two\nlines\x1b[A".to_vec());
         let keys = PaneKeys::default();
-        let (tx, mut rx) = mpsc::channel(4);
+        let (tx, mut rx) = input(4);
         keys.sync(Some((&tx, 0x1d, true)), true);
         assert!(keys.send(paste));
         assert_eq!(rx.try_recv().unwrap(), b"two\nlines\x1b[A");
@@ -160,7 +163,7 @@ mod tests {
     #[test]
     fn a_full_session_queue_closes_it_rather_than_reorder_keys() {
         let keys = PaneKeys::default();
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = input(1);
         keys.sync(Some((&tx, 0x1d, false)), true);
         assert!(keys.send(b"a"));
         assert!(!keys.send(b"b"), "queue full");

@@ -353,7 +353,9 @@ async fn run(
                             if let Some(a) = &pane && !to_session.is_empty() {
                                 keys.note_typed();
                                 let keys = super::pane_keys::for_pane(&to_session, app.pane_strips_paste());
-                                let _ = a.input.send(keys).await;
+                                // Dropped when the session is far behind, as
+                                // the handler's shortcut does.
+                                a.input.try_send(keys);
                                 if let Some(t) = &mut activity {
                                     t.touch();
                                 }
@@ -444,7 +446,7 @@ async fn run(
                                     // 50,000 lines): open tmux's copy mode, where
                                     // PgUp/PgDn/arrows scroll and q leaves.
                                     if let Some(a) = &pane {
-                                        let _ = a.input.send(TMUX_COPY_MODE.to_vec()).await;
+                                        a.input.try_send(TMUX_COPY_MODE.to_vec());
                                     }
                                     continue;
                                 }
