@@ -9,7 +9,7 @@ use kiln::driver::{DriverError, Observed};
 use kiln::fake_driver::{FakeDriver, Kind, Op};
 use kiln::model::intent::Intent;
 use kiln::model::{ProjectStatus, ResourceStatus};
-use kiln::reconcile::{ReconcileConfig, Reconciler};
+use kiln::reconcile::{CycleStats, ReconcileConfig, Reconciler};
 use kiln::store::Store;
 use kiln::store::resources::{Outcome, ResourceKind, WriteResult};
 use sqlx::Row;
@@ -521,21 +521,23 @@ async fn env_changes_reach_the_running_sandbox() {
     assert_eq!(sb.applied_env_version, Some(p.project.env_version));
 }
 
-#[tokio::test]
-async fn graceful_shutdown_gives_leases_back() {
-    let db = TestDb::new().await;
-    let store = db.store().await;
-    let fake = Arc::new(FakeDriver::new());
-    let alice = user(&store, "alice").await;
-    store
-        .create_project(alice, "slow", "", "alice")
-        .await
-        .unwrap();
-    let (sandbox, _) = resource_names(&store, alice, "slow").await;
+/// Creates project `name`, starts a loop whose ensure of its sandbox hangs,
+/// and tells the loop to stop once that call is in flight. Returns the
+/// sandbox and the loop's task.
+async fn stopped_while_ensure_hangs(
+    store: &Store,
+    fake: &Arc<FakeDriver>,
+    user: Uuid,
+    name: &str,
+    cfg: ReconcileConfig,
+) -> (
+    String,
+    tokio::task::JoinHandle<kiln::store::StoreResult<CycleStats>>,
+) {
+    store.create_project(user, name, "", "alice").await.unwrap();
+    let (sandbox, _) = resource_names(store, user, name).await;
     fake.hang(&sandbox);
-    let mut cfg = config();
-    cfg.shutdown_grace = Duration::from_millis(200);
-    let r = reconciler(&store, &fake, "leaving", cfg);
+    let r = reconciler(store, fake, "leaving", cfg);
     let stop = CancellationToken::new();
     let stop2 = stop.clone();
     let task = tokio::spawn(async move { r.run(None, stop2).await });
@@ -544,6 +546,18 @@ async fn graceful_shutdown_gives_leases_back() {
     })
     .await;
     stop.cancel();
+    (sandbox, task)
+}
+
+#[tokio::test]
+async fn graceful_shutdown_gives_leases_back() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    let alice = user(&store, "alice").await;
+    let mut cfg = config();
+    cfg.shutdown_grace = Duration::from_millis(200);
+    let (_, task) = stopped_while_ensure_hangs(&store, &fake, alice, "slow", cfg).await;
     task.await.unwrap().unwrap();
     let held: i64 =
         sqlx::query_scalar("SELECT count(*) FROM sandboxes WHERE lease_owner IS NOT NULL")
@@ -559,21 +573,7 @@ async fn shutdown_lets_the_pass_in_flight_finish_and_write() {
     let store = db.store().await;
     let fake = Arc::new(FakeDriver::new());
     let alice = user(&store, "alice").await;
-    store
-        .create_project(alice, "busy", "", "alice")
-        .await
-        .unwrap();
-    let (sandbox, _) = resource_names(&store, alice, "busy").await;
-    fake.hang(&sandbox);
-    let r = reconciler(&store, &fake, "leaving", config());
-    let stop = CancellationToken::new();
-    let stop2 = stop.clone();
-    let task = tokio::spawn(async move { r.run(None, stop2).await });
-    eventually("ensure in flight", Duration::from_secs(10), || async {
-        (fake.calls(Kind::Sandbox, Op::Ensure, &sandbox) == 1).then_some(())
-    })
-    .await;
-    stop.cancel();
+    let (sandbox, task) = stopped_while_ensure_hangs(&store, &fake, alice, "busy", config()).await;
     // The call returns after shutdown began: its result is still written
     // and counted, and no new pass starts.
     tokio::time::sleep(Duration::from_millis(100)).await;
