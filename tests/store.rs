@@ -284,3 +284,87 @@ async fn users_are_unique_case_insensitively_and_can_be_disabled() {
     assert!(store.require_user("alice").await.is_err());
     assert!(store.disable_user("nobody").await.is_err());
 }
+
+#[tokio::test]
+async fn terminal_activity_is_written_for_all_sandboxes_at_once_and_never_moves_back() {
+    use kiln::store::activity::ActivityRecorder;
+    type At = Option<chrono::DateTime<chrono::Utc>>;
+    let db = TestDb::new().await;
+    let key = SecretKey::generate();
+    let store = db.store_with_key(key.clone()).await;
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    for name in ["one", "two", "idle"] {
+        store
+            .create_project(alice.id, name, "", "alice")
+            .await
+            .unwrap();
+    }
+    let sandbox = |slug: &'static str| {
+        let store = store.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT s.resource_name FROM sandboxes s JOIN projects p ON p.id = s.project_id
+                 WHERE p.slug = $1",
+            )
+            .bind(slug)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+        }
+    };
+    let (one, two, idle) = (
+        sandbox("one").await,
+        sandbox("two").await,
+        sandbox("idle").await,
+    );
+    let active_at = |name: String| {
+        let store = store.clone();
+        async move {
+            sqlx::query_scalar::<_, At>(
+                "SELECT last_active_at FROM sandboxes WHERE resource_name = $1",
+            )
+            .bind(name)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+        }
+    };
+
+    let recorder = ActivityRecorder::new();
+    // Two viewers of one sandbox and one of another: one write names two.
+    recorder.tracker(one.clone()).touch();
+    recorder.tracker(one.clone()).touch();
+    recorder.tracker(two.clone()).touch();
+    // Noting is not writing.
+    assert_eq!(active_at(one.clone()).await, None);
+    assert_eq!(recorder.flush(&store).await.unwrap(), 2);
+    assert!(active_at(one.clone()).await.is_some());
+    assert!(active_at(two.clone()).await.is_some());
+    assert_eq!(active_at(idle.clone()).await, None);
+    assert_eq!(recorder.flush(&store).await.unwrap(), 0, "nothing new");
+
+    // A later time already stored stays.
+    sqlx::query(
+        "UPDATE sandboxes SET last_active_at = now() + interval '1 hour' WHERE resource_name = $1",
+    )
+    .bind(&one)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let later = active_at(one.clone()).await;
+    recorder.tracker(one.clone()).touch();
+    assert_eq!(recorder.flush(&store).await.unwrap(), 1);
+    assert_eq!(active_at(one.clone()).await, later);
+
+    // A failed write loses nothing: the next one writes it.
+    let broken = db.store_with_key(key).await;
+    broken.pool().close().await;
+    recorder.tracker(idle.clone()).touch();
+    assert!(recorder.flush(&broken).await.is_err());
+    assert_eq!(active_at(idle.clone()).await, None);
+    assert_eq!(recorder.flush(&store).await.unwrap(), 1);
+    assert!(active_at(idle).await.is_some());
+}

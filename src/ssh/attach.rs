@@ -75,7 +75,7 @@ pub struct DirectAttach {
     detached: CancellationToken,
     detach_byte: u8,
     read_only: bool,
-    activity: crate::store::resources::ActivityTracker,
+    activity: crate::store::activity::ActivityTracker,
 }
 
 impl DirectAttach {
@@ -111,6 +111,8 @@ pub struct Params {
     pub channel: ChannelId,
     /// Detaches when it arrives.
     pub prefix: crate::tui::prefix::PrefixKey,
+    /// Where the keys and the output note terminal activity.
+    pub activity: crate::store::activity::ActivityRecorder,
 }
 
 /// Attaches to a session of one of `user`'s projects, if its sandbox is
@@ -268,14 +270,10 @@ pub async fn start(p: Params) -> Result<DirectAttach, String> {
         detached: detached.clone(),
         detach_byte: p.prefix.byte(),
         read_only: p.args.read_only,
-        activity: crate::store::resources::ActivityTracker::new(
-            p.store.clone(),
-            resource_name.clone(),
-        ),
+        activity: p.activity.tracker(resource_name.clone()),
     };
     let (handle, channel, name) = (p.handle, p.channel, printable(&p.args.project, 60));
-    let mut activity =
-        crate::store::resources::ActivityTracker::new(p.store.clone(), resource_name);
+    let mut activity = p.activity.tracker(resource_name);
     tokio::spawn(async move {
         let how = loop {
             tokio::select! {

@@ -19,6 +19,7 @@ use super::session::{self, DashboardParams};
 use crate::config::{Signup, SshConfig};
 use crate::driver::SessionAttach;
 use crate::store::Store;
+use crate::store::activity::ActivityRecorder;
 use crate::store::notify::ChangeFeed;
 use crate::store::users::{User, hash_password, normalize_username, verify_password};
 
@@ -45,6 +46,8 @@ struct Shared {
     /// costs the same time as a wrong password.
     decoy_hash: String,
     notice: String,
+    /// Sessions note their terminal activity here; a task writes it.
+    activity: ActivityRecorder,
 }
 
 /// What the console reaches the back ends through: the two live paths that
@@ -88,7 +91,10 @@ pub async fn run(
         by_user: RateLimiter::new(config.max_failures_per_user, config.failure_window),
     };
     let ConsoleDrivers { attach, logs } = drivers.into();
+    let activity = ActivityRecorder::new();
+    tokio::spawn(activity.clone().run(store.clone(), shutdown.clone()));
     let shared = Arc::new(Shared {
+        activity,
         store,
         attach,
         logs,
@@ -427,6 +433,7 @@ impl russh::server::Handler for Conn {
             attach: self.shared.attach.clone(),
             logs: self.shared.logs.clone(),
             prefix: self.shared.config.prefix_key,
+            activity: self.shared.activity.clone(),
         });
         self.channels.insert(channel, Chan::Dashboard(tx));
         Ok(())
@@ -467,6 +474,7 @@ impl russh::server::Handler for Conn {
                     handle: handle.clone(),
                     channel,
                     prefix: self.shared.config.prefix_key,
+                    activity: self.shared.activity.clone(),
                 })
                 .await
                 .map_err(|e| (e, 1)),

@@ -17,6 +17,7 @@ use super::pane_keys::PaneKeys;
 use super::terminal::{ChannelWriter, SshBackend};
 use crate::driver::{Attachment, SessionAttach};
 use crate::store::Store;
+use crate::store::activity::ActivityRecorder;
 use crate::store::notify::Change;
 use crate::store::users::User;
 use crate::tui::prefix::PrefixKey;
@@ -43,6 +44,8 @@ pub struct DashboardParams {
     pub logs: Option<Arc<dyn crate::driver::SandboxLogs>>,
     /// Leads from the pane back to the dashboard's pane commands.
     pub prefix: PrefixKey,
+    /// Where the pane notes terminal activity (for the idle policy).
+    pub activity: ActivityRecorder,
 }
 
 /// Enter the alternate screen, hide the cursor, enable bracketed paste, clear.
@@ -129,6 +132,7 @@ async fn run(
         attach,
         logs,
         prefix,
+        activity: activity_recorder,
     } = p;
 
     // Frames go out through one writer task, in order.
@@ -170,7 +174,7 @@ async fn run(
     let mut pane: Option<Attachment> = None;
     // What the pane shows: project, named session (None = default), read-only.
     let mut pane_target: Option<(String, Option<String>, bool)> = None;
-    let mut activity: Option<crate::store::resources::ActivityTracker> = None;
+    let mut activity: Option<crate::store::activity::ActivityTracker> = None;
     let mut prefix_armed = false;
     // The log screen's follower, while it is open.
     let mut log_rx: Option<mpsc::Receiver<crate::driver::LogEvent>> = None;
@@ -220,10 +224,7 @@ async fn run(
                                 };
                                 pane = Some(attachment);
                                 pane_target = Some((project.clone(), named, read_only));
-                                activity = Some(crate::store::resources::ActivityTracker::new(
-                                    store.clone(),
-                                    resource,
-                                ));
+                                activity = Some(activity_recorder.tracker(resource));
                                 prefix_armed = false;
                                 pending.extend(app.update(Msg::PaneOpened {
                                     project,
@@ -402,10 +403,7 @@ async fn run(
                                                 None => resource.clone(),
                                             };
                                             pane = Some(attachment);
-                                            activity = Some(crate::store::resources::ActivityTracker::new(
-                                                store.clone(),
-                                                resource,
-                                            ));
+                                            activity = Some(activity_recorder.tracker(resource));
                                             pane_target = Some((project.clone(), session, read_only));
                                             pending.extend(app.update(Msg::PaneOpened {
                                                 project,

@@ -1,6 +1,7 @@
 //! Everything Kiln keeps in Postgres. All SQL lives under this module; each
 //! function is one statement or one transaction, named for what it does.
 
+pub mod activity;
 pub mod crypto;
 pub mod env;
 pub mod events;
