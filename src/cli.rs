@@ -148,8 +148,9 @@ pub enum BenchCommand {
     },
     /// Attach against OpenSSH sshd + tmux attach: echo latency, throughput, CPU.
     Attach {
-        /// Keystrokes timed for the echo latency.
-        #[arg(long, default_value_t = 1000)]
+        /// Keystrokes timed per path for the echo latency (the p99 rests on
+        /// the slowest hundredth of them).
+        #[arg(long, default_value_t = 3000)]
         keys: usize,
         /// MiB sent through the session in each throughput run.
         #[arg(long, default_value_t = 100)]

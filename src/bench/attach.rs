@@ -38,6 +38,7 @@ pub async fn attach(admin_url: &str, keys: usize, megabytes: usize) -> anyhow::R
 
 struct Numbers {
     p50: Duration,
+    p90: Duration,
     p99: Duration,
     bytes_per_sec: f64,
     cpu_ms_per_mb: f64,
@@ -188,6 +189,7 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
                 *name,
                 Numbers {
                     p50: quantile(samples, 0.5),
+                    p90: quantile(samples, 0.9),
                     p99: quantile(samples, 0.99),
                     bytes_per_sec: median(rates.iter().map(|r| r.0)),
                     cpu_ms_per_mb: median(rates.iter().map(|r| r.1)),
@@ -200,14 +202,15 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
         "attach: {keys} keystrokes per path (interleaved) and `cat` of {megabytes} MiB (median of {THROUGHPUT_ROUNDS} rounds) in a {COLS}x{ROWS} tmux session running sh (clients on this machine)"
     );
     println!(
-        "  {:<28} {:>9} {:>9} {:>11} {:>12}",
-        "path", "echo p50", "echo p99", "MiB/s", "CPU ms/MiB"
+        "  {:<28} {:>9} {:>9} {:>9} {:>11} {:>12}",
+        "path", "echo p50", "echo p90", "echo p99", "MiB/s", "CPU ms/MiB"
     );
     for (name, n) in &results {
         println!(
-            "  {:<28} {:>7.2}ms {:>7.2}ms {:>11.1} {:>12.1}",
+            "  {:<28} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>11.1} {:>12.1}",
             name,
             ms(n.p50),
+            ms(n.p90),
             ms(n.p99),
             n.bytes_per_sec / (1 << 20) as f64,
             n.cpu_ms_per_mb
@@ -216,8 +219,9 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     let anchor_n = &results[0].1;
     for (name, n) in &results[1..] {
         println!(
-            "  {name} / anchor: echo p50 {:.2}x, p99 {:.2}x (target <= 1.2x); throughput {:.2}x (target >= 1.0x); CPU/MiB {:.2}x",
+            "  {name} / anchor: echo p50 {:.2}x, p90 {:.2}x, p99 {:.2}x (target <= 1.2x); throughput {:.2}x (target >= 1.0x); CPU/MiB {:.2}x",
             ms(n.p50) / ms(anchor_n.p50).max(1e-9),
+            ms(n.p90) / ms(anchor_n.p90).max(1e-9),
             ms(n.p99) / ms(anchor_n.p99).max(1e-9),
             n.bytes_per_sec / anchor_n.bytes_per_sec.max(1e-9),
             n.cpu_ms_per_mb / anchor_n.cpu_ms_per_mb.max(1e-9),
