@@ -98,7 +98,7 @@ pub fn relay(master: RawFd, read_only: bool) -> io::Result<PtyStreams> {
             let Ok(mut ready) = reader.readable().await else {
                 break;
             };
-            match ready.try_io(|fd| read(fd.get_ref(), &mut buf)) {
+            match ready.try_io(|fd| read_burst(fd.get_ref(), &mut buf)) {
                 // End of file, or EIO once the other side has closed.
                 Ok(Ok(0)) | Ok(Err(_)) => break,
                 Ok(Ok(n)) if !viewer_gone => {
@@ -152,6 +152,30 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A read that looks like bulk output, rather than an echo, is at least this long.
+const BULK_READ: usize = 1024;
+
+/// One read, and while it looks like bulk output, more until the terminal
+/// has nothing left or `buf` is full: a program pouring output then goes out
+/// in fewer, larger messages (the terminal hands over at most a few KiB per
+/// read), while a keystroke's echo costs no second read.
+fn read_burst(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = read(fd, buf)?;
+    let mut last = filled;
+    while last >= BULK_READ && filled < buf.len() {
+        match read(fd, &mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                last = n;
+            }
+            // Nothing more now (or the end, which the next read reports).
+            Err(_) => break,
+        }
+    }
+    Ok(filled)
 }
 
 fn read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
@@ -248,6 +272,27 @@ mod tests {
             .expect("the output ends")
             .is_some()
         {}
+    }
+
+    #[tokio::test]
+    async fn output_waiting_in_the_terminal_comes_in_few_large_messages() {
+        let pty = native_pty_system().openpty(size()).unwrap();
+        let mut cmd = CommandBuilder::new("sh");
+        cmd.args([
+            "-c",
+            "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 30000; sleep 2",
+        ]);
+        let mut child = pty.slave.spawn_command(cmd).unwrap();
+        drop(pty.slave);
+        let mut s = relay(pty.master.as_raw_fd().unwrap(), true).unwrap();
+        // The reader cannot run while this runtime sleeps: the output piles
+        // up in the terminal, as it does while a busy server catches up.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let first = s.output.recv().await.expect("output");
+        // One read takes at most the terminal's 4 KiB line buffer.
+        assert!(first.len() > 8192, "first message {} bytes", first.len());
+        child.kill().unwrap();
+        let _ = child.wait();
     }
 
     #[tokio::test]

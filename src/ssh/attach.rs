@@ -64,6 +64,9 @@ pub fn parse(command: &str) -> Option<Result<AttachArgs, String>> {
     })
 }
 
+/// Output already waiting is sent along with what came before it, up to this much.
+const COALESCE_BYTES: usize = 64 * 1024;
+
 /// A running direct attach: feed it the client's bytes and sizes.
 pub struct DirectAttach {
     /// Straight to the session's terminal: a keystroke takes no detour
@@ -280,8 +283,14 @@ pub async fn start(p: Params) -> Result<DirectAttach, String> {
                 _ = stop.cancelled() => break End::Closed,
                 _ = detached.cancelled() => break End::Detached,
                 out = attachment.output.recv() => match out {
-                    Some(bytes) => {
+                    Some(mut bytes) => {
                         activity.touch();
+                        // What else has arrived goes in the same message.
+                        while bytes.len() < COALESCE_BYTES
+                            && let Ok(more) = attachment.output.try_recv()
+                        {
+                            bytes.extend_from_slice(&more);
+                        }
                         if handle.data(channel, bytes).await.is_err() {
                             break End::Closed;
                         }
