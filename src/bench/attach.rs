@@ -302,8 +302,7 @@ async fn open_pane(h: client::Handle<BenchClient>) -> anyhow::Result<Conn> {
     let (mut read, write) = open_shell(&h).await?;
     settle(&mut read, Duration::from_millis(500)).await;
     write.data_bytes(b"a".to_vec()).await?;
-    let mut seen = Vec::new();
-    wait_for(&mut read, &mut seen, b"detach", Duration::from_secs(10))
+    wait_for(&mut read, b"detach", Duration::from_secs(10))
         .await
         .context("opening Kiln's dashboard pane")?;
     Ok((read, write, h))
@@ -314,27 +313,29 @@ async fn settle(read: &mut ChannelReadHalf, quiet: Duration) {
     while let Ok(Some(_)) = tokio::time::timeout(quiet, read.wait()).await {}
 }
 
-/// Reads until `needle` has been seen (in a rolling window).
+/// Reads until `needle` has been seen. Each byte is looked at about once:
+/// the client shares the machine with the servers it measures, and
+/// rescanning what it already saw would take CPU from them.
 async fn wait_for(
     read: &mut ChannelReadHalf,
-    seen: &mut Vec<u8>,
     needle: &[u8],
     limit: Duration,
 ) -> anyhow::Result<u64> {
     let deadline = Instant::now() + limit;
     let mut total = 0u64;
+    // The last bytes seen, in case the needle is split across messages.
+    let mut window: Vec<u8> = Vec::new();
     loop {
-        if seen.windows(needle.len()).any(|w| w == needle) {
-            return Ok(total);
-        }
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, read.wait()).await {
             Ok(Some(ChannelMsg::Data { data })) => {
                 total += data.len() as u64;
-                seen.extend_from_slice(&data);
-                if seen.len() > 64 * 1024 {
-                    seen.drain(..seen.len() - 1024);
+                window.extend_from_slice(&data);
+                if window.windows(needle.len()).any(|w| w == needle) {
+                    return Ok(total);
                 }
+                let keep = (needle.len() - 1).min(window.len());
+                window.drain(..window.len() - keep);
             }
             Ok(Some(_)) => {}
             Ok(None) => bail!("the channel closed"),
@@ -405,9 +406,8 @@ async fn throughput<Cpu: Fn() -> u64>(
         payload.display()
     );
     write.data_bytes(cmd.into_bytes()).await?;
-    let mut seen = Vec::new();
     let marker = format!("BENCH-{}-DONE", tag + 1);
-    wait_for(read, &mut seen, marker.as_bytes(), Duration::from_secs(600)).await?;
+    wait_for(read, marker.as_bytes(), Duration::from_secs(600)).await?;
     let elapsed = t.elapsed().as_secs_f64();
     let cpu_secs = (cpu_ticks() - cpu_before) as f64 / ticks_per_second();
     // Detach politely, with the path's own keys: another path's would be
