@@ -24,7 +24,7 @@ const ROWS: u32 = 30;
 /// Quiet time after each echo (more than the console's 8 ms frame gap).
 const ECHO_QUIET: Duration = Duration::from_millis(12);
 /// Throughput runs per path, taken in turns; the median is reported.
-const THROUGHPUT_ROUNDS: usize = 3;
+const THROUGHPUT_ROUNDS: usize = 5;
 
 pub async fn attach(admin_url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     if !Path::new("/usr/sbin/sshd").exists() {
