@@ -277,19 +277,28 @@ mod tests {
     #[tokio::test]
     async fn output_waiting_in_the_terminal_comes_in_few_large_messages() {
         let pty = native_pty_system().openpty(size()).unwrap();
+        let written = std::env::temp_dir().join(format!("kiln-burst-{}", uuid::Uuid::new_v4()));
         let mut cmd = CommandBuilder::new("sh");
         cmd.args([
             "-c",
-            "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 30000; sleep 2",
+            "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 12000; touch \"$1\"; sleep 5",
+            "sh",
         ]);
+        cmd.arg(written.as_os_str());
         let mut child = pty.slave.spawn_command(cmd).unwrap();
         drop(pty.slave);
         let mut s = relay(pty.master.as_raw_fd().unwrap(), true).unwrap();
-        // The reader cannot run while this runtime sleeps: the output piles
+        // The reader cannot run while this runtime waits: the output piles
         // up in the terminal, as it does while a busy server catches up.
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        for _ in 0..200 {
+            if written.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_file(&written);
         let first = s.output.recv().await.expect("output");
-        // One read takes at most the terminal's 4 KiB line buffer.
+        // One read takes at most the terminal's 4 KiB line buffer; the 12000 bytes fit in what it holds, so the program is done before the reader runs.
         assert!(first.len() > 8192, "first message {} bytes", first.len());
         child.kill().unwrap();
         let _ = child.wait();
