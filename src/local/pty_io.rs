@@ -298,7 +298,9 @@ mod tests {
         }
         let _ = std::fs::remove_file(&written);
         let first = s.output.recv().await.expect("output");
-        // One read takes at most the terminal's 4 KiB line buffer; the 12000 bytes fit in what it holds, so the program is done before the reader runs.
+        // One read takes at most the terminal's 4 KiB line buffer. The
+        // 12000 bytes fit in what the terminal holds, so the program is done
+        // before the reader runs.
         assert!(first.len() > 8192, "first message {} bytes", first.len());
         child.kill().unwrap();
         let _ = child.wait();
