@@ -192,6 +192,18 @@ pub struct Attachment {
     pub guard: Box<dyn Send + Sync>,
 }
 
+impl Attachment {
+    /// Appends the output already waiting to `bytes` until it holds `limit`
+    /// bytes or nothing more has arrived: one message (or frame) for a burst.
+    pub fn take_waiting(&mut self, bytes: &mut Vec<u8>, limit: usize) {
+        while bytes.len() < limit
+            && let Ok(more) = self.output.try_recv()
+        {
+            bytes.extend_from_slice(&more);
+        }
+    }
+}
+
 /// Where an attached session's keystrokes go. Never blocks: the SSH handler
 /// calls it for every key.
 pub trait InputSink: Send + Sync {

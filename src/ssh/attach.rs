@@ -286,11 +286,7 @@ pub async fn start(p: Params) -> Result<DirectAttach, String> {
                     Some(mut bytes) => {
                         activity.touch();
                         // What else has arrived goes in the same message.
-                        while bytes.len() < COALESCE_BYTES
-                            && let Ok(more) = attachment.output.try_recv()
-                        {
-                            bytes.extend_from_slice(&more);
-                        }
+                        attachment.take_waiting(&mut bytes, COALESCE_BYTES);
                         if handle.data(channel, bytes).await.is_err() {
                             break End::Closed;
                         }

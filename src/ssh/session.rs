@@ -488,12 +488,7 @@ async fn run(
                         // Everything already waiting goes into this one frame.
                         let mut bytes = first;
                         if let Some(a) = &mut pane {
-                            while bytes.len() < 1 << 20 {
-                                match a.output.try_recv() {
-                                    Ok(more) => bytes.extend_from_slice(&more),
-                                    Err(_) => break,
-                                }
-                            }
+                            a.take_waiting(&mut bytes, 1 << 20);
                         }
                         if let Some(t) = &mut activity {
                             t.touch();
