@@ -23,7 +23,8 @@ const COLS: u32 = 100;
 const ROWS: u32 = 30;
 /// Quiet time after each echo (more than the console's 8 ms frame gap).
 const ECHO_QUIET: Duration = Duration::from_millis(12);
-/// Throughput runs per path, taken in turns; the median is reported.
+/// Throughput runs per path, taken in turns (with tmux alone first in each
+/// round); the median is reported.
 const THROUGHPUT_ROUNDS: usize = 5;
 
 pub async fn attach(admin_url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
@@ -166,7 +167,15 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
         echoes.push(samples);
     }
     let mut rates: Vec<Vec<(f64, f64)>> = vec![Vec::new(); names.len()];
-    for _ in 0..THROUGHPUT_ROUNDS {
+    let mut alone: Vec<f64> = Vec::new();
+    for round in 0..THROUGHPUT_ROUNDS {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        alone.push(
+            anchor
+                .throughput_alone(&payload, bytes, round)
+                .await
+                .context("throughput of tmux alone")?,
+        );
         for which in 0..names.len() {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let mut conn = open(which).await?;
@@ -216,6 +225,16 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
             n.cpu_ms_per_mb
         );
     }
+    let alone = median(alone.into_iter());
+    println!(
+        "  {:<28} {:>9} {:>9} {:>9} {:>11.1} {:>12}",
+        "tmux alone, no viewer",
+        "-",
+        "-",
+        "-",
+        alone / (1 << 20) as f64,
+        "-"
+    );
     let anchor_n = &results[0].1;
     for (name, n) in &results[1..] {
         println!(
@@ -227,6 +246,16 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
             n.cpu_ms_per_mb / anchor_n.cpu_ms_per_mb.max(1e-9),
         );
     }
+    // Every path's output passes through a tmux server, which parses all of
+    // it whoever is watching: its pace with nobody attached bounds them all.
+    let shares: Vec<String> = results
+        .iter()
+        .map(|(name, n)| format!("{name} {:.2}", n.bytes_per_sec / alone.max(1e-9)))
+        .collect();
+    println!(
+        "  throughput / tmux alone (the ceiling of every path): {}",
+        shares.join(", ")
+    );
     drop(anchor);
     server.stop().await;
     let _ = std::fs::remove_dir_all(&work);
@@ -531,6 +560,63 @@ impl Anchor {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(Anchor { sshd, addr, socket })
+    }
+}
+
+impl Anchor {
+    /// `cat` of the payload in the anchor's session with no client attached:
+    /// the pace of the tmux server itself, which every path shares. The
+    /// shell signals the end through `tmux wait-for`.
+    async fn throughput_alone(
+        &self,
+        payload: &Path,
+        bytes: f64,
+        round: usize,
+    ) -> anyhow::Result<f64> {
+        let channel = format!("kiln-bench-{round}");
+        let tmux = |args: Vec<String>| {
+            let socket = self.socket.clone();
+            async move {
+                let out = tokio::process::Command::new("tmux")
+                    .arg("-S")
+                    .arg(&socket)
+                    .args(&args)
+                    .stdin(Stdio::null())
+                    .output()
+                    .await?;
+                if !out.status.success() {
+                    bail!(
+                        "tmux {}: {}",
+                        args[0],
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+                Ok(())
+            }
+        };
+        let line = format!(
+            "cat {}; tmux -S {} wait-for -S {channel}",
+            payload.display(),
+            self.socket.display()
+        );
+        let t = Instant::now();
+        // C-u first: nothing left on the command line may change the command.
+        tmux(vec![
+            "send-keys".into(),
+            "-t".into(),
+            "=bench:".into(),
+            "C-u".into(),
+            line,
+            "Enter".into(),
+        ])
+        .await?;
+        tokio::time::timeout(
+            Duration::from_secs(600),
+            tmux(vec!["wait-for".into(), channel]),
+        )
+        .await
+        .context("the cat did not finish within 600 s")??;
+        Ok(bytes / t.elapsed().as_secs_f64())
     }
 }
 
