@@ -797,3 +797,57 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_flood_reaches_the_viewer_as_screens_not_every_line() {
+    let s = Scratch::new();
+    let name = unique_name();
+    let spec = sandbox_spec(&name, &[]);
+    s.driver.ensure(&spec).await.unwrap();
+    let mut a = s
+        .driver
+        .attach(&spec.resource, Some("flood"), 80, 24, false)
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    assert!(a.input.try_send(b"echo ready-$((1+1))\r".to_vec()));
+    read_until(&mut a, &mut seen, "ready-2").await;
+
+    // 32 MiB of lines, then a marker only the command's output contains.
+    const FLOOD: usize = 32 << 20;
+    let command = format!(
+        "yes the-quick-brown-fox-jumps-over-the-lazy-dog-0123456789 | head -c {FLOOD}; \
+         echo flood-$((6*7))-done\r"
+    );
+    assert!(a.input.try_send(command.into_bytes()));
+    let (mut received, mut tail) = (0usize, String::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let bytes = tokio::time::timeout(left, a.output.recv())
+            .await
+            .expect("the flood ends within 120 s")
+            .expect("the attachment stays open");
+        received += bytes.len();
+        tail.push_str(&String::from_utf8_lossy(&bytes));
+        if tail.contains("flood-42-done") {
+            break;
+        }
+        let cut = tail.len().saturating_sub(64);
+        let cut = (cut..=tail.len())
+            .find(|&i| tail.is_char_boundary(i))
+            .unwrap_or(0);
+        tail.drain(..cut);
+    }
+    // Read as fast as it comes, a viewer gets a good part of every line
+    // (tmux only skips what piles up). The reader pauses during a flood, so
+    // tmux sends the current screen now and then instead.
+    assert!(
+        received < FLOOD / 16,
+        "the viewer received {received} of the flood's {FLOOD} bytes"
+    );
+    // The session is fine afterwards: a command still answers.
+    let mut seen = String::new();
+    assert!(a.input.try_send(b"echo after-$((2+3))\r".to_vec()));
+    read_until(&mut a, &mut seen, "after-5").await;
+}

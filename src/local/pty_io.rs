@@ -19,6 +19,41 @@ use crate::driver::{InputSink, SessionInput};
 /// Largest read taken from the terminal at once.
 const READ_CHUNK: usize = 32 * 1024;
 
+/// A read at least this large means the program is still writing.
+const FLOOD_READ: usize = 1024;
+
+/// Output in a row of large reads after which it counts as a flood.
+const FLOOD_BYTES: usize = 128 * 1024;
+
+/// How long the reader leaves a flooding terminal alone between reads.
+const FLOOD_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Decides when the reader pauses. A program that floods its terminal
+/// (`yes`, `cat` of a large file) writes far more than anyone can read;
+/// tmux, on the other side of the terminal, handles a viewer that falls
+/// behind by dropping what it has not sent and redrawing the whole screen
+/// once the viewer has caught up. Pausing lets it do that: the viewer gets
+/// the current screen several times a second instead of every line on the
+/// way. Output that fits in a few reads (an echo, a screen redraw, a page
+/// of text) never waits.
+#[derive(Debug, Default)]
+struct FloodPacing {
+    /// Bytes in the current run of large reads.
+    run: usize,
+}
+
+impl FloodPacing {
+    /// After a read of `n` bytes: how long to wait before the next read, if at all.
+    fn after_read(&mut self, n: usize) -> Option<std::time::Duration> {
+        if n < FLOOD_READ {
+            self.run = 0;
+            return None;
+        }
+        self.run = self.run.saturating_add(n);
+        (self.run >= FLOOD_BYTES).then_some(FLOOD_PAUSE)
+    }
+}
+
 /// Keys queued for the writer task at most (messages, not bytes).
 const INPUT_QUEUE: usize = 256;
 
@@ -94,6 +129,7 @@ pub fn relay(master: RawFd, read_only: bool) -> io::Result<PtyStreams> {
     tokio::spawn(async move {
         let mut buf = vec![0u8; READ_CHUNK];
         let mut viewer_gone = false;
+        let mut flood = FloodPacing::default();
         loop {
             let Ok(mut ready) = reader.readable().await else {
                 break;
@@ -101,10 +137,15 @@ pub fn relay(master: RawFd, read_only: bool) -> io::Result<PtyStreams> {
             match ready.try_io(|fd| read_burst(fd.get_ref(), &mut buf)) {
                 // End of file, or EIO once the other side has closed.
                 Ok(Ok(0)) | Ok(Err(_)) => break,
-                Ok(Ok(n)) if !viewer_gone => {
-                    viewer_gone = out_tx.send(buf[..n].to_vec()).await.is_err();
+                Ok(Ok(n)) => {
+                    if !viewer_gone {
+                        viewer_gone = out_tx.send(buf[..n].to_vec()).await.is_err();
+                    }
+                    if let Some(pause) = flood.after_read(n) {
+                        drop(ready);
+                        tokio::time::sleep(pause).await;
+                    }
                 }
-                Ok(Ok(_)) => {}
                 Err(_would_block) => {}
             }
         }
@@ -210,6 +251,24 @@ mod tests {
             pixel_width: 0,
             pixel_height: 0,
         }
+    }
+
+    #[test]
+    fn only_a_run_of_large_reads_is_a_flood() {
+        let mut f = FloodPacing::default();
+        // An echo, a screen redraw, a page of text: never a pause.
+        assert_eq!(f.after_read(1), None);
+        assert_eq!(f.after_read(FLOOD_BYTES - 1), None);
+        // A short read in between starts the count again.
+        assert_eq!(f.after_read(100), None);
+        for _ in 0..FLOOD_BYTES / FLOOD_READ - 1 {
+            assert_eq!(f.after_read(FLOOD_READ), None);
+        }
+        assert_eq!(f.after_read(FLOOD_READ), Some(FLOOD_PAUSE));
+        // The flood goes on: every large read pauses, until it ends.
+        assert_eq!(f.after_read(READ_CHUNK), Some(FLOOD_PAUSE));
+        assert_eq!(f.after_read(FLOOD_READ - 1), None);
+        assert_eq!(f.after_read(READ_CHUNK), None);
     }
 
     async fn read_until(out: &mut mpsc::Receiver<Vec<u8>>, needle: &str) -> String {
