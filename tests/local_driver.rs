@@ -820,25 +820,9 @@ async fn a_flood_reaches_the_viewer_as_screens_not_every_line() {
          echo flood-$((6*7))-done\r"
     );
     assert!(a.input.try_send(command.into_bytes()));
-    let (mut received, mut tail) = (0usize, String::new());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let bytes = tokio::time::timeout(left, a.output.recv())
-            .await
-            .expect("the flood ends within 120 s")
-            .expect("the attachment stays open");
-        received += bytes.len();
-        tail.push_str(&String::from_utf8_lossy(&bytes));
-        if tail.contains("flood-42-done") {
-            break;
-        }
-        let cut = tail.len().saturating_sub(64);
-        let cut = (cut..=tail.len())
-            .find(|&i| tail.is_char_boundary(i))
-            .unwrap_or(0);
-        tail.drain(..cut);
-    }
+    let mut seen = String::new();
+    read_until(&mut a, &mut seen, "flood-42-done").await;
+    let received = seen.len();
     // Read as fast as it comes, a viewer gets a good part of every line
     // (tmux only skips what piles up). The reader pauses during a flood, so
     // tmux sends the current screen now and then instead.
