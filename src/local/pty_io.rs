@@ -19,10 +19,7 @@ use crate::driver::{InputSink, SessionInput};
 /// Largest read taken from the terminal at once.
 const READ_CHUNK: usize = 32 * 1024;
 
-/// A read at least this large means the program is still writing.
-const FLOOD_READ: usize = 1024;
-
-/// Output in a row of large reads after which it counts as a flood.
+/// Output in a row of reads of [`BULK_READ`] or more after which it is a flood.
 const FLOOD_BYTES: usize = 128 * 1024;
 
 /// How long the reader leaves a flooding terminal alone between reads.
@@ -45,7 +42,7 @@ struct FloodPacing {
 impl FloodPacing {
     /// After a read of `n` bytes: how long to wait before the next read, if at all.
     fn after_read(&mut self, n: usize) -> Option<std::time::Duration> {
-        if n < FLOOD_READ {
+        if n < BULK_READ {
             self.run = 0;
             return None;
         }
@@ -261,13 +258,13 @@ mod tests {
         assert_eq!(f.after_read(FLOOD_BYTES - 1), None);
         // A short read in between starts the count again.
         assert_eq!(f.after_read(100), None);
-        for _ in 0..FLOOD_BYTES / FLOOD_READ - 1 {
-            assert_eq!(f.after_read(FLOOD_READ), None);
+        for _ in 0..FLOOD_BYTES / BULK_READ - 1 {
+            assert_eq!(f.after_read(BULK_READ), None);
         }
-        assert_eq!(f.after_read(FLOOD_READ), Some(FLOOD_PAUSE));
+        assert_eq!(f.after_read(BULK_READ), Some(FLOOD_PAUSE));
         // The flood goes on: every large read pauses, until it ends.
         assert_eq!(f.after_read(READ_CHUNK), Some(FLOOD_PAUSE));
-        assert_eq!(f.after_read(FLOOD_READ - 1), None);
+        assert_eq!(f.after_read(BULK_READ - 1), None);
         assert_eq!(f.after_read(READ_CHUNK), None);
     }
 
