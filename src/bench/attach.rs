@@ -43,6 +43,8 @@ struct Numbers {
     p99: Duration,
     bytes_per_sec: f64,
     cpu_ms_per_mb: f64,
+    /// CPU of the tmux server behind the path, per MiB.
+    tmux_ms_per_mb: f64,
 }
 
 async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
@@ -98,6 +100,10 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
 
     let sshd_pid = anchor.sshd.id().context("sshd exited")?;
     let kiln_pid = server.pid()?;
+    // The tmux servers run apart from the relays (a tmux server detaches
+    // from whoever started it), so their CPU is counted on its own.
+    let anchor_tmux = tmux_server_pid(&anchor.socket)?;
+    let kiln_tmux = tmux_server_pid(&server.data_dir.join("tmux/kiln.sock"))?;
     let anchor_cmd = format!("tmux -S {} attach -t =bench", anchor.socket.display());
     let open = |which: usize| {
         let (key, anchor_cmd) = (key.clone(), anchor_cmd.clone());
@@ -159,6 +165,7 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     // doing at that moment.
     let names: Vec<&str> = paths.iter().map(|p| p.name).collect();
     let roots: Vec<u32> = paths.iter().map(|p| p.cpu_root).collect();
+    let tmux_pids = [anchor_tmux, kiln_tmux, kiln_tmux];
     let mut echoes: Vec<Vec<Duration>> = Vec::new();
     for p in paths {
         drop(p.conn);
@@ -166,13 +173,13 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
         samples.sort();
         echoes.push(samples);
     }
-    let mut rates: Vec<Vec<(f64, f64)>> = vec![Vec::new(); names.len()];
-    let mut alone: Vec<f64> = Vec::new();
+    let mut rates: Vec<Vec<(f64, [f64; 2])>> = vec![Vec::new(); names.len()];
+    let mut alone: Vec<(f64, f64)> = Vec::new();
     for round in 0..THROUGHPUT_ROUNDS {
         tokio::time::sleep(Duration::from_millis(300)).await;
         alone.push(
             anchor
-                .throughput_alone(&payload, bytes, round)
+                .throughput_alone(&payload, bytes, round, anchor_tmux)
                 .await
                 .context("throughput of tmux alone")?,
         );
@@ -180,12 +187,14 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let mut conn = open(which).await?;
             settle(&mut conn.0, Duration::from_millis(800)).await;
-            let root = roots[which];
+            let (root, tmux_pid) = (roots[which], tmux_pids[which]);
             // tmux's own C-b d for the anchor, Kiln's prefix for Kiln.
             let detach: &[u8] = if which == 0 { b"\x02d" } else { b"\x1dd" };
-            let measured = throughput(&mut conn, &payload, bytes, detach, || descendants_cpu(root))
-                .await
-                .with_context(|| format!("throughput of {}", names[which]))?;
+            let measured = throughput(&mut conn, &payload, bytes, detach, || {
+                [descendants_cpu(root), process_cpu(tmux_pid)]
+            })
+            .await
+            .with_context(|| format!("throughput of {}", names[which]))?;
             drop(conn);
             rates[which].push(measured);
         }
@@ -201,7 +210,8 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
                     p90: quantile(samples, 0.9),
                     p99: quantile(samples, 0.99),
                     bytes_per_sec: median(rates.iter().map(|r| r.0)),
-                    cpu_ms_per_mb: median(rates.iter().map(|r| r.1)),
+                    cpu_ms_per_mb: median(rates.iter().map(|r| r.1[0])),
+                    tmux_ms_per_mb: median(rates.iter().map(|r| r.1[1])),
                 },
             )
         })
@@ -211,29 +221,32 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
         "attach: {keys} keystrokes per path (interleaved) and `cat` of {megabytes} MiB (median of {THROUGHPUT_ROUNDS} rounds) in a {COLS}x{ROWS} tmux session running sh (clients on this machine)"
     );
     println!(
-        "  {:<28} {:>9} {:>9} {:>9} {:>11} {:>12}",
-        "path", "echo p50", "echo p90", "echo p99", "MiB/s", "CPU ms/MiB"
+        "  {:<28} {:>9} {:>9} {:>9} {:>11} {:>12} {:>12}",
+        "path", "echo p50", "echo p90", "echo p99", "MiB/s", "CPU ms/MiB", "tmux ms/MiB"
     );
     for (name, n) in &results {
         println!(
-            "  {:<28} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>11.1} {:>12.1}",
+            "  {:<28} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>11.1} {:>12.1} {:>12.1}",
             name,
             ms(n.p50),
             ms(n.p90),
             ms(n.p99),
             n.bytes_per_sec / (1 << 20) as f64,
-            n.cpu_ms_per_mb
+            n.cpu_ms_per_mb,
+            n.tmux_ms_per_mb
         );
     }
-    let alone = median(alone.into_iter());
+    let alone_tmux = median(alone.iter().map(|a| a.1));
+    let alone = median(alone.iter().map(|a| a.0));
     println!(
-        "  {:<28} {:>9} {:>9} {:>9} {:>11.1} {:>12}",
+        "  {:<28} {:>9} {:>9} {:>9} {:>11.1} {:>12} {:>12.1}",
         "tmux alone, no viewer",
         "-",
         "-",
         "-",
         alone / (1 << 20) as f64,
-        "-"
+        "-",
+        alone_tmux
     );
     let anchor_n = &results[0].1;
     for (name, n) in &results[1..] {
@@ -255,6 +268,9 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     println!(
         "  throughput / tmux alone (the ceiling of every path): {}",
         shares.join(", ")
+    );
+    println!(
+        "  CPU ms/MiB: the relay (sshd or Kiln) and every process below it, tmux clients included; tmux ms/MiB: the tmux server alone"
     );
     drop(anchor);
     server.stop().await;
@@ -412,13 +428,13 @@ async fn echo(conn: &mut Conn, byte: u8) -> anyhow::Result<Duration> {
 /// `cat` of the payload through the session until a marker that only the
 /// command's output (not its echo) contains: bytes per second and CPU
 /// milliseconds per MiB of the processes below the server.
-async fn throughput<Cpu: Fn() -> u64>(
+async fn throughput<const N: usize, Cpu: Fn() -> [u64; N]>(
     conn: &mut Conn,
     payload: &Path,
     bytes: f64,
     detach: &[u8],
     cpu_ticks: Cpu,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<(f64, [f64; N])> {
     let (read, write, _) = conn;
     let cpu_before = cpu_ticks();
     let t = Instant::now();
@@ -438,14 +454,56 @@ async fn throughput<Cpu: Fn() -> u64>(
     let marker = format!("BENCH-{}-DONE", tag + 1);
     wait_for(read, marker.as_bytes(), Duration::from_secs(600)).await?;
     let elapsed = t.elapsed().as_secs_f64();
-    let cpu_secs = (cpu_ticks() - cpu_before) as f64 / ticks_per_second();
+    let cpu_after = cpu_ticks();
     // Detach politely, with the path's own keys: another path's would be
     // typed into the shell.
     let _ = write.data_bytes(detach.to_vec()).await;
-    Ok((
-        bytes / elapsed,
-        cpu_secs * 1000.0 / (bytes / (1 << 20) as f64),
-    ))
+    Ok((bytes / elapsed, ms_per_mib(cpu_before, cpu_after, bytes)))
+}
+
+/// CPU milliseconds per MiB of output, for each counter read before and after.
+fn ms_per_mib<const N: usize>(before: [u64; N], after: [u64; N], bytes: f64) -> [f64; N] {
+    std::array::from_fn(|i| {
+        let secs = after[i].saturating_sub(before[i]) as f64 / ticks_per_second();
+        secs * 1000.0 / (bytes / (1 << 20) as f64)
+    })
+}
+
+/// The pid of the tmux server listening on `socket`.
+fn tmux_server_pid(socket: &Path) -> anyhow::Result<u32> {
+    let out = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(socket)
+        .args(["display-message", "-p", "#{pid}"])
+        .stdin(Stdio::null())
+        .output()
+        .context("asking tmux for its server's pid")?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .with_context(|| {
+            format!(
+                "no tmux server pid from {}: {}",
+                socket.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })
+}
+
+/// Parent pid and CPU ticks (user + system) of `pid`, from `/proc/{pid}/stat`.
+fn proc_stat(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (in parentheses) may hold spaces: fields follow the last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ppid = f.get(1)?.parse().ok()?;
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((ppid, ticks))
+}
+
+/// CPU ticks of `pid` alone (0 once it has gone).
+fn process_cpu(pid: u32) -> u64 {
+    proc_stat(pid).map_or(0, |(_, t)| t)
 }
 
 /// CPU ticks of `root` and every process below it.
@@ -457,16 +515,9 @@ fn descendants_cpu(root: u32) -> u64 {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
             };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            let Some((ppid, t)) = proc_stat(pid) else {
                 continue;
             };
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                continue;
-            };
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ppid = f.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-            let t = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-                + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             parent.insert(pid, ppid);
             ticks.insert(pid, t);
         }
@@ -572,7 +623,8 @@ impl Anchor {
         payload: &Path,
         bytes: f64,
         round: usize,
-    ) -> anyhow::Result<f64> {
+        tmux_pid: u32,
+    ) -> anyhow::Result<(f64, f64)> {
         let channel = format!("kiln-bench-{round}");
         let tmux = |args: Vec<String>| {
             let socket = self.socket.clone();
@@ -599,6 +651,7 @@ impl Anchor {
             payload.display(),
             self.socket.display()
         );
+        let cpu_before = [process_cpu(tmux_pid)];
         let t = Instant::now();
         // C-u first: nothing left on the command line may change the command.
         tmux(vec![
@@ -616,7 +669,9 @@ impl Anchor {
         )
         .await
         .context("the cat did not finish within 600 s")??;
-        Ok(bytes / t.elapsed().as_secs_f64())
+        let elapsed = t.elapsed().as_secs_f64();
+        let [tmux_ms] = ms_per_mib(cpu_before, [process_cpu(tmux_pid)], bytes);
+        Ok((bytes / elapsed, tmux_ms))
     }
 }
 
