@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::driver::{
     Attachment, DatabaseDriver, DatabaseSpec, DbCredentials, DriverError, DriverResult, LogEvent,
     Observed, ResourceRef, SandboxDriver, SandboxLogs, SandboxSpec, SessionAttach, SessionInfo,
+    Viewer,
 };
 use crate::k8s::cluster::K8sCluster;
 use crate::k8s::settings::K8sSettings;
@@ -416,17 +417,11 @@ impl SessionAttach for Backends {
         &self,
         r: &ResourceRef,
         session: Option<&str>,
-        cols: u16,
-        rows: u16,
-        read_only: bool,
+        viewer: &Viewer,
     ) -> DriverResult<Attachment> {
         match self.route(r.owner).await? {
-            Route::Local => {
-                self.local_attach()?
-                    .attach(r, session, cols, rows, read_only)
-                    .await
-            }
-            Route::Cluster(c) => c.attach(r, session, cols, rows, read_only).await,
+            Route::Local => self.local_attach()?.attach(r, session, viewer).await,
+            Route::Cluster(c) => c.attach(r, session, viewer).await,
         }
     }
 

@@ -177,6 +177,33 @@ pub trait DatabaseDriver: Send + Sync + 'static {
     async fn credentials(&self, spec: &DatabaseSpec) -> DriverResult<Option<DbCredentials>>;
 }
 
+/// Who attaches to a session: the size and type of their terminal, and
+/// whether they may type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Viewer {
+    pub cols: u16,
+    pub rows: u16,
+    /// Shows the output and sends nothing.
+    pub read_only: bool,
+    /// The terminal type the viewer's SSH client named (its `TERM`), as
+    /// sent, so untrusted; `None` for the dashboard's pane, which emulates
+    /// [`crate::model::terminal::FALLBACK`] itself. A driver picks the type
+    /// its tmux client runs with through [`crate::model::terminal::for_viewer`].
+    pub term: Option<String>,
+}
+
+impl Viewer {
+    /// The dashboard's pane at `cols`×`rows`.
+    pub fn pane(cols: u16, rows: u16, read_only: bool) -> Viewer {
+        Viewer {
+            cols,
+            rows,
+            read_only,
+            term: None,
+        }
+    }
+}
+
 /// A live connection to one terminal session of a sandbox: bytes both ways
 /// and a resize handle. Dropping it detaches (the session keeps running).
 pub struct Attachment {
@@ -330,15 +357,13 @@ pub trait SessionAttach: Send + Sync + 'static {
     /// The sandbox's sessions, default first, then named ones by name.
     async fn sessions(&self, r: &ResourceRef) -> DriverResult<Vec<SessionInfo>>;
 
-    /// Attaches to `session` of the sandbox (`None` = its default session)
-    /// at `cols`×`rows`. A read-only attachment shows output and sends nothing.
+    /// Attaches `viewer` to `session` of the sandbox (`None` = its default
+    /// session). A read-only attachment shows output and sends nothing.
     async fn attach(
         &self,
         r: &ResourceRef,
         session: Option<&str>,
-        cols: u16,
-        rows: u16,
-        read_only: bool,
+        viewer: &Viewer,
     ) -> DriverResult<Attachment>;
 
     /// Starts `session`'s program again (`None` = the default session) in

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kiln::driver::{Attachment, ResourceRef, SessionAttach, SessionInfo};
+use kiln::driver::{Attachment, ResourceRef, SessionAttach, SessionInfo, Viewer};
 use kiln::k8s::attach::attach_command;
 use kiln::k8s::cluster::K8sCluster;
 use kiln::k8s::objects::{CONTAINER, DEFAULT_SESSION, pod_name};
@@ -64,7 +64,7 @@ async fn read_until(a: &mut Attachment, seen: &mut String, want: &str) {
 async fn keys_and_output_cross_the_exec_and_resizes_reach_the_pty() {
     let (emu, cluster) = setup().await;
     let mut a = cluster
-        .attach(&sandbox(), None, 120, 40, false)
+        .attach(&sandbox(), None, &Viewer::pane(120, 40, false))
         .await
         .unwrap();
     let mut seen = String::new();
@@ -81,7 +81,10 @@ async fn keys_and_output_cross_the_exec_and_resizes_reach_the_pty() {
     assert_eq!(call["namespace"], NS);
     assert_eq!(call["container"], CONTAINER);
     assert_eq!(call["tty"], true);
-    assert_eq!(call["argv"], json!(attach_command(DEFAULT_SESSION, false)));
+    assert_eq!(
+        call["argv"],
+        json!(attach_command(DEFAULT_SESSION, false, None))
+    );
     assert_eq!(
         call["resizes"],
         json!([{ "width": 120, "height": 40 }, { "width": 100, "height": 30 }])
@@ -89,10 +92,33 @@ async fn keys_and_output_cross_the_exec_and_resizes_reach_the_pty() {
 }
 
 #[tokio::test]
+async fn a_direct_viewers_terminal_type_reaches_the_pod_as_an_argument() {
+    let (emu, cluster) = setup().await;
+    let viewer = Viewer {
+        term: Some("screen-256color".into()),
+        ..Viewer::pane(80, 24, false)
+    };
+    let mut a = cluster.attach(&sandbox(), None, &viewer).await.unwrap();
+    let mut seen = String::new();
+    read_until(&mut a, &mut seen, "[resize 80x24]").await;
+    let calls = emu.exec_calls().await;
+    let argv = &calls[0]["argv"];
+    assert_eq!(
+        *argv,
+        json!(attach_command(
+            DEFAULT_SESSION,
+            false,
+            Some("screen-256color")
+        ))
+    );
+    assert_eq!(argv[3], "screen-256color");
+}
+
+#[tokio::test]
 async fn a_named_session_and_a_read_only_viewer() {
     let (emu, cluster) = setup().await;
     let mut a = cluster
-        .attach(&sandbox(), Some("tests"), 80, 24, true)
+        .attach(&sandbox(), Some("tests"), &Viewer::pane(80, 24, true))
         .await
         .unwrap();
     let mut seen = String::new();
@@ -104,7 +130,7 @@ async fn a_named_session_and_a_read_only_viewer() {
     read_until(&mut a, &mut seen, "[resize 90x20]").await;
     assert!(!seen.contains("rm -rf"), "{seen:?}");
     let calls = emu.exec_calls().await;
-    assert_eq!(calls[0]["argv"], json!(attach_command("tests", true)));
+    assert_eq!(calls[0]["argv"], json!(attach_command("tests", true, None)));
     assert_eq!(
         calls[0]["argv"],
         json!(["tmux", "-L", "kiln", "attach-session", "-r", "-t", "=tests"])
@@ -116,7 +142,7 @@ async fn a_hostile_session_name_never_reaches_the_pod() {
     let (emu, cluster) = setup().await;
     for bad in ["-t evil", "a;b", "", "x:y"] {
         let e = cluster
-            .attach(&sandbox(), Some(bad), 80, 24, false)
+            .attach(&sandbox(), Some(bad), &Viewer::pane(80, 24, false))
             .await
             .unwrap_err();
         assert!(!e.to_string().is_empty());
@@ -158,7 +184,7 @@ async fn attaching_to_a_sandbox_without_a_pod_says_so() {
     let emu = Emulator::start().await;
     let cluster = K8sCluster::new(emu.client(), NS, Arc::new(K8sSettings::default()));
     let e = cluster
-        .attach(&sandbox(), None, 80, 24, false)
+        .attach(&sandbox(), None, &Viewer::pane(80, 24, false))
         .await
         .unwrap_err();
     assert!(e.to_string().contains(&pod_name(&sandbox())), "{e}");

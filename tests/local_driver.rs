@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kiln::driver::{
     DatabaseDriver, DatabaseSpec, DriverError, Observed, ResourceRef, SandboxDriver, SandboxSpec,
-    SessionAttach, SessionState,
+    SessionAttach, SessionState, Viewer,
 };
 use kiln::local::{LocalDatabases, LocalSandboxes};
 use sqlx::{Connection, PgConnection, Row};
@@ -666,7 +666,7 @@ async fn an_exited_named_session_is_listed_as_exited_and_restarts_in_place() {
     // A named session is created on first attach; its shell exits with 3.
     let mut a = s
         .driver
-        .attach(r, Some("work"), 80, 24, false)
+        .attach(r, Some("work"), &Viewer::pane(80, 24, false))
         .await
         .unwrap();
     let mut seen = String::new();
@@ -703,7 +703,7 @@ async fn an_exited_named_session_is_listed_as_exited_and_restarts_in_place() {
     );
     let mut a = s
         .driver
-        .attach(r, Some("work"), 80, 24, false)
+        .attach(r, Some("work"), &Viewer::pane(80, 24, false))
         .await
         .unwrap();
     let mut seen = String::new();
@@ -806,7 +806,7 @@ async fn a_flood_reaches_the_viewer_as_screens_not_every_line() {
     s.driver.ensure(&spec).await.unwrap();
     let mut a = s
         .driver
-        .attach(&spec.resource, Some("flood"), 80, 24, false)
+        .attach(&spec.resource, Some("flood"), &Viewer::pane(80, 24, false))
         .await
         .unwrap();
     let mut seen = String::new();

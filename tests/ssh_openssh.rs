@@ -58,32 +58,43 @@ async fn wait_screen(t: &Tmux, what: &str, pred: impl Fn(&str) -> bool) -> Strin
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openssh_logs_in_with_a_password_and_shows_the_dashboard() {
-    if Command::new("ssh").arg("-V").output().is_err() {
-        panic!("the OpenSSH client is required (apt install openssh-client)");
-    }
-    let server = Server::start().await;
-    let alice = server.user("alice", "correct horse battery").await;
-    server
-        .store
-        .create_project(alice.id, "Via OpenSSH", "", "alice")
-        .await
-        .unwrap();
+const PASSWORD: &str = "correct horse battery";
 
-    let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let askpass = format!("/tmp/kiln-askpass-{id}.sh");
-    std::fs::write(&askpass, "#!/bin/sh\necho 'correct horse battery'\n").unwrap();
-    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+/// An askpass script that answers [`PASSWORD`], so ssh logs in unattended;
+/// removed on drop.
+struct Askpass(String);
+
+impl Askpass {
+    fn new(id: &str) -> Askpass {
+        let path = format!("/tmp/kiln-askpass-{id}.sh");
+        std::fs::write(&path, format!("#!/bin/sh\necho '{PASSWORD}'\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Askpass(path)
+    }
+
+    /// An `ssh` command line as alice, with `flags` and a remote `command`.
+    fn ssh(&self, server: &Server, flags: &str, command: &str) -> String {
+        format!(
+            "SSH_ASKPASS={} SSH_ASKPASS_REQUIRE=force DISPLAY=:0 ssh {flags} \
+             -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+             -o PreferredAuthentications=password -p {} alice@127.0.0.1 {command}",
+            self.0,
+            server.addr.port()
+        )
+    }
+}
+
+impl Drop for Askpass {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A tmux server of the test's own, running `command` in a 100x30 window.
+fn tmux_running(id: &str, command: &str) -> Tmux {
     let t = Tmux {
         socket: format!("/tmp/kiln-ot-{id}.sock"),
     };
-    let ssh = format!(
-        "SSH_ASKPASS={askpass} SSH_ASKPASS_REQUIRE=force DISPLAY=:0 ssh -tt \
-         -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
-         -o PreferredAuthentications=password -p {} alice@127.0.0.1",
-        server.addr.port()
-    );
     t.run(&[
         "new-session",
         "-d",
@@ -93,8 +104,51 @@ async fn openssh_logs_in_with_a_password_and_shows_the_dashboard() {
         "100",
         "-y",
         "30",
-        &ssh,
+        command,
     ]);
+    t
+}
+
+/// Creates alice's project `name` and waits until its sandbox runs;
+/// returns the sandbox's tmux session.
+async fn running_project(server: &Server, owner: uuid::Uuid, name: &str) -> String {
+    server
+        .store
+        .create_project(owner, name, "", "alice")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let p = server.store.find_project(owner, name).await.unwrap();
+        let sb = p
+            .resources
+            .iter()
+            .find(|r| r.kind == kiln::store::resources::ResourceKind::Sandbox)
+            .unwrap();
+        if sb.status == kiln::model::ResourceStatus::Running {
+            return sb.resource_name.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{name} never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssh_logs_in_with_a_password_and_shows_the_dashboard() {
+    if Command::new("ssh").arg("-V").output().is_err() {
+        panic!("the OpenSSH client is required (apt install openssh-client)");
+    }
+    let server = Server::start().await;
+    let alice = server.user("alice", PASSWORD).await;
+    server
+        .store
+        .create_project(alice.id, "Via OpenSSH", "", "alice")
+        .await
+        .unwrap();
+
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let askpass = Askpass::new(id);
+    let t = tmux_running(id, &askpass.ssh(&server, "-tt", ""));
     let screen = wait_screen(&t, "the project RUNNING", |s| {
         s.lines()
             .any(|l| l.contains("Via OpenSSH") && l.contains("RUNNING"))
@@ -118,59 +172,19 @@ async fn openssh_logs_in_with_a_password_and_shows_the_dashboard() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = std::fs::remove_file(&askpass);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssh_t_attaches_directly_and_the_prefix_detaches() {
     let server = Server::start_local().await;
-    let alice = server.user("alice", "correct horse battery").await;
-    server
-        .store
-        .create_project(alice.id, "Direct", "", "alice")
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let session = loop {
-        let p = server.store.find_project(alice.id, "direct").await.unwrap();
-        let sb = p
-            .resources
-            .iter()
-            .find(|r| r.kind == kiln::store::resources::ResourceKind::Sandbox)
-            .unwrap();
-        if sb.status == kiln::model::ResourceStatus::Running {
-            break sb.resource_name.clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let alice = server.user("alice", PASSWORD).await;
+    let session = running_project(&server, alice.id, "Direct").await;
 
     let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let askpass = format!("/tmp/kiln-askpass-{id}.sh");
-    std::fs::write(&askpass, "#!/bin/sh\necho 'correct horse battery'\n").unwrap();
-    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let t = Tmux {
-        socket: format!("/tmp/kiln-ot-{id}.sock"),
-    };
-    // remain-on-exit keeps the pane, so ssh's exit can be read afterwards.
-    let ssh = format!(
-        "SSH_ASKPASS={askpass} SSH_ASKPASS_REQUIRE=force DISPLAY=:0 ssh -t \
-         -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
-         -o PreferredAuthentications=password -p {} alice@127.0.0.1 attach direct; \
-         echo ssh-exit=$?; sleep 30",
-        server.addr.port()
-    );
-    t.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "kiln",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &ssh,
-    ]);
+    let askpass = Askpass::new(id);
+    // The shell stays after ssh, so ssh's exit can be read afterwards.
+    let ssh = askpass.ssh(&server, "-t", "attach direct; echo ssh-exit=$?; sleep 30");
+    let t = tmux_running(id, &ssh);
     wait_screen(&t, "a prompt in the session", |s| {
         s.contains('#') || s.contains('$')
     })
@@ -202,5 +216,37 @@ async fn openssh_t_attaches_directly_and_the_prefix_detaches() {
         .unwrap()
         .success();
     assert!(alive, "the session survives");
-    let _ = std::fs::remove_file(&askpass);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_attach_draws_for_the_clients_terminal_type() {
+    let server = Server::start_local().await;
+    let alice = server.user("alice", PASSWORD).await;
+    running_project(&server, alice.id, "Term").await;
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let askpass = Askpass::new(id);
+    // A type this machine knows is the client's; an unknown one (tmux
+    // would refuse it) falls back to what the dashboard's pane emulates.
+    for (term, drawn_for) in [
+        ("screen-256color", "screen-256color"),
+        ("kiln-no-such-terminal", "xterm-256color"),
+    ] {
+        let ssh = askpass.ssh(&server, "-t", "attach term");
+        let t = tmux_running(&format!("{id}-{term}"), &format!("TERM={term} {ssh}"));
+        wait_screen(&t, "a prompt in the session", |s| {
+            s.contains('#') || s.contains('$')
+        })
+        .await;
+        // tmux names the terminal it draws for; the typed line does not
+        // contain the answer, only the output does.
+        t.run(&[
+            "send-keys",
+            "-t",
+            "kiln",
+            "tmux display -p 'drawn-for-#{client_termname}-end'",
+            "Enter",
+        ]);
+        let want = format!("drawn-for-{drawn_for}-end");
+        wait_screen(&t, &want, |s| s.contains(&want)).await;
+    }
 }

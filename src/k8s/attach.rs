@@ -15,7 +15,7 @@ use super::cluster::{K8sCluster, classify};
 use super::objects::{self, CONTAINER, DEFAULT_SESSION, TMUX_SOCKET};
 use crate::driver::{
     Attachment, DriverError, DriverResult, ResourceRef, SessionAttach, SessionInfo, SessionState,
-    TMUX_SESSION_FORMAT, tmux_listing_awaits_reap,
+    TMUX_SESSION_FORMAT, Viewer, tmux_listing_awaits_reap,
 };
 
 /// The tmux invocation every exec starts with: Kiln's own socket in the pod.
@@ -34,10 +34,22 @@ fn session_name(session: Option<&str>) -> DriverResult<String> {
     }
 }
 
+/// Runs the rest of its arguments with `TERM` set to `$0` if the pod has a
+/// terminfo entry for it; otherwise with the image's own TERM (the runtime
+/// image sets xterm-256color). The name is an argument, never shell text.
+const WITH_VIEWER_TERM: &str =
+    "if infocmp \"$0\" >/dev/null 2>&1; then export TERM=\"$0\"; fi; exec \"$@\"";
+
 /// The command an attach runs in the pod. Read-only viewers attach with
-/// `-r` and never create a session.
-pub fn attach_command(session: &str, read_only: bool) -> Vec<String> {
-    let mut argv = tmux();
+/// `-r` and never create a session. A viewer that named its terminal type
+/// (`term`, from its SSH client) gets tmux drawing for that type when it is
+/// a plain name the pod knows.
+pub fn attach_command(session: &str, read_only: bool, term: Option<&str>) -> Vec<String> {
+    let mut argv = match term.filter(|t| crate::model::terminal::is_plain_name(t) && *t != "dumb") {
+        Some(t) => vec!["sh".into(), "-c".into(), WITH_VIEWER_TERM.into(), t.into()],
+        None => Vec::new(),
+    };
+    argv.extend(tmux());
     if read_only {
         argv.extend(["attach-session", "-r", "-t"].map(String::from));
         argv.push(format!("={session}"));
@@ -202,10 +214,14 @@ impl SessionAttach for K8sCluster {
         &self,
         r: &ResourceRef,
         session: Option<&str>,
-        cols: u16,
-        rows: u16,
-        read_only: bool,
+        viewer: &Viewer,
     ) -> DriverResult<Attachment> {
+        let &Viewer {
+            cols,
+            rows,
+            read_only,
+            ..
+        } = viewer;
         let r = self.scoped(r);
         let name = session_name(session)?;
         let pod = objects::pod_name(&r);
@@ -214,8 +230,11 @@ impl SessionAttach for K8sCluster {
         let mut proc = self
             .bounded(
                 &what,
-                self.api::<Pod>()
-                    .exec(&pod, attach_command(&name, read_only), &ap),
+                self.api::<Pod>().exec(
+                    &pod,
+                    attach_command(&name, read_only, viewer.term.as_deref()),
+                    &ap,
+                ),
             )
             .await
             .map_err(|e| classify(e, &what))?;
@@ -294,11 +313,11 @@ mod tests {
     #[test]
     fn attach_commands_keep_the_session_in_the_pod() {
         assert_eq!(
-            attach_command("main", false),
+            attach_command("main", false, None),
             ["tmux", "-L", TMUX_SOCKET, "new-session", "-A", "-s", "main"]
         );
         assert_eq!(
-            attach_command("s1", true),
+            attach_command("s1", true, None),
             [
                 "tmux",
                 "-L",
@@ -309,6 +328,25 @@ mod tests {
                 "=s1"
             ]
         );
+    }
+
+    #[test]
+    fn the_viewers_terminal_type_is_an_argument_and_only_a_plain_name() {
+        let argv = attach_command("main", false, Some("screen-256color"));
+        assert_eq!(&argv[..2], ["sh", "-c"]);
+        assert_eq!(argv[2], WITH_VIEWER_TERM);
+        assert_eq!(argv[3], "screen-256color");
+        assert_eq!(
+            &argv[4..],
+            ["tmux", "-L", TMUX_SOCKET, "new-session", "-A", "-s", "main"]
+        );
+        for bad in ["$(reboot)", "x;y", "dumb", ""] {
+            assert_eq!(
+                attach_command("main", false, Some(bad)),
+                attach_command("main", false, None),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -14,8 +14,9 @@ use super::tmux::session_target;
 use super::validate_resource_name;
 use crate::driver::{
     Attachment, DriverError, DriverResult, ResourceRef, SessionAttach, SessionInfo, SessionState,
-    TMUX_SESSION_FORMAT, tmux_listing_awaits_reap,
+    TMUX_SESSION_FORMAT, Viewer, tmux_listing_awaits_reap,
 };
+use crate::model::terminal;
 
 /// Ends the tmux client (not the session) when the attachment is dropped.
 struct ClientGuard {
@@ -159,10 +160,14 @@ impl SessionAttach for LocalSandboxes {
         &self,
         r: &ResourceRef,
         session: Option<&str>,
-        cols: u16,
-        rows: u16,
-        read_only: bool,
+        viewer: &Viewer,
     ) -> DriverResult<Attachment> {
+        let &Viewer {
+            cols,
+            rows,
+            read_only,
+            ..
+        } = viewer;
         let name = tmux_session(r, session)?;
         let dir = self.sandbox_dir(r);
         let pty = native_pty_system()
@@ -189,7 +194,11 @@ impl SessionAttach for LocalSandboxes {
             }
             cmd.args(["-t", &session_target(&name)]);
         }
-        cmd.env("TERM", "xterm-256color");
+        // tmux draws for the viewer's own terminal, as it would under sshd.
+        cmd.env(
+            "TERM",
+            terminal::for_viewer(viewer.term.as_deref(), super::terminfo::known),
+        );
         let mut child = pty.slave.spawn_command(cmd).map_err(|e| {
             DriverError::permanent(format!(
                 "cannot run tmux to attach (is tmux installed?): {e}"

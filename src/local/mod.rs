@@ -7,6 +7,7 @@ mod attach;
 mod database;
 mod pty_io;
 mod sandbox;
+mod terminfo;
 mod tmux;
 
 pub(crate) use attach::check_session_name;

@@ -6,6 +6,7 @@ pub mod env;
 pub mod intent;
 pub mod naming;
 pub mod status;
+pub mod terminal;
 
 pub use aggregate::aggregate;
 pub use intent::{Intent, IntentRefused};

@@ -9,7 +9,7 @@ use russh::server::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::driver::{ResourceRef, SessionAttach};
+use crate::driver::{ResourceRef, SessionAttach, Viewer};
 use crate::model::ResourceStatus;
 use crate::model::naming::printable;
 use crate::store::Store;
@@ -110,6 +110,8 @@ pub struct Params {
     pub args: AttachArgs,
     pub cols: u16,
     pub rows: u16,
+    /// The terminal type the client named in its pty request.
+    pub term: Option<String>,
     pub handle: Handle,
     pub channel: ChannelId,
     /// Detaches when it arrives.
@@ -121,16 +123,13 @@ pub struct Params {
 /// Attaches to a session of one of `user`'s projects, if its sandbox is
 /// running. Another tenant's project behaves exactly like a missing one.
 /// Returns the attachment and the sandbox's resource name.
-#[allow(clippy::too_many_arguments)]
 pub async fn attach_project(
     store: &Store,
     user: &User,
     attach: &dyn SessionAttach,
     project: &str,
     session: Option<&str>,
-    cols: u16,
-    rows: u16,
-    read_only: bool,
+    viewer: &Viewer,
 ) -> Result<(crate::driver::Attachment, String), String> {
     let (view, r, status) = find_sandbox(store, user, project).await?;
     if status != ResourceStatus::Running {
@@ -142,7 +141,7 @@ pub async fn attach_project(
         ));
     }
     let attachment = attach
-        .attach(&r, session, cols, rows, read_only)
+        .attach(&r, session, viewer)
         .await
         .map_err(|e| format!("cannot attach: {e}"))?;
     Ok((attachment, r.resource_name))
@@ -260,9 +259,12 @@ pub async fn start(p: Params) -> Result<DirectAttach, String> {
         p.attach.as_ref(),
         &p.args.project,
         p.args.session.as_deref(),
-        p.cols,
-        p.rows,
-        p.args.read_only,
+        &Viewer {
+            cols: p.cols,
+            rows: p.rows,
+            read_only: p.args.read_only,
+            term: p.term,
+        },
     )
     .await?;
     let (stop, detached) = (CancellationToken::new(), CancellationToken::new());

@@ -154,6 +154,9 @@ enum Chan {
     /// Opened; waiting for pty/env/shell/exec requests.
     Fresh {
         pty: Option<(u16, u16)>,
+        /// The terminal type the pty request named, when it is a plain
+        /// name (see [`crate::model::terminal`]).
+        term: Option<String>,
         no_color: bool,
     },
     Dashboard(session::DashboardInput),
@@ -348,6 +351,7 @@ impl russh::server::Handler for Conn {
             channel.id(),
             Chan::Fresh {
                 pty: None,
+                term: None,
                 no_color: false,
             },
         );
@@ -359,7 +363,7 @@ impl russh::server::Handler for Conn {
     async fn pty_request(
         &mut self,
         channel: ChannelId,
-        _term: &str,
+        term: &str,
         cols: u32,
         rows: u32,
         _pix_width: u32,
@@ -367,8 +371,9 @@ impl russh::server::Handler for Conn {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Some(Chan::Fresh { pty, .. }) = self.channels.get_mut(&channel) {
+        if let Some(Chan::Fresh { pty, term: t, .. }) = self.channels.get_mut(&channel) {
             *pty = Some((clamp(cols), clamp(rows)));
+            *t = crate::model::terminal::is_plain_name(term).then(|| term.to_string());
             session.channel_success(channel)?;
         } else {
             session.channel_failure(channel)?;
@@ -398,7 +403,7 @@ impl russh::server::Handler for Conn {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let (Some(user), Some(Chan::Fresh { pty, no_color })) =
+        let (Some(user), Some(Chan::Fresh { pty, no_color, .. })) =
             (self.user.clone(), self.channels.remove(&channel))
         else {
             session.channel_failure(channel)?;
@@ -452,7 +457,7 @@ impl russh::server::Handler for Conn {
         session.channel_success(channel)?;
         let command = String::from_utf8_lossy(data).into_owned();
         if let Some(parsed) = direct::parse(&command) {
-            let Some(Chan::Fresh { pty, .. }) = self.channels.remove(&channel) else {
+            let Some(Chan::Fresh { pty, term, .. }) = self.channels.remove(&channel) else {
                 return Ok(());
             };
             self.channels.insert(channel, Chan::Exec);
@@ -471,6 +476,7 @@ impl russh::server::Handler for Conn {
                     args,
                     cols,
                     rows,
+                    term,
                     handle: handle.clone(),
                     channel,
                     prefix: self.shared.config.prefix_key,

@@ -388,9 +388,7 @@ async fn run(
                                             a.as_ref(),
                                             &project,
                                             session.as_deref(),
-                                            cols,
-                                            rows,
-                                            read_only,
+                                            &crate::driver::Viewer::pane(cols, rows, read_only),
                                         )
                                         .await
                                         .map(|(att, name)| (att, name, session)),
@@ -660,9 +658,7 @@ impl Ctx<'_> {
             attach.as_ref(),
             project,
             session,
-            cols,
-            rows,
-            read_only,
+            &crate::driver::Viewer::pane(cols, rows, read_only),
         )
         .await
     }
