@@ -835,3 +835,48 @@ async fn a_flood_reaches_the_viewer_as_screens_not_every_line() {
     assert!(a.input.try_send(b"echo after-$((2+3))\r".to_vec()));
     read_until(&mut a, &mut seen, "after-5").await;
 }
+
+#[tokio::test]
+async fn many_small_writes_reach_the_viewer_in_few_messages() {
+    let s = Scratch::new();
+    let name = unique_name();
+    let spec = sandbox_spec(&name, &[]);
+    s.driver.ensure(&spec).await.unwrap();
+    let mut a = s
+        .driver
+        .attach(&spec.resource, Some("chatty"), &Viewer::pane(80, 24, false))
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    assert!(a.input.try_send(b"echo ready-$((1+1))\r".to_vec()));
+    read_until(&mut a, &mut seen, "ready-2").await;
+
+    // A program writing a byte at a time, as fast as it can: tmux passes
+    // each of its reads on at once, so the viewer's terminal sees a stream
+    // of tiny writes, a few thousand a second.
+    const WRITES: usize = 40_000;
+    let command = format!(
+        "i=0; while [ $i -lt {WRITES} ]; do printf .; i=$((i+1)); done; \
+         echo; echo chatty-$((6*7))-done\r"
+    );
+    assert!(a.input.try_send(command.into_bytes()));
+    let mut seen = String::new();
+    let mut messages = 0usize;
+    while !seen.contains("chatty-42-done") {
+        let bytes = tokio::time::timeout(Duration::from_secs(30), a.output.recv())
+            .await
+            .expect("the marker within 30 s")
+            .expect("the attachment open");
+        messages += 1;
+        seen.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    // Read one by one, they came as about 900 messages (measured with the
+    // pause taken out); the reader pauses during such a stream and gathers
+    // them into about 85.
+    assert!(
+        messages < WRITES / 100,
+        "{messages} messages for {WRITES} one-byte writes"
+    );
+    // Nothing was lost on the way: the line of dots ends on the screen.
+    assert!(seen.contains("...."), "{seen}");
+}

@@ -45,6 +45,19 @@ struct Numbers {
     cpu_ms_per_mb: f64,
     /// CPU of the tmux server behind the path, per MiB.
     tmux_ms_per_mb: f64,
+    /// MiB that reached the client in one run.
+    received_mib: f64,
+}
+
+/// One throughput run of one path.
+#[derive(Clone)]
+struct Run {
+    bytes_per_sec: f64,
+    /// CPU milliseconds per MiB of the relay (and what runs below it), and
+    /// of the tmux server.
+    cpu_ms_per_mib: [f64; 2],
+    /// MiB that reached the client.
+    received_mib: f64,
 }
 
 async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
@@ -173,7 +186,7 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
         samples.sort();
         echoes.push(samples);
     }
-    let mut rates: Vec<Vec<(f64, [f64; 2])>> = vec![Vec::new(); names.len()];
+    let mut rates: Vec<Vec<Run>> = vec![Vec::new(); names.len()];
     let mut alone: Vec<(f64, f64)> = Vec::new();
     for round in 0..THROUGHPUT_ROUNDS {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -209,9 +222,10 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
                     p50: quantile(samples, 0.5),
                     p90: quantile(samples, 0.9),
                     p99: quantile(samples, 0.99),
-                    bytes_per_sec: median(rates.iter().map(|r| r.0)),
-                    cpu_ms_per_mb: median(rates.iter().map(|r| r.1[0])),
-                    tmux_ms_per_mb: median(rates.iter().map(|r| r.1[1])),
+                    bytes_per_sec: median(rates.iter().map(|r| r.bytes_per_sec)),
+                    cpu_ms_per_mb: median(rates.iter().map(|r| r.cpu_ms_per_mib[0])),
+                    tmux_ms_per_mb: median(rates.iter().map(|r| r.cpu_ms_per_mib[1])),
+                    received_mib: median(rates.iter().map(|r| r.received_mib)),
                 },
             )
         })
@@ -221,32 +235,41 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
         "attach: {keys} keystrokes per path (interleaved) and `cat` of {megabytes} MiB (median of {THROUGHPUT_ROUNDS} rounds) in a {COLS}x{ROWS} tmux session running sh (clients on this machine)"
     );
     println!(
-        "  {:<28} {:>9} {:>9} {:>9} {:>11} {:>12} {:>12}",
-        "path", "echo p50", "echo p90", "echo p99", "MiB/s", "CPU ms/MiB", "tmux ms/MiB"
+        "  {:<28} {:>9} {:>9} {:>9} {:>11} {:>12} {:>12} {:>12}",
+        "path",
+        "echo p50",
+        "echo p90",
+        "echo p99",
+        "MiB/s",
+        "CPU ms/MiB",
+        "tmux ms/MiB",
+        "MiB to client"
     );
     for (name, n) in &results {
         println!(
-            "  {:<28} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>11.1} {:>12.1} {:>12.1}",
+            "  {:<28} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>11.1} {:>12.1} {:>12.1} {:>12.1}",
             name,
             ms(n.p50),
             ms(n.p90),
             ms(n.p99),
             n.bytes_per_sec / (1 << 20) as f64,
             n.cpu_ms_per_mb,
-            n.tmux_ms_per_mb
+            n.tmux_ms_per_mb,
+            n.received_mib
         );
     }
     let alone_tmux = median(alone.iter().map(|a| a.1));
     let alone = median(alone.iter().map(|a| a.0));
     println!(
-        "  {:<28} {:>9} {:>9} {:>9} {:>11.1} {:>12} {:>12.1}",
+        "  {:<28} {:>9} {:>9} {:>9} {:>11.1} {:>12} {:>12.1} {:>12}",
         "tmux alone, no viewer",
         "-",
         "-",
         "-",
         alone / (1 << 20) as f64,
         "-",
-        alone_tmux
+        alone_tmux,
+        "-"
     );
     let anchor_n = &results[0].1;
     for (name, n) in &results[1..] {
@@ -428,13 +451,13 @@ async fn echo(conn: &mut Conn, byte: u8) -> anyhow::Result<Duration> {
 /// `cat` of the payload through the session until a marker that only the
 /// command's output (not its echo) contains: bytes per second and CPU
 /// milliseconds per MiB of the processes below the server.
-async fn throughput<const N: usize, Cpu: Fn() -> [u64; N]>(
+async fn throughput(
     conn: &mut Conn,
     payload: &Path,
     bytes: f64,
     detach: &[u8],
-    cpu_ticks: Cpu,
-) -> anyhow::Result<(f64, [f64; N])> {
+    cpu_ticks: impl Fn() -> [u64; 2],
+) -> anyhow::Result<Run> {
     let (read, write, _) = conn;
     let cpu_before = cpu_ticks();
     let t = Instant::now();
@@ -452,13 +475,17 @@ async fn throughput<const N: usize, Cpu: Fn() -> [u64; N]>(
     );
     write.data_bytes(cmd.into_bytes()).await?;
     let marker = format!("BENCH-{}-DONE", tag + 1);
-    wait_for(read, marker.as_bytes(), Duration::from_secs(600)).await?;
+    let received = wait_for(read, marker.as_bytes(), Duration::from_secs(600)).await?;
     let elapsed = t.elapsed().as_secs_f64();
     let cpu_after = cpu_ticks();
     // Detach politely, with the path's own keys: another path's would be
     // typed into the shell.
     let _ = write.data_bytes(detach.to_vec()).await;
-    Ok((bytes / elapsed, ms_per_mib(cpu_before, cpu_after, bytes)))
+    Ok(Run {
+        bytes_per_sec: bytes / elapsed,
+        cpu_ms_per_mib: ms_per_mib(cpu_before, cpu_after, bytes),
+        received_mib: received as f64 / (1 << 20) as f64,
+    })
 }
 
 /// CPU milliseconds per MiB of output, for each counter read before and after.

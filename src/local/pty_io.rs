@@ -10,7 +10,9 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
@@ -23,31 +25,64 @@ const READ_CHUNK: usize = 32 * 1024;
 const FLOOD_BYTES: usize = 128 * 1024;
 
 /// How long the reader leaves a flooding terminal alone between reads.
-const FLOOD_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+const FLOOD_PAUSE: Duration = Duration::from_millis(10);
 
-/// Decides when the reader pauses. A program that floods its terminal
-/// (`yes`, `cat` of a large file) writes far more than anyone can read;
-/// tmux, on the other side of the terminal, handles a viewer that falls
-/// behind by dropping what it has not sent and redrawing the whole screen
-/// once the viewer has caught up. Pausing lets it do that: the viewer gets
-/// the current screen several times a second instead of every line on the
-/// way. Output that fits in a few reads (an echo, a screen redraw, a page
-/// of text) never waits.
+/// Reads this close to the one before belong to a stream of output.
+const STREAM_GAP: Duration = Duration::from_millis(4);
+
+/// Close reads in a row (after the first) from which output is a stream.
+const STREAM_READS: u32 = 3;
+
+/// How long the reader leaves a streaming terminal alone between reads.
+const STREAM_PAUSE: Duration = Duration::from_millis(2);
+
+/// Decides when the reader pauses, so that busy output costs a few reads
+/// (and SSH packets) where each read would cost one; an echo, or a screen
+/// redraw in two or three writes, never waits.
+///
+/// - A flood: a program pouring out its terminal (`yes`, `cat` of a large
+///   file) writes far more than anyone can read. tmux, on the other side
+///   of the terminal, handles a viewer that falls behind by dropping what
+///   it has not sent and redrawing the whole screen once the viewer has
+///   caught up. Pausing lets it do that: the viewer gets the current
+///   screen several times a second instead of every line on the way.
+/// - A stream: output arriving in many small writes close together. tmux
+///   writes each of its updates at once, often only a cursor move of a
+///   few bytes (thousands a second while it skips drawing a flood for a
+///   viewer that fell behind); read one by one, each would cost a wake-up,
+///   a message and an SSH packet. A short pause gathers them.
 #[derive(Debug, Default)]
-struct FloodPacing {
+struct ReadPacing {
     /// Bytes in the current run of large reads.
     run: usize,
+    /// Reads in a row, each within [`STREAM_GAP`] of the one before.
+    close_reads: u32,
+    /// When the last read happened.
+    last: Option<Instant>,
 }
 
-impl FloodPacing {
-    /// After a read of `n` bytes: how long to wait before the next read, if at all.
-    fn after_read(&mut self, n: usize) -> Option<std::time::Duration> {
+impl ReadPacing {
+    /// After a read of `n` bytes at `now`: how long to wait before the
+    /// next read, if at all.
+    fn after_read(&mut self, n: usize, now: Instant) -> Option<Duration> {
+        let close = self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < STREAM_GAP);
+        self.last = Some(now);
+        self.close_reads = if close {
+            self.close_reads.saturating_add(1)
+        } else {
+            0
+        };
         if n < BULK_READ {
             self.run = 0;
-            return None;
+        } else {
+            self.run = self.run.saturating_add(n);
+            if self.run >= FLOOD_BYTES {
+                return Some(FLOOD_PAUSE);
+            }
         }
-        self.run = self.run.saturating_add(n);
-        (self.run >= FLOOD_BYTES).then_some(FLOOD_PAUSE)
+        (self.close_reads >= STREAM_READS).then_some(STREAM_PAUSE)
     }
 }
 
@@ -109,56 +144,27 @@ impl InputSink for PtyInput {
 /// pulling the terminal from under an attached tmux client can leave an
 /// end-of-file in the session it shows.
 pub fn relay(master: RawFd, read_only: bool) -> io::Result<PtyStreams> {
-    // SAFETY: dup of a descriptor the caller owns and keeps open for the call.
-    let dup = unsafe { libc::dup(master) };
-    if dup < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `dup` is a fresh descriptor nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(dup) };
-    set_nonblocking(&fd)?;
-    // SAFETY: an OwnedFd stays open and is the same descriptor for as long
-    // as the AsyncFd owns it.
-    let fd = Arc::new(unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?);
+    // Reading and writing each get their own descriptor and registration:
+    // the reader drops its registration while it pauses (see `read_loop`),
+    // and neither is woken by the other's readiness.
+    let read_fd = duplicate(master)?;
+    set_nonblocking(&read_fd)?;
+    let write_fd = Arc::new(register(duplicate(master)?, Interest::WRITABLE)?);
 
     let (out_tx, output) = mpsc::channel::<Vec<u8>>(64);
-    let reader = fd.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; READ_CHUNK];
-        let mut viewer_gone = false;
-        let mut flood = FloodPacing::default();
-        loop {
-            let Ok(mut ready) = reader.readable().await else {
-                break;
-            };
-            match ready.try_io(|fd| read_burst(fd.get_ref(), &mut buf)) {
-                // End of file, or EIO once the other side has closed.
-                Ok(Ok(0)) | Ok(Err(_)) => break,
-                Ok(Ok(n)) => {
-                    if !viewer_gone {
-                        viewer_gone = out_tx.send(buf[..n].to_vec()).await.is_err();
-                    }
-                    if let Some(pause) = flood.after_read(n) {
-                        drop(ready);
-                        tokio::time::sleep(pause).await;
-                    }
-                }
-                Err(_would_block) => {}
-            }
-        }
-    });
+    tokio::spawn(read_loop(read_fd, out_tx));
 
     let (queue, mut in_rx) = mpsc::channel::<Vec<u8>>(INPUT_QUEUE);
     let queued = Arc::new(Mutex::new(0usize));
     let input = SessionInput::new(PtyInput {
-        fd: fd.clone(),
+        fd: write_fd.clone(),
         queue,
         queued: queued.clone(),
         read_only,
     });
     tokio::spawn(async move {
         while let Some(bytes) = in_rx.recv().await {
-            let written = write_all(&fd, &bytes).await;
+            let written = write_all(&write_fd, &bytes).await;
             *queued.lock().expect("pty input lock") -= 1;
             if written.is_err() {
                 break;
@@ -166,6 +172,63 @@ pub fn relay(master: RawFd, read_only: bool) -> io::Result<PtyStreams> {
         }
     });
     Ok(PtyStreams { output, input })
+}
+
+/// Relays the terminal's output to `out` until the terminal closes; keeps
+/// reading (and dropping it) once the viewer has gone, so the terminal
+/// stays open as long as the program on the other side.
+async fn read_loop(fd: OwnedFd, out: mpsc::Sender<Vec<u8>>) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut viewer_gone = false;
+    let mut pacing = ReadPacing::default();
+    let mut fd = Some(fd);
+    while let Some(owned) = fd.take() {
+        let Ok(reader) = register(owned, Interest::READABLE) else {
+            break;
+        };
+        let pause = loop {
+            let Ok(mut ready) = reader.readable().await else {
+                return;
+            };
+            match ready.try_io(|fd| read_burst(fd.get_ref(), &mut buf)) {
+                // End of file, or EIO once the other side has closed.
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => {
+                    if !viewer_gone {
+                        viewer_gone = out.send(buf[..n].to_vec()).await.is_err();
+                    }
+                    if let Some(pause) = pacing.after_read(n, Instant::now()) {
+                        break pause;
+                    }
+                }
+                Err(_would_block) => {}
+            }
+        };
+        // Registered, the descriptor would wake the runtime at every write
+        // from the other side (thousands a second when tmux is busy), only
+        // to be left unread: unregistered, the pause costs nothing.
+        let owned = reader.into_inner();
+        tokio::time::sleep(pause).await;
+        fd = Some(owned);
+    }
+}
+
+/// A duplicate of `fd`, owned.
+fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: dup of a descriptor the caller owns and keeps open for the call.
+    let dup = unsafe { libc::dup(fd) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+/// `fd` in the runtime's reactor, woken for `interest` only.
+fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: an OwnedFd stays open and is the same descriptor for as long
+    // as the AsyncFd owns it.
+    unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.into_parts().1)
 }
 
 async fn write_all(fd: &AsyncFd<OwnedFd>, mut bytes: &[u8]) -> io::Result<()> {
@@ -250,22 +313,68 @@ mod tests {
         }
     }
 
+    /// Reads `apart` from each other, starting well after any earlier one.
+    fn reads_apart(apart: Duration) -> impl Iterator<Item = Instant> {
+        let t0 = Instant::now() + Duration::from_secs(3600);
+        (0u32..).map(move |i| t0 + apart * i)
+    }
+
     #[test]
     fn only_a_run_of_large_reads_is_a_flood() {
-        let mut f = FloodPacing::default();
+        // Reads far apart, so only the flood rule can pause.
+        let mut at = reads_apart(Duration::from_millis(50));
+        let mut f = ReadPacing::default();
         // An echo, a screen redraw, a page of text: never a pause.
-        assert_eq!(f.after_read(1), None);
-        assert_eq!(f.after_read(FLOOD_BYTES - 1), None);
+        assert_eq!(f.after_read(1, at.next().unwrap()), None);
+        assert_eq!(f.after_read(FLOOD_BYTES - 1, at.next().unwrap()), None);
         // A short read in between starts the count again.
-        assert_eq!(f.after_read(100), None);
+        assert_eq!(f.after_read(100, at.next().unwrap()), None);
         for _ in 0..FLOOD_BYTES / BULK_READ - 1 {
-            assert_eq!(f.after_read(BULK_READ), None);
+            assert_eq!(f.after_read(BULK_READ, at.next().unwrap()), None);
         }
-        assert_eq!(f.after_read(BULK_READ), Some(FLOOD_PAUSE));
+        assert_eq!(
+            f.after_read(BULK_READ, at.next().unwrap()),
+            Some(FLOOD_PAUSE)
+        );
         // The flood goes on: every large read pauses, until it ends.
-        assert_eq!(f.after_read(READ_CHUNK), Some(FLOOD_PAUSE));
-        assert_eq!(f.after_read(BULK_READ - 1), None);
-        assert_eq!(f.after_read(READ_CHUNK), None);
+        assert_eq!(
+            f.after_read(READ_CHUNK, at.next().unwrap()),
+            Some(FLOOD_PAUSE)
+        );
+        assert_eq!(f.after_read(BULK_READ - 1, at.next().unwrap()), None);
+        assert_eq!(f.after_read(READ_CHUNK, at.next().unwrap()), None);
+    }
+
+    #[test]
+    fn many_small_reads_close_together_are_a_stream() {
+        // A key's echo and a redraw in a few writes never wait.
+        let mut f = ReadPacing::default();
+        let mut at = reads_apart(Duration::from_micros(200));
+        for _ in 0..=STREAM_READS - 1 {
+            assert_eq!(f.after_read(8, at.next().unwrap()), None);
+        }
+        // One more close read: a stream, which waits between reads for as
+        // long as it goes on.
+        for _ in 0..10 {
+            assert_eq!(f.after_read(8, at.next().unwrap()), Some(STREAM_PAUSE));
+        }
+        // A read after a gap (the stream ended) is on its own again.
+        let later = at.next().unwrap() + STREAM_GAP;
+        assert_eq!(f.after_read(8, later), None);
+        // Keys typed quickly, each echoed alone, are never a stream.
+        let mut f = ReadPacing::default();
+        for t in reads_apart(STREAM_GAP).take(50) {
+            assert_eq!(f.after_read(1, t), None);
+        }
+        // The pause itself keeps a stream a stream: the next read comes
+        // right after it.
+        let mut f = ReadPacing::default();
+        let paused = reads_apart(STREAM_PAUSE + Duration::from_micros(300));
+        let pauses = paused
+            .take(20)
+            .filter(|t| f.after_read(8, *t).is_some())
+            .count();
+        assert_eq!(pauses, 20 - STREAM_READS as usize);
     }
 
     async fn read_until(out: &mut mpsc::Receiver<Vec<u8>>, needle: &str) -> String {
