@@ -64,12 +64,31 @@ const TICK: Duration = Duration::from_millis(100);
 /// `tmux list-sessions`, or one pod exec, per open detail screen).
 const SESSION_POLL: Duration = Duration::from_secs(3);
 /// The shortest time between two frames (about 120 per second) while
-/// output streams in on its own.
+/// someone types.
 const FRAME_GAP: Duration = Duration::from_millis(8);
+/// The shortest time between two frames (about 60 per second) while output
+/// streams in on its own: as smooth as a terminal shows it, at half the
+/// rendering of the typing pace.
+const OUTPUT_FRAME_GAP: Duration = Duration::from_millis(16);
 /// How long after a keystroke output is drawn without waiting for the frame gap.
 const ECHO_WINDOW: Duration = Duration::from_millis(50);
 /// tmux's prefix (C-b, Kiln's tmux config keeps the default) and `[`: copy mode.
 const TMUX_COPY_MODE: &[u8] = b"\x02[";
+
+/// How long a changed screen waits before its frame, `since` the last
+/// frame (or the echo preview that went ahead of it). Right after a
+/// keystroke it is drawn at once: that is the echo a person waits for.
+fn frame_wait(typing: bool, previewed: bool, since: Duration) -> Duration {
+    if typing && !previewed {
+        return Duration::ZERO;
+    }
+    let gap = if typing || previewed {
+        FRAME_GAP
+    } else {
+        OUTPUT_FRAME_GAP
+    };
+    gap.saturating_sub(since)
+}
 
 /// Client input for a dashboard session. Dropping it (the channel closed)
 /// ends the session.
@@ -299,8 +318,9 @@ async fn run(
         if quit {
             break;
         }
-        // At most one frame per FRAME_GAP: a flood of output becomes a
-        // steady frame rate, while a keystroke after a pause draws at once.
+        // At most one frame per gap (FRAME_GAP while typing, else
+        // OUTPUT_FRAME_GAP): a flood of output becomes a steady frame rate,
+        // while a keystroke after a pause draws at once.
         // Right after a keystroke, draw at once: that is the echo a person waits for.
         // Keys may reach the pane without passing here (the shortcut):
         // reopen it once everything that came this way is handled.
@@ -310,9 +330,12 @@ async fn run(
                 .map(|a| (&a.input, prefix.byte(), app.pane_strips_paste())),
             input.is_empty(),
         );
-        let typing = keys.typed_within(ECHO_WINDOW);
-        let paced_from = previewed.unwrap_or(last_draw);
-        if dirty && ((typing && previewed.is_none()) || paced_from.elapsed() >= FRAME_GAP) {
+        let wait = frame_wait(
+            keys.typed_within(ECHO_WINDOW),
+            previewed.is_some(),
+            previewed.unwrap_or(last_draw).elapsed(),
+        );
+        if dirty && wait.is_zero() {
             app.set_now(chrono::Utc::now());
             terminal.backend_mut().begin_frame(FRAME_BEGIN)?;
             let frame = terminal.draw(|f| app.view(f))?;
@@ -335,7 +358,7 @@ async fn run(
 
         let mut refresh = false;
         tokio::select! {
-            _ = tokio::time::sleep(FRAME_GAP.saturating_sub(previewed.unwrap_or(last_draw).elapsed())), if dirty => {}
+            _ = tokio::time::sleep(wait), if dirty => {}
             got = input.recv() => {
                 let Some(first) = got else { break };
                 // Take everything already queued: one frame for a burst.
@@ -825,6 +848,20 @@ impl Ctx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_come_at_once_after_a_key_and_paced_otherwise() {
+        let ms = Duration::from_millis;
+        // A keystroke's echo: at once, however recent the last frame.
+        assert_eq!(frame_wait(true, false, ms(0)), Duration::ZERO);
+        // The full frame after an echo preview: the typing pace.
+        assert_eq!(frame_wait(true, true, ms(3)), FRAME_GAP - ms(3));
+        assert_eq!(frame_wait(false, true, ms(3)), FRAME_GAP - ms(3));
+        // Output on its own: the slower output pace.
+        assert_eq!(frame_wait(false, false, ms(3)), OUTPUT_FRAME_GAP - ms(3));
+        assert_eq!(frame_wait(false, false, OUTPUT_FRAME_GAP), Duration::ZERO);
+        assert!(OUTPUT_FRAME_GAP > FRAME_GAP);
+    }
 
     #[test]
     fn the_prefix_splits_commands_from_keystrokes_even_across_reads() {
