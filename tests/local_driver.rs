@@ -798,20 +798,25 @@ where
     }
 }
 
-#[tokio::test]
-async fn a_flood_reaches_the_viewer_as_screens_not_every_line() {
-    let s = Scratch::new();
-    let name = unique_name();
-    let spec = sandbox_spec(&name, &[]);
+/// A fresh sandbox's named `session`, attached at 80x24 once its shell answers.
+async fn answering_session(s: &Scratch, session: &str) -> kiln::driver::Attachment {
+    let spec = sandbox_spec(&unique_name(), &[]);
     s.driver.ensure(&spec).await.unwrap();
     let mut a = s
         .driver
-        .attach(&spec.resource, Some("flood"), &Viewer::pane(80, 24, false))
+        .attach(&spec.resource, Some(session), &Viewer::pane(80, 24, false))
         .await
         .unwrap();
     let mut seen = String::new();
     assert!(a.input.try_send(b"echo ready-$((1+1))\r".to_vec()));
     read_until(&mut a, &mut seen, "ready-2").await;
+    a
+}
+
+#[tokio::test]
+async fn a_flood_reaches_the_viewer_as_screens_not_every_line() {
+    let s = Scratch::new();
+    let mut a = answering_session(&s, "flood").await;
 
     // 32 MiB of lines, then a marker only the command's output contains.
     const FLOOD: usize = 32 << 20;
@@ -839,17 +844,7 @@ async fn a_flood_reaches_the_viewer_as_screens_not_every_line() {
 #[tokio::test]
 async fn many_small_writes_reach_the_viewer_in_few_messages() {
     let s = Scratch::new();
-    let name = unique_name();
-    let spec = sandbox_spec(&name, &[]);
-    s.driver.ensure(&spec).await.unwrap();
-    let mut a = s
-        .driver
-        .attach(&spec.resource, Some("chatty"), &Viewer::pane(80, 24, false))
-        .await
-        .unwrap();
-    let mut seen = String::new();
-    assert!(a.input.try_send(b"echo ready-$((1+1))\r".to_vec()));
-    read_until(&mut a, &mut seen, "ready-2").await;
+    let mut a = answering_session(&s, "chatty").await;
 
     // A program writing a byte at a time, as fast as it can: tmux passes
     // each of its reads on at once, so the viewer's terminal sees a stream

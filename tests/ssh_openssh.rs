@@ -23,6 +23,10 @@ impl Tmux {
             .expect("tmux");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+    /// Types `line` and Enter into the window.
+    fn type_line(&self, line: &str) {
+        self.run(&["send-keys", "-t", "kiln", line, "Enter"]);
+    }
     fn capture(&self) -> String {
         self.run(&["capture-pane", "-p", "-t", "kiln"])
     }
@@ -56,6 +60,14 @@ async fn wait_screen(t: &Tmux, what: &str, pred: impl Fn(&str) -> bool) -> Strin
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits for the shell prompt of an attached session.
+async fn wait_prompt(t: &Tmux) {
+    wait_screen(t, "a prompt in the session", |s| {
+        s.contains('#') || s.contains('$')
+    })
+    .await;
 }
 
 const PASSWORD: &str = "correct horse battery";
@@ -185,17 +197,8 @@ async fn openssh_t_attaches_directly_and_the_prefix_detaches() {
     // The shell stays after ssh, so ssh's exit can be read afterwards.
     let ssh = askpass.ssh(&server, "-t", "attach direct; echo ssh-exit=$?; sleep 30");
     let t = tmux_running(id, &ssh);
-    wait_screen(&t, "a prompt in the session", |s| {
-        s.contains('#') || s.contains('$')
-    })
-    .await;
-    t.run(&[
-        "send-keys",
-        "-t",
-        "kiln",
-        "echo direct-$((6*7))-attach",
-        "Enter",
-    ]);
+    wait_prompt(&t).await;
+    t.type_line("echo direct-$((6*7))-attach");
     wait_screen(&t, "the command's output", |s| {
         s.contains("direct-42-attach")
     })
@@ -233,19 +236,10 @@ async fn direct_attach_draws_for_the_clients_terminal_type() {
     ] {
         let ssh = askpass.ssh(&server, "-t", "attach term");
         let t = tmux_running(&format!("{id}-{term}"), &format!("TERM={term} {ssh}"));
-        wait_screen(&t, "a prompt in the session", |s| {
-            s.contains('#') || s.contains('$')
-        })
-        .await;
+        wait_prompt(&t).await;
         // tmux names the terminal it draws for; the typed line does not
         // contain the answer, only the output does.
-        t.run(&[
-            "send-keys",
-            "-t",
-            "kiln",
-            "tmux display -p 'drawn-for-#{client_termname}-end'",
-            "Enter",
-        ]);
+        t.type_line("tmux display -p 'drawn-for-#{client_termname}-end'");
         let want = format!("drawn-for-{drawn_for}-end");
         wait_screen(&t, &want, |s| s.contains(&want)).await;
     }
