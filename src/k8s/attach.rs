@@ -45,7 +45,7 @@ const WITH_VIEWER_TERM: &str =
 /// (`term`, from its SSH client) gets tmux drawing for that type when it is
 /// a plain name the pod knows.
 pub fn attach_command(session: &str, read_only: bool, term: Option<&str>) -> Vec<String> {
-    let mut argv = match term.filter(|t| crate::model::terminal::is_plain_name(t) && *t != "dumb") {
+    let mut argv = match term.filter(|t| crate::model::terminal::is_drawable(t)) {
         Some(t) => vec!["sh".into(), "-c".into(), WITH_VIEWER_TERM.into(), t.into()],
         None => Vec::new(),
     };

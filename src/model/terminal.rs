@@ -27,13 +27,19 @@ pub fn is_plain_name(term: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '_'))
 }
 
+/// Whether tmux could draw for `term`, wherever its entry is found: a
+/// plain name, and not `dumb` (a terminal that cannot even clear its
+/// screen).
+pub fn is_drawable(term: &str) -> bool {
+    term != "dumb" && is_plain_name(term)
+}
+
 /// The terminal type a viewer's tmux client runs with: `requested` (the
-/// client's TERM, if it sent one) when it is a plain name that `known`
-/// accepts, else [`FALLBACK`]. `dumb` is never taken: tmux cannot draw on a
-/// terminal that cannot even clear its screen.
+/// client's TERM, if it sent one) when it [is drawable](is_drawable) and
+/// `known` has its entry, else [`FALLBACK`].
 pub fn for_viewer(requested: Option<&str>, known: impl Fn(&str) -> bool) -> &str {
     match requested {
-        Some(t) if t != "dumb" && is_plain_name(t) && known(t) => t,
+        Some(t) if is_drawable(t) && known(t) => t,
         _ => FALLBACK,
     }
 }
