@@ -18,31 +18,6 @@ fn tmux_has(server: &Server, session: &str) -> bool {
         .unwrap_or(false)
 }
 
-async fn running_project(server: &Server, user: uuid::Uuid, name: &str) -> String {
-    server
-        .store
-        .create_project(user, name, "", "test")
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let p = server.store.find_project(user, name).await.unwrap();
-        let sb = p
-            .resources
-            .iter()
-            .find(|r| r.kind == ResourceKind::Sandbox)
-            .unwrap();
-        if sb.status == kiln::model::ResourceStatus::Running {
-            return sb.resource_name.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "sandbox never ran: {p:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 /// Alice's dashboard at `cols`×`rows`, once `project` shows RUNNING on it
 /// (the client is returned too: the connection lives as long as it does).
 async fn alices_dashboard(
@@ -66,7 +41,7 @@ async fn alices_dashboard(
 async fn attach_types_into_the_session_and_detach_leaves_it_running() {
     let server = Server::start_local().await;
     let alice = server.user("alice", "correct horse battery").await;
-    let session = running_project(&server, alice.id, "shell").await;
+    let session = server.running_project(alice.id, "shell").await;
     let mut c = connect(server.addr).await;
     assert!(c.password("alice", "correct horse battery").await);
 
@@ -134,7 +109,7 @@ async fn attach_refuses_without_a_terminal_for_a_stopped_project_and_for_other_t
     let server = Server::start_local().await;
     let alice = server.user("alice", "correct horse battery").await;
     server.user("bob", "another long password").await;
-    running_project(&server, alice.id, "mine").await;
+    server.running_project(alice.id, "mine").await;
     let mut a = connect(server.addr).await;
     assert!(a.password("alice", "correct horse battery").await);
 
@@ -176,7 +151,7 @@ async fn attach_refuses_without_a_terminal_for_a_stopped_project_and_for_other_t
 async fn a_read_only_viewer_sees_output_and_changes_nothing() {
     let server = Server::start_local().await;
     let alice = server.user("alice", "correct horse battery").await;
-    running_project(&server, alice.id, "shared").await;
+    server.running_project(alice.id, "shared").await;
     let mut c = connect(server.addr).await;
     assert!(c.password("alice", "correct horse battery").await);
     let writer = c.exec_tty("attach shared", 100, 30).await;
@@ -203,7 +178,7 @@ async fn a_read_only_viewer_sees_output_and_changes_nothing() {
 async fn the_dashboard_pane_attaches_detaches_and_reattaches_to_a_live_session() {
     let server = Server::start_local().await;
     let alice = server.user("alice", "correct horse battery").await;
-    let session = running_project(&server, alice.id, "paned").await;
+    let session = server.running_project(alice.id, "paned").await;
     let (_c, screen) = alices_dashboard(&server, "paned", 100, 30).await;
     screen.send(b"a").await;
     screen.wait_for("Ctrl-] d detach").await;
@@ -289,7 +264,7 @@ fn attach_clients(server: &Server) -> usize {
 async fn a_dropped_connection_leaves_no_orphan_client_and_the_session_intact() {
     let server = Server::start_local().await;
     let alice = server.user("alice", "correct horse battery").await;
-    let session = running_project(&server, alice.id, "orphans").await;
+    let session = server.running_project(alice.id, "orphans").await;
     {
         let mut c = connect(server.addr).await;
         assert!(c.password("alice", "correct horse battery").await);
@@ -322,8 +297,8 @@ async fn named_sessions_belong_to_their_sandbox_only() {
     let server = Server::start_local().await;
     let alice = server.user("alice", "correct horse battery").await;
     let bob = server.user("bob", "another long password").await;
-    let alices = running_project(&server, alice.id, "alicesbox").await;
-    running_project(&server, bob.id, "bobsbox").await;
+    let alices = server.running_project(alice.id, "alicesbox").await;
+    server.running_project(bob.id, "bobsbox").await;
     let mut b = connect(server.addr).await;
     assert!(b.password("bob", "another long password").await);
 
@@ -387,7 +362,7 @@ fn find_cell(screen: &support::ssh::Screen, needle: &str) -> Option<(u16, u16)> 
 async fn the_pane_keeps_colours_wide_characters_and_full_screen_programs() {
     let server = Server::start_local().await;
     let alice = server.user("alice", "correct horse battery").await;
-    running_project(&server, alice.id, "colours").await;
+    server.running_project(alice.id, "colours").await;
     let mut c = connect(server.addr).await;
     assert!(c.password("alice", "correct horse battery").await);
     let screen = c.shell(100, 30).await;
@@ -435,7 +410,7 @@ async fn the_pane_keeps_colours_wide_characters_and_full_screen_programs() {
 async fn the_pane_creates_and_switches_named_sessions() {
     let server = Server::start_local().await;
     let alice = server.user("alice", "correct horse battery").await;
-    let default = running_project(&server, alice.id, "multi").await;
+    let default = server.running_project(alice.id, "multi").await;
     let mut c = connect(server.addr).await;
     assert!(c.password("alice", "correct horse battery").await);
     let screen = c.shell(110, 30).await;
@@ -496,7 +471,7 @@ fn window_size(server: &Server, session: &str) -> String {
 async fn a_read_only_viewer_never_resizes_the_session() {
     let server = Server::start_local().await;
     let alice = server.user("alice", "correct horse battery").await;
-    let session = running_project(&server, alice.id, "sized").await;
+    let session = server.running_project(alice.id, "sized").await;
     let mut c = connect(server.addr).await;
     assert!(c.password("alice", "correct horse battery").await);
     let writer = c.exec_tty("attach sized", 100, 30).await;
@@ -561,7 +536,7 @@ async fn wait_dead(server: &Server, session: &str) {
 async fn the_dashboard_shows_an_exited_session_and_restarts_it() {
     let server = Server::start_local().await;
     let alice = server.user("alice", "correct horse battery").await;
-    let default = running_project(&server, alice.id, "revive").await;
+    let default = server.running_project(alice.id, "revive").await;
     let mut c = connect(server.addr).await;
     assert!(c.password("alice", "correct horse battery").await);
     let screen = c.shell(110, 32).await;
@@ -656,7 +631,7 @@ async fn a_configured_prefix_key_replaces_ctrl_bracket_in_the_pane_and_direct_at
     };
     let server = Server::start_local_with(config).await;
     let alice = server.user("alice", "correct horse battery").await;
-    let session = running_project(&server, alice.id, "prefixed").await;
+    let session = server.running_project(alice.id, "prefixed").await;
 
     // The pane says which key it is; Ctrl-] is just a key for the session now.
     let (_c, screen) = alices_dashboard(&server, "prefixed", 100, 30).await;
@@ -686,7 +661,7 @@ async fn a_configured_prefix_key_replaces_ctrl_bracket_in_the_pane_and_direct_at
 async fn a_paste_reaches_a_program_that_asked_for_bracketed_paste_and_only_that_one() {
     let server = Server::start_local().await;
     let alice = server.user("alice", "correct horse battery").await;
-    running_project(&server, alice.id, "paste").await;
+    server.running_project(alice.id, "paste").await;
     let (_c, screen) = alices_dashboard(&server, "paste", 100, 30).await;
     screen.send(b"a").await;
     screen.wait_for("d detach").await;

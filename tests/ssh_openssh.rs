@@ -121,30 +121,6 @@ fn tmux_running(id: &str, command: &str) -> Tmux {
     t
 }
 
-/// Creates alice's project `name` and waits until its sandbox runs;
-/// returns the sandbox's tmux session.
-async fn running_project(server: &Server, owner: uuid::Uuid, name: &str) -> String {
-    server
-        .store
-        .create_project(owner, name, "", "alice")
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let p = server.store.find_project(owner, name).await.unwrap();
-        let sb = p
-            .resources
-            .iter()
-            .find(|r| r.kind == kiln::store::resources::ResourceKind::Sandbox)
-            .unwrap();
-        if sb.status == kiln::model::ResourceStatus::Running {
-            return sb.resource_name.clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{name} never ran");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssh_logs_in_with_a_password_and_shows_the_dashboard() {
     if Command::new("ssh").arg("-V").output().is_err() {
@@ -190,7 +166,7 @@ async fn openssh_logs_in_with_a_password_and_shows_the_dashboard() {
 async fn openssh_t_attaches_directly_and_the_prefix_detaches() {
     let server = Server::start_local().await;
     let alice = server.user("alice", PASSWORD).await;
-    let session = running_project(&server, alice.id, "Direct").await;
+    let session = server.running_project(alice.id, "Direct").await;
 
     let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let askpass = Askpass::new(id);
@@ -225,7 +201,7 @@ async fn openssh_t_attaches_directly_and_the_prefix_detaches() {
 async fn direct_attach_draws_for_the_clients_terminal_type() {
     let server = Server::start_local().await;
     let alice = server.user("alice", PASSWORD).await;
-    running_project(&server, alice.id, "Term").await;
+    server.running_project(alice.id, "Term").await;
     let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let askpass = Askpass::new(id);
     // A type this machine knows is the client's; an unknown one (tmux

@@ -146,6 +146,32 @@ impl Server {
             .await
             .unwrap()
     }
+
+    /// Creates `owner`'s project `name` and waits until its sandbox runs;
+    /// returns the sandbox's resource name (its tmux session).
+    pub async fn running_project(&self, owner: uuid::Uuid, name: &str) -> String {
+        self.store
+            .create_project(owner, name, "", "test")
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let p = self.store.find_project(owner, name).await.unwrap();
+            let sb = p
+                .resources
+                .iter()
+                .find(|r| r.kind == kiln::store::resources::ResourceKind::Sandbox)
+                .unwrap();
+            if sb.status == kiln::model::ResourceStatus::Running {
+                return sb.resource_name.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "sandbox never ran: {p:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 pub struct Handler;
