@@ -517,23 +517,36 @@ fn tmux_server_pid(socket: &Path) -> anyhow::Result<u32> {
         })
 }
 
-/// Parent pid and CPU ticks (user + system) of `pid`, from `/proc/{pid}/stat`.
-fn proc_stat(pid: u32) -> Option<(u32, u64)> {
+/// What `/proc/{pid}/stat` says of a process's CPU.
+struct ProcStat {
+    ppid: u32,
+    /// Ticks of the process itself (user + system).
+    own: u64,
+    /// Ticks of its children that have exited and been waited for.
+    reaped: u64,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (in parentheses) may hold spaces: fields follow the last ')'.
     let (_, rest) = stat.rsplit_once(')')?;
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ppid = f.get(1)?.parse().ok()?;
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some((ppid, ticks))
+    let field = |i: usize| f.get(i)?.parse::<u64>().ok();
+    Some(ProcStat {
+        ppid: f.get(1)?.parse().ok()?,
+        own: field(11)? + field(12)?,
+        reaped: field(13)? + field(14)?,
+    })
 }
 
 /// CPU ticks of `pid` alone (0 once it has gone).
 fn process_cpu(pid: u32) -> u64 {
-    proc_stat(pid).map_or(0, |(_, t)| t)
+    proc_stat(pid).map_or(0, |s| s.own)
 }
 
-/// CPU ticks of `root` and every process below it.
+/// CPU ticks of `root` and every process below it, including the children
+/// that ran briefly and have been waited for (a relay's short helper
+/// commands count too).
 fn descendants_cpu(root: u32) -> u64 {
     let mut parent: HashMap<u32, u32> = HashMap::new();
     let mut ticks: HashMap<u32, u64> = HashMap::new();
@@ -542,11 +555,11 @@ fn descendants_cpu(root: u32) -> u64 {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
             };
-            let Some((ppid, t)) = proc_stat(pid) else {
+            let Some(s) = proc_stat(pid) else {
                 continue;
             };
-            parent.insert(pid, ppid);
-            ticks.insert(pid, t);
+            parent.insert(pid, s.ppid);
+            ticks.insert(pid, s.own + s.reaped);
         }
     }
     let is_below = |mut p: u32| {

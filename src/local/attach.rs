@@ -2,6 +2,7 @@
 //! whose bytes are relayed to the viewer. Detaching ends only this client;
 //! the session and its program keep running on Kiln's tmux server.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -118,6 +119,27 @@ fn tmux_session(r: &ResourceRef, session: Option<&str>) -> DriverResult<String> 
     }
 }
 
+/// `tmux -S SOCKET VERB -t TTY`: a command about the tmux client on `tty`
+/// (tmux names a client by its terminal), with no terminal of its own.
+fn client_command(tmux: &Path, socket: &Path, verb: &str, tty: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(tmux);
+    cmd.arg("-S")
+        .arg(socket)
+        .arg(verb)
+        .arg("-t")
+        .arg(tty)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
+impl LocalSandboxes {
+    fn client_command(&self, verb: &str, tty: &Path) -> std::process::Command {
+        client_command(self.tmux_binary(), self.socket_path(), verb, tty)
+    }
+}
+
 fn pty_size(cols: u16, rows: u16) -> PtySize {
     PtySize {
         rows: rows.max(1),
@@ -206,23 +228,28 @@ impl SessionAttach for LocalSandboxes {
         })?;
         drop(pty.slave);
         let killer = child.clone_killer();
-        let detach = pty.master.tty_name().map(|tty| {
-            let mut cmd = std::process::Command::new(self.tmux_binary());
-            cmd.arg("-S")
-                .arg(self.socket_path())
-                .arg("detach-client")
-                .arg("-t")
-                .arg(tty)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
-            cmd
+        // tmux names a client by its terminal.
+        let client = pty.master.tty_name();
+        let detach = client
+            .as_ref()
+            .map(|tty| self.client_command("detach-client", tty));
+        let catch_up = client.map(|tty| {
+            let (tmux, socket) = (self.tmux_binary().to_owned(), self.socket_path().to_owned());
+            Box::new(move || {
+                let mut refresh = client_command(&tmux, &socket, "refresh-client", &tty);
+                // Off the runtime: a fork and a short wait for tmux. It fails
+                // only when the client has just gone, which needs no redraw.
+                tokio::task::spawn_blocking(move || match refresh.status() {
+                    Ok(s) if s.success() => {}
+                    other => tracing::debug!(?other, "tmux refresh-client after output"),
+                });
+            }) as super::pty_io::CatchUp
         });
         let master = pty.master;
         let fd = master
             .as_raw_fd()
             .ok_or_else(|| DriverError::transient("the terminal has no descriptor"))?;
-        let streams = super::pty_io::relay(fd, read_only)
+        let streams = super::pty_io::relay(fd, read_only, catch_up)
             .map_err(|e| DriverError::transient(format!("terminal relay: {e}")))?;
 
         // Reap the client so it never lingers as a zombie. The kill lock is

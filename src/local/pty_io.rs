@@ -36,6 +36,11 @@ const STREAM_READS: u32 = 3;
 /// How long the reader leaves a streaming terminal alone between reads.
 const STREAM_PAUSE: Duration = Duration::from_millis(2);
 
+/// Quiet after paced output from which it has ended: well over the gap
+/// between paced reads (a pause plus the wake-up), so a stream that goes
+/// on is not taken for one that ended.
+const SETTLE_QUIET: Duration = Duration::from_millis(8);
+
 /// Decides when the reader pauses, so that busy output costs a few reads
 /// (and SSH packets) where each read would cost one; an echo, or a screen
 /// redraw in two or three writes, never waits.
@@ -59,6 +64,8 @@ struct ReadPacing {
     close_reads: u32,
     /// When the last read happened.
     last: Option<Instant>,
+    /// The reader has paused since output was last quiet.
+    paced: bool,
 }
 
 impl ReadPacing {
@@ -79,12 +86,29 @@ impl ReadPacing {
         } else {
             self.run = self.run.saturating_add(n);
             if self.run >= FLOOD_BYTES {
+                self.paced = true;
                 return Some(FLOOD_PAUSE);
             }
         }
-        (self.close_reads >= STREAM_READS).then_some(STREAM_PAUSE)
+        let pause = (self.close_reads >= STREAM_READS).then_some(STREAM_PAUSE);
+        self.paced |= pause.is_some();
+        pause
+    }
+
+    /// How long to wait for more output before taking paced output to have
+    /// ended; `None` when the reader has not paused since the last quiet.
+    fn settle_after(&self) -> Option<Duration> {
+        self.paced.then_some(SETTLE_QUIET)
+    }
+
+    /// The output has been quiet for [`SETTLE_QUIET`]: what follows starts afresh.
+    fn settled(&mut self) {
+        *self = Self::default();
     }
 }
+
+/// Asked for once paced output has ended (see [`relay`]).
+pub type CatchUp = Box<dyn Fn() + Send + Sync>;
 
 /// Keys queued for the writer task at most (messages, not bytes).
 const INPUT_QUEUE: usize = 256;
@@ -139,11 +163,17 @@ impl InputSink for PtyInput {
 /// Starts relaying a duplicate of `master` (the caller keeps its own
 /// descriptor for resizing). Must run inside a tokio runtime.
 ///
+/// `catch_up` runs when output that the reader paced has gone quiet. tmux
+/// stops drawing for a viewer that falls behind a flood and draws its screen
+/// again only on a 100 ms timer, so the flood's last screen would reach the
+/// viewer up to 100 ms after the program stopped: the caller asks tmux for
+/// that screen at once instead.
+///
 /// The duplicate stays open until the program on the other side has closed
 /// the terminal, even when the receiver of the output is dropped first:
 /// pulling the terminal from under an attached tmux client can leave an
 /// end-of-file in the session it shows.
-pub fn relay(master: RawFd, read_only: bool) -> io::Result<PtyStreams> {
+pub fn relay(master: RawFd, read_only: bool, catch_up: Option<CatchUp>) -> io::Result<PtyStreams> {
     // Reading and writing each get their own descriptor and registration:
     // the reader drops its registration while it pauses (see `read_loop`),
     // and neither is woken by the other's readiness.
@@ -152,7 +182,7 @@ pub fn relay(master: RawFd, read_only: bool) -> io::Result<PtyStreams> {
     let write_fd = Arc::new(register(duplicate(master)?, Interest::WRITABLE)?);
 
     let (out_tx, output) = mpsc::channel::<Vec<u8>>(64);
-    tokio::spawn(read_loop(read_fd, out_tx));
+    tokio::spawn(read_loop(read_fd, out_tx, catch_up));
 
     let (queue, mut in_rx) = mpsc::channel::<Vec<u8>>(INPUT_QUEUE);
     let queued = Arc::new(Mutex::new(0usize));
@@ -177,7 +207,7 @@ pub fn relay(master: RawFd, read_only: bool) -> io::Result<PtyStreams> {
 /// Relays the terminal's output to `out` until the terminal closes; keeps
 /// reading (and dropping it) once the viewer has gone, so the terminal
 /// stays open as long as the program on the other side.
-async fn read_loop(fd: OwnedFd, out: mpsc::Sender<Vec<u8>>) {
+async fn read_loop(fd: OwnedFd, out: mpsc::Sender<Vec<u8>>, catch_up: Option<CatchUp>) {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut viewer_gone = false;
     let mut pacing = ReadPacing::default();
@@ -187,7 +217,22 @@ async fn read_loop(fd: OwnedFd, out: mpsc::Sender<Vec<u8>>) {
             break;
         };
         let pause = loop {
-            let Ok(mut ready) = reader.readable().await else {
+            let ready = match (pacing.settle_after(), &catch_up) {
+                (Some(quiet), Some(catch_up)) => {
+                    match tokio::time::timeout(quiet, reader.readable()).await {
+                        Ok(ready) => ready,
+                        Err(_quiet) => {
+                            pacing.settled();
+                            if !viewer_gone {
+                                catch_up();
+                            }
+                            continue;
+                        }
+                    }
+                }
+                _ => reader.readable().await,
+            };
+            let Ok(mut ready) = ready else {
                 return;
             };
             match ready.try_io(|fd| read_burst(fd.get_ref(), &mut buf)) {
@@ -377,6 +422,87 @@ mod tests {
         assert_eq!(pauses, 20 - STREAM_READS as usize);
     }
 
+    #[test]
+    fn paced_output_settles_after_a_quiet_spell() {
+        // Settling waits longer than the gap between paced reads.
+        const { assert!(SETTLE_QUIET.as_micros() > 2 * STREAM_PAUSE.as_micros()) };
+        let mut f = ReadPacing::default();
+        let mut at = reads_apart(Duration::from_micros(200));
+        // An echo and a short redraw: never paced, nothing to settle.
+        for _ in 0..STREAM_READS {
+            f.after_read(8, at.next().unwrap());
+        }
+        assert_eq!(f.settle_after(), None);
+        // A stream: once paced, the reader waits for it to settle.
+        f.after_read(8, at.next().unwrap());
+        assert_eq!(f.settle_after(), Some(SETTLE_QUIET));
+        // Settled: the next output starts afresh.
+        f.settled();
+        assert_eq!(f.settle_after(), None);
+        assert_eq!(f.after_read(8, at.next().unwrap()), None);
+        assert_eq!(f.settle_after(), None);
+        // A flood of large reads settles too.
+        let mut f = ReadPacing::default();
+        let mut at = reads_apart(Duration::from_millis(50));
+        while f.after_read(READ_CHUNK, at.next().unwrap()).is_none() {}
+        assert_eq!(f.settle_after(), Some(SETTLE_QUIET));
+    }
+
+    /// A relay of `script` run by sh, counting the catch-ups it asks for.
+    fn counted_relay(
+        script: &str,
+    ) -> (
+        Box<dyn portable_pty::Child + Send + Sync>,
+        Box<dyn portable_pty::MasterPty + Send>,
+        PtyStreams,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let pty = native_pty_system().openpty(size()).unwrap();
+        let mut cmd = CommandBuilder::new("sh");
+        cmd.args(["-c", script]);
+        let child = pty.slave.spawn_command(cmd).unwrap();
+        drop(pty.slave);
+        let asked = Arc::new(AtomicUsize::new(0));
+        let count = asked.clone();
+        let catch_up: CatchUp = Box::new(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        });
+        let s = relay(pty.master.as_raw_fd().unwrap(), true, Some(catch_up)).unwrap();
+        (child, pty.master, s, asked)
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_asks_once_for_a_catch_up() {
+        use std::sync::atomic::Ordering;
+        // 5000 writes of one byte, then quiet, then a marker far later.
+        let (mut child, _master, mut s, asked) = counted_relay(
+            "i=0; while [ $i -lt 5000 ]; do printf x; i=$((i+1)); done; \
+             sleep 1; echo after-$((40+2)); sleep 5",
+        );
+        let seen = read_until(&mut s.output, "after-42").await;
+        assert_eq!(seen.matches('x').count(), 5000);
+        // The stream was paced and went quiet once before the marker; the
+        // lone marker line is not a stream.
+        tokio::time::sleep(SETTLE_QUIET * 5).await;
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        child.kill().unwrap();
+        let _ = child.wait();
+    }
+
+    #[tokio::test]
+    async fn lone_writes_never_ask_for_a_catch_up() {
+        use std::sync::atomic::Ordering;
+        // Lines a little apart, as a person's typing is echoed.
+        let (mut child, _master, mut s, asked) =
+            counted_relay("for i in 1 2 3 4 5 6 7 8; do echo line-$i; sleep 0.05; done; sleep 5");
+        read_until(&mut s.output, "line-8").await;
+        tokio::time::sleep(SETTLE_QUIET * 5).await;
+        assert_eq!(asked.load(Ordering::SeqCst), 0);
+        child.kill().unwrap();
+        let _ = child.wait();
+    }
+
     async fn read_until(out: &mut mpsc::Receiver<Vec<u8>>, needle: &str) -> String {
         let mut seen = String::new();
         while !seen.contains(needle) {
@@ -401,7 +527,7 @@ mod tests {
         let pty = native_pty_system().openpty(size()).unwrap();
         let child = pty.slave.spawn_command(CommandBuilder::new("cat")).unwrap();
         drop(pty.slave);
-        let s = relay(pty.master.as_raw_fd().unwrap(), read_only).unwrap();
+        let s = relay(pty.master.as_raw_fd().unwrap(), read_only, None).unwrap();
         (child, pty.master, s)
     }
 
@@ -452,7 +578,7 @@ mod tests {
         cmd.arg(written.as_os_str());
         let mut child = pty.slave.spawn_command(cmd).unwrap();
         drop(pty.slave);
-        let mut s = relay(pty.master.as_raw_fd().unwrap(), true).unwrap();
+        let mut s = relay(pty.master.as_raw_fd().unwrap(), true, None).unwrap();
         // The reader cannot run while this runtime waits: the output piles
         // up in the terminal, as it does while a busy server catches up.
         for _ in 0..200 {
