@@ -25,7 +25,7 @@ const ROWS: u32 = 30;
 const ECHO_QUIET: Duration = Duration::from_millis(12);
 /// Throughput runs per path, taken in turns (with tmux alone first in each
 /// round); the median is reported.
-const THROUGHPUT_ROUNDS: usize = 5;
+const THROUGHPUT_ROUNDS: usize = 7;
 
 pub async fn attach(admin_url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     if !Path::new("/usr/sbin/sshd").exists() {
@@ -258,6 +258,10 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
             n.received_mib
         );
     }
+    let alone_secs: Vec<String> = alone
+        .iter()
+        .map(|a| format!("{:.3}", bytes / a.0.max(1e-9)))
+        .collect();
     let alone_tmux = median(alone.iter().map(|a| a.1));
     let alone = median(alone.iter().map(|a| a.0));
     println!(
@@ -270,6 +274,24 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
         "-",
         alone_tmux,
         "-"
+    );
+    // Each round's time, in the order run: a median hides whether a path
+    // is steady or sometimes slow.
+    let secs = |rate: f64| format!("{:.3}", bytes / rate.max(1e-9));
+    for (name, runs) in names.iter().zip(&rates) {
+        let each: Vec<String> = runs
+            .iter()
+            .map(|r| format!("{} ({:.1})", secs(r.bytes_per_sec), r.cpu_ms_per_mib[0]))
+            .collect();
+        println!(
+            "  {name:<28} seconds (CPU ms/MiB) per round: {}",
+            each.join(" ")
+        );
+    }
+    println!(
+        "  {:<28} seconds per round: {}",
+        "tmux alone, no viewer",
+        alone_secs.join(" ")
     );
     let anchor_n = &results[0].1;
     for (name, n) in &results[1..] {
