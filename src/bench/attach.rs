@@ -318,6 +318,21 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
         "  CPU ms/MiB: the relay (sshd or Kiln) and every process below it, tmux clients included; tmux ms/MiB: the tmux server alone"
     );
     drop(anchor);
+    // Delete the project as a user would, so that its database and role on
+    // the server go with it (dropping the scratch database leaves them).
+    store
+        .record_intent(user.id, "bench", crate::model::Intent::Delete, "bench")
+        .await?;
+    let deleting = Instant::now();
+    while store.find_project(user.id, "bench").await.is_ok() {
+        if deleting.elapsed() > Duration::from_secs(30) {
+            eprintln!(
+                "kiln bench: the bench project was not deleted within 30 s; its database may remain"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     server.stop().await;
     let _ = std::fs::remove_dir_all(&work);
     store.pool().close().await;

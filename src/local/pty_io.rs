@@ -473,19 +473,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stream_that_ends_asks_once_for_a_catch_up() {
+    async fn a_stream_that_ends_asks_for_a_catch_up_and_then_waits() {
         use std::sync::atomic::Ordering;
-        // 5000 writes of one byte, then quiet, then a marker far later.
+        // 20 000 writes of one byte, then a second of quiet, then a line.
         let (mut child, _master, mut s, asked) = counted_relay(
-            "i=0; while [ $i -lt 5000 ]; do printf x; i=$((i+1)); done; \
+            "i=0; while [ $i -lt 20000 ]; do printf x; i=$((i+1)); done; \
              sleep 1; echo after-$((40+2)); sleep 5",
         );
         let seen = read_until(&mut s.output, "after-42").await;
-        assert_eq!(seen.matches('x').count(), 5000);
-        // The stream was paced and went quiet once before the marker; the
-        // lone marker line is not a stream.
+        assert_eq!(seen.matches('x').count(), 20000);
         tokio::time::sleep(SETTLE_QUIET * 5).await;
-        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        // The stream was paced and then went quiet: a catch-up. A writer
+        // stalled on a busy machine may add one mid-stream; but the quiet
+        // second, and the lone line after it, ask for nothing more (asking
+        // again at every quiet spell would have made it about 125).
+        let n = asked.load(Ordering::SeqCst);
+        assert!((1..=5).contains(&n), "{n} catch-ups");
         child.kill().unwrap();
         let _ = child.wait();
     }
