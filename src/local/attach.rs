@@ -134,12 +134,6 @@ fn client_command(tmux: &Path, socket: &Path, verb: &str, tty: &Path) -> std::pr
     cmd
 }
 
-impl LocalSandboxes {
-    fn client_command(&self, verb: &str, tty: &Path) -> std::process::Command {
-        client_command(self.tmux_binary(), self.socket_path(), verb, tty)
-    }
-}
-
 fn pty_size(cols: u16, rows: u16) -> PtySize {
     PtySize {
         rows: rows.max(1),
@@ -228,11 +222,10 @@ impl SessionAttach for LocalSandboxes {
         })?;
         drop(pty.slave);
         let killer = child.clone_killer();
-        // tmux names a client by its terminal.
         let client = pty.master.tty_name();
-        let detach = client
-            .as_ref()
-            .map(|tty| self.client_command("detach-client", tty));
+        let detach = client.as_ref().map(|tty| {
+            client_command(self.tmux_binary(), self.socket_path(), "detach-client", tty)
+        });
         let catch_up = client.map(|tty| {
             let (tmux, socket) = (self.tmux_binary().to_owned(), self.socket_path().to_owned());
             Box::new(move || {
