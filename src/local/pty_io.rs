@@ -41,6 +41,12 @@ const STREAM_PAUSE: Duration = Duration::from_millis(2);
 /// on is not taken for one that ended.
 const SETTLE_QUIET: Duration = Duration::from_millis(8);
 
+/// Catch-ups are asked for at most this often: tmux redraws a viewer it
+/// stopped drawing for on its own 100 ms timer anyway, and each ask costs
+/// a tmux command (a fork), so output that keeps stopping and starting
+/// cannot turn into a stream of them.
+const CATCH_UP_EVERY: Duration = Duration::from_millis(100);
+
 /// Decides when the reader pauses, so that busy output costs a few reads
 /// (and SSH packets) where each read would cost one; an echo, or a screen
 /// redraw in two or three writes, never waits.
@@ -66,6 +72,8 @@ struct ReadPacing {
     last: Option<Instant>,
     /// The reader has paused since output was last quiet.
     paced: bool,
+    /// When a catch-up was last asked for.
+    last_catch_up: Option<Instant>,
 }
 
 impl ReadPacing {
@@ -101,9 +109,17 @@ impl ReadPacing {
         self.paced.then_some(SETTLE_QUIET)
     }
 
-    /// The output has been quiet for [`SETTLE_QUIET`]: what follows starts afresh.
-    fn settled(&mut self) {
-        *self = Self::default();
+    /// The output has been quiet for [`SETTLE_QUIET`] at `now`: what
+    /// follows starts afresh. Whether to ask for a catch-up now.
+    fn settled(&mut self, now: Instant) -> bool {
+        let ask = self
+            .last_catch_up
+            .is_none_or(|t| now.saturating_duration_since(t) >= CATCH_UP_EVERY);
+        *self = Self {
+            last_catch_up: if ask { Some(now) } else { self.last_catch_up },
+            ..Self::default()
+        };
+        ask
     }
 }
 
@@ -222,8 +238,7 @@ async fn read_loop(fd: OwnedFd, out: mpsc::Sender<Vec<u8>>, catch_up: Option<Cat
                     match tokio::time::timeout(quiet, reader.readable()).await {
                         Ok(ready) => ready,
                         Err(_quiet) => {
-                            pacing.settled();
-                            if !viewer_gone {
+                            if pacing.settled(Instant::now()) && !viewer_gone {
                                 catch_up();
                             }
                             continue;
@@ -436,11 +451,24 @@ mod tests {
         // A stream: once paced, the reader waits for it to settle.
         f.after_read(8, at.next().unwrap());
         assert_eq!(f.settle_after(), Some(SETTLE_QUIET));
-        // Settled: the next output starts afresh.
-        f.settled();
+        // Settled: a catch-up, and the next output starts afresh.
+        assert!(f.settled(at.next().unwrap()));
         assert_eq!(f.settle_after(), None);
         assert_eq!(f.after_read(8, at.next().unwrap()), None);
         assert_eq!(f.settle_after(), None);
+        // Another stream that ends soon after: settled, but no second
+        // catch-up until CATCH_UP_EVERY has passed since the first.
+        for _ in 0..=STREAM_READS {
+            f.after_read(8, at.next().unwrap());
+        }
+        assert_eq!(f.settle_after(), Some(SETTLE_QUIET));
+        assert!(!f.settled(at.next().unwrap()));
+        assert_eq!(f.settle_after(), None);
+        for _ in 0..=STREAM_READS {
+            f.after_read(8, at.next().unwrap());
+        }
+        let later = at.next().unwrap() + CATCH_UP_EVERY;
+        assert!(f.settled(later));
         // A flood of large reads settles too.
         let mut f = ReadPacing::default();
         let mut at = reads_apart(Duration::from_millis(50));
