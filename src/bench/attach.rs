@@ -258,10 +258,8 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
             n.received_mib
         );
     }
-    let alone_secs: Vec<String> = alone
-        .iter()
-        .map(|a| format!("{:.3}", bytes / a.0.max(1e-9)))
-        .collect();
+    let secs = |rate: f64| format!("{:.3}", bytes / rate.max(1e-9));
+    let alone_secs: Vec<String> = alone.iter().map(|a| secs(a.0)).collect();
     let alone_tmux = median(alone.iter().map(|a| a.1));
     let alone = median(alone.iter().map(|a| a.0));
     println!(
@@ -277,7 +275,6 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     );
     // Each round's time, in the order run: a median hides whether a path
     // is steady or sometimes slow.
-    let secs = |rate: f64| format!("{:.3}", bytes / rate.max(1e-9));
     for (name, runs) in names.iter().zip(&rates) {
         let each: Vec<String> = runs
             .iter()

@@ -486,18 +486,16 @@ mod tests {
         Arc<std::sync::atomic::AtomicUsize>,
     ) {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let pty = native_pty_system().openpty(size()).unwrap();
         let mut cmd = CommandBuilder::new("sh");
         cmd.args(["-c", script]);
-        let child = pty.slave.spawn_command(cmd).unwrap();
-        drop(pty.slave);
+        let (child, master) = in_terminal(cmd);
         let asked = Arc::new(AtomicUsize::new(0));
         let count = asked.clone();
         let catch_up: CatchUp = Box::new(move || {
             count.fetch_add(1, Ordering::SeqCst);
         });
-        let s = relay(pty.master.as_raw_fd().unwrap(), true, Some(catch_up)).unwrap();
-        (child, pty.master, s, asked)
+        let s = relay(master.as_raw_fd().unwrap(), true, Some(catch_up)).unwrap();
+        (child, master, s, asked)
     }
 
     #[tokio::test]
@@ -555,11 +553,22 @@ mod tests {
         Box<dyn portable_pty::MasterPty + Send>,
         PtyStreams,
     ) {
+        let (child, master) = in_terminal(CommandBuilder::new("cat"));
+        let s = relay(master.as_raw_fd().unwrap(), read_only, None).unwrap();
+        (child, master, s)
+    }
+
+    /// `cmd` running in a fresh terminal, and that terminal's master side.
+    fn in_terminal(
+        cmd: CommandBuilder,
+    ) -> (
+        Box<dyn portable_pty::Child + Send + Sync>,
+        Box<dyn portable_pty::MasterPty + Send>,
+    ) {
         let pty = native_pty_system().openpty(size()).unwrap();
-        let child = pty.slave.spawn_command(CommandBuilder::new("cat")).unwrap();
+        let child = pty.slave.spawn_command(cmd).unwrap();
         drop(pty.slave);
-        let s = relay(pty.master.as_raw_fd().unwrap(), read_only, None).unwrap();
-        (child, pty.master, s)
+        (child, pty.master)
     }
 
     #[tokio::test]
@@ -598,7 +607,6 @@ mod tests {
 
     #[tokio::test]
     async fn output_waiting_in_the_terminal_comes_in_few_large_messages() {
-        let pty = native_pty_system().openpty(size()).unwrap();
         let written = std::env::temp_dir().join(format!("kiln-burst-{}", uuid::Uuid::new_v4()));
         let mut cmd = CommandBuilder::new("sh");
         cmd.args([
@@ -607,9 +615,8 @@ mod tests {
             "sh",
         ]);
         cmd.arg(written.as_os_str());
-        let mut child = pty.slave.spawn_command(cmd).unwrap();
-        drop(pty.slave);
-        let mut s = relay(pty.master.as_raw_fd().unwrap(), true, None).unwrap();
+        let (mut child, master) = in_terminal(cmd);
+        let mut s = relay(master.as_raw_fd().unwrap(), true, None).unwrap();
         // The reader cannot run while this runtime waits: the output piles
         // up in the terminal, as it does while a busy server catches up.
         for _ in 0..200 {
