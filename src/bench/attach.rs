@@ -196,7 +196,7 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
                 .await
                 .context("throughput of tmux alone")?,
         );
-        for which in 0..names.len() {
+        for which in turn_order(names.len(), round) {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let mut conn = open(which).await?;
             settle(&mut conn.0, Duration::from_millis(800)).await;
@@ -290,6 +290,17 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
         "tmux alone, no viewer",
         alone_secs.join(" ")
     );
+    // Each round's ratio against the anchor's run in the same round, minutes
+    // apart at most: slow spells of the machine fall on both sides of it.
+    for (name, runs) in names.iter().zip(&rates).skip(1) {
+        let ratios = paired_ratios(&rates[0], runs);
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}x")).collect();
+        println!(
+            "  {name:<28} throughput / anchor round by round: {} (median {:.2}x)",
+            each.join(" "),
+            median(ratios.iter().copied())
+        );
+    }
     let anchor_n = &results[0].1;
     for (name, n) in &results[1..] {
         println!(
@@ -334,6 +345,22 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     store.pool().close().await;
     Ok(())
+}
+
+/// The order in which the paths take their turn in `round`: each goes
+/// first in turn, so that whatever the machine does to the first (or last)
+/// run of a round falls on every path alike.
+fn turn_order(paths: usize, round: usize) -> impl Iterator<Item = usize> {
+    (0..paths).map(move |i| (i + round) % paths)
+}
+
+/// Throughput of `path` over that of `anchor`, round by round.
+fn paired_ratios(anchor: &[Run], path: &[Run]) -> Vec<f64> {
+    anchor
+        .iter()
+        .zip(path)
+        .map(|(a, p)| p.bytes_per_sec / a.bytes_per_sec.max(1e-9))
+        .collect()
 }
 
 /// The middle value (the mean of the two middle ones for an even count).
@@ -761,12 +788,33 @@ impl Drop for Anchor {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{Run, median, paired_ratios, turn_order};
 
     #[test]
     fn median_of_odd_even_and_no_values() {
         assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
         assert_eq!(median([4.0, 1.0, 3.0, 2.0].into_iter()), 2.5);
         assert_eq!(median(std::iter::empty()), 0.0);
+    }
+
+    #[test]
+    fn every_path_goes_first_once_in_as_many_rounds() {
+        let rounds: Vec<Vec<usize>> = (0..3).map(|r| turn_order(3, r).collect()).collect();
+        assert_eq!(rounds, [[0, 1, 2], [1, 2, 0], [2, 0, 1]]);
+        assert_eq!(turn_order(3, 4).collect::<Vec<_>>(), [1, 2, 0]);
+    }
+
+    #[test]
+    fn ratios_pair_each_round_with_the_anchors_same_round() {
+        let run = |bytes_per_sec| Run {
+            bytes_per_sec,
+            cpu_ms_per_mib: [0.0; 2],
+            received_mib: 0.0,
+        };
+        let anchor = [run(40.0), run(50.0)];
+        let path = [run(44.0), run(45.0)];
+        let ratios = paired_ratios(&anchor, &path);
+        assert_eq!(ratios.len(), 2);
+        assert!((ratios[0] - 1.1).abs() < 1e-12 && (ratios[1] - 0.9).abs() < 1e-12);
     }
 }
