@@ -449,6 +449,64 @@ async fn the_pane_creates_and_switches_named_sessions() {
     assert!(tmux_has(&server, &format!("{default}--s1")));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_pane_says_so_and_refuses_what_needs_keys() {
+    let server = Server::start_local().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    let default = server.running_project(alice.id, "watched").await;
+    let (_c, screen) = alices_dashboard(&server, "watched", 200, 30).await;
+    screen.send(b"v").await;
+    screen.wait_for("read-only: your keys are not sent").await;
+    assert!(screen.text().contains("READ-ONLY"), "{}", screen.text());
+    // The status line says what just happened, not the dashboard's last action.
+    assert!(
+        screen
+            .text()
+            .contains(&format!("viewing {default} read-only")),
+        "{}",
+        screen.text()
+    );
+    // Switching needs no keys in the session, but there is nothing to
+    // switch to yet.
+    screen.send(&[0x1d, b'w']).await;
+    screen.wait_for("no other session to switch to").await;
+    // History and a new session both need keys in the session: each says
+    // why instead of doing nothing, and no session appears.
+    screen.send(&[0x1d, b'[']).await;
+    screen.wait_for("a read-only viewer has no history").await;
+    let refused = |t: &str, what: &str| {
+        support::ssh::line_with(t, what).is_some_and(|l| l.trim_start().starts_with('✗'))
+    };
+    assert!(refused(&screen.text(), "no history"), "{}", screen.text());
+    screen.send(&[0x1d, b'n']).await;
+    screen
+        .wait_for("a read-only viewer cannot start a session")
+        .await;
+    screen.send(&[0x1d, b'r']).await;
+    screen
+        .wait_for("a read-only viewer cannot restart the session")
+        .await;
+    assert!(
+        refused(&screen.text(), "cannot restart"),
+        "{}",
+        screen.text()
+    );
+    assert!(!tmux_has(&server, &format!("{default}--s1")));
+    screen.send(b"echo SHOULD-NOT-RUN\r").await;
+    screen.send(&[0x1d, b'd']).await;
+    screen.wait_for("detached from watched").await;
+    assert!(tmux_has(&server, &default));
+    let local = server.local.as_ref().unwrap();
+    let shown = Command::new("tmux")
+        .arg("-S")
+        .arg(local.socket_path())
+        .args(["capture-pane", "-p", "-t", &format!("={default}:")])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(!shown.contains("SHOULD-NOT-RUN"), "{shown}");
+}
+
 /// The size tmux gives a session's window, as `WxH`.
 fn window_size(server: &Server, session: &str) -> String {
     let local = server.local.as_ref().unwrap();

@@ -235,19 +235,18 @@ pub fn next_session_name(existing: &[crate::driver::SessionInfo]) -> String {
         .expect("an unbounded range has a free name")
 }
 
-/// The session after `current` in the list, wrapping around.
+/// The session after `current` in the list, wrapping around; `None` when
+/// there is no other session to switch to.
 pub fn next_session(
     existing: &[crate::driver::SessionInfo],
     current: Option<&str>,
 ) -> Option<Option<String>> {
-    if existing.is_empty() {
-        return None;
-    }
     let i = existing
         .iter()
         .position(|s| s.name.as_deref() == current)
         .map_or(0, |i| (i + 1) % existing.len());
-    Some(existing[i].name.clone())
+    let next = existing.get(i)?;
+    (next.name.as_deref() != current).then(|| next.name.clone())
 }
 
 /// Looks the sandbox up (as the user), attaches, and relays until detach,
@@ -339,6 +338,10 @@ mod tests {
         assert_eq!(next_session(&list, None), Some(Some("s1".into())));
         assert_eq!(next_session(&list, Some("work")), Some(None));
         assert_eq!(next_session(&[], None), None);
+        // Alone in its sandbox, a session has nothing to switch to; a
+        // session that has gone switches to the first one.
+        assert_eq!(next_session(&list[..1], None), None);
+        assert_eq!(next_session(&list[1..], None), Some(Some("s1".into())));
     }
 
     #[test]

@@ -385,6 +385,12 @@ async fn run(
                                 }
                             }
                             for c in commands {
+                                if matches!(pane_target, Some((_, _, true)))
+                                    && let Some(why) = read_only_refusal(c)
+                                {
+                                    pending.extend(app.update(Msg::PaneNotice(Err(why.to_string()))));
+                                    continue;
+                                }
                                 if (c == b'n' || c == b'w')
                                     && let (Some(a), Some((project, current, read_only))) =
                                         (ctx.attach, pane_target.clone())
@@ -400,7 +406,9 @@ async fn run(
                                             Ok(Some(super::attach::next_session_name(&list)))
                                         }
                                         Ok(list) => super::attach::next_session(&list, current.as_deref())
-                                            .ok_or_else(|| "no sessions to switch to".to_string()),
+                                            .ok_or_else(|| {
+                                                "no other session to switch to: this is the sandbox's only one".to_string()
+                                            }),
                                         Err(e) => Err(e),
                                     };
                                     let (cols, rows) = app.pane_size().unwrap_or((80, 24));
@@ -433,7 +441,7 @@ async fn run(
                                             }));
                                             resize_pane(&pane, &app).await;
                                         }
-                                        Err(e) => pending.extend(app.update(Msg::PaneNotice(e))),
+                                        Err(e) => pending.extend(app.update(Msg::PaneNotice(Err(e)))),
                                     }
                                     continue;
                                 }
@@ -441,9 +449,6 @@ async fn run(
                                     // Restart the attached session if its
                                     // program has exited; the pane stays on it.
                                     let line = match (ctx.attach, &pane_target) {
-                                        (_, Some((_, _, true))) => Err(
-                                            "a read-only viewer cannot restart the session".to_string(),
-                                        ),
                                         (Some(a), Some((project, session, false))) => {
                                             super::attach::restart_session(
                                                 &store,
@@ -456,7 +461,6 @@ async fn run(
                                         }
                                         _ => Err("no session to restart".to_string()),
                                     };
-                                    let line = line.unwrap_or_else(|e| e);
                                     pending.extend(app.update(Msg::PaneNotice(line)));
                                     continue;
                                 }
@@ -604,6 +608,22 @@ fn preview_frame(
 
 /// Splits keystrokes meant for the attached session from the prefix
 /// commands (the byte after the prefix); the prefix twice sends it once.
+/// Why a read-only viewer cannot have pane command `key`, for those that
+/// need keys in the session: a new session or a restart starts a program,
+/// and tmux's history (copy mode) is driven by keys.
+fn read_only_refusal(key: u8) -> Option<&'static str> {
+    match key {
+        b'n' => {
+            Some("a read-only viewer cannot start a session: attach without read-only for that")
+        }
+        b'r' => Some("a read-only viewer cannot restart the session"),
+        b'[' => Some(
+            "a read-only viewer has no history: tmux scrolls it with keys, and this view sends none",
+        ),
+        _ => None,
+    }
+}
+
 fn split_prefix(bytes: &[u8], armed: &mut bool, prefix: u8) -> (Vec<u8>, Vec<u8>) {
     let mut to_session = Vec::with_capacity(bytes.len());
     let mut commands = Vec::new();
@@ -848,6 +868,16 @@ impl Ctx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_only_viewer_keeps_the_commands_that_send_no_keys() {
+        for key in [b'd', b'z', b'w'] {
+            assert_eq!(read_only_refusal(key), None, "{}", key as char);
+        }
+        for key in [b'n', b'r', b'['] {
+            assert!(read_only_refusal(key).is_some(), "{}", key as char);
+        }
+    }
 
     #[test]
     fn frames_come_at_once_after_a_key_and_paced_otherwise() {

@@ -130,8 +130,15 @@ impl Pane {
 
     pub fn title(&self) -> String {
         let size = self.parser.screen().size();
+        // A read-only viewer sends no keys: no history (tmux's copy mode is
+        // driven by keys), no new session, no restart.
+        let commands = if self.read_only {
+            "d detach · z zoom · w switch"
+        } else {
+            "d detach · z zoom · [ history · n new · w switch · r restart"
+        };
         format!(
-            " {} · {} · {}×{}{} · {} d detach · z zoom · [ history · n new · w switch · r restart ",
+            " {} · {} · {}×{}{} · {} {commands} ",
             text::fit(&self.project, 30),
             text::fit(&self.session, 30),
             size.1,
@@ -232,5 +239,24 @@ mod tests {
         pane.zoomed = true;
         assert_eq!(pane.area(100, 30), Rect::new(0, 1, 100, 29));
         assert!(pane.title().contains("READ-ONLY"));
+    }
+
+    #[test]
+    fn a_read_only_title_lists_only_the_commands_a_viewer_has() {
+        let viewer = Pane::new("p", "s", true, 80, 20).title();
+        assert!(
+            viewer.contains("READ-ONLY · Ctrl-] d detach · z zoom · w switch"),
+            "{viewer}"
+        );
+        assert!(
+            !viewer.contains("history") && !viewer.contains("restart"),
+            "{viewer}"
+        );
+        let writer = Pane::new("p", "s", false, 80, 20).title();
+        assert!(!writer.contains("READ-ONLY"), "{writer}");
+        assert!(
+            writer.contains("[ history · n new · w switch · r restart"),
+            "{writer}"
+        );
     }
 }

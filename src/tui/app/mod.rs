@@ -61,8 +61,9 @@ pub enum Msg {
     PaneOutput(Vec<u8>),
     /// The attachment ended (the reason is shown in the status line).
     PaneClosed(String),
-    /// A line about the pane (e.g. a session switch failed); the pane stays.
-    PaneNotice(String),
+    /// A line about the pane; the pane stays. `Err` is a refusal or a
+    /// failure (a session switch failed), shown as an error.
+    PaneNotice(Result<String, String>),
     /// From the log follower of Effect::FollowLogs.
     Log(crate::driver::LogEvent),
     /// The log follower has stopped (or could not start: the reason).
@@ -526,6 +527,12 @@ impl App {
                 pane.resize(area.width, area.height);
                 self.pane = Some(pane);
                 self.help = false;
+                // Not the last action's line from the dashboard under it.
+                self.info(if read_only {
+                    format!("viewing {session} read-only")
+                } else {
+                    format!("attached to {session}")
+                });
                 vec![]
             }
             Msg::PaneOutput(bytes) => {
@@ -555,7 +562,10 @@ impl App {
                 self.on_poll_sessions()
             }
             Msg::PaneNotice(line) => {
-                self.info(&line);
+                match line {
+                    Ok(line) => self.info(line),
+                    Err(line) => self.refuse(line),
+                }
                 vec![]
             }
             Msg::Projects(list) => self.on_projects(list),

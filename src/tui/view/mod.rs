@@ -49,10 +49,7 @@ pub fn draw(app: &App, frame: &mut Frame) {
             .areas(area);
             draw_header(app, theme, frame, header);
             draw_status(app, theme, frame, status);
-            let hint = format!(
-                " keys go to the session · {p} d detach · {p} z zoom · {p} [ history (q leaves) · {p} n new session · {p} w switch · {p} r restart · {p} {p} sends {p}",
-                p = app.prefix.label()
-            );
+            let hint = pane_hint(&app.prefix.label(), pane.read_only);
             frame.render_widget(
                 Paragraph::new(text::fit(&hint, area.width.into())).style(theme.dim()),
                 footer,
@@ -83,6 +80,18 @@ pub fn draw(app: &App, frame: &mut Frame) {
     draw_status(app, theme, frame, status);
     draw_footer(&app.bindings(), theme, frame, footer);
     dialogs::draw(app, theme, frame, body);
+}
+
+/// The footer under an open pane: where keys go, and the prefix commands
+/// this viewer has (a read-only one sends no keys, so it has fewer).
+fn pane_hint(p: &str, read_only: bool) -> String {
+    if read_only {
+        format!(" read-only: your keys are not sent · {p} d detach · {p} z zoom · {p} w switch")
+    } else {
+        format!(
+            " keys go to the session · {p} d detach · {p} z zoom · {p} [ history (q leaves) · {p} n new session · {p} w switch · {p} r restart · {p} {p} sends {p}"
+        )
+    }
 }
 
 fn draw_header(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {

@@ -380,3 +380,41 @@ fn attaching_to_an_exited_session_offers_a_restart() {
         a
     });
 }
+
+/// The last row of `text` (the footer).
+fn footer(text: &str) -> &str {
+    text.lines().last().unwrap_or_default()
+}
+
+#[test]
+fn the_pane_footer_tells_a_read_only_viewer_its_keys_go_nowhere() {
+    let opened = |read_only| {
+        let mut a = app();
+        a.update(Msg::Resize(200, 30));
+        a.update(Msg::PaneOpened {
+            project: "blog".into(),
+            session: "blog-agentruntime-abc123".into(),
+            read_only,
+        });
+        render(&a, 200, 30)
+    };
+    let viewer = opened(true);
+    let line = footer(&viewer);
+    assert!(
+        line.contains("read-only: your keys are not sent"),
+        "{viewer}"
+    );
+    assert!(line.contains("Ctrl-] w switch"), "{viewer}");
+    for missing in [
+        "history",
+        "new session",
+        "restart",
+        "keys go to the session",
+    ] {
+        assert!(!line.contains(missing), "{missing}: {viewer}");
+    }
+    let writer = opened(false);
+    let line = footer(&writer);
+    assert!(line.contains("keys go to the session"), "{writer}");
+    assert!(line.contains("Ctrl-] [ history (q leaves)"), "{writer}");
+}
