@@ -1,184 +1,11 @@
-//! A tenant's kubeconfig: untrusted input that tells Kiln which cluster,
-//! credentials and namespace to use for the tenant's sandboxes.
-//!
-//! [`parse`] is pure and refuses anything that would make the Kiln server read
-//! its own files or run commands on the tenant's behalf (exec plugins, auth
-//! providers, paths to certificates, keys or tokens), keeping only the current
-//! context with its cluster and user. [`validate`] also connects: the API server
-//! must answer, and a SelfSubjectAccessReview must allow what the driver does.
-//!
-//! Error messages say what is wrong and what to do, name entries by their names,
-//! and never contain credentials (tokens, passwords, keys) from the input.
+//! Parsing a tenant's kubeconfig without touching the network or the file
+//! system, refusing exec plugins, auth providers, file references and proxies.
 
-use std::fmt;
-use std::time::Duration;
+use kube::config::Kubeconfig;
+use secrecy::SecretString;
 
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
-};
-use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-
-/// Larger kubeconfigs are refused before parsing.
-pub const MAX_KUBECONFIG_BYTES: usize = 256 * 1024;
-/// Bound for opening a TCP (and TLS) connection to the tenant's API server.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound for each request [`validate`] makes.
-pub const VALIDATE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// One permission the Kubernetes driver needs in the tenant's namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Access {
-    pub verb: &'static str,
-    pub group: &'static str,
-    pub resource: &'static str,
-    pub subresource: &'static str,
-}
-
-impl fmt::Display for Access {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.verb, self.resource)?;
-        if !self.subresource.is_empty() {
-            write!(f, "/{}", self.subresource)?;
-        }
-        if !self.group.is_empty() {
-            write!(f, ".{}", self.group)?;
-        }
-        Ok(())
-    }
-}
-
-/// What [`validate`] asks the cluster about, in order; the first denial is reported.
-pub const REQUIRED_ACCESS: &[Access] = &[
-    Access {
-        verb: "create",
-        group: "apps",
-        resource: "statefulsets",
-        subresource: "",
-    },
-    Access {
-        verb: "create",
-        group: "",
-        resource: "pods",
-        subresource: "exec",
-    },
-];
-
-#[derive(Debug, thiserror::Error)]
-pub enum KubeconfigError {
-    #[error("the kubeconfig is empty; paste the whole file (kubectl config view --minify --raw)")]
-    Empty,
-    #[error(
-        "the kubeconfig is {size} bytes; the limit is {limit} bytes (kubectl config view --minify --raw gives just the current context)"
-    )]
-    TooLarge { size: usize, limit: usize },
-    #[error(
-        "the kubeconfig is not valid kubeconfig YAML ({detail}); check the file is complete and unchanged"
-    )]
-    Yaml { detail: String },
-    #[error("the kubeconfig has no current-context; set one with kubectl config use-context NAME")]
-    NoCurrentContext,
-    #[error(
-        "the current-context {context} is not among the kubeconfig's contexts; add it or pick another with kubectl config use-context"
-    )]
-    ContextNotFound { context: String },
-    #[error(
-        "context {context} names cluster {cluster}, which the kubeconfig does not define; add the cluster entry"
-    )]
-    ClusterNotFound { context: String, cluster: String },
-    #[error(
-        "context {context} has no user; add a user with credentials (for example a service account token)"
-    )]
-    NoUser { context: String },
-    #[error(
-        "context {context} names user {user}, which the kubeconfig does not define; add the user entry"
-    )]
-    UserNotFound { context: String, user: String },
-    #[error("cluster {cluster} has no server URL; add server: https://HOST:PORT")]
-    NoServer { cluster: String },
-    #[error("the server URL of cluster {cluster} is not usable: {problem}")]
-    BadServer {
-        cluster: String,
-        problem: &'static str,
-    },
-    #[error(
-        "user {user} gets its credentials from an exec plugin, which Kiln will not run; use a token instead (for example a service account token: kubectl create token NAME)"
-    )]
-    ExecPlugin { user: String },
-    #[error(
-        "user {user} uses the {provider} auth-provider, which Kiln does not support; use a token or client certificate data instead"
-    )]
-    AuthProvider { user: String, provider: String },
-    #[error(
-        "{entry} refers to a file ({field}), which Kiln cannot read; embed the contents instead ({hint}), e.g. with kubectl config view --minify --raw --flatten"
-    )]
-    FileReference {
-        entry: String,
-        field: String,
-        hint: &'static str,
-    },
-    #[error(
-        "cluster {cluster} sets proxy-url, which Kiln does not support; remove it so Kiln connects directly"
-    )]
-    Proxy { cluster: String },
-    #[error("the namespace {namespace} is not a valid Kubernetes namespace name: {problem}")]
-    BadNamespace {
-        namespace: String,
-        problem: &'static str,
-    },
-    #[error("the kubeconfig could not be turned into a client configuration: {detail}")]
-    Config { detail: String },
-    #[error(
-        "the API server at {server} could not be reached: {reason}; check the server URL and that the cluster accepts connections from Kiln"
-    )]
-    Unreachable { server: String, reason: String },
-    #[error(
-        "the API server at {server} did not answer within {seconds} s; check the server URL and the cluster's health"
-    )]
-    Timeout { server: String, seconds: u64 },
-    #[error(
-        "the API server at {server} rejected the credentials (401 Unauthorized); the token or certificate may have expired; create a new one"
-    )]
-    Unauthorized { server: String },
-    #[error("the API server at {server} refused the request ({code}): {message}")]
-    Api {
-        server: String,
-        code: u16,
-        message: String,
-    },
-    #[error(
-        "the credentials may not {access} in namespace {namespace}: {reason}; grant it with a Role and RoleBinding in that namespace"
-    )]
-    Denied {
-        namespace: String,
-        access: String,
-        reason: String,
-    },
-}
-
-/// A tenant's kubeconfig that passed [`parse`]: only the current context, its
-/// cluster and its user are kept.
-#[derive(Clone)]
-pub struct TenantKubeconfig {
-    /// The context's namespace, or "default".
-    pub namespace: String,
-    /// The name of the current context.
-    pub context: String,
-    /// The API server URL (http or https, no credentials in it).
-    pub server: String,
-    kubeconfig: Kubeconfig,
-}
-
-impl fmt::Debug for TenantKubeconfig {
-    // Not derived: the kubeconfig inside holds credentials.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TenantKubeconfig")
-            .field("namespace", &self.namespace)
-            .field("context", &self.context)
-            .field("server", &self.server)
-            .finish_non_exhaustive()
-    }
-}
+use super::text::{clean, shown, yaml_detail};
+use super::{KubeconfigError, MAX_KUBECONFIG_BYTES, TenantKubeconfig};
 
 /// Checks a kubeconfig without touching the network or the file system.
 pub fn parse(yaml: &str) -> Result<TenantKubeconfig, KubeconfigError> {
@@ -321,139 +148,16 @@ pub fn parse(yaml: &str) -> Result<TenantKubeconfig, KubeconfigError> {
     kc.auth_infos.truncate(1);
     kc.preferences = None;
     kc.extensions = None;
+    // Held as text so that it can be a secret, which Debug does not show.
+    let kubeconfig = serde_json::to_string(&kc).map_err(|e| KubeconfigError::Config {
+        detail: clean(&e.to_string()),
+    })?;
     Ok(TenantKubeconfig {
         namespace,
         context: context_name,
         server,
-        kubeconfig: kc,
+        kubeconfig: SecretString::from(kubeconfig),
     })
-}
-
-impl TenantKubeconfig {
-    /// The checked kubeconfig (current context, its cluster and user only).
-    pub fn kubeconfig(&self) -> &Kubeconfig {
-        &self.kubeconfig
-    }
-
-    /// A client for the tenant's cluster, with the tenant's namespace as its default.
-    ///
-    /// Connecting is bounded by [`CONNECT_TIMEOUT`]. There is deliberately no
-    /// read timeout: it would cut idle exec sessions and quiet watches (kube's
-    /// default is none for that reason); bound single requests at the call site,
-    /// as [`validate`] does. No proxy from the server's environment is used.
-    pub async fn client(&self) -> Result<kube::Client, KubeconfigError> {
-        let mut config = kube::Config::from_custom_kubeconfig(
-            self.kubeconfig.clone(),
-            &KubeConfigOptions::default(),
-        )
-        .await
-        .map_err(|e| KubeconfigError::Config {
-            detail: top_message(&e),
-        })?;
-        config.connect_timeout = Some(CONNECT_TIMEOUT);
-        config.read_timeout = None;
-        config.proxy_url = None;
-        config.default_namespace = self.namespace.clone();
-        kube::Client::try_from(config).map_err(|e| KubeconfigError::Config {
-            detail: top_message(&e),
-        })
-    }
-
-    /// The API server answers, and each of [`REQUIRED_ACCESS`] is allowed in the
-    /// namespace. Each request is bounded by `limit`.
-    pub async fn check_access(
-        &self,
-        client: &kube::Client,
-        limit: Duration,
-    ) -> Result<(), KubeconfigError> {
-        self.bounded(limit, client.apiserver_version()).await?;
-        let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
-        for access in REQUIRED_ACCESS {
-            let review = SelfSubjectAccessReview {
-                spec: SelfSubjectAccessReviewSpec {
-                    resource_attributes: Some(ResourceAttributes {
-                        namespace: Some(self.namespace.clone()),
-                        verb: Some(access.verb.to_string()),
-                        group: Some(access.group.to_string()),
-                        resource: Some(access.resource.to_string()),
-                        subresource: Some(access.subresource.to_string()).filter(|s| !s.is_empty()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            let answer = self
-                .bounded(limit, reviews.create(&PostParams::default(), &review))
-                .await?;
-            let status = answer.status.unwrap_or_default();
-            if !status.allowed {
-                let reason = status
-                    .reason
-                    .or(status.evaluation_error)
-                    .filter(|r| !r.is_empty())
-                    .unwrap_or_else(|| "the cluster gave no reason".to_string());
-                return Err(KubeconfigError::Denied {
-                    namespace: self.namespace.clone(),
-                    access: access.to_string(),
-                    reason: clean(&reason),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    async fn bounded<T>(
-        &self,
-        limit: Duration,
-        request: impl Future<Output = Result<T, kube::Error>>,
-    ) -> Result<T, KubeconfigError> {
-        match tokio::time::timeout(limit, request).await {
-            Err(_) => Err(KubeconfigError::Timeout {
-                server: self.server.clone(),
-                seconds: limit.as_secs().max(1),
-            }),
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(kube::Error::Api(status))) if status.code == 401 => {
-                Err(KubeconfigError::Unauthorized {
-                    server: self.server.clone(),
-                })
-            }
-            Ok(Err(kube::Error::Api(status))) => Err(KubeconfigError::Api {
-                server: self.server.clone(),
-                code: status.code,
-                message: clean(&status.message),
-            }),
-            Ok(Err(other)) => Err(KubeconfigError::Unreachable {
-                server: self.server.clone(),
-                reason: error_chain(&other),
-            }),
-        }
-    }
-}
-
-/// [`parse`], then a client, then [`TenantKubeconfig::check_access`] with
-/// [`VALIDATE_TIMEOUT`] per request.
-pub async fn validate(yaml: &str) -> Result<TenantKubeconfig, KubeconfigError> {
-    validate_within(yaml, VALIDATE_TIMEOUT).await
-}
-
-/// [`validate`] with another bound per request.
-pub async fn validate_within(
-    yaml: &str,
-    limit: Duration,
-) -> Result<TenantKubeconfig, KubeconfigError> {
-    let tenant = parse(yaml)?;
-    let client = tenant.client().await?;
-    tenant.check_access(&client, limit).await?;
-    Ok(tenant)
-}
-
-/// The client for Kiln's own cluster: `KUBECONFIG` (or ~/.kube/config) when
-/// set, else the in-cluster service account. This is the operator's trusted
-/// configuration, so exec plugins and files are fine here.
-pub async fn server_client() -> Result<kube::Client, kube::Error> {
-    kube::Client::try_default().await
 }
 
 fn file_reference(entry: &str, field: &str, hint: &'static str) -> KubeconfigError {
@@ -511,78 +215,10 @@ fn check_namespace(ns: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A name from the input, quoted and escaped (it is shown on a terminal), and cut short.
-fn shown(name: &str) -> String {
-    let cut: String = name.chars().take(64).collect();
-    let more = if cut.len() < name.len() { "…" } else { "" };
-    format!("{cut:?}{more}")
-}
-
-/// Text from the cluster, safe to show on a terminal, and cut short.
-fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect()
-}
-
-/// serde_yaml's message without any quoted values, which may come from the
-/// input (a token in the wrong place would otherwise be echoed).
-fn yaml_detail(e: &serde_yaml::Error) -> String {
-    let message = e.to_string();
-    let mut out = String::new();
-    let mut quote = None;
-    for c in message.chars() {
-        match quote {
-            Some(q) if c == q => {
-                out.push('…');
-                out.push(c);
-                quote = None;
-            }
-            Some(_) => {}
-            None if c == '"' || c == '`' => {
-                out.push(c);
-                quote = Some(c);
-            }
-            None => out.push(c),
-        }
-    }
-    // Field names in backticks are safe and helpful: "missing field `cluster`".
-    if message.starts_with("missing field") || message.contains(": missing field") {
-        return clean(&message);
-    }
-    clean(&out)
-}
-
-/// The outermost message of an error, without its sources (which may quote data).
-fn top_message(e: &dyn std::error::Error) -> String {
-    let full = e.to_string();
-    let top = match e.source() {
-        Some(source) => full
-            .strip_suffix(&source.to_string())
-            .map(|s| s.trim_end_matches([':', ' ']).to_string())
-            .unwrap_or_else(|| full.split(": ").next().unwrap_or_default().to_string()),
-        None => full,
-    };
-    clean(&top)
-}
-
-/// An error and its sources, for network failures ("connection refused", DNS, TLS).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    clean(&parts.join(": "))
-}
-
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     const TOKEN: &str = "sEcReT-T0KEN-do-not-echo";
@@ -665,12 +301,30 @@ current-context: main
         assert_eq!(t.namespace, "team-a");
         assert_eq!(t.context, "main");
         assert_eq!(t.server, "https://k8s.example.com:6443");
-        let kc = t.kubeconfig();
+        let kc = t.kubeconfig().unwrap();
         assert_eq!(kc.contexts.len(), 1);
         assert_eq!(kc.clusters.len(), 1);
         assert_eq!(kc.auth_infos.len(), 1);
         assert_eq!(kc.auth_infos[0].name, "dev");
         assert!(!format!("{t:?}").contains(TOKEN));
+    }
+
+    #[test]
+    fn the_checked_kubeconfig_keeps_the_credentials_and_debug_hides_them() {
+        let t = parse(&config(good_cluster(), &token_user(), "")).unwrap();
+        assert!(!format!("{t:?}").contains(TOKEN));
+        let kc = t.kubeconfig().unwrap();
+        let user = kc.auth_infos[0].auth_info.as_ref().unwrap();
+        assert_eq!(user.token.as_ref().unwrap().expose_secret(), TOKEN);
+        let cluster = kc.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(
+            cluster.certificate_authority_data.as_deref(),
+            Some("LS0tLS1CRUdJTg==")
+        );
+        assert_eq!(
+            cluster.server.as_deref(),
+            Some("https://k8s.example.com:6443")
+        );
     }
 
     #[test]

@@ -1,0 +1,160 @@
+//! Connecting with a checked kubeconfig: building the tenant's client and
+//! asking the cluster whether the credentials may do what the driver does.
+
+use std::fmt;
+use std::time::Duration;
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use secrecy::ExposeSecret;
+
+use super::text::{clean, error_chain, top_message};
+use super::{CONNECT_TIMEOUT, KubeconfigError, TenantKubeconfig};
+
+/// One permission the Kubernetes driver needs in the tenant's namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    pub verb: &'static str,
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub subresource: &'static str,
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.verb, self.resource)?;
+        if !self.subresource.is_empty() {
+            write!(f, "/{}", self.subresource)?;
+        }
+        if !self.group.is_empty() {
+            write!(f, ".{}", self.group)?;
+        }
+        Ok(())
+    }
+}
+
+/// What [`validate`](super::validate) asks the cluster about, in order; the first denial is reported.
+pub const REQUIRED_ACCESS: &[Access] = &[
+    Access {
+        verb: "create",
+        group: "apps",
+        resource: "statefulsets",
+        subresource: "",
+    },
+    Access {
+        verb: "create",
+        group: "",
+        resource: "pods",
+        subresource: "exec",
+    },
+];
+
+impl TenantKubeconfig {
+    /// The checked kubeconfig (current context, its cluster and user only).
+    pub fn kubeconfig(&self) -> Result<Kubeconfig, KubeconfigError> {
+        // Not the parser's message: it may quote a value, which may be a credential.
+        serde_json::from_str(self.kubeconfig.expose_secret()).map_err(|e| KubeconfigError::Config {
+            detail: format!(
+                "the checked kubeconfig could not be read back (column {})",
+                e.column()
+            ),
+        })
+    }
+
+    /// A client for the tenant's cluster, with the tenant's namespace as its default.
+    ///
+    /// Connecting is bounded by [`CONNECT_TIMEOUT`]. There is deliberately no
+    /// read timeout: it would cut idle exec sessions and quiet watches (kube's
+    /// default is none for that reason); bound single requests at the call site,
+    /// as [`validate`](super::validate) does. No proxy from the server's environment is used.
+    pub async fn client(&self) -> Result<kube::Client, KubeconfigError> {
+        let mut config =
+            kube::Config::from_custom_kubeconfig(self.kubeconfig()?, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| KubeconfigError::Config {
+                    detail: top_message(&e),
+                })?;
+        config.connect_timeout = Some(CONNECT_TIMEOUT);
+        config.read_timeout = None;
+        config.proxy_url = None;
+        config.default_namespace = self.namespace.clone();
+        kube::Client::try_from(config).map_err(|e| KubeconfigError::Config {
+            detail: top_message(&e),
+        })
+    }
+
+    /// The API server answers, and each of [`REQUIRED_ACCESS`] is allowed in the
+    /// namespace. Each request is bounded by `limit`.
+    pub async fn check_access(
+        &self,
+        client: &kube::Client,
+        limit: Duration,
+    ) -> Result<(), KubeconfigError> {
+        self.bounded(limit, client.apiserver_version()).await?;
+        let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+        for access in REQUIRED_ACCESS {
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        namespace: Some(self.namespace.clone()),
+                        verb: Some(access.verb.to_string()),
+                        group: Some(access.group.to_string()),
+                        resource: Some(access.resource.to_string()),
+                        subresource: Some(access.subresource.to_string()).filter(|s| !s.is_empty()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let answer = self
+                .bounded(limit, reviews.create(&PostParams::default(), &review))
+                .await?;
+            let status = answer.status.unwrap_or_default();
+            if !status.allowed {
+                let reason = status
+                    .reason
+                    .or(status.evaluation_error)
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| "the cluster gave no reason".to_string());
+                return Err(KubeconfigError::Denied {
+                    namespace: self.namespace.clone(),
+                    access: access.to_string(),
+                    reason: clean(&reason),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn bounded<T>(
+        &self,
+        limit: Duration,
+        request: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, KubeconfigError> {
+        match tokio::time::timeout(limit, request).await {
+            Err(_) => Err(KubeconfigError::Timeout {
+                server: self.server.clone(),
+                seconds: limit.as_secs().max(1),
+            }),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(kube::Error::Api(status))) if status.code == 401 => {
+                Err(KubeconfigError::Unauthorized {
+                    server: self.server.clone(),
+                })
+            }
+            Ok(Err(kube::Error::Api(status))) => Err(KubeconfigError::Api {
+                server: self.server.clone(),
+                code: status.code,
+                message: clean(&status.message),
+            }),
+            Ok(Err(other)) => Err(KubeconfigError::Unreachable {
+                server: self.server.clone(),
+                reason: error_chain(&other),
+            }),
+        }
+    }
+}
