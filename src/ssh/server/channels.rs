@@ -1,156 +1,19 @@
-//! The SSH server: authentication, and one handler per connection that
-//! routes each channel to the dashboard (a `shell` with a PTY) or to an exec
-//! command.
+//! A connection's channels: russh's callbacks for one connection, routing
+//! each channel to the dashboard (a `shell` with a PTY), a direct attach,
+//! `logs`, or an exec command. The sign-in callbacks hand over to
+//! `sign_in`.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use russh::server::{Auth, Msg, Response, Session};
+use russh::{Channel, ChannelId};
 
-use russh::keys::PrivateKey;
-use russh::server::{Auth, Msg, Response, Server as _, Session};
-use russh::{Channel, ChannelId, MethodKind, MethodSet};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use super::Conn;
+use crate::ssh::attach::{self as direct, DirectAttach};
+use crate::ssh::session::{self, DashboardParams};
 
-use super::attach::{self as direct, DirectAttach};
-use super::ratelimit::RateLimiter;
-use super::session::{self, DashboardParams};
-use crate::config::{Signup, SshConfig};
-use crate::driver::SessionAttach;
-use crate::store::Store;
-use crate::store::activity::ActivityRecorder;
-use crate::store::notify::ChangeFeed;
-use crate::store::users::{User, hash_password, normalize_username, verify_password};
-
-/// Passwords shorter than this cannot create an account under open sign-up.
-pub const SIGNUP_MIN_PASSWORD: usize = 12;
 /// Most stdin an exec command may send (`keys add`).
 const MAX_EXEC_STDIN: usize = 1024 * 1024;
 
-struct Limits {
-    by_address: RateLimiter<IpAddr>,
-    by_user: RateLimiter<String>,
-}
-
-struct Shared {
-    store: Store,
-    /// How to reach sandbox sessions (`None`: attach is unavailable).
-    attach: Option<Arc<dyn SessionAttach>>,
-    /// How to read sandbox logs (`None`: `logs` is unavailable).
-    logs: Option<Arc<dyn crate::driver::SandboxLogs>>,
-    feed: Arc<ChangeFeed>,
-    config: SshConfig,
-    limits: Mutex<Limits>,
-    /// Verified against when the user does not exist, so an unknown name
-    /// costs the same time as a wrong password.
-    decoy_hash: String,
-    notice: String,
-    /// Sessions note their terminal activity here; a task writes it.
-    activity: ActivityRecorder,
-}
-
-/// What the console reaches the back ends through: the two live paths that
-/// bypass the store (DESIGN §1), sessions and logs.
-#[derive(Clone, Default)]
-pub struct ConsoleDrivers {
-    pub attach: Option<Arc<dyn SessionAttach>>,
-    pub logs: Option<Arc<dyn crate::driver::SandboxLogs>>,
-}
-
-impl From<Option<Arc<dyn SessionAttach>>> for ConsoleDrivers {
-    fn from(attach: Option<Arc<dyn SessionAttach>>) -> Self {
-        ConsoleDrivers { attach, logs: None }
-    }
-}
-
-/// Runs the SSH server on `listener` until `shutdown`.
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    store: Store,
-    feed: Arc<ChangeFeed>,
-    drivers: impl Into<ConsoleDrivers>,
-    config: SshConfig,
-    host_key: PrivateKey,
-    listener: TcpListener,
-    notice: String,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let russh_config = russh::server::Config {
-        keys: vec![host_key],
-        methods: all_methods(),
-        auth_rejection_time: config.rejection_delay,
-        auth_rejection_time_initial: Some(std::time::Duration::ZERO),
-        inactivity_timeout: None,
-        keepalive_interval: Some(std::time::Duration::from_secs(30)),
-        nodelay: true,
-        ..Default::default()
-    };
-    let limits = Limits {
-        by_address: RateLimiter::new(config.max_failures_per_address, config.failure_window),
-        by_user: RateLimiter::new(config.max_failures_per_user, config.failure_window),
-    };
-    let ConsoleDrivers { attach, logs } = drivers.into();
-    let activity = ActivityRecorder::new();
-    tokio::spawn(activity.clone().run(store.clone(), shutdown.clone()));
-    let shared = Arc::new(Shared {
-        activity,
-        store,
-        attach,
-        logs,
-        feed,
-        decoy_hash: hash_password("kiln decoy password").await?,
-        config,
-        limits: Mutex::new(limits),
-        notice,
-    });
-    let mut server = SshServer { shared };
-    let running = server.run_on_socket(Arc::new(russh_config), &listener);
-    let handle = running.handle();
-    tokio::select! {
-        r = running => r?,
-        _ = shutdown.cancelled() => handle.shutdown("Kiln is shutting down".into()),
-    }
-    Ok(())
-}
-
-fn all_methods() -> MethodSet {
-    MethodSet::from(
-        &[
-            MethodKind::PublicKey,
-            MethodKind::KeyboardInteractive,
-            MethodKind::Password,
-        ][..],
-    )
-}
-
-/// Rejects but keeps every method on offer, so a wrong password can be
-/// retried on the same connection.
-fn reject() -> Auth {
-    Auth::Reject {
-        proceed_with_methods: Some(all_methods()),
-        partial_success: false,
-    }
-}
-
-struct SshServer {
-    shared: Arc<Shared>,
-}
-
-impl russh::server::Server for SshServer {
-    type Handler = Conn;
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Conn {
-        Conn {
-            shared: self.shared.clone(),
-            peer: peer.map(|p| p.ip()),
-            user: None,
-            limited_for: None,
-            channels: HashMap::new(),
-        }
-    }
-}
-
-enum Chan {
+pub(super) enum Chan {
     /// Opened; waiting for pty/env/shell/exec requests.
     Fresh {
         pty: Option<(u16, u16)>,
@@ -170,106 +33,11 @@ enum Chan {
     Exec,
 }
 
-pub struct Conn {
-    shared: Arc<Shared>,
-    peer: Option<IpAddr>,
-    user: Option<User>,
-    /// Set when the last attempt was refused by the rate limiter.
-    limited_for: Option<std::time::Duration>,
-    channels: HashMap<ChannelId, Chan>,
-}
-
-impl Conn {
-    fn rate_limited(&self, username: &str) -> Option<std::time::Duration> {
-        let now = Instant::now();
-        let mut limits = self.shared.limits.lock().expect("limits lock");
-        let by_addr = self
-            .peer
-            .and_then(|ip| limits.by_address.check(&ip, now).err());
-        let by_user = limits.by_user.check(&username.to_string(), now).err();
-        by_addr.max(by_user)
-    }
-
-    fn record(&self, username: &str, ok: bool) {
-        let now = Instant::now();
-        let mut limits = self.shared.limits.lock().expect("limits lock");
-        match (ok, self.peer) {
-            (true, ip) => {
-                if let Some(ip) = ip {
-                    limits.by_address.record_success(&ip);
-                }
-                limits.by_user.record_success(&username.to_string());
-            }
-            (false, ip) => {
-                if let Some(ip) = ip {
-                    limits.by_address.record_failure(ip, now);
-                }
-                limits.by_user.record_failure(username.to_string(), now);
-            }
-        }
-    }
-
-    /// The password check shared by `password` and `keyboard-interactive`.
-    /// Unknown, disabled and wrong all take the same path and the same time.
-    async fn check_password(&mut self, username: &str, password: &str) -> Auth {
-        let key = username.to_ascii_lowercase();
-        if let Some(wait) = self.rate_limited(&key) {
-            self.limited_for = Some(wait);
-            return reject();
-        }
-        self.limited_for = None;
-        let store = &self.shared.store;
-        let found = store.password_hash(username).await.unwrap_or_else(|e| {
-            tracing::warn!("password lookup failed: {e}");
-            None
-        });
-        let (user, ok) = match found {
-            Some((user, hash)) => {
-                let ok = verify_password(password, &hash).await;
-                (Some(user), ok)
-            }
-            None => {
-                verify_password(password, &self.shared.decoy_hash).await;
-                (None, false)
-            }
-        };
-        if ok {
-            self.record(&key, true);
-            self.user = user;
-            return Auth::Accept;
-        }
-        if user.is_none()
-            && self.shared.config.signup == Signup::Open
-            && password.chars().count() >= SIGNUP_MIN_PASSWORD
-            && normalize_username(username).is_ok()
-            && let Ok(None) = store.find_user(username).await
-        {
-            match store.create_user(username, Some(password), false).await {
-                Ok(u) => {
-                    tracing::info!(user = %u.username, "account created by sign-up");
-                    self.record(&key, true);
-                    self.user = Some(u);
-                    return Auth::Accept;
-                }
-                Err(e) => tracing::warn!("sign-up failed: {e}"),
-            }
-        }
-        self.record(&key, false);
-        reject()
-    }
-}
-
 impl russh::server::Handler for Conn {
     type Error = anyhow::Error;
 
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
-        Ok(match self.shared.config.signup {
-            Signup::Open => Some(format!(
-                "Welcome to Kiln. New here? Log in with an unused username and a password of at least \
-                 {SIGNUP_MIN_PASSWORD} characters to create your account.\r\n"
-            )),
-            Signup::Closed => None,
-        })
+        Ok(self.banner())
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
@@ -282,23 +50,7 @@ impl russh::server::Handler for Conn {
         _submethods: &str,
         response: Option<Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        let Some(mut response) = response else {
-            let instructions = match self.rate_limited(&user.to_ascii_lowercase()) {
-                Some(wait) => format!(
-                    "Too many failed logins; try again in {} s.",
-                    wait.as_secs().max(1)
-                ),
-                None => String::new(),
-            };
-            return Ok(Auth::Partial {
-                name: "Kiln".into(),
-                instructions: instructions.into(),
-                prompts: vec![("Password: ".into(), false)].into(),
-            });
-        };
-        let answer = response.next().unwrap_or_default();
-        let password = String::from_utf8_lossy(&answer).into_owned();
-        Ok(self.check_password(user, &password).await)
+        Ok(self.keyboard_interactive(user, response).await)
     }
 
     async fn auth_publickey_offered(
@@ -306,16 +58,7 @@ impl russh::server::Handler for Conn {
         user: &str,
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        // Unknown keys are declined before the client signs; not counted as failures.
-        let known = self
-            .shared
-            .store
-            .user_by_key(offer.public_key)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|u| u.username.eq_ignore_ascii_case(user));
-        Ok(if known { Auth::Accept } else { reject() })
+        Ok(self.key_offered(user, offer).await)
     }
 
     async fn auth_publickey(
@@ -323,22 +66,7 @@ impl russh::server::Handler for Conn {
         user: &str,
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let key_name = user.to_ascii_lowercase();
-        if let Some(wait) = self.rate_limited(&key_name) {
-            self.limited_for = Some(wait);
-            return Ok(reject());
-        }
-        match self.shared.store.user_by_key(key.public_key).await {
-            Ok(Some(u)) if u.username.eq_ignore_ascii_case(user) => {
-                self.record(&key_name, true);
-                self.user = Some(u);
-                Ok(Auth::Accept)
-            }
-            _ => {
-                self.record(&key_name, false);
-                Ok(reject())
-            }
-        }
+        Ok(self.check_key(user, key).await)
     }
 
     async fn channel_open_session(
@@ -493,7 +221,7 @@ impl russh::server::Handler for Conn {
             }
             return Ok(());
         }
-        if let Some(parsed) = super::logs::parse(&command) {
+        if let Some(parsed) = crate::ssh::logs::parse(&command) {
             self.channels.insert(channel, Chan::Exec);
             let handle = session.handle();
             match (parsed, self.shared.logs.clone()) {
@@ -504,7 +232,7 @@ impl russh::server::Handler for Conn {
                     "logs are not available on this server".into(),
                     1,
                 ),
-                (Ok(args), Some(logs)) => super::logs::start(
+                (Ok(args), Some(logs)) => crate::ssh::logs::start(
                     self.shared.store.clone(),
                     self.user.clone().expect("authenticated"),
                     logs,
@@ -515,7 +243,7 @@ impl russh::server::Handler for Conn {
             }
             return Ok(());
         }
-        if super::exec::wants_stdin(&command) {
+        if crate::ssh::exec::wants_stdin(&command) {
             self.channels.insert(
                 channel,
                 Chan::CollectingStdin {
@@ -623,7 +351,8 @@ impl Conn {
         let handle = session.handle();
         tokio::spawn(async move {
             let out =
-                super::exec::run_with(&store, &user, attach.as_deref(), &command, &stdin).await;
+                crate::ssh::exec::run_with(&store, &user, attach.as_deref(), &command, &stdin)
+                    .await;
             if !out.stdout.is_empty() {
                 let _ = handle.data(channel, out.stdout).await;
             }
@@ -651,12 +380,4 @@ fn fail(handle: russh::server::Handle, channel: ChannelId, message: String, code
 /// Terminal sizes from the client are untrusted: keep them sane.
 fn clamp(v: u32) -> u16 {
     v.clamp(1, 1000) as u16
-}
-
-/// Binds the listener (separate so tests can take a free port first).
-pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
-    use anyhow::Context;
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening for SSH on {addr}"))
 }
