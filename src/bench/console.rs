@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use russh::ChannelMsg;
 use russh::client;
 use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg};
@@ -124,9 +126,10 @@ pub(super) fn ms(d: Duration) -> f64 {
 }
 
 pub(super) fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as f64,
+        _ => 100.0,
+    }
 }
 
 /// `kiln serve` in a child process against the scratch database.
@@ -211,10 +214,8 @@ impl ChildServer {
 
     pub(super) async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
-            // SAFETY: sending SIGTERM to our own child.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGTERM);
-            }
+            // Our own child; if it is already gone there is nothing to stop.
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
         // Sessions outlive the console by design; a bench must not leave its
