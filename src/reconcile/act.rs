@@ -1,0 +1,248 @@
+//! Acting on one row: the driver calls its planned action needs, the specs
+//! they take (with the project's variables and decrypted passwords), and
+//! the fenced write of the outcome.
+
+use std::time::Duration;
+
+use super::pass::Decision;
+use super::plan::Action;
+use super::{CycleStats, Reconciler, backoff, outcome, plan_input, resource_ref};
+use crate::driver::{DatabaseSpec, DriverError, DriverResult, Observed, ResourceRef, SandboxSpec};
+use crate::model::ResourceStatus;
+use crate::store::resources::{Leased, ResourceKind, WriteResult};
+use crate::store::{StoreError, StoreResult};
+
+impl Reconciler {
+    /// Acts on one row and writes the outcome.
+    pub(super) async fn work_row(
+        &self,
+        row: &Leased,
+        decided: Decision,
+    ) -> StoreResult<(CycleStats, Option<Duration>)> {
+        let mut stats = CycleStats::default();
+        let input = plan_input(row);
+        let mut applied_env_version = None;
+        let mut connection = None;
+        let result: DriverResult<Observed> = match decided {
+            Err(e) => Err(e),
+            Ok((action, observed)) => {
+                let r = self
+                    .act(
+                        row,
+                        &action,
+                        observed,
+                        &mut stats,
+                        &mut applied_env_version,
+                        &mut connection,
+                    )
+                    .await;
+                match r {
+                    Err(ActError::Store(e)) => return Err(e),
+                    Err(ActError::Driver(e)) => Err(e),
+                    Ok(o) => Ok(o),
+                }
+            }
+        };
+        if result.is_err() {
+            stats.failures += 1;
+        }
+        let mut out = outcome::outcome(
+            input,
+            row.attempts,
+            &result,
+            &self.cfg.schedule,
+            backoff::unit_random(),
+        );
+        if result.is_ok() {
+            out.applied_env_version = applied_env_version;
+            out.connection = connection;
+        }
+        let written = self.store.record_outcome(row, &out, &self.replica).await?;
+        stats.queries += 1;
+        match written {
+            WriteResult::Written if out.status != row.status => stats.transitions += 1,
+            WriteResult::Written => {}
+            WriteResult::Superseded => stats.superseded += 1,
+            WriteResult::LeaseLost => stats.lease_lost += 1,
+        }
+        Ok((stats, out.next_attempt_in))
+    }
+
+    async fn act(
+        &self,
+        row: &Leased,
+        action: &Action,
+        observed: Observed,
+        stats: &mut CycleStats,
+        applied_env_version: &mut Option<i64>,
+        connection: &mut Option<(String, i32, String, String)>,
+    ) -> Result<Observed, ActError> {
+        let r = resource_ref(row);
+        match (row.kind, action) {
+            // A database that has just come up: it is RUNNING only once its
+            // connection details can be read (the seed keeps STARTING too).
+            (ResourceKind::Database, Action::Nothing | Action::Wait | Action::Settle)
+                if observed == Observed::Running && row.status != ResourceStatus::Running =>
+            {
+                let spec = self.database_spec(row, r)?;
+                stats.driver_calls += 1;
+                self.with_credentials(&spec, observed, connection).await
+            }
+            // The batch observation already says where it is.
+            (_, Action::Nothing | Action::Wait | Action::Settle) => Ok(observed),
+            (_, Action::Forget) => Ok(Observed::Absent),
+            (_, Action::Fail(reason)) => Ok(Observed::Failed(reason.clone())),
+            (ResourceKind::Sandbox, Action::Ensure | Action::SyncEnv) => {
+                let (version, spec) = self.sandbox_spec(row, &r, stats).await?;
+                stats.driver_calls += 1;
+                let observed = if *action == Action::Ensure {
+                    self.sandboxes.ensure(&spec).await?
+                } else {
+                    self.sandboxes.sync_env(&spec).await?;
+                    Observed::Running
+                };
+                *applied_env_version = Some(version);
+                Ok(observed)
+            }
+            (ResourceKind::Sandbox, Action::Stop) => {
+                stats.driver_calls += 1;
+                Ok(self.sandboxes.stop(&r).await?)
+            }
+            (ResourceKind::Sandbox, Action::Delete) => {
+                stats.driver_calls += 1;
+                self.sandboxes.delete(&r).await?;
+                Ok(Observed::Absent)
+            }
+            (ResourceKind::Database, Action::Ensure) => {
+                let spec = self.database_spec(row, r)?;
+                stats.driver_calls += 2;
+                let observed = self.databases.ensure(&spec).await?;
+                self.with_credentials(&spec, observed, connection).await
+            }
+            (ResourceKind::Database, Action::Stop) => {
+                let spec = self.database_spec(row, r)?;
+                stats.driver_calls += 1;
+                Ok(self.databases.stop(&spec).await?)
+            }
+            (ResourceKind::Database, Action::Delete) => {
+                stats.driver_calls += 1;
+                self.databases.delete(&r).await?;
+                Ok(Observed::Absent)
+            }
+            (ResourceKind::Database, Action::SyncEnv) => Ok(Observed::Running),
+        }
+    }
+
+    /// A running database's connection details, or `Starting` while they
+    /// cannot be read yet.
+    async fn with_credentials(
+        &self,
+        spec: &DatabaseSpec,
+        observed: Observed,
+        connection: &mut Option<(String, i32, String, String)>,
+    ) -> Result<Observed, ActError> {
+        if observed != Observed::Running {
+            return Ok(observed);
+        }
+        match self.databases.credentials(spec).await? {
+            Some(c) => {
+                *connection = Some((c.host, i32::from(c.port), c.database, c.user));
+                Ok(Observed::Running)
+            }
+            None => Ok(Observed::Starting),
+        }
+    }
+
+    /// The sandbox's spec: the project's variables plus what Kiln injects.
+    async fn sandbox_spec(
+        &self,
+        row: &Leased,
+        r: &ResourceRef,
+        stats: &mut CycleStats,
+    ) -> Result<(i64, SandboxSpec), ActError> {
+        let inputs = self.store.sandbox_inputs(row.project_id).await?;
+        stats.queries += 1;
+        let (version, mut env, mut secret_keys) =
+            (inputs.env_version, inputs.env, inputs.secret_keys);
+        if let Some((name, namespace, sealed)) = inputs.database {
+            let password = self
+                .store
+                .key()
+                .decrypt_string(&sealed, &ResourceKind::Database.password_context(&name))?;
+            let spec = DatabaseSpec {
+                resource: ResourceRef {
+                    resource_name: name,
+                    namespace,
+                    project_slug: row.project_slug.clone(),
+                    owner: row.user_id,
+                },
+                password,
+            };
+            stats.driver_calls += 1;
+            if let Some(c) = self.databases.credentials(&spec).await? {
+                env.push(("DATABASE_URL".into(), c.url()));
+                secret_keys.insert("DATABASE_URL".into());
+            }
+        }
+        // The user's Claude settings win over project variables of the same
+        // name, as in the seed; the kubeconfig and the rest never leave.
+        let configs = self.store.list_user_configs(row.user_id).await?;
+        stats.queries += 1;
+        for c in configs {
+            if let Some(name) = crate::model::env::sandbox_name_of_user_setting(&c.key) {
+                env.retain(|(k, _)| k != name);
+                if c.is_secret {
+                    secret_keys.insert(name.to_string());
+                }
+                env.push((name.to_string(), c.value));
+            }
+        }
+        env.push(("PROJECT_NAME".into(), row.project_name.clone()));
+        env.sort();
+        Ok((
+            version,
+            SandboxSpec {
+                resource: r.clone(),
+                env,
+                secret_keys,
+            },
+        ))
+    }
+
+    fn database_spec(&self, row: &Leased, r: ResourceRef) -> Result<DatabaseSpec, ActError> {
+        let sealed = row.password_enc.as_deref().unwrap_or_default();
+        let password = self.store.key().decrypt_string(
+            sealed,
+            &ResourceKind::Database.password_context(&row.resource_name),
+        )?;
+        Ok(DatabaseSpec {
+            resource: r,
+            password,
+        })
+    }
+}
+
+/// A failure while acting: a driver error becomes the row's outcome; a store
+/// error aborts the pass (the lease expires and the row is retried).
+enum ActError {
+    Driver(DriverError),
+    Store(StoreError),
+}
+
+impl From<DriverError> for ActError {
+    fn from(e: DriverError) -> Self {
+        ActError::Driver(e)
+    }
+}
+
+impl From<StoreError> for ActError {
+    fn from(e: StoreError) -> Self {
+        ActError::Store(e)
+    }
+}
+
+impl From<crate::store::CryptoError> for ActError {
+    fn from(e: crate::store::CryptoError) -> Self {
+        ActError::Store(e.into())
+    }
+}

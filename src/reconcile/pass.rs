@@ -1,0 +1,130 @@
+//! One reconcile pass: lease a batch of each kind, observe each batch in one
+//! driver call, plan every row, give back the rows with nothing to do, and
+//! work the rest concurrently.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use super::plan::{Action, plan};
+use super::{CycleStats, Reconciler, backoff, plan_input, resource_ref};
+use crate::driver::{DriverError, Observed, ResourceRef};
+use crate::store::StoreResult;
+use crate::store::resources::{Leased, ResourceKind};
+
+/// The plan for a row and what the batch observation saw, or why observing failed.
+pub(super) type Decision = Result<(Action, Observed), DriverError>;
+
+impl Reconciler {
+    /// One pass: lease a batch of each kind, observe, plan, act, write.
+    /// Returns the stats, the soonest retry it scheduled, and whether a
+    /// batch came back full (more work is likely waiting).
+    pub async fn pass(&self) -> StoreResult<(CycleStats, Option<Instant>, bool)> {
+        let mut stats = CycleStats::default();
+        let (sandboxes, databases) = tokio::try_join!(
+            self.store.lease_batch(
+                ResourceKind::Sandbox,
+                &self.replica,
+                self.cfg.lease,
+                self.cfg.batch_size
+            ),
+            self.store.lease_batch(
+                ResourceKind::Database,
+                &self.replica,
+                self.cfg.lease,
+                self.cfg.batch_size
+            ),
+        )?;
+        stats.queries += 2;
+        let full = sandboxes.len() as i64 >= self.cfg.batch_size
+            || databases.len() as i64 >= self.cfg.batch_size;
+        stats.leased = sandboxes.len() + databases.len();
+        if stats.leased == 0 {
+            return Ok((stats, None, false));
+        }
+
+        // One observation per kind for the whole batch.
+        let sandbox_refs: Vec<ResourceRef> = sandboxes.iter().map(resource_ref).collect();
+        let database_refs: Vec<ResourceRef> = databases.iter().map(resource_ref).collect();
+        let (seen_sandboxes, seen_databases) = tokio::join!(
+            async {
+                if sandbox_refs.is_empty() {
+                    Ok(HashMap::new())
+                } else {
+                    self.sandboxes.observe(&sandbox_refs).await
+                }
+            },
+            async {
+                if database_refs.is_empty() {
+                    Ok(HashMap::new())
+                } else {
+                    self.databases.observe(&database_refs).await
+                }
+            },
+        );
+        stats.driver_calls +=
+            usize::from(!sandboxes.is_empty()) + usize::from(!databases.is_empty());
+
+        let mut unchanged: Vec<(&Leased, Duration)> = Vec::new();
+        let mut work: Vec<(Leased, Decision)> = Vec::new();
+        for (rows, seen) in [(&sandboxes, &seen_sandboxes), (&databases, &seen_databases)] {
+            for row in rows.iter() {
+                let input = plan_input(row);
+                let decided = match seen {
+                    Ok(map) => {
+                        let observed = map
+                            .get(&row.resource_name)
+                            .cloned()
+                            .unwrap_or(Observed::Absent);
+                        Ok((plan(input, &observed), observed))
+                    }
+                    Err(e) => Err(e.clone()),
+                };
+                let quiet = match &decided {
+                    Ok((Action::Nothing, _)) => true,
+                    Ok((Action::Settle, _)) => {
+                        row.status == crate::model::ResourceStatus::settled_at(row.desired)
+                            && row.last_error.is_none()
+                            && row.attempts == 0
+                    }
+                    _ => false,
+                };
+                if quiet {
+                    let jitter = backoff::unit_random();
+                    let interval = self.cfg.schedule.observe_interval;
+                    unchanged.push((row, interval.mul_f64(0.9 + 0.2 * jitter)));
+                } else {
+                    work.push((row.clone(), decided));
+                }
+            }
+        }
+
+        for kind in ResourceKind::ALL {
+            let (rows, delays): (Vec<&Leased>, Vec<Duration>) = unchanged
+                .iter()
+                .filter(|(r, _)| r.kind == kind)
+                .cloned()
+                .unzip();
+            if !rows.is_empty() {
+                self.store.release_unchanged(kind, &rows, &delays).await?;
+                stats.queries += 1;
+            }
+        }
+
+        let results: Vec<StoreResult<(CycleStats, Option<Duration>)>> = futures::stream::iter(work)
+            .map(|(row, decided)| async move { self.work_row(&row, decided).await })
+            .buffer_unordered(self.cfg.concurrency.max(1))
+            .collect()
+            .await;
+        let mut soonest: Option<Duration> = None;
+        for r in results {
+            let (s, next) = r?;
+            stats.add(&s);
+            if let Some(n) = next {
+                soonest = Some(soonest.map_or(n, |m| m.min(n)));
+            }
+        }
+        Ok((stats, soonest.map(|d| Instant::now() + d), full))
+    }
+}
