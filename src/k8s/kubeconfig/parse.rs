@@ -1,5 +1,7 @@
 //! Parsing a tenant's kubeconfig without touching the network or the file
 //! system, refusing exec plugins, auth providers, file references and proxies.
+//! Over 500 lines only through its tests: one per kind of refusal, each
+//! checking that no credential leaks into the message.
 
 use kube::config::Kubeconfig;
 use secrecy::SecretString;
