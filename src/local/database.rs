@@ -257,7 +257,7 @@ impl DatabaseDriver for LocalDatabases {
             port: self.port,
             database: name.clone(),
             user: name.clone(),
-            password: spec.password.clone(),
+            password: spec.password.clone().into(),
         }))
     }
 }

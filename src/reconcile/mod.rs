@@ -489,7 +489,7 @@ impl Reconciler {
                 if c.is_secret {
                     secret_keys.insert(name.to_string());
                 }
-                env.push((name.to_string(), c.value));
+                env.push((name.to_string(), c.value.into_inner()));
             }
         }
         env.push(("PROJECT_NAME".into(), row.project_name.clone()));

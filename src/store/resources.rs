@@ -565,7 +565,7 @@ impl Store {
                 port: u16::try_from(port).unwrap_or(5432),
                 database: r.try_get("db_name")?,
                 user: r.try_get("db_user")?,
-                password,
+                password: password.into(),
             }
             .url(),
         ))
