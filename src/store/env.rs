@@ -4,7 +4,7 @@
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::projects::lock_project_by_name;
+use super::project_lock::lock_project_by_name;
 use super::{SecretKey, Store, StoreError, StoreResult};
 use crate::model::env::{MAX_VARS_PER_PROJECT, check_key, check_value};
 use crate::model::secret::Secret;
@@ -56,7 +56,7 @@ pub(crate) async fn read_env(
         .collect()
 }
 
-pub(super) async fn bump_env_version(conn: &mut PgConnection, project_id: Uuid) -> StoreResult<()> {
+pub(crate) async fn bump_env_version(conn: &mut PgConnection, project_id: Uuid) -> StoreResult<()> {
     sqlx::query("UPDATE projects SET env_version = env_version + 1 WHERE id = $1")
         .bind(project_id)
         .execute(&mut *conn)
