@@ -8,6 +8,8 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+use crate::model::secret::Secret;
+
 /// What a driver sees of one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
@@ -96,7 +98,7 @@ pub struct DatabaseSpec {
     /// Password for the database's role. Drivers that create the role (local)
     /// set it; drivers whose database generates its own (KubeBlocks) ignore it
     /// and report the real one through `credentials`.
-    pub password: String,
+    pub password: Secret<String>,
 }
 
 pub use crate::model::db_credentials::DbCredentials;

@@ -284,7 +284,7 @@ impl DatabaseDriver for FakeDriver {
             port: 5432,
             database: spec.resource.resource_name.clone(),
             user: spec.resource.resource_name.clone(),
-            password: spec.password.clone().into(),
+            password: spec.password.clone(),
         }))
     }
 }

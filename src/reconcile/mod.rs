@@ -471,7 +471,7 @@ impl Reconciler {
                     project_slug: row.project_slug.clone(),
                     owner: row.user_id,
                 },
-                password,
+                password: password.into(),
             };
             stats.driver_calls += 1;
             if let Some(c) = self.databases.credentials(&spec).await? {
@@ -512,7 +512,7 @@ impl Reconciler {
         )?;
         Ok(DatabaseSpec {
             resource: r,
-            password,
+            password: password.into(),
         })
     }
 }
