@@ -225,6 +225,8 @@ impl SessionInput {
     }
 }
 
+// Written by hand because the sink and the guard are trait objects without
+// `Debug`; nothing secret is hidden here (secrets use `model::secret::Secret`).
 impl fmt::Debug for SessionInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SessionInput")
