@@ -95,7 +95,7 @@ pub struct SshConfig {
     pub failure_window: Duration,
     /// Every rejected attempt takes this long, whatever the reason.
     pub rejection_delay: Duration,
-    pub prefix_key: crate::tui::prefix::PrefixKey,
+    pub prefix_key: crate::model::prefix_key::PrefixKey,
 }
 
 impl Default for SshConfig {
@@ -107,7 +107,7 @@ impl Default for SshConfig {
             max_failures_per_user: 10,
             failure_window: Duration::from_secs(300),
             rejection_delay: Duration::from_millis(1000),
-            prefix_key: crate::tui::prefix::PrefixKey::default(),
+            prefix_key: crate::model::prefix_key::PrefixKey::default(),
         }
     }
 }
@@ -286,7 +286,7 @@ impl Config {
         }
         if let Some(v) = &f.prefix_key {
             ssh.prefix_key =
-                crate::tui::prefix::PrefixKey::parse(v).map_err(ConfigError::PrefixKey)?;
+                crate::model::prefix_key::PrefixKey::parse(v).map_err(ConfigError::PrefixKey)?;
         }
         file.kubernetes
             .validate()

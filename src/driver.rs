@@ -8,6 +8,8 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+use crate::model::secret::Secret;
+
 /// What a driver sees of one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
@@ -53,6 +55,13 @@ impl DriverError {
     }
 }
 
+/// A session name no back end accepts: asking again will not help.
+impl From<crate::model::session::SessionNameError> for DriverError {
+    fn from(e: crate::model::session::SessionNameError) -> Self {
+        Self::permanent(e)
+    }
+}
+
 pub type DriverResult<T> = Result<T, DriverError>;
 
 /// Identifies one resource to a driver.
@@ -89,63 +98,10 @@ pub struct DatabaseSpec {
     /// Password for the database's role. Drivers that create the role (local)
     /// set it; drivers whose database generates its own (KubeBlocks) ignore it
     /// and report the real one through `credentials`.
-    pub password: String,
+    pub password: Secret<String>,
 }
 
-/// How a sandbox reaches its database.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DbCredentials {
-    /// A host name, or an absolute unix-socket directory.
-    pub host: String,
-    pub port: u16,
-    pub database: String,
-    pub user: String,
-    pub password: String,
-}
-
-impl fmt::Debug for DbCredentials {
-    // Never print the password, not even in a debug log.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DbCredentials")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("database", &self.database)
-            .field("user", &self.user)
-            .field("password", &"<hidden>")
-            .finish()
-    }
-}
-
-impl DbCredentials {
-    /// A libpq/sqlx connection URL; a socket directory goes into `?host=`.
-    pub fn url(&self) -> String {
-        let user = percent_encode(&self.user);
-        let pw = percent_encode(&self.password);
-        let db = percent_encode(&self.database);
-        if self.host.starts_with('/') {
-            format!(
-                "postgres://{user}:{pw}@localhost:{}/{db}?host={}",
-                self.port,
-                percent_encode(&self.host)
-            )
-        } else {
-            format!("postgres://{user}:{pw}@{}:{}/{db}", self.host, self.port)
-        }
-    }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use crate::model::db_credentials::DbCredentials;
 
 #[async_trait]
 pub trait SandboxDriver: Send + Sync + 'static {
@@ -269,6 +225,8 @@ impl SessionInput {
     }
 }
 
+// Written by hand because the sink and the guard are trait objects without
+// `Debug`; nothing secret is hidden here (secrets use `model::secret::Secret`).
 impl fmt::Debug for SessionInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SessionInput")
@@ -433,21 +391,5 @@ mod tests {
         ));
         assert!(!tmux_listing_awaits_reap("a\t1\t0\t0\t\t\n"));
         assert!(!tmux_listing_awaits_reap(""));
-    }
-
-    #[test]
-    fn url_encodes_reserved_characters_and_socket_dirs() {
-        let c = DbCredentials {
-            host: "/tmp/kiln sock".into(),
-            port: 5432,
-            database: "a-b".into(),
-            user: "u@x".into(),
-            password: "p:w/".into(),
-        };
-        assert_eq!(
-            c.url(),
-            "postgres://u%40x:p%3Aw%2F@localhost:5432/a-b?host=%2Ftmp%2Fkiln%20sock"
-        );
-        assert!(!format!("{c:?}").contains("p:w/"));
     }
 }

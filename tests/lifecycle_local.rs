@@ -111,7 +111,7 @@ async fn stored_url(store: &Store, databases: &LocalDatabases, db_name: &str) ->
             project_slug: String::new(),
             owner: uuid::Uuid::nil(),
         },
-        password,
+        password: password.into(),
     };
     databases.credentials(&spec).await.unwrap().unwrap().url()
 }

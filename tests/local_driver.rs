@@ -125,7 +125,7 @@ impl Drop for DbCleanup {
 fn db_spec(name: &str) -> DatabaseSpec {
     DatabaseSpec {
         resource: rref(name),
-        password: format!("Pw{}", random(16)),
+        password: format!("Pw{}", random(16)).into(),
     }
 }
 

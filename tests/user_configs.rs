@@ -214,7 +214,7 @@ async fn setting_again_replaces_value_and_secrecy() {
         .unwrap();
     let list = store.list_user_configs(alice).await.unwrap();
     assert_eq!(
-        (list[0].value.as_str(), list[0].is_secret),
+        (list[0].value.expose_str(), list[0].is_secret),
         ("https://three", false)
     );
     assert_eq!(row_count(&store).await, 1);

@@ -28,7 +28,7 @@ fn session_name(session: Option<&str>) -> DriverResult<String> {
     match session {
         None => Ok(DEFAULT_SESSION.into()),
         Some(s) => {
-            crate::local::check_session_name(s)?;
+            crate::model::session::check_session_name(s)?;
             Ok(s.into())
         }
     }

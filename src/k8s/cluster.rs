@@ -23,6 +23,8 @@ pub struct K8sCluster {
     settings: Arc<K8sSettings>,
 }
 
+// Written by hand because kube's `Client` has no `Debug`; nothing secret is
+// hidden here (secrets use `model::secret::Secret`).
 impl std::fmt::Debug for K8sCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("K8sCluster")

@@ -136,7 +136,7 @@ pub fn credentials_from_secret(secret: &Secret, database: &str) -> Option<DbCred
         port: field("port")?.trim().parse().ok()?,
         database: database.to_string(),
         user: field("username")?,
-        password: field("password")?,
+        password: field("password")?.into(),
     })
 }
 
@@ -318,7 +318,7 @@ mod tests {
                 c.host.as_str(),
                 c.port,
                 c.user.as_str(),
-                c.password.as_str()
+                c.password.expose_str()
             ),
             ("db.ns.svc", 5432, "postgres", "pw")
         );

@@ -17,6 +17,7 @@ use crate::driver::{
     Attachment, DriverError, DriverResult, ResourceRef, SessionAttach, SessionInfo, SessionState,
     TMUX_SESSION_FORMAT, Viewer, tmux_listing_awaits_reap,
 };
+use crate::model::session::check_session_name;
 use crate::model::terminal;
 
 /// Ends the tmux client (not the session) when the attachment is dropped.
@@ -87,22 +88,6 @@ fn sessions_of(resource: &str, listing: &str) -> Vec<SessionInfo> {
 /// What a named session runs: the user's shell, with the sandbox's env.
 const NAMED_SESSION_COMMAND: &str =
     "sh -c '[ -r ./.kiln-env ] && . ./.kiln-env; exec \"${SHELL:-/bin/sh}\"'";
-
-/// A session name a user may choose: short, lowercase, `[a-z0-9-]`.
-pub(crate) fn check_session_name(s: &str) -> Result<(), DriverError> {
-    let ok = !s.is_empty()
-        && s.len() <= 20
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(DriverError::permanent(format!(
-            "invalid session name {:?}: use 1 to 20 characters from a-z, 0-9 and -",
-            crate::model::naming::printable(s, 30)
-        )))
-    }
-}
 
 /// The tmux session behind `session` of sandbox `r`: the sandbox's own name
 /// for the default one, `{resource}--{name}` for a named one. Named sessions

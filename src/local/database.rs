@@ -126,9 +126,9 @@ impl DatabaseDriver for LocalDatabases {
     async fn ensure(&self, spec: &DatabaseSpec) -> DriverResult<Observed> {
         let name = &spec.resource.resource_name;
         validate_resource_name(name)?;
-        validate_password(name, &spec.password)?;
+        validate_password(name, spec.password.expose_str())?;
         let ident = quote_ident(name);
-        let password = &spec.password;
+        let password = spec.password.expose_str();
         let fail = |doing: &str| {
             let doing = format!("database {name}: {doing}");
             move |e: sqlx::Error| classify(&e, &doing)

@@ -10,7 +10,6 @@ mod sandbox;
 mod terminfo;
 mod tmux;
 
-pub(crate) use attach::check_session_name;
 pub use database::LocalDatabases;
 pub use sandbox::LocalSandboxes;
 

@@ -2,9 +2,13 @@
 //! Nothing here does I/O, so all of it is tested as tables.
 
 pub mod aggregate;
+pub mod db_credentials;
 pub mod env;
 pub mod intent;
 pub mod naming;
+pub mod prefix_key;
+pub mod secret;
+pub mod session;
 pub mod status;
 pub mod terminal;
 

@@ -176,7 +176,7 @@ impl Reconciler {
                     project_slug: row.project_slug.clone(),
                     owner: row.user_id,
                 },
-                password,
+                password: password.into(),
             };
             stats.driver_calls += 1;
             if let Some(c) = self.databases.credentials(&spec).await? {
@@ -194,7 +194,7 @@ impl Reconciler {
                 if c.is_secret {
                     secret_keys.insert(name.to_string());
                 }
-                env.push((name.to_string(), c.value));
+                env.push((name.to_string(), c.value.into_inner()));
             }
         }
         env.push(("PROJECT_NAME".into(), row.project_name.clone()));
@@ -217,7 +217,7 @@ impl Reconciler {
         )?;
         Ok(DatabaseSpec {
             resource: r,
-            password,
+            password: password.into(),
         })
     }
 }

@@ -5,13 +5,14 @@
 //! tenant's row does not decrypt. The wrong key never yields garbage: the AEAD
 //! tag fails and the caller gets [`CryptoError::WrongKey`].
 
-use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+use crate::model::secret::Secret;
 
 const MAGIC: &[u8; 2] = b"k1";
 const NONCE_LEN: usize = 24;
@@ -37,21 +38,15 @@ pub enum CryptoError {
 }
 
 /// The server's secret key.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SecretKey {
-    cipher: XChaCha20Poly1305,
-}
-
-impl fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretKey(<hidden>)")
-    }
+    cipher: Secret<XChaCha20Poly1305>,
 }
 
 impl SecretKey {
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
         Self {
-            cipher: XChaCha20Poly1305::new(bytes.into()),
+            cipher: Secret::new(XChaCha20Poly1305::new(bytes.into())),
         }
     }
 
@@ -112,6 +107,7 @@ impl SecretKey {
         getrandom::fill(&mut nonce).expect("the operating system's random source failed");
         let ct = self
             .cipher
+            .expose()
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
@@ -134,6 +130,7 @@ impl SecretKey {
         }
         let (nonce, ct) = rest.split_at(NONCE_LEN);
         self.cipher
+            .expose()
             .decrypt(
                 XNonce::from_slice(nonce),
                 Payload {

@@ -4,27 +4,19 @@
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::projects::lock_project_by_name;
+use super::project_lock::lock_project_by_name;
 use super::{SecretKey, Store, StoreError, StoreResult};
 use crate::model::env::{MAX_VARS_PER_PROJECT, check_key, check_value};
+use crate::model::secret::Secret;
 
-#[derive(Clone, PartialEq, Eq)]
+/// One project variable. The value is a [`Secret`] whether or not it is
+/// marked secret, so no debug print can show a secret one.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvVar {
     pub key: String,
-    pub value: String,
+    pub value: Secret<String>,
     pub is_secret: bool,
     pub category: String,
-}
-
-impl std::fmt::Debug for EnvVar {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let value = if self.is_secret {
-            "<secret>"
-        } else {
-            &self.value
-        };
-        write!(f, "EnvVar({}={value:?})", self.key)
-    }
 }
 
 pub(crate) fn env_context(project_id: Uuid, key: &str) -> String {
@@ -56,7 +48,7 @@ pub(crate) async fn read_env(
             };
             Ok(EnvVar {
                 key: k,
-                value,
+                value: Secret::new(value),
                 is_secret,
                 category: r.try_get("category")?,
             })
@@ -64,7 +56,7 @@ pub(crate) async fn read_env(
         .collect()
 }
 
-pub(super) async fn bump_env_version(conn: &mut PgConnection, project_id: Uuid) -> StoreResult<()> {
+pub(crate) async fn bump_env_version(conn: &mut PgConnection, project_id: Uuid) -> StoreResult<()> {
     sqlx::query("UPDATE projects SET env_version = env_version + 1 WHERE id = $1")
         .bind(project_id)
         .execute(&mut *conn)

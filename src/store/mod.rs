@@ -5,8 +5,11 @@ pub mod activity;
 pub mod crypto;
 pub mod env;
 pub mod events;
+pub mod inputs;
 pub mod keys;
+pub mod kind;
 pub mod notify;
+mod project_lock;
 pub mod projects;
 pub mod resources;
 pub mod status;
@@ -19,6 +22,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use crypto::{CryptoError, SecretKey};
+pub use kind::ResourceKind;
 
 use crate::model::env::EnvError;
 use crate::model::intent::IntentRefused;
@@ -107,6 +111,15 @@ impl Store {
         self.key.decrypt(&stored, CONTEXT)?;
         Ok(())
     }
+}
+
+/// Decodes a text column into one of the model's enums.
+pub(crate) fn parse<T: std::str::FromStr>(text: String) -> Result<T, sqlx::Error>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    text.parse()
+        .map_err(|e: T::Err| sqlx::Error::Decode(Box::new(e)))
 }
 
 /// Maps a unique-constraint violation to a message a user can act on.

@@ -6,8 +6,9 @@ use sqlx::{AssertSqlSafe, PgConnection, Row};
 use uuid::Uuid;
 
 use super::events::{EventKind, NewEvent, append_event};
-use super::resources::ResourceKind;
-use super::{Store, StoreError, StoreResult, conflict_or};
+use super::kind::ResourceKind;
+use super::project_lock::{lock_project_by_name, no_such_project};
+use super::{Store, StoreError, StoreResult, conflict_or, parse};
 use crate::model::intent::{self, Intent, ResourceIntent};
 use crate::model::naming::{self, random_password, resource_name, slugify};
 use crate::model::{Desired, ProjectStatus, ResourceStatus, aggregate};
@@ -54,14 +55,6 @@ pub struct ProjectView {
 
 const PROJECT_COLUMNS: &str =
     "id, user_id, name, slug, description, status, env_version, created_at, updated_at";
-
-pub(crate) fn parse<T: std::str::FromStr>(text: String) -> Result<T, sqlx::Error>
-where
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    text.parse()
-        .map_err(|e: T::Err| sqlx::Error::Decode(Box::new(e)))
-}
 
 fn project_from_row(r: &sqlx::postgres::PgRow) -> Result<Project, sqlx::Error> {
     Ok(Project {
@@ -302,38 +295,6 @@ impl Store {
         tx.commit().await?;
         Ok(new_status)
     }
-}
-
-pub(crate) fn no_such_project(name: &str) -> StoreError {
-    StoreError::NotFound(format!(
-        "no such project: {}",
-        crate::model::naming::printable(name, 60)
-    ))
-}
-
-/// Locks one of the user's projects for the rest of the transaction. Every
-/// transaction that changes a project's resources takes this lock first, so
-/// concurrent writers serialise and never deadlock.
-pub(crate) async fn lock_project_by_name(
-    conn: &mut PgConnection,
-    user_id: Uuid,
-    name: &str,
-) -> StoreResult<(Uuid, String, ProjectStatus)> {
-    let row = sqlx::query(
-        "SELECT id, slug, status FROM projects
-         WHERE user_id = $1 AND (lower(name) = lower($2) OR slug = $2)
-         ORDER BY (slug = $2) DESC LIMIT 1 FOR UPDATE",
-    )
-    .bind(user_id)
-    .bind(name.trim())
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| no_such_project(name))?;
-    Ok((
-        row.try_get("id")?,
-        row.try_get("slug")?,
-        parse(row.try_get("status")?)?,
-    ))
 }
 
 /// Recomputes the project's status from its resources (the caller holds the

@@ -1,73 +1,17 @@
 //! The reconcile loop's side of sandboxes and databases: leasing, fenced
 //! writes of outcomes, lease release.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::events::EventKind;
-use super::projects::parse;
-use super::{Store, StoreResult};
+use super::env::bump_env_version;
+use super::{Store, StoreResult, parse};
 use crate::model::{Desired, ResourceStatus, aggregate};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResourceKind {
-    Sandbox,
-    Database,
-}
-
-impl ResourceKind {
-    pub const ALL: [ResourceKind; 2] = [ResourceKind::Sandbox, ResourceKind::Database];
-
-    pub fn table(self) -> &'static str {
-        match self {
-            ResourceKind::Sandbox => "sandboxes",
-            ResourceKind::Database => "databases",
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceKind::Sandbox => "sandbox",
-            ResourceKind::Database => "database",
-        }
-    }
-
-    pub fn event_kind(self) -> EventKind {
-        match self {
-            ResourceKind::Sandbox => EventKind::Sandbox,
-            ResourceKind::Database => EventKind::Database,
-        }
-    }
-
-    /// Associated data for a database password: binds the ciphertext to its row.
-    pub fn password_context(self, resource_name: &str) -> String {
-        format!("{}.password:{resource_name}", self.table())
-    }
-}
-
-impl fmt::Display for ResourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ResourceKind {
-    type Err = crate::model::status::UnknownStatus;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "sandbox" => Ok(Self::Sandbox),
-            "database" => Ok(Self::Database),
-            _ => Err(crate::model::status::UnknownStatus(s.to_string())),
-        }
-    }
-}
+pub use super::kind::ResourceKind;
 
 /// A resource row this replica holds a lease on.
 #[derive(Debug, Clone)]
@@ -120,17 +64,6 @@ pub struct Outcome {
     /// For the event history; an event is written when the status changes or
     /// a new error appears.
     pub message: String,
-}
-
-/// What [`Store::sandbox_inputs`] returns.
-#[derive(Debug, Clone)]
-pub struct SandboxInputs {
-    pub env_version: i64,
-    pub env: Vec<(String, String)>,
-    /// The keys of `env` marked secret.
-    pub secret_keys: std::collections::BTreeSet<String>,
-    /// The project's database: resource name, namespace, sealed password.
-    pub database: Option<(String, String, Vec<u8>)>,
 }
 
 /// How a fenced write went.
@@ -346,7 +279,7 @@ impl Store {
         }
 
         if connection_changed {
-            super::env::bump_env_version(&mut tx, row.project_id).await?;
+            bump_env_version(&mut tx, row.project_id).await?;
         }
 
         if status_changed {
@@ -467,60 +400,6 @@ impl Store {
         Ok(n as u64)
     }
 
-    /// Everything a sandbox spec needs, read in one statement (one snapshot):
-    /// the project's env version, its variables (secrets decrypted, sorted by
-    /// key) and its database's name, namespace and sealed password.
-    pub async fn sandbox_inputs(&self, project_id: Uuid) -> StoreResult<SandboxInputs> {
-        let row = sqlx::query(
-            "SELECT p.env_version,
-                    coalesce((SELECT array_agg(e.key ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS keys,
-                    coalesce((SELECT array_agg(coalesce(e.value, '') ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS plain,
-                    coalesce((SELECT array_agg(coalesce(e.value_enc, '') ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS sealed,
-                    coalesce((SELECT array_agg(e.is_secret ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS secret,
-                    d.resource_name AS db_name, d.namespace AS db_namespace, d.password_enc
-               FROM projects p
-               LEFT JOIN LATERAL (SELECT resource_name, namespace, password_enc FROM databases
-                                   WHERE project_id = p.id AND desired <> 'TERMINATED'
-                                   ORDER BY created_at LIMIT 1) d ON true
-              WHERE p.id = $1",
-        )
-        .bind(project_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| super::StoreError::NotFound("the project is gone".into()))?;
-        let keys: Vec<String> = row.try_get("keys")?;
-        let plain: Vec<String> = row.try_get("plain")?;
-        let sealed: Vec<Vec<u8>> = row.try_get("sealed")?;
-        let secret: Vec<bool> = row.try_get("secret")?;
-        let mut env = Vec::with_capacity(keys.len());
-        let mut secret_keys = std::collections::BTreeSet::new();
-        for (i, key) in keys.into_iter().enumerate() {
-            let value = if secret[i] {
-                secret_keys.insert(key.clone());
-                self.key
-                    .decrypt_string(&sealed[i], &super::env::env_context(project_id, &key))?
-            } else {
-                plain[i].clone()
-            };
-            env.push((key, value));
-        }
-        let db_name: Option<String> = row.try_get("db_name")?;
-        let database = match db_name {
-            Some(name) => Some((
-                name,
-                row.try_get::<String, _>("db_namespace")?,
-                row.try_get::<Vec<u8>, _>("password_enc")?,
-            )),
-            None => None,
-        };
-        Ok(SandboxInputs {
-            env_version: row.try_get("env_version")?,
-            env,
-            secret_keys,
-            database,
-        })
-    }
-
     /// When the earliest row is due (for sleeping until a retry rather than a full resync).
     pub async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
         Ok(sqlx::query_scalar(
@@ -532,42 +411,5 @@ impl Store {
         )
         .fetch_one(&self.pool)
         .await?)
-    }
-}
-
-impl Store {
-    /// The connection string of one of the user's project databases, with its
-    /// password, once the driver has reported where it lives.
-    pub async fn database_url(
-        &self,
-        user_id: Uuid,
-        project_id: Uuid,
-    ) -> StoreResult<Option<String>> {
-        let row = sqlx::query(
-            "SELECT resource_name, db_host, db_port, db_name, db_user, password_enc FROM databases
-              WHERE user_id = $1 AND project_id = $2 AND db_host IS NOT NULL
-              ORDER BY created_at LIMIT 1",
-        )
-        .bind(user_id)
-        .bind(project_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        let name: String = r.try_get("resource_name")?;
-        let sealed: Vec<u8> = r.try_get("password_enc")?;
-        let password = self
-            .key
-            .decrypt_string(&sealed, &ResourceKind::Database.password_context(&name))?;
-        let port: i32 = r.try_get("db_port")?;
-        Ok(Some(
-            crate::driver::DbCredentials {
-                host: r.try_get("db_host")?,
-                port: u16::try_from(port).unwrap_or(5432),
-                database: r.try_get("db_name")?,
-                user: r.try_get("db_user")?,
-                password,
-            }
-            .url(),
-        ))
     }
 }

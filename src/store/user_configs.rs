@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::{Store, StoreError, StoreResult};
 use crate::model::naming::printable;
+use crate::model::secret::Secret;
 
 /// Longest accepted key: a POSIX name of 1..=64 characters.
 pub const MAX_CONFIG_KEY_LEN: usize = 64;
@@ -23,30 +24,16 @@ pub const KNOWN_CONFIGS: &[(&str, bool)] = &[
 
 pub const KUBECONFIG: &str = "KUBECONFIG";
 
-/// One setting as its owner sees it (the value decrypted).
-#[derive(Clone, PartialEq, Eq)]
+/// One setting as its owner sees it (the value decrypted). The value is a
+/// [`Secret`] whether or not the user marked it secret, so no debug print
+/// can show a secret one.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserConfig {
     pub key: String,
-    pub value: String,
+    pub value: Secret<String>,
     pub is_secret: bool,
     pub category: String,
     pub updated_at: DateTime<Utc>,
-}
-
-impl std::fmt::Debug for UserConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut s = f.debug_struct("UserConfig");
-        s.field("key", &self.key);
-        if self.is_secret {
-            s.field("value", &format_args!("<secret>"));
-        } else {
-            s.field("value", &self.value);
-        }
-        s.field("is_secret", &self.is_secret)
-            .field("category", &self.category)
-            .field("updated_at", &self.updated_at)
-            .finish()
-    }
 }
 
 /// Whether a setting named `key` is secret unless the user says otherwise.
@@ -261,7 +248,7 @@ impl Store {
                 };
                 Ok(UserConfig {
                     key,
-                    value,
+                    value: Secret::new(value),
                     is_secret,
                     category: r.try_get("category")?,
                     updated_at: r.try_get("updated_at")?,
@@ -317,7 +304,7 @@ mod tests {
             is_secret: false,
             ..c
         };
-        assert!(format!("{plain:?}").contains("sk-ant-hidden"));
+        assert!(!format!("{plain:?}").contains("sk-ant-hidden"));
     }
 
     #[test]

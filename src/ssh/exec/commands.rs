@@ -209,7 +209,7 @@ async fn restart(
     let attach = session_driver(attach)?;
     if let Some(s) = session {
         // The same check the driver makes, before anything is looked up.
-        crate::local::check_session_name(s).map_err(|e| Failure::usage(e.to_string()))?;
+        crate::model::session::check_session_name(s).map_err(|e| Failure::usage(e.to_string()))?;
     }
     let r = running_sandbox(store, user, name).await?;
     attach

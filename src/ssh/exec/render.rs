@@ -116,7 +116,7 @@ impl From<&EnvVar> for EnvJson {
             value: if v.is_secret {
                 MASK.into()
             } else {
-                v.value.clone()
+                v.value.expose_str().to_string()
             },
             secret: v.is_secret,
         }
@@ -371,7 +371,7 @@ pub fn env_list(env: &[EnvVar]) -> String {
         let (value, note) = if v.is_secret {
             (MASK.to_string(), "  (secret)")
         } else {
-            (safe(&v.value, 200), "")
+            (safe(v.value.expose_str(), 200), "")
         };
         let _ = writeln!(out, "{}={value}{note}", safe(&v.key, 128));
     }

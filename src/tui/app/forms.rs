@@ -285,7 +285,7 @@ impl ConfigForm {
             key: key.to_string(),
             value: current
                 .filter(|c| !c.is_secret)
-                .map(|c| c.value.clone())
+                .map(|c| c.value.expose().clone())
                 .unwrap_or_default(),
             secret: current.map(|c| c.is_secret),
             focus: EnvField::Value,

@@ -858,7 +858,7 @@ impl App {
             Action::EnvAdd => self.overlay = Some(Overlay::EnvForm(EnvForm::add())),
             Action::EnvEdit => {
                 if let Some(var) = self.selected_var() {
-                    let form = EnvForm::edit(&var.key, &var.value, var.is_secret);
+                    let form = EnvForm::edit(&var.key, var.value.expose_str(), var.is_secret);
                     self.overlay = Some(Overlay::EnvForm(form));
                 }
             }

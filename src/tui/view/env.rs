@@ -17,7 +17,7 @@ pub fn var_text(var: &EnvVar, w: usize) -> String {
         format!("{key}={}  (secret)", text::MASK)
     } else {
         let room = w.saturating_sub(text::width(&key) + 6);
-        format!("{key}={}", text::fit(&var.value, room))
+        format!("{key}={}", text::fit(var.value.expose_str(), room))
     }
 }
 

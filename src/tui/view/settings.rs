@@ -45,7 +45,10 @@ fn config_text(app: &App, row: &ConfigRow, w: usize) -> (String, bool) {
         return (format!("{key} {}  (secret){age}", text::MASK), true);
     }
     let room = w.saturating_sub(text::width(&key) + 1 + text::width(&age));
-    (format!("{key} {}{age}", text::fit(&c.value, room)), true)
+    (
+        format!("{key} {}{age}", text::fit(c.value.expose_str(), room)),
+        true,
+    )
 }
 
 fn section_title(title: String, focused: bool, theme: Theme) -> Line<'static> {

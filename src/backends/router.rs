@@ -1,0 +1,174 @@
+//! Which back end serves a user (the rules are in the module doc of
+//! `backends`), decided once per user and kept in the route cache.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::cache::{Lookup, RouteCache, fingerprint};
+use super::namespace::{ensure_namespace, tenant_namespace};
+use super::tenants::{TenantDirectory, TenantInfo};
+use crate::driver::{
+    DatabaseDriver, DriverError, DriverResult, ResourceRef, SandboxDriver, SessionAttach,
+};
+use crate::k8s::cluster::K8sCluster;
+use crate::k8s::settings::K8sSettings;
+
+/// The local back end's three faces.
+#[derive(Clone)]
+pub struct LocalBackend {
+    pub sandboxes: Arc<dyn SandboxDriver>,
+    pub databases: Arc<dyn DatabaseDriver>,
+    pub attach: Option<Arc<dyn SessionAttach>>,
+}
+
+/// Where one user's resources live.
+#[derive(Clone, Debug)]
+pub enum Route {
+    Local,
+    Cluster(Arc<K8sCluster>),
+}
+
+impl Route {
+    /// One line for the dashboard and `whoami`.
+    pub fn describe(&self) -> String {
+        match self {
+            Route::Local => "local driver (this host)".into(),
+            Route::Cluster(c) => format!("Kubernetes, namespace {}", c.namespace()),
+        }
+    }
+}
+
+pub struct Backends {
+    pub(super) local: LocalBackend,
+    server_cluster: Option<kube::Client>,
+    settings: Arc<K8sSettings>,
+    tenants: Arc<dyn TenantDirectory>,
+    routes: RouteCache,
+    /// Where cluster watches report the resources they saw change.
+    drift: Option<tokio::sync::mpsc::Sender<String>>,
+}
+
+impl Backends {
+    pub fn new(
+        local: LocalBackend,
+        server_cluster: Option<kube::Client>,
+        settings: Arc<K8sSettings>,
+        tenants: Arc<dyn TenantDirectory>,
+    ) -> Self {
+        Self {
+            local,
+            server_cluster,
+            settings,
+            tenants,
+            routes: RouteCache::default(),
+            drift: None,
+        }
+    }
+
+    /// Watches every cluster route and sends the names of resources whose
+    /// objects changed, so the caller can look at them at once.
+    pub fn with_drift_watch(mut self, names: tokio::sync::mpsc::Sender<String>) -> Self {
+        self.drift = Some(names);
+        self
+    }
+
+    /// Where `owner`'s resources live, from the cache when it is fresh.
+    pub async fn route(&self, owner: Uuid) -> DriverResult<Route> {
+        let cached = self.routes.get(owner);
+        if let Some(Lookup {
+            fresh: true, route, ..
+        }) = &cached
+        {
+            return Ok(route.clone());
+        }
+        let tenant = self.tenants.tenant(owner).await?;
+        let print = tenant.kubeconfig.as_deref().map(fingerprint);
+        if let Some(c) = cached
+            && c.kubeconfig == print
+        {
+            // Same kubeconfig as before: keep the client, its connections
+            // and its watch.
+            self.routes.touch(owner);
+            return Ok(c.route);
+        }
+        let route = self.build(&tenant).await?;
+        let watch = match (&route, &self.drift) {
+            (Route::Cluster(c), Some(tx)) => {
+                Some(crate::k8s::watch::spawn_drift_watch(c, tx.clone()))
+            }
+            _ => None,
+        };
+        self.routes.insert(owner, print, route.clone(), watch);
+        Ok(route)
+    }
+
+    /// Drops a user's cached route (their kubeconfig just changed here).
+    pub fn forget(&self, owner: Uuid) {
+        self.routes.forget(owner);
+    }
+
+    async fn build(&self, tenant: &TenantInfo) -> DriverResult<Route> {
+        if let Some(yaml) = &tenant.kubeconfig {
+            let parsed = crate::k8s::kubeconfig::parse(yaml).map_err(|e| {
+                DriverError::permanent(format!(
+                    "your kubeconfig cannot be used ({e}); set a working one in Settings"
+                ))
+            })?;
+            let client = parsed.client().await.map_err(|e| {
+                DriverError::transient(format!("connecting with your kubeconfig: {e}"))
+            })?;
+            let ns = parsed.namespace.clone();
+            return Ok(Route::Cluster(Arc::new(K8sCluster::new(
+                client,
+                ns,
+                self.settings.clone(),
+            ))));
+        }
+        if let Some(client) = &self.server_cluster {
+            let ns = tenant_namespace(&tenant.username);
+            let cluster = K8sCluster::new(client.clone(), ns, self.settings.clone());
+            ensure_namespace(&cluster, &tenant.username).await?;
+            return Ok(Route::Cluster(Arc::new(cluster)));
+        }
+        Ok(Route::Local)
+    }
+
+    /// Resources grouped by the back end that serves them, so observation
+    /// stays one call per back end, not one per resource.
+    pub(super) async fn group(
+        &self,
+        rs: &[ResourceRef],
+    ) -> DriverResult<Vec<(Route, Vec<ResourceRef>)>> {
+        let mut by_owner: HashMap<Uuid, Vec<ResourceRef>> = HashMap::new();
+        for r in rs {
+            by_owner.entry(r.owner).or_default().push(r.clone());
+        }
+        let mut local = Vec::new();
+        let mut clusters: Vec<(Arc<K8sCluster>, Vec<ResourceRef>)> = Vec::new();
+        for (owner, refs) in by_owner {
+            match self.route(owner).await? {
+                Route::Local => local.extend(refs),
+                Route::Cluster(c) => match clusters.iter_mut().find(|(k, _)| Arc::ptr_eq(k, &c)) {
+                    Some((_, v)) => v.extend(refs),
+                    None => clusters.push((c, refs)),
+                },
+            }
+        }
+        let mut out: Vec<(Route, Vec<ResourceRef>)> = clusters
+            .into_iter()
+            .map(|(c, v)| (Route::Cluster(c), v))
+            .collect();
+        if !local.is_empty() {
+            out.push((Route::Local, local));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn local_attach(&self) -> DriverResult<&Arc<dyn SessionAttach>> {
+        self.local.attach.as_ref().ok_or_else(|| {
+            DriverError::permanent("attach is not available on this server's local driver")
+        })
+    }
+}
