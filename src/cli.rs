@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Overrides};
+use crate::console::{Console, NewUser, OperatorConsole};
 use crate::model::intent::Intent;
 use crate::model::naming::printable;
 use crate::reconcile::Reconciler;
@@ -358,8 +359,6 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
     });
 }
 
-const OPERATOR: &str = "operator";
-
 async fn user(db: &Database, cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
         UserCommand::Add {
@@ -395,21 +394,18 @@ async fn user(db: &Database, cmd: UserCommand) -> anyhow::Result<()> {
             } else {
                 Some(prompt_new_password()?)
             };
-            let u = db
-                .store
-                .create_user(&username, password.as_deref(), admin)
+            let u = operator(db)
+                .add_user(NewUser {
+                    username: &username,
+                    password: password.as_deref(),
+                    admin,
+                    ssh_key: key_line.as_deref(),
+                })
                 .await?;
-            if let Some(line) = key_line
-                && let Err(e) = db.store.add_ssh_key(u.id, &line).await
-            {
-                // Keep "nothing was created" true: undo the user.
-                let _ = db.store.delete_user(u.id).await;
-                return Err(e).context("registering the SSH key; nothing was created");
-            }
             println!("created user {} ({})", u.username, u.role);
         }
         UserCommand::List { json } => {
-            let users = db.store.list_users().await?;
+            let users = operator(db).users().await?;
             if json {
                 let v: Vec<_> = users
                     .iter()
@@ -440,7 +436,7 @@ async fn user(db: &Database, cmd: UserCommand) -> anyhow::Result<()> {
             }
         }
         UserCommand::Disable { username } => {
-            db.store.disable_user(&username).await?;
+            operator(db).disable_user(&username).await?;
             println!("disabled user {username}");
         }
     }
@@ -448,12 +444,9 @@ async fn user(db: &Database, cmd: UserCommand) -> anyhow::Result<()> {
 }
 
 async fn project(db: &Database, cmd: ProjectCommand) -> anyhow::Result<()> {
-    let intent = |name: String, owner: Owner, intent: Intent| async move {
-        let u = db.store.require_user(&owner.user).await?;
-        let status = db
-            .store
-            .record_intent(u.id, &name, intent, OPERATOR)
-            .await?;
+    let as_owner = async |owner: &Owner| operator(db).for_user(&owner.user).await;
+    let intent = async |name: String, owner: Owner, intent: Intent| {
+        let status = as_owner(&owner).await?.request(&name, intent).await?;
         println!(
             "{} requested for {}: now {status}",
             intent,
@@ -467,22 +460,17 @@ async fn project(db: &Database, cmd: ProjectCommand) -> anyhow::Result<()> {
             owner,
             description,
         } => {
-            let u = db.store.require_user(&owner.user).await?;
-            let p = db
-                .store
-                .create_project(u.id, &name, &description, OPERATOR)
-                .await?;
+            let v = as_owner(&owner).await?.create(&name, &description).await?;
             println!(
                 "created project {} (slug {}): {}",
-                printable(&p.name, 60),
-                p.slug,
-                p.status
+                printable(&v.project.name, 60),
+                v.project.slug,
+                v.project.status
             );
             Ok(())
         }
         ProjectCommand::List { owner, json } => {
-            let u = db.store.require_user(&owner.user).await?;
-            let projects = db.store.list_projects(u.id).await?;
+            let projects = as_owner(&owner).await?.projects().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&projects)?);
             } else {
@@ -495,6 +483,11 @@ async fn project(db: &Database, cmd: ProjectCommand) -> anyhow::Result<()> {
         ProjectCommand::Delete { name, owner } => intent(name, owner, Intent::Delete).await,
         ProjectCommand::Retry { name, owner } => intent(name, owner, Intent::Retry).await,
     }
+}
+
+/// The operator's console over `db` (no sessions or logs: the CLI records intents).
+fn operator(db: &Database) -> OperatorConsole {
+    Console::new(db.store.clone(), None, None).operator()
 }
 
 fn print_projects(projects: &[ProjectView]) {
@@ -540,7 +533,7 @@ pub fn age(since: chrono::DateTime<Utc>) -> String {
 }
 
 async fn status(db: &Database, json: bool) -> anyhow::Result<()> {
-    let s = db.store.replica_status().await?;
+    let s = operator(db).status().await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());

@@ -21,7 +21,13 @@ struct Out {
 }
 
 async fn run_stdin(store: &Store, user: &User, line: &str, stdin: &[u8]) -> Out {
-    let o = exec::run(store, user, line, stdin).await;
+    let o = exec::run(
+        &kiln::console::Console::new(store.clone(), None, None)
+            .as_user(user.clone(), kiln::console::Front::Exec),
+        line,
+        stdin,
+    )
+    .await;
     let out = Out {
         stdout: String::from_utf8(o.stdout).expect("stdout is UTF-8"),
         stderr: String::from_utf8(o.stderr).expect("stderr is UTF-8"),

@@ -29,7 +29,13 @@ async fn user(store: &Store, name: &str) -> User {
 
 /// Runs one exec command; (stdout, stderr, exit code).
 async fn run(store: &Store, u: &User, line: &str, stdin: &str) -> (String, String, u32) {
-    let o = exec::run(store, u, line, stdin.as_bytes()).await;
+    let o = exec::run(
+        &kiln::console::Console::new(store.clone(), None, None)
+            .as_user(u.clone(), kiln::console::Front::Exec),
+        line,
+        stdin.as_bytes(),
+    )
+    .await;
     (
         String::from_utf8(o.stdout).unwrap(),
         String::from_utf8(o.stderr).unwrap(),

@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kiln::config::Signup;
 use support::ssh::{Server, connect, test_ssh_config};
@@ -42,13 +42,15 @@ async fn wrong_password_unknown_user_and_disabled_user_look_the_same() {
     assert_eq!(outcomes[1], outcomes[2]);
 }
 
+/// When the limit releases is the limiter's pure clock arithmetic, tested
+/// with a clock of its own (`ssh::ratelimit`); here the window is far
+/// longer than any run, so slow sign-ins on a busy machine cannot let the
+/// first failure expire before the limit is checked (it once did).
 #[tokio::test]
-async fn the_rate_limit_engages_and_releases() {
+async fn the_rate_limit_engages_for_that_user_only() {
     let mut cfg = test_ssh_config();
     cfg.max_failures_per_user = 3;
-    // Long enough that three slow (argon2, debug build, busy machine)
-    // failures still fall in one window.
-    cfg.failure_window = Duration::from_secs(8);
+    cfg.failure_window = Duration::from_secs(3600);
     let server = Server::start_with(cfg).await;
     server.user("alice", "correct horse battery").await;
     for _ in 0..3 {
@@ -78,19 +80,6 @@ async fn the_rate_limit_engages_and_releases() {
     server.user("bob", "another long password").await;
     let mut c = connect(server.addr).await;
     assert!(c.password("bob", "another long password").await);
-    // After the window the right password works again.
-    let started = Instant::now();
-    loop {
-        let mut c = connect(server.addr).await;
-        if c.password("alice", "correct horse battery").await {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the limit never released"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 #[tokio::test]

@@ -276,3 +276,79 @@ async fn the_settings_screen_changes_the_password_and_stores_an_api_key() {
     assert!(k.is_secret);
     assert_eq!(k.value, "sk-test-123");
 }
+
+/// A session driver whose every call hangs, as a cluster that accepts the
+/// connection and never answers would.
+struct Hanging;
+
+#[async_trait::async_trait]
+impl kiln::driver::SessionAttach for Hanging {
+    async fn sessions(
+        &self,
+        _: &kiln::driver::ResourceRef,
+    ) -> kiln::driver::DriverResult<Vec<kiln::driver::SessionInfo>> {
+        std::future::pending().await
+    }
+
+    async fn attach(
+        &self,
+        _: &kiln::driver::ResourceRef,
+        _: Option<&str>,
+        _: &kiln::driver::Viewer,
+    ) -> kiln::driver::DriverResult<kiln::driver::Attachment> {
+        std::future::pending().await
+    }
+
+    async fn restart(
+        &self,
+        _: &kiln::driver::ResourceRef,
+        _: Option<&str>,
+    ) -> kiln::driver::DriverResult<()> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_attach_never_freezes_the_screen_or_the_keys() {
+    let server = Server::start_with_sessions(std::sync::Arc::new(Hanging)).await;
+    let alice = server.user("alice", "correct horse battery").await;
+    server.running_project(alice.id, "alpha").await;
+    server.running_project(alice.id, "beta").await;
+    let c = logged_in(&server, "alice", "correct horse battery").await;
+    let screen = c.shell(100, 30).await;
+    let list = screen
+        .wait_until("both running", |t| {
+            ["alpha", "beta"]
+                .iter()
+                .all(|n| line_with(t, n).is_some_and(|l| l.contains("RUNNING")))
+        })
+        .await;
+    // The cursor starts on the first row; the other project is below it.
+    let alpha_first = list.find("alpha") < list.find("beta");
+    let (first, second) = if alpha_first {
+        ("alpha", "beta")
+    } else {
+        ("beta", "alpha")
+    };
+
+    // The attach never answers; everything else still does.
+    screen.send(b"a").await;
+    screen.send(b"?").await;
+    screen.wait_for("Keys").await;
+    screen.send(b"?").await;
+    screen
+        .wait_until("help closed", |t| !t.contains("Keys"))
+        .await;
+    // The cursor moves: Enter opens the second project's detail.
+    screen.send(b"j").await;
+    screen.send(b"\r").await;
+    screen
+        .wait_until("the second project's detail", |t| {
+            t.lines().take(3).any(|l| l.contains(second)) && !t.contains(first)
+        })
+        .await;
+    screen.send(b"\x1b").await;
+    screen.wait_for(first).await;
+    screen.send(b"q").await;
+    assert_eq!(screen.wait_closed().await, Some(0));
+}

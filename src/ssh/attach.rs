@@ -2,20 +2,14 @@
 //! the sandbox's terminal session, no TUI chrome. The prefix key (Ctrl-]
 //! unless `ssh.prefix_key` says otherwise) detaches; the session keeps running.
 
-use std::sync::Arc;
-
 use russh::ChannelId;
 use russh::server::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::driver::{ResourceRef, SessionAttach, Viewer};
-use crate::model::ResourceStatus;
+use crate::console::{Attached, ConsoleError, UserConsole};
+use crate::driver::Viewer;
 use crate::model::naming::printable;
-use crate::store::Store;
-use crate::store::projects::ProjectView;
-use crate::store::resources::ResourceKind;
-use crate::store::users::User;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachArgs {
@@ -104,9 +98,8 @@ impl DirectAttach {
 }
 
 pub struct Params {
-    pub store: Store,
-    pub user: User,
-    pub attach: Arc<dyn SessionAttach>,
+    /// The signed-in user's console: it checks and opens the session.
+    pub console: UserConsole,
     pub args: AttachArgs,
     pub cols: u16,
     pub rows: u16,
@@ -120,152 +113,25 @@ pub struct Params {
     pub activity: crate::store::activity::ActivityRecorder,
 }
 
-/// Attaches to a session of one of `user`'s projects, if its sandbox is
-/// running. Another tenant's project behaves exactly like a missing one.
-/// Returns the attachment and the sandbox's resource name.
-pub async fn attach_project(
-    store: &Store,
-    user: &User,
-    attach: &dyn SessionAttach,
-    project: &str,
-    session: Option<&str>,
-    viewer: &Viewer,
-) -> Result<(crate::driver::Attachment, String), String> {
-    let (view, r, status) = find_sandbox(store, user, project).await?;
-    if status != ResourceStatus::Running {
-        return Err(format!(
-            "cannot attach: {} is {}; start it first (s in the dashboard, or ssh … start {})",
-            printable(&view.project.name, 60),
-            view.project.status,
-            view.project.slug
-        ));
-    }
-    let attachment = attach
-        .attach(&r, session, viewer)
-        .await
-        .map_err(|e| format!("cannot attach: {e}"))?;
-    Ok((attachment, r.resource_name))
-}
-
-/// The sandbox of one of `owner`'s projects as drivers address it, with its
-/// status. The namespace is left to the router: it scopes a tenant's
-/// objects to the tenant's namespace, and the local driver has none.
-pub(crate) fn sandbox_ref(
-    view: &ProjectView,
-    owner: uuid::Uuid,
-) -> Option<(ResourceRef, ResourceStatus)> {
-    view.resources
-        .iter()
-        .find(|r| r.kind == ResourceKind::Sandbox)
-        .map(|sb| {
-            let r = ResourceRef {
-                resource_name: sb.resource_name.clone(),
-                namespace: String::new(),
-                project_slug: view.project.slug.clone(),
-                owner,
-            };
-            (r, sb.status)
-        })
-}
-
-/// One of `user`'s projects and its sandbox. Another tenant's project
-/// behaves exactly like a missing one.
-pub(crate) async fn find_sandbox(
-    store: &Store,
-    user: &User,
-    project: &str,
-) -> Result<(ProjectView, ResourceRef, ResourceStatus), String> {
-    let view = store
-        .find_project(user.id, project)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (r, status) =
-        sandbox_ref(&view, user.id).ok_or_else(|| "this project has no sandbox".to_string())?;
-    Ok((view, r, status))
-}
-
-/// The sessions of one of `user`'s running sandboxes.
-pub async fn project_sessions(
-    store: &Store,
-    user: &User,
-    attach: &dyn SessionAttach,
-    project: &str,
-) -> Result<Vec<crate::driver::SessionInfo>, String> {
-    let (_, r, _) = find_sandbox(store, user, project).await?;
-    attach
-        .sessions(&r)
-        .await
-        .map_err(|e| format!("cannot list sessions: {e}"))
-}
-
-/// Restarts an exited session of one of `user`'s running sandboxes
-/// (`None` = the default session). Another tenant's project behaves
-/// exactly like a missing one. Returns a line saying what was restarted.
-pub async fn restart_session(
-    store: &Store,
-    user: &User,
-    attach: &dyn SessionAttach,
-    project: &str,
-    session: Option<&str>,
-) -> Result<String, String> {
-    let (view, r, status) = find_sandbox(store, user, project).await?;
-    if status != ResourceStatus::Running {
-        return Err(format!(
-            "cannot restart a session: {} is {}; start it first",
-            printable(&view.project.name, 60),
-            view.project.status,
-        ));
-    }
-    attach
-        .restart(&r, session)
-        .await
-        .map_err(|e| format!("cannot restart: {e}"))?;
-    Ok(format!(
-        "restarted session {} of {}",
-        printable(session.unwrap_or("default"), 30),
-        printable(&view.project.name, 60)
-    ))
-}
-
-/// The first free name for a new session: `s1`, `s2`, …
-pub fn next_session_name(existing: &[crate::driver::SessionInfo]) -> String {
-    (1..)
-        .map(|n| format!("s{n}"))
-        .find(|c| !existing.iter().any(|s| s.name.as_deref() == Some(c)))
-        .expect("an unbounded range has a free name")
-}
-
-/// The session after `current` in the list, wrapping around; `None` when
-/// there is no other session to switch to.
-pub fn next_session(
-    existing: &[crate::driver::SessionInfo],
-    current: Option<&str>,
-) -> Option<Option<String>> {
-    let i = existing
-        .iter()
-        .position(|s| s.name.as_deref() == current)
-        .map_or(0, |i| (i + 1) % existing.len());
-    let next = existing.get(i)?;
-    (next.name.as_deref() != current).then(|| next.name.clone())
-}
-
 /// Looks the sandbox up (as the user), attaches, and relays until detach,
 /// session end or channel close. Errors come back as one line for stderr.
-pub async fn start(p: Params) -> Result<DirectAttach, String> {
-    let (mut attachment, resource_name) = attach_project(
-        &p.store,
-        &p.user,
-        p.attach.as_ref(),
-        &p.args.project,
-        p.args.session.as_deref(),
-        &Viewer {
-            cols: p.cols,
-            rows: p.rows,
-            read_only: p.args.read_only,
-            term: p.term,
-        },
-    )
-    .await?;
+pub async fn start(p: Params) -> Result<DirectAttach, ConsoleError> {
+    let Attached {
+        mut attachment,
+        resource: resource_name,
+    } = p
+        .console
+        .attach(
+            &p.args.project,
+            p.args.session.as_deref(),
+            &Viewer {
+                cols: p.cols,
+                rows: p.rows,
+                read_only: p.args.read_only,
+                term: p.term,
+            },
+        )
+        .await?;
     let (stop, detached) = (CancellationToken::new(), CancellationToken::new());
     let direct = DirectAttach {
         to_session: attachment.input.clone(),
@@ -323,26 +189,6 @@ enum End {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn session_names_and_cycling() {
-        use crate::driver::SessionInfo;
-        let s = |n: Option<&str>| SessionInfo {
-            name: n.map(str::to_string),
-            last_activity: None,
-            viewers: 0,
-            state: crate::driver::SessionState::Running,
-        };
-        let list = vec![s(None), s(Some("s1")), s(Some("work"))];
-        assert_eq!(next_session_name(&list), "s2");
-        assert_eq!(next_session(&list, None), Some(Some("s1".into())));
-        assert_eq!(next_session(&list, Some("work")), Some(None));
-        assert_eq!(next_session(&[], None), None);
-        // Alone in its sandbox, a session has nothing to switch to; a
-        // session that has gone switches to the first one.
-        assert_eq!(next_session(&list[..1], None), None);
-        assert_eq!(next_session(&list[1..], None), Some(Some("s1".into())));
-    }
 
     #[test]
     fn attach_command_lines() {

@@ -39,10 +39,8 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use futures::FutureExt;
 
-use crate::driver::SessionAttach;
+use crate::console::{ConsoleError, UserConsole};
 use crate::model::naming::printable;
-use crate::store::users::User;
-use crate::store::{Store, StoreError};
 
 pub use render::MASK;
 
@@ -77,29 +75,16 @@ pub fn wants_stdin(command_line: &str) -> bool {
     positional == ["keys", "add"] || positional == ["kubeconfig", "set"]
 }
 
-/// Runs one command as `user` (already authenticated), without access to
-/// sandbox sessions (`sessions` and `restart` say they are unavailable).
-pub async fn run(store: &Store, user: &User, command_line: &str, stdin: &[u8]) -> ExecOutput {
-    run_with(store, user, None, command_line, stdin).await
-}
-
-/// Runs one command as `user` (already authenticated); `attach` reaches the
-/// sandboxes' terminal sessions. Never panics on any input: a bug becomes
-/// exit 1 with a generic message.
-pub async fn run_with(
-    store: &Store,
-    user: &User,
-    attach: Option<&dyn SessionAttach>,
-    command_line: &str,
-    stdin: &[u8],
-) -> ExecOutput {
-    match AssertUnwindSafe(run_inner(store, user, attach, command_line, stdin))
+/// Runs one command through `console` (a signed-in user's). Never panics
+/// on any input: a bug becomes exit 1 with a generic message.
+pub async fn run(console: &UserConsole, command_line: &str, stdin: &[u8]) -> ExecOutput {
+    match AssertUnwindSafe(run_inner(console, command_line, stdin))
         .catch_unwind()
         .await
     {
         Ok(out) => out,
         Err(_) => {
-            tracing::error!(user = %user.username, "exec command panicked");
+            tracing::error!(user = %console.user().username, "exec command panicked");
             failure(Failure::internal())
         }
     }
@@ -132,17 +117,9 @@ impl Failure {
     }
 }
 
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        match e {
-            // Database and key problems are the operator's to read, not the
-            // tenant's: they may name tables, hosts or other users' data.
-            StoreError::Db(_) | StoreError::Migrate(_) | StoreError::Crypto(_) => {
-                tracing::error!(error = %e, "exec command failed");
-                Failure::internal()
-            }
-            other => Failure::new(other.to_string()),
-        }
+impl From<ConsoleError> for Failure {
+    fn from(e: ConsoleError) -> Self {
+        Failure::new(e.to_string())
     }
 }
 
@@ -172,13 +149,7 @@ fn command_list() -> String {
         .replace("Usage:  ", "Usage: ")
 }
 
-async fn run_inner(
-    store: &Store,
-    user: &User,
-    attach: Option<&dyn SessionAttach>,
-    line: &str,
-    stdin: &[u8],
-) -> ExecOutput {
+async fn run_inner(console: &UserConsole, line: &str, stdin: &[u8]) -> ExecOutput {
     let words = match shell_words::split(line) {
         Ok(w) => w,
         Err(_) => {
@@ -212,7 +183,7 @@ async fn run_inner(
         Ok(p) => p,
         Err(e) => return clap_error(&e, first),
     };
-    match commands::dispatch(store, user, attach, parsed, stdin).await {
+    match commands::dispatch(console, parsed, stdin).await {
         Ok(stdout) => success(stdout),
         Err(f) => failure(f),
     }

@@ -4,15 +4,12 @@
 //! notices ("waiting for pod…") to stderr, so `logs NAME > file` keeps only
 //! what the sandbox printed.
 
-use std::sync::Arc;
-
 use russh::ChannelId;
 use russh::server::Handle;
 
-use crate::driver::{LogEvent, SandboxLogs};
+use crate::console::UserConsole;
+use crate::driver::LogEvent;
 use crate::model::naming::printable;
-use crate::store::Store;
-use crate::store::users::User;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogsArgs {
@@ -65,16 +62,9 @@ pub fn parse(command: &str) -> Option<Result<LogsArgs, String>> {
 }
 
 /// Streams the log to the channel until it ends or the client goes.
-pub fn start(
-    store: Store,
-    user: User,
-    logs: Arc<dyn SandboxLogs>,
-    args: LogsArgs,
-    handle: Handle,
-    channel: ChannelId,
-) {
+pub fn start(console: UserConsole, args: LogsArgs, handle: Handle, channel: ChannelId) {
     tokio::spawn(async move {
-        let code = match stream(&store, &user, logs.as_ref(), &args, &handle, channel).await {
+        let code = match stream(&console, &args, &handle, channel).await {
             Ok(()) => 0,
             Err(message) => {
                 let _ = handle
@@ -89,29 +79,13 @@ pub fn start(
     });
 }
 
-/// Starts following the log of one of `user`'s projects. Another tenant's
-/// project reads exactly like a missing one.
-pub async fn open(
-    store: &Store,
-    user: &User,
-    logs: &dyn SandboxLogs,
-    project: &str,
-    tail: Option<i64>,
-    follow: bool,
-) -> Result<tokio::sync::mpsc::Receiver<LogEvent>, String> {
-    let (_, r, _) = super::attach::find_sandbox(store, user, project).await?;
-    logs.logs(&r, tail, follow).await.map_err(|e| e.to_string())
-}
-
 async fn stream(
-    store: &Store,
-    user: &User,
-    logs: &dyn SandboxLogs,
+    console: &UserConsole,
     args: &LogsArgs,
     handle: &Handle,
     channel: ChannelId,
-) -> Result<(), String> {
-    let mut rx = open(store, user, logs, &args.project, args.tail, args.follow).await?;
+) -> Result<(), crate::console::ConsoleError> {
+    let mut rx = console.logs(&args.project, args.tail, args.follow).await?;
     while let Some(event) = rx.recv().await {
         let sent = match event {
             LogEvent::Line(line) => handle.data(channel, format!("{line}\n").into_bytes()).await,

@@ -46,6 +46,11 @@ impl Drop for Server {
     }
 }
 
+/// The secret key of every test server's store, so a `kiln` process run
+/// against the same database (`KILN_SECRET_KEY`) is accepted.
+pub const TEST_SECRET_KEY: &str =
+    "6b696c6e2074657374206b6579202d2d206e6f7420666f722070726f64756374";
+
 /// Quick rejections so auth tests do not crawl; the production default is 1 s.
 pub fn test_ssh_config() -> SshConfig {
     SshConfig {
@@ -75,9 +80,24 @@ impl Server {
         Self::start_inner(config, true).await
     }
 
+    /// Fake sandboxes whose terminal sessions are reached through `attach`
+    /// (a test's own session driver: one that hangs, say).
+    pub async fn start_with_sessions(attach: Arc<dyn SessionAttach>) -> Server {
+        Self::start_full(test_ssh_config(), false, Some(attach)).await
+    }
+
     async fn start_inner(config: SshConfig, local: bool) -> Server {
+        Self::start_full(config, local, None).await
+    }
+
+    async fn start_full(
+        config: SshConfig,
+        local: bool,
+        sessions: Option<Arc<dyn SessionAttach>>,
+    ) -> Server {
         let db = TestDb::new().await;
-        let store = db.store().await;
+        let key = kiln::store::SecretKey::from_hex(TEST_SECRET_KEY).expect("test key");
+        let store = db.store_with_key(key).await;
         let feed = Arc::new(store.listen().await.expect("listen"));
         let listener = kiln::ssh::server::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
@@ -108,7 +128,8 @@ impl Server {
         };
         let attach: Option<Arc<dyn SessionAttach>> = local
             .as_ref()
-            .map(|l| Arc::new(l.clone()) as Arc<dyn SessionAttach>);
+            .map(|l| Arc::new(l.clone()) as Arc<dyn SessionAttach>)
+            .or(sessions);
         let reconciler =
             Reconciler::new(store.clone(), sandboxes, fake.clone(), rc, "test-replica");
         let changes = feed.subscribe();

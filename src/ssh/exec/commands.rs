@@ -1,5 +1,5 @@
-//! One function per exec command. Each goes through the store scoped by the
-//! signed-in user's id and returns what to print on stdout.
+//! One function per exec command: parse what clap could not, call the
+//! console as the signed-in user, render the result for stdout.
 
 use serde::Serialize;
 
@@ -8,62 +8,51 @@ use super::args::{Cmd, EnvVerb, ExecArgs, KeysAction, KubeconfigAction};
 use super::render::{
     self, EnvJson, EventJson, ProjectDetailJson, ProjectJson, SessionJson, cell, json, safe,
 };
-use crate::driver::{ResourceRef, SessionAttach};
-use crate::model::{Intent, ResourceStatus};
-use crate::store::Store;
+use crate::console::{ConsoleError, UserConsole};
+use crate::model::Intent;
 use crate::store::keys::{MAX_KEY_INPUT, SshKey};
-use crate::store::users::User;
 
 /// How many events `project NAME` shows; `events NAME` shows more.
 const DETAIL_EVENTS: i64 = 10;
 
 type Out = Result<String, Failure>;
 
-pub(super) async fn dispatch(
-    store: &Store,
-    user: &User,
-    attach: Option<&dyn SessionAttach>,
-    args: ExecArgs,
-    stdin: &[u8],
-) -> Out {
+pub(super) async fn dispatch(console: &UserConsole, args: ExecArgs, stdin: &[u8]) -> Out {
     let json = args.json;
+    let c = console;
     match args.command {
-        Cmd::Sessions { name } => sessions(store, user, attach, &name, json).await,
-        Cmd::Restart { name, session } => {
-            restart(store, user, attach, &name, session.as_deref(), json).await
-        }
-        Cmd::Projects => projects(store, user, json).await,
-        Cmd::Project { name } => project(store, user, &name, json).await,
-        Cmd::Create { name, description } => create(store, user, &name, &description, json).await,
-        Cmd::Start { name } => intent(store, user, &name, Intent::Start, json).await,
-        Cmd::Stop { name } => intent(store, user, &name, Intent::Stop, json).await,
-        Cmd::Delete { name, yes } => delete(store, user, &name, yes, json).await,
-        Cmd::Retry { name } => intent(store, user, &name, Intent::Retry, json).await,
+        Cmd::Sessions { name } => sessions(c, &name, json).await,
+        Cmd::Restart { name, session } => restart(c, &name, session.as_deref(), json).await,
+        Cmd::Projects => projects(c, json).await,
+        Cmd::Project { name } => project(c, &name, json).await,
+        Cmd::Create { name, description } => create(c, &name, &description, json).await,
+        Cmd::Start { name } => intent(c, &name, Intent::Start, json).await,
+        Cmd::Stop { name } => intent(c, &name, Intent::Stop, json).await,
+        Cmd::Delete { name, yes } => delete(c, &name, yes, json).await,
+        Cmd::Retry { name } => intent(c, &name, Intent::Retry, json).await,
         Cmd::Env {
             name,
             action,
             args,
             secret,
-        } => env(store, user, &name, action, &args, secret, json).await,
-        Cmd::Events { name, limit } => events(store, user, &name, limit, json).await,
+        } => env(c, &name, action, &args, secret, json).await,
+        Cmd::Events { name, limit } => events(c, &name, limit, json).await,
         Cmd::Keys { action } => match action.unwrap_or(KeysAction::List) {
-            KeysAction::List => keys_list(store, user, json).await,
-            KeysAction::Add => keys_add(store, user, stdin, json).await,
-            KeysAction::Remove { fingerprint } => {
-                keys_remove(store, user, &fingerprint, json).await
-            }
+            KeysAction::List => keys_list(c, json).await,
+            KeysAction::Add => keys_add(c, stdin, json).await,
+            KeysAction::Remove { fingerprint } => keys_remove(c, &fingerprint, json).await,
         },
-        Cmd::Whoami => whoami(store, user, json).await,
+        Cmd::Whoami => whoami(c, json).await,
         Cmd::Kubeconfig { action } => match action.unwrap_or(KubeconfigAction::Show) {
-            KubeconfigAction::Show => kubeconfig_show(store, user, json).await,
-            KubeconfigAction::Set => kubeconfig_set(store, user, stdin, json).await,
-            KubeconfigAction::Unset => kubeconfig_unset(store, user, json).await,
+            KubeconfigAction::Show => kubeconfig_show(c, json).await,
+            KubeconfigAction::Set => kubeconfig_set(c, stdin, json).await,
+            KubeconfigAction::Unset => kubeconfig_unset(c, json).await,
         },
     }
 }
 
-async fn projects(store: &Store, user: &User, as_json: bool) -> Out {
-    let list = store.list_projects(user.id).await?;
+async fn projects(c: &UserConsole, as_json: bool) -> Out {
+    let list = c.projects().await?;
     Ok(if as_json {
         json(&list.iter().map(ProjectJson::from).collect::<Vec<_>>())
     } else {
@@ -71,31 +60,25 @@ async fn projects(store: &Store, user: &User, as_json: bool) -> Out {
     })
 }
 
-async fn project(store: &Store, user: &User, name: &str, as_json: bool) -> Out {
-    let view = store.find_project(user.id, name).await?;
-    let env = store.list_env(user.id, &view.project.slug).await?;
-    let events = store
-        .list_events(user.id, view.project.id, DETAIL_EVENTS)
-        .await?;
+async fn project(c: &UserConsole, name: &str, as_json: bool) -> Out {
+    let p = c.project(name, DETAIL_EVENTS).await?;
     Ok(if as_json {
         json(&ProjectDetailJson {
-            project: ProjectJson::from(&view),
-            env: env.iter().map(EnvJson::from).collect(),
-            events: events.iter().map(EventJson::from).collect(),
+            project: ProjectJson::from(&p.view),
+            env: p.env.iter().map(EnvJson::from).collect(),
+            events: p.events.iter().map(EventJson::from).collect(),
         })
     } else {
-        render::project_detail(&view, &env, &events)
+        render::project_detail(&p.view, &p.env, &p.events)
     })
 }
 
-async fn create(store: &Store, user: &User, name: &str, description: &str, as_json: bool) -> Out {
-    let p = store
-        .create_project(user.id, name, description, &user.username)
-        .await?;
-    let view = store.find_project(user.id, &p.slug).await?;
+async fn create(c: &UserConsole, name: &str, description: &str, as_json: bool) -> Out {
+    let view = c.create(name, description).await?;
     Ok(if as_json {
         json(&ProjectJson::from(&view))
     } else {
+        let p = &view.project;
         format!(
             "created project {} (slug {}): {}\nfollow it with `project {}`\n",
             safe(&p.name, 100),
@@ -113,10 +96,8 @@ struct IntentJson<'a> {
     status: &'a str,
 }
 
-async fn intent(store: &Store, user: &User, name: &str, intent: Intent, as_json: bool) -> Out {
-    let status = store
-        .record_intent(user.id, name, intent, &user.username)
-        .await?;
+async fn intent(c: &UserConsole, name: &str, intent: Intent, as_json: bool) -> Out {
+    let status = c.request(name, intent).await?;
     Ok(if as_json {
         json(&IntentJson {
             project: name.trim().to_string(),
@@ -131,58 +112,22 @@ async fn intent(store: &Store, user: &User, name: &str, intent: Intent, as_json:
     })
 }
 
-async fn delete(store: &Store, user: &User, name: &str, yes: bool, as_json: bool) -> Out {
+async fn delete(c: &UserConsole, name: &str, yes: bool, as_json: bool) -> Out {
     if !yes {
         // Look the project up first, so a typo is reported before the user
         // is asked to confirm (and an unknown name answers as everywhere).
-        let view = store.find_project(user.id, name).await?;
+        let p = c.project(name, 0).await?;
         return Err(Failure::usage(format!(
             "this deletes {} with its sandbox and database for good; to confirm, run `delete {} --yes`",
-            safe(&view.project.name, 100),
+            safe(&p.view.project.name, 100),
             shell_words::quote(&safe(name.trim(), 100))
         )));
     }
-    intent(store, user, name, Intent::Delete, as_json).await
+    intent(c, name, Intent::Delete, as_json).await
 }
 
-/// The running sandbox of one of `user`'s projects, as the session driver
-/// names it. A missing (or another tenant's) project fails as everywhere.
-async fn running_sandbox(store: &Store, user: &User, name: &str) -> Result<ResourceRef, Failure> {
-    let view = store.find_project(user.id, name).await?;
-    let Some((r, status)) = crate::ssh::attach::sandbox_ref(&view, user.id) else {
-        return Err(Failure::new(format!(
-            "{} has no sandbox, so it has no sessions",
-            safe(&view.project.name, 100)
-        )));
-    };
-    if status != ResourceStatus::Running {
-        return Err(Failure::new(format!(
-            "{} is {}: its sessions exist only while its sandbox runs (start it with `start {}`)",
-            safe(&view.project.name, 100),
-            view.project.status,
-            view.project.slug
-        )));
-    }
-    Ok(r)
-}
-
-fn session_driver(attach: Option<&dyn SessionAttach>) -> Result<&dyn SessionAttach, Failure> {
-    attach.ok_or_else(|| Failure::new("terminal sessions are not available on this server"))
-}
-
-async fn sessions(
-    store: &Store,
-    user: &User,
-    attach: Option<&dyn SessionAttach>,
-    name: &str,
-    as_json: bool,
-) -> Out {
-    let attach = session_driver(attach)?;
-    let r = running_sandbox(store, user, name).await?;
-    let list = attach
-        .sessions(&r)
-        .await
-        .map_err(|e| Failure::new(format!("cannot list sessions: {e}")))?;
+async fn sessions(c: &UserConsole, name: &str, as_json: bool) -> Out {
+    let list = c.sessions(name).await?;
     Ok(if as_json {
         json(&list.iter().map(SessionJson::from).collect::<Vec<_>>())
     } else {
@@ -198,28 +143,16 @@ struct RestartJson {
     restarted: bool,
 }
 
-async fn restart(
-    store: &Store,
-    user: &User,
-    attach: Option<&dyn SessionAttach>,
-    name: &str,
-    session: Option<&str>,
-    as_json: bool,
-) -> Out {
-    let attach = session_driver(attach)?;
-    if let Some(s) = session {
-        // The same check the driver makes, before anything is looked up.
-        crate::model::session::check_session_name(s).map_err(|e| Failure::usage(e.to_string()))?;
-    }
-    let r = running_sandbox(store, user, name).await?;
-    attach
-        .restart(&r, session)
-        .await
-        .map_err(|e| Failure::new(format!("cannot restart: {e}")))?;
+async fn restart(c: &UserConsole, name: &str, session: Option<&str>, as_json: bool) -> Out {
+    let restarted = c.restart(name, session).await.map_err(|e| match e {
+        // A malformed session name is a mistake in the command line.
+        ConsoleError::Invalid { reason, .. } => Failure::usage(reason),
+        other => other.into(),
+    })?;
     Ok(if as_json {
         json(&RestartJson {
             project: name.trim().to_string(),
-            session: session.map(str::to_string),
+            session: restarted.session,
             restarted: true,
         })
     } else {
@@ -233,8 +166,7 @@ async fn restart(
 
 /// Checks the shape of `env NAME ACTION ARGS…` (clap cannot: see `args::Cmd::Env`).
 async fn env(
-    store: &Store,
-    user: &User,
+    c: &UserConsole,
     name: &str,
     action: EnvVerb,
     args: &[String],
@@ -247,11 +179,9 @@ async fn env(
         ));
     }
     match (action, args) {
-        (EnvVerb::List, []) => env_list(store, user, name, as_json).await,
-        (EnvVerb::Set, [assignment]) => {
-            env_set(store, user, name, assignment, secret, as_json).await
-        }
-        (EnvVerb::Unset, [key]) => env_unset(store, user, name, key, as_json).await,
+        (EnvVerb::List, []) => env_list(c, name, as_json).await,
+        (EnvVerb::Set, [assignment]) => env_set(c, name, assignment, secret, as_json).await,
+        (EnvVerb::Unset, [key]) => env_unset(c, name, key, as_json).await,
         (EnvVerb::List, _) => Err(Failure::usage(
             "`env NAME list` takes no arguments; to set a variable use `env NAME set KEY=VALUE`",
         )),
@@ -264,8 +194,8 @@ async fn env(
     }
 }
 
-async fn env_list(store: &Store, user: &User, name: &str, as_json: bool) -> Out {
-    let env = store.list_env(user.id, name).await?;
+async fn env_list(c: &UserConsole, name: &str, as_json: bool) -> Out {
+    let env = c.env(name).await?;
     Ok(if as_json {
         json(&env.iter().map(EnvJson::from).collect::<Vec<_>>())
     } else {
@@ -282,8 +212,7 @@ struct EnvChangeJson<'a> {
 }
 
 async fn env_set(
-    store: &Store,
-    user: &User,
+    c: &UserConsole,
     name: &str,
     assignment: &str,
     secret: bool,
@@ -294,7 +223,7 @@ async fn env_set(
             "expected KEY=VALUE after `set`, e.g. `env myblog set API_URL=https://example.com`",
         ));
     };
-    store.set_env(user.id, name, key, value, secret).await?;
+    c.set_env(name, key, value, secret).await?;
     Ok(if as_json {
         json(&EnvChangeJson {
             project: name.trim().to_string(),
@@ -312,8 +241,8 @@ async fn env_set(
     })
 }
 
-async fn env_unset(store: &Store, user: &User, name: &str, key: &str, as_json: bool) -> Out {
-    store.unset_env(user.id, name, key).await?;
+async fn env_unset(c: &UserConsole, name: &str, key: &str, as_json: bool) -> Out {
+    c.unset_env(name, key).await?;
     Ok(if as_json {
         json(&EnvChangeJson {
             project: name.trim().to_string(),
@@ -326,9 +255,8 @@ async fn env_unset(store: &Store, user: &User, name: &str, key: &str, as_json: b
     })
 }
 
-async fn events(store: &Store, user: &User, name: &str, limit: i64, as_json: bool) -> Out {
-    let view = store.find_project(user.id, name).await?;
-    let events = store.list_events(user.id, view.project.id, limit).await?;
+async fn events(c: &UserConsole, name: &str, limit: i64, as_json: bool) -> Out {
+    let events = c.events(name, limit).await?;
     Ok(if as_json {
         json(&events.iter().map(EventJson::from).collect::<Vec<_>>())
     } else {
@@ -360,8 +288,8 @@ fn keys_table(keys: &[SshKey]) -> String {
     out
 }
 
-async fn keys_list(store: &Store, user: &User, as_json: bool) -> Out {
-    let keys = store.list_ssh_keys(user.id).await?;
+async fn keys_list(c: &UserConsole, as_json: bool) -> Out {
+    let keys = c.keys().await?;
     Ok(if as_json {
         json(&keys)
     } else {
@@ -369,7 +297,7 @@ async fn keys_list(store: &Store, user: &User, as_json: bool) -> Out {
     })
 }
 
-async fn keys_add(store: &Store, user: &User, stdin: &[u8], as_json: bool) -> Out {
+async fn keys_add(c: &UserConsole, stdin: &[u8], as_json: bool) -> Out {
     if stdin.len() > MAX_KEY_INPUT {
         return Err(Failure::new(format!(
             "stdin has {} bytes; send one public key line (at most {} KiB), e.g. `ssh … keys add < ~/.ssh/id_ed25519.pub`",
@@ -382,7 +310,7 @@ async fn keys_add(store: &Store, user: &User, stdin: &[u8], as_json: bool) -> Ou
             "stdin is not text: send the public key (the .pub file), e.g. `ssh … keys add < ~/.ssh/id_ed25519.pub`",
         ));
     };
-    let key = store.add_ssh_key(user.id, text).await?;
+    let key = c.add_key(text).await?;
     Ok(if as_json {
         json(&key)
     } else {
@@ -404,15 +332,9 @@ struct KeyRemovedJson {
     removed: String,
 }
 
-async fn keys_remove(store: &Store, user: &User, fingerprint: &str, as_json: bool) -> Out {
-    store.remove_ssh_key(user.id, fingerprint).await?;
+async fn keys_remove(c: &UserConsole, fingerprint: &str, as_json: bool) -> Out {
     // Reported in the form `keys list` shows, whichever form was typed.
-    let fingerprint = fingerprint.trim();
-    let fingerprint = if fingerprint.starts_with("SHA256:") {
-        fingerprint.to_string()
-    } else {
-        format!("SHA256:{fingerprint}")
-    };
+    let fingerprint = c.remove_key(fingerprint).await?;
     Ok(if as_json {
         json(&KeyRemovedJson {
             removed: fingerprint,
@@ -433,10 +355,9 @@ struct WhoamiJson<'a> {
     ssh_keys: usize,
 }
 
-async fn whoami(store: &Store, user: &User, as_json: bool) -> Out {
-    let projects = store.list_projects(user.id).await?.len();
-    let password = store.has_password(user.id).await?;
-    let ssh_keys = store.list_ssh_keys(user.id).await?.len();
+async fn whoami(c: &UserConsole, as_json: bool) -> Out {
+    let me = c.whoami().await?;
+    let (projects, password, ssh_keys) = (me.projects, me.password, me.ssh_keys);
     let mut auth_methods = Vec::new();
     if password {
         auth_methods.push("password");
@@ -446,8 +367,8 @@ async fn whoami(store: &Store, user: &User, as_json: bool) -> Out {
     }
     Ok(if as_json {
         json(&WhoamiJson {
-            username: &user.username,
-            role: &user.role,
+            username: &me.username,
+            role: &me.role,
             projects,
             auth_methods,
             password,
@@ -466,8 +387,8 @@ async fn whoami(store: &Store, user: &User, as_json: bool) -> Out {
         }
         format!(
             "username  {}\nrole      {}\nprojects  {projects}\nauth      {}\n",
-            safe(&user.username, 40),
-            safe(&user.role, 20),
+            safe(&me.username, 40),
+            safe(&me.role, 20),
             if auth.is_empty() {
                 "none".to_string()
             } else {
@@ -483,16 +404,6 @@ struct KubeconfigJson {
     context: Option<String>,
     namespace: Option<String>,
     server: Option<String>,
-}
-
-impl From<crate::tenant_kubeconfig::KubeconfigChangeError> for Failure {
-    fn from(e: crate::tenant_kubeconfig::KubeconfigChangeError) -> Self {
-        use crate::tenant_kubeconfig::KubeconfigChangeError as E;
-        match e {
-            E::Store(s) => s.into(),
-            other => Failure::new(other.to_string()),
-        }
-    }
 }
 
 fn kubeconfig_out(
@@ -519,12 +430,12 @@ fn kubeconfig_out(
     }
 }
 
-async fn kubeconfig_show(store: &Store, user: &User, as_json: bool) -> Out {
-    let k = crate::tenant_kubeconfig::describe(store, user.id).await?;
+async fn kubeconfig_show(c: &UserConsole, as_json: bool) -> Out {
+    let k = c.kubeconfig().await?;
     Ok(kubeconfig_out(k.as_ref(), as_json, "kubeconfig set"))
 }
 
-async fn kubeconfig_set(store: &Store, user: &User, stdin: &[u8], as_json: bool) -> Out {
+async fn kubeconfig_set(c: &UserConsole, stdin: &[u8], as_json: bool) -> Out {
     let Ok(text) = std::str::from_utf8(stdin) else {
         return Err(Failure::new(
             "stdin is not text: send the kubeconfig file, e.g. `ssh … kubeconfig set < ~/.kube/config`",
@@ -535,11 +446,11 @@ async fn kubeconfig_set(store: &Store, user: &User, stdin: &[u8], as_json: bool)
             "stdin is empty: send the kubeconfig file, e.g. `ssh … kubeconfig set < ~/.kube/config`",
         ));
     }
-    let k = crate::tenant_kubeconfig::set(store, user.id, text).await?;
+    let k = c.set_kubeconfig(text).await?;
     Ok(kubeconfig_out(Some(&k), as_json, "kubeconfig stored"))
 }
 
-async fn kubeconfig_unset(store: &Store, user: &User, as_json: bool) -> Out {
-    crate::tenant_kubeconfig::unset(store, user.id).await?;
+async fn kubeconfig_unset(c: &UserConsole, as_json: bool) -> Out {
+    c.unset_kubeconfig().await?;
     Ok(kubeconfig_out(None, as_json, "kubeconfig removed"))
 }

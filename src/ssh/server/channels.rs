@@ -7,6 +7,7 @@ use russh::server::{Auth, Msg, Response, Session};
 use russh::{Channel, ChannelId};
 
 use super::Conn;
+use crate::console::Front;
 use crate::ssh::attach::{self as direct, DirectAttach};
 use crate::ssh::session::{self, DashboardParams};
 
@@ -154,8 +155,7 @@ impl russh::server::Handler for Conn {
             return Ok(());
         };
         let tx = session::spawn(DashboardParams {
-            store: self.shared.store.clone(),
-            user,
+            console: self.shared.console.as_user(user, Front::Dashboard),
             changes: self.shared.feed.subscribe(),
             handle,
             channel,
@@ -163,8 +163,6 @@ impl russh::server::Handler for Conn {
             rows,
             no_color,
             notice: self.shared.notice.clone(),
-            attach: self.shared.attach.clone(),
-            logs: self.shared.logs.clone(),
             prefix: self.shared.config.prefix_key,
             activity: self.shared.activity.clone(),
         });
@@ -190,17 +188,15 @@ impl russh::server::Handler for Conn {
             };
             self.channels.insert(channel, Chan::Exec);
             let handle = session.handle();
-            let started = match (parsed, pty, self.shared.attach.clone()) {
-                (Err(usage), _, _) => Err((usage, 2)),
-                (Ok(_), None, _) => Err((
+            let user = self.user.clone().expect("authenticated");
+            let started = match (parsed, pty) {
+                (Err(usage), _) => Err((usage, 2)),
+                (Ok(_), None) => Err((
                     "attach needs a terminal: run it as `ssh -t … attach NAME`".to_string(),
                     2,
                 )),
-                (Ok(_), _, None) => Err(("attach is not available on this server".to_string(), 1)),
-                (Ok(args), Some((cols, rows)), Some(attach)) => direct::start(direct::Params {
-                    store: self.shared.store.clone(),
-                    user: self.user.clone().expect("authenticated"),
-                    attach,
+                (Ok(args), Some((cols, rows))) => direct::start(direct::Params {
+                    console: self.shared.console.as_user(user, Front::Stream),
                     args,
                     cols,
                     rows,
@@ -211,7 +207,7 @@ impl russh::server::Handler for Conn {
                     activity: self.shared.activity.clone(),
                 })
                 .await
-                .map_err(|e| (e, 1)),
+                .map_err(|e| (e.to_string(), 1)),
             };
             match started {
                 Ok(running) => {
@@ -224,22 +220,13 @@ impl russh::server::Handler for Conn {
         if let Some(parsed) = crate::ssh::logs::parse(&command) {
             self.channels.insert(channel, Chan::Exec);
             let handle = session.handle();
-            match (parsed, self.shared.logs.clone()) {
-                (Err(usage), _) => fail(handle, channel, usage, 2),
-                (Ok(_), None) => fail(
-                    handle,
-                    channel,
-                    "logs are not available on this server".into(),
-                    1,
-                ),
-                (Ok(args), Some(logs)) => crate::ssh::logs::start(
-                    self.shared.store.clone(),
-                    self.user.clone().expect("authenticated"),
-                    logs,
-                    args,
-                    handle,
-                    channel,
-                ),
+            match parsed {
+                Err(usage) => fail(handle, channel, usage, 2),
+                Ok(args) => {
+                    let user = self.user.clone().expect("authenticated");
+                    let console = self.shared.console.as_user(user, Front::Stream);
+                    crate::ssh::logs::start(console, args, handle, channel)
+                }
             }
             return Ok(());
         }
@@ -345,14 +332,11 @@ impl Conn {
         stdin: Vec<u8>,
         session: &mut Session,
     ) {
-        let store = self.shared.store.clone();
         let user = self.user.clone().expect("exec runs after authentication");
-        let attach = self.shared.attach.clone();
+        let console = self.shared.console.as_user(user, Front::Exec);
         let handle = session.handle();
         tokio::spawn(async move {
-            let out =
-                crate::ssh::exec::run_with(&store, &user, attach.as_deref(), &command, &stdin)
-                    .await;
+            let out = crate::ssh::exec::run(&console, &command, &stdin).await;
             if !out.stdout.is_empty() {
                 let _ = handle.data(channel, out.stdout).await;
             }

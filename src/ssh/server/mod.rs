@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ratelimit::RateLimiter;
 use crate::config::SshConfig;
+use crate::console::Console;
 use crate::driver::SessionAttach;
 use crate::store::Store;
 use crate::store::activity::ActivityRecorder;
@@ -32,11 +33,9 @@ struct Limits {
 }
 
 struct Shared {
+    /// Sign-in only; every user action goes through `console`.
     store: Store,
-    /// How to reach sandbox sessions (`None`: attach is unavailable).
-    attach: Option<Arc<dyn SessionAttach>>,
-    /// How to read sandbox logs (`None`: `logs` is unavailable).
-    logs: Option<Arc<dyn crate::driver::SandboxLogs>>,
+    console: Console,
     feed: Arc<ChangeFeed>,
     config: SshConfig,
     limits: Mutex<Limits>,
@@ -93,9 +92,8 @@ pub async fn run(
     tokio::spawn(activity.clone().run(store.clone(), shutdown.clone()));
     let shared = Arc::new(Shared {
         activity,
+        console: Console::new(store.clone(), attach, logs),
         store,
-        attach,
-        logs,
         feed,
         decoy_hash: hash_password("kiln decoy password").await?,
         config,

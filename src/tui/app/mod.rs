@@ -16,7 +16,6 @@ use chrono::{DateTime, Utc};
 
 use crate::model::intent::{self, Intent};
 use crate::store::env::EnvVar;
-use crate::store::events::Event;
 use crate::store::projects::ProjectView;
 
 pub use crate::tui::keys::Key;
@@ -27,15 +26,7 @@ pub(crate) use sessions::session_label;
 pub use settings::{ConfigRow, SettingsData, SettingsFocus};
 
 /// Everything the detail and env screens show for one project.
-pub struct ProjectDetail {
-    pub view: ProjectView,
-    pub env: Vec<EnvVar>,
-    pub events: Vec<Event>,
-    /// Connection string with the password; shown masked until the user asks.
-    pub database_url: Option<String>,
-    /// The sandbox's terminal sessions (empty when it is not running).
-    pub sessions: Vec<crate::driver::SessionInfo>,
-}
+pub use crate::console::ProjectDetail;
 
 pub enum Msg {
     Key(Key),

@@ -1,0 +1,134 @@
+//! The signed-in user's own account: SSH keys, password, settings (user
+//! configs, the kubeconfig among them) and `whoami`.
+
+use crate::k8s::kubeconfig::TenantKubeconfig;
+use crate::store::keys::SshKey;
+use crate::store::user_configs::{KUBECONFIG, UserConfig};
+
+use super::{Action, ConsoleResult, UserConsole};
+
+/// What the settings screen shows.
+#[derive(Debug)]
+pub struct Settings {
+    pub keys: Vec<SshKey>,
+    pub has_password: bool,
+    pub configs: Vec<UserConfig>,
+}
+
+/// Who the actor is, and how they sign in.
+#[derive(Debug)]
+pub struct Whoami {
+    pub username: String,
+    pub role: String,
+    pub projects: usize,
+    pub password: bool,
+    pub ssh_keys: usize,
+}
+
+/// What setting a user config did: a kubeconfig is checked against its
+/// cluster before it is kept, and says where it points.
+#[derive(Debug)]
+pub enum ConfigSet {
+    Value,
+    Kubeconfig(Box<TenantKubeconfig>),
+}
+
+impl UserConsole {
+    pub async fn keys(&self) -> ConsoleResult<Vec<SshKey>> {
+        self.gated(Action::ListKeys, async {
+            Ok(self.store().list_ssh_keys(self.user_id()).await?)
+        })
+        .await
+    }
+
+    /// Registers one OpenSSH public key line.
+    pub async fn add_key(&self, line: &str) -> ConsoleResult<SshKey> {
+        self.gated(Action::AddKey, async {
+            Ok(self.store().add_ssh_key(self.user_id(), line).await?)
+        })
+        .await
+    }
+
+    /// Removes a key; returns its fingerprint in the form `keys list` shows
+    /// (`SHA256:…`), whichever form was given.
+    pub async fn remove_key(&self, fingerprint: &str) -> ConsoleResult<String> {
+        self.gated(Action::RemoveKey { fingerprint }, async {
+            self.store()
+                .remove_ssh_key(self.user_id(), fingerprint)
+                .await?;
+            let fingerprint = fingerprint.trim();
+            Ok(if fingerprint.starts_with("SHA256:") {
+                fingerprint.to_string()
+            } else {
+                format!("SHA256:{fingerprint}")
+            })
+        })
+        .await
+    }
+
+    pub async fn set_password(&self, password: &str) -> ConsoleResult<()> {
+        self.gated(Action::SetPassword, async {
+            Ok(self.store().set_password(self.user_id(), password).await?)
+        })
+        .await
+    }
+
+    pub async fn settings(&self) -> ConsoleResult<Settings> {
+        self.gated(Action::ShowSettings, async {
+            let (store, user) = (self.store(), self.user_id());
+            Ok(Settings {
+                keys: store.list_ssh_keys(user).await?,
+                has_password: store.has_password(user).await?,
+                configs: store.list_user_configs(user).await?,
+            })
+        })
+        .await
+    }
+
+    /// Sets one user config. `KUBECONFIG` goes through the kubeconfig's own
+    /// checks, whichever way it was asked for.
+    pub async fn set_config(
+        &self,
+        key: &str,
+        value: &str,
+        secret: bool,
+    ) -> ConsoleResult<ConfigSet> {
+        if key == KUBECONFIG {
+            return self
+                .set_kubeconfig(value)
+                .await
+                .map(|k| ConfigSet::Kubeconfig(Box::new(k)));
+        }
+        self.gated(Action::SetConfig { key }, async {
+            self.store()
+                .set_user_config(self.user_id(), key, value, secret)
+                .await?;
+            Ok(ConfigSet::Value)
+        })
+        .await
+    }
+
+    pub async fn unset_config(&self, key: &str) -> ConsoleResult<()> {
+        if key == KUBECONFIG {
+            return self.unset_kubeconfig().await;
+        }
+        self.gated(Action::UnsetConfig { key }, async {
+            Ok(self.store().unset_user_config(self.user_id(), key).await?)
+        })
+        .await
+    }
+
+    pub async fn whoami(&self) -> ConsoleResult<Whoami> {
+        self.gated(Action::Whoami, async {
+            let (store, user) = (self.store(), self.user_id());
+            Ok(Whoami {
+                username: self.actor.user.username.clone(),
+                role: self.actor.user.role.clone(),
+                projects: store.list_projects(user).await?.len(),
+                password: store.has_password(user).await?,
+                ssh_keys: store.list_ssh_keys(user).await?.len(),
+            })
+        })
+        .await
+    }
+}

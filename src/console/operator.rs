@@ -1,0 +1,86 @@
+//! The operator's console (`kiln user …`, `kiln project … --user U`,
+//! `kiln status`): managing users, and acting on a user's projects through
+//! the same [`UserConsole`] the user has, marked as the operator's doing.
+
+use crate::store::status::ReplicaStatus;
+use crate::store::users::User;
+
+use super::{Actor, Console, ConsoleError, ConsoleResult, Front, UserConsole};
+
+/// A user to create. The key line, when given, is registered with the
+/// user; if it is refused, nothing is created.
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub password: Option<&'a str>,
+    pub admin: bool,
+    pub ssh_key: Option<&'a str>,
+}
+
+pub struct OperatorConsole {
+    console: Console,
+}
+
+impl OperatorConsole {
+    pub(super) fn new(console: Console) -> Self {
+        OperatorConsole { console }
+    }
+
+    /// Acts on `username`'s projects as the operator.
+    pub async fn for_user(&self, username: &str) -> ConsoleResult<UserConsole> {
+        let user = self.console.store.require_user(username).await?;
+        Ok(UserConsole {
+            console: self.console.clone(),
+            actor: Actor {
+                user,
+                front: Front::Cli,
+                operator: true,
+            },
+        })
+    }
+
+    pub async fn add_user(&self, new: NewUser<'_>) -> ConsoleResult<User> {
+        let store = &self.console.store;
+        if new.password.is_none() && new.ssh_key.is_none() {
+            return Err(ConsoleError::invalid(
+                "password",
+                "a user needs a way in: give a password or an SSH key",
+            ));
+        }
+        if let Some(line) = new.ssh_key {
+            // Checked before anything is created.
+            crate::store::keys::parse_public_key(line)?;
+        }
+        let user = store
+            .create_user(new.username, new.password, new.admin)
+            .await?;
+        if let Some(line) = new.ssh_key
+            && let Err(e) = store.add_ssh_key(user.id, line).await
+        {
+            // Keep "nothing was created" true: undo the user.
+            let _ = store.delete_user(user.id).await;
+            return Err(match ConsoleError::from(e) {
+                ConsoleError::Internal => ConsoleError::Internal,
+                e => ConsoleError::refused(format!(
+                    "registering the SSH key; nothing was created: {e}"
+                )),
+            });
+        }
+        tracing::info!(target: "kiln::audit", user = %user.username, front = "cli", operator = true, action = "user.add", outcome = "ok");
+        Ok(user)
+    }
+
+    pub async fn users(&self) -> ConsoleResult<Vec<User>> {
+        Ok(self.console.store.list_users().await?)
+    }
+
+    pub async fn disable_user(&self, username: &str) -> ConsoleResult<()> {
+        self.console.store.disable_user(username).await?;
+        tracing::info!(target: "kiln::audit", user = %username, front = "cli", operator = true, action = "user.disable", outcome = "ok");
+        Ok(())
+    }
+
+    /// What the replicas are doing: leases, queue depth, recent errors.
+    pub async fn status(&self) -> ConsoleResult<ReplicaStatus> {
+        Ok(self.console.store.replica_status().await?)
+    }
+}

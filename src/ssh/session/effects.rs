@@ -1,0 +1,361 @@
+//! The dashboard's I/O, off its loop (DESIGN §7): every effect that needs
+//! the console runs as a task of the session, and its answer comes back as
+//! a [`Reply`] that says what it answers. The loop never awaits one.
+
+use tokio::sync::mpsc;
+
+use crate::console::{Attached, ConfigSet, ConsoleError, UserConsole};
+use crate::driver::{LogEvent, Viewer};
+use crate::model::intent::Intent;
+use crate::tui::{Msg, SettingsData};
+
+/// Lines of history the log screen opens with.
+const LOG_TAIL: i64 = 500;
+
+/// What the pane shows: a project's session (`None`: the default one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PaneTarget {
+    pub project: String,
+    pub session: Option<String>,
+    pub read_only: bool,
+}
+
+/// Which session a pane command switches to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum SwitchTo {
+    /// A new shell session, named after the first free `sN`.
+    New,
+    /// The one after the current session in the sandbox's list.
+    Next,
+}
+
+/// One piece of I/O for a task. Jobs whose answer can go stale carry the
+/// ticket the loop gave them; the loop drops an answer whose ticket is no
+/// longer current (the pane was closed, another attach started).
+pub(super) enum Job {
+    Projects,
+    Detail {
+        project: String,
+    },
+    Sessions {
+        project: String,
+    },
+    Settings,
+    Request {
+        project: String,
+        intent: Intent,
+    },
+    Create {
+        name: String,
+        description: String,
+    },
+    SetEnv {
+        project: String,
+        key: String,
+        value: String,
+        secret: bool,
+    },
+    UnsetEnv {
+        project: String,
+        key: String,
+    },
+    AddKey {
+        line: String,
+    },
+    RemoveKey {
+        fingerprint: String,
+    },
+    SetPassword {
+        password: String,
+    },
+    SetConfig {
+        key: String,
+        value: String,
+        secret: bool,
+    },
+    UnsetConfig {
+        key: String,
+    },
+    /// Restart an exited session; with `then_attach`, open it afterwards.
+    Restart {
+        target: PaneTarget,
+        then_attach: bool,
+    },
+    /// Restart the session the pane shows (the pane stays).
+    RestartAttached {
+        target: PaneTarget,
+    },
+    Attach {
+        ticket: u64,
+        target: PaneTarget,
+        size: (u16, u16),
+    },
+    Switch {
+        ticket: u64,
+        from: PaneTarget,
+        to: SwitchTo,
+        size: (u16, u16),
+    },
+    FollowLogs {
+        ticket: u64,
+        project: String,
+    },
+}
+
+impl Job {
+    /// Whether the job changes something the user asked for (as opposed
+    /// to reading for the screen or opening a stream).
+    pub(super) fn changes_something(&self) -> bool {
+        match self {
+            Job::Projects
+            | Job::Detail { .. }
+            | Job::Sessions { .. }
+            | Job::Settings
+            | Job::Attach { .. }
+            | Job::Switch { .. }
+            | Job::FollowLogs { .. } => false,
+            Job::Request { .. }
+            | Job::Create { .. }
+            | Job::SetEnv { .. }
+            | Job::UnsetEnv { .. }
+            | Job::AddKey { .. }
+            | Job::RemoveKey { .. }
+            | Job::SetPassword { .. }
+            | Job::SetConfig { .. }
+            | Job::UnsetConfig { .. }
+            | Job::Restart { .. }
+            | Job::RestartAttached { .. } => true,
+        }
+    }
+}
+
+/// A task's answer.
+pub(super) enum Reply {
+    /// A message the app takes as it is.
+    Msg(Msg),
+    /// The projects list (or why it could not be read); at most one load
+    /// is in flight.
+    Projects(Msg),
+    /// A restart's outcome; the pane opens on the session afterwards when
+    /// `then` says so.
+    Restarted {
+        done: Msg,
+        then: Option<PaneTarget>,
+    },
+    Attached {
+        ticket: u64,
+        target: PaneTarget,
+        attached: Attached,
+    },
+    /// Opening the pane failed: `switching` says the pane stays (a switch).
+    AttachFailed {
+        ticket: u64,
+        why: String,
+        switching: bool,
+    },
+    LogsOpened {
+        ticket: u64,
+        rx: mpsc::Receiver<LogEvent>,
+    },
+    LogsFailed {
+        ticket: u64,
+        why: String,
+    },
+    /// Nothing to tell (a session list that could not be read keeps the one on screen).
+    Nothing,
+}
+
+fn line(e: ConsoleError) -> String {
+    e.to_string()
+}
+
+fn done(result: Result<String, ConsoleError>) -> Reply {
+    Reply::Msg(Msg::Done(result.map_err(line)))
+}
+
+/// Does `job` as the session's user.
+pub(super) async fn run(console: UserConsole, job: Job) -> Reply {
+    let c = &console;
+    match job {
+        Job::Projects => Reply::Projects(match c.projects().await {
+            Ok(p) => Msg::Projects(p),
+            Err(e) => Msg::Done(Err(format!("cannot load projects: {e}"))),
+        }),
+        Job::Detail { project } => Reply::Msg(match c.project_detail(&project).await {
+            Ok(d) => Msg::Detail(Box::new(d)),
+            Err(e) => Msg::Done(Err(line(e))),
+        }),
+        Job::Sessions { project } => match c.sessions(&project).await {
+            Ok(sessions) => Reply::Msg(Msg::Sessions { project, sessions }),
+            Err(_) => Reply::Nothing,
+        },
+        Job::Settings => Reply::Msg(match c.settings().await {
+            Ok(s) => Msg::Settings(Box::new(SettingsData {
+                keys: s.keys,
+                has_password: s.has_password,
+                configs: s.configs,
+            })),
+            Err(e) => Msg::Done(Err(format!("cannot load settings: {e}"))),
+        }),
+        Job::Request { project, intent } => done(
+            c.request(&project, intent)
+                .await
+                .map(|s| format!("{intent} requested for {project}: now {s}")),
+        ),
+        Job::Create { name, description } => done(
+            c.create(&name, &description)
+                .await
+                .map(|v| format!("created {} (slug {})", v.project.name, v.project.slug)),
+        ),
+        Job::SetEnv {
+            project,
+            key,
+            value,
+            secret,
+        } => done(
+            c.set_env(&project, &key, &value, secret)
+                .await
+                .map(|()| format!("set {key}; the sandbox picks it up shortly")),
+        ),
+        Job::UnsetEnv { project, key } => done(
+            c.unset_env(&project, &key)
+                .await
+                .map(|()| format!("removed {key}")),
+        ),
+        Job::AddKey { line } => done(
+            c.add_key(&line)
+                .await
+                .map(|k| format!("added {} {}", k.algorithm, k.fingerprint)),
+        ),
+        Job::RemoveKey { fingerprint } => done(
+            c.remove_key(&fingerprint)
+                .await
+                .map(|_| format!("removed {fingerprint}")),
+        ),
+        Job::SetPassword { password } => done(
+            c.set_password(&password)
+                .await
+                .map(|()| "password changed".to_string()),
+        ),
+        Job::SetConfig { key, value, secret } => done(
+            c.set_config(&key, &value, secret)
+                .await
+                .map(|set| match set {
+                    ConfigSet::Kubeconfig(k) => format!(
+                        "kubeconfig stored: namespace {} on {}",
+                        k.namespace, k.server
+                    ),
+                    ConfigSet::Value => format!("set {key}"),
+                }),
+        ),
+        Job::UnsetConfig { key } => done(c.unset_config(&key).await.map(|()| {
+            if key == crate::store::user_configs::KUBECONFIG {
+                "kubeconfig removed".to_string()
+            } else {
+                format!("removed {key}")
+            }
+        })),
+        Job::Restart {
+            target,
+            then_attach,
+        } => {
+            let result = c.restart(&target.project, target.session.as_deref()).await;
+            let then = (result.is_ok() && then_attach).then_some(target);
+            Reply::Restarted {
+                done: Msg::Done(result.map(restarted_line).map_err(line)),
+                then,
+            }
+        }
+        Job::RestartAttached { target } => Reply::Msg(Msg::PaneNotice(
+            c.restart(&target.project, target.session.as_deref())
+                .await
+                .map(restarted_line)
+                .map_err(line),
+        )),
+        Job::Attach {
+            ticket,
+            target,
+            size: (cols, rows),
+        } => {
+            let viewer = Viewer::pane(cols, rows, target.read_only);
+            match c
+                .attach(&target.project, target.session.as_deref(), &viewer)
+                .await
+            {
+                Ok(attached) => Reply::Attached {
+                    ticket,
+                    target,
+                    attached,
+                },
+                Err(e) => Reply::AttachFailed {
+                    ticket,
+                    why: line(e),
+                    switching: false,
+                },
+            }
+        }
+        Job::Switch {
+            ticket,
+            from,
+            to,
+            size: (cols, rows),
+        } => match switch(c, &from, to, cols, rows).await {
+            Ok((target, attached)) => Reply::Attached {
+                ticket,
+                target,
+                attached,
+            },
+            Err(why) => Reply::AttachFailed {
+                ticket,
+                why,
+                switching: true,
+            },
+        },
+        Job::FollowLogs { ticket, project } => match c.logs(&project, Some(LOG_TAIL), true).await {
+            Ok(rx) => Reply::LogsOpened { ticket, rx },
+            Err(e) => Reply::LogsFailed {
+                ticket,
+                why: line(e),
+            },
+        },
+    }
+}
+
+fn restarted_line(r: crate::console::Restarted) -> String {
+    use crate::model::naming::printable;
+    format!(
+        "restarted session {} of {}",
+        printable(r.session.as_deref().unwrap_or("default"), 30),
+        printable(&r.project, 60)
+    )
+}
+
+/// Another session of the pane's sandbox: a new shell or the next one.
+async fn switch(
+    c: &UserConsole,
+    from: &PaneTarget,
+    to: SwitchTo,
+    cols: u16,
+    rows: u16,
+) -> Result<(PaneTarget, Attached), String> {
+    let list = c.sessions(&from.project).await.map_err(line)?;
+    let session = match to {
+        SwitchTo::New => Some(crate::console::next_session_name(&list)),
+        SwitchTo::Next => {
+            crate::console::next_session(&list, from.session.as_deref()).ok_or_else(|| {
+                "no other session to switch to: this is the sandbox's only one".to_string()
+            })?
+        }
+    };
+    let target = PaneTarget {
+        project: from.project.clone(),
+        session,
+        read_only: from.read_only,
+    };
+    let viewer = Viewer::pane(cols, rows, target.read_only);
+    let attached = c
+        .attach(&target.project, target.session.as_deref(), &viewer)
+        .await
+        .map_err(line)?;
+    Ok((target, attached))
+}

@@ -1,0 +1,667 @@
+//! One dashboard session: owns the TUI state, turns SSH input, change
+//! notifications and the answers of its tasks into messages, and draws
+//! coalesced frames. It never awaits I/O (DESIGN §7): every effect that
+//! needs the console runs as a task ([`effects`]) and answers with a tagged
+//! [`effects::Reply`] that the loop selects on like any other input. The
+//! keystroke fast path (the pane's shortcut and echo preview) is the one
+//! thing that bypasses `App::update`, for latency; it lives in
+//! [`crate::ssh::pane_keys`] and [`frames::preview`].
+
+mod effects;
+mod frames;
+mod pane;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ratatui::layout::Rect;
+use ratatui::{Terminal, TerminalOptions, Viewport};
+use russh::ChannelId;
+use russh::server::Handle;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
+
+use super::input::{Input, InputDecoder};
+use super::pane_keys::PaneKeys;
+use super::terminal::{ChannelWriter, SshBackend};
+use crate::console::UserConsole;
+use crate::driver::LogEvent;
+use crate::store::activity::ActivityRecorder;
+use crate::store::notify::Change;
+use crate::tui::prefix::PrefixKey;
+use crate::tui::{App, Effect, Msg};
+use effects::{Job, PaneTarget, Reply, SwitchTo};
+use pane::AttachedPane;
+
+pub enum SessionInput {
+    Bytes(Vec<u8>),
+    Resize(u16, u16),
+}
+
+pub struct DashboardParams {
+    /// The signed-in user's console: every action of the dashboard.
+    pub console: UserConsole,
+    pub changes: broadcast::Receiver<Change>,
+    pub handle: Handle,
+    pub channel: ChannelId,
+    pub cols: u16,
+    pub rows: u16,
+    pub no_color: bool,
+    pub notice: String,
+    /// Leads from the pane back to the dashboard's pane commands.
+    pub prefix: PrefixKey,
+    /// Where the pane notes terminal activity (for the idle policy).
+    pub activity: ActivityRecorder,
+}
+
+/// Lines of a log burst taken into one frame before drawing.
+const LOG_BATCH: usize = 1000;
+const TICK: Duration = Duration::from_millis(100);
+/// How often the detail screen's session list is refreshed (one
+/// `tmux list-sessions`, or one pod exec, per open detail screen).
+const SESSION_POLL: Duration = Duration::from_secs(3);
+
+/// Client input for a dashboard session. Dropping it (the channel closed)
+/// ends the session.
+pub struct DashboardInput {
+    tx: mpsc::Sender<SessionInput>,
+    keys: PaneKeys,
+}
+
+impl DashboardInput {
+    pub fn bytes(&self, data: &[u8]) {
+        if !self.keys.send(data) {
+            // A full queue means the session is far behind: drop the
+            // keystrokes rather than stall the whole connection.
+            let _ = self.tx.try_send(SessionInput::Bytes(data.to_vec()));
+        }
+    }
+
+    pub fn resize(&self, cols: u16, rows: u16) {
+        let _ = self.tx.try_send(SessionInput::Resize(cols, rows));
+    }
+}
+
+/// Starts the session task.
+pub fn spawn(p: DashboardParams) -> DashboardInput {
+    let (tx, rx) = mpsc::channel(256);
+    let keys = PaneKeys::default();
+    let shortcut = keys.clone();
+    tokio::spawn(async move {
+        let handle = p.handle.clone();
+        let channel = p.channel;
+        let quit = run(p, rx, shortcut).await;
+        if let Err(e) = &quit {
+            tracing::debug!("dashboard session ended: {e}");
+        }
+        if matches!(quit, Ok(true)) {
+            let _ = handle.exit_status_request(channel, 0).await;
+            let _ = handle.eof(channel).await;
+            let _ = handle.close(channel).await;
+        }
+    });
+    DashboardInput { tx, keys }
+}
+
+/// Everything one dashboard session holds besides the terminal.
+struct Dashboard {
+    app: App,
+    console: UserConsole,
+    /// The tasks reading for the screen; aborted when the session ends.
+    reads: JoinSet<Reply>,
+    /// The tasks changing something the user asked for; they finish even
+    /// if the user quits at once (nothing asked for is lost).
+    changes: JoinSet<Reply>,
+    /// A projects load is in flight; `reload_again`: another change came meanwhile.
+    loading_projects: bool,
+    reload_again: bool,
+    /// Tags the pane's and the log screen's requests: an answer to an
+    /// older one (the pane was closed meanwhile) is dropped.
+    pane_ticket: u64,
+    log_ticket: u64,
+    pane: Option<AttachedPane>,
+    prefix_armed: bool,
+    prefix: PrefixKey,
+    activity: ActivityRecorder,
+    log_rx: Option<mpsc::Receiver<LogEvent>>,
+    quit: bool,
+    /// The window size, for a pane opened before the app knows its layout.
+    size: (u16, u16),
+}
+
+impl Dashboard {
+    fn spawn(&mut self, job: Job) {
+        let changes = job.changes_something();
+        let task = effects::run(self.console.clone(), job);
+        if changes {
+            self.changes.spawn(task);
+        } else {
+            self.reads.spawn(task);
+        }
+    }
+
+    fn load_projects(&mut self) {
+        if self.loading_projects {
+            self.reload_again = true;
+        } else {
+            self.loading_projects = true;
+            self.spawn(Job::Projects);
+        }
+    }
+
+    /// The pane's size for a session about to open.
+    fn pane_size(&self) -> (u16, u16) {
+        let (cols, rows) = self.size;
+        self.app
+            .pane_size()
+            .unwrap_or((cols.max(3) - 2, rows.max(6) - 5))
+    }
+
+    fn update(&mut self, msg: Msg) {
+        let effects = self.app.update(msg);
+        self.perform(effects);
+    }
+
+    /// Carries out the app's effects: those that touch only this session at
+    /// once, the rest as tasks.
+    fn perform(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            let job = match effect {
+                Effect::Quit => {
+                    self.quit = true;
+                    continue;
+                }
+                Effect::Detach => {
+                    self.pane = None;
+                    self.pane_ticket += 1;
+                    continue;
+                }
+                Effect::StopLogs => {
+                    self.log_rx = None;
+                    self.log_ticket += 1;
+                    continue;
+                }
+                Effect::FollowLogs { project } => {
+                    self.log_rx = None;
+                    self.log_ticket += 1;
+                    Job::FollowLogs {
+                        ticket: self.log_ticket,
+                        project,
+                    }
+                }
+                Effect::Attach {
+                    project,
+                    session,
+                    read_only,
+                } => {
+                    self.pane_ticket += 1;
+                    Job::Attach {
+                        ticket: self.pane_ticket,
+                        target: PaneTarget {
+                            project,
+                            session,
+                            read_only,
+                        },
+                        size: self.pane_size(),
+                    }
+                }
+                Effect::Restart {
+                    project,
+                    session,
+                    attach,
+                } => Job::Restart {
+                    target: PaneTarget {
+                        project,
+                        session,
+                        read_only: attach.unwrap_or(false),
+                    },
+                    then_attach: attach.is_some(),
+                },
+                Effect::LoadDetail { project } => Job::Detail { project },
+                Effect::LoadSessions { project } => Job::Sessions { project },
+                Effect::LoadSettings => Job::Settings,
+                Effect::Intent { project, intent } => Job::Request { project, intent },
+                Effect::Create { name, description } => Job::Create { name, description },
+                Effect::SetEnv {
+                    project,
+                    key,
+                    value,
+                    secret,
+                } => Job::SetEnv {
+                    project,
+                    key,
+                    value,
+                    secret,
+                },
+                Effect::UnsetEnv { project, key } => Job::UnsetEnv { project, key },
+                Effect::AddKey { line } => Job::AddKey { line },
+                Effect::RemoveKey { fingerprint } => Job::RemoveKey { fingerprint },
+                Effect::SetPassword { password } => Job::SetPassword { password },
+                Effect::SetUserConfig { key, value, secret } => {
+                    Job::SetConfig { key, value, secret }
+                }
+                Effect::UnsetUserConfig { key } => Job::UnsetConfig { key },
+            };
+            self.spawn(job);
+        }
+    }
+
+    fn on_task(&mut self, done: Result<Reply, tokio::task::JoinError>) {
+        match done {
+            Ok(reply) => self.on_reply(reply),
+            Err(e) if e.is_panic() => {
+                tracing::error!("a dashboard task panicked: {e}");
+                self.update(Msg::Done(Err(
+                    crate::console::ConsoleError::Internal.to_string()
+                )));
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// A task's answer, unless it answers a request that is no longer current.
+    fn on_reply(&mut self, reply: Reply) {
+        match reply {
+            Reply::Msg(msg) => self.update(msg),
+            Reply::Projects(msg) => {
+                self.loading_projects = false;
+                if std::mem::take(&mut self.reload_again) {
+                    self.load_projects();
+                }
+                self.update(msg);
+            }
+            Reply::Restarted { done, then } => {
+                self.update(done);
+                if let Some(target) = then {
+                    self.perform(vec![Effect::Attach {
+                        project: target.project,
+                        session: target.session,
+                        read_only: target.read_only,
+                    }]);
+                }
+            }
+            Reply::Attached {
+                ticket,
+                target,
+                attached,
+            } if ticket == self.pane_ticket => {
+                let shown = match &target.session {
+                    Some(n) => format!("{n} (of {})", attached.resource),
+                    None => attached.resource.clone(),
+                };
+                let (project, read_only) = (target.project.clone(), target.read_only);
+                self.pane = Some(AttachedPane {
+                    attachment: attached.attachment,
+                    target,
+                    activity: self.activity.tracker(attached.resource),
+                });
+                self.prefix_armed = false;
+                self.update(Msg::PaneOpened {
+                    project,
+                    session: shown,
+                    read_only,
+                });
+                self.resize_pane();
+            }
+            Reply::AttachFailed {
+                ticket,
+                why,
+                switching,
+            } if ticket == self.pane_ticket => self.update(if switching {
+                Msg::PaneNotice(Err(why))
+            } else {
+                Msg::PaneClosed(why)
+            }),
+            Reply::LogsOpened { ticket, rx } if ticket == self.log_ticket => {
+                self.log_rx = Some(rx);
+            }
+            Reply::LogsFailed { ticket, why } if ticket == self.log_ticket => {
+                self.update(Msg::LogEnded(Some(why)));
+            }
+            // An answer to a request that was replaced or withdrawn.
+            Reply::Attached { .. }
+            | Reply::AttachFailed { .. }
+            | Reply::LogsOpened { .. }
+            | Reply::LogsFailed { .. }
+            | Reply::Nothing => {}
+        }
+    }
+
+    fn resize_pane(&self) {
+        if let Some(p) = &self.pane {
+            p.resize(self.app.pane_size());
+        }
+    }
+
+    /// Bytes typed while the pane is open: to the session, or after the
+    /// prefix key, pane commands. Returns whether the screen changed.
+    fn pane_bytes(&mut self, bytes: &[u8], keys: &PaneKeys) -> bool {
+        let (to_session, commands) =
+            pane::split_prefix(bytes, &mut self.prefix_armed, self.prefix.byte());
+        if let Some(p) = &mut self.pane
+            && !to_session.is_empty()
+        {
+            keys.note_typed();
+            let bytes = super::pane_keys::for_pane(&to_session, self.app.pane_strips_paste());
+            // Dropped when the session is far behind, as the handler's
+            // shortcut does.
+            p.attachment.input.try_send(bytes);
+            p.activity.touch();
+        }
+        for c in &commands {
+            self.pane_command(*c);
+        }
+        !commands.is_empty()
+    }
+
+    fn pane_command(&mut self, c: u8) {
+        let Some(target) = self.pane.as_ref().map(|p| p.target.clone()) else {
+            let effects = self.app.pane_command(c);
+            self.perform(effects);
+            return;
+        };
+        if target.read_only
+            && let Some(why) = pane::read_only_refusal(c)
+        {
+            self.update(Msg::PaneNotice(Err(why.to_string())));
+            return;
+        }
+        match c {
+            b'n' | b'w' => {
+                self.pane_ticket += 1;
+                let job = Job::Switch {
+                    ticket: self.pane_ticket,
+                    from: target,
+                    to: if c == b'n' {
+                        SwitchTo::New
+                    } else {
+                        SwitchTo::Next
+                    },
+                    size: self.app.pane_size().unwrap_or((80, 24)),
+                };
+                self.spawn(job);
+            }
+            b'r' => self.spawn(Job::RestartAttached { target }),
+            b'[' => {
+                // History is the session's own (tmux keeps 50,000 lines):
+                // open tmux's copy mode, where PgUp/PgDn/arrows scroll and q leaves.
+                if let Some(p) = &self.pane {
+                    p.attachment.input.try_send(pane::TMUX_COPY_MODE.to_vec());
+                }
+            }
+            _ => {
+                let effects = self.app.pane_command(c);
+                self.perform(effects);
+                if c == b'z' {
+                    self.resize_pane();
+                }
+            }
+        }
+    }
+}
+
+/// Returns Ok(true) when the user quit (the channel should be closed).
+async fn run(
+    p: DashboardParams,
+    mut input: mpsc::Receiver<SessionInput>,
+    keys: PaneKeys,
+) -> anyhow::Result<bool> {
+    let DashboardParams {
+        console,
+        mut changes,
+        handle,
+        channel,
+        cols,
+        rows,
+        no_color,
+        notice,
+        prefix,
+        activity,
+    } = p;
+    let user_id = console.user().id;
+
+    // Frames go out through one writer task, in order.
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let channel_writer = ChannelWriter::new(out_tx);
+    let queued = channel_writer.queued();
+    let writer_queued = queued.clone();
+    let writer_handle = handle.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = out_rx.recv().await {
+            let sent = writer_handle.data(channel, bytes).await;
+            writer_queued.fetch_sub(1, Ordering::SeqCst);
+            if sent.is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut backend = SshBackend::new(channel_writer, cols, rows);
+    backend.write_raw(frames::SCREEN_ON)?;
+    let mut terminal = Terminal::with_options(
+        backend,
+        TerminalOptions {
+            viewport: Viewport::Fixed(Rect::new(0, 0, cols, rows)),
+        },
+    )?;
+    let mut app = App::new(&console.user().username, cols, rows);
+    app.set_no_color(no_color);
+    app.set_prefix(prefix);
+    if !notice.is_empty() {
+        app.set_notice(&notice);
+    }
+    let mut d = Dashboard {
+        app,
+        console,
+        reads: JoinSet::new(),
+        changes: JoinSet::new(),
+        loading_projects: false,
+        reload_again: false,
+        pane_ticket: 0,
+        log_ticket: 0,
+        pane: None,
+        prefix_armed: false,
+        prefix,
+        activity,
+        log_rx: None,
+        quit: false,
+        size: (cols, rows),
+    };
+    d.load_projects();
+
+    let mut decoder = InputDecoder::new();
+    let mut feed_open = true;
+    let mut dirty = true;
+    let mut last_draw = Instant::now() - frames::FRAME_GAP;
+    // When an echo preview went out ahead of the full frame: that frame then
+    // waits for the frame gap, off the path of the next keystroke's echo.
+    let mut previewed: Option<Instant> = None;
+    // Cells drawn by previews since the last full frame.
+    let mut touched: Vec<(u16, u16)> = Vec::new();
+    // A program exiting changes nothing in the store: the detail screen's
+    // session list is refreshed on a timer while it is on screen.
+    let mut session_poll = tokio::time::interval(SESSION_POLL);
+    session_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+
+    while !d.quit {
+        // Keys may reach the pane without passing here (the shortcut):
+        // reopen it once everything that came this way is handled.
+        keys.sync(
+            d.pane
+                .as_ref()
+                .filter(|_| d.app.pane_open() && !d.prefix_armed)
+                .map(|p| {
+                    (
+                        &p.attachment.input,
+                        prefix.byte(),
+                        d.app.pane_strips_paste(),
+                    )
+                }),
+            input.is_empty(),
+        );
+        // At most one frame per gap; right after a keystroke, at once.
+        let wait = frames::frame_wait(
+            keys.typed_within(frames::ECHO_WINDOW),
+            previewed.is_some(),
+            previewed.unwrap_or(last_draw).elapsed(),
+        );
+        if dirty && wait.is_zero() {
+            frames::draw(&mut terminal, &mut d.app, &mut touched)?;
+            dirty = false;
+            last_draw = Instant::now();
+            previewed = None;
+        }
+
+        tokio::select! {
+            _ = tokio::time::sleep(wait), if dirty => {}
+            got = input.recv() => {
+                let Some(first) = got else { break };
+                // Take everything already queued: one frame for a burst.
+                let mut batch = vec![first];
+                while let Ok(more) = input.try_recv() {
+                    batch.push(more);
+                }
+                for item in batch {
+                    match item {
+                        // Keystrokes that only go to the session change
+                        // nothing on screen until its echo arrives.
+                        SessionInput::Bytes(bytes) if d.app.pane_open() => {
+                            dirty |= d.pane_bytes(&bytes, &keys);
+                        }
+                        SessionInput::Bytes(bytes) => {
+                            dirty = true;
+                            for i in decoder.feed(&bytes) {
+                                d.update(match i {
+                                    Input::Key(k) => Msg::Key(k),
+                                    Input::Paste(s) => Msg::Paste(s),
+                                });
+                            }
+                        }
+                        SessionInput::Resize(c, r) => {
+                            dirty = true;
+                            d.size = (c, r);
+                            terminal.backend_mut().size = ratatui::layout::Size::new(c, r);
+                            terminal.resize(Rect::new(0, 0, c, r))?;
+                            d.update(Msg::Resize(c, r));
+                            d.resize_pane();
+                        }
+                    }
+                }
+            }
+            Some(done) = d.reads.join_next(), if !d.reads.is_empty() => {
+                d.on_task(done);
+                dirty = true;
+            }
+            Some(done) = d.changes.join_next(), if !d.changes.is_empty() => {
+                d.on_task(done);
+                dirty = true;
+            }
+            change = changes.recv(), if feed_open => {
+                feed_open = !matches!(change, Err(broadcast::error::RecvError::Closed));
+                let mut refresh = relevant(&change, user_id);
+                // Coalesce a burst of notifications into one reload.
+                while let Ok(more) = changes.try_recv() {
+                    refresh |= relevant(&Ok(more), user_id);
+                }
+                if refresh {
+                    // The app asks for the open project's detail itself (LoadDetail).
+                    d.load_projects();
+                }
+            }
+            out = AttachedPane::output(&mut d.pane) => {
+                match out {
+                    Some(first) => {
+                        // Everything already waiting goes into this one frame.
+                        let mut bytes = first;
+                        if let Some(p) = &mut d.pane {
+                            p.attachment.take_waiting(&mut bytes, 1 << 20);
+                            p.activity.touch();
+                        }
+                        d.update(Msg::PaneOutput(bytes));
+                        // The echo of a keystroke goes out before the full
+                        // frame is rendered and diffed (which follows at once).
+                        if keys.typed_within(frames::ECHO_WINDOW)
+                            && let Some(p) = d.app.echo_preview()
+                        {
+                            let bytes = frames::preview(terminal.backend_mut(), &p)?;
+                            if queued.load(Ordering::SeqCst) == 0 {
+                                // Nothing queued or being sent: this frame can
+                                // go straight to the connection, a task hop
+                                // sooner, without overtaking anything.
+                                let _ = handle.data(channel, bytes).await;
+                            } else {
+                                terminal.backend_mut().write_raw(&bytes)?;
+                            }
+                            touched.extend(p.cells.iter().map(|(x, y, _)| (*x, *y)));
+                            previewed.get_or_insert_with(Instant::now);
+                        }
+                    }
+                    None => {
+                        d.pane = None;
+                        d.pane_ticket += 1;
+                        d.update(Msg::PaneClosed("the session's terminal closed".into()));
+                    }
+                }
+                dirty = true;
+            }
+            event = log_event(&mut d.log_rx) => {
+                match event {
+                    Some(first) => {
+                        d.update(Msg::Log(first));
+                        // A burst of lines becomes one frame.
+                        for _ in 0..LOG_BATCH {
+                            match d.log_rx.as_mut().map(|rx| rx.try_recv()) {
+                                Some(Ok(more)) => d.update(Msg::Log(more)),
+                                _ => break,
+                            }
+                        }
+                    }
+                    None => {
+                        d.log_rx = None;
+                        d.update(Msg::LogEnded(None));
+                    }
+                }
+                dirty = true;
+            }
+            _ = session_poll.tick(), if d.app.polls_sessions().is_some() => {
+                d.update(Msg::PollSessions);
+            }
+            _ = ticker.tick(), if d.app.animating() => {
+                d.update(Msg::Tick);
+                dirty = true;
+            }
+        }
+    }
+
+    let quit = d.quit;
+    // What the user asked for finishes without them; its answers go nowhere.
+    let mut changes = std::mem::take(&mut d.changes);
+    if !changes.is_empty() {
+        tokio::spawn(async move { while changes.join_next().await.is_some() {} });
+    }
+    if quit {
+        terminal.backend_mut().write_raw(frames::SCREEN_OFF)?;
+    }
+    drop(terminal);
+    // Let the writer send what is queued (the restore sequence) before closing.
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    Ok(quit)
+}
+
+async fn log_event(rx: &mut Option<mpsc::Receiver<LogEvent>>) -> Option<LogEvent> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn relevant(change: &Result<Change, broadcast::error::RecvError>, user: uuid::Uuid) -> bool {
+    match change {
+        Ok(c) => c.user_id == Some(user) || c.table == "*",
+        // Missed some: refresh to be safe.
+        Err(broadcast::error::RecvError::Lagged(_)) => true,
+        Err(broadcast::error::RecvError::Closed) => false,
+    }
+}
