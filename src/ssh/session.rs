@@ -21,7 +21,7 @@ use crate::store::activity::ActivityRecorder;
 use crate::store::notify::Change;
 use crate::store::users::User;
 use crate::tui::prefix::PrefixKey;
-use crate::tui::{App, Effect, Msg, ProjectDetail};
+use crate::tui::{App, Effect, Msg, PaneCommand, ProjectDetail, Reply, SessionChoice};
 
 pub enum SessionInput {
     Bytes(Vec<u8>),
@@ -72,8 +72,6 @@ const FRAME_GAP: Duration = Duration::from_millis(8);
 const OUTPUT_FRAME_GAP: Duration = Duration::from_millis(16);
 /// How long after a keystroke output is drawn without waiting for the frame gap.
 const ECHO_WINDOW: Duration = Duration::from_millis(50);
-/// tmux's prefix (C-b, Kiln's tmux config keeps the default) and `[`: copy mode.
-const TMUX_COPY_MODE: &[u8] = b"\x02[";
 
 /// How long a changed screen waits before its frame, `since` the last
 /// frame (or the echo preview that went ahead of it). Right after a
@@ -191,8 +189,6 @@ async fn run(
     };
     // The attached session, while the pane is open.
     let mut pane: Option<Attachment> = None;
-    // What the pane shows: project, named session (None = default), read-only.
-    let mut pane_target: Option<(String, Option<String>, bool)> = None;
     let mut activity: Option<crate::store::activity::ActivityTracker> = None;
     let mut prefix_armed = false;
     // The log screen's follower, while it is open.
@@ -221,6 +217,8 @@ async fn run(
         // Effects first: they may produce messages (and more effects).
         while !pending.is_empty() {
             for effect in std::mem::take(&mut pending) {
+                // What a `Msg::Done` answering this effect is tagged with.
+                let tag = effect.tag();
                 match effect {
                     Effect::Quit => quit = true,
                     Effect::Attach {
@@ -242,22 +240,91 @@ async fn run(
                                     None => resource.clone(),
                                 };
                                 pane = Some(attachment);
-                                pane_target = Some((project.clone(), named, read_only));
                                 activity = Some(activity_recorder.tracker(resource));
                                 prefix_armed = false;
                                 pending.extend(app.update(Msg::PaneOpened {
                                     project,
                                     session: shown,
+                                    name: named,
                                     read_only,
                                 }));
-                                resize_pane(&pane, &app).await;
                             }
                             Err(why) => pending.extend(app.update(Msg::PaneClosed(why))),
                         }
                     }
-                    Effect::Detach => {
-                        pane = None;
-                        pane_target = None;
+                    Effect::Detach => pane = None,
+                    Effect::ResizePane(c, r) => {
+                        if let Some(a) = &pane {
+                            let _ = a.resize.send((c, r)).await;
+                        }
+                    }
+                    Effect::PaneInput(bytes) => {
+                        if let Some(a) = &pane {
+                            a.input.try_send(bytes);
+                        }
+                    }
+                    Effect::SwitchSession {
+                        project,
+                        to,
+                        read_only,
+                    } => {
+                        // Another session of the same sandbox: a new shell
+                        // or the next one in the list.
+                        let Some(a) = ctx.attach else { continue };
+                        let target = match super::attach::project_sessions(
+                            &store,
+                            &user,
+                            a.as_ref(),
+                            &project,
+                        )
+                        .await
+                        {
+                            Ok(list) => match to {
+                                SessionChoice::New => {
+                                    Ok(Some(super::attach::next_session_name(&list)))
+                                }
+                                SessionChoice::Next { current } => super::attach::next_session(
+                                    &list,
+                                    current.as_deref(),
+                                )
+                                .ok_or_else(|| {
+                                    "no other session to switch to: this is the sandbox's only one"
+                                        .to_string()
+                                }),
+                            },
+                            Err(e) => Err(e),
+                        };
+                        let (cols, rows) = app.pane_size().unwrap_or((80, 24));
+                        let switched = match target {
+                            Ok(session) => super::attach::attach_project(
+                                &store,
+                                &user,
+                                a.as_ref(),
+                                &project,
+                                session.as_deref(),
+                                &crate::driver::Viewer::pane(cols, rows, read_only),
+                            )
+                            .await
+                            .map(|(att, name)| (att, name, session)),
+                            Err(e) => Err(e),
+                        };
+                        match switched {
+                            Ok((attachment, resource, session)) => {
+                                let shown = match &session {
+                                    Some(n) => format!("{n} (of {resource})"),
+                                    None => resource.clone(),
+                                };
+                                pane = Some(attachment);
+                                activity = Some(activity_recorder.tracker(resource));
+                                pending.extend(app.update(Msg::PaneOpened {
+                                    project,
+                                    session: shown,
+                                    name: session,
+                                    read_only,
+                                }));
+                            }
+                            Err(e) => pending.extend(app.update(Msg::PaneNotice(Err(e)))),
+                        }
                     }
                     Effect::FollowLogs { project } => {
                         let opened = match &logs {
@@ -296,6 +363,7 @@ async fn run(
                         project,
                         session,
                         attach: then_attach,
+                        ..
                     } => {
                         let done = ctx.restart(&project, session.as_deref()).await;
                         if let (Ok(_), Some(read_only)) = (&done, then_attach) {
@@ -305,7 +373,7 @@ async fn run(
                                 read_only,
                             });
                         }
-                        pending.extend(app.update(Msg::Done(done)));
+                        pending.extend(app.update(Msg::Done(tag, done)));
                     }
                     other => {
                         let msg = ctx.perform(other).await;
@@ -385,98 +453,8 @@ async fn run(
                                 }
                             }
                             for c in commands {
-                                if matches!(pane_target, Some((_, _, true)))
-                                    && let Some(why) = read_only_refusal(c)
-                                {
-                                    pending.extend(app.update(Msg::PaneNotice(Err(why.to_string()))));
-                                    continue;
-                                }
-                                if (c == b'n' || c == b'w')
-                                    && let (Some(a), Some((project, current, read_only))) =
-                                        (ctx.attach, pane_target.clone())
-                                {
-                                    // Another session of the same sandbox: a new
-                                    // shell (n) or the next one in the list (w).
-                                    let target = match super::attach::project_sessions(
-                                        &store, &user, a.as_ref(), &project,
-                                    )
-                                    .await
-                                    {
-                                        Ok(list) if c == b'n' => {
-                                            Ok(Some(super::attach::next_session_name(&list)))
-                                        }
-                                        Ok(list) => super::attach::next_session(&list, current.as_deref())
-                                            .ok_or_else(|| {
-                                                "no other session to switch to: this is the sandbox's only one".to_string()
-                                            }),
-                                        Err(e) => Err(e),
-                                    };
-                                    let (cols, rows) = app.pane_size().unwrap_or((80, 24));
-                                    let switched = match target {
-                                        Ok(session) => super::attach::attach_project(
-                                            &store,
-                                            &user,
-                                            a.as_ref(),
-                                            &project,
-                                            session.as_deref(),
-                                            &crate::driver::Viewer::pane(cols, rows, read_only),
-                                        )
-                                        .await
-                                        .map(|(att, name)| (att, name, session)),
-                                        Err(e) => Err(e),
-                                    };
-                                    match switched {
-                                        Ok((attachment, resource, session)) => {
-                                            let shown = match &session {
-                                                Some(n) => format!("{n} (of {resource})"),
-                                                None => resource.clone(),
-                                            };
-                                            pane = Some(attachment);
-                                            activity = Some(activity_recorder.tracker(resource));
-                                            pane_target = Some((project.clone(), session, read_only));
-                                            pending.extend(app.update(Msg::PaneOpened {
-                                                project,
-                                                session: shown,
-                                                read_only,
-                                            }));
-                                            resize_pane(&pane, &app).await;
-                                        }
-                                        Err(e) => pending.extend(app.update(Msg::PaneNotice(Err(e)))),
-                                    }
-                                    continue;
-                                }
-                                if c == b'r' {
-                                    // Restart the attached session if its
-                                    // program has exited; the pane stays on it.
-                                    let line = match (ctx.attach, &pane_target) {
-                                        (Some(a), Some((project, session, false))) => {
-                                            super::attach::restart_session(
-                                                &store,
-                                                &user,
-                                                a.as_ref(),
-                                                project,
-                                                session.as_deref(),
-                                            )
-                                            .await
-                                        }
-                                        _ => Err("no session to restart".to_string()),
-                                    };
-                                    pending.extend(app.update(Msg::PaneNotice(line)));
-                                    continue;
-                                }
-                                if c == b'[' {
-                                    // History is the session's own (tmux keeps
-                                    // 50,000 lines): open tmux's copy mode, where
-                                    // PgUp/PgDn/arrows scroll and q leaves.
-                                    if let Some(a) = &pane {
-                                        a.input.try_send(TMUX_COPY_MODE.to_vec());
-                                    }
-                                    continue;
-                                }
-                                pending.extend(app.pane_command(c));
-                                if c == b'z' {
-                                    resize_pane(&pane, &app).await;
-                                }
+                                let cmd = PaneCommand::from_key(c, prefix.byte());
+                                pending.extend(app.update(Msg::PaneCommand(cmd)));
                             }
                         }
                         SessionInput::Bytes(bytes) => {
@@ -494,7 +472,6 @@ async fn run(
                             terminal.backend_mut().size = ratatui::layout::Size::new(c, r);
                             terminal.resize(Rect::new(0, 0, c, r))?;
                             pending.extend(app.update(Msg::Resize(c, r)));
-                            resize_pane(&pane, &app).await;
                         }
                     }
                 }
@@ -608,22 +585,6 @@ fn preview_frame(
 
 /// Splits keystrokes meant for the attached session from the prefix
 /// commands (the byte after the prefix); the prefix twice sends it once.
-/// Why a read-only viewer cannot have pane command `key`, for those that
-/// need keys in the session: a new session or a restart starts a program,
-/// and tmux's history (copy mode) is driven by keys.
-fn read_only_refusal(key: u8) -> Option<&'static str> {
-    match key {
-        b'n' => {
-            Some("a read-only viewer cannot start a session: attach without read-only for that")
-        }
-        b'r' => Some("a read-only viewer cannot restart the session"),
-        b'[' => Some(
-            "a read-only viewer has no history: tmux scrolls it with keys, and this view sends none",
-        ),
-        _ => None,
-    }
-}
-
 fn split_prefix(bytes: &[u8], armed: &mut bool, prefix: u8) -> (Vec<u8>, Vec<u8>) {
     let mut to_session = Vec::with_capacity(bytes.len());
     let mut commands = Vec::new();
@@ -657,12 +618,6 @@ async fn log_event(
     match rx {
         Some(r) => r.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-async fn resize_pane(pane: &Option<Attachment>, app: &App) {
-    if let (Some(a), Some(size)) = (pane, app.pane_size()) {
-        let _ = a.resize.send(size).await;
     }
 }
 
@@ -732,7 +687,10 @@ impl Ctx<'_> {
     async fn projects(&self) -> Msg {
         match self.store.list_projects(self.user.id).await {
             Ok(p) => Msg::Projects(p),
-            Err(e) => Msg::Done(Err(format!("cannot load projects: {e}"))),
+            Err(e) => Msg::Done(
+                Reply::Unsolicited,
+                Err(format!("cannot load projects: {e}")),
+            ),
         }
     }
 
@@ -765,13 +723,14 @@ impl Ctx<'_> {
         };
         match load.await {
             Ok(d) => Msg::Detail(Box::new(d)),
-            Err(e) => Msg::Done(Err(e.to_string())),
+            Err(e) => Msg::Done(Reply::Load, Err(e.to_string())),
         }
     }
 
     async fn perform(&self, effect: Effect) -> Msg {
         let (store, user) = (self.store, self.user);
         let actor = user.username.as_str();
+        let tag = effect.tag();
         let result = match effect {
             Effect::Intent { project, intent } => store
                 .record_intent(user.id, &project, intent, actor)
@@ -787,7 +746,7 @@ impl Ctx<'_> {
                 value,
                 secret,
             } => store
-                .set_env(user.id, &project, &key, &value, secret)
+                .set_env(user.id, &project, &key, value.expose(), secret)
                 .await
                 .map(|_| format!("set {key}; the sandbox picks it up shortly")),
             Effect::UnsetEnv { project, key } => store
@@ -804,7 +763,7 @@ impl Ctx<'_> {
                 };
                 return match load.await {
                     Ok(d) => Msg::Settings(Box::new(d)),
-                    Err(e) => Msg::Done(Err(format!("cannot load settings: {e}"))),
+                    Err(e) => Msg::Done(tag, Err(format!("cannot load settings: {e}"))),
                 };
             }
             Effect::AddKey { line } => store
@@ -816,14 +775,15 @@ impl Ctx<'_> {
                 .await
                 .map(|_| format!("removed {fingerprint}")),
             Effect::SetPassword { password } => store
-                .set_password(user.id, &password)
+                .set_password(user.id, password.expose())
                 .await
                 .map(|_| "password changed".to_string()),
             // A kubeconfig is checked against its cluster before it is kept,
             // and only changes while the user has no projects.
             Effect::SetUserConfig { key, value, .. } if key == KUBECONFIG => {
                 return Msg::Done(
-                    crate::tenant_kubeconfig::set(store, user.id, &value)
+                    tag,
+                    crate::tenant_kubeconfig::set(store, user.id, value.expose())
                         .await
                         .map(|k| {
                             format!(
@@ -836,6 +796,7 @@ impl Ctx<'_> {
             }
             Effect::UnsetUserConfig { key } if key == KUBECONFIG => {
                 return Msg::Done(
+                    tag,
                     crate::tenant_kubeconfig::unset(store, user.id)
                         .await
                         .map(|_| "kubeconfig removed".to_string())
@@ -843,7 +804,7 @@ impl Ctx<'_> {
                 );
             }
             Effect::SetUserConfig { key, value, secret } => store
-                .set_user_config(user.id, &key, &value, secret)
+                .set_user_config(user.id, &key, value.expose(), secret)
                 .await
                 .map(|_| format!("set {key}")),
             Effect::UnsetUserConfig { key } => store
@@ -856,28 +817,21 @@ impl Ctx<'_> {
             | Effect::Restart { .. }
             | Effect::Attach { .. }
             | Effect::Detach
+            | Effect::SwitchSession { .. }
+            | Effect::ResizePane(..)
+            | Effect::PaneInput(_)
             | Effect::FollowLogs { .. }
             | Effect::StopLogs => {
-                return Msg::Done(Ok(String::new()));
+                return Msg::Done(tag, Ok(String::new()));
             }
         };
-        Msg::Done(result.map_err(|e| e.to_string()))
+        Msg::Done(tag, result.map_err(|e| e.to_string()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_read_only_viewer_keeps_the_commands_that_send_no_keys() {
-        for key in [b'd', b'z', b'w'] {
-            assert_eq!(read_only_refusal(key), None, "{}", key as char);
-        }
-        for key in [b'n', b'r', b'['] {
-            assert!(read_only_refusal(key).is_some(), "{}", key as char);
-        }
-    }
 
     #[test]
     fn frames_come_at_once_after_a_key_and_paced_otherwise() {

@@ -9,10 +9,13 @@ pub mod logview;
 pub mod pane;
 pub mod prefix;
 pub mod row_scan;
+pub mod secret;
 pub mod text;
 pub mod view;
 
-pub use app::{App, Effect, Key, Msg, ProjectDetail, SettingsData};
+pub use app::{
+    App, Effect, Key, Msg, PaneCommand, ProjectDetail, Reply, SessionChoice, SettingsData,
+};
 
 #[cfg(test)]
 mod fixtures;

@@ -1,7 +1,7 @@
 //! Data arriving from the session: project refreshes, details and the
 //! outcomes of changes, and what the screen can truthfully say about env sync.
 
-use super::{App, Effect, Pending, ProjectDetail, Screen};
+use super::{App, Effect, ProjectDetail, Reply, Screen};
 use crate::store::projects::ProjectView;
 use crate::tui::text;
 
@@ -53,26 +53,26 @@ impl App {
         self.keep_session_selection(keep);
     }
 
-    pub(super) fn on_done(&mut self, result: Result<String, String>) -> Vec<Effect> {
-        let kind = self.pending.pop_front().unwrap_or(Pending::Other);
+    pub(super) fn on_done(&mut self, tag: Reply, result: Result<String, String>) -> Vec<Effect> {
         match result {
             Ok(line) => {
-                if kind == Pending::Env {
+                if tag == Reply::Env {
                     self.env_changed_at = Some(self.now);
                 }
                 self.info(line);
             }
             Err(line) => self.refuse(line),
         }
-        if kind == Pending::Settings {
+        match tag {
             // Refresh after failures too: the store may know better than the screen.
-            return vec![Effect::LoadSettings];
-        }
-        match &self.open {
-            Some(project) => vec![Effect::LoadDetail {
-                project: project.clone(),
-            }],
-            None => vec![],
+            Reply::Settings => vec![Effect::LoadSettings],
+            Reply::Change | Reply::Env => match &self.open {
+                Some(project) => vec![Effect::LoadDetail {
+                    project: project.clone(),
+                }],
+                None => vec![],
+            },
+            Reply::Pane | Reply::Load | Reply::Unsolicited => vec![],
         }
     }
 

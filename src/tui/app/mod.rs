@@ -5,12 +5,12 @@
 mod bindings;
 mod data;
 pub mod forms;
+mod msg;
+mod pane;
 mod sessions;
 mod settings;
 #[cfg(test)]
 mod tests;
-
-use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 
@@ -19,10 +19,10 @@ use crate::store::env::EnvVar;
 use crate::store::events::Event;
 use crate::store::projects::ProjectView;
 
-pub use crate::tui::keys::Key;
 use crate::tui::keys::{self as keymap, Action, Binding, Context};
 use crate::tui::text;
 use forms::{ConfigForm, CreateForm, EnvField, EnvForm, KeyForm, PasswordForm};
+pub use msg::{Effect, Key, Msg, PaneCommand, Reply, SessionChoice, TMUX_COPY_MODE};
 pub(crate) use sessions::session_label;
 pub use settings::{ConfigRow, SettingsData, SettingsFocus};
 
@@ -35,216 +35,6 @@ pub struct ProjectDetail {
     pub database_url: Option<String>,
     /// The sandbox's terminal sessions (empty when it is not running).
     pub sessions: Vec<crate::driver::SessionInfo>,
-}
-
-pub enum Msg {
-    Key(Key),
-    Paste(String),
-    Resize(u16, u16),
-    /// Full refresh of the user's projects (after any change notification).
-    Projects(Vec<ProjectView>),
-    /// Answer to Effect::LoadDetail.
-    Detail(Box<ProjectDetail>),
-    /// Outcome of an effect that changes something: Ok(info line) or Err(one-line error to show).
-    Done(Result<String, String>),
-    /// Animation tick (spinners); only sent while App::animating() is true.
-    Tick,
-    /// Answer to Effect::LoadSettings.
-    Settings(Box<SettingsData>),
-    /// Effect::Attach succeeded: the pane opens on this session.
-    PaneOpened {
-        project: String,
-        session: String,
-        read_only: bool,
-    },
-    /// Output of the attached session.
-    PaneOutput(Vec<u8>),
-    /// The attachment ended (the reason is shown in the status line).
-    PaneClosed(String),
-    /// A line about the pane; the pane stays. `Err` is a refusal or a
-    /// failure (a session switch failed), shown as an error.
-    PaneNotice(Result<String, String>),
-    /// From the log follower of Effect::FollowLogs.
-    Log(crate::driver::LogEvent),
-    /// The log follower has stopped (or could not start: the reason).
-    LogEnded(Option<String>),
-    /// Time to refresh the open project's session list (sent every few
-    /// seconds; answered with `Effect::LoadSessions` while it is on screen).
-    PollSessions,
-    /// Answer to Effect::LoadSessions.
-    Sessions {
-        project: String,
-        sessions: Vec<crate::driver::SessionInfo>,
-    },
-}
-
-/// Debug is written by hand: a password or secret value must never reach a log.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Effect {
-    Quit,
-    Intent {
-        project: String,
-        intent: Intent,
-    },
-    Create {
-        name: String,
-        description: String,
-    },
-    LoadDetail {
-        project: String,
-    },
-    SetEnv {
-        project: String,
-        key: String,
-        value: String,
-        secret: bool,
-    },
-    UnsetEnv {
-        project: String,
-        key: String,
-    },
-    /// Load the settings screen's data; answered with `Msg::Settings`.
-    LoadSettings,
-    /// Add an SSH key from one OpenSSH public key line.
-    AddKey {
-        line: String,
-    },
-    RemoveKey {
-        fingerprint: String,
-    },
-    SetPassword {
-        password: String,
-    },
-    SetUserConfig {
-        key: String,
-        value: String,
-        secret: bool,
-    },
-    UnsetUserConfig {
-        key: String,
-    },
-    /// Open the terminal pane on a session of the project's sandbox
-    /// (`None`: the default session).
-    Attach {
-        project: String,
-        session: Option<String>,
-        read_only: bool,
-    },
-    /// Restart an exited session (`None`: the default one); answered with
-    /// `Msg::Done`. With `attach: Some(read_only)`, attach to it afterwards.
-    Restart {
-        project: String,
-        session: Option<String>,
-        attach: Option<bool>,
-    },
-    /// Reload the open project's session list; answered with `Msg::Sessions`.
-    LoadSessions {
-        project: String,
-    },
-    /// Close the pane; the session keeps running.
-    Detach,
-    /// Follow the project's sandbox log; answered with `Msg::Log`s.
-    FollowLogs {
-        project: String,
-    },
-    /// Stop following (the log screen closed).
-    StopLogs,
-}
-
-impl std::fmt::Debug for Effect {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hidden = format_args!("<hidden>");
-        match self {
-            Effect::Quit => f.write_str("Quit"),
-            Effect::Intent { project, intent } => f
-                .debug_struct("Intent")
-                .field("project", project)
-                .field("intent", intent)
-                .finish(),
-            Effect::Create { name, description } => f
-                .debug_struct("Create")
-                .field("name", name)
-                .field("description", description)
-                .finish(),
-            Effect::LoadDetail { project } => f
-                .debug_struct("LoadDetail")
-                .field("project", project)
-                .finish(),
-            Effect::SetEnv {
-                project,
-                key,
-                value,
-                secret,
-            } => {
-                let mut d = f.debug_struct("SetEnv");
-                d.field("project", project).field("key", key);
-                if *secret {
-                    d.field("value", &hidden);
-                } else {
-                    d.field("value", value);
-                }
-                d.field("secret", secret).finish()
-            }
-            Effect::UnsetEnv { project, key } => f
-                .debug_struct("UnsetEnv")
-                .field("project", project)
-                .field("key", key)
-                .finish(),
-            Effect::LoadSettings => f.write_str("LoadSettings"),
-            Effect::AddKey { line } => f.debug_struct("AddKey").field("line", line).finish(),
-            Effect::RemoveKey { fingerprint } => f
-                .debug_struct("RemoveKey")
-                .field("fingerprint", fingerprint)
-                .finish(),
-            Effect::SetPassword { .. } => f
-                .debug_struct("SetPassword")
-                .field("password", &hidden)
-                .finish(),
-            Effect::SetUserConfig { key, value, secret } => {
-                let mut d = f.debug_struct("SetUserConfig");
-                d.field("key", key);
-                if *secret {
-                    d.field("value", &hidden);
-                } else {
-                    d.field("value", value);
-                }
-                d.field("secret", secret).finish()
-            }
-            Effect::UnsetUserConfig { key } => {
-                f.debug_struct("UnsetUserConfig").field("key", key).finish()
-            }
-            Effect::Attach {
-                project,
-                session,
-                read_only,
-            } => f
-                .debug_struct("Attach")
-                .field("project", project)
-                .field("session", session)
-                .field("read_only", read_only)
-                .finish(),
-            Effect::Restart {
-                project,
-                session,
-                attach,
-            } => f
-                .debug_struct("Restart")
-                .field("project", project)
-                .field("session", session)
-                .field("attach", attach)
-                .finish(),
-            Effect::LoadSessions { project } => f
-                .debug_struct("LoadSessions")
-                .field("project", project)
-                .finish(),
-            Effect::Detach => f.write_str("Detach"),
-            Effect::FollowLogs { project } => f
-                .debug_struct("FollowLogs")
-                .field("project", project)
-                .finish(),
-            Effect::StopLogs => f.write_str("StopLogs"),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,15 +90,6 @@ pub struct StatusLine {
     pub error: bool,
 }
 
-/// Which kind of change an in-flight effect was, so its `Done` can be told apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Pending {
-    Env,
-    /// A change on the settings screen: its `Done` reloads the settings.
-    Settings,
-    Other,
-}
-
 pub struct App {
     pub(crate) username: String,
     pub(crate) width: u16,
@@ -336,7 +117,6 @@ pub struct App {
     pub(crate) env_selected: usize,
     pub(crate) status: Option<StatusLine>,
     pub(crate) tick: usize,
-    pub(super) pending: VecDeque<Pending>,
     /// Set when an env change succeeded; cleared once the sandbox has been
     /// updated since (its row moves when the reconciler applies the env).
     pub(crate) env_changed_at: Option<DateTime<Utc>>,
@@ -380,7 +160,6 @@ impl App {
             env_selected: 0,
             status: None,
             tick: 0,
-            pending: VecDeque::new(),
             env_changed_at: None,
             settings: None,
             settings_focus: SettingsFocus::Keys,
@@ -421,74 +200,6 @@ impl App {
         }
     }
 
-    /// Whether keystrokes go to the attached session (the session then only
-    /// calls [`App::pane_command`] after the prefix key).
-    pub fn pane_open(&self) -> bool {
-        self.pane.is_some()
-    }
-
-    /// The pane rows a keystroke's echo changed, ready to send ahead of the
-    /// full frame (`None` unless the pane is on screen and the change small).
-    pub fn echo_preview(&self) -> Option<crate::tui::echo_preview::Preview> {
-        self.pane.as_ref()?.echo_preview(self.width, self.height)
-    }
-
-    /// Whether pastes should reach the pane without their markers.
-    pub fn pane_strips_paste(&self) -> bool {
-        self.pane.as_ref().is_some_and(|p| !p.wants_paste_markers())
-    }
-
-    /// A full frame has been drawn (the pane's preview compares against it).
-    pub fn frame_drawn(&mut self) {
-        if let Some(p) = &mut self.pane {
-            p.drawn();
-        }
-    }
-
-    /// The attached session's size (columns, rows) for the current window.
-    pub fn pane_size(&self) -> Option<(u16, u16)> {
-        let p = self.pane.as_ref()?;
-        let a = p.area(self.width, self.height);
-        Some((a.width.max(1), a.height.max(1)))
-    }
-
-    /// The key pressed after the prefix: `d` detaches, `z` zooms. Anything
-    /// else is reported and ignored.
-    pub fn pane_command(&mut self, key: u8) -> Vec<Effect> {
-        let Some(p) = &mut self.pane else {
-            return vec![];
-        };
-        match key {
-            b'd' => {
-                let name = p.project.clone();
-                self.pane = None;
-                self.info(format!(
-                    "detached from {name}; the session stays on the server"
-                ));
-                // Back on the detail screen: its session list at once, not
-                // at the next poll (a session may have exited meanwhile).
-                let mut fx = vec![Effect::Detach];
-                fx.extend(self.on_poll_sessions());
-                fx
-            }
-            b'z' => {
-                p.zoomed = !p.zoomed;
-                if let Some((c, r)) = self.pane_size()
-                    && let Some(p) = &mut self.pane
-                {
-                    p.resize(c, r);
-                }
-                vec![]
-            }
-            _ => vec![],
-        }
-    }
-
-    /// What the pane shows (for tests and the session's checks).
-    pub fn pane_text(&self) -> Option<String> {
-        self.pane.as_ref().map(|p| p.screen_text())
-    }
-
     pub fn view(&self, frame: &mut ratatui::Frame) {
         crate::tui::view::draw(self, frame);
     }
@@ -509,38 +220,21 @@ impl App {
             Msg::Resize(w, h) => {
                 self.width = w;
                 self.height = h;
-                if let Some((c, r)) = self.pane_size()
-                    && let Some(p) = &mut self.pane
-                {
-                    p.resize(c, r);
-                }
-                vec![]
+                self.resize_pane()
             }
             Msg::PaneOpened {
                 project,
                 session,
+                name,
                 read_only,
-            } => {
-                let mut pane = crate::tui::pane::Pane::new(&project, &session, read_only, 1, 1);
-                pane.prefix = self.prefix;
-                let area = pane.area(self.width, self.height);
-                pane.resize(area.width, area.height);
-                self.pane = Some(pane);
-                self.help = false;
-                // Not the last action's line from the dashboard under it.
-                self.info(if read_only {
-                    format!("viewing {session} read-only")
-                } else {
-                    format!("attached to {session}")
-                });
-                vec![]
-            }
+            } => self.on_pane_opened(project, session, name, read_only),
             Msg::PaneOutput(bytes) => {
                 if let Some(p) = &mut self.pane {
                     p.feed(&bytes);
                 }
                 vec![]
             }
+            Msg::PaneCommand(cmd) => self.on_pane_command(cmd),
             Msg::Log(event) => {
                 if let Some(l) = &mut self.logs {
                     l.push(event);
@@ -573,7 +267,7 @@ impl App {
                 self.on_detail(*d);
                 vec![]
             }
-            Msg::Done(result) => self.on_done(result),
+            Msg::Done(tag, result) => self.on_done(tag, result),
             Msg::Tick => {
                 self.tick = self.tick.wrapping_add(1);
                 vec![]
@@ -807,7 +501,6 @@ impl App {
                     {
                         self.attach_when_running = None;
                     }
-                    self.pending.push_back(Pending::Other);
                     self.info(format!("{intent} requested for {}…", text::clean(&project)));
                     return vec![Effect::Intent { project, intent }];
                 }
@@ -986,7 +679,6 @@ impl App {
     fn submit(&mut self) -> Vec<Effect> {
         match self.overlay.take() {
             Some(Overlay::Create(f)) => {
-                self.pending.push_back(Pending::Other);
                 self.info(format!("creating {}…", text::clean(f.name.trim())));
                 vec![Effect::Create {
                     name: f.name,
@@ -997,12 +689,11 @@ impl App {
                 let Some(project) = self.open.clone() else {
                     return vec![];
                 };
-                self.pending.push_back(Pending::Env);
                 self.info(format!("setting {}…", text::clean(&f.key)));
                 vec![Effect::SetEnv {
                     project,
                     key: f.key,
-                    value: f.value,
+                    value: f.value.into(),
                     secret: f.secret,
                 }]
             }
@@ -1019,7 +710,6 @@ impl App {
     fn confirm(&mut self) -> Vec<Effect> {
         match self.overlay.take() {
             Some(Overlay::ConfirmDelete { project }) => {
-                self.pending.push_back(Pending::Other);
                 self.info(format!("delete requested for {}…", text::clean(&project)));
                 vec![Effect::Intent {
                     project,
@@ -1030,7 +720,6 @@ impl App {
                 let Some(project) = self.open.clone() else {
                     return vec![];
                 };
-                self.pending.push_back(Pending::Env);
                 self.info(format!("removing {}…", text::clean(&key)));
                 vec![Effect::UnsetEnv { project, key }]
             }
@@ -1046,7 +735,6 @@ impl App {
             Some(Overlay::ConfirmStartAttach {
                 project, read_only, ..
             }) => {
-                self.pending.push_back(Pending::Other);
                 self.info(format!(
                     "start requested for {}; the pane opens once its sandbox runs",
                     text::clean(&project)

@@ -2,7 +2,7 @@
 //! to it, restarting an exited one, and keeping the list current (a program
 //! exiting changes nothing in the store, so the list is polled while shown).
 
-use super::{App, Effect, Overlay, Pending, Screen, attach_allowed};
+use super::{App, Effect, Overlay, Screen, attach_allowed};
 use crate::driver::SessionInfo;
 use crate::tui::keys::Action;
 use crate::tui::text;
@@ -93,12 +93,12 @@ impl App {
                     return vec![];
                 };
                 let (session, label) = (s.name.clone(), session_label(s));
-                self.pending.push_back(Pending::Other);
                 self.info(format!("restarting session {label}…"));
                 return vec![Effect::Restart {
                     project,
                     session,
                     attach: None,
+                    from_pane: false,
                 }];
             }
             Action::Attach | Action::AttachReadOnly => {
@@ -141,7 +141,6 @@ impl App {
         session: Option<String>,
         read_only: bool,
     ) -> Vec<Effect> {
-        self.pending.push_back(Pending::Other);
         self.info(format!(
             "restarting session {}…",
             text::fit(session.as_deref().unwrap_or("default"), 20)
@@ -150,6 +149,7 @@ impl App {
             project,
             session,
             attach: Some(read_only),
+            from_pane: false,
         }]
     }
 }

@@ -3,7 +3,7 @@
 //! changes here, the session performs the effects and answers.
 
 use super::forms::{ConfigForm, KeyForm, PasswordForm};
-use super::{App, Effect, Overlay, Pending, Screen};
+use super::{App, Effect, Overlay, Screen};
 use crate::store::keys::SshKey;
 use crate::store::user_configs::{KNOWN_CONFIGS, KUBECONFIG, UserConfig};
 use crate::tui::keys::Action;
@@ -221,7 +221,6 @@ impl App {
                 return vec![];
             }
         };
-        self.pending.push_back(Pending::Settings);
         vec![effect]
     }
 }

@@ -392,7 +392,7 @@ fn password_form(app: &App, f: &PasswordForm, theme: Theme, frame: &mut Frame, b
     let lines = vec![
         field(
             "New password",
-            &dots(&f.password),
+            &dots(f.password.expose()),
             f.focus == PasswordField::Password,
             theme,
             w,
@@ -400,7 +400,7 @@ fn password_form(app: &App, f: &PasswordForm, theme: Theme, frame: &mut Frame, b
         first,
         field(
             "Repeat",
-            &dots(&f.repeat),
+            &dots(f.repeat.expose()),
             f.focus == PasswordField::Repeat,
             theme,
             w,
@@ -425,9 +425,13 @@ fn config_form(f: &ConfigForm, theme: Theme, frame: &mut Frame, body: Rect) {
     let inner = modal(frame, body, width, 9, Line::styled(title, theme.title()));
     let w = usize::from(inner.width);
     let value_shown = if f.is_secret() {
-        format!("{} ({} chars)", text::MASK, f.value.chars().count())
+        format!(
+            "{} ({} chars)",
+            text::MASK,
+            f.value.expose().chars().count()
+        )
     } else {
-        f.value.clone()
+        f.value.expose().to_string()
     };
     let key_line = if f.editing {
         Line::from(vec![

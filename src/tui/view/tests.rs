@@ -394,6 +394,7 @@ fn the_pane_footer_tells_a_read_only_viewer_its_keys_go_nowhere() {
         a.update(Msg::PaneOpened {
             project: "blog".into(),
             session: "blog-agentruntime-abc123".into(),
+            name: None,
             read_only,
         });
         render(&a, 200, 30)

@@ -305,7 +305,7 @@ fn env_change_is_pending_until_the_sandbox_moves() {
     typed(&mut a, "X");
     keys(&mut a, &[Key::Enter]);
     assert_eq!(
-        a.update(Msg::Done(Ok("X set".into()))),
+        a.update(Msg::Done(Reply::Env, Ok("X set".into()))),
         vec![Effect::LoadDetail {
             project: "blog".into()
         }]
@@ -336,7 +336,7 @@ fn env_change_is_pending_until_the_sandbox_moves() {
 #[test]
 fn done_errors_show_in_the_status_line() {
     let mut a = app();
-    a.update(Msg::Done(Err("no such project: x".into())));
+    a.update(Msg::Done(Reply::Change, Err("no such project: x".into())));
     let s = a.status.clone().unwrap();
     assert!(s.error && s.text == "no such project: x");
 }
@@ -526,14 +526,18 @@ fn r_restarts_only_an_exited_session_without_asking() {
         vec![Effect::Restart {
             project: "blog".into(),
             session: Some("s1".into()),
-            attach: None
+            attach: None,
+            from_pane: false,
         }]
     );
     assert!(status(&a).contains("restarting session s1"));
     assert!(a.overlay.is_none());
     // The answer reloads the detail (and with it the session list).
     assert_eq!(
-        a.update(Msg::Done(Ok("restarted session s1 of blog".into()))),
+        a.update(Msg::Done(
+            Reply::Change,
+            Ok("restarted session s1 of blog".into())
+        )),
         vec![Effect::LoadDetail {
             project: "blog".into()
         }]
@@ -554,7 +558,8 @@ fn attaching_to_an_exited_session_offers_a_restart_first() {
         vec![Effect::Restart {
             project: "blog".into(),
             session: Some("s1".into()),
-            attach: Some(true)
+            attach: Some(true),
+            from_pane: false,
         }]
     );
 }
@@ -662,7 +667,7 @@ fn add_key_by_paste_validates_and_submits_then_reloads() {
     assert!(a.overlay.is_none());
     // Exactly one Done answers it, and the screen reloads.
     assert_eq!(
-        a.update(Msg::Done(Ok("added".into()))),
+        a.update(Msg::Done(Reply::Settings, Ok("added".into()))),
         vec![Effect::LoadSettings]
     );
     // A private key is refused before it leaves the form.
@@ -705,7 +710,10 @@ fn remove_key_asks_first_then_removes_the_selected_one() {
     );
     // A refusal from the store shows, and the screen reloads anyway.
     assert_eq!(
-        a.update(Msg::Done(Err("this is your only way to log in".into()))),
+        a.update(Msg::Done(
+            Reply::Settings,
+            Err("this is your only way to log in".into())
+        )),
         vec![Effect::LoadSettings]
     );
     assert!(a.status.as_ref().unwrap().error);
@@ -759,9 +767,9 @@ fn password_form_is_masked_validates_and_needs_a_match() {
         }]
     );
     assert!(!format!("{fx:?}").contains("short-but"), "{fx:?}");
-    assert!(format!("{fx:?}").contains("<hidden>"));
+    assert!(format!("{fx:?}").contains("REDACTED"));
     assert_eq!(
-        a.update(Msg::Done(Ok("password set".into()))),
+        a.update(Msg::Done(Reply::Settings, Ok("password set".into()))),
         vec![Effect::LoadSettings]
     );
 }
@@ -823,7 +831,7 @@ fn add_setting_defaults_to_secret_for_known_secrets_and_submits() {
     );
     assert!(!format!("{fx:?}").contains("sk-ant-new"), "{fx:?}");
     assert_eq!(
-        a.update(Msg::Done(Ok("set".into()))),
+        a.update(Msg::Done(Reply::Settings, Ok("set".into()))),
         vec![Effect::LoadSettings]
     );
 
@@ -869,7 +877,7 @@ fn edit_setting_with_e_or_enter_keeps_the_name_and_secret_state() {
         panic!()
     };
     assert_eq!(
-        (f.key.as_str(), f.value.as_str()),
+        (f.key.as_str(), f.value.expose()),
         ("ANTHROPIC_API_KEY", "")
     );
     assert!(f.editing && f.is_secret());
@@ -885,13 +893,13 @@ fn edit_setting_with_e_or_enter_keeps_the_name_and_secret_state() {
             secret: false
         }]
     );
-    a.update(Msg::Done(Ok("set".into())));
+    a.update(Msg::Done(Reply::Settings, Ok("set".into())));
     // A plain value is kept for editing.
     keys(&mut a, &[Key::Down, Key::Enter]);
     let Some(Overlay::ConfigForm(f)) = &a.overlay else {
         panic!()
     };
-    assert_eq!((f.key.as_str(), f.value.as_str()), ("EDITOR", "vim"));
+    assert_eq!((f.key.as_str(), f.value.expose()), ("EDITOR", "vim"));
     // The name is fixed: Tab only visits the value and the checkbox.
     for _ in 0..3 {
         keys(&mut a, &[Key::Tab]);
@@ -924,7 +932,7 @@ fn unset_setting_asks_first_and_is_refused_when_not_set() {
         }]
     );
     assert_eq!(
-        a.update(Msg::Done(Ok("removed".into()))),
+        a.update(Msg::Done(Reply::Settings, Ok("removed".into()))),
         vec![Effect::LoadSettings]
     );
 }
@@ -1004,7 +1012,7 @@ fn a_pasted_kubeconfig_keeps_its_lines_and_nothing_else_does() {
     let Some(Overlay::ConfigForm(f)) = &a.overlay else {
         panic!()
     };
-    assert_eq!(f.value, "vim-u NONE");
+    assert_eq!(f.value.expose(), "vim-u NONE");
 }
 
 #[test]
@@ -1093,3 +1101,6 @@ fn a_start_that_fails_withdraws_the_attach_and_says_so() {
         vec![]
     );
 }
+
+mod pane;
+mod replies;
