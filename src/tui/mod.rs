@@ -9,6 +9,7 @@ pub mod logview;
 pub mod pane;
 pub mod prefix;
 pub mod row_scan;
+pub mod screens;
 pub mod secret;
 pub mod text;
 pub mod view;

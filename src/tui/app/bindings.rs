@@ -1,10 +1,11 @@
 //! The binding list of every context. `App::update` dispatches through these,
 //! and the footer and help overlay render them, so all three always agree.
 
-use super::forms::EnvField;
-use super::{App, Overlay, SettingsFocus, attach_or_start_allowed, intent_allowed};
+use super::{App, Overlay, attach_or_start_allowed, intent_allowed};
 use crate::model::intent::Intent;
 use crate::tui::keys::{Action, Binding, Context, Key};
+use crate::tui::screens::forms::EnvField;
+use crate::tui::screens::settings::SettingsFocus;
 
 pub(super) fn for_context(app: &App, context: Context) -> Vec<Binding> {
     match context {
@@ -87,7 +88,7 @@ fn attach(app: &App) -> Vec<Binding> {
 }
 
 fn need_selection(app: &App) -> Result<(), String> {
-    match app.selected_project() {
+    match app.list.selected_project() {
         Some(_) => Ok(()),
         None => Err("no project selected; press n to create one".into()),
     }
@@ -126,6 +127,7 @@ fn filter() -> Vec<Binding> {
 fn detail(app: &App) -> Vec<Binding> {
     let has_url = app
         .detail
+        .data
         .as_ref()
         .is_some_and(|d| d.database_url.is_some());
     let mut v = vec![Binding::new(Key::Esc, "back", Action::Back)];
@@ -155,7 +157,7 @@ fn detail(app: &App) -> Vec<Binding> {
     v.push(
         Binding::new(
             Key::Char('p'),
-            if app.show_password {
+            if app.detail.show_password {
                 "hide password"
             } else {
                 "show password"
@@ -180,7 +182,7 @@ fn env(app: &App) -> Vec<Binding> {
         Some(_) => Ok(()),
         None => Err("no variable selected; press a to add one".to_string()),
     };
-    let loaded = match app.detail {
+    let loaded = match app.detail.data {
         Some(_) => Ok(()),
         None => Err("still loading the variables".to_string()),
     };
@@ -229,22 +231,22 @@ fn confirm(yes: &'static str) -> Vec<Binding> {
 /// The settings screen: Tab picks the section (keys or settings) that ↑/↓,
 /// `a` and the removal keys act on; `p` works from either.
 fn settings(app: &App) -> Vec<Binding> {
-    let loaded = app.settings_loaded();
-    let password_label = match &app.settings {
+    let loaded = app.settings.loaded();
+    let password_label = match &app.settings.data {
         Some(d) if d.has_password => "change password",
         _ => "set password",
     };
     let mut v = vec![Binding::new(Key::Esc, "back", Action::Back)];
-    match app.settings_focus {
+    match app.settings.focus {
         SettingsFocus::Keys => {
             v.push(Binding::new(Key::Char('a'), "add key", Action::KeyAdd).when(loaded.clone()));
             v.push(
                 Binding::new(Key::Char('d'), "remove key", Action::KeyRemove)
-                    .when(app.key_removal_check()),
+                    .when(app.settings.key_removal_check()),
             );
         }
         SettingsFocus::Configs => {
-            let edit = app.config_edit_check();
+            let edit = app.settings.config_edit_check();
             v.push(
                 Binding::new(Key::Char('a'), "add setting", Action::ConfigAdd).when(loaded.clone()),
             );
@@ -256,7 +258,7 @@ fn settings(app: &App) -> Vec<Binding> {
             );
             v.push(
                 Binding::new(Key::Char('x'), "unset", Action::ConfigUnset)
-                    .when(app.config_unset_check()),
+                    .when(app.settings.config_unset_check()),
             );
         }
     }
@@ -271,7 +273,7 @@ fn settings(app: &App) -> Vec<Binding> {
 }
 
 fn key_form(app: &App) -> Vec<Binding> {
-    let valid = match (&app.overlay, &app.settings) {
+    let valid = match (&app.overlay, &app.settings.data) {
         (Some(Overlay::KeyForm(f)), Some(d)) => f.check(&d.keys).map(|_| ()),
         (Some(Overlay::KeyForm(f)), None) => f.check(&[]).map(|_| ()),
         _ => Ok(()),

@@ -4,7 +4,7 @@
 
 mod bindings;
 mod data;
-pub mod forms;
+mod draw;
 mod msg;
 mod pane;
 mod sessions;
@@ -16,26 +16,20 @@ use chrono::{DateTime, Utc};
 
 use crate::model::intent::{self, Intent};
 use crate::store::env::EnvVar;
-use crate::store::events::Event;
 use crate::store::projects::ProjectView;
 
 use crate::tui::keys::{self as keymap, Action, Binding, Context};
+pub use crate::tui::screens::StatusLine;
+use crate::tui::screens::detail::DetailScreen;
+pub use crate::tui::screens::detail::ProjectDetail;
+pub use crate::tui::screens::dialogs::Overlay;
+use crate::tui::screens::env::EnvScreen;
+use crate::tui::screens::forms::{CreateForm, EnvField, EnvForm};
+use crate::tui::screens::list::ListScreen;
+pub use crate::tui::screens::settings::SettingsData;
+use crate::tui::screens::settings::SettingsScreen;
 use crate::tui::text;
-use forms::{ConfigForm, CreateForm, EnvField, EnvForm, KeyForm, PasswordForm};
 pub use msg::{Effect, Key, Msg, PaneCommand, Reply, SessionChoice, TMUX_COPY_MODE};
-pub(crate) use sessions::session_label;
-pub use settings::{ConfigRow, SettingsData, SettingsFocus};
-
-/// Everything the detail and env screens show for one project.
-pub struct ProjectDetail {
-    pub view: ProjectView,
-    pub env: Vec<EnvVar>,
-    pub events: Vec<Event>,
-    /// Connection string with the password; shown masked until the user asks.
-    pub database_url: Option<String>,
-    /// The sandbox's terminal sessions (empty when it is not running).
-    pub sessions: Vec<crate::driver::SessionInfo>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
@@ -47,49 +41,9 @@ pub enum Screen {
     Logs,
 }
 
-/// A modal on top of the screen; it takes the keyboard until closed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Overlay {
-    ConfirmDelete {
-        project: String,
-    },
-    Create(CreateForm),
-    EnvForm(EnvForm),
-    ConfirmUnset {
-        key: String,
-    },
-    KeyForm(KeyForm),
-    PasswordForm(PasswordForm),
-    ConfigForm(ConfigForm),
-    ConfirmRemoveKey {
-        fingerprint: String,
-    },
-    ConfirmUnsetConfig {
-        key: String,
-    },
-    /// Attaching to a project whose sandbox is not running: start it, and
-    /// attach once it runs?
-    ConfirmStartAttach {
-        project: String,
-        status: crate::model::ProjectStatus,
-        read_only: bool,
-    },
-    /// Attaching to an exited session: restart it first?
-    ConfirmRestart {
-        project: String,
-        session: Option<String>,
-        state: crate::driver::SessionState,
-        read_only: bool,
-    },
-}
-
-/// The one-line status under the body: the last outcome or refusal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusLine {
-    pub text: String,
-    pub error: bool,
-}
-
+/// The dashboard: one state per screen, and what they share (the window,
+/// the clock, the status line). `update` routes each message to the screen
+/// it concerns; `view` draws the current screen from its own state.
 pub struct App {
     pub(crate) username: String,
     pub(crate) width: u16,
@@ -99,41 +53,22 @@ pub struct App {
     pub(crate) no_color: bool,
     /// The pane's prefix key as shown on screen.
     pub(crate) prefix: crate::tui::prefix::PrefixKey,
-    /// `None` until the first `Msg::Projects` arrives ("loading…", not "no projects").
-    pub(crate) projects: Option<Vec<ProjectView>>,
-    /// Index into `visible()`.
-    pub(crate) selected: usize,
-    pub(crate) filter: String,
-    pub(crate) filtering: bool,
-    pub(crate) screen: Screen,
-    pub(crate) overlay: Option<Overlay>,
-    pub(crate) help: bool,
-    /// The project the detail/env screens are about (its displayed name).
-    pub(crate) open: Option<String>,
-    pub(crate) detail: Option<ProjectDetail>,
-    pub(crate) show_password: bool,
-    /// Event rows scrolled back from the newest.
-    pub(crate) event_scroll: usize,
-    pub(crate) env_selected: usize,
-    pub(crate) status: Option<StatusLine>,
     pub(crate) tick: usize,
-    /// Set when an env change succeeded; cleared once the sandbox has been
-    /// updated since (its row moves when the reconciler applies the env).
-    pub(crate) env_changed_at: Option<DateTime<Utc>>,
-    /// `None` until the first `Msg::Settings` after opening the screen.
-    pub(crate) settings: Option<SettingsData>,
-    pub(crate) settings_focus: SettingsFocus,
-    pub(crate) key_selected: usize,
-    pub(crate) config_selected: usize,
-    /// The terminal pane, while attached.
-    pub(crate) pane: Option<crate::tui::pane::Pane>,
+    pub(crate) screen: Screen,
+    pub(crate) list: ListScreen,
+    pub(crate) detail: DetailScreen,
+    pub(crate) env: EnvScreen,
+    pub(crate) settings: SettingsScreen,
     /// The log screen's lines, while it is open.
     pub(crate) logs: Option<crate::tui::logview::LogView>,
+    /// The terminal pane, while attached.
+    pub(crate) pane: Option<crate::tui::pane::Pane>,
+    pub(crate) overlay: Option<Overlay>,
+    pub(crate) help: bool,
+    pub(crate) status: Option<StatusLine>,
     /// A project started from the attach offer, and whether read-only: the
     /// pane opens once its sandbox runs.
     pub(crate) attach_when_running: Option<(String, bool)>,
-    /// Index into the open project's session list (detail screen).
-    pub(crate) session_selected: usize,
 }
 
 impl App {
@@ -146,28 +81,17 @@ impl App {
             notice: None,
             no_color: false,
             prefix: crate::tui::prefix::PrefixKey::default(),
-            projects: None,
-            selected: 0,
-            filter: String::new(),
-            filtering: false,
+            tick: 0,
             screen: Screen::List,
+            list: ListScreen::default(),
+            detail: DetailScreen::default(),
+            env: EnvScreen::default(),
+            settings: SettingsScreen::default(),
+            logs: None,
+            pane: None,
             overlay: None,
             help: false,
-            open: None,
-            detail: None,
-            show_password: false,
-            event_scroll: 0,
-            env_selected: 0,
             status: None,
-            tick: 0,
-            env_changed_at: None,
-            settings: None,
-            settings_focus: SettingsFocus::Keys,
-            key_selected: 0,
-            config_selected: 0,
-            pane: None,
-            logs: None,
-            session_selected: 0,
             attach_when_running: None,
         }
     }
@@ -194,14 +118,16 @@ impl App {
             v.resources.iter().any(|r| r.status.is_transition()) || intent_status_is_transition(v)
         };
         match self.screen {
-            Screen::List => self.visible().into_iter().any(busy),
-            Screen::Detail | Screen::Env => self.detail.as_ref().is_some_and(|d| busy(&d.view)),
+            Screen::List => self.list.visible().into_iter().any(busy),
+            Screen::Detail | Screen::Env => {
+                self.detail.data.as_ref().is_some_and(|d| busy(&d.view))
+            }
             Screen::Settings | Screen::Logs => false,
         }
     }
 
     pub fn view(&self, frame: &mut ratatui::Frame) {
-        crate::tui::view::draw(self, frame);
+        draw::draw(self, frame);
     }
 
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
@@ -273,42 +199,26 @@ impl App {
                 vec![]
             }
             Msg::Settings(data) => {
-                self.on_settings(*data);
+                self.settings.set_data(*data);
                 vec![]
             }
             Msg::PollSessions => self.on_poll_sessions(),
             Msg::Sessions { project, sessions } => {
-                self.on_sessions(&project, sessions);
+                self.detail.set_sessions(&project, sessions);
                 vec![]
             }
         }
     }
 
-    /// The projects shown on the list: all of them, or those matching the filter.
-    pub(crate) fn visible(&self) -> Vec<&ProjectView> {
-        let needle = self.filter.to_lowercase();
-        self.projects
-            .iter()
-            .flatten()
-            .filter(|v| v.project.name.to_lowercase().contains(&needle))
-            .collect()
-    }
-
-    pub(crate) fn selected_project(&self) -> Option<&ProjectView> {
-        self.visible().get(self.selected).copied()
-    }
-
     /// The project an action applies to: the open one on detail/env, else the selection.
     pub(crate) fn target(&self) -> Option<&ProjectView> {
         match self.screen {
-            Screen::List => self.selected_project(),
+            Screen::List => self.list.selected_project(),
             Screen::Detail | Screen::Env | Screen::Logs => {
-                let name = self.open.as_deref()?;
-                self.projects
-                    .iter()
-                    .flatten()
-                    .find(|v| v.project.name == name)
-                    .or_else(|| self.detail.as_ref().map(|d| &d.view))
+                let name = self.detail.open.as_deref()?;
+                self.list
+                    .find(name)
+                    .or_else(|| self.detail.data.as_ref().map(|d| &d.view))
             }
             Screen::Settings => None,
         }
@@ -339,7 +249,7 @@ impl App {
             None => {}
         }
         match self.screen {
-            Screen::List if self.filtering => Context::Filter,
+            Screen::List if self.list.filtering => Context::Filter,
             Screen::List => Context::List,
             Screen::Detail => Context::Detail,
             Screen::Env => Context::Env,
@@ -424,10 +334,7 @@ impl App {
                     self.refuse(why);
                 }
             }
-            (None, Screen::List) if self.filtering => {
-                self.filter.push_str(s);
-                self.selected = 0;
-            }
+            (None, Screen::List) if self.list.filtering => self.list.type_text(s),
             _ => {}
         }
     }
@@ -444,15 +351,10 @@ impl App {
             | Action::Top
             | Action::Bottom => self.move_cursor(action),
             Action::FilterStart => {
-                self.filtering = true;
+                self.list.update(action);
                 self.info("type to filter by name; Enter keeps it, Esc clears it");
             }
-            Action::FilterKeep => self.filtering = false,
-            Action::FilterClear => {
-                self.filtering = false;
-                self.filter.clear();
-                self.selected = 0;
-            }
+            Action::FilterKeep | Action::FilterClear => self.list.update(action),
             Action::Open => return self.open_project(Screen::Detail),
             Action::Env => return self.open_project(Screen::Env),
             Action::Attach | Action::AttachReadOnly
@@ -524,12 +426,10 @@ impl App {
                     _ => Screen::List,
                 };
                 if self.screen == Screen::List {
-                    self.open = None;
-                    self.detail = None;
-                    self.show_password = false;
+                    self.detail.close();
                 }
             }
-            Action::TogglePassword => self.show_password = !self.show_password,
+            Action::TogglePassword => self.detail.show_password = !self.detail.show_password,
             Action::Erase => self.erase(),
             Action::NextField | Action::PrevField => match &mut self.overlay {
                 Some(Overlay::Create(f)) => f.switch(),
@@ -574,29 +474,15 @@ impl App {
     }
 
     pub(crate) fn selected_var(&self) -> Option<&EnvVar> {
-        self.detail.as_ref()?.env.get(self.env_selected)
+        self.env.selected_var(&self.detail)
     }
 
     fn move_cursor(&mut self, action: Action) {
         let page = usize::from(self.height.saturating_sub(8)).max(1);
-        let step = |pos: usize, len: usize| -> usize {
-            let last = len.saturating_sub(1);
-            match action {
-                Action::Up => pos.saturating_sub(1),
-                Action::Down => (pos + 1).min(last),
-                Action::PageUp => pos.saturating_sub(page),
-                Action::PageDown => (pos + page).min(last),
-                Action::Top => 0,
-                _ => last,
-            }
-        };
         match self.screen {
-            Screen::List => self.selected = step(self.selected, self.visible().len()),
-            Screen::Env => {
-                let n = self.detail.as_ref().map_or(0, |d| d.env.len());
-                self.env_selected = step(self.env_selected, n);
-            }
-            Screen::Settings => self.move_settings_cursor(step),
+            Screen::List => self.list.move_cursor(action, page),
+            Screen::Env => self.env.move_cursor(action, page, &self.detail),
+            Screen::Settings => self.settings.move_cursor(action, page),
             Screen::Logs => {
                 if let Some(l) = &mut self.logs {
                     match action {
@@ -609,28 +495,7 @@ impl App {
                     }
                 }
             }
-            Screen::Detail => {
-                // Events scroll back from the newest: Up goes back in time.
-                let n = self.detail.as_ref().map_or(0, |d| d.events.len());
-                let back = match action {
-                    Action::Up => Action::Down,
-                    Action::Down => Action::Up,
-                    Action::PageUp => Action::PageDown,
-                    Action::PageDown => Action::PageUp,
-                    Action::Top => Action::Bottom,
-                    _ => Action::Top,
-                };
-                let pos = self.event_scroll;
-                let last = n.saturating_sub(1);
-                self.event_scroll = match back {
-                    Action::Up => pos.saturating_sub(1),
-                    Action::Down => (pos + 1).min(last),
-                    Action::PageUp => pos.saturating_sub(page),
-                    Action::PageDown => (pos + page).min(last),
-                    Action::Top => 0,
-                    _ => last,
-                };
-            }
+            Screen::Detail => self.detail.scroll_events(action, page),
         }
     }
 
@@ -651,10 +516,7 @@ impl App {
                 f.field_mut().pop();
             }
             Some(Overlay::ConfigForm(f)) => f.erase(),
-            _ if self.filtering => {
-                self.filter.pop();
-                self.selected = 0;
-            }
+            _ if self.list.filtering => self.list.erase(),
             _ => {}
         }
     }
@@ -663,15 +525,10 @@ impl App {
         let Some(name) = self.target().map(|v| v.project.name.clone()) else {
             return vec![];
         };
-        if self.open.as_deref() != Some(&name) {
-            self.detail = None;
-            self.show_password = false;
-            self.event_scroll = 0;
-            self.env_selected = 0;
-            self.env_changed_at = None;
-            self.session_selected = 0;
+        if self.detail.open.as_deref() != Some(&name) {
+            self.env = EnvScreen::default();
         }
-        self.open = Some(name.clone());
+        self.detail.open(name.clone());
         self.screen = screen;
         vec![Effect::LoadDetail { project: name }]
     }
@@ -686,7 +543,7 @@ impl App {
                 }]
             }
             Some(Overlay::EnvForm(f)) => {
-                let Some(project) = self.open.clone() else {
+                let Some(project) = self.detail.open.clone() else {
                     return vec![];
                 };
                 self.info(format!("setting {}…", text::clean(&f.key)));
@@ -717,7 +574,7 @@ impl App {
                 }]
             }
             Some(Overlay::ConfirmUnset { key }) => {
-                let Some(project) = self.open.clone() else {
+                let Some(project) = self.detail.open.clone() else {
                     return vec![];
                 };
                 self.info(format!("removing {}…", text::clean(&key)));

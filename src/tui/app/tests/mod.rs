@@ -3,6 +3,8 @@
 use super::*;
 use crate::model::ProjectStatus;
 use crate::tui::fixtures::{self, app, detail, project};
+use crate::tui::screens::forms::ConfigForm;
+use crate::tui::screens::settings::SettingsFocus;
 
 fn keys(app: &mut App, keys: &[Key]) -> Vec<Effect> {
     keys.iter().flat_map(|&k| app.update(Msg::Key(k))).collect()
@@ -15,12 +17,13 @@ fn typed(app: &mut App, s: &str) -> Vec<Effect> {
 }
 
 fn selected(app: &App) -> String {
-    app.selected_project().unwrap().project.name.clone()
+    app.list.selected_project().unwrap().project.name.clone()
 }
 
 /// Moves the selection onto `name`.
 fn select(app: &mut App, name: &str) {
-    app.selected = app
+    app.list.selected = app
+        .list
         .visible()
         .iter()
         .position(|v| v.project.name == name)
@@ -46,14 +49,14 @@ fn filter_narrows_by_name_enter_keeps_it_and_esc_clears_it() {
     let mut a = app();
     keys(&mut a, &[Key::Char('/')]);
     typed(&mut a, "SHO");
-    assert_eq!(a.visible().len(), 1);
+    assert_eq!(a.list.visible().len(), 1);
     assert_eq!(selected(&a), "shop");
     keys(&mut a, &[Key::Backspace]);
-    assert!(a.visible().len() > 1, "erasing widens the filter");
+    assert!(a.list.visible().len() > 1, "erasing widens the filter");
     typed(&mut a, "o");
     keys(&mut a, &[Key::Enter]);
-    assert!(!a.filtering);
-    assert_eq!(a.visible().len(), 1, "Enter keeps the filter");
+    assert!(!a.list.filtering);
+    assert_eq!(a.list.visible().len(), 1, "Enter keeps the filter");
     // With the filter kept, letters are actions again: s starts "shop".
     let fx = keys(&mut a, &[Key::Char('s')]);
     assert_eq!(
@@ -64,8 +67,8 @@ fn filter_narrows_by_name_enter_keeps_it_and_esc_clears_it() {
         }]
     );
     keys(&mut a, &[Key::Char('/'), Key::Esc]);
-    assert_eq!(a.filter, "");
-    assert_eq!(a.visible().len(), 7);
+    assert_eq!(a.list.filter, "");
+    assert_eq!(a.list.visible().len(), 7);
 }
 
 #[test]
@@ -311,7 +314,8 @@ fn env_change_is_pending_until_the_sandbox_moves() {
         }]
     );
     assert!(
-        a.env_state()
+        a.detail
+            .env_state()
             .unwrap()
             .contains("pending (sandbox catching up)")
     );
@@ -322,15 +326,16 @@ fn env_change_is_pending_until_the_sandbox_moves() {
     view.resources[0].applied_env_version = Some(3);
     a.update(Msg::Detail(Box::new(detail(view.clone()))));
     assert!(
-        a.env_state()
+        a.detail
+            .env_state()
             .unwrap()
             .contains("pending (the sandbox has v3"),
         "{:?}",
-        a.env_state()
+        a.detail.env_state()
     );
     view.resources[0].applied_env_version = Some(4);
     a.update(Msg::Detail(Box::new(detail(view))));
-    assert!(a.env_state().unwrap().ends_with("applied"));
+    assert!(a.detail.env_state().unwrap().ends_with("applied"));
 }
 
 #[test]
@@ -361,7 +366,7 @@ fn detail_back_password_and_refresh() {
         100,
     )))));
     keys(&mut a, &[Key::Char('p')]);
-    assert!(a.show_password);
+    assert!(a.detail.show_password);
     // A change notification refreshes the open project too.
     assert_eq!(
         a.update(Msg::Projects(fixtures::projects())),
@@ -371,7 +376,10 @@ fn detail_back_password_and_refresh() {
     );
     assert_eq!(keys(&mut a, &[Key::Char('q')]), vec![]);
     assert_eq!(a.screen, Screen::List);
-    assert!(!a.show_password, "the password is hidden again next time");
+    assert!(
+        !a.detail.show_password,
+        "the password is hidden again next time"
+    );
 }
 
 #[test]
@@ -440,7 +448,7 @@ fn every_handled_key_is_documented() {
             Context::ConfigForm => a.overlay = Some(Overlay::ConfigForm(ConfigForm::add())),
             Context::Settings => {
                 a.overlay = None;
-                a.settings = Some(fixtures::settings());
+                a.settings.data = Some(fixtures::settings());
             }
             _ => {}
         }
@@ -472,7 +480,7 @@ fn with_sessions() -> App {
     use crate::driver::SessionState as S;
     let mut a = app();
     keys(&mut a, &[Key::Enter]);
-    let mut d = detail(a.visible()[0].clone());
+    let mut d = detail(a.list.visible()[0].clone());
     d.sessions = vec![
         session(None, S::Running),
         session(Some("s1"), S::Exited { status: Some(2) }),
@@ -621,12 +629,12 @@ fn settings_opens_with_shift_s_or_comma_loads_and_esc_goes_back() {
         let mut a = app();
         assert_eq!(keys(&mut a, &[key]), vec![Effect::LoadSettings]);
         assert_eq!(a.screen, Screen::Settings);
-        assert!(a.settings.is_none(), "loading until Msg::Settings");
+        assert!(a.settings.data.is_none(), "loading until Msg::Settings");
         // Nothing changes before the data is there; the reason is given.
         assert_eq!(keys(&mut a, &[Key::Char('a')]), vec![]);
         assert_eq!(status(&a), "still loading your settings");
         a.update(Msg::Settings(Box::new(fixtures::settings())));
-        assert_eq!(a.settings.as_ref().unwrap().keys.len(), 2);
+        assert_eq!(a.settings.data.as_ref().unwrap().keys.len(), 2);
         keys(&mut a, &[Key::Esc]);
         assert_eq!(a.screen, Screen::List);
     }
@@ -693,7 +701,9 @@ fn an_already_registered_key_is_refused_in_the_form() {
 fn remove_key_asks_first_then_removes_the_selected_one() {
     let mut a = fixtures::settings_app(fixtures::settings());
     keys(&mut a, &[Key::Down, Key::Char('d')]);
-    let fp = a.settings.as_ref().unwrap().keys[1].fingerprint.clone();
+    let fp = a.settings.data.as_ref().unwrap().keys[1]
+        .fingerprint
+        .clone();
     assert_eq!(
         a.overlay,
         Some(Overlay::ConfirmRemoveKey {
@@ -792,6 +802,7 @@ fn password_form_esc_discards_what_was_typed() {
 fn settings_rows_list_known_keys_then_the_rest() {
     let a = fixtures::settings_app(fixtures::settings());
     let rows: Vec<(&str, bool)> = a
+        .settings
         .config_rows()
         .iter()
         .map(|r| (r.key, r.config.is_some()))
@@ -943,20 +954,29 @@ fn section_keys_depend_on_the_focused_section() {
     assert_eq!(binding(&a, Key::Char('a')).action, Action::KeyAdd);
     assert!(a.bindings().iter().all(|b| b.key != Key::Char('x')));
     keys(&mut a, &[Key::Tab]);
-    assert_eq!(a.settings_focus, SettingsFocus::Configs);
+    assert_eq!(a.settings.focus, SettingsFocus::Configs);
     assert_eq!(binding(&a, Key::Char('a')).action, Action::ConfigAdd);
     assert!(a.bindings().iter().all(|b| b.key != Key::Char('d')));
     // ↓ moves within the focused list only.
     keys(&mut a, &[Key::Down, Key::Down, Key::End]);
-    assert_eq!((a.key_selected, a.config_selected), (0, 3));
+    assert_eq!(
+        (a.settings.key_selected, a.settings.config_selected),
+        (0, 3)
+    );
     keys(&mut a, &[Key::BackTab, Key::Down, Key::Down]);
-    assert_eq!((a.key_selected, a.config_selected), (1, 3));
+    assert_eq!(
+        (a.settings.key_selected, a.settings.config_selected),
+        (1, 3)
+    );
     // A refresh with fewer rows keeps the cursors in range.
     let mut data = fixtures::settings();
     data.keys.truncate(1);
     data.configs.clear();
     a.update(Msg::Settings(Box::new(data)));
-    assert_eq!((a.key_selected, a.config_selected), (0, 1));
+    assert_eq!(
+        (a.settings.key_selected, a.settings.config_selected),
+        (0, 1)
+    );
 }
 
 #[test]

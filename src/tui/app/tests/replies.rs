@@ -37,7 +37,7 @@ fn an_unsolicited_done_does_not_confuse_the_env_screen() {
     let failed = Err("cannot load projects: connection refused".into());
     assert_eq!(a.update(Msg::Done(Reply::Unsolicited, failed)), vec![]);
     assert!(status(&a).starts_with("cannot load projects"));
-    assert!(!a.env_state().unwrap().contains("pending"));
+    assert!(!a.detail.env_state().unwrap().contains("pending"));
     assert_eq!(
         a.update(Msg::Done(set.tag(), Ok("set X".into()))),
         vec![Effect::LoadDetail {
@@ -45,7 +45,8 @@ fn an_unsolicited_done_does_not_confuse_the_env_screen() {
         }]
     );
     assert!(
-        a.env_state()
+        a.detail
+            .env_state()
             .unwrap()
             .contains("pending (sandbox catching up)")
     );
