@@ -8,7 +8,6 @@ mod draw;
 mod keys;
 mod msg;
 mod pane;
-mod rules;
 mod sessions;
 mod settings;
 #[cfg(test)]
@@ -25,12 +24,12 @@ pub use crate::tui::screens::detail::ProjectDetail;
 pub use crate::tui::screens::dialogs::Overlay;
 use crate::tui::screens::env::EnvScreen;
 use crate::tui::screens::list::ListScreen;
+use crate::tui::screens::rules::intent_status_is_transition;
+pub(crate) use crate::tui::screens::rules::{attach_allowed, intent_allowed};
 pub use crate::tui::screens::settings::SettingsData;
 use crate::tui::screens::settings::SettingsScreen;
 use crate::tui::text;
 pub use msg::{Effect, Key, Msg, PaneCommand, Reply, SessionChoice, TMUX_COPY_MODE};
-use rules::intent_status_is_transition;
-pub(crate) use rules::{attach_allowed, attach_or_start_allowed, intent_allowed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {

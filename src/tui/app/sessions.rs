@@ -22,19 +22,6 @@ impl App {
         self.sessions().get(self.detail.session_selected)
     }
 
-    /// Whether `R` can restart the selected session, and if not, why.
-    pub(crate) fn restart_check(&self) -> Result<(), String> {
-        attach_allowed(self.target()).map_err(|e| e.replace("cannot attach", "cannot restart"))?;
-        match self.selected_session() {
-            None => Err("no session selected".into()),
-            Some(s) if s.state.is_exited() => Ok(()),
-            Some(s) => Err(format!(
-                "session {} is running; R restarts only an exited session",
-                session_label(s)
-            )),
-        }
-    }
-
     /// The project name the session list should be refreshed for, if the
     /// list is on screen (detail screen, pane closed, sandbox running).
     pub fn polls_sessions(&self) -> Option<&str> {

@@ -4,11 +4,13 @@
 
 use chrono::{DateTime, Utc};
 
+use super::bindings::{attach, intents, movement};
+use super::rules::{attach_allowed, attach_or_start_allowed};
 use crate::driver::SessionInfo;
 use crate::store::env::EnvVar;
 use crate::store::events::Event;
 use crate::store::projects::ProjectView;
-use crate::tui::keys::Action;
+use crate::tui::keys::{Action, Binding, Key};
 use crate::tui::text;
 
 /// Everything the detail and env screens show for one project.
@@ -158,5 +160,74 @@ impl DetailScreen {
             _ => "applies when the sandbox next starts",
         };
         Some(format!("env v{version}: {state}"))
+    }
+
+    /// The session row the cursor is on.
+    pub fn selected_session(&self) -> Option<&SessionInfo> {
+        self.sessions().get(self.session_selected)
+    }
+
+    /// Whether `R` can restart the selected session, and if not, why.
+    pub fn restart_check(&self, target: Option<&ProjectView>) -> Result<(), String> {
+        attach_allowed(target).map_err(|e| e.replace("cannot attach", "cannot restart"))?;
+        match self.selected_session() {
+            None => Err("no session selected".into()),
+            Some(s) if s.state.is_exited() => Ok(()),
+            Some(s) => Err(format!(
+                "session {} is running; R restarts only an exited session",
+                session_label(s)
+            )),
+        }
+    }
+
+    /// The detail screen's keys; `target` is the open project as the list
+    /// knows it (its state enables the intents and attach).
+    pub fn bindings(&self, target: Option<&ProjectView>) -> Vec<Binding> {
+        let has_url = self.data.as_ref().is_some_and(|d| d.database_url.is_some());
+        let mut v = vec![Binding::new(Key::Esc, "back", Action::Back)];
+        let sessions = !self.sessions().is_empty();
+        if sessions {
+            // In the footer (early, so it fits at 80 columns) only while the
+            // selected session has exited; in help whenever a session is listed.
+            let restart = self.restart_check(target);
+            let shown = restart.is_ok();
+            let b = Binding::new(Key::Char('R'), "restart session", Action::RestartSession)
+                .when(restart);
+            v.push(if shown { b } else { b.help_only() });
+        }
+        v.extend(intents(target));
+        v.push(Binding::new(Key::Char('e'), "env", Action::Env));
+        v.extend(attach(target));
+        v.push(Binding::new(Key::Char('L'), "logs", Action::Logs));
+        v.push(
+            Binding::new(Key::Enter, "attach", Action::Attach)
+                .when(attach_or_start_allowed(target))
+                .help_only(),
+        );
+        if sessions {
+            v.push(Binding::new(Key::Tab, "next session", Action::NextSession).help_only());
+            v.push(Binding::new(Key::BackTab, "previous session", Action::PrevSession).help_only());
+        }
+        v.push(
+            Binding::new(
+                Key::Char('p'),
+                if self.show_password {
+                    "hide password"
+                } else {
+                    "show password"
+                },
+                Action::TogglePassword,
+            )
+            .when(if has_url {
+                Ok(())
+            } else {
+                Err("no connection string yet (the database is not ready)".into())
+            }),
+        );
+        v.extend(movement("events"));
+        v.push(Binding::new(Key::Char('?'), "help", Action::Help));
+        v.push(Binding::new(Key::Char('q'), "back", Action::Back).help_only());
+        v.push(Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only());
+        v
     }
 }

@@ -1,8 +1,9 @@
 //! The projects list (home screen): the user's projects, the selection and
 //! the name filter.
 
+use super::bindings::{attach, intents, movement};
 use crate::store::projects::ProjectView;
-use crate::tui::keys::Action;
+use crate::tui::keys::{Action, Binding, Key};
 
 #[derive(Debug, Default)]
 pub struct ListScreen {
@@ -74,5 +75,42 @@ impl ListScreen {
     pub fn erase(&mut self) {
         self.filter.pop();
         self.selected = 0;
+    }
+
+    /// The list's keys, each enabled by the selected project's state.
+    pub fn bindings(&self) -> Vec<Binding> {
+        let target = self.selected_project();
+        let need_selection = || match target {
+            Some(_) => Ok(()),
+            None => Err("no project selected; press n to create one".to_string()),
+        };
+        let mut v = vec![
+            Binding::new(Key::Enter, "open", Action::Open).when(need_selection()),
+            Binding::new(Key::Char('n'), "new", Action::New),
+        ];
+        v.extend(intents(target));
+        v.push(Binding::new(Key::Char('e'), "env", Action::Env).when(need_selection()));
+        v.extend(attach(target));
+        v.push(Binding::new(Key::Char('/'), "filter", Action::FilterStart));
+        v.push(Binding::new(Key::Char('S'), "settings", Action::Settings));
+        v.push(Binding::new(Key::Char(','), "settings", Action::Settings).help_only());
+        v.extend(movement("list"));
+        v.push(Binding::new(Key::Char('?'), "help", Action::Help));
+        v.push(Binding::new(Key::Char('q'), "quit", Action::Quit));
+        v.push(Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only());
+        v
+    }
+
+    /// While typing a filter.
+    pub fn filter_bindings() -> Vec<Binding> {
+        vec![
+            Binding::new(Key::Enter, "keep filter", Action::FilterKeep),
+            Binding::new(Key::Esc, "clear filter", Action::FilterClear),
+            Binding::new(Key::Backspace, "erase", Action::Erase),
+            Binding::new(Key::Up, "up", Action::Up).help_only(),
+            Binding::new(Key::Down, "down", Action::Down).help_only(),
+            Binding::new(Key::F(1), "help", Action::Help).help_only(),
+            Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only(),
+        ]
     }
 }

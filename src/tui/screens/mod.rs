@@ -3,11 +3,13 @@
 //! of each and routes messages and keys to them; `tui::view` draws each
 //! from its own state plus the small shared [`Ctx`], never from `App`.
 
+pub mod bindings;
 pub mod detail;
 pub mod dialogs;
 pub mod env;
 pub mod forms;
 pub mod list;
+pub mod rules;
 pub mod settings;
 
 use chrono::{DateTime, Utc};

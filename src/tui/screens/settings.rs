@@ -2,9 +2,10 @@
 //! secrets (`user_configs`); which section has the cursor, and the checks
 //! that grey its keys.
 
+use super::bindings::movement;
 use crate::store::keys::SshKey;
 use crate::store::user_configs::{KNOWN_CONFIGS, KUBECONFIG, UserConfig};
-use crate::tui::keys::Action;
+use crate::tui::keys::{Action, Binding, Key};
 use crate::tui::text;
 
 /// Everything the settings screen shows; the answer to `Effect::LoadSettings`.
@@ -159,5 +160,52 @@ impl SettingsScreen {
             SettingsFocus::Keys => SettingsFocus::Configs,
             SettingsFocus::Configs => SettingsFocus::Keys,
         };
+    }
+
+    /// The settings screen: Tab picks the section (keys or settings) that ↑/↓,
+    /// `a` and the removal keys act on; `p` works from either.
+    pub fn bindings(&self) -> Vec<Binding> {
+        let loaded = self.loaded();
+        let password_label = match &self.data {
+            Some(d) if d.has_password => "change password",
+            _ => "set password",
+        };
+        let mut v = vec![Binding::new(Key::Esc, "back", Action::Back)];
+        match self.focus {
+            SettingsFocus::Keys => {
+                v.push(
+                    Binding::new(Key::Char('a'), "add key", Action::KeyAdd).when(loaded.clone()),
+                );
+                v.push(
+                    Binding::new(Key::Char('d'), "remove key", Action::KeyRemove)
+                        .when(self.key_removal_check()),
+                );
+            }
+            SettingsFocus::Configs => {
+                let edit = self.config_edit_check();
+                v.push(
+                    Binding::new(Key::Char('a'), "add setting", Action::ConfigAdd)
+                        .when(loaded.clone()),
+                );
+                v.push(Binding::new(Key::Enter, "edit", Action::ConfigEdit).when(edit.clone()));
+                v.push(
+                    Binding::new(Key::Char('e'), "edit", Action::ConfigEdit)
+                        .when(edit)
+                        .help_only(),
+                );
+                v.push(
+                    Binding::new(Key::Char('x'), "unset", Action::ConfigUnset)
+                        .when(self.config_unset_check()),
+                );
+            }
+        }
+        v.push(Binding::new(Key::Char('p'), password_label, Action::PasswordSet).when(loaded));
+        v.push(Binding::new(Key::Tab, "other section", Action::NextSection));
+        v.push(Binding::new(Key::BackTab, "other section", Action::NextSection).help_only());
+        v.extend(movement("list"));
+        v.push(Binding::new(Key::Char('?'), "help", Action::Help));
+        v.push(Binding::new(Key::Char('q'), "back", Action::Back).help_only());
+        v.push(Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only());
+        v
     }
 }

@@ -4,7 +4,7 @@
 use crate::model::intent::{self, Intent};
 use crate::store::projects::ProjectView;
 
-pub(super) fn intent_status_is_transition(v: &ProjectView) -> bool {
+pub fn intent_status_is_transition(v: &ProjectView) -> bool {
     use crate::model::ProjectStatus as P;
     matches!(
         v.project.status,
@@ -14,12 +14,12 @@ pub(super) fn intent_status_is_transition(v: &ProjectView) -> bool {
 
 /// Why an intent is refused on `v` right now (the footer greys it and shows this).
 /// Whether `a`/`v` may be pressed: to attach, or to be offered a start.
-pub(crate) fn attach_or_start_allowed(v: Option<&ProjectView>) -> Result<(), String> {
+pub fn attach_or_start_allowed(v: Option<&ProjectView>) -> Result<(), String> {
     attach_allowed(v).or_else(|why| intent_allowed(v, Intent::Start).map_err(|_| why))
 }
 
 /// Attaching needs a running sandbox; otherwise say why and what to do.
-pub(crate) fn attach_allowed(v: Option<&ProjectView>) -> Result<(), String> {
+pub fn attach_allowed(v: Option<&ProjectView>) -> Result<(), String> {
     let v = v.ok_or_else(|| "no project selected".to_string())?;
     let sandbox = v
         .resources
@@ -40,7 +40,7 @@ pub(crate) fn attach_allowed(v: Option<&ProjectView>) -> Result<(), String> {
     }
 }
 
-pub(crate) fn intent_allowed(v: Option<&ProjectView>, intent: Intent) -> Result<(), String> {
+pub fn intent_allowed(v: Option<&ProjectView>, intent: Intent) -> Result<(), String> {
     let v = v.ok_or_else(|| "no project selected".to_string())?;
     intent::check(intent, v.project.status).map_err(|e| e.to_string())
 }
