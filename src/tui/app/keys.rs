@@ -280,7 +280,7 @@ impl App {
                 vec![Effect::SetEnv {
                     project,
                     key: f.key,
-                    value: f.value.into(),
+                    value: f.value,
                     secret: f.secret,
                 }]
             }

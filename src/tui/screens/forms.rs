@@ -77,7 +77,7 @@ pub enum EnvField {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvForm {
     pub key: String,
-    pub value: String,
+    pub value: SecretText,
     pub secret: bool,
     pub focus: EnvField,
     /// Editing an existing variable: the key is fixed (changing it would be a
@@ -89,7 +89,7 @@ impl EnvForm {
     pub fn add() -> EnvForm {
         EnvForm {
             key: String::new(),
-            value: String::new(),
+            value: SecretText::default(),
             secret: false,
             focus: EnvField::Key,
             editing: false,
@@ -99,7 +99,7 @@ impl EnvForm {
     pub fn edit(key: &str, value: &str, secret: bool) -> EnvForm {
         EnvForm {
             key: key.to_string(),
-            value: value.to_string(),
+            value: value.into(),
             secret,
             focus: EnvField::Value,
             editing: true,
@@ -111,7 +111,7 @@ impl EnvForm {
     }
 
     pub fn value_check(&self) -> Result<(), String> {
-        env::check_value(&self.key, &self.value).map_err(|e| e.to_string())
+        env::check_value(&self.key, self.value.expose()).map_err(|e| e.to_string())
     }
 
     pub fn valid(&self) -> Result<(), String> {
@@ -123,7 +123,7 @@ impl EnvForm {
     pub fn field_mut(&mut self) -> Option<&mut String> {
         match self.focus {
             EnvField::Key if !self.editing => Some(&mut self.key),
-            EnvField::Value => Some(&mut self.value),
+            EnvField::Value => Some(self.value.expose_mut()),
             _ => None,
         }
     }

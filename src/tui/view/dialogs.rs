@@ -225,9 +225,13 @@ fn env_form(under: &Under, f: &EnvForm, theme: Theme, frame: &mut Frame, body: R
     let w = usize::from(inner.width);
     let value_shown = if f.secret {
         // Typed blind: the length confirms keystrokes without showing the value.
-        format!("{} ({} chars)", text::MASK, f.value.chars().count())
+        format!(
+            "{} ({} chars)",
+            text::MASK,
+            f.value.expose().chars().count()
+        )
     } else {
-        f.value.clone()
+        f.value.expose().to_string()
     };
     let key_line = if f.editing {
         Line::from(vec![

@@ -44,7 +44,7 @@ fn env_edit_and_delete_with_confirmation() {
         panic!()
     };
     assert_eq!(
-        (f.key.as_str(), f.value.as_str(), f.editing),
+        (f.key.as_str(), f.value.expose(), f.editing),
         ("LOG_LEVEL", "debug", true)
     );
     keys(&mut a, &[Key::Backspace; 5]);
