@@ -35,7 +35,7 @@ impl Drop for TempDataDir {
             && let Ok(bins) = EmbeddedPostgres::locate_binaries()
         {
             // SAFETY: geteuid has no preconditions.
-            let root = unsafe { libc::geteuid() } == 0;
+            let root = nix::unistd::geteuid().is_root();
             let mut cmd = if root {
                 let mut cmd = std::process::Command::new("runuser");
                 cmd.args(["-u", "postgres", "--"]).arg(&bins.pg_ctl);
@@ -61,7 +61,7 @@ async fn connect(url: &str) -> Result<PgConnection, sqlx::Error> {
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 #[test]

@@ -19,6 +19,11 @@ impl<T> Secret<T> {
         &self.0
     }
 
+    /// The hidden value to change in place (a form's field being typed into).
+    pub fn expose_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+
     pub fn into_inner(self) -> T {
         self.0
     }
@@ -28,6 +33,10 @@ impl Secret<String> {
     /// The hidden text, for the places that must use it.
     pub fn expose_str(&self) -> &str {
         &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

@@ -11,6 +11,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
 use crate::driver::LogEvent;
+use crate::tui::keys::{Action, Binding, Key};
 use crate::tui::text;
 use crate::tui::view::style::Theme;
 
@@ -32,6 +33,21 @@ pub struct LogView {
 }
 
 impl LogView {
+    /// The log screen's keys.
+    pub fn bindings() -> Vec<Binding> {
+        let mut v = vec![
+            Binding::new(Key::Esc, "back", Action::Back),
+            Binding::new(Key::Char('q'), "back", Action::Back).help_only(),
+            Binding::new(Key::PageUp, "scroll back", Action::PageUp),
+            Binding::new(Key::End, "follow", Action::Bottom),
+        ];
+        v.extend(crate::tui::screens::bindings::movement("list"));
+        v.push(Binding::new(Key::Char('G'), "follow", Action::Bottom).help_only());
+        v.push(Binding::new(Key::Char('?'), "help", Action::Help));
+        v.push(Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only());
+        v
+    }
+
     pub fn new(project: &str) -> LogView {
         LogView {
             project: project.to_string(),

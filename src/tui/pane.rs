@@ -18,7 +18,10 @@ const SCROLLBACK: usize = 0;
 
 pub struct Pane {
     pub project: String,
+    /// As shown in the title.
     pub session: String,
+    /// The session's name (`None`: the default one).
+    pub name: Option<String>,
     pub read_only: bool,
     pub zoomed: bool,
     /// Shown in the title: the key that leads to the pane's commands.
@@ -50,6 +53,7 @@ impl Pane {
         Pane {
             project: project.to_string(),
             session: session.to_string(),
+            name: None,
             read_only,
             zoomed: false,
             prefix: super::prefix::PrefixKey::default(),

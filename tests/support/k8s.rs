@@ -9,7 +9,6 @@
 //! venv, and a marker file written after a successful install says it is done.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -287,14 +286,9 @@ fn venv_python() -> PathBuf {
                 .write(true)
                 .open(&lock_path)
                 .unwrap_or_else(|e| panic!("open {}: {e}", lock_path.display()));
-            // SAFETY: flock on a descriptor we own; it is released when `lock` closes.
-            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                panic!(
-                    "flock {}: {}",
-                    lock_path.display(),
-                    std::io::Error::last_os_error()
-                );
-            }
+            // Released when `lock` closes.
+            lock.lock()
+                .unwrap_or_else(|e| panic!("lock {}: {e}", lock_path.display()));
             if !dir.join(MARKER).exists() {
                 install(&dir);
             }

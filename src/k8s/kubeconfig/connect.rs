@@ -9,7 +9,6 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use secrecy::ExposeSecret;
 
 use super::text::{clean, error_chain, top_message};
 use super::{CONNECT_TIMEOUT, KubeconfigError, TenantKubeconfig};
@@ -56,7 +55,7 @@ impl TenantKubeconfig {
     /// The checked kubeconfig (current context, its cluster and user only).
     pub fn kubeconfig(&self) -> Result<Kubeconfig, KubeconfigError> {
         // Not the parser's message: it may quote a value, which may be a credential.
-        serde_json::from_str(self.kubeconfig.expose_secret()).map_err(|e| KubeconfigError::Config {
+        serde_json::from_str(self.kubeconfig.expose_str()).map_err(|e| KubeconfigError::Config {
             detail: format!(
                 "the checked kubeconfig could not be read back (column {})",
                 e.column()

@@ -16,7 +16,7 @@ mod text;
 
 use std::time::Duration;
 
-use secrecy::SecretString;
+use crate::model::secret::Secret;
 
 pub use connect::{Access, REQUIRED_ACCESS};
 pub use parse::parse;
@@ -130,7 +130,7 @@ pub struct TenantKubeconfig {
     /// The API server URL (http or https, no credentials in it).
     pub server: String,
     /// The checked kubeconfig as JSON; secret because it holds the credentials.
-    kubeconfig: SecretString,
+    kubeconfig: Secret<String>,
 }
 
 /// [`parse`], then a client, then [`TenantKubeconfig::check_access`] with

@@ -3,8 +3,8 @@
 //! Over 500 lines only through its tests: one per kind of refusal, each
 //! checking that no credential leaks into the message.
 
+use crate::model::secret::Secret;
 use kube::config::Kubeconfig;
-use secrecy::SecretString;
 
 use super::text::{clean, shown, yaml_detail};
 use super::{KubeconfigError, MAX_KUBECONFIG_BYTES, TenantKubeconfig};
@@ -158,7 +158,7 @@ pub fn parse(yaml: &str) -> Result<TenantKubeconfig, KubeconfigError> {
         namespace,
         context: context_name,
         server,
-        kubeconfig: SecretString::from(kubeconfig),
+        kubeconfig: Secret::from(kubeconfig),
     })
 }
 
@@ -219,7 +219,6 @@ fn check_namespace(ns: &str) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use secrecy::ExposeSecret;
 
     use super::*;
 
@@ -317,6 +316,7 @@ current-context: main
         assert!(!format!("{t:?}").contains(TOKEN));
         let kc = t.kubeconfig().unwrap();
         let user = kc.auth_infos[0].auth_info.as_ref().unwrap();
+        use secrecy::ExposeSecret;
         assert_eq!(user.token.as_ref().unwrap().expose_secret(), TOKEN);
         let cluster = kc.clusters[0].cluster.as_ref().unwrap();
         assert_eq!(

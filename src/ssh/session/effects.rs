@@ -1,13 +1,14 @@
 //! The dashboard's I/O, off its loop (DESIGN §7): every effect that needs
 //! the console runs as a task of the session, and its answer comes back as
-//! a [`Reply`] that says what it answers. The loop never awaits one.
+//! a [`Answer`] that says what it answers. The loop never awaits one.
 
 use tokio::sync::mpsc;
 
 use crate::console::{Attached, ConfigSet, ConsoleError, UserConsole};
 use crate::driver::{LogEvent, Viewer};
 use crate::model::intent::Intent;
-use crate::tui::{Msg, SettingsData};
+use crate::tui::secret::SecretText;
+use crate::tui::{Msg, Reply, SettingsData};
 
 /// Lines of history the log screen opens with.
 const LOG_TAIL: i64 = 500;
@@ -52,7 +53,7 @@ pub(super) enum Job {
     SetEnv {
         project: String,
         key: String,
-        value: String,
+        value: SecretText,
         secret: bool,
     },
     UnsetEnv {
@@ -66,11 +67,11 @@ pub(super) enum Job {
         fingerprint: String,
     },
     SetPassword {
-        password: String,
+        password: SecretText,
     },
     SetConfig {
         key: String,
-        value: String,
+        value: SecretText,
         secret: bool,
     },
     UnsetConfig {
@@ -80,10 +81,6 @@ pub(super) enum Job {
     Restart {
         target: PaneTarget,
         then_attach: bool,
-    },
-    /// Restart the session the pane shows (the pane stays).
-    RestartAttached {
-        target: PaneTarget,
     },
     Attach {
         ticket: u64,
@@ -123,14 +120,13 @@ impl Job {
             | Job::SetPassword { .. }
             | Job::SetConfig { .. }
             | Job::UnsetConfig { .. }
-            | Job::Restart { .. }
-            | Job::RestartAttached { .. } => true,
+            | Job::Restart { .. } => true,
         }
     }
 }
 
 /// A task's answer.
-pub(super) enum Reply {
+pub(super) enum Answer {
     /// A message the app takes as it is.
     Msg(Msg),
     /// The projects list (or why it could not be read); at most one load
@@ -169,33 +165,35 @@ fn line(e: ConsoleError) -> String {
     e.to_string()
 }
 
-fn done(result: Result<String, ConsoleError>) -> Reply {
-    Reply::Msg(Msg::Done(result.map_err(line)))
-}
-
-/// Does `job` as the session's user.
-pub(super) async fn run(console: UserConsole, job: Job) -> Reply {
+/// Does `job` as the session's user; a `Msg::Done` it answers with is
+/// tagged `tag` (what the effect said it answers).
+pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
     let c = &console;
+    let done =
+        |result: Result<String, ConsoleError>| Answer::Msg(Msg::Done(tag, result.map_err(line)));
     match job {
-        Job::Projects => Reply::Projects(match c.projects().await {
+        Job::Projects => Answer::Projects(match c.projects().await {
             Ok(p) => Msg::Projects(p),
-            Err(e) => Msg::Done(Err(format!("cannot load projects: {e}"))),
+            Err(e) => Msg::Done(
+                Reply::Unsolicited,
+                Err(format!("cannot load projects: {e}")),
+            ),
         }),
-        Job::Detail { project } => Reply::Msg(match c.project_detail(&project).await {
+        Job::Detail { project } => Answer::Msg(match c.project_detail(&project).await {
             Ok(d) => Msg::Detail(Box::new(d)),
-            Err(e) => Msg::Done(Err(line(e))),
+            Err(e) => Msg::Done(Reply::Load, Err(line(e))),
         }),
         Job::Sessions { project } => match c.sessions(&project).await {
-            Ok(sessions) => Reply::Msg(Msg::Sessions { project, sessions }),
-            Err(_) => Reply::Nothing,
+            Ok(sessions) => Answer::Msg(Msg::Sessions { project, sessions }),
+            Err(_) => Answer::Nothing,
         },
-        Job::Settings => Reply::Msg(match c.settings().await {
+        Job::Settings => Answer::Msg(match c.settings().await {
             Ok(s) => Msg::Settings(Box::new(SettingsData {
                 keys: s.keys,
                 has_password: s.has_password,
                 configs: s.configs,
             })),
-            Err(e) => Msg::Done(Err(format!("cannot load settings: {e}"))),
+            Err(e) => Msg::Done(tag, Err(format!("cannot load settings: {e}"))),
         }),
         Job::Request { project, intent } => done(
             c.request(&project, intent)
@@ -213,7 +211,7 @@ pub(super) async fn run(console: UserConsole, job: Job) -> Reply {
             value,
             secret,
         } => done(
-            c.set_env(&project, &key, &value, secret)
+            c.set_env(&project, &key, value.expose(), secret)
                 .await
                 .map(|()| format!("set {key}; the sandbox picks it up shortly")),
         ),
@@ -233,12 +231,12 @@ pub(super) async fn run(console: UserConsole, job: Job) -> Reply {
                 .map(|_| format!("removed {fingerprint}")),
         ),
         Job::SetPassword { password } => done(
-            c.set_password(&password)
+            c.set_password(password.expose())
                 .await
                 .map(|()| "password changed".to_string()),
         ),
         Job::SetConfig { key, value, secret } => done(
-            c.set_config(&key, &value, secret)
+            c.set_config(&key, value.expose(), secret)
                 .await
                 .map(|set| match set {
                     ConfigSet::Kubeconfig(k) => format!(
@@ -261,17 +259,11 @@ pub(super) async fn run(console: UserConsole, job: Job) -> Reply {
         } => {
             let result = c.restart(&target.project, target.session.as_deref()).await;
             let then = (result.is_ok() && then_attach).then_some(target);
-            Reply::Restarted {
-                done: Msg::Done(result.map(restarted_line).map_err(line)),
+            Answer::Restarted {
+                done: Msg::Done(tag, result.map(restarted_line).map_err(line)),
                 then,
             }
         }
-        Job::RestartAttached { target } => Reply::Msg(Msg::PaneNotice(
-            c.restart(&target.project, target.session.as_deref())
-                .await
-                .map(restarted_line)
-                .map_err(line),
-        )),
         Job::Attach {
             ticket,
             target,
@@ -282,12 +274,12 @@ pub(super) async fn run(console: UserConsole, job: Job) -> Reply {
                 .attach(&target.project, target.session.as_deref(), &viewer)
                 .await
             {
-                Ok(attached) => Reply::Attached {
+                Ok(attached) => Answer::Attached {
                     ticket,
                     target,
                     attached,
                 },
-                Err(e) => Reply::AttachFailed {
+                Err(e) => Answer::AttachFailed {
                     ticket,
                     why: line(e),
                     switching: false,
@@ -300,20 +292,20 @@ pub(super) async fn run(console: UserConsole, job: Job) -> Reply {
             to,
             size: (cols, rows),
         } => match switch(c, &from, to, cols, rows).await {
-            Ok((target, attached)) => Reply::Attached {
+            Ok((target, attached)) => Answer::Attached {
                 ticket,
                 target,
                 attached,
             },
-            Err(why) => Reply::AttachFailed {
+            Err(why) => Answer::AttachFailed {
                 ticket,
                 why,
                 switching: true,
             },
         },
         Job::FollowLogs { ticket, project } => match c.logs(&project, Some(LOG_TAIL), true).await {
-            Ok(rx) => Reply::LogsOpened { ticket, rx },
-            Err(e) => Reply::LogsFailed {
+            Ok(rx) => Answer::LogsOpened { ticket, rx },
+            Err(e) => Answer::LogsFailed {
                 ticket,
                 why: line(e),
             },

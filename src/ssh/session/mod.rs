@@ -29,8 +29,8 @@ use crate::driver::LogEvent;
 use crate::store::activity::ActivityRecorder;
 use crate::store::notify::Change;
 use crate::tui::prefix::PrefixKey;
-use crate::tui::{App, Effect, Msg};
-use effects::{Job, PaneTarget, Reply, SwitchTo};
+use crate::tui::{App, Effect, Msg, PaneCommand, Reply, SessionChoice};
+use effects::{Answer, Job, PaneTarget, SwitchTo};
 use pane::AttachedPane;
 
 pub enum SessionInput {
@@ -108,10 +108,10 @@ struct Dashboard {
     app: App,
     console: UserConsole,
     /// The tasks reading for the screen; aborted when the session ends.
-    reads: JoinSet<Reply>,
+    reads: JoinSet<Answer>,
     /// The tasks changing something the user asked for; they finish even
     /// if the user quits at once (nothing asked for is lost).
-    changes: JoinSet<Reply>,
+    changes: JoinSet<Answer>,
     /// A projects load is in flight; `reload_again`: another change came meanwhile.
     loading_projects: bool,
     reload_again: bool,
@@ -130,9 +130,9 @@ struct Dashboard {
 }
 
 impl Dashboard {
-    fn spawn(&mut self, job: Job) {
+    fn spawn(&mut self, tag: Reply, job: Job) {
         let changes = job.changes_something();
-        let task = effects::run(self.console.clone(), job);
+        let task = effects::run(self.console.clone(), tag, job);
         if changes {
             self.changes.spawn(task);
         } else {
@@ -145,7 +145,7 @@ impl Dashboard {
             self.reload_again = true;
         } else {
             self.loading_projects = true;
-            self.spawn(Job::Projects);
+            self.spawn(Reply::Unsolicited, Job::Projects);
         }
     }
 
@@ -166,6 +166,7 @@ impl Dashboard {
     /// once, the rest as tasks.
     fn perform(&mut self, effects: Vec<Effect>) {
         for effect in effects {
+            let tag = effect.tag();
             let job = match effect {
                 Effect::Quit => {
                     self.quit = true;
@@ -205,10 +206,44 @@ impl Dashboard {
                         size: self.pane_size(),
                     }
                 }
+                Effect::ResizePane(cols, rows) => {
+                    if let Some(p) = &self.pane {
+                        p.resize(Some((cols, rows)));
+                    }
+                    continue;
+                }
+                Effect::PaneInput(bytes) => {
+                    if let Some(p) = &self.pane {
+                        p.attachment.input.try_send(bytes);
+                    }
+                    continue;
+                }
+                Effect::SwitchSession {
+                    project,
+                    to,
+                    read_only,
+                } => {
+                    self.pane_ticket += 1;
+                    let (current, to) = match to {
+                        SessionChoice::New => (None, SwitchTo::New),
+                        SessionChoice::Next { current } => (current, SwitchTo::Next),
+                    };
+                    Job::Switch {
+                        ticket: self.pane_ticket,
+                        from: PaneTarget {
+                            project,
+                            session: current,
+                            read_only,
+                        },
+                        to,
+                        size: self.app.pane_size().unwrap_or((80, 24)),
+                    }
+                }
                 Effect::Restart {
                     project,
                     session,
                     attach,
+                    ..
                 } => Job::Restart {
                     target: PaneTarget {
                         project,
@@ -242,35 +277,36 @@ impl Dashboard {
                 }
                 Effect::UnsetUserConfig { key } => Job::UnsetConfig { key },
             };
-            self.spawn(job);
+            self.spawn(tag, job);
         }
     }
 
-    fn on_task(&mut self, done: Result<Reply, tokio::task::JoinError>) {
+    fn on_task(&mut self, done: Result<Answer, tokio::task::JoinError>) {
         match done {
             Ok(reply) => self.on_reply(reply),
             Err(e) if e.is_panic() => {
                 tracing::error!("a dashboard task panicked: {e}");
-                self.update(Msg::Done(Err(
-                    crate::console::ConsoleError::Internal.to_string()
-                )));
+                self.update(Msg::Done(
+                    Reply::Unsolicited,
+                    Err(crate::console::ConsoleError::Internal.to_string()),
+                ));
             }
             Err(_) => {}
         }
     }
 
     /// A task's answer, unless it answers a request that is no longer current.
-    fn on_reply(&mut self, reply: Reply) {
+    fn on_reply(&mut self, reply: Answer) {
         match reply {
-            Reply::Msg(msg) => self.update(msg),
-            Reply::Projects(msg) => {
+            Answer::Msg(msg) => self.update(msg),
+            Answer::Projects(msg) => {
                 self.loading_projects = false;
                 if std::mem::take(&mut self.reload_again) {
                     self.load_projects();
                 }
                 self.update(msg);
             }
-            Reply::Restarted { done, then } => {
+            Answer::Restarted { done, then } => {
                 self.update(done);
                 if let Some(target) = then {
                     self.perform(vec![Effect::Attach {
@@ -280,7 +316,7 @@ impl Dashboard {
                     }]);
                 }
             }
-            Reply::Attached {
+            Answer::Attached {
                 ticket,
                 target,
                 attached,
@@ -289,21 +325,24 @@ impl Dashboard {
                     Some(n) => format!("{n} (of {})", attached.resource),
                     None => attached.resource.clone(),
                 };
-                let (project, read_only) = (target.project.clone(), target.read_only);
+                let (project, name, read_only) = (
+                    target.project.clone(),
+                    target.session.clone(),
+                    target.read_only,
+                );
                 self.pane = Some(AttachedPane {
                     attachment: attached.attachment,
-                    target,
                     activity: self.activity.tracker(attached.resource),
                 });
                 self.prefix_armed = false;
                 self.update(Msg::PaneOpened {
                     project,
                     session: shown,
+                    name,
                     read_only,
                 });
-                self.resize_pane();
             }
-            Reply::AttachFailed {
+            Answer::AttachFailed {
                 ticket,
                 why,
                 switching,
@@ -312,24 +351,18 @@ impl Dashboard {
             } else {
                 Msg::PaneClosed(why)
             }),
-            Reply::LogsOpened { ticket, rx } if ticket == self.log_ticket => {
+            Answer::LogsOpened { ticket, rx } if ticket == self.log_ticket => {
                 self.log_rx = Some(rx);
             }
-            Reply::LogsFailed { ticket, why } if ticket == self.log_ticket => {
+            Answer::LogsFailed { ticket, why } if ticket == self.log_ticket => {
                 self.update(Msg::LogEnded(Some(why)));
             }
             // An answer to a request that was replaced or withdrawn.
-            Reply::Attached { .. }
-            | Reply::AttachFailed { .. }
-            | Reply::LogsOpened { .. }
-            | Reply::LogsFailed { .. }
-            | Reply::Nothing => {}
-        }
-    }
-
-    fn resize_pane(&self) {
-        if let Some(p) = &self.pane {
-            p.resize(self.app.pane_size());
+            Answer::Attached { .. }
+            | Answer::AttachFailed { .. }
+            | Answer::LogsOpened { .. }
+            | Answer::LogsFailed { .. }
+            | Answer::Nothing => {}
         }
     }
 
@@ -349,54 +382,10 @@ impl Dashboard {
             p.activity.touch();
         }
         for c in &commands {
-            self.pane_command(*c);
+            let command = PaneCommand::from_key(*c, self.prefix.byte());
+            self.update(Msg::PaneCommand(command));
         }
         !commands.is_empty()
-    }
-
-    fn pane_command(&mut self, c: u8) {
-        let Some(target) = self.pane.as_ref().map(|p| p.target.clone()) else {
-            let effects = self.app.pane_command(c);
-            self.perform(effects);
-            return;
-        };
-        if target.read_only
-            && let Some(why) = pane::read_only_refusal(c)
-        {
-            self.update(Msg::PaneNotice(Err(why.to_string())));
-            return;
-        }
-        match c {
-            b'n' | b'w' => {
-                self.pane_ticket += 1;
-                let job = Job::Switch {
-                    ticket: self.pane_ticket,
-                    from: target,
-                    to: if c == b'n' {
-                        SwitchTo::New
-                    } else {
-                        SwitchTo::Next
-                    },
-                    size: self.app.pane_size().unwrap_or((80, 24)),
-                };
-                self.spawn(job);
-            }
-            b'r' => self.spawn(Job::RestartAttached { target }),
-            b'[' => {
-                // History is the session's own (tmux keeps 50,000 lines):
-                // open tmux's copy mode, where PgUp/PgDn/arrows scroll and q leaves.
-                if let Some(p) = &self.pane {
-                    p.attachment.input.try_send(pane::TMUX_COPY_MODE.to_vec());
-                }
-            }
-            _ => {
-                let effects = self.app.pane_command(c);
-                self.perform(effects);
-                if c == b'z' {
-                    self.resize_pane();
-                }
-            }
-        }
     }
 }
 
@@ -545,7 +534,6 @@ async fn run(
                             terminal.backend_mut().size = ratatui::layout::Size::new(c, r);
                             terminal.resize(Rect::new(0, 0, c, r))?;
                             d.update(Msg::Resize(c, r));
-                            d.resize_pane();
                         }
                     }
                 }

@@ -4,14 +4,8 @@
 use crate::driver::Attachment;
 use crate::store::activity::ActivityTracker;
 
-use super::effects::PaneTarget;
-
-/// tmux's prefix (C-b, Kiln's tmux config keeps the default) and `[`: copy mode.
-pub(super) const TMUX_COPY_MODE: &[u8] = b"\x02[";
-
 pub(super) struct AttachedPane {
     pub attachment: Attachment,
-    pub target: PaneTarget,
     /// Notes typing and output for the idle policy.
     pub activity: ActivityTracker,
 }
@@ -31,22 +25,6 @@ impl AttachedPane {
         if let Some(size) = size {
             let _ = self.attachment.resize.try_send(size);
         }
-    }
-}
-
-/// Why a read-only viewer cannot have pane command `key`, for those that
-/// need keys in the session: a new session or a restart starts a program,
-/// and tmux's history (copy mode) is driven by keys.
-pub(super) fn read_only_refusal(key: u8) -> Option<&'static str> {
-    match key {
-        b'n' => {
-            Some("a read-only viewer cannot start a session: attach without read-only for that")
-        }
-        b'r' => Some("a read-only viewer cannot restart the session"),
-        b'[' => Some(
-            "a read-only viewer has no history: tmux scrolls it with keys, and this view sends none",
-        ),
-        _ => None,
     }
 }
 
@@ -75,16 +53,6 @@ pub(super) fn split_prefix(bytes: &[u8], armed: &mut bool, prefix: u8) -> (Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_read_only_viewer_keeps_the_commands_that_send_no_keys() {
-        for key in [b'd', b'z', b'w'] {
-            assert_eq!(read_only_refusal(key), None, "{}", key as char);
-        }
-        for key in [b'n', b'r', b'['] {
-            assert!(read_only_refusal(key).is_some(), "{}", key as char);
-        }
-    }
 
     #[test]
     fn the_prefix_splits_commands_from_keystrokes_even_across_reads() {

@@ -1,39 +1,29 @@
 //! Data arriving from the session: project refreshes, details and the
-//! outcomes of changes, and what the screen can truthfully say about env sync.
+//! outcomes of changes (matched by their tag).
 
-use super::{App, Effect, Pending, ProjectDetail, Screen};
+use super::{App, Effect, ProjectDetail, Reply, Screen};
 use crate::store::projects::ProjectView;
 use crate::tui::text;
 
 impl App {
     pub(super) fn on_projects(&mut self, list: Vec<ProjectView>) -> Vec<Effect> {
-        let keep = self.selected_project().map(|v| v.project.id);
-        self.projects = Some(list);
+        self.list.set_projects(list);
         let mut effects = self.attach_if_started();
-        let visible = self.visible();
-        self.selected = keep
-            .and_then(|id| visible.iter().position(|v| v.project.id == id))
-            .unwrap_or(self.selected)
-            .min(visible.len().saturating_sub(1));
         if self.screen == Screen::Settings {
             // A change notification may be a key or setting changed elsewhere.
             effects.push(Effect::LoadSettings);
             return effects;
         }
-        let Some(open) = self.open.clone() else {
+        let Some(open) = self.detail.open.clone() else {
             return effects;
         };
-        let exists = self
-            .projects
-            .iter()
-            .flatten()
-            .any(|v| v.project.name == open);
+        let exists = self.list.find(&open).is_some();
         if !exists {
             // Deleted (by us or elsewhere): nothing left to show.
             self.screen = Screen::List;
             self.overlay = None;
-            self.open = None;
-            self.detail = None;
+            self.detail.open = None;
+            self.detail.data = None;
             self.info(format!("{} is gone", text::clean(&open)));
             return effects;
         }
@@ -43,66 +33,30 @@ impl App {
     }
 
     pub(super) fn on_detail(&mut self, d: ProjectDetail) {
-        if self.open.as_deref() != Some(d.view.project.name.as_str()) {
-            return; // a late answer for a project no longer open
-        }
-        self.env_selected = self.env_selected.min(d.env.len().saturating_sub(1));
-        self.event_scroll = self.event_scroll.min(d.events.len().saturating_sub(1));
-        let keep = self.selected_session().map(|s| s.name.clone());
-        self.detail = Some(d);
-        self.keep_session_selection(keep);
+        self.detail.set_data(d, &mut self.env.selected);
     }
 
-    pub(super) fn on_done(&mut self, result: Result<String, String>) -> Vec<Effect> {
-        let kind = self.pending.pop_front().unwrap_or(Pending::Other);
+    pub(super) fn on_done(&mut self, tag: Reply, result: Result<String, String>) -> Vec<Effect> {
         match result {
             Ok(line) => {
-                if kind == Pending::Env {
-                    self.env_changed_at = Some(self.now);
+                if tag == Reply::Env {
+                    self.detail.env_changed_at = Some(self.now);
                 }
                 self.info(line);
             }
             Err(line) => self.refuse(line),
         }
-        if kind == Pending::Settings {
+        match tag {
             // Refresh after failures too: the store may know better than the screen.
-            return vec![Effect::LoadSettings];
+            Reply::Settings => vec![Effect::LoadSettings],
+            Reply::Change | Reply::Env => match &self.detail.open {
+                Some(project) => vec![Effect::LoadDetail {
+                    project: project.clone(),
+                }],
+                None => vec![],
+            },
+            Reply::Pane | Reply::Load | Reply::Unsolicited => vec![],
         }
-        match &self.open {
-            Some(project) => vec![Effect::LoadDetail {
-                project: project.clone(),
-            }],
-            None => vec![],
-        }
-    }
-
-    /// Where the open project's env stands, as far as the screen can know.
-    pub(crate) fn env_state(&self) -> Option<String> {
-        let d = self.detail.as_ref()?;
-        let version = d.view.project.env_version;
-        let sandbox = d
-            .view
-            .resources
-            .iter()
-            .find(|r| r.kind == crate::store::resources::ResourceKind::Sandbox)?;
-        use crate::model::ResourceStatus as R;
-        let applied = sandbox.applied_env_version;
-        let state = match (sandbox.status, self.env_changed_at) {
-            (R::Running, _) if applied.is_some_and(|a| a < version) => {
-                return Some(format!(
-                    "env v{version}: pending (the sandbox has v{}, catching up)",
-                    applied.unwrap_or_default()
-                ));
-            }
-            // The change is saved but this detail predates it: a reload is on its way.
-            (R::Running, Some(at)) if sandbox.updated_at <= at => "pending (sandbox catching up)",
-            (R::Running, Some(_)) => "applied",
-            (R::Running, None) => "in use by the running sandbox",
-            (R::Error, _) => "not applied: the sandbox is in ERROR",
-            (s, _) if s.is_transition() => "applies once the sandbox settles",
-            _ => "applies when the sandbox next starts",
-        };
-        Some(format!("env v{version}: {state}"))
     }
 
     /// The attach offer's second half: once the started project's sandbox
@@ -111,12 +65,7 @@ impl App {
         let Some((project, read_only)) = self.attach_when_running.clone() else {
             return vec![];
         };
-        let Some(v) = self
-            .projects
-            .iter()
-            .flatten()
-            .find(|v| v.project.name == project)
-        else {
+        let Some(v) = self.list.find(&project) else {
             self.attach_when_running = None;
             return vec![];
         };

@@ -4,239 +4,32 @@
 
 mod bindings;
 mod data;
-pub mod forms;
+mod draw;
+mod keys;
+mod msg;
+mod pane;
 mod sessions;
 mod settings;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
-
 use chrono::{DateTime, Utc};
 
-use crate::model::intent::{self, Intent};
-use crate::store::env::EnvVar;
 use crate::store::projects::ProjectView;
 
-pub use crate::tui::keys::Key;
-use crate::tui::keys::{self as keymap, Action, Binding, Context};
+use crate::tui::keys::{Binding, Context};
+pub use crate::tui::screens::StatusLine;
+use crate::tui::screens::detail::DetailScreen;
+pub use crate::tui::screens::detail::ProjectDetail;
+pub use crate::tui::screens::dialogs::Overlay;
+use crate::tui::screens::env::EnvScreen;
+use crate::tui::screens::list::ListScreen;
+use crate::tui::screens::rules::intent_status_is_transition;
+pub(crate) use crate::tui::screens::rules::{attach_allowed, intent_allowed};
+pub use crate::tui::screens::settings::SettingsData;
+use crate::tui::screens::settings::SettingsScreen;
 use crate::tui::text;
-use forms::{ConfigForm, CreateForm, EnvField, EnvForm, KeyForm, PasswordForm};
-pub(crate) use sessions::session_label;
-pub use settings::{ConfigRow, SettingsData, SettingsFocus};
-
-/// Everything the detail and env screens show for one project.
-pub use crate::console::ProjectDetail;
-
-pub enum Msg {
-    Key(Key),
-    Paste(String),
-    Resize(u16, u16),
-    /// Full refresh of the user's projects (after any change notification).
-    Projects(Vec<ProjectView>),
-    /// Answer to Effect::LoadDetail.
-    Detail(Box<ProjectDetail>),
-    /// Outcome of an effect that changes something: Ok(info line) or Err(one-line error to show).
-    Done(Result<String, String>),
-    /// Animation tick (spinners); only sent while App::animating() is true.
-    Tick,
-    /// Answer to Effect::LoadSettings.
-    Settings(Box<SettingsData>),
-    /// Effect::Attach succeeded: the pane opens on this session.
-    PaneOpened {
-        project: String,
-        session: String,
-        read_only: bool,
-    },
-    /// Output of the attached session.
-    PaneOutput(Vec<u8>),
-    /// The attachment ended (the reason is shown in the status line).
-    PaneClosed(String),
-    /// A line about the pane; the pane stays. `Err` is a refusal or a
-    /// failure (a session switch failed), shown as an error.
-    PaneNotice(Result<String, String>),
-    /// From the log follower of Effect::FollowLogs.
-    Log(crate::driver::LogEvent),
-    /// The log follower has stopped (or could not start: the reason).
-    LogEnded(Option<String>),
-    /// Time to refresh the open project's session list (sent every few
-    /// seconds; answered with `Effect::LoadSessions` while it is on screen).
-    PollSessions,
-    /// Answer to Effect::LoadSessions.
-    Sessions {
-        project: String,
-        sessions: Vec<crate::driver::SessionInfo>,
-    },
-}
-
-/// Debug is written by hand: a password or secret value must never reach a log.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Effect {
-    Quit,
-    Intent {
-        project: String,
-        intent: Intent,
-    },
-    Create {
-        name: String,
-        description: String,
-    },
-    LoadDetail {
-        project: String,
-    },
-    SetEnv {
-        project: String,
-        key: String,
-        value: String,
-        secret: bool,
-    },
-    UnsetEnv {
-        project: String,
-        key: String,
-    },
-    /// Load the settings screen's data; answered with `Msg::Settings`.
-    LoadSettings,
-    /// Add an SSH key from one OpenSSH public key line.
-    AddKey {
-        line: String,
-    },
-    RemoveKey {
-        fingerprint: String,
-    },
-    SetPassword {
-        password: String,
-    },
-    SetUserConfig {
-        key: String,
-        value: String,
-        secret: bool,
-    },
-    UnsetUserConfig {
-        key: String,
-    },
-    /// Open the terminal pane on a session of the project's sandbox
-    /// (`None`: the default session).
-    Attach {
-        project: String,
-        session: Option<String>,
-        read_only: bool,
-    },
-    /// Restart an exited session (`None`: the default one); answered with
-    /// `Msg::Done`. With `attach: Some(read_only)`, attach to it afterwards.
-    Restart {
-        project: String,
-        session: Option<String>,
-        attach: Option<bool>,
-    },
-    /// Reload the open project's session list; answered with `Msg::Sessions`.
-    LoadSessions {
-        project: String,
-    },
-    /// Close the pane; the session keeps running.
-    Detach,
-    /// Follow the project's sandbox log; answered with `Msg::Log`s.
-    FollowLogs {
-        project: String,
-    },
-    /// Stop following (the log screen closed).
-    StopLogs,
-}
-
-impl std::fmt::Debug for Effect {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hidden = format_args!("<hidden>");
-        match self {
-            Effect::Quit => f.write_str("Quit"),
-            Effect::Intent { project, intent } => f
-                .debug_struct("Intent")
-                .field("project", project)
-                .field("intent", intent)
-                .finish(),
-            Effect::Create { name, description } => f
-                .debug_struct("Create")
-                .field("name", name)
-                .field("description", description)
-                .finish(),
-            Effect::LoadDetail { project } => f
-                .debug_struct("LoadDetail")
-                .field("project", project)
-                .finish(),
-            Effect::SetEnv {
-                project,
-                key,
-                value,
-                secret,
-            } => {
-                let mut d = f.debug_struct("SetEnv");
-                d.field("project", project).field("key", key);
-                if *secret {
-                    d.field("value", &hidden);
-                } else {
-                    d.field("value", value);
-                }
-                d.field("secret", secret).finish()
-            }
-            Effect::UnsetEnv { project, key } => f
-                .debug_struct("UnsetEnv")
-                .field("project", project)
-                .field("key", key)
-                .finish(),
-            Effect::LoadSettings => f.write_str("LoadSettings"),
-            Effect::AddKey { line } => f.debug_struct("AddKey").field("line", line).finish(),
-            Effect::RemoveKey { fingerprint } => f
-                .debug_struct("RemoveKey")
-                .field("fingerprint", fingerprint)
-                .finish(),
-            Effect::SetPassword { .. } => f
-                .debug_struct("SetPassword")
-                .field("password", &hidden)
-                .finish(),
-            Effect::SetUserConfig { key, value, secret } => {
-                let mut d = f.debug_struct("SetUserConfig");
-                d.field("key", key);
-                if *secret {
-                    d.field("value", &hidden);
-                } else {
-                    d.field("value", value);
-                }
-                d.field("secret", secret).finish()
-            }
-            Effect::UnsetUserConfig { key } => {
-                f.debug_struct("UnsetUserConfig").field("key", key).finish()
-            }
-            Effect::Attach {
-                project,
-                session,
-                read_only,
-            } => f
-                .debug_struct("Attach")
-                .field("project", project)
-                .field("session", session)
-                .field("read_only", read_only)
-                .finish(),
-            Effect::Restart {
-                project,
-                session,
-                attach,
-            } => f
-                .debug_struct("Restart")
-                .field("project", project)
-                .field("session", session)
-                .field("attach", attach)
-                .finish(),
-            Effect::LoadSessions { project } => f
-                .debug_struct("LoadSessions")
-                .field("project", project)
-                .finish(),
-            Effect::Detach => f.write_str("Detach"),
-            Effect::FollowLogs { project } => f
-                .debug_struct("FollowLogs")
-                .field("project", project)
-                .finish(),
-            Effect::StopLogs => f.write_str("StopLogs"),
-        }
-    }
-}
+pub use msg::{Effect, Key, Msg, PaneCommand, Reply, SessionChoice, TMUX_COPY_MODE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
@@ -248,58 +41,9 @@ pub enum Screen {
     Logs,
 }
 
-/// A modal on top of the screen; it takes the keyboard until closed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Overlay {
-    ConfirmDelete {
-        project: String,
-    },
-    Create(CreateForm),
-    EnvForm(EnvForm),
-    ConfirmUnset {
-        key: String,
-    },
-    KeyForm(KeyForm),
-    PasswordForm(PasswordForm),
-    ConfigForm(ConfigForm),
-    ConfirmRemoveKey {
-        fingerprint: String,
-    },
-    ConfirmUnsetConfig {
-        key: String,
-    },
-    /// Attaching to a project whose sandbox is not running: start it, and
-    /// attach once it runs?
-    ConfirmStartAttach {
-        project: String,
-        status: crate::model::ProjectStatus,
-        read_only: bool,
-    },
-    /// Attaching to an exited session: restart it first?
-    ConfirmRestart {
-        project: String,
-        session: Option<String>,
-        state: crate::driver::SessionState,
-        read_only: bool,
-    },
-}
-
-/// The one-line status under the body: the last outcome or refusal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusLine {
-    pub text: String,
-    pub error: bool,
-}
-
-/// Which kind of change an in-flight effect was, so its `Done` can be told apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Pending {
-    Env,
-    /// A change on the settings screen: its `Done` reloads the settings.
-    Settings,
-    Other,
-}
-
+/// The dashboard: one state per screen, and what they share (the window,
+/// the clock, the status line). `update` routes each message to the screen
+/// it concerns; `view` draws the current screen from its own state.
 pub struct App {
     pub(crate) username: String,
     pub(crate) width: u16,
@@ -309,42 +53,22 @@ pub struct App {
     pub(crate) no_color: bool,
     /// The pane's prefix key as shown on screen.
     pub(crate) prefix: crate::tui::prefix::PrefixKey,
-    /// `None` until the first `Msg::Projects` arrives ("loading…", not "no projects").
-    pub(crate) projects: Option<Vec<ProjectView>>,
-    /// Index into `visible()`.
-    pub(crate) selected: usize,
-    pub(crate) filter: String,
-    pub(crate) filtering: bool,
-    pub(crate) screen: Screen,
-    pub(crate) overlay: Option<Overlay>,
-    pub(crate) help: bool,
-    /// The project the detail/env screens are about (its displayed name).
-    pub(crate) open: Option<String>,
-    pub(crate) detail: Option<ProjectDetail>,
-    pub(crate) show_password: bool,
-    /// Event rows scrolled back from the newest.
-    pub(crate) event_scroll: usize,
-    pub(crate) env_selected: usize,
-    pub(crate) status: Option<StatusLine>,
     pub(crate) tick: usize,
-    pub(super) pending: VecDeque<Pending>,
-    /// Set when an env change succeeded; cleared once the sandbox has been
-    /// updated since (its row moves when the reconciler applies the env).
-    pub(crate) env_changed_at: Option<DateTime<Utc>>,
-    /// `None` until the first `Msg::Settings` after opening the screen.
-    pub(crate) settings: Option<SettingsData>,
-    pub(crate) settings_focus: SettingsFocus,
-    pub(crate) key_selected: usize,
-    pub(crate) config_selected: usize,
-    /// The terminal pane, while attached.
-    pub(crate) pane: Option<crate::tui::pane::Pane>,
+    pub(crate) screen: Screen,
+    pub(crate) list: ListScreen,
+    pub(crate) detail: DetailScreen,
+    pub(crate) env: EnvScreen,
+    pub(crate) settings: SettingsScreen,
     /// The log screen's lines, while it is open.
     pub(crate) logs: Option<crate::tui::logview::LogView>,
+    /// The terminal pane, while attached.
+    pub(crate) pane: Option<crate::tui::pane::Pane>,
+    pub(crate) overlay: Option<Overlay>,
+    pub(crate) help: bool,
+    pub(crate) status: Option<StatusLine>,
     /// A project started from the attach offer, and whether read-only: the
     /// pane opens once its sandbox runs.
     pub(crate) attach_when_running: Option<(String, bool)>,
-    /// Index into the open project's session list (detail screen).
-    pub(crate) session_selected: usize,
 }
 
 impl App {
@@ -357,29 +81,17 @@ impl App {
             notice: None,
             no_color: false,
             prefix: crate::tui::prefix::PrefixKey::default(),
-            projects: None,
-            selected: 0,
-            filter: String::new(),
-            filtering: false,
+            tick: 0,
             screen: Screen::List,
+            list: ListScreen::default(),
+            detail: DetailScreen::default(),
+            env: EnvScreen::default(),
+            settings: SettingsScreen::default(),
+            logs: None,
+            pane: None,
             overlay: None,
             help: false,
-            open: None,
-            detail: None,
-            show_password: false,
-            event_scroll: 0,
-            env_selected: 0,
             status: None,
-            tick: 0,
-            pending: VecDeque::new(),
-            env_changed_at: None,
-            settings: None,
-            settings_focus: SettingsFocus::Keys,
-            key_selected: 0,
-            config_selected: 0,
-            pane: None,
-            logs: None,
-            session_selected: 0,
             attach_when_running: None,
         }
     }
@@ -406,82 +118,16 @@ impl App {
             v.resources.iter().any(|r| r.status.is_transition()) || intent_status_is_transition(v)
         };
         match self.screen {
-            Screen::List => self.visible().into_iter().any(busy),
-            Screen::Detail | Screen::Env => self.detail.as_ref().is_some_and(|d| busy(&d.view)),
+            Screen::List => self.list.visible().into_iter().any(busy),
+            Screen::Detail | Screen::Env => {
+                self.detail.data.as_ref().is_some_and(|d| busy(&d.view))
+            }
             Screen::Settings | Screen::Logs => false,
         }
     }
 
-    /// Whether keystrokes go to the attached session (the session then only
-    /// calls [`App::pane_command`] after the prefix key).
-    pub fn pane_open(&self) -> bool {
-        self.pane.is_some()
-    }
-
-    /// The pane rows a keystroke's echo changed, ready to send ahead of the
-    /// full frame (`None` unless the pane is on screen and the change small).
-    pub fn echo_preview(&self) -> Option<crate::tui::echo_preview::Preview> {
-        self.pane.as_ref()?.echo_preview(self.width, self.height)
-    }
-
-    /// Whether pastes should reach the pane without their markers.
-    pub fn pane_strips_paste(&self) -> bool {
-        self.pane.as_ref().is_some_and(|p| !p.wants_paste_markers())
-    }
-
-    /// A full frame has been drawn (the pane's preview compares against it).
-    pub fn frame_drawn(&mut self) {
-        if let Some(p) = &mut self.pane {
-            p.drawn();
-        }
-    }
-
-    /// The attached session's size (columns, rows) for the current window.
-    pub fn pane_size(&self) -> Option<(u16, u16)> {
-        let p = self.pane.as_ref()?;
-        let a = p.area(self.width, self.height);
-        Some((a.width.max(1), a.height.max(1)))
-    }
-
-    /// The key pressed after the prefix: `d` detaches, `z` zooms. Anything
-    /// else is reported and ignored.
-    pub fn pane_command(&mut self, key: u8) -> Vec<Effect> {
-        let Some(p) = &mut self.pane else {
-            return vec![];
-        };
-        match key {
-            b'd' => {
-                let name = p.project.clone();
-                self.pane = None;
-                self.info(format!(
-                    "detached from {name}; the session stays on the server"
-                ));
-                // Back on the detail screen: its session list at once, not
-                // at the next poll (a session may have exited meanwhile).
-                let mut fx = vec![Effect::Detach];
-                fx.extend(self.on_poll_sessions());
-                fx
-            }
-            b'z' => {
-                p.zoomed = !p.zoomed;
-                if let Some((c, r)) = self.pane_size()
-                    && let Some(p) = &mut self.pane
-                {
-                    p.resize(c, r);
-                }
-                vec![]
-            }
-            _ => vec![],
-        }
-    }
-
-    /// What the pane shows (for tests and the session's checks).
-    pub fn pane_text(&self) -> Option<String> {
-        self.pane.as_ref().map(|p| p.screen_text())
-    }
-
     pub fn view(&self, frame: &mut ratatui::Frame) {
-        crate::tui::view::draw(self, frame);
+        draw::draw(self, frame);
     }
 
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
@@ -500,38 +146,21 @@ impl App {
             Msg::Resize(w, h) => {
                 self.width = w;
                 self.height = h;
-                if let Some((c, r)) = self.pane_size()
-                    && let Some(p) = &mut self.pane
-                {
-                    p.resize(c, r);
-                }
-                vec![]
+                self.resize_pane()
             }
             Msg::PaneOpened {
                 project,
                 session,
+                name,
                 read_only,
-            } => {
-                let mut pane = crate::tui::pane::Pane::new(&project, &session, read_only, 1, 1);
-                pane.prefix = self.prefix;
-                let area = pane.area(self.width, self.height);
-                pane.resize(area.width, area.height);
-                self.pane = Some(pane);
-                self.help = false;
-                // Not the last action's line from the dashboard under it.
-                self.info(if read_only {
-                    format!("viewing {session} read-only")
-                } else {
-                    format!("attached to {session}")
-                });
-                vec![]
-            }
+            } => self.on_pane_opened(project, session, name, read_only),
             Msg::PaneOutput(bytes) => {
                 if let Some(p) = &mut self.pane {
                     p.feed(&bytes);
                 }
                 vec![]
             }
+            Msg::PaneCommand(cmd) => self.on_pane_command(cmd),
             Msg::Log(event) => {
                 if let Some(l) = &mut self.logs {
                     l.push(event);
@@ -564,48 +193,32 @@ impl App {
                 self.on_detail(*d);
                 vec![]
             }
-            Msg::Done(result) => self.on_done(result),
+            Msg::Done(tag, result) => self.on_done(tag, result),
             Msg::Tick => {
                 self.tick = self.tick.wrapping_add(1);
                 vec![]
             }
             Msg::Settings(data) => {
-                self.on_settings(*data);
+                self.settings.set_data(*data);
                 vec![]
             }
             Msg::PollSessions => self.on_poll_sessions(),
             Msg::Sessions { project, sessions } => {
-                self.on_sessions(&project, sessions);
+                self.detail.set_sessions(&project, sessions);
                 vec![]
             }
         }
     }
 
-    /// The projects shown on the list: all of them, or those matching the filter.
-    pub(crate) fn visible(&self) -> Vec<&ProjectView> {
-        let needle = self.filter.to_lowercase();
-        self.projects
-            .iter()
-            .flatten()
-            .filter(|v| v.project.name.to_lowercase().contains(&needle))
-            .collect()
-    }
-
-    pub(crate) fn selected_project(&self) -> Option<&ProjectView> {
-        self.visible().get(self.selected).copied()
-    }
-
     /// The project an action applies to: the open one on detail/env, else the selection.
     pub(crate) fn target(&self) -> Option<&ProjectView> {
         match self.screen {
-            Screen::List => self.selected_project(),
+            Screen::List => self.list.selected_project(),
             Screen::Detail | Screen::Env | Screen::Logs => {
-                let name = self.open.as_deref()?;
-                self.projects
-                    .iter()
-                    .flatten()
-                    .find(|v| v.project.name == name)
-                    .or_else(|| self.detail.as_ref().map(|d| &d.view))
+                let name = self.detail.open.as_deref()?;
+                self.list
+                    .find(name)
+                    .or_else(|| self.detail.data.as_ref().map(|d| &d.view))
             }
             Screen::Settings => None,
         }
@@ -636,7 +249,7 @@ impl App {
             None => {}
         }
         match self.screen {
-            Screen::List if self.filtering => Context::Filter,
+            Screen::List if self.list.filtering => Context::Filter,
             Screen::List => Context::List,
             Screen::Detail => Context::Detail,
             Screen::Env => Context::Env,
@@ -668,431 +281,4 @@ impl App {
             error: true,
         });
     }
-
-    fn on_key(&mut self, key: Key) -> Vec<Effect> {
-        let context = self.context();
-        let list = bindings::for_context(self, context);
-        match keymap::find(&list, key) {
-            Some(Binding {
-                enabled: Err(why), ..
-            }) => {
-                let why = why.clone();
-                self.refuse(why);
-                vec![]
-            }
-            Some(b) => {
-                let action = b.action;
-                self.perform(action)
-            }
-            None => match key {
-                Key::Char(c) if context.takes_text() => {
-                    self.type_text(&text::input(&c.to_string()));
-                    vec![]
-                }
-                _ => {
-                    // Never silently ignored: say what the key is not, and where help is.
-                    self.refuse(format!(
-                        "{} does nothing here; press ? for the keys",
-                        key.label()
-                    ));
-                    vec![]
-                }
-            },
-        }
-    }
-
-    fn type_text(&mut self, s: &str) {
-        match (&mut self.overlay, self.screen) {
-            (Some(Overlay::Create(f)), _) => f.field_mut().push_str(s),
-            (Some(Overlay::EnvForm(f)), _) => {
-                let fixed_key = f.editing && f.focus == EnvField::Key;
-                match f.field_mut() {
-                    Some(field) => field.push_str(s),
-                    None if fixed_key => self.refuse(
-                        "the name of an existing variable cannot change; add a new one instead",
-                    ),
-                    None => self.refuse("space toggles the checkbox; Tab moves to a text field"),
-                }
-            }
-            (Some(Overlay::KeyForm(f)), _) => f.line.push_str(s),
-            (Some(Overlay::PasswordForm(f)), _) => f.field_mut().push_str(s),
-            (Some(Overlay::ConfigForm(f)), _) => {
-                if let Err(why) = f.type_text(s) {
-                    self.refuse(why);
-                }
-            }
-            (None, Screen::List) if self.filtering => {
-                self.filter.push_str(s);
-                self.selected = 0;
-            }
-            _ => {}
-        }
-    }
-
-    fn perform(&mut self, action: Action) -> Vec<Effect> {
-        match action {
-            Action::Quit => return vec![Effect::Quit],
-            Action::Help => self.help = true,
-            Action::CloseHelp => self.help = false,
-            Action::Up
-            | Action::Down
-            | Action::PageUp
-            | Action::PageDown
-            | Action::Top
-            | Action::Bottom => self.move_cursor(action),
-            Action::FilterStart => {
-                self.filtering = true;
-                self.info("type to filter by name; Enter keeps it, Esc clears it");
-            }
-            Action::FilterKeep => self.filtering = false,
-            Action::FilterClear => {
-                self.filtering = false;
-                self.filter.clear();
-                self.selected = 0;
-            }
-            Action::Open => return self.open_project(Screen::Detail),
-            Action::Env => return self.open_project(Screen::Env),
-            Action::Attach | Action::AttachReadOnly
-                if attach_allowed(self.target()).is_err()
-                    && intent_allowed(self.target(), Intent::Start).is_ok() =>
-            {
-                if let Some(v) = self.target() {
-                    self.overlay = Some(Overlay::ConfirmStartAttach {
-                        project: v.project.name.clone(),
-                        status: v.project.status,
-                        read_only: action == Action::AttachReadOnly,
-                    });
-                }
-            }
-            Action::Attach | Action::AttachReadOnly if self.screen == Screen::Detail => {
-                return self.perform_session(action);
-            }
-            Action::Attach | Action::AttachReadOnly => {
-                if let Some(v) = self.target() {
-                    return vec![Effect::Attach {
-                        project: v.project.name.clone(),
-                        session: None,
-                        read_only: action == Action::AttachReadOnly,
-                    }];
-                }
-            }
-            Action::NextSession | Action::PrevSession | Action::RestartSession => {
-                return self.perform_session(action);
-            }
-            Action::New => self.overlay = Some(Overlay::Create(CreateForm::new())),
-            Action::Intent(Intent::Delete) => {
-                if let Some(v) = self.target() {
-                    let project = v.project.name.clone();
-                    self.overlay = Some(Overlay::ConfirmDelete { project });
-                }
-            }
-            Action::Intent(intent) => {
-                if let Some(v) = self.target() {
-                    let project = v.project.name.clone();
-                    // Stopping (or anything but a start) withdraws a pending attach.
-                    if intent != Intent::Start
-                        && self
-                            .attach_when_running
-                            .as_ref()
-                            .is_some_and(|(p, _)| *p == project)
-                    {
-                        self.attach_when_running = None;
-                    }
-                    self.pending.push_back(Pending::Other);
-                    self.info(format!("{intent} requested for {}…", text::clean(&project)));
-                    return vec![Effect::Intent { project, intent }];
-                }
-            }
-            Action::Logs => {
-                if let Some(v) = self.target() {
-                    let project = v.project.name.clone();
-                    self.logs = Some(crate::tui::logview::LogView::new(&project));
-                    self.screen = Screen::Logs;
-                    return vec![Effect::FollowLogs { project }];
-                }
-            }
-            Action::Back if self.screen == Screen::Logs => {
-                self.screen = Screen::Detail;
-                self.logs = None;
-                return vec![Effect::StopLogs];
-            }
-            Action::Back => {
-                self.screen = match self.screen {
-                    Screen::Env => Screen::Detail,
-                    _ => Screen::List,
-                };
-                if self.screen == Screen::List {
-                    self.open = None;
-                    self.detail = None;
-                    self.show_password = false;
-                }
-            }
-            Action::TogglePassword => self.show_password = !self.show_password,
-            Action::Erase => self.erase(),
-            Action::NextField | Action::PrevField => match &mut self.overlay {
-                Some(Overlay::Create(f)) => f.switch(),
-                Some(Overlay::EnvForm(f)) if action == Action::NextField => f.next(),
-                Some(Overlay::EnvForm(f)) => f.prev(),
-                Some(Overlay::PasswordForm(f)) => f.switch(),
-                Some(Overlay::ConfigForm(f)) if action == Action::NextField => f.next(),
-                Some(Overlay::ConfigForm(f)) => f.prev(),
-                _ => {}
-            },
-            Action::ToggleSecret => match &mut self.overlay {
-                Some(Overlay::EnvForm(f)) => f.secret = !f.secret,
-                Some(Overlay::ConfigForm(f)) => f.toggle_secret(),
-                _ => {}
-            },
-            Action::Submit => return self.submit(),
-            Action::Cancel => self.overlay = None,
-            Action::Confirm => return self.confirm(),
-            Action::EnvAdd => self.overlay = Some(Overlay::EnvForm(EnvForm::add())),
-            Action::EnvEdit => {
-                if let Some(var) = self.selected_var() {
-                    let form = EnvForm::edit(&var.key, var.value.expose_str(), var.is_secret);
-                    self.overlay = Some(Overlay::EnvForm(form));
-                }
-            }
-            Action::EnvDelete => {
-                if let Some(var) = self.selected_var() {
-                    let key = var.key.clone();
-                    self.overlay = Some(Overlay::ConfirmUnset { key });
-                }
-            }
-            Action::Settings
-            | Action::NextSection
-            | Action::KeyAdd
-            | Action::KeyRemove
-            | Action::PasswordSet
-            | Action::ConfigAdd
-            | Action::ConfigEdit
-            | Action::ConfigUnset => return self.perform_settings(action),
-        }
-        vec![]
-    }
-
-    pub(crate) fn selected_var(&self) -> Option<&EnvVar> {
-        self.detail.as_ref()?.env.get(self.env_selected)
-    }
-
-    fn move_cursor(&mut self, action: Action) {
-        let page = usize::from(self.height.saturating_sub(8)).max(1);
-        let step = |pos: usize, len: usize| -> usize {
-            let last = len.saturating_sub(1);
-            match action {
-                Action::Up => pos.saturating_sub(1),
-                Action::Down => (pos + 1).min(last),
-                Action::PageUp => pos.saturating_sub(page),
-                Action::PageDown => (pos + page).min(last),
-                Action::Top => 0,
-                _ => last,
-            }
-        };
-        match self.screen {
-            Screen::List => self.selected = step(self.selected, self.visible().len()),
-            Screen::Env => {
-                let n = self.detail.as_ref().map_or(0, |d| d.env.len());
-                self.env_selected = step(self.env_selected, n);
-            }
-            Screen::Settings => self.move_settings_cursor(step),
-            Screen::Logs => {
-                if let Some(l) = &mut self.logs {
-                    match action {
-                        Action::Up => l.scroll_up(1),
-                        Action::Down => l.scroll_down(1),
-                        Action::PageUp => l.scroll_up(page),
-                        Action::PageDown => l.scroll_down(page),
-                        Action::Top => l.top(),
-                        _ => l.follow(),
-                    }
-                }
-            }
-            Screen::Detail => {
-                // Events scroll back from the newest: Up goes back in time.
-                let n = self.detail.as_ref().map_or(0, |d| d.events.len());
-                let back = match action {
-                    Action::Up => Action::Down,
-                    Action::Down => Action::Up,
-                    Action::PageUp => Action::PageDown,
-                    Action::PageDown => Action::PageUp,
-                    Action::Top => Action::Bottom,
-                    _ => Action::Top,
-                };
-                let pos = self.event_scroll;
-                let last = n.saturating_sub(1);
-                self.event_scroll = match back {
-                    Action::Up => pos.saturating_sub(1),
-                    Action::Down => (pos + 1).min(last),
-                    Action::PageUp => pos.saturating_sub(page),
-                    Action::PageDown => (pos + page).min(last),
-                    Action::Top => 0,
-                    _ => last,
-                };
-            }
-        }
-    }
-
-    fn erase(&mut self) {
-        match &mut self.overlay {
-            Some(Overlay::Create(f)) => {
-                f.field_mut().pop();
-            }
-            Some(Overlay::EnvForm(f)) => {
-                if let Some(field) = f.field_mut() {
-                    field.pop();
-                }
-            }
-            Some(Overlay::KeyForm(f)) => {
-                f.line.pop();
-            }
-            Some(Overlay::PasswordForm(f)) => {
-                f.field_mut().pop();
-            }
-            Some(Overlay::ConfigForm(f)) => f.erase(),
-            _ if self.filtering => {
-                self.filter.pop();
-                self.selected = 0;
-            }
-            _ => {}
-        }
-    }
-
-    fn open_project(&mut self, screen: Screen) -> Vec<Effect> {
-        let Some(name) = self.target().map(|v| v.project.name.clone()) else {
-            return vec![];
-        };
-        if self.open.as_deref() != Some(&name) {
-            self.detail = None;
-            self.show_password = false;
-            self.event_scroll = 0;
-            self.env_selected = 0;
-            self.env_changed_at = None;
-            self.session_selected = 0;
-        }
-        self.open = Some(name.clone());
-        self.screen = screen;
-        vec![Effect::LoadDetail { project: name }]
-    }
-
-    fn submit(&mut self) -> Vec<Effect> {
-        match self.overlay.take() {
-            Some(Overlay::Create(f)) => {
-                self.pending.push_back(Pending::Other);
-                self.info(format!("creating {}…", text::clean(f.name.trim())));
-                vec![Effect::Create {
-                    name: f.name,
-                    description: f.description,
-                }]
-            }
-            Some(Overlay::EnvForm(f)) => {
-                let Some(project) = self.open.clone() else {
-                    return vec![];
-                };
-                self.pending.push_back(Pending::Env);
-                self.info(format!("setting {}…", text::clean(&f.key)));
-                vec![Effect::SetEnv {
-                    project,
-                    key: f.key,
-                    value: f.value,
-                    secret: f.secret,
-                }]
-            }
-            Some(
-                overlay @ (Overlay::KeyForm(_) | Overlay::PasswordForm(_) | Overlay::ConfigForm(_)),
-            ) => self.submit_settings(overlay),
-            other => {
-                self.overlay = other;
-                vec![]
-            }
-        }
-    }
-
-    fn confirm(&mut self) -> Vec<Effect> {
-        match self.overlay.take() {
-            Some(Overlay::ConfirmDelete { project }) => {
-                self.pending.push_back(Pending::Other);
-                self.info(format!("delete requested for {}…", text::clean(&project)));
-                vec![Effect::Intent {
-                    project,
-                    intent: Intent::Delete,
-                }]
-            }
-            Some(Overlay::ConfirmUnset { key }) => {
-                let Some(project) = self.open.clone() else {
-                    return vec![];
-                };
-                self.pending.push_back(Pending::Env);
-                self.info(format!("removing {}…", text::clean(&key)));
-                vec![Effect::UnsetEnv { project, key }]
-            }
-            Some(
-                overlay @ (Overlay::ConfirmRemoveKey { .. } | Overlay::ConfirmUnsetConfig { .. }),
-            ) => self.submit_settings(overlay),
-            Some(Overlay::ConfirmRestart {
-                project,
-                session,
-                read_only,
-                ..
-            }) => self.confirm_restart(project, session, read_only),
-            Some(Overlay::ConfirmStartAttach {
-                project, read_only, ..
-            }) => {
-                self.pending.push_back(Pending::Other);
-                self.info(format!(
-                    "start requested for {}; the pane opens once its sandbox runs",
-                    text::clean(&project)
-                ));
-                self.attach_when_running = Some((project.clone(), read_only));
-                vec![Effect::Intent {
-                    project,
-                    intent: Intent::Start,
-                }]
-            }
-            other => {
-                self.overlay = other;
-                vec![]
-            }
-        }
-    }
-}
-
-fn intent_status_is_transition(v: &ProjectView) -> bool {
-    use crate::model::ProjectStatus as P;
-    matches!(
-        v.project.status,
-        P::Creating | P::Starting | P::Stopping | P::Terminating
-    )
-}
-
-/// Why an intent is refused on `v` right now (the footer greys it and shows this).
-/// Whether `a`/`v` may be pressed: to attach, or to be offered a start.
-pub(crate) fn attach_or_start_allowed(v: Option<&ProjectView>) -> Result<(), String> {
-    attach_allowed(v).or_else(|why| intent_allowed(v, Intent::Start).map_err(|_| why))
-}
-
-/// Attaching needs a running sandbox; otherwise say why and what to do.
-pub(crate) fn attach_allowed(v: Option<&ProjectView>) -> Result<(), String> {
-    let v = v.ok_or_else(|| "no project selected".to_string())?;
-    let sandbox = v
-        .resources
-        .iter()
-        .find(|r| r.kind == crate::store::resources::ResourceKind::Sandbox);
-    match sandbox {
-        Some(s) if s.status == crate::model::ResourceStatus::Running => Ok(()),
-        Some(s) => Err(format!(
-            "cannot attach: the sandbox is {}{}",
-            s.status,
-            if v.project.status == crate::model::ProjectStatus::Stopped {
-                " (press s to start it)"
-            } else {
-                ""
-            }
-        )),
-        None => Err("cannot attach: this project has no sandbox".into()),
-    }
-}
-
-pub(crate) fn intent_allowed(v: Option<&ProjectView>, intent: Intent) -> Result<(), String> {
-    let v = v.ok_or_else(|| "no project selected".to_string())?;
-    intent::check(intent, v.project.status).map_err(|e| e.to_string())
 }

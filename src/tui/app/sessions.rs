@@ -2,41 +2,24 @@
 //! to it, restarting an exited one, and keeping the list current (a program
 //! exiting changes nothing in the store, so the list is polled while shown).
 
-use super::{App, Effect, Overlay, Pending, Screen, attach_allowed};
+use super::{App, Effect, Overlay, Screen, attach_allowed};
 use crate::driver::SessionInfo;
 use crate::tui::keys::Action;
+use crate::tui::screens::detail::session_label;
 use crate::tui::text;
-
-/// How a session is named on screen: named ones by name, the default one as "default".
-pub(crate) fn session_label(s: &SessionInfo) -> String {
-    text::fit(s.name.as_deref().unwrap_or("default"), 20)
-}
 
 impl App {
     /// The sessions of the open project (empty when none are known).
     pub(crate) fn sessions(&self) -> &[SessionInfo] {
-        match (&self.detail, self.screen) {
-            (Some(d), Screen::Detail) => &d.sessions,
+        match self.screen {
+            Screen::Detail => self.detail.sessions(),
             _ => &[],
         }
     }
 
     /// The session row the cursor is on, on the detail screen.
     pub(crate) fn selected_session(&self) -> Option<&SessionInfo> {
-        self.sessions().get(self.session_selected)
-    }
-
-    /// Whether `R` can restart the selected session, and if not, why.
-    pub(crate) fn restart_check(&self) -> Result<(), String> {
-        attach_allowed(self.target()).map_err(|e| e.replace("cannot attach", "cannot restart"))?;
-        match self.selected_session() {
-            None => Err("no session selected".into()),
-            Some(s) if s.state.is_exited() => Ok(()),
-            Some(s) => Err(format!(
-                "session {} is running; R restarts only an exited session",
-                session_label(s)
-            )),
-        }
+        self.sessions().get(self.detail.session_selected)
     }
 
     /// The project name the session list should be refreshed for, if the
@@ -46,7 +29,7 @@ impl App {
             return None;
         }
         attach_allowed(self.target()).ok()?;
-        self.open.as_deref()
+        self.detail.open.as_deref()
     }
 
     pub(super) fn on_poll_sessions(&mut self) -> Vec<Effect> {
@@ -58,47 +41,21 @@ impl App {
         }
     }
 
-    /// A fresh session list; the cursor stays on the same session by name.
-    pub(super) fn on_sessions(&mut self, project: &str, sessions: Vec<SessionInfo>) {
-        let keep = self.selected_session().map(|s| s.name.clone());
-        let Some(d) = &mut self.detail else {
-            return;
-        };
-        if self.open.as_deref() != Some(project) || d.view.project.name != project {
-            return; // a late answer for a project no longer open
-        }
-        d.sessions = sessions;
-        self.keep_session_selection(keep);
-    }
-
-    /// After the list changed: back onto the session named `keep` if it is
-    /// still there, else within bounds.
-    pub(super) fn keep_session_selection(&mut self, keep: Option<Option<String>>) {
-        let list = self.detail.as_ref().map_or(&[][..], |d| &d.sessions[..]);
-        self.session_selected = keep
-            .and_then(|name| list.iter().position(|s| s.name == name))
-            .unwrap_or(self.session_selected)
-            .min(list.len().saturating_sub(1));
-    }
-
     pub(super) fn perform_session(&mut self, action: Action) -> Vec<Effect> {
-        let n = self.sessions().len();
         match action {
-            Action::NextSession if n > 0 => self.session_selected = (self.session_selected + 1) % n,
-            Action::PrevSession if n > 0 => {
-                self.session_selected = (self.session_selected + n - 1) % n
-            }
+            Action::NextSession | Action::PrevSession => self.detail.cycle_sessions(action),
             Action::RestartSession => {
-                let (Some(project), Some(s)) = (self.open.clone(), self.selected_session()) else {
+                let (Some(project), Some(s)) = (self.detail.open.clone(), self.selected_session())
+                else {
                     return vec![];
                 };
                 let (session, label) = (s.name.clone(), session_label(s));
-                self.pending.push_back(Pending::Other);
                 self.info(format!("restarting session {label}…"));
                 return vec![Effect::Restart {
                     project,
                     session,
                     attach: None,
+                    from_pane: false,
                 }];
             }
             Action::Attach | Action::AttachReadOnly => {
@@ -113,7 +70,7 @@ impl App {
     /// one while none is listed). An exited one is offered a restart first,
     /// rather than a dead pane.
     fn attach_selected(&mut self, read_only: bool) -> Vec<Effect> {
-        let Some(project) = self.open.clone() else {
+        let Some(project) = self.detail.open.clone() else {
             return vec![];
         };
         match self.selected_session() {
@@ -141,7 +98,6 @@ impl App {
         session: Option<String>,
         read_only: bool,
     ) -> Vec<Effect> {
-        self.pending.push_back(Pending::Other);
         self.info(format!(
             "restarting session {}…",
             text::fit(session.as_deref().unwrap_or("default"), 20)
@@ -150,6 +106,7 @@ impl App {
             project,
             session,
             attach: Some(read_only),
+            from_pane: false,
         }]
     }
 }

@@ -10,12 +10,13 @@ use ratatui::widgets::{Block, Paragraph};
 use super::style::{Theme, age, status_label, until};
 use crate::model::{ProjectStatus, ResourceStatus};
 use crate::store::projects::ResourceSummary;
-use crate::tui::app::{App, ProjectDetail, session_label};
+use crate::tui::screens::Ctx;
+use crate::tui::screens::detail::{DetailScreen, ProjectDetail, session_label};
 use crate::tui::text;
 
-pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
+pub fn draw(app: &DetailScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, area: Rect) {
     let name = app.open.as_deref().unwrap_or("");
-    let Some(d) = &app.detail else {
+    let Some(d) = &app.data else {
         let block = Block::bordered().title(format!(" {} ", text::fit(name, 60)));
         let inner = block.inner(area);
         frame.render_widget(block, area);
@@ -29,7 +30,7 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
     let title = Line::from(vec![
         Span::styled(format!(" {} ", text::fit(name, 50)), theme.title()),
         Span::styled(
-            format!("{} ", status_label(status, app.tick)),
+            format!("{} ", status_label(status, ctx.tick)),
             theme.status(status),
         ),
     ]);
@@ -38,9 +39,9 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
     frame.render_widget(block, area);
     let w = usize::from(inner.width);
 
-    let mut resources = resource_lines(app, theme, d, w);
+    let mut resources = resource_lines(ctx, theme, d, w);
     let session_rows = if inner.height >= 40 { 8 } else { 3 };
-    resources.extend(session_lines(app, theme, d, w, session_rows));
+    resources.extend(session_lines(app, ctx, theme, d, w, session_rows));
     let env_rows = if inner.height >= 40 { 8 } else { 2 };
     let env = env_lines(app, theme, d, w, env_rows);
     let [top, res, conn, env_area, events] = Layout::vertical([
@@ -65,7 +66,7 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(connection(app, theme, d, w)), conn);
     frame.render_widget(Paragraph::new(env), env_area);
     frame.render_widget(
-        Paragraph::new(event_lines(app, theme, d, w, events.height)),
+        Paragraph::new(event_lines(app, ctx, theme, d, w, events.height)),
         events,
     );
 }
@@ -79,7 +80,8 @@ fn heading(theme: Theme, text: &str) -> Line<'static> {
 /// session says so, with its status, in the error style. At most `rows`
 /// rows, in a window that keeps the selection visible.
 fn session_lines(
-    app: &App,
+    app: &DetailScreen,
+    ctx: Ctx,
     theme: Theme,
     d: &ProjectDetail,
     w: usize,
@@ -112,7 +114,7 @@ fn session_lines(
         Span::styled(" Sessions", theme.title()),
         Span::styled(text::fit(&hint, w.saturating_sub(9)), theme.dim()),
     ])];
-    let now = app.now.timestamp();
+    let now = ctx.now.timestamp();
     for (i, s) in d.sessions.iter().enumerate().take(end).skip(start) {
         let mark = if i == selected { "▸" } else { " " };
         let viewers = match s.viewers {
@@ -157,7 +159,7 @@ fn short_age(secs: i64) -> String {
     }
 }
 
-fn resource_lines(app: &App, theme: Theme, d: &ProjectDetail, w: usize) -> Vec<Line<'static>> {
+fn resource_lines(ctx: Ctx, theme: Theme, d: &ProjectDetail, w: usize) -> Vec<Line<'static>> {
     let wide = w >= 120;
     let mut lines = vec![heading(theme, " Resources")];
     for r in &d.view.resources {
@@ -165,14 +167,14 @@ fn resource_lines(app: &App, theme: Theme, d: &ProjectDetail, w: usize) -> Vec<L
         let mut spans = vec![
             Span::raw(format!("  {:<9}", r.kind.as_str())),
             Span::styled(
-                format!("{:<14}", status_label(s, app.tick)),
+                format!("{:<14}", status_label(s, ctx.tick)),
                 theme.status(s),
             ),
             Span::raw(format!("want {:<11}", r.desired.as_str())),
             Span::raw(format!("tries {:<4}", r.attempts)),
             // 51 columns precede the lease; it gets what is left of the row.
             Span::raw(text::fit(
-                &format!("lease {}", lease(app, r)),
+                &format!("lease {}", lease(ctx, r)),
                 w.saturating_sub(52),
             )),
         ];
@@ -183,7 +185,7 @@ fn resource_lines(app: &App, theme: Theme, d: &ProjectDetail, w: usize) -> Vec<L
             ));
         }
         lines.push(Line::from(spans));
-        if let Some((why, style)) = why(app, theme, r) {
+        if let Some((why, style)) = why(ctx, theme, r) {
             lines.push(Line::styled(text::fit(&format!("    ↳ {why}"), w), style));
         }
     }
@@ -194,13 +196,13 @@ fn resource_lines(app: &App, theme: Theme, d: &ProjectDetail, w: usize) -> Vec<L
 }
 
 /// Who holds the resource right now; an expired lease is nobody's.
-fn lease(app: &App, r: &ResourceSummary) -> String {
+fn lease(ctx: Ctx, r: &ResourceSummary) -> String {
     match (&r.lease_owner, r.lease_until) {
-        (Some(owner), Some(until)) if until > app.now => {
+        (Some(owner), Some(until)) if until > ctx.now => {
             format!(
                 "{} ({} left)",
                 text::fit(owner, 24),
-                super::style::age(until, app.now)
+                super::style::age(until, ctx.now)
             )
         }
         _ => "–".into(),
@@ -208,10 +210,10 @@ fn lease(app: &App, r: &ResourceSummary) -> String {
 }
 
 /// The reason a resource is not simply settled where it should be.
-fn why(app: &App, theme: Theme, r: &ResourceSummary) -> Option<(String, Style)> {
+fn why(ctx: Ctx, theme: Theme, r: &ResourceSummary) -> Option<(String, Style)> {
     let next = r
         .next_attempt_at
-        .map(|t| format!("next try {}", until(app.now, t)));
+        .map(|t| format!("next try {}", until(ctx.now, t)));
     if r.status == ResourceStatus::Error {
         let err = r
             .last_error
@@ -233,7 +235,7 @@ fn why(app: &App, theme: Theme, r: &ResourceSummary) -> Option<(String, Style)> 
     }
     if r.status.is_transition() {
         let who = match &r.lease_owner {
-            Some(owner) if r.lease_until.is_some_and(|u| u > app.now) => {
+            Some(owner) if r.lease_until.is_some_and(|u| u > ctx.now) => {
                 format!("being worked on by {}", text::clean(owner))
             }
             _ => "waiting for a worker".into(),
@@ -247,7 +249,7 @@ fn why(app: &App, theme: Theme, r: &ResourceSummary) -> Option<(String, Style)> 
     None
 }
 
-fn connection(app: &App, theme: Theme, d: &ProjectDetail, w: usize) -> Vec<Line<'static>> {
+fn connection(app: &DetailScreen, theme: Theme, d: &ProjectDetail, w: usize) -> Vec<Line<'static>> {
     let value = match &d.database_url {
         Some(url) if app.show_password => Span::raw(text::fit(url, w - 4)),
         Some(url) => Span::raw(text::fit(&text::mask_password(url), w - 4)),
@@ -268,7 +270,7 @@ fn connection(app: &App, theme: Theme, d: &ProjectDetail, w: usize) -> Vec<Line<
 }
 
 fn env_lines(
-    app: &App,
+    app: &DetailScreen,
     theme: Theme,
     d: &ProjectDetail,
     w: usize,
@@ -298,7 +300,14 @@ fn env_lines(
 }
 
 /// The events window: newest at the bottom, `event_scroll` rows back in time.
-fn event_lines(app: &App, theme: Theme, d: &ProjectDetail, w: usize, h: u16) -> Vec<Line<'static>> {
+fn event_lines(
+    app: &DetailScreen,
+    ctx: Ctx,
+    theme: Theme,
+    d: &ProjectDetail,
+    w: usize,
+    h: u16,
+) -> Vec<Line<'static>> {
     let rows = usize::from(h.saturating_sub(1));
     let end = d.events.len().saturating_sub(app.event_scroll);
     let start = end.saturating_sub(rows);
@@ -330,7 +339,7 @@ fn event_lines(app: &App, theme: Theme, d: &ProjectDetail, w: usize, h: u16) -> 
         );
         lines.push(Line::from(vec![
             Span::styled(
-                format!("   {:>4} ", age(app.now, e.created_at)),
+                format!("   {:>4} ", age(ctx.now, e.created_at)),
                 theme.dim(),
             ),
             Span::raw(text::fit(&body, w.saturating_sub(8))),

@@ -6,23 +6,33 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
 use super::style::Theme;
-use crate::tui::app::forms::{
+use crate::tui::keys::Binding;
+use crate::tui::screens::dialogs::Overlay;
+use crate::tui::screens::forms::{
     ConfigForm, CreateField, CreateForm, EnvField, EnvForm, KeyForm, PasswordField, PasswordForm,
 };
-use crate::tui::app::{App, Overlay};
+use crate::tui::screens::settings::SettingsData;
 use crate::tui::text;
 
 const CURSOR: &str = "▏";
 
-pub fn draw(app: &App, theme: Theme, frame: &mut Frame, body: Rect) {
-    match &app.overlay {
+/// What the dialogs show of the screen under them.
+pub struct Under<'a> {
+    /// The open project (env dialogs).
+    pub project: Option<&'a str>,
+    /// The settings screen's data (key and password dialogs).
+    pub settings: Option<&'a SettingsData>,
+}
+
+pub fn draw(overlay: Option<&Overlay>, under: &Under, theme: Theme, frame: &mut Frame, body: Rect) {
+    match overlay {
         Some(Overlay::Create(f)) => create(f, theme, frame, body),
-        Some(Overlay::EnvForm(f)) => env_form(app, f, theme, frame, body),
-        Some(Overlay::KeyForm(f)) => key_form(app, f, theme, frame, body),
-        Some(Overlay::PasswordForm(f)) => password_form(app, f, theme, frame, body),
+        Some(Overlay::EnvForm(f)) => env_form(under, f, theme, frame, body),
+        Some(Overlay::KeyForm(f)) => key_form(under, f, theme, frame, body),
+        Some(Overlay::PasswordForm(f)) => password_form(under, f, theme, frame, body),
         Some(Overlay::ConfigForm(f)) => config_form(f, theme, frame, body),
         Some(Overlay::ConfirmRemoveKey { fingerprint }) => {
-            let comment = app
+            let comment = under
                 .settings
                 .iter()
                 .flat_map(|d| &d.keys)
@@ -75,7 +85,7 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, body: Rect) {
                 format!(
                     "Remove {} from “{}”?",
                     text::fit(key, 40),
-                    text::fit(app.open.as_deref().unwrap_or(""), 30)
+                    text::fit(under.project.unwrap_or(""), 30)
                 ),
                 "The running sandbox picks the change up on its next sync.".into(),
             ],
@@ -124,9 +134,6 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, body: Rect) {
             ],
         ),
         None => {}
-    }
-    if app.help {
-        help(app, theme, frame, body);
     }
 }
 
@@ -205,22 +212,26 @@ fn create(f: &CreateForm, theme: Theme, frame: &mut Frame, body: Rect) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-fn env_form(app: &App, f: &EnvForm, theme: Theme, frame: &mut Frame, body: Rect) {
+fn env_form(under: &Under, f: &EnvForm, theme: Theme, frame: &mut Frame, body: Rect) {
     let width = body.width.saturating_sub(4).min(96);
     let verb = if f.editing {
         " Edit variable "
     } else {
         " Add variable "
     };
-    let project = text::fit(app.open.as_deref().unwrap_or(""), 30);
+    let project = text::fit(under.project.unwrap_or(""), 30);
     let title = Line::styled(format!("{verb}— {project} "), theme.title());
     let inner = modal(frame, body, width, 9, title);
     let w = usize::from(inner.width);
     let value_shown = if f.secret {
         // Typed blind: the length confirms keystrokes without showing the value.
-        format!("{} ({} chars)", text::MASK, f.value.chars().count())
+        format!(
+            "{} ({} chars)",
+            text::MASK,
+            f.value.expose().chars().count()
+        )
     } else {
-        f.value.clone()
+        f.value.expose().to_string()
     };
     let key_line = if f.editing {
         Line::from(vec![
@@ -294,15 +305,15 @@ fn confirm(
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-/// Every binding of the screen under the overlay, with why a key is off.
-fn help(app: &App, theme: Theme, frame: &mut Frame, body: Rect) {
-    let bindings = app.help_bindings();
+/// Every binding of the screen under the overlay, with why a key is off;
+/// `typing` when other keys type into a field there.
+pub fn help(bindings: &[Binding], typing: bool, theme: Theme, frame: &mut Frame, body: Rect) {
     let mut lines: Vec<Line> = Vec::new();
     let width = body.width.saturating_sub(8).min(90);
     let w = usize::from(width.saturating_sub(2));
     // Aliases (↑ and k, q and ^C) share one row: same action, same label.
     let mut rows: Vec<(String, &crate::tui::keys::Binding)> = Vec::new();
-    for b in &bindings {
+    for b in bindings {
         match rows
             .iter_mut()
             .find(|(_, o)| o.action == b.action && o.label == b.label)
@@ -329,7 +340,7 @@ fn help(app: &App, theme: Theme, frame: &mut Frame, body: Rect) {
         }
         lines.push(Line::from(spans));
     }
-    if app.overlay.is_some() || app.filtering {
+    if typing {
         lines.push(Line::styled(" other keys type into the field", theme.dim()));
     }
     let h = (lines.len() as u16 + 2).min(body.height);
@@ -338,12 +349,12 @@ fn help(app: &App, theme: Theme, frame: &mut Frame, body: Rect) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-fn key_form(app: &App, f: &KeyForm, theme: Theme, frame: &mut Frame, body: Rect) {
+fn key_form(under: &Under, f: &KeyForm, theme: Theme, frame: &mut Frame, body: Rect) {
     let width = body.width.saturating_sub(4).min(110);
     let title = Line::styled(" Add SSH key ", theme.title());
     let inner = modal(frame, body, width, 8, title);
     let w = usize::from(inner.width);
-    let known = app.settings.as_ref().map_or(&[][..], |d| &d.keys[..]);
+    let known = under.settings.map_or(&[][..], |d| &d.keys[..]);
     let check = if f.line.trim().is_empty() {
         Line::styled(
             "   paste one line, e.g. the contents of ~/.ssh/id_ed25519.pub",
@@ -371,9 +382,9 @@ fn dots(s: &str) -> String {
     "•".repeat(s.chars().count())
 }
 
-fn password_form(app: &App, f: &PasswordForm, theme: Theme, frame: &mut Frame, body: Rect) {
+fn password_form(under: &Under, f: &PasswordForm, theme: Theme, frame: &mut Frame, body: Rect) {
     let width = body.width.saturating_sub(4).min(80);
-    let verb = match &app.settings {
+    let verb = match under.settings {
         Some(d) if d.has_password => " Change password ",
         _ => " Set password ",
     };
@@ -392,7 +403,7 @@ fn password_form(app: &App, f: &PasswordForm, theme: Theme, frame: &mut Frame, b
     let lines = vec![
         field(
             "New password",
-            &dots(&f.password),
+            &dots(f.password.expose()),
             f.focus == PasswordField::Password,
             theme,
             w,
@@ -400,7 +411,7 @@ fn password_form(app: &App, f: &PasswordForm, theme: Theme, frame: &mut Frame, b
         first,
         field(
             "Repeat",
-            &dots(&f.repeat),
+            &dots(f.repeat.expose()),
             f.focus == PasswordField::Repeat,
             theme,
             w,
@@ -425,9 +436,13 @@ fn config_form(f: &ConfigForm, theme: Theme, frame: &mut Frame, body: Rect) {
     let inner = modal(frame, body, width, 9, Line::styled(title, theme.title()));
     let w = usize::from(inner.width);
     let value_shown = if f.is_secret() {
-        format!("{} ({} chars)", text::MASK, f.value.chars().count())
+        format!(
+            "{} ({} chars)",
+            text::MASK,
+            f.value.expose().chars().count()
+        )
     } else {
-        f.value.clone()
+        f.value.expose().to_string()
     };
     let key_line = if f.editing {
         Line::from(vec![

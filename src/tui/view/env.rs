@@ -7,7 +7,8 @@ use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph};
 
 use super::style::Theme;
 use crate::store::env::EnvVar;
-use crate::tui::app::App;
+use crate::tui::screens::detail::DetailScreen;
+use crate::tui::screens::env::EnvScreen;
 use crate::tui::text;
 
 /// `KEY=value` for one line of `w` columns; secrets never show their value.
@@ -21,7 +22,7 @@ pub fn var_text(var: &EnvVar, w: usize) -> String {
     }
 }
 
-pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
+pub fn draw(env: &EnvScreen, app: &DetailScreen, theme: Theme, frame: &mut Frame, area: Rect) {
     let name = app.open.as_deref().unwrap_or("");
     let block = Block::bordered().title(Span::styled(
         format!(" Environment — {} ", text::fit(name, 50)),
@@ -29,7 +30,7 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
     ));
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let Some(d) = &app.detail else {
+    let Some(d) = &app.data else {
         frame.render_widget(
             Paragraph::new(Line::styled(" Loading…", theme.dim())),
             inner,
@@ -77,6 +78,6 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
         .highlight_style(theme.selected())
         .highlight_symbol("▶ ")
         .highlight_spacing(ratatui::widgets::HighlightSpacing::Always);
-    let mut st = ListState::default().with_selected(Some(app.env_selected));
+    let mut st = ListState::default().with_selected(Some(env.selected));
     frame.render_stateful_widget(widget, list, &mut st);
 }

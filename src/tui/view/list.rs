@@ -9,7 +9,8 @@ use super::style::{Theme, age, status_label};
 use crate::model::ProjectStatus;
 use crate::store::projects::ProjectView;
 use crate::store::resources::ResourceKind;
-use crate::tui::app::App;
+use crate::tui::screens::Ctx;
+use crate::tui::screens::list::ListScreen;
 use crate::tui::text;
 
 const STATUS_W: u16 = 14;
@@ -19,7 +20,7 @@ const MARK_W: u16 = 1;
 /// Wide enough for a description column too.
 const WIDE: u16 = 120;
 
-pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
+pub fn draw(app: &ListScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, area: Rect) {
     let visible = app.visible();
     let total = app.projects.as_ref().map_or(0, Vec::len);
     let title = if app.filtering || !app.filter.is_empty() {
@@ -75,7 +76,7 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
     }
     let rows = visible
         .iter()
-        .map(|v| row(app, theme, v, name_w.into(), desc_w.into(), wide));
+        .map(|v| row(ctx, theme, v, name_w.into(), desc_w.into(), wide));
     let table = Table::new(rows, widths)
         .header(Row::new(head).style(theme.title()))
         .row_highlight_style(theme.selected())
@@ -86,7 +87,7 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
 }
 
 fn row<'a>(
-    app: &App,
+    ctx: Ctx,
     theme: Theme,
     v: &ProjectView,
     name_w: usize,
@@ -98,7 +99,7 @@ fn row<'a>(
         match v.resources.iter().find(|r| r.kind == kind) {
             Some(r) => {
                 let s = ProjectStatus::from(r.status);
-                Cell::from(Span::styled(status_label(s, app.tick), theme.status(s)))
+                Cell::from(Span::styled(status_label(s, ctx.tick), theme.status(s)))
             }
             None => Cell::from(Span::styled("–", theme.dim())),
         }
@@ -107,12 +108,12 @@ fn row<'a>(
     let mut cells = vec![
         Cell::from(text::fit(&p.name, name_w)),
         Cell::from(Span::styled(
-            status_label(p.status, app.tick),
+            status_label(p.status, ctx.tick),
             theme.status(p.status),
         )),
         sub(ResourceKind::Sandbox),
         sub(ResourceKind::Database),
-        Cell::from(age(app.now, p.created_at)),
+        Cell::from(age(ctx.now, p.created_at)),
         Cell::from(if failed {
             Span::styled("!", theme.error())
         } else {

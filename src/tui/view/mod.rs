@@ -1,12 +1,13 @@
-//! Rendering: `draw` lays out header, body, status line and footer, then the
-//! screen's body and any overlay. One module per screen; all text that came
-//! from outside goes through `tui::text` first.
+//! Rendering: one module per screen, each drawing from that screen's own
+//! state (`tui::screens`) and never from `App`; here, the parts around every
+//! screen (header, status line, footer). `App::view` puts them together.
+//! All text that came from outside goes through `tui::text` first.
 
-mod detail;
-mod dialogs;
-mod env;
-mod list;
-mod settings;
+pub mod detail;
+pub mod dialogs;
+pub mod env;
+pub mod list;
+pub mod settings;
 pub mod style;
 
 use ratatui::Frame;
@@ -14,19 +15,17 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::tui::app::{App, Screen};
 use crate::tui::keys::Binding;
+use crate::tui::screens::StatusLine;
 use crate::tui::text;
 use style::Theme;
 
 pub const MIN_WIDTH: u16 = 80;
 pub const MIN_HEIGHT: u16 = 24;
 
-pub fn draw(app: &App, frame: &mut Frame) {
+/// Whether the window is too small for any layout; then it says so.
+pub fn too_small(theme: Theme, frame: &mut Frame) -> bool {
     let area = frame.area();
-    let theme = Theme {
-        no_color: app.no_color,
-    };
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         // A broken layout is worse than none: one line that says what to do.
         let msg = format!(
@@ -35,56 +34,25 @@ pub fn draw(app: &App, frame: &mut Frame) {
         );
         let line = Line::styled(text::fit(&msg, area.width.into()), theme.warn());
         frame.render_widget(Paragraph::new(line), area);
-        return;
+        return true;
     }
-    if let Some(pane) = &app.pane {
-        // The pane owns the window; the header and footer stay for orientation.
-        if !pane.zoomed {
-            let [header, _, status, footer] = Layout::vertical([
-                Constraint::Length(1),
-                Constraint::Min(0),
-                Constraint::Length(1),
-                Constraint::Length(1),
-            ])
-            .areas(area);
-            draw_header(app, theme, frame, header);
-            draw_status(app, theme, frame, status);
-            let hint = pane_hint(&app.prefix.label(), pane.read_only);
-            frame.render_widget(
-                Paragraph::new(text::fit(&hint, area.width.into())).style(theme.dim()),
-                footer,
-            );
-        }
-        pane.draw(frame, area);
-        return;
-    }
-    let [header, body, status, footer] = Layout::vertical([
+    false
+}
+
+/// Header, body, status line and footer rows.
+pub fn rows(area: Rect) -> [Rect; 4] {
+    Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(0),
         Constraint::Length(1),
         Constraint::Length(1),
     ])
-    .areas(area);
-    draw_header(app, theme, frame, header);
-    match app.screen {
-        Screen::List => list::draw(app, theme, frame, body),
-        Screen::Detail => detail::draw(app, theme, frame, body),
-        Screen::Env => env::draw(app, theme, frame, body),
-        Screen::Settings => settings::draw(app, theme, frame, body),
-        Screen::Logs => {
-            if let Some(l) = &app.logs {
-                l.draw(theme, frame, body);
-            }
-        }
-    }
-    draw_status(app, theme, frame, status);
-    draw_footer(&app.bindings(), theme, frame, footer);
-    dialogs::draw(app, theme, frame, body);
+    .areas(area)
 }
 
 /// The footer under an open pane: where keys go, and the prefix commands
 /// this viewer has (a read-only one sends no keys, so it has fewer).
-fn pane_hint(p: &str, read_only: bool) -> String {
+pub fn pane_hint(p: &str, read_only: bool) -> String {
     if read_only {
         format!(" read-only: your keys are not sent · {p} d detach · {p} z zoom · {p} w switch")
     } else {
@@ -94,11 +62,17 @@ fn pane_hint(p: &str, read_only: bool) -> String {
     }
 }
 
-fn draw_header(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
+pub fn draw_header(
+    username: &str,
+    notice: Option<&str>,
+    theme: Theme,
+    frame: &mut Frame,
+    area: Rect,
+) {
     let width = usize::from(area.width);
-    let left = format!(" Kiln · {}", text::fit(&app.username, 32));
+    let left = format!(" Kiln · {}", text::fit(username, 32));
     let mut spans = vec![Span::styled(left.clone(), theme.title())];
-    if let Some(notice) = &app.notice {
+    if let Some(notice) = notice {
         let room = width.saturating_sub(text::width(&left) + 3);
         spans.push(Span::raw(" │ "));
         spans.push(Span::styled(text::fit(notice, room), theme.warn()));
@@ -106,8 +80,8 @@ fn draw_header(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-fn draw_status(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
-    let Some(status) = &app.status else {
+pub fn draw_status(status: Option<&StatusLine>, theme: Theme, frame: &mut Frame, area: Rect) {
+    let Some(status) = status else {
         return;
     };
     let style = if status.error {
@@ -125,7 +99,7 @@ fn draw_status(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
 
 /// The footer: the context's main keys, disabled ones greyed. Help and quit
 /// are always shown; what else does not fit is left to the help overlay.
-fn draw_footer(bindings: &[Binding], theme: Theme, frame: &mut Frame, area: Rect) {
+pub fn draw_footer(bindings: &[Binding], theme: Theme, frame: &mut Frame, area: Rect) {
     use crate::tui::keys::Action;
     let cost = |b: &Binding| text::width(&b.key.label()) + 1 + b.label.len() + 2;
     let shown: Vec<&Binding> = bindings.iter().filter(|b| b.footer).collect();

@@ -10,7 +10,8 @@ use ratatui::widgets::{Block, HighlightSpacing, List, ListItem, ListState, Parag
 use super::style::{self, Theme};
 use crate::store::keys::SshKey;
 use crate::store::user_configs::KUBECONFIG;
-use crate::tui::app::{App, ConfigRow, SettingsFocus};
+use crate::tui::screens::Ctx;
+use crate::tui::screens::settings::{ConfigRow, SettingsFocus, SettingsScreen};
 use crate::tui::text;
 
 /// `text` cut to `w` columns and padded to exactly `w`.
@@ -20,11 +21,11 @@ fn col(s: &str, w: usize) -> String {
     format!("{cut}{}", " ".repeat(pad))
 }
 
-fn key_text(app: &App, k: &SshKey, alg_w: usize, w: usize) -> String {
+fn key_text(ctx: Ctx, k: &SshKey, alg_w: usize, w: usize) -> String {
     // A full fingerprint is 50 columns; on a narrow screen its start is enough
     // to tell keys apart (and `ssh … keys list` prints it in full).
     let fp_w = if w >= 110 { 51 } else { 27 };
-    let added = format!("added {} ago", style::age(app.now, k.created_at));
+    let added = format!("added {} ago", style::age(ctx.now, k.created_at));
     let head = format!(
         "{} {} {} ",
         col(&k.fingerprint, fp_w),
@@ -35,12 +36,12 @@ fn key_text(app: &App, k: &SshKey, alg_w: usize, w: usize) -> String {
     format!("{head}{}", text::fit(&k.comment, room))
 }
 
-fn config_text(app: &App, row: &ConfigRow, w: usize) -> (String, bool) {
+fn config_text(ctx: Ctx, row: &ConfigRow, w: usize) -> (String, bool) {
     let key = col(row.key, 24);
     let Some(c) = row.config else {
         return (format!("{key} not set"), false);
     };
-    let age = format!("  updated {} ago", style::age(app.now, c.updated_at));
+    let age = format!("  updated {} ago", style::age(ctx.now, c.updated_at));
     if c.is_secret {
         return (format!("{key} {}  (secret){age}", text::MASK), true);
     }
@@ -71,11 +72,11 @@ fn list<'a>(
     (widget, state)
 }
 
-pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
+pub fn draw(app: &SettingsScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, area: Rect) {
     let block = Block::bordered().title(Span::styled(" Settings ", theme.title()));
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let Some(d) = &app.settings else {
+    let Some(d) = &app.data else {
         frame.render_widget(
             Paragraph::new(Line::styled(" Loading…", theme.dim())),
             inner,
@@ -115,7 +116,7 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
     ])
     .areas(inner);
 
-    let keys_focused = app.settings_focus == SettingsFocus::Keys;
+    let keys_focused = app.focus == SettingsFocus::Keys;
     frame.render_widget(
         Paragraph::new(section_title(
             format!("SSH keys ({})", d.keys.len()),
@@ -143,7 +144,7 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
         let items = d
             .keys
             .iter()
-            .map(|k| ListItem::new(Line::raw(key_text(app, k, alg_w, w.saturating_sub(3)))))
+            .map(|k| ListItem::new(Line::raw(key_text(ctx, k, alg_w, w.saturating_sub(3)))))
             .collect();
         let (widget, mut st) = list(items, app.key_selected, keys_focused, theme);
         frame.render_stateful_widget(widget, pad_left(keys_list), &mut st);
@@ -187,7 +188,7 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
     let items = rows
         .iter()
         .map(|r| {
-            let (line, set) = config_text(app, r, w.saturating_sub(3));
+            let (line, set) = config_text(ctx, r, w.saturating_sub(3));
             let style = if set { Style::new() } else { theme.dim() };
             ListItem::new(Line::styled(line, style))
         })
@@ -199,7 +200,7 @@ pub fn draw(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
     let (state, note) = match kubeconfig {
         Some(c) => (
             "set".to_string(),
-            format!(" — updated {} ago", style::age(app.now, c.updated_at)),
+            format!(" — updated {} ago", style::age(ctx.now, c.updated_at)),
         ),
         None => (
             "not set".to_string(),

@@ -85,7 +85,7 @@ fn detail_of_a_failed_project() {
         view.resources[1].lease_until = Some(fixtures::now() + chrono::Duration::seconds(20));
         view.resources[1].next_attempt_at = Some(fixtures::now());
         let mut a = app();
-        a.selected = 2;
+        a.list.selected = 2;
         with_detail(a, view)
     });
 }
@@ -340,7 +340,7 @@ fn sessions() -> Vec<crate::driver::SessionInfo> {
 
 fn with_sessions(mut a: App) -> App {
     press(&mut a, &[Key::Enter]);
-    let view = a.visible()[0].clone();
+    let view = a.list.visible()[0].clone();
     let mut d = detail(view);
     d.sessions = sessions();
     a.update(Msg::Detail(Box::new(d)));
@@ -394,6 +394,7 @@ fn the_pane_footer_tells_a_read_only_viewer_its_keys_go_nowhere() {
         a.update(Msg::PaneOpened {
             project: "blog".into(),
             session: "blog-agentruntime-abc123".into(),
+            name: None,
             read_only,
         });
         render(&a, 200, 30)

@@ -7,6 +7,7 @@ use crate::model::{env, naming};
 use crate::store::keys::{self, SshKey};
 use crate::store::user_configs::{self, UserConfig};
 use crate::store::users;
+use crate::tui::secret::SecretText;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateField {
@@ -76,7 +77,7 @@ pub enum EnvField {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvForm {
     pub key: String,
-    pub value: String,
+    pub value: SecretText,
     pub secret: bool,
     pub focus: EnvField,
     /// Editing an existing variable: the key is fixed (changing it would be a
@@ -88,7 +89,7 @@ impl EnvForm {
     pub fn add() -> EnvForm {
         EnvForm {
             key: String::new(),
-            value: String::new(),
+            value: SecretText::default(),
             secret: false,
             focus: EnvField::Key,
             editing: false,
@@ -98,7 +99,7 @@ impl EnvForm {
     pub fn edit(key: &str, value: &str, secret: bool) -> EnvForm {
         EnvForm {
             key: key.to_string(),
-            value: value.to_string(),
+            value: value.into(),
             secret,
             focus: EnvField::Value,
             editing: true,
@@ -110,7 +111,7 @@ impl EnvForm {
     }
 
     pub fn value_check(&self) -> Result<(), String> {
-        env::check_value(&self.key, &self.value).map_err(|e| e.to_string())
+        env::check_value(&self.key, self.value.expose()).map_err(|e| e.to_string())
     }
 
     pub fn valid(&self) -> Result<(), String> {
@@ -122,7 +123,7 @@ impl EnvForm {
     pub fn field_mut(&mut self) -> Option<&mut String> {
         match self.focus {
             EnvField::Key if !self.editing => Some(&mut self.key),
-            EnvField::Value => Some(&mut self.value),
+            EnvField::Value => Some(self.value.expose_mut()),
             _ => None,
         }
     }
@@ -177,21 +178,11 @@ pub enum PasswordField {
 }
 
 /// Set or change the password: typed twice, never shown.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswordForm {
-    pub password: String,
-    pub repeat: String,
+    pub password: SecretText,
+    pub repeat: SecretText,
     pub focus: PasswordField,
-}
-
-impl std::fmt::Debug for PasswordForm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PasswordForm")
-            .field("password", &format_args!("<hidden>"))
-            .field("repeat", &format_args!("<hidden>"))
-            .field("focus", &self.focus)
-            .finish()
-    }
 }
 
 impl Default for PasswordForm {
@@ -203,15 +194,15 @@ impl Default for PasswordForm {
 impl PasswordForm {
     pub fn new() -> PasswordForm {
         PasswordForm {
-            password: String::new(),
-            repeat: String::new(),
+            password: SecretText::default(),
+            repeat: SecretText::default(),
             focus: PasswordField::Password,
         }
     }
 
     /// The store's own rule (length), so the form never accepts what it refuses.
     pub fn password_check(&self) -> Result<(), String> {
-        users::check_password(&self.password).map_err(|e| e.to_string())
+        users::check_password(self.password.expose()).map_err(|e| e.to_string())
     }
 
     pub fn repeat_check(&self) -> Result<(), String> {
@@ -229,8 +220,8 @@ impl PasswordForm {
 
     pub fn field_mut(&mut self) -> &mut String {
         match self.focus {
-            PasswordField::Password => &mut self.password,
-            PasswordField::Repeat => &mut self.repeat,
+            PasswordField::Password => self.password.expose_mut(),
+            PasswordField::Repeat => self.repeat.expose_mut(),
         }
     }
 
@@ -243,10 +234,10 @@ impl PasswordForm {
 }
 
 /// Add or edit one of the user's settings (`user_configs`).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigForm {
     pub key: String,
-    pub value: String,
+    pub value: SecretText,
     /// What the user chose; `None` follows the key's default (known secrets
     /// such as ANTHROPIC_API_KEY start secret).
     pub secret: Option<bool>,
@@ -255,23 +246,11 @@ pub struct ConfigForm {
     pub editing: bool,
 }
 
-impl std::fmt::Debug for ConfigForm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConfigForm")
-            .field("key", &self.key)
-            .field("value", &format_args!("<hidden>"))
-            .field("secret", &self.is_secret())
-            .field("focus", &self.focus)
-            .field("editing", &self.editing)
-            .finish()
-    }
-}
-
 impl ConfigForm {
     pub fn add() -> ConfigForm {
         ConfigForm {
             key: String::new(),
-            value: String::new(),
+            value: SecretText::default(),
             secret: None,
             focus: EnvField::Key,
             editing: false,
@@ -286,7 +265,8 @@ impl ConfigForm {
             value: current
                 .filter(|c| !c.is_secret)
                 .map(|c| c.value.expose().clone())
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into(),
             secret: current.map(|c| c.is_secret),
             focus: EnvField::Value,
             editing: true,
@@ -312,7 +292,7 @@ impl ConfigForm {
     }
 
     pub fn value_check(&self) -> Result<(), String> {
-        user_configs::check_config_value(&self.value).map_err(|e| e.to_string())
+        user_configs::check_config_value(self.value.expose()).map_err(|e| e.to_string())
     }
 
     pub fn valid(&self) -> Result<(), String> {
@@ -329,7 +309,7 @@ impl ConfigForm {
             }
             EnvField::Key => Err("this setting's name is fixed; press Esc and a to add another"),
             EnvField::Value => {
-                self.value.push_str(s);
+                self.value.expose_mut().push_str(s);
                 Ok(())
             }
             EnvField::Secret => Err("space toggles the checkbox; Tab moves to a text field"),
@@ -342,7 +322,7 @@ impl ConfigForm {
                 self.key.pop();
             }
             EnvField::Value => {
-                self.value.pop();
+                self.value.expose_mut().pop();
             }
             _ => {}
         }

@@ -1,0 +1,63 @@
+//! `App::view`: the current screen drawn from its own state, inside the
+//! header, status line and footer; the dialog and help on top.
+
+use ratatui::Frame;
+use ratatui::widgets::Paragraph;
+
+use super::{App, Screen};
+use crate::tui::screens::Ctx;
+use crate::tui::text;
+use crate::tui::view::{self, dialogs, style::Theme};
+
+pub(super) fn draw(app: &App, frame: &mut Frame) {
+    let area = frame.area();
+    let theme = Theme {
+        no_color: app.no_color,
+    };
+    if view::too_small(theme, frame) {
+        return;
+    }
+    let ctx = Ctx {
+        now: app.now,
+        tick: app.tick,
+    };
+    let [header, body, status, footer] = view::rows(area);
+    let notice = app.notice.as_deref();
+    if let Some(pane) = &app.pane {
+        // The pane owns the window; the header and footer stay for orientation.
+        if !pane.zoomed {
+            view::draw_header(&app.username, notice, theme, frame, header);
+            view::draw_status(app.status.as_ref(), theme, frame, status);
+            let hint = view::pane_hint(&app.prefix.label(), pane.read_only);
+            frame.render_widget(
+                Paragraph::new(text::fit(&hint, area.width.into())).style(theme.dim()),
+                footer,
+            );
+        }
+        pane.draw(frame, area);
+        return;
+    }
+    view::draw_header(&app.username, notice, theme, frame, header);
+    match app.screen {
+        Screen::List => view::list::draw(&app.list, ctx, theme, frame, body),
+        Screen::Detail => view::detail::draw(&app.detail, ctx, theme, frame, body),
+        Screen::Env => view::env::draw(&app.env, &app.detail, theme, frame, body),
+        Screen::Settings => view::settings::draw(&app.settings, ctx, theme, frame, body),
+        Screen::Logs => {
+            if let Some(l) = &app.logs {
+                l.draw(theme, frame, body);
+            }
+        }
+    }
+    view::draw_status(app.status.as_ref(), theme, frame, status);
+    view::draw_footer(&app.bindings(), theme, frame, footer);
+    let under = dialogs::Under {
+        project: app.detail.open.as_deref(),
+        settings: app.settings.data.as_ref(),
+    };
+    dialogs::draw(app.overlay.as_ref(), &under, theme, frame, body);
+    if app.help {
+        let typing = app.overlay.is_some() || app.list.filtering;
+        dialogs::help(&app.help_bindings(), typing, theme, frame, body);
+    }
+}
