@@ -1,0 +1,228 @@
+//! The `kiln` command line: argument shapes and what each subcommand does.
+//! Operator commands reach the same intents the console uses.
+
+mod operator;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+use crate::runtime::Database;
+
+use operator::{project, status, user};
+use serve::serve;
+
+pub use operator::age;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "A multi-tenant platform for AI coding sandboxes, driven from the terminal"
+)]
+pub struct Cli {
+    /// Where Kiln keeps its state: the embedded database, the secret key, sandboxes.
+    #[arg(long, global = true, env = "KILN_DATA_DIR", default_value = "./.kiln")]
+    pub data_dir: PathBuf,
+    /// A TOML config file (default: {data-dir}/kiln.toml when it exists).
+    #[arg(long, global = true, env = "KILN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the SSH console listens (overrides `ssh.listen`; default 0.0.0.0:2222).
+    #[arg(long, global = true, env = "KILN_SSH_LISTEN")]
+    pub ssh_listen: Option<String>,
+    /// The cluster for users without a kubeconfig of their own (overrides
+    /// `server_cluster`; default none = the local driver).
+    #[arg(long, global = true, env = "KILN_SERVER_CLUSTER", value_enum)]
+    pub server_cluster: Option<crate::config::ServerCluster>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run migrations, then the SSH console and the reconcile loop, until SIGINT/SIGTERM.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage a user's projects (the same intents the console records).
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// What the replicas are doing: leases held, queue depth, recent errors.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks that print numbers.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is prompted for (or read from stdin).
+    Add {
+        username: String,
+        /// Read the password from the first line of stdin instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Create the user without a password (then give --ssh-key).
+        #[arg(long, conflicts_with = "password_stdin")]
+        no_password: bool,
+        /// Register an OpenSSH public key file (e.g. ~/.ssh/id_ed25519.pub) for the user.
+        #[arg(long, value_name = "FILE")]
+        ssh_key: Option<PathBuf>,
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user: they can no longer log in; their projects stay.
+    Disable { username: String },
+}
+
+#[derive(Debug, Args)]
+pub struct Owner {
+    /// The user who owns the project.
+    #[arg(long = "user")]
+    pub user: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    Create {
+        name: String,
+        #[command(flatten)]
+        owner: Owner,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    List {
+        #[command(flatten)]
+        owner: Owner,
+        #[arg(long)]
+        json: bool,
+    },
+    Start {
+        name: String,
+        #[command(flatten)]
+        owner: Owner,
+    },
+    Stop {
+        name: String,
+        #[command(flatten)]
+        owner: Owner,
+    },
+    Delete {
+        name: String,
+        #[command(flatten)]
+        owner: Owner,
+    },
+    /// Try again after an ERROR, toward what the project was heading for.
+    Retry {
+        name: String,
+        #[command(flatten)]
+        owner: Owner,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Reconcile throughput with a zero-latency fake driver, and the cost of an idle resync.
+    Reconcile {
+        /// Projects created for the throughput run (each has 2 resources).
+        #[arg(long, default_value_t = 2000)]
+        projects: usize,
+        /// RUNNING projects present for the idle-resync measurement.
+        #[arg(long, default_value_t = 10_000)]
+        idle_projects: usize,
+    },
+    /// Attach against OpenSSH sshd + tmux attach: echo latency, throughput, CPU.
+    Attach {
+        /// Keystrokes timed per path for the echo latency (the p99 rests on
+        /// the slowest hundredth of them).
+        #[arg(long, default_value_t = 3000)]
+        keys: usize,
+        /// MiB sent through the session in each throughput run.
+        #[arg(long, default_value_t = 100)]
+        megabytes: usize,
+    },
+    /// Status propagation to open dashboards, and the cost of idle sessions.
+    Console {
+        /// Status changes timed from commit to drawn.
+        #[arg(long, default_value_t = 200)]
+        changes: usize,
+        /// Idle session counts to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "50,200,500")]
+        sessions: Vec<usize>,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        database_url: std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()),
+        secret_key: std::env::var("KILN_SECRET_KEY")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        replica_id: std::env::var("KILN_REPLICA_ID")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        ssh_listen: cli.ssh_listen.clone(),
+        server_cluster: cli.server_cluster,
+    };
+    let config = Config::load(&cli.data_dir, cli.config.as_deref(), overrides)?;
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let db = Database::open(&config, 2).await?;
+            println!("migrations applied");
+            db.close().await
+        }
+        Command::User(cmd) => with_db(&config, async |db| user(db, cmd).await).await,
+        Command::Project(cmd) => with_db(&config, async |db| project(db, cmd).await).await,
+        Command::Status { json } => with_db(&config, async |db| status(db, json).await).await,
+        Command::Bench(BenchCommand::Reconcile {
+            projects,
+            idle_projects,
+        }) => {
+            let db = Database::open(&config, 4).await?;
+            let admin = db.admin_url.clone();
+            let r = crate::bench::reconcile(&admin, projects, idle_projects).await;
+            db.close().await?;
+            r
+        }
+        Command::Bench(BenchCommand::Attach { keys, megabytes }) => {
+            let db = Database::open(&config, 2).await?;
+            let admin = db.admin_url.clone();
+            let r = crate::bench::attach(&admin, keys, megabytes).await;
+            db.close().await?;
+            r
+        }
+        Command::Bench(BenchCommand::Console { changes, sessions }) => {
+            let db = Database::open(&config, 2).await?;
+            let admin = db.admin_url.clone();
+            let r = crate::bench::console(&admin, changes, &sessions).await;
+            db.close().await?;
+            r
+        }
+    }
+}
+
+/// Runs an operator command and always closes the database (stopping an
+/// embedded cluster this command started).
+async fn with_db<F>(config: &Config, f: F) -> anyhow::Result<()>
+where
+    F: AsyncFnOnce(&Database) -> anyhow::Result<()>,
+{
+    let db = Database::open(config, 4).await?;
+    let result = f(&db).await;
+    db.close().await?;
+    result
+}

@@ -1,0 +1,256 @@
+//! The operator's commands (`kiln user …`, `kiln project … --user U`,
+//! `kiln status`): a front end over the console's operator handle.
+
+use std::io::{BufRead, IsTerminal};
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+
+use super::{Owner, ProjectCommand, UserCommand};
+use crate::console::{Console, NewUser, OperatorConsole};
+use crate::model::intent::Intent;
+use crate::model::naming::printable;
+use crate::runtime::Database;
+use crate::store::projects::ProjectView;
+use crate::store::resources::ResourceKind;
+
+pub(super) async fn user(db: &Database, cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Add {
+            username,
+            password_stdin,
+            no_password,
+            ssh_key,
+            admin,
+        } => {
+            if no_password && ssh_key.is_none() {
+                bail!("a user needs a way in: give a password or --ssh-key FILE");
+            }
+            // Read and check the key before creating anything.
+            let key_line = match &ssh_key {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                ),
+                None => None,
+            };
+            if let Some(line) = &key_line {
+                russh::keys::PublicKey::from_openssh(line.trim()).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{} is not an OpenSSH public key ({e}); nothing was created",
+                        ssh_key.as_ref().expect("key path").display()
+                    )
+                })?;
+            }
+            let password = if no_password {
+                None
+            } else if password_stdin {
+                Some(read_stdin_line()?)
+            } else {
+                Some(prompt_new_password()?)
+            };
+            let u = operator(db)
+                .add_user(NewUser {
+                    username: &username,
+                    password: password.as_deref(),
+                    admin,
+                    ssh_key: key_line.as_deref(),
+                })
+                .await?;
+            println!("created user {} ({})", u.username, u.role);
+        }
+        UserCommand::List { json } => {
+            let users = operator(db).users().await?;
+            if json {
+                let v: Vec<_> = users
+                    .iter()
+                    .map(|u| {
+                        serde_json::json!({
+                            "username": u.username, "role": u.role,
+                            "disabled": u.disabled_at.is_some(), "created_at": u.created_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{:<32} {:<7} {:<9} CREATED", "USERNAME", "ROLE", "STATE");
+                for u in users {
+                    let state = if u.disabled_at.is_some() {
+                        "disabled"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<32} {:<7} {:<9} {}",
+                        u.username,
+                        u.role,
+                        state,
+                        u.created_at.format("%Y-%m-%d %H:%M")
+                    );
+                }
+            }
+        }
+        UserCommand::Disable { username } => {
+            operator(db).disable_user(&username).await?;
+            println!("disabled user {username}");
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn project(db: &Database, cmd: ProjectCommand) -> anyhow::Result<()> {
+    let as_owner = async |owner: &Owner| operator(db).for_user(&owner.user).await;
+    let intent = async |name: String, owner: Owner, intent: Intent| {
+        let status = as_owner(&owner).await?.request(&name, intent).await?;
+        println!(
+            "{} requested for {}: now {status}",
+            intent,
+            printable(&name, 60)
+        );
+        anyhow::Ok(())
+    };
+    match cmd {
+        ProjectCommand::Create {
+            name,
+            owner,
+            description,
+        } => {
+            let v = as_owner(&owner).await?.create(&name, &description).await?;
+            println!(
+                "created project {} (slug {}): {}",
+                printable(&v.project.name, 60),
+                v.project.slug,
+                v.project.status
+            );
+            Ok(())
+        }
+        ProjectCommand::List { owner, json } => {
+            let projects = as_owner(&owner).await?.projects().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&projects)?);
+            } else {
+                print_projects(&projects);
+            }
+            Ok(())
+        }
+        ProjectCommand::Start { name, owner } => intent(name, owner, Intent::Start).await,
+        ProjectCommand::Stop { name, owner } => intent(name, owner, Intent::Stop).await,
+        ProjectCommand::Delete { name, owner } => intent(name, owner, Intent::Delete).await,
+        ProjectCommand::Retry { name, owner } => intent(name, owner, Intent::Retry).await,
+    }
+}
+
+/// The operator's console over `db` (no sessions or logs: the CLI records intents).
+fn operator(db: &Database) -> OperatorConsole {
+    Console::new(db.store.clone(), None, None).operator()
+}
+
+fn print_projects(projects: &[ProjectView]) {
+    println!(
+        "{:<24} {:<12} {:<12} {:<12} {:>6}  ERROR",
+        "NAME", "STATUS", "SANDBOX", "DATABASE", "AGE"
+    );
+    for p in projects {
+        let sub = |k: ResourceKind| {
+            p.resources
+                .iter()
+                .find(|r| r.kind == k)
+                .map(|r| r.status.as_str())
+                .unwrap_or("-")
+        };
+        let error = p
+            .resources
+            .iter()
+            .find_map(|r| r.last_error.as_deref())
+            .map(|e| printable(e, 60))
+            .unwrap_or_default();
+        println!(
+            "{:<24} {:<12} {:<12} {:<12} {:>6}  {}",
+            printable(&p.project.name, 24),
+            p.project.status.as_str(),
+            sub(ResourceKind::Sandbox),
+            sub(ResourceKind::Database),
+            age(p.project.created_at),
+            error
+        );
+    }
+}
+
+/// `45s`, `12m`, `3h`, `9d`.
+pub fn age(since: chrono::DateTime<Utc>) -> String {
+    let s = (Utc::now() - since).num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+pub(super) async fn status(db: &Database, json: bool) -> anyhow::Result<()> {
+    let s = operator(db).status().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    println!("queue depth (due, unleased): {}", s.queue_depth);
+    println!("projects by status:");
+    for (status, n) in &s.by_status {
+        println!("  {status:<12} {n}");
+    }
+    println!("leases held:");
+    if s.lease_holders.is_empty() {
+        println!("  none");
+    }
+    for h in &s.lease_holders {
+        let until = h
+            .until
+            .map(|u| u.format("%H:%M:%S").to_string())
+            .unwrap_or_default();
+        println!("  {:<40} {:>5} until {until}", h.owner, h.leases);
+    }
+    println!("recent errors:");
+    if s.errors.is_empty() {
+        println!("  none");
+    }
+    for e in &s.errors {
+        let next = e
+            .next_attempt_at
+            .map(|t| format!("next attempt {}", t.format("%H:%M:%S")))
+            .unwrap_or_else(|| "waiting for retry".into());
+        println!(
+            "  {} {} [{}] attempts {} ({next}): {}",
+            e.kind,
+            e.resource_name,
+            e.status,
+            e.attempts,
+            printable(&e.last_error, 120)
+        );
+    }
+    Ok(())
+}
+
+fn read_stdin_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        bail!("no password on stdin");
+    }
+    Ok(pw)
+}
+
+fn prompt_new_password() -> anyhow::Result<String> {
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to prompt for a password: use --password-stdin or --no-password");
+    }
+    let first = rpassword::prompt_password("Password: ")?;
+    let second = rpassword::prompt_password("Repeat password: ")?;
+    if first != second {
+        bail!("the passwords do not match; nothing was created");
+    }
+    Ok(first)
+}
