@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod embedded_pg;
+#[cfg(feature = "test-support")]
 pub mod fake_driver;
 pub mod k8s;
 pub mod local;
