@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""A Kubernetes API emulator for Kiln's tests, built on kmock 0.8 (pinned: private modules are used).
+"""A Kubernetes API emulator for Kiln's tests, built on kmock 0.8's public API only.
 
-Run it as `python tests/k8s_emulator/emulator.py` in a venv with `kmock==0.8`. It prints
+Run it as `python tests/k8s_emulator/emulator.py` in a venv with `requirements.txt` (beside
+this file; kmock is pinned because its README says it may change without notice). It prints
 `READY http://127.0.0.1:PORT` once listening and runs until killed or until its stdin
 closes (so a test process that dies cannot leave it behind; `--forever` disables that).
 

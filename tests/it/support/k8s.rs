@@ -1,12 +1,14 @@
-//! A Kubernetes API emulator for tests: `tests/k8s_emulator/emulator.py` (kmock 0.8 plus
-//! the semantics kube-rs needs) as a child process on a free loopback port.
-//! kube-rs talks to it over real HTTP; the test plays kubelet and RBAC through
-//! the `/_kmock` control endpoints wrapped below.
+//! A Kubernetes API emulator for tests: `tests/k8s_emulator/emulator.py` (kmock 0.8
+//! plus the semantics kube-rs needs; its README says what it emulates) as a child
+//! process on a free loopback port. kube-rs talks to it over real HTTP; the test
+//! plays kubelet and RBAC through the `/_kmock` control endpoints wrapped below.
 //!
-//! The first use on a machine creates a Python venv with `kmock==0.8` at
-//! `$KILN_KMOCK_VENV` (default `~/.cache/kiln-kmock-0.8`). Test binaries run in
-//! parallel, so the install holds an exclusive `flock` on a lock file beside the
-//! venv, and a marker file written after a successful install says it is done.
+//! The first use on a machine creates a Python venv at `$KILN_KMOCK_VENV` (default
+//! `~/.cache/kiln-k8s-emulator`) and installs `tests/k8s_emulator/requirements.txt`
+//! into it. Tests and test processes run in parallel, so the install holds an
+//! exclusive `flock` on a lock file beside the venv, and a marker file holding the
+//! installed requirements, written after a successful install, says it is done; a
+//! venv made from other requirements is made again.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -20,9 +22,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-const KMOCK: &str = "kmock==0.8";
-/// Written into the venv only after pip succeeded.
-const MARKER: &str = ".kiln-kmock-installed";
+/// The emulator's folder, under the crate root.
+const EMULATOR_DIR: &str = "tests/k8s_emulator";
+/// Written into the venv only after pip succeeded: the requirements it holds.
+const MARKER: &str = ".kiln-requirements";
 /// Startup takes about 0.3 s; the bound is for a loaded CI machine.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Keep at most this much of the emulator's stderr for error messages.
@@ -48,7 +51,7 @@ impl Emulator {
         let python = tokio::task::spawn_blocking(venv_python)
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/k8s_emulator/emulator.py");
+        let script = emulator_dir().join("emulator.py");
         let mut child = Command::new(&python)
             .arg(&script)
             .stdin(Stdio::piped())
@@ -256,24 +259,36 @@ fn drain_stderr(stderr: tokio::process::ChildStderr, keep: Arc<Mutex<String>>) -
     })
 }
 
-/// Where the venv lives: `$KILN_KMOCK_VENV`, else `~/.cache/kiln-kmock-0.8`.
+fn emulator_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(EMULATOR_DIR)
+}
+
+/// Where the venv lives: `$KILN_KMOCK_VENV`, else `~/.cache/kiln-k8s-emulator`.
 fn venv_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("KILN_KMOCK_VENV") {
         return PathBuf::from(dir);
     }
     let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
-    home.join(".cache").join("kiln-kmock-0.8")
+    home.join(".cache").join("kiln-k8s-emulator")
 }
 
-/// The venv's interpreter, creating the venv and installing kmock first if needed.
-/// Blocking; at most one process on the machine installs at a time.
+/// Whether the venv at `dir` was installed from exactly `requirements`.
+fn installed(dir: &Path, requirements: &str) -> bool {
+    std::fs::read_to_string(dir.join(MARKER)).is_ok_and(|done| done == requirements)
+}
+
+/// The venv's interpreter, creating the venv and installing the requirements
+/// first if needed. Blocking; at most one process on the machine installs at a time.
 fn venv_python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
+            let requirements_path = emulator_dir().join("requirements.txt");
+            let requirements = std::fs::read_to_string(&requirements_path)
+                .unwrap_or_else(|e| panic!("read {}: {e}", requirements_path.display()));
             let dir = venv_dir();
             let python = dir.join("bin").join("python");
-            if dir.join(MARKER).exists() {
+            if installed(&dir, &requirements) {
                 return python;
             }
             let parent = dir.parent().expect("the venv path has a parent");
@@ -295,8 +310,8 @@ fn venv_python() -> PathBuf {
                     std::io::Error::last_os_error()
                 );
             }
-            if !dir.join(MARKER).exists() {
-                install(&dir);
+            if !installed(&dir, &requirements) {
+                install(&dir, &requirements_path, &requirements);
             }
             drop(lock);
             python
@@ -304,8 +319,9 @@ fn venv_python() -> PathBuf {
         .clone()
 }
 
-fn install(dir: &Path) {
-    // A directory without the marker is a broken earlier attempt.
+fn install(dir: &Path, requirements_path: &Path, requirements: &str) {
+    // A directory without the marker, or with another one, is an earlier attempt
+    // or other requirements.
     if dir.exists() {
         std::fs::remove_dir_all(dir).unwrap_or_else(|e| panic!("remove {}: {e}", dir.display()));
     }
@@ -323,17 +339,23 @@ fn install(dir: &Path) {
         &format!("create a venv at {} with {base}", dir.display()),
     );
     run(
-        std::process::Command::new(dir.join("bin").join("python")).args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "-q",
-            KMOCK,
-        ]),
-        &format!("pip install {KMOCK} into {}", dir.display()),
+        std::process::Command::new(dir.join("bin").join("python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "-q",
+                "-r",
+            ])
+            .arg(requirements_path),
+        &format!(
+            "pip install -r {} into {}",
+            requirements_path.display(),
+            dir.display()
+        ),
     );
-    std::fs::write(dir.join(MARKER), format!("{KMOCK}\n"))
+    std::fs::write(dir.join(MARKER), requirements)
         .unwrap_or_else(|e| panic!("write the marker in {}: {e}", dir.display()));
 }
 

@@ -30,7 +30,7 @@ pub async fn admin_url() -> String {
             .await
             .expect("no Postgres on 127.0.0.1:5432 and the embedded cluster did not start");
             let url = pg.admin_url();
-            // Left running on purpose: other test binaries reuse it.
+            // Left running on purpose: later runs reuse it.
             std::mem::forget(pg);
             url
         })
