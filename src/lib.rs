@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod driver;
 pub mod embedded_pg;
+#[cfg(feature = "test-support")]
 pub mod fake_driver;
 pub mod k8s;
 pub mod local;

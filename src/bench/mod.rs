@@ -3,10 +3,12 @@
 
 pub mod attach;
 pub mod console;
+#[cfg(feature = "test-support")]
 pub mod reconcile;
 
 pub use attach::attach;
 pub use console::console;
+#[cfg(feature = "test-support")]
 pub use reconcile::reconcile;
 
 use anyhow::Context;
@@ -53,4 +55,28 @@ pub(crate) fn quantile(sorted: &[std::time::Duration], p: f64) -> std::time::Dur
         return std::time::Duration::ZERO;
     }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// How to get `kiln bench reconcile` when this build left it out.
+pub const RECONCILE_NEEDS: &str = "kiln bench reconcile runs on the fake driver, which this build leaves out: \
+     run it with `cargo run --release --features test-support -- bench reconcile`";
+
+/// Whether this build has `kiln bench reconcile` (it needs the fake driver,
+/// compiled only with the `test-support` feature).
+pub fn reconcile_available() -> anyhow::Result<()> {
+    if cfg!(feature = "test-support") {
+        Ok(())
+    } else {
+        anyhow::bail!(RECONCILE_NEEDS)
+    }
+}
+
+/// Stands in for the benchmark in a build without the fake driver.
+#[cfg(not(feature = "test-support"))]
+pub async fn reconcile(
+    _admin_url: &str,
+    _projects: usize,
+    _idle_projects: usize,
+) -> anyhow::Result<()> {
+    anyhow::bail!(RECONCILE_NEEDS)
 }

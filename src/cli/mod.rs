@@ -192,6 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             projects,
             idle_projects,
         }) => {
+            crate::bench::reconcile_available()?;
             let db = Database::open(&config, 4).await?;
             let admin = db.admin_url.clone();
             let r = crate::bench::reconcile(&admin, projects, idle_projects).await;

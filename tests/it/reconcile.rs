@@ -1,0 +1,624 @@
+//! The reconcile loop against real Postgres with the in-memory fake driver.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln::driver::{DriverError, Observed};
+use kiln::fake_driver::{FakeDriver, Kind, Op};
+use kiln::model::intent::Intent;
+use kiln::model::{ProjectStatus, ResourceStatus};
+use kiln::reconcile::{CycleStats, ReconcileConfig, Reconciler};
+use kiln::store::Store;
+use kiln::store::resources::{Outcome, ResourceKind, WriteResult};
+use sqlx::Row;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::support::{TestDb, eventually};
+
+fn config() -> ReconcileConfig {
+    let mut c = ReconcileConfig {
+        resync: Duration::from_millis(50),
+        ..Default::default()
+    };
+    c.schedule.backoff_base = Duration::from_millis(20);
+    c.schedule.backoff_cap = Duration::from_millis(100);
+    c.schedule.poll_interval = Duration::from_millis(20);
+    c.shutdown_grace = Duration::from_secs(5);
+    c
+}
+
+fn reconciler(
+    store: &Store,
+    fake: &Arc<FakeDriver>,
+    replica: &str,
+    cfg: ReconcileConfig,
+) -> Reconciler {
+    Reconciler::new(store.clone(), fake.clone(), fake.clone(), cfg, replica)
+}
+
+async fn user(store: &Store, name: &str) -> Uuid {
+    store
+        .create_user(name, Some("a long password"), false)
+        .await
+        .unwrap()
+        .id
+}
+
+async fn status(store: &Store, user: Uuid, project: &str) -> ProjectStatus {
+    store
+        .find_project(user, project)
+        .await
+        .unwrap()
+        .project
+        .status
+}
+
+async fn resource_names(store: &Store, user: Uuid, project: &str) -> (String, String) {
+    let p = store.find_project(user, project).await.unwrap();
+    let name = |k| {
+        p.resources
+            .iter()
+            .find(|r| r.kind == k)
+            .unwrap()
+            .resource_name
+            .clone()
+    };
+    (name(ResourceKind::Sandbox), name(ResourceKind::Database))
+}
+
+/// Runs passes until nothing is due, bounded so a bug cannot hang the suite.
+async fn settle(r: &Reconciler) {
+    for _ in 0..50 {
+        let (stats, _) = r.drain().await.unwrap();
+        if stats.leased == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_project_is_driven_to_running_then_stopped_started_and_deleted() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    let r = reconciler(&store, &fake, "r1", config());
+    let alice = user(&store, "alice").await;
+    store
+        .create_project(alice, "My Blog!", "", "alice")
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&store, alice, "myblog").await,
+        ProjectStatus::Creating
+    );
+
+    settle(&r).await;
+    assert_eq!(
+        status(&store, alice, "My Blog!").await,
+        ProjectStatus::Running
+    );
+    let (sandbox, database) = resource_names(&store, alice, "myblog").await;
+    assert_eq!(fake.get(Kind::Sandbox, &sandbox), Observed::Running);
+    assert_eq!(fake.get(Kind::Database, &database), Observed::Running);
+    let env = fake.env_of(&sandbox).unwrap();
+    let url = env.iter().find(|(k, _)| k == "DATABASE_URL").unwrap();
+    assert!(url.1.contains(&database), "{url:?}");
+
+    assert_eq!(
+        store
+            .record_intent(alice, "myblog", Intent::Stop, "alice")
+            .await
+            .unwrap(),
+        ProjectStatus::Stopping
+    );
+    settle(&r).await;
+    assert_eq!(
+        status(&store, alice, "myblog").await,
+        ProjectStatus::Stopped
+    );
+    assert_eq!(fake.get(Kind::Sandbox, &sandbox), Observed::Stopped);
+
+    store
+        .record_intent(alice, "myblog", Intent::Start, "alice")
+        .await
+        .unwrap();
+    settle(&r).await;
+    assert_eq!(
+        status(&store, alice, "myblog").await,
+        ProjectStatus::Running
+    );
+
+    store
+        .record_intent(alice, "myblog", Intent::Delete, "alice")
+        .await
+        .unwrap();
+    settle(&r).await;
+    assert!(store.find_project(alice, "myblog").await.is_err());
+    assert_eq!(fake.get(Kind::Sandbox, &sandbox), Observed::Absent);
+    assert_eq!(fake.get(Kind::Database, &database), Observed::Absent);
+    // The audit trail outlives the project.
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE user_id = $1 AND to_status = 'TERMINATED'",
+    )
+    .bind(alice)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert!(n >= 1);
+}
+
+#[tokio::test]
+async fn two_loops_perform_every_transition_exactly_once() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    fake.set_latency(Duration::from_millis(2));
+    let alice = user(&store, "alice").await;
+    for i in 0..200 {
+        store
+            .create_project(alice, &format!("p{i}"), "", "alice")
+            .await
+            .unwrap();
+    }
+    let shutdown = CancellationToken::new();
+    let mut loops = Vec::new();
+    for name in ["a", "b"] {
+        let r = reconciler(&store, &fake, name, config());
+        let changes = Some(store.listen().await.unwrap().subscribe());
+        let stop = shutdown.clone();
+        loops.push(tokio::spawn(
+            async move { r.run(changes, stop).await.unwrap() },
+        ));
+    }
+    eventually("200 projects RUNNING", Duration::from_secs(60), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE status = 'RUNNING'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        (n == 200).then_some(())
+    })
+    .await;
+    // Stop them all and wait again.
+    for i in 0..200 {
+        store
+            .record_intent(alice, &format!("p{i}"), Intent::Stop, "alice")
+            .await
+            .unwrap();
+    }
+    eventually("200 projects STOPPED", Duration::from_secs(60), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE status = 'STOPPED'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        (n == 200).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    let mut worked = Vec::new();
+    for l in loops {
+        worked.push(l.await.unwrap().transitions);
+    }
+    for kind in [Kind::Sandbox, Kind::Database] {
+        for op in [Op::Ensure, Op::Stop] {
+            let counts = fake.call_counts(kind, op);
+            assert_eq!(counts.len(), 200, "{kind:?} {op:?} reached every resource");
+            assert!(
+                counts.values().all(|&c| c == 1),
+                "{kind:?} {op:?} exactly once: {counts:?}"
+            );
+        }
+    }
+    // Both loops took part (the lease split the work), and together they
+    // made exactly the 800 resource transitions the test asked for.
+    assert_eq!(worked.iter().sum::<usize>(), 800, "{worked:?}");
+    assert!(
+        worked.iter().all(|&w| w > 0),
+        "both replicas worked: {worked:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_loops_rows_are_finished_by_another_and_its_late_write_is_fenced() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    let alice = user(&store, "alice").await;
+    store
+        .create_project(alice, "stuck", "", "alice")
+        .await
+        .unwrap();
+    let (sandbox, _) = resource_names(&store, alice, "stuck").await;
+    fake.hang(&sandbox);
+
+    let mut cfg = config();
+    cfg.lease = Duration::from_millis(500);
+    let dying = reconciler(&store, &fake, "dying", cfg.clone());
+    let task = tokio::spawn(async move { dying.drain().await });
+    eventually(
+        "the dying loop to call ensure",
+        Duration::from_secs(10),
+        || async { (fake.calls(Kind::Sandbox, Op::Ensure, &sandbox) == 1).then_some(()) },
+    )
+    .await;
+    // Capture the dead loop's lease the way its late write would present it.
+    let mut leased = store
+        .lease_batch(ResourceKind::Sandbox, "probe", Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert!(
+        leased.is_empty(),
+        "the row is still leased by the dying loop"
+    );
+    let row = sqlx::query(
+        "SELECT lease_owner, lease_token, intent_seq FROM sandboxes WHERE resource_name = $1",
+    )
+    .bind(&sandbox)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(row.get::<String, _>("lease_owner"), "dying");
+    let dead_token: Uuid = row.get("lease_token");
+    task.abort();
+    let _ = task.await;
+    fake.release(&sandbox);
+
+    // The survivor cannot take the row before the lease expires, then does.
+    let survivor = reconciler(&store, &fake, "survivor", cfg);
+    eventually(
+        "the survivor to finish the project",
+        Duration::from_secs(10),
+        || async {
+            survivor.drain().await.unwrap();
+            (status(&store, alice, "stuck").await == ProjectStatus::Running).then_some(())
+        },
+    )
+    .await;
+
+    // The dead loop's write arrives late: rejected, nothing changes.
+    leased = Vec::new();
+    let _ = leased;
+    let before: String =
+        sqlx::query_scalar("SELECT status FROM sandboxes WHERE resource_name = $1")
+            .bind(&sandbox)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    let p = store.find_project(alice, "stuck").await.unwrap();
+    let s = p
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .unwrap();
+    let late = kiln::store::resources::Leased {
+        kind: ResourceKind::Sandbox,
+        id: s.id,
+        project_id: p.project.id,
+        user_id: alice,
+        resource_name: sandbox.clone(),
+        namespace: String::new(),
+        project_slug: "stuck".into(),
+        project_name: "stuck".into(),
+        desired: kiln::model::Desired::Running,
+        status: ResourceStatus::Creating,
+        intent_seq: row.get("intent_seq"),
+        attempts: 0,
+        last_error: None,
+        env_version: 1,
+        applied_env_version: 0,
+        password_enc: None,
+        lease_token: dead_token,
+    };
+    let result = store
+        .record_outcome(
+            &late,
+            &Outcome {
+                status: ResourceStatus::Error,
+                attempts: 1,
+                last_error: Some("late write".into()),
+                next_attempt_in: None,
+                applied_env_version: None,
+                connection: None,
+                message: "late".into(),
+            },
+            "dying",
+        )
+        .await
+        .unwrap();
+    assert_eq!(result, WriteResult::LeaseLost);
+    let after: String = sqlx::query_scalar("SELECT status FROM sandboxes WHERE resource_name = $1")
+        .bind(&sandbox)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+    assert_eq!(after, "RUNNING");
+}
+
+#[tokio::test]
+async fn stop_pressed_while_a_start_is_in_flight_ends_stopped() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    let alice = user(&store, "alice").await;
+    store
+        .create_project(alice, "race", "", "alice")
+        .await
+        .unwrap();
+    let (sandbox, database) = resource_names(&store, alice, "race").await;
+    // Both resources' starts hang, so the stop lands while both are in flight.
+    fake.hang(&sandbox);
+    fake.hang(&database);
+    let r = Arc::new(reconciler(&store, &fake, "r1", config()));
+    let r2 = r.clone();
+    let pass = tokio::spawn(async move { r2.drain().await.unwrap() });
+    eventually(
+        "both ensures in flight",
+        Duration::from_secs(10),
+        || async {
+            (fake.calls(Kind::Sandbox, Op::Ensure, &sandbox) == 1
+                && fake.calls(Kind::Database, Op::Ensure, &database) == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    store
+        .record_intent(alice, "race", Intent::Stop, "alice")
+        .await
+        .unwrap();
+    fake.release(&sandbox);
+    fake.release(&database);
+    let (stats, _) = pass.await.unwrap();
+    assert_eq!(
+        stats.superseded, 2,
+        "both starts' writes gave way to the stop"
+    );
+    settle(&r).await;
+    assert_eq!(status(&store, alice, "race").await, ProjectStatus::Stopped);
+    assert_eq!(fake.get(Kind::Sandbox, &sandbox), Observed::Stopped);
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_and_shown_meanwhile() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    let alice = user(&store, "alice").await;
+    store
+        .create_project(alice, "flaky", "", "alice")
+        .await
+        .unwrap();
+    let (sandbox, _) = resource_names(&store, alice, "flaky").await;
+    fake.fail_next(
+        Kind::Sandbox,
+        Op::Ensure,
+        Some(&sandbox),
+        DriverError::transient("connection reset"),
+    );
+    let r = reconciler(&store, &fake, "r1", config());
+    r.drain().await.unwrap();
+    let p = store.find_project(alice, "flaky").await.unwrap();
+    let s = p
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .unwrap();
+    assert_eq!(s.status, ResourceStatus::Creating);
+    assert_eq!(s.attempts, 1);
+    assert_eq!(s.last_error.as_deref(), Some("connection reset"));
+    assert!(s.next_attempt_at.is_some());
+    settle(&r).await;
+    let p = store.find_project(alice, "flaky").await.unwrap();
+    assert_eq!(p.project.status, ProjectStatus::Running);
+    let s = p
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .unwrap();
+    assert_eq!((s.attempts, s.last_error.as_deref()), (0, None));
+    assert_eq!(fake.calls(Kind::Sandbox, Op::Ensure, &sandbox), 2);
+}
+
+#[tokio::test]
+async fn a_permanent_failure_ends_in_error_and_a_retry_recovers() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    let alice = user(&store, "alice").await;
+    store
+        .create_project(alice, "broken", "", "alice")
+        .await
+        .unwrap();
+    let (_, database) = resource_names(&store, alice, "broken").await;
+    fake.fail_next(
+        Kind::Database,
+        Op::Ensure,
+        Some(&database),
+        DriverError::permanent("forbidden: quota exceeded"),
+    );
+    let r = reconciler(&store, &fake, "r1", config());
+    settle(&r).await;
+    let p = store.find_project(alice, "broken").await.unwrap();
+    assert_eq!(p.project.status, ProjectStatus::Error);
+    let d = p
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Database)
+        .unwrap();
+    assert_eq!(d.last_error.as_deref(), Some("forbidden: quota exceeded"));
+    // ERROR stays put: no retries behind the user's back.
+    settle(&r).await;
+    assert_eq!(fake.calls(Kind::Database, Op::Ensure, &database), 1);
+    // Start is refused? No: Retry is the documented way; Start from ERROR is allowed too.
+    let err = store
+        .record_intent(alice, "broken", Intent::Retry, "alice")
+        .await;
+    assert_eq!(err.unwrap(), ProjectStatus::Starting);
+    settle(&r).await;
+    assert_eq!(
+        status(&store, alice, "broken").await,
+        ProjectStatus::Running
+    );
+    assert_eq!(fake.calls(Kind::Database, Op::Ensure, &database), 2);
+}
+
+#[tokio::test]
+async fn env_changes_reach_the_running_sandbox() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    let alice = user(&store, "alice").await;
+    store
+        .create_project(alice, "envy", "", "alice")
+        .await
+        .unwrap();
+    let r = reconciler(&store, &fake, "r1", config());
+    settle(&r).await;
+    let (sandbox, _) = resource_names(&store, alice, "envy").await;
+    // The database's connection details arriving may already have caused one.
+    let syncs_before = fake.calls(Kind::Sandbox, Op::SyncEnv, &sandbox);
+    store
+        .set_env(alice, "envy", "GREETING", "hello", false)
+        .await
+        .unwrap();
+    store
+        .set_env(alice, "envy", "API_TOKEN", "s3cret", true)
+        .await
+        .unwrap();
+    settle(&r).await;
+    let env = fake.env_of(&sandbox).unwrap();
+    assert!(
+        env.contains(&("GREETING".into(), "hello".into())),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&("API_TOKEN".into(), "s3cret".into())),
+        "{env:?}"
+    );
+    // The secret is not in the table in clear.
+    let raw: i64 = sqlx::query_scalar("SELECT count(*) FROM environments WHERE value = 's3cret' OR position('s3cret' in encode(value_enc, 'escape')) > 0")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(raw, 0);
+    store.unset_env(alice, "envy", "GREETING").await.unwrap();
+    settle(&r).await;
+    let env = fake.env_of(&sandbox).unwrap();
+    assert!(!env.iter().any(|(k, _)| k == "GREETING"), "{env:?}");
+    assert_eq!(
+        fake.calls(Kind::Sandbox, Op::SyncEnv, &sandbox),
+        syncs_before + 2
+    );
+    // The console can tell the sandbox has caught up.
+    let p = store.find_project(alice, "envy").await.unwrap();
+    let sb = p
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .unwrap();
+    assert_eq!(sb.applied_env_version, Some(p.project.env_version));
+}
+
+/// Creates project `name`, starts a loop whose ensure of its sandbox hangs,
+/// and tells the loop to stop once that call is in flight. Returns the
+/// sandbox and the loop's task.
+async fn stopped_while_ensure_hangs(
+    store: &Store,
+    fake: &Arc<FakeDriver>,
+    user: Uuid,
+    name: &str,
+    cfg: ReconcileConfig,
+) -> (
+    String,
+    tokio::task::JoinHandle<kiln::store::StoreResult<CycleStats>>,
+) {
+    store.create_project(user, name, "", "alice").await.unwrap();
+    let (sandbox, _) = resource_names(store, user, name).await;
+    fake.hang(&sandbox);
+    let r = reconciler(store, fake, "leaving", cfg);
+    let stop = CancellationToken::new();
+    let stop2 = stop.clone();
+    let task = tokio::spawn(async move { r.run(None, stop2).await });
+    eventually("ensure in flight", Duration::from_secs(10), || async {
+        (fake.calls(Kind::Sandbox, Op::Ensure, &sandbox) == 1).then_some(())
+    })
+    .await;
+    stop.cancel();
+    (sandbox, task)
+}
+
+#[tokio::test]
+async fn graceful_shutdown_gives_leases_back() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    let alice = user(&store, "alice").await;
+    let mut cfg = config();
+    cfg.shutdown_grace = Duration::from_millis(200);
+    let (_, task) = stopped_while_ensure_hangs(&store, &fake, alice, "slow", cfg).await;
+    task.await.unwrap().unwrap();
+    let held: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sandboxes WHERE lease_owner IS NOT NULL")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(held, 0);
+}
+
+#[tokio::test]
+async fn shutdown_lets_the_pass_in_flight_finish_and_write() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    let alice = user(&store, "alice").await;
+    let (sandbox, task) = stopped_while_ensure_hangs(&store, &fake, alice, "busy", config()).await;
+    // The call returns after shutdown began: its result is still written
+    // and counted, and no new pass starts.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    fake.release(&sandbox);
+    let stats = task.await.unwrap().unwrap();
+    assert!(stats.transitions >= 1, "{stats:?}");
+    let (status, owner): (String, Option<String>) =
+        sqlx::query_as("SELECT status, lease_owner FROM sandboxes WHERE resource_name = $1")
+            .bind(&sandbox)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(status, "RUNNING");
+    assert_eq!(owner, None);
+    assert_eq!(fake.calls(Kind::Sandbox, Op::Ensure, &sandbox), 1);
+}
+
+#[tokio::test]
+async fn drift_is_noticed_on_observation() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    let alice = user(&store, "alice").await;
+    store
+        .create_project(alice, "drifty", "", "alice")
+        .await
+        .unwrap();
+    let mut cfg = config();
+    cfg.schedule.observe_interval = Duration::from_millis(100);
+    let r = reconciler(&store, &fake, "r1", cfg);
+    settle(&r).await;
+    let (sandbox, _) = resource_names(&store, alice, "drifty").await;
+    // Someone kills the session behind Kiln's back; the next observation heals it.
+    fake.set(Kind::Sandbox, &sandbox, Observed::Absent);
+    eventually(
+        "the sandbox to be recreated",
+        Duration::from_secs(10),
+        || async {
+            r.drain().await.unwrap();
+            (fake.calls(Kind::Sandbox, Op::Ensure, &sandbox) == 2).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(fake.get(Kind::Sandbox, &sandbox), Observed::Running);
+    assert_eq!(
+        status(&store, alice, "drifty").await,
+        ProjectStatus::Running
+    );
+}

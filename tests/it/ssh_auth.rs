@@ -1,0 +1,186 @@
+//! SSH authentication over real TCP with a real SSH client (russh).
+
+use std::time::Duration;
+
+use kiln::config::Signup;
+
+use crate::support::ssh::{Server, connect, test_ssh_config};
+
+#[tokio::test]
+async fn a_password_logs_in_and_a_retry_after_a_wrong_one_works() {
+    let server = Server::start().await;
+    server.user("alice", "correct horse battery").await;
+    let mut c = connect(server.addr).await;
+    assert!(!c.password("alice", "wrong password").await);
+    assert!(c.password("alice", "correct horse battery").await);
+}
+
+#[tokio::test]
+async fn wrong_password_unknown_user_and_disabled_user_look_the_same() {
+    let server = Server::start().await;
+    server.user("alice", "correct horse battery").await;
+    server.user("carol", "correct horse battery").await;
+    server.store.disable_user("carol").await.unwrap();
+    let mut outcomes = Vec::new();
+    for (user, pw) in [
+        ("alice", "wrong password"),
+        ("nobody", "correct horse battery"),
+        ("carol", "correct horse battery"),
+    ] {
+        let mut c = connect(server.addr).await;
+        let r = c
+            .handle
+            .authenticate_password(user, pw)
+            .await
+            .expect("auth round trip");
+        // The whole answer (success flag and the methods offered next) is identical.
+        outcomes.push(format!("{r:?}"));
+    }
+    assert!(!outcomes[0].contains("Success"), "{outcomes:?}");
+    assert_eq!(outcomes[0], outcomes[1]);
+    assert_eq!(outcomes[1], outcomes[2]);
+}
+
+/// When the limit releases is the limiter's pure clock arithmetic, tested
+/// with a clock of its own (`ssh::ratelimit`); here the window is far
+/// longer than any run, so slow sign-ins on a busy machine cannot let the
+/// first failure expire before the limit is checked (it once did).
+#[tokio::test]
+async fn the_rate_limit_engages_for_that_user_only() {
+    let mut cfg = test_ssh_config();
+    cfg.max_failures_per_user = 3;
+    cfg.failure_window = Duration::from_secs(3600);
+    let server = Server::start_with(cfg).await;
+    server.user("alice", "correct horse battery").await;
+    for _ in 0..3 {
+        let mut c = connect(server.addr).await;
+        assert!(!c.password("alice", "guess").await);
+    }
+    // Limited now: even the right password is refused...
+    let mut c = connect(server.addr).await;
+    let refused = !c.password("alice", "correct horse battery").await;
+    // ...and the keyboard-interactive prompt says why.
+    let mut c = connect(server.addr).await;
+    let r = c
+        .handle
+        .authenticate_keyboard_interactive_start("alice", None::<String>)
+        .await
+        .unwrap();
+    assert!(refused, "the right password was accepted while limited");
+    match r {
+        russh::client::KeyboardInteractiveAuthResponse::InfoRequest { instructions, .. } => {
+            assert!(
+                instructions.contains("Too many failed logins"),
+                "{instructions}"
+            );
+        }
+        other => panic!("expected a prompt, got {other:?}"),
+    }
+    // Another user is unaffected.
+    server.user("bob", "another long password").await;
+    let mut c = connect(server.addr).await;
+    assert!(c.password("bob", "another long password").await);
+}
+
+#[tokio::test]
+async fn keyboard_interactive_prompts_for_the_password() {
+    let server = Server::start().await;
+    server.user("alice", "correct horse battery").await;
+    let mut c = connect(server.addr).await;
+    let r = c
+        .handle
+        .authenticate_keyboard_interactive_start("alice", None::<String>)
+        .await
+        .unwrap();
+    let russh::client::KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } = r else {
+        panic!("expected a prompt, got {r:?}");
+    };
+    assert_eq!(prompts.len(), 1);
+    assert!(prompts[0].prompt.contains("Password"));
+    let r = c
+        .handle
+        .authenticate_keyboard_interactive_respond(vec!["correct horse battery".into()])
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, russh::client::KeyboardInteractiveAuthResponse::Success),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn open_signup_creates_an_account_only_with_a_long_password() {
+    let mut cfg = test_ssh_config();
+    cfg.signup = Signup::Open;
+    let server = Server::start_with(cfg).await;
+    let mut c = connect(server.addr).await;
+    assert!(!c.password("newbie", "short").await);
+    assert!(server.store.find_user("newbie").await.unwrap().is_none());
+    assert!(c.password("newbie", "a long enough password").await);
+    assert!(server.store.find_user("newbie").await.unwrap().is_some());
+    // The account now exists: the password is checked, not re-created.
+    let mut c = connect(server.addr).await;
+    assert!(!c.password("newbie", "a different long password").await);
+}
+
+#[tokio::test]
+async fn closed_signup_never_creates_accounts() {
+    let server = Server::start().await;
+    let mut c = connect(server.addr).await;
+    assert!(!c.password("stranger", "a long enough password").await);
+    assert!(server.store.find_user("stranger").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_shell_without_a_pty_is_refused_with_a_pointer_to_exec_commands() {
+    let server = Server::start().await;
+    server.user("alice", "correct horse battery").await;
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let mut ch = c.handle.channel_open_session().await.unwrap();
+    ch.request_shell(true).await.unwrap();
+    let mut stderr = String::new();
+    let mut code = None;
+    while let Some(msg) = ch.wait().await {
+        match msg {
+            russh::ChannelMsg::ExtendedData { data, .. } => {
+                stderr.push_str(&String::from_utf8_lossy(&data))
+            }
+            russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
+            russh::ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("needs a terminal"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
+
+#[tokio::test]
+async fn openssh_generated_ed25519_ecdsa_and_rsa_keys_log_in() {
+    let server = Server::start().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    let dir = std::env::temp_dir().join(format!("kk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (kind, bits) in [
+        ("ed25519", None),
+        ("ecdsa", Some("256")),
+        ("rsa", Some("3072")),
+    ] {
+        let path = dir.join(kind);
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("pub"));
+        let mut cmd = std::process::Command::new("ssh-keygen");
+        cmd.args(["-q", "-N", "", "-t", kind, "-f"]).arg(&path);
+        if let Some(b) = bits {
+            cmd.args(["-b", b]);
+        }
+        assert!(cmd.status().expect("ssh-keygen").success(), "{kind}");
+        let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        server.store.add_ssh_key(alice.id, &public).await.unwrap();
+        let key = russh::keys::load_secret_key(&path, None).unwrap();
+        let mut c = connect(server.addr).await;
+        assert!(c.key("alice", &key).await, "{kind} key logs in");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

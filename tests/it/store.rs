@@ -1,0 +1,369 @@
+//! The store against real Postgres: validation, tenant scoping, secrets,
+//! change notifications.
+
+use std::time::Duration;
+
+use kiln::model::ProjectStatus;
+use kiln::model::intent::Intent;
+use kiln::store::{CryptoError, SecretKey, Store, StoreError};
+
+use crate::support::TestDb;
+
+async fn counts(store: &Store) -> (i64, i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM projects), (SELECT count(*) FROM sandboxes),
+                (SELECT count(*) FROM environments), (SELECT count(*) FROM events)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn bad_project_names_are_refused_and_nothing_is_written() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    let before = counts(&store).await;
+    let long = "x".repeat(10_000);
+    let cases: [(&str, &str); 5] = [
+        ("", "empty"),
+        ("   ", "empty"),
+        (&long, "limit is 100"),
+        ("!!!***///", "no letters or digits"),
+        ("bad\x1b]0;pwned\x07name", "control characters"),
+    ];
+    for (name, expect) in cases {
+        let err = store
+            .create_project(alice.id, name, "", "alice")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(expect), "{name:?}: {err}");
+    }
+    let err = store
+        .create_project(alice.id, "ok", &"d".repeat(5000), "alice")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("description"), "{err}");
+    assert_eq!(counts(&store).await, before);
+
+    // A duplicate slug is a clear conflict, and also writes nothing.
+    store
+        .create_project(alice.id, "My Blog", "", "alice")
+        .await
+        .unwrap();
+    let before = counts(&store).await;
+    let err = store
+        .create_project(alice.id, "my-blog!", "", "alice")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("myblog"), "{err}");
+    assert_eq!(counts(&store).await, before);
+}
+
+#[tokio::test]
+async fn bad_env_keys_and_values_are_refused_and_nothing_is_written() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    store
+        .create_project(alice.id, "app", "", "alice")
+        .await
+        .unwrap();
+    let before = counts(&store).await;
+    let version = store
+        .find_project(alice.id, "app")
+        .await
+        .unwrap()
+        .project
+        .env_version;
+    let big = "v".repeat(40_000);
+    let cases: [(&str, &str, &str); 7] = [
+        ("A=B", "x", "not a valid variable name"),
+        ("MY VAR", "x", "not a valid variable name"),
+        ("", "x", "empty"),
+        ("DATABASE_URL", "x", "set by Kiln"),
+        ("KILN_TOKEN", "x", "reserved for Kiln"),
+        ("OK", &big, "limit is"),
+        ("OK", "nul\0byte", "NUL"),
+    ];
+    for (key, value, expect) in cases {
+        let err = store
+            .set_env(alice.id, "app", key, value, false)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(expect), "{key:?}: {err}");
+    }
+    assert_eq!(counts(&store).await, before);
+    assert_eq!(
+        store
+            .find_project(alice.id, "app")
+            .await
+            .unwrap()
+            .project
+            .env_version,
+        version
+    );
+}
+
+#[tokio::test]
+async fn another_tenants_project_behaves_like_one_that_does_not_exist() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    let bob = store
+        .create_user("bob", Some("a long password"), false)
+        .await
+        .unwrap();
+    store
+        .create_project(alice.id, "secret-plans", "", "alice")
+        .await
+        .unwrap();
+    store
+        .set_env(alice.id, "secret-plans", "K", "v", false)
+        .await
+        .unwrap();
+    let before = counts(&store).await;
+
+    let missing = store
+        .find_project(bob.id, "nope")
+        .await
+        .unwrap_err()
+        .to_string();
+    let foreign = store
+        .find_project(bob.id, "secret-plans")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        missing.replace("nope", "X"),
+        foreign.replace("secret-plans", "X")
+    );
+    for intent in Intent::ALL {
+        let err = store
+            .record_intent(bob.id, "secret-plans", *intent, "bob")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{intent}: {err}");
+    }
+    assert!(
+        store
+            .set_env(bob.id, "secret-plans", "K", "x", false)
+            .await
+            .is_err()
+    );
+    assert!(store.unset_env(bob.id, "secret-plans", "K").await.is_err());
+    assert!(store.list_env(bob.id, "secret-plans").await.is_err());
+    assert!(store.list_projects(bob.id).await.unwrap().is_empty());
+    assert_eq!(counts(&store).await, before);
+    assert_eq!(
+        store
+            .find_project(alice.id, "secret-plans")
+            .await
+            .unwrap()
+            .project
+            .status,
+        ProjectStatus::Creating
+    );
+}
+
+#[tokio::test]
+async fn a_different_secret_key_is_refused_at_start() {
+    let db = TestDb::new().await;
+    let original = SecretKey::generate();
+    let store = db.store_with_key(original.clone()).await;
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    store
+        .create_project(alice.id, "app", "", "alice")
+        .await
+        .unwrap();
+    store
+        .set_env(alice.id, "app", "TOKEN", "t0ps3cret", true)
+        .await
+        .unwrap();
+
+    let other = Store::connect(&db.url, SecretKey::generate(), 2)
+        .await
+        .unwrap();
+    let err = other.migrate().await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Crypto(CryptoError::WrongKey)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Restore the original key"));
+    // Reading a secret with the wrong key is an error, never garbage.
+    assert!(other.list_env(alice.id, "app").await.is_err());
+    // The right key still reads it.
+    let vars = store.list_env(alice.id, "app").await.unwrap();
+    assert_eq!(vars[0].value, "t0ps3cret");
+}
+
+#[tokio::test]
+async fn changes_are_announced_and_lease_churn_is_not() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let changes = store.listen().await.unwrap();
+    let mut rx = changes.subscribe();
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    let p = store
+        .create_project(alice.id, "app", "", "alice")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+        seen.push(c);
+    }
+    let project = seen
+        .iter()
+        .find(|c| c.table == "projects")
+        .expect("project change");
+    assert_eq!(project.user_id, Some(alice.id));
+    assert_eq!(project.id, Some(p.id));
+    assert!(
+        seen.iter()
+            .any(|c| c.table == "sandboxes" && c.project_id == Some(p.id))
+    );
+
+    // Taking a lease changes nothing anyone watches: no notification.
+    let leased = store
+        .lease_batch(
+            kiln::store::resources::ResourceKind::Sandbox,
+            "r",
+            Duration::from_secs(30),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    let quiet = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await;
+    assert!(quiet.is_err(), "unexpected notification: {quiet:?}");
+}
+
+#[tokio::test]
+async fn users_are_unique_case_insensitively_and_can_be_disabled() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    store
+        .create_user("Alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    let err = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+    assert!(
+        store
+            .create_user("bob", Some("short"), false)
+            .await
+            .is_err()
+    );
+    assert!(store.create_user("bad name", None, false).await.is_err());
+    let (user, hash) = store.password_hash("ALICE").await.unwrap().unwrap();
+    assert_eq!(user.username, "alice");
+    assert!(kiln::store::users::verify_password("a long password", &hash).await);
+    store.disable_user("alice").await.unwrap();
+    assert!(store.password_hash("alice").await.unwrap().is_none());
+    assert!(store.require_user("alice").await.is_err());
+    assert!(store.disable_user("nobody").await.is_err());
+}
+
+#[tokio::test]
+async fn terminal_activity_is_written_for_all_sandboxes_at_once_and_never_moves_back() {
+    use kiln::store::activity::ActivityRecorder;
+    type At = Option<chrono::DateTime<chrono::Utc>>;
+    let db = TestDb::new().await;
+    let key = SecretKey::generate();
+    let store = db.store_with_key(key.clone()).await;
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    for name in ["one", "two", "idle"] {
+        store
+            .create_project(alice.id, name, "", "alice")
+            .await
+            .unwrap();
+    }
+    let sandbox = |slug: &'static str| {
+        let store = store.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT s.resource_name FROM sandboxes s JOIN projects p ON p.id = s.project_id
+                 WHERE p.slug = $1",
+            )
+            .bind(slug)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+        }
+    };
+    let (one, two, idle) = (
+        sandbox("one").await,
+        sandbox("two").await,
+        sandbox("idle").await,
+    );
+    let active_at = |name: String| {
+        let store = store.clone();
+        async move {
+            sqlx::query_scalar::<_, At>(
+                "SELECT last_active_at FROM sandboxes WHERE resource_name = $1",
+            )
+            .bind(name)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+        }
+    };
+
+    let recorder = ActivityRecorder::new();
+    // Two viewers of one sandbox and one of another: one write names two.
+    recorder.tracker(one.clone()).touch();
+    recorder.tracker(one.clone()).touch();
+    recorder.tracker(two.clone()).touch();
+    // Noting is not writing.
+    assert_eq!(active_at(one.clone()).await, None);
+    assert_eq!(recorder.flush(&store).await.unwrap(), 2);
+    assert!(active_at(one.clone()).await.is_some());
+    assert!(active_at(two.clone()).await.is_some());
+    assert_eq!(active_at(idle.clone()).await, None);
+    assert_eq!(recorder.flush(&store).await.unwrap(), 0, "nothing new");
+
+    // A later time already stored stays.
+    sqlx::query(
+        "UPDATE sandboxes SET last_active_at = now() + interval '1 hour' WHERE resource_name = $1",
+    )
+    .bind(&one)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let later = active_at(one.clone()).await;
+    recorder.tracker(one.clone()).touch();
+    assert_eq!(recorder.flush(&store).await.unwrap(), 1);
+    assert_eq!(active_at(one.clone()).await, later);
+
+    // A failed write loses nothing: the next one writes it.
+    let broken = db.store_with_key(key).await;
+    broken.pool().close().await;
+    recorder.tracker(idle.clone()).touch();
+    assert!(recorder.flush(&broken).await.is_err());
+    assert_eq!(active_at(idle.clone()).await, None);
+    assert_eq!(recorder.flush(&store).await.unwrap(), 1);
+    assert!(active_at(idle).await.is_some());
+}
