@@ -180,9 +180,20 @@ async fn every_action_leaves_the_same_state_from_each_front_end() {
                     settle(&server, alice.id, &name, ProjectStatus::Stopped).await;
                 }
             }
-            let before = project(&server, alice.id, &name)
-                .await
-                .map(|p| p.project.id);
+            let existing = project(&server, alice.id, &name).await;
+            let before = existing.as_ref().map(|p| p.project.id);
+            // A delete is held in flight (TERMINATING), so its events are
+            // still there to read; the resources go once it is released.
+            let held: Vec<String> = match case.after {
+                After::Gone => existing
+                    .iter()
+                    .flat_map(|p| p.resources.iter().map(|r| r.resource_name.clone()))
+                    .collect(),
+                After::Desired(_) => Vec::new(),
+            };
+            for r in &held {
+                server.fake.hang(r);
+            }
             let said = perform(&server, front, case.verb, &name, case.keys).await;
             // The dashboard answers at once and records the intent as a
             // task: wait for the store to say so.
@@ -225,6 +236,9 @@ async fn every_action_leaves_the_same_state_from_each_front_end() {
                 "{front:?} {}: no event by {want}: {events:?}",
                 case.verb
             );
+            for r in &held {
+                server.fake.release(r);
+            }
         }
     }
 }
