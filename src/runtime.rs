@@ -32,15 +32,30 @@ impl Database {
             }
         };
         let admin_url = config.local.admin_database_url.clone().unwrap_or(admin_url);
-        let store = Store::connect(&url, key, max_connections)
-            .await
-            .with_context(|| format!("connecting to {}", redact_url(&url)))?;
-        store.migrate().await.context("preparing the database")?;
-        Ok(Database {
-            store,
-            admin_url,
-            embedded,
-        })
+        let ready = async {
+            let store = Store::connect(&url, key, max_connections)
+                .await
+                .with_context(|| format!("connecting to {}", redact_url(&url)))?;
+            store.migrate().await.context("preparing the database")?;
+            anyhow::Ok(store)
+        };
+        match ready.await {
+            Ok(store) => Ok(Database {
+                store,
+                admin_url,
+                embedded,
+            }),
+            Err(e) => {
+                // A cluster this process started must not outlive the
+                // refusal (a wrong key, say): a later run would reuse it.
+                if let Some(pg) = embedded
+                    && let Err(stop) = pg.stop().await
+                {
+                    tracing::warn!("stopping the embedded cluster after a failed start: {stop}");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Closes the pool and stops the embedded cluster if this process started it.

@@ -12,6 +12,17 @@ use crate::runtime::Database;
 
 pub(super) async fn serve(config: Config) -> anyhow::Result<()> {
     let db = Database::open(&config, 30).await?;
+    // Whatever stops the replica (a failure to set up included), the
+    // embedded cluster it started is stopped with it.
+    let served = run_replica(&db, &config).await;
+    let closed = db.close().await;
+    served?;
+    closed
+}
+
+/// Sets up the drivers, the SSH console and the reconcile loop over `db`,
+/// and runs them until shutdown or until one fails.
+async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
     let sandboxes =
         crate::local::LocalSandboxes::new(&config.data_dir, config.local.sandbox_command.clone())
             .context("setting up local sandboxes")?;
@@ -83,7 +94,6 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<()> {
     );
     drift_marker.abort();
     drop(feed);
-    db.close().await?;
     ssh_result?;
     reconcile_result.map(|_| ()).map_err(Into::into)
 }

@@ -292,3 +292,51 @@ async fn as_root_names_an_untraversable_parent() {
     let mode = std::fs::metadata(&outer.path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
 }
+
+/// `kiln migrate` on the embedded cluster of `dir` with `key`; its exit status
+/// and stderr.
+fn migrate_with_key(dir: &std::path::Path, key: &str) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("migrate")
+        .env_remove("DATABASE_URL")
+        .env("KILN_SECRET_KEY", key)
+        .output()
+        .expect("run kiln");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_start_refused_for_a_wrong_key_leaves_no_server_running() {
+    let dir = TempDataDir::new();
+    let pid_file = EmbeddedPostgres::cluster_dir_for(&dir.path).join("postmaster.pid");
+    let (ok, err) = tokio::task::spawn_blocking({
+        let d = dir.path.clone();
+        move || migrate_with_key(&d, &"ab".repeat(32))
+    })
+    .await
+    .unwrap();
+    assert!(ok, "the first run writes the key check: {err}");
+    assert!(
+        !pid_file.exists(),
+        "a clean run stops the cluster it started"
+    );
+
+    let (ok, err) = tokio::task::spawn_blocking({
+        let d = dir.path.clone();
+        move || migrate_with_key(&d, &"cd".repeat(32))
+    })
+    .await
+    .unwrap();
+    assert!(!ok, "another key is refused");
+    assert!(err.contains("key"), "{err}");
+    assert!(
+        !pid_file.exists(),
+        "the refused start left its cluster running: {}",
+        pid_file.display()
+    );
+}
