@@ -1,5 +1,9 @@
 //! Exec commands against real Postgres: output shapes, exit codes, one-line
 //! errors, tenant isolation, SSH keys and hostile input.
+//!
+//! Over 500 lines: a flat list of independent tests of one front end, each
+//! a few lines over the shared `run` helper; split it by command family if
+//! a family grows its own fixtures.
 
 use kiln::ssh::exec::{self, MASK, wants_stdin};
 use kiln::store::users::User;

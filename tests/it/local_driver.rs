@@ -1,5 +1,9 @@
 //! The local driver against a real tmux and a real Postgres: no mocks.
 //! Postgres: `KILN_TEST_ADMIN_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`.
+//!
+//! Over 500 lines: one test per behaviour of the local driver (sessions,
+//! databases, env sync, attach), independent of each other; split by
+//! sandbox/database when either grows fixtures of its own.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

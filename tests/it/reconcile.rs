@@ -1,4 +1,7 @@
 //! The reconcile loop against real Postgres with the in-memory fake driver.
+//!
+//! Over 500 lines: independent tests of the loop's guarantees (leases,
+//! fencing, backoff, two replicas), each with its own fake-driver set-up.
 
 use std::sync::Arc;
 use std::time::Duration;

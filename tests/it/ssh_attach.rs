@@ -1,4 +1,7 @@
 //! Direct attach over SSH to a local sandbox (a real tmux session running sh).
+//!
+//! Over 500 lines: independent end-to-end tests of attach, each driving a
+//! real session; they share only the harness.
 
 use std::process::Command;
 
