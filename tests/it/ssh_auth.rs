@@ -324,3 +324,27 @@ async fn an_overlong_username_is_refused_before_any_accounting() {
         1
     );
 }
+
+#[tokio::test]
+async fn connections_over_the_pre_sign_in_cap_are_closed_until_one_signs_in() {
+    let mut cfg = test_ssh_config();
+    cfg.max_preauth_per_address = 2;
+    let server = Server::start_with(cfg).await;
+    server.user("alice", "correct horse battery").await;
+    let try_connect = || async {
+        let config = std::sync::Arc::new(russh::client::Config::default());
+        russh::client::connect(config, server.addr, crate::support::ssh::Handler)
+            .await
+            .is_ok()
+    };
+    let mut first = connect(server.addr).await;
+    let _second = connect(server.addr).await;
+    assert!(
+        !try_connect().await,
+        "a third waiting connection was let in"
+    );
+    // Signed in, the first no longer waits: room for one more.
+    assert!(first.password("alice", "correct horse battery").await);
+    let _third = connect(server.addr).await;
+    assert!(!try_connect().await);
+}
