@@ -31,6 +31,19 @@ enum Failure {
     WrongCredentials,
 }
 
+/// Logged without the password (it is not even passed in); the name is
+/// escaped and cut short because it is whatever the client sent.
+fn audit_failure(method: &str, username: &str, peer: Option<std::net::IpAddr>, why: Failure) {
+    tracing::info!(
+        target: "kiln::audit",
+        event = "sign_in_failed",
+        method,
+        user = %printable(username, MAX_USERNAME_BYTES),
+        peer = ?peer,
+        reason = ?why,
+    );
+}
+
 impl Conn {
     /// Signed in: the connection no longer counts against the pre-sign-in
     /// caps, nor has a deadline.
@@ -45,17 +58,8 @@ impl Conn {
         Attempt::new(self.peer, username, self.shared.budget)
     }
 
-    /// Logged without the password; the name is escaped and cut short
-    /// because it is whatever the client sent.
     fn audit_failure(&self, method: &str, username: &str, why: Failure) {
-        tracing::info!(
-            target: "kiln::audit",
-            event = "sign_in_failed",
-            method,
-            user = %printable(username, MAX_USERNAME_BYTES),
-            peer = ?self.peer,
-            reason = ?why,
-        );
+        audit_failure(method, username, self.peer, why);
     }
 
     /// The password check shared by `password` and `keyboard-interactive`.
@@ -223,5 +227,52 @@ impl Conn {
                 reject()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_sign_in_is_audited_with_the_escaped_name_and_the_peer() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            audit_failure(
+                "password",
+                "mal\x1b[2Jlory",
+                Some("192.0.2.7".parse().unwrap()),
+                Failure::WrongCredentials,
+            );
+        });
+        let line = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(line.contains("kiln::audit"), "{line}");
+        assert!(line.contains("sign_in_failed"), "{line}");
+        assert!(line.contains("192.0.2.7"), "{line}");
+        assert!(line.contains("WrongCredentials"), "{line}");
+        assert!(
+            !line.contains('\x1b'),
+            "the name's escape reached the log: {line}"
+        );
     }
 }
