@@ -1,5 +1,6 @@
 //! Signing in: passwords (also through keyboard-interactive), public keys,
-//! open sign-up, and the rate limits on failed attempts.
+//! open sign-up, and the password budget (reserved in the database before
+//! the password is checked, so it holds under concurrency and across replicas).
 
 use russh::server::{Auth, Response};
 
@@ -199,6 +200,9 @@ impl Conn {
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Auth {
         // Unknown keys are declined before the client signs; not counted as failures.
+        if user.len() > MAX_USERNAME_BYTES {
+            return reject();
+        }
         let known = self
             .shared
             .store
@@ -217,6 +221,10 @@ impl Conn {
         user: &str,
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Auth {
+        if user.len() > MAX_USERNAME_BYTES {
+            self.audit_failure("publickey", user, Failure::NameTooLong);
+            return reject();
+        }
         match self.shared.store.user_by_key(key.public_key).await {
             Ok(Some(u)) if u.username.eq_ignore_ascii_case(user) => {
                 self.signed_in(u);
