@@ -98,17 +98,6 @@ impl Store {
             .filter_map(|b| wait_for(&times_of(&times, &b.key), now, b.max, window))
             .max())
     }
-
-    /// How many failures (reserved or spent) a bucket holds now, whatever
-    /// their age.
-    pub async fn count_signin_failures(&self, key: &str) -> StoreResult<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT count(*) FROM signin_failures WHERE key = $1")
-                .bind(key)
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
 }
 
 async fn failure_times(
