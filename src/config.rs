@@ -406,6 +406,20 @@ mod tests {
     }
 
     #[test]
+    fn pre_sign_in_connection_caps_are_read_and_must_be_positive() {
+        let file =
+            parse_file("[ssh]\nmax_preauth_per_address = 3\nmax_preauth_total = 50").unwrap();
+        let c = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap();
+        assert_eq!(
+            (c.ssh.max_preauth_per_address, c.ssh.max_preauth_total),
+            (3, 50)
+        );
+        let file = parse_file("[ssh]\nmax_preauth_total = 0").unwrap();
+        let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("ssh.max_preauth_total"), "{e}");
+    }
+
+    #[test]
     fn the_prefix_key_is_ctrl_bracket_unless_configured() {
         let none = parse_file("").unwrap();
         let c = Config::from_parts(Path::new("/d"), none, Overrides::default()).unwrap();
