@@ -71,6 +71,8 @@ pub struct SshFile {
     pub max_failures_per_address: Option<usize>,
     pub max_failures_per_user: Option<usize>,
     pub failure_window_secs: Option<u64>,
+    pub max_preauth_per_address: Option<usize>,
+    pub max_preauth_total: Option<usize>,
     pub rejection_delay_ms: Option<u64>,
     /// The key that leads back to Kiln from an attached session (`C-]`).
     pub prefix_key: Option<String>,
@@ -93,6 +95,10 @@ pub struct SshConfig {
     pub max_failures_per_address: usize,
     pub max_failures_per_user: usize,
     pub failure_window: Duration,
+    /// Connections that have not signed in yet, from one address and in
+    /// all; one more is closed at once.
+    pub max_preauth_per_address: usize,
+    pub max_preauth_total: usize,
     /// Every rejected attempt takes this long, whatever the reason.
     pub rejection_delay: Duration,
     pub prefix_key: crate::model::prefix_key::PrefixKey,
@@ -106,6 +112,8 @@ impl Default for SshConfig {
             max_failures_per_address: 20,
             max_failures_per_user: 10,
             failure_window: Duration::from_secs(300),
+            max_preauth_per_address: 10,
+            max_preauth_total: 200,
             rejection_delay: Duration::from_millis(1000),
             prefix_key: crate::model::prefix_key::PrefixKey::default(),
         }
@@ -280,6 +288,14 @@ impl Config {
             check("ssh.failure_window_secs", v, 1..=86_400)?;
             ssh.failure_window = Duration::from_secs(v);
         }
+        if let Some(v) = f.max_preauth_per_address {
+            check("ssh.max_preauth_per_address", v, 1..=100_000)?;
+            ssh.max_preauth_per_address = v;
+        }
+        if let Some(v) = f.max_preauth_total {
+            check("ssh.max_preauth_total", v, 1..=1_000_000)?;
+            ssh.max_preauth_total = v;
+        }
         if let Some(v) = f.rejection_delay_ms {
             check("ssh.rejection_delay_ms", v, 0..=10_000)?;
             ssh.rejection_delay = Duration::from_millis(v);
@@ -387,6 +403,20 @@ mod tests {
         let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("ssh.prefix_key"), "{e}");
         assert!(e.to_string().contains("interrupt"), "{e}");
+    }
+
+    #[test]
+    fn pre_sign_in_connection_caps_are_read_and_must_be_positive() {
+        let file =
+            parse_file("[ssh]\nmax_preauth_per_address = 3\nmax_preauth_total = 50").unwrap();
+        let c = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap();
+        assert_eq!(
+            (c.ssh.max_preauth_per_address, c.ssh.max_preauth_total),
+            (3, 50)
+        );
+        let file = parse_file("[ssh]\nmax_preauth_total = 0").unwrap();
+        let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("ssh.max_preauth_total"), "{e}");
     }
 
     #[test]

@@ -1,96 +1,194 @@
-//! Failed-login accounting per source address and per username: a sliding
-//! window of failure times. Pure (the caller passes the clock).
+//! Sign-in budgets, as pure decisions: which buckets a password attempt is
+//! charged to, whether a bucket has room left in its sliding window, and
+//! whether a new connection may wait for sign-in. The failure times live in
+//! the database (`store::signin_limits`) so every replica spends one budget.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
+use std::time::Duration;
 
-#[derive(Debug)]
-pub struct RateLimiter<K> {
-    max_failures: usize,
-    window: Duration,
-    failures: HashMap<K, VecDeque<Instant>>,
+use chrono::{DateTime, Utc};
+
+use crate::store::users::normalize_username;
+
+/// Longer names are refused before any lookup, hashing or accounting: no
+/// valid username comes near it, and a huge one must cost us nothing.
+pub const MAX_USERNAME_BYTES: usize = 64;
+
+/// Where every name that is not a valid username is charged, so junk names
+/// share one budget instead of each getting a fresh one.
+const INVALID_NAME_KEY: &str = "user:?";
+
+/// A bucket of failures and how many it may hold within the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    pub key: String,
+    pub max: usize,
 }
 
-impl<K: Hash + Eq + Clone> RateLimiter<K> {
-    pub fn new(max_failures: usize, window: Duration) -> Self {
-        Self {
-            max_failures: max_failures.max(1),
-            window,
-            failures: HashMap::new(),
-        }
-    }
+/// How many failures each kind of bucket allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub per_address: usize,
+    pub per_user: usize,
+}
 
-    /// `Err(wait)` while `key` has used up its failures in the window.
-    pub fn check(&mut self, key: &K, now: Instant) -> Result<(), Duration> {
-        let Some(times) = self.failures.get_mut(key) else {
-            return Ok(());
+/// A password attempt: the name it is for (normalised once, for both the
+/// lookup and the budget) and the buckets it is charged to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// `None` when the name is not a valid username: it cannot sign in.
+    pub username: Option<String>,
+    pub buckets: Vec<Bucket>,
+}
+
+pub fn address_key(ip: IpAddr) -> String {
+    format!("addr:{ip}")
+}
+
+pub fn user_key(username: &str) -> String {
+    format!("user:{username}")
+}
+
+impl Attempt {
+    pub fn new(peer: Option<IpAddr>, raw_name: &str, budget: Budget) -> Attempt {
+        let username = normalize_username(raw_name).ok();
+        let user_bucket = Bucket {
+            key: username
+                .as_deref()
+                .map_or_else(|| INVALID_NAME_KEY.to_string(), user_key),
+            max: budget.per_user,
         };
-        while times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.window)
-        {
-            times.pop_front();
-        }
-        if times.is_empty() {
-            self.failures.remove(key);
-            return Ok(());
-        }
-        if times.len() >= self.max_failures {
-            let oldest = *times.front().expect("non-empty");
-            return Err(self.window.saturating_sub(now.duration_since(oldest)));
-        }
-        Ok(())
+        let buckets = peer
+            .map(|ip| Bucket {
+                key: address_key(ip),
+                max: budget.per_address,
+            })
+            .into_iter()
+            .chain([user_bucket])
+            .collect();
+        Attempt { username, buckets }
     }
+}
 
-    pub fn record_failure(&mut self, key: K, now: Instant) {
-        let times = self.failures.entry(key).or_default();
-        times.push_back(now);
-        // Keep memory bounded even under a flood from one key.
-        while times.len() > self.max_failures {
-            times.pop_front();
-        }
-        // Forget idle keys now and then so a scan of many addresses cannot
-        // grow the map without bound.
-        if self.failures.len() > 10_000 {
-            let window = self.window;
-            self.failures.retain(|_, t| {
-                t.back()
-                    .is_some_and(|last| now.duration_since(*last) < window)
-            });
-        }
+/// How long until a bucket holding failures at `times` (oldest first, all
+/// within the window) has room for one more; `None` when it has room now.
+pub fn wait_for(
+    times: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+    max: usize,
+    window: Duration,
+) -> Option<Duration> {
+    let max = max.max(1);
+    if times.len() < max {
+        return None;
     }
+    // Room opens when enough of the oldest failures leave the window that
+    // fewer than `max` remain.
+    let freeing = times[times.len() - max];
+    let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    let wait = (freeing + window - now).to_std().unwrap_or(Duration::ZERO);
+    Some(wait.max(Duration::from_secs(1)))
+}
 
-    pub fn record_success(&mut self, key: &K) {
-        self.failures.remove(key);
-    }
+/// Limits on connections that have not signed in yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreauthCaps {
+    pub per_address: usize,
+    pub total: usize,
+}
+
+/// Whether one more connection may wait for sign-in, given how many are
+/// already waiting from its address and in total.
+pub fn admit(from_address: usize, total: usize, caps: PreauthCaps) -> bool {
+    from_address < caps.per_address && total < caps.total
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn engages_after_the_limit_and_releases_after_the_window() {
-        let mut rl = RateLimiter::new(3, Duration::from_secs(60));
-        let t0 = Instant::now();
-        for i in 0..3 {
-            assert!(rl.check(&"ip", t0).is_ok(), "attempt {i}");
-            rl.record_failure("ip", t0);
-        }
-        let wait = rl.check(&"ip", t0 + Duration::from_secs(10)).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(50));
-        assert!(rl.check(&"other", t0).is_ok());
-        assert!(rl.check(&"ip", t0 + Duration::from_secs(60)).is_ok());
+    const BUDGET: Budget = Budget {
+        per_address: 20,
+        per_user: 3,
+    };
+
+    fn user_bucket(a: &Attempt) -> &str {
+        &a.buckets.last().unwrap().key
     }
 
     #[test]
-    fn success_clears_the_record() {
-        let mut rl = RateLimiter::new(2, Duration::from_secs(60));
-        let t0 = Instant::now();
-        rl.record_failure("u", t0);
-        rl.record_success(&"u");
-        rl.record_failure("u", t0);
-        assert!(rl.check(&"u", t0).is_ok());
+    fn padded_and_differently_cased_names_share_one_budget() {
+        let ip = Some("192.0.2.1".parse().unwrap());
+        let plain = Attempt::new(ip, "alice", BUDGET);
+        for variant in [" alice", "alice\u{a0}", "ALICE", "\talice\n"] {
+            let a = Attempt::new(ip, variant, BUDGET);
+            assert_eq!(a, plain, "{variant:?}");
+        }
+        assert_eq!(plain.username.as_deref(), Some("alice"));
+        assert_eq!(user_bucket(&plain), "user:alice");
+    }
+
+    #[test]
+    fn names_that_do_not_normalise_share_one_fixed_bucket() {
+        let a = Attempt::new(None, "al ice", BUDGET);
+        let b = Attempt::new(None, "\u{202e}bob", BUDGET);
+        assert_eq!(a.username, None);
+        assert_eq!(a, b);
+        assert_eq!(a.buckets.len(), 1);
+        assert_eq!(a.buckets[0].max, BUDGET.per_user);
+    }
+
+    #[test]
+    fn an_attempt_is_charged_to_its_address_and_its_user() {
+        let a = Attempt::new(Some("2001:db8::1".parse().unwrap()), "bob", BUDGET);
+        assert_eq!(
+            a.buckets,
+            vec![
+                Bucket {
+                    key: "addr:2001:db8::1".into(),
+                    max: 20
+                },
+                Bucket {
+                    key: "user:bob".into(),
+                    max: 3
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bucket_is_full_at_the_limit_until_its_oldest_failure_leaves_the_window() {
+        let t0 = DateTime::<Utc>::UNIX_EPOCH;
+        let s = |n| chrono::Duration::seconds(n);
+        let window = Duration::from_secs(60);
+        let times = [t0, t0 + s(5), t0 + s(10)];
+        assert_eq!(wait_for(&times[..2], t0 + s(10), 3, window), None);
+        assert_eq!(
+            wait_for(&times, t0 + s(10), 3, window),
+            Some(Duration::from_secs(50))
+        );
+        // Over the limit (a smaller limit after a restart): room opens when
+        // only max - 1 remain.
+        assert_eq!(
+            wait_for(&times, t0 + s(10), 2, window),
+            Some(Duration::from_secs(55))
+        );
+        // Never "wait 0 s" while still full.
+        assert_eq!(
+            wait_for(&times, t0 + s(60), 3, window),
+            Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn connections_waiting_for_sign_in_are_capped_per_address_and_in_total() {
+        let caps = PreauthCaps {
+            per_address: 2,
+            total: 3,
+        };
+        assert!(admit(0, 0, caps));
+        assert!(admit(1, 2, caps));
+        assert!(!admit(2, 2, caps));
+        assert!(!admit(0, 3, caps));
     }
 }

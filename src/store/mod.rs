@@ -12,6 +12,7 @@ pub mod notify;
 mod project_lock;
 pub mod projects;
 pub mod resources;
+pub mod signin_limits;
 pub mod status;
 pub mod user_configs;
 pub mod users;

@@ -184,3 +184,151 @@ async fn openssh_generated_ed25519_ecdsa_and_rsa_keys_log_in() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The failure rows (reserved or spent) a sign-in bucket holds.
+async fn failures(store: &kiln::store::Store, key: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM signin_failures WHERE key = $1")
+        .bind(key)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+/// A config whose failure window outlives any run, so a slow machine cannot
+/// let a failure expire before the limit is checked.
+fn limited(per_address: usize, per_user: usize) -> kiln::config::SshConfig {
+    let mut cfg = test_ssh_config();
+    cfg.max_failures_per_address = per_address;
+    cfg.max_failures_per_user = per_user;
+    cfg.failure_window = Duration::from_secs(3600);
+    cfg
+}
+
+#[tokio::test]
+async fn padded_and_nbsp_names_spend_the_plain_names_budget() {
+    let server = Server::start_with(limited(1000, 3)).await;
+    server.user("alice", "correct horse battery").await;
+    for _ in 0..3 {
+        let mut c = connect(server.addr).await;
+        assert!(!c.password("alice", "guess").await);
+    }
+    for variant in [" alice", "alice\u{a0}", "ALICE", "alice "] {
+        let mut c = connect(server.addr).await;
+        assert!(
+            !c.password(variant, "correct horse battery").await,
+            "{variant:?} got a fresh budget"
+        );
+    }
+    assert_eq!(failures(&server.store, "user:alice").await, 3);
+}
+
+#[tokio::test]
+async fn signing_in_to_your_own_account_does_not_reset_the_address_budget() {
+    let server = Server::start_with(limited(3, 1000)).await;
+    server.user("alice", "correct horse battery").await;
+    server.user("mallory", "mallory's own password").await;
+    let mut c = connect(server.addr).await;
+    assert!(!c.password("alice", "guess one").await);
+    assert!(!c.password("alice", "guess two").await);
+    let mut own = connect(server.addr).await;
+    assert!(own.password("mallory", "mallory's own password").await);
+    assert!(!c.password("alice", "guess three").await);
+    // Three failures from this address: even the right password is refused.
+    let mut c = connect(server.addr).await;
+    assert!(!c.password("alice", "correct horse battery").await);
+}
+
+/// Each verification is reserved as a failure row before argon2 runs, so
+/// the rows count the verifications that got through.
+#[tokio::test]
+async fn concurrent_guesses_verify_no_more_passwords_than_the_user_budget() {
+    let server = Server::start_with(limited(1000, 3)).await;
+    server.user("alice", "correct horse battery").await;
+    let guesses: Vec<_> = (0..30)
+        .map(|i| {
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let mut c = connect(addr).await;
+                c.password("alice", &format!("guess {i}")).await
+            })
+        })
+        .collect();
+    for g in guesses {
+        assert!(!g.await.unwrap());
+    }
+    let verified = failures(&server.store, "user:alice").await;
+    assert!((1..=3).contains(&verified), "{verified} verifications");
+    let mut c = connect(server.addr).await;
+    assert!(!c.password("alice", "correct horse battery").await);
+}
+
+#[tokio::test]
+async fn wrong_passwords_do_not_lock_out_key_sign_in() {
+    let server = Server::start_with(limited(1000, 3)).await;
+    let alice = server.user("alice", "correct horse battery").await;
+    let key = russh::keys::PrivateKey::random(
+        &mut russh::keys::key::safe_rng(),
+        russh::keys::Algorithm::Ed25519,
+    )
+    .unwrap();
+    let public = key.public_key().to_openssh().unwrap();
+    server.store.add_ssh_key(alice.id, &public).await.unwrap();
+    for _ in 0..5 {
+        let mut c = connect(server.addr).await;
+        assert!(!c.password("alice", "guess").await);
+    }
+    let mut c = connect(server.addr).await;
+    assert!(!c.password("alice", "correct horse battery").await);
+    let mut c = connect(server.addr).await;
+    assert!(c.key("alice", &key).await, "the key was locked out");
+}
+
+#[tokio::test]
+async fn two_servers_on_one_database_share_the_budget() {
+    let server = Server::start_with(limited(1000, 4)).await;
+    let other = server.another_ssh_server(limited(1000, 4)).await;
+    server.user("alice", "correct horse battery").await;
+    for addr in [server.addr, server.addr, other, other] {
+        let mut c = connect(addr).await;
+        assert!(!c.password("alice", "guess").await);
+    }
+    for addr in [server.addr, other] {
+        let mut c = connect(addr).await;
+        assert!(!c.password("alice", "correct horse battery").await);
+    }
+}
+
+#[tokio::test]
+async fn an_overlong_username_is_refused_before_any_accounting() {
+    let server = Server::start_with(limited(1000, 3)).await;
+    let mut c = connect(server.addr).await;
+    assert!(!c.password(&"a".repeat(4000), "whatever password").await);
+    assert_eq!(failures(&server.store, "addr:127.0.0.1").await, 0);
+    // A name of ordinary length is counted against the address.
+    assert!(!c.password("nobody", "whatever password").await);
+    assert_eq!(failures(&server.store, "addr:127.0.0.1").await, 1);
+}
+
+#[tokio::test]
+async fn connections_over_the_pre_sign_in_cap_are_closed_until_one_signs_in() {
+    let mut cfg = test_ssh_config();
+    cfg.max_preauth_per_address = 2;
+    let server = Server::start_with(cfg).await;
+    server.user("alice", "correct horse battery").await;
+    let try_connect = || async {
+        let config = std::sync::Arc::new(russh::client::Config::default());
+        russh::client::connect(config, server.addr, crate::support::ssh::Handler)
+            .await
+            .is_ok()
+    };
+    let mut first = connect(server.addr).await;
+    let _second = connect(server.addr).await;
+    assert!(
+        !try_connect().await,
+        "a third waiting connection was let in"
+    );
+    // Signed in, the first no longer waits: room for one more.
+    assert!(first.password("alice", "correct horse battery").await);
+    let _third = connect(server.addr).await;
+    assert!(!try_connect().await);
+}

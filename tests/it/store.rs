@@ -367,3 +367,47 @@ async fn terminal_activity_is_written_for_all_sandboxes_at_once_and_never_moves_
     assert_eq!(recorder.flush(&store).await.unwrap(), 1);
     assert!(active_at(idle).await.is_some());
 }
+
+/// Two stores on one database stand for two replicas: however the
+/// concurrent reservations interleave, only the budget's worth succeed.
+#[tokio::test]
+async fn concurrent_sign_in_reservations_from_two_replicas_never_overrun_the_budget() {
+    use kiln::ssh::ratelimit::Bucket;
+    let db = TestDb::new().await;
+    let key = || SecretKey::from_hex(crate::support::ssh::TEST_SECRET_KEY).unwrap();
+    let (a, b) = (
+        db.store_with_key(key()).await,
+        db.store_with_key(key()).await,
+    );
+    let bucket = vec![Bucket {
+        key: "user:alice".into(),
+        max: 3,
+    }];
+    let window = Duration::from_secs(3600);
+    let tries: Vec<_> = (0..20)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let bucket = bucket.clone();
+            tokio::spawn(async move { store.reserve_signin_attempt(&bucket, window).await })
+        })
+        .collect();
+    let mut granted = Vec::new();
+    for t in tries {
+        if let Ok(r) = t.await.unwrap().unwrap() {
+            granted.push(r);
+        }
+    }
+    assert_eq!(granted.len(), 3);
+    // A success gives its slot back, and only its own.
+    a.release_signin_attempt(granted.pop().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        b.reserve_signin_attempt(&bucket, window)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    let wait = a.reserve_signin_attempt(&bucket, window).await.unwrap();
+    assert!(wait.is_err(), "{wait:?}");
+}

@@ -2,20 +2,21 @@
 //! connection shares. Signing in is in `sign_in`; routing each channel to
 //! the dashboard (a `shell` with a PTY) or to an exec command is in `channels`.
 
+mod accept;
 mod channels;
 mod sign_in;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use russh::keys::PrivateKey;
-use russh::server::Server as _;
 use russh::{ChannelId, MethodKind, MethodSet};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::ratelimit::RateLimiter;
+use super::ratelimit::{Budget, PreauthCaps};
 use crate::config::SshConfig;
 use crate::console::Console;
 use crate::driver::SessionAttach;
@@ -27,18 +28,17 @@ use channels::Chan;
 
 pub use sign_in::SIGNUP_MIN_PASSWORD;
 
-struct Limits {
-    by_address: RateLimiter<IpAddr>,
-    by_user: RateLimiter<String>,
-}
-
 struct Shared {
     /// Sign-in only; every user action goes through `console`.
     store: Store,
     console: Console,
     feed: Arc<ChangeFeed>,
     config: SshConfig,
-    limits: Mutex<Limits>,
+    /// How many failed password sign-ins each bucket allows per window.
+    budget: Budget,
+    /// argon2 takes tens of megabytes and a core for a while: at most one
+    /// verification per core runs at once, the rest wait their turn.
+    verifying: Semaphore,
     /// Verified against when the user does not exist, so an unknown name
     /// costs the same time as a wrong password.
     decoy_hash: String,
@@ -83,10 +83,11 @@ pub async fn run(
         nodelay: true,
         ..Default::default()
     };
-    let limits = Limits {
-        by_address: RateLimiter::new(config.max_failures_per_address, config.failure_window),
-        by_user: RateLimiter::new(config.max_failures_per_user, config.failure_window),
+    let budget = Budget {
+        per_address: config.max_failures_per_address,
+        per_user: config.max_failures_per_user,
     };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let ConsoleDrivers { attach, logs } = drivers.into();
     let activity = ActivityRecorder::new();
     tokio::spawn(activity.clone().run(store.clone(), shutdown.clone()));
@@ -97,16 +98,22 @@ pub async fn run(
         feed,
         decoy_hash: hash_password("kiln decoy password").await?,
         config,
-        limits: Mutex::new(limits),
+        budget,
+        verifying: Semaphore::new(cores),
         notice,
     });
-    let mut server = SshServer { shared };
-    let running = server.run_on_socket(Arc::new(russh_config), &listener);
-    let handle = running.handle();
-    tokio::select! {
-        r = running => r?,
-        _ = shutdown.cancelled() => handle.shutdown("Kiln is shutting down".into()),
-    }
+    let waiting = accept::Waiting::new(PreauthCaps {
+        per_address: shared.config.max_preauth_per_address,
+        total: shared.config.max_preauth_total,
+    });
+    accept::accept_loop(
+        &listener,
+        Arc::new(russh_config),
+        waiting,
+        |peer| Conn::new(shared.clone(), peer),
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 
@@ -120,18 +127,14 @@ fn all_methods() -> MethodSet {
     )
 }
 
-struct SshServer {
-    shared: Arc<Shared>,
-}
-
-impl russh::server::Server for SshServer {
-    type Handler = Conn;
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Conn {
+impl Conn {
+    fn new(shared: Arc<Shared>, peer: SocketAddr) -> Conn {
         Conn {
-            shared: self.shared.clone(),
-            peer: peer.map(|p| p.ip()),
+            shared,
+            peer: Some(peer.ip()),
             user: None,
             limited_for: None,
+            waiting: None,
             channels: HashMap::new(),
         }
     }
@@ -144,6 +147,8 @@ pub struct Conn {
     user: Option<User>,
     /// Set when the last attempt was refused by the rate limiter.
     limited_for: Option<std::time::Duration>,
+    /// Until sign-in: its place among the connections waiting to sign in.
+    waiting: Option<accept::WaitingForSignIn>,
     channels: HashMap<ChannelId, Chan>,
 }
 

@@ -1,13 +1,14 @@
 //! Signing in: passwords (also through keyboard-interactive), public keys,
-//! open sign-up, and the rate limits on failed attempts.
-
-use std::time::Instant;
+//! open sign-up, and the password budget (reserved in the database before
+//! the password is checked, so it holds under concurrency and across replicas).
 
 use russh::server::{Auth, Response};
 
 use super::{Conn, all_methods};
 use crate::config::Signup;
-use crate::store::users::{normalize_username, verify_password};
+use crate::model::naming::printable;
+use crate::ssh::ratelimit::{Attempt, MAX_USERNAME_BYTES};
+use crate::store::users::{User, verify_password};
 
 /// Passwords shorter than this cannot create an account under open sign-up.
 pub const SIGNUP_MIN_PASSWORD: usize = 12;
@@ -21,83 +22,126 @@ fn reject() -> Auth {
     }
 }
 
+/// Why a sign-in failed, for the audit log only: the client always sees the
+/// same rejection.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    NameTooLong,
+    RateLimited,
+    LimiterUnavailable,
+    WrongCredentials,
+}
+
+/// Logged without the password (it is not even passed in); the name is
+/// escaped and cut short because it is whatever the client sent.
+fn audit_failure(method: &str, username: &str, peer: Option<std::net::IpAddr>, why: Failure) {
+    tracing::info!(
+        target: "kiln::audit",
+        event = "sign_in_failed",
+        method,
+        user = %printable(username, MAX_USERNAME_BYTES),
+        peer = ?peer,
+        reason = ?why,
+    );
+}
+
 impl Conn {
-    fn rate_limited(&self, username: &str) -> Option<std::time::Duration> {
-        let now = Instant::now();
-        let mut limits = self.shared.limits.lock().expect("limits lock");
-        let by_addr = self
-            .peer
-            .and_then(|ip| limits.by_address.check(&ip, now).err());
-        let by_user = limits.by_user.check(&username.to_string(), now).err();
-        by_addr.max(by_user)
+    /// Signed in: the connection no longer counts against the pre-sign-in
+    /// caps, nor has a deadline.
+    fn signed_in(&mut self, user: User) {
+        self.user = Some(user);
+        if let Some(waiting) = self.waiting.take() {
+            let _ = waiting.signed_in.send(());
+        }
     }
 
-    fn record(&self, username: &str, ok: bool) {
-        let now = Instant::now();
-        let mut limits = self.shared.limits.lock().expect("limits lock");
-        match (ok, self.peer) {
-            (true, ip) => {
-                if let Some(ip) = ip {
-                    limits.by_address.record_success(&ip);
-                }
-                limits.by_user.record_success(&username.to_string());
-            }
-            (false, ip) => {
-                if let Some(ip) = ip {
-                    limits.by_address.record_failure(ip, now);
-                }
-                limits.by_user.record_failure(username.to_string(), now);
-            }
-        }
+    fn attempt(&self, username: &str) -> Attempt {
+        Attempt::new(self.peer, username, self.shared.budget)
+    }
+
+    fn audit_failure(&self, method: &str, username: &str, why: Failure) {
+        audit_failure(method, username, self.peer, why);
     }
 
     /// The password check shared by `password` and `keyboard-interactive`.
     /// Unknown, disabled and wrong all take the same path and the same time.
     pub(super) async fn check_password(&mut self, username: &str, password: &str) -> Auth {
-        let key = username.to_ascii_lowercase();
-        if let Some(wait) = self.rate_limited(&key) {
-            self.limited_for = Some(wait);
+        if username.len() > MAX_USERNAME_BYTES {
+            self.audit_failure("password", username, Failure::NameTooLong);
             return reject();
         }
-        self.limited_for = None;
+        let attempt = self.attempt(username);
+        let window = self.shared.config.failure_window;
         let store = &self.shared.store;
-        let found = store.password_hash(username).await.unwrap_or_else(|e| {
-            tracing::warn!("password lookup failed: {e}");
-            None
-        });
-        let (user, ok) = match found {
+        // Counted as a failure before the (slow) verification, so concurrent
+        // guesses cannot all pass the check; given back only on success.
+        let reservation = match store.reserve_signin_attempt(&attempt.buckets, window).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(wait)) => {
+                self.limited_for = Some(wait);
+                self.audit_failure("password", username, Failure::RateLimited);
+                return reject();
+            }
+            Err(e) => {
+                // Without the shared budget there is no limit: fail closed.
+                tracing::warn!("sign-in limits unavailable: {e}");
+                self.audit_failure("password", username, Failure::LimiterUnavailable);
+                return reject();
+            }
+        };
+        self.limited_for = None;
+        let signed_in = self.verify(attempt.username.as_deref(), password).await;
+        match signed_in {
+            Some(user) => {
+                if let Err(e) = store.release_signin_attempt(reservation).await {
+                    tracing::warn!("could not release a sign-in attempt: {e}");
+                }
+                self.signed_in(user);
+                Auth::Accept
+            }
+            None => {
+                self.audit_failure("password", username, Failure::WrongCredentials);
+                reject()
+            }
+        }
+    }
+
+    /// The user `name` (already normalised) signs in as with `password`, or
+    /// creates under open sign-up. At most a few run at once (one argon2 each).
+    async fn verify(&self, name: Option<&str>, password: &str) -> Option<User> {
+        let Ok(_permit) = self.shared.verifying.acquire().await else {
+            return None;
+        };
+        let store = &self.shared.store;
+        let found = match name {
+            Some(n) => store.password_hash(n).await.unwrap_or_else(|e| {
+                tracing::warn!("password lookup failed: {e}");
+                None
+            }),
+            None => None,
+        };
+        match found {
             Some((user, hash)) => {
-                let ok = verify_password(password, &hash).await;
-                (Some(user), ok)
+                return verify_password(password, &hash).await.then_some(user);
             }
             None => {
                 verify_password(password, &self.shared.decoy_hash).await;
-                (None, false)
             }
-        };
-        if ok {
-            self.record(&key, true);
-            self.user = user;
-            return Auth::Accept;
         }
-        if user.is_none()
-            && self.shared.config.signup == Signup::Open
+        let name = name?;
+        if self.shared.config.signup == Signup::Open
             && password.chars().count() >= SIGNUP_MIN_PASSWORD
-            && normalize_username(username).is_ok()
-            && let Ok(None) = store.find_user(username).await
+            && let Ok(None) = store.find_user(name).await
         {
-            match store.create_user(username, Some(password), false).await {
+            match store.create_user(name, Some(password), false).await {
                 Ok(u) => {
                     tracing::info!(user = %u.username, "account created by sign-up");
-                    self.record(&key, true);
-                    self.user = Some(u);
-                    return Auth::Accept;
+                    return Some(u);
                 }
                 Err(e) => tracing::warn!("sign-up failed: {e}"),
             }
         }
-        self.record(&key, false);
-        reject()
+        None
     }
 
     pub(super) fn banner(&self) -> Option<String> {
@@ -118,7 +162,21 @@ impl Conn {
         response: Option<Response<'a>>,
     ) -> Auth {
         let Some(mut response) = response else {
-            let instructions = match self.rate_limited(&user.to_ascii_lowercase()) {
+            let wait = if user.len() > MAX_USERNAME_BYTES {
+                None
+            } else {
+                let attempt = self.attempt(user);
+                let window = self.shared.config.failure_window;
+                let store = &self.shared.store;
+                store
+                    .signin_wait(&attempt.buckets, window)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!("sign-in limits unavailable: {e}");
+                        None
+                    })
+            };
+            let instructions = match wait {
                 Some(wait) => format!(
                     "Too many failed logins; try again in {} s.",
                     wait.as_secs().max(1)
@@ -142,6 +200,9 @@ impl Conn {
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Auth {
         // Unknown keys are declined before the client signs; not counted as failures.
+        if user.len() > MAX_USERNAME_BYTES {
+            return reject();
+        }
         let known = self
             .shared
             .store
@@ -153,26 +214,73 @@ impl Conn {
         if known { Auth::Accept } else { reject() }
     }
 
+    /// Keys are not subject to the password budget: otherwise anyone could
+    /// lock a user out of their key by guessing passwords for them.
     pub(super) async fn check_key(
         &mut self,
         user: &str,
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Auth {
-        let key_name = user.to_ascii_lowercase();
-        if let Some(wait) = self.rate_limited(&key_name) {
-            self.limited_for = Some(wait);
+        if user.len() > MAX_USERNAME_BYTES {
+            self.audit_failure("publickey", user, Failure::NameTooLong);
             return reject();
         }
         match self.shared.store.user_by_key(key.public_key).await {
             Ok(Some(u)) if u.username.eq_ignore_ascii_case(user) => {
-                self.record(&key_name, true);
-                self.user = Some(u);
+                self.signed_in(u);
                 Auth::Accept
             }
             _ => {
-                self.record(&key_name, false);
+                self.audit_failure("publickey", user, Failure::WrongCredentials);
                 reject()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_sign_in_is_audited_with_the_escaped_name_and_the_peer() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            audit_failure(
+                "password",
+                "mal\x1b[2Jlory",
+                Some("192.0.2.7".parse().unwrap()),
+                Failure::WrongCredentials,
+            );
+        });
+        let line = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(line.contains("kiln::audit"), "{line}");
+        assert!(line.contains("sign_in_failed"), "{line}");
+        assert!(line.contains("192.0.2.7"), "{line}");
+        assert!(line.contains("WrongCredentials"), "{line}");
+        assert!(
+            !line.contains('\x1b'),
+            "the name's escape reached the log: {line}"
+        );
     }
 }

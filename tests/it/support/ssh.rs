@@ -52,10 +52,15 @@ pub const TEST_SECRET_KEY: &str =
     "6b696c6e2074657374206b6579202d2d206e6f7420666f722070726f64756374";
 
 /// Quick rejections so auth tests do not crawl; the production default is 1 s.
+/// Every test connects from 127.0.0.1, and a closed client's connection may
+/// still be counted for a moment on a busy machine: the pre-sign-in cap is
+/// out of the way unless a test sets it.
 pub fn test_ssh_config() -> SshConfig {
     SshConfig {
         listen: "127.0.0.1:0".into(),
         rejection_delay: Duration::from_millis(50),
+        max_preauth_per_address: 10_000,
+        max_preauth_total: 10_000,
         ..SshConfig::default()
     }
 }
@@ -159,6 +164,35 @@ impl Server {
             local_dir,
             shutdown,
         }
+    }
+
+    /// Another SSH front end on this server's database, as a second replica
+    /// would run it; it stops with this server.
+    pub async fn another_ssh_server(&self, config: SshConfig) -> SocketAddr {
+        let feed = Arc::new(self.store.listen().await.expect("listen"));
+        let listener = kiln::ssh::server::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let host_key = PrivateKey::random(
+            &mut russh::keys::key::safe_rng(),
+            russh::keys::Algorithm::Ed25519,
+        )
+        .unwrap();
+        let (store, stop) = (self.store.clone(), self.shutdown.clone());
+        tokio::spawn(async move {
+            kiln::ssh::server::run(
+                store,
+                feed,
+                None::<Arc<dyn SessionAttach>>,
+                config,
+                host_key,
+                listener,
+                String::new(),
+                stop,
+            )
+            .await
+            .expect("ssh server");
+        });
+        addr
     }
 
     pub async fn user(&self, name: &str, password: &str) -> kiln::store::users::User {
