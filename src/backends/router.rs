@@ -116,9 +116,12 @@ impl Backends {
                     "your kubeconfig cannot be used ({e}); set a working one in Settings"
                 ))
             })?;
-            let client = parsed.client().await.map_err(|e| {
-                DriverError::transient(format!("connecting with your kubeconfig: {e}"))
-            })?;
+            let client = parsed
+                .client(self.settings.api_server_policy())
+                .await
+                .map_err(|e| {
+                    DriverError::transient(format!("connecting with your kubeconfig: {e}"))
+                })?;
             let ns = parsed.namespace.clone();
             return Ok(Route::Cluster(Arc::new(K8sCluster::new(
                 client,

@@ -105,6 +105,7 @@ async fn setup() -> Setup {
             ConsoleDrivers {
                 attach: None,
                 logs: Some(logs),
+                ..ConsoleDrivers::default()
             },
             test_ssh_config(),
             host_key,

@@ -53,11 +53,16 @@ struct Shared {
 pub struct ConsoleDrivers {
     pub attach: Option<Arc<dyn SessionAttach>>,
     pub logs: Option<Arc<dyn crate::driver::SandboxLogs>>,
+    /// Where tenants' kubeconfigs may point (`kubernetes.allow_private_api_servers`).
+    pub api_servers: crate::k8s::kubeconfig::ApiServerPolicy,
 }
 
 impl From<Option<Arc<dyn SessionAttach>>> for ConsoleDrivers {
     fn from(attach: Option<Arc<dyn SessionAttach>>) -> Self {
-        ConsoleDrivers { attach, logs: None }
+        ConsoleDrivers {
+            attach,
+            ..ConsoleDrivers::default()
+        }
     }
 }
 
@@ -87,12 +92,16 @@ pub async fn run(
         by_address: RateLimiter::new(config.max_failures_per_address, config.failure_window),
         by_user: RateLimiter::new(config.max_failures_per_user, config.failure_window),
     };
-    let ConsoleDrivers { attach, logs } = drivers.into();
+    let ConsoleDrivers {
+        attach,
+        logs,
+        api_servers,
+    } = drivers.into();
     let activity = ActivityRecorder::new();
     tokio::spawn(activity.clone().run(store.clone(), shutdown.clone()));
     let shared = Arc::new(Shared {
         activity,
-        console: Console::new(store.clone(), attach, logs),
+        console: Console::new(store.clone(), attach, logs).with_api_servers(api_servers),
         store,
         feed,
         decoy_hash: hash_password("kiln decoy password").await?,
