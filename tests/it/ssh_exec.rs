@@ -278,3 +278,34 @@ async fn sessions_lists_exited_sessions_and_restart_brings_them_back() {
     assert_eq!(r.code, Some(1), "{r:?}");
     assert!(r.stderr.contains("start shells"), "{r:?}");
 }
+
+/// Exec output follows the dashboard's display rules: bidi overrides and
+/// other invisible format characters in a stored value are shown as `?`,
+/// so `inv\u{202e}exe.txt` cannot pose as `invtxt.exe`.
+#[tokio::test]
+async fn exec_output_shows_bidi_controls_as_question_marks() {
+    let server = Server::start().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    server
+        .store
+        .create_project(
+            alice.id,
+            "Bidi",
+            "inv\u{202e}exe.txt and\u{200b}zero\u{2066}width",
+            "alice",
+        )
+        .await
+        .unwrap();
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let r = c.exec("project bidi", b"").await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    for bad in ['\u{202e}', '\u{200b}', '\u{2066}'] {
+        assert!(!r.stdout.contains(bad), "{bad:?} reached the client: {r:?}");
+    }
+    assert!(
+        r.stdout.contains("inv?exe.txt and?zero?width"),
+        "{}",
+        r.stdout
+    );
+}
