@@ -162,9 +162,13 @@ pub(crate) fn classify(e: CallError, what: &str) -> DriverError {
                 code => DriverError::transient(format!("{what}: {code} {reason}")),
             }
         }
-        CallError::Kube(other) => {
-            DriverError::transient(format!("{what}: cannot reach the cluster: {other}"))
-        }
+        CallError::Kube(other) => match crate::k8s::kubeconfig::guard_refusal(&other) {
+            // The operator's rule, not a passing fault: retrying cannot help.
+            Some(refusal) => DriverError::permanent(format!(
+                "{what}: Kiln does not contact this API server: {refusal}"
+            )),
+            None => DriverError::transient(format!("{what}: cannot reach the cluster: {other}")),
+        },
     }
 }
 
@@ -220,6 +224,22 @@ mod tests {
         }
         let t = classify(CallError::Timeout("listing: slow".into()), "listing");
         assert!(t.is_transient());
+    }
+
+    #[test]
+    fn a_refused_api_server_address_needs_a_person() {
+        use crate::k8s::kubeconfig::GuardError;
+        let e = classify(
+            CallError::Kube(kube::Error::Service(Box::new(GuardError::Forbidden))),
+            "creating x",
+        );
+        assert!(!e.is_transient(), "{e}");
+        assert!(e.to_string().contains("allow_private_api_servers"), "{e}");
+        let e = classify(
+            CallError::Kube(kube::Error::Service("connection reset".into())),
+            "creating x",
+        );
+        assert!(e.is_transient(), "{e}");
     }
 
     #[test]
