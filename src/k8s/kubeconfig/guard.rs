@@ -208,7 +208,8 @@ pub fn guard_refusal<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option
 
 /// A kube client on `config` whose every connection goes through
 /// [`GuardedConnector`]; otherwise the stack kube builds (TLS from the
-/// config, base URI, credentials, extra headers), without a proxy.
+/// config, base URI, kube's retry of throttled and unavailable answers,
+/// credentials, extra headers), without a proxy.
 pub fn guarded_client(
     config: kube::Config,
     policy: ApiServerPolicy,
@@ -219,6 +220,9 @@ pub fn guarded_client(
             .build(https);
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
+        .option_layer(config.default_retry.then(|| {
+            tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry())
+        }))
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .map_err(BoxError::from)
