@@ -1,7 +1,8 @@
 //! Which back end serves a user (DESIGN §6), first rule that applies:
 //! 1. the user set a kubeconfig: that cluster, in its current context's namespace;
 //! 2. the server has a cluster (in-cluster or `KUBECONFIG`): that cluster, in
-//!    a namespace of the user's own, `kiln-{username}`, created and labelled;
+//!    a namespace of the user's own, `kiln-{username}` (made DNS-safe), created
+//!    and labelled, and never one that Kiln did not create for that user;
 //! 3. the local driver.
 //!
 //! [`Backends`] implements the driver traits by routing each resource to its

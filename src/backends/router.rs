@@ -93,7 +93,7 @@ impl Backends {
             self.routes.touch(owner);
             return Ok(c.route);
         }
-        let route = self.build(&tenant).await?;
+        let route = self.build(owner, &tenant).await?;
         let watch = match (&route, &self.drift) {
             (Route::Cluster(c), Some(tx)) => {
                 Some(crate::k8s::watch::spawn_drift_watch(c, tx.clone()))
@@ -109,16 +109,19 @@ impl Backends {
         self.routes.forget(owner);
     }
 
-    async fn build(&self, tenant: &TenantInfo) -> DriverResult<Route> {
+    async fn build(&self, owner: Uuid, tenant: &TenantInfo) -> DriverResult<Route> {
         if let Some(yaml) = &tenant.kubeconfig {
             let parsed = crate::k8s::kubeconfig::parse(yaml).map_err(|e| {
                 DriverError::permanent(format!(
                     "your kubeconfig cannot be used ({e}); set a working one in Settings"
                 ))
             })?;
-            let client = parsed.client().await.map_err(|e| {
-                DriverError::transient(format!("connecting with your kubeconfig: {e}"))
-            })?;
+            let client = parsed
+                .client(self.settings.api_server_policy())
+                .await
+                .map_err(|e| {
+                    DriverError::transient(format!("connecting with your kubeconfig: {e}"))
+                })?;
             let ns = parsed.namespace.clone();
             return Ok(Route::Cluster(Arc::new(K8sCluster::new(
                 client,
@@ -127,9 +130,9 @@ impl Backends {
             ))));
         }
         if let Some(client) = &self.server_cluster {
-            let ns = tenant_namespace(&tenant.username);
+            let ns = tenant_namespace(&tenant.username, owner);
             let cluster = K8sCluster::new(client.clone(), ns, self.settings.clone());
-            ensure_namespace(&cluster, &tenant.username).await?;
+            ensure_namespace(&cluster, &tenant.username, owner).await?;
             return Ok(Route::Cluster(Arc::new(cluster)));
         }
         Ok(Route::Local)

@@ -67,6 +67,7 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
     let drivers = crate::ssh::server::ConsoleDrivers {
         attach: Some(backends.clone()),
         logs: Some(backends.clone()),
+        api_servers: config.kubernetes.api_server_policy(),
     };
     let ssh = crate::ssh::server::run(
         db.store.clone(),

@@ -44,7 +44,8 @@ impl UserConsole {
     /// Registers one OpenSSH public key line.
     pub async fn add_key(&self, line: &str) -> ConsoleResult<SshKey> {
         self.gated(Action::AddKey, async {
-            Ok(self.store().add_ssh_key(self.user_id(), line).await?)
+            // Pending until the user signs in with it: proof they hold the key.
+            Ok(self.store().propose_ssh_key(self.user_id(), line).await?)
         })
         .await
     }

@@ -34,9 +34,11 @@ impl UserConsole {
     pub async fn set_kubeconfig(&self, yaml: &str) -> ConsoleResult<TenantKubeconfig> {
         self.gated(Action::SetKubeconfig, async {
             self.refuse_with_projects().await?;
-            let checked = kubeconfig::validate(yaml).await.map_err(|e| {
-                ConsoleError::invalid("kubeconfig", format!("kubeconfig refused: {e}"))
-            })?;
+            let checked = kubeconfig::validate(yaml, self.console.api_servers)
+                .await
+                .map_err(|e| {
+                    ConsoleError::invalid("kubeconfig", format!("kubeconfig refused: {e}"))
+                })?;
             self.store()
                 .set_user_config(self.user_id(), KUBECONFIG, yaml, true)
                 .await?;

@@ -24,6 +24,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::driver::{SandboxLogs, SessionAttach};
+use crate::k8s::kubeconfig::ApiServerPolicy;
 use crate::store::Store;
 use crate::store::users::User;
 
@@ -42,6 +43,8 @@ pub struct Console {
     sessions: Option<Arc<dyn SessionAttach>>,
     /// Follows sandbox logs (`None`: logs are unavailable here).
     logs: Option<Arc<dyn SandboxLogs>>,
+    /// Where a tenant's kubeconfig may point when it is checked.
+    api_servers: ApiServerPolicy,
 }
 
 impl Console {
@@ -54,7 +57,16 @@ impl Console {
             store,
             sessions,
             logs,
+            api_servers: ApiServerPolicy::default(),
         }
+    }
+
+    /// The same console, checking tenants' kubeconfigs against `policy`
+    /// (`kubernetes.allow_private_api_servers`) instead of the default,
+    /// which refuses private addresses.
+    pub fn with_api_servers(mut self, policy: ApiServerPolicy) -> Self {
+        self.api_servers = policy;
+        self
     }
 
     /// The console as `user`, signed in through `front`.

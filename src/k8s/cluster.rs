@@ -147,11 +147,7 @@ pub(crate) fn classify(e: CallError, what: &str) -> DriverError {
     match e {
         CallError::Timeout(msg) => DriverError::Transient(msg),
         CallError::Kube(kube::Error::Api(s)) => {
-            let reason = if s.message.is_empty() {
-                s.reason.clone()
-            } else {
-                s.message.clone()
-            };
+            let reason = status_message(&s);
             match s.code {
                 401 => DriverError::permanent(format!(
                     "{what}: the cluster does not accept the credentials (401 Unauthorized): {reason}; set a fresh kubeconfig"
@@ -166,9 +162,33 @@ pub(crate) fn classify(e: CallError, what: &str) -> DriverError {
                 code => DriverError::transient(format!("{what}: {code} {reason}")),
             }
         }
-        CallError::Kube(other) => {
-            DriverError::transient(format!("{what}: cannot reach the cluster: {other}"))
-        }
+        CallError::Kube(other) => match crate::k8s::kubeconfig::guard_refusal(&other) {
+            // The operator's rule, not a passing fault: retrying cannot help.
+            Some(refusal) => DriverError::permanent(format!(
+                "{what}: Kiln does not contact this API server: {refusal}"
+            )),
+            None => DriverError::transient(format!("{what}: cannot reach the cluster: {other}")),
+        },
+    }
+}
+
+/// What kube calls the reason when an error answer was not a Kubernetes
+/// `Status` and it put the raw body in the message instead.
+const NOT_A_STATUS: &str = "Failed to parse error data";
+
+/// The API server's message for an error, fit to show a tenant: a body
+/// that was not a Kubernetes `Status` (a proxy's page, or whatever else
+/// answers at the URL a kubeconfig names) is never echoed.
+pub(crate) fn status_message(s: &kube::core::Status) -> String {
+    if s.reason == NOT_A_STATUS {
+        format!(
+            "the server's answer ({}) was not a Kubernetes API response",
+            s.code
+        )
+    } else if s.message.is_empty() {
+        s.reason.clone()
+    } else {
+        s.message.clone()
     }
 }
 
@@ -204,6 +224,33 @@ mod tests {
         }
         let t = classify(CallError::Timeout("listing: slow".into()), "listing");
         assert!(t.is_transient());
+    }
+
+    #[test]
+    fn a_refused_api_server_address_needs_a_person() {
+        use crate::k8s::kubeconfig::GuardError;
+        let e = classify(
+            CallError::Kube(kube::Error::Service(Box::new(GuardError::Forbidden))),
+            "creating x",
+        );
+        assert!(!e.is_transient(), "{e}");
+        assert!(e.to_string().contains("allow_private_api_servers"), "{e}");
+        let e = classify(
+            CallError::Kube(kube::Error::Service("connection reset".into())),
+            "creating x",
+        );
+        assert!(e.is_transient(), "{e}");
+    }
+
+    #[test]
+    fn an_answer_that_is_not_a_status_is_never_echoed() {
+        let mut s = Status::failure("<html>secret internal page</html>", NOT_A_STATUS);
+        s.code = 404;
+        let shown = status_message(&s);
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("404"), "{shown}");
+        let e = classify(CallError::Kube(kube::Error::Api(s.boxed())), "listing");
+        assert!(!e.to_string().contains("secret"), "{e}");
     }
 
     #[test]

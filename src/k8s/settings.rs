@@ -44,6 +44,10 @@ pub struct K8sSettings {
     /// Longest wait for one API call before it counts as failed and is
     /// retried later: a hung API server must not hold a lease hostage.
     pub api_timeout_secs: u64,
+    /// Whether a tenant's kubeconfig may name an API server on a loopback,
+    /// link-local or private address. Off: a tenant could otherwise make
+    /// Kiln talk to its own host's services or the cloud metadata endpoint.
+    pub allow_private_api_servers: bool,
 }
 
 impl Default for K8sSettings {
@@ -71,6 +75,7 @@ impl Default for K8sSettings {
             db_cpu_limit: "1000m".into(),
             db_memory_limit: "1024Mi".into(),
             api_timeout_secs: 20,
+            allow_private_api_servers: false,
         }
     }
 }
@@ -193,6 +198,13 @@ impl K8sSettings {
         Ok(())
     }
 
+    /// Where tenants' API servers may be, from [`Self::allow_private_api_servers`].
+    pub fn api_server_policy(&self) -> crate::k8s::kubeconfig::ApiServerPolicy {
+        crate::k8s::kubeconfig::ApiServerPolicy {
+            allow_private: self.allow_private_api_servers,
+        }
+    }
+
     /// [`Self::api_timeout_secs`] as a duration.
     pub fn api_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.api_timeout_secs)
@@ -308,6 +320,12 @@ mod tests {
         assert_eq!(s.domain.as_deref(), Some("apps.example.com"));
         assert_eq!(s.home_size, "20Gi");
         assert_eq!(s.db_replicas, 1);
+        assert!(
+            !s.allow_private_api_servers,
+            "private API servers are refused by default"
+        );
+        let s: K8sSettings = toml::from_str("allow_private_api_servers = true").unwrap();
+        assert!(s.api_server_policy().allow_private);
         let e = toml::from_str::<K8sSettings>("home_sise = \"20Gi\"").unwrap_err();
         assert!(e.to_string().contains("home_sise"), "{e}");
     }

@@ -9,6 +9,7 @@ pub mod naming;
 pub mod prefix_key;
 pub mod secret;
 pub mod session;
+pub mod signin_budget;
 pub mod status;
 pub mod terminal;
 

@@ -145,15 +145,29 @@ mod tests {
     }
 }
 
-/// A user-supplied string made safe to print in a one-line message: control
-/// characters become `?` (so no escape sequence reaches a terminal) and the
-/// result is cut to `max` characters with an ellipsis.
+/// Characters that are not `char::is_control` but still reorder or hide
+/// text: zero-width and bidi marks, embeddings, overrides and isolates.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// The display rule for untrusted text, everywhere Kiln shows it (the
+/// dashboard, exec output, `logs`): control characters (C0, DEL, C1, so no
+/// escape sequence starts) and invisible format characters become `?`.
+pub fn display_char(c: char) -> char {
+    if c.is_control() || is_invisible_format(c) {
+        '?'
+    } else {
+        c
+    }
+}
+
+/// A user-supplied string made safe to print in a one-line message
+/// ([`display_char`] on each character), cut to `max` characters with an
+/// ellipsis.
 pub fn printable(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .take(max)
-        .collect();
+    let mut out: String = s.chars().map(display_char).take(max).collect();
     if s.chars().count() > max {
         out.push('…');
     }
@@ -166,5 +180,15 @@ mod printable_tests {
     fn printable_neutralises_escapes_and_cuts() {
         assert_eq!(super::printable("a\x1b[2Jb", 10), "a?[2Jb");
         assert_eq!(super::printable("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn printable_neutralises_bidi_and_invisible_characters() {
+        assert_eq!(super::printable("inv\u{202e}exe.txt", 20), "inv?exe.txt");
+        assert_eq!(
+            super::printable("a\u{200b}b\u{2066}c\u{feff}", 20),
+            "a?b?c?"
+        );
+        assert_eq!(super::printable("\u{9b}31m", 20), "?31m");
     }
 }

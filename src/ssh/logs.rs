@@ -2,7 +2,10 @@
 //! streamed to the client as it comes (like `kubectl logs -f`, but it keeps
 //! following across pod restarts). Lines go to stdout, the follower's
 //! notices ("waiting for pod…") to stderr, so `logs NAME > file` keeps only
-//! what the sandbox printed.
+//! what the sandbox printed. Every line is cleaned as the dashboard's log
+//! view cleans it ([`crate::tui::text::clean`]): the sandbox's output must
+//! not drive the reader's terminal (clipboard writes, titles, screen
+//! clears, bracketed-paste ends).
 
 use russh::ChannelId;
 use russh::server::Handle;
@@ -88,8 +91,12 @@ async fn stream(
     let mut rx = console.logs(&args.project, args.tail, args.follow).await?;
     while let Some(event) = rx.recv().await {
         let sent = match event {
-            LogEvent::Line(line) => handle.data(channel, format!("{line}\n").into_bytes()).await,
+            LogEvent::Line(line) => {
+                let line = crate::tui::text::clean(&line);
+                handle.data(channel, format!("{line}\n").into_bytes()).await
+            }
             LogEvent::Notice(n) => {
+                let n = crate::tui::text::clean(&n);
                 handle
                     .extended_data(channel, 1, format!("kiln: {n}\n").into_bytes())
                     .await

@@ -4,10 +4,8 @@
 //! the database (`store::signin_limits`) so every replica spends one budget.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
+pub use crate::model::signin_budget::{Bucket, wait_for};
 use crate::store::users::normalize_username;
 
 /// Longer names are refused before any lookup, hashing or accounting: no
@@ -17,13 +15,6 @@ pub const MAX_USERNAME_BYTES: usize = 64;
 /// Where every name that is not a valid username is charged, so junk names
 /// share one budget instead of each getting a fresh one.
 const INVALID_NAME_KEY: &str = "user:?";
-
-/// A bucket of failures and how many it may hold within the window.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bucket {
-    pub key: String,
-    pub max: usize,
-}
 
 /// How many failures each kind of bucket allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,26 +61,6 @@ impl Attempt {
     }
 }
 
-/// How long until a bucket holding failures at `times` (oldest first, all
-/// within the window) has room for one more; `None` when it has room now.
-pub fn wait_for(
-    times: &[DateTime<Utc>],
-    now: DateTime<Utc>,
-    max: usize,
-    window: Duration,
-) -> Option<Duration> {
-    let max = max.max(1);
-    if times.len() < max {
-        return None;
-    }
-    // Room opens when enough of the oldest failures leave the window that
-    // fewer than `max` remain.
-    let freeing = times[times.len() - max];
-    let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-    let wait = (freeing + window - now).to_std().unwrap_or(Duration::ZERO);
-    Some(wait.max(Duration::from_secs(1)))
-}
-
 /// Limits on connections that have not signed in yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PreauthCaps {
@@ -106,6 +77,8 @@ pub fn admit(from_address: usize, total: usize, caps: PreauthCaps) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
+    use std::time::Duration;
 
     const BUDGET: Budget = Budget {
         per_address: 20,

@@ -4,6 +4,13 @@
 //! A key identity is keyed by the key's SHA256 fingerprint; `metadata` keeps
 //! the key itself (`{"key", "comment", "algorithm"}`) so authentication can
 //! compare the real key material, not just a hash of it.
+//!
+//! A key a user adds themselves is only *pending* (`pending_ssh_keys`) until
+//! they sign in once with it: the SSH server has then verified a signature
+//! by that key, which proves they hold it, and only then is it bound. So
+//! nobody can claim someone else's public key, and the answer to adding a
+//! key says nothing about who else may hold it. Keys the operator adds
+//! (`kiln user add --ssh-key`, [`Store::add_ssh_key`]) are trusted at once.
 
 use chrono::{DateTime, Utc};
 use russh::keys::{Algorithm, HashAlg, PublicKey};
@@ -33,6 +40,8 @@ pub struct SshKey {
     /// The comment from the key line (often `user@host`); may be empty.
     pub comment: String,
     pub created_at: DateTime<Utc>,
+    /// Added but not yet used to sign in: it works from its first sign-in.
+    pub pending: bool,
 }
 
 /// Parses exactly one OpenSSH public key line, with a message a user can act
@@ -142,15 +151,161 @@ impl Store {
             algorithm,
             comment,
             created_at,
+            pending: false,
         })
     }
 
-    /// The user's keys, oldest first.
+    /// Records a key the user wants to add as pending: it is bound at their
+    /// first sign-in signed with it ([`Store::sign_in_with_key`]). A key that
+    /// another user holds is answered exactly like any other pending key.
+    pub async fn propose_ssh_key(&self, user_id: Uuid, openssh_line: &str) -> StoreResult<SshKey> {
+        let key = parse_public_key(openssh_line)?;
+        let fingerprint = fingerprint(&key);
+        let algorithm = key.algorithm().as_str().to_string();
+        let comment = key.comment().as_str_lossy().to_string();
+        let metadata = serde_json::json!({
+            "key": bare_openssh(&key)?,
+            "comment": comment,
+            "algorithm": algorithm,
+        });
+        let mut tx = self.pool.begin().await?;
+        lock_user(&mut tx, user_id).await?;
+        let (active, mine, count): (i64, bool, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM identities WHERE user_id = $1 AND provider = 'ssh_key'),
+                    EXISTS (SELECT 1 FROM identities WHERE user_id = $1 AND provider = 'ssh_key'
+                                                       AND provider_user_id = $2),
+                    (SELECT count(*) FROM pending_ssh_keys WHERE user_id = $1)",
+        )
+        .bind(user_id)
+        .bind(&fingerprint)
+        .fetch_one(&mut *tx)
+        .await?;
+        if mine {
+            // About the user's own keys only: nothing about anyone else.
+            return Err(StoreError::Conflict(
+                "this key is already one of your keys".into(),
+            ));
+        }
+        if active + count >= MAX_KEYS_PER_USER {
+            return Err(StoreError::Invalid(format!(
+                "you already have {} keys, the limit: remove one you no longer use first",
+                active + count
+            )));
+        }
+        let created_at: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO pending_ssh_keys (user_id, fingerprint, metadata) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id, fingerprint) DO UPDATE SET metadata = EXCLUDED.metadata
+             RETURNING created_at",
+        )
+        .bind(user_id)
+        .bind(&fingerprint)
+        .bind(&metadata)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(SshKey {
+            fingerprint,
+            algorithm,
+            comment,
+            created_at,
+            pending: true,
+        })
+    }
+
+    /// Whether `username` may try this key (the offer before the client
+    /// signs): it is theirs, or pending for them.
+    pub async fn key_may_sign_in(&self, username: &str, key: &PublicKey) -> StoreResult<bool> {
+        if let Some(u) = self.user_by_key(key).await? {
+            return Ok(u.username.eq_ignore_ascii_case(username));
+        }
+        Ok(self.pending_owner(username, key).await?.is_some())
+    }
+
+    /// The user signing in as `username` with `key`, whose signature the SSH
+    /// server has verified: the key's owner, or the user it was pending for,
+    /// to whom it is now bound (they proved they hold it).
+    pub async fn sign_in_with_key(
+        &self,
+        username: &str,
+        key: &PublicKey,
+    ) -> StoreResult<Option<User>> {
+        if let Some(u) = self.user_by_key(key).await? {
+            return Ok(u.username.eq_ignore_ascii_case(username).then_some(u));
+        }
+        let Some((user, metadata)) = self.pending_owner(username, key).await? else {
+            return Ok(None);
+        };
+        let fp = fingerprint(key);
+        let mut tx = self.pool.begin().await?;
+        lock_user(&mut tx, user.id).await?;
+        let bound = sqlx::query(
+            "INSERT INTO identities (user_id, provider, provider_user_id, metadata)
+             VALUES ($1, 'ssh_key', $2, $3) ON CONFLICT (provider, provider_user_id) DO NOTHING",
+        )
+        .bind(user.id)
+        .bind(&fp)
+        .bind(&metadata)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // Bound now (or by someone else a moment ago): pending copies are moot.
+        sqlx::query("DELETE FROM pending_ssh_keys WHERE fingerprint = $1")
+            .bind(&fp)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((bound == 1).then_some(user))
+    }
+
+    /// The enabled user named `username` for whom `key` is pending, with
+    /// the pending row's metadata; the stored key must match exactly.
+    async fn pending_owner(
+        &self,
+        username: &str,
+        key: &PublicKey,
+    ) -> StoreResult<Option<(User, serde_json::Value)>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username, u.role, u.disabled_at, u.created_at, p.metadata
+               FROM pending_ssh_keys p JOIN users u ON u.id = p.user_id
+              WHERE p.fingerprint = $1 AND lower(u.username) = lower($2)
+                AND u.disabled_at IS NULL",
+        )
+        .bind(fingerprint(key))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let metadata: serde_json::Value = row.try_get("metadata")?;
+        let matches = metadata
+            .get("key")
+            .and_then(|k| k.as_str())
+            .and_then(|s| PublicKey::from_openssh(s).ok())
+            .is_some_and(|s| s.key_data() == key.key_data());
+        if !matches {
+            return Ok(None);
+        }
+        let user = User {
+            id: row.try_get("id")?,
+            username: row.try_get("username")?,
+            role: row.try_get("role")?,
+            disabled_at: row.try_get("disabled_at")?,
+            created_at: row.try_get("created_at")?,
+        };
+        Ok(Some((user, metadata)))
+    }
+
+    /// The user's keys, bound and pending, oldest first.
     pub async fn list_ssh_keys(&self, user_id: Uuid) -> StoreResult<Vec<SshKey>> {
         let rows = sqlx::query(
             "SELECT provider_user_id, coalesce(metadata ->> 'algorithm', '') AS algorithm,
-                    coalesce(metadata ->> 'comment', '') AS comment, created_at
+                    coalesce(metadata ->> 'comment', '') AS comment, created_at, false AS pending
                FROM identities WHERE user_id = $1 AND provider = 'ssh_key'
+             UNION ALL
+             SELECT fingerprint, coalesce(metadata ->> 'algorithm', ''),
+                    coalesce(metadata ->> 'comment', ''), created_at, true
+               FROM pending_ssh_keys WHERE user_id = $1
               ORDER BY created_at, provider_user_id",
         )
         .bind(user_id)
@@ -163,6 +318,7 @@ impl Store {
                     algorithm: r.try_get("algorithm")?,
                     comment: r.try_get("comment")?,
                     created_at: r.try_get("created_at")?,
+                    pending: r.try_get("pending")?,
                 })
             })
             .collect()
@@ -179,6 +335,17 @@ impl Store {
         };
         let mut tx = self.pool.begin().await?;
         lock_user(&mut tx, user_id).await?;
+        let pending =
+            sqlx::query("DELETE FROM pending_ssh_keys WHERE user_id = $1 AND fingerprint = $2")
+                .bind(user_id)
+                .bind(&fp)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if pending > 0 {
+            tx.commit().await?;
+            return Ok(());
+        }
         let id: Uuid = sqlx::query_scalar(
             "SELECT id FROM identities
               WHERE user_id = $1 AND provider = 'ssh_key' AND provider_user_id = $2",

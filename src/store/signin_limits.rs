@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{Store, StoreResult};
-use crate::ssh::ratelimit::{Bucket, wait_for};
+use crate::model::signin_budget::{Bucket, wait_for};
 
 /// The failure rows an attempt holds until it succeeds.
 #[derive(Debug, Clone, PartialEq, Eq)]

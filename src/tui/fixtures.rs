@@ -158,6 +158,7 @@ pub fn ssh_key(n: u8, algorithm: &str, comment: &str) -> crate::store::keys::Ssh
         algorithm: algorithm.into(),
         comment: comment.into(),
         created_at: ago(86_400 * i64::from(n + 1)),
+        pending: false,
     }
 }
 

@@ -7,22 +7,14 @@
 
 use ratatui::text::Span;
 
+use crate::model::naming::{display_char, is_invisible_format};
+
 /// What a hidden value looks like on screen.
 pub const MASK: &str = "••••••";
 
-/// Characters that are not `char::is_control` but still reorder or hide text.
-fn is_invisible_format(c: char) -> bool {
-    matches!(c,
-        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-}
-
-/// One display-safe character: control and format characters become `?`.
+/// One display-safe character: the one rule, shared with exec output and `logs`.
 fn safe_char(c: char) -> char {
-    if c.is_control() || is_invisible_format(c) {
-        '?'
-    } else {
-        c
-    }
+    display_char(c)
 }
 
 /// Columns one character occupies (wide CJK = 2), as ratatui will draw it.

@@ -208,13 +208,23 @@ async fn an_existing_statefulset_is_adopted() {
         .await
         .unwrap();
     let name = sandbox_name(&s, "adopt").await;
-    // Someone (a previous replica that died mid-create) made it already.
+    // Someone (a previous replica that died mid-create) made it already,
+    // labelled as Kiln labels alice's namespace.
     let ns: Api<Namespace> = Api::all(s.emu.client());
     ns.create(
         &PostParams::default(),
         &Namespace {
             metadata: ObjectMeta {
                 name: Some("kiln-alice".into()),
+                labels: Some(
+                    [
+                        ("app.kubernetes.io/managed-by", "kiln".to_string()),
+                        ("kiln.dev/tenant-id", s.user.to_string()),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+                ),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()
@@ -252,4 +262,86 @@ async fn an_existing_statefulset_is_adopted() {
     .await;
     let (status, _, error) = sandbox(&s, "adopt").await;
     assert_ne!(status, ResourceStatus::Error, "{error:?}");
+}
+
+/// A namespace that exists but that Kiln did not create for the user (here
+/// `kiln-system`, which the user `system` would map to) is never adopted:
+/// the project fails with the reason and nothing is created in it.
+#[tokio::test]
+async fn a_namespace_kiln_did_not_create_is_not_adopted() {
+    let s = setup().await;
+    let ns: Api<Namespace> = Api::all(s.emu.client());
+    ns.create(
+        &PostParams::default(),
+        &Namespace {
+            metadata: ObjectMeta {
+                name: Some("kiln-system".into()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        },
+    )
+    .await
+    .unwrap();
+    let system = s
+        .store
+        .create_user("system", Some("a long password"), false)
+        .await
+        .unwrap()
+        .id;
+    s.store
+        .create_project(system, "Probe", "", "system")
+        .await
+        .unwrap();
+    let error = eventually("the refusal", Duration::from_secs(20), || async {
+        s.r.drain().await.unwrap();
+        let p = s.store.find_project(system, "probe").await.unwrap();
+        p.resources
+            .iter()
+            .find(|r| r.kind == ResourceKind::Sandbox)
+            .and_then(|r| r.last_error.clone())
+    })
+    .await;
+    assert!(error.contains("kiln-system"), "{error}");
+    assert!(error.contains("did not create"), "{error}");
+    let sets: Api<StatefulSet> = Api::namespaced(s.emu.client(), "kiln-system");
+    assert!(
+        sets.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "nothing was created in a namespace Kiln does not own"
+    );
+    let labels = ns.get("kiln-system").await.unwrap().metadata.labels;
+    assert!(labels.unwrap_or_default().is_empty(), "it was left alone");
+}
+
+/// A username that is not a DNS label (`bob.smith`) still gets a valid
+/// namespace of its own, and its projects run there.
+#[tokio::test]
+async fn a_username_with_a_dot_gets_a_valid_namespace() {
+    let s = setup().await;
+    let bob = s
+        .store
+        .create_user("bob.smith", Some("a long password"), false)
+        .await
+        .unwrap()
+        .id;
+    s.store
+        .create_project(bob, "Blog", "", "bob.smith")
+        .await
+        .unwrap();
+    let expected = kiln::backends::tenant_namespace("bob.smith", bob);
+    assert!(expected.starts_with("kiln-bob-smith-"), "{expected}");
+    let sets: Api<StatefulSet> = Api::namespaced(s.emu.client(), &expected);
+    eventually("bob's sandbox", Duration::from_secs(20), || async {
+        s.r.drain().await.unwrap();
+        let n = sets.list(&Default::default()).await.unwrap().items.len();
+        (n == 1).then_some(())
+    })
+    .await;
+    let ns: Api<Namespace> = Api::all(s.emu.client());
+    let labels = ns.get(&expected).await.unwrap().metadata.labels.unwrap();
+    assert_eq!(labels.get("kiln.dev/tenant-id"), Some(&bob.to_string()));
 }

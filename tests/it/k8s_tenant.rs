@@ -9,6 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kiln::backends::{Backends, LocalBackend};
 use kiln::fake_driver::FakeDriver;
+use kiln::k8s::kubeconfig::ApiServerPolicy;
 use kiln::k8s::settings::K8sSettings;
 use kiln::reconcile::{ReconcileConfig, Reconciler};
 use kiln::ssh::exec;
@@ -30,6 +31,8 @@ async fn user(store: &Store, name: &str) -> User {
 async fn run(store: &Store, u: &User, line: &str, stdin: &str) -> (String, String, u32) {
     let o = exec::run(
         &kiln::console::Console::new(store.clone(), None, None)
+            // The emulator listens on loopback.
+            .with_api_servers(ApiServerPolicy::ALLOW_PRIVATE)
             .as_user(u.clone(), kiln::console::Front::Exec),
         line,
         stdin.as_bytes(),
@@ -130,7 +133,10 @@ async fn a_users_kubeconfig_puts_their_projects_in_its_namespace() {
             attach: None,
         },
         None,
-        Arc::new(K8sSettings::default()),
+        Arc::new(K8sSettings {
+            allow_private_api_servers: true,
+            ..K8sSettings::default()
+        }),
         Arc::new(store.clone()),
     ));
     let mut config = ReconcileConfig {

@@ -278,3 +278,124 @@ async fn sessions_lists_exited_sessions_and_restart_brings_them_back() {
     assert_eq!(r.code, Some(1), "{r:?}");
     assert!(r.stderr.contains("start shells"), "{r:?}");
 }
+
+/// Exec output follows the dashboard's display rules: bidi overrides and
+/// other invisible format characters in a stored value are shown as `?`,
+/// so `inv\u{202e}exe.txt` cannot pose as `invtxt.exe`.
+#[tokio::test]
+async fn exec_output_shows_bidi_controls_as_question_marks() {
+    let server = Server::start().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    server
+        .store
+        .create_project(
+            alice.id,
+            "Bidi",
+            "inv\u{202e}exe.txt and\u{200b}zero\u{2066}width",
+            "alice",
+        )
+        .await
+        .unwrap();
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let r = c.exec("project bidi", b"").await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    for bad in ['\u{202e}', '\u{200b}', '\u{2066}'] {
+        assert!(!r.stdout.contains(bad), "{bad:?} reached the client: {r:?}");
+    }
+    assert!(
+        r.stdout.contains("inv?exe.txt and?zero?width"),
+        "{}",
+        r.stdout
+    );
+}
+
+fn ed25519() -> russh::keys::PrivateKey {
+    russh::keys::PrivateKey::random(
+        &mut russh::keys::key::safe_rng(),
+        russh::keys::Algorithm::Ed25519,
+    )
+    .unwrap()
+}
+
+fn key_line(key: &russh::keys::PrivateKey) -> String {
+    format!("{} laptop\n", key.public_key().to_openssh().unwrap())
+}
+
+/// `keys add` of someone else's public key binds nothing: the answer is the
+/// same as for any new key (pending), and the key never lets the squatter
+/// in nor shuts its holder out. A key pending for one user does not stop
+/// its real holder from adding it and binding it by signing in with it.
+#[tokio::test]
+async fn a_key_is_bound_only_by_signing_in_with_it_so_nobody_can_squat_one() {
+    let server = Server::start().await;
+    let alice = server.user("alice", "correct horse battery").await;
+    let bob = server.user("bob", "another long password").await;
+    // Alice's key, registered by the operator (trusted at once).
+    let alices = ed25519();
+    server
+        .store
+        .add_ssh_key(alice.id, &key_line(&alices))
+        .await
+        .unwrap();
+
+    let mut b = connect(server.addr).await;
+    assert!(b.password("bob", "another long password").await);
+    let fp = |k: &russh::keys::PrivateKey| {
+        k.public_key()
+            .fingerprint(russh::keys::HashAlg::Sha256)
+            .to_string()
+    };
+    let squat = b.exec("keys add", key_line(&alices).as_bytes()).await;
+    let fresh_key = ed25519();
+    let fresh = b.exec("keys add", key_line(&fresh_key).as_bytes()).await;
+    assert_eq!(squat.code, fresh.code, "{squat:?} {fresh:?}");
+    assert_eq!(
+        squat.stdout.replace(&fp(&alices), "FP"),
+        fresh.stdout.replace(&fp(&fresh_key), "FP"),
+        "a key someone else holds reads like any pending key"
+    );
+    assert_eq!(squat.stderr, fresh.stderr);
+    // Bob cannot use it, and it is still alice's.
+    let mut as_bob = connect(server.addr).await;
+    assert!(
+        !as_bob.key("bob", &alices).await,
+        "the squatted key lets bob in"
+    );
+    let mut as_alice = connect(server.addr).await;
+    assert!(as_alice.key("alice", &alices).await, "alice still signs in");
+    let owner = server.store.user_by_key(alices.public_key()).await.unwrap();
+    assert_eq!(owner.map(|u| u.id), Some(alice.id));
+
+    // Alice marks bob's (not yet registered) key as hers; bob adds it too,
+    // signs in with it, and it is his.
+    let bobs = ed25519();
+    let mut a = connect(server.addr).await;
+    assert!(a.password("alice", "correct horse battery").await);
+    let r = a.exec("keys add", key_line(&bobs).as_bytes()).await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let r = b.exec("keys add", key_line(&bobs).as_bytes()).await;
+    assert_eq!(
+        r.code,
+        Some(0),
+        "alice's pending key does not block bob: {r:?}"
+    );
+    assert!(
+        server
+            .store
+            .user_by_key(bobs.public_key())
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing is bound before a signature proves possession"
+    );
+    let mut next = connect(server.addr).await;
+    assert!(next.key("bob", &bobs).await, "bob's first sign-in binds it");
+    let owner = server.store.user_by_key(bobs.public_key()).await.unwrap();
+    assert_eq!(owner.map(|u| u.id), Some(bob.id));
+    let keys = server.store.list_ssh_keys(alice.id).await.unwrap();
+    assert!(
+        keys.iter().all(|k| k.fingerprint != fp(&bobs)),
+        "alice's pending copy is gone: {keys:?}"
+    );
+}

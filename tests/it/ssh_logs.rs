@@ -105,6 +105,7 @@ async fn setup() -> Setup {
             ConsoleDrivers {
                 attach: None,
                 logs: Some(logs),
+                ..ConsoleDrivers::default()
             },
             test_ssh_config(),
             host_key,
@@ -177,4 +178,44 @@ async fn logs_over_exec_and_another_tenant_sees_nothing() {
         missing.stderr.replace("NoSuchProject", "X"),
         "another tenant's project must read exactly like a missing one"
     );
+}
+
+/// `logs` applies the dashboard's display rules: a sandbox cannot write
+/// the reader's clipboard (OSC 52), plant links (OSC 8), set titles, clear
+/// the screen, end a bracketed paste, use C1 controls or flip text
+/// direction. The text around the sequences survives, made inert.
+#[tokio::test]
+async fn logs_over_exec_are_filtered_as_the_log_screen_is() {
+    let s = setup().await;
+    let hostile = [
+        "\u{1b}]52;c;ZWNobyBwd25lZA==\u{7}clipboard",
+        "\u{1b}]8;;https://evil.example\u{1b}\\link\u{1b}]8;;\u{1b}\\",
+        "\u{1b}]0;fake title\u{7}title",
+        "\u{1b}[2Jcleared",
+        "\u{1b}[201~paste-end",
+        "\u{9b}31mc1-csi \u{9d}0;c1-osc\u{9c}",
+        "inv\u{202e}exe.txt",
+    ];
+    let log: String = hostile
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("2026-11-24T10:00:0{i}.000000000Z {l}\n"))
+        .collect();
+    s.emu.set_log(NS, &s.pod, &log).await;
+    let mut c = connect(s.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let out = c.exec("logs Shop", b"").await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    for bad in ['\u{1b}', '\u{7}', '\u{9b}', '\u{9c}', '\u{9d}', '\u{202e}'] {
+        assert!(
+            !out.stdout.contains(bad),
+            "{:?} reached the client: {:?}",
+            bad,
+            out.stdout
+        );
+    }
+    let expected: Vec<String> = hostile.iter().map(|l| kiln::tui::text::clean(l)).collect();
+    assert_eq!(out.stdout, format!("{}\n", expected.join("\n")));
+    assert!(out.stdout.contains("?[2Jcleared"), "{}", out.stdout);
+    assert!(out.stdout.contains("inv?exe.txt"), "{}", out.stdout);
 }

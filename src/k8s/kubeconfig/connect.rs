@@ -10,8 +10,9 @@ use k8s_openapi::api::authorization::v1::{
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use super::text::{clean, error_chain, top_message};
-use super::{CONNECT_TIMEOUT, KubeconfigError, TenantKubeconfig};
+use super::guard::{ApiServerPolicy, GuardError, guard_refusal, guarded_client};
+use super::text::{clean, top_message};
+use super::{KubeconfigError, TenantKubeconfig};
 
 /// One permission the Kubernetes driver needs in the tenant's namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,22 +66,23 @@ impl TenantKubeconfig {
 
     /// A client for the tenant's cluster, with the tenant's namespace as its default.
     ///
-    /// Connecting is bounded by [`CONNECT_TIMEOUT`]. There is deliberately no
-    /// read timeout: it would cut idle exec sessions and quiet watches (kube's
-    /// default is none for that reason); bound single requests at the call site,
-    /// as [`validate`](super::validate) does. No proxy from the server's environment is used.
-    pub async fn client(&self) -> Result<kube::Client, KubeconfigError> {
+    /// Every connection it opens is checked against `policy`
+    /// ([`super::guard`]) and bounded by [`super::CONNECT_TIMEOUT`]. There is
+    /// deliberately no read timeout: it would cut idle exec sessions and quiet
+    /// watches (kube's default is none for that reason); bound single requests
+    /// at the call site, as [`validate`](super::validate) does. No proxy from
+    /// the server's environment is used.
+    pub async fn client(&self, policy: ApiServerPolicy) -> Result<kube::Client, KubeconfigError> {
         let mut config =
             kube::Config::from_custom_kubeconfig(self.kubeconfig()?, &KubeConfigOptions::default())
                 .await
                 .map_err(|e| KubeconfigError::Config {
                     detail: top_message(&e),
                 })?;
-        config.connect_timeout = Some(CONNECT_TIMEOUT);
         config.read_timeout = None;
         config.proxy_url = None;
         config.default_namespace = self.namespace.clone();
-        kube::Client::try_from(config).map_err(|e| KubeconfigError::Config {
+        guarded_client(config, policy).map_err(|e| KubeconfigError::Config {
             detail: top_message(&e),
         })
     }
@@ -148,12 +150,26 @@ impl TenantKubeconfig {
             Ok(Err(kube::Error::Api(status))) => Err(KubeconfigError::Api {
                 server: self.server.clone(),
                 code: status.code,
-                message: clean(&status.message),
+                message: clean(&crate::k8s::cluster::status_message(&status)),
             }),
             Ok(Err(other)) => Err(KubeconfigError::Unreachable {
                 server: self.server.clone(),
-                reason: error_chain(&other),
+                reason: unreachable_reason(&other).to_string(),
             }),
         }
+    }
+}
+
+/// Why no answer came, in as few words as can be said safely: the guard's
+/// refusal is the operator's rule and is named; anything else (refused,
+/// reset, closed, TLS or not HTTP at all) reads the same, so that the
+/// errors cannot be used to map which ports are open where.
+fn unreachable_reason(error: &kube::Error) -> &'static str {
+    match guard_refusal(error) {
+        Some(GuardError::Forbidden) => {
+            "its address is loopback, link-local or private, which Kiln does not contact (the operator can allow it with kubernetes.allow_private_api_servers)"
+        }
+        Some(GuardError::NoHost | GuardError::NoAddress) => "its host name does not resolve",
+        Some(GuardError::Connect) | None => "no Kubernetes API server answered there",
     }
 }

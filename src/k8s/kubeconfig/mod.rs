@@ -6,11 +6,14 @@
 //! providers, paths to certificates, keys or tokens), keeping only the current
 //! context with its cluster and user. [`validate`] also connects: the API server
 //! must answer, and a SelfSubjectAccessReview must allow what the driver does.
+//! Every connection to the API server goes through [`guard`]: no loopback,
+//! link-local or private address unless the operator allows it.
 //!
 //! Error messages say what is wrong and what to do, name entries by their names,
 //! and never contain credentials (tokens, passwords, keys) from the input.
 
 mod connect;
+mod guard;
 mod parse;
 mod text;
 
@@ -19,6 +22,7 @@ use std::time::Duration;
 use crate::model::secret::Secret;
 
 pub use connect::{Access, REQUIRED_ACCESS};
+pub use guard::{ApiServerPolicy, GuardError, forbidden, guard_refusal};
 pub use parse::parse;
 
 /// Larger kubeconfigs are refused before parsing.
@@ -91,8 +95,10 @@ pub enum KubeconfigError {
     },
     #[error("the kubeconfig could not be turned into a client configuration: {detail}")]
     Config { detail: String },
+    /// `reason` is one of a few fixed texts: never the server's answer, and
+    /// never whether a port was closed, refused or spoke another protocol.
     #[error(
-        "the API server at {server} could not be reached: {reason}; check the server URL and that the cluster accepts connections from Kiln"
+        "the API server at {server} is unreachable: {reason}; check the server URL and that the cluster accepts connections from Kiln"
     )]
     Unreachable { server: String, reason: String },
     #[error(
@@ -135,17 +141,21 @@ pub struct TenantKubeconfig {
 
 /// [`parse`], then a client, then [`TenantKubeconfig::check_access`] with
 /// [`VALIDATE_TIMEOUT`] per request.
-pub async fn validate(yaml: &str) -> Result<TenantKubeconfig, KubeconfigError> {
-    validate_within(yaml, VALIDATE_TIMEOUT).await
+pub async fn validate(
+    yaml: &str,
+    policy: ApiServerPolicy,
+) -> Result<TenantKubeconfig, KubeconfigError> {
+    validate_within(yaml, VALIDATE_TIMEOUT, policy).await
 }
 
 /// [`validate`] with another bound per request.
 pub async fn validate_within(
     yaml: &str,
     limit: Duration,
+    policy: ApiServerPolicy,
 ) -> Result<TenantKubeconfig, KubeconfigError> {
     let tenant = parse(yaml)?;
-    let client = tenant.client().await?;
+    let client = tenant.client(policy).await?;
     tenant.check_access(&client, limit).await?;
     Ok(tenant)
 }

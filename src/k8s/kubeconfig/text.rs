@@ -56,17 +56,3 @@ pub(super) fn top_message(e: &dyn std::error::Error) -> String {
     };
     clean(&top)
 }
-
-/// An error and its sources, for network failures ("connection refused", DNS, TLS).
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    clean(&parts.join(": "))
-}

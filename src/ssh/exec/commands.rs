@@ -280,7 +280,11 @@ fn keys_table(keys: &[SshKey]) -> String {
             cell(&k.fingerprint, 51),
             cell(&k.algorithm, 20),
             k.created_at.format("%Y-%m-%d"),
-            safe(&k.comment, 60)
+            if k.pending {
+                format!("(pending: sign in with it once) {}", safe(&k.comment, 60))
+            } else {
+                safe(&k.comment, 60)
+            }
         );
         out.push_str(line.trim_end());
         out.push('\n');
@@ -315,13 +319,18 @@ async fn keys_add(c: &UserConsole, stdin: &[u8], as_json: bool) -> Out {
         json(&key)
     } else {
         format!(
-            "added {} key {}{}\n",
+            "added {} key {}{}{}\n",
             safe(&key.algorithm, 40),
             key.fingerprint,
             if key.comment.is_empty() {
                 String::new()
             } else {
                 format!(" ({})", safe(&key.comment, 60))
+            },
+            if key.pending {
+                "; pending until you sign in with it once (ssh -i KEY …), which proves it is yours"
+            } else {
+                ""
             }
         )
     })

@@ -53,11 +53,16 @@ struct Shared {
 pub struct ConsoleDrivers {
     pub attach: Option<Arc<dyn SessionAttach>>,
     pub logs: Option<Arc<dyn crate::driver::SandboxLogs>>,
+    /// Where tenants' kubeconfigs may point (`kubernetes.allow_private_api_servers`).
+    pub api_servers: crate::k8s::kubeconfig::ApiServerPolicy,
 }
 
 impl From<Option<Arc<dyn SessionAttach>>> for ConsoleDrivers {
     fn from(attach: Option<Arc<dyn SessionAttach>>) -> Self {
-        ConsoleDrivers { attach, logs: None }
+        ConsoleDrivers {
+            attach,
+            ..ConsoleDrivers::default()
+        }
     }
 }
 
@@ -88,12 +93,16 @@ pub async fn run(
         per_user: config.max_failures_per_user,
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let ConsoleDrivers { attach, logs } = drivers.into();
+    let ConsoleDrivers {
+        attach,
+        logs,
+        api_servers,
+    } = drivers.into();
     let activity = ActivityRecorder::new();
     tokio::spawn(activity.clone().run(store.clone(), shutdown.clone()));
     let shared = Arc::new(Shared {
         activity,
-        console: Console::new(store.clone(), attach, logs),
+        console: Console::new(store.clone(), attach, logs).with_api_servers(api_servers),
         store,
         feed,
         decoy_hash: hash_password("kiln decoy password").await?,

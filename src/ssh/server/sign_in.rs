@@ -206,11 +206,9 @@ impl Conn {
         let known = self
             .shared
             .store
-            .user_by_key(offer.public_key)
+            .key_may_sign_in(user, offer.public_key)
             .await
-            .ok()
-            .flatten()
-            .is_some_and(|u| u.username.eq_ignore_ascii_case(user));
+            .unwrap_or(false);
         if known { Auth::Accept } else { reject() }
     }
 
@@ -225,8 +223,14 @@ impl Conn {
             self.audit_failure("publickey", user, Failure::NameTooLong);
             return reject();
         }
-        match self.shared.store.user_by_key(key.public_key).await {
-            Ok(Some(u)) if u.username.eq_ignore_ascii_case(user) => {
+        // Binds a pending key: the signature russh verified proves possession.
+        match self
+            .shared
+            .store
+            .sign_in_with_key(user, key.public_key)
+            .await
+        {
+            Ok(Some(u)) => {
                 self.signed_in(u);
                 Auth::Accept
             }

@@ -220,11 +220,14 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                 .await
                 .map(|()| format!("removed {key}")),
         ),
-        Job::AddKey { line } => done(
-            c.add_key(&line)
-                .await
-                .map(|k| format!("added {} {}", k.algorithm, k.fingerprint)),
-        ),
+        Job::AddKey { line } => done(c.add_key(&line).await.map(|k| {
+            let pending = if k.pending {
+                " (pending until you sign in with it once)"
+            } else {
+                ""
+            };
+            format!("added {} {}{pending}", k.algorithm, k.fingerprint)
+        })),
         Job::RemoveKey { fingerprint } => done(
             c.remove_key(&fingerprint)
                 .await
