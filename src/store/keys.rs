@@ -109,11 +109,18 @@ async fn lock_user(conn: &mut PgConnection, user_id: Uuid) -> StoreResult<String
         .ok_or_else(|| StoreError::NotFound("no such user".into()))
 }
 
-impl Store {
-    /// Registers one OpenSSH public key line for `user_id`.
-    pub async fn add_ssh_key(&self, user_id: Uuid, openssh_line: &str) -> StoreResult<SshKey> {
+/// What is kept of one public key line: its fingerprint (the identity's
+/// id), algorithm and comment, and the metadata row (the bare key).
+struct KeyRecord {
+    fingerprint: String,
+    algorithm: String,
+    comment: String,
+    metadata: serde_json::Value,
+}
+
+impl KeyRecord {
+    fn parse(openssh_line: &str) -> StoreResult<KeyRecord> {
         let key = parse_public_key(openssh_line)?;
-        let fingerprint = fingerprint(&key);
         let algorithm = key.algorithm().as_str().to_string();
         let comment = key.comment().as_str_lossy().to_string();
         let metadata = serde_json::json!({
@@ -121,6 +128,24 @@ impl Store {
             "comment": comment,
             "algorithm": algorithm,
         });
+        Ok(KeyRecord {
+            fingerprint: fingerprint(&key),
+            algorithm,
+            comment,
+            metadata,
+        })
+    }
+}
+
+impl Store {
+    /// Registers one OpenSSH public key line for `user_id`.
+    pub async fn add_ssh_key(&self, user_id: Uuid, openssh_line: &str) -> StoreResult<SshKey> {
+        let KeyRecord {
+            fingerprint,
+            algorithm,
+            comment,
+            metadata,
+        } = KeyRecord::parse(openssh_line)?;
         let mut tx = self.pool.begin().await?;
         lock_user(&mut tx, user_id).await?;
         let count: i64 = sqlx::query_scalar(
@@ -159,15 +184,12 @@ impl Store {
     /// first sign-in signed with it ([`Store::sign_in_with_key`]). A key that
     /// another user holds is answered exactly like any other pending key.
     pub async fn propose_ssh_key(&self, user_id: Uuid, openssh_line: &str) -> StoreResult<SshKey> {
-        let key = parse_public_key(openssh_line)?;
-        let fingerprint = fingerprint(&key);
-        let algorithm = key.algorithm().as_str().to_string();
-        let comment = key.comment().as_str_lossy().to_string();
-        let metadata = serde_json::json!({
-            "key": bare_openssh(&key)?,
-            "comment": comment,
-            "algorithm": algorithm,
-        });
+        let KeyRecord {
+            fingerprint,
+            algorithm,
+            comment,
+            metadata,
+        } = KeyRecord::parse(openssh_line)?;
         let mut tx = self.pool.begin().await?;
         lock_user(&mut tx, user_id).await?;
         let (active, mine, count): (i64, bool, i64) = sqlx::query_as(
