@@ -26,6 +26,8 @@ pub(super) async fn user(db: &Database, cmd: UserCommand) -> anyhow::Result<()> 
             if no_password && ssh_key.is_none() {
                 bail!("a user needs a way in: give a password or --ssh-key FILE");
             }
+            // Refused before asking for a password that would not be used.
+            crate::store::users::check_new_username(&username)?;
             // Read and check the key before creating anything.
             let key_line = match &ssh_key {
                 Some(path) => Some(

@@ -46,6 +46,7 @@ impl OperatorConsole {
                 "a user needs a way in: give a password or an SSH key",
             ));
         }
+        crate::store::users::check_new_username(new.username)?;
         if let Some(line) = new.ssh_key {
             // Checked before anything is created.
             crate::store::keys::parse_public_key(line)?;

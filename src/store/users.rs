@@ -37,6 +37,48 @@ pub fn normalize_username(name: &str) -> StoreResult<String> {
     Ok(lower)
 }
 
+/// Names a new account may not take: system accounts, database and service
+/// names, and titles that would let an account pass for the operator.
+/// Only account creation checks this, so an account that got such a name
+/// before the rule existed can still sign in.
+pub const RESERVED_USERNAMES: &[&str] = &[
+    "root",
+    "admin",
+    "administrator",
+    "adm",
+    "kiln",
+    "postgres",
+    "system",
+    "daemon",
+    "nobody",
+    "nogroup",
+    "operator",
+    "www-data",
+    "bin",
+    "sys",
+    "sync",
+    "mail",
+    "sshd",
+    "superuser",
+    "support",
+    "security",
+    "staff",
+    "sudo",
+    "wheel",
+    "localhost",
+];
+
+/// Normalises a username for a new account and refuses a reserved one.
+pub fn check_new_username(name: &str) -> StoreResult<String> {
+    let username = normalize_username(name)?;
+    if RESERVED_USERNAMES.contains(&username.as_str()) {
+        return Err(StoreError::Invalid(format!(
+            "the username {username} is reserved; choose another"
+        )));
+    }
+    Ok(username)
+}
+
 pub fn check_password(password: &str) -> StoreResult<()> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(StoreError::Invalid(format!(
@@ -220,10 +262,31 @@ mod tests {
     #[test]
     fn usernames() {
         assert_eq!(normalize_username(" Alice ").unwrap(), "alice");
+        // Reserved names stay valid names, so existing accounts still sign in.
+        assert_eq!(normalize_username("Root").unwrap(), "root");
         assert_eq!(normalize_username("bob.smith-2").unwrap(), "bob.smith-2");
         for bad in ["", "1abc", "a b", "ünï", "a/b", &"a".repeat(33), "x\x1b[0m"] {
             assert!(normalize_username(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn reserved_usernames_are_refused_for_new_accounts() {
+        for name in [
+            "root",
+            " Admin",
+            "ADMINISTRATOR",
+            "kiln",
+            "postgres",
+            "system",
+            "www-data",
+        ] {
+            let e = check_new_username(name).unwrap_err().to_string();
+            assert!(e.contains("reserved"), "{name:?}: {e}");
+        }
+        assert_eq!(check_new_username(" Alice ").unwrap(), "alice");
+        assert_eq!(check_new_username("rooted").unwrap(), "rooted");
+        assert!(check_new_username("a b").is_err());
     }
 
     #[tokio::test]

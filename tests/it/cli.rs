@@ -88,6 +88,23 @@ async fn operator_commands_record_the_same_intents_as_the_console() {
 }
 
 #[tokio::test]
+async fn reserved_usernames_are_refused_by_user_add() {
+    let db = TestDb::new().await;
+    let k = Kiln::new(&db);
+    for name in ["root", "Admin", "www-data"] {
+        let (code, out, err) = k.run(
+            &["user", "add", name, "--password-stdin"],
+            "correct horse battery\n",
+        );
+        assert_eq!(code, 1, "{name}: {out}{err}");
+        assert!(err.contains("reserved"), "{name}: {err}");
+    }
+    let (code, out, _) = k.run(&["user", "list"], "");
+    assert_eq!(code, 0);
+    assert!(!out.contains("root") && !out.contains("admin"), "{out}");
+}
+
+#[tokio::test]
 async fn a_bad_key_file_creates_no_user() {
     let db = TestDb::new().await;
     let k = Kiln::new(&db);

@@ -124,6 +124,29 @@ async fn open_signup_creates_an_account_only_with_a_long_password() {
 }
 
 #[tokio::test]
+async fn open_signup_refuses_reserved_usernames_but_existing_ones_still_sign_in() {
+    let mut cfg = test_ssh_config();
+    cfg.signup = Signup::Open;
+    let server = Server::start_with(cfg).await;
+    for name in ["admin", "Root", "postgres"] {
+        let mut c = connect(server.addr).await;
+        assert!(!c.password(name, "a long enough password").await, "{name}");
+        assert!(
+            server.store.find_user(name).await.unwrap().is_none(),
+            "{name}"
+        );
+    }
+    // An account that took such a name before the rule existed keeps working.
+    server
+        .store
+        .create_user("system", Some("an older long password"), false)
+        .await
+        .unwrap();
+    let mut c = connect(server.addr).await;
+    assert!(c.password("system", "an older long password").await);
+}
+
+#[tokio::test]
 async fn closed_signup_never_creates_accounts() {
     let server = Server::start().await;
     let mut c = connect(server.addr).await;

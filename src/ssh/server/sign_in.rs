@@ -131,6 +131,7 @@ impl Conn {
         let name = name?;
         if self.shared.config.signup == Signup::Open
             && password.chars().count() >= SIGNUP_MIN_PASSWORD
+            && crate::store::users::check_new_username(name).is_ok()
             && let Ok(None) = store.find_user(name).await
         {
             match store.create_user(name, Some(password), false).await {
