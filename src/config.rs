@@ -88,6 +88,26 @@ pub enum Signup {
     Open,
 }
 
+/// The sign-up mode `kiln serve` actually runs with, and why it differs from
+/// the configured one. New users without a kubeconfig land on the server
+/// cluster or, without one, on the local driver; the local driver does not
+/// confine sandboxes yet (they run as Kiln's own user), so letting anonymous
+/// people in there would hand them Kiln's user.
+pub fn effective_signup(configured: Signup, cluster: ServerCluster) -> (Signup, Option<String>) {
+    match (configured, cluster) {
+        (Signup::Open, ServerCluster::None) => (
+            Signup::Closed,
+            Some(
+                "ssh.signup = \"open\" is ignored: sign-up stays closed because new users would \
+                 land on the local driver (server_cluster = none), which does not confine \
+                 sandboxes yet"
+                    .into(),
+            ),
+        ),
+        (signup, _) => (signup, None),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SshConfig {
     pub listen: String,
@@ -358,6 +378,29 @@ fn default_replica_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_signup_needs_a_server_cluster() {
+        let (mode, why) = effective_signup(Signup::Open, ServerCluster::None);
+        assert_eq!(mode, Signup::Closed);
+        let why = why.expect("a reason");
+        assert!(
+            why.contains("ssh.signup") && why.contains("local driver"),
+            "{why}"
+        );
+        for cluster in [ServerCluster::InCluster, ServerCluster::Kubeconfig] {
+            assert_eq!(
+                effective_signup(Signup::Open, cluster),
+                (Signup::Open, None)
+            );
+        }
+        for cluster in [ServerCluster::None, ServerCluster::InCluster] {
+            assert_eq!(
+                effective_signup(Signup::Closed, cluster),
+                (Signup::Closed, None)
+            );
+        }
+    }
 
     #[test]
     fn defaults_then_file_then_overrides() {

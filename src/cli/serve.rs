@@ -69,11 +69,17 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         logs: Some(backends.clone()),
         api_servers: config.kubernetes.api_server_policy(),
     };
+    let mut ssh_config = config.ssh.clone();
+    let (signup, why) = crate::config::effective_signup(ssh_config.signup, config.server_cluster);
+    if let Some(why) = why {
+        eprintln!("kiln: {why}");
+    }
+    ssh_config.signup = signup;
     let ssh = crate::ssh::server::run(
         db.store.clone(),
         feed.clone(),
         drivers,
-        config.ssh.clone(),
+        ssh_config,
         host_key,
         listener,
         LOCAL_NOTICE.to_string(),
