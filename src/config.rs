@@ -90,17 +90,21 @@ pub enum Signup {
 
 /// The sign-up mode `kiln serve` actually runs with, and why it differs from
 /// the configured one. New users without a kubeconfig land on the server
-/// cluster or, without one, on the local driver; the local driver does not
-/// confine sandboxes yet (they run as Kiln's own user), so letting anonymous
-/// people in there would hand them Kiln's user.
-pub fn effective_signup(configured: Signup, cluster: ServerCluster) -> (Signup, Option<String>) {
+/// cluster or, without one, on the local driver; unless the local driver
+/// confines sandboxes (bubblewrap works on this host), their sandboxes would
+/// run as Kiln's own user, so anonymous people are not let in there.
+pub fn effective_signup(
+    configured: Signup,
+    cluster: ServerCluster,
+    local_confined: bool,
+) -> (Signup, Option<String>) {
     match (configured, cluster) {
-        (Signup::Open, ServerCluster::None) => (
+        (Signup::Open, ServerCluster::None) if !local_confined => (
             Signup::Closed,
             Some(
                 "ssh.signup = \"open\" is ignored: sign-up stays closed because new users would \
-                 land on the local driver (server_cluster = none), which does not confine \
-                 sandboxes yet"
+                 land on the local driver (server_cluster = none), which cannot confine \
+                 sandboxes on this host"
                     .into(),
             ),
         ),
@@ -380,23 +384,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn open_signup_needs_a_server_cluster() {
-        let (mode, why) = effective_signup(Signup::Open, ServerCluster::None);
+    fn open_signup_needs_confined_sandboxes_or_a_server_cluster() {
+        let (mode, why) = effective_signup(Signup::Open, ServerCluster::None, false);
         assert_eq!(mode, Signup::Closed);
         let why = why.expect("a reason");
         assert!(
             why.contains("ssh.signup") && why.contains("local driver"),
             "{why}"
         );
+        assert_eq!(
+            effective_signup(Signup::Open, ServerCluster::None, true),
+            (Signup::Open, None)
+        );
         for cluster in [ServerCluster::InCluster, ServerCluster::Kubeconfig] {
             assert_eq!(
-                effective_signup(Signup::Open, cluster),
+                effective_signup(Signup::Open, cluster, false),
                 (Signup::Open, None)
             );
         }
         for cluster in [ServerCluster::None, ServerCluster::InCluster] {
             assert_eq!(
-                effective_signup(Signup::Closed, cluster),
+                effective_signup(Signup::Closed, cluster, false),
                 (Signup::Closed, None)
             );
         }

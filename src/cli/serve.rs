@@ -70,7 +70,13 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         api_servers: config.kubernetes.api_server_policy(),
     };
     let mut ssh_config = config.ssh.clone();
-    let (signup, why) = crate::config::effective_signup(ssh_config.signup, config.server_cluster);
+    let confinement = sandboxes.confinement();
+    eprintln!("kiln: {}", confinement.describe());
+    let (signup, why) = crate::config::effective_signup(
+        ssh_config.signup,
+        config.server_cluster,
+        confinement.is_confined(),
+    );
     if let Some(why) = why {
         eprintln!("kiln: {why}");
     }
@@ -82,7 +88,7 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         ssh_config,
         host_key,
         listener,
-        LOCAL_NOTICE.to_string(),
+        format!("local driver: {}", confinement.headline()),
         shutdown.clone(),
     );
     let reconcile = reconciler.run(Some(feed.subscribe()), shutdown.clone());
@@ -140,9 +146,6 @@ async fn server_cluster_client(
 }
 
 /// Shown on every dashboard while sandboxes run on this host.
-const LOCAL_NOTICE: &str =
-    "local driver: sandboxes run on this host as the Kiln user (trusted single-host use)";
-
 fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};

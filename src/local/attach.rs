@@ -106,11 +106,9 @@ fn tmux_session(r: &ResourceRef, session: Option<&str>) -> DriverResult<String> 
 
 /// `tmux -S SOCKET VERB -t TTY`: a command about the tmux client on `tty`
 /// (tmux names a client by its terminal), with no terminal of its own.
-fn client_command(tmux: &Path, socket: &Path, verb: &str, tty: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(tmux);
-    cmd.arg("-S")
-        .arg(socket)
-        .arg(verb)
+fn client_command(tmux: super::tmux::Tmux, verb: &str, tty: &Path) -> std::process::Command {
+    let mut cmd = tmux.std_command();
+    cmd.arg(verb)
         .arg("-t")
         .arg(tty)
         .stdin(std::process::Stdio::null())
@@ -132,11 +130,16 @@ fn pty_size(cols: u16, rows: u16) -> PtySize {
 impl SessionAttach for LocalSandboxes {
     async fn sessions(&self, r: &ResourceRef) -> DriverResult<Vec<SessionInfo>> {
         validate_resource_name(&r.resource_name)?;
-        let mut listing = self.list_sessions_with(TMUX_SESSION_FORMAT).await?;
+        let resource = &r.resource_name;
+        let mut listing = self
+            .list_sessions_with(resource, TMUX_SESSION_FORMAT)
+            .await?;
         if tmux_listing_awaits_reap(&listing) {
             // Have tmux reap what has exited, so the status is shown.
-            self.reap_exited().await;
-            listing = self.list_sessions_with(TMUX_SESSION_FORMAT).await?;
+            self.reap_exited(resource).await;
+            listing = self
+                .list_sessions_with(resource, TMUX_SESSION_FORMAT)
+                .await?;
         }
         Ok(sessions_of(&r.resource_name, &listing))
     }
@@ -144,7 +147,7 @@ impl SessionAttach for LocalSandboxes {
     async fn restart(&self, r: &ResourceRef, session: Option<&str>) -> DriverResult<()> {
         let name = tmux_session(r, session)?;
         let shown = crate::model::naming::printable(session.unwrap_or("default"), 30);
-        match self.respawn_dead_pane(&name).await {
+        match self.respawn_dead_pane(&r.resource_name, &name).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_pane_still_active() => Err(DriverError::permanent(format!(
                 "session {shown} is still running; only an exited session can be restarted"
@@ -174,9 +177,11 @@ impl SessionAttach for LocalSandboxes {
         let pty = native_pty_system()
             .openpty(pty_size(cols, rows))
             .map_err(|e| DriverError::transient(format!("cannot open a terminal: {e}")))?;
-        let mut cmd = CommandBuilder::new(self.tmux_binary());
-        cmd.args(["-S", &self.socket_path().to_string_lossy()]);
-        cmd.args(["-f", &self.conf_path().to_string_lossy()]);
+        // A client of the sandbox's own server, under the identity it
+        // admits; `-N`: never a server of its own (it would be unconfined).
+        let mut argv = self.client_argv(&r.resource_name).into_iter();
+        let mut cmd = CommandBuilder::new(argv.next().expect("a program"));
+        cmd.args(argv);
         if session.is_some() && !read_only {
             // A named session is created on first use (a shell in the
             // sandbox's directory), then reattached like any other.
@@ -208,13 +213,13 @@ impl SessionAttach for LocalSandboxes {
         drop(pty.slave);
         let killer = child.clone_killer();
         let client = pty.master.tty_name();
-        let detach = client.as_ref().map(|tty| {
-            client_command(self.tmux_binary(), self.socket_path(), "detach-client", tty)
-        });
+        let detach = client
+            .as_ref()
+            .map(|tty| client_command(self.tmux(&r.resource_name), "detach-client", tty));
         let catch_up = client.map(|tty| {
-            let (tmux, socket) = (self.tmux_binary().to_owned(), self.socket_path().to_owned());
+            let tmux = self.tmux(&r.resource_name);
             Box::new(move || {
-                let mut refresh = client_command(&tmux, &socket, "refresh-client", &tty);
+                let mut refresh = client_command(tmux.clone(), "refresh-client", &tty);
                 // Off the runtime: a fork and a short wait for tmux. It fails
                 // only when the client has just gone, which needs no redraw.
                 tokio::task::spawn_blocking(move || match refresh.status() {

@@ -1,15 +1,19 @@
-//! The single-machine back end (DESIGN.md §6, "Local"): sandboxes are tmux
-//! sessions on a private socket plus a working directory; databases are real
-//! databases and roles on a Postgres server. It serves trusted single-host
-//! use: every sandbox runs as the Kiln user.
+//! The single-machine back end (DESIGN.md §6, "Local"): each sandbox is a
+//! working directory plus a tmux server of its own, confined by bubblewrap
+//! (see `confine`); databases are real databases and roles on a Postgres
+//! server.
 
 mod attach;
+mod confine;
 mod database;
+mod files;
 mod pty_io;
 mod sandbox;
+mod server;
 mod terminfo;
 mod tmux;
 
+pub use confine::{Confinement, DEFAULT_SANDBOX_UID, SandboxUser};
 pub use database::LocalDatabases;
 pub use sandbox::LocalSandboxes;
 

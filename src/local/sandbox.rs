@@ -1,12 +1,18 @@
-//! Local sandboxes: a working directory `{data_dir}/sandboxes/{name}/` plus a
-//! tmux session `{name}` on Kiln's private tmux server.
+//! Local sandboxes: a working directory `{data_dir}/sandboxes/{name}/`, a
+//! run directory `{data_dir}/run/{name}/` and a tmux server of its own,
+//! confined (see `confine`), whose default session `{name}` runs the
+//! sandbox's program.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::tmux::{Tmux, TmuxError, escape_arg, session_pane_target, session_target};
+use super::confine::{self, Confinement, SandboxUser};
+use super::server::{self, ServerPaths};
+use super::tmux::{
+    MAX_SOCKET_PATH, Tmux, TmuxError, escape_arg, session_pane_target, session_target,
+};
 use super::validate_resource_name;
 use crate::driver::{DriverError, DriverResult, Observed, ResourceRef, SandboxDriver, SandboxSpec};
 
@@ -20,45 +26,212 @@ const SANDBOX_VAR: &str = "KILN_SANDBOX";
 const MANAGED_KEYS_OPTION: &str = "@kiln_env_keys";
 
 /// The file a shell inside the sandbox can `source` to pick up the current
-/// environment; tmux only hands a changed environment to new panes.
+/// environment; tmux only hands a changed environment to new panes. The
+/// session's program sources it too: values on a command line would be
+/// visible to every local user in `ps`.
 const ENV_FILE: &str = ".kiln-env";
+
+/// Prefix of the short-lived 0600 file of `set-environment` commands that
+/// `tmux source-file` reads, for the same reason.
+const TMUX_ENV_FILE: &str = ".kiln-tmux-env";
 
 /// Sandboxes on this host.
 #[derive(Debug, Clone)]
 pub struct LocalSandboxes {
+    data_dir: PathBuf,
     sandboxes_dir: PathBuf,
-    tmux: Tmux,
+    run_dir: PathBuf,
+    tmux_binary: PathBuf,
+    confinement: Confinement,
+    /// Directories every sandbox may read (its database's socket directory).
+    read_only: Vec<PathBuf>,
     command: String,
 }
 
 impl LocalSandboxes {
-    /// Prepares `data_dir` (made absolute) for sandboxes. `command` is what
-    /// each session runs; by default `claude` if it is on PATH, else the
-    /// user's login shell.
+    /// Prepares `data_dir` (made absolute) for sandboxes, confined by
+    /// bubblewrap if it works on this host (see [`Self::confinement`]).
+    /// `command` is what each session runs; by default `claude` if it is on
+    /// PATH, else the user's login shell.
     pub fn new(data_dir: &Path, command: Option<String>) -> Result<Self, DriverError> {
+        let user =
+            confine::sandbox_user_for(nix::unistd::getuid().as_raw(), confine::DEFAULT_SANDBOX_UID);
+        Self::with_confinement(data_dir, command, confine::detect(user))
+    }
+
+    /// Like [`Self::new`], with the confinement decided by the caller.
+    pub fn with_confinement(
+        data_dir: &Path,
+        command: Option<String>,
+        confinement: Confinement,
+    ) -> Result<Self, DriverError> {
         let data_dir = std::path::absolute(data_dir).map_err(|e| {
             DriverError::permanent(format!(
                 "invalid data directory {}: {e}",
                 data_dir.display()
             ))
         })?;
-        let tmux = Tmux::prepare(&data_dir.join("tmux"))?;
-        Ok(Self {
+        let run_dir = data_dir.join("run");
+        // The longest socket: `{run}/{63-character name}/tmux.sock`.
+        let longest = run_dir.as_os_str().len() + 1 + 63 + "/tmux.sock".len();
+        if longest > MAX_SOCKET_PATH {
+            return Err(DriverError::permanent(format!(
+                "the tmux socket paths {}/<sandbox>/tmux.sock would be up to {longest} bytes, \
+                 longer than the {MAX_SOCKET_PATH} a Unix socket allows: choose a shorter data \
+                 directory",
+                run_dir.display(),
+            )));
+        }
+        let sandboxes = Self {
             sandboxes_dir: data_dir.join("sandboxes"),
-            tmux,
+            run_dir,
+            data_dir,
+            tmux_binary: PathBuf::from("tmux"),
+            confinement,
+            read_only: Vec::new(),
             command: command.unwrap_or_else(default_command),
-        })
+        };
+        sandboxes.prepare_dirs()?;
+        sandboxes.retire_shared_server();
+        Ok(sandboxes)
+    }
+
+    /// Kiln before confinement ran every sandbox on one tmux server at
+    /// `{data}/tmux/kiln.sock`, unconfined. Its sessions are ended (each
+    /// sandbox starts again on its own confined server at the next
+    /// reconcile pass), so no unconfined shell outlives the upgrade.
+    fn retire_shared_server(&self) {
+        let dir = self.data_dir.join("tmux");
+        let socket = dir.join("kiln.sock");
+        if socket.exists() {
+            let ended = std::process::Command::new(&self.tmux_binary)
+                .arg("-N")
+                .arg("-S")
+                .arg(&socket)
+                .arg("kill-server")
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if ended {
+                tracing::warn!(
+                    socket = %socket.display(),
+                    "ended the shared, unconfined tmux server of an older Kiln: its sandboxes \
+                     restart confined"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Private directories: Kiln's own user only, except that a sandbox
+    /// user (when Kiln is root) may pass through the data, sandboxes and run
+    /// directories (0710, group of the sandbox user) to reach its own, which
+    /// bubblewrap opens as that user. It can list none of them.
+    fn prepare_dirs(&self) -> Result<(), DriverError> {
+        let (mode, owner) = match self.confinement.user() {
+            Some(u) => (0o710, Some((None, Some(u.gid)))),
+            None => (0o700, None),
+        };
+        for dir in [&self.data_dir, &self.sandboxes_dir, &self.run_dir] {
+            super::files::ensure_dir(dir, mode, owner).map_err(|e| {
+                DriverError::permanent(format!("cannot prepare {}: {e}", dir.display()))
+            })?;
+        }
+        Ok(())
     }
 
     /// Uses this tmux binary instead of the one on PATH.
     pub fn with_tmux_binary(mut self, binary: impl Into<PathBuf>) -> Self {
-        self.tmux.set_binary(binary.into());
+        self.tmux_binary = binary.into();
         self
     }
 
-    /// `tmux list-sessions -F format` (no server: no sessions).
-    pub(crate) async fn list_sessions_with(&self, format: &str) -> DriverResult<String> {
-        self.tmux
+    /// Lets every sandbox read `dir` (bound read-only at the same path).
+    pub fn with_read_only_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.read_only.push(dir.into());
+        self
+    }
+
+    /// How sandboxes on this host are isolated.
+    pub fn confinement(&self) -> &Confinement {
+        &self.confinement
+    }
+
+    /// The files of sandbox `name`'s tmux server.
+    fn server_paths(&self, name: &str) -> ServerPaths {
+        ServerPaths {
+            name: name.to_owned(),
+            sandbox_dir: self.sandboxes_dir.join(name),
+            run_dir: self.run_dir.join(name),
+            lock: self.run_dir.join(format!("{name}.lock")),
+            log: self.run_dir.join(format!("{name}.log")),
+        }
+    }
+
+    /// A client of sandbox `name`'s tmux server.
+    pub(crate) fn tmux(&self, name: &str) -> Tmux {
+        Tmux::new(
+            self.tmux_binary.clone(),
+            self.server_paths(name).socket(),
+            self.confinement.user(),
+        )
+    }
+
+    /// A blocking `tmux -S …` command on the sandbox's server, run as the
+    /// identity the server admits: what an operator (or a test) uses to look
+    /// at a sandbox from the host.
+    pub fn tmux_command(&self, resource: &str) -> std::process::Command {
+        self.tmux(resource).std_command()
+    }
+
+    /// The sandboxes whose tmux server has a socket (running, or died
+    /// without cleaning up), by resource name.
+    pub fn server_names(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.run_dir) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().join("tmux.sock").exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| validate_resource_name(n).is_ok())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Ends every sandbox's tmux server, blocking (for shutdown paths and
+    /// tests that clean up in `Drop`).
+    pub fn kill_all_servers(&self) {
+        for name in self.server_names() {
+            let _ = self.tmux_command(&name).arg("kill-server").output();
+        }
+    }
+
+    /// The sandbox's tmux socket.
+    pub fn socket_path(&self, resource: &str) -> PathBuf {
+        self.server_paths(resource).socket()
+    }
+
+    /// The program and leading arguments of a tmux client of the sandbox's
+    /// server (see [`Tmux::client_argv`]).
+    pub(crate) fn client_argv(&self, name: &str) -> Vec<std::ffi::OsString> {
+        self.tmux(name).client_argv()
+    }
+
+    /// The sandbox user, when it is not Kiln's own.
+    fn owner(&self) -> Option<SandboxUser> {
+        self.confinement.user()
+    }
+
+    /// `tmux list-sessions -F format` on the sandbox's server (no server:
+    /// no sessions).
+    pub(crate) async fn list_sessions_with(
+        &self,
+        resource: &str,
+        format: &str,
+    ) -> DriverResult<String> {
+        self.tmux(resource)
             .list_sessions_with(format)
             .await
             .map_err(|e| e.into_driver_error("list sessions"))
@@ -66,17 +239,7 @@ impl LocalSandboxes {
 
     /// The tmux binary in use.
     pub fn tmux_binary(&self) -> &Path {
-        self.tmux.binary()
-    }
-
-    /// The private tmux server's socket (`tmux -S` this to reach a session).
-    pub fn socket_path(&self) -> &Path {
-        self.tmux.socket()
-    }
-
-    /// The config file the tmux server starts with (`tmux -f`).
-    pub fn conf_path(&self) -> &Path {
-        self.tmux.conf()
+        &self.tmux_binary
     }
 
     /// The tmux session of a sandbox.
@@ -96,7 +259,7 @@ impl LocalSandboxes {
 
     async fn write_env_file(&self, spec: &SandboxSpec, env: &[(&str, &str)]) -> DriverResult<()> {
         let path = self.sandbox_dir(&spec.resource).join(ENV_FILE);
-        write_private_file(&path, render_env_file(env).into_bytes())
+        super::files::write_owned(&path, render_env_file(env).into_bytes(), self.owner())
             .await
             .map_err(|e| {
                 DriverError::transient(format!(
@@ -105,6 +268,33 @@ impl LocalSandboxes {
                     path.display()
                 ))
             })
+    }
+
+    /// Runs `commands` (tmux config text holding environment values) through
+    /// a private file, so no value is ever in a process's argv, then removes
+    /// the file.
+    async fn source_private(&self, spec: &SandboxSpec, commands: String) -> DriverResult<()> {
+        let name = &spec.resource.resource_name;
+        let path = self
+            .sandbox_dir(&spec.resource)
+            .join(format!("{TMUX_ENV_FILE}-{}", uuid::Uuid::new_v4().simple()));
+        super::files::write_owned(&path, commands.into_bytes(), self.owner())
+            .await
+            .map_err(|e| {
+                DriverError::transient(format!(
+                    "sandbox {name}: cannot write {}: {e}",
+                    path.display()
+                ))
+            })?;
+        let result = self.tmux(name).source_file(&path).await;
+        let _ = tokio::fs::remove_file(&path).await;
+        result.map(|_| ()).map_err(|e| {
+            if e.is_missing_session() {
+                missing_session(name)
+            } else {
+                e.into_driver_error(&format!("sandbox {name}"))
+            }
+        })
     }
 
     /// The keys `sync_env` or `ensure` last put in the session's environment.
@@ -116,7 +306,7 @@ impl LocalSandboxes {
             session_pane_target(name),
             MANAGED_KEYS_OPTION.into(),
         ];
-        match self.tmux.run(&args).await {
+        match self.tmux(name).run(&args).await {
             Ok(out) => Ok(out.split_whitespace().map(str::to_owned).collect()),
             Err(e) if e.is_missing_session() => Err(missing_session(name)),
             // Unset (a session Kiln did not create): Kiln manages nothing in it yet.
@@ -129,27 +319,31 @@ impl LocalSandboxes {
     /// current pane is dead). Without `-k`, tmux itself refuses a pane whose
     /// program still runs, so this can never kill a live program, even one
     /// restarted by someone else a moment ago.
-    pub(crate) async fn respawn_dead_pane(&self, name: &str) -> Result<(), TmuxError> {
+    pub(crate) async fn respawn_dead_pane(
+        &self,
+        resource: &str,
+        session: &str,
+    ) -> Result<(), TmuxError> {
         let args = vec![
             "respawn-pane".into(),
             "-t".into(),
-            session_pane_target(name),
+            session_pane_target(session),
         ];
-        self.tmux.run(&args).await.map(|_| ())
+        self.tmux(resource).run(&args).await.map(|_| ())
     }
 
     /// Makes tmux reap every child that has exited (see
     /// `driver::tmux_listing_awaits_reap`): `run-shell true` starts a child
     /// that exits at once. Best effort.
-    pub(crate) async fn reap_exited(&self) {
+    pub(crate) async fn reap_exited(&self, resource: &str) {
         let args = vec!["run-shell".into(), "true".into()];
-        let _ = self.tmux.run(&args).await;
+        let _ = self.tmux(resource).run(&args).await;
     }
 
     /// `ensure` on an existing session: a dead default pane is respawned, a
     /// live one left alone.
     async fn respawn_if_dead(&self, name: &str) -> DriverResult<()> {
-        match self.respawn_dead_pane(name).await {
+        match self.respawn_dead_pane(name, name).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_pane_still_active() => Ok(()),
             // Gone again (stopped meanwhile): the next pass sees it.
@@ -158,15 +352,54 @@ impl LocalSandboxes {
         }
     }
 
-    async fn kill_session(&self, name: &str) -> DriverResult<()> {
-        let args = vec!["kill-session".into(), "-t".into(), session_target(name)];
-        match self.tmux.run(&args).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_missing_session() || e.is_server_gone() => Ok(()),
-            // No tmux, no session to kill.
-            Err(super::tmux::TmuxError::NotInstalled { .. }) => Ok(()),
-            Err(e) => Err(e.into_driver_error(&format!("sandbox {name}"))),
+    /// Whether the sandbox's server runs its default session. No socket
+    /// (the common case for a stopped sandbox) costs no tmux call.
+    async fn has_default_session(&self, name: &str) -> DriverResult<bool> {
+        let tmux = self.tmux(name);
+        if !tokio::fs::try_exists(tmux.socket()).await.unwrap_or(false) {
+            return Ok(false);
         }
+        let names = tmux
+            .session_names()
+            .await
+            .map_err(|e| e.into_driver_error(&format!("observe sandbox {name}")))?;
+        Ok(names.iter().any(|n| n == name))
+    }
+
+    /// Ends the sandbox's server: every session and process in it.
+    async fn stop_server(&self, name: &str) -> DriverResult<()> {
+        server::stop_server(&self.tmux(name))
+            .await
+            .map_err(|e| DriverError::transient(format!("sandbox {name}: {e}")))
+    }
+
+    /// Makes the sandbox's directories (owned by the sandbox user, 0700)
+    /// and starts its server if it is not running.
+    async fn start_server(&self, name: &str) -> DriverResult<()> {
+        let paths = self.server_paths(name);
+        let owner = self.owner().map(|u| (Some(u.uid), Some(u.gid)));
+        for dir in [&paths.sandbox_dir, &paths.run_dir] {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || {
+                super::files::ensure_dir(&dir, 0o700, owner).map_err(|e| (dir, e))
+            })
+            .await
+            .map_err(|e| DriverError::transient(format!("sandbox {name}: {e}")))?
+            .map_err(|(dir, e)| {
+                DriverError::transient(format!(
+                    "sandbox {name}: cannot create {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        server::ensure_server(
+            &paths,
+            &self.tmux(name),
+            &self.tmux_binary,
+            &self.confinement,
+            &self.read_only,
+        )
+        .await
     }
 }
 
@@ -177,12 +410,7 @@ impl SandboxDriver for LocalSandboxes {
         validate_resource_name(name)?;
         let env = project_env(spec)?;
         let dir = self.sandbox_dir(&spec.resource);
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| {
-            DriverError::transient(format!(
-                "sandbox {name}: cannot create {}: {e}",
-                dir.display()
-            ))
-        })?;
+        self.start_server(name).await?;
         self.write_env_file(spec, &env).await?;
 
         let mut args: Vec<String> = vec!["new-session".into(), "-d".into(), "-s".into()];
@@ -190,14 +418,13 @@ impl SandboxDriver for LocalSandboxes {
         args.push("-c".into());
         args.push(escape_arg(&dir.to_string_lossy()));
         args.extend(["-x", "200", "-y", "50"].map(String::from));
-        for (k, v) in &env {
-            args.push("-e".into());
-            args.push(escape_arg(&format!("{k}={v}")));
-        }
+        // Only Kiln's own, public variable goes in argv; the program reads
+        // the others from the env file, and new panes get them from the
+        // session environment set below through a file.
         args.push("-e".into());
         args.push(format!("{SANDBOX_VAR}={name}"));
         args.push("--".into());
-        args.push(escape_arg(&self.command));
+        args.push(escape_arg(&session_command(&self.command)));
         // Same command line, so the key list is recorded before anything can
         // call sync_env on the new session, and the pane is kept when the
         // program exits.
@@ -206,8 +433,12 @@ impl SandboxDriver for LocalSandboxes {
         args.push(super::tmux::SEPARATOR.into());
         args.extend(remain_on_exit(name));
 
-        match self.tmux.run(&args).await {
-            Ok(_) => Ok(Observed::Running),
+        match self.tmux(name).run(&args).await {
+            Ok(_) => {
+                self.source_private(spec, render_tmux_env(name, &env, &[]))
+                    .await?;
+                Ok(Observed::Running)
+            }
             // Another reconcile pass (or replica) got there first, or the
             // session is still there: make sure its program runs.
             Err(e) if e.is_duplicate_session() => {
@@ -224,23 +455,31 @@ impl SandboxDriver for LocalSandboxes {
 
     async fn stop(&self, r: &ResourceRef) -> DriverResult<Observed> {
         validate_resource_name(&r.resource_name)?;
-        self.kill_session(&r.resource_name).await?;
+        self.stop_server(&r.resource_name).await?;
         Ok(Observed::Stopped)
     }
 
     async fn delete(&self, r: &ResourceRef) -> DriverResult<()> {
         let name = &r.resource_name;
         validate_resource_name(name)?;
-        self.kill_session(name).await?;
-        let dir = self.sandbox_dir(r);
-        match tokio::fs::remove_dir_all(&dir).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(DriverError::transient(format!(
-                "sandbox {name}: cannot remove {}: {e}",
-                dir.display()
-            ))),
+        self.stop_server(name).await?;
+        let paths = self.server_paths(name);
+        for dir in [&paths.sandbox_dir, &paths.run_dir] {
+            match tokio::fs::remove_dir_all(dir).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(DriverError::transient(format!(
+                        "sandbox {name}: cannot remove {}: {e}",
+                        dir.display()
+                    )));
+                }
+            }
         }
+        for file in [&paths.lock, &paths.log] {
+            let _ = tokio::fs::remove_file(file).await;
+        }
+        Ok(())
     }
 
     /// A sandbox whose session exists is Running, even when the program in
@@ -253,13 +492,6 @@ impl SandboxDriver for LocalSandboxes {
     /// it behind their back (it would hide the exit and its status), but
     /// `ensure` (start, retry) respawns a dead default pane.
     async fn observe(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>> {
-        let sessions: HashSet<String> = self
-            .tmux
-            .session_names()
-            .await
-            .map_err(|e| e.into_driver_error("observe sandboxes"))?
-            .into_iter()
-            .collect();
         let mut out = HashMap::with_capacity(rs.len());
         for r in rs {
             let name = &r.resource_name;
@@ -267,7 +499,7 @@ impl SandboxDriver for LocalSandboxes {
             // absent rather than failing the whole batch.
             let observed = if validate_resource_name(name).is_err() {
                 Observed::Absent
-            } else if sessions.contains(name) {
+            } else if self.has_default_session(name).await? {
                 Observed::Running
             } else if tokio::fs::try_exists(self.sandbox_dir(r))
                 .await
@@ -292,41 +524,16 @@ impl SandboxDriver for LocalSandboxes {
         let previous = self.managed_keys(name).await?;
         self.write_env_file(spec, &env).await?;
 
-        let target = session_target(name);
-        let mut commands: Vec<Vec<String>> = Vec::new();
-        for (k, v) in &env {
-            commands.push(vec![
-                "set-environment".into(),
-                "-t".into(),
-                target.clone(),
-                (*k).into(),
-                escape_arg(v),
-            ]);
-        }
         let current: HashSet<&str> = env.iter().map(|(k, _)| *k).collect();
-        for k in previous.iter().filter(|k| !current.contains(k.as_str())) {
-            // Keys come from our own option, but it is writable by anyone on
-            // the socket: re-check before using one as an argument.
-            if valid_env_key(k) {
-                commands.push(vec![
-                    "set-environment".into(),
-                    "-u".into(),
-                    "-t".into(),
-                    target.clone(),
-                    k.clone(),
-                ]);
-            }
-        }
-        // Last, so a failure part-way leaves the old keys recorded and the
-        // next attempt still removes them.
-        commands.push(set_managed_keys(name, env.iter().map(|(k, _)| *k)));
-        self.tmux.run_batched(commands).await.map_err(|e| {
-            if e.is_missing_session() {
-                missing_session(name)
-            } else {
-                e.into_driver_error(&format!("sandbox {name}"))
-            }
-        })
+        // Keys come from our own option, but it is writable by anyone on the
+        // socket: re-check before using one in a command.
+        let removed: Vec<&str> = previous
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !current.contains(k) && valid_env_key(k))
+            .collect();
+        self.source_private(spec, render_tmux_env(name, &env, &removed))
+            .await
     }
 }
 
@@ -360,7 +567,8 @@ fn set_managed_keys<'a>(name: &str, keys: impl Iterator<Item = &'a str>) -> Vec<
 }
 
 /// The project's variables, checked: keys must be POSIX names (they end up
-/// in `export` lines and tmux arguments) and values must fit in argv.
+/// in `export` lines and tmux commands) and values must not hold NUL, which
+/// neither a file line nor an environment can carry.
 fn project_env(spec: &SandboxSpec) -> DriverResult<Vec<(&str, &str)>> {
     let name = &spec.resource.resource_name;
     let mut env = Vec::with_capacity(spec.env.len());
@@ -389,6 +597,64 @@ fn valid_env_key(k: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// What tmux runs in a new session: `command`, in the user's shell as
+/// before, after a POSIX shell has sourced the env file from the session's
+/// directory. The argv of every process involved holds only the file name.
+fn session_command(command: &str) -> String {
+    format!(
+        "exec /bin/sh -c '. ./{ENV_FILE} && exec \"${{SHELL:-/bin/sh}}\" -c \"$0\"' {}",
+        shell_quote(command)
+    )
+}
+
+/// tmux config text that sets `env` in session `name`, removes `removed`,
+/// and records the keys Kiln now manages; last, so a failure part-way leaves
+/// the old keys recorded and the next attempt still removes them.
+fn render_tmux_env(name: &str, env: &[(&str, &str)], removed: &[&str]) -> String {
+    let target = tmux_quote(&session_target(name));
+    let mut out = String::new();
+    for (k, v) in env {
+        out.push_str(&format!(
+            "set-environment -t {target} {k} {}\n",
+            tmux_quote(v)
+        ));
+    }
+    for k in removed {
+        out.push_str(&format!("set-environment -u -t {target} {k}\n"));
+    }
+    let keys: Vec<&str> = env.iter().map(|(k, _)| *k).collect();
+    out.push_str(&format!(
+        "set-option -t {} {MANAGED_KEYS_OPTION} {}\n",
+        tmux_quote(&session_pane_target(name)),
+        tmux_quote(&keys.join(" "))
+    ));
+    out
+}
+
+/// Double-quotes a value for tmux's config syntax, where `\`, `"` and `$`
+/// (environment expansion) are special and a line ends the command: those
+/// get a backslash, and control characters become escapes tmux decodes
+/// (`\n`, `\t`, `\r`, or three octal digits).
+fn tmux_quote(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '\\' | '"' | '$' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_ascii_control() => out.push_str(&format!("\\{:03o}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// `export K='V'` lines for a POSIX shell.
 fn render_env_file(env: &[(&str, &str)]) -> String {
     let mut out = String::from("# Written by Kiln: the sandbox environment. `source` it.\n");
@@ -402,34 +668,6 @@ fn render_env_file(env: &[(&str, &str)]) -> String {
 /// special, and a `'` is written as `'\''` (close, escaped quote, reopen).
 fn shell_quote(v: &str) -> String {
     format!("'{}'", v.replace('\'', r"'\''"))
-}
-
-/// Writes a 0600 file atomically: a reader never sees half of it, and the
-/// secrets in it are never readable by others, not even for a moment.
-async fn write_private_file(path: &Path, contents: Vec<u8>) -> std::io::Result<()> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        // A name of its own: concurrent writers (two reconcile passes) must
-        // not rename each other's half-written file.
-        let tmp = path.with_extension(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        let written = f
-            .write_all(&contents)
-            .and_then(|()| f.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written
-    })
-    .await
-    .map_err(std::io::Error::other)?
 }
 
 /// `claude` if it is on PATH, else the login shell.
@@ -460,6 +698,38 @@ mod tests {
         let text = render_env_file(&[("A", "it's $HOME `x` \"y\""), ("B", "")]);
         assert!(text.contains("export A='it'\\''s $HOME `x` \"y\"'\n"));
         assert!(text.contains("export B=''\n"));
+    }
+
+    #[test]
+    fn tmux_quoting_escapes_what_tmux_config_syntax_interprets() {
+        assert_eq!(tmux_quote(""), "\"\"");
+        assert_eq!(
+            tmux_quote("a\"b\\c$HOME'd #{e} ;"),
+            "\"a\\\"b\\\\c\\$HOME'd #{e} ;\""
+        );
+        assert_eq!(
+            tmux_quote("x\ny\tz\r\u{1}\u{7f}"),
+            "\"x\\ny\\tz\\r\\001\\177\""
+        );
+    }
+
+    #[test]
+    fn tmux_env_text_sets_removes_then_records_keys() {
+        let text = render_tmux_env("s", &[("A", "v")], &["OLD"]);
+        assert_eq!(
+            text,
+            "set-environment -t \"=s\" A \"v\"\n\
+             set-environment -u -t \"=s\" OLD\n\
+             set-option -t \"=s:\" @kiln_env_keys \"A\"\n"
+        );
+    }
+
+    #[test]
+    fn the_session_command_holds_no_value_and_quotes_the_program() {
+        assert_eq!(
+            session_command("it's"),
+            "exec /bin/sh -c '. ./.kiln-env && exec \"${SHELL:-/bin/sh}\" -c \"$0\"' 'it'\\''s'"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Runs the `tmux` client against Kiln's private server: one socket, one
-//! config file, a timeout on every call, and errors that say which tmux
-//! command failed and what tmux printed.
+//! Runs the `tmux` client against one sandbox's tmux server: one socket, a
+//! timeout on every call, and errors that say which tmux command failed and
+//! what tmux printed. Clients never start a server (`-N`): only the sandbox
+//! driver does, confined (see `confine`), so a server that has gone away is
+//! an error here, never an unconfined server started by accident.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -9,22 +11,19 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use super::confine::SandboxUser;
 use crate::driver::DriverError;
 
 /// A Unix socket path must fit `sockaddr_un.sun_path` (108 bytes on Linux,
 /// 104 on macOS); keep a margin so the error comes from us, not from tmux.
-const MAX_SOCKET_PATH: usize = 100;
-
-/// tmux sends a client's whole argv to the server in one message of at most
-/// 16 KiB; stay well below it when batching commands.
-const MAX_BATCH_BYTES: usize = 12 * 1024;
+pub(crate) const MAX_SOCKET_PATH: usize = 100;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The server-wide settings every Kiln tmux server starts with. A private
-/// config (`-f`) means the user's `~/.tmux.conf` never changes a sandbox.
-const CONF: &str = "\
-# Written by Kiln; rewritten at every start.
+/// The server-wide settings every sandbox's tmux server starts with. A
+/// private config (`-f`) means no `~/.tmux.conf` ever changes a sandbox.
+pub(crate) const CONF: &str = "\
+# Written by Kiln; rewritten at every start of this sandbox's server.
 set -g status off
 set -g history-limit 50000
 set -g default-terminal tmux-256color
@@ -43,59 +42,71 @@ set -g remain-on-exit on
 /// The parts of Kiln's own environment a tmux server may inherit. Everything
 /// else (Kiln's database URL, its secret key) stays out of the sandboxes:
 /// the server's global environment is copied into every session.
-const INHERITED_ENV: &[&str] = &[
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ",
+pub(crate) const INHERITED_ENV: &[&str] = &[
+    "PATH", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ",
 ];
 
-/// The private tmux server Kiln's sandboxes live on.
+/// A client of one sandbox's tmux server.
 #[derive(Debug, Clone)]
 pub(crate) struct Tmux {
     binary: PathBuf,
     socket: PathBuf,
-    conf: PathBuf,
+    /// The host identity the server runs under, when it is not Kiln's own:
+    /// tmux admits only its owner, so clients switch to it.
+    user: Option<SandboxUser>,
     timeout: Duration,
 }
 
 impl Tmux {
-    /// Prepares `{tmux_dir}/kiln.sock` and writes `{tmux_dir}/tmux.conf`.
-    /// The directory is private (0700) because whoever can reach the socket
-    /// can type into every sandbox.
-    pub(crate) fn prepare(tmux_dir: &Path) -> Result<Self, DriverError> {
-        let socket = tmux_dir.join("kiln.sock");
-        if socket.as_os_str().len() > MAX_SOCKET_PATH {
-            return Err(DriverError::permanent(format!(
-                "the tmux socket path {} is {} bytes, longer than the {MAX_SOCKET_PATH} a Unix \
-                 socket allows: choose a shorter data directory",
-                socket.display(),
-                socket.as_os_str().len()
-            )));
-        }
-        create_private_dir(tmux_dir)?;
-        let conf = tmux_dir.join("tmux.conf");
-        std::fs::write(&conf, CONF)
-            .map_err(|e| DriverError::permanent(format!("cannot write {}: {e}", conf.display())))?;
-        Ok(Self {
-            binary: PathBuf::from("tmux"),
+    pub(crate) fn new(binary: PathBuf, socket: PathBuf, user: Option<SandboxUser>) -> Self {
+        Self {
+            binary,
             socket,
-            conf,
+            user,
             timeout: DEFAULT_TIMEOUT,
-        })
-    }
-
-    pub(crate) fn set_binary(&mut self, binary: PathBuf) {
-        self.binary = binary;
-    }
-
-    pub(crate) fn binary(&self) -> &Path {
-        &self.binary
+        }
     }
 
     pub(crate) fn socket(&self) -> &Path {
         &self.socket
     }
 
-    pub(crate) fn conf(&self) -> &Path {
-        &self.conf
+    /// A blocking `tmux -N -S SOCKET` command under the right identity, for
+    /// callers outside the async runtime (terminal clients, tests).
+    pub(crate) fn std_command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.binary);
+        cmd.arg("-N").arg("-S").arg(&self.socket);
+        if let Some(u) = self.user {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(u.uid).gid(u.gid);
+        }
+        cmd
+    }
+
+    /// The program and leading arguments that run a tmux client on this
+    /// server under the right identity, for a pseudo-terminal spawner that
+    /// cannot switch users itself (`setpriv` does it, then runs tmux).
+    pub(crate) fn client_argv(&self) -> Vec<std::ffi::OsString> {
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(u) = self.user {
+            argv.extend(
+                [
+                    "setpriv".to_string(),
+                    format!("--reuid={}", u.uid),
+                    format!("--regid={}", u.gid),
+                    "--clear-groups".to_string(),
+                    "--".to_string(),
+                ]
+                .map(Into::into),
+            );
+        }
+        argv.push(self.binary.clone().into_os_string());
+        argv.extend([
+            "-N".into(),
+            "-S".into(),
+            self.socket.clone().into_os_string(),
+        ]);
+        argv
     }
 
     /// Runs one tmux command line (which may hold several commands joined by
@@ -103,10 +114,12 @@ impl Tmux {
     pub(crate) async fn run(&self, args: &[String]) -> Result<String, TmuxError> {
         let what = describe(args);
         let mut cmd = Command::new(&self.binary);
-        cmd.arg("-S")
+        if let Some(u) = self.user {
+            cmd.uid(u.uid).gid(u.gid);
+        }
+        cmd.arg("-N")
+            .arg("-S")
             .arg(&self.socket)
-            .arg("-f")
-            .arg(&self.conf)
             .args(args)
             .env_clear()
             .envs(
@@ -156,14 +169,12 @@ impl Tmux {
         }
     }
 
-    /// Runs many commands in as few tmux calls as the message size allows.
-    /// Each batch is applied by the server in order; a failing command stops
-    /// its batch and the remaining batches.
-    pub(crate) async fn run_batched(&self, commands: Vec<Vec<String>>) -> Result<(), TmuxError> {
-        for batch in batches(commands, MAX_BATCH_BYTES) {
-            self.run(&batch).await?;
-        }
-        Ok(())
+    /// Runs the tmux commands in `path` (a config file). Environment values
+    /// travel this way, never in argv, where `ps` would show them to every
+    /// local user.
+    pub(crate) async fn source_file(&self, path: &Path) -> Result<String, TmuxError> {
+        let args = vec!["source-file".into(), escape_arg(&path.to_string_lossy())];
+        self.run(&args).await
     }
 
     /// Names of all sessions on the server; no server means no sessions.
@@ -221,29 +232,6 @@ pub(crate) fn session_pane_target(name: &str) -> String {
     format!("={name}:")
 }
 
-/// Groups commands into command lines of at most `limit` argument bytes.
-/// A single command larger than the limit still gets a line of its own, and
-/// tmux's own "command too long" error then names the problem.
-fn batches(commands: Vec<Vec<String>>, limit: usize) -> Vec<Vec<String>> {
-    let mut out: Vec<Vec<String>> = Vec::new();
-    let mut size = 0;
-    for command in commands {
-        let len: usize = command.iter().map(|a| a.len() + 1).sum();
-        match out.last_mut() {
-            Some(line) if size + len + 2 <= limit => {
-                line.push(SEPARATOR.into());
-                line.extend(command);
-                size += len + 2;
-            }
-            _ => {
-                out.push(command);
-                size = len;
-            }
-        }
-    }
-    out
-}
-
 /// Names the tmux subcommands of a command line for error messages. Only the
 /// subcommands: arguments may hold environment values, which are secrets.
 fn describe(args: &[String]) -> String {
@@ -256,16 +244,6 @@ fn describe(args: &[String]) -> String {
         next_is_command = a == SEPARATOR;
     }
     format!("tmux {}", names.join(" + "))
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), DriverError> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
-        .map_err(|e| DriverError::permanent(format!("cannot create {}: {e}", dir.display())))
 }
 
 /// Why a tmux call failed.
@@ -360,23 +338,6 @@ mod tests {
         assert_eq!(escape_arg(";"), "\\;");
         assert_eq!(escape_arg("a;b"), "a;b");
         assert_eq!(escape_arg("$(x) 'y' #{z}"), "$(x) 'y' #{z}");
-    }
-
-    #[test]
-    fn commands_are_batched_under_the_limit_in_order() {
-        let cmds = vec![
-            strings(&["a", "1"]),
-            strings(&["b", "2"]),
-            strings(&["c", "3"]),
-        ];
-        assert_eq!(
-            batches(cmds.clone(), 1000),
-            vec![strings(&["a", "1", ";", "b", "2", ";", "c", "3"])]
-        );
-        assert_eq!(
-            batches(cmds, 10),
-            vec![strings(&["a", "1", ";", "b", "2"]), strings(&["c", "3"])]
-        );
     }
 
     #[test]

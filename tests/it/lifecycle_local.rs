@@ -2,7 +2,6 @@
 //! real tmux sessions, real databases and roles on the real Postgres server.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,30 +17,29 @@ use uuid::Uuid;
 
 use crate::support::{TestDb, eventually};
 
-/// A short scratch data dir (tmux socket paths are limited) whose tmux
-/// server goes away with it.
-struct Scratch(PathBuf);
+/// A short scratch data dir (tmux socket paths are limited) whose
+/// sandboxes' tmux servers go away with it.
+struct Scratch(PathBuf, LocalSandboxes);
 
 impl Scratch {
     fn new() -> Self {
-        Self(PathBuf::from(format!(
+        let dir = PathBuf::from(format!(
             "/tmp/kl-{}",
             &Uuid::new_v4().simple().to_string()[..8]
-        )))
+        ));
+        let driver = LocalSandboxes::new(&dir, None).expect("local sandboxes");
+        Self(dir, driver)
     }
-    fn socket(&self) -> PathBuf {
-        self.0.join("tmux/kiln.sock")
-    }
-    fn tmux(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(self.socket())
+    /// tmux on the server of sandbox `resource`.
+    fn tmux(&self, resource: &str, args: &[&str]) -> std::process::Output {
+        self.1
+            .tmux_command(resource)
             .args(args)
             .output()
             .expect("run tmux")
     }
     fn has_session(&self, name: &str) -> bool {
-        self.tmux(&["has-session", "-t", &format!("={name}")])
+        self.tmux(name, &["has-session", "-t", &format!("={name}")])
             .status
             .success()
     }
@@ -49,7 +47,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = self.tmux(&["kill-server"]);
+        self.1.kill_all_servers();
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -160,12 +158,15 @@ async fn create_stop_start_delete_on_the_local_driver() {
         .await
         .unwrap();
     conn.close().await.unwrap();
-    let shown = scratch.tmux(&[
-        "show-environment",
-        "-t",
-        &format!("={sandbox}"),
-        "DATABASE_URL",
-    ]);
+    let shown = scratch.tmux(
+        &sandbox,
+        &[
+            "show-environment",
+            "-t",
+            &format!("={sandbox}"),
+            "DATABASE_URL",
+        ],
+    );
     let shown = String::from_utf8_lossy(&shown.stdout).trim().to_string();
     assert_eq!(
         shown,

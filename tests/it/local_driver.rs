@@ -59,34 +59,48 @@ struct Scratch {
 
 impl Scratch {
     fn new() -> Self {
+        Self::with_command("sleep 3600")
+    }
+
+    /// Sessions run `command` instead of sleeping.
+    fn with_command(command: &str) -> Self {
         let dir = PathBuf::from(format!("/tmp/kt-{}", random(8)));
-        let driver = LocalSandboxes::new(&dir, Some("sleep 3600".into())).expect("driver");
+        let driver = LocalSandboxes::new(&dir, Some(command.into())).expect("driver");
         Self { dir, driver }
     }
 
-    fn tmux(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(self.driver.socket_path())
+    /// Runs tmux on the server of the sandbox that `session` belongs to
+    /// (`{resource}` or `{resource}--{name}`).
+    fn tmux_on(&self, session: &str, args: &[&str]) -> std::process::Output {
+        let resource = session.split("--").next().unwrap_or(session);
+        self.driver
+            .tmux_command(resource)
             .args(args)
             .output()
             .expect("run tmux")
     }
 
     fn has_session(&self, name: &str) -> bool {
-        self.tmux(&["has-session", "-t", &format!("={name}")])
+        self.tmux_on(name, &["has-session", "-t", &format!("={name}")])
             .status
             .success()
     }
 
+    /// Sessions on every sandbox's server.
     fn session_count(&self) -> usize {
-        let out = self.tmux(&["list-sessions", "-F", "#{session_name}"]);
-        String::from_utf8_lossy(&out.stdout).lines().count()
+        self.driver
+            .server_names()
+            .iter()
+            .map(|server| {
+                let out = self.tmux_on(server, &["list-sessions", "-F", "#{session_name}"]);
+                String::from_utf8_lossy(&out.stdout).lines().count()
+            })
+            .sum()
     }
 
     /// The session environment, as `tmux show-environment` prints it.
     fn environment(&self, name: &str) -> Vec<String> {
-        let out = self.tmux(&["show-environment", "-t", &format!("={name}")]);
+        let out = self.tmux_on(name, &["show-environment", "-t", &format!("={name}")]);
         assert!(
             out.status.success(),
             "{}",
@@ -101,7 +115,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = self.tmux(&["kill-server"]);
+        self.driver.kill_all_servers();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -203,6 +217,91 @@ async fn ensure_starts_one_session_with_the_spec_environment() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "it's a $HOME `x`;");
 }
 
+/// The command lines of every process on the host that names any of
+/// `needles`, for the failure message.
+fn argv_mentioning(needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        // Processes come and go while we look: a vanished one names nothing.
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline);
+        if needles.iter().any(|n| text.contains(n)) {
+            found.push(format!(
+                "{}: {}",
+                entry.path().display(),
+                text.replace('\0', " ")
+            ));
+        }
+    }
+    found
+}
+
+/// Waits (up to 15 s) for the session's program to have written `path`.
+async fn wait_for_file(path: &Path) -> String {
+    for _ in 0..150 {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && text.ends_with("\n--end--\n")
+        {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} was not written within 15 s", path.display());
+}
+
+#[tokio::test]
+async fn secrets_reach_the_session_but_no_process_argv() {
+    // Unique markers, so another test's processes cannot match them.
+    let token = format!("tok{}", random(12));
+    let password = format!("pw{}", random(12));
+    let secret = format!("{token} it's \"$HOME\" `x` \\n\\ ;\nline two\t#{{y}} ~;");
+    let db_url = format!("postgres://t_user:{password}@127.0.0.1:5432/t_db?sslmode=disable");
+    let s = Scratch::with_command(
+        "printenv API_SECRET > seen; printenv DATABASE_URL >> seen; echo --end-- >> seen; \
+         exec sleep 3600",
+    );
+    let name = unique_name();
+    let spec = sandbox_spec(&name, &[("API_SECRET", &secret), ("DATABASE_URL", &db_url)]);
+    assert_eq!(s.driver.ensure(&spec).await.unwrap(), Observed::Running);
+
+    // The program sees the exact values.
+    let dir = s.driver.sandbox_dir(&spec.resource);
+    let seen = wait_for_file(&dir.join("seen")).await;
+    assert_eq!(seen, format!("{secret}\n{db_url}\n--end--\n"));
+    // So do new panes: the session environment holds them byte for byte.
+    let env = s.tmux_on(&name, &["show-environment", "-t", &format!("={name}")]);
+    let env = String::from_utf8_lossy(&env.stdout);
+    assert!(env.contains(&format!("API_SECRET={secret}\n")), "{env}");
+    assert!(env.contains(&format!("DATABASE_URL={db_url}\n")), "{env}");
+    // And no process (the tmux server, its clients, the session's shell)
+    // carries either in its argv, where `ps` shows it to every user.
+    let leaks = argv_mentioning(&[&token, &password]);
+    assert!(leaks.is_empty(), "secrets in argv: {leaks:#?}");
+
+    // An update of the running sandbox travels the same way.
+    let new_token = format!("tok{}", random(12));
+    let spec = sandbox_spec(&name, &[("API_SECRET", &new_token)]);
+    s.driver.sync_env(&spec).await.unwrap();
+    let env = s.environment(&name);
+    assert!(env.contains(&format!("API_SECRET={new_token}")), "{env:?}");
+    assert!(
+        !env.iter().any(|l| l.starts_with("DATABASE_URL")),
+        "a removed variable is gone: {env:?}"
+    );
+    let leaks = argv_mentioning(&[&token, &password, &new_token]);
+    assert!(leaks.is_empty(), "secrets in argv: {leaks:#?}");
+    // The command file tmux read is gone; only the env file stays.
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".kiln"))
+        .collect();
+    assert_eq!(left, vec![".kiln-env".to_owned()]);
+}
+
 #[tokio::test]
 async fn observe_reports_running_stopped_and_absent_in_one_batch() {
     let s = Scratch::new();
@@ -292,13 +391,16 @@ async fn sync_env_adds_changes_and_removes_only_kiln_variables() {
         .await
         .unwrap();
     // Set by someone else: Kiln must leave it alone.
-    let out = s.tmux(&[
-        "set-environment",
-        "-t",
-        &format!("={name}"),
-        "USER_VAR",
-        "mine",
-    ]);
+    let out = s.tmux_on(
+        &name,
+        &[
+            "set-environment",
+            "-t",
+            &format!("={name}"),
+            "USER_VAR",
+            "mine",
+        ],
+    );
     assert!(out.status.success());
 
     let next = sandbox_spec(
@@ -325,15 +427,18 @@ async fn sync_env_adds_changes_and_removes_only_kiln_variables() {
     // A new window gets the new environment; the running program was kept.
     assert_eq!(s.session_count(), 1);
     let dir = s.driver.sandbox_dir(&next.resource);
-    let out = s.tmux(&[
-        "new-window",
-        "-d",
-        "-t",
-        &format!("={name}:"),
-        "-c",
-        &dir.to_string_lossy(),
-        "printf '%s' \"$CHANGE\" > seen.txt; sleep 60",
-    ]);
+    let out = s.tmux_on(
+        &name,
+        &[
+            "new-window",
+            "-d",
+            "-t",
+            &format!("={name}:"),
+            "-c",
+            &dir.to_string_lossy(),
+            "printf '%s' \"$CHANGE\" > seen.txt; sleep 60",
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -382,17 +487,21 @@ async fn concurrent_ensures_make_one_session() {
 }
 
 #[tokio::test]
-async fn an_environment_too_large_for_tmux_is_a_permanent_error() {
+async fn a_large_environment_reaches_the_session_whole() {
+    // Values travel through a file, not tmux's 16 KiB command message, so a
+    // large one is no longer refused (it was before values left argv).
     let s = Scratch::new();
     let name = unique_name();
     let big = "x".repeat(20_000);
-    assert_permanent(
+    assert_eq!(
         s.driver
             .ensure(&sandbox_spec(&name, &[("BIG", &big)]))
-            .await,
-        "too large",
+            .await
+            .unwrap(),
+        Observed::Running
     );
-    assert!(!s.has_session(&name));
+    let env = s.environment(&name);
+    assert!(env.contains(&format!("BIG={big}")), "BIG missing or cut");
 }
 
 #[tokio::test]
@@ -454,7 +563,7 @@ async fn invalid_names_and_variables_are_refused_and_nothing_is_created() {
 async fn a_socket_path_too_long_is_a_permanent_error_naming_it() {
     let dir = PathBuf::from(format!("/tmp/kt-{}/{}", random(8), "d".repeat(100)));
     let err = LocalSandboxes::new(&dir, None).unwrap_err();
-    assert_permanent(Err::<(), _>(err), "kiln.sock");
+    assert_permanent(Err::<(), _>(err), "tmux.sock");
     assert!(!Path::new(&dir).exists());
 }
 

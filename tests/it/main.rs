@@ -14,6 +14,7 @@
 mod support;
 
 mod cli;
+mod confinement;
 mod console_fronts;
 mod embedded_pg;
 mod exec;

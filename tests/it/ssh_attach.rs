@@ -10,11 +10,16 @@ use kiln::store::resources::ResourceKind;
 use crate::support;
 use crate::support::ssh::{Server, connect};
 
+/// The sandbox a tmux session belongs to: `{resource}` or
+/// `{resource}--{name}`.
+fn resource_of(session: &str) -> &str {
+    session.split("--").next().unwrap_or(session)
+}
+
 fn tmux_has(server: &Server, session: &str) -> bool {
     let local = server.local.as_ref().unwrap();
-    Command::new("tmux")
-        .arg("-S")
-        .arg(local.socket_path())
+    local
+        .tmux_command(resource_of(session))
         .args(["has-session", "-t", &format!("={session}")])
         .status()
         .map(|s| s.success())
@@ -238,9 +243,8 @@ async fn the_dashboard_pane_attaches_detaches_and_reattaches_to_a_live_session()
     screen.wait_for("detached from paned").await;
     // Stop the flood so the test leaves a quiet session behind.
     let local = server.local.as_ref().unwrap();
-    Command::new("tmux")
-        .arg("-S")
-        .arg(local.socket_path())
+    local
+        .tmux_command(resource_of(&session))
         .args(["send-keys", "-t", &format!("={session}"), "C-c", ""])
         .status()
         .unwrap();
@@ -249,15 +253,10 @@ async fn the_dashboard_pane_attaches_detaches_and_reattaches_to_a_live_session()
 
 /// tmux clients attached through this test server's socket.
 fn attach_clients(server: &Server) -> usize {
-    let sock = server
-        .local
-        .as_ref()
-        .unwrap()
-        .socket_path()
-        .display()
-        .to_string();
+    // Every sandbox's socket is under `{data}/run/`.
+    let run = server.local_dir.as_ref().unwrap().join("run");
     let out = Command::new("pgrep")
-        .args(["-f", &format!("{sock} .*attach-session")])
+        .args(["-f", &format!("{}/.* attach-session", run.display())])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()
@@ -500,9 +499,8 @@ async fn a_read_only_pane_says_so_and_refuses_what_needs_keys() {
     screen.wait_for("detached from watched").await;
     assert!(tmux_has(&server, &default));
     let local = server.local.as_ref().unwrap();
-    let shown = Command::new("tmux")
-        .arg("-S")
-        .arg(local.socket_path())
+    let shown = local
+        .tmux_command(resource_of(&default))
         .args(["capture-pane", "-p", "-t", &format!("={default}:")])
         .output()
         .unwrap();
@@ -513,9 +511,8 @@ async fn a_read_only_pane_says_so_and_refuses_what_needs_keys() {
 /// The size tmux gives a session's window, as `WxH`.
 fn window_size(server: &Server, session: &str) -> String {
     let local = server.local.as_ref().unwrap();
-    let out = Command::new("tmux")
-        .arg("-S")
-        .arg(local.socket_path())
+    let out = local
+        .tmux_command(resource_of(session))
         .args([
             "display-message",
             "-p",
@@ -570,9 +567,8 @@ async fn wait_dead(server: &Server, session: &str) {
     let local = server.local.as_ref().unwrap();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let out = Command::new("tmux")
-            .arg("-S")
-            .arg(local.socket_path())
+        let out = local
+            .tmux_command(resource_of(session))
             .args([
                 "display-message",
                 "-p",

@@ -185,9 +185,8 @@ async fn openssh_t_attaches_directly_and_the_prefix_detaches() {
     assert!(screen.contains("detached from direct"), "{screen}");
     assert!(screen.contains("ssh-exit=0"), "{screen}");
     let local = server.local.as_ref().unwrap();
-    let alive = Command::new("tmux")
-        .arg("-S")
-        .arg(local.socket_path())
+    let alive = local
+        .tmux_command(session.split("--").next().unwrap_or(&session))
         .args(["has-session", "-t", &format!("={session}")])
         .status()
         .unwrap()

@@ -26,7 +26,7 @@ pub struct Server {
     pub db: TestDb,
     /// Local sandboxes (tmux), when started with [`Server::start_local`].
     pub local: Option<LocalSandboxes>,
-    local_dir: Option<std::path::PathBuf>,
+    pub local_dir: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
 }
 
@@ -34,11 +34,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown.cancel();
         if let Some(l) = &self.local {
-            let _ = std::process::Command::new("tmux")
-                .arg("-S")
-                .arg(l.socket_path())
-                .arg("kill-server")
-                .status();
+            l.kill_all_servers();
         }
         if let Some(dir) = &self.local_dir {
             let _ = std::fs::remove_dir_all(dir);

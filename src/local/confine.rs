@@ -1,0 +1,394 @@
+//! Confining a local sandbox (issue 18 §1): each sandbox's tmux server runs
+//! under bubblewrap in its own user, mount, PID, IPC and UTS namespaces,
+//! seeing a read-only system, its own `/tmp`, its own working directory and
+//! its own run directory (where its tmux socket lives), and nothing of
+//! Kiln's data directory, other sandboxes, Kiln's process or environment.
+//! Every shell and program of the sandbox is a child of that server, so the
+//! tmux command prompt, new windows and `run-shell` are confined too.
+//!
+//! When Kiln runs as root, the server is started under an unprivileged host
+//! uid ([`SandboxUser`]): a user namespace created by root maps the sandbox
+//! to host root otherwise. Kiln's own tmux clients then run under that uid
+//! as well, because tmux only lets its owner (and root *in its namespace*,
+//! which host root is not) connect.
+//!
+//! Deciding the bwrap command line is pure ([`bwrap_args`]); running it is
+//! the sandbox driver's job.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// Where the sandbox's run directory appears inside the sandbox; its tmux
+/// socket and config live there.
+pub(crate) const INSIDE_RUN_DIR: &str = "/run/kiln";
+
+/// The host uid and gid sandboxes run as when Kiln runs as root. Outside
+/// the range Debian hands to people (1000–59999) and to packages
+/// (60000–63999 is reserved for the system administrator; 64000 is the
+/// first of the dynamic block Kiln claims for itself).
+pub const DEFAULT_SANDBOX_UID: u32 = 64000;
+
+/// The host identity a sandbox runs under when Kiln itself is root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// How sandboxes on this host are isolated from each other and from Kiln.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confinement {
+    /// Under bubblewrap, run as `user` on the host when Kiln is root.
+    Bubblewrap {
+        binary: PathBuf,
+        user: Option<SandboxUser>,
+        system: Vec<SystemEntry>,
+    },
+    /// Not confined, and why: every sandbox runs as Kiln's own user and
+    /// can read Kiln's files. Only for trusted single-user hosts.
+    Unconfined { reason: String },
+}
+
+impl Confinement {
+    pub fn is_confined(&self) -> bool {
+        matches!(self, Self::Bubblewrap { .. })
+    }
+
+    /// The host identity Kiln's tmux clients and the sandbox run under, if
+    /// it is not Kiln's own.
+    pub(crate) fn user(&self) -> Option<SandboxUser> {
+        match self {
+            Self::Bubblewrap { user, .. } => *user,
+            Self::Unconfined { .. } => None,
+        }
+    }
+
+    /// A few words for the dashboard's header.
+    pub fn headline(&self) -> &'static str {
+        match self {
+            Self::Bubblewrap { .. } => "sandboxes confined (bubblewrap)",
+            Self::Unconfined { .. } => "sandboxes NOT confined: trusted single user only",
+        }
+    }
+
+    /// One line for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Bubblewrap {
+                user: Some(u),
+                binary,
+                ..
+            } => format!(
+                "sandboxes are confined by {} and run as host uid {}",
+                binary.display(),
+                u.uid
+            ),
+            Self::Bubblewrap { binary, .. } => {
+                format!("sandboxes are confined by {}", binary.display())
+            }
+            Self::Unconfined { reason } => format!(
+                "sandboxes are NOT confined ({reason}): every sandbox can read Kiln's files and \
+                 the other sandboxes; use this host for one trusted user only"
+            ),
+        }
+    }
+}
+
+/// One top-level entry of the host's system tree a sandbox sees read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemEntry {
+    /// A directory, bound read-only at the same path.
+    Dir(PathBuf),
+    /// A symbolic link (`/bin -> usr/bin` on merged-/usr systems), recreated.
+    Symlink { path: PathBuf, target: PathBuf },
+}
+
+/// The system directories a sandbox needs to run programs: `/usr`, the
+/// library and binary links, and `/etc` (with Kiln's own directory hidden).
+const SYSTEM_PATHS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt",
+];
+
+/// Directories under `/etc` that hold Kiln's own files (its config may sit
+/// there): hidden behind an empty tmpfs.
+const HIDDEN_ETC: &[&str] = &["/etc/kiln"];
+
+/// Reads what [`SYSTEM_PATHS`] are on this host.
+pub(crate) fn read_system() -> Vec<SystemEntry> {
+    SYSTEM_PATHS
+        .iter()
+        .filter_map(|p| {
+            let path = PathBuf::from(p);
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).ok()?;
+                Some(SystemEntry::Symlink { path, target })
+            } else if meta.is_dir() {
+                Some(SystemEntry::Dir(path))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// What one sandbox's confinement binds in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SandboxMounts<'a> {
+    /// Its working directory, read-write, at the same path as on the host
+    /// (so paths Kiln hands to tmux mean the same inside and out).
+    pub(crate) sandbox_dir: &'a Path,
+    /// Its run directory (tmux socket and config), read-write, at
+    /// [`INSIDE_RUN_DIR`].
+    pub(crate) run_dir: &'a Path,
+    /// Extra directories it may read (its database's socket directory).
+    pub(crate) read_only: &'a [PathBuf],
+    /// Its host name.
+    pub(crate) hostname: &'a str,
+}
+
+/// The bwrap arguments (up to and including `--`) that confine one sandbox.
+/// The uid inside is the host uid the server runs as, so file ownership
+/// reads the same on both sides.
+pub(crate) fn bwrap_args(
+    system: &[SystemEntry],
+    mounts: &SandboxMounts<'_>,
+    inside_uid: u32,
+    inside_gid: u32,
+) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |parts: &[&std::ffi::OsStr]| a.extend(parts.iter().map(|p| p.to_os_string()));
+    let uid = inside_uid.to_string();
+    let gid = inside_gid.to_string();
+    push(&[
+        "--unshare-user".as_ref(),
+        "--uid".as_ref(),
+        uid.as_ref(),
+        "--gid".as_ref(),
+        gid.as_ref(),
+        "--unshare-pid".as_ref(),
+        "--unshare-ipc".as_ref(),
+        "--unshare-uts".as_ref(),
+        "--unshare-cgroup-try".as_ref(),
+        "--hostname".as_ref(),
+        mounts.hostname.as_ref(),
+        // No controlling terminal shared with Kiln: TIOCSTI cannot type
+        // into anything outside.
+        "--new-session".as_ref(),
+        // Nothing the sandbox runs may gain privileges (setuid binaries).
+        "--cap-drop".as_ref(),
+        "ALL".as_ref(),
+    ]);
+    for entry in system {
+        match entry {
+            SystemEntry::Dir(p) => {
+                push(&["--ro-bind".as_ref(), p.as_os_str(), p.as_os_str()]);
+            }
+            SystemEntry::Symlink { path, target } => {
+                push(&["--symlink".as_ref(), target.as_os_str(), path.as_os_str()]);
+            }
+        }
+    }
+    for hidden in HIDDEN_ETC {
+        if system
+            .iter()
+            .any(|e| matches!(e, SystemEntry::Dir(p) if p == Path::new("/etc")))
+            && Path::new(hidden).is_dir()
+        {
+            push(&["--tmpfs".as_ref(), hidden.as_ref()]);
+        }
+    }
+    push(&[
+        "--proc".as_ref(),
+        "/proc".as_ref(),
+        "--dev".as_ref(),
+        "/dev".as_ref(),
+        "--tmpfs".as_ref(),
+        "/tmp".as_ref(),
+        "--tmpfs".as_ref(),
+        "/run".as_ref(),
+        "--tmpfs".as_ref(),
+        "/home".as_ref(),
+        "--tmpfs".as_ref(),
+        "/root".as_ref(),
+    ]);
+    for dir in mounts.read_only {
+        push(&["--ro-bind".as_ref(), dir.as_os_str(), dir.as_os_str()]);
+    }
+    push(&[
+        "--bind".as_ref(),
+        mounts.sandbox_dir.as_os_str(),
+        mounts.sandbox_dir.as_os_str(),
+        "--bind".as_ref(),
+        mounts.run_dir.as_os_str(),
+        INSIDE_RUN_DIR.as_ref(),
+        "--chdir".as_ref(),
+        mounts.sandbox_dir.as_os_str(),
+        "--".as_ref(),
+    ]);
+    a
+}
+
+/// Whether bubblewrap can confine a sandbox on this host, tried for real:
+/// a kernel without unprivileged user namespaces, a container without
+/// `CAP_SYS_ADMIN` or a missing binary all show up here, at start, rather
+/// than as a sandbox that never starts.
+pub(crate) fn detect(user: Option<SandboxUser>) -> Confinement {
+    let binary = match which::which("bwrap") {
+        Ok(b) => b,
+        Err(_) => {
+            return Confinement::Unconfined {
+                reason: "bubblewrap (bwrap) is not installed: apt install bubblewrap".into(),
+            };
+        }
+    };
+    let system = read_system();
+    let probe_dir = std::env::temp_dir();
+    let mounts = SandboxMounts {
+        sandbox_dir: &probe_dir,
+        run_dir: &probe_dir,
+        read_only: &[],
+        hostname: "kiln-probe",
+    };
+    let (uid, gid) = match user {
+        Some(u) => (u.uid, u.gid),
+        None => (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        ),
+    };
+    let mut cmd = std::process::Command::new(&binary);
+    cmd.args(bwrap_args(&system, &mounts, uid, gid))
+        .arg("true")
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(u) = user {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(u.uid).gid(u.gid);
+    }
+    match cmd.output() {
+        Ok(out) if out.status.success() => Confinement::Bubblewrap {
+            binary,
+            user,
+            system,
+        },
+        Ok(out) => Confinement::Unconfined {
+            reason: format!(
+                "{} does not work here: {}",
+                binary.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        },
+        Err(e) => Confinement::Unconfined {
+            reason: format!("cannot run {}: {e}", binary.display()),
+        },
+    }
+}
+
+/// The identity sandboxes run under when Kiln is root; none otherwise
+/// (they run as Kiln's own user, separated by namespaces alone).
+pub(crate) fn sandbox_user_for(kiln_uid: u32, configured: u32) -> Option<SandboxUser> {
+    (kiln_uid == 0).then_some(SandboxUser {
+        uid: configured,
+        gid: configured,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(a: &[OsString]) -> Vec<String> {
+        a.iter().map(|s| s.to_string_lossy().into_owned()).collect()
+    }
+
+    fn window<'a>(args: &'a [String], flag: &str, n: usize) -> Vec<&'a [String]> {
+        args.windows(n).filter(|w| w[0] == flag).collect()
+    }
+
+    #[test]
+    fn a_sandbox_sees_its_own_directories_and_a_read_only_system() {
+        let system = vec![
+            SystemEntry::Dir("/usr".into()),
+            SystemEntry::Symlink {
+                path: "/bin".into(),
+                target: "usr/bin".into(),
+            },
+            SystemEntry::Dir("/etc".into()),
+        ];
+        let db = PathBuf::from("/data/pg/tenant");
+        let args = strings(&bwrap_args(
+            &system,
+            &SandboxMounts {
+                sandbox_dir: Path::new("/data/sandboxes/a"),
+                run_dir: Path::new("/data/run/a"),
+                read_only: std::slice::from_ref(&db),
+                hostname: "a",
+            },
+            64000,
+            64000,
+        ));
+        for ns in [
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--new-session",
+        ] {
+            assert!(args.iter().any(|a| a == ns), "{ns} missing: {args:?}");
+        }
+        let ro: Vec<_> = window(&args, "--ro-bind", 3)
+            .into_iter()
+            .map(|w| w[1].as_str())
+            .collect();
+        assert_eq!(ro, ["/usr", "/etc", "/data/pg/tenant"]);
+        let rw: Vec<_> = window(&args, "--bind", 3)
+            .into_iter()
+            .map(|w| (w[1].as_str(), w[2].as_str()))
+            .collect();
+        assert_eq!(
+            rw,
+            [
+                ("/data/sandboxes/a", "/data/sandboxes/a"),
+                ("/data/run/a", INSIDE_RUN_DIR)
+            ],
+            "only its own directories are writable, and nothing else of the data directory \
+             is bound"
+        );
+        assert_eq!(window(&args, "--symlink", 3)[0][1..], ["usr/bin", "/bin"]);
+        let tmpfs: Vec<_> = window(&args, "--tmpfs", 2)
+            .into_iter()
+            .map(|w| w[1].as_str())
+            .collect();
+        for private in ["/tmp", "/run", "/home", "/root"] {
+            assert!(tmpfs.contains(&private), "{private} is not private");
+        }
+        assert_eq!(window(&args, "--uid", 2)[0][1], "64000");
+        assert_eq!(args.last().map(String::as_str), Some("--"));
+        assert_eq!(window(&args, "--cap-drop", 2)[0][1], "ALL");
+    }
+
+    #[test]
+    fn only_root_switches_sandboxes_to_another_host_user() {
+        assert_eq!(
+            sandbox_user_for(0, 64000),
+            Some(SandboxUser {
+                uid: 64000,
+                gid: 64000
+            })
+        );
+        assert_eq!(sandbox_user_for(1000, 64000), None);
+    }
+
+    #[test]
+    fn unconfined_says_so_and_why() {
+        let c = Confinement::Unconfined {
+            reason: "bwrap missing".into(),
+        };
+        assert!(!c.is_confined());
+        assert!(c.describe().contains("NOT confined (bwrap missing)"));
+        assert_eq!(c.user(), None);
+    }
+}

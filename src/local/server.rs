@@ -1,0 +1,239 @@
+//! One tmux server per sandbox: started (confined, see `confine`) when the
+//! sandbox starts, ended when it stops. The server runs in the foreground
+//! (`tmux -D`) as the sandbox's first process, so when it ends the whole
+//! sandbox (its PID namespace) ends with it.
+//!
+//! Starting is serialised per sandbox by a lock file outside the sandbox's
+//! reach, across tasks and replicas on this host alike: two servers for one
+//! sandbox would leave one running where no socket names it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::confine::{Confinement, INSIDE_RUN_DIR, SandboxMounts, bwrap_args};
+use super::tmux::{CONF, INHERITED_ENV, Tmux};
+use crate::driver::{DriverError, DriverResult};
+
+/// How long a new server may take to open its socket.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The files of one sandbox's server.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerPaths {
+    pub(crate) name: String,
+    pub(crate) sandbox_dir: PathBuf,
+    /// `{data}/run/{name}`: owned by the sandbox, bound at `/run/kiln`.
+    pub(crate) run_dir: PathBuf,
+    /// `{data}/run/{name}.lock` and `.log`: Kiln's own, out of the
+    /// sandbox's reach (it could otherwise point them anywhere).
+    pub(crate) lock: PathBuf,
+    pub(crate) log: PathBuf,
+}
+
+impl ServerPaths {
+    pub(crate) fn socket(&self) -> PathBuf {
+        self.run_dir.join("tmux.sock")
+    }
+}
+
+/// Starts the sandbox's server unless one answers on its socket. Returns
+/// once the server accepts clients.
+pub(crate) async fn ensure_server(
+    paths: &ServerPaths,
+    tmux: &Tmux,
+    tmux_binary: &Path,
+    confinement: &Confinement,
+    read_only: &[PathBuf],
+) -> DriverResult<()> {
+    if answers(tmux).await {
+        return Ok(());
+    }
+    let _lock = lock(&paths.lock).await?;
+    // Someone else may have started it while we waited for the lock.
+    if answers(tmux).await {
+        return Ok(());
+    }
+    let name = &paths.name;
+    // Resolved on the host: the same path is visible inside (a binary
+    // outside the system directories is not, and fails to start below).
+    let tmux_binary = which::which(tmux_binary).map_err(|_| {
+        super::tmux::TmuxError::NotInstalled {
+            binary: tmux_binary.to_owned(),
+        }
+        .into_driver_error(&format!("sandbox {name}"))
+    })?;
+    let tmux_binary = tmux_binary.as_path();
+    // A socket left by a server that died (host restart) would make the
+    // new one fail to bind.
+    let _ = tokio::fs::remove_file(paths.socket()).await;
+    super::files::write_owned(
+        &paths.run_dir.join("tmux.conf"),
+        CONF.as_bytes().to_vec(),
+        confinement.user(),
+    )
+    .await
+    .map_err(|e| DriverError::transient(format!("sandbox {name}: cannot write tmux.conf: {e}")))?;
+    let log = std::fs::File::create(&paths.log).map_err(|e| {
+        DriverError::transient(format!(
+            "sandbox {name}: cannot create {}: {e}",
+            paths.log.display()
+        ))
+    })?;
+
+    let mut cmd = match confinement {
+        Confinement::Bubblewrap {
+            binary,
+            user,
+            system,
+        } => {
+            let (uid, gid) = match user {
+                Some(u) => (u.uid, u.gid),
+                None => (
+                    nix::unistd::getuid().as_raw(),
+                    nix::unistd::getgid().as_raw(),
+                ),
+            };
+            let mounts = SandboxMounts {
+                sandbox_dir: &paths.sandbox_dir,
+                run_dir: &paths.run_dir,
+                read_only,
+                hostname: name,
+            };
+            let mut cmd = tokio::process::Command::new(binary);
+            if let Some(u) = user {
+                cmd.uid(u.uid).gid(u.gid);
+            }
+            cmd.args(bwrap_args(system, &mounts, uid, gid))
+                .arg(tmux_binary)
+                .arg("-S")
+                .arg(format!("{INSIDE_RUN_DIR}/tmux.sock"))
+                .arg("-f")
+                .arg(format!("{INSIDE_RUN_DIR}/tmux.conf"));
+            cmd
+        }
+        Confinement::Unconfined { .. } => {
+            let mut cmd = tokio::process::Command::new(tmux_binary);
+            cmd.arg("-S")
+                .arg(paths.socket())
+                .arg("-f")
+                .arg(paths.run_dir.join("tmux.conf"))
+                .current_dir(&paths.sandbox_dir);
+            cmd
+        }
+    };
+    cmd.arg("-D")
+        .env_clear()
+        .envs(
+            INHERITED_ENV
+                .iter()
+                .filter_map(|k| Some((k, std::env::var_os(k)?))),
+        )
+        .env("HOME", &paths.sandbox_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        // Its own process group: Ctrl-C in the terminal running `kiln
+        // serve` must not end every sandbox, and sandboxes outlive Kiln.
+        .process_group(0);
+    let mut child = cmd.spawn().map_err(|e| {
+        DriverError::permanent(format!(
+            "sandbox {name}: cannot start its tmux server ({}): {e}",
+            confinement.describe()
+        ))
+    })?;
+
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = tokio::fs::read_to_string(&paths.log)
+                .await
+                .unwrap_or_default();
+            return Err(DriverError::transient(format!(
+                "sandbox {name}: its tmux server exited at once ({status}): {}",
+                last_lines(&log, 5)
+            )));
+        }
+        if answers(tmux).await {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let _ = child.start_kill();
+            return Err(DriverError::transient(format!(
+                "sandbox {name}: its tmux server did not open its socket within {START_TIMEOUT:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Reap it whenever it ends; it is not killed when Kiln exits.
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
+    Ok(())
+}
+
+/// Whether a server answers on the socket.
+pub(crate) async fn answers(tmux: &Tmux) -> bool {
+    if !tokio::fs::try_exists(tmux.socket()).await.unwrap_or(false) {
+        return false;
+    }
+    tmux.run(&["list-sessions".into(), "-F".into(), "x".into()])
+        .await
+        .is_ok()
+}
+
+/// Ends the server and with it every session and process of the sandbox.
+pub(crate) async fn stop_server(tmux: &Tmux) -> DriverResult<()> {
+    if !tokio::fs::try_exists(tmux.socket()).await.unwrap_or(false) {
+        return Ok(());
+    }
+    match tmux.run(&["kill-server".into()]).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_no_server() || e.is_server_gone() => Ok(()),
+        Err(super::tmux::TmuxError::NotInstalled { .. }) => Ok(()),
+        Err(e) => Err(e.into_driver_error("stopping the sandbox's tmux server")),
+    }?;
+    let _ = tokio::fs::remove_file(tmux.socket()).await;
+    Ok(())
+}
+
+/// An exclusive lock on `path`, held until the guard is dropped.
+async fn lock(path: &Path) -> DriverResult<nix::fcntl::Flock<std::fs::File>> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| DriverError::transient(format!("cannot open {}: {e}", path.display())))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
+            DriverError::transient(format!("cannot lock {}: {e}", path.display()))
+        })
+    })
+    .await
+    .map_err(|e| DriverError::transient(format!("lock task: {e}")))?
+}
+
+/// The last `n` non-empty lines of `text`, on one line.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let shown = &lines[lines.len().saturating_sub(n)..];
+    if shown.is_empty() {
+        "(it printed nothing)".into()
+    } else {
+        crate::model::naming::printable(&shown.join(" | "), 400)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_start_shows_the_last_lines_it_printed() {
+        assert_eq!(last_lines("", 5), "(it printed nothing)");
+        assert_eq!(last_lines("a\n\nb\nc\n", 2), "b | c");
+    }
+}

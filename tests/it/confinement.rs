@@ -1,0 +1,125 @@
+//! Issue 18 §1: a local sandbox is a boundary. Alice attaches to her
+//! sandbox over SSH, as a person would, types probes at its shell and reads
+//! the answers off her screen: Kiln's data directory and files, Bob's
+//! sandbox (its directory, its env file, its tmux server), Kiln's process
+//! and the host's other processes must all be out of reach.
+
+use crate::support::ssh::{Server, connect};
+
+/// Probes typed into the sandbox's shell. Each prints `ok:NAME` only if the
+/// thing it tries succeeds; markers are split in the typed text (`o""k`) so
+/// the echo of the command line never matches.
+fn probes(data: &str, bob_dir: &str, bob_socket: &str, kiln_pid: u32) -> String {
+    [
+        format!("cat {data}/secret.key >/dev/null 2>&1 && echo o\"\"k:secret"),
+        // The path down to its own directory exists inside (bwrap makes
+        // the mount point), but holds nothing else.
+        format!("ls -A {data} | grep -qv '^sandboxes$' && echo o\"\"k:datadir"),
+        format!("ls -A {data}/sandboxes | grep -qv mine && echo o\"\"k:sandboxes"),
+        format!("cat {bob_dir}/.kiln-env >/dev/null 2>&1 && echo o\"\"k:bobenv"),
+        format!("ls {bob_dir} >/dev/null 2>&1 && echo o\"\"k:bobdir"),
+        format!("tmux -S {bob_socket} ls >/dev/null 2>&1 && echo o\"\"k:bobtmux"),
+        format!("cat /proc/{kiln_pid}/environ >/dev/null 2>&1 && echo o\"\"k:kilnenv"),
+        // Only the sandbox's own processes: bwrap's init, tmux, the shell,
+        // ps itself. The host runs hundreds.
+        "[ $(ls -d /proc/[0-9]* | wc -l) -gt 20 ] && echo o\"\"k:hostprocs".into(),
+        "[ $(id -u) = 0 ] && echo o\"\"k:root".into(),
+        // Its own directory is writable, and it knows where it is.
+        "touch mine && echo o\"\"k:ownwrite".into(),
+        "echo pro\"\"bes-done".into(),
+    ]
+    .join("; ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_reaches_nothing_of_kiln_or_of_another_sandbox() {
+    let server = Server::start_local().await;
+    let data = server.local_dir.clone().expect("a local data dir");
+    let local = server.local.as_ref().expect("the local driver");
+    assert!(
+        local.confinement().is_confined(),
+        "bubblewrap must work on this host for this test (apt install bubblewrap): {}",
+        local.confinement().describe()
+    );
+    // What Kiln keeps in its data directory.
+    std::fs::write(data.join("secret.key"), "kiln-secret-key-material").unwrap();
+
+    let alice = server.user("alice", "correct horse battery").await;
+    let bob = server.user("bob", "another long password").await;
+    server.running_project(alice.id, "mine").await;
+    let bobs = server.running_project(bob.id, "theirs").await;
+    let bob_dir = data.join("sandboxes").join(&bobs);
+    let bob_socket = local.socket_path(&bobs);
+    assert!(bob_dir.is_dir() && bob_socket.exists());
+
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let screen = c.exec_tty("attach mine", 200, 50).await;
+    let line = probes(
+        &data.display().to_string(),
+        &bob_dir.display().to_string(),
+        &bob_socket.display().to_string(),
+        std::process::id(),
+    );
+    screen.send(format!("{line}\r").as_bytes()).await;
+    let text = screen.wait_for("probes-done").await;
+
+    assert!(
+        text.contains("ok:ownwrite"),
+        "the sandbox can write its own directory:\n{text}"
+    );
+    for leak in [
+        "secret",
+        "datadir",
+        "sandboxes",
+        "bobenv",
+        "bobdir",
+        "bobtmux",
+        "kilnenv",
+        "hostprocs",
+        "root",
+    ] {
+        assert!(
+            !text.contains(&format!("ok:{leak}")),
+            "alice's sandbox reached {leak}:\n{text}"
+        );
+    }
+    assert!(!text.contains("kiln-secret-key-material"), "{text}");
+    // What it wrote is hers, on the host, and not Kiln's user's.
+    let mine = std::fs::read_dir(data.join("sandboxes"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("mine"))
+        .find(|p| p.exists())
+        .expect("the file alice's sandbox made");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&mine).unwrap());
+    if nix::unistd::getuid().is_root() {
+        assert_ne!(owner, 0, "a sandbox never runs as host root");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_run_by_the_sandbox_tmux_server_stay_inside_the_sandbox() {
+    // Every process of the sandbox is a child of its confined tmux server:
+    // a window, or a `run-shell` (from the prefix key's command prompt or
+    // from `tmux` in the shell, the same server), sees no more than the
+    // first shell does.
+    let server = Server::start_local().await;
+    let data = server.local_dir.clone().expect("a local data dir");
+    std::fs::write(data.join("secret.key"), "kiln-secret-key-material").unwrap();
+    let alice = server.user("alice", "correct horse battery").await;
+    server.running_project(alice.id, "mine").await;
+
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let screen = c.exec_tty("attach mine", 120, 40).await;
+    screen.send(b"echo first-shell-up\r").await;
+    screen.wait_for("first-shell-up").await;
+    let probe = format!(
+        "tmux run-shell \"cat {}/secret.key || echo prompt-''denied\"\r",
+        data.display()
+    );
+    screen.send(probe.as_bytes()).await;
+    let text = screen.wait_for("prompt-denied").await;
+    assert!(!text.contains("kiln-secret-key-material"), "{text}");
+}
