@@ -101,6 +101,16 @@ pub enum EmbeddedPgError {
         log_excerpt: String,
     },
 
+    #[error(
+        "the running PostgreSQL in {} refuses the superuser password in {}; stop it \
+         (pg_ctl stop -D {}) and start kiln again, which sets the password from that file",
+        pgdata.display(), password_file.display(), pgdata.display()
+    )]
+    SuperuserPasswordRefused {
+        pgdata: PathBuf,
+        password_file: PathBuf,
+    },
+
     #[error("could not {action} in the private PostgreSQL cluster: {source}")]
     Sql {
         action: &'static str,

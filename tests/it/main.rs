@@ -16,6 +16,7 @@ mod support;
 mod cli;
 mod console_fronts;
 mod embedded_pg;
+mod embedded_pg_auth;
 mod exec;
 mod k8s_attach;
 mod k8s_emulator;
