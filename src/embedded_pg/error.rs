@@ -102,8 +102,8 @@ pub enum EmbeddedPgError {
     },
 
     #[error(
-        "the running PostgreSQL in {} refuses the superuser password in {}; stop it \
-         (pg_ctl stop -D {}) and start kiln again, which sets the password from that file",
+        "PostgreSQL in {} refuses the superuser password in {}; stop the server if it runs \
+         (pg_ctl stop -D {}), delete that file and start kiln again: it then sets a new password",
         pgdata.display(), password_file.display(), pgdata.display()
     )]
     SuperuserPasswordRefused {

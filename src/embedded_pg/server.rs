@@ -294,6 +294,24 @@ impl EmbeddedPostgres {
             action: "revoke public access to the kiln and maintenance databases",
             source,
         })?;
+        // A server started by an older Kiln listens on Kiln's socket only
+        // until it restarts; sandboxes are told to use the tenant socket.
+        let dirs: String = sqlx::query_scalar("SHOW unix_socket_directories")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|source| EmbeddedPgError::Sql {
+                action: "read unix_socket_directories",
+                source,
+            })?;
+        if !dirs.contains(&*self.tenant_socket_dir.to_string_lossy()) {
+            tracing::warn!(
+                pgdata = %self.pgdata.display(),
+                tenant_socket_dir = %self.tenant_socket_dir.display(),
+                "the running PostgreSQL does not listen on the tenant socket yet; sandboxes \
+                 cannot reach their databases until it restarts (stop kiln and the server, \
+                 then start kiln)"
+            );
+        }
         let _ = conn.close().await;
         Ok(())
     }
