@@ -324,3 +324,25 @@ async fn tenant_roles_log_in_with_scram_on_the_tenant_socket_and_only_to_their_o
     assert!(!log.contains(&superuser_password(&pg)));
     pg.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn kiln_on_its_embedded_cluster_points_sandboxes_at_the_tenant_socket() {
+    let dir = TempDataDir::new();
+    let config = kiln::config::Config::load(&dir.path, None, Default::default()).unwrap();
+    let db = kiln::runtime::Database::open(&config, 2)
+        .await
+        .expect("open the embedded cluster");
+    assert_eq!(
+        db.tenant_socket_dir.as_deref(),
+        Some(EmbeddedPostgres::tenant_socket_dir_for(&dir.path).as_path())
+    );
+    // The admin URL is Kiln's own socket, with the superuser password.
+    assert!(
+        db.admin_url.contains("/pg/sock"),
+        "{}",
+        kiln::runtime::redact_url(&db.admin_url)
+    );
+    let no_password = url(&dir.path.join("pg").join("sock"), "kiln", None, "postgres");
+    assert!(PgConnection::connect(&no_password).await.is_err());
+    db.close().await.unwrap();
+}
