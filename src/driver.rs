@@ -67,7 +67,9 @@ pub type DriverResult<T> = Result<T, DriverError>;
 /// Identifies one resource to a driver.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ResourceRef {
-    /// `{slug}-agentruntime-{6 random}`; unique across the installation.
+    /// `{slug}-agentruntime-{6 random}` for a sandbox, `db-{13 random}` for a
+    /// database (no slug: see `naming::database_resource_name`); unique
+    /// across the installation.
     pub resource_name: String,
     /// Kubernetes namespace (the local driver ignores it).
     pub namespace: String,

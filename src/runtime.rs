@@ -3,7 +3,7 @@
 //! demand, stopped again by whoever started it).
 
 use std::os::unix::fs::DirBuilderExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -15,6 +15,9 @@ pub struct Database {
     pub store: Store,
     /// Where tenant databases are created (the local driver's admin connection).
     pub admin_url: String,
+    /// Where sandboxes reach tenant databases, when that is the embedded
+    /// cluster's tenant socket rather than `admin_url`'s host.
+    pub tenant_socket_dir: Option<PathBuf>,
     embedded: Option<EmbeddedPostgres>,
 }
 
@@ -31,6 +34,10 @@ impl Database {
                 (pg.database_url(), pg.admin_url(), Some(pg))
             }
         };
+        let tenant_socket_dir = match (&embedded, &config.local.admin_database_url) {
+            (Some(pg), None) => Some(pg.tenant_socket_dir().to_path_buf()),
+            _ => None,
+        };
         let admin_url = config.local.admin_database_url.clone().unwrap_or(admin_url);
         let ready = async {
             let store = Store::connect(&url, key, max_connections)
@@ -43,6 +50,7 @@ impl Database {
             Ok(store) => Ok(Database {
                 store,
                 admin_url,
+                tenant_socket_dir,
                 embedded,
             }),
             Err(e) => {

@@ -26,9 +26,12 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
     let sandboxes =
         crate::local::LocalSandboxes::new(&config.data_dir, config.local.sandbox_command.clone())
             .context("setting up local sandboxes")?;
-    let databases = crate::local::LocalDatabases::connect(&db.admin_url)
+    let mut databases = crate::local::LocalDatabases::connect(&db.admin_url)
         .await
         .context("connecting to the Postgres server for tenant databases")?;
+    if let Some(dir) = &db.tenant_socket_dir {
+        databases = databases.with_sandbox_socket_dir(dir);
+    }
     let feed = Arc::new(db.store.listen().await.context("listening for changes")?);
     let host_key =
         crate::ssh::hostkey::load_or_create(&config.data_dir.join("ssh_host_ed25519_key"))?;

@@ -101,6 +101,16 @@ pub enum EmbeddedPgError {
         log_excerpt: String,
     },
 
+    #[error(
+        "PostgreSQL in {} refuses the superuser password in {}; stop the server if it runs \
+         (pg_ctl stop -D {}), delete that file and start kiln again: it then sets a new password",
+        pgdata.display(), password_file.display(), pgdata.display()
+    )]
+    SuperuserPasswordRefused {
+        pgdata: PathBuf,
+        password_file: PathBuf,
+    },
+
     #[error("could not {action} in the private PostgreSQL cluster: {source}")]
     Sql {
         action: &'static str,

@@ -9,9 +9,16 @@
 //! pg.lock                 advisory lock, held only while a process starts the cluster
 //! pg/                     owned by the user the server runs as
 //! pg/data/                the cluster (PGDATA), created by initdb
-//! pg/sock/                the unix socket directory (mode 0700); no TCP listener
+//! pg/sock/                Kiln's unix socket directory (mode 0700); no TCP listener
+//! pg/tenant/              the tenant socket directory (mode 0711), the only part
+//!                         of the cluster a confined sandbox gets (read-only)
+//! pg/superuser.password   the `kiln` role's password (mode 0600, Kiln's user)
 //! pg/log/postgres.log     server log (pg_ctl -l)
 //! ```
+//!
+//! Every role authenticates with SCRAM-SHA-256 on both sockets (see
+//! [`auth`]): the socket directories' modes are a second line, not the
+//! access control.
 //!
 //! PGDATA is a subdirectory rather than `pg/` itself because initdb insists on
 //! an empty (or missing) directory, and the socket and log directories must
@@ -22,6 +29,7 @@
 //! server and leaves it alone on `stop`. Dropping a handle without calling
 //! `stop` leaves the server running; the next `start` reuses it.
 
+mod auth;
 mod error;
 mod host;
 mod lock;
@@ -38,9 +46,14 @@ use host::{RunAs, is_root, postgres_system_user};
 use lock::FileLock;
 use server::create_dir_all;
 
+use crate::model::secret::Secret;
+
 /// The port number only names the socket file (`.s.PGSQL.<port>`); the server
 /// has no TCP listener, so clashing with a system PostgreSQL on 5432 is harmless.
 pub const SOCKET_PORT: u16 = 5432;
+
+/// The tenant socket directory's name under `{data_dir}/pg`.
+pub const TENANT_SOCKET_DIR_NAME: &str = "tenant";
 
 /// Role created by initdb (superuser) and used by Kiln.
 const SUPERUSER: &str = "kiln";
@@ -64,6 +77,9 @@ pub struct EmbeddedPostgres {
     data_dir: PathBuf,
     pgdata: PathBuf,
     socket_dir: PathBuf,
+    tenant_socket_dir: PathBuf,
+    password_file: PathBuf,
+    superuser_password: Secret<String>,
     log_file: PathBuf,
     bins: PgBinaries,
     run_as: Option<RunAs>,
@@ -83,6 +99,15 @@ impl EmbeddedPostgres {
         data_dir.join("pg").join("data")
     }
 
+    /// The tenant socket directory for `data_dir` (give it absolute, as
+    /// [`start`](Self::start) resolves it): `{data_dir}/pg/tenant`. The server
+    /// listens there as well as on Kiln's own socket; database URLs handed to
+    /// sandboxes point there, and a confined sandbox needs exactly this
+    /// directory bound (read-only suffices to connect to a socket).
+    pub fn tenant_socket_dir_for(data_dir: &Path) -> PathBuf {
+        data_dir.join("pg").join(TENANT_SOCKET_DIR_NAME)
+    }
+
     /// Initialises `{data_dir}/pg` if needed, starts the server unless it is
     /// already running (then reuses it without owning it), waits until it
     /// accepts connections and creates the `kiln` database if missing.
@@ -94,7 +119,9 @@ impl EmbeddedPostgres {
         })?;
         let pg_root = data_dir.join("pg");
         let socket_dir = pg_root.join("sock");
+        let tenant_socket_dir = Self::tenant_socket_dir_for(&data_dir);
         check_socket_path(&socket_dir)?;
+        check_socket_path(&tenant_socket_dir)?;
 
         let bins = Self::locate_binaries()?;
         let run_as = if is_root() {
@@ -106,7 +133,10 @@ impl EmbeddedPostgres {
         let mut handle = EmbeddedPostgres {
             pgdata: Self::cluster_dir_for(&data_dir),
             log_file: pg_root.join("log").join("postgres.log"),
+            password_file: pg_root.join("superuser.password"),
+            superuser_password: Secret::default(),
             socket_dir,
+            tenant_socket_dir,
             data_dir,
             bins,
             run_as,
@@ -120,19 +150,31 @@ impl EmbeddedPostgres {
         if !handle.is_initialised() {
             handle.initdb().await?;
         }
+        let password = auth::load_or_create_password(&handle.password_file)?;
+        handle.superuser_password = password.password;
         // Rewritten on every start so that a moved data directory gets the
-        // right socket path.
+        // right socket paths.
         handle.write_config()?;
+        let hba_current = handle.hba_is_current()?;
 
-        if handle.is_running().await? {
+        let running = handle.is_running().await?;
+        if running {
             tracing::info!(pgdata = %handle.pgdata.display(), "reusing running PostgreSQL");
         } else {
+            if !hba_current || password.fresh {
+                handle.set_password_offline().await?;
+                handle.write_hba()?;
+            }
             handle.pg_ctl_start().await?;
             handle.started_here = true;
         }
 
         let ready = async {
             handle.wait_ready().await?;
+            if running && !hba_current {
+                // Started by an older Kiln that trusted every local connection.
+                handle.secure_running().await?;
+            }
             handle.ensure_kiln_database().await
         };
         if let Err(err) = ready.await {
@@ -145,7 +187,8 @@ impl EmbeddedPostgres {
         Ok(handle)
     }
 
-    /// `postgres://kiln@localhost/kiln?host=<abs socket dir>`, usable by sqlx.
+    /// `postgres://kiln:<password>@localhost/kiln?host=<abs socket dir>`,
+    /// usable by sqlx. It holds the superuser password: never log it.
     pub fn database_url(&self) -> String {
         self.url_for(KILN_DB)
     }
@@ -166,9 +209,20 @@ impl EmbeddedPostgres {
         &self.pgdata
     }
 
-    /// The directory holding the server's unix socket.
+    /// The directory holding Kiln's own unix socket.
     pub fn socket_dir(&self) -> &Path {
         &self.socket_dir
+    }
+
+    /// The directory holding the socket sandboxes use; see
+    /// [`tenant_socket_dir_for`](Self::tenant_socket_dir_for).
+    pub fn tenant_socket_dir(&self) -> &Path {
+        &self.tenant_socket_dir
+    }
+
+    /// The file holding the superuser password (mode 0600).
+    pub fn superuser_password_file(&self) -> &Path {
+        &self.password_file
     }
 
     /// The server log.
@@ -196,8 +250,11 @@ impl EmbeddedPostgres {
         };
         // sslmode=disable: TLS does not exist on unix sockets, so skip the
         // SSLRequest round trip.
+        // The password is letters and digits only (auth.rs), so it needs no
+        // escaping in the URL.
         format!(
-            "postgres://{SUPERUSER}@localhost{port}/{database}?host={}&sslmode=disable",
+            "postgres://{SUPERUSER}:{}@localhost{port}/{database}?host={}&sslmode=disable",
+            self.superuser_password.expose_str(),
             percent_encode(&self.socket_dir.to_string_lossy())
         )
     }

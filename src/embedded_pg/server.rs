@@ -23,21 +23,31 @@ impl EmbeddedPostgres {
         self.pgdata.join("PG_VERSION").is_file()
     }
 
-    /// Creates `pg/`, `pg/sock`, `pg/log` and, as root, hands them to the
-    /// server's user and makes sure that user can reach them.
+    /// Creates `pg/`, `pg/sock`, `pg/tenant`, `pg/log` and, as root, hands
+    /// them to the server's user and makes sure that user can reach them.
     pub(super) async fn prepare_dirs(&self) -> Result<(), EmbeddedPgError> {
         let pg_root = self.pgdata.parent().expect("pgdata has a parent");
         let log_dir = self.log_file.parent().expect("log file has a parent");
         for dir in [pg_root, &self.socket_dir, log_dir] {
             create_dir_all(dir)?;
-            // Only the server's user needs these; trust auth makes the socket
-            // directory's permissions the access control.
+            // Only the server's user (and Kiln) need these.
             set_mode(dir, 0o700)?;
         }
+        // Sandboxes get this one bound into their view, possibly under
+        // another uid: they may enter it and connect to the socket (whose
+        // name is known), not list it. Passwords are the access control.
+        create_dir_all(&self.tenant_socket_dir)?;
+        set_mode(&self.tenant_socket_dir, 0o711)?;
         let Some(run_as) = &self.run_as else {
             return Ok(());
         };
-        for path in [pg_root, &self.socket_dir, log_dir, &self.log_file] {
+        for path in [
+            pg_root,
+            &self.socket_dir,
+            &self.tenant_socket_dir,
+            log_dir,
+            &self.log_file,
+        ] {
             if path.exists() {
                 std::os::unix::fs::chown(path, Some(run_as.uid), Some(run_as.gid)).map_err(
                     |source| EmbeddedPgError::Io {
@@ -100,6 +110,8 @@ impl EmbeddedPostgres {
         let mut cmd = self.pg_command(&self.bins.initdb);
         cmd.arg("-D")
             .arg(&self.pgdata)
+            // Trust only until the first start replaces pg_hba.conf, which
+            // happens before the server ever listens (see auth.rs).
             .args(["-A", "trust", "-U", SUPERUSER, "--encoding", "UTF8"])
             // The C locale exists everywhere and is compatible with UTF8, so
             // initdb does not depend on the host's locale settings.
@@ -114,8 +126,14 @@ impl EmbeddedPostgres {
              listen_addresses = ''\n\
              port = {SOCKET_PORT}\n\
              unix_socket_directories = {}\n\
-             unix_socket_permissions = 0700\n",
-            conf_quote(&self.socket_dir.to_string_lossy())
+             unix_socket_permissions = 0777\n\
+             password_encryption = 'scram-sha-256'\n",
+            // Kiln's socket first: the lock file and postmaster.pid name it.
+            conf_quote(&format!(
+                "{}, {}",
+                conf_list_item(&self.socket_dir.to_string_lossy()),
+                conf_list_item(&self.tenant_socket_dir.to_string_lossy())
+            ))
         );
         write_file(&kiln_conf, &contents)?;
         if let Some(run_as) = &self.run_as {
@@ -214,6 +232,13 @@ impl EmbeddedPostgres {
                     let _ = conn.close().await;
                     return Ok(());
                 }
+                // invalid_password: waiting will not change that.
+                Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("28P01") => {
+                    return Err(EmbeddedPgError::SuperuserPasswordRefused {
+                        pgdata: self.pgdata.clone(),
+                        password_file: self.password_file.clone(),
+                    });
+                }
                 Err(err) => err.to_string(),
             };
             if started.elapsed() >= READY_TIMEOUT {
@@ -257,6 +282,35 @@ impl EmbeddedPostgres {
                     });
                 }
             }
+        }
+        // Every role may connect to a database by default; tenant roles have
+        // no business in Kiln's own database or the maintenance ones.
+        sqlx::raw_sql(
+            "REVOKE CONNECT, TEMPORARY ON DATABASE kiln, postgres, template1 FROM PUBLIC",
+        )
+        .execute(&mut conn)
+        .await
+        .map_err(|source| EmbeddedPgError::Sql {
+            action: "revoke public access to the kiln and maintenance databases",
+            source,
+        })?;
+        // A server started by an older Kiln listens on Kiln's socket only
+        // until it restarts; sandboxes are told to use the tenant socket.
+        let dirs: String = sqlx::query_scalar("SHOW unix_socket_directories")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|source| EmbeddedPgError::Sql {
+                action: "read unix_socket_directories",
+                source,
+            })?;
+        if !dirs.contains(&*self.tenant_socket_dir.to_string_lossy()) {
+            tracing::warn!(
+                pgdata = %self.pgdata.display(),
+                tenant_socket_dir = %self.tenant_socket_dir.display(),
+                "the running PostgreSQL does not listen on the tenant socket yet; sandboxes \
+                 cannot reach their databases until it restarts (stop kiln and the server, \
+                 then start kiln)"
+            );
         }
         let _ = conn.close().await;
         Ok(())
@@ -361,6 +415,12 @@ fn write_file(path: &Path, contents: &str) -> Result<(), EmbeddedPgError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// One element of a comma-separated list setting: double-quoted (so a
+/// comma or space in a path survives), `"` doubled.
+fn conf_list_item(value: &str) -> String {
+    format!("\"{}\"", value.replace('"', "\"\""))
 }
 
 /// Quotes a string for postgresql.conf.

@@ -1,7 +1,14 @@
 //! Local databases: a database and a login role, both named after the
 //! resource, on a Postgres server Kiln reaches through an admin connection.
+//!
+//! Role passwords reach the server only as SCRAM-SHA-256 verifiers computed
+//! here ([`crate::model::scram`]), so no statement (nor a server log of it)
+//! holds one in plain text; and a role's password is set only when the
+//! stored verifier does not match, so an unchanged database costs one
+//! look-up and no catalog write.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -13,6 +20,7 @@ use super::validate_resource_name;
 use crate::driver::{
     DatabaseDriver, DatabaseSpec, DbCredentials, DriverError, DriverResult, Observed, ResourceRef,
 };
+use crate::model::scram;
 
 /// Databases on one Postgres server.
 #[derive(Debug, Clone)]
@@ -21,6 +29,9 @@ pub struct LocalDatabases {
     /// How sandboxes reach the server: a host name or a socket directory.
     host: String,
     port: u16,
+    /// Whether the admin role may read `pg_authid` (superusers only), where
+    /// the stored verifiers are; otherwise every ensure sets the password.
+    reads_verifiers: bool,
 }
 
 impl LocalDatabases {
@@ -44,7 +55,26 @@ impl LocalDatabases {
             .connect_with(options)
             .await
             .map_err(|e| classify(&e, "connect to the Postgres admin URL"))?;
-        Ok(Self { pool, host, port })
+        let reads_verifiers: bool =
+            sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+                .fetch_one(&pool)
+                .await
+                .map_err(|e| classify(&e, "look up the admin role"))?;
+        Ok(Self {
+            pool,
+            host,
+            port,
+            reads_verifiers,
+        })
+    }
+
+    /// Hands sandboxes this socket directory instead of the admin URL's
+    /// host: the embedded cluster's tenant socket
+    /// ([`crate::embedded_pg::EmbeddedPostgres::tenant_socket_dir`]), the
+    /// only one a confined sandbox can reach.
+    pub fn with_sandbox_socket_dir(mut self, dir: &Path) -> Self {
+        self.host = dir.to_string_lossy().into_owned();
+        self
     }
 
     /// The admin pool, for callers that need to inspect the server.
@@ -90,35 +120,62 @@ impl LocalDatabases {
     /// What is already there, so `ensure` only changes what differs: fewer
     /// statements, and fewer catalog updates racing another replica's.
     async fn current_state(&self, name: &str) -> DriverResult<CurrentState> {
-        let row = sqlx::query(
-            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1), \
+        // pg_authid (with the verifier) is for superusers; pg_roles shows
+        // everyone the same rows with the password masked.
+        let (roles, password) = if self.reads_verifiers {
+            ("pg_authid", "r.rolpassword")
+        } else {
+            ("pg_roles", "NULL::text")
+        };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT r.oid IS NOT NULL, \
+                    coalesce(r.rolcanlogin, false), \
+                    {password}, \
                     d.oid IS NOT NULL, \
                     coalesce(d.datallowconn, false), \
                     coalesce(EXISTS (SELECT 1 FROM aclexplode(coalesce(d.datacl, \
                         acldefault('d', d.datdba))) a \
                         WHERE a.grantee = 0 AND a.privilege_type IN ('CONNECT', 'TEMPORARY')), \
                         true) \
-             FROM (SELECT 1) AS one LEFT JOIN pg_database d ON d.datname = $1",
-        )
+             FROM (SELECT 1) AS one \
+             LEFT JOIN {roles} r ON r.rolname = $1 \
+             LEFT JOIN pg_database d ON d.datname = $1"
+        )))
         .bind(name)
         .fetch_one(&self.pool)
         .await
         .map_err(|e| classify(&e, &format!("database {name}: look up")))?;
         Ok(CurrentState {
             role_exists: row.get(0),
-            db_exists: row.get(1),
-            allows_connections: row.get(2),
-            public_can_connect: row.get(3),
+            can_login: row.get(1),
+            verifier: row.get(2),
+            db_exists: row.get(3),
+            allows_connections: row.get(4),
+            public_can_connect: row.get(5),
         })
     }
 }
 
 struct CurrentState {
     role_exists: bool,
+    can_login: bool,
+    /// The role's stored password (`None` if unset or unreadable).
+    verifier: Option<String>,
     db_exists: bool,
     allows_connections: bool,
     /// `PUBLIC` (every role) still holds CONNECT or TEMPORARY.
     public_can_connect: bool,
+}
+
+impl CurrentState {
+    /// Whether the existing role needs `ALTER ROLE … LOGIN PASSWORD`.
+    fn role_needs_update(&self, password: &str) -> bool {
+        !self.can_login
+            || !self
+                .verifier
+                .as_deref()
+                .is_some_and(|v| scram::verifies(v, password))
+    }
 }
 
 #[async_trait]
@@ -129,6 +186,8 @@ impl DatabaseDriver for LocalDatabases {
         validate_password(name, spec.password.expose_str())?;
         let ident = quote_ident(name);
         let password = spec.password.expose_str();
+        // Base64, digits, `$` and `:`: nothing to escape in a literal.
+        let verifier = || scram::new_verifier(password);
         let fail = |doing: &str| {
             let doing = format!("database {name}: {doing}");
             move |e: sqlx::Error| classify(&e, &doing)
@@ -137,18 +196,24 @@ impl DatabaseDriver for LocalDatabases {
 
         // Another replica may create either one between our look-up and our
         // CREATE; its "already exists" is our success.
-        let mut role_was_there = state.role_exists;
-        if !state.role_exists {
+        let needs_update = if state.role_exists {
+            state.role_needs_update(password)
+        } else {
             let created = self
-                .ddl(format!("CREATE ROLE {ident} LOGIN PASSWORD '{password}'"))
+                .ddl(format!(
+                    "CREATE ROLE {ident} LOGIN PASSWORD '{}'",
+                    verifier()
+                ))
                 .await;
-            role_was_there = tolerate_duplicate(created).map_err(fail("create role"))?;
-        }
-        if role_was_there {
-            // Converges a changed password (the stored hash is salted, so
-            // there is no cheap comparison), and a role someone made NOLOGIN.
+            // A racing replica's role: its state is unknown, converge it.
+            tolerate_duplicate(created).map_err(fail("create role"))?
+        };
+        if needs_update {
+            // A changed password, a role someone made NOLOGIN, or one whose
+            // verifier this admin cannot read.
             self.ddl(format!(
-                "ALTER ROLE {ident} WITH LOGIN PASSWORD '{password}'"
+                "ALTER ROLE {ident} WITH LOGIN PASSWORD '{}'",
+                verifier()
             ))
             .await
             .map_err(fail("set role password"))?;
@@ -268,9 +333,9 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Passwords are spliced into `PASSWORD '…'` (DDL takes no parameters), so
-/// only generated-looking ones are accepted: nothing to escape, nothing to
-/// get wrong.
+/// Only generated-looking passwords are accepted: they go into URLs, and
+/// SCRAM's SASLprep leaves them unchanged, so the verifier computed here is
+/// the one the server checks against.
 fn validate_password(name: &str, password: &str) -> DriverResult<()> {
     if !password.is_empty()
         && password.len() <= 256

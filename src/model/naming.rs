@@ -64,6 +64,16 @@ pub fn resource_name(slug: &str) -> String {
     format!("{slug}-agentruntime-{}", random_string(6, SUFFIX_ALPHABET))
 }
 
+/// `db-{13 random [a-z0-9]}`: a database's resource name. Unlike a
+/// sandbox's it carries no slug, because a local database and its role are
+/// named after it and every role on a PostgreSQL server can read the names
+/// in `pg_database` and `pg_roles`: another tenant must learn nothing from
+/// them. 16 characters, so it is also a Kubernetes database cluster's name
+/// as it stands (a DNS-1035 label within 16 characters).
+pub fn database_resource_name() -> String {
+    format!("db-{}", random_string(13, SUFFIX_ALPHABET))
+}
+
 /// Uniform random characters from `alphabet` (rejection sampling, no modulo bias).
 pub fn random_string(len: usize, alphabet: &[u8]) -> String {
     assert!(!alphabet.is_empty() && alphabet.len() <= 256);
@@ -134,6 +144,16 @@ mod tests {
         assert!(suffix.bytes().all(|b| SUFFIX_ALPHABET.contains(&b)));
         assert_ne!(resource_name("x"), resource_name("x"));
         assert!(resource_name(&"a".repeat(MAX_SLUG_LEN)).len() <= 63);
+    }
+
+    #[test]
+    fn database_names_are_opaque_and_fit_postgres_and_kubernetes() {
+        let n = database_resource_name();
+        let random = n.strip_prefix("db-").unwrap();
+        assert_eq!(random.len(), 13);
+        assert!(random.bytes().all(|b| SUFFIX_ALPHABET.contains(&b)));
+        assert_eq!(n.len(), 16);
+        assert_ne!(database_resource_name(), database_resource_name());
     }
 
     #[test]

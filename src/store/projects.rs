@@ -114,7 +114,8 @@ impl Store {
         }
         let name = name.trim();
         let sandbox_name = resource_name(&slug);
-        let database_name = resource_name(&slug);
+        // No slug in it: other tenants can read a local database's name.
+        let database_name = naming::database_resource_name();
         let password = self.key.encrypt_str(
             &random_password(),
             &ResourceKind::Database.password_context(&database_name),

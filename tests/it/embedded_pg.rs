@@ -5,55 +5,12 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kiln::embedded_pg::{EmbeddedPgError, EmbeddedPostgres, SOCKET_PORT};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
-/// A scratch data directory; on drop (also after a failed assertion) it
-/// stops any server still running there and removes the directory.
-struct TempDataDir {
-    path: PathBuf,
-}
-
-impl TempDataDir {
-    fn new() -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let path = PathBuf::from(format!("/tmp/kpg-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir(&path).expect("create temp data dir");
-        TempDataDir { path }
-    }
-}
-
-impl Drop for TempDataDir {
-    fn drop(&mut self) {
-        let pgdata = EmbeddedPostgres::cluster_dir_for(&self.path);
-        if pgdata.join("postmaster.pid").exists()
-            && let Ok(bins) = EmbeddedPostgres::locate_binaries()
-        {
-            // SAFETY: geteuid has no preconditions.
-            let root = nix::unistd::geteuid().is_root();
-            let mut cmd = if root {
-                let mut cmd = std::process::Command::new("runuser");
-                cmd.args(["-u", "postgres", "--"]).arg(&bins.pg_ctl);
-                cmd
-            } else {
-                std::process::Command::new(&bins.pg_ctl)
-            };
-            let _ = cmd
-                .arg("stop")
-                .arg("-D")
-                .arg(&pgdata)
-                .args(["-m", "immediate", "-w"])
-                .current_dir("/")
-                .output();
-        }
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
+use crate::support::embedded::TempDataDir;
 
 async fn connect(url: &str) -> Result<PgConnection, sqlx::Error> {
     PgConnection::connect(url).await

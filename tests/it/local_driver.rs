@@ -643,6 +643,60 @@ async fn ensure_twice_with_a_new_password_converges() {
     assert_eq!(role_and_db_exist(&dbs, &name).await, (true, true));
 }
 
+async fn stored_verifier(dbs: &LocalDatabases, name: &str) -> String {
+    sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+        .bind(name)
+        .fetch_one(dbs.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_second_ensure_of_an_unchanged_database_leaves_the_role_password_alone() {
+    let dbs = databases().await;
+    let name = unique_name();
+    let _cleanup = DbCleanup(vec![name.clone()]);
+    let spec = db_spec(&name);
+    dbs.ensure(&spec).await.unwrap();
+    let first = stored_verifier(&dbs, &name).await;
+    assert!(kiln::model::scram::verifies(
+        &first,
+        spec.password.expose_str()
+    ));
+
+    // Unchanged: no ALTER ROLE, so the salted verifier is the same one.
+    assert_eq!(dbs.ensure(&spec).await.unwrap(), Observed::Running);
+    assert_eq!(stored_verifier(&dbs, &name).await, first);
+
+    // Changed: a new verifier, for the new password only.
+    let changed = DatabaseSpec {
+        password: "Changed1234567890".into(),
+        ..spec.clone()
+    };
+    dbs.ensure(&changed).await.unwrap();
+    let second = stored_verifier(&dbs, &name).await;
+    assert!(kiln::model::scram::verifies(&second, "Changed1234567890"));
+    assert!(!kiln::model::scram::verifies(
+        &second,
+        spec.password.expose_str()
+    ));
+
+    // A role someone made NOLOGIN is converged too.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER ROLE \"{name}\" NOLOGIN"
+    )))
+    .execute(dbs.pool())
+    .await
+    .unwrap();
+    dbs.ensure(&changed).await.unwrap();
+    let can_login: bool = sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1")
+        .bind(&name)
+        .fetch_one(dbs.pool())
+        .await
+        .unwrap();
+    assert!(can_login);
+}
+
 #[tokio::test]
 async fn concurrent_database_ensures_all_succeed() {
     let dbs = databases().await;

@@ -17,6 +17,7 @@ mod cli;
 mod confinement;
 mod console_fronts;
 mod embedded_pg;
+mod embedded_pg_auth;
 mod exec;
 mod k8s_attach;
 mod k8s_emulator;

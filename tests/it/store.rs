@@ -66,6 +66,38 @@ async fn bad_project_names_are_refused_and_nothing_is_written() {
 }
 
 #[tokio::test]
+async fn a_projects_database_is_named_without_its_slug() {
+    // A local database and its role are named after the resource, and every
+    // role on the server can list pg_database and pg_roles.
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    store
+        .create_project(alice.id, "Secret Plans", "", "alice")
+        .await
+        .unwrap();
+    let (sandbox, database): (String, String) = sqlx::query_as(
+        "SELECT (SELECT resource_name FROM sandboxes), (SELECT resource_name FROM databases)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert!(
+        sandbox.starts_with("secretplans-agentruntime-"),
+        "{sandbox}"
+    );
+    assert!(!database.contains("secret"), "{database}");
+    assert!(!database.contains("alice"), "{database}");
+    assert!(
+        database.starts_with("db-") && database.len() == 16,
+        "{database}"
+    );
+}
+
+#[tokio::test]
 async fn bad_env_keys_and_values_are_refused_and_nothing_is_written() {
     let db = TestDb::new().await;
     let store = db.store().await;

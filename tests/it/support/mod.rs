@@ -120,5 +120,6 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+pub mod embedded;
 pub mod k8s;
 pub mod ssh;
