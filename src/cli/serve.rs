@@ -23,7 +23,7 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<()> {
 /// Sets up the drivers, the SSH console and the reconcile loop over `db`,
 /// and runs them until shutdown or until one fails.
 async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
-    let sandboxes =
+    let mut sandboxes =
         crate::local::LocalSandboxes::new(&config.data_dir, config.local.sandbox_command.clone())
             .context("setting up local sandboxes")?;
     let mut databases = crate::local::LocalDatabases::connect(&db.admin_url)
@@ -31,6 +31,9 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         .context("connecting to the Postgres server for tenant databases")?;
     if let Some(dir) = &db.tenant_socket_dir {
         databases = databases.with_sandbox_socket_dir(dir);
+        // A confined sandbox sees this one directory of the cluster's, and
+        // nothing else of the data directory (Kiln's own socket included).
+        sandboxes = sandboxes.with_read_only_dir(dir);
     }
     let feed = Arc::new(db.store.listen().await.context("listening for changes")?);
     let host_key =

@@ -28,11 +28,15 @@ impl EmbeddedPostgres {
     pub(super) async fn prepare_dirs(&self) -> Result<(), EmbeddedPgError> {
         let pg_root = self.pgdata.parent().expect("pgdata has a parent");
         let log_dir = self.log_file.parent().expect("log file has a parent");
-        for dir in [pg_root, &self.socket_dir, log_dir] {
+        for dir in [&self.socket_dir, log_dir] {
             create_dir_all(dir)?;
             // Only the server's user (and Kiln) need these.
             set_mode(dir, 0o700)?;
         }
+        // Confined sandboxes (another uid when Kiln is root) pass through it
+        // to `tenant/`; they can list nothing, and every entry is private.
+        create_dir_all(pg_root)?;
+        set_mode(pg_root, 0o711)?;
         // Sandboxes get this one bound into their view, possibly under
         // another uid: they may enter it and connect to the socket (whose
         // name is known), not list it. Passwords are the access control.

@@ -133,6 +133,16 @@ impl LocalSandboxes {
             None => (0o700, None),
         };
         for dir in [&self.data_dir, &self.sandboxes_dir, &self.run_dir] {
+            // The embedded cluster, run as its own user when Kiln is root,
+            // may have given the data directory search permission for others
+            // (see `embedded_pg`): keep it, or that user is locked out.
+            let mode = match std::fs::metadata(dir) {
+                Ok(m) if dir == &self.data_dir => {
+                    use std::os::unix::fs::PermissionsExt;
+                    mode | (m.permissions().mode() & 0o001)
+                }
+                _ => mode,
+            };
             super::files::ensure_dir(dir, mode, owner).map_err(|e| {
                 DriverError::permanent(format!("cannot prepare {}: {e}", dir.display()))
             })?;
