@@ -99,7 +99,7 @@ fn meta(r: &ResourceRef) -> ObjectMeta {
 ///   creates pods.
 /// - The role probe (lorry) reports role changes as events (create only)
 ///   and reads the pods and its Cluster (get, list; the status too).
-pub fn role_rules() -> Vec<PolicyRule> {
+fn role_rules() -> Vec<PolicyRule> {
     let rule = |group: &str, resources: &[&str], verbs: &[&str]| PolicyRule {
         api_groups: Some(vec![group.to_string()]),
         resources: Some(resources.iter().map(|s| s.to_string()).collect()),

@@ -13,7 +13,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
 use kiln::backends::{Backends, LocalBackend};
 use kiln::fake_driver::FakeDriver;
-use kiln::k8s::database_objects::{cluster_name, role_rules};
+use kiln::k8s::database_objects::cluster_name;
 use kiln::k8s::network_policy::{
     DATABASE_POLICY, DEFAULT_DENY, SANDBOX_POLICY, namespace_policies,
 };
@@ -119,6 +119,31 @@ fn expected(ns: &str, s: &K8sSettings) -> Vec<(String, serde_json::Value)> {
     want
 }
 
+fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.to_string()]),
+        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+        verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        ..PolicyRule::default()
+    }
+}
+
+/// The database role's rules, written out: what Patroni (ConfigMaps mode)
+/// and KubeBlocks' role probe use, nothing more.
+fn trimmed_rules() -> Vec<PolicyRule> {
+    vec![
+        rule(
+            "",
+            &["configmaps"],
+            &["create", "get", "list", "patch", "watch"],
+        ),
+        rule("", &["pods"], &["get", "list", "patch", "watch"]),
+        rule("", &["events"], &["create"]),
+        rule("apps.kubeblocks.io", &["clusters"], &["get", "list"]),
+        rule("apps.kubeblocks.io", &["clusters/status"], &["get"]),
+    ]
+}
+
 async fn roles(emu: &Emulator, ns: &str) -> Vec<Role> {
     let api: Api<Role> = Api::namespaced(emu.client(), ns);
     api.list(&ListParams::default()).await.unwrap().items
@@ -175,7 +200,7 @@ async fn each_tenant_namespace_gets_its_policies_once_and_the_trimmed_role() {
         rs[0].metadata.name.as_deref(),
         Some(role_name("kiln-alice", &database).as_str())
     );
-    assert_eq!(rs[0].rules.clone().unwrap(), role_rules());
+    assert_eq!(rs[0].rules.clone().unwrap(), trimmed_rules());
 
     // Reconciling again, by this loop and by a second replica (a restart),
     // leaves one of each.
@@ -202,7 +227,10 @@ async fn each_tenant_namespace_gets_its_policies_once_and_the_trimmed_role() {
         assert_eq!(p.metadata.namespace.as_deref(), Some("kiln-bob"));
     }
     assert_eq!(policies(&emu, "kiln-alice").await, want);
-    assert_eq!(roles(&emu, "kiln-bob").await[0].rules, Some(role_rules()));
+    assert_eq!(
+        roles(&emu, "kiln-bob").await[0].rules,
+        Some(trimmed_rules())
+    );
 }
 
 #[tokio::test]
@@ -243,12 +271,6 @@ async fn broader_rules_left_by_an_older_kiln_are_cut_down() {
         .create(&PostParams::default(), &open)
         .await
         .unwrap();
-    let rule = |resources: &[&str], verbs: &[&str]| PolicyRule {
-        api_groups: Some(vec![String::new()]),
-        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
-        verbs: verbs.iter().map(|s| s.to_string()).collect(),
-        ..PolicyRule::default()
-    };
     let old = Role {
         metadata: ObjectMeta {
             name: Some(role_name(ns, &database)),
@@ -256,14 +278,15 @@ async fn broader_rules_left_by_an_older_kiln_are_cut_down() {
         },
         rules: Some(vec![
             rule(
+                "",
                 &["configmaps", "endpoints"],
                 &[
                     "create", "delete", "get", "list", "patch", "update", "watch",
                 ],
             ),
-            rule(&["pods"], &["get", "list", "patch", "update", "watch"]),
-            rule(&["services"], &["create", "get"]),
-            rule(&["events"], &["create", "patch"]),
+            rule("", &["pods"], &["get", "list", "patch", "update", "watch"]),
+            rule("", &["services"], &["create", "get"]),
+            rule("", &["events"], &["create", "patch"]),
         ]),
     };
     Api::<Role>::namespaced(emu.client(), ns)
@@ -275,7 +298,7 @@ async fn broader_rules_left_by_an_older_kiln_are_cut_down() {
     eventually("the role cut down", Duration::from_secs(30), || async {
         r.drain().await.unwrap();
         let rs = roles(&emu, ns).await;
-        (rs.len() == 1 && rs[0].rules == Some(role_rules())).then_some(())
+        (rs.len() == 1 && rs[0].rules == Some(trimmed_rules())).then_some(())
     })
     .await;
     assert_eq!(policies(&emu, ns).await, expected(ns, &settings));
