@@ -90,10 +90,11 @@ fn meta(r: &ResourceRef) -> ObjectMeta {
 /// `KUBERNETES_USE_CONFIGMAPS=true`:
 ///
 /// - Patroni keeps its leader lock, configuration and sync state in
-///   ConfigMaps; endpoints and a `-config` Service are only for Patroni's
-///   endpoints mode, which this cluster definition does not use. `delete`
-///   is only for `patronictl remove` (KubeBlocks' own comment), never run
-///   by the pods: left out.
+///   ConfigMaps (create, patch), and so can lorry's own store (update);
+///   endpoints and a `-config` Service are only for Patroni's endpoints
+///   mode, which this cluster definition does not use. `delete` is only
+///   for `patronictl remove` (KubeBlocks' own comment), never run by the
+///   pods: left out.
 /// - Patroni labels its own pod with its role and keeps its state in the
 ///   pod's annotations (get, list, watch, patch); it never replaces or
 ///   creates pods.
@@ -110,7 +111,7 @@ fn role_rules() -> Vec<PolicyRule> {
         rule(
             "",
             &["configmaps"],
-            &["create", "get", "list", "patch", "watch"],
+            &["create", "get", "list", "patch", "update", "watch"],
         ),
         rule("", &["pods"], &["get", "list", "patch", "watch"]),
         rule("", &["events"], &["create"]),
@@ -276,7 +277,7 @@ mod tests {
                 want(
                     "",
                     &["configmaps"],
-                    &["create", "get", "list", "patch", "watch"]
+                    &["create", "get", "list", "patch", "update", "watch"]
                 ),
                 want("", &["pods"], &["get", "list", "patch", "watch"]),
                 want("", &["events"], &["create"]),
@@ -285,7 +286,7 @@ mod tests {
             ]
         );
         // Nothing that writes the way around the role: no secrets, no
-        // wildcards, no endpoints or services, no deleting or replacing.
+        // wildcards, no endpoints or services, no deleting.
         for (_, resources, verbs) in &rules {
             for r in resources {
                 assert!(
@@ -299,7 +300,6 @@ mod tests {
                         "*",
                         "delete",
                         "deletecollection",
-                        "update",
                         "escalate",
                         "bind",
                         "impersonate"

@@ -24,6 +24,11 @@
 //!
 //! Every tenant namespace denies ingress from other namespaces, so even a
 //! port left open on the way out meets a closed door at another tenant.
+//!
+//! DNS is allowed to the cluster DNS pods (`k8s-app=kube-dns` in
+//! `kube-system`, as CoreDNS and kube-dns both run); a cluster whose pods
+//! resolve through a node-local cache on a link-local address needs that
+//! cache to forward to those pods.
 
 use std::collections::BTreeMap;
 

@@ -135,7 +135,7 @@ fn trimmed_rules() -> Vec<PolicyRule> {
         rule(
             "",
             &["configmaps"],
-            &["create", "get", "list", "patch", "watch"],
+            &["create", "get", "list", "patch", "update", "watch"],
         ),
         rule("", &["pods"], &["get", "list", "patch", "watch"]),
         rule("", &["events"], &["create"]),
@@ -329,7 +329,10 @@ async fn nothing_runs_in_a_namespace_whose_policies_could_not_be_applied() {
     .await;
     let error = error.unwrap_or_default();
     assert!(
-        error.contains("network policy") && error.contains("403"),
+        error.contains("network policy")
+            && error.contains("403")
+            && error.contains("networkpolicies")
+            && error.contains("ask the operator"),
         "{error}"
     );
     let sets: Api<StatefulSet> = Api::namespaced(emu.client(), "kiln-dave");
