@@ -90,11 +90,13 @@ fn meta(r: &ResourceRef) -> ObjectMeta {
 /// `KUBERNETES_USE_CONFIGMAPS=true`:
 ///
 /// - Patroni keeps its leader lock, configuration and sync state in
-///   ConfigMaps (create, patch), and so can lorry's own store (update);
-///   endpoints and a `-config` Service are only for Patroni's endpoints
-///   mode, which this cluster definition does not use. `delete` is only
-///   for `patronictl remove` (KubeBlocks' own comment), never run by the
-///   pods: left out.
+///   ConfigMaps (create, patch), and so does lorry's store
+///   (`pkg/lorry/dcs/k8s.go` in apecloud/kubeblocks: it updates its
+///   leader and HA-config maps, and deletes a stale leader map and a
+///   finished switchover's); endpoints and a `-config` Service are only
+///   for Patroni's endpoints mode, which this cluster definition does not
+///   use. The only ConfigMaps in a tenant namespace are its own
+///   database's, so these writes reach nothing of anyone else's.
 /// - Patroni labels its own pod with its role and keeps its state in the
 ///   pod's annotations (get, list, watch, patch); it never replaces or
 ///   creates pods.
@@ -111,7 +113,9 @@ fn role_rules() -> Vec<PolicyRule> {
         rule(
             "",
             &["configmaps"],
-            &["create", "get", "list", "patch", "update", "watch"],
+            &[
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ],
         ),
         rule("", &["pods"], &["get", "list", "patch", "watch"]),
         rule("", &["events"], &["create"]),
@@ -277,7 +281,9 @@ mod tests {
                 want(
                     "",
                     &["configmaps"],
-                    &["create", "get", "list", "patch", "update", "watch"]
+                    &[
+                        "create", "delete", "get", "list", "patch", "update", "watch"
+                    ]
                 ),
                 want("", &["pods"], &["get", "list", "patch", "watch"]),
                 want("", &["events"], &["create"]),
@@ -285,8 +291,8 @@ mod tests {
                 want("apps.kubeblocks.io", &["clusters/status"], &["get"]),
             ]
         );
-        // Nothing that writes the way around the role: no secrets, no
-        // wildcards, no endpoints or services, no deleting.
+        // Nothing beyond the namespace's database: no secrets, no
+        // wildcards, no endpoints or services, no pods replaced or deleted.
         for (_, resources, verbs) in &rules {
             for r in resources {
                 assert!(
@@ -296,15 +302,8 @@ mod tests {
             }
             for v in verbs {
                 assert!(
-                    ![
-                        "*",
-                        "delete",
-                        "deletecollection",
-                        "escalate",
-                        "bind",
-                        "impersonate"
-                    ]
-                    .contains(&v.as_str()),
+                    !["*", "deletecollection", "escalate", "bind", "impersonate"]
+                        .contains(&v.as_str()),
                     "{v}"
                 );
             }

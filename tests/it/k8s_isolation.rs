@@ -135,7 +135,9 @@ fn trimmed_rules() -> Vec<PolicyRule> {
         rule(
             "",
             &["configmaps"],
-            &["create", "get", "list", "patch", "update", "watch"],
+            &[
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ],
         ),
         rule("", &["pods"], &["get", "list", "patch", "watch"]),
         rule("", &["events"], &["create"]),
