@@ -133,6 +133,9 @@ impl Backends {
             let ns = tenant_namespace(&tenant.username, owner);
             let cluster = K8sCluster::new(client.clone(), ns, self.settings.clone());
             ensure_namespace(&cluster, &tenant.username, owner).await?;
+            // Before any sandbox runs there: no route, no pods, until the
+            // namespace is fenced off from other tenants and the cluster.
+            cluster.ensure_network_policies().await?;
             return Ok(Route::Cluster(Arc::new(cluster)));
         }
         Ok(Route::Local)

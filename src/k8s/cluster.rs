@@ -8,12 +8,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
 use super::settings::K8sSettings;
 use crate::driver::{DriverError, DriverResult, ResourceRef};
+
+/// Who owns the fields Kiln sets by server-side apply.
+pub const FIELD_MANAGER: &str = "kiln";
 
 /// A client, the namespace it acts in, and the settings objects are built from.
 #[derive(Clone)]
@@ -77,6 +80,33 @@ impl K8sCluster {
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
     {
         Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Server-side apply as Kiln's field manager, forced: creates the object
+    /// or makes the fields Kiln sets exactly the desired ones (a list such
+    /// as a Role's rules or a policy's egress is replaced whole), however
+    /// the object was made. Idempotent: applying again changes nothing.
+    pub(crate) async fn apply<K>(&self, obj: &K, kind: &str) -> DriverResult<()>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::Serialize
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let name = obj.meta().name.clone().unwrap_or_default();
+        let what = format!("applying {kind} {name}");
+        self.bounded(
+            &what,
+            self.api::<K>().patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(obj),
+            ),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| classify(e, &what))
     }
 
     /// Deletes `name`; one that is already gone counts as deleted.

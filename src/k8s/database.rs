@@ -78,7 +78,9 @@ impl DatabaseDriver for K8sCluster {
         // The identity first: the cluster's pods run as this account.
         self.create_or_adopt(&service_account, "service account")
             .await?;
-        self.create_or_adopt(&role, "role").await?;
+        // Applied, not adopted: a role made by an older Kiln with broader
+        // rules is cut down to today's.
+        self.apply(&role, "role").await?;
         self.create_or_adopt(&role_binding, "role binding").await?;
         let name = database_objects::cluster_name(&spec.resource);
         let what = format!("creating database cluster {name}");

@@ -4,8 +4,8 @@
 //! the same objects.
 //!
 //! Two deliberate departures from the seed: the role grants only what the
-//! PostgreSQL pods' HA agent uses (the seed granted every verb on every
-//! resource), and the Cluster's name is kept short because KubeBlocks builds
+//! PostgreSQL pods' own agents use (see [`role_rules`]; the seed granted
+//! every verb on every resource), and the Cluster's name is kept short because KubeBlocks builds
 //! longer names (pods, services, secrets) from it.
 
 use std::collections::BTreeMap;
@@ -20,6 +20,8 @@ use super::objects::{DATABASE_KIND, fnv1a64, labels};
 use super::settings::{K8sSettings, is_dns1035_label};
 use crate::driver::{DatabaseSpec, ResourceRef};
 
+/// KubeBlocks' API group.
+pub const KUBEBLOCKS_GROUP: &str = "apps.kubeblocks.io";
 /// The single component of the PostgreSQL cluster definition.
 pub const COMPONENT: &str = "postgresql";
 /// Longest cluster name: KubeBlocks derives pod, service and secret names
@@ -36,7 +38,7 @@ pub struct DatabaseObjects {
 /// `apps.kubeblocks.io/v1alpha1` `Cluster`.
 pub fn cluster_api_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("apps.kubeblocks.io", "v1alpha1", "Cluster"),
+        &GroupVersionKind::gvk(KUBEBLOCKS_GROUP, "v1alpha1", "Cluster"),
         "clusters",
     )
 }
@@ -78,26 +80,47 @@ fn meta(r: &ResourceRef) -> ObjectMeta {
     }
 }
 
-/// What the PostgreSQL pods' HA agent (Patroni) does with the API: leader
-/// election through config maps and endpoints, labelling its own pods,
-/// creating its config service and reporting events. Nothing else.
+/// What the PostgreSQL pods' own agents do with the API, and nothing more.
+///
+/// Based on KubeBlocks' chart (`deploy/helm/templates/rbac/cluster_pod_required_role.yaml`
+/// in apecloud/kubeblocks: `kubeblocks-patroni-pod-role` and
+/// `kubeblocks-lorry-pod-role`, the roles KubeBlocks binds to the pods it
+/// makes itself) and on the `postgresql` cluster definition of
+/// apecloud/kubeblocks-addons, which runs Patroni (Spilo) with
+/// `KUBERNETES_USE_CONFIGMAPS=true`:
+///
+/// - Patroni keeps its leader lock, configuration and sync state in
+///   ConfigMaps (create, patch), and so does lorry's store
+///   (`pkg/lorry/dcs/k8s.go` in apecloud/kubeblocks: it updates its
+///   leader and HA-config maps, and deletes a stale leader map and a
+///   finished switchover's); endpoints and a `-config` Service are only
+///   for Patroni's endpoints mode, which this cluster definition does not
+///   use. The only ConfigMaps in a tenant namespace are its own
+///   database's, so these writes reach nothing of anyone else's.
+/// - Patroni labels its own pod with its role and keeps its state in the
+///   pod's annotations (get, list, watch, patch); it never replaces or
+///   creates pods.
+/// - The role probe (lorry) reports role changes as events (create only)
+///   and reads the pods and its Cluster (get, list; the status too).
 fn role_rules() -> Vec<PolicyRule> {
-    let rule = |resources: &[&str], verbs: &[&str]| PolicyRule {
-        api_groups: Some(vec![String::new()]),
+    let rule = |group: &str, resources: &[&str], verbs: &[&str]| PolicyRule {
+        api_groups: Some(vec![group.to_string()]),
         resources: Some(resources.iter().map(|s| s.to_string()).collect()),
         verbs: verbs.iter().map(|s| s.to_string()).collect(),
         ..PolicyRule::default()
     };
     vec![
         rule(
-            &["configmaps", "endpoints"],
+            "",
+            &["configmaps"],
             &[
                 "create", "delete", "get", "list", "patch", "update", "watch",
             ],
         ),
-        rule(&["pods"], &["get", "list", "patch", "update", "watch"]),
-        rule(&["services"], &["create", "get"]),
-        rule(&["events"], &["create", "patch"]),
+        rule("", &["pods"], &["get", "list", "patch", "watch"]),
+        rule("", &["events"], &["create"]),
+        rule(KUBEBLOCKS_GROUP, &["clusters"], &["get", "list"]),
+        rule(KUBEBLOCKS_GROUP, &["clusters/status"], &["get"]),
     ]
 }
 
@@ -233,11 +256,57 @@ mod tests {
     #[test]
     fn the_role_is_least_privilege() {
         let o = database_objects(&spec("shop-db-a1b2"), &K8sSettings::default());
-        for rule in o.role.rules.unwrap() {
-            assert_eq!(rule.api_groups.as_deref(), Some(&[String::new()][..]));
-            let resources = rule.resources.unwrap();
-            assert!(!resources.iter().any(|r| r == "*" || r == "secrets"));
-            assert!(!rule.verbs.iter().any(|v| v == "*"));
+        let rules: Vec<(String, Vec<String>, Vec<String>)> = o
+            .role
+            .rules
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let groups = r.api_groups.unwrap();
+                assert_eq!(groups.len(), 1);
+                assert!(r.resource_names.is_none() && r.non_resource_urls.is_none());
+                (groups[0].clone(), r.resources.unwrap(), r.verbs)
+            })
+            .collect();
+        let want = |g: &str, res: &[&str], verbs: &[&str]| {
+            (
+                g.to_string(),
+                res.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                verbs.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            rules,
+            vec![
+                want(
+                    "",
+                    &["configmaps"],
+                    &[
+                        "create", "delete", "get", "list", "patch", "update", "watch"
+                    ]
+                ),
+                want("", &["pods"], &["get", "list", "patch", "watch"]),
+                want("", &["events"], &["create"]),
+                want("apps.kubeblocks.io", &["clusters"], &["get", "list"]),
+                want("apps.kubeblocks.io", &["clusters/status"], &["get"]),
+            ]
+        );
+        // Nothing beyond the namespace's database: no secrets, no
+        // wildcards, no endpoints or services, no pods replaced or deleted.
+        for (_, resources, verbs) in &rules {
+            for r in resources {
+                assert!(
+                    !["*", "secrets", "endpoints", "services"].contains(&r.as_str()),
+                    "{r}"
+                );
+            }
+            for v in verbs {
+                assert!(
+                    !["*", "deletecollection", "escalate", "bind", "impersonate"]
+                        .contains(&v.as_str()),
+                    "{v}"
+                );
+            }
         }
         assert_eq!(o.role_binding.role_ref.name, "shop-db-a1b2");
         assert_eq!(o.role_binding.subjects.unwrap()[0].name, "shop-db-a1b2");

@@ -48,6 +48,13 @@ pub struct K8sSettings {
     /// link-local or private address. Off: a tenant could otherwise make
     /// Kiln talk to its own host's services or the cloud metadata endpoint.
     pub allow_private_api_servers: bool,
+    /// Namespace of the ingress controller: the only place outside a
+    /// tenant's namespace whose pods may open connections to its sandboxes
+    /// (the app port only). See `network_policy`.
+    pub ingress_namespace: String,
+    /// Namespace of the KubeBlocks operator, which probes and manages the
+    /// database pods from there.
+    pub kubeblocks_namespace: String,
 }
 
 impl Default for K8sSettings {
@@ -76,6 +83,8 @@ impl Default for K8sSettings {
             db_memory_limit: "1024Mi".into(),
             api_timeout_secs: 20,
             allow_private_api_servers: false,
+            ingress_namespace: "ingress-nginx".into(),
+            kubeblocks_namespace: "kb-system".into(),
         }
     }
 }
@@ -179,6 +188,19 @@ impl K8sSettings {
                     key,
                     format!(
                         "{v:?} is not a Kubernetes object name (lowercase a-z, 0-9, '-' and '.')"
+                    ),
+                );
+            }
+        }
+        for (key, value) in [
+            ("ingress_namespace", &self.ingress_namespace),
+            ("kubeblocks_namespace", &self.kubeblocks_namespace),
+        ] {
+            if !is_dns_label(value) {
+                return err(
+                    key,
+                    format!(
+                        "{value:?} is not a namespace name (1 to 63 of a-z, 0-9 and '-', e.g. ingress-nginx)"
                     ),
                 );
             }
@@ -368,6 +390,18 @@ mod tests {
             invalid(|s| s.storage_class = Some("Fast SSD".into()))
                 .starts_with("kubernetes.storage_class:")
         );
+        for ns in ["", "Ingress", "ingress_nginx", "-x", "a.b"] {
+            let e = invalid(|s| s.ingress_namespace = ns.into());
+            assert!(
+                e.starts_with("kubernetes.ingress_namespace:"),
+                "{ns:?}: {e}"
+            );
+            let e = invalid(|s| s.kubeblocks_namespace = ns.into());
+            assert!(
+                e.starts_with("kubernetes.kubeblocks_namespace:"),
+                "{ns:?}: {e}"
+            );
+        }
         assert!(
             invalid(|s| s.sandbox_memory_request = "8Gi".into())
                 .starts_with("kubernetes.sandbox_memory_request: \"8Gi\" is more than")
@@ -385,6 +419,8 @@ mod tests {
             sandbox_memory_limit: "4.5G".into(),
             home_size: "1e10".into(),
             image: "registry.local:5000/kiln/runtime@sha256:abc".into(),
+            ingress_namespace: "traefik".into(),
+            kubeblocks_namespace: "kubeblocks".into(),
             ..K8sSettings::default()
         };
         assert_eq!(s.validate(), Ok(()));

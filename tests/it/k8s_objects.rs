@@ -96,3 +96,9 @@ fn database_cluster_and_rbac() {
     insta::assert_yaml_snapshot!("database_role", o.role);
     insta::assert_yaml_snapshot!("database_role_binding", o.role_binding);
 }
+
+#[test]
+fn tenant_network_policies() {
+    let policies = kiln::k8s::network_policy::namespace_policies("kiln-alice", &settings());
+    insta::assert_yaml_snapshot!("tenant_network_policies", policies);
+}

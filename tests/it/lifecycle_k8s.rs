@@ -276,7 +276,9 @@ fn collect_labelled(v: &serde_json::Value, out: &mut Vec<String>) {
                 .and_then(|v| v.as_str())
                 == Some("kiln");
             let kind = m.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-            if managed && kind != "Namespace" {
+            // The namespace and its network policies belong to the tenant,
+            // not to a project: they stay when the last project goes.
+            if managed && kind != "Namespace" && kind != "NetworkPolicy" {
                 let name = m["metadata"]["name"].as_str().unwrap_or("?");
                 out.push(format!("{kind}/{name}"));
             } else {

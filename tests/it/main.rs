@@ -22,6 +22,7 @@ mod exec;
 mod k8s_attach;
 mod k8s_emulator;
 mod k8s_errors;
+mod k8s_isolation;
 mod k8s_kubeconfig;
 mod k8s_logs;
 mod k8s_objects;
