@@ -43,6 +43,9 @@ pub enum Confinement {
         binary: PathBuf,
         user: Option<SandboxUser>,
         system: Vec<SystemEntry>,
+        /// slirp4netns, which gives each sandbox a network of its own; without
+        /// it sandboxes share the host's network (and Kiln says so).
+        network: Option<PathBuf>,
     },
     /// Not confined, and why: every sandbox runs as Kiln's own user and
     /// can read Kiln's files. Only for trusted single-user hosts.
@@ -52,6 +55,17 @@ pub enum Confinement {
 impl Confinement {
     pub fn is_confined(&self) -> bool {
         matches!(self, Self::Bubblewrap { .. })
+    }
+
+    /// Whether each sandbox gets a network namespace of its own.
+    pub fn has_own_network(&self) -> bool {
+        matches!(
+            self,
+            Self::Bubblewrap {
+                network: Some(_),
+                ..
+            }
+        )
     }
 
     /// The host identity Kiln's tmux clients and the sandbox run under, if
@@ -66,7 +80,12 @@ impl Confinement {
     /// A few words for the dashboard's header.
     pub fn headline(&self) -> &'static str {
         match self {
-            Self::Bubblewrap { .. } => "sandboxes confined (bubblewrap)",
+            Self::Bubblewrap {
+                network: Some(_), ..
+            } => "sandboxes confined (bubblewrap, own network)",
+            Self::Bubblewrap { network: None, .. } => {
+                "sandboxes confined (bubblewrap), network NOT isolated"
+            }
             Self::Unconfined { .. } => "sandboxes NOT confined: trusted single user only",
         }
     }
@@ -75,16 +94,28 @@ impl Confinement {
     pub fn describe(&self) -> String {
         match self {
             Self::Bubblewrap {
-                user: Some(u),
+                user,
                 binary,
+                network,
                 ..
-            } => format!(
-                "sandboxes are confined by {} and run as host uid {}",
-                binary.display(),
-                u.uid
-            ),
-            Self::Bubblewrap { binary, .. } => {
-                format!("sandboxes are confined by {}", binary.display())
+            } => {
+                let mut line = format!("sandboxes are confined by {}", binary.display());
+                if let Some(u) = user {
+                    line.push_str(&format!(" and run as host uid {}", u.uid));
+                }
+                match network {
+                    Some(slirp) => line.push_str(&format!(
+                        "; each has its own network ({}), with port {} forwarded from 127.0.0.1",
+                        slirp.display(),
+                        super::network::APP_PORT
+                    )),
+                    None => line.push_str(
+                        "; their NETWORK IS NOT ISOLATED (slirp4netns is not installed, or \
+                         /dev/net/tun is not usable by Kiln's user: apt install slirp4netns): \
+                         they can reach the host's loopback services",
+                    ),
+                }
+                line
             }
             Self::Unconfined { reason } => format!(
                 "sandboxes are NOT confined ({reason}): every sandbox can read Kiln's files and \
@@ -145,9 +176,12 @@ pub(crate) struct SandboxMounts<'a> {
     pub(crate) read_only: &'a [PathBuf],
     /// Its host name.
     pub(crate) hostname: &'a str,
+    /// With a network of its own: the `resolv.conf` naming its resolver.
+    pub(crate) own_network: Option<&'a Path>,
 }
 
-/// The bwrap arguments (up to and including `--`) that confine one sandbox.
+/// The bwrap options that confine one sandbox (the caller adds its own,
+/// then `--` and the command).
 /// The uid inside is the host uid the server runs as, so file ownership
 /// reads the same on both sides.
 pub(crate) fn bwrap_args(
@@ -224,8 +258,15 @@ pub(crate) fn bwrap_args(
         INSIDE_RUN_DIR.as_ref(),
         "--chdir".as_ref(),
         mounts.sandbox_dir.as_os_str(),
-        "--".as_ref(),
     ]);
+    if let Some(resolv) = mounts.own_network {
+        push(&[
+            "--unshare-net".as_ref(),
+            "--ro-bind".as_ref(),
+            resolv.as_os_str(),
+            "/etc/resolv.conf".as_ref(),
+        ]);
+    }
     a
 }
 
@@ -249,6 +290,7 @@ pub(crate) fn detect(user: Option<SandboxUser>) -> Confinement {
         run_dir: &probe_dir,
         read_only: &[],
         hostname: "kiln-probe",
+        own_network: None,
     };
     let (uid, gid) = match user {
         Some(u) => (u.uid, u.gid),
@@ -259,6 +301,7 @@ pub(crate) fn detect(user: Option<SandboxUser>) -> Confinement {
     };
     let mut cmd = std::process::Command::new(&binary);
     cmd.args(bwrap_args(&system, &mounts, uid, gid))
+        .arg("--")
         .arg("true")
         .env_clear()
         .stdin(std::process::Stdio::null())
@@ -273,6 +316,9 @@ pub(crate) fn detect(user: Option<SandboxUser>) -> Confinement {
             binary,
             user,
             system,
+            network: which::which("slirp4netns")
+                .ok()
+                .filter(|_| super::network::tun_usable()),
         },
         Ok(out) => Confinement::Unconfined {
             reason: format!(
@@ -326,6 +372,7 @@ mod tests {
                 run_dir: Path::new("/data/run/a"),
                 read_only: std::slice::from_ref(&db),
                 hostname: "a",
+                own_network: Some(Path::new("/data/run/a/resolv.conf")),
             },
             64000,
             64000,
@@ -343,7 +390,11 @@ mod tests {
             .into_iter()
             .map(|w| w[1].as_str())
             .collect();
-        assert_eq!(ro, ["/usr", "/etc", "/data/pg/tenant"]);
+        assert_eq!(
+            ro,
+            ["/usr", "/etc", "/data/pg/tenant", "/data/run/a/resolv.conf"]
+        );
+        assert!(args.iter().any(|a| a == "--unshare-net"));
         let rw: Vec<_> = window(&args, "--bind", 3)
             .into_iter()
             .map(|w| (w[1].as_str(), w[2].as_str()))
@@ -366,7 +417,6 @@ mod tests {
             assert!(tmpfs.contains(&private), "{private} is not private");
         }
         assert_eq!(window(&args, "--uid", 2)[0][1], "64000");
-        assert_eq!(args.last().map(String::as_str), Some("--"));
         assert_eq!(window(&args, "--cap-drop", 2)[0][1], "ALL");
     }
 

@@ -7,6 +7,7 @@ mod attach;
 mod confine;
 mod database;
 mod files;
+mod network;
 mod pty_io;
 mod sandbox;
 mod server;

@@ -175,6 +175,10 @@ impl LocalSandboxes {
             run_dir: self.run_dir.join(name),
             lock: self.run_dir.join(format!("{name}.lock")),
             log: self.run_dir.join(format!("{name}.log")),
+            network: super::network::NetworkPaths {
+                dir: self.run_dir.join(format!("{name}.net")),
+                port_file: self.run_dir.join(format!("{name}.port")),
+            },
         }
     }
 
@@ -216,6 +220,16 @@ impl LocalSandboxes {
         for name in self.server_names() {
             let _ = self.tmux_command(&name).arg("kill-server").output();
         }
+    }
+
+    /// The host port (on 127.0.0.1) forwarded to the app port of sandbox
+    /// `resource`, while it runs with a network of its own.
+    pub fn app_port(&self, resource: &str) -> Option<u16> {
+        let paths = self.server_paths(resource);
+        if !paths.socket().exists() {
+            return None;
+        }
+        super::network::forwarded_port(&paths.network.port_file)
     }
 
     /// The sandbox's tmux socket.
@@ -388,7 +402,7 @@ impl LocalSandboxes {
     async fn start_server(&self, name: &str) -> DriverResult<()> {
         let paths = self.server_paths(name);
         let owner = self.owner().map(|u| (Some(u.uid), Some(u.gid)));
-        for dir in [&paths.sandbox_dir, &paths.run_dir] {
+        for dir in [&paths.sandbox_dir, &paths.run_dir, &paths.network.dir] {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || {
                 super::files::ensure_dir(&dir, 0o700, owner).map_err(|e| (dir, e))
@@ -474,7 +488,7 @@ impl SandboxDriver for LocalSandboxes {
         validate_resource_name(name)?;
         self.stop_server(name).await?;
         let paths = self.server_paths(name);
-        for dir in [&paths.sandbox_dir, &paths.run_dir] {
+        for dir in [&paths.sandbox_dir, &paths.run_dir, &paths.network.dir] {
             match tokio::fs::remove_dir_all(dir).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -486,7 +500,7 @@ impl SandboxDriver for LocalSandboxes {
                 }
             }
         }
-        for file in [&paths.lock, &paths.log] {
+        for file in [&paths.lock, &paths.log, &paths.network.port_file] {
             let _ = tokio::fs::remove_file(file).await;
         }
         Ok(())

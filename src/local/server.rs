@@ -28,6 +28,9 @@ pub(crate) struct ServerPaths {
     /// sandbox's reach (it could otherwise point them anywhere).
     pub(crate) lock: PathBuf,
     pub(crate) log: PathBuf,
+    /// `{data}/run/{name}.net/` and `.port`: its network's control files
+    /// (see `network`), out of its view.
+    pub(crate) network: super::network::NetworkPaths,
 }
 
 impl ServerPaths {
@@ -80,11 +83,15 @@ pub(crate) async fn ensure_server(
         ))
     })?;
 
+    // With a network of its own: the pipes that tell Kiln the sandbox's
+    // pid (to attach slirp4netns) and tie slirp4netns's life to it.
+    let mut confined = None;
     let mut cmd = match confinement {
         Confinement::Bubblewrap {
             binary,
             user,
             system,
+            network: slirp,
         } => {
             let (uid, gid) = match user {
                 Some(u) => (u.uid, u.gid),
@@ -93,17 +100,55 @@ pub(crate) async fn ensure_server(
                     nix::unistd::getgid().as_raw(),
                 ),
             };
+            let resolv = paths.network.dir.join("resolv.conf");
+            if slirp.is_some() {
+                super::files::write_owned(
+                    &resolv,
+                    super::network::resolv_conf().into_bytes(),
+                    *user,
+                )
+                .await
+                .map_err(|e| {
+                    DriverError::transient(format!(
+                        "sandbox {name}: cannot write {}: {e}",
+                        resolv.display()
+                    ))
+                })?;
+            }
             let mounts = SandboxMounts {
                 sandbox_dir: &paths.sandbox_dir,
                 run_dir: &paths.run_dir,
                 read_only,
                 hostname: name,
+                own_network: slirp.as_ref().map(|_| resolv.as_path()),
             };
             let mut cmd = tokio::process::Command::new(binary);
             if let Some(u) = user {
                 cmd.uid(u.uid).gid(u.gid);
             }
-            cmd.args(bwrap_args(system, &mounts, uid, gid))
+            cmd.args(bwrap_args(system, &mounts, uid, gid));
+            // Always told the sandbox's first pid, to end the whole sandbox
+            // if starting fails half-way (ending bwrap alone leaves it).
+            use std::os::fd::AsRawFd;
+            let (info_r, info_w) = std::io::pipe().map_err(|e| {
+                DriverError::transient(format!("sandbox {name}: cannot make a pipe: {e}"))
+            })?;
+            cmd.arg("--info-fd").arg(info_w.as_raw_fd().to_string());
+            let mut inherited = vec![info_w.as_raw_fd()];
+            let life = match slirp {
+                Some(slirp) => {
+                    let (life_r, life_w) = std::io::pipe().map_err(|e| {
+                        DriverError::transient(format!("sandbox {name}: cannot make a pipe: {e}"))
+                    })?;
+                    cmd.arg("--sync-fd").arg(life_w.as_raw_fd().to_string());
+                    inherited.push(life_w.as_raw_fd());
+                    Some((slirp.clone(), life_r, life_w))
+                }
+                None => None,
+            };
+            super::network::inherit_fds(&mut cmd, inherited);
+            confined = Some((info_r, info_w, life));
+            cmd.arg("--")
                 .arg(tmux_binary)
                 .arg("-S")
                 .arg(format!("{INSIDE_RUN_DIR}/tmux.sock"))
@@ -141,10 +186,33 @@ pub(crate) async fn ensure_server(
             confinement.describe()
         ))
     })?;
+    let mut sandbox_pid = None;
+    let mut network = None;
+    if let Some((info_r, info_w, life)) = confined {
+        // Only bubblewrap may hold the write ends: their closing is the
+        // signal (info written; sandbox gone).
+        drop(info_w);
+        let (slirp, life_r) = match life {
+            Some((slirp, life_r, life_w)) => {
+                drop(life_w);
+                (Some(slirp), Some(life_r))
+            }
+            None => (None, None),
+        };
+        match super::network::read_child_pid(info_r).await {
+            Ok(pid) => sandbox_pid = Some(pid),
+            Err(e) => {
+                end_sandbox(&mut child, None);
+                return Err(DriverError::transient(format!("sandbox {name}: {e}")));
+            }
+        }
+        network = slirp.zip(life_r);
+    }
 
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
+            end_sandbox(&mut child, sandbox_pid);
             let log = tokio::fs::read_to_string(&paths.log)
                 .await
                 .unwrap_or_default();
@@ -157,18 +225,41 @@ pub(crate) async fn ensure_server(
             break;
         }
         if tokio::time::Instant::now() >= deadline {
-            let _ = child.start_kill();
+            end_sandbox(&mut child, sandbox_pid);
             return Err(DriverError::transient(format!(
                 "sandbox {name}: its tmux server did not open its socket within {START_TIMEOUT:?}"
             )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Only now that its server runs is bubblewrap done setting up the
+    // namespace (its own loopback included): slirp4netns configuring the
+    // same namespace earlier races that setup, and bubblewrap fails.
+    if let (Some((slirp, life_r)), Some(pid)) = (network, sandbox_pid)
+        && let Err(e) = super::network::connect(&slirp, pid, life_r, &paths.network).await
+    {
+        end_sandbox(&mut child, sandbox_pid);
+        return Err(DriverError::transient(format!(
+            "sandbox {name}: its network: {e}"
+        )));
+    }
     // Reap it whenever it ends; it is not killed when Kiln exits.
     tokio::spawn(async move {
         let _ = child.wait().await;
     });
     Ok(())
+}
+
+/// Ends a sandbox whose start failed: its first process (the PID
+/// namespace's init, which takes everything in it along) and bubblewrap.
+fn end_sandbox(child: &mut tokio::process::Child, sandbox_pid: Option<u32>) {
+    if let Some(pid) = sandbox_pid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.start_kill();
 }
 
 /// Whether a server answers on the socket.

@@ -123,3 +123,86 @@ async fn commands_run_by_the_sandbox_tmux_server_stay_inside_the_sandbox() {
     let text = screen.wait_for("prompt-denied").await;
     assert!(!text.contains("kiln-secret-key-material"), "{text}");
 }
+
+/// The host's first non-loopback address, if it has one.
+fn host_address() -> Option<std::net::IpAddr> {
+    let out = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+        .find(|a| a.is_ipv4() && !a.is_loopback())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_has_a_network_of_its_own_and_its_app_port_is_forwarded() {
+    let server = Server::start_local().await;
+    let local = server.local.as_ref().expect("the local driver");
+    assert!(
+        local.confinement().has_own_network(),
+        "slirp4netns must work on this host for this test (apt install slirp4netns): {}",
+        local.confinement().describe()
+    );
+    // A service on the host's loopback (as Kiln's database or another
+    // sandbox's forwarded port would be), and one on its outside address.
+    let loopback = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let loop_port = loopback.local_addr().unwrap().port();
+    let outside = host_address().map(|ip| {
+        let l = std::net::TcpListener::bind((ip, 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        (ip, port, l)
+    });
+
+    let alice = server.user("alice", "correct horse battery").await;
+    let sandbox = server.running_project(alice.id, "web").await;
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let screen = c.exec_tty("attach web", 200, 50).await;
+    let reach = |host: &str, port: u16, name: &str| {
+        format!(
+            "bash -c 'exec 3<>/dev/tcp/{host}/{port}' 2>/dev/null && echo re\"\"ach:{name} || \
+             echo no\"\"reach:{name}"
+        )
+    };
+    let mut probes = vec![
+        reach("127.0.0.1", loop_port, "loopback"),
+        reach("10.0.2.2", loop_port, "gateway"),
+    ];
+    if let Some((ip, port, _)) = &outside {
+        probes.push(reach(&ip.to_string(), *port, "outside"));
+    }
+    probes.push("echo pro\"\"bes-done".into());
+    screen
+        .send(format!("{}\r", probes.join("; ")).as_bytes())
+        .await;
+    let text = screen.wait_for("probes-done").await;
+    assert!(text.contains("noreach:loopback"), "{text}");
+    assert!(text.contains("noreach:gateway"), "{text}");
+    if outside.is_some() {
+        assert!(
+            text.contains("reach:outside") && !text.contains("noreach:outside"),
+            "the sandbox reaches addresses beyond the host's loopback:\n{text}"
+        );
+    }
+
+    // Its app, on port 3000 inside, is served on the host port Kiln chose.
+    let port = local.app_port(&sandbox).expect("a forwarded port");
+    screen
+        .send(b"echo app-body > index.html; python3 -m http.server 3000\r")
+        .await;
+    screen.wait_for("Serving HTTP").await;
+    let body = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    })
+    .await
+    .unwrap();
+    assert!(body.contains("app-body"), "{body}");
+    drop(loopback);
+}
