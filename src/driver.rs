@@ -333,6 +333,21 @@ pub trait SessionAttach: Send + Sync + 'static {
     /// (never killed), so the action needs no confirmation. A session that
     /// does not exist is a permanent error too.
     async fn restart(&self, r: &ResourceRef, session: Option<&str>) -> DriverResult<()>;
+
+    /// Where the app a running sandbox serves can be reached from the host
+    /// Kiln runs on, if the back end forwards it.
+    async fn app_endpoint(&self, _r: &ResourceRef) -> DriverResult<Option<AppEndpoint>> {
+        Ok(None)
+    }
+}
+
+/// A sandbox's app port, forwarded to an address on Kiln's host.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AppEndpoint {
+    /// `127.0.0.1:PORT` on Kiln's host.
+    pub host_address: String,
+    /// The port the app listens on inside the sandbox.
+    pub sandbox_port: u16,
 }
 
 /// One item of a sandbox's followed log.

@@ -107,6 +107,16 @@ impl SessionAttach for Backends {
         }
     }
 
+    async fn app_endpoint(
+        &self,
+        r: &ResourceRef,
+    ) -> DriverResult<Option<crate::driver::AppEndpoint>> {
+        match self.route(r.owner).await? {
+            Route::Local => self.local_attach()?.app_endpoint(r).await,
+            Route::Cluster(c) => c.app_endpoint(r).await,
+        }
+    }
+
     async fn attach(
         &self,
         r: &ResourceRef,

@@ -1,7 +1,7 @@
 //! Projects: list, show, create, intents (start/stop/delete/retry), env
 //! and events.
 
-use crate::driver::SessionInfo;
+use crate::driver::{AppEndpoint, SessionInfo};
 use crate::model::intent::Intent;
 use crate::model::{ProjectStatus, ResourceStatus};
 use crate::store::env::EnvVar;
@@ -33,6 +33,8 @@ pub struct ProjectDetail {
     pub database_url: Option<String>,
     /// The sandbox's terminal sessions (empty when it is not running).
     pub sessions: Vec<SessionInfo>,
+    /// Where its app is reachable from Kiln's host, when forwarded.
+    pub app: Option<AppEndpoint>,
 }
 
 impl UserConsole {
@@ -75,15 +77,18 @@ impl UserConsole {
                 .filter(|(_, status)| *status == ResourceStatus::Running);
             // Bounded: a cluster that does not answer costs the screen its
             // session list (the detail screen polls it again), not the rest.
-            let sessions = match (&self.console.sessions, running) {
+            let (sessions, app) = match (&self.console.sessions, running) {
                 (Some(a), Some((r, _))) => {
-                    tokio::time::timeout(DETAIL_SESSIONS_WAIT, a.sessions(&r))
+                    let listed = async {
+                        let sessions = a.sessions(&r).await.unwrap_or_default();
+                        let app = a.app_endpoint(&r).await.ok().flatten();
+                        (sessions, app)
+                    };
+                    tokio::time::timeout(DETAIL_SESSIONS_WAIT, listed)
                         .await
-                        .ok()
-                        .and_then(Result::ok)
                         .unwrap_or_default()
                 }
-                _ => Vec::new(),
+                _ => (Vec::new(), None),
             };
             Ok(ProjectDetail {
                 view,
@@ -91,6 +96,7 @@ impl UserConsole {
                 events,
                 database_url,
                 sessions,
+                app,
             })
         })
         .await

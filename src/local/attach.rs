@@ -144,6 +144,19 @@ impl SessionAttach for LocalSandboxes {
         Ok(sessions_of(&r.resource_name, &listing))
     }
 
+    async fn app_endpoint(
+        &self,
+        r: &ResourceRef,
+    ) -> DriverResult<Option<crate::driver::AppEndpoint>> {
+        validate_resource_name(&r.resource_name)?;
+        Ok(self
+            .app_port(&r.resource_name)
+            .map(|port| crate::driver::AppEndpoint {
+                host_address: format!("127.0.0.1:{port}"),
+                sandbox_port: super::network::APP_PORT,
+            }))
+    }
+
     async fn restart(&self, r: &ResourceRef, session: Option<&str>) -> DriverResult<()> {
         let name = tmux_session(r, session)?;
         let shown = crate::model::naming::printable(session.unwrap_or("default"), 30);

@@ -132,6 +132,7 @@ pub fn detail(view: ProjectView) -> ProjectDetail {
         .collect();
     ProjectDetail {
         sessions: Vec::new(),
+        app: None,
         view,
         env: vec![
             var("API_KEY", "sk-live-123", true),

@@ -204,5 +204,17 @@ async fn a_sandbox_has_a_network_of_its_own_and_its_app_port_is_forwarded() {
     .await
     .unwrap();
     assert!(body.contains("app-body"), "{body}");
+
+    // The dashboard's detail screen says where it is.
+    let mut d = connect(server.addr).await;
+    assert!(d.password("alice", "correct horse battery").await);
+    let dashboard = d.shell(160, 40).await;
+    dashboard.wait_for("web").await;
+    dashboard.send(b"\r").await;
+    let shown = dashboard.wait_for(&format!("127.0.0.1:{port}")).await;
+    assert!(
+        shown.contains("port 3000 in the sandbox"),
+        "the detail screen names the forwarded port:\n{shown}"
+    );
     drop(loopback);
 }

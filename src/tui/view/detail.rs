@@ -47,7 +47,7 @@ pub fn draw(app: &DetailScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, area:
     let [top, res, conn, env_area, events] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(resources.len() as u16),
-        Constraint::Length(2),
+        Constraint::Length(if d.app.is_some() { 3 } else { 2 }),
         Constraint::Length(env.len() as u16),
         Constraint::Min(2),
     ])
@@ -260,13 +260,27 @@ fn connection(app: &DetailScreen, theme: Theme, d: &ProjectDetail, w: usize) -> 
     } else {
         ""
     };
-    vec![
+    let mut lines = vec![
         Line::from(vec![
             Span::styled(" DATABASE_URL", theme.title()),
             Span::styled(hint, theme.dim()),
         ]),
         Line::from(vec![Span::raw("   "), value]),
-    ]
+    ];
+    if let Some(app) = &d.app {
+        lines.push(Line::from(vec![
+            Span::styled(" App", theme.title()),
+            Span::raw(text::fit(
+                &format!(
+                    "  port {} in the sandbox is http://{} on Kiln's host",
+                    app.sandbox_port,
+                    text::clean(&app.host_address)
+                ),
+                w.saturating_sub(4),
+            )),
+        ]));
+    }
+    lines
 }
 
 fn env_lines(
