@@ -178,6 +178,23 @@ pub(crate) struct SandboxMounts<'a> {
     pub(crate) hostname: &'a str,
     /// With a network of its own: the `resolv.conf` naming its resolver.
     pub(crate) own_network: Option<&'a Path>,
+    /// `passwd` and `group` files naming the sandbox's user, bound over
+    /// the host's (tools such as git and ssh refuse a nameless uid).
+    pub(crate) identity: Option<(&'a Path, &'a Path)>,
+}
+
+/// The `/etc/passwd` and `/etc/group` a sandbox sees: root, nobody and its
+/// own user, whose home is its working directory. Nothing of the host's
+/// accounts.
+pub(crate) fn identity_files(uid: u32, gid: u32, home: &Path) -> (String, String) {
+    let passwd = format!(
+        "root:x:0:0:root:/root:/bin/sh\n\
+         nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
+         sandbox:x:{uid}:{gid}:Kiln sandbox:{}:/bin/bash\n",
+        home.display()
+    );
+    let group = format!("root:x:0:\nnogroup:x:65534:\nsandbox:x:{gid}:\n");
+    (passwd, group)
 }
 
 /// The bwrap options that confine one sandbox (the caller adds its own,
@@ -259,6 +276,16 @@ pub(crate) fn bwrap_args(
         "--chdir".as_ref(),
         mounts.sandbox_dir.as_os_str(),
     ]);
+    if let Some((passwd, group)) = mounts.identity {
+        push(&[
+            "--ro-bind".as_ref(),
+            passwd.as_os_str(),
+            "/etc/passwd".as_ref(),
+            "--ro-bind".as_ref(),
+            group.as_os_str(),
+            "/etc/group".as_ref(),
+        ]);
+    }
     if let Some(resolv) = mounts.own_network {
         push(&[
             "--unshare-net".as_ref(),
@@ -291,6 +318,7 @@ pub(crate) fn detect(user: Option<SandboxUser>) -> Confinement {
         read_only: &[],
         hostname: "kiln-probe",
         own_network: None,
+        identity: None,
     };
     let (uid, gid) = match user {
         Some(u) => (u.uid, u.gid),
@@ -373,6 +401,7 @@ mod tests {
                 read_only: std::slice::from_ref(&db),
                 hostname: "a",
                 own_network: Some(Path::new("/data/run/a/resolv.conf")),
+                identity: None,
             },
             64000,
             64000,
@@ -418,6 +447,14 @@ mod tests {
         }
         assert_eq!(window(&args, "--uid", 2)[0][1], "64000");
         assert_eq!(window(&args, "--cap-drop", 2)[0][1], "ALL");
+    }
+
+    #[test]
+    fn the_sandbox_user_has_a_name_and_a_home_and_the_host_accounts_are_hidden() {
+        let (passwd, group) = identity_files(64000, 64000, Path::new("/d/sandboxes/a"));
+        assert!(passwd.contains("sandbox:x:64000:64000:Kiln sandbox:/d/sandboxes/a:/bin/bash\n"));
+        assert_eq!(passwd.lines().count(), 3);
+        assert!(group.contains("sandbox:x:64000:\n"));
     }
 
     #[test]

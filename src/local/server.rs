@@ -115,12 +115,27 @@ pub(crate) async fn ensure_server(
                     ))
                 })?;
             }
+            let (passwd_text, group_text) =
+                super::confine::identity_files(uid, gid, &paths.sandbox_dir);
+            let passwd = paths.network.dir.join("passwd");
+            let group = paths.network.dir.join("group");
+            for (file, text) in [(&passwd, passwd_text), (&group, group_text)] {
+                super::files::write_owned(file, text.into_bytes(), *user)
+                    .await
+                    .map_err(|e| {
+                        DriverError::transient(format!(
+                            "sandbox {name}: cannot write {}: {e}",
+                            file.display()
+                        ))
+                    })?;
+            }
             let mounts = SandboxMounts {
                 sandbox_dir: &paths.sandbox_dir,
                 run_dir: &paths.run_dir,
                 read_only,
                 hostname: name,
                 own_network: slirp.as_ref().map(|_| resolv.as_path()),
+                identity: Some((passwd.as_path(), group.as_path())),
             };
             let mut cmd = tokio::process::Command::new(binary);
             if let Some(u) = user {

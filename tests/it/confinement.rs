@@ -26,6 +26,10 @@ fn probes(data: &str, bob_dir: &str, bob_socket: &str, kiln_pid: u32) -> String 
         "[ $(id -u) = 0 ] && echo o\"\"k:root".into(),
         // Its own directory is writable, and it knows where it is.
         "touch mine && echo o\"\"k:ownwrite".into(),
+        // It has a name (git, ssh and friends refuse a nameless uid), and
+        // the host's accounts are not listed.
+        "[ \"$(id -un)\" = sandbox ] && echo o\"\"k:named".into(),
+        "grep -q postgres /etc/passwd && echo o\"\"k:hostaccounts".into(),
         "echo pro\"\"bes-done".into(),
     ]
     .join("; ")
@@ -65,10 +69,11 @@ async fn a_sandbox_reaches_nothing_of_kiln_or_of_another_sandbox() {
     let text = screen.wait_for("probes-done").await;
 
     assert!(
-        text.contains("ok:ownwrite"),
-        "the sandbox can write its own directory:\n{text}"
+        text.contains("ok:ownwrite") && text.contains("ok:named"),
+        "the sandbox can write its own directory and has a user name:\n{text}"
     );
     for leak in [
+        "hostaccounts",
         "secret",
         "datadir",
         "sandboxes",
