@@ -71,6 +71,7 @@ pub struct SshFile {
     pub max_failures_per_address: Option<usize>,
     pub max_failures_per_user: Option<usize>,
     pub failure_window_secs: Option<u64>,
+    pub throttle_base_secs: Option<u64>,
     pub max_preauth_per_address: Option<usize>,
     pub max_preauth_total: Option<usize>,
     pub rejection_delay_ms: Option<u64>,
@@ -119,6 +120,10 @@ pub struct SshConfig {
     pub max_failures_per_address: usize,
     pub max_failures_per_user: usize,
     pub failure_window: Duration,
+    /// Once a user's budget is spent, each address may still try that user,
+    /// first after this long, the interval doubling with each failure from
+    /// that address (at most `failure_window`): slowed down, never shut out.
+    pub throttle_base: Duration,
     /// Connections that have not signed in yet, from one address and in
     /// all; one more is closed at once.
     pub max_preauth_per_address: usize,
@@ -136,6 +141,7 @@ impl Default for SshConfig {
             max_failures_per_address: 20,
             max_failures_per_user: 10,
             failure_window: Duration::from_secs(300),
+            throttle_base: Duration::from_secs(5),
             max_preauth_per_address: 10,
             max_preauth_total: 200,
             rejection_delay: Duration::from_millis(1000),
@@ -311,6 +317,10 @@ impl Config {
         if let Some(v) = f.failure_window_secs {
             check("ssh.failure_window_secs", v, 1..=86_400)?;
             ssh.failure_window = Duration::from_secs(v);
+        }
+        if let Some(v) = f.throttle_base_secs {
+            check("ssh.throttle_base_secs", v, 1..=3600)?;
+            ssh.throttle_base = Duration::from_secs(v);
         }
         if let Some(v) = f.max_preauth_per_address {
             check("ssh.max_preauth_per_address", v, 1..=100_000)?;

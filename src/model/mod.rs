@@ -11,6 +11,7 @@ pub mod scram;
 pub mod secret;
 pub mod session;
 pub mod signin_budget;
+pub mod signin_throttle;
 pub mod status;
 pub mod terminal;
 

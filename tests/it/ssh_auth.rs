@@ -50,13 +50,14 @@ async fn the_rate_limit_engages_for_that_user_only() {
     let mut cfg = test_ssh_config();
     cfg.max_failures_per_user = 3;
     cfg.failure_window = Duration::from_secs(3600);
+    cfg.throttle_base = Duration::from_secs(600);
     let server = Server::start_with(cfg).await;
     server.user("alice", "correct horse battery").await;
     for _ in 0..3 {
         let mut c = connect(server.addr).await;
         assert!(!c.password("alice", "guess").await);
     }
-    // Limited now: even the right password is refused...
+    // Limited now from this address: even the right password is refused...
     let mut c = connect(server.addr).await;
     let refused = !c.password("alice", "correct horse battery").await;
     // ...and the keyboard-interactive prompt says why.
@@ -217,13 +218,15 @@ async fn failures(store: &kiln::store::Store, key: &str) -> i64 {
         .unwrap()
 }
 
-/// A config whose failure window outlives any run, so a slow machine cannot
-/// let a failure expire before the limit is checked.
+/// A config whose failure window and throttle interval outlive any run, so
+/// a slow machine cannot let a failure expire (or the next throttled attempt
+/// fall due) before the limit is checked.
 fn limited(per_address: usize, per_user: usize) -> kiln::config::SshConfig {
     let mut cfg = test_ssh_config();
     cfg.max_failures_per_address = per_address;
     cfg.max_failures_per_user = per_user;
     cfg.failure_window = Duration::from_secs(3600);
+    cfg.throttle_base = Duration::from_secs(600);
     cfg
 }
 
@@ -285,25 +288,111 @@ async fn concurrent_guesses_verify_no_more_passwords_than_the_user_budget() {
     assert!(!c.password("alice", "correct horse battery").await);
 }
 
-#[tokio::test]
-async fn wrong_passwords_do_not_lock_out_key_sign_in() {
-    let server = Server::start_with(limited(1000, 3)).await;
-    let alice = server.user("alice", "correct horse battery").await;
-    let key = russh::keys::PrivateKey::random(
+fn random_key() -> russh::keys::PrivateKey {
+    russh::keys::PrivateKey::random(
         &mut russh::keys::key::safe_rng(),
         russh::keys::Algorithm::Ed25519,
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// A client whose connection comes from `from` (any 127.0.0.0/8 address
+/// reaches a server on 127.0.0.1): another address, as the server sees it.
+async fn connect_from(from: &str, addr: std::net::SocketAddr) -> crate::support::ssh::Client {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(format!("{from}:0").parse().unwrap())
+        .expect("bind the client's address");
+    let stream = socket.connect(addr).await.expect("connect");
+    let config = std::sync::Arc::new(russh::client::Config::default());
+    let handle = russh::client::connect_stream(config, stream, crate::support::ssh::Handler)
+        .await
+        .expect("ssh handshake");
+    crate::support::ssh::Client { handle }
+}
+
+#[tokio::test]
+async fn ten_wrong_passwords_do_not_lock_out_key_sign_in() {
+    let server = Server::start_with(limited(1000, 3)).await;
+    let alice = server.user("alice", "correct horse battery").await;
+    let key = random_key();
     let public = key.public_key().to_openssh().unwrap();
     server.store.add_ssh_key(alice.id, &public).await.unwrap();
-    for _ in 0..5 {
+    for _ in 0..10 {
         let mut c = connect(server.addr).await;
         assert!(!c.password("alice", "guess").await);
     }
+    // From the guessing address the password is held back...
     let mut c = connect(server.addr).await;
     assert!(!c.password("alice", "correct horse battery").await);
+    // ...but the key is not charged to the password budget at all.
     let mut c = connect(server.addr).await;
     assert!(c.key("alice", &key).await, "the key was locked out");
+}
+
+/// Mallory at another address spends alice's whole password budget (and
+/// more): alice, at her own address, still signs in with her password at
+/// once, while Mallory's own next guess waits.
+#[tokio::test]
+async fn guesses_from_another_address_do_not_lock_the_user_out() {
+    let server = Server::start_with(limited(1000, 3)).await;
+    server.user("alice", "correct horse battery").await;
+    for i in 0..10 {
+        let mut c = connect_from("127.0.0.2", server.addr).await;
+        assert!(!c.password("alice", &format!("guess {i}")).await);
+    }
+    // Mallory spent the budget and then some; only the first few were
+    // verified, the rest were held back by the throttle.
+    let verified = failures(&server.store, "user:alice").await;
+    assert!((3..=4).contains(&verified), "{verified} guesses verified");
+    let mut alice = connect(server.addr).await;
+    assert!(
+        alice.password("alice", "correct horse battery").await,
+        "alice was locked out by guesses from another address"
+    );
+    // Mallory, even with the right password now, is made to wait...
+    let mut c = connect_from("127.0.0.2", server.addr).await;
+    assert!(!c.password("alice", "correct horse battery").await);
+    // ...and the password prompt says for how long.
+    let mut c = connect_from("127.0.0.2", server.addr).await;
+    let r = c
+        .handle
+        .authenticate_keyboard_interactive_start("alice", None::<String>)
+        .await
+        .unwrap();
+    match r {
+        russh::client::KeyboardInteractiveAuthResponse::InfoRequest { instructions, .. } => {
+            assert!(instructions.contains("try again in"), "{instructions}");
+        }
+        other => panic!("expected a prompt, got {other:?}"),
+    }
+}
+
+/// Past the user's budget each address gets one attempt per growing
+/// interval: a third address's first guess is verified, its second (at
+/// once) is not.
+#[tokio::test]
+async fn past_the_user_budget_each_address_is_throttled_not_refused() {
+    let server = Server::start_with(limited(1000, 2)).await;
+    server.user("alice", "correct horse battery").await;
+    for _ in 0..2 {
+        let mut c = connect_from("127.0.0.2", server.addr).await;
+        assert!(!c.password("alice", "guess").await);
+    }
+    assert_eq!(failures(&server.store, "user:alice").await, 2);
+    let mut c = connect_from("127.0.0.3", server.addr).await;
+    assert!(!c.password("alice", "another guess").await);
+    assert_eq!(failures(&server.store, "user:alice").await, 3);
+    assert!(!c.password("alice", "a third guess").await);
+    assert_eq!(
+        failures(&server.store, "user:alice").await,
+        3,
+        "a second guess from the same address went ahead at once"
+    );
+    assert_eq!(
+        failures(&server.store, "pair:127.0.0.3|user:alice").await,
+        1
+    );
 }
 
 #[tokio::test]

@@ -91,6 +91,7 @@ pub async fn run(
     let budget = Budget {
         per_address: config.max_failures_per_address,
         per_user: config.max_failures_per_user,
+        throttle_base: config.throttle_base,
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let ConsoleDrivers {

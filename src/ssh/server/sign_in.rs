@@ -75,7 +75,10 @@ impl Conn {
         let store = &self.shared.store;
         // Counted as a failure before the (slow) verification, so concurrent
         // guesses cannot all pass the check; given back only on success.
-        let reservation = match store.reserve_signin_attempt(&attempt.buckets, window).await {
+        let reservation = match store
+            .reserve_password_attempt(&attempt.charge, window)
+            .await
+        {
             Ok(Ok(r)) => r,
             Ok(Err(wait)) => {
                 self.limited_for = Some(wait);
@@ -170,7 +173,7 @@ impl Conn {
                 let window = self.shared.config.failure_window;
                 let store = &self.shared.store;
                 store
-                    .signin_wait(&attempt.buckets, window)
+                    .password_attempt_wait(&attempt.charge, window)
                     .await
                     .unwrap_or_else(|e| {
                         tracing::warn!("sign-in limits unavailable: {e}");
