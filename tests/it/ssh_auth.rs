@@ -270,7 +270,7 @@ async fn signing_in_to_your_own_account_does_not_reset_the_address_budget() {
 async fn concurrent_guesses_verify_no_more_passwords_than_the_user_budget() {
     let server = Server::start_with(limited(1000, 3)).await;
     server.user("alice", "correct horse battery").await;
-    let guesses: Vec<_> = (0..30)
+    let guesses: Vec<_> = (0..100)
         .map(|i| {
             let addr = server.addr;
             tokio::spawn(async move {
@@ -415,6 +415,25 @@ async fn an_overlong_username_is_refused_before_any_accounting() {
     let server = Server::start_with(limited(1000, 3)).await;
     let mut c = connect(server.addr).await;
     assert!(!c.password(&"a".repeat(4000), "whatever password").await);
+    // 200 kB: refused (or the connection dropped) with nothing counted.
+    let mut big = connect(server.addr).await;
+    let r = big
+        .handle
+        .authenticate_password("b".repeat(200 * 1024), "whatever password")
+        .await;
+    assert!(!r.is_ok_and(|r| r.success()));
+    let mut big = connect(server.addr).await;
+    let r = big
+        .handle
+        .authenticate_keyboard_interactive_start("c".repeat(200 * 1024), None::<String>)
+        .await;
+    assert!(
+        !matches!(
+            r,
+            Ok(russh::client::KeyboardInteractiveAuthResponse::Success)
+        ),
+        "{r:?}"
+    );
     assert_eq!(failures(&server.store, "addr:127.0.0.1").await, 0);
     // A name of ordinary length is counted against the address.
     assert!(!c.password("nobody", "whatever password").await);
@@ -443,4 +462,147 @@ async fn connections_over_the_pre_sign_in_cap_are_closed_until_one_signs_in() {
     assert!(first.password("alice", "correct horse battery").await);
     let _third = connect(server.addr).await;
     assert!(!try_connect().await);
+}
+
+/// `/proc/PID/status` field `field` (VmRSS, VmHWM) in kB.
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// The real `kiln serve` in a child process on `db`, with `config` as its
+/// `kiln.toml`; killed when dropped.
+struct ServeProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    data_dir: std::path::PathBuf,
+}
+
+impl ServeProcess {
+    async fn start(db: &crate::support::TestDb, config: &str) -> ServeProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let data_dir = std::env::temp_dir().join(format!(
+            "ka-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ));
+        std::fs::create_dir_all(&data_dir).unwrap();
+        std::fs::write(data_dir.join("kiln.toml"), config).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--ssh-listen")
+            .arg(addr.to_string())
+            .arg("serve")
+            .env("DATABASE_URL", &db.url)
+            .env("KILN_SECRET_KEY", crate::support::ssh::TEST_SECRET_KEY)
+            .env("KILN_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start kiln serve");
+        let mut server = ServeProcess {
+            child,
+            addr,
+            data_dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                server.child.try_wait().unwrap().is_none(),
+                "kiln serve exited"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "kiln serve never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// 100 connections at once, each trying a password (for a known or an
+/// unknown user), against the real server process: argon2 runs at most one per
+/// core, so the server's peak memory stays bounded (unbounded, it reached
+/// 1.9 GB). A resource bound, read from `/proc`, not a timing.
+#[tokio::test]
+async fn a_hundred_concurrent_password_attempts_keep_the_server_memory_bounded() {
+    let db = crate::support::TestDb::new().await;
+    let store = db
+        .store_with_key(
+            kiln::store::SecretKey::from_hex(crate::support::ssh::TEST_SECRET_KEY).unwrap(),
+        )
+        .await;
+    store
+        .create_user("alice", Some("correct horse battery"), false)
+        .await
+        .unwrap();
+    let server = ServeProcess::start(
+        &db,
+        "[ssh]\nmax_failures_per_address = 100000\nmax_failures_per_user = 100000\n\
+         max_preauth_per_address = 1000\nmax_preauth_total = 1000\nrejection_delay_ms = 0\n",
+    )
+    .await;
+    let pid = server.child.id();
+    // Settle: one sign-in warms up what every later one reuses.
+    let mut c = connect(server.addr).await;
+    assert!(!c.password("alice", "warm-up guess").await);
+    let before = proc_kib(pid, "VmRSS");
+    let attempts: Vec<_> = (0..100)
+        .map(|i| {
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let mut c = connect(addr).await;
+                let user = if i % 2 == 0 { "alice" } else { "nobody" };
+                let ok = c
+                    .handle
+                    .authenticate_password(user, format!("guess {i}"))
+                    .await
+                    .map(|r| r.success())
+                    .unwrap_or(false);
+                assert!(!ok);
+            })
+        })
+        .collect();
+    for a in attempts {
+        a.await.unwrap();
+    }
+    // Every guess went through argon2 (none was turned away by a limit).
+    let verified: i64 = sqlx::query_scalar("SELECT count(*) FROM signin_failures WHERE key = $1")
+        .bind("addr:127.0.0.1")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(verified, 101);
+    let peak = proc_kib(pid, "VmHWM");
+    let after = proc_kib(pid, "VmRSS");
+    eprintln!("kiln serve RSS: {before} kB before, peak {peak} kB, {after} kB after");
+    let bound = 200 * 1024;
+    assert!(
+        peak.saturating_sub(before) < bound,
+        "peak RSS grew by {} kB (from {before} kB to {peak} kB)",
+        peak - before
+    );
+    assert!(
+        after.saturating_sub(before) < bound,
+        "RSS kept {} kB more after the attempts",
+        after - before
+    );
 }

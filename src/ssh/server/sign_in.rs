@@ -8,7 +8,7 @@ use super::{Conn, all_methods};
 use crate::config::Signup;
 use crate::model::naming::printable;
 use crate::ssh::ratelimit::{Attempt, MAX_USERNAME_BYTES};
-use crate::store::users::{User, verify_password};
+use crate::store::users::User;
 
 /// Passwords shorter than this cannot create an account under open sign-up.
 pub const SIGNUP_MIN_PASSWORD: usize = 12;
@@ -125,10 +125,18 @@ impl Conn {
         };
         match found {
             Some((user, hash)) => {
-                return verify_password(password, &hash).await.then_some(user);
+                return self
+                    .shared
+                    .verifier
+                    .verify(password, &hash)
+                    .await
+                    .then_some(user);
             }
             None => {
-                verify_password(password, &self.shared.decoy_hash).await;
+                self.shared
+                    .verifier
+                    .verify(password, &self.shared.decoy_hash)
+                    .await;
             }
         }
         let name = name?;
