@@ -68,6 +68,8 @@ pub enum ServerCluster {
 pub struct SshFile {
     pub listen: Option<String>,
     pub signup: Option<Signup>,
+    pub max_signups_per_address: Option<usize>,
+    pub signup_window_secs: Option<u64>,
     pub max_failures_per_address: Option<usize>,
     pub max_failures_per_user: Option<usize>,
     pub failure_window_secs: Option<u64>,
@@ -117,6 +119,8 @@ pub fn effective_signup(
 pub struct SshConfig {
     pub listen: String,
     pub signup: Signup,
+    /// Accounts open sign-up creates from one address per window.
+    pub signup_limit: crate::model::signup_limit::SignupLimit,
     pub max_failures_per_address: usize,
     pub max_failures_per_user: usize,
     pub failure_window: Duration,
@@ -138,6 +142,10 @@ impl Default for SshConfig {
         Self {
             listen: "0.0.0.0:2222".into(),
             signup: Signup::Closed,
+            signup_limit: crate::model::signup_limit::SignupLimit {
+                per_address: 3,
+                window: Duration::from_secs(3600),
+            },
             max_failures_per_address: 20,
             max_failures_per_user: 10,
             failure_window: Duration::from_secs(300),
@@ -305,6 +313,14 @@ impl Config {
         }
         if let Some(v) = f.signup {
             ssh.signup = v;
+        }
+        if let Some(v) = f.max_signups_per_address {
+            check("ssh.max_signups_per_address", v, 1..=100_000)?;
+            ssh.signup_limit.per_address = v;
+        }
+        if let Some(v) = f.signup_window_secs {
+            check("ssh.signup_window_secs", v, 1..=30 * 86_400)?;
+            ssh.signup_limit.window = Duration::from_secs(v);
         }
         if let Some(v) = f.max_failures_per_address {
             check("ssh.max_failures_per_address", v, 1..=100_000)?;
@@ -478,6 +494,22 @@ mod tests {
         let file = parse_file("[ssh]\nmax_preauth_total = 0").unwrap();
         let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("ssh.max_preauth_total"), "{e}");
+    }
+
+    #[test]
+    fn sign_ups_per_address_are_limited_by_default_and_configurable() {
+        let none = parse_file("").unwrap();
+        let c = Config::from_parts(Path::new("/d"), none, Overrides::default()).unwrap();
+        assert_eq!(c.ssh.signup_limit.per_address, 3);
+        assert_eq!(c.ssh.signup_limit.window, Duration::from_secs(3600));
+        let file =
+            parse_file("[ssh]\nmax_signups_per_address = 5\nsignup_window_secs = 60").unwrap();
+        let c = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap();
+        assert_eq!(c.ssh.signup_limit.per_address, 5);
+        assert_eq!(c.ssh.signup_limit.window, Duration::from_secs(60));
+        let file = parse_file("[ssh]\nmax_signups_per_address = 0").unwrap();
+        let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("ssh.max_signups_per_address"), "{e}");
     }
 
     #[test]

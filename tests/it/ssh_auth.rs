@@ -606,3 +606,59 @@ async fn a_hundred_concurrent_password_attempts_keep_the_server_memory_bounded()
         after - before
     );
 }
+
+#[tokio::test]
+async fn open_signup_is_throttled_per_address() {
+    let mut cfg = test_ssh_config();
+    cfg.signup = Signup::Open;
+    cfg.signup_limit.per_address = 2;
+    let server = Server::start_with(cfg).await;
+    for name in ["first", "second"] {
+        let mut c = connect(server.addr).await;
+        assert!(c.password(name, "a long enough password").await, "{name}");
+    }
+    let mut c = connect(server.addr).await;
+    assert!(!c.password("third", "a long enough password").await);
+    assert!(server.store.find_user("third").await.unwrap().is_none());
+    // Existing accounts still sign in from the same address...
+    assert!(c.password("first", "a long enough password").await);
+    // ...and another address has sign-ups of its own.
+    let mut c = connect_from("127.0.0.2", server.addr).await;
+    assert!(c.password("third", "a long enough password").await);
+    let signups: i64 = sqlx::query_scalar("SELECT count(*) FROM signups")
+        .fetch_one(server.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(signups, 3);
+}
+
+/// Two replicas on one database, many sign-ups at once from one address:
+/// only the limit's worth of accounts are created.
+#[tokio::test]
+async fn concurrent_signups_from_one_address_across_replicas_stay_within_the_limit() {
+    let mut cfg = test_ssh_config();
+    cfg.signup = Signup::Open;
+    cfg.signup_limit.per_address = 3;
+    let server = Server::start_with(cfg.clone()).await;
+    let other = server.another_ssh_server(cfg).await;
+    let tries: Vec<_> = (0..12)
+        .map(|i| {
+            let addr = if i % 2 == 0 { server.addr } else { other };
+            tokio::spawn(async move {
+                let mut c = connect(addr).await;
+                c.password(&format!("newbie{i}"), "a long enough password")
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tries {
+        created += usize::from(t.await.unwrap());
+    }
+    assert_eq!(created, 3);
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(server.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(users, 3);
+}

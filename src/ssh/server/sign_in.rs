@@ -7,6 +7,7 @@ use russh::server::{Auth, Response};
 use super::{Conn, all_methods};
 use crate::config::Signup;
 use crate::model::naming::printable;
+use crate::model::signup_limit;
 use crate::ssh::ratelimit::{Attempt, MAX_USERNAME_BYTES};
 use crate::store::users::User;
 
@@ -28,6 +29,7 @@ fn reject() -> Auth {
 enum Failure {
     NameTooLong,
     RateLimited,
+    SignupLimited,
     LimiterUnavailable,
     WrongCredentials,
 }
@@ -145,15 +147,55 @@ impl Conn {
             && crate::store::users::check_new_username(name).is_ok()
             && let Ok(None) = store.find_user(name).await
         {
-            match store.create_user(name, Some(password), false).await {
-                Ok(u) => {
-                    tracing::info!(user = %u.username, "account created by sign-up");
-                    return Some(u);
-                }
-                Err(e) => tracing::warn!("sign-up failed: {e}"),
-            }
+            return self.sign_up(name, password).await;
         }
         None
+    }
+
+    /// Creates the account `name`, if this address has sign-ups left
+    /// (counted before the account is created, given back if it is not).
+    async fn sign_up(&self, name: &str, password: &str) -> Option<User> {
+        let store = &self.shared.store;
+        let address = signup_limit::address_key(self.peer);
+        let reservation = match store
+            .reserve_signup(&address, self.shared.config.signup_limit)
+            .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(wait)) => {
+                self.audit_failure("sign-up", name, Failure::SignupLimited);
+                tracing::info!(
+                    target: "kiln::audit",
+                    event = "sign_up_refused",
+                    peer = ?self.peer,
+                    retry_after_secs = wait.as_secs(),
+                );
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!("sign-up limits unavailable: {e}");
+                self.audit_failure("sign-up", name, Failure::LimiterUnavailable);
+                return None;
+            }
+        };
+        match store.create_user(name, Some(password), false).await {
+            Ok(u) => {
+                tracing::info!(
+                    target: "kiln::audit",
+                    event = "signed_up",
+                    user = %u.username,
+                    peer = ?self.peer,
+                );
+                Some(u)
+            }
+            Err(e) => {
+                tracing::warn!("sign-up failed: {e}");
+                if let Err(e) = store.release_signup(reservation).await {
+                    tracing::warn!("could not give back a sign-up: {e}");
+                }
+                None
+            }
+        }
     }
 
     pub(super) fn banner(&self) -> Option<String> {
