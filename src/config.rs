@@ -18,6 +18,11 @@ pub enum ConfigError {
     },
     #[error("the config file {path} is not valid: {message}")]
     Parse { path: String, message: String },
+    #[error(
+        "the config file {path} holds secret_key but is open to other users (mode {mode:o}); \
+         run chmod 600 {path}"
+    )]
+    SecretExposed { path: String, mode: u32 },
     #[error("invalid setting {0}")]
     Kubernetes(String),
     #[error("invalid setting ssh.prefix_key: {0}")]
@@ -229,10 +234,14 @@ impl Config {
                     path: p.display().to_string(),
                     source,
                 })?;
-                parse_file(&text).map_err(|message| ConfigError::Parse {
+                let file = parse_file(&text).map_err(|message| ConfigError::Parse {
                     path: p.display().to_string(),
                     message,
-                })?
+                })?;
+                if file.secret_key.is_some() {
+                    check_private(p)?;
+                }
+                file
             }
             None => FileConfig::default(),
         };
@@ -377,6 +386,26 @@ impl Config {
     }
 }
 
+/// A config file holding the secret key must be Kiln's user's alone.
+fn check_private(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::SecretExposed {
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
 pub fn parse_file(text: &str) -> Result<FileConfig, String> {
     toml::from_str(text).map_err(|e| e.to_string())
 }
@@ -494,6 +523,31 @@ mod tests {
         let file = parse_file("[ssh]\nmax_preauth_total = 0").unwrap();
         let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("ssh.max_preauth_total"), "{e}");
+    }
+
+    #[test]
+    fn a_config_file_holding_the_secret_key_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("kiln-cfg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("kiln.toml");
+        let set_mode =
+            |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let load = || Config::load(&dir, None, Overrides::default());
+        std::fs::write(&path, format!("secret_key = \"{}\"\n", "ab".repeat(32))).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            set_mode(mode);
+            let e = load().unwrap_err().to_string();
+            assert!(e.contains(&format!("chmod 600 {}", path.display())), "{e}");
+            assert!(e.contains("secret_key"), "{e}");
+        }
+        set_mode(0o600);
+        assert!(load().unwrap().secret_key.is_some());
+        // Without the secret key, the file's mode is the operator's business.
+        std::fs::write(&path, "replica_id = \"r1\"\n").unwrap();
+        set_mode(0o644);
+        assert_eq!(load().unwrap().replica_id, "r1");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

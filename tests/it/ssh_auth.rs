@@ -495,8 +495,16 @@ impl ServeProcess {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         ));
         std::fs::create_dir_all(&data_dir).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         std::fs::write(data_dir.join("kiln.toml"), config).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        // Under umask 022, as a login shell would leave it.
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("umask 022 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_kiln"))
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--ssh-listen")
@@ -661,4 +669,39 @@ async fn concurrent_signups_from_one_address_across_replicas_stay_within_the_lim
         .await
         .unwrap();
     assert_eq!(users, 3);
+}
+
+/// Started under umask 022 on a pre-existing 0755 data directory, `kiln
+/// serve` leaves nothing of it readable or writable by others: the
+/// directory itself, the host key (0600) and whatever it made inside.
+#[tokio::test]
+async fn kiln_serve_keeps_its_data_directory_and_host_key_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = crate::support::TestDb::new().await;
+    let server = ServeProcess::start(&db, "").await;
+    let mode =
+        |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+    let dir = mode(&server.data_dir);
+    assert_eq!(dir & 0o700, 0o700, "{dir:o}");
+    assert_eq!(dir & 0o066, 0, "the data dir is open to others: {dir:o}");
+    assert_eq!(mode(&server.data_dir.join("ssh_host_ed25519_key")), 0o600);
+    let mut open = Vec::new();
+    let mut todo = vec![server.data_dir.clone()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            // The test wrote kiln.toml (no secret in it); sockets are reached by name.
+            if p.ends_with("kiln.toml") || m.file_type().is_symlink() {
+                continue;
+            }
+            if m.is_dir() {
+                todo.push(p.clone());
+            }
+            if !std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) && mode(&p) & 0o066 != 0 {
+                open.push(format!("{} {:o}", p.display(), mode(&p)));
+            }
+        }
+    }
+    assert!(open.is_empty(), "open to others: {open:?}");
 }
