@@ -484,6 +484,15 @@ struct ServeProcess {
 
 impl ServeProcess {
     async fn start(db: &crate::support::TestDb, config: &str) -> ServeProcess {
+        Self::start_logging(db, config, std::process::Stdio::null()).await
+    }
+
+    /// With its log (stderr) going to `log`.
+    async fn start_logging(
+        db: &crate::support::TestDb,
+        config: &str,
+        log: impl Into<std::process::Stdio>,
+    ) -> ServeProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -512,9 +521,10 @@ impl ServeProcess {
             .arg("serve")
             .env("DATABASE_URL", &db.url)
             .env("KILN_SECRET_KEY", crate::support::ssh::TEST_SECRET_KEY)
-            .env("KILN_LOG", "error")
+            .env("KILN_LOG", "error,kiln::audit=info")
+            .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start kiln serve");
         let mut server = ServeProcess {
@@ -708,4 +718,57 @@ async fn kiln_serve_keeps_its_data_directory_and_host_key_private() {
         }
     }
     assert!(open.is_empty(), "open to others: {open:?}");
+}
+
+/// Every failed sign-in is a `kiln::audit` line with the method, the name
+/// and the address, and never the password.
+#[tokio::test]
+async fn failed_sign_ins_are_audited_without_the_password() {
+    let db = crate::support::TestDb::new().await;
+    let log_path =
+        std::env::temp_dir().join(format!("kiln-audit-{}.log", uuid::Uuid::new_v4().simple()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let server = ServeProcess::start_logging(&db, "", log).await;
+    let mut c = connect(server.addr).await;
+    assert!(!c.password("mallory", "hunter2-secret-guess").await);
+    let mut c = connect(server.addr).await;
+    let r = c
+        .handle
+        .authenticate_keyboard_interactive_start("eve", None::<String>)
+        .await
+        .unwrap();
+    assert!(matches!(
+        r,
+        russh::client::KeyboardInteractiveAuthResponse::InfoRequest { .. }
+    ));
+    let r = c
+        .handle
+        .authenticate_keyboard_interactive_respond(vec!["another-secret-guess".into()])
+        .await
+        .unwrap();
+    assert!(!matches!(
+        r,
+        russh::client::KeyboardInteractiveAuthResponse::Success
+    ));
+    drop(server);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("kiln::audit") && l.contains("sign_in_failed"))
+        .collect();
+    assert_eq!(failed.len(), 2, "{log}");
+    assert!(
+        failed[0].contains("mallory") && failed[0].contains("method=\"password\""),
+        "{log}"
+    );
+    assert!(
+        failed[1].contains("eve") && failed[1].contains("keyboard-interactive"),
+        "{log}"
+    );
+    assert!(failed.iter().all(|l| l.contains("127.0.0.1")), "{log}");
+    assert!(
+        !log.contains("secret-guess"),
+        "a password reached the log: {log}"
+    );
 }

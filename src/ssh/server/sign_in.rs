@@ -67,9 +67,15 @@ impl Conn {
 
     /// The password check shared by `password` and `keyboard-interactive`.
     /// Unknown, disabled and wrong all take the same path and the same time.
-    pub(super) async fn check_password(&mut self, username: &str, password: &str) -> Auth {
+    /// `method` names the SSH method it came through, for the audit log.
+    pub(super) async fn check_password(
+        &mut self,
+        method: &'static str,
+        username: &str,
+        password: &str,
+    ) -> Auth {
         if username.len() > MAX_USERNAME_BYTES {
-            self.audit_failure("password", username, Failure::NameTooLong);
+            self.audit_failure(method, username, Failure::NameTooLong);
             return reject();
         }
         let attempt = self.attempt(username);
@@ -84,13 +90,13 @@ impl Conn {
             Ok(Ok(r)) => r,
             Ok(Err(wait)) => {
                 self.limited_for = Some(wait);
-                self.audit_failure("password", username, Failure::RateLimited);
+                self.audit_failure(method, username, Failure::RateLimited);
                 return reject();
             }
             Err(e) => {
                 // Without the shared budget there is no limit: fail closed.
                 tracing::warn!("sign-in limits unavailable: {e}");
-                self.audit_failure("password", username, Failure::LimiterUnavailable);
+                self.audit_failure(method, username, Failure::LimiterUnavailable);
                 return reject();
             }
         };
@@ -105,7 +111,7 @@ impl Conn {
                 Auth::Accept
             }
             None => {
-                self.audit_failure("password", username, Failure::WrongCredentials);
+                self.audit_failure(method, username, Failure::WrongCredentials);
                 reject()
             }
         }
@@ -245,7 +251,8 @@ impl Conn {
         };
         let answer = response.next().unwrap_or_default();
         let password = String::from_utf8_lossy(&answer).into_owned();
-        self.check_password(user, &password).await
+        self.check_password("keyboard-interactive", user, &password)
+            .await
     }
 
     pub(super) async fn key_offered(
