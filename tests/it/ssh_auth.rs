@@ -1,4 +1,9 @@
-//! SSH authentication over real TCP with a real SSH client (russh).
+//! SSH authentication over real TCP with a real SSH client (russh): every
+//! sign-in rule (passwords, keys, limits and throttling, sign-up, the
+//! caps that bound memory, audit, the server's own files), each proven
+//! over a real connection, which is why this file is long. Tests that need
+//! the real `kiln serve` process (memory, files, its log) start it with
+//! `ServeProcess`.
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! Signing in: passwords (also through keyboard-interactive), public keys,
-//! open sign-up, and the password budget (reserved in the database before
-//! the password is checked, so it holds under concurrency and across replicas).
+//! open sign-up (throttled per address), and the password budget (reserved
+//! in the database before the password is checked, so it holds under
+//! concurrency and across replicas).
 
 use russh::server::{Auth, Response};
 
@@ -29,7 +30,6 @@ fn reject() -> Auth {
 enum Failure {
     NameTooLong,
     RateLimited,
-    SignupLimited,
     LimiterUnavailable,
     WrongCredentials,
 }
@@ -168,19 +168,21 @@ impl Conn {
             .await
         {
             Ok(Ok(r)) => r,
+            // The sign-in then fails and is audited as such; this says why.
             Ok(Err(wait)) => {
-                self.audit_failure("sign-up", name, Failure::SignupLimited);
                 tracing::info!(
                     target: "kiln::audit",
                     event = "sign_up_refused",
+                    user = %printable(name, MAX_USERNAME_BYTES),
                     peer = ?self.peer,
+                    reason = "too many sign-ups from this address",
                     retry_after_secs = wait.as_secs(),
                 );
                 return None;
             }
             Err(e) => {
+                // Without the shared limit there is none: fail closed.
                 tracing::warn!("sign-up limits unavailable: {e}");
-                self.audit_failure("sign-up", name, Failure::LimiterUnavailable);
                 return None;
             }
         };
