@@ -18,6 +18,11 @@ pub enum ConfigError {
     },
     #[error("the config file {path} is not valid: {message}")]
     Parse { path: String, message: String },
+    #[error(
+        "the config file {path} holds secret_key but is open to other users (mode {mode:o}); \
+         run chmod 600 {path}"
+    )]
+    SecretExposed { path: String, mode: u32 },
     #[error("invalid setting {0}")]
     Kubernetes(String),
     #[error("invalid setting ssh.prefix_key: {0}")]
@@ -68,9 +73,12 @@ pub enum ServerCluster {
 pub struct SshFile {
     pub listen: Option<String>,
     pub signup: Option<Signup>,
+    pub max_signups_per_address: Option<usize>,
+    pub signup_window_secs: Option<u64>,
     pub max_failures_per_address: Option<usize>,
     pub max_failures_per_user: Option<usize>,
     pub failure_window_secs: Option<u64>,
+    pub throttle_base_secs: Option<u64>,
     pub max_preauth_per_address: Option<usize>,
     pub max_preauth_total: Option<usize>,
     pub rejection_delay_ms: Option<u64>,
@@ -116,9 +124,15 @@ pub fn effective_signup(
 pub struct SshConfig {
     pub listen: String,
     pub signup: Signup,
+    /// Accounts open sign-up creates from one address per window.
+    pub signup_limit: crate::model::signup_limit::SignupLimit,
     pub max_failures_per_address: usize,
     pub max_failures_per_user: usize,
     pub failure_window: Duration,
+    /// Once a user's budget is spent, each address may still try that user,
+    /// first after this long, the interval doubling with each failure from
+    /// that address (at most `failure_window`): slowed down, never shut out.
+    pub throttle_base: Duration,
     /// Connections that have not signed in yet, from one address and in
     /// all; one more is closed at once.
     pub max_preauth_per_address: usize,
@@ -133,9 +147,14 @@ impl Default for SshConfig {
         Self {
             listen: "0.0.0.0:2222".into(),
             signup: Signup::Closed,
+            signup_limit: crate::model::signup_limit::SignupLimit {
+                per_address: 3,
+                window: Duration::from_secs(3600),
+            },
             max_failures_per_address: 20,
             max_failures_per_user: 10,
             failure_window: Duration::from_secs(300),
+            throttle_base: Duration::from_secs(5),
             max_preauth_per_address: 10,
             max_preauth_total: 200,
             rejection_delay: Duration::from_millis(1000),
@@ -215,10 +234,14 @@ impl Config {
                     path: p.display().to_string(),
                     source,
                 })?;
-                parse_file(&text).map_err(|message| ConfigError::Parse {
+                let file = parse_file(&text).map_err(|message| ConfigError::Parse {
                     path: p.display().to_string(),
                     message,
-                })?
+                })?;
+                if file.secret_key.is_some() {
+                    check_private(p)?;
+                }
+                file
             }
             None => FileConfig::default(),
         };
@@ -300,6 +323,14 @@ impl Config {
         if let Some(v) = f.signup {
             ssh.signup = v;
         }
+        if let Some(v) = f.max_signups_per_address {
+            check("ssh.max_signups_per_address", v, 1..=100_000)?;
+            ssh.signup_limit.per_address = v;
+        }
+        if let Some(v) = f.signup_window_secs {
+            check("ssh.signup_window_secs", v, 1..=30 * 86_400)?;
+            ssh.signup_limit.window = Duration::from_secs(v);
+        }
         if let Some(v) = f.max_failures_per_address {
             check("ssh.max_failures_per_address", v, 1..=100_000)?;
             ssh.max_failures_per_address = v;
@@ -311,6 +342,10 @@ impl Config {
         if let Some(v) = f.failure_window_secs {
             check("ssh.failure_window_secs", v, 1..=86_400)?;
             ssh.failure_window = Duration::from_secs(v);
+        }
+        if let Some(v) = f.throttle_base_secs {
+            check("ssh.throttle_base_secs", v, 1..=3600)?;
+            ssh.throttle_base = Duration::from_secs(v);
         }
         if let Some(v) = f.max_preauth_per_address {
             check("ssh.max_preauth_per_address", v, 1..=100_000)?;
@@ -349,6 +384,26 @@ impl Config {
             },
         })
     }
+}
+
+/// A config file holding the secret key must be Kiln's user's alone.
+fn check_private(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::SecretExposed {
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 pub fn parse_file(text: &str) -> Result<FileConfig, String> {
@@ -468,6 +523,47 @@ mod tests {
         let file = parse_file("[ssh]\nmax_preauth_total = 0").unwrap();
         let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("ssh.max_preauth_total"), "{e}");
+    }
+
+    #[test]
+    fn a_config_file_holding_the_secret_key_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("kiln-cfg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("kiln.toml");
+        let set_mode =
+            |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let load = || Config::load(&dir, None, Overrides::default());
+        std::fs::write(&path, format!("secret_key = \"{}\"\n", "ab".repeat(32))).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            set_mode(mode);
+            let e = load().unwrap_err().to_string();
+            assert!(e.contains(&format!("chmod 600 {}", path.display())), "{e}");
+            assert!(e.contains("secret_key"), "{e}");
+        }
+        set_mode(0o600);
+        assert!(load().unwrap().secret_key.is_some());
+        // Without the secret key, the file's mode is the operator's business.
+        std::fs::write(&path, "replica_id = \"r1\"\n").unwrap();
+        set_mode(0o644);
+        assert_eq!(load().unwrap().replica_id, "r1");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sign_ups_per_address_are_limited_by_default_and_configurable() {
+        let none = parse_file("").unwrap();
+        let c = Config::from_parts(Path::new("/d"), none, Overrides::default()).unwrap();
+        assert_eq!(c.ssh.signup_limit.per_address, 3);
+        assert_eq!(c.ssh.signup_limit.window, Duration::from_secs(3600));
+        let file =
+            parse_file("[ssh]\nmax_signups_per_address = 5\nsignup_window_secs = 60").unwrap();
+        let c = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap();
+        assert_eq!(c.ssh.signup_limit.per_address, 5);
+        assert_eq!(c.ssh.signup_limit.window, Duration::from_secs(60));
+        let file = parse_file("[ssh]\nmax_signups_per_address = 0").unwrap();
+        let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("ssh.max_signups_per_address"), "{e}");
     }
 
     #[test]

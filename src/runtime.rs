@@ -78,12 +78,43 @@ impl Database {
     }
 }
 
+/// Creates the data directory (0700) or makes an existing one private:
+/// whatever the umask or the mode it had, nobody else may list it or write
+/// to it. Kiln running as root keeps search permission (x) for group and
+/// others if present, which the local driver and the embedded cluster give
+/// their own users so they can reach their one directory inside.
 fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .with_context(|| format!("creating the data directory {}", dir.display()))
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("inspecting the data directory {}", dir.display()))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    let private = private_dir_mode(mode, nix::unistd::geteuid().is_root());
+    if private != mode {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(private)).with_context(
+            || {
+                format!(
+                    "making the data directory {} private (chmod {private:o})",
+                    dir.display()
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// The data directory's mode given its current one: all of it for Kiln's
+/// user, nothing for anyone else but search permission as root (see
+/// `ensure_data_dir`).
+fn private_dir_mode(mode: u32, root: bool) -> u32 {
+    let search = if root { mode & 0o011 } else { 0 };
+    0o700 | search
 }
 
 fn load_key(config: &Config) -> anyhow::Result<SecretKey> {
@@ -131,6 +162,37 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_data_directory_is_private_whatever_mode_it_had() {
+        use super::private_dir_mode;
+        for (had, root, want) in [
+            (0o755, false, 0o700),
+            (0o777, false, 0o700),
+            (0o700, false, 0o700),
+            (0o2775, false, 0o700),
+            // As root, search permission stays for the sandbox and cluster users.
+            (0o755, true, 0o711),
+            (0o710, true, 0o710),
+            (0o776, true, 0o710),
+            (0o764, true, 0o700),
+        ] {
+            assert_eq!(private_dir_mode(had, root), want, "{had:o} root={root}");
+        }
+    }
+
+    #[test]
+    fn a_pre_existing_open_data_directory_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("kiln-dd-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        super::ensure_data_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        std::fs::remove_dir(&dir).unwrap();
+        assert_eq!(mode & 0o700, 0o700, "{mode:o}");
+        assert_eq!(mode & 0o066, 0, "{mode:o}");
+    }
+
     #[test]
     fn with_database_replaces_only_the_database() {
         use super::with_database;

@@ -11,6 +11,8 @@ pub mod scram;
 pub mod secret;
 pub mod session;
 pub mod signin_budget;
+pub mod signin_throttle;
+pub mod signup_limit;
 pub mod status;
 pub mod terminal;
 

@@ -2,7 +2,7 @@
 //! dir and reused, so clients' known_hosts entries stay valid.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::Context;
@@ -10,6 +10,19 @@ use russh::keys::{Algorithm, PrivateKey};
 
 pub fn load_or_create(path: &Path) -> anyhow::Result<PrivateKey> {
     if path.exists() {
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("inspecting the SSH host key {}", path.display()))?
+            .permissions()
+            .mode()
+            & 0o777;
+        // As OpenSSH does: a host key others can read may be someone else's.
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "the SSH host key {} is open to other users (mode {mode:o}); run chmod 600 {}",
+                path.display(),
+                path.display()
+            );
+        }
         return russh::keys::load_secret_key(path, None)
             .with_context(|| format!("reading the SSH host key {}", path.display()));
     }
@@ -27,4 +40,27 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<PrivateKey> {
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_host_key_is_created_0600_and_refused_once_others_can_read_it() {
+        let dir = std::env::temp_dir().join(format!("kiln-hk-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("ssh_host_ed25519_key");
+        let key = super::load_or_create(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(super::load_or_create(&path).unwrap(), key);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = super::load_or_create(&path).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            e.contains("chmod 600") && e.contains("ssh_host_ed25519_key"),
+            "{e}"
+        );
+    }
 }

@@ -1,11 +1,15 @@
 //! Sign-in budgets, as pure decisions: which buckets a password attempt is
-//! charged to, whether a bucket has room left in its sliding window, and
-//! whether a new connection may wait for sign-in. The failure times live in
+//! charged to, whether a bucket has room left in its sliding window (and
+//! how a spent user budget throttles rather than shuts out, in
+//! `model::signin_throttle`), and whether a new connection may wait for
+//! sign-in. The failure times live in
 //! the database (`store::signin_limits`) so every replica spends one budget.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 pub use crate::model::signin_budget::{Bucket, wait_for};
+pub use crate::model::signin_throttle::Charge;
 use crate::store::users::normalize_username;
 
 /// Longer names are refused before any lookup, hashing or accounting: no
@@ -21,15 +25,18 @@ const INVALID_NAME_KEY: &str = "user:?";
 pub struct Budget {
     pub per_address: usize,
     pub per_user: usize,
+    /// Past the user's budget, the first interval between attempts from one
+    /// address at that user (`model::signin_throttle`).
+    pub throttle_base: Duration,
 }
 
 /// A password attempt: the name it is for (normalised once, for both the
-/// lookup and the budget) and the buckets it is charged to.
+/// lookup and the budget) and what it is charged to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
     /// `None` when the name is not a valid username: it cannot sign in.
     pub username: Option<String>,
-    pub buckets: Vec<Bucket>,
+    pub charge: Charge,
 }
 
 pub fn address_key(ip: IpAddr) -> String {
@@ -38,6 +45,11 @@ pub fn address_key(ip: IpAddr) -> String {
 
 pub fn user_key(username: &str) -> String {
     format!("user:{username}")
+}
+
+/// One address at one user (`user_key` is that user's bucket key).
+pub fn pair_key(ip: IpAddr, user_key: &str) -> String {
+    format!("pair:{ip}|{user_key}")
 }
 
 impl Attempt {
@@ -49,15 +61,16 @@ impl Attempt {
                 .map_or_else(|| INVALID_NAME_KEY.to_string(), user_key),
             max: budget.per_user,
         };
-        let buckets = peer
-            .map(|ip| Bucket {
+        let charge = Charge {
+            address: peer.map(|ip| Bucket {
                 key: address_key(ip),
                 max: budget.per_address,
-            })
-            .into_iter()
-            .chain([user_bucket])
-            .collect();
-        Attempt { username, buckets }
+            }),
+            pair: peer.map(|ip| pair_key(ip, &user_bucket.key)),
+            user: user_bucket,
+            throttle_base: budget.throttle_base,
+        };
+        Attempt { username, charge }
     }
 }
 
@@ -83,10 +96,11 @@ mod tests {
     const BUDGET: Budget = Budget {
         per_address: 20,
         per_user: 3,
+        throttle_base: Duration::from_secs(5),
     };
 
     fn user_bucket(a: &Attempt) -> &str {
-        &a.buckets.last().unwrap().key
+        &a.charge.user.key
     }
 
     #[test]
@@ -107,25 +121,27 @@ mod tests {
         let b = Attempt::new(None, "\u{202e}bob", BUDGET);
         assert_eq!(a.username, None);
         assert_eq!(a, b);
-        assert_eq!(a.buckets.len(), 1);
-        assert_eq!(a.buckets[0].max, BUDGET.per_user);
+        assert_eq!(a.charge.keys(), ["user:?"]);
+        assert_eq!(a.charge.user.max, BUDGET.per_user);
     }
 
     #[test]
-    fn an_attempt_is_charged_to_its_address_and_its_user() {
+    fn an_attempt_is_charged_to_its_address_its_user_and_the_pair() {
         let a = Attempt::new(Some("2001:db8::1".parse().unwrap()), "bob", BUDGET);
         assert_eq!(
-            a.buckets,
-            vec![
-                Bucket {
+            a.charge,
+            Charge {
+                address: Some(Bucket {
                     key: "addr:2001:db8::1".into(),
                     max: 20
-                },
-                Bucket {
+                }),
+                user: Bucket {
                     key: "user:bob".into(),
                     max: 3
                 },
-            ]
+                pair: Some("pair:2001:db8::1|user:bob".into()),
+                throttle_base: Duration::from_secs(5),
+            }
         );
     }
 

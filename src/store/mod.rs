@@ -13,6 +13,7 @@ mod project_lock;
 pub mod projects;
 pub mod resources;
 pub mod signin_limits;
+pub mod signup_limits;
 pub mod status;
 pub mod user_configs;
 pub mod users;

@@ -1,8 +1,10 @@
-//! Failed password sign-ins per bucket (address or user), shared by every
-//! replica. An attempt is reserved (counted as a failure) before the
-//! password is verified and released only on success, so concurrent guesses
-//! cannot all pass the check; what counts as full is `ssh::ratelimit`.
+//! Failed password sign-ins per bucket (address, user, or address at user),
+//! shared by every replica. An attempt is reserved (counted as a failure)
+//! before the password is verified and released only on success, so
+//! concurrent guesses cannot all pass the check; what counts as full is
+//! decided purely in `model::signin_budget` and `model::signin_throttle`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,6 +12,7 @@ use sqlx::Row;
 
 use super::{Store, StoreResult};
 use crate::model::signin_budget::{Bucket, wait_for};
+use crate::model::signin_throttle::Charge;
 
 /// The failure rows an attempt holds until it succeeds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,22 +26,87 @@ fn interval(window: Duration) -> f64 {
 }
 
 impl Store {
+    /// Reserves one failure under every key of a password attempt, or says
+    /// how long until it may go ahead (`model::signin_throttle`).
+    pub async fn reserve_password_attempt(
+        &self,
+        charge: &Charge,
+        window: Duration,
+    ) -> StoreResult<Result<Reservation, Duration>> {
+        self.reserve_failure(&charge.keys(), window, |times, now| {
+            charge.wait(|k| times_of(times, k), now, window)
+        })
+        .await
+    }
+
+    /// How long until a password attempt may go ahead, without reserving
+    /// anything (for the password prompt); `None`: now.
+    pub async fn password_attempt_wait(
+        &self,
+        charge: &Charge,
+        window: Duration,
+    ) -> StoreResult<Option<Duration>> {
+        self.failure_wait(&charge.keys(), window, |times, now| {
+            charge.wait(|k| times_of(times, k), now, window)
+        })
+        .await
+    }
+
     /// Reserves one failure in every bucket, or says how long until the
-    /// fullest has room. One transaction holding each bucket's advisory lock
-    /// (taken in key order, so two attempts never deadlock): two replicas or
-    /// two connections cannot both take the last slot.
+    /// fullest has room.
     pub async fn reserve_signin_attempt(
         &self,
         buckets: &[Bucket],
         window: Duration,
     ) -> StoreResult<Result<Reservation, Duration>> {
-        let mut sorted: Vec<&Bucket> = buckets.iter().collect();
-        sorted.sort_by(|a, b| a.key.cmp(&b.key));
-        sorted.dedup_by(|a, b| a.key == b.key);
+        let keys: Vec<String> = buckets.iter().map(|b| b.key.clone()).collect();
+        self.reserve_failure(&keys, window, |times, now| {
+            buckets_wait(buckets, times, now, window)
+        })
+        .await
+    }
+
+    /// Gives back a reserved attempt: it succeeded.
+    pub async fn release_signin_attempt(&self, reservation: Reservation) -> StoreResult<()> {
+        sqlx::query("DELETE FROM signin_failures WHERE id = ANY($1)")
+            .bind(&reservation.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// How long until every bucket has room, without reserving anything;
+    /// `None` when the attempt may go ahead.
+    pub async fn signin_wait(
+        &self,
+        buckets: &[Bucket],
+        window: Duration,
+    ) -> StoreResult<Option<Duration>> {
+        let keys: Vec<String> = buckets.iter().map(|b| b.key.clone()).collect();
+        self.failure_wait(&keys, window, |times, now| {
+            buckets_wait(buckets, times, now, window)
+        })
+        .await
+    }
+
+    /// One failure row under every key if `decide` (given the keys' failure
+    /// times and the database's clock) says go. One transaction holding each
+    /// key's advisory lock (taken in key order, so two attempts never
+    /// deadlock): two replicas or two connections cannot both take the last
+    /// slot.
+    async fn reserve_failure(
+        &self,
+        keys: &[String],
+        window: Duration,
+        decide: impl Fn(&Times, DateTime<Utc>) -> Option<Duration>,
+    ) -> StoreResult<Result<Reservation, Duration>> {
+        let mut keys = keys.to_vec();
+        keys.sort();
+        keys.dedup();
         let mut tx = self.pool.begin().await?;
-        for b in &sorted {
+        for key in &keys {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(format!("{LOCK_PREFIX}{}", b.key))
+                .bind(format!("{LOCK_PREFIX}{key}"))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -50,13 +118,8 @@ impl Store {
         let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
             .fetch_one(&mut *tx)
             .await?;
-        let keys: Vec<String> = sorted.iter().map(|b| b.key.clone()).collect();
         let times = failure_times(&mut tx, &keys, window).await?;
-        let wait = sorted
-            .iter()
-            .filter_map(|b| wait_for(&times_of(&times, &b.key), now, b.max, window))
-            .max();
-        if let Some(wait) = wait {
+        if let Some(wait) = decide(&times, now) {
             tx.commit().await?;
             return Ok(Err(wait));
         }
@@ -71,40 +134,46 @@ impl Store {
         Ok(Ok(Reservation(ids)))
     }
 
-    /// Gives back a reserved attempt: it succeeded.
-    pub async fn release_signin_attempt(&self, reservation: Reservation) -> StoreResult<()> {
-        sqlx::query("DELETE FROM signin_failures WHERE id = ANY($1)")
-            .bind(&reservation.0)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// How long until every bucket has room, without reserving anything
-    /// (for the password prompt); `None` when the attempt may go ahead.
-    pub async fn signin_wait(
+    async fn failure_wait(
         &self,
-        buckets: &[Bucket],
+        keys: &[String],
         window: Duration,
+        decide: impl Fn(&Times, DateTime<Utc>) -> Option<Duration>,
     ) -> StoreResult<Option<Duration>> {
         let mut conn = self.pool.acquire().await?;
         let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
             .fetch_one(&mut *conn)
             .await?;
-        let keys: Vec<String> = buckets.iter().map(|b| b.key.clone()).collect();
-        let times = failure_times(&mut conn, &keys, window).await?;
-        Ok(buckets
-            .iter()
-            .filter_map(|b| wait_for(&times_of(&times, &b.key), now, b.max, window))
-            .max())
+        let times = failure_times(&mut conn, keys, window).await?;
+        Ok(decide(&times, now))
     }
+}
+
+/// Failure times per key, each oldest first.
+type Times = HashMap<String, Vec<DateTime<Utc>>>;
+
+fn times_of<'a>(times: &'a Times, key: &str) -> &'a [DateTime<Utc>] {
+    times.get(key).map_or(&[], Vec::as_slice)
+}
+
+/// Plain buckets: the longest wait of any that is full.
+fn buckets_wait(
+    buckets: &[Bucket],
+    times: &Times,
+    now: DateTime<Utc>,
+    window: Duration,
+) -> Option<Duration> {
+    buckets
+        .iter()
+        .filter_map(|b| wait_for(times_of(times, &b.key), now, b.max, window))
+        .max()
 }
 
 async fn failure_times(
     conn: &mut sqlx::PgConnection,
     keys: &[String],
     window: Duration,
-) -> StoreResult<Vec<(String, DateTime<Utc>)>> {
+) -> StoreResult<Times> {
     let rows = sqlx::query(
         "SELECT key, at FROM signin_failures
          WHERE key = ANY($1) AND at > now() - make_interval(secs => $2)
@@ -114,15 +183,12 @@ async fn failure_times(
     .bind(interval(window))
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("key")?, r.try_get("at")?)))
-        .collect()
-}
-
-fn times_of(times: &[(String, DateTime<Utc>)], key: &str) -> Vec<DateTime<Utc>> {
-    times
-        .iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, t)| *t)
-        .collect()
+    let mut times = Times::new();
+    for r in &rows {
+        times
+            .entry(r.try_get("key")?)
+            .or_default()
+            .push(r.try_get("at")?);
+    }
+    Ok(times)
 }

@@ -169,3 +169,88 @@ async fn a_bad_config_file_stops_kiln_with_the_key_named() {
     assert_eq!(code, 1);
     assert!(err.contains("reconcile.batch_size"), "{err}");
 }
+
+/// `kiln ARGS` under umask 022 (as a login shell would leave it).
+fn run_with_umask_022(k: &Kiln, args: &[&str]) -> (i32, String) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .arg("--data-dir")
+        .arg(&k.data_dir)
+        .args(args)
+        .env("DATABASE_URL", &k.url)
+        .env_remove("KILN_SECRET_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kiln");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[tokio::test]
+async fn a_pre_existing_open_data_directory_ends_private_and_the_secret_key_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new().await;
+    let k = Kiln::new(&db);
+    std::fs::create_dir_all(&k.data_dir).unwrap();
+    std::fs::set_permissions(&k.data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, err) = run_with_umask_022(&k, &["migrate"]);
+    assert_eq!(code, 0, "{err}");
+    let dir = mode_of(&k.data_dir);
+    assert_eq!(dir & 0o700, 0o700, "{dir:o}");
+    assert_eq!(
+        dir & 0o066,
+        0,
+        "others can list or write the data dir: {dir:o}"
+    );
+    assert_eq!(mode_of(&k.data_dir.join("secret.key")), 0o600);
+}
+
+#[tokio::test]
+async fn a_kiln_toml_holding_the_secret_key_open_to_others_is_refused_before_anything_starts() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new().await;
+    let k = Kiln::new(&db);
+    std::fs::create_dir_all(&k.data_dir).unwrap();
+    let config = k.data_dir.join("kiln.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "secret_key = \"{}\"\n",
+            crate::support::ssh::TEST_SECRET_KEY
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, err) = run_with_umask_022(&k, &["migrate"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("chmod 600 {}", config.display())),
+        "{err}"
+    );
+    // Nothing started: no file beside the config, no migration applied.
+    let entries: Vec<_> = std::fs::read_dir(&k.data_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, ["kiln.toml"]);
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let migrated: Option<String> = sqlx::query_scalar("SELECT to_regclass('users')::text")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(migrated, None);
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, err) = run_with_umask_022(&k, &["migrate"]);
+    assert_eq!(code, 0, "{err}");
+}

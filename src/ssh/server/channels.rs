@@ -42,7 +42,7 @@ impl russh::server::Handler for Conn {
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        Ok(self.check_password(user, password).await)
+        Ok(self.check_password("password", user, password).await)
     }
 
     async fn auth_keyboard_interactive<'a>(

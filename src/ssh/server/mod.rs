@@ -5,6 +5,7 @@
 mod accept;
 mod channels;
 mod sign_in;
+mod verify;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -37,8 +38,12 @@ struct Shared {
     /// How many failed password sign-ins each bucket allows per window.
     budget: Budget,
     /// argon2 takes tens of megabytes and a core for a while: at most one
-    /// verification per core runs at once, the rest wait their turn.
+    /// sign-in per core looks up and verifies at once, the rest wait their
+    /// turn...
     verifying: Semaphore,
+    /// ...and the checks themselves run on one thread per core, so their
+    /// memory stays that of one check per core.
+    verifier: verify::Verifier,
     /// Verified against when the user does not exist, so an unknown name
     /// costs the same time as a wrong password.
     decoy_hash: String,
@@ -66,6 +71,9 @@ impl From<Option<Arc<dyn SessionAttach>>> for ConsoleDrivers {
     }
 }
 
+/// Password checks running at once, at most (fewer with fewer cores).
+const MAX_CONCURRENT_CHECKS: usize = 4;
+
 /// Runs the SSH server on `listener` until `shutdown`.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -91,8 +99,12 @@ pub async fn run(
     let budget = Budget {
         per_address: config.max_failures_per_address,
         per_user: config.max_failures_per_user,
+        throttle_base: config.throttle_base,
     };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // One per core, but few even on a big machine: each check holds ~19 MB.
+    let cores = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_CONCURRENT_CHECKS);
     let ConsoleDrivers {
         attach,
         logs,
@@ -109,6 +121,7 @@ pub async fn run(
         config,
         budget,
         verifying: Semaphore::new(cores),
+        verifier: verify::Verifier::start(cores)?,
         notice,
     });
     let waiting = accept::Waiting::new(PreauthCaps {

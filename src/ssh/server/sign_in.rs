@@ -1,14 +1,16 @@
 //! Signing in: passwords (also through keyboard-interactive), public keys,
-//! open sign-up, and the password budget (reserved in the database before
-//! the password is checked, so it holds under concurrency and across replicas).
+//! open sign-up (throttled per address), and the password budget (reserved
+//! in the database before the password is checked, so it holds under
+//! concurrency and across replicas).
 
 use russh::server::{Auth, Response};
 
 use super::{Conn, all_methods};
 use crate::config::Signup;
 use crate::model::naming::printable;
+use crate::model::signup_limit;
 use crate::ssh::ratelimit::{Attempt, MAX_USERNAME_BYTES};
-use crate::store::users::{User, verify_password};
+use crate::store::users::User;
 
 /// Passwords shorter than this cannot create an account under open sign-up.
 pub const SIGNUP_MIN_PASSWORD: usize = 12;
@@ -65,9 +67,15 @@ impl Conn {
 
     /// The password check shared by `password` and `keyboard-interactive`.
     /// Unknown, disabled and wrong all take the same path and the same time.
-    pub(super) async fn check_password(&mut self, username: &str, password: &str) -> Auth {
+    /// `method` names the SSH method it came through, for the audit log.
+    pub(super) async fn check_password(
+        &mut self,
+        method: &'static str,
+        username: &str,
+        password: &str,
+    ) -> Auth {
         if username.len() > MAX_USERNAME_BYTES {
-            self.audit_failure("password", username, Failure::NameTooLong);
+            self.audit_failure(method, username, Failure::NameTooLong);
             return reject();
         }
         let attempt = self.attempt(username);
@@ -75,17 +83,20 @@ impl Conn {
         let store = &self.shared.store;
         // Counted as a failure before the (slow) verification, so concurrent
         // guesses cannot all pass the check; given back only on success.
-        let reservation = match store.reserve_signin_attempt(&attempt.buckets, window).await {
+        let reservation = match store
+            .reserve_password_attempt(&attempt.charge, window)
+            .await
+        {
             Ok(Ok(r)) => r,
             Ok(Err(wait)) => {
                 self.limited_for = Some(wait);
-                self.audit_failure("password", username, Failure::RateLimited);
+                self.audit_failure(method, username, Failure::RateLimited);
                 return reject();
             }
             Err(e) => {
                 // Without the shared budget there is no limit: fail closed.
                 tracing::warn!("sign-in limits unavailable: {e}");
-                self.audit_failure("password", username, Failure::LimiterUnavailable);
+                self.audit_failure(method, username, Failure::LimiterUnavailable);
                 return reject();
             }
         };
@@ -100,7 +111,7 @@ impl Conn {
                 Auth::Accept
             }
             None => {
-                self.audit_failure("password", username, Failure::WrongCredentials);
+                self.audit_failure(method, username, Failure::WrongCredentials);
                 reject()
             }
         }
@@ -122,10 +133,18 @@ impl Conn {
         };
         match found {
             Some((user, hash)) => {
-                return verify_password(password, &hash).await.then_some(user);
+                return self
+                    .shared
+                    .verifier
+                    .verify(password, &hash)
+                    .await
+                    .then_some(user);
             }
             None => {
-                verify_password(password, &self.shared.decoy_hash).await;
+                self.shared
+                    .verifier
+                    .verify(password, &self.shared.decoy_hash)
+                    .await;
             }
         }
         let name = name?;
@@ -134,15 +153,57 @@ impl Conn {
             && crate::store::users::check_new_username(name).is_ok()
             && let Ok(None) = store.find_user(name).await
         {
-            match store.create_user(name, Some(password), false).await {
-                Ok(u) => {
-                    tracing::info!(user = %u.username, "account created by sign-up");
-                    return Some(u);
-                }
-                Err(e) => tracing::warn!("sign-up failed: {e}"),
-            }
+            return self.sign_up(name, password).await;
         }
         None
+    }
+
+    /// Creates the account `name`, if this address has sign-ups left
+    /// (counted before the account is created, given back if it is not).
+    async fn sign_up(&self, name: &str, password: &str) -> Option<User> {
+        let store = &self.shared.store;
+        let address = signup_limit::address_key(self.peer);
+        let reservation = match store
+            .reserve_signup(&address, self.shared.config.signup_limit)
+            .await
+        {
+            Ok(Ok(r)) => r,
+            // The sign-in then fails and is audited as such; this says why.
+            Ok(Err(wait)) => {
+                tracing::info!(
+                    target: "kiln::audit",
+                    event = "sign_up_refused",
+                    user = %printable(name, MAX_USERNAME_BYTES),
+                    peer = ?self.peer,
+                    reason = "too many sign-ups from this address",
+                    retry_after_secs = wait.as_secs(),
+                );
+                return None;
+            }
+            Err(e) => {
+                // Without the shared limit there is none: fail closed.
+                tracing::warn!("sign-up limits unavailable: {e}");
+                return None;
+            }
+        };
+        match store.create_user(name, Some(password), false).await {
+            Ok(u) => {
+                tracing::info!(
+                    target: "kiln::audit",
+                    event = "signed_up",
+                    user = %u.username,
+                    peer = ?self.peer,
+                );
+                Some(u)
+            }
+            Err(e) => {
+                tracing::warn!("sign-up failed: {e}");
+                if let Err(e) = store.release_signup(reservation).await {
+                    tracing::warn!("could not give back a sign-up: {e}");
+                }
+                None
+            }
+        }
     }
 
     pub(super) fn banner(&self) -> Option<String> {
@@ -170,7 +231,7 @@ impl Conn {
                 let window = self.shared.config.failure_window;
                 let store = &self.shared.store;
                 store
-                    .signin_wait(&attempt.buckets, window)
+                    .password_attempt_wait(&attempt.charge, window)
                     .await
                     .unwrap_or_else(|e| {
                         tracing::warn!("sign-in limits unavailable: {e}");
@@ -192,7 +253,8 @@ impl Conn {
         };
         let answer = response.next().unwrap_or_default();
         let password = String::from_utf8_lossy(&answer).into_owned();
-        self.check_password(user, &password).await
+        self.check_password("keyboard-interactive", user, &password)
+            .await
     }
 
     pub(super) async fn key_offered(
