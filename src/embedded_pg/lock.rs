@@ -2,6 +2,7 @@
 //! processes.
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -17,11 +18,14 @@ pub(super) struct FileLock {
 
 impl FileLock {
     pub(super) async fn acquire(path: &Path) -> Result<Self, EmbeddedPgError> {
+        // Private: anyone who can open it can hold the lock and keep Kiln
+        // from starting.
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
+            .mode(0o600)
             .open(path)
             .map_err(|source| EmbeddedPgError::Io {
                 action: "open lock file",
