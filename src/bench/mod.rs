@@ -3,11 +3,13 @@
 
 pub mod attach;
 pub mod console;
+pub mod faults;
 #[cfg(feature = "test-support")]
 pub mod reconcile;
 
 pub use attach::attach;
 pub use console::console;
+pub use faults::faults;
 #[cfg(feature = "test-support")]
 pub use reconcile::reconcile;
 

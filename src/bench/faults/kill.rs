@@ -1,0 +1,155 @@
+//! Scenario 1: SIGKILL a replica at random moments while projects are
+//! created, started, stopped and deleted; restart it; repeat. Then every
+//! project must reach its intent, nothing may have been created twice, and
+//! deleting everything must leave nothing behind.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{Bench, FaultOptions, Figures, pick, stop_all};
+use crate::model::intent::Intent;
+use crate::reconcile::backoff::unit_random;
+
+pub async fn run(admin_url: &str, opts: &FaultOptions) -> anyhow::Result<Figures> {
+    let bench = Bench::create(admin_url, opts).await?;
+    let r = scenario(&bench, opts).await;
+    bench.drop_all().await?;
+    r
+}
+
+async fn scenario(bench: &Bench, opts: &FaultOptions) -> anyhow::Result<Figures> {
+    let mut f = Figures::new("kill -9");
+    let replicas = opts.replicas.max(1);
+    let mut live = Vec::new();
+    for slot in 0..replicas {
+        live.push(bench.spawner.spawn(slot, 0)?);
+    }
+    let mut expected: HashMap<String, &'static str> = HashMap::new();
+    let mut names: Vec<String> = Vec::new();
+    for i in 0..opts.projects {
+        let name = format!("p{i}");
+        bench.create_project(&name).await?;
+        expected.insert(name.clone(), "RUNNING");
+        names.push(name);
+    }
+
+    // Churn and kills at once; the churn stops when the kills are done.
+    let done = AtomicBool::new(false);
+    let intents = AtomicUsize::new(0);
+    let refused = AtomicUsize::new(0);
+    let churn = async {
+        let mut next = opts.projects;
+        while !done.load(Ordering::Relaxed) {
+            let i = pick(names.len());
+            let name = names[i].clone();
+            let roll = unit_random();
+            let (intent, want) = if roll < 0.1 {
+                (Intent::Delete, None)
+            } else if expected[&name] == "RUNNING" {
+                (Intent::Stop, Some("STOPPED"))
+            } else {
+                (Intent::Start, Some("RUNNING"))
+            };
+            intents.fetch_add(1, Ordering::Relaxed);
+            if bench.intent(&name, intent).await.is_err() {
+                refused.fetch_add(1, Ordering::Relaxed);
+            } else if let Some(w) = want {
+                expected.insert(name, w);
+            } else {
+                // Deleted: a new project takes its place in the churn.
+                expected.remove(&name);
+                let new = format!("p{next}");
+                next += 1;
+                bench.create_project(&new).await?;
+                intents.fetch_add(1, Ordering::Relaxed);
+                expected.insert(new.clone(), "RUNNING");
+                names[i] = new;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        anyhow::Ok(next)
+    };
+    let mut leases_at_kill = 0i64;
+    let kills = async {
+        for _ in 0..opts.kills {
+            let wait = Duration::from_millis(300 + (unit_random() * 1200.0) as u64);
+            tokio::time::sleep(wait).await;
+            let victim = live.swap_remove(pick(live.len()));
+            let (slot, generation) = (victim.slot, victim.generation);
+            victim.kill9().await?;
+            let held: i64 = sqlx::query_scalar(
+                "SELECT (SELECT count(*) FROM sandboxes WHERE lease_owner = $1 AND lease_until > now())
+                      + (SELECT count(*) FROM databases WHERE lease_owner = $1 AND lease_until > now())",
+            )
+            .bind(format!("r{slot}.g{generation}"))
+            .fetch_one(bench.pool())
+            .await?;
+            leases_at_kill += held;
+            // A supervisor restarts it, under a new name.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            live.push(bench.spawner.spawn(slot, generation + 1)?);
+        }
+        done.store(true, Ordering::Relaxed);
+        anyhow::Ok(())
+    };
+    let churn_started = Instant::now();
+    let (created, killed) = tokio::join!(churn, kills);
+    let created = created?;
+    killed?;
+    let churn_time = churn_started.elapsed();
+
+    f.put("projects", opts.projects);
+    f.put("projects created", created);
+    f.put("replicas", replicas);
+    f.put("kills", opts.kills);
+    f.put("leases held at kills", leases_at_kill);
+    f.put("intents", intents.load(Ordering::Relaxed));
+    f.put("intents refused", refused.load(Ordering::Relaxed));
+    f.put("churn", format!("{:.1} s", churn_time.as_secs_f64()));
+
+    match bench.converge(opts.converge_timeout, &mut live).await {
+        Some(d) => f.put("converge", format!("{:.2} s", d.as_secs_f64())),
+        None => {
+            f.put("converge", "timeout");
+            f.fail(format!("not converged within {:?}", opts.converge_timeout));
+        }
+    }
+    let lost = bench.lost_intents(&expected).await?;
+    f.put("intents lost", lost.len());
+    if let Some(first) = lost.first() {
+        f.fail(format!("{} intents lost, e.g. {first}", lost.len()));
+    }
+    let mismatched = bench.world_mismatches().await?;
+    f.put("desired != observed", mismatched.len());
+    if let Some(first) = mismatched.first() {
+        f.fail(format!(
+            "{} resources not as desired, e.g. {first}",
+            mismatched.len()
+        ));
+    }
+    let orphans = super::world::orphans(&bench.world, bench.pool()).await?;
+    f.put("orphans before delete", orphans.len());
+    if let Some((kind, name)) = orphans.first() {
+        f.fail(format!(
+            "{} objects with no row, e.g. {kind} {name}",
+            orphans.len()
+        ));
+    }
+    bench.errors(&mut f).await?;
+    bench
+        .delete_everything(&mut f, opts.converge_timeout, &mut live)
+        .await?;
+    let ledger = bench.ledger(&mut f).await?;
+    f.put(
+        "repeated calls",
+        format!(
+            "{} ensure, {} stop, {} delete found the world already there (idempotent retries)",
+            ledger.count("ensure", "noop"),
+            ledger.count("stop", "noop"),
+            ledger.count("delete", "noop")
+        ),
+    );
+    stop_all(live).await?;
+    Ok(f)
+}

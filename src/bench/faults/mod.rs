@@ -1,0 +1,467 @@
+//! `kiln bench faults`: the fault suite (issue 18 §5). Each scenario runs
+//! replicas as real processes against a scratch database on the configured
+//! server, with the counting driver of `world` (its own scratch database),
+//! injects its fault, waits for the loop to converge and checks the
+//! invariants: every project where its intent says, no resource created
+//! twice, nothing left behind once everything is deleted. It prints its
+//! figures and fails when an invariant does.
+
+mod kill;
+mod replica;
+mod two_replicas;
+pub mod world;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::Scratch;
+use crate::model::intent::Intent;
+use crate::store::{SecretKey, Store};
+use replica::{Replica, Spawner};
+pub use replica::{ReplicaArgs, run_replica};
+use world::Ledger;
+
+/// What to run and how hard.
+#[derive(Debug, Clone)]
+pub struct FaultOptions {
+    /// The `kiln` binary replicas are started from.
+    pub exe: PathBuf,
+    /// Projects in flight (each has a sandbox and a database).
+    pub projects: usize,
+    /// SIGKILLs in the kill scenario.
+    pub kills: usize,
+    /// Replica processes in the kill scenario.
+    pub replicas: usize,
+    /// Each driver call takes this long (half before its effect, half after).
+    pub latency: Duration,
+    /// The replicas' lease: a killed replica's rows are taken over after it.
+    pub lease: Duration,
+    /// Longest wait for convergence before the run counts as failed.
+    pub converge_timeout: Duration,
+    /// Which scenarios: `kill`, `two-replicas`.
+    pub scenarios: Vec<String>,
+}
+
+impl FaultOptions {
+    pub fn new(exe: PathBuf) -> Self {
+        Self {
+            exe,
+            projects: 200,
+            kills: 10,
+            replicas: 2,
+            latency: Duration::from_millis(20),
+            lease: Duration::from_secs(2),
+            converge_timeout: Duration::from_secs(120),
+            scenarios: vec!["kill".into(), "two-replicas".into()],
+        }
+    }
+}
+
+/// One scenario's figures and the invariants it found broken.
+#[derive(Debug, Default, Clone)]
+pub struct Figures {
+    pub scenario: String,
+    pub figures: Vec<(String, String)>,
+    pub failures: Vec<String>,
+}
+
+impl Figures {
+    fn new(scenario: &str) -> Self {
+        Self {
+            scenario: scenario.into(),
+            ..Self::default()
+        }
+    }
+
+    fn put(&mut self, name: &str, value: impl ToString) {
+        self.figures.push((name.into(), value.to_string()));
+    }
+
+    fn fail(&mut self, what: impl Into<String>) {
+        self.failures.push(what.into());
+    }
+
+    fn get(&self, name: &str) -> &str {
+        self.figures
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("-", |(_, v)| v.as_str())
+    }
+}
+
+/// Every scenario's figures, in order.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub scenarios: Vec<Figures>,
+}
+
+impl Report {
+    pub fn failures(&self) -> Vec<String> {
+        self.scenarios
+            .iter()
+            .flat_map(|s| s.failures.iter().map(|f| format!("{}: {f}", s.scenario)))
+            .collect()
+    }
+
+    /// The common figures of every scenario side by side.
+    pub fn table(&self) -> String {
+        const COLS: [&str; 9] = [
+            "projects",
+            "replicas",
+            "kills",
+            "intents",
+            "converge",
+            "delete-all",
+            "duplicates",
+            "orphans",
+            "errors",
+        ];
+        let mut rows = vec![
+            std::iter::once("scenario".to_string())
+                .chain(COLS.iter().map(|c| c.to_string()))
+                .chain(std::iter::once("result".to_string()))
+                .collect::<Vec<_>>(),
+        ];
+        for s in &self.scenarios {
+            let mut row = vec![s.scenario.clone()];
+            row.extend(COLS.iter().map(|c| s.get(c).to_string()));
+            row.push(
+                if s.failures.is_empty() {
+                    "ok"
+                } else {
+                    "FAILED"
+                }
+                .into(),
+            );
+            rows.push(row);
+        }
+        let widths: Vec<usize> = (0..rows[0].len())
+            .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+            .collect();
+        rows.iter()
+            .map(|r| {
+                r.iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+                    .trim_end()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Runs the chosen scenarios, printing each one's figures as it ends.
+pub async fn faults(admin_url: &str, opts: &FaultOptions) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    println!(
+        "fault suite: replicas are `{} bench faults-replica` processes; driver = counting driver \
+         (every create/start/stop/delete logged in a table shared by all replicas), {} ms per call, lease {} ms",
+        opts.exe.display(),
+        opts.latency.as_millis(),
+        opts.lease.as_millis()
+    );
+    for name in &opts.scenarios {
+        let figures = match name.as_str() {
+            "kill" => kill::run(admin_url, opts).await?,
+            "two-replicas" => two_replicas::run(admin_url, opts).await?,
+            other => anyhow::bail!("unknown scenario {other:?} (kill, two-replicas)"),
+        };
+        println!("{}:", figures.scenario);
+        for (k, v) in &figures.figures {
+            println!("  {k:<22} {v}");
+        }
+        for f in &figures.failures {
+            println!("  INVARIANT FAILED: {f}");
+        }
+        report.scenarios.push(figures);
+    }
+    println!("\n{}", report.table());
+    Ok(report)
+}
+
+/// One scenario's databases, store and replica launcher; dropped at the end.
+struct Bench {
+    kiln: Scratch,
+    world_db: Scratch,
+    store: Store,
+    world: PgPool,
+    spawner: Spawner,
+    user: Uuid,
+    log_dir: PathBuf,
+}
+
+impl Bench {
+    async fn create(admin_url: &str, opts: &FaultOptions) -> anyhow::Result<Bench> {
+        let kiln = Scratch::create(admin_url).await?;
+        let world_db = Scratch::create(admin_url).await?;
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
+        let key_hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let store = Store::connect(&kiln.url, SecretKey::from_hex(&key_hex)?, 16).await?;
+        store.migrate().await?;
+        let world = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&world_db.url)
+            .await?;
+        world::create_schema(&world).await?;
+        let user = store.create_user("faults", None, false).await?.id;
+        let log_dir = std::env::temp_dir().join(format!("kiln-faults-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&log_dir)?;
+        let spawner = Spawner {
+            exe: opts.exe.clone(),
+            args: ReplicaArgs {
+                database_url: kiln.url.clone(),
+                world_url: world_db.url.clone(),
+                lease: opts.lease,
+                latency: opts.latency,
+            },
+            key_hex,
+            log_dir: log_dir.clone(),
+        };
+        Ok(Bench {
+            kiln,
+            world_db,
+            store,
+            world,
+            spawner,
+            user,
+            log_dir,
+        })
+    }
+
+    async fn drop_all(self) -> anyhow::Result<()> {
+        self.store.pool().close().await;
+        self.world.close().await;
+        self.kiln.drop_database().await?;
+        self.world_db.drop_database().await?;
+        let _ = std::fs::remove_dir_all(&self.log_dir);
+        Ok(())
+    }
+
+    fn pool(&self) -> &PgPool {
+        self.store.pool()
+    }
+
+    async fn create_project(&self, name: &str) -> anyhow::Result<()> {
+        self.store
+            .create_project(self.user, name, "", "faults")
+            .await?;
+        Ok(())
+    }
+
+    async fn intent(&self, name: &str, intent: Intent) -> anyhow::Result<()> {
+        self.store
+            .record_intent(self.user, name, intent, "faults")
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until every resource is settled where its intent says and every
+    /// deleted one is gone; the time it took, or `None` at the timeout.
+    async fn converge(&self, timeout: Duration, replicas: &mut [Replica]) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Ok(0) = unsettled(self.pool()).await {
+                return Some(started.elapsed());
+            }
+            for r in replicas.iter_mut() {
+                if let Some(status) = r.exited() {
+                    eprintln!(
+                        "replica r{}.g{} exited on its own ({status}):\n{}",
+                        r.slot,
+                        r.generation,
+                        replica::log_tail(&self.log_dir, r.slot, r.generation)
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Resources not where their intent says: (kind, name, desired, world state).
+    async fn world_mismatches(&self) -> anyhow::Result<Vec<String>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT 'sandbox', resource_name, desired FROM sandboxes
+             UNION ALL SELECT 'database', resource_name, desired FROM databases",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let objects: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT kind, name, state FROM world_objects")
+                .fetch_all(&self.world)
+                .await?;
+        let world: HashMap<(String, String), String> =
+            objects.into_iter().map(|(k, n, s)| ((k, n), s)).collect();
+        let mut bad = Vec::new();
+        for (kind, name, desired) in rows {
+            let state = world.get(&(kind.clone(), name.clone())).map(String::as_str);
+            let fine = match desired.as_str() {
+                "RUNNING" => state == Some("running"),
+                "STOPPED" => state != Some("running"),
+                _ => false,
+            };
+            if !fine {
+                bad.push(format!(
+                    "{kind} {name}: desired {desired}, world {}",
+                    state.unwrap_or("absent")
+                ));
+            }
+        }
+        Ok(bad)
+    }
+
+    /// Projects whose stored intent differs from the last one the run made.
+    async fn lost_intents(
+        &self,
+        expected: &HashMap<String, &'static str>,
+    ) -> anyhow::Result<Vec<String>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT p.name, r.desired FROM projects p
+               JOIN (SELECT project_id, desired FROM sandboxes
+                     UNION ALL SELECT project_id, desired FROM databases) r ON r.project_id = p.id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut lost = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (name, desired) in rows {
+            seen.insert(name.clone());
+            match expected.get(&name) {
+                Some(want) if *want == desired => {}
+                Some(want) => lost.push(format!("{name}: wanted {want}, stored {desired}")),
+                None => lost.push(format!("{name}: deleted, still stored as {desired}")),
+            }
+        }
+        for name in expected.keys() {
+            if !seen.contains(name) {
+                lost.push(format!("{name}: its resources are gone"));
+            }
+        }
+        Ok(lost)
+    }
+
+    /// Deletes every project left, waits until nothing is left, and checks
+    /// that the world is empty too.
+    async fn delete_everything(
+        &self,
+        f: &mut Figures,
+        timeout: Duration,
+        replicas: &mut [Replica],
+    ) -> anyhow::Result<()> {
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM projects")
+            .fetch_all(self.pool())
+            .await?;
+        for name in &names {
+            // A project already being deleted refuses another delete.
+            let _ = self.intent(name, Intent::Delete).await;
+        }
+        match self.converge(timeout, replicas).await {
+            Some(d) => f.put("delete-all", format!("{:.2} s", d.as_secs_f64())),
+            None => {
+                f.put("delete-all", "timeout");
+                f.fail(format!("not everything was deleted within {timeout:?}"));
+            }
+        }
+        let (projects, rows): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM projects),
+                    (SELECT count(*) FROM sandboxes) + (SELECT count(*) FROM databases)",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        let objects: Vec<(String, String)> =
+            sqlx::query_as("SELECT kind, name FROM world_objects ORDER BY 1, 2")
+                .fetch_all(&self.world)
+                .await?;
+        f.put("orphans", objects.len());
+        f.put(
+            "left after delete-all",
+            format!("{projects} projects, {rows} resource rows"),
+        );
+        if projects + rows > 0 {
+            f.fail(format!(
+                "{projects} projects and {rows} resource rows left after deleting everything"
+            ));
+        }
+        if !objects.is_empty() {
+            f.fail(format!(
+                "{} driver-side objects orphaned, e.g. {} {}",
+                objects.len(),
+                objects[0].0,
+                objects[0].1
+            ));
+        }
+        Ok(())
+    }
+
+    /// Duplicate creates and the call counts, from the world's log.
+    async fn ledger(&self, f: &mut Figures) -> anyhow::Result<Ledger> {
+        let ledger = Ledger::read(&self.world).await?;
+        f.put("duplicates", ledger.duplicates.len());
+        if let Some((kind, name, n)) = ledger.duplicates.first() {
+            f.fail(format!(
+                "{} resources created more than once, e.g. {kind} {name} {n} times",
+                ledger.duplicates.len()
+            ));
+        }
+        f.put("driver calls", ledger.summary());
+        f.put(
+            "calls per replica",
+            ledger
+                .by_replica
+                .iter()
+                .map(|(r, n)| format!("{r}={n}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        Ok(ledger)
+    }
+
+    async fn errors(&self, f: &mut Figures) -> anyhow::Result<()> {
+        let (errors, failing): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status = 'ERROR'), count(*) FILTER (WHERE last_error IS NOT NULL)
+               FROM (SELECT status, last_error FROM sandboxes
+                     UNION ALL SELECT status, last_error FROM databases) r",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        f.put("errors", errors);
+        f.put("rows with last_error", failing);
+        if errors > 0 {
+            f.fail(format!("{errors} resources in ERROR"));
+        }
+        Ok(())
+    }
+}
+
+/// Resources not yet settled where their intent says (deleted ones count
+/// until their rows are gone).
+async fn unsettled(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT desired, status FROM sandboxes
+                              UNION ALL SELECT desired, status FROM databases) r
+          WHERE desired = 'TERMINATED' OR status <> desired",
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// A uniformly random index below `n`.
+fn pick(n: usize) -> usize {
+    ((crate::reconcile::backoff::unit_random() * n as f64) as usize).min(n.saturating_sub(1))
+}
+
+/// Stops every replica gracefully.
+async fn stop_all(replicas: Vec<Replica>) -> anyhow::Result<()> {
+    for r in replicas {
+        r.stop().await?;
+    }
+    Ok(())
+}

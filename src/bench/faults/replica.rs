@@ -1,0 +1,163 @@
+//! A replica as its own process: `kiln bench faults-replica` runs only the
+//! reconcile loop, against the scratch database, with the counting driver
+//! of `world`. The suite starts, kills (SIGKILL) and restarts these.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use super::world::WorldDriver;
+use crate::reconcile::{ReconcileConfig, Reconciler};
+use crate::store::{SecretKey, Store};
+
+/// The environment variable that hands the scratch secret key to a replica
+/// (never on the command line, where `ps` would show it).
+pub const KEY_ENV: &str = "KILN_FAULTS_SECRET_KEY";
+
+/// How a replica process is set up; the same for every replica of a run.
+#[derive(Debug, Clone)]
+pub struct ReplicaArgs {
+    pub database_url: String,
+    pub world_url: String,
+    pub lease: Duration,
+    pub latency: Duration,
+}
+
+/// The loop's settings for the suite: short lease, quick polls and retries,
+/// so a killed replica's rows are taken over within seconds.
+pub fn reconcile_config(lease: Duration) -> ReconcileConfig {
+    let mut c = ReconcileConfig {
+        resync: Duration::from_millis(250),
+        batch_size: 32,
+        lease,
+        concurrency: 16,
+        shutdown_grace: Duration::from_secs(5),
+        ..ReconcileConfig::default()
+    };
+    c.schedule.poll_interval = Duration::from_millis(100);
+    c.schedule.backoff_base = Duration::from_millis(50);
+    c.schedule.backoff_cap = Duration::from_secs(1);
+    c
+}
+
+/// The body of `kiln bench faults-replica`: runs until SIGTERM or SIGINT.
+pub async fn run_replica(args: ReplicaArgs, replica: String) -> anyhow::Result<()> {
+    let key_text = std::env::var(KEY_ENV).with_context(|| format!("{KEY_ENV} is not set"))?;
+    let key = SecretKey::from_hex(&key_text)?;
+    let store = Store::connect(&args.database_url, key, 8).await?;
+    let feed = store.listen().await?;
+    let world = Arc::new(WorldDriver::connect(&args.world_url, &replica, args.latency).await?);
+    let rec = Reconciler::new(
+        store.clone(),
+        world.clone(),
+        world,
+        reconcile_config(args.lease),
+        replica,
+    );
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        stop.cancel();
+    });
+    rec.run(Some(feed.subscribe()), shutdown).await?;
+    Ok(())
+}
+
+/// One replica slot: a process that is killed and restarted under a new
+/// generation (`r0.g3`), as a restarted pod gets a new name.
+pub struct Replica {
+    pub slot: usize,
+    pub generation: usize,
+    child: Child,
+}
+
+/// Starts replica processes from one binary with one set of arguments.
+pub struct Spawner {
+    pub exe: PathBuf,
+    pub args: ReplicaArgs,
+    pub key_hex: String,
+    pub log_dir: PathBuf,
+}
+
+impl Spawner {
+    pub fn spawn(&self, slot: usize, generation: usize) -> anyhow::Result<Replica> {
+        let id = format!("r{slot}.g{generation}");
+        let log = std::fs::File::create(self.log_dir.join(format!("{id}.log")))?;
+        let child = Command::new(&self.exe)
+            .arg("bench")
+            .arg("faults-replica")
+            .arg("--database-url")
+            .arg(&self.args.database_url)
+            .arg("--world-url")
+            .arg(&self.args.world_url)
+            .arg("--replica-id")
+            .arg(&id)
+            .arg("--lease-ms")
+            .arg(self.args.lease.as_millis().to_string())
+            .arg("--latency-ms")
+            .arg(self.args.latency.as_millis().to_string())
+            .env(KEY_ENV, &self.key_hex)
+            .env("KILN_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", self.exe.display()))?;
+        Ok(Replica {
+            slot,
+            generation,
+            child,
+        })
+    }
+}
+
+impl Replica {
+    /// SIGKILL, then reap.
+    pub async fn kill9(mut self) -> anyhow::Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        Ok(())
+    }
+
+    /// SIGTERM (the replica gives its leases back), then reap.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => self.child.start_kill()?,
+        }
+        Ok(())
+    }
+
+    /// Whether the process died on its own (a crash the suite did not cause).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+/// The tail of a replica's log, for a failure report.
+pub fn log_tail(dir: &Path, slot: usize, generation: usize) -> String {
+    let text =
+        std::fs::read_to_string(dir.join(format!("r{slot}.g{generation}.log"))).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
