@@ -171,9 +171,11 @@ pub enum BenchCommand {
     /// counting driver (started by `bench faults`).
     #[command(hide = true)]
     FaultsReplica {
-        #[arg(long)]
+        /// Kiln's database (the suite's scratch database).
+        #[arg(long, env = "KILN_FAULTS_DATABASE_URL", hide_env_values = true)]
         database_url: String,
-        #[arg(long)]
+        /// The counting driver's database.
+        #[arg(long, env = "KILN_FAULTS_WORLD_URL", hide_env_values = true)]
         world_url: String,
         #[arg(long)]
         replica_id: String,
@@ -201,9 +203,19 @@ pub struct FaultsArgs {
     /// The replicas' lease, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     lease_ms: u64,
-    /// Scenarios to run, comma-separated: kill, two-replicas.
-    #[arg(long, value_delimiter = ',', default_value = "kill,two-replicas")]
+    /// Scenarios to run, comma-separated: kill, two-replicas, pg-restart.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kill,two-replicas,pg-restart"
+    )]
     scenarios: Vec<String>,
+    /// Dashboards open during the PostgreSQL restarts (pg-restart).
+    #[arg(long, default_value_t = 4)]
+    dashboards: usize,
+    /// Seconds PostgreSQL stays stopped in the second outage (pg-restart).
+    #[arg(long, default_value_t = 10)]
+    pg_outage_secs: u64,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -280,6 +292,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             opts.latency = std::time::Duration::from_millis(args.latency_ms);
             opts.lease = std::time::Duration::from_millis(args.lease_ms);
             opts.scenarios = args.scenarios;
+            opts.dashboards = args.dashboards;
+            opts.pg_outage = std::time::Duration::from_secs(args.pg_outage_secs);
             let db = Database::open(&config, 2).await?;
             let admin = db.admin_url.clone();
             let r = crate::bench::faults(&admin, &opts).await;

@@ -4,11 +4,10 @@
 //! deleting everything must leave nothing behind.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Bench, FaultOptions, Figures, pick, stop_all};
-use crate::model::intent::Intent;
+use super::{Bench, Expected, FaultOptions, Figures, churn, pick, stop_all};
 use crate::reconcile::backoff::unit_random;
 
 pub async fn run(admin_url: &str, opts: &FaultOptions) -> anyhow::Result<Figures> {
@@ -25,51 +24,18 @@ async fn scenario(bench: &Bench, opts: &FaultOptions) -> anyhow::Result<Figures>
     for slot in 0..replicas {
         live.push(bench.spawner.spawn(slot, 0)?);
     }
-    let mut expected: HashMap<String, &'static str> = HashMap::new();
+    let mut expected: Expected = HashMap::new();
     let mut names: Vec<String> = Vec::new();
     for i in 0..opts.projects {
         let name = format!("p{i}");
         bench.create_project(&name).await?;
-        expected.insert(name.clone(), "RUNNING");
+        expected.insert(name.clone(), vec!["RUNNING"]);
         names.push(name);
     }
 
     // Churn and kills at once; the churn stops when the kills are done.
     let done = AtomicBool::new(false);
-    let intents = AtomicUsize::new(0);
-    let refused = AtomicUsize::new(0);
-    let churn = async {
-        let mut next = opts.projects;
-        while !done.load(Ordering::Relaxed) {
-            let i = pick(names.len());
-            let name = names[i].clone();
-            let roll = unit_random();
-            let (intent, want) = if roll < 0.1 {
-                (Intent::Delete, None)
-            } else if expected[&name] == "RUNNING" {
-                (Intent::Stop, Some("STOPPED"))
-            } else {
-                (Intent::Start, Some("RUNNING"))
-            };
-            intents.fetch_add(1, Ordering::Relaxed);
-            if bench.intent(&name, intent).await.is_err() {
-                refused.fetch_add(1, Ordering::Relaxed);
-            } else if let Some(w) = want {
-                expected.insert(name, w);
-            } else {
-                // Deleted: a new project takes its place in the churn.
-                expected.remove(&name);
-                let new = format!("p{next}");
-                next += 1;
-                bench.create_project(&new).await?;
-                intents.fetch_add(1, Ordering::Relaxed);
-                expected.insert(new.clone(), "RUNNING");
-                names[i] = new;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        anyhow::Ok(next)
-    };
+    let churning = churn(bench, &mut names, &mut expected, &done);
     let mut leases_at_kill = 0i64;
     let kills = async {
         for _ in 0..opts.kills {
@@ -90,22 +56,27 @@ async fn scenario(bench: &Bench, opts: &FaultOptions) -> anyhow::Result<Figures>
             tokio::time::sleep(Duration::from_millis(100)).await;
             live.push(bench.spawner.spawn(slot, generation + 1)?);
         }
-        done.store(true, Ordering::Relaxed);
         anyhow::Ok(())
     };
+    // The churn stops when the kills are over, however they ended.
+    let kills = async {
+        let r = kills.await;
+        done.store(true, Ordering::Relaxed);
+        r
+    };
     let churn_started = Instant::now();
-    let (created, killed) = tokio::join!(churn, kills);
-    let created = created?;
+    let (churned, killed) = tokio::join!(churning, kills);
     killed?;
     let churn_time = churn_started.elapsed();
 
     f.put("projects", opts.projects);
-    f.put("projects created", created);
+    f.put("projects created", opts.projects + churned.created);
     f.put("replicas", replicas);
     f.put("kills", opts.kills);
     f.put("leases held at kills", leases_at_kill);
-    f.put("intents", intents.load(Ordering::Relaxed));
-    f.put("intents refused", refused.load(Ordering::Relaxed));
+    f.put("intents", churned.intents);
+    f.put("intents refused", churned.refused);
+    f.put("intents failed", churned.failed);
     f.put("churn", format!("{:.1} s", churn_time.as_secs_f64()));
 
     match bench.converge(opts.converge_timeout, &mut live).await {

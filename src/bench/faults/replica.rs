@@ -15,9 +15,12 @@ use super::world::WorldDriver;
 use crate::reconcile::{ReconcileConfig, Reconciler};
 use crate::store::{SecretKey, Store};
 
-/// The environment variable that hands the scratch secret key to a replica
-/// (never on the command line, where `ps` would show it).
+/// The environment variables that hand the scratch secret key and the
+/// database URLs (a private cluster's holds its superuser password) to a
+/// replica: never on the command line, where `ps` would show them.
 pub const KEY_ENV: &str = "KILN_FAULTS_SECRET_KEY";
+pub const DATABASE_URL_ENV: &str = "KILN_FAULTS_DATABASE_URL";
+pub const WORLD_URL_ENV: &str = "KILN_FAULTS_WORLD_URL";
 
 /// How a replica process is set up; the same for every replica of a run.
 #[derive(Debug, Clone)]
@@ -97,10 +100,6 @@ impl Spawner {
         let child = Command::new(&self.exe)
             .arg("bench")
             .arg("faults-replica")
-            .arg("--database-url")
-            .arg(&self.args.database_url)
-            .arg("--world-url")
-            .arg(&self.args.world_url)
             .arg("--replica-id")
             .arg(&id)
             .arg("--lease-ms")
@@ -108,6 +107,8 @@ impl Spawner {
             .arg("--latency-ms")
             .arg(self.args.latency.as_millis().to_string())
             .env(KEY_ENV, &self.key_hex)
+            .env(DATABASE_URL_ENV, &self.args.database_url)
+            .env(WORLD_URL_ENV, &self.args.world_url)
             .env("KILN_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
