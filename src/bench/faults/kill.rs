@@ -37,6 +37,7 @@ async fn scenario(bench: &Bench, opts: &FaultOptions) -> anyhow::Result<Figures>
     let done = AtomicBool::new(false);
     let churning = churn(bench, &mut names, &mut expected, &done);
     let mut leases_at_kill = 0i64;
+    let mut victims: Vec<String> = Vec::new();
     let kills = async {
         for _ in 0..opts.kills {
             let wait = Duration::from_millis(300 + (unit_random() * 1200.0) as u64);
@@ -52,6 +53,7 @@ async fn scenario(bench: &Bench, opts: &FaultOptions) -> anyhow::Result<Figures>
             .fetch_one(bench.pool())
             .await?;
             leases_at_kill += held;
+            victims.push(format!("r{slot}.g{generation}"));
             // A supervisor restarts it, under a new name.
             tokio::time::sleep(Duration::from_millis(100)).await;
             live.push(bench.spawner.spawn(slot, generation + 1)?);
@@ -74,6 +76,13 @@ async fn scenario(bench: &Bench, opts: &FaultOptions) -> anyhow::Result<Figures>
     f.put("replicas", replicas);
     f.put("kills", opts.kills);
     f.put("leases held at kills", leases_at_kill);
+    f.put(
+        "cut-off effects",
+        format!(
+            "{} (done by a killed replica, its status write never made: another replica took over)",
+            cut_off(bench, &victims).await?
+        ),
+    );
     f.put("intents", churned.intents);
     f.put("intents refused", churned.refused);
     f.put("intents failed", churned.failed);
@@ -123,4 +132,31 @@ async fn scenario(bench: &Bench, opts: &FaultOptions) -> anyhow::Result<Figures>
     );
     stop_all(live).await?;
     Ok(f)
+}
+
+/// Driver effects (create, start, stop, delete) a killed replica made but
+/// never recorded itself: the kill fell between the driver call and the
+/// fenced write (or an intent superseded the write).
+async fn cut_off(bench: &Bench, killed: &[String]) -> anyhow::Result<i64> {
+    let effects: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT replica, name, count(*) FROM world_calls
+          WHERE replica = ANY($1) AND effect IN ('create', 'start', 'stop', 'delete')
+          GROUP BY 1, 2",
+    )
+    .bind(killed)
+    .fetch_all(&bench.world)
+    .await?;
+    let recorded: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT actor, resource, count(*) FROM events
+          WHERE actor = ANY($1) AND kind <> 'project' GROUP BY 1, 2",
+    )
+    .bind(killed)
+    .fetch_all(bench.pool())
+    .await?;
+    let recorded: HashMap<(String, String), i64> =
+        recorded.into_iter().map(|(a, r, n)| ((a, r), n)).collect();
+    Ok(effects
+        .into_iter()
+        .map(|(a, r, n)| (n - recorded.get(&(a, r)).copied().unwrap_or(0)).max(0))
+        .sum())
 }
