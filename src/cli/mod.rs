@@ -167,6 +167,14 @@ pub enum BenchCommand {
     /// two replicas on one database; checks the invariants, prints figures,
     /// exits non-zero when one fails.
     Faults(FaultsArgs),
+    /// The fault suite's SSH front end (no reconcile loop), for the soak.
+    #[command(hide = true)]
+    FaultsFront {
+        #[arg(long, env = "KILN_FAULTS_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long)]
+        listen: String,
+    },
     /// One replica of the fault suite: the reconcile loop only, on the
     /// counting driver (started by `bench faults`).
     #[command(hide = true)]
@@ -188,6 +196,15 @@ pub enum BenchCommand {
 
 #[derive(Debug, Args)]
 pub struct FaultsArgs {
+    /// Projects churning in the soak scenario.
+    #[arg(long, default_value_t = 500)]
+    soak_projects: usize,
+    /// Idle dashboards open in the soak scenario.
+    #[arg(long, default_value_t = 200)]
+    soak_sessions: usize,
+    /// How long the soak scenario churns, in seconds.
+    #[arg(long, default_value_t = 180)]
+    soak_secs: u64,
     /// Projects in flight (each has a sandbox and a database).
     #[arg(long, default_value_t = 200)]
     projects: usize,
@@ -236,6 +253,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             latency: std::time::Duration::from_millis(latency_ms),
         };
         return crate::bench::faults::run_replica(args, replica_id).await;
+    }
+    if let Command::Bench(BenchCommand::FaultsFront {
+        database_url,
+        listen,
+    }) = &cli.command
+    {
+        return crate::bench::faults::run_front(database_url, listen).await;
     }
     let overrides = Overrides {
         database_url: std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()),
@@ -292,6 +316,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             opts.latency = std::time::Duration::from_millis(args.latency_ms);
             opts.lease = std::time::Duration::from_millis(args.lease_ms);
             opts.scenarios = args.scenarios;
+            opts.soak_projects = args.soak_projects;
+            opts.soak_sessions = args.soak_sessions;
+            opts.soak = std::time::Duration::from_secs(args.soak_secs);
             opts.dashboards = args.dashboards;
             opts.pg_outage = std::time::Duration::from_secs(args.pg_outage_secs);
             let db = Database::open(&config, 2).await?;
@@ -308,7 +335,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench(BenchCommand::FaultsReplica { .. }) => unreachable!("handled above"),
+        Command::Bench(BenchCommand::FaultsReplica { .. } | BenchCommand::FaultsFront { .. }) => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -5,10 +5,14 @@
 //! invariants: every project where its intent says, no resource created
 //! twice, nothing left behind once everything is deleted. It prints its
 //! figures and fails when an invariant does.
+//!
+//! Connections are few on purpose (about 35 for a scenario: the suite 8,
+//! each replica 10, the SSH front end 5): the server is often shared.
 
 mod kill;
 mod pg_restart;
 mod replica;
+mod soak;
 mod two_replicas;
 pub mod world;
 
@@ -23,7 +27,7 @@ use super::Scratch;
 use crate::model::intent::Intent;
 use crate::store::{SecretKey, Store};
 use replica::{Replica, Spawner};
-pub use replica::{ReplicaArgs, run_replica};
+pub use replica::{ReplicaArgs, run_front, run_replica};
 use world::Ledger;
 
 /// What to run and how hard.
@@ -49,6 +53,10 @@ pub struct FaultOptions {
     pub dashboards: usize,
     /// How long PostgreSQL stays stopped in the second outage.
     pub pg_outage: Duration,
+    /// The soak: projects churning, idle dashboards, how long.
+    pub soak_projects: usize,
+    pub soak_sessions: usize,
+    pub soak: Duration,
 }
 
 impl FaultOptions {
@@ -64,6 +72,9 @@ impl FaultOptions {
             scenarios: vec!["kill".into(), "two-replicas".into(), "pg-restart".into()],
             dashboards: 4,
             pg_outage: Duration::from_secs(10),
+            soak_projects: 500,
+            soak_sessions: 200,
+            soak: Duration::from_secs(180),
         }
     }
 }
@@ -119,7 +130,7 @@ impl Report {
 
     /// The common figures of every scenario side by side.
     pub fn table(&self) -> String {
-        const COLS: [&str; 10] = [
+        const COLS: [&str; 11] = [
             "projects",
             "replicas",
             "kills",
@@ -130,6 +141,7 @@ impl Report {
             "duplicates",
             "orphans",
             "errors",
+            "rss",
         ];
         let mut rows = vec![
             std::iter::once("scenario".to_string())
@@ -183,7 +195,10 @@ pub async fn faults(admin_url: &str, opts: &FaultOptions) -> anyhow::Result<Repo
             "kill" => kill::run(admin_url, opts).await?,
             "two-replicas" => two_replicas::run(admin_url, opts).await?,
             "pg-restart" => pg_restart::run(admin_url, opts).await?,
-            other => anyhow::bail!("unknown scenario {other:?} (kill, two-replicas, pg-restart)"),
+            "soak" => soak::run(admin_url, opts).await?,
+            other => {
+                anyhow::bail!("unknown scenario {other:?} (kill, two-replicas, pg-restart, soak)")
+            }
         };
         println!("{}:", figures.scenario);
         for (k, v) in &figures.figures {
@@ -309,10 +324,10 @@ impl Bench {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
         let key_hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-        let store = Store::connect(&kiln.url, SecretKey::from_hex(&key_hex)?, 16).await?;
+        let store = Store::connect(&kiln.url, SecretKey::from_hex(&key_hex)?, 6).await?;
         store.migrate().await?;
         let world = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(4)
+            .max_connections(2)
             .connect(&world_db.url)
             .await?;
         world::create_schema(&world).await?;
@@ -357,7 +372,7 @@ impl Bench {
         let store = Store::connect(
             &self.kiln.url,
             SecretKey::from_hex(&self.spawner.key_hex)?,
-            16,
+            6,
         )
         .await?;
         // Not closed: the dashboards' front end still uses it (and closing

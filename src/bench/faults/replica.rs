@@ -52,7 +52,7 @@ pub fn reconcile_config(lease: Duration) -> ReconcileConfig {
 pub async fn run_replica(args: ReplicaArgs, replica: String) -> anyhow::Result<()> {
     let key_text = std::env::var(KEY_ENV).with_context(|| format!("{KEY_ENV} is not set"))?;
     let key = SecretKey::from_hex(&key_text)?;
-    let store = Store::connect(&args.database_url, key, 8).await?;
+    let store = Store::connect(&args.database_url, key, 5).await?;
     let feed = store.listen().await?;
     let world = Arc::new(WorldDriver::connect(&args.world_url, &replica, args.latency).await?);
     let rec = Reconciler::new(
@@ -77,6 +77,51 @@ pub async fn run_replica(args: ReplicaArgs, replica: String) -> anyhow::Result<(
     Ok(())
 }
 
+/// The body of `kiln bench faults-front`: an SSH front end (dashboards and
+/// exec commands, no reconcile loop) on the scratch database, until SIGTERM.
+pub async fn run_front(database_url: &str, listen: &str) -> anyhow::Result<()> {
+    let key_text = std::env::var(KEY_ENV).with_context(|| format!("{KEY_ENV} is not set"))?;
+    let store = Store::connect(database_url, SecretKey::from_hex(&key_text)?, 4).await?;
+    let feed = Arc::new(store.listen().await?);
+    let listener = crate::ssh::server::bind(listen).await?;
+    let host_key = russh::keys::PrivateKey::random(
+        &mut russh::keys::key::safe_rng(),
+        russh::keys::Algorithm::Ed25519,
+    )?;
+    let config = crate::config::SshConfig {
+        listen: listen.to_string(),
+        ..crate::config::SshConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        term.recv().await;
+        stop.cancel();
+    });
+    crate::ssh::server::run(
+        store,
+        feed,
+        None::<Arc<dyn crate::driver::SessionAttach>>,
+        config,
+        host_key,
+        listener,
+        String::new(),
+        shutdown,
+    )
+    .await
+}
+
+/// A process's resident set, KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
 /// One replica slot: a process that is killed and restarted under a new
 /// generation (`r0.g3`), as a restarted pod gets a new name.
 pub struct Replica {
@@ -96,16 +141,37 @@ pub struct Spawner {
 impl Spawner {
     pub fn spawn(&self, slot: usize, generation: usize) -> anyhow::Result<Replica> {
         let id = format!("r{slot}.g{generation}");
-        let log = std::fs::File::create(self.log_dir.join(format!("{id}.log")))?;
-        let child = Command::new(&self.exe)
-            .arg("bench")
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("bench")
             .arg("faults-replica")
             .arg("--replica-id")
             .arg(&id)
             .arg("--lease-ms")
             .arg(self.args.lease.as_millis().to_string())
             .arg("--latency-ms")
-            .arg(self.args.latency.as_millis().to_string())
+            .arg(self.args.latency.as_millis().to_string());
+        self.start(cmd, &id, slot, generation)
+    }
+
+    /// The SSH front end as its own process (slot 99), listening on `listen`.
+    pub fn spawn_front(&self, listen: &str) -> anyhow::Result<Replica> {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("bench")
+            .arg("faults-front")
+            .arg("--listen")
+            .arg(listen);
+        self.start(cmd, "r99.g0", 99, 0)
+    }
+
+    fn start(
+        &self,
+        mut cmd: Command,
+        id: &str,
+        slot: usize,
+        generation: usize,
+    ) -> anyhow::Result<Replica> {
+        let log = std::fs::File::create(self.log_dir.join(format!("{id}.log")))?;
+        let child = cmd
             .env(KEY_ENV, &self.key_hex)
             .env(DATABASE_URL_ENV, &self.args.database_url)
             .env(WORLD_URL_ENV, &self.args.world_url)
@@ -147,6 +213,10 @@ impl Replica {
             Err(_) => self.child.start_kill()?,
         }
         Ok(())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Whether the process died on its own (a crash the suite did not cause).

@@ -44,7 +44,7 @@ pub struct WorldDriver {
 impl WorldDriver {
     pub async fn connect(url: &str, replica: &str, latency: Duration) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(20)
+            .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
