@@ -6,8 +6,9 @@
 //! twice, nothing left behind once everything is deleted. It prints its
 //! figures and fails when an invariant does.
 //!
-//! Connections are few on purpose (about 35 for a scenario: the suite 8,
-//! each replica 10, the SSH front end 5): the server is often shared.
+//! Connections are few on purpose (about 30 for a scenario: the suite 8,
+//! each replica 10; the soak's SSH front end 21 more): the server is often
+//! shared.
 
 mod kill;
 mod pg_restart;

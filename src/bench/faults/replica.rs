@@ -81,7 +81,7 @@ pub async fn run_replica(args: ReplicaArgs, replica: String) -> anyhow::Result<(
 /// exec commands, no reconcile loop) on the scratch database, until SIGTERM.
 pub async fn run_front(database_url: &str, listen: &str) -> anyhow::Result<()> {
     let key_text = std::env::var(KEY_ENV).with_context(|| format!("{KEY_ENV} is not set"))?;
-    let store = Store::connect(database_url, SecretKey::from_hex(&key_text)?, 4).await?;
+    let store = Store::connect(database_url, SecretKey::from_hex(&key_text)?, 20).await?;
     let feed = Arc::new(store.listen().await?);
     let listener = crate::ssh::server::bind(listen).await?;
     let host_key = russh::keys::PrivateKey::random(
