@@ -248,7 +248,7 @@ impl client::Handler for BenchClient {
 }
 
 /// One dashboard as a client sees it.
-struct Session {
+pub(super) struct Session {
     _handle: client::Handle<BenchClient>,
     parser: Arc<Mutex<vt100::Parser>>,
     drawn: Arc<Notify>,
@@ -256,10 +256,19 @@ struct Session {
 
 impl Session {
     async fn open(addr: SocketAddr, key: &Arc<PrivateKey>) -> anyhow::Result<Session> {
+        Self::open_as(addr, key, "bench").await
+    }
+
+    /// A dashboard signed in as `user` with `key`.
+    pub(super) async fn open_as(
+        addr: SocketAddr,
+        key: &Arc<PrivateKey>,
+        user: &str,
+    ) -> anyhow::Result<Session> {
         let mut handle =
             client::connect(Arc::new(client::Config::default()), addr, BenchClient).await?;
         let auth = handle
-            .authenticate_publickey("bench", PrivateKeyWithHashAlg::new(key.clone(), None))
+            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key.clone(), None))
             .await?;
         if !auth.success() {
             bail!("key authentication failed");
@@ -289,7 +298,16 @@ impl Session {
         })
     }
 
-    async fn wait(&self, pred: impl Fn(&str) -> bool, limit: Duration) -> anyhow::Result<()> {
+    /// What the screen shows now.
+    pub(super) fn text(&self) -> String {
+        self.parser.lock().expect("parser").screen().contents()
+    }
+
+    pub(super) async fn wait(
+        &self,
+        pred: impl Fn(&str) -> bool,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
         loop {
             let notified = self.drawn.notified();

@@ -3,11 +3,13 @@
 
 pub mod attach;
 pub mod console;
+pub mod faults;
 #[cfg(feature = "test-support")]
 pub mod reconcile;
 
 pub use attach::attach;
 pub use console::console;
+pub use faults::faults;
 #[cfg(feature = "test-support")]
 pub use reconcile::reconcile;
 
@@ -18,6 +20,7 @@ use uuid::Uuid;
 /// A throwaway database for one benchmark run.
 pub(crate) struct Scratch {
     admin: PgConnection,
+    admin_url: String,
     name: String,
     pub url: String,
 }
@@ -33,18 +36,24 @@ impl Scratch {
             .await?;
         Ok(Scratch {
             admin,
+            admin_url: admin_url.to_string(),
             url: crate::runtime::with_database(admin_url, &name),
             name,
         })
     }
 
+    /// Drops the database; over a new connection if the first one died (the
+    /// fault suite restarts the server under it).
     pub async fn drop_database(mut self) -> anyhow::Result<()> {
-        sqlx::query(AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut self.admin)
-        .await?;
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if sqlx::query(AssertSqlSafe(sql.clone()))
+            .execute(&mut self.admin)
+            .await
+            .is_err()
+        {
+            let mut admin = PgConnection::connect(&self.admin_url).await?;
+            sqlx::query(AssertSqlSafe(sql)).execute(&mut admin).await?;
+        }
         Ok(())
     }
 }

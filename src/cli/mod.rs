@@ -163,9 +163,104 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "50,200,500")]
         sessions: Vec<usize>,
     },
+    /// The fault suite: replica processes killed with SIGKILL mid-reconcile,
+    /// two replicas on one database; checks the invariants, prints figures,
+    /// exits non-zero when one fails.
+    Faults(FaultsArgs),
+    /// The fault suite's SSH front end (no reconcile loop), for the soak.
+    #[command(hide = true)]
+    FaultsFront {
+        #[arg(long, env = "KILN_FAULTS_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long)]
+        listen: String,
+    },
+    /// One replica of the fault suite: the reconcile loop only, on the
+    /// counting driver (started by `bench faults`).
+    #[command(hide = true)]
+    FaultsReplica {
+        /// Kiln's database (the suite's scratch database).
+        #[arg(long, env = "KILN_FAULTS_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// The counting driver's database.
+        #[arg(long, env = "KILN_FAULTS_WORLD_URL", hide_env_values = true)]
+        world_url: String,
+        #[arg(long)]
+        replica_id: String,
+        #[arg(long)]
+        lease_ms: u64,
+        #[arg(long)]
+        latency_ms: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct FaultsArgs {
+    /// Projects churning in the soak scenario.
+    #[arg(long, default_value_t = 500)]
+    soak_projects: usize,
+    /// Idle dashboards open in the soak scenario.
+    #[arg(long, default_value_t = 200)]
+    soak_sessions: usize,
+    /// How long the soak scenario churns, in seconds.
+    #[arg(long, default_value_t = 180)]
+    soak_secs: u64,
+    /// Projects in flight (each has a sandbox and a database).
+    #[arg(long, default_value_t = 200)]
+    projects: usize,
+    /// SIGKILLs in the kill scenario, at random intervals of 0.3 to 1.5 s.
+    #[arg(long, default_value_t = 10)]
+    kills: usize,
+    /// Replica processes in the kill scenario.
+    #[arg(long, default_value_t = 2)]
+    replicas: usize,
+    /// Time each driver call takes, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// The replicas' lease, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    lease_ms: u64,
+    /// Scenarios to run, comma-separated: kill, two-replicas, pg-restart.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kill,two-replicas,pg-restart"
+    )]
+    scenarios: Vec<String>,
+    /// Dashboards open during the PostgreSQL restarts (pg-restart).
+    #[arg(long, default_value_t = 4)]
+    dashboards: usize,
+    /// Seconds PostgreSQL stays stopped in the second outage (pg-restart).
+    #[arg(long, default_value_t = 10)]
+    pg_outage_secs: u64,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // A fault-suite replica needs nothing but its arguments (no config, and
+    // never the embedded cluster).
+    if let Command::Bench(BenchCommand::FaultsReplica {
+        database_url,
+        world_url,
+        replica_id,
+        lease_ms,
+        latency_ms,
+    }) = cli.command
+    {
+        let args = crate::bench::faults::ReplicaArgs {
+            database_url,
+            world_url,
+            lease: std::time::Duration::from_millis(lease_ms),
+            latency: std::time::Duration::from_millis(latency_ms),
+        };
+        return crate::bench::faults::run_replica(args, replica_id).await;
+    }
+    if let Command::Bench(BenchCommand::FaultsFront {
+        database_url,
+        listen,
+    }) = &cli.command
+    {
+        return crate::bench::faults::run_front(database_url, listen).await;
+    }
     let overrides = Overrides {
         database_url: std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()),
         secret_key: std::env::var("KILN_SECRET_KEY")
@@ -212,6 +307,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let r = crate::bench::console(&admin, changes, &sessions).await;
             db.close().await?;
             r
+        }
+        Command::Bench(BenchCommand::Faults(args)) => {
+            let mut opts = crate::bench::faults::FaultOptions::new(std::env::current_exe()?);
+            opts.projects = args.projects;
+            opts.kills = args.kills;
+            opts.replicas = args.replicas;
+            opts.latency = std::time::Duration::from_millis(args.latency_ms);
+            opts.lease = std::time::Duration::from_millis(args.lease_ms);
+            opts.scenarios = args.scenarios;
+            opts.soak_projects = args.soak_projects;
+            opts.soak_sessions = args.soak_sessions;
+            opts.soak = std::time::Duration::from_secs(args.soak_secs);
+            opts.dashboards = args.dashboards;
+            opts.pg_outage = std::time::Duration::from_secs(args.pg_outage_secs);
+            let db = Database::open(&config, 2).await?;
+            let admin = db.admin_url.clone();
+            let r = crate::bench::faults(&admin, &opts).await;
+            db.close().await?;
+            let failures = r?.failures();
+            if !failures.is_empty() {
+                anyhow::bail!(
+                    "{} invariants failed:\n  {}",
+                    failures.len(),
+                    failures.join("\n  ")
+                );
+            }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::FaultsReplica { .. } | BenchCommand::FaultsFront { .. }) => {
+            unreachable!("handled above")
         }
     }
 }

@@ -19,6 +19,7 @@ mod console_fronts;
 mod embedded_pg;
 mod embedded_pg_auth;
 mod exec;
+mod faults;
 mod k8s_attach;
 mod k8s_emulator;
 mod k8s_errors;
