@@ -13,6 +13,8 @@ pub mod session;
 pub mod signin_budget;
 pub mod status;
 pub mod terminal;
+#[cfg(test)]
+pub(crate) mod untrusted;
 
 pub use aggregate::aggregate;
 pub use intent::{Intent, IntentRefused};

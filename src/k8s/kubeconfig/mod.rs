@@ -15,6 +15,8 @@
 mod connect;
 mod guard;
 mod parse;
+#[cfg(test)]
+mod properties;
 mod text;
 
 use std::time::Duration;
