@@ -282,6 +282,12 @@ proptest! {
         let _ = parse(&yaml);
     }
 
+}
+
+proptest! {
+    // Each case expands aliases up to serde_yaml's repetition limit.
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
     #[test]
     fn alias_bombs_are_refused_without_a_panic(width in 2usize..12, levels in 1usize..12) {
         let mut yaml = String::from("a0: &a0 [x]\n");
@@ -293,5 +299,22 @@ proptest! {
             "users:\n- name: dev\n  user: {{token: t, extensions: [{{name: e, extension: *a{levels}}}]}}\n"
         ));
         let _ = parse(&yaml);
+    }
+}
+
+/// Found by `deep_nesting_is_refused_without_a_panic`: 256 KiB of `[`
+/// took libyaml about a minute (its time grows with the square of the
+/// depth). Now it is refused before the parser sees it.
+#[test]
+fn a_bracket_bomb_is_refused_before_the_yaml_parser() {
+    for open in ["[", "{a: ", "!t ["] {
+        let yaml = format!(
+            "users: {}",
+            open.repeat((MAX_KUBECONFIG_BYTES - 10) / open.len())
+        );
+        let started = std::time::Instant::now();
+        let err = parse(&yaml).unwrap_err();
+        assert!(matches!(err, KubeconfigError::TooDeep { .. }), "{err:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 }
