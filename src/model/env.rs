@@ -168,7 +168,7 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(crate::model::untrusted::config(256))]
 
         #[test]
         fn an_accepted_key_is_a_posix_name_kiln_does_not_reserve(key in hostile_text(160)) {

@@ -231,7 +231,7 @@ mod properties {
     use crate::model::untrusted::{hostile_char, hostile_text, is_unsafe_on_screen};
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(crate::model::untrusted::config(256))]
 
         #[test]
         fn display_char_keeps_exactly_the_safe_characters(c in hostile_char()) {

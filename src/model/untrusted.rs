@@ -80,3 +80,16 @@ pub fn is_unsafe_on_screen(c: char) -> bool {
         | '\u{61c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
         | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
+
+/// `cases` per property, unless `PROPTEST_CASES` asks for another number
+/// (`PROPTEST_CASES=5000 cargo test --lib properties` for a longer search).
+pub fn config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    }
+}

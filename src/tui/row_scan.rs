@@ -321,7 +321,7 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(crate::model::untrusted::config(256))]
 
         #[test]
         fn in_line_means_ground_and_echo_bytes_only(

@@ -193,7 +193,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(256))]
+            #![proptest_config(crate::model::untrusted::config(256))]
 
             #[test]
             fn the_bound_is_never_below_the_real_depth(v in value(), pretty: bool) {

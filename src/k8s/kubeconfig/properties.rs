@@ -229,7 +229,7 @@ fn yamlish() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(crate::model::untrusted::config(256))]
 
     #[test]
     fn the_verdict_follows_from_the_fields_whatever_the_shape(case in case()) {
@@ -286,7 +286,7 @@ proptest! {
 
 proptest! {
     // Each case expands aliases up to serde_yaml's repetition limit.
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(crate::model::untrusted::config(64))]
 
     #[test]
     fn alias_bombs_are_refused_without_a_panic(width in 2usize..12, levels in 1usize..12) {

@@ -78,7 +78,7 @@ fn quoted_name(name: &str) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(crate::model::untrusted::config(256))]
 
     #[test]
     fn any_line_gets_a_bounded_printable_answer_or_a_command(line in line()) {

@@ -101,7 +101,7 @@ fn plain_comment() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(crate::model::untrusted::config(256))]
 
     #[test]
     fn any_text_is_refused_or_parsed_without_panicking(text in hostile_text(200)) {
