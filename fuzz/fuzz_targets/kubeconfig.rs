@@ -3,8 +3,6 @@
 //! auth provider, file reference or proxy; refusals are safe to print.
 #![no_main]
 
-mod common;
-
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|yaml: &str| {

@@ -36,7 +36,7 @@ fuzz_target!(|input: (u16, u16, Vec<Vec<u8>>)| {
             for (r, diff) in after.rows_diff(&before, 0, COLS).enumerate() {
                 assert!(
                     diff.is_empty() || r as u16 == row,
-                    "row {r} changed by {chunk:?} (cursor row {row}, column {col})"
+                    "row {r} changed by {chunk:?} (cursor row {row}, column {col}) after {chunks:?}"
                 );
             }
         }

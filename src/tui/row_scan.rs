@@ -94,6 +94,9 @@ impl RowScan {
                             in_line = false;
                             self.state = State::Escape;
                         }
+                        // vte ignores bytes above ASCII inside a sequence:
+                        // the sequence goes on.
+                        0x80..=0xff => in_line = false,
                         _ => {
                             in_line = false;
                             self.state = State::Ground;
@@ -205,6 +208,28 @@ mod tests {
         assert!(!s.stays_on_row(b"tle\x1b", 0, 20));
         assert!(!s.stays_on_row(b"\\", 0, 20));
         assert!(s.stays_on_row(b"x", 0, 20));
+    }
+
+    /// Found by the `row_scan` fuzz target: vte ignores a byte above ASCII
+    /// after ESC, so `ESC 0xEB [` starts a CSI and the next chunk's `L` is
+    /// Insert Lines, not three printable characters.
+    #[test]
+    fn a_high_byte_inside_an_escape_does_not_end_it() {
+        let mut s = RowScan::default();
+        assert!(!s.stays_on_row(&[0x1b, 0x1b, 0x00, 0xeb, b'['], 0, 16));
+        assert!(!s.stays_on_row(b"L=!", 2, 16));
+        let mut parser = vt100::Parser::new(5, 16, 0);
+        parser.process(b"one\r\ntwo\r\n$ ");
+        parser.process(&[0x1b, 0x1b, 0x00, 0xeb, b'[']);
+        let before = parser.screen().clone();
+        parser.process(b"L=!");
+        assert!(
+            parser
+                .screen()
+                .rows_diff(&before, 0, 16)
+                .skip(3)
+                .any(|d| !d.is_empty())
+        );
     }
 
     /// Against vt100 itself: whenever the scan says "this row only", every
