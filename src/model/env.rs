@@ -146,3 +146,79 @@ mod tests {
         assert_eq!(sandbox_name_of_user_setting("OTHER"), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model::untrusted::{hostile_text, is_unsafe_on_screen};
+
+    fn is_posix_name(key: &str) -> bool {
+        let mut bytes = key.bytes();
+        bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    }
+
+    fn is_reserved(key: &str) -> bool {
+        let upper = key.to_ascii_uppercase();
+        upper.starts_with("KILN_") || RESERVED_KEYS.contains(&upper.as_str())
+    }
+
+    proptest! {
+        #![proptest_config(crate::model::untrusted::config(256))]
+
+        #[test]
+        fn an_accepted_key_is_a_posix_name_kiln_does_not_reserve(key in hostile_text(160)) {
+            if check_key(&key).is_ok() {
+                prop_assert!(is_posix_name(&key), "{key:?}");
+                prop_assert!(key.len() <= MAX_KEY_LEN);
+                prop_assert!(!is_reserved(&key), "{key:?}");
+            }
+        }
+
+        #[test]
+        fn every_posix_name_within_the_limit_is_accepted_unless_reserved(
+            key in prop_oneof![
+                "[A-Za-z_][A-Za-z0-9_]{0,127}",
+                "[Kk][Ii][Ll][Nn]_[A-Za-z0-9_]{0,8}",
+                // A reserved name in any mix of cases.
+                (proptest::sample::select(RESERVED_KEYS), any::<u64>()).prop_map(|(k, bits)| {
+                    k.chars()
+                        .enumerate()
+                        .map(|(i, c)| if bits >> (i % 64) & 1 == 1 { c.to_ascii_lowercase() } else { c })
+                        .collect::<String>()
+                }),
+            ],
+        ) {
+            prop_assert_eq!(check_key(&key).is_ok(), !is_reserved(&key), "{:?}", key);
+        }
+
+        #[test]
+        fn a_refused_key_is_named_briefly_and_harmlessly(key in hostile_text(400)) {
+            if let Err(e) = check_key(&key) {
+                let message = e.to_string();
+                prop_assert!(message.len() <= 600, "{} bytes", message.len());
+                prop_assert!(!message.chars().any(is_unsafe_on_screen), "{message:?}");
+            }
+        }
+
+        #[test]
+        fn an_accepted_value_has_no_nul_and_fits(value in hostile_text(64)) {
+            let accepted = check_value("K", &value).is_ok();
+            prop_assert_eq!(accepted, !value.contains('\0'));
+        }
+
+        #[test]
+        fn a_value_over_the_limit_is_refused_whatever_it_holds(
+            extra in 1usize..64,
+            tail in hostile_text(8),
+        ) {
+            let value = format!("{}{tail}", "v".repeat(MAX_VALUE_LEN + extra));
+            let refused = matches!(check_value("K", &value), Err(EnvError::ValueTooLong { .. }));
+            prop_assert!(refused);
+        }
+    }
+}

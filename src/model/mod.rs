@@ -15,6 +15,8 @@ pub mod signin_throttle;
 pub mod signup_limit;
 pub mod status;
 pub mod terminal;
+#[cfg(test)]
+pub(crate) mod untrusted;
 
 pub use aggregate::aggregate;
 pub use intent::{Intent, IntentRefused};

@@ -166,10 +166,12 @@ mod tests {
 }
 
 /// Characters that are not `char::is_control` but still reorder or hide
-/// text: zero-width and bidi marks, embeddings, overrides and isolates.
+/// text: zero-width and bidi marks (the Arabic letter mark U+061C too),
+/// embeddings, overrides and isolates.
 pub fn is_invisible_format(c: char) -> bool {
     matches!(c,
-        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}'
+        | '\u{FEFF}')
 }
 
 /// The display rule for untrusted text, everywhere Kiln shows it (the
@@ -210,5 +212,66 @@ mod printable_tests {
             "a?b?c?"
         );
         assert_eq!(super::printable("\u{9b}31m", 20), "?31m");
+    }
+
+    /// Found by the property tests: the Arabic letter mark is a bidi mark
+    /// like U+200F and reorders the text after it just the same.
+    #[test]
+    fn printable_neutralises_the_arabic_letter_mark() {
+        assert_eq!(super::printable("abc\u{61c}123", 20), "abc?123");
+        assert_eq!(super::display_char('\u{61c}'), '?');
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model::untrusted::{hostile_char, hostile_text, is_unsafe_on_screen};
+
+    proptest! {
+        #![proptest_config(crate::model::untrusted::config(256))]
+
+        #[test]
+        fn display_char_keeps_exactly_the_safe_characters(c in hostile_char()) {
+            let shown = display_char(c);
+            prop_assert!(!is_unsafe_on_screen(shown) && !shown.is_control(), "{c:?} -> {shown:?}");
+            prop_assert_eq!(shown == c, !c.is_control() && !is_invisible_format(c), "{:?}", c);
+        }
+
+        #[test]
+        fn printable_text_is_safe_and_cut_to_its_width(s in hostile_text(80), max in 0usize..100) {
+            let out = printable(&s, max);
+            prop_assert!(!out.chars().any(is_unsafe_on_screen), "{out:?}");
+            // Safe characters pass unchanged, in order; a cut ends in one ellipsis.
+            let kept: String = s.chars().map(display_char).take(max).collect();
+            let cut = s.chars().count() > max;
+            prop_assert_eq!(out, if cut { format!("{kept}…") } else { kept });
+        }
+
+        #[test]
+        fn printable_is_idempotent(s in hostile_text(80)) {
+            let once = printable(&s, 1000);
+            prop_assert_eq!(printable(&once, 1000), once.clone());
+        }
+
+        #[test]
+        fn a_slug_is_short_lowercase_ascii_from_the_name(name in hostile_text(120)) {
+            match slugify(&name) {
+                Ok(slug) => {
+                    prop_assert!((1..=MAX_SLUG_LEN).contains(&slug.len()), "{slug:?}");
+                    prop_assert!(slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+                    let alnum: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+                    prop_assert!(alnum.to_ascii_lowercase().starts_with(&slug));
+                    prop_assert!(!name.trim().chars().any(char::is_control));
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    // NothingLeft quotes the name with Debug escapes.
+                    prop_assert!(!message.chars().any(is_unsafe_on_screen), "{message:?}");
+                }
+            }
+        }
     }
 }

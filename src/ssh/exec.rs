@@ -31,6 +31,8 @@
 
 mod args;
 mod commands;
+#[cfg(test)]
+mod properties;
 mod render;
 
 use std::panic::AssertUnwindSafe;
@@ -150,25 +152,43 @@ fn command_list() -> String {
 }
 
 async fn run_inner(console: &UserConsole, line: &str, stdin: &[u8]) -> ExecOutput {
+    let parsed = match parse_line(line) {
+        Ok(p) => p,
+        Err(answer) => return answer,
+    };
+    match commands::dispatch(console, parsed, stdin).await {
+        Ok(stdout) => success(stdout),
+        Err(f) => failure(f),
+    }
+}
+
+/// What a command line answers without the console: help or a usage error,
+/// or `None` when it names a command to run. Pure, for the fuzz targets.
+pub(crate) fn answer_without_console(line: &str) -> Option<ExecOutput> {
+    parse_line(line).err()
+}
+
+/// The command line as a command, or the output that answers it at once.
+fn parse_line(line: &str) -> Result<args::ExecArgs, ExecOutput> {
     let words = match shell_words::split(line) {
         Ok(w) => w,
         Err(_) => {
-            return failure(Failure::usage(
+            return Err(failure(Failure::usage(
                 "unbalanced quotes in the command line: close every ' and \" you open",
-            ));
+            )));
         }
     };
     // The first word that is not the global --json names the command.
     let Some(first) = words.iter().find(|w| w.as_str() != "--json") else {
-        return ExecOutput {
+        return Err(ExecOutput {
             stdout: Vec::new(),
             stderr: format!("error: no command given\n\n{}", command_list()).into_bytes(),
             code: EXIT_USAGE,
-        };
+        });
     };
     let is_help_flag = first == "--help" || first == "-h";
     if !is_help_flag && !args::command_names().contains(first) {
-        return ExecOutput {
+        return Err(ExecOutput {
             stdout: Vec::new(),
             stderr: format!(
                 "error: unknown command {}\n\n{}",
@@ -177,16 +197,9 @@ async fn run_inner(console: &UserConsole, line: &str, stdin: &[u8]) -> ExecOutpu
             )
             .into_bytes(),
             code: EXIT_USAGE,
-        };
+        });
     }
-    let parsed = match args::ExecArgs::try_parse_from(&words) {
-        Ok(p) => p,
-        Err(e) => return clap_error(&e, first),
-    };
-    match commands::dispatch(console, parsed, stdin).await {
-        Ok(stdout) => success(stdout),
-        Err(f) => failure(f),
-    }
+    args::ExecArgs::try_parse_from(&words).map_err(|e| clap_error(&e, first))
 }
 
 /// Help goes to stdout with exit 0; a usage error becomes one line on

@@ -87,7 +87,7 @@ pub fn parse_public_key(text: &str) -> StoreResult<PublicKey> {
 }
 
 /// The key line without its comment: what `metadata.key` holds.
-fn bare_openssh(key: &PublicKey) -> StoreResult<String> {
+pub(crate) fn bare_openssh(key: &PublicKey) -> StoreResult<String> {
     let mut bare = key.clone();
     bare.set_comment("");
     bare.to_openssh()
@@ -483,6 +483,9 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {

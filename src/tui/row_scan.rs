@@ -94,6 +94,9 @@ impl RowScan {
                             in_line = false;
                             self.state = State::Escape;
                         }
+                        // vte ignores bytes above ASCII inside a sequence:
+                        // the sequence goes on.
+                        0x80..=0xff => in_line = false,
                         _ => {
                             in_line = false;
                             self.state = State::Ground;
@@ -207,6 +210,28 @@ mod tests {
         assert!(s.stays_on_row(b"x", 0, 20));
     }
 
+    /// Found by the `row_scan` fuzz target: vte ignores a byte above ASCII
+    /// after ESC, so `ESC 0xEB [` starts a CSI and the next chunk's `L` is
+    /// Insert Lines, not three printable characters.
+    #[test]
+    fn a_high_byte_inside_an_escape_does_not_end_it() {
+        let mut s = RowScan::default();
+        assert!(!s.stays_on_row(&[0x1b, 0x1b, 0x00, 0xeb, b'['], 0, 16));
+        assert!(!s.stays_on_row(b"L=!", 2, 16));
+        let mut parser = vt100::Parser::new(5, 16, 0);
+        parser.process(b"one\r\ntwo\r\n$ ");
+        parser.process(&[0x1b, 0x1b, 0x00, 0xeb, b'[']);
+        let before = parser.screen().clone();
+        parser.process(b"L=!");
+        assert!(
+            parser
+                .screen()
+                .rows_diff(&before, 0, 16)
+                .skip(3)
+                .any(|d| !d.is_empty())
+        );
+    }
+
     /// Against vt100 itself: whenever the scan says "this row only", every
     /// row but the cursor's is unchanged, over many random chunks built from
     /// bytes that do and do not stay on the row.
@@ -293,5 +318,88 @@ mod tests {
             in_line_seen > 100,
             "the test exercised the in-line case: {in_line_seen}"
         );
+    }
+}
+
+/// For any bytes, however chunked (sequences cut anywhere, any column and
+/// width): no panic, "in line" only for bytes an in-line echo can contain,
+/// the same state whatever the chunking, and vt100 agrees with every "in line".
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Bytes that steer the scanner, mixed with anything at all.
+    fn byte() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            3 => proptest::sample::select(
+                b"\x1b[]PX_^\\;:?<=>0123456789 !/mKXP@CDGHJABLMSr\r\n\x08\x07\x0b\x0c\x18\x1a\x7f\x9b".to_vec()
+            ),
+            2 => 0x20u8..0x7f,
+            1 => any::<u8>(),
+        ]
+    }
+
+    fn chunks() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        proptest::collection::vec(proptest::collection::vec(byte(), 0..16), 0..8)
+    }
+
+    proptest! {
+        #![proptest_config(crate::model::untrusted::config(256))]
+
+        #[test]
+        fn in_line_means_ground_and_echo_bytes_only(
+            chunks in chunks(),
+            col in any::<u16>(),
+            cols in prop_oneof![Just(0u16), Just(1), Just(u16::MAX), any::<u16>(), 1u16..200],
+        ) {
+            let mut scan = RowScan::default();
+            for chunk in &chunks {
+                let started_in_ground = scan.state == State::Ground;
+                if scan.stays_on_row(chunk, col, cols) {
+                    prop_assert!(started_in_ground);
+                    prop_assert_eq!(scan.state, State::Ground);
+                    prop_assert!(
+                        chunk.iter().all(|&b| matches!(b, 0x07 | 0x08 | b'\r' | 0x1b | 0x20..=0x7f)),
+                        "{:?}", chunk
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn the_state_does_not_depend_on_how_the_output_was_cut(chunks in chunks()) {
+            let mut pieces = RowScan::default();
+            for chunk in &chunks {
+                pieces.stays_on_row(chunk, 0, 80);
+            }
+            let mut whole = RowScan::default();
+            whole.stays_on_row(&chunks.concat(), 0, 80);
+            prop_assert_eq!(pieces.state, whole.state);
+        }
+
+        #[test]
+        fn vt100_changes_no_other_row_when_the_scan_says_in_line(chunks in chunks()) {
+            let (rows, cols) = (5u16, 16u16);
+            let mut parser = vt100::Parser::new(rows, cols, 0);
+            parser.process(b"one\r\ntwo\r\n$ ");
+            let mut scan = RowScan::default();
+            for chunk in &chunks {
+                let before = parser.screen().clone();
+                let (row, col) = before.cursor_position();
+                let in_line = scan.stays_on_row(chunk, col, cols);
+                parser.process(chunk);
+                let after = parser.screen();
+                if in_line && after.cursor_position().0 == row {
+                    for (r, diff) in after.rows_diff(&before, 0, cols).enumerate() {
+                        prop_assert!(
+                            diff.is_empty() || r as u16 == row,
+                            "row {} changed by {:?} (cursor row {}, column {})", r, chunk, row, col
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -14,7 +14,10 @@
 
 mod connect;
 mod guard;
+mod nesting;
 mod parse;
+#[cfg(test)]
+mod properties;
 mod text;
 
 use std::time::Duration;
@@ -39,6 +42,10 @@ pub enum KubeconfigError {
         "the kubeconfig is {size} bytes; the limit is {limit} bytes (kubectl config view --minify --raw gives just the current context)"
     )]
     TooLarge { size: usize, limit: usize },
+    #[error(
+        "the kubeconfig nests [ ] or {{ }} more than {limit} levels deep; a kubeconfig needs a few (kubectl config view --minify --raw writes one)"
+    )]
+    TooDeep { limit: usize },
     #[error(
         "the kubeconfig is not valid kubeconfig YAML ({detail}); check the file is complete and unchanged"
     )]

@@ -6,6 +6,7 @@
 use crate::model::secret::Secret;
 use kube::config::Kubeconfig;
 
+use super::nesting::{MAX_FLOW_DEPTH, flow_depth_bound};
 use super::text::{clean, shown, yaml_detail};
 use super::{KubeconfigError, MAX_KUBECONFIG_BYTES, TenantKubeconfig};
 
@@ -19,6 +20,12 @@ pub fn parse(yaml: &str) -> Result<TenantKubeconfig, KubeconfigError> {
     }
     if yaml.trim().is_empty() {
         return Err(KubeconfigError::Empty);
+    }
+    // Before the YAML parser: its time grows with the square of the depth.
+    if flow_depth_bound(yaml, MAX_FLOW_DEPTH) > MAX_FLOW_DEPTH {
+        return Err(KubeconfigError::TooDeep {
+            limit: MAX_FLOW_DEPTH,
+        });
     }
     let mut kc: Kubeconfig = serde_yaml::from_str(yaml).map_err(|e| KubeconfigError::Yaml {
         detail: yaml_detail(&e),
