@@ -227,6 +227,45 @@ impl Bench {
     }
 
     /// Resources not where their intent says: (kind, name, desired, world state).
+    /// Waits for convergence and records how long it took (or fails).
+    pub(super) async fn record_convergence(
+        &self,
+        f: &mut Figures,
+        timeout: Duration,
+        replicas: &mut [Replica],
+    ) {
+        match self.converge(timeout, replicas).await {
+            Some(d) => f.put("converge", format!("{:.2} s", d.as_secs_f64())),
+            None => {
+                f.put("converge", "timeout");
+                f.fail(format!("not converged within {timeout:?}"));
+            }
+        }
+    }
+
+    /// The invariants every scenario ends on: no accepted intent lost, and
+    /// the driver's world as the database says it should be.
+    pub(super) async fn check_intents_and_world(
+        &self,
+        f: &mut Figures,
+        expected: &Expected,
+    ) -> anyhow::Result<()> {
+        let lost = self.lost_intents(expected).await?;
+        f.put("intents lost", lost.len());
+        if let Some(first) = lost.first() {
+            f.fail(format!("{} intents lost, e.g. {first}", lost.len()));
+        }
+        let mismatched = self.world_mismatches().await?;
+        f.put("desired != observed", mismatched.len());
+        if let Some(first) = mismatched.first() {
+            f.fail(format!(
+                "{} resources not as desired, e.g. {first}",
+                mismatched.len()
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) async fn world_mismatches(&self) -> anyhow::Result<Vec<String>> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT 'sandbox', resource_name, desired FROM sandboxes

@@ -88,26 +88,10 @@ async fn scenario(bench: &Bench, opts: &FaultOptions) -> anyhow::Result<Figures>
     f.put("intents failed", churned.failed);
     f.put("churn", format!("{:.1} s", churn_time.as_secs_f64()));
 
-    match bench.converge(opts.converge_timeout, &mut live).await {
-        Some(d) => f.put("converge", format!("{:.2} s", d.as_secs_f64())),
-        None => {
-            f.put("converge", "timeout");
-            f.fail(format!("not converged within {:?}", opts.converge_timeout));
-        }
-    }
-    let lost = bench.lost_intents(&expected).await?;
-    f.put("intents lost", lost.len());
-    if let Some(first) = lost.first() {
-        f.fail(format!("{} intents lost, e.g. {first}", lost.len()));
-    }
-    let mismatched = bench.world_mismatches().await?;
-    f.put("desired != observed", mismatched.len());
-    if let Some(first) = mismatched.first() {
-        f.fail(format!(
-            "{} resources not as desired, e.g. {first}",
-            mismatched.len()
-        ));
-    }
+    bench
+        .record_convergence(&mut f, opts.converge_timeout, &mut live)
+        .await;
+    bench.check_intents_and_world(&mut f, &expected).await?;
     let orphans = super::world::orphans(&bench.world, bench.pool()).await?;
     f.put("orphans before delete", orphans.len());
     if let Some((kind, name)) = orphans.first() {

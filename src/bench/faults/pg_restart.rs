@@ -295,27 +295,11 @@ async fn scenario(
     for p in ["probe0", "probe1"] {
         expected.insert(p.into(), vec!["RUNNING"]);
     }
-    match bench.converge(opts.converge_timeout, &mut live).await {
-        Some(d) => f.put("converge", format!("{:.2} s", d.as_secs_f64())),
-        None => {
-            f.put("converge", "timeout");
-            f.fail(format!("not converged within {:?}", opts.converge_timeout));
-        }
-    }
+    bench
+        .record_convergence(&mut f, opts.converge_timeout, &mut live)
+        .await;
     stage("pg", "converged after the faults");
-    let lost = bench.lost_intents(&expected).await?;
-    f.put("intents lost", lost.len());
-    if let Some(first) = lost.first() {
-        f.fail(format!("{} intents lost, e.g. {first}", lost.len()));
-    }
-    let mismatched = bench.world_mismatches().await?;
-    f.put("desired != observed", mismatched.len());
-    if let Some(first) = mismatched.first() {
-        f.fail(format!(
-            "{} resources not as desired, e.g. {first}",
-            mismatched.len()
-        ));
-    }
+    bench.check_intents_and_world(&mut f, &expected).await?;
     bench.errors(&mut f).await?;
     bench
         .delete_everything(&mut f, opts.converge_timeout, &mut live)
