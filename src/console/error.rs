@@ -30,6 +30,10 @@ pub enum ConsoleError {
 
 pub type ConsoleResult<T> = Result<T, ConsoleError>;
 
+/// What every front end says while Kiln's database cannot be reached.
+pub const DATABASE_UNAVAILABLE: &str =
+    "the database is unavailable right now; try again in a moment";
+
 impl ConsoleError {
     pub fn refused(reason: impl Into<String>) -> Self {
         ConsoleError::Refused {
@@ -76,6 +80,10 @@ impl From<StoreError> for ConsoleError {
             StoreError::Invalid(m) => ConsoleError::invalid("value", m),
             StoreError::Name(n) => ConsoleError::invalid("name", n.to_string()),
             StoreError::Env(n) => ConsoleError::invalid("env", n.to_string()),
+            e if e.is_unreachable() => {
+                tracing::warn!(error = %e, "console action: database unreachable");
+                ConsoleError::unavailable(DATABASE_UNAVAILABLE)
+            }
             StoreError::Db(_) | StoreError::Migrate(_) | StoreError::Crypto(_) => {
                 tracing::error!(error = %e, "console action failed");
                 ConsoleError::Internal
@@ -90,9 +98,22 @@ mod tests {
 
     #[test]
     fn store_faults_reach_the_actor_without_their_detail() {
-        let e: ConsoleError = StoreError::Db(sqlx::Error::PoolTimedOut).into();
+        let e: ConsoleError = StoreError::Db(sqlx::Error::RowNotFound).into();
         assert!(matches!(e, ConsoleError::Internal));
-        assert!(!e.to_string().contains("pool"), "{e}");
+        assert!(!e.to_string().contains("row"), "{e}");
+    }
+
+    #[test]
+    fn an_unreachable_database_is_said_as_such_without_detail() {
+        for cause in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ] {
+            let e: ConsoleError = StoreError::Db(cause).into();
+            assert_eq!(e.kind(), "unavailable");
+            assert_eq!(e.to_string(), DATABASE_UNAVAILABLE);
+        }
     }
 
     #[test]

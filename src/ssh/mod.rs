@@ -6,6 +6,7 @@ pub mod hostkey;
 pub mod input;
 pub mod logs;
 pub mod pane_keys;
+pub mod project_lists;
 pub mod ratelimit;
 pub mod server;
 pub mod session;

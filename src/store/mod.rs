@@ -56,6 +56,38 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+impl StoreError {
+    /// The database could not be reached, or went away mid-query (it is
+    /// restarting, the network dropped, the pool found no live connection
+    /// in time): a state to report and retry, not a fault of the request.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Db(e) => db_unreachable(e),
+            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => db_unreachable(e),
+            _ => false,
+        }
+    }
+}
+
+fn db_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        // A connection cut mid-handshake (or something else answering on
+        // the port): nothing a request could have caused.
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // 08: connection exceptions; 57P01-03: the server is shutting
+        // down or starting up.
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
 /// A handle to Kiln's database: a connection pool plus the key for secrets.
 #[derive(Clone, Debug)]
 pub struct Store {

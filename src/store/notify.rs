@@ -48,27 +48,33 @@ impl Store {
         let (tx, _) = broadcast::channel(1024);
         let sender = tx.clone();
         let task = tokio::spawn(async move {
+            // Everyone is told when the connection is lost, whichever way
+            // sqlx reports it (and again at each failed retry): what they
+            // show may be stale from then on, and their refresh says whether
+            // the database is reachable.
+            let everything = |op: &str| Change {
+                table: "*".into(),
+                op: op.into(),
+                id: None,
+                project_id: None,
+                user_id: None,
+            };
             loop {
                 match listener.try_recv().await {
                     Ok(Some(n)) => match serde_json::from_str::<Change>(n.payload()) {
+                        // No subscribers is fine: nobody is interested yet.
                         Ok(change) => {
-                            // No subscribers is fine: nobody is interested yet.
                             let _ = sender.send(change);
                         }
                         Err(e) => tracing::warn!("ignoring a malformed notification: {e}"),
                     },
-                    // The connection dropped and was re-established: anything
-                    // may have changed meanwhile, so tell everyone to refresh.
+                    // The connection dropped; the next call reconnects.
+                    // Anything may change meanwhile: everyone refreshes.
                     Ok(None) => {
-                        let _ = sender.send(Change {
-                            table: "*".into(),
-                            op: "RECONNECT".into(),
-                            id: None,
-                            project_id: None,
-                            user_id: None,
-                        });
+                        let _ = sender.send(everything("LOST"));
                     }
                     Err(e) => {
+                        let _ = sender.send(everything("LOST"));
                         tracing::warn!("change listener failed: {e}; retrying");
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     }

@@ -270,7 +270,7 @@ async fn scenario(
         );
         recovered.push(format!("{:.2} s", running.as_secs_f64()));
         if what.starts_with("stopped") && said_down.0 < n {
-            f.gaps.push(format!(
+            f.fail(format!(
                 "{} of {n} open dashboards did not say the database was away",
                 n - said_down.0
             ));

@@ -125,7 +125,15 @@ async fn scenario(bench: &Bench, opts: &FaultOptions) -> anyhow::Result<Figures>
     f.put("rss", format!("{} MiB front max", mib(front_max)));
 
     // Still live: every dashboard counts a project created now (the row
-    // itself may be scrolled out of view).
+    // itself may be scrolled out of view). Deletes still in flight would
+    // change the count after it is read: settle first.
+    if bench
+        .converge(opts.converge_timeout, &mut live)
+        .await
+        .is_none()
+    {
+        f.fail("the churn did not settle");
+    }
     bench.create_project("probe").await?;
     expected.insert("probe".into(), vec!["RUNNING"]);
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM projects")

@@ -154,9 +154,10 @@ impl russh::server::Handler for Conn {
             });
             return Ok(());
         };
+        let console = self.shared.console.as_user(user, Front::Dashboard);
         let tx = session::spawn(DashboardParams {
-            console: self.shared.console.as_user(user, Front::Dashboard),
-            changes: self.shared.feed.subscribe(),
+            projects: self.shared.lists.follow(&console),
+            console,
             handle,
             channel,
             cols,

@@ -21,6 +21,7 @@ use super::ratelimit::{Budget, PreauthCaps};
 use crate::config::SshConfig;
 use crate::console::Console;
 use crate::driver::SessionAttach;
+use crate::ssh::project_lists::ProjectLists;
 use crate::store::Store;
 use crate::store::activity::ActivityRecorder;
 use crate::store::notify::ChangeFeed;
@@ -33,7 +34,8 @@ struct Shared {
     /// Sign-in only; every user action goes through `console`.
     store: Store,
     console: Console,
-    feed: Arc<ChangeFeed>,
+    /// Each signed-in user's project list, shared by their dashboards.
+    lists: ProjectLists,
     config: SshConfig,
     /// How many failed password sign-ins each bucket allows per window.
     budget: Budget,
@@ -116,7 +118,7 @@ pub async fn run(
         activity,
         console: Console::new(store.clone(), attach, logs).with_api_servers(api_servers),
         store,
-        feed,
+        lists: ProjectLists::new(feed),
         decoy_hash: hash_password("kiln decoy password").await?,
         config,
         budget,

@@ -24,9 +24,6 @@ pub(super) struct Dashboard {
     /// The tasks changing something the user asked for; they finish even
     /// if the user quits at once (nothing asked for is lost).
     pub(super) changes: JoinSet<Answer>,
-    /// A projects load is in flight; `reload_again`: another change came meanwhile.
-    pub(super) loading_projects: bool,
-    pub(super) reload_again: bool,
     /// Tags the pane's and the log screen's requests: an answer to an
     /// older one (the pane was closed meanwhile) is dropped.
     pub(super) pane_ticket: u64,
@@ -49,15 +46,6 @@ impl Dashboard {
             self.changes.spawn(task);
         } else {
             self.reads.spawn(task);
-        }
-    }
-
-    pub(super) fn load_projects(&mut self) {
-        if self.loading_projects {
-            self.reload_again = true;
-        } else {
-            self.loading_projects = true;
-            self.spawn(Reply::Unsolicited, Job::Projects);
         }
     }
 
@@ -211,13 +199,6 @@ impl Dashboard {
     fn on_reply(&mut self, reply: Answer) {
         match reply {
             Answer::Msg(msg) => self.update(msg),
-            Answer::Projects(msg) => {
-                self.loading_projects = false;
-                if std::mem::take(&mut self.reload_again) {
-                    self.load_projects();
-                }
-                self.update(msg);
-            }
             Answer::Restarted { done, then } => {
                 self.update(done);
                 if let Some(target) = then {

@@ -34,7 +34,6 @@ pub(super) enum SwitchTo {
 /// ticket the loop gave them; the loop drops an answer whose ticket is no
 /// longer current (the pane was closed, another attach started).
 pub(super) enum Job {
-    Projects,
     Detail {
         project: String,
     },
@@ -104,8 +103,7 @@ impl Job {
     /// to reading for the screen or opening a stream).
     pub(super) fn changes_something(&self) -> bool {
         match self {
-            Job::Projects
-            | Job::Detail { .. }
+            Job::Detail { .. }
             | Job::Sessions { .. }
             | Job::Settings
             | Job::Attach { .. }
@@ -129,9 +127,6 @@ impl Job {
 pub(super) enum Answer {
     /// A message the app takes as it is.
     Msg(Msg),
-    /// The projects list (or why it could not be read); at most one load
-    /// is in flight.
-    Projects(Msg),
     /// A restart's outcome; the pane opens on the session afterwards when
     /// `then` says so.
     Restarted {
@@ -172,13 +167,6 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
     let done =
         |result: Result<String, ConsoleError>| Answer::Msg(Msg::Done(tag, result.map_err(line)));
     match job {
-        Job::Projects => Answer::Projects(match c.projects().await {
-            Ok(p) => Msg::Projects(p),
-            Err(e) => Msg::Done(
-                Reply::Unsolicited,
-                Err(format!("cannot load projects: {e}")),
-            ),
-        }),
         Job::Detail { project } => Answer::Msg(match c.project_detail(&project).await {
             Ok(d) => Msg::Detail(Box::new(d)),
             Err(e) => Msg::Done(Reply::Load, Err(line(e))),

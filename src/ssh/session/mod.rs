@@ -19,7 +19,7 @@ use ratatui::layout::Rect;
 use ratatui::{Terminal, TerminalOptions, Viewport};
 use russh::ChannelId;
 use russh::server::Handle;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::input::{Input, InputDecoder};
@@ -27,8 +27,8 @@ use super::pane_keys::PaneKeys;
 use super::terminal::{ChannelWriter, SshBackend};
 use crate::console::UserConsole;
 use crate::driver::LogEvent;
+use crate::ssh::project_lists::Listing;
 use crate::store::activity::ActivityRecorder;
-use crate::store::notify::Change;
 use crate::tui::prefix::PrefixKey;
 use crate::tui::{App, Msg};
 use dashboard::Dashboard;
@@ -42,7 +42,8 @@ pub enum SessionInput {
 pub struct DashboardParams {
     /// The signed-in user's console: every action of the dashboard.
     pub console: UserConsole,
-    pub changes: broadcast::Receiver<Change>,
+    /// The user's project list, kept by the server for all their dashboards.
+    pub projects: watch::Receiver<Listing>,
     pub handle: Handle,
     pub channel: ChannelId,
     pub cols: u16,
@@ -112,7 +113,7 @@ async fn run(
 ) -> anyhow::Result<bool> {
     let DashboardParams {
         console,
-        mut changes,
+        mut projects,
         handle,
         channel,
         cols,
@@ -122,7 +123,6 @@ async fn run(
         prefix,
         activity,
     } = p;
-    let user_id = console.user().id;
 
     // Frames go out through one writer task, in order.
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -159,8 +159,6 @@ async fn run(
         console,
         reads: JoinSet::new(),
         changes: JoinSet::new(),
-        loading_projects: false,
-        reload_again: false,
         pane_ticket: 0,
         log_ticket: 0,
         pane: None,
@@ -171,7 +169,6 @@ async fn run(
         quit: false,
         size: (cols, rows),
     };
-    d.load_projects();
 
     let mut decoder = InputDecoder::new();
     let mut feed_open = true;
@@ -261,17 +258,18 @@ async fn run(
                 d.on_task(done);
                 dirty = true;
             }
-            change = changes.recv(), if feed_open => {
-                feed_open = !matches!(change, Err(broadcast::error::RecvError::Closed));
-                let mut refresh = relevant(&change, user_id);
-                // Coalesce a burst of notifications into one reload.
-                while let Ok(more) = changes.try_recv() {
-                    refresh |= relevant(&Ok(more), user_id);
-                }
-                if refresh {
+            changed = projects.changed(), if feed_open => {
+                feed_open = changed.is_ok();
+                // Only the newest list matters; a dashboard that fell behind
+                // skips the ones in between.
+                let listing = projects.borrow_and_update().clone();
+                match (listing.problem, listing.projects) {
+                    (Some(why), _) => d.update(Msg::ProjectsStale(why)),
                     // The app asks for the open project's detail itself (LoadDetail).
-                    d.load_projects();
+                    (None, Some(list)) => d.update(Msg::Projects(list.as_ref().clone())),
+                    (None, None) => {}
                 }
+                dirty = true;
             }
             out = AttachedPane::output(&mut d.pane) => {
                 match out {
@@ -357,14 +355,5 @@ async fn log_event(rx: &mut Option<mpsc::Receiver<LogEvent>>) -> Option<LogEvent
     match rx {
         Some(r) => r.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-fn relevant(change: &Result<Change, broadcast::error::RecvError>, user: uuid::Uuid) -> bool {
-    match change {
-        Ok(c) => c.user_id == Some(user) || c.table == "*",
-        // Missed some: refresh to be safe.
-        Err(broadcast::error::RecvError::Lagged(_)) => true,
-        Err(broadcast::error::RecvError::Closed) => false,
     }
 }

@@ -7,6 +7,7 @@ use crate::tui::text;
 
 impl App {
     pub(super) fn on_projects(&mut self, list: Vec<ProjectView>) -> Vec<Effect> {
+        self.stale = None;
         self.list.set_projects(list);
         let mut effects = self.attach_if_started();
         if self.screen == Screen::Settings {

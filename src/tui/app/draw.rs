@@ -22,7 +22,8 @@ pub(super) fn draw(app: &App, frame: &mut Frame) {
         tick: app.tick,
     };
     let [header, body, status, footer] = view::rows(area);
-    let notice = app.notice.as_deref();
+    let stale = app.stale.as_ref().map(|why| format!("⚠ {why}"));
+    let notice = stale.as_deref().or(app.notice.as_deref());
     if let Some(pane) = &app.pane {
         // The pane owns the window; the header and footer stay for orientation.
         if !pane.zoomed {

@@ -50,6 +50,9 @@ pub struct App {
     pub(crate) height: u16,
     pub(crate) now: DateTime<Utc>,
     pub(crate) notice: Option<String>,
+    /// Why the project list may be out of date (`Msg::ProjectsStale`),
+    /// until the next refresh; shown in the header over the notice.
+    pub(crate) stale: Option<String>,
     pub(crate) no_color: bool,
     /// The pane's prefix key as shown on screen.
     pub(crate) prefix: crate::tui::prefix::PrefixKey,
@@ -79,6 +82,7 @@ impl App {
             height,
             now: DateTime::<Utc>::UNIX_EPOCH,
             notice: None,
+            stale: None,
             no_color: false,
             prefix: crate::tui::prefix::PrefixKey::default(),
             tick: 0,
@@ -189,6 +193,10 @@ impl App {
                 vec![]
             }
             Msg::Projects(list) => self.on_projects(list),
+            Msg::ProjectsStale(why) => {
+                self.stale = Some(why);
+                vec![]
+            }
             Msg::Detail(d) => {
                 self.on_detail(*d);
                 vec![]

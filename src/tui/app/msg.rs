@@ -17,6 +17,9 @@ pub enum Msg {
     Resize(u16, u16),
     /// Full refresh of the user's projects (after any change notification).
     Projects(Vec<ProjectView>),
+    /// The project list could not be refreshed (the reason, said until a
+    /// refresh succeeds): the list on screen may be out of date.
+    ProjectsStale(String),
     /// Answer to Effect::LoadDetail.
     Detail(Box<ProjectDetail>),
     /// Outcome of an effect: `Ok(info line)` or `Err(one-line error to show)`,

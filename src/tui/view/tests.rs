@@ -419,3 +419,22 @@ fn the_pane_footer_tells_a_read_only_viewer_its_keys_go_nowhere() {
     assert!(line.contains("keys go to the session"), "{writer}");
     assert!(line.contains("Ctrl-] [ history (q leaves)"), "{writer}");
 }
+
+#[test]
+fn a_list_that_cannot_be_refreshed_says_why_until_it_is() {
+    let mut a = app();
+    a.set_notice("local driver: trusted single-host use");
+    a.update(Msg::ProjectsStale(
+        "the database is unavailable right now (retrying)".into(),
+    ));
+    let shown = render(&a, 100, 24);
+    assert!(
+        shown.contains("⚠ the database is unavailable right now"),
+        "{shown}"
+    );
+    assert!(shown.contains("blog"), "the list stays: {shown}");
+    a.update(Msg::Projects(fixtures::projects()));
+    let shown = render(&a, 100, 24);
+    assert!(!shown.contains("unavailable"), "{shown}");
+    assert!(shown.contains("trusted single-host use"), "{shown}");
+}

@@ -27,6 +27,8 @@ pub struct Server {
     /// Local sandboxes (tmux), when started with [`Server::start_local`].
     pub local: Option<LocalSandboxes>,
     pub local_dir: Option<std::path::PathBuf>,
+    /// Between Kiln and its database, when started with [`Server::start_behind_proxy`].
+    pub proxy: Option<super::proxy::CutProxy>,
     shutdown: CancellationToken,
 }
 
@@ -84,21 +86,38 @@ impl Server {
     /// Fake sandboxes whose terminal sessions are reached through `attach`
     /// (a test's own session driver: one that hangs, say).
     pub async fn start_with_sessions(attach: Arc<dyn SessionAttach>) -> Server {
-        Self::start_full(test_ssh_config(), false, Some(attach)).await
+        Self::start_full(test_ssh_config(), false, Some(attach), false).await
+    }
+
+    /// Kiln reaches its database through a proxy the test can cut
+    /// (`server.proxy`), as if the database went away and came back.
+    pub async fn start_behind_proxy() -> Server {
+        Self::start_full(test_ssh_config(), false, None, true).await
     }
 
     async fn start_inner(config: SshConfig, local: bool) -> Server {
-        Self::start_full(config, local, None).await
+        Self::start_full(config, local, None, false).await
     }
 
     async fn start_full(
         config: SshConfig,
         local: bool,
         sessions: Option<Arc<dyn SessionAttach>>,
+        proxied: bool,
     ) -> Server {
         let db = TestDb::new().await;
         let key = kiln::store::SecretKey::from_hex(TEST_SECRET_KEY).expect("test key");
-        let store = db.store_with_key(key).await;
+        let (proxy, store) = if proxied {
+            // Migrated directly; used through the proxy.
+            db.store_with_key(key.clone()).await;
+            let (proxy, via) = super::proxy::CutProxy::to_database(&db.url).await;
+            let store = Store::connect(&via, key, 20)
+                .await
+                .expect("connect via proxy");
+            (Some(proxy), store)
+        } else {
+            (None, db.store_with_key(key).await)
+        };
         let feed = Arc::new(store.listen().await.expect("listen"));
         let listener = kiln::ssh::server::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
@@ -158,6 +177,7 @@ impl Server {
             db,
             local,
             local_dir,
+            proxy,
             shutdown,
         }
     }
@@ -439,7 +459,19 @@ impl Screen {
 
     /// Waits (bounded) until the screen satisfies `pred`; panics showing the screen.
     pub async fn wait_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        self.wait_until_within(what, Duration::from_secs(15), pred)
+            .await
+    }
+
+    /// [`Screen::wait_until`] with its own bound, for what takes longer by
+    /// design (a pool's acquire timeout, a retry's backoff).
+    pub async fn wait_until_within(
+        &self,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             let text = self.text();
             if pred(&text) {
