@@ -17,10 +17,72 @@ pub async fn reconcile(
     let scratch = super::Scratch::create(admin_url).await?;
     let result = run_all(&scratch.url, projects, idle_projects).await;
     scratch.drop_database().await?;
-    result
+    let rates = result?;
+    // The reference, against the same server in the same run.
+    match pgbench_tps(admin_url).await {
+        Ok(Some(tps)) => {
+            println!(
+                "reference: pgbench -N -c 16 -j 2 -T 10 on the same server: {tps:.0} transactions/s"
+            );
+            for (replicas, rate) in rates {
+                println!(
+                    "  replicas={replicas}: {:.2}x pgbench's transactions/s",
+                    rate / tps
+                );
+            }
+        }
+        Ok(None) => println!("reference: pgbench is not on PATH; no comparison"),
+        Err(e) => println!("reference: pgbench failed: {e:#}"),
+    }
+    Ok(())
 }
 
-async fn run_all(url: &str, projects: usize, idle_projects: usize) -> anyhow::Result<()> {
+/// pgbench's simple-update load (`-N`) on a scratch database of the same
+/// server: the commit-bound ceiling the loop is compared with. `None`
+/// when pgbench is not installed.
+async fn pgbench_tps(admin_url: &str) -> anyhow::Result<Option<f64>> {
+    use anyhow::Context;
+    let Ok(pgbench) = which::which("pgbench") else {
+        return Ok(None);
+    };
+    let scratch = super::Scratch::create(admin_url).await?;
+    let run = async {
+        let init = tokio::process::Command::new(&pgbench)
+            .args(["-i", "-s", "1", "-q", &scratch.url])
+            .output()
+            .await
+            .context("pgbench -i")?;
+        anyhow::ensure!(
+            init.status.success(),
+            "pgbench -i: {}",
+            String::from_utf8_lossy(&init.stderr).trim()
+        );
+        let out = tokio::process::Command::new(&pgbench)
+            .args(["-N", "-c", "16", "-j", "2", "-T", "10", &scratch.url])
+            .output()
+            .await
+            .context("pgbench")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("tps = ")
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|n| n.parse::<f64>().ok())
+            })
+            .with_context(|| format!("no tps in pgbench's output: {text}"))
+    };
+    let tps = run.await;
+    scratch.drop_database().await?;
+    tps.map(Some)
+}
+
+/// Returns each replica count's transitions per second.
+async fn run_all(
+    url: &str,
+    projects: usize,
+    idle_projects: usize,
+) -> anyhow::Result<Vec<(usize, f64)>> {
+    let mut rates = Vec::new();
     let store = Store::connect(url, SecretKey::generate(), 40).await?;
     store.migrate().await?;
     println!(
@@ -48,25 +110,31 @@ async fn run_all(url: &str, projects: usize, idle_projects: usize) -> anyhow::Re
                 format!("bench-{replicas}-{r}"),
             );
             tasks.push(tokio::spawn(async move {
-                let mut transitions = 0;
+                let (mut transitions, mut batches) = (0, 0);
                 loop {
                     let (stats, _) = rec.drain().await?;
                     transitions += stats.transitions;
+                    batches += stats.write_batches;
                     if stats.leased == 0 {
-                        return anyhow::Ok(transitions);
+                        return anyhow::Ok((transitions, batches));
                     }
                 }
             }));
         }
-        let mut transitions = 0;
+        let (mut transitions, mut batches) = (0, 0);
         for t in tasks {
-            transitions += t.await??;
+            let (t, b) = t.await??;
+            transitions += t;
+            batches += b;
         }
         let secs = started.elapsed().as_secs_f64();
+        let rate = transitions as f64 / secs;
         println!(
-            "  replicas={replicas}: {transitions} transitions in {secs:.2} s = {:.0} transitions/s",
-            transitions as f64 / secs
+            "  replicas={replicas}: {transitions} transitions in {secs:.2} s = {rate:.0} transitions/s \
+             ({:.1} outcomes per write transaction)",
+            transitions as f64 / batches.max(1) as f64
         );
+        rates.push((replicas, rate));
     }
 
     println!(
@@ -104,7 +172,7 @@ async fn run_all(url: &str, projects: usize, idle_projects: usize) -> anyhow::Re
         calls as f64 / passes as f64
     );
     store.pool().close().await;
-    Ok(())
+    Ok(rates)
 }
 
 fn ms(d: Duration) -> f64 {

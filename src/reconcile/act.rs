@@ -2,23 +2,22 @@
 //! they take (with the project's variables and decrypted passwords), and
 //! the fenced write of the outcome.
 
-use std::time::Duration;
-
 use super::pass::Decision;
 use super::plan::Action;
 use super::{CycleStats, Reconciler, backoff, outcome, plan_input, resource_ref};
 use crate::driver::{DatabaseSpec, DriverError, DriverResult, Observed, ResourceRef, SandboxSpec};
 use crate::model::ResourceStatus;
-use crate::store::resources::{Leased, ResourceKind, WriteResult};
+use crate::store::resources::{Leased, Outcome, ResourceKind};
 use crate::store::{StoreError, StoreResult};
 
 impl Reconciler {
-    /// Acts on one row and writes the outcome.
+    /// Acts on one row; the outcome is written with its batch's
+    /// ([`Store::record_outcomes`](crate::store::Store::record_outcomes)).
     pub(super) async fn work_row(
         &self,
         row: &Leased,
         decided: Decision,
-    ) -> StoreResult<(CycleStats, Option<Duration>)> {
+    ) -> StoreResult<(CycleStats, Outcome)> {
         let mut stats = CycleStats::default();
         let input = plan_input(row);
         let mut applied_env_version = None;
@@ -57,15 +56,7 @@ impl Reconciler {
             out.applied_env_version = applied_env_version;
             out.connection = connection;
         }
-        let written = self.store.record_outcome(row, &out, &self.replica).await?;
-        stats.queries += 1;
-        match written {
-            WriteResult::Written if out.status != row.status => stats.transitions += 1,
-            WriteResult::Written => {}
-            WriteResult::Superseded => stats.superseded += 1,
-            WriteResult::LeaseLost => stats.lease_lost += 1,
-        }
-        Ok((stats, out.next_attempt_in))
+        Ok((stats, out))
     }
 
     async fn act(

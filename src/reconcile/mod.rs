@@ -71,6 +71,10 @@ pub struct CycleStats {
     pub superseded: usize,
     pub lease_lost: usize,
     pub failures: usize,
+    /// Transactions the outcomes were written in (one per batch).
+    pub write_batches: usize,
+    /// Passes that failed (a store error: the database away, a deadlock).
+    pub failed_passes: usize,
 }
 
 impl CycleStats {
@@ -82,6 +86,8 @@ impl CycleStats {
         self.superseded += o.superseded;
         self.lease_lost += o.lease_lost;
         self.failures += o.failures;
+        self.write_batches += o.write_batches;
+        self.failed_passes += o.failed_passes;
     }
 }
 
@@ -140,7 +146,10 @@ impl Reconciler {
                         wake_at = wake_at.min(s);
                     }
                 }
-                Err(e) => tracing::warn!(replica = %self.replica, "reconcile pass failed: {e}"),
+                Err(e) => {
+                    total.failed_passes += 1;
+                    tracing::warn!(replica = %self.replica, "reconcile pass failed: {e}");
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,

@@ -6,12 +6,16 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use tokio::sync::mpsc;
 
 use super::plan::{Action, plan};
 use super::{CycleStats, Reconciler, backoff, plan_input, resource_ref};
 use crate::driver::{DriverError, Observed, ResourceRef};
 use crate::store::StoreResult;
-use crate::store::resources::{Leased, ResourceKind};
+use crate::store::resources::{Leased, Outcome, ResourceKind, WriteResult};
+
+/// Most outcomes written in one transaction.
+const WRITE_BATCH: usize = 256;
 
 /// The plan for a row and what the batch observation saw, or why observing failed.
 pub(super) type Decision = Result<(Action, Observed), DriverError>;
@@ -112,19 +116,61 @@ impl Reconciler {
             }
         }
 
-        let results: Vec<StoreResult<(CycleStats, Option<Duration>)>> = futures::stream::iter(work)
-            .map(|(row, decided)| async move { self.work_row(&row, decided).await })
-            .buffer_unordered(self.cfg.concurrency.max(1))
-            .collect()
-            .await;
-        let mut soonest: Option<Duration> = None;
-        for r in results {
-            let (s, next) = r?;
-            stats.add(&s);
-            if let Some(n) = next {
-                soonest = Some(soonest.map_or(n, |m| m.min(n)));
+        // Rows are worked concurrently; their outcomes go to one writer,
+        // which writes whatever has finished meanwhile in one transaction
+        // (group commit): the first outcome alone, the next ones batched
+        // while the previous batch commits.
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Leased, Outcome)>();
+        let workers = async move {
+            let results: Vec<StoreResult<CycleStats>> = futures::stream::iter(work)
+                .map(|(row, decided)| {
+                    let done = done_tx.clone();
+                    async move {
+                        let (s, out) = self.work_row(&row, decided).await?;
+                        // The writer is gone only if it failed; the pass fails with it.
+                        let _ = done.send((row, out));
+                        Ok(s)
+                    }
+                })
+                .buffer_unordered(self.cfg.concurrency.max(1))
+                .collect()
+                .await;
+            results
+        };
+        let writer = async {
+            let mut stats = CycleStats::default();
+            let mut soonest: Option<Duration> = None;
+            while let Some(first) = done_rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < WRITE_BATCH
+                    && let Ok(more) = done_rx.try_recv()
+                {
+                    batch.push(more);
+                }
+                let pairs: Vec<(&Leased, &Outcome)> = batch.iter().map(|(r, o)| (r, o)).collect();
+                let written = self.store.record_outcomes(&pairs, &self.replica).await?;
+                stats.queries += 1;
+                stats.write_batches += 1;
+                for ((row, out), w) in batch.iter().zip(written) {
+                    match w {
+                        WriteResult::Written if out.status != row.status => stats.transitions += 1,
+                        WriteResult::Written => {}
+                        WriteResult::Superseded => stats.superseded += 1,
+                        WriteResult::LeaseLost => stats.lease_lost += 1,
+                    }
+                    if let Some(n) = out.next_attempt_in {
+                        soonest = Some(soonest.map_or(n, |m| m.min(n)));
+                    }
+                }
             }
+            StoreResult::Ok((stats, soonest))
+        };
+        let (results, written) = tokio::join!(workers, writer);
+        for r in results {
+            stats.add(&r?);
         }
+        let (w, soonest) = written?;
+        stats.add(&w);
         Ok((stats, soonest.map(|d| Instant::now() + d), full))
     }
 }

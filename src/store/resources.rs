@@ -151,52 +151,90 @@ impl Store {
         outcome: &Outcome,
         actor: &str,
     ) -> StoreResult<WriteResult> {
-        let table = row.kind.table();
         let mut tx = self.pool.begin().await?;
-        // The project lock first, as every writer of a project's resources
-        // does; statements after it see what the previous holder committed.
-        let before: Option<String> =
-            sqlx::query_scalar("SELECT status FROM projects WHERE id = $1 FOR UPDATE")
-                .bind(row.project_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(before) = before else {
-            return Ok(WriteResult::LeaseLost);
-        };
-        let status_changed = outcome.status != row.status;
-        // New or different connection details change the sandbox's
-        // DATABASE_URL: on Kubernetes they appear only once the cluster is
-        // up, after the sandbox was created without them.
-        let connection_changed = match (row.kind, &outcome.connection) {
-            (ResourceKind::Database, Some((host, port, db, user))) => {
-                let before: Option<StoredConnection> = sqlx::query_as(
-                    "SELECT db_host, db_port, db_name, db_user FROM databases WHERE id = $1",
-                )
-                .bind(row.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                before.is_some_and(|b| {
-                    b != (
-                        Some(host.clone()),
-                        Some(*port),
-                        Some(db.clone()),
-                        Some(user.clone()),
-                    )
-                })
-            }
-            _ => false,
-        };
-        let event_wanted = status_changed
-            || (outcome.last_error.is_some() && outcome.last_error != row.last_error);
+        let written = write_outcome(&mut tx, row, outcome, actor).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
 
-        // The fenced write, its event, and the statuses of the project's other
-        // resources, in one statement.
-        let write = match (row.kind, outcome.status) {
-            (_, ResourceStatus::Terminated) => format!(
-                "DELETE FROM {table} WHERE id = $1 AND lease_token = $2 AND intent_seq = $3
+    /// Writes the outcomes of one batch in one transaction: each row fenced
+    /// exactly as [`Store::record_outcome`] does (a row whose lease was lost
+    /// or whose intent moved on is skipped, not written), so the loop's
+    /// throughput is bound by its work rather than by one commit per row.
+    /// Rows are written in project order: two replicas writing batches that
+    /// share projects take the project locks in the same order and cannot
+    /// deadlock. The answers are in the order of `outcomes`.
+    pub async fn record_outcomes(
+        &self,
+        outcomes: &[(&Leased, &Outcome)],
+        actor: &str,
+    ) -> StoreResult<Vec<WriteResult>> {
+        let mut order: Vec<usize> = (0..outcomes.len()).collect();
+        order.sort_by_key(|&i| (outcomes[i].0.project_id, outcomes[i].0.id));
+        let mut written = vec![WriteResult::LeaseLost; outcomes.len()];
+        let mut tx = self.pool.begin().await?;
+        for i in order {
+            let (row, outcome) = outcomes[i];
+            written[i] = write_outcome(&mut tx, row, outcome, actor).await?;
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+}
+
+/// One row's fenced write, its events and its project's new status, inside
+/// the caller's transaction (which commits it).
+async fn write_outcome(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    row: &Leased,
+    outcome: &Outcome,
+    actor: &str,
+) -> StoreResult<WriteResult> {
+    let table = row.kind.table();
+    // The project lock first, as every writer of a project's resources
+    // does; statements after it see what the previous holder committed.
+    let before: Option<String> =
+        sqlx::query_scalar("SELECT status FROM projects WHERE id = $1 FOR UPDATE")
+            .bind(row.project_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some(before) = before else {
+        return Ok(WriteResult::LeaseLost);
+    };
+    let status_changed = outcome.status != row.status;
+    // New or different connection details change the sandbox's
+    // DATABASE_URL: on Kubernetes they appear only once the cluster is
+    // up, after the sandbox was created without them.
+    let connection_changed = match (row.kind, &outcome.connection) {
+        (ResourceKind::Database, Some((host, port, db, user))) => {
+            let before: Option<StoredConnection> = sqlx::query_as(
+                "SELECT db_host, db_port, db_name, db_user FROM databases WHERE id = $1",
+            )
+            .bind(row.id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            before.is_some_and(|b| {
+                b != (
+                    Some(host.clone()),
+                    Some(*port),
+                    Some(db.clone()),
+                    Some(user.clone()),
+                )
+            })
+        }
+        _ => false,
+    };
+    let event_wanted =
+        status_changed || (outcome.last_error.is_some() && outcome.last_error != row.last_error);
+
+    // The fenced write, its event, and the statuses of the project's other
+    // resources, in one statement.
+    let write = match (row.kind, outcome.status) {
+        (_, ResourceStatus::Terminated) => format!(
+            "DELETE FROM {table} WHERE id = $1 AND lease_token = $2 AND intent_seq = $3
                  RETURNING project_id"
-            ),
-            (ResourceKind::Sandbox, _) => "UPDATE sandboxes
+        ),
+        (ResourceKind::Sandbox, _) => "UPDATE sandboxes
                     SET status = $4, attempts = $6, last_error = $7, observed_at = now(),
                         applied_env_version = coalesce($16, applied_env_version),
                         -- settled on an env version that changed meanwhile: due again now
@@ -208,8 +246,8 @@ impl Store {
                         lease_owner = NULL, lease_token = NULL, lease_until = NULL
                   WHERE id = $1 AND lease_token = $2 AND intent_seq = $3
                   RETURNING project_id"
-                .to_string(),
-            (ResourceKind::Database, _) => "UPDATE databases
+            .to_string(),
+        (ResourceKind::Database, _) => "UPDATE databases
                     SET status = $4, attempts = $6, last_error = $7, observed_at = now(),
                         next_attempt_at = coalesce(now() + make_interval(secs => $5), 'infinity'),
                         db_host = coalesce($16, db_host), db_port = coalesce($17, db_port),
@@ -217,9 +255,9 @@ impl Store {
                         lease_owner = NULL, lease_token = NULL, lease_until = NULL
                   WHERE id = $1 AND lease_token = $2 AND intent_seq = $3
                   RETURNING project_id"
-                .to_string(),
-        };
-        let sql = format!(
+            .to_string(),
+    };
+    let sql = format!(
             "WITH w AS ({write}),
                   e AS (INSERT INTO events (project_id, user_id, kind, resource, from_status,
                                             to_status, message, actor)
@@ -229,102 +267,101 @@ impl Store {
                           UNION ALL
                           SELECT status FROM databases WHERE project_id = $8 AND id <> $1) AS others"
         );
-        let query = sqlx::query_as::<_, (i64, Vec<String>)>(AssertSqlSafe(sql))
-            .bind(row.id)
-            .bind(row.lease_token)
-            .bind(row.intent_seq)
-            .bind(outcome.status.as_str())
-            .bind(outcome.next_attempt_in.map(|d| d.as_secs_f64()))
-            .bind(outcome.attempts)
-            .bind(&outcome.last_error)
-            .bind(row.project_id)
-            .bind(row.user_id)
-            .bind(row.kind.event_kind().as_str())
-            .bind(&row.resource_name)
-            .bind(row.status.as_str())
-            .bind(&outcome.message)
-            .bind(actor)
-            .bind(event_wanted);
-        let query = match (row.kind, &outcome.connection) {
-            (ResourceKind::Sandbox, _) => query.bind(outcome.applied_env_version),
-            (ResourceKind::Database, Some((host, port, db, user))) => {
-                query.bind(host).bind(port).bind(db).bind(user)
-            }
-            (ResourceKind::Database, None) => query
-                .bind(None::<String>)
-                .bind(None::<i32>)
-                .bind(None::<String>)
-                .bind(None::<String>),
-        };
-        let (written, others) = query.fetch_one(&mut *tx).await?;
+    let query = sqlx::query_as::<_, (i64, Vec<String>)>(AssertSqlSafe(sql))
+        .bind(row.id)
+        .bind(row.lease_token)
+        .bind(row.intent_seq)
+        .bind(outcome.status.as_str())
+        .bind(outcome.next_attempt_in.map(|d| d.as_secs_f64()))
+        .bind(outcome.attempts)
+        .bind(&outcome.last_error)
+        .bind(row.project_id)
+        .bind(row.user_id)
+        .bind(row.kind.event_kind().as_str())
+        .bind(&row.resource_name)
+        .bind(row.status.as_str())
+        .bind(&outcome.message)
+        .bind(actor)
+        .bind(event_wanted);
+    let query = match (row.kind, &outcome.connection) {
+        (ResourceKind::Sandbox, _) => query.bind(outcome.applied_env_version),
+        (ResourceKind::Database, Some((host, port, db, user))) => {
+            query.bind(host).bind(port).bind(db).bind(user)
+        }
+        (ResourceKind::Database, None) => query
+            .bind(None::<String>)
+            .bind(None::<i32>)
+            .bind(None::<String>)
+            .bind(None::<String>),
+    };
+    let (written, others) = query.fetch_one(&mut **tx).await?;
 
-        if written == 0 {
-            // Either an intent superseded the work (we still hold the lease:
-            // give it back so the row is picked up at once) or the lease is gone.
-            let released = sqlx::query(AssertSqlSafe(format!(
-                "UPDATE {table} SET lease_owner = NULL, lease_token = NULL, lease_until = NULL
+    if written == 0 {
+        // Either an intent superseded the work (we still hold the lease:
+        // give it back so the row is picked up at once) or the lease is gone.
+        let released = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {table} SET lease_owner = NULL, lease_token = NULL, lease_until = NULL
                   WHERE id = $1 AND lease_token = $2"
-            )))
-            .bind(row.id)
-            .bind(row.lease_token)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            tx.commit().await?;
-            return Ok(if released == 1 {
-                WriteResult::Superseded
+        )))
+        .bind(row.id)
+        .bind(row.lease_token)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        return Ok(if released == 1 {
+            WriteResult::Superseded
+        } else {
+            WriteResult::LeaseLost
+        });
+    }
+
+    if connection_changed {
+        bump_env_version(tx, row.project_id).await?;
+    }
+
+    if status_changed {
+        let mut statuses: Vec<ResourceStatus> = others
+            .into_iter()
+            .map(parse)
+            .collect::<Result<_, sqlx::Error>>()?;
+        if outcome.status != ResourceStatus::Terminated {
+            statuses.push(outcome.status);
+        }
+        let after = (!statuses.is_empty()).then(|| aggregate(&statuses));
+        let after_text = after.map_or("TERMINATED", |s| s.as_str());
+        if before != after_text {
+            // The project's new status and its event in one statement;
+            // with no resources left the project goes, its history stays.
+            let change = if after.is_some() {
+                "UPDATE projects SET status = $2 WHERE id = $1 RETURNING id"
             } else {
-                WriteResult::LeaseLost
-            });
-        }
-
-        if connection_changed {
-            bump_env_version(&mut tx, row.project_id).await?;
-        }
-
-        if status_changed {
-            let mut statuses: Vec<ResourceStatus> = others
-                .into_iter()
-                .map(parse)
-                .collect::<Result<_, sqlx::Error>>()?;
-            if outcome.status != ResourceStatus::Terminated {
-                statuses.push(outcome.status);
-            }
-            let after = (!statuses.is_empty()).then(|| aggregate(&statuses));
-            let after_text = after.map_or("TERMINATED", |s| s.as_str());
-            if before != after_text {
-                // The project's new status and its event in one statement;
-                // with no resources left the project goes, its history stays.
-                let change = if after.is_some() {
-                    "UPDATE projects SET status = $2 WHERE id = $1 RETURNING id"
-                } else {
-                    "DELETE FROM projects WHERE id = $1 RETURNING NULL::uuid AS id"
-                };
-                sqlx::query(AssertSqlSafe(format!(
-                    "WITH c AS ({change})
+                "DELETE FROM projects WHERE id = $1 RETURNING NULL::uuid AS id"
+            };
+            sqlx::query(AssertSqlSafe(format!(
+                "WITH c AS ({change})
                      INSERT INTO events (project_id, user_id, kind, resource, from_status,
                                          to_status, message, actor)
                      SELECT c.id, $3, 'project', $4, $5, $2, $6, $7 FROM c"
-                )))
-                .bind(row.project_id)
-                .bind(after_text)
-                .bind(row.user_id)
-                .bind(&row.project_slug)
-                .bind(&before)
-                .bind(if after.is_some() {
-                    "status aggregated from resources"
-                } else {
-                    "project deleted"
-                })
-                .bind(actor)
-                .execute(&mut *tx)
-                .await?;
-            }
+            )))
+            .bind(row.project_id)
+            .bind(after_text)
+            .bind(row.user_id)
+            .bind(&row.project_slug)
+            .bind(&before)
+            .bind(if after.is_some() {
+                "status aggregated from resources"
+            } else {
+                "project deleted"
+            })
+            .bind(actor)
+            .execute(&mut **tx)
+            .await?;
         }
-        tx.commit().await?;
-        Ok(WriteResult::Written)
     }
+    Ok(WriteResult::Written)
+}
 
+impl Store {
     /// Gives back leases on rows that needed nothing (observed as expected),
     /// scheduling their next observation — one statement for the whole set.
     /// A row whose intent changed meanwhile is made due at once instead.

@@ -222,6 +222,82 @@ async fn two_loops_perform_every_transition_exactly_once() {
     );
 }
 
+/// Outcomes are written a batch per transaction (issue 23). Two replicas
+/// lease small batches of 2,000 projects' sandboxes and databases, so one
+/// project's two resources are often in two replicas' batches at once and
+/// their writes lock the same projects: no pass may fail (a deadlock would
+/// fail it), every transition is made once, and both replicas write in
+/// batches of more than one row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_writes_of_two_replicas_on_overlapping_projects_never_deadlock() {
+    const N: usize = 2000;
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    fake.set_latency(Duration::from_millis(1));
+    let alice = user(&store, "alice").await;
+    for i in 0..N {
+        store
+            .create_project(alice, &format!("p{i}"), "", "alice")
+            .await
+            .unwrap();
+    }
+    let shutdown = CancellationToken::new();
+    let mut loops = Vec::new();
+    for name in ["a", "b"] {
+        let mut cfg = config();
+        cfg.batch_size = 50;
+        let r = reconciler(&store, &fake, name, cfg);
+        let changes = Some(store.listen().await.unwrap().subscribe());
+        let stop = shutdown.clone();
+        loops.push(tokio::spawn(
+            async move { r.run(changes, stop).await.unwrap() },
+        ));
+    }
+    let count = |status: &'static str| {
+        let store = store.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE status = $1")
+                .bind(status)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            n as usize
+        }
+    };
+    eventually(
+        "every project RUNNING",
+        Duration::from_secs(240),
+        || async { (count("RUNNING").await == N).then_some(()) },
+    )
+    .await;
+    shutdown.cancel();
+    let mut stats = Vec::new();
+    for l in loops {
+        stats.push(l.await.unwrap());
+    }
+    for kind in [Kind::Sandbox, Kind::Database] {
+        let counts = fake.call_counts(kind, Op::Ensure);
+        assert_eq!(counts.len(), N, "{kind:?} ensure reached every resource");
+        assert!(counts.values().all(|&c| c == 1), "{kind:?} ensured once");
+    }
+    let failed: usize = stats.iter().map(|s| s.failed_passes).sum();
+    assert_eq!(failed, 0, "no pass failed (deadlocked): {stats:?}");
+    // Both resources of each project to RUNNING, each written once by one
+    // of the replicas.
+    let transitions: usize = stats.iter().map(|s| s.transitions).sum();
+    assert_eq!(transitions, 2 * N, "{stats:?}");
+    assert!(
+        stats.iter().all(|s| s.transitions > 0),
+        "both replicas worked: {stats:?}"
+    );
+    let writes: usize = stats.iter().map(|s| s.write_batches).sum();
+    assert!(
+        writes < transitions,
+        "outcomes were written several per transaction: {writes} transactions for {transitions} transitions"
+    );
+}
+
 #[tokio::test]
 async fn a_dead_loops_rows_are_finished_by_another_and_its_late_write_is_fenced() {
     let db = TestDb::new().await;
