@@ -59,6 +59,7 @@ impl Reconciler {
         }
         let written = self.store.record_outcome(row, &out, &self.replica).await?;
         stats.queries += 1;
+        self.count(row, &result, &written, out.status);
         match written {
             WriteResult::Written if out.status != row.status => stats.transitions += 1,
             WriteResult::Written => {}
@@ -66,6 +67,33 @@ impl Reconciler {
             WriteResult::LeaseLost => stats.lease_lost += 1,
         }
         Ok((stats, out.next_attempt_in))
+    }
+
+    /// The row's outcome in the metrics: what the write did, and the time
+    /// from creation to the first RUNNING.
+    fn count(
+        &self,
+        row: &Leased,
+        result: &DriverResult<Observed>,
+        written: &WriteResult,
+        status: ResourceStatus,
+    ) {
+        let m = crate::ops::metrics::metrics();
+        let label = transition_label(result.is_ok(), written, row.status != status);
+        m.reconcile_transitions.with_label_values(&[label]).inc();
+        if matches!(written, WriteResult::Written)
+            && row.status == ResourceStatus::Creating
+            && status == ResourceStatus::Running
+        {
+            let age = (chrono::Utc::now() - row.created_at)
+                .to_std()
+                .unwrap_or_default();
+            // An owner's sandboxes and databases are on the same back end.
+            let backend = self.sandboxes.backend_label(row.user_id);
+            m.create_to_running_seconds
+                .with_label_values(&[backend])
+                .observe(age.as_secs_f64());
+        }
     }
 
     async fn act(
@@ -244,5 +272,38 @@ impl From<StoreError> for ActError {
 impl From<crate::store::CryptoError> for ActError {
     fn from(e: crate::store::CryptoError) -> Self {
         ActError::Store(e.into())
+    }
+}
+
+/// The `result` label of `kiln_reconcile_transitions_total`: a failed
+/// driver call, else what the fenced write did.
+pub(super) fn transition_label(ok: bool, written: &WriteResult, changed: bool) -> &'static str {
+    match (ok, written) {
+        (_, WriteResult::Superseded) => "superseded",
+        (_, WriteResult::LeaseLost) => "lease_lost",
+        (false, WriteResult::Written) => "failed",
+        (true, WriteResult::Written) if changed => "changed",
+        (true, WriteResult::Written) => "unchanged",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions_are_labelled_by_what_happened() {
+        let w = WriteResult::Written;
+        assert_eq!(transition_label(true, &w, true), "changed");
+        assert_eq!(transition_label(true, &w, false), "unchanged");
+        assert_eq!(transition_label(false, &w, true), "failed");
+        assert_eq!(
+            transition_label(true, &WriteResult::Superseded, true),
+            "superseded"
+        );
+        assert_eq!(
+            transition_label(false, &WriteResult::LeaseLost, false),
+            "lease_lost"
+        );
     }
 }

@@ -21,6 +21,7 @@ impl Reconciler {
     /// Returns the stats, the soonest retry it scheduled, and whether a
     /// batch came back full (more work is likely waiting).
     pub async fn pass(&self) -> StoreResult<(CycleStats, Option<Instant>, bool)> {
+        let started = Instant::now();
         let mut stats = CycleStats::default();
         let (sandboxes, databases) = tokio::try_join!(
             self.store.lease_batch(
@@ -113,7 +114,19 @@ impl Reconciler {
         }
 
         let results: Vec<StoreResult<(CycleStats, Option<Duration>)>> = futures::stream::iter(work)
-            .map(|(row, decided)| async move { self.work_row(&row, decided).await })
+            .map(|(row, decided)| {
+                // Lines logged while working a row name its owner and project.
+                let span = tracing::info_span!(
+                    "reconcile",
+                    user_id = %row.user_id,
+                    project_id = %row.project_id,
+                    resource = %row.resource_name,
+                );
+                tracing::Instrument::instrument(
+                    async move { self.work_row(&row, decided).await },
+                    span,
+                )
+            })
             .buffer_unordered(self.cfg.concurrency.max(1))
             .collect()
             .await;
@@ -125,6 +138,9 @@ impl Reconciler {
                 soonest = Some(soonest.map_or(n, |m| m.min(n)));
             }
         }
+        crate::ops::metrics::metrics()
+            .reconcile_pass_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok((stats, soonest.map(|d| Instant::now() + d), full))
     }
 }

@@ -122,4 +122,5 @@ where
 }
 pub mod embedded;
 pub mod k8s;
+pub mod serve;
 pub mod ssh;
