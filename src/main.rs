@@ -6,7 +6,9 @@ async fn main() -> std::process::ExitCode {
         tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
     };
-    match kiln::ops::logs::json_requested(std::env::var("KILN_LOG_FORMAT").ok().as_deref()) {
+    let json = kiln::ops::logs::json_requested(std::env::var("KILN_LOG_FORMAT").ok().as_deref());
+    kiln::ops::logs::set_json(json == Ok(true));
+    match json {
         Ok(true) => tracing_subscriber::fmt()
             .json()
             .with_current_span(true)
@@ -26,7 +28,7 @@ async fn main() -> std::process::ExitCode {
     match kiln::cli::run(kiln::cli::Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kiln: {e:#}");
+            kiln::ops::logs::notice(&format!("{e:#}"));
             std::process::ExitCode::FAILURE
         }
     }

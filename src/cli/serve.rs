@@ -70,12 +70,12 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         config.reconcile.clone(),
         config.replica_id.clone(),
     );
-    eprintln!(
-        "kiln: replica {} serving SSH on {} (data dir {})",
+    crate::ops::logs::notice(&format!(
+        "replica {} serving SSH on {} (data dir {})",
         config.replica_id,
         listener.local_addr()?,
         config.data_dir.display()
-    );
+    ));
     let drivers = crate::ssh::server::ConsoleDrivers {
         attach: Some(backends.clone()),
         logs: Some(backends.clone()),
@@ -83,14 +83,14 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
     };
     let mut ssh_config = config.ssh.clone();
     let confinement = sandboxes.confinement();
-    eprintln!("kiln: {}", confinement.describe());
+    crate::ops::logs::notice(&confinement.describe());
     let (signup, why) = crate::config::effective_signup(
         ssh_config.signup,
         config.server_cluster,
         confinement.is_confined(),
     );
     if let Some(why) = why {
-        eprintln!("kiln: {why}");
+        crate::ops::logs::notice(&why);
     }
     ssh_config.signup = signup;
     // The HTTP listener outlives the shutdown signal (readiness answers
@@ -99,10 +99,10 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
     let http_stop = CancellationToken::new();
     let _http_stop = http_stop.clone().drop_guard();
     if let Some(http) = http_listener {
-        eprintln!(
-            "kiln: operator HTTP (/metrics, /livez, /readyz) on {}",
+        crate::ops::logs::notice(&format!(
+            "operator HTTP (/metrics, /livez, /readyz) on {}",
             http.local_addr()?
-        );
+        ));
         let health = Arc::new(crate::ops::health::Health {
             store: db.store.clone(),
             feed: feed.clone(),
@@ -184,10 +184,10 @@ async fn server_cluster_client(
     .await
     .context("the server's cluster did not answer within 15 s")?
     .context("the server's cluster does not answer")?;
-    eprintln!(
-        "kiln: server cluster: Kubernetes {}.{}",
+    crate::ops::logs::notice(&format!(
+        "server cluster: Kubernetes {}.{}",
         version.major, version.minor
-    );
+    ));
     Ok(Some(client))
 }
 
@@ -200,7 +200,7 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        eprintln!("kiln: shutting down (releasing leases)");
+        crate::ops::logs::notice("shutting down: telling sessions, handing back leases");
         shutdown.cancel();
     });
 }

@@ -14,6 +14,30 @@ use std::sync::OnceLock;
 use tracing_subscriber::fmt::MakeWriter;
 
 static REPLICA: OnceLock<String> = OnceLock::new();
+static JSON: OnceLock<bool> = OnceLock::new();
+
+/// Records that logs are JSON (set once by `main`), so that [`notice`]
+/// writes JSON too.
+pub fn set_json(json: bool) {
+    let _ = JSON.set(json);
+}
+
+/// A message for the operator whatever the log filter (startup lines,
+/// shutdown): `kiln: …` on stderr, or with JSON logs one JSON object of
+/// the formatter's shape, so that every line a log shipper reads parses.
+pub fn notice(message: &str) {
+    if JSON.get().copied().unwrap_or(false) {
+        let line = serde_json::json!({
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "level": "INFO",
+            "fields": { "message": message },
+            "target": "kiln",
+        });
+        let _ = LineWriter.write_all(format!("{line}\n").as_bytes());
+    } else {
+        eprintln!("kiln: {message}");
+    }
+}
 
 /// Names this process's replica on every later JSON line.
 pub fn set_replica(id: &str) {

@@ -201,3 +201,61 @@ async fn readyz_fails_with_the_reason_while_postgres_is_unreachable_and_livez_st
     assert_eq!(server.get("/livez").await.0, 200);
     assert_eq!(server.get("/nope").await.0, 404);
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_the_replica_and_user_and_never_a_secret() {
+    let db = TestDb::new().await;
+    let store = db
+        .store_with_key(kiln::store::SecretKey::from_hex(TEST_SECRET_KEY).unwrap())
+        .await;
+    let alice = store
+        .create_user("alice", Some("correct horse battery"), false)
+        .await
+        .unwrap();
+    let mut server = Serve::start(
+        &db.url,
+        "json-a",
+        FAST,
+        &[("KILN_LOG_FORMAT", "json"), ("KILN_LOG", "info")],
+    )
+    .await;
+    let mut wrong = connect(server.ssh).await;
+    assert!(!wrong.password("alice", "hunter2-wrong-guess").await);
+    let mut c = connect(server.ssh).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    assert_eq!(c.exec("create blog", b"").await.code, Some(0));
+    let r = c
+        .exec(
+            "env blog set API_TOKEN=s3cr3t-value-never-logged --secret",
+            b"",
+        )
+        .await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    server.sigterm();
+    assert!(server.exited(Duration::from_secs(30)).await.success());
+
+    let log = server.stderr();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 3, "{log}");
+    for l in &lines {
+        assert_eq!(l["replica"], "json-a", "{l}");
+    }
+    let create = lines
+        .iter()
+        .find(|l| l["fields"]["action"] == "project.create")
+        .unwrap_or_else(|| panic!("no audit line for the create:\n{log}"));
+    assert_eq!(create["span"]["user_id"], alice.id.to_string(), "{create}");
+    assert_eq!(create["span"]["project"], "blog", "{create}");
+    for secret in [
+        "hunter2-wrong-guess",
+        "correct horse battery",
+        "s3cr3t-value-never-logged",
+        TEST_SECRET_KEY,
+    ] {
+        assert!(!log.contains(secret), "a secret is in the log:\n{log}");
+    }
+}
