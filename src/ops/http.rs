@@ -18,6 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::health::{Health, verdict};
 
+/// Every path the listener serves (the deploy test checks the probes
+/// against it).
+pub const PATHS: [&str; 3] = ["/metrics", "/livez", "/readyz"];
+
 /// How often the change feed is probed for its lag when nobody asks.
 const LAG_SAMPLE_EVERY: Duration = Duration::from_secs(15);
 

@@ -16,6 +16,7 @@ mod support;
 mod cli;
 mod confinement;
 mod console_fronts;
+mod deploy;
 mod embedded_pg;
 mod embedded_pg_auth;
 mod exec;
