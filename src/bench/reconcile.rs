@@ -27,46 +27,82 @@ async fn run_all(url: &str, projects: usize, idle_projects: usize) -> anyhow::Re
         "reconcile throughput: fake driver with zero latency, {projects} new projects = {} resource transitions",
         projects * 2
     );
-    for replicas in [1usize, 2] {
-        let user = store
-            .create_user(&format!("bench{replicas}"), None, false)
-            .await?;
-        for i in 0..projects {
-            store
-                .create_project(user.id, &format!("p{i}"), "", "bench")
-                .await?;
-        }
-        let fake = Arc::new(FakeDriver::new());
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for r in 0..replicas {
-            let rec = Reconciler::new(
-                store.clone(),
-                fake.clone(),
-                fake.clone(),
-                ReconcileConfig::default(),
-                format!("bench-{replicas}-{r}"),
+    // The same run with the operator HTTP listener off, then on and
+    // scraped: metrics are recorded either way (they cost a few atomic
+    // adds); what the listener adds is serving and refreshing them.
+    for http in [false, true] {
+        let listener = if http {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let health = Arc::new(crate::ops::health::Health {
+                store: store.clone(),
+                feed: Arc::new(store.listen().await?),
+                // No SSH here, and /readyz is not asked: only /metrics is scraped.
+                ssh: addr,
+                replica: "bench".into(),
+                shutdown: tokio_util::sync::CancellationToken::new(),
+            });
+            let stop = tokio_util::sync::CancellationToken::new();
+            tokio::spawn(crate::ops::http::run(listener, health, stop.clone()));
+            println!(
+                "  operator HTTP listener on, /metrics scraped every {:?}:",
+                super::scrape::EVERY
             );
-            tasks.push(tokio::spawn(async move {
-                let mut transitions = 0;
-                loop {
-                    let (stats, _) = rec.drain().await?;
-                    transitions += stats.transitions;
-                    if stats.leased == 0 {
-                        return anyhow::Ok(transitions);
+            Some((stop, super::scrape::Scraper::start(addr)))
+        } else {
+            println!("  operator HTTP listener off:");
+            None
+        };
+        for replicas in [1usize, 2] {
+            let user = store
+                .create_user(
+                    &format!("bench{}{replicas}", if http { "h" } else { "" }),
+                    None,
+                    false,
+                )
+                .await?;
+            for i in 0..projects {
+                store
+                    .create_project(user.id, &format!("p{i}"), "", "bench")
+                    .await?;
+            }
+            let fake = Arc::new(FakeDriver::new());
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for r in 0..replicas {
+                let rec = Reconciler::new(
+                    store.clone(),
+                    fake.clone(),
+                    fake.clone(),
+                    ReconcileConfig::default(),
+                    format!("bench-{replicas}-{r}"),
+                );
+                tasks.push(tokio::spawn(async move {
+                    let mut transitions = 0;
+                    loop {
+                        let (stats, _) = rec.drain().await?;
+                        transitions += stats.transitions;
+                        if stats.leased == 0 {
+                            return anyhow::Ok(transitions);
+                        }
                     }
-                }
-            }));
+                }));
+            }
+            let mut transitions = 0;
+            for t in tasks {
+                transitions += t.await??;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "    replicas={replicas}: {transitions} transitions in {secs:.2} s = {:.0} transitions/s",
+                transitions as f64 / secs
+            );
         }
-        let mut transitions = 0;
-        for t in tasks {
-            transitions += t.await??;
+        if let Some((stop, scraper)) = listener {
+            let scrapes = scraper.stop().await;
+            stop.cancel();
+            println!("    ({scrapes} scrapes answered meanwhile)");
         }
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "  replicas={replicas}: {transitions} transitions in {secs:.2} s = {:.0} transitions/s",
-            transitions as f64 / secs
-        );
     }
 
     println!(

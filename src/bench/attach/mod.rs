@@ -40,13 +40,26 @@ pub async fn attach(admin_url: &str, keys: usize, megabytes: usize) -> anyhow::R
     if !Path::new("/usr/sbin/sshd").exists() {
         bail!("the anchor needs OpenSSH's server: install it (apt install openssh-server)");
     }
-    let scratch = Scratch::create(admin_url).await?;
-    let result = run(&scratch.url, keys, megabytes).await;
-    scratch.drop_database().await?;
-    result
+    // The whole run with the operator HTTP listener off, then on and
+    // scraped, each on a scratch database of its own.
+    for http in [false, true] {
+        if http {
+            println!(
+                "== operator HTTP listener on, /metrics scraped every {:?} ==",
+                crate::bench::scrape::EVERY
+            );
+        } else {
+            println!("== operator HTTP listener off ==");
+        }
+        let scratch = Scratch::create(admin_url).await?;
+        let result = run(&scratch.url, keys, megabytes, http).await;
+        scratch.drop_database().await?;
+        result?;
+    }
+    Ok(())
 }
 
-async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
+async fn run(url: &str, keys: usize, megabytes: usize, http: bool) -> anyhow::Result<()> {
     let key_hex: String = {
         let mut b = [0u8; 32];
         getrandom::fill(&mut b).expect("random");
@@ -60,9 +73,16 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     store.add_ssh_key(user.id, &public).await?;
     let key = Arc::new(key);
 
-    let server =
-        ChildServer::start_with_config(url, &key_hex, "[local]\nsandbox_command = \"sh\"\n")
-            .await?;
+    let mut config = "[local]\nsandbox_command = \"sh\"\n".to_string();
+    let http_addr = if http {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        config.push_str(&format!("[http]\nlisten = \"{addr}\"\n"));
+        Some(addr)
+    } else {
+        None
+    };
+    let server = ChildServer::start_with_config(url, &key_hex, &config).await?;
+    let scraper = http_addr.map(crate::bench::scrape::Scraper::start);
     store.create_project(user.id, "bench", "", "bench").await?;
     let started = Instant::now();
     loop {
@@ -197,6 +217,9 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
             drop(conn);
             rates[which].push(measured);
         }
+    }
+    if let Some(scraper) = scraper {
+        println!("({} scrapes answered during the run)", scraper.stop().await);
     }
     report::print(Measured {
         keys,
