@@ -48,6 +48,10 @@ pub struct FileConfig {
     pub local: LocalFile,
     #[serde(default)]
     pub ssh: SshFile,
+    #[serde(default)]
+    pub http: HttpFile,
+    /// How long a replica may take to stop on SIGTERM (default 20 s).
+    pub shutdown_grace_secs: Option<u64>,
     /// Whether the server itself has a cluster for users without a kubeconfig.
     pub server_cluster: Option<ServerCluster>,
     /// How Kubernetes objects are built (image, sizes, domain, KubeBlocks).
@@ -84,6 +88,18 @@ pub struct SshFile {
     pub rejection_delay_ms: Option<u64>,
     /// The key that leads back to Kiln from an attached session (`C-]`).
     pub prefix_key: Option<String>,
+    /// The SSH host key (OpenSSH format), e.g. mounted from a Secret so
+    /// every replica presents the same one. Unset: `{data_dir}/ssh_host_ed25519_key`,
+    /// generated on first start.
+    pub host_key_file: Option<PathBuf>,
+}
+
+/// The operator HTTP listener (`/metrics`, `/livez`, `/readyz`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    /// e.g. `127.0.0.1:9090`; unset = no listener.
+    pub listen: Option<String>,
 }
 
 /// Who may create an account by logging in.
@@ -204,6 +220,13 @@ pub struct Config {
     pub ssh: SshConfig,
     pub server_cluster: ServerCluster,
     pub kubernetes: crate::k8s::settings::K8sSettings,
+    /// Where `/metrics`, `/livez` and `/readyz` are served; `None` = nowhere.
+    pub http_listen: Option<String>,
+    /// A configured SSH host key, used as it is and never generated.
+    pub ssh_host_key_file: Option<PathBuf>,
+    /// On SIGTERM: stop accepting, tell sessions, hand back leases, and
+    /// exit within this.
+    pub shutdown_grace: Duration,
 }
 
 /// What the environment and flags contribute (read by `main`).
@@ -214,6 +237,7 @@ pub struct Overrides {
     pub replica_id: Option<String>,
     pub ssh_listen: Option<String>,
     pub server_cluster: Option<ServerCluster>,
+    pub http_listen: Option<String>,
 }
 
 impl Config {
@@ -366,7 +390,27 @@ impl Config {
         file.kubernetes
             .validate()
             .map_err(ConfigError::Kubernetes)?;
+        let http_listen = overrides.http_listen.clone().or(file.http.listen.clone());
+        if let Some(v) = &http_listen
+            && v.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(ConfigError::Invalid {
+                key: "http.listen",
+                value: v.clone(),
+                why: "must be an address and port, e.g. 127.0.0.1:9090",
+            });
+        }
+        let shutdown_grace = Duration::from_secs(file.shutdown_grace_secs.unwrap_or(20));
+        if let Some(v) = file.shutdown_grace_secs {
+            check("shutdown_grace_secs", v, 1..=3600)?;
+        }
+        // A pass in flight at shutdown gets most of the grace; the rest is
+        // for telling sessions and giving leases back.
+        reconcile.shutdown_grace = reconcile.shutdown_grace.min(shutdown_grace.mul_f64(0.75));
         Ok(Config {
+            http_listen,
+            ssh_host_key_file: file.ssh.host_key_file.clone(),
+            shutdown_grace,
             server_cluster: overrides
                 .server_cluster
                 .or(file.server_cluster)
@@ -564,6 +608,33 @@ mod tests {
         let file = parse_file("[ssh]\nmax_signups_per_address = 0").unwrap();
         let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("ssh.max_signups_per_address"), "{e}");
+    }
+
+    #[test]
+    fn the_http_listener_is_off_unless_set_and_must_be_an_address() {
+        let none = parse_file("").unwrap();
+        let c = Config::from_parts(Path::new("/d"), none, Overrides::default()).unwrap();
+        assert_eq!(c.http_listen, None);
+        assert_eq!(c.ssh_host_key_file, None);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(20));
+        let file = parse_file(
+            "shutdown_grace_secs = 4\n[http]\nlisten = \"127.0.0.1:9090\"\n\
+             [ssh]\nhost_key_file = \"/etc/kiln/host-key/ssh_host_ed25519_key\"",
+        )
+        .unwrap();
+        let c = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap();
+        assert_eq!(c.http_listen.as_deref(), Some("127.0.0.1:9090"));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(4));
+        assert_eq!(c.reconcile.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(
+            c.ssh_host_key_file.as_deref(),
+            Some(Path::new("/etc/kiln/host-key/ssh_host_ed25519_key"))
+        );
+        let file = parse_file("[http]\nlisten = \"9090\"").unwrap();
+        let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("http.listen"), "{e}");
+        let file = parse_file("shutdown_grace_secs = 0").unwrap();
+        assert!(Config::from_parts(Path::new("/d"), file, Overrides::default()).is_err());
     }
 
     #[test]

@@ -118,6 +118,11 @@ pub trait SandboxDriver: Send + Sync + 'static {
     async fn observe(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>>;
     /// Brings the running sandbox's environment up to `spec.env`.
     async fn sync_env(&self, spec: &SandboxSpec) -> DriverResult<()>;
+    /// Which back end serves `owner`, as a metrics label (`local`,
+    /// `kubernetes`); a driver that is one back end keeps the default.
+    fn backend_label(&self, _owner: uuid::Uuid) -> &'static str {
+        "unknown"
+    }
 }
 
 #[async_trait]

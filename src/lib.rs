@@ -13,6 +13,7 @@ pub mod fake_driver;
 pub mod k8s;
 pub mod local;
 pub mod model;
+pub mod ops;
 pub mod reconcile;
 pub mod runtime;
 pub mod ssh;

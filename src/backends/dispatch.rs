@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
+use std::time::Instant;
+
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use super::router::{Backends, Route};
 use crate::driver::{
@@ -12,89 +15,181 @@ use crate::driver::{
     Viewer,
 };
 
+const SANDBOX: &str = "sandbox";
+const DATABASE: &str = "database";
+
+/// Times one driver call on `backend` and counts it when it fails
+/// (`kiln_driver_call_duration_seconds`, `kiln_driver_errors_total`).
+async fn metered<T>(
+    backend: &'static str,
+    kind: &'static str,
+    op: &'static str,
+    call: impl Future<Output = DriverResult<T>>,
+) -> DriverResult<T> {
+    let started = Instant::now();
+    let result = call.await;
+    crate::ops::metrics::driver_call(backend, kind, op, started.elapsed(), &result);
+    result
+}
+
+impl Route {
+    /// The back end's name in metrics: a bounded label, never a namespace.
+    pub fn backend_label(&self) -> &'static str {
+        match self {
+            Route::Local => "local",
+            Route::Cluster(_) => "kubernetes",
+        }
+    }
+}
+
+impl Backends {
+    /// The route for a call; a user whose back end cannot be reached (a
+    /// kubeconfig that no longer works) counts as a failed call of the
+    /// `unrouted` back end.
+    async fn routed(
+        &self,
+        owner: Uuid,
+        kind: &'static str,
+        op: &'static str,
+    ) -> DriverResult<Route> {
+        let started = Instant::now();
+        let route = self.route(owner).await;
+        if route.is_err() {
+            crate::ops::metrics::driver_call("unrouted", kind, op, started.elapsed(), &route);
+        }
+        route
+    }
+}
+
 #[async_trait]
 impl SandboxDriver for Backends {
     async fn ensure(&self, spec: &SandboxSpec) -> DriverResult<Observed> {
-        match self.route(spec.resource.owner).await? {
-            Route::Local => self.local.sandboxes.ensure(spec).await,
-            Route::Cluster(c) => SandboxDriver::ensure(c.as_ref(), spec).await,
-        }
+        let route = self.routed(spec.resource.owner, SANDBOX, "ensure").await?;
+        metered(route.backend_label(), SANDBOX, "ensure", async {
+            match &route {
+                Route::Local => self.local.sandboxes.ensure(spec).await,
+                Route::Cluster(c) => SandboxDriver::ensure(c.as_ref(), spec).await,
+            }
+        })
+        .await
     }
 
     async fn stop(&self, r: &ResourceRef) -> DriverResult<Observed> {
-        match self.route(r.owner).await? {
-            Route::Local => self.local.sandboxes.stop(r).await,
-            Route::Cluster(c) => SandboxDriver::stop(c.as_ref(), r).await,
-        }
+        let route = self.routed(r.owner, SANDBOX, "stop").await?;
+        metered(route.backend_label(), SANDBOX, "stop", async {
+            match &route {
+                Route::Local => self.local.sandboxes.stop(r).await,
+                Route::Cluster(c) => SandboxDriver::stop(c.as_ref(), r).await,
+            }
+        })
+        .await
     }
 
     async fn delete(&self, r: &ResourceRef) -> DriverResult<()> {
-        match self.route(r.owner).await? {
-            Route::Local => self.local.sandboxes.delete(r).await,
-            Route::Cluster(c) => SandboxDriver::delete(c.as_ref(), r).await,
-        }
+        let route = self.routed(r.owner, SANDBOX, "delete").await?;
+        metered(route.backend_label(), SANDBOX, "delete", async {
+            match &route {
+                Route::Local => self.local.sandboxes.delete(r).await,
+                Route::Cluster(c) => SandboxDriver::delete(c.as_ref(), r).await,
+            }
+        })
+        .await
     }
 
     async fn observe(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>> {
         let mut out = HashMap::with_capacity(rs.len());
         for (route, refs) in self.group(rs).await? {
-            let seen = match route {
-                Route::Local => self.local.sandboxes.observe(&refs).await?,
-                Route::Cluster(c) => SandboxDriver::observe(c.as_ref(), &refs).await?,
-            };
+            let seen = metered(route.backend_label(), SANDBOX, "observe", async {
+                match &route {
+                    Route::Local => self.local.sandboxes.observe(&refs).await,
+                    Route::Cluster(c) => SandboxDriver::observe(c.as_ref(), &refs).await,
+                }
+            })
+            .await?;
             out.extend(seen);
         }
         Ok(out)
     }
 
     async fn sync_env(&self, spec: &SandboxSpec) -> DriverResult<()> {
-        match self.route(spec.resource.owner).await? {
-            Route::Local => self.local.sandboxes.sync_env(spec).await,
-            Route::Cluster(c) => c.sync_env(spec).await,
-        }
+        let route = self
+            .routed(spec.resource.owner, SANDBOX, "sync_env")
+            .await?;
+        metered(route.backend_label(), SANDBOX, "sync_env", async {
+            match &route {
+                Route::Local => self.local.sandboxes.sync_env(spec).await,
+                Route::Cluster(c) => c.sync_env(spec).await,
+            }
+        })
+        .await
+    }
+
+    fn backend_label(&self, owner: Uuid) -> &'static str {
+        self.cached_backend(owner)
     }
 }
 
 #[async_trait]
 impl DatabaseDriver for Backends {
     async fn ensure(&self, spec: &DatabaseSpec) -> DriverResult<Observed> {
-        match self.route(spec.resource.owner).await? {
-            Route::Local => self.local.databases.ensure(spec).await,
-            Route::Cluster(c) => DatabaseDriver::ensure(c.as_ref(), spec).await,
-        }
+        let route = self.routed(spec.resource.owner, DATABASE, "ensure").await?;
+        metered(route.backend_label(), DATABASE, "ensure", async {
+            match &route {
+                Route::Local => self.local.databases.ensure(spec).await,
+                Route::Cluster(c) => DatabaseDriver::ensure(c.as_ref(), spec).await,
+            }
+        })
+        .await
     }
 
     async fn stop(&self, spec: &DatabaseSpec) -> DriverResult<Observed> {
-        match self.route(spec.resource.owner).await? {
-            Route::Local => self.local.databases.stop(spec).await,
-            Route::Cluster(c) => DatabaseDriver::stop(c.as_ref(), spec).await,
-        }
+        let route = self.routed(spec.resource.owner, DATABASE, "stop").await?;
+        metered(route.backend_label(), DATABASE, "stop", async {
+            match &route {
+                Route::Local => self.local.databases.stop(spec).await,
+                Route::Cluster(c) => DatabaseDriver::stop(c.as_ref(), spec).await,
+            }
+        })
+        .await
     }
 
     async fn delete(&self, r: &ResourceRef) -> DriverResult<()> {
-        match self.route(r.owner).await? {
-            Route::Local => self.local.databases.delete(r).await,
-            Route::Cluster(c) => DatabaseDriver::delete(c.as_ref(), r).await,
-        }
+        let route = self.routed(r.owner, DATABASE, "delete").await?;
+        metered(route.backend_label(), DATABASE, "delete", async {
+            match &route {
+                Route::Local => self.local.databases.delete(r).await,
+                Route::Cluster(c) => DatabaseDriver::delete(c.as_ref(), r).await,
+            }
+        })
+        .await
     }
 
     async fn observe(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>> {
         let mut out = HashMap::with_capacity(rs.len());
         for (route, refs) in self.group(rs).await? {
-            let seen = match route {
-                Route::Local => self.local.databases.observe(&refs).await?,
-                Route::Cluster(c) => DatabaseDriver::observe(c.as_ref(), &refs).await?,
-            };
+            let seen = metered(route.backend_label(), DATABASE, "observe", async {
+                match &route {
+                    Route::Local => self.local.databases.observe(&refs).await,
+                    Route::Cluster(c) => DatabaseDriver::observe(c.as_ref(), &refs).await,
+                }
+            })
+            .await?;
             out.extend(seen);
         }
         Ok(out)
     }
 
     async fn credentials(&self, spec: &DatabaseSpec) -> DriverResult<Option<DbCredentials>> {
-        match self.route(spec.resource.owner).await? {
-            Route::Local => self.local.databases.credentials(spec).await,
-            Route::Cluster(c) => c.credentials(spec).await,
-        }
+        let route = self
+            .routed(spec.resource.owner, DATABASE, "credentials")
+            .await?;
+        metered(route.backend_label(), DATABASE, "credentials", async {
+            match &route {
+                Route::Local => self.local.databases.credentials(spec).await,
+                Route::Cluster(c) => c.credentials(spec).await,
+            }
+        })
+        .await
     }
 }
 

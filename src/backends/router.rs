@@ -104,6 +104,14 @@ impl Backends {
         Ok(route)
     }
 
+    /// The back end `owner` was last routed to, for metrics; `unknown`
+    /// before the first call (never a lookup: this is on the write path).
+    pub fn cached_backend(&self, owner: Uuid) -> &'static str {
+        self.routes
+            .get(owner)
+            .map_or("unknown", |l| l.route.backend_label())
+    }
+
     /// Drops a user's cached route (their kubeconfig just changed here).
     pub fn forget(&self, owner: Uuid) {
         self.routes.forget(owner);

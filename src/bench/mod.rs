@@ -6,6 +6,7 @@ pub mod console;
 pub mod faults;
 #[cfg(feature = "test-support")]
 pub mod reconcile;
+mod scrape;
 
 pub use attach::attach;
 pub use console::console;

@@ -24,11 +24,8 @@ pub async fn reconcile(
             println!(
                 "reference: pgbench -N -c 16 -j 2 -T 10 on the same server: {tps:.0} transactions/s"
             );
-            for (replicas, rate) in rates {
-                println!(
-                    "  replicas={replicas}: {:.2}x pgbench's transactions/s",
-                    rate / tps
-                );
+            for (label, rate) in rates {
+                println!("  {label}: {:.2}x pgbench's transactions/s", rate / tps);
             }
         }
         Ok(None) => println!("reference: pgbench is not on PATH; no comparison"),
@@ -76,12 +73,12 @@ async fn pgbench_tps(admin_url: &str) -> anyhow::Result<Option<f64>> {
     tps.map(Some)
 }
 
-/// Returns each replica count's transitions per second.
+/// Returns the transitions per second of each run, labelled.
 async fn run_all(
     url: &str,
     projects: usize,
     idle_projects: usize,
-) -> anyhow::Result<Vec<(usize, f64)>> {
+) -> anyhow::Result<Vec<(String, f64)>> {
     let mut rates = Vec::new();
     let store = Store::connect(url, SecretKey::generate(), 40).await?;
     store.migrate().await?;
@@ -89,52 +86,94 @@ async fn run_all(
         "reconcile throughput: fake driver with zero latency, {projects} new projects = {} resource transitions",
         projects * 2
     );
-    for replicas in [1usize, 2] {
-        let user = store
-            .create_user(&format!("bench{replicas}"), None, false)
-            .await?;
-        for i in 0..projects {
-            store
-                .create_project(user.id, &format!("p{i}"), "", "bench")
-                .await?;
-        }
-        let fake = Arc::new(FakeDriver::new());
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for r in 0..replicas {
-            let rec = Reconciler::new(
-                store.clone(),
-                fake.clone(),
-                fake.clone(),
-                ReconcileConfig::default(),
-                format!("bench-{replicas}-{r}"),
+    // The same run with the operator HTTP listener off, then on and
+    // scraped: metrics are recorded either way (they cost a few atomic
+    // adds); what the listener adds is serving and refreshing them.
+    for http in [false, true] {
+        let listener = if http {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let health = Arc::new(crate::ops::health::Health {
+                store: store.clone(),
+                feed: Arc::new(store.listen().await?),
+                // No SSH here, and /readyz is not asked: only /metrics is scraped.
+                ssh: addr,
+                replica: "bench".into(),
+                shutdown: tokio_util::sync::CancellationToken::new(),
+            });
+            let stop = tokio_util::sync::CancellationToken::new();
+            tokio::spawn(crate::ops::http::run(listener, health, stop.clone()));
+            println!(
+                "  operator HTTP listener on, /metrics scraped every {:?}:",
+                super::scrape::EVERY
             );
-            tasks.push(tokio::spawn(async move {
-                let (mut transitions, mut batches) = (0, 0);
-                loop {
-                    let (stats, _) = rec.drain().await?;
-                    transitions += stats.transitions;
-                    batches += stats.write_batches;
-                    if stats.leased == 0 {
-                        return anyhow::Ok((transitions, batches));
+            Some((stop, super::scrape::Scraper::start(addr)))
+        } else {
+            println!("  operator HTTP listener off:");
+            None
+        };
+        for replicas in [1usize, 2] {
+            let user = store
+                .create_user(
+                    &format!("bench{}{replicas}", if http { "h" } else { "" }),
+                    None,
+                    false,
+                )
+                .await?;
+            for i in 0..projects {
+                store
+                    .create_project(user.id, &format!("p{i}"), "", "bench")
+                    .await?;
+            }
+            let fake = Arc::new(FakeDriver::new());
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for r in 0..replicas {
+                let rec = Reconciler::new(
+                    store.clone(),
+                    fake.clone(),
+                    fake.clone(),
+                    ReconcileConfig::default(),
+                    format!("bench-{replicas}-{r}"),
+                );
+                tasks.push(tokio::spawn(async move {
+                    let (mut transitions, mut batches) = (0, 0);
+                    loop {
+                        let (stats, _) = rec.drain().await?;
+                        transitions += stats.transitions;
+                        batches += stats.write_batches;
+                        if stats.leased == 0 {
+                            return anyhow::Ok((transitions, batches));
+                        }
                     }
-                }
-            }));
+                }));
+            }
+            let (mut transitions, mut batches) = (0, 0);
+            for t in tasks {
+                let (t, b) = t.await??;
+                transitions += t;
+                batches += b;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            let rate = transitions as f64 / secs;
+            println!(
+                "    replicas={replicas}: {transitions} transitions in {secs:.2} s = {rate:.0} transitions/s \
+                 ({:.1} outcomes per write transaction)",
+                transitions as f64 / batches.max(1) as f64
+            );
+            rates.push((
+                format!(
+                    "replicas={replicas}, listener {}",
+                    if http { "on" } else { "off" }
+                ),
+                rate,
+            ));
         }
-        let (mut transitions, mut batches) = (0, 0);
-        for t in tasks {
-            let (t, b) = t.await??;
-            transitions += t;
-            batches += b;
+        if let Some((stop, scraper)) = listener {
+            let scrapes = scraper.stop().await;
+            stop.cancel();
+            println!("    ({scrapes} scrapes answered meanwhile)");
         }
-        let secs = started.elapsed().as_secs_f64();
-        let rate = transitions as f64 / secs;
-        println!(
-            "  replicas={replicas}: {transitions} transitions in {secs:.2} s = {rate:.0} transitions/s \
-             ({:.1} outcomes per write transaction)",
-            transitions as f64 / batches.max(1) as f64
-        );
-        rates.push((replicas, rate));
     }
 
     println!(

@@ -32,6 +32,10 @@ pub struct Cli {
     /// Where the SSH console listens (overrides `ssh.listen`; default 0.0.0.0:2222).
     #[arg(long, global = true, env = "KILN_SSH_LISTEN")]
     pub ssh_listen: Option<String>,
+    /// Where `/metrics`, `/livez` and `/readyz` are served (overrides
+    /// `http.listen`; default: no HTTP listener).
+    #[arg(long, global = true, env = "KILN_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
     /// The cluster for users without a kubeconfig of their own (overrides
     /// `server_cluster`; default none = the local driver).
     #[arg(long, global = true, env = "KILN_SERVER_CLUSTER", value_enum)]
@@ -271,8 +275,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .filter(|s| !s.is_empty()),
         ssh_listen: cli.ssh_listen.clone(),
         server_cluster: cli.server_cluster,
+        http_listen: cli.http_listen.clone(),
     };
     let config = Config::load(&cli.data_dir, cli.config.as_deref(), overrides)?;
+    crate::ops::logs::set_replica(&config.replica_id);
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate => {

@@ -36,9 +36,15 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         sandboxes = sandboxes.with_read_only_dir(dir);
     }
     let feed = Arc::new(db.store.listen().await.context("listening for changes")?);
-    let host_key =
-        crate::ssh::hostkey::load_or_create(&config.data_dir.join("ssh_host_ed25519_key"))?;
+    let host_key = match &config.ssh_host_key_file {
+        Some(path) => crate::ssh::hostkey::load_configured(path)?,
+        None => crate::ssh::hostkey::load_or_create(&config.data_dir.join("ssh_host_ed25519_key"))?,
+    };
     let listener = crate::ssh::server::bind(&config.ssh.listen).await?;
+    let http_listener = match &config.http_listen {
+        Some(addr) => Some(crate::ops::http::bind(addr).await?),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let server_cluster = server_cluster_client(config.server_cluster).await?;
@@ -64,12 +70,12 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         config.reconcile.clone(),
         config.replica_id.clone(),
     );
-    eprintln!(
-        "kiln: replica {} serving SSH on {} (data dir {})",
+    crate::ops::logs::notice(&format!(
+        "replica {} serving SSH on {} (data dir {})",
         config.replica_id,
         listener.local_addr()?,
         config.data_dir.display()
-    );
+    ));
     let drivers = crate::ssh::server::ConsoleDrivers {
         attach: Some(backends.clone()),
         logs: Some(backends.clone()),
@@ -77,16 +83,35 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
     };
     let mut ssh_config = config.ssh.clone();
     let confinement = sandboxes.confinement();
-    eprintln!("kiln: {}", confinement.describe());
+    crate::ops::logs::notice(&confinement.describe());
     let (signup, why) = crate::config::effective_signup(
         ssh_config.signup,
         config.server_cluster,
         confinement.is_confined(),
     );
     if let Some(why) = why {
-        eprintln!("kiln: {why}");
+        crate::ops::logs::notice(&why);
     }
     ssh_config.signup = signup;
+    // The HTTP listener outlives the shutdown signal (readiness answers
+    // 503 "shutting down" while sessions are told and leases handed back)
+    // and ends with this function.
+    let http_stop = CancellationToken::new();
+    let _http_stop = http_stop.clone().drop_guard();
+    if let Some(http) = http_listener {
+        crate::ops::logs::notice(&format!(
+            "operator HTTP (/metrics, /livez, /readyz) on {}",
+            http.local_addr()?
+        ));
+        let health = Arc::new(crate::ops::health::Health {
+            store: db.store.clone(),
+            feed: feed.clone(),
+            ssh: listener.local_addr()?,
+            replica: config.replica_id.clone(),
+            shutdown: shutdown.clone(),
+        });
+        tokio::spawn(crate::ops::http::run(http, health, http_stop));
+    }
     let ssh = crate::ssh::server::run(
         db.store.clone(),
         feed.clone(),
@@ -99,18 +124,33 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
     );
     let reconcile = reconciler.run(Some(feed.subscribe()), shutdown.clone());
     // Either one failing stops the other: a replica half-up is worse than down.
-    let (ssh_result, reconcile_result) = tokio::join!(
-        async {
-            let r = ssh.await;
-            shutdown.cancel();
-            r
-        },
-        async {
-            let r = reconcile.await;
-            shutdown.cancel();
-            r
+    let both = async {
+        tokio::join!(
+            async {
+                let r = ssh.await;
+                shutdown.cancel();
+                r
+            },
+            async {
+                let r = reconcile.await;
+                shutdown.cancel();
+                r
+            }
+        )
+    };
+    // Once told to stop, the replica is gone within the grace period,
+    // whatever is still in flight.
+    let grace = config.shutdown_grace;
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    let (ssh_result, reconcile_result) = tokio::select! {
+        r = both => r,
+        _ = deadline => {
+            anyhow::bail!("shutdown did not finish within the grace period of {grace:?}")
         }
-    );
+    };
     drift_marker.abort();
     drop(feed);
     ssh_result?;
@@ -144,10 +184,10 @@ async fn server_cluster_client(
     .await
     .context("the server's cluster did not answer within 15 s")?
     .context("the server's cluster does not answer")?;
-    eprintln!(
-        "kiln: server cluster: Kubernetes {}.{}",
+    crate::ops::logs::notice(&format!(
+        "server cluster: Kubernetes {}.{}",
         version.major, version.minor
-    );
+    ));
     Ok(Some(client))
 }
 
@@ -160,7 +200,7 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        eprintln!("kiln: shutting down (releasing leases)");
+        crate::ops::logs::notice("shutting down: telling sessions, handing back leases");
         shutdown.cancel();
     });
 }

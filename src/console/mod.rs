@@ -128,11 +128,24 @@ impl UserConsole {
         action: Action<'_>,
         work: impl Future<Output = ConsoleResult<T>>,
     ) -> ConsoleResult<T> {
+        // Every line logged during the action names who and which project
+        // (by name as typed: the console sees names, not ids).
+        let span = tracing::info_span!(
+            "action",
+            user_id = %self.actor.user.id,
+            project = action.target().map(|t| crate::model::naming::printable(t, 100)),
+        );
         let result = match gate::authorize(&self.actor, &action) {
-            Ok(()) => work.await,
+            Ok(()) => tracing::Instrument::instrument(work, span.clone()).await,
             Err(refused) => Err(refused),
         };
+        let _entered = span.enter();
         gate::audit(&self.actor, &action, &result);
+        crate::ops::metrics::console_action(
+            action.name(),
+            self.actor.front.as_str(),
+            result.as_ref().map_or_else(|e| e.kind(), |_| "ok"),
+        );
         result
     }
 }

@@ -7,7 +7,7 @@ use super::plan::Action;
 use super::{CycleStats, Reconciler, backoff, outcome, plan_input, resource_ref};
 use crate::driver::{DatabaseSpec, DriverError, DriverResult, Observed, ResourceRef, SandboxSpec};
 use crate::model::ResourceStatus;
-use crate::store::resources::{Leased, Outcome, ResourceKind};
+use crate::store::resources::{Leased, Outcome, ResourceKind, WriteResult};
 use crate::store::{StoreError, StoreResult};
 
 impl Reconciler {
@@ -17,7 +17,7 @@ impl Reconciler {
         &self,
         row: &Leased,
         decided: Decision,
-    ) -> StoreResult<(CycleStats, Outcome)> {
+    ) -> StoreResult<(CycleStats, Outcome, bool)> {
         let mut stats = CycleStats::default();
         let input = plan_input(row);
         let mut applied_env_version = None;
@@ -56,7 +56,34 @@ impl Reconciler {
             out.applied_env_version = applied_env_version;
             out.connection = connection;
         }
-        Ok((stats, out))
+        Ok((stats, out, result.is_ok()))
+    }
+
+    /// The row's outcome in the metrics: what the write did, and the time
+    /// from creation to the first RUNNING.
+    pub(super) fn count(
+        &self,
+        row: &Leased,
+        driver_ok: bool,
+        written: &WriteResult,
+        status: ResourceStatus,
+    ) {
+        let m = crate::ops::metrics::metrics();
+        let label = transition_label(driver_ok, written, row.status != status);
+        m.reconcile_transitions.with_label_values(&[label]).inc();
+        if matches!(written, WriteResult::Written)
+            && row.status == ResourceStatus::Creating
+            && status == ResourceStatus::Running
+        {
+            let age = (chrono::Utc::now() - row.created_at)
+                .to_std()
+                .unwrap_or_default();
+            // An owner's sandboxes and databases are on the same back end.
+            let backend = self.sandboxes.backend_label(row.user_id);
+            m.create_to_running_seconds
+                .with_label_values(&[backend])
+                .observe(age.as_secs_f64());
+        }
     }
 
     async fn act(
@@ -235,5 +262,38 @@ impl From<StoreError> for ActError {
 impl From<crate::store::CryptoError> for ActError {
     fn from(e: crate::store::CryptoError) -> Self {
         ActError::Store(e.into())
+    }
+}
+
+/// The `result` label of `kiln_reconcile_transitions_total`: a failed
+/// driver call, else what the fenced write did.
+pub(super) fn transition_label(ok: bool, written: &WriteResult, changed: bool) -> &'static str {
+    match (ok, written) {
+        (_, WriteResult::Superseded) => "superseded",
+        (_, WriteResult::LeaseLost) => "lease_lost",
+        (false, WriteResult::Written) => "failed",
+        (true, WriteResult::Written) if changed => "changed",
+        (true, WriteResult::Written) => "unchanged",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions_are_labelled_by_what_happened() {
+        let w = WriteResult::Written;
+        assert_eq!(transition_label(true, &w, true), "changed");
+        assert_eq!(transition_label(true, &w, false), "unchanged");
+        assert_eq!(transition_label(false, &w, true), "failed");
+        assert_eq!(
+            transition_label(true, &WriteResult::Superseded, true),
+            "superseded"
+        );
+        assert_eq!(
+            transition_label(false, &WriteResult::LeaseLost, false),
+            "lease_lost"
+        );
     }
 }

@@ -25,6 +25,7 @@ impl Reconciler {
     /// Returns the stats, the soonest retry it scheduled, and whether a
     /// batch came back full (more work is likely waiting).
     pub async fn pass(&self) -> StoreResult<(CycleStats, Option<Instant>, bool)> {
+        let started = Instant::now();
         let mut stats = CycleStats::default();
         let (sandboxes, databases) = tokio::try_join!(
             self.store.lease_batch(
@@ -120,17 +121,25 @@ impl Reconciler {
         // which writes whatever has finished meanwhile in one transaction
         // (group commit): the first outcome alone, the next ones batched
         // while the previous batch commits.
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Leased, Outcome)>();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Leased, Outcome, bool)>();
         let workers = async move {
             let results: Vec<StoreResult<CycleStats>> = futures::stream::iter(work)
                 .map(|(row, decided)| {
                     let done = done_tx.clone();
-                    async move {
-                        let (s, out) = self.work_row(&row, decided).await?;
+                    // Lines logged while working a row name its owner and project.
+                    let span = tracing::info_span!(
+                        "reconcile",
+                        user_id = %row.user_id,
+                        project_id = %row.project_id,
+                        resource = %row.resource_name,
+                    );
+                    let work = async move {
+                        let (s, out, driver_ok) = self.work_row(&row, decided).await?;
                         // The writer is gone only if it failed; the pass fails with it.
-                        let _ = done.send((row, out));
+                        let _ = done.send((row, out, driver_ok));
                         Ok(s)
-                    }
+                    };
+                    tracing::Instrument::instrument(work, span)
                 })
                 .buffer_unordered(self.cfg.concurrency.max(1))
                 .collect()
@@ -147,11 +156,13 @@ impl Reconciler {
                 {
                     batch.push(more);
                 }
-                let pairs: Vec<(&Leased, &Outcome)> = batch.iter().map(|(r, o)| (r, o)).collect();
+                let pairs: Vec<(&Leased, &Outcome)> =
+                    batch.iter().map(|(r, o, _)| (r, o)).collect();
                 let written = self.store.record_outcomes(&pairs, &self.replica).await?;
                 stats.queries += 1;
                 stats.write_batches += 1;
-                for ((row, out), w) in batch.iter().zip(written) {
+                for ((row, out, driver_ok), w) in batch.iter().zip(written) {
+                    self.count(row, *driver_ok, &w, out.status);
                     match w {
                         WriteResult::Written if out.status != row.status => stats.transitions += 1,
                         WriteResult::Written => {}
@@ -171,6 +182,9 @@ impl Reconciler {
         }
         let (w, soonest) = written?;
         stats.add(&w);
+        crate::ops::metrics::metrics()
+            .reconcile_pass_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok((stats, soonest.map(|d| Instant::now() + d), full))
     }
 }

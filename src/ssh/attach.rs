@@ -145,6 +145,8 @@ pub async fn start(p: Params) -> Result<DirectAttach, ConsoleError> {
     let (handle, channel, name) = (p.handle, p.channel, printable(&p.args.project, 60));
     let mut activity = p.activity.tracker(resource_name);
     tokio::spawn(async move {
+        let _open =
+            crate::ops::metrics::OpenSession::open(crate::ops::metrics::SessionKind::Attach);
         let how = loop {
             tokio::select! {
                 _ = stop.cancelled() => break End::Closed,

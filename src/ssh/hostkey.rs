@@ -8,6 +8,30 @@ use std::path::Path;
 use anyhow::Context;
 use russh::keys::{Algorithm, PrivateKey};
 
+/// A host key the operator configured (`ssh.host_key_file`, e.g. mounted
+/// from a Secret so that every replica presents the same key): it must
+/// exist, since generating one per replica would defeat the point. Group
+/// read is allowed, as Kubernetes grants it to the pod's `fsGroup` on a
+/// Secret volume; world read is not.
+pub fn load_configured(path: &Path) -> anyhow::Result<PrivateKey> {
+    let meta = std::fs::metadata(path).with_context(|| {
+        format!(
+            "reading the SSH host key ssh.host_key_file = {} (it is not generated when configured)",
+            path.display()
+        )
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        anyhow::bail!(
+            "the SSH host key {} is readable by every user (mode {mode:o}); run chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
+    russh::keys::load_secret_key(path, None)
+        .with_context(|| format!("reading the SSH host key {}", path.display()))
+}
+
 pub fn load_or_create(path: &Path) -> anyhow::Result<PrivateKey> {
     if path.exists() {
         let mode = std::fs::metadata(path)
@@ -45,6 +69,23 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<PrivateKey> {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_configured_host_key_is_never_generated_and_never_world_readable() {
+        let dir = std::env::temp_dir().join(format!("kiln-hk-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("mounted_key");
+        let e = super::load_configured(&path).unwrap_err().to_string();
+        assert!(e.contains("not generated"), "{e}");
+        assert!(!path.exists());
+        let key = super::load_or_create(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o440)).unwrap();
+        assert_eq!(super::load_configured(&path).unwrap(), key);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = super::load_configured(&path).unwrap_err().to_string();
+        assert!(e.contains("every user"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_host_key_is_created_0600_and_refused_once_others_can_read_it() {

@@ -11,6 +11,7 @@ pub mod kind;
 pub mod notify;
 mod project_lock;
 pub mod projects;
+pub mod queue;
 pub mod resources;
 pub mod signin_limits;
 pub mod signup_limits;

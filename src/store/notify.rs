@@ -1,9 +1,13 @@
 //! Change notifications: one LISTEN connection per process, fanned out to
 //! whoever subscribes (the reconcile loop, the consoles of a user).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use serde::Deserialize;
 use sqlx::postgres::PgListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 use uuid::Uuid;
 
 use super::{Store, StoreResult};
@@ -20,15 +24,74 @@ pub struct Change {
     pub user_id: Option<Uuid>,
 }
 
+/// A notification this process sent to itself to see the feed work.
+#[derive(Deserialize)]
+struct Probe {
+    probe: Uuid,
+}
+
+/// Probes sent and not back yet: when each left, and who waits for it.
+type Pending = Arc<Mutex<HashMap<Uuid, (Instant, oneshot::Sender<Duration>)>>>;
+
 /// The process's change feed. Dropping it stops the listener.
 pub struct ChangeFeed {
     sender: broadcast::Sender<Change>,
     task: tokio::task::JoinHandle<()>,
+    pending: Pending,
 }
 
 impl ChangeFeed {
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.sender.subscribe()
+    }
+
+    /// Sends a probe through Postgres (`pg_notify` on the feed's channel,
+    /// committed at once) and waits for this listener to receive it: the
+    /// time taken is the feed's lag from commit to delivery, recorded in
+    /// `kiln_change_feed_lag_seconds`. An error says why the feed is not
+    /// working (readiness reports it).
+    pub async fn probe(&self, store: &Store, within: Duration) -> Result<Duration, String> {
+        let id = Uuid::new_v4();
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .expect("probe lock")
+            .insert(id, (Instant::now(), tx));
+        let payload = serde_json::json!({ "probe": id }).to_string();
+        let result = tokio::time::timeout(within, async {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(&payload)
+                .execute(store.pool())
+                .await
+                .map_err(|e| format!("sending a probe notification failed: {e}"))?;
+            rx.await
+                .map_err(|_| "the change listener stopped".to_string())
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "a probe notification did not come back within {}s",
+                within.as_secs_f64()
+            ))
+        });
+        self.pending.lock().expect("probe lock").remove(&id);
+        result
+    }
+}
+
+/// A probe came back: hand its lag to whoever waits. Another replica's
+/// probe (same channel, same database) is not ours to time.
+fn probe_returned(pending: &Pending, payload: &str) {
+    let Ok(Probe { probe }) = serde_json::from_str(payload) else {
+        return;
+    };
+    if let Some((sent, tx)) = pending.lock().expect("probe lock").remove(&probe) {
+        let lag = sent.elapsed();
+        crate::ops::metrics::metrics()
+            .change_feed_lag_seconds
+            .observe(lag.as_secs_f64());
+        let _ = tx.send(lag);
     }
 }
 
@@ -47,6 +110,8 @@ impl Store {
         listener.listen(CHANNEL).await?;
         let (tx, _) = broadcast::channel(1024);
         let sender = tx.clone();
+        let pending = Pending::default();
+        let probes = pending.clone();
         let task = tokio::spawn(async move {
             // Everyone is told when the connection is lost, whichever way
             // sqlx reports it (and again at each failed retry): what they
@@ -61,6 +126,9 @@ impl Store {
             };
             loop {
                 match listener.try_recv().await {
+                    Ok(Some(n)) if n.payload().starts_with("{\"probe\"") => {
+                        probe_returned(&probes, n.payload())
+                    }
                     Ok(Some(n)) => match serde_json::from_str::<Change>(n.payload()) {
                         // No subscribers is fine: nobody is interested yet.
                         Ok(change) => {
@@ -81,6 +149,10 @@ impl Store {
                 }
             }
         });
-        Ok(ChangeFeed { sender: tx, task })
+        Ok(ChangeFeed {
+            sender: tx,
+            task,
+            pending,
+        })
     }
 }

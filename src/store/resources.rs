@@ -37,6 +37,8 @@ pub struct Leased {
     pub password_enc: Option<Vec<u8>>,
     /// The lease's fencing token: shared by the batch, new for every lease.
     pub lease_token: Uuid,
+    /// When the resource was created (create → RUNNING is a metric).
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Leased {
@@ -105,7 +107,7 @@ impl Store {
                               LIMIT $4
                               FOR UPDATE SKIP LOCKED)
           RETURNING r.id, r.project_id, r.user_id, r.resource_name, r.namespace, r.desired,
-                    r.status, r.intent_seq, r.attempts, r.last_error, {env_cols},
+                    r.status, r.intent_seq, r.attempts, r.last_error, r.created_at, {env_cols},
                     p.env_version, p.slug, p.name, {extra_cols}",
             table = kind.table()
         );
@@ -136,6 +138,7 @@ impl Store {
                     applied_env_version: r.try_get("applied_env_version")?,
                     password_enc: r.try_get("password_enc")?,
                     lease_token: token,
+                    created_at: r.try_get("created_at")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -40,13 +40,26 @@ pub async fn attach(admin_url: &str, keys: usize, megabytes: usize) -> anyhow::R
     if !Path::new("/usr/sbin/sshd").exists() {
         bail!("the anchor needs OpenSSH's server: install it (apt install openssh-server)");
     }
-    let scratch = Scratch::create(admin_url).await?;
-    let result = run(&scratch.url, keys, megabytes).await;
-    scratch.drop_database().await?;
-    result
+    // The whole run with the operator HTTP listener off, then on and
+    // scraped, each on a scratch database of its own.
+    for http in [false, true] {
+        if http {
+            println!(
+                "== operator HTTP listener on, /metrics scraped every {:?} ==",
+                crate::bench::scrape::EVERY
+            );
+        } else {
+            println!("== operator HTTP listener off ==");
+        }
+        let scratch = Scratch::create(admin_url).await?;
+        let result = run(&scratch.url, keys, megabytes, http).await;
+        scratch.drop_database().await?;
+        result?;
+    }
+    Ok(())
 }
 
-async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
+async fn run(url: &str, keys: usize, megabytes: usize, http: bool) -> anyhow::Result<()> {
     let key_hex: String = {
         let mut b = [0u8; 32];
         getrandom::fill(&mut b).expect("random");
@@ -60,15 +73,28 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     store.add_ssh_key(user.id, &public).await?;
     let key = Arc::new(key);
 
-    let server =
-        ChildServer::start_with_config(url, &key_hex, "[local]\nsandbox_command = \"sh\"\n")
-            .await?;
+    let mut config = "[local]\nsandbox_command = \"sh\"\n".to_string();
+    let http_addr = if http {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        config.push_str(&format!("[http]\nlisten = \"{addr}\"\n"));
+        Some(addr)
+    } else {
+        None
+    };
+    let server = ChildServer::start_with_config(url, &key_hex, &config).await?;
+    let scraper = http_addr.map(crate::bench::scrape::Scraper::start);
     store.create_project(user.id, "bench", "", "bench").await?;
     let started = Instant::now();
-    loop {
+    // Each sandbox has a tmux server of its own, under `{data}/run/{name}/`.
+    let sandbox_run_dir = loop {
         let p = store.find_project(user.id, "bench").await?;
         if p.project.status == crate::model::ProjectStatus::Running {
-            break;
+            let sandbox = p
+                .resources
+                .iter()
+                .find(|r| r.kind == crate::store::resources::ResourceKind::Sandbox)
+                .context("the bench project has no sandbox")?;
+            break server.data_dir.join("run").join(&sandbox.resource_name);
         }
         if started.elapsed() > Duration::from_secs(30) {
             bail!(
@@ -77,7 +103,7 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
 
     // The payload for the throughput run: text lines, `megabytes` MiB.
     let work =
@@ -95,14 +121,37 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
     let bytes = (megabytes << 20) as f64;
 
     // The anchor: its own tmux server with Kiln's tmux config, and sshd.
-    let anchor = Anchor::start(&work, &server.data_dir.join("tmux/tmux.conf"), &public).await?;
+    let anchor = Anchor::start(&work, &sandbox_run_dir.join("tmux.conf"), &public).await?;
 
     let sshd_pid = anchor.sshd.id().context("sshd exited")?;
     let kiln_pid = server.pid()?;
     // The tmux servers run apart from the relays (a tmux server detaches
     // from whoever started it), so their CPU is counted on its own.
     let anchor_tmux = tmux_server_pid(&anchor.socket)?;
-    let kiln_tmux = tmux_server_pid(&server.data_dir.join("tmux/kiln.sock"))?;
+    // The sandbox's tmux server admits only the sandbox's identity: ask
+    // it the way an operator would.
+    let kiln_tmux = {
+        let resource = sandbox_run_dir
+            .file_name()
+            .context("sandbox run dir")?
+            .to_string_lossy()
+            .into_owned();
+        let out = crate::local::LocalSandboxes::new(&server.data_dir, None)?
+            .tmux_command(&resource)
+            .args(["display-message", "-p", "#{pid}"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .context("asking the sandbox's tmux for its pid")?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u32>()
+            .with_context(|| {
+                format!(
+                    "no tmux server pid for sandbox {resource}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            })?
+    };
     let anchor_cmd = format!("tmux -S {} attach -t =bench", anchor.socket.display());
     let open = |which: usize| {
         let (key, anchor_cmd) = (key.clone(), anchor_cmd.clone());
@@ -197,6 +246,9 @@ async fn run(url: &str, keys: usize, megabytes: usize) -> anyhow::Result<()> {
             drop(conn);
             rates[which].push(measured);
         }
+    }
+    if let Some(scraper) = scraper {
+        println!("({} scrapes answered during the run)", scraper.stop().await);
     }
     report::print(Measured {
         keys,

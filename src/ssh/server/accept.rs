@@ -19,6 +19,10 @@ use crate::ssh::ratelimit::{PreauthCaps, admit};
 /// A connection that has not signed in by then is closed.
 const SIGN_IN_DEADLINE: Duration = Duration::from_secs(120);
 
+/// At shutdown, how long the connections get to be told and closed before
+/// the accept loop returns anyway.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Connections waiting for sign-in, per address and in all.
 pub(super) struct Waiting {
     caps: PreauthCaps,
@@ -83,9 +87,16 @@ pub(super) async fn accept_loop(
     mut new_conn: impl FnMut(std::net::SocketAddr) -> Conn,
     shutdown: CancellationToken,
 ) {
+    // Every connection task holds a clone; when all are dropped, every
+    // connection has been told and closed.
+    let (alive, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         let (socket, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                drop(alive);
+                let _ = tokio::time::timeout(CLOSE_DEADLINE, all_closed.recv()).await;
+                return;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -112,13 +123,14 @@ pub(super) async fn accept_loop(
             _slot: slot,
             signed_in,
         });
-        tokio::spawn(serve(
-            config.clone(),
-            socket,
-            conn,
-            deadline,
-            shutdown.clone(),
-        ));
+        let open = conn.open.clone();
+        let alive = alive.clone();
+        let shutdown = shutdown.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            serve(config, socket, conn, open, deadline, shutdown).await;
+            drop(alive);
+        });
     }
 }
 
@@ -126,6 +138,7 @@ async fn serve(
     config: Arc<russh::server::Config>,
     socket: TcpStream,
     conn: Conn,
+    open: super::restart::OpenChannels,
     signed_in: oneshot::Receiver<()>,
     shutdown: CancellationToken,
 ) {
@@ -163,7 +176,10 @@ async fn serve(
             return;
         }
         _ = &mut deadline => "Sign-in took too long",
-        _ = shutdown.cancelled() => "Kiln is shutting down",
+        _ = shutdown.cancelled() => {
+            open.announce(&handle).await;
+            "Kiln is restarting"
+        }
     };
     let _ = handle
         .disconnect(Disconnect::ByApplication, reason.into(), String::new())

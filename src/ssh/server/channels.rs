@@ -7,6 +7,7 @@ use russh::server::{Auth, Msg, Response, Session};
 use russh::{Channel, ChannelId};
 
 use super::Conn;
+use super::restart::Interactive;
 use crate::console::Front;
 use crate::ssh::attach::{self as direct, DirectAttach};
 use crate::ssh::session::{self, DashboardParams};
@@ -42,7 +43,10 @@ impl russh::server::Handler for Conn {
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        Ok(self.check_password("password", user, password).await)
+        Ok(counted(
+            "password",
+            self.check_password("password", user, password).await,
+        ))
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -51,7 +55,10 @@ impl russh::server::Handler for Conn {
         _submethods: &str,
         response: Option<Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        Ok(self.keyboard_interactive(user, response).await)
+        Ok(counted(
+            "keyboard-interactive",
+            self.keyboard_interactive(user, response).await,
+        ))
     }
 
     async fn auth_publickey_offered(
@@ -67,7 +74,7 @@ impl russh::server::Handler for Conn {
         user: &str,
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        Ok(self.check_key(user, key).await)
+        Ok(counted("publickey", self.check_key(user, key).await))
     }
 
     async fn channel_open_session(
@@ -168,6 +175,7 @@ impl russh::server::Handler for Conn {
             activity: self.shared.activity.clone(),
         });
         self.channels.insert(channel, Chan::Dashboard(tx));
+        self.open.add(channel, Interactive::Dashboard);
         Ok(())
     }
 
@@ -213,6 +221,7 @@ impl russh::server::Handler for Conn {
             match started {
                 Ok(running) => {
                     self.channels.insert(channel, Chan::Attached(running));
+                    self.open.add(channel, Interactive::Attach);
                 }
                 Err((message, code)) => fail(handle, channel, message, code),
             }
@@ -316,6 +325,7 @@ impl russh::server::Handler for Conn {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.open.remove(channel);
         // Dropping the dashboard's sender ends its task; an attach's tmux
         // client is ended too (the session itself keeps running).
         if let Some(Chan::Attached(a)) = self.channels.remove(&channel) {
@@ -335,8 +345,11 @@ impl Conn {
     ) {
         let user = self.user.clone().expect("exec runs after authentication");
         let console = self.shared.console.as_user(user, Front::Exec);
+        self.open.add(channel, Interactive::Exec);
         let handle = session.handle();
         tokio::spawn(async move {
+            let _open =
+                crate::ops::metrics::OpenSession::open(crate::ops::metrics::SessionKind::Exec);
             let out = crate::ssh::exec::run(&console, &command, &stdin).await;
             if !out.stdout.is_empty() {
                 let _ = handle.data(channel, out.stdout).await;
@@ -360,6 +373,17 @@ fn fail(handle: russh::server::Handle, channel: ChannelId, message: String, code
         let _ = handle.eof(channel).await;
         let _ = handle.close(channel).await;
     });
+}
+
+/// Counts a sign-in attempt's result in `kiln_signin_attempts_total` (a
+/// prompt for more, `Partial`, is not a result yet).
+fn counted(method: &'static str, auth: Auth) -> Auth {
+    match &auth {
+        Auth::Accept => crate::ops::metrics::signin(method, "success"),
+        Auth::Reject { .. } => crate::ops::metrics::signin(method, "failure"),
+        _ => {}
+    }
+    auth
 }
 
 /// Terminal sizes from the client are untrusted: keep them sane.

@@ -4,6 +4,7 @@
 
 mod accept;
 mod channels;
+pub mod restart;
 mod sign_in;
 mod verify;
 
@@ -160,6 +161,7 @@ impl Conn {
             limited_for: None,
             waiting: None,
             channels: HashMap::new(),
+            open: restart::OpenChannels::default(),
         }
     }
 }
@@ -174,6 +176,8 @@ pub struct Conn {
     /// Until sign-in: its place among the connections waiting to sign in.
     waiting: Option<accept::WaitingForSignIn>,
     channels: HashMap<ChannelId, Chan>,
+    /// The interactive channels, told when this replica shuts down.
+    open: restart::OpenChannels,
 }
 
 /// Binds the listener (separate so tests can take a free port first).

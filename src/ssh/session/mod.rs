@@ -84,12 +84,17 @@ impl DashboardInput {
     }
 }
 
+/// What the dashboard writes when it closes: back to the user's own screen.
+pub(crate) const LEAVE_SCREEN: &[u8] = frames::SCREEN_OFF;
+
 /// Starts the session task.
 pub fn spawn(p: DashboardParams) -> DashboardInput {
     let (tx, rx) = mpsc::channel(256);
     let keys = PaneKeys::default();
     let shortcut = keys.clone();
     tokio::spawn(async move {
+        let _open =
+            crate::ops::metrics::OpenSession::open(crate::ops::metrics::SessionKind::Dashboard);
         let handle = p.handle.clone();
         let channel = p.channel;
         let quit = run(p, rx, shortcut).await;

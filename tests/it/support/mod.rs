@@ -123,4 +123,5 @@ where
 pub mod embedded;
 pub mod k8s;
 pub mod proxy;
+pub mod serve;
 pub mod ssh;
