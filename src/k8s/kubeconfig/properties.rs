@@ -318,3 +318,14 @@ fn a_bracket_bomb_is_refused_before_the_yaml_parser() {
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 }
+
+/// Found by `any_text_is_refused_or_accepted_inert_without_echoing_it`:
+/// a plain scalar folded over two lines becomes one string that serde_yaml
+/// quotes with the inner quote escaped (`"~ \"sEcReT…"`); the escaped
+/// quote ended the masking and the token was shown.
+#[test]
+fn an_escaped_quote_in_a_yaml_message_does_not_unmask_the_rest() {
+    let err = parse(&format!("~\n\"{TOKEN}")).unwrap_err();
+    let shown = err.to_string();
+    assert!(!shown.contains("T0KEN"), "{shown}");
+}

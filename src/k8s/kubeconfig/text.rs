@@ -22,8 +22,14 @@ pub(super) fn yaml_detail(e: &serde_yaml::Error) -> String {
     let message = e.to_string();
     let mut out = String::new();
     let mut quote = None;
+    // Inside a quote, `\"` is part of the quoted text (serde_yaml escapes
+    // the value it quotes): it must not end the quote, or what follows it
+    // would be shown.
+    let mut escaped = false;
     for c in message.chars() {
         match quote {
+            Some(_) if escaped => escaped = false,
+            Some(_) if c == '\\' => escaped = true,
             Some(q) if c == q => {
                 out.push('…');
                 out.push(c);
