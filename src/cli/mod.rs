@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Overrides};
 use crate::runtime::Database;
 
-use operator::{project, status, user};
+use operator::{audit, project, status, user};
 use serve::serve;
 
 pub use operator::age;
@@ -60,6 +60,26 @@ pub enum Command {
     /// Benchmarks that print numbers.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Read the audit trail of every user (sign-ins, changes, attaches, refusals), oldest first.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only the records of this user (as named in the record).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only the records about this project (name or slug, as the actor typed it).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Only records since then: 30m, 12h, 7d, or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// How many of the newest records to show (1-10000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub limit: i64,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -283,6 +303,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => with_db(&config, async |db| user(db, cmd).await).await,
         Command::Project(cmd) => with_db(&config, async |db| project(db, cmd).await).await,
         Command::Status { json } => with_db(&config, async |db| status(db, json).await).await,
+        Command::Audit(args) => with_db(&config, async |db| audit(db, args).await).await,
         Command::Bench(BenchCommand::Reconcile {
             projects,
             idle_projects,

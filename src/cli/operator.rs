@@ -6,13 +6,36 @@ use std::io::{BufRead, IsTerminal};
 use anyhow::{Context, bail};
 use chrono::Utc;
 
-use super::{Owner, ProjectCommand, UserCommand};
+use super::{AuditArgs, Owner, ProjectCommand, UserCommand};
 use crate::console::{Console, NewUser, OperatorConsole};
 use crate::model::intent::Intent;
 use crate::model::naming::printable;
 use crate::runtime::Database;
 use crate::store::projects::ProjectView;
 use crate::store::resources::ResourceKind;
+
+/// `kiln audit`: everyone's records, filtered.
+pub(super) async fn audit(db: &Database, args: AuditArgs) -> anyhow::Result<()> {
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| crate::model::since::parse_since(s, Utc::now()))
+        .transpose()?;
+    let filter = crate::store::audit::AuditFilter {
+        username: args.user,
+        project: args.project,
+        since,
+        limit: args.limit,
+        ..Default::default()
+    };
+    let records = operator(db).audit(&filter).await?;
+    if args.json {
+        print!("{}", crate::ssh::exec::safe_json(&records));
+    } else {
+        print!("{}", crate::ssh::exec::audit_list(&records));
+    }
+    Ok(())
+}
 
 pub(super) async fn user(db: &Database, cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {

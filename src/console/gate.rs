@@ -1,9 +1,10 @@
 //! The one gate every console action passes: who asks ([`Actor`]), what
 //! they ask for ([`Action`]), whether they may ([`authorize`], pure), and
-//! the record of what happened ([`audit`]). Roles, quotas and the audit
+//! the record of what happened ([`audit_record`]). Roles, quotas and the audit
 //! table hook in here once, not once per action or per front end.
 
 use crate::model::intent::Intent;
+use crate::store::audit::NewAuditRecord;
 use crate::store::users::User;
 
 use super::error::ConsoleError;
@@ -37,6 +38,8 @@ pub struct Actor {
     pub user: User,
     pub front: Front,
     pub operator: bool,
+    /// The address the actor connected from, when known (SSH fronts).
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl Actor {
@@ -77,6 +80,7 @@ pub enum Action<'a> {
     RestartSession { project: &'a str },
     Attach { project: &'a str, read_only: bool },
     Logs { project: &'a str },
+    ReadAudit,
 }
 
 impl Action<'_> {
@@ -114,6 +118,7 @@ impl Action<'_> {
             } => "session.view",
             Action::Attach { .. } => "session.attach",
             Action::Logs { .. } => "logs.follow",
+            Action::ReadAudit => "audit.read",
         }
     }
 
@@ -132,6 +137,7 @@ impl Action<'_> {
                 | Action::Whoami
                 | Action::ListSessions { .. }
                 | Action::Logs { .. }
+                | Action::ReadAudit
         )
     }
 
@@ -171,24 +177,56 @@ pub fn authorize(actor: &Actor, action: &Action<'_>) -> Result<(), ConsoleError>
     Ok(())
 }
 
-/// Records what an actor did and how it ended. Today the record is a
-/// structured log line (target `kiln::audit`); it never holds a secret.
-pub fn audit<T>(actor: &Actor, action: &Action<'_>, result: &Result<T, ConsoleError>) {
+/// Whether and what the audit trail keeps of an action: every change or
+/// live session, and every action refused or failed (a probe of another
+/// tenant's project is one). Successful reads are not kept. Pure; the
+/// record holds names, never a value (an env set records its key).
+pub fn audit_record<'a, T>(
+    actor: &'a Actor,
+    action: &'a Action<'_>,
+    result: &Result<T, ConsoleError>,
+) -> Option<NewAuditRecord<'a>> {
     if !action.is_change() && result.is_ok() {
-        return;
+        return None;
     }
-    let outcome = match result {
-        Ok(_) => "ok",
-        Err(e) => e.kind(),
+    let (project, detail) = match *action {
+        Action::SetEnv { project, key } | Action::UnsetEnv { project, key } => {
+            (Some(project), key)
+        }
+        Action::SetConfig { key } | Action::UnsetConfig { key } => (None, key),
+        Action::RemoveKey { fingerprint } => (None, fingerprint),
+        _ => (action.target(), ""),
     };
+    Some(NewAuditRecord {
+        user_id: Some(actor.user.id),
+        username: &actor.user.username,
+        operator: actor.operator,
+        front: actor.front.as_str(),
+        source: actor.source,
+        action: action.name(),
+        project,
+        result: match result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        },
+        detail,
+        ..NewAuditRecord::default()
+    })
+}
+
+/// The structured log line beside the audit row (target `kiln::audit`),
+/// for operators who follow the log; it holds no more than the row.
+pub fn log_audit(record: &NewAuditRecord<'_>) {
     tracing::info!(
         target: "kiln::audit",
-        user = %actor.user.username,
-        operator = actor.operator,
-        front = actor.front.as_str(),
-        action = action.name(),
-        target = action.target().map(|t| crate::model::naming::printable(t, 100)).unwrap_or_default(),
-        outcome,
+        user = %record.username,
+        operator = record.operator,
+        front = record.front,
+        source = ?record.source,
+        action = record.action,
+        target = record.project.map(|t| crate::model::naming::printable(t, 100)).unwrap_or_default(),
+        detail = %crate::model::naming::printable(record.detail, 100),
+        outcome = record.result,
     );
 }
 
@@ -207,6 +245,7 @@ mod tests {
             },
             front: Front::Exec,
             operator,
+            source: None,
         }
     }
 

@@ -13,6 +13,7 @@
 //! here after the same checks.
 
 mod account;
+mod audit;
 pub mod error;
 pub mod gate;
 mod kubeconfig;
@@ -77,7 +78,17 @@ impl Console {
                 user,
                 front,
                 operator: false,
+                source: None,
             },
+        }
+    }
+
+    /// Appends to the audit trail, and logs the same line. A failed write
+    /// is logged, not returned: the action it records has happened.
+    pub(crate) async fn write_audit(&self, record: &crate::store::audit::NewAuditRecord<'_>) {
+        gate::log_audit(record);
+        if let Err(e) = self.store.append_audit(record).await {
+            tracing::error!(error = %e, action = record.action, "could not append to the audit trail");
         }
     }
 
@@ -106,6 +117,12 @@ pub struct UserConsole {
 }
 
 impl UserConsole {
+    /// The same console, recording `source` as where the actor connected from.
+    pub fn from_address(mut self, source: Option<std::net::IpAddr>) -> Self {
+        self.actor.source = source;
+        self
+    }
+
     pub fn actor(&self) -> &Actor {
         &self.actor
     }
@@ -132,7 +149,9 @@ impl UserConsole {
             Ok(()) => work.await,
             Err(refused) => Err(refused),
         };
-        gate::audit(&self.actor, &action, &result);
+        if let Some(record) = gate::audit_record(&self.actor, &action, &result) {
+            self.console.write_audit(&record).await;
+        }
         result
     }
 }

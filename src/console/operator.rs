@@ -25,6 +25,33 @@ impl OperatorConsole {
         OperatorConsole { console }
     }
 
+    pub(super) fn store(&self) -> &crate::store::Store {
+        &self.console.store
+    }
+
+    /// An operator's change in the audit trail, under the user it concerns.
+    async fn record(
+        &self,
+        user_id: Option<uuid::Uuid>,
+        username: &str,
+        action: &str,
+        project: Option<&str>,
+        detail: &str,
+    ) {
+        let record = crate::store::audit::NewAuditRecord {
+            user_id,
+            username,
+            operator: true,
+            front: Front::Cli.as_str(),
+            action,
+            project,
+            result: "ok",
+            detail,
+            ..Default::default()
+        };
+        self.console.write_audit(&record).await;
+    }
+
     /// Acts on `username`'s projects as the operator.
     pub async fn for_user(&self, username: &str) -> ConsoleResult<UserConsole> {
         let user = self.console.store.require_user(username).await?;
@@ -34,6 +61,7 @@ impl OperatorConsole {
                 user,
                 front: Front::Cli,
                 operator: true,
+                source: None,
             },
         })
     }
@@ -66,7 +94,8 @@ impl OperatorConsole {
                 )),
             });
         }
-        tracing::info!(target: "kiln::audit", user = %user.username, front = "cli", operator = true, action = "user.add", outcome = "ok");
+        self.record(Some(user.id), &user.username, "user.add", None, "")
+            .await;
         Ok(user)
     }
 
@@ -76,7 +105,7 @@ impl OperatorConsole {
 
     pub async fn disable_user(&self, username: &str) -> ConsoleResult<()> {
         self.console.store.disable_user(username).await?;
-        tracing::info!(target: "kiln::audit", user = %username, front = "cli", operator = true, action = "user.disable", outcome = "ok");
+        self.record(None, username, "user.disable", None, "").await;
         Ok(())
     }
 

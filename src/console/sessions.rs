@@ -69,6 +69,40 @@ pub fn next_session(existing: &[SessionInfo], current: Option<&str>) -> Option<O
     (next.name.as_deref() != current).then(|| next.name.clone())
 }
 
+/// Records the end of an attach in the audit trail when dropped.
+struct AttachEnded {
+    console: UserConsole,
+    project: String,
+    read_only: bool,
+}
+
+impl Drop for AttachEnded {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(project = %self.project, "attach ended outside the runtime: not audited");
+            return;
+        };
+        let console = self.console.clone();
+        let project = std::mem::take(&mut self.project);
+        let read_only = self.read_only;
+        runtime.spawn(async move {
+            let actor = console.actor();
+            let record = crate::store::audit::NewAuditRecord {
+                user_id: Some(actor.user.id),
+                username: &actor.user.username,
+                operator: actor.operator,
+                front: actor.front.as_str(),
+                source: actor.source,
+                action: if read_only { "session.view.end" } else { "session.attach.end" },
+                project: Some(&project),
+                result: "ok",
+                ..Default::default()
+            };
+            console.console.write_audit(&record).await;
+        });
+    }
+}
+
 impl UserConsole {
     fn session_driver(&self) -> ConsoleResult<&dyn SessionAttach> {
         self.console.sessions.as_deref().ok_or_else(|| {
@@ -169,10 +203,21 @@ impl UserConsole {
                     view.project.slug
                 )));
             }
-            let attachment = driver
+            let mut attachment = driver
                 .attach(&r, session, viewer)
                 .await
                 .map_err(|e| ConsoleError::driver("cannot attach", e))?;
+            // The end of the attach is recorded when its stream is dropped,
+            // however that happens (detach, closed connection, session end).
+            let guard = std::mem::replace(&mut attachment.guard, Box::new(()));
+            attachment.guard = Box::new((
+                guard,
+                AttachEnded {
+                    console: self.clone(),
+                    project: project.to_string(),
+                    read_only: viewer.read_only,
+                },
+            ));
             Ok(Attached {
                 attachment,
                 resource: r.resource_name,

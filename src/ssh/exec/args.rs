@@ -121,6 +121,17 @@ pub(super) enum Cmd {
     },
     /// Show who you are logged in as
     Whoami,
+    /// Your audit trail: sign-ins, changes, attaches and refusals, oldest first
+    ///
+    /// Records name keys, never secret values. --since takes 30m, 12h, 7d or an RFC 3339 time.
+    Audit {
+        /// Only records since then (e.g. 1h, 7d, 2026-12-01T00:00:00Z)
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// How many of the newest records to show (1-10000)
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        limit: i64,
+    },
     /// Show, set or remove the kubeconfig your projects run with
     ///
     /// `kubeconfig set < ~/.kube/config` checks it against the cluster (it answers, and you may

@@ -43,12 +43,26 @@ pub(super) async fn dispatch(console: &UserConsole, args: ExecArgs, stdin: &[u8]
             KeysAction::Remove { fingerprint } => keys_remove(c, &fingerprint, json).await,
         },
         Cmd::Whoami => whoami(c, json).await,
+        Cmd::Audit { since, limit } => audit(c, since.as_deref(), limit, json).await,
         Cmd::Kubeconfig { action } => match action.unwrap_or(KubeconfigAction::Show) {
             KubeconfigAction::Show => kubeconfig_show(c, json).await,
             KubeconfigAction::Set => kubeconfig_set(c, stdin, json).await,
             KubeconfigAction::Unset => kubeconfig_unset(c, json).await,
         },
     }
+}
+
+async fn audit(c: &UserConsole, since: Option<&str>, limit: i64, as_json: bool) -> Out {
+    let since = since
+        .map(|s| crate::model::since::parse_since(s, chrono::Utc::now()))
+        .transpose()
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let records = c.audit(since, limit).await?;
+    Ok(if as_json {
+        json(&records)
+    } else {
+        render::audit_list(&records)
+    })
 }
 
 async fn projects(c: &UserConsole, as_json: bool) -> Out {
