@@ -190,9 +190,7 @@ pub fn audit_record<'a, T>(
         return None;
     }
     let (project, detail) = match *action {
-        Action::SetEnv { project, key } | Action::UnsetEnv { project, key } => {
-            (Some(project), key)
-        }
+        Action::SetEnv { project, key } | Action::UnsetEnv { project, key } => (Some(project), key),
         Action::SetConfig { key } | Action::UnsetConfig { key } => (None, key),
         Action::RemoveKey { fingerprint } => (None, fingerprint),
         _ => (action.target(), ""),

@@ -93,7 +93,11 @@ impl Drop for AttachEnded {
                 operator: actor.operator,
                 front: actor.front.as_str(),
                 source: actor.source,
-                action: if read_only { "session.view.end" } else { "session.attach.end" },
+                action: if read_only {
+                    "session.view.end"
+                } else {
+                    "session.attach.end"
+                },
                 project: Some(&project),
                 result: "ok",
                 ..Default::default()

@@ -10,10 +10,10 @@ pub mod prefix_key;
 pub mod scram;
 pub mod secret;
 pub mod session;
-pub mod since;
 pub mod signin_budget;
 pub mod signin_throttle;
 pub mod signup_limit;
+pub mod since;
 pub mod status;
 pub mod terminal;
 #[cfg(test)]

@@ -18,9 +18,7 @@ pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, BadS
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or(BadSince)?;
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or(BadSince)?;
     let (digits, unit) = text.split_at(split);
     let n: i64 = digits.parse().map_err(|_| BadSince)?;
     let seconds_per = match unit {
@@ -54,7 +52,16 @@ mod tests {
             at("2026-12-01T00:00:00Z"),
             Ok("2026-12-01T00:00:00+00:00".into())
         );
-        for bad in ["", "h", "5", "5w", "-5m", "99999999999999999999d", "3651d", "1 h"] {
+        for bad in [
+            "",
+            "h",
+            "5",
+            "5w",
+            "-5m",
+            "99999999999999999999d",
+            "3651d",
+            "1 h",
+        ] {
             assert_eq!(parse_since(bad, now), Err(BadSince), "{bad:?}");
         }
     }

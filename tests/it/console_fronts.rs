@@ -67,7 +67,7 @@ const CASES: &[Case] = &[
 ];
 
 /// `kiln ARGS` against the server's database: (exit code, stdout, stderr).
-fn cli(server: &Server, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn cli(server: &Server, args: &[&str]) -> (i32, String, String) {
     let dir = std::env::temp_dir().join(format!(
         "kf-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]

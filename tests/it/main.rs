@@ -13,6 +13,7 @@
 
 mod support;
 
+mod audit;
 mod cli;
 mod confinement;
 mod console_fronts;

@@ -155,7 +155,11 @@ impl russh::server::Handler for Conn {
             return Ok(());
         };
         let tx = session::spawn(DashboardParams {
-            console: self.shared.console.as_user(user, Front::Dashboard).from_address(self.peer),
+            console: self
+                .shared
+                .console
+                .as_user(user, Front::Dashboard)
+                .from_address(self.peer),
             changes: self.shared.feed.subscribe(),
             handle,
             channel,
@@ -196,7 +200,11 @@ impl russh::server::Handler for Conn {
                     2,
                 )),
                 (Ok(args), Some((cols, rows))) => direct::start(direct::Params {
-                    console: self.shared.console.as_user(user, Front::Stream).from_address(self.peer),
+                    console: self
+                        .shared
+                        .console
+                        .as_user(user, Front::Stream)
+                        .from_address(self.peer),
                     args,
                     cols,
                     rows,
@@ -224,7 +232,11 @@ impl russh::server::Handler for Conn {
                 Err(usage) => fail(handle, channel, usage, 2),
                 Ok(args) => {
                     let user = self.user.clone().expect("authenticated");
-                    let console = self.shared.console.as_user(user, Front::Stream).from_address(self.peer);
+                    let console = self
+                        .shared
+                        .console
+                        .as_user(user, Front::Stream)
+                        .from_address(self.peer);
                     crate::ssh::logs::start(console, args, handle, channel)
                 }
             }
@@ -333,7 +345,11 @@ impl Conn {
         session: &mut Session,
     ) {
         let user = self.user.clone().expect("exec runs after authentication");
-        let console = self.shared.console.as_user(user, Front::Exec).from_address(self.peer);
+        let console = self
+            .shared
+            .console
+            .as_user(user, Front::Exec)
+            .from_address(self.peer);
         let handle = session.handle();
         tokio::spawn(async move {
             let out = crate::ssh::exec::run(&console, &command, &stdin).await;

@@ -106,7 +106,8 @@ impl Conn {
         password: &str,
     ) -> Auth {
         if username.len() > MAX_USERNAME_BYTES {
-            self.audit_failure(method, username, None, Failure::NameTooLong).await;
+            self.audit_failure(method, username, None, Failure::NameTooLong)
+                .await;
             return reject();
         }
         let attempt = self.attempt(username);
@@ -121,13 +122,15 @@ impl Conn {
             Ok(Ok(r)) => r,
             Ok(Err(wait)) => {
                 self.limited_for = Some(wait);
-                self.audit_failure(method, username, None, Failure::RateLimited).await;
+                self.audit_failure(method, username, None, Failure::RateLimited)
+                    .await;
                 return reject();
             }
             Err(e) => {
                 // Without the shared budget there is no limit: fail closed.
                 tracing::warn!("sign-in limits unavailable: {e}");
-                self.audit_failure(method, username, None, Failure::LimiterUnavailable).await;
+                self.audit_failure(method, username, None, Failure::LimiterUnavailable)
+                    .await;
                 return reject();
             }
         };
@@ -144,7 +147,8 @@ impl Conn {
                 Auth::Accept
             }
             None => {
-                self.audit_failure(method, username, None, Failure::WrongCredentials).await;
+                self.audit_failure(method, username, None, Failure::WrongCredentials)
+                    .await;
                 reject()
             }
         }
