@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Overrides};
 use crate::runtime::Database;
 
-use operator::{audit, project, status, user};
+use operator::{audit, project, quota, status, user};
 use serve::serve;
 
 pub use operator::age;
@@ -60,8 +60,30 @@ pub enum Command {
     /// Benchmarks that print numbers.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Limits per user or team: projects that may exist, sandboxes that may run.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Read the audit trail of every user (sign-ins, changes, attaches, refusals), oldest first.
     Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Set the limits of one user or team (a limit left out means none).
+    Set {
+        /// The user whose quota this is.
+        #[arg(long, required_unless_present = "team", conflicts_with = "team")]
+        user: Option<String>,
+        /// The team whose quota this is.
+        #[arg(long)]
+        team: Option<String>,
+        /// How many projects may exist (those being deleted do not count).
+        #[arg(long)]
+        projects: Option<i64>,
+        /// How many sandboxes may be running or asked to run at once.
+        #[arg(long)]
+        running: Option<i64>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -303,6 +325,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => with_db(&config, async |db| user(db, cmd).await).await,
         Command::Project(cmd) => with_db(&config, async |db| project(db, cmd).await).await,
         Command::Status { json } => with_db(&config, async |db| status(db, json).await).await,
+        Command::Quota(cmd) => with_db(&config, async |db| quota(db, cmd).await).await,
         Command::Audit(args) => with_db(&config, async |db| audit(db, args).await).await,
         Command::Bench(BenchCommand::Reconcile {
             projects,

@@ -6,13 +6,37 @@ use std::io::{BufRead, IsTerminal};
 use anyhow::{Context, bail};
 use chrono::Utc;
 
-use super::{AuditArgs, Owner, ProjectCommand, UserCommand};
+use super::{AuditArgs, Owner, ProjectCommand, QuotaCommand, UserCommand};
 use crate::console::{Console, NewUser, OperatorConsole};
 use crate::model::intent::Intent;
 use crate::model::naming::printable;
 use crate::runtime::Database;
 use crate::store::projects::ProjectView;
 use crate::store::resources::ResourceKind;
+
+/// `kiln quota set`.
+pub(super) async fn quota(db: &Database, cmd: QuotaCommand) -> anyhow::Result<()> {
+    let QuotaCommand::Set {
+        user,
+        team,
+        projects,
+        running,
+    } = cmd;
+    let (name, is_team) = match (user, team) {
+        (Some(u), None) => (u, false),
+        (None, Some(t)) => (t, true),
+        _ => bail!("give one of --user U or --team T"),
+    };
+    let limits = crate::model::quota::Limits { projects, running };
+    let (limits, usage) = operator(db).set_quota(&name, is_team, limits).await?;
+    println!(
+        "quota of {} {}: {}",
+        if is_team { "team" } else { "user" },
+        printable(&name, 40),
+        crate::model::quota::summary(limits, usage)
+    );
+    Ok(())
+}
 
 /// `kiln audit`: everyone's records, filtered.
 pub(super) async fn audit(db: &Database, args: AuditArgs) -> anyhow::Result<()> {

@@ -99,6 +99,48 @@ impl OperatorConsole {
         Ok(user)
     }
 
+    /// Sets the quota of a user (`team: false`) or a team; `None`: no limit.
+    pub async fn set_quota(
+        &self,
+        name: &str,
+        team: bool,
+        limits: crate::model::quota::Limits,
+    ) -> ConsoleResult<(crate::model::quota::Limits, crate::model::quota::Usage)> {
+        let store = &self.console.store;
+        let owner = store
+            .find_user(name)
+            .await?
+            .filter(|u| (u.role == "team") == team)
+            .ok_or_else(|| {
+                ConsoleError::NotFound(format!(
+                    "no such {}: {}",
+                    if team { "team" } else { "user" },
+                    crate::model::naming::printable(name, 40)
+                ))
+            })?;
+        for (flag, v) in [
+            ("--projects", limits.projects),
+            ("--running", limits.running),
+        ] {
+            if v.is_some_and(|n| !(0..=1_000_000).contains(&n)) {
+                return Err(ConsoleError::invalid(
+                    "quota",
+                    format!("{flag} takes 0 to 1000000"),
+                ));
+            }
+        }
+        store.set_quota(owner.id, limits).await?;
+        let shown = |v: Option<i64>| v.map_or("none".to_string(), |n| n.to_string());
+        let detail = format!(
+            "projects={} running={}",
+            shown(limits.projects),
+            shown(limits.running)
+        );
+        self.record(Some(owner.id), &owner.username, "quota.set", None, &detail)
+            .await;
+        Ok(store.quota_usage(owner.id).await?)
+    }
+
     pub async fn users(&self) -> ConsoleResult<Vec<User>> {
         Ok(self.console.store.list_users().await?)
     }

@@ -7,6 +7,7 @@ pub mod env;
 pub mod intent;
 pub mod naming;
 pub mod prefix_key;
+pub mod quota;
 pub mod scram;
 pub mod secret;
 pub mod session;

@@ -12,6 +12,7 @@ pub mod kind;
 pub mod notify;
 mod project_lock;
 pub mod projects;
+pub mod quotas;
 pub mod resources;
 pub mod signin_limits;
 pub mod signup_limits;
@@ -53,6 +54,8 @@ pub enum StoreError {
     Env(#[from] EnvError),
     #[error(transparent)]
     Refused(#[from] IntentRefused),
+    #[error(transparent)]
+    Quota(#[from] crate::model::quota::QuotaExceeded),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

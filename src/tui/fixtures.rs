@@ -186,6 +186,7 @@ pub fn settings() -> crate::tui::app::SettingsData {
             config("EDITOR", "vim", false),
             config("KUBECONFIG", "apiVersion: v1", true),
         ],
+        quota: None,
     }
 }
 

@@ -32,6 +32,7 @@ mod k8s_tenant;
 mod lifecycle_k8s;
 mod lifecycle_local;
 mod local_driver;
+mod quotas;
 mod reconcile;
 mod ssh_attach;
 mod ssh_auth;

@@ -192,6 +192,7 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                 keys: s.keys,
                 has_password: s.has_password,
                 configs: s.configs,
+                quota: Some(s.quota),
             })),
             Err(e) => Msg::Done(tag, Err(format!("cannot load settings: {e}"))),
         }),
