@@ -57,3 +57,25 @@ CREATE TRIGGER quotas_touch BEFORE UPDATE ON quotas
     FOR EACH ROW EXECUTE FUNCTION kiln_touch_updated_at();
 CREATE TRIGGER quotas_notify AFTER INSERT OR UPDATE OR DELETE ON quotas
     FOR EACH ROW EXECUTE FUNCTION kiln_notify();
+
+-- Teams. A team is an account (a `users` row with role 'team', which has
+-- no identity and so cannot sign in), as an organization is on GitHub: its
+-- projects, their resources, env, events and quota are keyed by its id
+-- exactly as a user's are, and it shares the users' namespace of names.
+ALTER TABLE users DROP CONSTRAINT users_role_check;
+ALTER TABLE users ADD CONSTRAINT users_role_check CHECK (role IN ('admin', 'member', 'team'));
+
+CREATE TABLE team_members (
+    team_id    uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    user_id    uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role       text NOT NULL CHECK (role IN ('owner', 'member', 'viewer')),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (team_id, user_id)
+);
+CREATE INDEX team_members_user_id ON team_members (user_id);
+CREATE TRIGGER team_members_touch BEFORE UPDATE ON team_members
+    FOR EACH ROW EXECUTE FUNCTION kiln_touch_updated_at();
+-- Announced under the member's id: their dashboards and attaches re-check.
+CREATE TRIGGER team_members_notify AFTER INSERT OR UPDATE OR DELETE ON team_members
+    FOR EACH ROW EXECUTE FUNCTION kiln_notify();

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Overrides};
 use crate::runtime::Database;
 
-use operator::{audit, project, quota, status, user};
+use operator::{audit, project, quota, status, team, user};
 use serve::serve;
 
 pub use operator::age;
@@ -60,11 +60,44 @@ pub enum Command {
     /// Benchmarks that print numbers.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Teams: their members and roles. A team's projects are TEAM/NAME.
+    #[command(subcommand)]
+    Team(TeamCommand),
     /// Limits per user or team: projects that may exist, sandboxes that may run.
     #[command(subcommand)]
     Quota(QuotaCommand),
     /// Read the audit trail of every user (sign-ins, changes, attaches, refusals), oldest first.
     Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Create a team (its name is taken from the names users have too).
+    Create { name: String },
+    /// Delete a team that has no projects left.
+    Delete { name: String },
+    /// List teams with their members and projects counted.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a team's members and their roles.
+    Members { name: String },
+    /// Add a user to a team with a role (owner, member or viewer).
+    Add {
+        name: String,
+        user: String,
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    /// Change a member's role.
+    Role {
+        name: String,
+        user: String,
+        role: String,
+    },
+    /// Remove a user from a team; their open sessions on its projects are detached.
+    Remove { name: String, user: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -325,6 +358,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => with_db(&config, async |db| user(db, cmd).await).await,
         Command::Project(cmd) => with_db(&config, async |db| project(db, cmd).await).await,
         Command::Status { json } => with_db(&config, async |db| status(db, json).await).await,
+        Command::Team(cmd) => with_db(&config, async |db| team(db, cmd).await).await,
         Command::Quota(cmd) => with_db(&config, async |db| quota(db, cmd).await).await,
         Command::Audit(args) => with_db(&config, async |db| audit(db, args).await).await,
         Command::Bench(BenchCommand::Reconcile {

@@ -20,6 +20,7 @@ mod kubeconfig;
 mod operator;
 mod projects;
 mod sessions;
+mod teams;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,9 +30,11 @@ use crate::k8s::kubeconfig::ApiServerPolicy;
 use crate::store::Store;
 use crate::store::users::User;
 
+use crate::model::team::TeamRole;
+use crate::store::projects::ProjectView;
 pub use account::{ConfigSet, Settings, Whoami};
 pub use error::{ConsoleError, ConsoleResult};
-pub use gate::{Action, Actor, Front};
+pub use gate::{Access, Action, Actor, Front};
 pub use operator::{NewUser, OperatorConsole};
 pub use projects::{ProjectDetail, ProjectOverview};
 pub use sessions::{Attached, Restarted, next_session, next_session_name};
@@ -108,6 +111,38 @@ impl Console {
     }
 }
 
+/// Whose thing an action is about: the owner whose rows it reaches (the
+/// actor, or a team's account), the project's name within that owner, and
+/// the actor's standing.
+#[derive(Debug, Clone)]
+pub(crate) struct Scope {
+    pub owner: uuid::Uuid,
+    pub name: String,
+    /// The team's name, for a team's project or the team itself.
+    pub team: Option<String>,
+    pub access: Access,
+}
+
+impl Scope {
+    /// How the actor names the project: `TEAM/NAME` for a team's.
+    pub fn shown(&self, name: &str) -> String {
+        match &self.team {
+            Some(t) => crate::model::team::qualified(t, name),
+            None => name.to_string(),
+        }
+    }
+
+    /// A project as the actor addresses it: a team's is `TEAM/NAME` (and
+    /// `TEAM/SLUG`), so every hint it prints works as typed.
+    pub fn present(&self, mut view: ProjectView) -> ProjectView {
+        if self.team.is_some() {
+            view.project.name = self.shown(&view.project.name);
+            view.project.slug = self.shown(&view.project.slug);
+        }
+        view
+    }
+}
+
 /// The console as one actor: every method is one action, scoped to the
 /// actor's user, passed through the gate.
 #[derive(Clone)]
@@ -139,15 +174,92 @@ impl UserConsole {
         self.actor.user.id
     }
 
-    /// The one path of every action: authorize, do the work, audit.
+    fn own(&self, name: &str) -> Scope {
+        Scope {
+            owner: self.user_id(),
+            name: name.to_string(),
+            team: None,
+            access: Access::Own,
+        }
+    }
+
+    /// The actor's role in the team named `team`: a member's own, an
+    /// admin's (or the operator's) as owner; `None` for anyone else, to
+    /// whom the team does not exist.
+    async fn team_access(
+        &self,
+        team: &str,
+    ) -> ConsoleResult<Option<(uuid::Uuid, String, TeamRole)>> {
+        let store = self.store();
+        if let Some(m) = store.membership(self.user_id(), team).await? {
+            return Ok(Some((m.team_id, m.team, m.role)));
+        }
+        if self.actor.user.role == "admin" || self.actor.operator {
+            return Ok(match store.require_team(team).await {
+                Ok(id) => Some((id, team.trim().to_ascii_lowercase(), TeamRole::Owner)),
+                Err(crate::store::StoreError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            });
+        }
+        Ok(None)
+    }
+
+    /// Whose an action's subject is. `TEAM/NAME` names a team's project
+    /// only for the team's members; for anyone else it is a name of their
+    /// own, which does not exist: exactly what a missing project answers.
+    async fn resolve(&self, subject: gate::Subject<'_>) -> ConsoleResult<Scope> {
+        match subject {
+            gate::Subject::Own => Ok(self.own("")),
+            gate::Subject::Project(p) => match crate::model::team::split_ref(p) {
+                Some((team, name)) => Ok(match self.team_access(team).await? {
+                    Some((owner, team, role)) => Scope {
+                        owner,
+                        name: name.trim().to_string(),
+                        team: Some(team),
+                        access: Access::Team(role),
+                    },
+                    None => self.own(p),
+                }),
+                None => Ok(self.own(p)),
+            },
+            gate::Subject::Team(t) => match self.team_access(t).await? {
+                Some((owner, team, role)) => Ok(Scope {
+                    owner,
+                    name: String::new(),
+                    team: Some(team),
+                    access: Access::Team(role),
+                }),
+                None => Err(ConsoleError::NotFound(format!(
+                    "no such team: {}",
+                    crate::model::naming::printable(t, 40)
+                ))),
+            },
+        }
+    }
+
+    /// An action on the actor's own account (no project or team in it).
     async fn gated<T>(
         &self,
         action: Action<'_>,
         work: impl Future<Output = ConsoleResult<T>>,
     ) -> ConsoleResult<T> {
-        let result = match gate::authorize(&self.actor, &action) {
-            Ok(()) => work.await,
-            Err(refused) => Err(refused),
+        debug_assert_eq!(action.subject(), gate::Subject::Own, "{action:?}");
+        self.gated_in(action, |_| work).await
+    }
+
+    /// The one path of every action: find whose subject it is, authorize,
+    /// do the work in that scope, audit.
+    async fn gated_in<T, F, Fut>(&self, action: Action<'_>, work: F) -> ConsoleResult<T>
+    where
+        F: FnOnce(Scope) -> Fut,
+        Fut: Future<Output = ConsoleResult<T>>,
+    {
+        let result = match self.resolve(action.subject()).await {
+            Ok(scope) => match gate::authorize(&self.actor, &action, scope.access) {
+                Ok(()) => work(scope).await,
+                Err(refused) => Err(refused),
+            },
+            Err(e) => Err(e),
         };
         if let Some(record) = gate::audit_record(&self.actor, &action, &result) {
             self.console.write_audit(&record).await;

@@ -30,7 +30,7 @@ impl OperatorConsole {
     }
 
     /// An operator's change in the audit trail, under the user it concerns.
-    async fn record(
+    pub(super) async fn record(
         &self,
         user_id: Option<uuid::Uuid>,
         username: &str,

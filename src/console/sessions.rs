@@ -11,7 +11,7 @@ use crate::model::naming::printable;
 use crate::store::projects::ProjectView;
 use crate::store::resources::ResourceKind;
 
-use super::{Action, ConsoleError, ConsoleResult, UserConsole};
+use super::{Action, ConsoleError, ConsoleResult, Scope, UserConsole};
 
 /// An open session: its byte stream and the sandbox it belongs to.
 pub struct Attached {
@@ -118,10 +118,10 @@ impl UserConsole {
     /// behaves exactly like a missing one.
     async fn sandbox(
         &self,
-        project: &str,
+        s: &Scope,
     ) -> ConsoleResult<(ProjectView, ResourceRef, ResourceStatus)> {
-        let view = self.store().find_project(self.user_id(), project).await?;
-        let (r, status) = sandbox_ref(&view, self.user_id()).ok_or_else(|| {
+        let view = s.present(self.store().find_project(s.owner, &s.name).await?);
+        let (r, status) = sandbox_ref(&view, s.owner).ok_or_else(|| {
             ConsoleError::refused(format!(
                 "{} has no sandbox, so it has no sessions",
                 printable(&view.project.name, 100)
@@ -131,8 +131,8 @@ impl UserConsole {
     }
 
     /// The sandbox, which must be running for its sessions to exist.
-    async fn running_sandbox(&self, project: &str) -> ConsoleResult<(ProjectView, ResourceRef)> {
-        let (view, r, status) = self.sandbox(project).await?;
+    async fn running_sandbox(&self, s: &Scope) -> ConsoleResult<(ProjectView, ResourceRef)> {
+        let (view, r, status) = self.sandbox(s).await?;
         if status != ResourceStatus::Running {
             return Err(ConsoleError::refused(format!(
                 "{} is {}: its sessions exist only while its sandbox runs (start it with `start {}`)",
@@ -146,9 +146,9 @@ impl UserConsole {
 
     /// The sandbox's terminal sessions, default first.
     pub async fn sessions(&self, project: &str) -> ConsoleResult<Vec<SessionInfo>> {
-        self.gated(Action::ListSessions { project }, async {
+        self.gated_in(Action::ListSessions { project }, |s| async move {
             let driver = self.session_driver()?;
-            let (_, r) = self.running_sandbox(project).await?;
+            let (_, r) = self.running_sandbox(&s).await?;
             driver
                 .sessions(&r)
                 .await
@@ -160,14 +160,14 @@ impl UserConsole {
     /// Restarts an exited session in place (`None`: the default one); a
     /// running one is never restarted.
     pub async fn restart(&self, project: &str, session: Option<&str>) -> ConsoleResult<Restarted> {
-        self.gated(Action::RestartSession { project }, async {
+        self.gated_in(Action::RestartSession { project }, |s| async move {
             let driver = self.session_driver()?;
             if let Some(s) = session {
                 // The driver's own rule, checked before anything is looked up.
                 crate::model::session::check_session_name(s)
                     .map_err(|e| ConsoleError::invalid("session", e.to_string()))?;
             }
-            let (view, r) = self.running_sandbox(project).await?;
+            let (view, r) = self.running_sandbox(&s).await?;
             driver
                 .restart(&r, session)
                 .await
@@ -192,13 +192,13 @@ impl UserConsole {
             project,
             read_only: viewer.read_only,
         };
-        self.gated(action, async {
+        self.gated_in(action, |s| async move {
             let driver = self
                 .console
                 .sessions
                 .as_deref()
                 .ok_or_else(|| ConsoleError::unavailable("attach is not available on this server"))?;
-            let (view, r, status) = self.sandbox(project).await?;
+            let (view, r, status) = self.sandbox(&s).await?;
             if status != ResourceStatus::Running {
                 return Err(ConsoleError::refused(format!(
                     "cannot attach: {} is {}; start it first (s in the dashboard, or ssh … start {})",
@@ -238,11 +238,11 @@ impl UserConsole {
         tail: Option<i64>,
         follow: bool,
     ) -> ConsoleResult<mpsc::Receiver<LogEvent>> {
-        self.gated(Action::Logs { project }, async {
+        self.gated_in(Action::Logs { project }, |s| async move {
             let logs = self.console.logs.as_deref().ok_or_else(|| {
                 ConsoleError::unavailable("logs are not available on this server")
             })?;
-            let (_, r, _) = self.sandbox(project).await?;
+            let (_, r, _) = self.sandbox(&s).await?;
             logs.logs(&r, tail, follow)
                 .await
                 .map_err(|e| ConsoleError::unavailable(e.to_string()))

@@ -16,6 +16,7 @@ pub mod signin_throttle;
 pub mod signup_limit;
 pub mod since;
 pub mod status;
+pub mod team;
 pub mod terminal;
 #[cfg(test)]
 pub(crate) mod untrusted;

@@ -17,6 +17,7 @@ pub mod resources;
 pub mod signin_limits;
 pub mod signup_limits;
 pub mod status;
+pub mod teams;
 pub mod user_configs;
 pub mod users;
 

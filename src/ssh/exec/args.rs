@@ -46,6 +46,26 @@ pub(super) enum Cmd {
         /// A short description shown in the project detail
         #[arg(long, short, default_value = "")]
         description: String,
+        /// Create it in this team (you need the member role); it is then TEAM/NAME
+        #[arg(long, value_name = "TEAM")]
+        team: Option<String>,
+    },
+    /// A team's members: list them, or (team owners) add, change or remove one
+    ///
+    /// `team acme members` lists; `team acme add bob --role member` adds bob or changes his role
+    /// (owner, member or viewer); `team acme remove bob` removes him, detaching his open sessions.
+    /// A team's projects are named TEAM/NAME in every command.
+    Team {
+        /// Team name
+        team: String,
+        /// What to do
+        #[arg(value_enum, default_value_t = TeamVerb::Members, hide_default_value = true)]
+        action: TeamVerb,
+        /// The user to add or remove
+        user: Option<String>,
+        /// With add: owner, member or viewer
+        #[arg(long)]
+        role: Option<String>,
     },
     /// Start a stopped project
     Start {
@@ -151,6 +171,16 @@ pub(super) enum KubeconfigAction {
     Set,
     /// Remove it: new projects run on the server's cluster or on this host
     Unset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum TeamVerb {
+    /// List the members and their roles (the default)
+    Members,
+    /// Add a member, or change their role
+    Add,
+    /// Remove a member
+    Remove,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

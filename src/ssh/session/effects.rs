@@ -202,7 +202,7 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                 .map(|s| format!("{intent} requested for {project}: now {s}")),
         ),
         Job::Create { name, description } => done(
-            c.create(&name, &description)
+            c.create(&name, &description, None)
                 .await
                 .map(|v| format!("created {} (slug {})", v.project.name, v.project.slug)),
         ),
