@@ -49,6 +49,9 @@ pub struct Console {
     logs: Option<Arc<dyn SandboxLogs>>,
     /// Where a tenant's kubeconfig may point when it is checked.
     api_servers: ApiServerPolicy,
+    /// Changes to rows, for cutting an attach whose access is revoked
+    /// (`None`: attaches are not watched).
+    feed: Option<Arc<crate::store::notify::ChangeFeed>>,
 }
 
 impl Console {
@@ -62,7 +65,15 @@ impl Console {
             sessions,
             logs,
             api_servers: ApiServerPolicy::default(),
+            feed: None,
         }
+    }
+
+    /// The same console, detaching a team member's attaches the moment
+    /// they leave the team (it follows `feed` for membership changes).
+    pub fn with_feed(mut self, feed: Arc<crate::store::notify::ChangeFeed>) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     /// The same console, checking tenants' kubeconfigs against `policy`
@@ -83,6 +94,7 @@ impl Console {
                 operator: false,
                 source: None,
             },
+            teams: Arc::default(),
         }
     }
 
@@ -149,6 +161,9 @@ impl Scope {
 pub struct UserConsole {
     console: Console,
     actor: Actor,
+    /// The accounts of the teams the actor was in at the last project list,
+    /// so a dashboard knows which changes concern it.
+    teams: Arc<std::sync::Mutex<Vec<uuid::Uuid>>>,
 }
 
 impl UserConsole {
@@ -156,6 +171,17 @@ impl UserConsole {
     pub fn from_address(mut self, source: Option<std::net::IpAddr>) -> Self {
         self.actor.source = source;
         self
+    }
+
+    /// Whether a change to rows of `owner` concerns this actor's screens:
+    /// their own, or a team's they were in at the last project list.
+    pub fn concerns(&self, owner: uuid::Uuid) -> bool {
+        owner == self.user_id()
+            || self
+                .teams
+                .lock()
+                .map(|t| t.contains(&owner))
+                .unwrap_or(false)
     }
 
     pub fn actor(&self) -> &Actor {
@@ -256,7 +282,19 @@ impl UserConsole {
     {
         let result = match self.resolve(action.subject()).await {
             Ok(scope) => match gate::authorize(&self.actor, &action, scope.access) {
-                Ok(()) => work(scope).await,
+                // A team's missing project is named as the actor typed it
+                // (`TEAM/NAME`), word for word what anyone else is told.
+                Ok(()) => {
+                    let in_team = scope.team.is_some();
+                    match (work(scope).await, action.subject()) {
+                        (Err(ConsoleError::NotFound(m)), gate::Subject::Project(p))
+                            if in_team && m.starts_with("no such project") =>
+                        {
+                            Err(crate::store::project_lock::no_such_project(p).into())
+                        }
+                        (result, _) => result,
+                    }
+                }
                 Err(refused) => Err(refused),
             },
             Err(e) => Err(e),

@@ -63,6 +63,7 @@ impl OperatorConsole {
                 operator: true,
                 source: None,
             },
+            teams: Default::default(),
         })
     }
 

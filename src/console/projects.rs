@@ -44,7 +44,11 @@ impl UserConsole {
         self.gated(Action::ListProjects, async {
             let store = self.store();
             let mut all = store.list_projects(self.user_id()).await?;
-            for m in store.teams_of(self.user_id()).await? {
+            let teams = store.teams_of(self.user_id()).await?;
+            if let Ok(mut known) = self.teams.lock() {
+                *known = teams.iter().map(|m| m.team_id).collect();
+            }
+            for m in teams {
                 let scope = Scope {
                     owner: m.team_id,
                     name: String::new(),

@@ -11,7 +11,7 @@ use crate::model::naming::printable;
 use crate::store::projects::ProjectView;
 use crate::store::resources::ResourceKind;
 
-use super::{Action, ConsoleError, ConsoleResult, Scope, UserConsole};
+use super::{Action, ConsoleError, ConsoleResult, Scope, UserConsole, gate};
 
 /// An open session: its byte stream and the sandbox it belongs to.
 pub struct Attached {
@@ -108,6 +108,67 @@ impl Drop for AttachEnded {
 }
 
 impl UserConsole {
+    /// Ends a team project's attach as soon as the actor loses the right
+    /// to it (removed from the team, or made a viewer while typing): the
+    /// session's output passes through a relay that follows membership
+    /// changes of this user, says why, and closes the stream.
+    fn watch_membership(
+        &self,
+        attachment: &mut crate::driver::Attachment,
+        team: String,
+        read_only: bool,
+        feed: &crate::store::notify::ChangeFeed,
+    ) {
+        let mut changes = feed.subscribe();
+        let (tx, rx) = mpsc::channel(64);
+        let mut output = std::mem::replace(&mut attachment.output, rx);
+        let console = self.clone();
+        let me = self.user_id();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    // The viewer went away: stop relaying (and following).
+                    _ = tx.closed() => return,
+                    chunk = output.recv() => match chunk {
+                        Some(bytes) => if tx.send(bytes).await.is_err() { return },
+                        None => return,
+                    },
+                    change = changes.recv() => {
+                        let ours = match &change {
+                            Ok(c) => c.table == "team_members" && c.user_id == Some(me),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => false,
+                        };
+                        if !ours || console.may_still_attach(&team, read_only).await {
+                            continue;
+                        }
+                        let why = format!(
+                            "\r\n[kiln] you no longer have access to team {team}: detached\r\n"
+                        );
+                        let _ = tx.send(why.into_bytes()).await;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Whether the actor still holds a role in `team` that allows this
+    /// attach. A failed lookup keeps the attach (it is re-checked at the
+    /// next change).
+    async fn may_still_attach(&self, team: &str, read_only: bool) -> bool {
+        let needed = gate::Action::Attach {
+            project: "",
+            read_only,
+        }
+        .team_role_needed();
+        match self.team_access(team).await {
+            Ok(Some((_, _, role))) => role >= needed,
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
     fn session_driver(&self) -> ConsoleResult<&dyn SessionAttach> {
         self.console.sessions.as_deref().ok_or_else(|| {
             ConsoleError::unavailable("terminal sessions are not available on this server")
@@ -222,6 +283,9 @@ impl UserConsole {
                     read_only: viewer.read_only,
                 },
             ));
+            if let (Some(team), Some(feed)) = (&s.team, &self.console.feed) {
+                self.watch_membership(&mut attachment, team.clone(), viewer.read_only, feed);
+            }
             Ok(Attached {
                 attachment,
                 resource: r.resource_name,

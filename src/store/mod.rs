@@ -10,7 +10,7 @@ pub mod inputs;
 pub mod keys;
 pub mod kind;
 pub mod notify;
-mod project_lock;
+pub(crate) mod project_lock;
 pub mod projects;
 pub mod quotas;
 pub mod resources;

@@ -41,4 +41,5 @@ mod ssh_exec;
 mod ssh_logs;
 mod ssh_openssh;
 mod store;
+mod teams;
 mod user_configs;

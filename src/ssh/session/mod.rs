@@ -263,10 +263,10 @@ async fn run(
             }
             change = changes.recv(), if feed_open => {
                 feed_open = !matches!(change, Err(broadcast::error::RecvError::Closed));
-                let mut refresh = relevant(&change, user_id);
+                let mut refresh = relevant(&change, user_id, &d.console);
                 // Coalesce a burst of notifications into one reload.
                 while let Ok(more) = changes.try_recv() {
-                    refresh |= relevant(&Ok(more), user_id);
+                    refresh |= relevant(&Ok(more), user_id, &d.console);
                 }
                 if refresh {
                     // The app asks for the open project's detail itself (LoadDetail).
@@ -360,9 +360,19 @@ async fn log_event(rx: &mut Option<mpsc::Receiver<LogEvent>>) -> Option<LogEvent
     }
 }
 
-fn relevant(change: &Result<Change, broadcast::error::RecvError>, user: uuid::Uuid) -> bool {
+/// Whether a change concerns this dashboard: the user's own rows, a team's
+/// they are in (`console.concerns`), or a membership of theirs.
+fn relevant(
+    change: &Result<Change, broadcast::error::RecvError>,
+    user: uuid::Uuid,
+    console: &crate::console::UserConsole,
+) -> bool {
     match change {
-        Ok(c) => c.user_id == Some(user) || c.table == "*",
+        Ok(c) => {
+            c.user_id == Some(user)
+                || c.table == "*"
+                || c.user_id.is_some_and(|u| console.concerns(u))
+        }
         // Missed some: refresh to be safe.
         Err(broadcast::error::RecvError::Lagged(_)) => true,
         Err(broadcast::error::RecvError::Closed) => false,
