@@ -151,6 +151,9 @@ impl Scope {
             view.project.name = self.shown(&view.project.name);
             view.project.slug = self.shown(&view.project.slug);
         }
+        if let Access::Team(role) = self.access {
+            view.team_role = Some(role);
+        }
         view
     }
 }

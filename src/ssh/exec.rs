@@ -28,6 +28,10 @@
 //!   default one, `state` is `running` or `exited`, `exit_status` is `null`
 //!   unless it exited with a status.
 //! - `restart NAME [--session S]`: `{project, session, restarted}`.
+//! - `team T members`: `[{username, role}]`; `team T add U --role R`:
+//!   `{team, user, role}`; `team T remove U`: `{team, user, removed}`.
+//!   A team's project appears in `projects` as `TEAM/NAME` (name and slug)
+//!   with `team_role`, the actor's role in the team.
 //! - `audit [--since WHEN]`: `[{id, at, username, operator, front, source,
 //!   key_fingerprint, method, action, project, result, detail}]`, oldest
 //!   first; `detail` is the key of an env or config change (never its value)

@@ -52,6 +52,9 @@ pub struct ProjectView {
     #[serde(flatten)]
     pub project: Project,
     pub resources: Vec<ResourceSummary>,
+    /// The viewer's role when this is a team's project (set by the console).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team_role: Option<crate::model::team::TeamRole>,
 }
 
 const PROJECT_COLUMNS: &str =
@@ -206,6 +209,7 @@ impl Store {
                 ProjectView {
                     project,
                     resources: mine,
+                    team_role: None,
                 }
             })
             .collect())
@@ -231,6 +235,7 @@ impl Store {
             .await?;
         Ok(ProjectView {
             project,
+            team_role: None,
             resources: resources
                 .iter()
                 .map(resource_from_row)

@@ -313,3 +313,23 @@ async fn a_member_removed_while_attached_is_detached_with_a_message() {
         r.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewers_dashboard_greys_stop_with_the_reason_and_attaches_read_only() {
+    let server = Server::start_local().await;
+    acme(&server).await;
+    let vi = signed_in(&server, "vi").await;
+    let screen = vi.shell(120, 30).await;
+    screen.wait_for("acme/blog").await;
+    screen.send(b"/acme/blog\r").await;
+    screen.send(b"x").await;
+    screen
+        .wait_for("you are a viewer of this team: stop needs the member role")
+        .await;
+    let team = server.store.require_team("acme").await.unwrap();
+    let p = server.store.find_project(team, "blog").await.unwrap();
+    assert_eq!(p.project.status, kiln::model::ProjectStatus::Running);
+    // `a` opens the pane read-only: what the viewer types reaches nothing.
+    screen.send(b"a").await;
+    screen.wait_for("read-only: your keys are not sent").await;
+}

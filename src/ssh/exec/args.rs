@@ -7,6 +7,7 @@ use clap::{ColorChoice, Parser, Subcommand, ValueEnum};
 const AFTER_HELP: &str = "\
 Run a command with `ssh -p PORT USER@HOST COMMAND`, e.g. `ssh -p 2222 alice@kiln projects`.
 NAME is a project's name or slug; quote names with spaces twice: ssh … 'project \"my blog\"'.
+A team's project is TEAM/NAME (`team TEAM members` lists who is in it).
 Every command accepts --json for machine-readable output and --help for its options.
 Live commands: `ssh -t … attach NAME [--session S] [--read-only]` (the prefix key, Ctrl-] by default, detaches) and
 `ssh … logs NAME [--follow] [--tail N]` (the sandbox's container log, across restarts).
