@@ -57,7 +57,19 @@ pub struct FileConfig {
     /// How Kubernetes objects are built (image, sizes, domain, KubeBlocks).
     #[serde(default)]
     pub kubernetes: crate::k8s::settings::K8sSettings,
+    #[serde(default)]
+    pub audit: AuditFile,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    /// How long audit records are kept (`audit.retention_days`, default 365).
+    pub retention_days: Option<u64>,
+}
+
+/// Audit records older than this are deleted (hourly, by every replica).
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 86_400);
 
 /// The cluster users without a kubeconfig of their own are served on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -227,6 +239,8 @@ pub struct Config {
     /// On SIGTERM: stop accepting, tell sessions, hand back leases, and
     /// exit within this.
     pub shutdown_grace: Duration,
+    /// How long the audit trail keeps a record.
+    pub audit_retention: Duration,
 }
 
 /// What the environment and flags contribute (read by `main`).
@@ -407,10 +421,16 @@ impl Config {
         // A pass in flight at shutdown gets most of the grace; the rest is
         // for telling sessions and giving leases back.
         reconcile.shutdown_grace = reconcile.shutdown_grace.min(shutdown_grace.mul_f64(0.75));
+        let mut audit_retention = DEFAULT_AUDIT_RETENTION;
+        if let Some(v) = file.audit.retention_days {
+            check("audit.retention_days", v, 1..=36_500)?;
+            audit_retention = Duration::from_secs(v * 86_400);
+        }
         Ok(Config {
             http_listen,
             ssh_host_key_file: file.ssh.host_key_file.clone(),
             shutdown_grace,
+            audit_retention,
             server_cluster: overrides
                 .server_cluster
                 .or(file.server_cluster)
@@ -608,6 +628,12 @@ mod tests {
         let file = parse_file("[ssh]\nmax_signups_per_address = 0").unwrap();
         let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("ssh.max_signups_per_address"), "{e}");
+        let file = parse_file("[audit]\nretention_days = 30").unwrap();
+        let c = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap();
+        assert_eq!(c.audit_retention, Duration::from_secs(30 * 86_400));
+        let file = parse_file("[audit]\nretention_days = 0").unwrap();
+        let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("audit.retention_days"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Overrides};
 use crate::runtime::Database;
 
-use operator::{project, status, user};
+use operator::{audit, project, quota, status, team, user};
 use serve::serve;
 
 pub use operator::age;
@@ -64,6 +64,81 @@ pub enum Command {
     /// Benchmarks that print numbers.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Teams: their members and roles. A team's projects are TEAM/NAME.
+    #[command(subcommand)]
+    Team(TeamCommand),
+    /// Limits per user or team: projects that may exist, sandboxes that may run.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+    /// Read the audit trail of every user (sign-ins, changes, attaches, refusals), oldest first.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Create a team (its name is taken from the names users have too).
+    Create { name: String },
+    /// Delete a team that has no projects left.
+    Delete { name: String },
+    /// List teams with their members and projects counted.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a team's members and their roles.
+    Members { name: String },
+    /// Add a user to a team with a role (owner, member or viewer).
+    Add {
+        name: String,
+        user: String,
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    /// Change a member's role.
+    Role {
+        name: String,
+        user: String,
+        role: String,
+    },
+    /// Remove a user from a team; their open sessions on its projects are detached.
+    Remove { name: String, user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Set the limits of one user or team (a limit left out means none).
+    Set {
+        /// The user whose quota this is.
+        #[arg(long, required_unless_present = "team", conflicts_with = "team")]
+        user: Option<String>,
+        /// The team whose quota this is.
+        #[arg(long)]
+        team: Option<String>,
+        /// How many projects may exist (those being deleted do not count).
+        #[arg(long)]
+        projects: Option<i64>,
+        /// How many sandboxes may be running or asked to run at once.
+        #[arg(long)]
+        running: Option<i64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only the records of this user (as named in the record).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only the records about this project (name or slug, as the actor typed it).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Only records since then: 30m, 12h, 7d, or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// How many of the newest records to show (1-10000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub limit: i64,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -289,6 +364,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => with_db(&config, async |db| user(db, cmd).await).await,
         Command::Project(cmd) => with_db(&config, async |db| project(db, cmd).await).await,
         Command::Status { json } => with_db(&config, async |db| status(db, json).await).await,
+        Command::Team(cmd) => with_db(&config, async |db| team(db, cmd).await).await,
+        Command::Quota(cmd) => with_db(&config, async |db| quota(db, cmd).await).await,
+        Command::Audit(args) => with_db(&config, async |db| audit(db, args).await).await,
         Command::Bench(BenchCommand::Reconcile {
             projects,
             idle_projects,

@@ -6,13 +6,120 @@ use std::io::{BufRead, IsTerminal};
 use anyhow::{Context, bail};
 use chrono::Utc;
 
-use super::{Owner, ProjectCommand, UserCommand};
+use super::{AuditArgs, Owner, ProjectCommand, QuotaCommand, TeamCommand, UserCommand};
 use crate::console::{Console, NewUser, OperatorConsole};
 use crate::model::intent::Intent;
 use crate::model::naming::printable;
 use crate::runtime::Database;
 use crate::store::projects::ProjectView;
 use crate::store::resources::ResourceKind;
+
+/// `kiln team …`.
+pub(super) async fn team(db: &Database, cmd: TeamCommand) -> anyhow::Result<()> {
+    use crate::model::team::TeamRole;
+    let op = operator(db);
+    let role = |r: &str| r.parse::<TeamRole>();
+    match cmd {
+        TeamCommand::Create { name } => {
+            let t = op.create_team(&name).await?;
+            println!("created team {}", t.name);
+        }
+        TeamCommand::Delete { name } => {
+            op.delete_team(&name).await?;
+            println!("deleted team {}", printable(&name, 40));
+        }
+        TeamCommand::List { json } => {
+            let teams = op.teams().await?;
+            if json {
+                print!("{}", crate::ssh::exec::safe_json(&teams));
+            } else {
+                println!("{:<32} {:>7} {:>8}", "TEAM", "MEMBERS", "PROJECTS");
+                for t in teams {
+                    println!("{:<32} {:>7} {:>8}", t.name, t.members, t.projects);
+                }
+            }
+        }
+        TeamCommand::Members { name } => {
+            for m in op.team_members(&name).await? {
+                println!("{:<32} {}", m.username, m.role);
+            }
+        }
+        TeamCommand::Add {
+            name,
+            user,
+            role: r,
+        }
+        | TeamCommand::Role {
+            name,
+            user,
+            role: r,
+        } => {
+            let r = role(&r)?;
+            op.set_team_member(&name, &user, r).await?;
+            println!(
+                "{} is a {r} of {}",
+                printable(&user, 40),
+                printable(&name, 40)
+            );
+        }
+        TeamCommand::Remove { name, user } => {
+            op.remove_team_member(&name, &user).await?;
+            println!(
+                "{} is no longer in {}",
+                printable(&user, 40),
+                printable(&name, 40)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `kiln quota set`.
+pub(super) async fn quota(db: &Database, cmd: QuotaCommand) -> anyhow::Result<()> {
+    let QuotaCommand::Set {
+        user,
+        team,
+        projects,
+        running,
+    } = cmd;
+    let (name, is_team) = match (user, team) {
+        (Some(u), None) => (u, false),
+        (None, Some(t)) => (t, true),
+        _ => bail!("give one of --user U or --team T"),
+    };
+    let limits = crate::model::quota::Limits { projects, running };
+    let (limits, usage) = operator(db).set_quota(&name, is_team, limits).await?;
+    println!(
+        "quota of {} {}: {}",
+        if is_team { "team" } else { "user" },
+        printable(&name, 40),
+        crate::model::quota::summary(limits, usage)
+    );
+    Ok(())
+}
+
+/// `kiln audit`: everyone's records, filtered.
+pub(super) async fn audit(db: &Database, args: AuditArgs) -> anyhow::Result<()> {
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| crate::model::since::parse_since(s, Utc::now()))
+        .transpose()?;
+    let filter = crate::store::audit::AuditFilter {
+        username: args.user,
+        project: args.project,
+        since,
+        limit: args.limit,
+        ..Default::default()
+    };
+    let records = operator(db).audit(&filter).await?;
+    if args.json {
+        print!("{}", crate::ssh::exec::safe_json(&records));
+    } else {
+        print!("{}", crate::ssh::exec::audit_list(&records));
+    }
+    Ok(())
+}
 
 pub(super) async fn user(db: &Database, cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
@@ -117,7 +224,10 @@ pub(super) async fn project(db: &Database, cmd: ProjectCommand) -> anyhow::Resul
             owner,
             description,
         } => {
-            let v = as_owner(&owner).await?.create(&name, &description).await?;
+            let v = as_owner(&owner)
+                .await?
+                .create(&name, &description, None)
+                .await?;
             println!(
                 "created project {} (slug {}): {}",
                 printable(&v.project.name, 60),

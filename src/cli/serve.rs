@@ -122,6 +122,11 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         format!("local driver: {}", confinement.headline()),
         shutdown.clone(),
     );
+    tokio::spawn(prune_audit(
+        db.store.clone(),
+        config.audit_retention,
+        shutdown.clone(),
+    ));
     let reconcile = reconciler.run(Some(feed.subscribe()), shutdown.clone());
     // Either one failing stops the other: a replica half-up is worse than down.
     let both = async {
@@ -155,6 +160,28 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
     drop(feed);
     ssh_result?;
     reconcile_result.map(|_| ()).map_err(Into::into)
+}
+
+/// Retention of the audit trail (`audit.retention_days`): at start, then
+/// hourly. Every replica does it; deleting what another replica deleted
+/// deletes nothing.
+async fn prune_audit(
+    store: crate::store::Store,
+    keep: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match store.prune_audit(keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(records = n, "audit retention: old records deleted"),
+            Err(e) => tracing::warn!(error = %e, "audit retention failed; trying again in an hour"),
+        }
+    }
 }
 
 /// The server's own cluster client, when configured; a configured cluster

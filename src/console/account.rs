@@ -2,6 +2,7 @@
 //! configs, the kubeconfig among them) and `whoami`.
 
 use crate::k8s::kubeconfig::TenantKubeconfig;
+use crate::model::quota::{Limits, Usage};
 use crate::store::keys::SshKey;
 use crate::store::user_configs::{KUBECONFIG, UserConfig};
 
@@ -13,6 +14,8 @@ pub struct Settings {
     pub keys: Vec<SshKey>,
     pub has_password: bool,
     pub configs: Vec<UserConfig>,
+    /// The user's own quota and usage.
+    pub quota: (Limits, Usage),
 }
 
 /// Who the actor is, and how they sign in.
@@ -81,6 +84,7 @@ impl UserConsole {
                 keys: store.list_ssh_keys(user).await?,
                 has_password: store.has_password(user).await?,
                 configs: store.list_user_configs(user).await?,
+                quota: store.quota_usage(user).await?,
             })
         })
         .await

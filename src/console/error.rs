@@ -77,6 +77,7 @@ impl From<StoreError> for ConsoleError {
             StoreError::NotFound(m) => ConsoleError::NotFound(m),
             StoreError::Conflict(m) => ConsoleError::refused(m),
             StoreError::Refused(r) => ConsoleError::refused(r.to_string()),
+            StoreError::Quota(q) => ConsoleError::refused(q.to_string()),
             StoreError::Invalid(m) => ConsoleError::invalid("value", m),
             StoreError::Name(n) => ConsoleError::invalid("name", n.to_string()),
             StoreError::Env(n) => ConsoleError::invalid("env", n.to_string()),

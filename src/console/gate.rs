@@ -1,9 +1,11 @@
 //! The one gate every console action passes: who asks ([`Actor`]), what
 //! they ask for ([`Action`]), whether they may ([`authorize`], pure), and
-//! the record of what happened ([`audit`]). Roles, quotas and the audit
+//! the record of what happened ([`audit_record`]). Roles, quotas and the audit
 //! table hook in here once, not once per action or per front end.
 
 use crate::model::intent::Intent;
+use crate::model::team::TeamRole;
+use crate::store::audit::NewAuditRecord;
 use crate::store::users::User;
 
 use super::error::ConsoleError;
@@ -37,6 +39,8 @@ pub struct Actor {
     pub user: User,
     pub front: Front,
     pub operator: bool,
+    /// The address the actor connected from, when known (SSH fronts).
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl Actor {
@@ -55,28 +59,96 @@ impl Actor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action<'a> {
     ListProjects,
-    ShowProject { project: &'a str },
-    CreateProject { name: &'a str },
-    Request { project: &'a str, intent: Intent },
-    ListEnv { project: &'a str },
-    SetEnv { project: &'a str, key: &'a str },
-    UnsetEnv { project: &'a str, key: &'a str },
-    ListEvents { project: &'a str },
+    ShowProject {
+        project: &'a str,
+    },
+    CreateProject {
+        name: &'a str,
+        team: Option<&'a str>,
+    },
+    Request {
+        project: &'a str,
+        intent: Intent,
+    },
+    ListEnv {
+        project: &'a str,
+    },
+    SetEnv {
+        project: &'a str,
+        key: &'a str,
+    },
+    UnsetEnv {
+        project: &'a str,
+        key: &'a str,
+    },
+    ListEvents {
+        project: &'a str,
+    },
     ListKeys,
     AddKey,
-    RemoveKey { fingerprint: &'a str },
+    RemoveKey {
+        fingerprint: &'a str,
+    },
     SetPassword,
     ShowSettings,
-    SetConfig { key: &'a str },
-    UnsetConfig { key: &'a str },
+    SetConfig {
+        key: &'a str,
+    },
+    UnsetConfig {
+        key: &'a str,
+    },
     ShowKubeconfig,
     SetKubeconfig,
     UnsetKubeconfig,
     Whoami,
-    ListSessions { project: &'a str },
-    RestartSession { project: &'a str },
-    Attach { project: &'a str, read_only: bool },
-    Logs { project: &'a str },
+    ListSessions {
+        project: &'a str,
+    },
+    RestartSession {
+        project: &'a str,
+    },
+    Attach {
+        project: &'a str,
+        read_only: bool,
+    },
+    Logs {
+        project: &'a str,
+    },
+    ReadAudit,
+    TeamMembers {
+        team: &'a str,
+    },
+    TeamAdd {
+        team: &'a str,
+        user: &'a str,
+        role: TeamRole,
+    },
+    TeamRemove {
+        team: &'a str,
+        user: &'a str,
+    },
+}
+
+/// What an action is about, for finding whose it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// The actor's own account.
+    Own,
+    /// A project as named: `TEAM/NAME` for a team's, else the actor's own.
+    Project(&'a str),
+    /// A team by name (its members, or a project created in it).
+    Team(&'a str),
+}
+
+/// The actor's standing toward an action's subject, found by the console
+/// before [`authorize`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Their own account and projects.
+    Own,
+    /// A team's: the actor's role in it (an admin who is not a member acts
+    /// as an owner).
+    Team(TeamRole),
 }
 
 impl Action<'_> {
@@ -114,6 +186,10 @@ impl Action<'_> {
             } => "session.view",
             Action::Attach { .. } => "session.attach",
             Action::Logs { .. } => "logs.follow",
+            Action::ReadAudit => "audit.read",
+            Action::TeamMembers { .. } => "team.members",
+            Action::TeamAdd { .. } => "team.add",
+            Action::TeamRemove { .. } => "team.remove",
         }
     }
 
@@ -132,6 +208,8 @@ impl Action<'_> {
                 | Action::Whoami
                 | Action::ListSessions { .. }
                 | Action::Logs { .. }
+                | Action::ReadAudit
+                | Action::TeamMembers { .. }
         )
     }
 
@@ -147,7 +225,10 @@ impl Action<'_> {
             | Action::Attach { project, .. }
             | Action::Logs { project } => Some(project),
             Action::SetEnv { project, .. } | Action::UnsetEnv { project, .. } => Some(project),
-            Action::CreateProject { name } => Some(name),
+            Action::CreateProject { name, .. } => Some(name),
+            Action::TeamMembers { team }
+            | Action::TeamAdd { team, .. }
+            | Action::TeamRemove { team, .. } => Some(team),
             Action::RemoveKey { fingerprint } => Some(fingerprint),
             Action::SetConfig { key } | Action::UnsetConfig { key } => Some(key),
             _ => None,
@@ -155,10 +236,53 @@ impl Action<'_> {
     }
 }
 
-/// May `actor` perform `action`? Pure: everything it needs is in its
-/// arguments. Tenant scoping itself is the store's (every query is by the
-/// owner's id), so a user never reaches another's rows whatever this says.
-pub fn authorize(actor: &Actor, action: &Action<'_>) -> Result<(), ConsoleError> {
+impl<'a> Action<'a> {
+    /// Whose thing the action is about.
+    pub fn subject(&self) -> Subject<'a> {
+        match *self {
+            Action::CreateProject { team: Some(t), .. } => Subject::Team(t),
+            Action::CreateProject { team: None, .. } => Subject::Own,
+            Action::TeamMembers { team }
+            | Action::TeamAdd { team, .. }
+            | Action::TeamRemove { team, .. } => Subject::Team(team),
+            Action::ShowProject { project }
+            | Action::Request { project, .. }
+            | Action::ListEnv { project }
+            | Action::SetEnv { project, .. }
+            | Action::UnsetEnv { project, .. }
+            | Action::ListEvents { project }
+            | Action::ListSessions { project }
+            | Action::RestartSession { project }
+            | Action::Attach { project, .. }
+            | Action::Logs { project } => Subject::Project(project),
+            _ => Subject::Own,
+        }
+    }
+
+    /// The least team role the action needs on a team's project or team:
+    /// viewers see projects, events and sessions and attach read-only;
+    /// members do everything to projects; owners also manage members.
+    pub fn team_role_needed(&self) -> TeamRole {
+        match self {
+            Action::ListProjects
+            | Action::ShowProject { .. }
+            | Action::ListEvents { .. }
+            | Action::ListSessions { .. }
+            | Action::Attach {
+                read_only: true, ..
+            }
+            | Action::TeamMembers { .. } => TeamRole::Viewer,
+            Action::TeamAdd { .. } | Action::TeamRemove { .. } => TeamRole::Owner,
+            _ => TeamRole::Member,
+        }
+    }
+}
+
+/// May `actor` perform `action`, standing as `access` toward its subject?
+/// Pure: everything it needs is in its arguments. Tenant scoping itself is
+/// the store's (every query is by the owner's id), and a team the actor is
+/// not in is never found, so this decides only among those who may see.
+pub fn authorize(actor: &Actor, action: &Action<'_>, access: Access) -> Result<(), ConsoleError> {
     // A user disabled by an operator keeps no way to act, even through a
     // connection that was open before (the operator acts for them still).
     if actor.user.disabled_at.is_some() && !actor.operator {
@@ -167,28 +291,70 @@ pub fn authorize(actor: &Actor, action: &Action<'_>) -> Result<(), ConsoleError>
             actor.user.username
         )));
     }
-    let _ = action;
-    Ok(())
+    match access {
+        Access::Own => Ok(()),
+        Access::Team(role) => {
+            let needed = action.team_role_needed();
+            if role >= needed {
+                Ok(())
+            } else {
+                Err(ConsoleError::refused(format!(
+                    "you are a {role} of this team: {} needs the {needed} role (ask a team owner)",
+                    action.name()
+                )))
+            }
+        }
+    }
 }
 
-/// Records what an actor did and how it ended. Today the record is a
-/// structured log line (target `kiln::audit`); it never holds a secret.
-pub fn audit<T>(actor: &Actor, action: &Action<'_>, result: &Result<T, ConsoleError>) {
+/// Whether and what the audit trail keeps of an action: every change or
+/// live session, and every action refused or failed (a probe of another
+/// tenant's project is one). Successful reads are not kept. Pure; the
+/// record holds names, never a value (an env set records its key).
+pub fn audit_record<'a, T>(
+    actor: &'a Actor,
+    action: &'a Action<'_>,
+    result: &Result<T, ConsoleError>,
+) -> Option<NewAuditRecord<'a>> {
     if !action.is_change() && result.is_ok() {
-        return;
+        return None;
     }
-    let outcome = match result {
-        Ok(_) => "ok",
-        Err(e) => e.kind(),
+    let (project, detail) = match *action {
+        Action::SetEnv { project, key } | Action::UnsetEnv { project, key } => (Some(project), key),
+        Action::SetConfig { key } | Action::UnsetConfig { key } => (None, key),
+        Action::RemoveKey { fingerprint } => (None, fingerprint),
+        _ => (action.target(), ""),
     };
+    Some(NewAuditRecord {
+        user_id: Some(actor.user.id),
+        username: &actor.user.username,
+        operator: actor.operator,
+        front: actor.front.as_str(),
+        source: actor.source,
+        action: action.name(),
+        project,
+        result: match result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        },
+        detail,
+        ..NewAuditRecord::default()
+    })
+}
+
+/// The structured log line beside the audit row (target `kiln::audit`),
+/// for operators who follow the log; it holds no more than the row.
+pub fn log_audit(record: &NewAuditRecord<'_>) {
     tracing::info!(
         target: "kiln::audit",
-        user = %actor.user.username,
-        operator = actor.operator,
-        front = actor.front.as_str(),
-        action = action.name(),
-        target = action.target().map(|t| crate::model::naming::printable(t, 100)).unwrap_or_default(),
-        outcome,
+        user = %record.username,
+        operator = record.operator,
+        front = record.front,
+        source = ?record.source,
+        action = record.action,
+        target = record.project.map(|t| crate::model::naming::printable(t, 100)).unwrap_or_default(),
+        detail = %crate::model::naming::printable(record.detail, 100),
+        outcome = record.result,
     );
 }
 
@@ -207,6 +373,7 @@ mod tests {
             },
             front: Front::Exec,
             operator,
+            source: None,
         }
     }
 
@@ -216,10 +383,89 @@ mod tests {
             project: "blog",
             intent: Intent::Start,
         };
-        assert!(authorize(&actor(false, false), &a).is_ok());
-        let refused = authorize(&actor(true, false), &Action::ListProjects).unwrap_err();
+        assert!(authorize(&actor(false, false), &a, Access::Own).is_ok());
+        let refused =
+            authorize(&actor(true, false), &Action::ListProjects, Access::Own).unwrap_err();
         assert!(refused.to_string().contains("disabled"), "{refused}");
-        assert!(authorize(&actor(true, true), &a).is_ok());
+        assert!(authorize(&actor(true, true), &a, Access::Own).is_ok());
+    }
+
+    /// Every action × every team role: the role matrix.
+    #[test]
+    fn the_role_matrix() {
+        use TeamRole::*;
+        let a = actor(false, false);
+        let p = "acme/blog";
+        let ro = |read_only| Action::Attach {
+            project: p,
+            read_only,
+        };
+        let req = |intent| Action::Request { project: p, intent };
+        // (action, least role allowed)
+        let table: Vec<(Action, TeamRole)> = vec![
+            (Action::ShowProject { project: p }, Viewer),
+            (Action::ListEvents { project: p }, Viewer),
+            (Action::ListSessions { project: p }, Viewer),
+            (ro(true), Viewer),
+            (Action::TeamMembers { team: "acme" }, Viewer),
+            (ro(false), Member),
+            (req(Intent::Start), Member),
+            (req(Intent::Stop), Member),
+            (req(Intent::Delete), Member),
+            (req(Intent::Retry), Member),
+            (
+                Action::CreateProject {
+                    name: "x",
+                    team: Some("acme"),
+                },
+                Member,
+            ),
+            (Action::ListEnv { project: p }, Member),
+            (
+                Action::SetEnv {
+                    project: p,
+                    key: "K",
+                },
+                Member,
+            ),
+            (
+                Action::UnsetEnv {
+                    project: p,
+                    key: "K",
+                },
+                Member,
+            ),
+            (Action::RestartSession { project: p }, Member),
+            (Action::Logs { project: p }, Member),
+            (
+                Action::TeamAdd {
+                    team: "acme",
+                    user: "bob",
+                    role: Viewer,
+                },
+                Owner,
+            ),
+            (
+                Action::TeamRemove {
+                    team: "acme",
+                    user: "bob",
+                },
+                Owner,
+            ),
+        ];
+        for (action, least) in table {
+            for role in TeamRole::ALL {
+                let allowed = authorize(&a, &action, Access::Team(role)).is_ok();
+                assert_eq!(allowed, role >= least, "{action:?} as {role}");
+            }
+            // One's own things are one's own.
+            assert!(authorize(&a, &action, Access::Own).is_ok());
+        }
+        let refused = authorize(&a, &req(Intent::Stop), Access::Team(Viewer)).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "you are a viewer of this team: project.stop needs the member role (ask a team owner)"
+        );
     }
 
     #[test]

@@ -13,12 +13,14 @@
 //! here after the same checks.
 
 mod account;
+mod audit;
 pub mod error;
 pub mod gate;
 mod kubeconfig;
 mod operator;
 mod projects;
 mod sessions;
+mod teams;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,9 +30,11 @@ use crate::k8s::kubeconfig::ApiServerPolicy;
 use crate::store::Store;
 use crate::store::users::User;
 
+use crate::model::team::TeamRole;
+use crate::store::projects::ProjectView;
 pub use account::{ConfigSet, Settings, Whoami};
 pub use error::{ConsoleError, ConsoleResult};
-pub use gate::{Action, Actor, Front};
+pub use gate::{Access, Action, Actor, Front};
 pub use operator::{NewUser, OperatorConsole};
 pub use projects::{ProjectDetail, ProjectOverview};
 pub use sessions::{Attached, Restarted, next_session, next_session_name};
@@ -45,6 +49,9 @@ pub struct Console {
     logs: Option<Arc<dyn SandboxLogs>>,
     /// Where a tenant's kubeconfig may point when it is checked.
     api_servers: ApiServerPolicy,
+    /// Changes to rows, for cutting an attach whose access is revoked
+    /// (`None`: attaches are not watched).
+    feed: Option<Arc<crate::store::notify::ChangeFeed>>,
 }
 
 impl Console {
@@ -58,7 +65,15 @@ impl Console {
             sessions,
             logs,
             api_servers: ApiServerPolicy::default(),
+            feed: None,
         }
+    }
+
+    /// The same console, detaching a team member's attaches the moment
+    /// they leave the team (it follows `feed` for membership changes).
+    pub fn with_feed(mut self, feed: Arc<crate::store::notify::ChangeFeed>) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     /// The same console, checking tenants' kubeconfigs against `policy`
@@ -77,7 +92,18 @@ impl Console {
                 user,
                 front,
                 operator: false,
+                source: None,
             },
+            teams: Arc::default(),
+        }
+    }
+
+    /// Appends to the audit trail, and logs the same line. A failed write
+    /// is logged, not returned: the action it records has happened.
+    pub(crate) async fn write_audit(&self, record: &crate::store::audit::NewAuditRecord<'_>) {
+        gate::log_audit(record);
+        if let Err(e) = self.store.append_audit(record).await {
+            tracing::error!(error = %e, action = record.action, "could not append to the audit trail");
         }
     }
 
@@ -97,15 +123,70 @@ impl Console {
     }
 }
 
+/// Whose thing an action is about: the owner whose rows it reaches (the
+/// actor, or a team's account), the project's name within that owner, and
+/// the actor's standing.
+#[derive(Debug, Clone)]
+pub(crate) struct Scope {
+    pub owner: uuid::Uuid,
+    pub name: String,
+    /// The team's name, for a team's project or the team itself.
+    pub team: Option<String>,
+    pub access: Access,
+}
+
+impl Scope {
+    /// How the actor names the project: `TEAM/NAME` for a team's.
+    pub fn shown(&self, name: &str) -> String {
+        match &self.team {
+            Some(t) => crate::model::team::qualified(t, name),
+            None => name.to_string(),
+        }
+    }
+
+    /// A project as the actor addresses it: a team's is `TEAM/NAME` (and
+    /// `TEAM/SLUG`), so every hint it prints works as typed.
+    pub fn present(&self, mut view: ProjectView) -> ProjectView {
+        if self.team.is_some() {
+            view.project.name = self.shown(&view.project.name);
+            view.project.slug = self.shown(&view.project.slug);
+        }
+        if let Access::Team(role) = self.access {
+            view.team_role = Some(role);
+        }
+        view
+    }
+}
+
 /// The console as one actor: every method is one action, scoped to the
 /// actor's user, passed through the gate.
 #[derive(Clone)]
 pub struct UserConsole {
     console: Console,
     actor: Actor,
+    /// The accounts of the teams the actor was in at the last project list,
+    /// so a dashboard knows which changes concern it.
+    teams: Arc<std::sync::Mutex<Vec<uuid::Uuid>>>,
 }
 
 impl UserConsole {
+    /// The same console, recording `source` as where the actor connected from.
+    pub fn from_address(mut self, source: Option<std::net::IpAddr>) -> Self {
+        self.actor.source = source;
+        self
+    }
+
+    /// Whether a change to rows of `owner` concerns this actor's screens:
+    /// their own, or a team's they were in at the last project list.
+    pub fn concerns(&self, owner: uuid::Uuid) -> bool {
+        owner == self.user_id()
+            || self
+                .teams
+                .lock()
+                .map(|t| t.contains(&owner))
+                .unwrap_or(false)
+    }
+
     pub fn actor(&self) -> &Actor {
         &self.actor
     }
@@ -122,12 +203,86 @@ impl UserConsole {
         self.actor.user.id
     }
 
-    /// The one path of every action: authorize, do the work, audit.
+    fn own(&self, name: &str) -> Scope {
+        Scope {
+            owner: self.user_id(),
+            name: name.to_string(),
+            team: None,
+            access: Access::Own,
+        }
+    }
+
+    /// The actor's role in the team named `team`: a member's own, an
+    /// admin's (or the operator's) as owner; `None` for anyone else, to
+    /// whom the team does not exist.
+    async fn team_access(
+        &self,
+        team: &str,
+    ) -> ConsoleResult<Option<(uuid::Uuid, String, TeamRole)>> {
+        let store = self.store();
+        if let Some(m) = store.membership(self.user_id(), team).await? {
+            return Ok(Some((m.team_id, m.team, m.role)));
+        }
+        if self.actor.user.role == "admin" || self.actor.operator {
+            return Ok(match store.require_team(team).await {
+                Ok(id) => Some((id, team.trim().to_ascii_lowercase(), TeamRole::Owner)),
+                Err(crate::store::StoreError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            });
+        }
+        Ok(None)
+    }
+
+    /// Whose an action's subject is. `TEAM/NAME` names a team's project
+    /// only for the team's members; for anyone else it is a name of their
+    /// own, which does not exist: exactly what a missing project answers.
+    async fn resolve(&self, subject: gate::Subject<'_>) -> ConsoleResult<Scope> {
+        match subject {
+            gate::Subject::Own => Ok(self.own("")),
+            gate::Subject::Project(p) => match crate::model::team::split_ref(p) {
+                Some((team, name)) => Ok(match self.team_access(team).await? {
+                    Some((owner, team, role)) => Scope {
+                        owner,
+                        name: name.trim().to_string(),
+                        team: Some(team),
+                        access: Access::Team(role),
+                    },
+                    None => self.own(p),
+                }),
+                None => Ok(self.own(p)),
+            },
+            gate::Subject::Team(t) => match self.team_access(t).await? {
+                Some((owner, team, role)) => Ok(Scope {
+                    owner,
+                    name: String::new(),
+                    team: Some(team),
+                    access: Access::Team(role),
+                }),
+                None => Err(ConsoleError::NotFound(format!(
+                    "no such team: {}",
+                    crate::model::naming::printable(t, 40)
+                ))),
+            },
+        }
+    }
+
+    /// An action on the actor's own account (no project or team in it).
     async fn gated<T>(
         &self,
         action: Action<'_>,
         work: impl Future<Output = ConsoleResult<T>>,
     ) -> ConsoleResult<T> {
+        debug_assert_eq!(action.subject(), gate::Subject::Own, "{action:?}");
+        self.gated_in(action, |_| work).await
+    }
+
+    /// The one path of every action: find whose subject it is, authorize,
+    /// do the work in that scope, audit.
+    async fn gated_in<T, F, Fut>(&self, action: Action<'_>, work: F) -> ConsoleResult<T>
+    where
+        F: FnOnce(Scope) -> Fut,
+        Fut: Future<Output = ConsoleResult<T>>,
+    {
         // Every line logged during the action names who and which project
         // (by name as typed: the console sees names, not ids).
         let span = tracing::info_span!(
@@ -135,12 +290,31 @@ impl UserConsole {
             user_id = %self.actor.user.id,
             project = action.target().map(|t| crate::model::naming::printable(t, 100)),
         );
-        let result = match gate::authorize(&self.actor, &action) {
-            Ok(()) => tracing::Instrument::instrument(work, span.clone()).await,
-            Err(refused) => Err(refused),
+        let decided = async {
+            match self.resolve(action.subject()).await {
+                Ok(scope) => match gate::authorize(&self.actor, &action, scope.access) {
+                    // A team's missing project is named as the actor typed it
+                    // (`TEAM/NAME`), word for word what anyone else is told.
+                    Ok(()) => {
+                        let in_team = scope.team.is_some();
+                        match (work(scope).await, action.subject()) {
+                            (Err(ConsoleError::NotFound(m)), gate::Subject::Project(p))
+                                if in_team && m.starts_with("no such project") =>
+                            {
+                                Err(crate::store::project_lock::no_such_project(p).into())
+                            }
+                            (result, _) => result,
+                        }
+                    }
+                    Err(refused) => Err(refused),
+                },
+                Err(e) => Err(e),
+            }
         };
-        let _entered = span.enter();
-        gate::audit(&self.actor, &action, &result);
+        let result = tracing::Instrument::instrument(decided, span.clone()).await;
+        if let Some(record) = gate::audit_record(&self.actor, &action, &result) {
+            tracing::Instrument::instrument(self.console.write_audit(&record), span).await;
+        }
         crate::ops::metrics::console_action(
             action.name(),
             self.actor.front.as_str(),

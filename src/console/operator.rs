@@ -25,6 +25,33 @@ impl OperatorConsole {
         OperatorConsole { console }
     }
 
+    pub(super) fn store(&self) -> &crate::store::Store {
+        &self.console.store
+    }
+
+    /// An operator's change in the audit trail, under the user it concerns.
+    pub(super) async fn record(
+        &self,
+        user_id: Option<uuid::Uuid>,
+        username: &str,
+        action: &str,
+        project: Option<&str>,
+        detail: &str,
+    ) {
+        let record = crate::store::audit::NewAuditRecord {
+            user_id,
+            username,
+            operator: true,
+            front: Front::Cli.as_str(),
+            action,
+            project,
+            result: "ok",
+            detail,
+            ..Default::default()
+        };
+        self.console.write_audit(&record).await;
+    }
+
     /// Acts on `username`'s projects as the operator.
     pub async fn for_user(&self, username: &str) -> ConsoleResult<UserConsole> {
         let user = self.console.store.require_user(username).await?;
@@ -34,7 +61,9 @@ impl OperatorConsole {
                 user,
                 front: Front::Cli,
                 operator: true,
+                source: None,
             },
+            teams: Default::default(),
         })
     }
 
@@ -66,8 +95,51 @@ impl OperatorConsole {
                 )),
             });
         }
-        tracing::info!(target: "kiln::audit", user = %user.username, front = "cli", operator = true, action = "user.add", outcome = "ok");
+        self.record(Some(user.id), &user.username, "user.add", None, "")
+            .await;
         Ok(user)
+    }
+
+    /// Sets the quota of a user (`team: false`) or a team; `None`: no limit.
+    pub async fn set_quota(
+        &self,
+        name: &str,
+        team: bool,
+        limits: crate::model::quota::Limits,
+    ) -> ConsoleResult<(crate::model::quota::Limits, crate::model::quota::Usage)> {
+        let store = &self.console.store;
+        let owner = store
+            .find_user(name)
+            .await?
+            .filter(|u| (u.role == "team") == team)
+            .ok_or_else(|| {
+                ConsoleError::NotFound(format!(
+                    "no such {}: {}",
+                    if team { "team" } else { "user" },
+                    crate::model::naming::printable(name, 40)
+                ))
+            })?;
+        for (flag, v) in [
+            ("--projects", limits.projects),
+            ("--running", limits.running),
+        ] {
+            if v.is_some_and(|n| !(0..=1_000_000).contains(&n)) {
+                return Err(ConsoleError::invalid(
+                    "quota",
+                    format!("{flag} takes 0 to 1000000"),
+                ));
+            }
+        }
+        store.set_quota(owner.id, limits).await?;
+        let shown = |v: Option<i64>| v.map_or("none".to_string(), |n| n.to_string());
+        let detail = format!(
+            "projects={} running={}",
+            shown(limits.projects),
+            shown(limits.running)
+        );
+        self.record(Some(owner.id), &owner.username, "quota.set", None, &detail)
+            .await;
+        Ok(store.quota_usage(owner.id).await?)
     }
 
     pub async fn users(&self) -> ConsoleResult<Vec<User>> {
@@ -76,7 +148,7 @@ impl OperatorConsole {
 
     pub async fn disable_user(&self, username: &str) -> ConsoleResult<()> {
         self.console.store.disable_user(username).await?;
-        tracing::info!(target: "kiln::audit", user = %username, front = "cli", operator = true, action = "user.disable", outcome = "ok");
+        self.record(None, username, "user.disable", None, "").await;
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use crate::store::env::EnvVar;
 use crate::store::events::Event;
 use crate::store::projects::ProjectView;
 
-use super::{Action, ConsoleResult, UserConsole};
+use super::{Access, Action, ConsoleError, ConsoleResult, Scope, UserConsole};
 
 /// How many events the dashboard's detail screen keeps.
 const DETAIL_EVENTS: i64 = 100;
@@ -38,26 +38,50 @@ pub struct ProjectDetail {
 }
 
 impl UserConsole {
+    /// The actor's projects, then those of each of their teams (named
+    /// `TEAM/NAME`, grouped by team).
     pub async fn projects(&self) -> ConsoleResult<Vec<ProjectView>> {
         self.gated(Action::ListProjects, async {
-            Ok(self.store().list_projects(self.user_id()).await?)
+            let store = self.store();
+            let mut all = store.list_projects(self.user_id()).await?;
+            let teams = store.teams_of(self.user_id()).await?;
+            if let Ok(mut known) = self.teams.lock() {
+                *known = teams.iter().map(|m| m.team_id).collect();
+            }
+            for m in teams {
+                let scope = Scope {
+                    owner: m.team_id,
+                    name: String::new(),
+                    team: Some(m.team.clone()),
+                    access: Access::Team(m.role),
+                };
+                let mut views = store.list_projects(m.team_id).await?;
+                views.sort_by(|a, b| a.project.name.cmp(&b.project.name));
+                all.extend(views.into_iter().map(|v| scope.present(v)));
+            }
+            Ok(all)
         })
         .await
     }
 
     /// One project, its variables and its newest `events`.
     pub async fn project(&self, name: &str, events: i64) -> ConsoleResult<ProjectOverview> {
-        self.gated(Action::ShowProject { project: name }, async {
-            let view = self.store().find_project(self.user_id(), name).await?;
-            let env = self
-                .store()
-                .list_env(self.user_id(), &view.project.slug)
-                .await?;
+        self.gated_in(Action::ShowProject { project: name }, |s| async move {
+            let view = self.store().find_project(s.owner, &s.name).await?;
+            let env = if sees_env(&s) {
+                self.store().list_env(s.owner, &view.project.slug).await?
+            } else {
+                Vec::new()
+            };
             let events = self
                 .store()
-                .list_events(self.user_id(), view.project.id, events)
+                .list_events(s.owner, view.project.id, events)
                 .await?;
-            Ok(ProjectOverview { view, env, events })
+            Ok(ProjectOverview {
+                view: s.present(view),
+                env,
+                events,
+            })
         })
         .await
     }
@@ -65,15 +89,22 @@ impl UserConsole {
     /// What the dashboard's detail screen shows, sessions included (best
     /// effort: a detail screen without its session list is still useful).
     pub async fn project_detail(&self, name: &str) -> ConsoleResult<ProjectDetail> {
-        self.gated(Action::ShowProject { project: name }, async {
-            let (store, user) = (self.store(), self.user_id());
-            let view = store.find_project(user, name).await?;
-            let env = store.list_env(user, &view.project.slug).await?;
+        self.gated_in(Action::ShowProject { project: name }, |s| async move {
+            let (store, owner) = (self.store(), s.owner);
+            let view = store.find_project(owner, &s.name).await?;
+            // A viewer sees neither the variables nor the database's password.
+            let (env, database_url) = if sees_env(&s) {
+                (
+                    store.list_env(owner, &view.project.slug).await?,
+                    store.database_url(owner, view.project.id).await?,
+                )
+            } else {
+                (Vec::new(), None)
+            };
             let events = store
-                .list_events(user, view.project.id, DETAIL_EVENTS)
+                .list_events(owner, view.project.id, DETAIL_EVENTS)
                 .await?;
-            let database_url = store.database_url(user, view.project.id).await?;
-            let running = super::sessions::sandbox_ref(&view, user)
+            let running = super::sessions::sandbox_ref(&view, owner)
                 .filter(|(_, status)| *status == ResourceStatus::Running);
             // Bounded: a cluster that does not answer costs the screen its
             // session list (the detail screen polls it again), not the rest.
@@ -91,7 +122,7 @@ impl UserConsole {
                 _ => (Vec::new(), None),
             };
             Ok(ProjectDetail {
-                view,
+                view: s.present(view),
                 env,
                 events,
                 database_url,
@@ -102,50 +133,61 @@ impl UserConsole {
         .await
     }
 
-    /// Creates a project (a sandbox and a database heading for RUNNING).
-    pub async fn create(&self, name: &str, description: &str) -> ConsoleResult<ProjectView> {
-        self.gated(Action::CreateProject { name }, async {
+    /// Creates a project (a sandbox and a database heading for RUNNING),
+    /// the actor's own or, with `team`, the team's.
+    pub async fn create(
+        &self,
+        name: &str,
+        description: &str,
+        team: Option<&str>,
+    ) -> ConsoleResult<ProjectView> {
+        self.gated_in(Action::CreateProject { name, team }, |s| async move {
+            if name.contains('/') {
+                return Err(ConsoleError::invalid(
+                    "name",
+                    "a project name cannot contain '/': TEAM/NAME names a team's project \
+                     (create one with --team TEAM)",
+                ));
+            }
             let p = self
                 .store()
-                .create_project(self.user_id(), name, description, self.actor.event_name())
+                .create_project(s.owner, name, description, self.actor.event_name())
                 .await?;
-            Ok(self.store().find_project(self.user_id(), &p.slug).await?)
+            Ok(s.present(self.store().find_project(s.owner, &p.slug).await?))
         })
         .await
     }
 
     /// Records an intent; the project's status right after it.
     pub async fn request(&self, name: &str, intent: Intent) -> ConsoleResult<ProjectStatus> {
-        self.gated(
-            Action::Request {
-                project: name,
-                intent,
-            },
-            async {
-                Ok(self
-                    .store()
-                    .record_intent(self.user_id(), name, intent, self.actor.event_name())
-                    .await?)
-            },
-        )
+        let action = Action::Request {
+            project: name,
+            intent,
+        };
+        self.gated_in(action, |s| async move {
+            Ok(self
+                .store()
+                .record_intent(s.owner, &s.name, intent, self.actor.event_name())
+                .await?)
+        })
         .await
     }
 
     /// The newest `limit` events of a project, oldest first.
     pub async fn events(&self, name: &str, limit: i64) -> ConsoleResult<Vec<Event>> {
-        self.gated(Action::ListEvents { project: name }, async {
-            let view = self.store().find_project(self.user_id(), name).await?;
+        self.gated_in(Action::ListEvents { project: name }, |s| async move {
+            let view = self.store().find_project(s.owner, &s.name).await?;
             Ok(self
                 .store()
-                .list_events(self.user_id(), view.project.id, limit)
+                .list_events(s.owner, view.project.id, limit)
                 .await?)
         })
         .await
     }
 
     pub async fn env(&self, name: &str) -> ConsoleResult<Vec<EnvVar>> {
-        self.gated(Action::ListEnv { project: name }, async {
-            Ok(self.store().list_env(self.user_id(), name).await?)
+        self.gated_in(Action::ListEnv { project: name }, |s| async move {
+            Ok(self.store().list_env(s.owner, &s.name).await?)
         })
         .await
     }
@@ -158,19 +200,27 @@ impl UserConsole {
         value: &str,
         secret: bool,
     ) -> ConsoleResult<()> {
-        self.gated(Action::SetEnv { project: name, key }, async {
+        self.gated_in(Action::SetEnv { project: name, key }, |s| async move {
             Ok(self
                 .store()
-                .set_env(self.user_id(), name, key, value, secret)
+                .set_env(s.owner, &s.name, key, value, secret)
                 .await?)
         })
         .await
     }
 
     pub async fn unset_env(&self, name: &str, key: &str) -> ConsoleResult<()> {
-        self.gated(Action::UnsetEnv { project: name, key }, async {
-            Ok(self.store().unset_env(self.user_id(), name, key).await?)
+        self.gated_in(Action::UnsetEnv { project: name, key }, |s| async move {
+            Ok(self.store().unset_env(s.owner, &s.name, key).await?)
         })
         .await
+    }
+}
+
+/// Whether the actor sees a project's variables (a team's viewer does not).
+fn sees_env(s: &Scope) -> bool {
+    match s.access {
+        Access::Own => true,
+        Access::Team(role) => role >= crate::model::team::TeamRole::Member,
     }
 }

@@ -11,7 +11,7 @@ use crate::model::naming::printable;
 use crate::store::projects::ProjectView;
 use crate::store::resources::ResourceKind;
 
-use super::{Action, ConsoleError, ConsoleResult, UserConsole};
+use super::{Action, ConsoleError, ConsoleResult, Scope, UserConsole, gate};
 
 /// An open session: its byte stream and the sandbox it belongs to.
 pub struct Attached {
@@ -69,7 +69,106 @@ pub fn next_session(existing: &[SessionInfo], current: Option<&str>) -> Option<O
     (next.name.as_deref() != current).then(|| next.name.clone())
 }
 
+/// Records the end of an attach in the audit trail when dropped.
+struct AttachEnded {
+    console: UserConsole,
+    project: String,
+    read_only: bool,
+}
+
+impl Drop for AttachEnded {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(project = %self.project, "attach ended outside the runtime: not audited");
+            return;
+        };
+        let console = self.console.clone();
+        let project = std::mem::take(&mut self.project);
+        let read_only = self.read_only;
+        runtime.spawn(async move {
+            let actor = console.actor();
+            let record = crate::store::audit::NewAuditRecord {
+                user_id: Some(actor.user.id),
+                username: &actor.user.username,
+                operator: actor.operator,
+                front: actor.front.as_str(),
+                source: actor.source,
+                action: if read_only {
+                    "session.view.end"
+                } else {
+                    "session.attach.end"
+                },
+                project: Some(&project),
+                result: "ok",
+                ..Default::default()
+            };
+            console.console.write_audit(&record).await;
+        });
+    }
+}
+
 impl UserConsole {
+    /// Ends a team project's attach as soon as the actor loses the right
+    /// to it (removed from the team, or made a viewer while typing): the
+    /// session's output passes through a relay that follows membership
+    /// changes of this user, says why, and closes the stream.
+    fn watch_membership(
+        &self,
+        attachment: &mut crate::driver::Attachment,
+        team: String,
+        read_only: bool,
+        feed: &crate::store::notify::ChangeFeed,
+    ) {
+        let mut changes = feed.subscribe();
+        let (tx, rx) = mpsc::channel(64);
+        let mut output = std::mem::replace(&mut attachment.output, rx);
+        let console = self.clone();
+        let me = self.user_id();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    // The viewer went away: stop relaying (and following).
+                    _ = tx.closed() => return,
+                    chunk = output.recv() => match chunk {
+                        Some(bytes) => if tx.send(bytes).await.is_err() { return },
+                        None => return,
+                    },
+                    change = changes.recv() => {
+                        let ours = match &change {
+                            Ok(c) => c.table == "team_members" && c.user_id == Some(me),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => false,
+                        };
+                        if !ours || console.may_still_attach(&team, read_only).await {
+                            continue;
+                        }
+                        let why = format!(
+                            "\r\n[kiln] you no longer have access to team {team}: detached\r\n"
+                        );
+                        let _ = tx.send(why.into_bytes()).await;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Whether the actor still holds a role in `team` that allows this
+    /// attach. A failed lookup keeps the attach (it is re-checked at the
+    /// next change).
+    async fn may_still_attach(&self, team: &str, read_only: bool) -> bool {
+        let needed = gate::Action::Attach {
+            project: "",
+            read_only,
+        }
+        .team_role_needed();
+        match self.team_access(team).await {
+            Ok(Some((_, _, role))) => role >= needed,
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
     fn session_driver(&self) -> ConsoleResult<&dyn SessionAttach> {
         self.console.sessions.as_deref().ok_or_else(|| {
             ConsoleError::unavailable("terminal sessions are not available on this server")
@@ -80,10 +179,10 @@ impl UserConsole {
     /// behaves exactly like a missing one.
     async fn sandbox(
         &self,
-        project: &str,
+        s: &Scope,
     ) -> ConsoleResult<(ProjectView, ResourceRef, ResourceStatus)> {
-        let view = self.store().find_project(self.user_id(), project).await?;
-        let (r, status) = sandbox_ref(&view, self.user_id()).ok_or_else(|| {
+        let view = s.present(self.store().find_project(s.owner, &s.name).await?);
+        let (r, status) = sandbox_ref(&view, s.owner).ok_or_else(|| {
             ConsoleError::refused(format!(
                 "{} has no sandbox, so it has no sessions",
                 printable(&view.project.name, 100)
@@ -93,8 +192,8 @@ impl UserConsole {
     }
 
     /// The sandbox, which must be running for its sessions to exist.
-    async fn running_sandbox(&self, project: &str) -> ConsoleResult<(ProjectView, ResourceRef)> {
-        let (view, r, status) = self.sandbox(project).await?;
+    async fn running_sandbox(&self, s: &Scope) -> ConsoleResult<(ProjectView, ResourceRef)> {
+        let (view, r, status) = self.sandbox(s).await?;
         if status != ResourceStatus::Running {
             return Err(ConsoleError::refused(format!(
                 "{} is {}: its sessions exist only while its sandbox runs (start it with `start {}`)",
@@ -108,9 +207,9 @@ impl UserConsole {
 
     /// The sandbox's terminal sessions, default first.
     pub async fn sessions(&self, project: &str) -> ConsoleResult<Vec<SessionInfo>> {
-        self.gated(Action::ListSessions { project }, async {
+        self.gated_in(Action::ListSessions { project }, |s| async move {
             let driver = self.session_driver()?;
-            let (_, r) = self.running_sandbox(project).await?;
+            let (_, r) = self.running_sandbox(&s).await?;
             driver
                 .sessions(&r)
                 .await
@@ -122,14 +221,14 @@ impl UserConsole {
     /// Restarts an exited session in place (`None`: the default one); a
     /// running one is never restarted.
     pub async fn restart(&self, project: &str, session: Option<&str>) -> ConsoleResult<Restarted> {
-        self.gated(Action::RestartSession { project }, async {
+        self.gated_in(Action::RestartSession { project }, |s| async move {
             let driver = self.session_driver()?;
             if let Some(s) = session {
                 // The driver's own rule, checked before anything is looked up.
                 crate::model::session::check_session_name(s)
                     .map_err(|e| ConsoleError::invalid("session", e.to_string()))?;
             }
-            let (view, r) = self.running_sandbox(project).await?;
+            let (view, r) = self.running_sandbox(&s).await?;
             driver
                 .restart(&r, session)
                 .await
@@ -154,13 +253,13 @@ impl UserConsole {
             project,
             read_only: viewer.read_only,
         };
-        self.gated(action, async {
+        self.gated_in(action, |s| async move {
             let driver = self
                 .console
                 .sessions
                 .as_deref()
                 .ok_or_else(|| ConsoleError::unavailable("attach is not available on this server"))?;
-            let (view, r, status) = self.sandbox(project).await?;
+            let (view, r, status) = self.sandbox(&s).await?;
             if status != ResourceStatus::Running {
                 return Err(ConsoleError::refused(format!(
                     "cannot attach: {} is {}; start it first (s in the dashboard, or ssh … start {})",
@@ -169,10 +268,24 @@ impl UserConsole {
                     view.project.slug
                 )));
             }
-            let attachment = driver
+            let mut attachment = driver
                 .attach(&r, session, viewer)
                 .await
                 .map_err(|e| ConsoleError::driver("cannot attach", e))?;
+            // The end of the attach is recorded when its stream is dropped,
+            // however that happens (detach, closed connection, session end).
+            let guard = std::mem::replace(&mut attachment.guard, Box::new(()));
+            attachment.guard = Box::new((
+                guard,
+                AttachEnded {
+                    console: self.clone(),
+                    project: project.to_string(),
+                    read_only: viewer.read_only,
+                },
+            ));
+            if let (Some(team), Some(feed)) = (&s.team, &self.console.feed) {
+                self.watch_membership(&mut attachment, team.clone(), viewer.read_only, feed);
+            }
             Ok(Attached {
                 attachment,
                 resource: r.resource_name,
@@ -189,11 +302,11 @@ impl UserConsole {
         tail: Option<i64>,
         follow: bool,
     ) -> ConsoleResult<mpsc::Receiver<LogEvent>> {
-        self.gated(Action::Logs { project }, async {
+        self.gated_in(Action::Logs { project }, |s| async move {
             let logs = self.console.logs.as_deref().ok_or_else(|| {
                 ConsoleError::unavailable("logs are not available on this server")
             })?;
-            let (_, r, _) = self.sandbox(project).await?;
+            let (_, r, _) = self.sandbox(&s).await?;
             logs.logs(&r, tail, follow)
                 .await
                 .map_err(|e| ConsoleError::unavailable(e.to_string()))

@@ -7,13 +7,16 @@ pub mod env;
 pub mod intent;
 pub mod naming;
 pub mod prefix_key;
+pub mod quota;
 pub mod scram;
 pub mod secret;
 pub mod session;
 pub mod signin_budget;
 pub mod signin_throttle;
 pub mod signup_limit;
+pub mod since;
 pub mod status;
+pub mod team;
 pub mod terminal;
 #[cfg(test)]
 pub(crate) mod untrusted;

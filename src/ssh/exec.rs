@@ -28,6 +28,14 @@
 //!   default one, `state` is `running` or `exited`, `exit_status` is `null`
 //!   unless it exited with a status.
 //! - `restart NAME [--session S]`: `{project, session, restarted}`.
+//! - `team T members`: `[{username, role}]`; `team T add U --role R`:
+//!   `{team, user, role}`; `team T remove U`: `{team, user, removed}`.
+//!   A team's project appears in `projects` as `TEAM/NAME` (name and slug)
+//!   with `team_role`, the actor's role in the team.
+//! - `audit [--since WHEN]`: `[{id, at, username, operator, front, source,
+//!   key_fingerprint, method, action, project, result, detail}]`, oldest
+//!   first; `detail` is the key of an env or config change (never its value)
+//!   or why a sign-in failed.
 
 mod args;
 mod commands;
@@ -44,7 +52,7 @@ use futures::FutureExt;
 use crate::console::{ConsoleError, UserConsole};
 use crate::model::naming::printable;
 
-pub use render::MASK;
+pub use render::{MASK, audit_list, json as safe_json};
 
 /// What one exec command produced.
 #[derive(Debug, Clone, PartialEq, Eq)]

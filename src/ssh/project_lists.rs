@@ -127,7 +127,9 @@ async fn keep_listed(
             }
             loop {
                 match changes.recv().await {
-                    Ok(c) if concerns(&c, user, &listed) => return true,
+                    Ok(c) if concerns(&c, user, &listed, |owner| console.concerns(owner)) => {
+                        return true;
+                    }
                     Ok(_) => {}
                     // Missed some: reload to be safe.
                     Err(broadcast::error::RecvError::Lagged(_)) => return true,
@@ -155,11 +157,18 @@ async fn keep_listed(
     }
 }
 
-/// Whether a change may alter `user`'s list: their own rows, a project
-/// on the list, or "everything" (the feed reconnected).
-fn concerns(change: &Change, user: Uuid, listed: &HashSet<Uuid>) -> bool {
+/// Whether a change may alter `user`'s list: their own rows (a team
+/// membership of theirs included), a team's they are in (`in_team`), a
+/// project on the list, or "everything" (the feed lost its connection).
+fn concerns(
+    change: &Change,
+    user: Uuid,
+    listed: &HashSet<Uuid>,
+    in_team: impl Fn(Uuid) -> bool,
+) -> bool {
     change.table == "*"
         || change.user_id == Some(user)
+        || change.user_id.is_some_and(in_team)
         || change.project_id.is_some_and(|p| listed.contains(&p))
 }
 
@@ -180,19 +189,23 @@ mod tests {
     #[test]
     fn only_changes_that_can_alter_the_list_reload_it() {
         let (me, other, mine) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let team = Uuid::new_v4();
         let listed = HashSet::from([mine]);
-        assert!(concerns(&change("projects", Some(me), None), me, &listed));
-        assert!(concerns(&change("*", None, None), me, &listed));
-        assert!(concerns(
-            &change("resources", None, Some(mine)),
-            me,
-            &listed
-        ));
-        assert!(!concerns(
-            &change("projects", Some(other), Some(Uuid::new_v4())),
-            me,
-            &listed
-        ));
-        assert!(!concerns(&change("resources", None, None), me, &listed));
+        let in_team = |owner: Uuid| owner == team;
+        let concerns = |c: &Change| concerns(c, me, &listed, in_team);
+        assert!(concerns(&change("projects", Some(me), None)));
+        assert!(concerns(&change("*", None, None)));
+        assert!(concerns(&change("resources", None, Some(mine))));
+        assert!(concerns(&change(
+            "projects",
+            Some(team),
+            Some(Uuid::new_v4())
+        )));
+        assert!(!concerns(&change(
+            "projects",
+            Some(other),
+            Some(Uuid::new_v4())
+        )));
+        assert!(!concerns(&change("resources", None, None)));
     }
 }

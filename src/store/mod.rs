@@ -2,6 +2,7 @@
 //! function is one statement or one transaction, named for what it does.
 
 pub mod activity;
+pub mod audit;
 pub mod crypto;
 pub mod env;
 pub mod events;
@@ -9,13 +10,15 @@ pub mod inputs;
 pub mod keys;
 pub mod kind;
 pub mod notify;
-mod project_lock;
+pub(crate) mod project_lock;
 pub mod projects;
 pub mod queue;
+pub mod quotas;
 pub mod resources;
 pub mod signin_limits;
 pub mod signup_limits;
 pub mod status;
+pub mod teams;
 pub mod user_configs;
 pub mod users;
 
@@ -53,6 +56,8 @@ pub enum StoreError {
     Env(#[from] EnvError),
     #[error(transparent)]
     Refused(#[from] IntentRefused),
+    #[error(transparent)]
+    Quota(#[from] crate::model::quota::QuotaExceeded),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -11,6 +11,7 @@ use super::project_lock::{lock_project_by_name, no_such_project};
 use super::{Store, StoreError, StoreResult, conflict_or, parse};
 use crate::model::intent::{self, Intent, ResourceIntent};
 use crate::model::naming::{self, random_password, resource_name, slugify};
+use crate::model::quota::Ask;
 use crate::model::{Desired, ProjectStatus, ResourceStatus, aggregate};
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +52,9 @@ pub struct ProjectView {
     #[serde(flatten)]
     pub project: Project,
     pub resources: Vec<ResourceSummary>,
+    /// The viewer's role when this is a team's project (set by the console).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team_role: Option<crate::model::team::TeamRole>,
 }
 
 const PROJECT_COLUMNS: &str =
@@ -122,6 +126,8 @@ impl Store {
         );
 
         let mut tx = self.pool.begin().await?;
+        super::quotas::lock_owner(&mut tx, user_id).await?;
+        super::quotas::check(&mut tx, user_id, Ask::Create, None).await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO projects (user_id, name, slug, description) VALUES ($1, $2, $3, $4)
              RETURNING {PROJECT_COLUMNS}"
@@ -203,6 +209,7 @@ impl Store {
                 ProjectView {
                     project,
                     resources: mine,
+                    team_role: None,
                 }
             })
             .collect())
@@ -228,6 +235,7 @@ impl Store {
             .await?;
         Ok(ProjectView {
             project,
+            team_role: None,
             resources: resources
                 .iter()
                 .map(resource_from_row)
@@ -247,8 +255,15 @@ impl Store {
         actor: &str,
     ) -> StoreResult<ProjectStatus> {
         let mut tx = self.pool.begin().await?;
+        if intent == Intent::Start {
+            // The owner's lock before the project's, as a create takes it.
+            super::quotas::lock_owner(&mut tx, user_id).await?;
+        }
         let (project_id, slug, status) = lock_project_by_name(&mut tx, user_id, name).await?;
         intent::check(intent, status)?;
+        if intent == Intent::Start {
+            super::quotas::check(&mut tx, user_id, Ask::Start, Some(project_id)).await?;
+        }
         for kind in ResourceKind::ALL {
             let rows = sqlx::query(AssertSqlSafe(format!(
                 "SELECT id, desired, status FROM {} WHERE project_id = $1 FOR UPDATE",

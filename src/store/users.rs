@@ -178,7 +178,7 @@ impl Store {
 
     pub async fn list_users(&self) -> StoreResult<Vec<User>> {
         let rows = sqlx::query(
-            "SELECT id, username, role, disabled_at, created_at FROM users ORDER BY username",
+            "SELECT id, username, role, disabled_at, created_at FROM users WHERE role <> 'team' ORDER BY username",
         )
         .fetch_all(&self.pool)
         .await?;

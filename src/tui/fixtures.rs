@@ -77,6 +77,7 @@ pub fn project(n: u128, name: &str, status: ProjectStatus, age_secs: i64) -> Pro
             updated_at: ago(age_secs / 2),
         },
         resources: vec![sb, db],
+        team_role: None,
     }
 }
 
@@ -186,6 +187,7 @@ pub fn settings() -> crate::tui::app::SettingsData {
             config("EDITOR", "vim", false),
             config("KUBECONFIG", "apiVersion: v1", true),
         ],
+        quota: None,
     }
 }
 

@@ -67,7 +67,7 @@ const CASES: &[Case] = &[
 ];
 
 /// `kiln ARGS` against the server's database: (exit code, stdout, stderr).
-fn cli(server: &Server, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn cli(server: &Server, args: &[&str]) -> (i32, String, String) {
     let dir = std::env::temp_dir().join(format!(
         "kf-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -284,5 +284,45 @@ async fn a_refused_action_says_the_same_thing_from_each_front_end() {
         "cli said {:?}, exec {:?}",
         missing[1],
         exec_line
+    );
+}
+
+/// A quota is enforced in the console, so every front end refuses a create
+/// past it with the same words, naming the limit and the usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_past_the_quota_is_refused_alike_from_each_front_end() {
+    let server = Server::start().await;
+    let alice = server.user("alice", PASSWORD).await;
+    server
+        .store
+        .set_quota(
+            alice.id,
+            kiln::model::quota::Limits {
+                projects: Some(0),
+                running: None,
+            },
+        )
+        .await
+        .unwrap();
+    let refusal = "you have 0 of 0 projects: delete one or ask an admin";
+    for front in [Front::Exec, Front::Cli] {
+        let said = perform(&server, front, "create", "over", b"").await;
+        assert!(said.contains(refusal), "{front:?} said {said:?}");
+    }
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", PASSWORD).await);
+    let screen = c.shell(120, 30).await;
+    screen.wait_for("Projects (").await;
+    screen.send(b"n").await;
+    screen.wait_for("Name").await;
+    screen.send(b"over\r").await;
+    screen.wait_for(refusal).await;
+    assert!(
+        server
+            .store
+            .list_projects(alice.id)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

@@ -13,6 +13,7 @@
 
 mod support;
 
+mod audit;
 mod cli;
 mod confinement;
 mod console_fronts;
@@ -34,6 +35,7 @@ mod lifecycle_k8s;
 mod lifecycle_local;
 mod local_driver;
 mod ops;
+mod quotas;
 mod reconcile;
 mod replicas;
 mod ssh_attach;
@@ -43,4 +45,5 @@ mod ssh_exec;
 mod ssh_logs;
 mod ssh_openssh;
 mod store;
+mod teams;
 mod user_configs;

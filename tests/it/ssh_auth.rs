@@ -293,7 +293,7 @@ async fn concurrent_guesses_verify_no_more_passwords_than_the_user_budget() {
     assert!(!c.password("alice", "correct horse battery").await);
 }
 
-fn random_key() -> russh::keys::PrivateKey {
+pub(crate) fn random_key() -> russh::keys::PrivateKey {
     russh::keys::PrivateKey::random(
         &mut russh::keys::key::safe_rng(),
         russh::keys::Algorithm::Ed25519,
@@ -303,7 +303,10 @@ fn random_key() -> russh::keys::PrivateKey {
 
 /// A client whose connection comes from `from` (any 127.0.0.0/8 address
 /// reaches a server on 127.0.0.1): another address, as the server sees it.
-async fn connect_from(from: &str, addr: std::net::SocketAddr) -> crate::support::ssh::Client {
+pub(crate) async fn connect_from(
+    from: &str,
+    addr: std::net::SocketAddr,
+) -> crate::support::ssh::Client {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket
         .bind(format!("{from}:0").parse().unwrap())

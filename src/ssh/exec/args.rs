@@ -7,6 +7,7 @@ use clap::{ColorChoice, Parser, Subcommand, ValueEnum};
 const AFTER_HELP: &str = "\
 Run a command with `ssh -p PORT USER@HOST COMMAND`, e.g. `ssh -p 2222 alice@kiln projects`.
 NAME is a project's name or slug; quote names with spaces twice: ssh … 'project \"my blog\"'.
+A team's project is TEAM/NAME (`team TEAM members` lists who is in it).
 Every command accepts --json for machine-readable output and --help for its options.
 Live commands: `ssh -t … attach NAME [--session S] [--read-only]` (the prefix key, Ctrl-] by default, detaches) and
 `ssh … logs NAME [--follow] [--tail N]` (the sandbox's container log, across restarts).
@@ -46,6 +47,26 @@ pub(super) enum Cmd {
         /// A short description shown in the project detail
         #[arg(long, short, default_value = "")]
         description: String,
+        /// Create it in this team (you need the member role); it is then TEAM/NAME
+        #[arg(long, value_name = "TEAM")]
+        team: Option<String>,
+    },
+    /// A team's members: list them, or (team owners) add, change or remove one
+    ///
+    /// `team acme members` lists; `team acme add bob --role member` adds bob or changes his role
+    /// (owner, member or viewer); `team acme remove bob` removes him, detaching his open sessions.
+    /// A team's projects are named TEAM/NAME in every command.
+    Team {
+        /// Team name
+        team: String,
+        /// What to do
+        #[arg(value_enum, default_value_t = TeamVerb::Members, hide_default_value = true)]
+        action: TeamVerb,
+        /// The user to add or remove
+        user: Option<String>,
+        /// With add: owner, member or viewer
+        #[arg(long)]
+        role: Option<String>,
     },
     /// Start a stopped project
     Start {
@@ -121,6 +142,17 @@ pub(super) enum Cmd {
     },
     /// Show who you are logged in as
     Whoami,
+    /// Your audit trail: sign-ins, changes, attaches and refusals, oldest first
+    ///
+    /// Records name keys, never secret values. --since takes 30m, 12h, 7d or an RFC 3339 time.
+    Audit {
+        /// Only records since then (e.g. 1h, 7d, 2026-12-01T00:00:00Z)
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// How many of the newest records to show (1-10000)
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        limit: i64,
+    },
     /// Show, set or remove the kubeconfig your projects run with
     ///
     /// `kubeconfig set < ~/.kube/config` checks it against the cluster (it answers, and you may
@@ -140,6 +172,16 @@ pub(super) enum KubeconfigAction {
     Set,
     /// Remove it: new projects run on the server's cluster or on this host
     Unset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum TeamVerb {
+    /// List the members and their roles (the default)
+    Members,
+    /// Add a member, or change their role
+    Add,
+    /// Remove a member
+    Remove,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

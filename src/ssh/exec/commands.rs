@@ -4,12 +4,13 @@
 use serde::Serialize;
 
 use super::Failure;
-use super::args::{Cmd, EnvVerb, ExecArgs, KeysAction, KubeconfigAction};
+use super::args::{Cmd, EnvVerb, ExecArgs, KeysAction, KubeconfigAction, TeamVerb};
 use super::render::{
     self, EnvJson, EventJson, ProjectDetailJson, ProjectJson, SessionJson, cell, json, safe,
 };
 use crate::console::{ConsoleError, UserConsole};
 use crate::model::Intent;
+use crate::model::team::TeamRole;
 use crate::store::keys::{MAX_KEY_INPUT, SshKey};
 
 /// How many events `project NAME` shows; `events NAME` shows more.
@@ -25,7 +26,17 @@ pub(super) async fn dispatch(console: &UserConsole, args: ExecArgs, stdin: &[u8]
         Cmd::Restart { name, session } => restart(c, &name, session.as_deref(), json).await,
         Cmd::Projects => projects(c, json).await,
         Cmd::Project { name } => project(c, &name, json).await,
-        Cmd::Create { name, description } => create(c, &name, &description, json).await,
+        Cmd::Create {
+            name,
+            description,
+            team,
+        } => create(c, &name, &description, team.as_deref(), json).await,
+        Cmd::Team {
+            team,
+            action,
+            user,
+            role,
+        } => team_cmd(c, &team, action, user.as_deref(), role, json).await,
         Cmd::Start { name } => intent(c, &name, Intent::Start, json).await,
         Cmd::Stop { name } => intent(c, &name, Intent::Stop, json).await,
         Cmd::Delete { name, yes } => delete(c, &name, yes, json).await,
@@ -43,11 +54,75 @@ pub(super) async fn dispatch(console: &UserConsole, args: ExecArgs, stdin: &[u8]
             KeysAction::Remove { fingerprint } => keys_remove(c, &fingerprint, json).await,
         },
         Cmd::Whoami => whoami(c, json).await,
+        Cmd::Audit { since, limit } => audit(c, since.as_deref(), limit, json).await,
         Cmd::Kubeconfig { action } => match action.unwrap_or(KubeconfigAction::Show) {
             KubeconfigAction::Show => kubeconfig_show(c, json).await,
             KubeconfigAction::Set => kubeconfig_set(c, stdin, json).await,
             KubeconfigAction::Unset => kubeconfig_unset(c, json).await,
         },
+    }
+}
+
+async fn audit(c: &UserConsole, since: Option<&str>, limit: i64, as_json: bool) -> Out {
+    let since = since
+        .map(|s| crate::model::since::parse_since(s, chrono::Utc::now()))
+        .transpose()
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let records = c.audit(since, limit).await?;
+    Ok(if as_json {
+        json(&records)
+    } else {
+        render::audit_list(&records)
+    })
+}
+
+/// `team NAME members|add USER --role R|remove USER`.
+async fn team_cmd(
+    c: &UserConsole,
+    team: &str,
+    action: TeamVerb,
+    user: Option<&str>,
+    role: Option<String>,
+    as_json: bool,
+) -> Out {
+    let role = role
+        .map(|r| r.parse::<TeamRole>())
+        .transpose()
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    match (action, user, role) {
+        (TeamVerb::Members, None, None) => {
+            let members = c.team_members(team).await?;
+            Ok(if as_json {
+                json(&members)
+            } else {
+                let mut out = format!("{} {}\n", cell("USER", 32), "ROLE");
+                for m in &members {
+                    out.push_str(&format!("{} {}\n", cell(&m.username, 32), m.role));
+                }
+                out
+            })
+        }
+        (TeamVerb::Add, Some(user), Some(role)) => {
+            c.team_add(team, user, role).await?;
+            Ok(if as_json {
+                json(&serde_json::json!({"team": team, "user": user, "role": role}))
+            } else {
+                format!("{} is now a {role} of {}\n", safe(user, 40), safe(team, 40))
+            })
+        }
+        (TeamVerb::Remove, Some(user), None) => {
+            c.team_remove(team, user).await?;
+            Ok(if as_json {
+                json(&serde_json::json!({"team": team, "user": user, "removed": true}))
+            } else {
+                format!("{} is no longer in {}\n", safe(user, 40), safe(team, 40))
+            })
+        }
+        (TeamVerb::Add, _, _) => Err(Failure::usage(
+            "expected `team NAME add USER --role owner|member|viewer`",
+        )),
+        (TeamVerb::Remove, _, _) => Err(Failure::usage("expected `team NAME remove USER`")),
+        (TeamVerb::Members, _, _) => Err(Failure::usage("`team NAME members` takes nothing more")),
     }
 }
 
@@ -73,8 +148,14 @@ async fn project(c: &UserConsole, name: &str, as_json: bool) -> Out {
     })
 }
 
-async fn create(c: &UserConsole, name: &str, description: &str, as_json: bool) -> Out {
-    let view = c.create(name, description).await?;
+async fn create(
+    c: &UserConsole,
+    name: &str,
+    description: &str,
+    team: Option<&str>,
+    as_json: bool,
+) -> Out {
+    let view = c.create(name, description, team).await?;
     Ok(if as_json {
         json(&ProjectJson::from(&view))
     } else {

@@ -402,3 +402,47 @@ pub fn events_list(events: &[Event]) -> String {
     }
     out
 }
+
+/// The audit trail, oldest first: one line per record.
+pub fn audit_list(records: &[crate::store::audit::AuditRecord]) -> String {
+    if records.is_empty() {
+        return "no audit records\n".into();
+    }
+    let mut out = format!(
+        "{}  {} {} {} {} {} {} DETAIL\n",
+        cell("TIME", 19),
+        cell("USER", 16),
+        cell("FRONT", 9),
+        cell("SOURCE", 15),
+        cell("ACTION", 18),
+        cell("PROJECT", 20),
+        cell("RESULT", 11),
+    );
+    for r in records {
+        let who = if r.operator {
+            format!("{} (operator)", r.username)
+        } else {
+            r.username.clone()
+        };
+        let mut detail = safe(&r.detail, 200);
+        if let Some(m) = &r.method {
+            detail = format!("{} {detail}", safe(m, 30));
+        }
+        if let Some(fp) = &r.key_fingerprint {
+            detail = format!("{detail} key {}", safe(fp, 60));
+        }
+        let _ = writeln!(
+            out,
+            "{}  {} {} {} {} {} {} {}",
+            timestamp(r.at),
+            cell(&who, 16),
+            cell(&r.front, 9),
+            cell(r.source.as_deref().unwrap_or("-"), 15),
+            cell(&r.action, 18),
+            cell(r.project.as_deref().unwrap_or("-"), 20),
+            cell(&r.result, 11),
+            detail.trim(),
+        );
+    }
+    out
+}

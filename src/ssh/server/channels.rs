@@ -161,7 +161,11 @@ impl russh::server::Handler for Conn {
             });
             return Ok(());
         };
-        let console = self.shared.console.as_user(user, Front::Dashboard);
+        let console = self
+            .shared
+            .console
+            .as_user(user, Front::Dashboard)
+            .from_address(self.peer);
         let tx = session::spawn(DashboardParams {
             projects: self.shared.lists.follow(&console),
             console,
@@ -205,7 +209,11 @@ impl russh::server::Handler for Conn {
                     2,
                 )),
                 (Ok(args), Some((cols, rows))) => direct::start(direct::Params {
-                    console: self.shared.console.as_user(user, Front::Stream),
+                    console: self
+                        .shared
+                        .console
+                        .as_user(user, Front::Stream)
+                        .from_address(self.peer),
                     args,
                     cols,
                     rows,
@@ -234,7 +242,11 @@ impl russh::server::Handler for Conn {
                 Err(usage) => fail(handle, channel, usage, 2),
                 Ok(args) => {
                     let user = self.user.clone().expect("authenticated");
-                    let console = self.shared.console.as_user(user, Front::Stream);
+                    let console = self
+                        .shared
+                        .console
+                        .as_user(user, Front::Stream)
+                        .from_address(self.peer);
                     crate::ssh::logs::start(console, args, handle, channel)
                 }
             }
@@ -344,7 +356,11 @@ impl Conn {
         session: &mut Session,
     ) {
         let user = self.user.clone().expect("exec runs after authentication");
-        let console = self.shared.console.as_user(user, Front::Exec);
+        let console = self
+            .shared
+            .console
+            .as_user(user, Front::Exec)
+            .from_address(self.peer);
         self.open.add(channel, Interactive::Exec);
         let handle = session.handle();
         tokio::spawn(async move {

@@ -61,8 +61,39 @@ impl Conn {
         Attempt::new(self.peer, username, self.shared.budget)
     }
 
-    fn audit_failure(&self, method: &str, username: &str, why: Failure) {
+    /// A failed attempt: the log line, and a row in the audit trail.
+    async fn audit_failure(&self, method: &str, username: &str, key: Option<&str>, why: Failure) {
         audit_failure(method, username, self.peer, why);
+        let name = printable(username, MAX_USERNAME_BYTES);
+        let detail = format!("{why:?}");
+        self.record_sign_in(method, &name, key, "refused", &detail)
+            .await;
+    }
+
+    /// One sign-in attempt in the audit trail (never its password). Awaited,
+    /// so the record exists once the client has its answer.
+    async fn record_sign_in(
+        &self,
+        method: &str,
+        username: &str,
+        key: Option<&str>,
+        result: &str,
+        detail: &str,
+    ) {
+        let record = crate::store::audit::NewAuditRecord {
+            username,
+            front: "ssh",
+            source: self.peer,
+            key_fingerprint: key,
+            method: Some(method),
+            action: "sign_in",
+            result,
+            detail,
+            ..Default::default()
+        };
+        if let Err(e) = self.shared.store.append_audit(&record).await {
+            tracing::error!(error = %e, "could not append a sign-in to the audit trail");
+        }
     }
 
     /// The password check shared by `password` and `keyboard-interactive`.
@@ -75,7 +106,8 @@ impl Conn {
         password: &str,
     ) -> Auth {
         if username.len() > MAX_USERNAME_BYTES {
-            self.audit_failure(method, username, Failure::NameTooLong);
+            self.audit_failure(method, username, None, Failure::NameTooLong)
+                .await;
             return reject();
         }
         let attempt = self.attempt(username);
@@ -90,13 +122,15 @@ impl Conn {
             Ok(Ok(r)) => r,
             Ok(Err(wait)) => {
                 self.limited_for = Some(wait);
-                self.audit_failure(method, username, Failure::RateLimited);
+                self.audit_failure(method, username, None, Failure::RateLimited)
+                    .await;
                 return reject();
             }
             Err(e) => {
                 // Without the shared budget there is no limit: fail closed.
                 tracing::warn!("sign-in limits unavailable: {e}");
-                self.audit_failure(method, username, Failure::LimiterUnavailable);
+                self.audit_failure(method, username, None, Failure::LimiterUnavailable)
+                    .await;
                 return reject();
             }
         };
@@ -107,11 +141,14 @@ impl Conn {
                 if let Err(e) = store.release_signin_attempt(reservation).await {
                     tracing::warn!("could not release a sign-in attempt: {e}");
                 }
+                self.record_sign_in(method, &user.username, None, "ok", "")
+                    .await;
                 self.signed_in(user);
                 Auth::Accept
             }
             None => {
-                self.audit_failure(method, username, Failure::WrongCredentials);
+                self.audit_failure(method, username, None, Failure::WrongCredentials)
+                    .await;
                 reject()
             }
         }
@@ -282,8 +319,10 @@ impl Conn {
         user: &str,
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Auth {
+        let fp = crate::store::keys::fingerprint(key.public_key);
         if user.len() > MAX_USERNAME_BYTES {
-            self.audit_failure("publickey", user, Failure::NameTooLong);
+            self.audit_failure("publickey", user, Some(&fp), Failure::NameTooLong)
+                .await;
             return reject();
         }
         // Binds a pending key: the signature russh verified proves possession.
@@ -294,11 +333,14 @@ impl Conn {
             .await
         {
             Ok(Some(u)) => {
+                self.record_sign_in("publickey", &u.username, Some(&fp), "ok", "")
+                    .await;
                 self.signed_in(u);
                 Auth::Accept
             }
             _ => {
-                self.audit_failure("publickey", user, Failure::WrongCredentials);
+                self.audit_failure("publickey", user, Some(&fp), Failure::WrongCredentials)
+                    .await;
                 reject()
             }
         }

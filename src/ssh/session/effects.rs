@@ -180,6 +180,7 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                 keys: s.keys,
                 has_password: s.has_password,
                 configs: s.configs,
+                quota: Some(s.quota),
             })),
             Err(e) => Msg::Done(tag, Err(format!("cannot load settings: {e}"))),
         }),
@@ -189,7 +190,7 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                 .map(|s| format!("{intent} requested for {project}: now {s}")),
         ),
         Job::Create { name, description } => done(
-            c.create(&name, &description)
+            c.create(&name, &description, None)
                 .await
                 .map(|v| format!("created {} (slug {})", v.project.name, v.project.slug)),
         ),

@@ -104,10 +104,12 @@ impl App {
             }
             Action::Attach | Action::AttachReadOnly => {
                 if let Some(v) = self.target() {
+                    // A team's viewer may only watch: their attach is read-only.
+                    let viewer = v.team_role == Some(crate::model::team::TeamRole::Viewer);
                     return vec![Effect::Attach {
                         project: v.project.name.clone(),
                         session: None,
-                        read_only: action == Action::AttachReadOnly,
+                        read_only: action == Action::AttachReadOnly || viewer,
                     }];
                 }
             }

@@ -42,5 +42,13 @@ pub fn attach_allowed(v: Option<&ProjectView>) -> Result<(), String> {
 
 pub fn intent_allowed(v: Option<&ProjectView>, intent: Intent) -> Result<(), String> {
     let v = v.ok_or_else(|| "no project selected".to_string())?;
+    // The console decides again; this greys the key with the same reason.
+    if let Some(role) = v.team_role
+        && role < crate::model::team::TeamRole::Member
+    {
+        return Err(format!(
+            "you are a {role} of this team: {intent} needs the member role"
+        ));
+    }
     intent::check(intent, v.project.status).map_err(|e| e.to_string())
 }

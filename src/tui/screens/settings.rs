@@ -14,6 +14,8 @@ pub struct SettingsData {
     pub keys: Vec<SshKey>,
     pub has_password: bool,
     pub configs: Vec<UserConfig>,
+    /// The user's quota and their usage against it (`None`: not loaded).
+    pub quota: Option<(crate::model::quota::Limits, crate::model::quota::Usage)>,
 }
 
 /// Which list of the settings screen ↑/↓ and the section keys act on.

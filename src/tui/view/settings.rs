@@ -87,7 +87,7 @@ pub fn draw(app: &SettingsScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, are
     let rows = app.config_rows();
     let keys_h = d.keys.len().clamp(1, usize::from(inner.height / 3).max(1)) as u16;
     // The kubeconfig line follows the list; long lists scroll, it stays.
-    let fixed = 9 + keys_h;
+    let fixed = 10 + keys_h;
     let list_h = (rows.len().max(1) as u16).min(inner.height.saturating_sub(fixed).max(1));
     let [
         keys_title,
@@ -100,6 +100,7 @@ pub fn draw(app: &SettingsScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, are
         configs_list,
         _,
         kube,
+        quota,
         _,
     ] = Layout::vertical([
         Constraint::Length(1),
@@ -110,6 +111,7 @@ pub fn draw(app: &SettingsScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, are
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(list_h),
+        Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Min(0),
@@ -215,6 +217,18 @@ pub fn draw(app: &SettingsScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, are
         ])),
         kube,
     );
+    if let Some((limits, usage)) = &d.quota {
+        frame.render_widget(
+            Paragraph::new(Line::from(vec![
+                Span::styled("  Quota      ", theme.title()),
+                Span::raw(text::fit(
+                    &crate::model::quota::summary(*limits, *usage),
+                    w.saturating_sub(13),
+                )),
+            ])),
+            quota,
+        );
+    }
 }
 
 /// The lists sit one column in, under their section titles.

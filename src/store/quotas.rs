@@ -1,0 +1,102 @@
+//! Quotas per owner (a user, or a team's account): setting them, reading
+//! usage against them, and the check that runs inside a create's or a
+//! start's transaction under the owner's lock.
+
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use super::{Store, StoreError, StoreResult};
+use crate::model::quota::{self, Ask, Holder, Limits, Usage};
+
+/// Serialises every create and start of one owner until the transaction
+/// ends: the count that the quota check reads cannot change under it.
+/// Taken before any project row lock, always in that order.
+pub(crate) async fn lock_owner(conn: &mut PgConnection, owner: Uuid) -> StoreResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('kiln-quota:' || $1::text, 0))")
+        .bind(owner)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Limits and usage of `owner`, and whose they are. `except` leaves one
+/// project's sandbox out of the running count (the one being started).
+async fn read(
+    conn: &mut PgConnection,
+    owner: Uuid,
+    except: Option<Uuid>,
+) -> StoreResult<(Limits, Usage, Holder)> {
+    let row = sqlx::query(
+        "SELECT u.username, u.role, q.max_projects, q.max_running,
+                (SELECT count(*) FROM projects p WHERE p.user_id = u.id
+                   AND EXISTS (SELECT 1 FROM sandboxes s
+                               WHERE s.project_id = p.id AND s.desired <> 'TERMINATED')) AS projects,
+                (SELECT count(*) FROM sandboxes s WHERE s.user_id = u.id AND s.desired = 'RUNNING'
+                   AND s.project_id IS DISTINCT FROM $2) AS running
+         FROM users u LEFT JOIN quotas q ON q.user_id = u.id WHERE u.id = $1",
+    )
+    .bind(owner)
+    .bind(except)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| StoreError::NotFound("no such owner".into()))?;
+    let role: String = row.try_get("role")?;
+    let holder = if role == "team" {
+        Holder::Team(row.try_get("username")?)
+    } else {
+        Holder::You
+    };
+    let limits = Limits {
+        projects: row
+            .try_get::<Option<i32>, _>("max_projects")?
+            .map(i64::from),
+        running: row.try_get::<Option<i32>, _>("max_running")?.map(i64::from),
+    };
+    let usage = Usage {
+        projects: row.try_get("projects")?,
+        running: row.try_get("running")?,
+    };
+    Ok((limits, usage, holder))
+}
+
+/// The quota check inside a transaction that holds [`lock_owner`].
+pub(crate) async fn check(
+    conn: &mut PgConnection,
+    owner: Uuid,
+    ask: Ask,
+    except: Option<Uuid>,
+) -> StoreResult<()> {
+    let (limits, usage, holder) = read(conn, owner, except).await?;
+    quota::check(ask, limits, usage, &holder)?;
+    Ok(())
+}
+
+impl Store {
+    /// Sets `owner`'s limits (`None`: no limit), replacing earlier ones.
+    pub async fn set_quota(&self, owner: Uuid, limits: Limits) -> StoreResult<()> {
+        let narrow = |v: Option<i64>| {
+            v.map(|n| {
+                i32::try_from(n).map_err(|_| StoreError::Invalid(format!("{n} is too large")))
+            })
+            .transpose()
+        };
+        sqlx::query(
+            "INSERT INTO quotas (user_id, max_projects, max_running) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id) DO UPDATE
+             SET max_projects = EXCLUDED.max_projects, max_running = EXCLUDED.max_running",
+        )
+        .bind(owner)
+        .bind(narrow(limits.projects)?)
+        .bind(narrow(limits.running)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// `owner`'s limits and what it uses now.
+    pub async fn quota_usage(&self, owner: Uuid) -> StoreResult<(Limits, Usage)> {
+        let mut conn = self.pool.acquire().await?;
+        let (limits, usage, _) = read(&mut conn, owner, None).await?;
+        Ok((limits, usage))
+    }
+}

@@ -1,0 +1,175 @@
+//! Quotas over real SSH: parallel creates and starts from separate SSH
+//! clients against a quota leave exactly the quota's worth, and every
+//! refusal names the limit and the usage; the settings screen shows usage
+//! against the quota.
+
+use crate::console_fronts::cli;
+use crate::ssh_auth::random_key;
+use crate::support::ssh::{Client, Server, connect};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// `n` SSH clients signed in as alice with her key (no argon2 per client).
+async fn clients(server: &Server, alice: uuid::Uuid, n: usize) -> Vec<Client> {
+    let key = random_key();
+    server
+        .store
+        .add_ssh_key(alice, &key.public_key().to_openssh().unwrap())
+        .await
+        .unwrap();
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut c = connect(server.addr).await;
+        assert!(c.key("alice", &key).await);
+        out.push(c);
+    }
+    out
+}
+
+fn quota_set(server: &Server, args: &[&str]) -> String {
+    let mut all = vec!["quota", "set"];
+    all.extend_from_slice(args);
+    let (code, out, err) = tokio::task::block_in_place(|| cli(server, &all));
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_parallel_creates_against_a_quota_of_three_leave_three_projects() {
+    let server = Server::start().await;
+    let alice = server.user("alice", PASSWORD).await;
+    let out = quota_set(&server, &["--user", "alice", "--projects", "3"]);
+    assert!(out.contains("0 of 3 projects"), "{out}");
+    let clients = clients(&server, alice.id, 50).await;
+    let results = futures::future::join_all(
+        clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| async move { c.exec(&format!("create p{i}"), b"").await }),
+    )
+    .await;
+    let ok = results.iter().filter(|r| r.code == Some(0)).count();
+    assert_eq!(ok, 3, "{results:#?}");
+    for r in results.iter().filter(|r| r.code != Some(0)) {
+        assert_eq!(r.code, Some(1), "{r:?}");
+        assert_eq!(
+            r.stderr.trim(),
+            "error: you have 3 of 3 projects: delete one or ask an admin"
+        );
+    }
+    assert_eq!(server.store.list_projects(alice.id).await.unwrap().len(), 3);
+    // The refusals are in the audit trail, as refusals.
+    let refused: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit WHERE action = 'project.create' AND result = 'refused'",
+    )
+    .fetch_one(server.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(refused, 47);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_parallel_starts_against_a_running_quota_of_two_start_two() {
+    let server = Server::start().await;
+    let alice = server.user("alice", PASSWORD).await;
+    for i in 0..20 {
+        let name = format!("p{i}");
+        server
+            .store
+            .create_project(alice.id, &name, "", "test")
+            .await
+            .unwrap();
+        server
+            .store
+            .record_intent(alice.id, &name, kiln::model::Intent::Stop, "test")
+            .await
+            .unwrap();
+    }
+    let out = quota_set(&server, &["--user", "alice", "--running", "2"]);
+    assert!(
+        out.contains("20 projects (no limit) · 0 of 2 running"),
+        "{out}"
+    );
+    let clients = clients(&server, alice.id, 20).await;
+    let results = futures::future::join_all(
+        clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| async move { c.exec(&format!("start p{i}"), b"").await }),
+    )
+    .await;
+    let ok = results.iter().filter(|r| r.code == Some(0)).count();
+    assert_eq!(ok, 2, "{results:#?}");
+    for r in results.iter().filter(|r| r.code != Some(0)) {
+        assert_eq!(
+            r.stderr.trim(),
+            "error: you run 2 of 2 sandboxes: stop one or ask an admin",
+            "{r:?}"
+        );
+    }
+    let running: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sandboxes WHERE user_id = $1 AND desired = 'RUNNING'",
+    )
+    .bind(alice.id)
+    .fetch_one(server.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(running, 2);
+    // A create also starts a sandbox, so the running quota refuses it too.
+    let r = clients[0].exec("create one-more", b"").await;
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.contains("you run 2 of 2 sandboxes"),
+        "{}",
+        r.stderr
+    );
+    // Stopping one makes room for another.
+    let started: Vec<usize> = (0..20).filter(|&i| results[i].code == Some(0)).collect();
+    let r = clients[0].exec(&format!("stop p{}", started[0]), b"").await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let waiting = (0..20).find(|i| !started.contains(i)).unwrap();
+    let r = clients[0].exec(&format!("start p{waiting}"), b"").await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_settings_screen_shows_usage_against_the_quota() {
+    let server = Server::start().await;
+    let alice = server.user("alice", PASSWORD).await;
+    server
+        .store
+        .create_project(alice.id, "blog", "", "test")
+        .await
+        .unwrap();
+    quota_set(
+        &server,
+        &["--user", "alice", "--projects", "5", "--running", "2"],
+    );
+    let mut c = connect(server.addr).await;
+    assert!(c.password("alice", PASSWORD).await);
+    let screen = c.shell(120, 40).await;
+    screen.wait_for("Projects (").await;
+    screen.send(b"S").await;
+    screen
+        .wait_for("Quota      1 of 5 projects · 1 of 2 running")
+        .await;
+    // A bad quota changes nothing and says why; an unknown user is named.
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        cli(
+            &server,
+            &["quota", "set", "--user", "alice", "--projects", "2000000"],
+        )
+    });
+    assert_ne!(code, 0);
+    assert!(err.contains("--projects takes 0 to 1000000"), "{err}");
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        cli(
+            &server,
+            &["quota", "set", "--user", "nobody", "--projects", "1"],
+        )
+    });
+    assert_ne!(code, 0);
+    assert!(err.contains("no such user: nobody"), "{err}");
+    let (limits, _) = server.store.quota_usage(alice.id).await.unwrap();
+    assert_eq!(limits.projects, Some(5));
+}
