@@ -1,6 +1,7 @@
 //! The `kiln` command line: argument shapes and what each subcommand does.
 //! Operator commands reach the same intents the console uses.
 
+mod hook;
 mod operator;
 mod serve;
 
@@ -60,6 +61,14 @@ pub enum Command {
     /// Benchmarks that print numbers.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Claude Code's hook command inside a sandbox: reads the hook's JSON
+    /// on stdin and hands it to Kiln; always exits 0, within about 0.5 s.
+    #[command(hide = true)]
+    Hook {
+        /// The sandbox's hook socket.
+        #[arg(long)]
+        socket: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,6 +245,11 @@ pub struct FaultsArgs {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // A hook runs inside a sandbox: no config, no database, nothing to fail.
+    if let Command::Hook { socket } = &cli.command {
+        hook::run(socket);
+        return Ok(());
+    }
     // A fault-suite replica needs nothing but its arguments (no config, and
     // never the embedded cluster).
     if let Command::Bench(BenchCommand::FaultsReplica {
@@ -335,7 +349,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench(BenchCommand::FaultsReplica { .. } | BenchCommand::FaultsFront { .. }) => {
+        Command::Bench(BenchCommand::FaultsReplica { .. } | BenchCommand::FaultsFront { .. })
+        | Command::Hook { .. } => {
             unreachable!("handled above")
         }
     }

@@ -77,6 +77,11 @@ pub enum Action<'a> {
     RestartSession { project: &'a str },
     Attach { project: &'a str, read_only: bool },
     Logs { project: &'a str },
+    ListAgents,
+    Inbox,
+    WaitAgent { project: &'a str },
+    ListNotifications,
+    MuteAgent { project: &'a str, muted: bool },
 }
 
 impl Action<'_> {
@@ -114,6 +119,12 @@ impl Action<'_> {
             } => "session.view",
             Action::Attach { .. } => "session.attach",
             Action::Logs { .. } => "logs.follow",
+            Action::ListAgents => "agents.list",
+            Action::Inbox => "inbox.list",
+            Action::WaitAgent { .. } => "agent.wait",
+            Action::ListNotifications => "notifications.list",
+            Action::MuteAgent { muted: true, .. } => "agent.mute",
+            Action::MuteAgent { .. } => "agent.unmute",
         }
     }
 
@@ -132,6 +143,10 @@ impl Action<'_> {
                 | Action::Whoami
                 | Action::ListSessions { .. }
                 | Action::Logs { .. }
+                | Action::ListAgents
+                | Action::Inbox
+                | Action::WaitAgent { .. }
+                | Action::ListNotifications
         )
     }
 
@@ -145,7 +160,9 @@ impl Action<'_> {
             | Action::ListSessions { project }
             | Action::RestartSession { project }
             | Action::Attach { project, .. }
-            | Action::Logs { project } => Some(project),
+            | Action::Logs { project }
+            | Action::WaitAgent { project }
+            | Action::MuteAgent { project, .. } => Some(project),
             Action::SetEnv { project, .. } | Action::UnsetEnv { project, .. } => Some(project),
             Action::CreateProject { name } => Some(name),
             Action::RemoveKey { fingerprint } => Some(fingerprint),

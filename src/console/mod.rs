@@ -13,6 +13,7 @@
 //! here after the same checks.
 
 mod account;
+pub mod agents;
 pub mod error;
 pub mod gate;
 mod kubeconfig;
@@ -29,6 +30,7 @@ use crate::store::Store;
 use crate::store::users::User;
 
 pub use account::{ConfigSet, Settings, Whoami};
+pub use agents::Waited;
 pub use error::{ConsoleError, ConsoleResult};
 pub use gate::{Action, Actor, Front};
 pub use operator::{NewUser, OperatorConsole};
@@ -45,6 +47,8 @@ pub struct Console {
     logs: Option<Arc<dyn SandboxLogs>>,
     /// Where a tenant's kubeconfig may point when it is checked.
     api_servers: ApiServerPolicy,
+    /// The process's change feed, which wakes `wait` (`None`: it polls).
+    changes: Option<Arc<crate::store::notify::ChangeFeed>>,
 }
 
 impl Console {
@@ -58,7 +62,14 @@ impl Console {
             sessions,
             logs,
             api_servers: ApiServerPolicy::default(),
+            changes: None,
         }
+    }
+
+    /// The same console, woken by `feed` where it waits for a change.
+    pub fn with_changes(mut self, feed: Arc<crate::store::notify::ChangeFeed>) -> Self {
+        self.changes = Some(feed);
+        self
     }
 
     /// The same console, checking tenants' kubeconfigs against `policy`

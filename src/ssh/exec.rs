@@ -29,6 +29,7 @@
 //!   unless it exited with a status.
 //! - `restart NAME [--session S]`: `{project, session, restarted}`.
 
+mod agents;
 mod args;
 mod commands;
 #[cfg(test)]

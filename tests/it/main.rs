@@ -13,6 +13,7 @@
 
 mod support;
 
+mod agents;
 mod cli;
 mod confinement;
 mod console_fronts;

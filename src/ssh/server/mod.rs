@@ -114,7 +114,9 @@ pub async fn run(
     tokio::spawn(activity.clone().run(store.clone(), shutdown.clone()));
     let shared = Arc::new(Shared {
         activity,
-        console: Console::new(store.clone(), attach, logs).with_api_servers(api_servers),
+        console: Console::new(store.clone(), attach, logs)
+            .with_api_servers(api_servers)
+            .with_changes(feed.clone()),
         store,
         feed,
         decoy_hash: hash_password("kiln decoy password").await?,

@@ -37,6 +37,8 @@ pub(super) struct Dashboard {
     pub(super) activity: ActivityRecorder,
     pub(super) log_rx: Option<mpsc::Receiver<LogEvent>>,
     pub(super) quit: bool,
+    /// The bell is due (rung with the next frame, once).
+    pub(super) bell: bool,
     /// The window size, for a pane opened before the app knows its layout.
     pub(super) size: (u16, u16),
 }
@@ -82,6 +84,10 @@ impl Dashboard {
             let job = match effect {
                 Effect::Quit => {
                     self.quit = true;
+                    continue;
+                }
+                Effect::Bell => {
+                    self.bell = true;
                     continue;
                 }
                 Effect::Detach => {
@@ -211,12 +217,15 @@ impl Dashboard {
     fn on_reply(&mut self, reply: Answer) {
         match reply {
             Answer::Msg(msg) => self.update(msg),
-            Answer::Projects(msg) => {
+            Answer::Projects(msg, agents) => {
                 self.loading_projects = false;
                 if std::mem::take(&mut self.reload_again) {
                     self.load_projects();
                 }
                 self.update(msg);
+                if let Some(agents) = agents {
+                    self.update(agents);
+                }
             }
             Answer::Restarted { done, then } => {
                 self.update(done);

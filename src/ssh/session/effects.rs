@@ -129,9 +129,10 @@ impl Job {
 pub(super) enum Answer {
     /// A message the app takes as it is.
     Msg(Msg),
-    /// The projects list (or why it could not be read); at most one load
-    /// is in flight.
-    Projects(Msg),
+    /// The projects list (or why it could not be read), and the agent
+    /// states read with it (`None`: they could not be read); at most one
+    /// load is in flight, so answers never arrive out of order.
+    Projects(Msg, Option<Msg>),
     /// A restart's outcome; the pane opens on the session afterwards when
     /// `then` says so.
     Restarted {
@@ -172,13 +173,17 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
     let done =
         |result: Result<String, ConsoleError>| Answer::Msg(Msg::Done(tag, result.map_err(line)));
     match job {
-        Job::Projects => Answer::Projects(match c.projects().await {
-            Ok(p) => Msg::Projects(p),
-            Err(e) => Msg::Done(
-                Reply::Unsolicited,
-                Err(format!("cannot load projects: {e}")),
-            ),
-        }),
+        Job::Projects => {
+            let projects = match c.projects().await {
+                Ok(p) => Msg::Projects(p),
+                Err(e) => Msg::Done(
+                    Reply::Unsolicited,
+                    Err(format!("cannot load projects: {e}")),
+                ),
+            };
+            let agents = c.agents().await.ok().map(Msg::Agents);
+            Answer::Projects(projects, agents)
+        }
         Job::Detail { project } => Answer::Msg(match c.project_detail(&project).await {
             Ok(d) => Msg::Detail(Box::new(d)),
             Err(e) => Msg::Done(Reply::Load, Err(line(e))),

@@ -169,6 +169,7 @@ async fn run(
         activity,
         log_rx: None,
         quit: false,
+        bell: false,
         size: (cols, rows),
     };
     d.load_projects();
@@ -211,6 +212,9 @@ async fn run(
             previewed.is_some(),
             previewed.unwrap_or(last_draw).elapsed(),
         );
+        if std::mem::take(&mut d.bell) {
+            terminal.backend_mut().write_raw(b"\x07")?;
+        }
         if dirty && wait.is_zero() {
             frames::draw(&mut terminal, &mut d.app, &mut touched)?;
             dirty = false;

@@ -11,10 +11,18 @@ use super::style::{Theme, age, status_label, until};
 use crate::model::{ProjectStatus, ResourceStatus};
 use crate::store::projects::ResourceSummary;
 use crate::tui::screens::Ctx;
+use crate::tui::screens::agents::AgentsScreen;
 use crate::tui::screens::detail::{DetailScreen, ProjectDetail, session_label};
 use crate::tui::text;
 
-pub fn draw(app: &DetailScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, area: Rect) {
+pub fn draw(
+    app: &DetailScreen,
+    agents: &AgentsScreen,
+    ctx: Ctx,
+    theme: Theme,
+    frame: &mut Frame,
+    area: Rect,
+) {
     let name = app.open.as_deref().unwrap_or("");
     let Some(d) = &app.data else {
         let block = Block::bordered().title(format!(" {} ", text::fit(name, 60)));
@@ -41,7 +49,7 @@ pub fn draw(app: &DetailScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, area:
 
     let mut resources = resource_lines(ctx, theme, d, w);
     let session_rows = if inner.height >= 40 { 8 } else { 3 };
-    resources.extend(session_lines(app, ctx, theme, d, w, session_rows));
+    resources.extend(session_lines(app, agents, ctx, theme, d, w, session_rows));
     let env_rows = if inner.height >= 40 { 8 } else { 2 };
     let env = env_lines(app, theme, d, w, env_rows);
     let [top, res, conn, env_area, events] = Layout::vertical([
@@ -81,6 +89,7 @@ fn heading(theme: Theme, text: &str) -> Line<'static> {
 /// rows, in a window that keeps the selection visible.
 fn session_lines(
     app: &DetailScreen,
+    agents: &AgentsScreen,
     ctx: Ctx,
     theme: Theme,
     d: &ProjectDetail,
@@ -140,10 +149,23 @@ fn session_lines(
             theme.ok()
         };
         let room = w.saturating_sub(text::width(&name));
+        // What its agent is doing, as its hooks said (`·` unknown).
+        // A program that exited has ended, whatever its hooks last said.
+        let agent = match agents.session(d.view.project.id, s.name.as_deref()) {
+            _ if s.state.is_exited() => Span::styled("■ ended", theme.dim()),
+            Some(a) => super::list::agent_span(ctx, theme, a),
+            None => Span::styled("· unknown", theme.dim()),
+        };
+        let agent_w = text::width(&agent.content).max(18) + 1;
+        let agent = Span::styled(
+            text::fit(&format!("{:<agent_w$}", agent.content), room.saturating_sub(20)),
+            agent.style,
+        );
         lines.push(Line::from(vec![
             Span::styled(name, name_style),
             Span::styled(text::fit(&state, room), state_style),
-            Span::raw(text::fit(&rest, room.saturating_sub(20))),
+            agent,
+            Span::raw(text::fit(&rest, room.saturating_sub(20 + agent_w))),
         ]));
     }
     lines
