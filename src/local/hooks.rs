@@ -130,11 +130,8 @@ impl HookListeners {
 async fn read_report(stream: tokio::net::UnixStream, resource: String) -> Option<HookReport> {
     let limit = (MAX_PAYLOAD + MAX_SESSION_LINE + 1) as u64;
     let mut bytes = Vec::new();
-    let read = tokio::time::timeout(
-        READ_TIMEOUT,
-        stream.take(limit + 1).read_to_end(&mut bytes),
-    )
-    .await;
+    let read =
+        tokio::time::timeout(READ_TIMEOUT, stream.take(limit + 1).read_to_end(&mut bytes)).await;
     if !matches!(read, Ok(Ok(_))) || bytes.len() as u64 > limit {
         return None;
     }
@@ -143,7 +140,10 @@ async fn read_report(stream: tokio::net::UnixStream, resource: String) -> Option
 
 /// `session\npayload` into a report; `None` without a session line.
 fn split_report(bytes: &[u8], resource: String) -> Option<HookReport> {
-    let nl = bytes.iter().take(MAX_SESSION_LINE + 1).position(|&b| b == b'\n')?;
+    let nl = bytes
+        .iter()
+        .take(MAX_SESSION_LINE + 1)
+        .position(|&b| b == b'\n')?;
     let session = std::str::from_utf8(&bytes[..nl]).ok()?.to_owned();
     Some(HookReport {
         resource,

@@ -200,13 +200,31 @@ mod tests {
     #[test]
     fn every_followed_hook_moves_to_its_state() {
         let cases = [
-            (r#"{"hook_event_name":"UserPromptSubmit","prompt":"hi"}"#, AgentState::Working),
-            (r#"{"hook_event_name":"PreToolUse","tool_name":"Bash"}"#, AgentState::Working),
+            (
+                r#"{"hook_event_name":"UserPromptSubmit","prompt":"hi"}"#,
+                AgentState::Working,
+            ),
+            (
+                r#"{"hook_event_name":"PreToolUse","tool_name":"Bash"}"#,
+                AgentState::Working,
+            ),
             (r#"{"hook_event_name":"PostToolUse"}"#, AgentState::Working),
-            (r#"{"hook_event_name":"Notification","notification_type":"idle_prompt","message":"x"}"#, AgentState::Idle),
-            (r#"{"hook_event_name":"Stop","stop_hook_active":false}"#, AgentState::Done),
-            (r#"{"hook_event_name":"SessionStart","source":"startup"}"#, AgentState::Idle),
-            (r#"{"hook_event_name":"SessionEnd","reason":"exit"}"#, AgentState::Ended),
+            (
+                r#"{"hook_event_name":"Notification","notification_type":"idle_prompt","message":"x"}"#,
+                AgentState::Idle,
+            ),
+            (
+                r#"{"hook_event_name":"Stop","stop_hook_active":false}"#,
+                AgentState::Done,
+            ),
+            (
+                r#"{"hook_event_name":"SessionStart","source":"startup"}"#,
+                AgentState::Idle,
+            ),
+            (
+                r#"{"hook_event_name":"SessionEnd","reason":"exit"}"#,
+                AgentState::Ended,
+            ),
         ];
         for (json, state) in cases {
             assert_eq!(t(json).map(|t| t.state), Some(state), "{json}");
@@ -230,7 +248,10 @@ mod tests {
     #[test]
     fn events_kiln_does_not_follow_move_nothing() {
         assert_eq!(t(r#"{"hook_event_name":"SubagentStop"}"#), None);
-        assert_eq!(t(r#"{"hook_event_name":"Notification","notification_type":"auth_success"}"#), None);
+        assert_eq!(
+            t(r#"{"hook_event_name":"Notification","notification_type":"auth_success"}"#),
+            None
+        );
         assert_eq!(t(r#"{"hook_event_name":"Notification"}"#), None);
     }
 

@@ -101,7 +101,10 @@ pub fn merge(existing: Option<&str>, command: &str) -> Value {
         if matcher {
             group["matcher"] = json!("");
         }
-        entry.as_array_mut().expect("made an array above").push(group);
+        entry
+            .as_array_mut()
+            .expect("made an array above")
+            .push(group);
     }
     Value::Object(root)
 }
@@ -154,7 +157,10 @@ mod tests {
         let new = hook_command("/run/kiln-bin/kiln", "/run/kiln/hook.sock");
         let v = merge(Some(&existing), &new);
         assert_eq!(v["model"], "opus");
-        assert_eq!(commands(&v, "Stop"), vec!["notify-send done".to_string(), new.clone()]);
+        assert_eq!(
+            commands(&v, "Stop"),
+            vec!["notify-send done".to_string(), new.clone()]
+        );
         assert_eq!(commands(&v, "Notification"), vec![new.clone()]);
         assert_eq!(commands(&v, "PreCompact"), vec!["echo c".to_string()]);
         // Merging again changes nothing.
@@ -164,7 +170,12 @@ mod tests {
     #[test]
     fn a_file_that_is_not_an_object_is_replaced() {
         let cmd = hook_command("k", "s");
-        for bad in ["[1]", "nope", r#"{"hooks": 3}"#, r#"{"hooks": {"Stop": 1}}"#] {
+        for bad in [
+            "[1]",
+            "nope",
+            r#"{"hooks": 3}"#,
+            r#"{"hooks": {"Stop": 1}}"#,
+        ] {
             let v = merge(Some(bad), &cmd);
             assert_eq!(commands(&v, "Stop"), vec![cmd.clone()], "{bad}");
         }

@@ -67,23 +67,37 @@ impl Store {
         t: &Transition,
     ) -> StoreResult<Recorded> {
         let mut tx = self.pool.begin().await?;
-        let sandbox = sqlx::query(
-            "SELECT s.id, s.project_id, s.user_id, p.agent_muted FROM sandboxes s
-             JOIN projects p ON p.id = s.project_id
-             WHERE s.resource_name = $1 AND s.desired = 'RUNNING'
-               AND s.status IN ('CREATING', 'STARTING', 'RUNNING')
-             FOR SHARE OF s",
+        // The project lock first, as every writer of a project's resources
+        // takes it (the reconcile loop's outcome, intents): taking the
+        // sandbox's row first would invert that order and deadlock with a
+        // status write, whose trigger clears these very rows.
+        let project = sqlx::query(
+            "SELECT id, user_id, agent_muted FROM projects
+             WHERE id = (SELECT project_id FROM sandboxes WHERE resource_name = $1)
+             FOR UPDATE",
         )
         .bind(resource_name)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(sandbox) = sandbox else {
+        let Some(project) = project else {
             return Ok(Recorded::NoSandbox);
         };
-        let sandbox_id: Uuid = sandbox.try_get("id")?;
-        let project_id: Uuid = sandbox.try_get("project_id")?;
-        let user_id: Uuid = sandbox.try_get("user_id")?;
-        let muted: bool = sandbox.try_get("agent_muted")?;
+        let project_id: Uuid = project.try_get("id")?;
+        let user_id: Uuid = project.try_get("user_id")?;
+        let muted: bool = project.try_get("agent_muted")?;
+        // Read under the project lock: no status write can slip in between.
+        let sandbox_id: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM sandboxes
+             WHERE resource_name = $1 AND project_id = $2 AND desired = 'RUNNING'
+               AND status IN ('CREATING', 'STARTING', 'RUNNING')",
+        )
+        .bind(resource_name)
+        .bind(project_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(sandbox_id) = sandbox_id else {
+            return Ok(Recorded::NoSandbox);
+        };
         let key = session_key(session);
         // The previous state, locked so two reports of one session are
         // decided one after the other (once per transition).

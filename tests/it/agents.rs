@@ -50,9 +50,10 @@ async fn until_state(c: &Client, project: &str, state: &str) -> Value {
         &format!("{project} to be {state}"),
         Duration::from_secs(15),
         || async {
-            agents_json(c).await.into_iter().find(|a| {
-                a["project"] == project && a["session"].is_null() && a["state"] == state
-            })
+            agents_json(c)
+                .await
+                .into_iter()
+                .find(|a| a["project"] == project && a["session"].is_null() && a["state"] == state)
         },
     )
     .await
@@ -78,7 +79,11 @@ async fn each_hook_transition_shows_in_agents_json_and_the_inbox() {
     until_state(&c, "blog", "idle").await;
     tell(&server, &resource, "prompt fix the tests");
     until_state(&c, "blog", "working").await;
-    tell(&server, &resource, "perm Claude needs your permission to use Bash");
+    tell(
+        &server,
+        &resource,
+        "perm Claude needs your permission to use Bash",
+    );
     let waiting = until_state(&c, "blog", "needs_input").await;
     assert_eq!(
         waiting["message"],
@@ -170,7 +175,9 @@ async fn wait_returns_when_the_hook_fires_and_times_out_otherwise() {
     assert_eq!(v["state"], "needs_input");
     assert_eq!(v["message"], "May I run make?");
 
-    let bad = c.exec("wait blog --until needs_input --timeout soon", b"").await;
+    let bad = c
+        .exec("wait blog --until needs_input --timeout soon", b"")
+        .await;
     assert_eq!(bad.code, Some(2), "{bad:?}");
     let missing = c.exec("wait nope --until done --timeout 1s", b"").await;
     assert_eq!(missing.code, Some(1), "{missing:?}");
@@ -239,10 +246,22 @@ fn the_hook_returns_within_a_second_and_exits_0_when_kiln_is_unreachable() {
     let stuck = dir.join("stuck.sock");
     let _listener = std::os::unix::net::UnixListener::bind(&stuck).unwrap();
     let cases: [(&str, String, Option<&[u8]>); 4] = [
-        ("no socket", dir.join("missing.sock").display().to_string(), Some(payload)),
+        (
+            "no socket",
+            dir.join("missing.sock").display().to_string(),
+            Some(payload),
+        ),
         ("not a socket", dir.display().to_string(), Some(payload)),
-        ("a socket that never accepts", stuck.display().to_string(), Some(payload)),
-        ("stdin never closed", dir.join("missing.sock").display().to_string(), None),
+        (
+            "a socket that never accepts",
+            stuck.display().to_string(),
+            Some(payload),
+        ),
+        (
+            "stdin never closed",
+            dir.join("missing.sock").display().to_string(),
+            None,
+        ),
     ];
     for (what, socket, stdin) in cases {
         let (status, took, printed) = run_hook(&socket, stdin);
@@ -304,13 +323,22 @@ async fn one_sandboxs_socket_cannot_set_anothers_state_and_another_tenant_sees_n
 
     // Bob sees none of alice's state, inbox or notifications, and waiting on
     // her project answers as for a missing one.
-    assert!(agents_json(&cb).await.iter().all(|x| x["project"] == "shop"));
+    assert!(
+        agents_json(&cb)
+            .await
+            .iter()
+            .all(|x| x["project"] == "shop")
+    );
     let inbox = cb.exec("inbox --json", b"").await;
     assert_eq!(inbox.stdout.trim(), "[]", "{inbox:?}");
     let n = cb.exec("notifications --json", b"").await;
     assert_eq!(n.stdout.trim(), "[]", "{n:?}");
-    let theirs = cb.exec("wait blog --until needs_input --timeout 1s", b"").await;
-    let missing = cb.exec("wait nothing --until needs_input --timeout 1s", b"").await;
+    let theirs = cb
+        .exec("wait blog --until needs_input --timeout 1s", b"")
+        .await;
+    let missing = cb
+        .exec("wait nothing --until needs_input --timeout 1s", b"")
+        .await;
     assert_eq!(theirs.code, missing.code);
     assert_eq!(
         theirs.stderr.replace("blog", "X"),
@@ -337,7 +365,14 @@ async fn stopping_a_sandbox_clears_its_states() {
         agents_json(&c).await.is_empty().then_some(())
     })
     .await;
-    assert!(!server.local.as_ref().unwrap().hook_socket(&resource).exists());
+    assert!(
+        !server
+            .local
+            .as_ref()
+            .unwrap()
+            .hook_socket(&resource)
+            .exists()
+    );
 }
 
 #[tokio::test]
@@ -355,15 +390,21 @@ async fn transitions_reach_an_open_dashboard_without_a_key_press_and_the_inbox_a
     screen.wait_for("» working").await;
     let bells = || screen.state.lock().unwrap().bells;
     assert_eq!(bells(), 0, "nothing needed the user yet");
-    tell(&server, &resource, "perm Claude needs your permission to use Bash");
+    tell(
+        &server,
+        &resource,
+        "perm Claude needs your permission to use Bash",
+    );
     let text = screen.wait_for("! needs_input").await;
     assert!(text.contains("! 1 needs you"), "{text}");
-    screen
-        .wait_until("the bell", |_| bells() == 1)
-        .await;
+    screen.wait_until("the bell", |_| bells() == 1).await;
     // The same wait reported again does not ring again; a keystroke later
     // the bell count is still one.
-    tell(&server, &resource, "perm Claude needs your permission to use Bash");
+    tell(
+        &server,
+        &resource,
+        "perm Claude needs your permission to use Bash",
+    );
     tell(&server, &resource, "prompt noop-marker");
     screen.wait_for("» working").await;
     assert_eq!(bells(), 1);
@@ -395,7 +436,9 @@ async fn the_detail_screen_lists_each_sessions_state() {
     screen.send(b"\r").await;
     let detail = screen
         .wait_until("the session's state on the detail screen", |t| {
-            t.contains("Sessions") && crate::support::ssh::line_with(t, "default").is_some_and(|l| l.contains("✓ done"))
+            t.contains("Sessions")
+                && crate::support::ssh::line_with(t, "default")
+                    .is_some_and(|l| l.contains("✓ done"))
         })
         .await;
     assert!(detail.contains("blog"), "{detail}");

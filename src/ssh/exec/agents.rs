@@ -197,6 +197,9 @@ pub(super) async fn mute(c: &UserConsole, name: &str, muted: bool, as_json: bool
             safe(name.trim(), 100)
         )
     } else {
-        format!("unmuted agent notifications of {}\n", safe(name.trim(), 100))
+        format!(
+            "unmuted agent notifications of {}\n",
+            safe(name.trim(), 100)
+        )
     })
 }

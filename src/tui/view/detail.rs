@@ -158,7 +158,10 @@ fn session_lines(
         };
         let agent_w = text::width(&agent.content).max(18) + 1;
         let agent = Span::styled(
-            text::fit(&format!("{:<agent_w$}", agent.content), room.saturating_sub(20)),
+            text::fit(
+                &format!("{:<agent_w$}", agent.content),
+                room.saturating_sub(20),
+            ),
             agent.style,
         );
         lines.push(Line::from(vec![

@@ -148,11 +148,7 @@ fn row<'a>(
 
 /// `! needs_input 12m`: the glyph (its shape tells the state without
 /// colour), the state, and how long it has held.
-pub fn agent_span<'a>(
-    ctx: Ctx,
-    theme: Theme,
-    a: &crate::store::agents::AgentRow,
-) -> Span<'a> {
+pub fn agent_span<'a>(ctx: Ctx, theme: Theme, a: &crate::store::agents::AgentRow) -> Span<'a> {
     let since = crate::model::agent::short_duration((ctx.now - a.entered_at).num_seconds());
     Span::styled(
         format!("{} {} {since}", a.state.glyph(), a.state),

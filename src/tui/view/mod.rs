@@ -76,7 +76,10 @@ pub fn draw_header(
     let mut spans = vec![Span::styled(left.clone(), theme.title())];
     if need_you > 0 {
         // The same `!` as the needs_input glyph: it reads without colour.
-        let count = format!(" · ! {need_you} need{} you (i)", if need_you == 1 { "s" } else { "" });
+        let count = format!(
+            " · ! {need_you} need{} you (i)",
+            if need_you == 1 { "s" } else { "" }
+        );
         left.push_str(&count);
         spans.push(Span::styled(count, theme.warn()));
     }
