@@ -1,12 +1,14 @@
 //! Benchmarks that print numbers (never asserted): `kiln bench …`.
 //! Each runs in a scratch database on the configured server, dropped afterwards.
 
+pub mod agents;
 pub mod attach;
 pub mod console;
 pub mod faults;
 #[cfg(feature = "test-support")]
 pub mod reconcile;
 
+pub use agents::agents;
 pub use attach::attach;
 pub use console::console;
 pub use faults::faults;

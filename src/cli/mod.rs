@@ -172,6 +172,12 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "50,200,500")]
         sessions: Vec<usize>,
     },
+    /// Agent hooks: fired → drawn on an open dashboard, and the hook command's own run time.
+    Agents {
+        /// Transitions timed (alternating needs_input and working).
+        #[arg(long, default_value_t = 200)]
+        transitions: usize,
+    },
     /// The fault suite: replica processes killed with SIGKILL mid-reconcile,
     /// two replicas on one database; checks the invariants, prints figures,
     /// exits non-zero when one fails.
@@ -319,6 +325,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = Database::open(&config, 2).await?;
             let admin = db.admin_url.clone();
             let r = crate::bench::console(&admin, changes, &sessions).await;
+            db.close().await?;
+            r
+        }
+        Command::Bench(BenchCommand::Agents { transitions }) => {
+            let db = Database::open(&config, 2).await?;
+            let admin = db.admin_url.clone();
+            let r = crate::bench::agents(&admin, transitions).await;
             db.close().await?;
             r
         }

@@ -38,7 +38,7 @@ impl Console {
         let Some(t) = agent::transition(&report.payload)
             .map_err(|e| ConsoleError::invalid("hook report", e.to_string()))?
         else {
-            return Ok(Recorded::Same);
+            return Ok(Recorded::Ignored);
         };
         Ok(self
             .store

@@ -71,7 +71,7 @@ impl AgentState {
     pub fn glyph(self) -> char {
         match self {
             AgentState::Working => '»',
-            AgentState::NeedsInput => '!',
+            AgentState::NeedsInput => '?',
             AgentState::Idle => '○',
             AgentState::Done => '✓',
             AgentState::Ended => '■',

@@ -31,6 +31,8 @@ pub struct AgentRow {
 pub enum Recorded {
     /// No sandbox meant to run has this name: nothing recorded.
     NoSandbox,
+    /// The event moves no state (one Kiln does not follow).
+    Ignored,
     /// The session was already in this state: only the message may change.
     Same,
     /// The session entered the state (and a notification was added when

@@ -95,7 +95,7 @@ async fn each_hook_transition_shows_in_agents_json_and_the_inbox() {
     assert_eq!(inbox[0]["project"], "blog");
     let text = c.exec("inbox", b"").await.stdout;
     assert!(
-        text.contains("blog") && text.contains("! needs_input") && text.contains("permission"),
+        text.contains("blog") && text.contains("? needs_input") && text.contains("permission"),
         "{text}"
     );
     tell(&server, &resource, "stop");
@@ -395,8 +395,8 @@ async fn transitions_reach_an_open_dashboard_without_a_key_press_and_the_inbox_a
         &resource,
         "perm Claude needs your permission to use Bash",
     );
-    let text = screen.wait_for("! needs_input").await;
-    assert!(text.contains("! 1 needs you"), "{text}");
+    let text = screen.wait_for("? needs_input").await;
+    assert!(text.contains("? 1 needs you"), "{text}");
     screen.wait_until("the bell", |_| bells() == 1).await;
     // The same wait reported again does not ring again; a keystroke later
     // the bell count is still one.
@@ -409,7 +409,7 @@ async fn transitions_reach_an_open_dashboard_without_a_key_press_and_the_inbox_a
     screen.wait_for("» working").await;
     assert_eq!(bells(), 1);
     tell(&server, &resource, "perm May I edit src/main.rs?");
-    screen.wait_for("! needs_input").await;
+    screen.wait_for("? needs_input").await;
     screen.wait_until("the second bell", |_| bells() == 2).await;
 
     // The inbox, oldest first, with Claude's message; Enter attaches.

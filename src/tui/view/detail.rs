@@ -136,39 +136,29 @@ fn session_lines(
             .map(|t| format!("active {} ago", short_age(now - t)))
             .unwrap_or_default();
         let name = format!("  {mark} {:<20} ", session_label(s));
-        let state = format!("{:<20}", s.state.describe());
+        // A running program shows what its agent is doing when its hooks
+        // have said (`» working 5s`), else plainly that it runs; an exited
+        // one says so, whatever its hooks last said.
+        let agent = agents.session(d.view.project.id, s.name.as_deref());
+        let (state, state_style) = match agent {
+            Some(a) if !s.state.is_exited() => {
+                let span = super::list::agent_span(ctx, theme, a);
+                (format!("{:<20}", span.content), span.style)
+            }
+            _ if s.state.is_exited() => (format!("{:<20}", s.state.describe()), theme.error()),
+            _ => (format!("{:<20}", s.state.describe()), theme.ok()),
+        };
         let rest = format!("{viewers:<11}{active}");
         let name_style = if i == selected {
             theme.selected()
         } else {
             Style::new()
         };
-        let state_style = if s.state.is_exited() {
-            theme.error()
-        } else {
-            theme.ok()
-        };
         let room = w.saturating_sub(text::width(&name));
-        // What its agent is doing, as its hooks said (`·` unknown).
-        // A program that exited has ended, whatever its hooks last said.
-        let agent = match agents.session(d.view.project.id, s.name.as_deref()) {
-            _ if s.state.is_exited() => Span::styled("■ ended", theme.dim()),
-            Some(a) => super::list::agent_span(ctx, theme, a),
-            None => Span::styled("· unknown", theme.dim()),
-        };
-        let agent_w = text::width(&agent.content).max(18) + 1;
-        let agent = Span::styled(
-            text::fit(
-                &format!("{:<agent_w$}", agent.content),
-                room.saturating_sub(20),
-            ),
-            agent.style,
-        );
         lines.push(Line::from(vec![
             Span::styled(name, name_style),
             Span::styled(text::fit(&state, room), state_style),
-            agent,
-            Span::raw(text::fit(&rest, room.saturating_sub(20 + agent_w))),
+            Span::raw(text::fit(&rest, room.saturating_sub(20))),
         ]));
     }
     lines

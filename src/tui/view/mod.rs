@@ -75,9 +75,9 @@ pub fn draw_header(
     let mut left = format!(" Kiln · {}", text::fit(username, 32));
     let mut spans = vec![Span::styled(left.clone(), theme.title())];
     if need_you > 0 {
-        // The same `!` as the needs_input glyph: it reads without colour.
+        // The same `?` as the needs_input glyph: it reads without colour.
         let count = format!(
-            " · ! {need_you} need{} you (i)",
+            " · ? {need_you} need{} you (i)",
             if need_you == 1 { "s" } else { "" }
         );
         left.push_str(&count);
