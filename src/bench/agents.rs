@@ -92,6 +92,7 @@ async fn measure(
         .join("run")
         .join(&resource)
         .join(crate::local::hooks::SOCKET);
+    // 100 columns: the list shows each agent as its glyph and its time.
     let screen = Session::open_as(server.addr, key, "bench").await?;
     screen
         .wait(|t| t.contains("bench"), Duration::from_secs(20))
@@ -105,13 +106,13 @@ async fn measure(
                 format!(
                     r#"{{"session_id":"bench","cwd":"/","hook_event_name":"Notification","notification_type":"permission_prompt","message":"May I run step {i}?"}}"#
                 ),
-                "? needs_input",
+                "? ",
             )
         } else {
             (
                 r#"{"session_id":"bench","cwd":"/","hook_event_name":"UserPromptSubmit","prompt":"go"}"#
                     .to_string(),
-                "» working",
+                "» ",
             )
         };
         let fired = Instant::now();

@@ -365,6 +365,12 @@ async fn stopping_a_sandbox_clears_its_states() {
         agents_json(&c).await.is_empty().then_some(())
     })
     .await;
+    // The loop stops the sandbox after the intent: then its socket is gone.
+    eventually("the sandbox to stop", Duration::from_secs(30), || async {
+        let p = server.store.find_project(alice.id, "blog").await.unwrap();
+        (p.project.status == kiln::model::ProjectStatus::Stopped).then_some(())
+    })
+    .await;
     assert!(
         !server
             .local
@@ -383,7 +389,8 @@ async fn transitions_reach_an_open_dashboard_without_a_key_press_and_the_inbox_a
     let c = signed_in(&server, "alice").await;
     until_state(&c, "blog", "idle").await;
     // NO_COLOR: the states must read by the glyph's shape alone.
-    let screen = c.shell_with_env(120, 30, &[("NO_COLOR", "1")]).await;
+    // Wide enough for the state names beside the glyphs.
+    let screen = c.shell_with_env(140, 30, &[("NO_COLOR", "1")]).await;
     screen.wait_for("○ idle").await;
 
     tell(&server, &resource, "prompt go");
@@ -431,7 +438,7 @@ async fn the_detail_screen_lists_each_sessions_state() {
     until_state(&c, "blog", "idle").await;
     tell(&server, &resource, "stop");
     until_state(&c, "blog", "done").await;
-    let screen = c.shell(120, 40).await;
+    let screen = c.shell(140, 40).await;
     screen.wait_for("✓ done").await;
     screen.send(b"\r").await;
     let detail = screen

@@ -18,8 +18,10 @@ const STATUS_W: u16 = 14;
 const SUB_W: u16 = 13;
 const AGE_W: u16 = 4;
 const MARK_W: u16 = 1;
-/// The agent's glyph, state and time in it: `! needs_input 12m`.
+/// The agent's glyph, state and time in it: `? needs_input 12m`; in a
+/// narrow window the glyph and the time only (`? 12m`), so names keep room.
 const AGENT_W: u16 = 17;
+const AGENT_NARROW_W: u16 = 5;
 /// Wide enough for a description column too.
 const WIDE: u16 = 120;
 
@@ -63,8 +65,9 @@ pub fn draw(
     }
 
     let wide = inner.width >= WIDE;
+    let agent_w = if wide { AGENT_W } else { AGENT_NARROW_W };
     // Name (and description when wide) share what the fixed columns leave.
-    let fixed = 2 + STATUS_W + SUB_W * 2 + AGE_W + MARK_W + AGENT_W + 7;
+    let fixed = 2 + STATUS_W + SUB_W * 2 + AGE_W + MARK_W + agent_w + 7;
     let flexible = inner.width.saturating_sub(fixed);
     let (name_w, desc_w) = if wide {
         (flexible * 2 / 5, flexible - flexible * 2 / 5 - 1)
@@ -78,7 +81,7 @@ pub fn draw(
         Constraint::Length(SUB_W),
         Constraint::Length(AGE_W),
         Constraint::Length(MARK_W),
-        Constraint::Length(AGENT_W),
+        Constraint::Length(agent_w),
     ];
     let mut head = vec!["NAME", "STATUS", "SANDBOX", "DATABASE", "AGE", "!", "AGENT"];
     if wide {
@@ -132,7 +135,15 @@ fn row<'a>(
             Span::raw(" ")
         }),
         Cell::from(match agents.headline(p.id) {
-            Some(a) => agent_span(ctx, theme, a),
+            Some(a) if wide => agent_span(ctx, theme, a),
+            Some(a) => Span::styled(
+                format!(
+                    "{} {}",
+                    a.state.glyph(),
+                    crate::model::agent::short_duration((ctx.now - a.entered_at).num_seconds())
+                ),
+                theme.agent(a.state),
+            ),
             None => Span::styled("·", theme.dim()),
         }),
     ];

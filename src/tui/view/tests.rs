@@ -466,8 +466,8 @@ fn the_list_shows_agent_glyphs_and_the_header_counts_who_needs_you() {
     });
     let mut a = with_agents(app());
     a.set_no_color(true);
-    a.update(Msg::Resize(120, 30));
-    let screen = render(&a, 120, 30);
+    a.update(Msg::Resize(140, 30));
+    let screen = render(&a, 140, 30);
     assert!(screen.contains("? 2 need you"), "{screen}");
     let blog = screen.lines().find(|l| l.contains("blog")).unwrap();
     assert!(blog.contains("? needs_input 4m"), "{blog}");
