@@ -1,6 +1,7 @@
 //! Benchmarks that print numbers (never asserted): `kiln bench …`.
 //! Each runs in a scratch database on the configured server, dropped afterwards.
 
+pub mod agents;
 pub mod attach;
 pub mod console;
 pub mod faults;
@@ -8,6 +9,7 @@ pub mod faults;
 pub mod reconcile;
 mod scrape;
 
+pub use agents::agents;
 pub use attach::attach;
 pub use console::console;
 pub use faults::faults;

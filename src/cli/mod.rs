@@ -1,6 +1,7 @@
 //! The `kiln` command line: argument shapes and what each subcommand does.
 //! Operator commands reach the same intents the console uses.
 
+mod hook;
 mod operator;
 mod serve;
 
@@ -72,6 +73,14 @@ pub enum Command {
     Quota(QuotaCommand),
     /// Read the audit trail of every user (sign-ins, changes, attaches, refusals), oldest first.
     Audit(AuditArgs),
+    /// Claude Code's hook command inside a sandbox: reads the hook's JSON
+    /// on stdin and hands it to Kiln; always exits 0, within about 0.5 s.
+    #[command(hide = true)]
+    Hook {
+        /// The sandbox's hook socket.
+        #[arg(long)]
+        socket: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,6 +251,12 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "50,200,500")]
         sessions: Vec<usize>,
     },
+    /// Agent hooks: fired → drawn on an open dashboard, and the hook command's own run time.
+    Agents {
+        /// Transitions timed (alternating needs_input and working).
+        #[arg(long, default_value_t = 200)]
+        transitions: usize,
+    },
     /// The fault suite: replica processes killed with SIGKILL mid-reconcile,
     /// two replicas on one database; checks the invariants, prints figures,
     /// exits non-zero when one fails.
@@ -315,6 +330,11 @@ pub struct FaultsArgs {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // A hook runs inside a sandbox: no config, no database, nothing to fail.
+    if let Command::Hook { socket } = &cli.command {
+        hook::run(socket);
+        return Ok(());
+    }
     // A fault-suite replica needs nothing but its arguments (no config, and
     // never the embedded cluster).
     if let Command::Bench(BenchCommand::FaultsReplica {
@@ -392,6 +412,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await?;
             r
         }
+        Command::Bench(BenchCommand::Agents { transitions }) => {
+            let db = Database::open(&config, 2).await?;
+            let admin = db.admin_url.clone();
+            let r = crate::bench::agents(&admin, transitions).await;
+            db.close().await?;
+            r
+        }
         Command::Bench(BenchCommand::Faults(args)) => {
             let mut opts = crate::bench::faults::FaultOptions::new(std::env::current_exe()?);
             opts.projects = args.projects;
@@ -419,7 +446,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench(BenchCommand::FaultsReplica { .. } | BenchCommand::FaultsFront { .. }) => {
+        Command::Bench(BenchCommand::FaultsReplica { .. } | BenchCommand::FaultsFront { .. })
+        | Command::Hook { .. } => {
             unreachable!("handled above")
         }
     }

@@ -26,6 +26,14 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
     let mut sandboxes =
         crate::local::LocalSandboxes::new(&config.data_dir, config.local.sandbox_command.clone())
             .context("setting up local sandboxes")?;
+    // Claude Code's hooks in local sandboxes report through this binary
+    // (`kiln hook`) and each sandbox's own socket; the intake records them.
+    let (hook_tx, hook_rx) = tokio::sync::mpsc::channel(1024);
+    let kiln_binary = std::env::current_exe().context("locating Kiln's own binary")?;
+    sandboxes = sandboxes.with_agent_hooks(hook_tx, kiln_binary);
+    let intake = tokio::spawn(
+        crate::console::Console::new(db.store.clone(), None, None).run_hook_intake(hook_rx),
+    );
     let mut databases = crate::local::LocalDatabases::connect(&db.admin_url)
         .await
         .context("connecting to the Postgres server for tenant databases")?;
@@ -157,6 +165,7 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         }
     };
     drift_marker.abort();
+    intake.abort();
     drop(feed);
     ssh_result?;
     reconcile_result.map(|_| ()).map_err(Into::into)

@@ -114,6 +114,16 @@ pub enum Action<'a> {
     Logs {
         project: &'a str,
     },
+    ListAgents,
+    Inbox,
+    WaitAgent {
+        project: &'a str,
+    },
+    ListNotifications,
+    MuteAgent {
+        project: &'a str,
+        muted: bool,
+    },
     ReadAudit,
     TeamMembers {
         team: &'a str,
@@ -190,6 +200,12 @@ impl Action<'_> {
             Action::TeamMembers { .. } => "team.members",
             Action::TeamAdd { .. } => "team.add",
             Action::TeamRemove { .. } => "team.remove",
+            Action::ListAgents => "agents.list",
+            Action::Inbox => "inbox.list",
+            Action::WaitAgent { .. } => "agent.wait",
+            Action::ListNotifications => "notifications.list",
+            Action::MuteAgent { muted: true, .. } => "agent.mute",
+            Action::MuteAgent { .. } => "agent.unmute",
         }
     }
 
@@ -210,6 +226,10 @@ impl Action<'_> {
                 | Action::Logs { .. }
                 | Action::ReadAudit
                 | Action::TeamMembers { .. }
+                | Action::ListAgents
+                | Action::Inbox
+                | Action::WaitAgent { .. }
+                | Action::ListNotifications
         )
     }
 
@@ -223,7 +243,9 @@ impl Action<'_> {
             | Action::ListSessions { project }
             | Action::RestartSession { project }
             | Action::Attach { project, .. }
-            | Action::Logs { project } => Some(project),
+            | Action::Logs { project }
+            | Action::WaitAgent { project }
+            | Action::MuteAgent { project, .. } => Some(project),
             Action::SetEnv { project, .. } | Action::UnsetEnv { project, .. } => Some(project),
             Action::CreateProject { name, .. } => Some(name),
             Action::TeamMembers { team }

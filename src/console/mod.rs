@@ -13,6 +13,7 @@
 //! here after the same checks.
 
 mod account;
+pub mod agents;
 mod audit;
 pub mod error;
 pub mod gate;
@@ -33,6 +34,7 @@ use crate::store::users::User;
 use crate::model::team::TeamRole;
 use crate::store::projects::ProjectView;
 pub use account::{ConfigSet, Settings, Whoami};
+pub use agents::Waited;
 pub use error::{ConsoleError, ConsoleResult};
 pub use gate::{Access, Action, Actor, Front};
 pub use operator::{NewUser, OperatorConsole};
@@ -49,8 +51,8 @@ pub struct Console {
     logs: Option<Arc<dyn SandboxLogs>>,
     /// Where a tenant's kubeconfig may point when it is checked.
     api_servers: ApiServerPolicy,
-    /// Changes to rows, for cutting an attach whose access is revoked
-    /// (`None`: attaches are not watched).
+    /// Changes to rows, for cutting an attach whose access is revoked and
+    /// waking `wait` (`None`: attaches are not watched; `wait` polls).
     feed: Option<Arc<crate::store::notify::ChangeFeed>>,
 }
 

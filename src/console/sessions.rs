@@ -233,6 +233,10 @@ impl UserConsole {
                 .restart(&r, session)
                 .await
                 .map_err(|e| ConsoleError::driver("cannot restart", e))?;
+            // The new program has said nothing yet: its old state is stale.
+            self.store()
+                .clear_agent_state(&r.resource_name, session)
+                .await?;
             Ok(Restarted {
                 project: view.project.name,
                 session: session.map(str::to_string),

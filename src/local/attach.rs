@@ -200,6 +200,10 @@ impl SessionAttach for LocalSandboxes {
             // sandbox's directory), then reattached like any other.
             cmd.args(["new-session", "-A", "-s", &name, "-c"]);
             cmd.arg(dir.as_os_str());
+            // Which session Claude Code's hooks report about (the default
+            // session has none); checked again by Kiln when it arrives.
+            cmd.arg("-e");
+            cmd.arg(format!("KILN_SESSION={}", session.unwrap_or_default()));
             // The project's environment comes from the file the driver keeps
             // current; the command is Kiln's own text, not user input.
             cmd.arg(NAMED_SESSION_COMMAND);

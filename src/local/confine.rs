@@ -22,6 +22,10 @@ use std::path::{Path, PathBuf};
 /// socket and config live there.
 pub(crate) const INSIDE_RUN_DIR: &str = "/run/kiln";
 
+/// Where Kiln's own binary appears inside a sandbox (for `kiln hook`): under
+/// `/run`, a tmpfs of the sandbox's own (its root is read-only).
+pub(crate) const INSIDE_KILN_BINARY: &str = "/run/kiln-bin/kiln";
+
 /// The host uid and gid sandboxes run as when Kiln runs as root. Outside
 /// the range Debian hands to people (1000–59999) and to packages
 /// (60000–63999 is reserved for the system administrator; 64000 is the
@@ -181,6 +185,9 @@ pub(crate) struct SandboxMounts<'a> {
     /// `passwd` and `group` files naming the sandbox's user, bound over
     /// the host's (tools such as git and ssh refuse a nameless uid).
     pub(crate) identity: Option<(&'a Path, &'a Path)>,
+    /// Kiln's own binary, read-only at [`INSIDE_KILN_BINARY`], so Claude
+    /// Code's hooks can run `kiln hook` (see `hooks`).
+    pub(crate) kiln_binary: Option<&'a Path>,
 }
 
 /// The `/etc/passwd` and `/etc/group` a sandbox sees: root, nobody and its
@@ -286,6 +293,13 @@ pub(crate) fn bwrap_args(
             "/etc/group".as_ref(),
         ]);
     }
+    if let Some(kiln) = mounts.kiln_binary {
+        push(&[
+            "--ro-bind".as_ref(),
+            kiln.as_os_str(),
+            INSIDE_KILN_BINARY.as_ref(),
+        ]);
+    }
     if let Some(resolv) = mounts.own_network {
         push(&[
             "--unshare-net".as_ref(),
@@ -319,6 +333,7 @@ pub(crate) fn detect(user: Option<SandboxUser>) -> Confinement {
         hostname: "kiln-probe",
         own_network: None,
         identity: None,
+        kiln_binary: None,
     };
     let (uid, gid) = match user {
         Some(u) => (u.uid, u.gid),
@@ -402,6 +417,7 @@ mod tests {
                 hostname: "a",
                 own_network: Some(Path::new("/data/run/a/resolv.conf")),
                 identity: None,
+                kiln_binary: Some(Path::new("/usr/local/bin/kiln")),
             },
             64000,
             64000,
@@ -421,7 +437,18 @@ mod tests {
             .collect();
         assert_eq!(
             ro,
-            ["/usr", "/etc", "/data/pg/tenant", "/data/run/a/resolv.conf"]
+            [
+                "/usr",
+                "/etc",
+                "/data/pg/tenant",
+                "/usr/local/bin/kiln",
+                "/data/run/a/resolv.conf"
+            ]
+        );
+        assert_eq!(
+            window(&args, "--ro-bind", 3)[3][2],
+            INSIDE_KILN_BINARY,
+            "Kiln's binary is read-only at a path of its own"
         );
         assert!(args.iter().any(|a| a == "--unshare-net"));
         let rw: Vec<_> = window(&args, "--bind", 3)

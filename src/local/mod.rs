@@ -7,6 +7,7 @@ mod attach;
 mod confine;
 mod database;
 mod files;
+pub mod hooks;
 mod network;
 mod pty_io;
 mod sandbox;
@@ -16,6 +17,7 @@ mod tmux;
 
 pub use confine::{Confinement, DEFAULT_SANDBOX_UID, SandboxUser};
 pub use database::LocalDatabases;
+pub use hooks::HookReport;
 pub use sandbox::LocalSandboxes;
 
 use crate::driver::DriverError;

@@ -46,6 +46,15 @@ pub struct LocalSandboxes {
     /// Directories every sandbox may read (its database's socket directory).
     read_only: Vec<PathBuf>,
     command: String,
+    /// Claude Code's hooks report here (`None`: no agent states).
+    agent_hooks: Option<AgentHooks>,
+}
+
+/// Where agent hook reports go, and the binary that sends them.
+#[derive(Debug, Clone)]
+struct AgentHooks {
+    listeners: super::hooks::HookListeners,
+    kiln_binary: PathBuf,
 }
 
 impl LocalSandboxes {
@@ -90,6 +99,7 @@ impl LocalSandboxes {
             confinement,
             read_only: Vec::new(),
             command: command.unwrap_or_else(default_command),
+            agent_hooks: None,
         };
         sandboxes.prepare_dirs()?;
         sandboxes.retire_shared_server();
@@ -160,6 +170,87 @@ impl LocalSandboxes {
     pub fn with_read_only_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.read_only.push(dir.into());
         self
+    }
+
+    /// Installs Claude Code hooks in every sandbox started from now on:
+    /// `kiln_binary hook` reports each event through the sandbox's own
+    /// socket, and the reports arrive on `sink`.
+    pub fn with_agent_hooks(
+        mut self,
+        sink: tokio::sync::mpsc::Sender<super::hooks::HookReport>,
+        kiln_binary: impl Into<PathBuf>,
+    ) -> Self {
+        self.agent_hooks = Some(AgentHooks {
+            listeners: super::hooks::HookListeners::new(sink),
+            kiln_binary: kiln_binary.into(),
+        });
+        self
+    }
+
+    /// The sandbox's hook socket on the host.
+    pub fn hook_socket(&self, resource: &str) -> PathBuf {
+        self.run_dir.join(resource).join(super::hooks::SOCKET)
+    }
+
+    /// Paths as the sandbox sees them: its run directory, Kiln's binary.
+    fn inside_paths(&self, name: &str, hooks: &AgentHooks) -> (PathBuf, PathBuf) {
+        if self.confinement.is_confined() {
+            (
+                PathBuf::from(confine::INSIDE_RUN_DIR),
+                PathBuf::from(confine::INSIDE_KILN_BINARY),
+            )
+        } else {
+            (self.run_dir.join(name), hooks.kiln_binary.clone())
+        }
+    }
+
+    /// Listens on the sandbox's hook socket and merges Kiln's hooks into
+    /// the settings of its `CLAUDE_CONFIG_DIR`; returns what its server
+    /// needs to run them.
+    async fn install_hooks(&self, name: &str) -> DriverResult<Option<server::HookMount>> {
+        let Some(hooks) = &self.agent_hooks else {
+            return Ok(None);
+        };
+        let paths = self.server_paths(name);
+        hooks
+            .listeners
+            .ensure(name, &self.hook_socket(name), self.owner())
+            .map_err(|e| {
+                DriverError::transient(format!("sandbox {name}: cannot listen for its hooks: {e}"))
+            })?;
+        let (inside_run, inside_kiln) = self.inside_paths(name, hooks);
+        let config_dir = paths.run_dir.join("claude");
+        let owner = self.owner().map(|u| (Some(u.uid), Some(u.gid)));
+        let dir = config_dir.clone();
+        tokio::task::spawn_blocking(move || super::files::ensure_dir(&dir, 0o700, owner))
+            .await
+            .map_err(|e| DriverError::transient(format!("sandbox {name}: {e}")))?
+            .map_err(|e| {
+                DriverError::transient(format!(
+                    "sandbox {name}: cannot create {}: {e}",
+                    config_dir.display()
+                ))
+            })?;
+        let file = config_dir.join("settings.json");
+        let existing = tokio::fs::read_to_string(&file).await.ok();
+        let command = crate::model::agent_settings::hook_command(
+            &inside_kiln.to_string_lossy(),
+            &inside_run.join(super::hooks::SOCKET).to_string_lossy(),
+        );
+        let merged = crate::model::agent_settings::merge(existing.as_deref(), &command);
+        let text = serde_json::to_string_pretty(&merged).expect("JSON values serialise");
+        super::files::write_owned(&file, text.into_bytes(), self.owner())
+            .await
+            .map_err(|e| {
+                DriverError::transient(format!(
+                    "sandbox {name}: cannot write {}: {e}",
+                    file.display()
+                ))
+            })?;
+        Ok(Some(server::HookMount {
+            kiln_binary: hooks.kiln_binary.clone(),
+            claude_config_dir: inside_run.join("claude").to_string_lossy().into_owned(),
+        }))
     }
 
     /// How sandboxes on this host are isolated.
@@ -392,6 +483,9 @@ impl LocalSandboxes {
 
     /// Ends the sandbox's server: every session and process in it.
     async fn stop_server(&self, name: &str) -> DriverResult<()> {
+        if let Some(hooks) = &self.agent_hooks {
+            hooks.listeners.stop(name, &self.hook_socket(name));
+        }
         server::stop_server(&self.tmux(name))
             .await
             .map_err(|e| DriverError::transient(format!("sandbox {name}: {e}")))
@@ -416,12 +510,14 @@ impl LocalSandboxes {
                 ))
             })?;
         }
+        let hooks = self.install_hooks(name).await?;
         server::ensure_server(
             &paths,
             &self.tmux(name),
             &self.tmux_binary,
             &self.confinement,
             &self.read_only,
+            hooks.as_ref(),
         )
         .await
     }
@@ -524,6 +620,15 @@ impl SandboxDriver for LocalSandboxes {
             let observed = if validate_resource_name(name).is_err() {
                 Observed::Absent
             } else if self.has_default_session(name).await? {
+                // A Kiln started after the sandbox listens for it again.
+                if let Some(hooks) = &self.agent_hooks
+                    && let Err(e) =
+                        hooks
+                            .listeners
+                            .ensure(name, &self.hook_socket(name), self.owner())
+                {
+                    tracing::warn!(sandbox = %name, "cannot listen for its hooks: {e}");
+                }
                 Observed::Running
             } else if tokio::fs::try_exists(self.sandbox_dir(r))
                 .await

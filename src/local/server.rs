@@ -39,6 +39,15 @@ impl ServerPaths {
     }
 }
 
+/// What a server needs for Claude Code's hooks to reach Kiln.
+#[derive(Debug, Clone)]
+pub(crate) struct HookMount {
+    /// Kiln's binary on the host (bound read-only inside when confined).
+    pub(crate) kiln_binary: PathBuf,
+    /// `CLAUDE_CONFIG_DIR` as the sandbox sees it.
+    pub(crate) claude_config_dir: String,
+}
+
 /// Starts the sandbox's server unless one answers on its socket. Returns
 /// once the server accepts clients.
 pub(crate) async fn ensure_server(
@@ -47,6 +56,7 @@ pub(crate) async fn ensure_server(
     tmux_binary: &Path,
     confinement: &Confinement,
     read_only: &[PathBuf],
+    hooks: Option<&HookMount>,
 ) -> DriverResult<()> {
     if answers(tmux).await {
         return Ok(());
@@ -136,6 +146,7 @@ pub(crate) async fn ensure_server(
                 hostname: name,
                 own_network: slirp.as_ref().map(|_| resolv.as_path()),
                 identity: Some((passwd.as_path(), group.as_path())),
+                kiln_binary: hooks.map(|h| h.kiln_binary.as_path()),
             };
             let mut cmd = tokio::process::Command::new(binary);
             if let Some(u) = user {
@@ -189,6 +200,9 @@ pub(crate) async fn ensure_server(
                 .filter_map(|k| Some((k, std::env::var_os(k)?))),
         )
         .env("HOME", &paths.sandbox_dir)
+        // Every session's Claude Code reads Kiln's hook settings (see
+        // `model::agent_settings` for why this scope).
+        .envs(hooks.map(|h| ("CLAUDE_CONFIG_DIR", h.claude_config_dir.as_str())))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log)

@@ -1,6 +1,8 @@
 //! The pure domain: statuses, aggregation, intents, naming, validation.
 //! Nothing here does I/O, so all of it is tested as tables.
 
+pub mod agent;
+pub mod agent_settings;
 pub mod aggregate;
 pub mod db_credentials;
 pub mod env;

@@ -37,6 +37,7 @@
 //!   first; `detail` is the key of an env or config change (never its value)
 //!   or why a sign-in failed.
 
+mod agents;
 mod args;
 mod commands;
 #[cfg(test)]

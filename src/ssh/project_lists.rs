@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::console::UserConsole;
+use crate::store::agents::AgentRow;
 use crate::store::notify::{Change, ChangeFeed};
 use crate::store::projects::ProjectView;
 
@@ -26,6 +27,9 @@ use crate::store::projects::ProjectView;
 pub struct Listing {
     /// The newest list that loaded (`None`: none has yet).
     pub projects: Option<Arc<Vec<ProjectView>>>,
+    /// The agent states of the user's sessions, read with the list
+    /// (`None`: not read yet, or they could not be).
+    pub agents: Option<Arc<Vec<AgentRow>>>,
     /// Why `projects` may be out of date (the last load failed; it is
     /// being retried). `None` once a load succeeds.
     pub problem: Option<String>,
@@ -97,8 +101,10 @@ async fn keep_listed(
         let failed = match console.projects().await {
             Ok(list) => {
                 retry = RETRY_FIRST;
+                let agents = console.agents().await.ok().map(Arc::new);
                 tx.send_replace(Listing {
                     projects: Some(Arc::new(list)),
+                    agents,
                     problem: None,
                 });
                 false

@@ -2,6 +2,7 @@
 //! function is one statement or one transaction, named for what it does.
 
 pub mod activity;
+pub mod agents;
 pub mod audit;
 pub mod crypto;
 pub mod env;

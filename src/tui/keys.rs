@@ -102,6 +102,8 @@ pub enum Action {
     PrevSession,
     /// Restart the selected session (only an exited one).
     RestartSession,
+    /// Open the inbox (sessions that need the user).
+    Inbox,
 }
 
 /// One key of one screen: what it does, and whether it can right now (and if
@@ -161,6 +163,8 @@ pub enum Context {
     ConfirmUnsetConfig,
     /// Attaching to an exited session offers to restart it first.
     ConfirmRestart,
+    /// The inbox screen.
+    Inbox,
     Help,
 }
 

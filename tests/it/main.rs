@@ -13,6 +13,7 @@
 
 mod support;
 
+mod agents;
 mod audit;
 mod cli;
 mod confinement;

@@ -162,6 +162,66 @@ pub(super) enum Cmd {
         #[command(subcommand)]
         action: Option<KubeconfigAction>,
     },
+    /// List every session's agent state (as Claude Code's hooks report it) with how long it has held
+    Agents,
+    /// List the sessions that need you (a permission prompt or a question), oldest wait first
+    Inbox,
+    /// Wait until a session's agent reaches a state; exit 0 when it does, 1 on timeout
+    Wait {
+        /// Project name or slug
+        name: String,
+        /// A named session; without it, the default session
+        #[arg(long, short, value_name = "S")]
+        session: Option<String>,
+        /// The state to wait for
+        #[arg(long, value_enum)]
+        until: WaitState,
+        /// How long to wait at most: 90, 90s, 500ms, 5m, 2h (at most 24h)
+        #[arg(long, default_value = "5m", value_name = "DURATION")]
+        timeout: String,
+    },
+    /// List your latest notifications (sessions that needed you or finished)
+    Notifications {
+        /// How many to show (1-500)
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=500))]
+        limit: i64,
+    },
+    /// Mute a project's agent notifications (and the bell); --off unmutes
+    Mute {
+        /// Project name or slug
+        name: String,
+        /// Unmute instead
+        #[arg(long)]
+        off: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum WaitState {
+    /// A permission prompt or a question waits for you
+    #[value(name = "needs_input")]
+    NeedsInput,
+    /// Claude finished its turn
+    Done,
+    /// Waiting for a new prompt
+    Idle,
+    /// Working on a prompt
+    Working,
+    /// The session ended
+    Ended,
+}
+
+impl WaitState {
+    pub(super) fn state(self) -> crate::model::agent::AgentState {
+        use crate::model::agent::AgentState;
+        match self {
+            WaitState::NeedsInput => AgentState::NeedsInput,
+            WaitState::Done => AgentState::Done,
+            WaitState::Idle => AgentState::Idle,
+            WaitState::Working => AgentState::Working,
+            WaitState::Ended => AgentState::Ended,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

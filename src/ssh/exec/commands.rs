@@ -60,6 +60,16 @@ pub(super) async fn dispatch(console: &UserConsole, args: ExecArgs, stdin: &[u8]
             KubeconfigAction::Set => kubeconfig_set(c, stdin, json).await,
             KubeconfigAction::Unset => kubeconfig_unset(c, json).await,
         },
+        Cmd::Agents => super::agents::agents(c, json).await,
+        Cmd::Inbox => super::agents::inbox(c, json).await,
+        Cmd::Wait {
+            name,
+            session,
+            until,
+            timeout,
+        } => super::agents::wait(c, &name, session.as_deref(), until.state(), &timeout, json).await,
+        Cmd::Notifications { limit } => super::agents::notifications(c, limit, json).await,
+        Cmd::Mute { name, off } => super::agents::mute(c, &name, !off, json).await,
     }
 }
 

@@ -34,6 +34,8 @@ pub(super) struct Dashboard {
     pub(super) activity: ActivityRecorder,
     pub(super) log_rx: Option<mpsc::Receiver<LogEvent>>,
     pub(super) quit: bool,
+    /// The bell is due (rung with the next frame, once).
+    pub(super) bell: bool,
     /// The window size, for a pane opened before the app knows its layout.
     pub(super) size: (u16, u16),
 }
@@ -70,6 +72,10 @@ impl Dashboard {
             let job = match effect {
                 Effect::Quit => {
                     self.quit = true;
+                    continue;
+                }
+                Effect::Bell => {
+                    self.bell = true;
                     continue;
                 }
                 Effect::Detach => {

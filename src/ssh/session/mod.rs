@@ -172,6 +172,7 @@ async fn run(
         activity,
         log_rx: None,
         quit: false,
+        bell: false,
         size: (cols, rows),
     };
 
@@ -213,6 +214,9 @@ async fn run(
             previewed.is_some(),
             previewed.unwrap_or(last_draw).elapsed(),
         );
+        if std::mem::take(&mut d.bell) {
+            terminal.backend_mut().write_raw(b"\x07")?;
+        }
         if dirty && wait.is_zero() {
             frames::draw(&mut terminal, &mut d.app, &mut touched)?;
             dirty = false;
@@ -271,7 +275,12 @@ async fn run(
                 match (listing.problem, listing.projects) {
                     (Some(why), _) => d.update(Msg::ProjectsStale(why)),
                     // The app asks for the open project's detail itself (LoadDetail).
-                    (None, Some(list)) => d.update(Msg::Projects(list.as_ref().clone())),
+                    (None, Some(list)) => {
+                        d.update(Msg::Projects(list.as_ref().clone()));
+                        if let Some(agents) = listing.agents {
+                            d.update(Msg::Agents(agents.as_ref().clone()));
+                        }
+                    }
                     (None, None) => {}
                 }
                 dirty = true;

@@ -16,6 +16,7 @@ pub(super) fn for_context(app: &App, context: Context) -> Vec<Binding> {
         Context::Env => app.env.bindings(&app.detail),
         Context::Settings => app.settings.bindings(),
         Context::Logs => LogView::bindings(),
+        Context::Inbox => app.agents.bindings(),
         Context::Create
         | Context::EnvForm
         | Context::KeyForm

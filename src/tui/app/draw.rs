@@ -27,7 +27,14 @@ pub(super) fn draw(app: &App, frame: &mut Frame) {
     if let Some(pane) = &app.pane {
         // The pane owns the window; the header and footer stay for orientation.
         if !pane.zoomed {
-            view::draw_header(&app.username, notice, theme, frame, header);
+            view::draw_header(
+                &app.username,
+                notice,
+                app.agents.need_you(),
+                theme,
+                frame,
+                header,
+            );
             view::draw_status(app.status.as_ref(), theme, frame, status);
             let hint = view::pane_hint(&app.prefix.label(), pane.read_only);
             frame.render_widget(
@@ -38,10 +45,18 @@ pub(super) fn draw(app: &App, frame: &mut Frame) {
         pane.draw(frame, area);
         return;
     }
-    view::draw_header(&app.username, notice, theme, frame, header);
+    view::draw_header(
+        &app.username,
+        notice,
+        app.agents.need_you(),
+        theme,
+        frame,
+        header,
+    );
     match app.screen {
-        Screen::List => view::list::draw(&app.list, ctx, theme, frame, body),
-        Screen::Detail => view::detail::draw(&app.detail, ctx, theme, frame, body),
+        Screen::List => view::list::draw(&app.list, &app.agents, ctx, theme, frame, body),
+        Screen::Detail => view::detail::draw(&app.detail, &app.agents, ctx, theme, frame, body),
+        Screen::Inbox => view::inbox::draw(&app.agents, ctx, theme, frame, body),
         Screen::Env => view::env::draw(&app.env, &app.detail, theme, frame, body),
         Screen::Settings => view::settings::draw(&app.settings, ctx, theme, frame, body),
         Screen::Logs => {

@@ -86,6 +86,20 @@ impl App {
             }
             Action::FilterKeep | Action::FilterClear => self.list.update(action),
             Action::Open => return self.open_project(Screen::Detail),
+            Action::Inbox => {
+                self.screen = Screen::Inbox;
+                self.agents.selected = 0;
+            }
+            // Enter in the inbox: straight into that session, in the pane.
+            Action::Attach if self.screen == Screen::Inbox => {
+                if let Some(r) = self.agents.selected_entry() {
+                    return vec![Effect::Attach {
+                        project: r.project.clone(),
+                        session: r.session.clone(),
+                        read_only: false,
+                    }];
+                }
+            }
             Action::Env => return self.open_project(Screen::Env),
             Action::Attach | Action::AttachReadOnly
                 if attach_allowed(self.target()).is_err()
@@ -228,6 +242,7 @@ impl App {
                 }
             }
             Screen::Detail => self.detail.scroll_events(action, page),
+            Screen::Inbox => self.agents.move_cursor(action, page),
         }
     }
 

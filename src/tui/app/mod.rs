@@ -19,6 +19,7 @@ use crate::store::projects::ProjectView;
 
 use crate::tui::keys::{Binding, Context};
 pub use crate::tui::screens::StatusLine;
+use crate::tui::screens::agents::AgentsScreen;
 use crate::tui::screens::detail::DetailScreen;
 pub use crate::tui::screens::detail::ProjectDetail;
 pub use crate::tui::screens::dialogs::Overlay;
@@ -39,6 +40,8 @@ pub enum Screen {
     Settings,
     /// The open project's sandbox log, followed live.
     Logs,
+    /// Sessions that need the user, across their projects.
+    Inbox,
 }
 
 /// The dashboard: one state per screen, and what they share (the window,
@@ -62,6 +65,8 @@ pub struct App {
     pub(crate) detail: DetailScreen,
     pub(crate) env: EnvScreen,
     pub(crate) settings: SettingsScreen,
+    /// Agent states of the user's sessions, and the inbox.
+    pub(crate) agents: AgentsScreen,
     /// The log screen's lines, while it is open.
     pub(crate) logs: Option<crate::tui::logview::LogView>,
     /// The terminal pane, while attached.
@@ -91,6 +96,7 @@ impl App {
             detail: DetailScreen::default(),
             env: EnvScreen::default(),
             settings: SettingsScreen::default(),
+            agents: AgentsScreen::default(),
             logs: None,
             pane: None,
             overlay: None,
@@ -126,7 +132,7 @@ impl App {
             Screen::Detail | Screen::Env => {
                 self.detail.data.as_ref().is_some_and(|d| busy(&d.view))
             }
-            Screen::Settings | Screen::Logs => false,
+            Screen::Settings | Screen::Logs | Screen::Inbox => false,
         }
     }
 
@@ -215,6 +221,13 @@ impl App {
                 self.detail.set_sessions(&project, sessions);
                 vec![]
             }
+            Msg::Agents(rows) => {
+                if self.agents.set_rows(rows) {
+                    vec![Effect::Bell]
+                } else {
+                    vec![]
+                }
+            }
         }
     }
 
@@ -228,7 +241,7 @@ impl App {
                     .find(name)
                     .or_else(|| self.detail.data.as_ref().map(|d| &d.view))
             }
-            Screen::Settings => None,
+            Screen::Settings | Screen::Inbox => None,
         }
     }
 
@@ -263,6 +276,7 @@ impl App {
             Screen::Env => Context::Env,
             Screen::Settings => Context::Settings,
             Screen::Logs => Context::Logs,
+            Screen::Inbox => Context::Inbox,
         }
     }
 

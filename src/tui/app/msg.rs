@@ -61,6 +61,8 @@ pub enum Msg {
         project: String,
         sessions: Vec<crate::driver::SessionInfo>,
     },
+    /// The agent states of the user's sessions (loaded with the projects).
+    Agents(Vec<crate::store::agents::AgentRow>),
 }
 
 /// What a `Msg::Done` answers, and so what follows it.
@@ -167,6 +169,8 @@ pub enum Effect {
     },
     /// Stop following (the log screen closed).
     StopLogs,
+    /// Ring the terminal bell (a session entered needs_input or done).
+    Bell,
 }
 
 impl Effect {
@@ -194,7 +198,8 @@ impl Effect {
             | Effect::PaneInput(_)
             | Effect::Detach
             | Effect::FollowLogs { .. }
-            | Effect::StopLogs => Reply::Unsolicited,
+            | Effect::StopLogs
+            | Effect::Bell => Reply::Unsolicited,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! of each and routes messages and keys to them; `tui::view` draws each
 //! from its own state plus the small shared [`Ctx`], never from `App`.
 
+pub mod agents;
 pub mod bindings;
 pub mod detail;
 pub mod dialogs;

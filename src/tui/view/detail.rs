@@ -11,10 +11,18 @@ use super::style::{Theme, age, status_label, until};
 use crate::model::{ProjectStatus, ResourceStatus};
 use crate::store::projects::ResourceSummary;
 use crate::tui::screens::Ctx;
+use crate::tui::screens::agents::AgentsScreen;
 use crate::tui::screens::detail::{DetailScreen, ProjectDetail, session_label};
 use crate::tui::text;
 
-pub fn draw(app: &DetailScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, area: Rect) {
+pub fn draw(
+    app: &DetailScreen,
+    agents: &AgentsScreen,
+    ctx: Ctx,
+    theme: Theme,
+    frame: &mut Frame,
+    area: Rect,
+) {
     let name = app.open.as_deref().unwrap_or("");
     let Some(d) = &app.data else {
         let block = Block::bordered().title(format!(" {} ", text::fit(name, 60)));
@@ -41,7 +49,7 @@ pub fn draw(app: &DetailScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, area:
 
     let mut resources = resource_lines(ctx, theme, d, w);
     let session_rows = if inner.height >= 40 { 8 } else { 3 };
-    resources.extend(session_lines(app, ctx, theme, d, w, session_rows));
+    resources.extend(session_lines(app, agents, ctx, theme, d, w, session_rows));
     let env_rows = if inner.height >= 40 { 8 } else { 2 };
     let env = env_lines(app, theme, d, w, env_rows);
     let [top, res, conn, env_area, events] = Layout::vertical([
@@ -81,6 +89,7 @@ fn heading(theme: Theme, text: &str) -> Line<'static> {
 /// rows, in a window that keeps the selection visible.
 fn session_lines(
     app: &DetailScreen,
+    agents: &AgentsScreen,
     ctx: Ctx,
     theme: Theme,
     d: &ProjectDetail,
@@ -127,17 +136,23 @@ fn session_lines(
             .map(|t| format!("active {} ago", short_age(now - t)))
             .unwrap_or_default();
         let name = format!("  {mark} {:<20} ", session_label(s));
-        let state = format!("{:<20}", s.state.describe());
+        // A running program shows what its agent is doing when its hooks
+        // have said (`» working 5s`), else plainly that it runs; an exited
+        // one says so, whatever its hooks last said.
+        let agent = agents.session(d.view.project.id, s.name.as_deref());
+        let (state, state_style) = match agent {
+            Some(a) if !s.state.is_exited() => {
+                let span = super::list::agent_span(ctx, theme, a);
+                (format!("{:<20}", span.content), span.style)
+            }
+            _ if s.state.is_exited() => (format!("{:<20}", s.state.describe()), theme.error()),
+            _ => (format!("{:<20}", s.state.describe()), theme.ok()),
+        };
         let rest = format!("{viewers:<11}{active}");
         let name_style = if i == selected {
             theme.selected()
         } else {
             Style::new()
-        };
-        let state_style = if s.state.is_exited() {
-            theme.error()
-        } else {
-            theme.ok()
         };
         let room = w.saturating_sub(text::width(&name));
         lines.push(Line::from(vec![

@@ -10,6 +10,7 @@ use crate::model::ProjectStatus;
 use crate::store::projects::ProjectView;
 use crate::store::resources::ResourceKind;
 use crate::tui::screens::Ctx;
+use crate::tui::screens::agents::AgentsScreen;
 use crate::tui::screens::list::ListScreen;
 use crate::tui::text;
 
@@ -17,10 +18,21 @@ const STATUS_W: u16 = 14;
 const SUB_W: u16 = 13;
 const AGE_W: u16 = 4;
 const MARK_W: u16 = 1;
+/// The agent's glyph, state and time in it: `? needs_input 12m`; in a
+/// narrow window the glyph and the time only (`? 12m`), so names keep room.
+const AGENT_W: u16 = 17;
+const AGENT_NARROW_W: u16 = 5;
 /// Wide enough for a description column too.
 const WIDE: u16 = 120;
 
-pub fn draw(app: &ListScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, area: Rect) {
+pub fn draw(
+    app: &ListScreen,
+    agents: &AgentsScreen,
+    ctx: Ctx,
+    theme: Theme,
+    frame: &mut Frame,
+    area: Rect,
+) {
     let visible = app.visible();
     let total = app.projects.as_ref().map_or(0, Vec::len);
     let title = if app.filtering || !app.filter.is_empty() {
@@ -53,8 +65,9 @@ pub fn draw(app: &ListScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, area: R
     }
 
     let wide = inner.width >= WIDE;
+    let agent_w = if wide { AGENT_W } else { AGENT_NARROW_W };
     // Name (and description when wide) share what the fixed columns leave.
-    let fixed = 2 + STATUS_W + SUB_W * 2 + AGE_W + MARK_W + 6;
+    let fixed = 2 + STATUS_W + SUB_W * 2 + AGE_W + MARK_W + agent_w + 7;
     let flexible = inner.width.saturating_sub(fixed);
     let (name_w, desc_w) = if wide {
         (flexible * 2 / 5, flexible - flexible * 2 / 5 - 1)
@@ -68,15 +81,16 @@ pub fn draw(app: &ListScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, area: R
         Constraint::Length(SUB_W),
         Constraint::Length(AGE_W),
         Constraint::Length(MARK_W),
+        Constraint::Length(agent_w),
     ];
-    let mut head = vec!["NAME", "STATUS", "SANDBOX", "DATABASE", "AGE", "!"];
+    let mut head = vec!["NAME", "STATUS", "SANDBOX", "DATABASE", "AGE", "!", "AGENT"];
     if wide {
         widths.push(Constraint::Length(desc_w));
         head.push("DESCRIPTION");
     }
     let rows = visible
         .iter()
-        .map(|v| row(ctx, theme, v, name_w.into(), desc_w.into(), wide));
+        .map(|v| row(ctx, theme, v, agents, name_w.into(), desc_w.into(), wide));
     let table = Table::new(rows, widths)
         .header(Row::new(head).style(theme.title()))
         .row_highlight_style(theme.selected())
@@ -90,6 +104,7 @@ fn row<'a>(
     ctx: Ctx,
     theme: Theme,
     v: &ProjectView,
+    agents: &AgentsScreen,
     name_w: usize,
     desc_w: usize,
     wide: bool,
@@ -119,6 +134,18 @@ fn row<'a>(
         } else {
             Span::raw(" ")
         }),
+        Cell::from(match agents.headline(p.id) {
+            Some(a) if wide => agent_span(ctx, theme, a),
+            Some(a) => Span::styled(
+                format!(
+                    "{} {}",
+                    a.state.glyph(),
+                    crate::model::agent::short_duration((ctx.now - a.entered_at).num_seconds())
+                ),
+                theme.agent(a.state),
+            ),
+            None => Span::styled("·", theme.dim()),
+        }),
     ];
     if wide {
         // Descriptions may hold newlines; `fit` turns them into `?` on one row.
@@ -128,4 +155,14 @@ fn row<'a>(
         )));
     }
     Row::new(cells)
+}
+
+/// `! needs_input 12m`: the glyph (its shape tells the state without
+/// colour), the state, and how long it has held.
+pub fn agent_span<'a>(ctx: Ctx, theme: Theme, a: &crate::store::agents::AgentRow) -> Span<'a> {
+    let since = crate::model::agent::short_duration((ctx.now - a.entered_at).num_seconds());
+    Span::styled(
+        format!("{} {} {since}", a.state.glyph(), a.state),
+        theme.agent(a.state),
+    )
 }

@@ -6,6 +6,7 @@
 pub mod detail;
 pub mod dialogs;
 pub mod env;
+pub mod inbox;
 pub mod list;
 pub mod settings;
 pub mod style;
@@ -65,13 +66,23 @@ pub fn pane_hint(p: &str, read_only: bool) -> String {
 pub fn draw_header(
     username: &str,
     notice: Option<&str>,
+    need_you: usize,
     theme: Theme,
     frame: &mut Frame,
     area: Rect,
 ) {
     let width = usize::from(area.width);
-    let left = format!(" Kiln · {}", text::fit(username, 32));
+    let mut left = format!(" Kiln · {}", text::fit(username, 32));
     let mut spans = vec![Span::styled(left.clone(), theme.title())];
+    if need_you > 0 {
+        // The same `?` as the needs_input glyph: it reads without colour.
+        let count = format!(
+            " · ? {need_you} need{} you (i)",
+            if need_you == 1 { "s" } else { "" }
+        );
+        left.push_str(&count);
+        spans.push(Span::styled(count, theme.warn()));
+    }
     if let Some(notice) = notice {
         let room = width.saturating_sub(text::width(&left) + 3);
         spans.push(Span::raw(" │ "));

@@ -66,6 +66,18 @@ impl Theme {
         Style::new().add_modifier(Modifier::BOLD)
     }
 
+    /// An agent's state; the glyph beside it carries the state without colour.
+    pub fn agent(self, s: crate::model::agent::AgentState) -> Style {
+        use crate::model::agent::AgentState as A;
+        match s {
+            A::NeedsInput => self.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            A::Working => self.fg(Color::Cyan),
+            A::Done => self.fg(Color::Green),
+            A::Idle => Style::new(),
+            A::Ended | A::Unknown => self.dim(),
+        }
+    }
+
     pub fn selected(self) -> Style {
         Style::new().add_modifier(Modifier::REVERSED)
     }

@@ -438,3 +438,76 @@ fn a_list_that_cannot_be_refreshed_says_why_until_it_is() {
     assert!(!shown.contains("unavailable"), "{shown}");
     assert!(shown.contains("trusted single-host use"), "{shown}");
 }
+
+/// Agent states of the fixture's first two projects: blog waits for the
+/// user (since 4 minutes), shop's default session works and its `s1`
+/// waits too (since 1 minute).
+fn with_agents(mut a: App) -> App {
+    use crate::model::agent::AgentState;
+    use crate::store::agents::AgentRow;
+    let list = a.list.visible().into_iter().cloned().collect::<Vec<_>>();
+    let row = |i: usize, session: Option<&str>, state, mins: i64, message: &str| AgentRow {
+        project_id: list[i].project.id,
+        project: list[i].project.name.clone(),
+        slug: list[i].project.slug.clone(),
+        session: session.map(str::to_string),
+        state,
+        message: message.into(),
+        entered_at: fixtures::now() - chrono::Duration::minutes(mins),
+        muted: false,
+    };
+    a.update(Msg::Agents(vec![
+        row(
+            0,
+            None,
+            AgentState::NeedsInput,
+            4,
+            "Claude needs your permission to use Bash",
+        ),
+        row(1, None, AgentState::Working, 2, ""),
+        row(
+            1,
+            Some("s1"),
+            AgentState::NeedsInput,
+            1,
+            "Allow edits to src/main.rs?",
+        ),
+    ]));
+    a
+}
+
+#[test]
+fn the_list_shows_agent_glyphs_and_the_header_counts_who_needs_you() {
+    snap("list_agents", || {
+        let mut a = with_agents(app());
+        a.set_no_color(true);
+        a
+    });
+    let mut a = with_agents(app());
+    a.set_no_color(true);
+    a.update(Msg::Resize(140, 30));
+    let screen = render(&a, 140, 30);
+    assert!(screen.contains("? 2 need you"), "{screen}");
+    let blog = screen.lines().find(|l| l.contains("blog")).unwrap();
+    assert!(blog.contains("? needs_input 4m"), "{blog}");
+}
+
+#[test]
+fn the_inbox_lists_waits_oldest_first_and_enter_attaches_to_that_session() {
+    snap("inbox", || {
+        let mut a = with_agents(app());
+        press(&mut a, &[Key::Char('i')]);
+        a
+    });
+    let mut a = with_agents(app());
+    press(&mut a, &[Key::Char('i'), Key::Down]);
+    let effects = a.update(Msg::Key(Key::Enter));
+    assert_eq!(
+        effects,
+        vec![crate::tui::app::Effect::Attach {
+            project: a.agents.inbox()[1].project.clone(),
+            session: Some("s1".into()),
+            read_only: false,
+        }]
+    );
+}

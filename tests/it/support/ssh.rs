@@ -99,10 +99,34 @@ impl Server {
         Self::start_full(config, local, None, false).await
     }
 
+    /// The local driver whose sessions run the stand-in `claude`
+    /// (`support/claude`), with Kiln's agent hooks installed: the hook
+    /// command is the real `kiln` binary, its reports go through each
+    /// sandbox's socket to the console.
+    pub async fn start_agents() -> Server {
+        Self::start_opts(test_ssh_config(), true, None, true, false).await
+    }
+
+    /// The stand-in `claude` script, as the host sees it (bound read-only
+    /// at the same path in every sandbox).
+    pub fn stand_in_claude() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/claude")
+    }
+
     async fn start_full(
         config: SshConfig,
         local: bool,
         sessions: Option<Arc<dyn SessionAttach>>,
+        proxied: bool,
+    ) -> Server {
+        Self::start_opts(config, local, sessions, false, proxied).await
+    }
+
+    async fn start_opts(
+        config: SshConfig,
+        local: bool,
+        sessions: Option<Arc<dyn SessionAttach>>,
+        agents: bool,
         proxied: bool,
     ) -> Server {
         let db = TestDb::new().await;
@@ -139,9 +163,20 @@ impl Server {
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ))
         });
-        let local = local_dir
-            .as_ref()
-            .map(|d| LocalSandboxes::new(d, Some("sh".into())).expect("local sandboxes"));
+        let local = local_dir.as_ref().map(|d| {
+            if agents {
+                let claude = Self::stand_in_claude();
+                let (tx, rx) = tokio::sync::mpsc::channel(1024);
+                let intake = kiln::console::Console::new(store.clone(), None, None);
+                tokio::spawn(intake.run_hook_intake(rx));
+                LocalSandboxes::new(d, Some(claude.to_string_lossy().into_owned()))
+                    .expect("local sandboxes")
+                    .with_read_only_dir(claude.parent().unwrap())
+                    .with_agent_hooks(tx, env!("CARGO_BIN_EXE_kiln"))
+            } else {
+                LocalSandboxes::new(d, Some("sh".into())).expect("local sandboxes")
+            }
+        });
         let sandboxes: Arc<dyn SandboxDriver> = match &local {
             Some(l) => Arc::new(l.clone()),
             None => fake.clone(),
@@ -338,7 +373,9 @@ impl Screen {
                 match msg {
                     ChannelMsg::Data { data } => {
                         p.lock().unwrap().process(&data);
-                        st.lock().unwrap().bytes += data.len();
+                        let mut st = st.lock().unwrap();
+                        st.bytes += data.len();
+                        st.bells += data.iter().filter(|&&b| b == 0x07).count();
                     }
                     ChannelMsg::ExtendedData { data, .. } => {
                         st.lock()
@@ -419,6 +456,8 @@ pub struct ScreenState {
     pub exit: Option<u32>,
     pub closed: bool,
     pub bytes: usize,
+    /// BEL bytes received (the dashboard rings the bell with a bare BEL).
+    pub bells: usize,
     pub stderr: String,
 }
 

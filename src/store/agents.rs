@@ -1,0 +1,247 @@
+//! Agent states per sandbox session (what Claude Code's hooks last said),
+//! the notifications their transitions raise, and the per-project mute.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{Store, StoreResult};
+use crate::model::agent::{AgentState, Transition};
+
+/// One session's agent state, as the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentRow {
+    pub project_id: Uuid,
+    /// The project's name as its owner typed it.
+    pub project: String,
+    pub slug: String,
+    /// `None`: the sandbox's default session.
+    pub session: Option<String>,
+    pub state: AgentState,
+    /// Claude's message (needs_input), printable and short.
+    pub message: String,
+    pub entered_at: DateTime<Utc>,
+    /// The project's notifications are muted (no bell, no notification).
+    pub muted: bool,
+}
+
+/// What recording a report did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// No sandbox meant to run has this name: nothing recorded.
+    NoSandbox,
+    /// The event moves no state (one Kiln does not follow).
+    Ignored,
+    /// The session was already in this state: only the message may change.
+    Same,
+    /// The session entered the state (and a notification was added when
+    /// `notified`).
+    Entered { notified: bool },
+}
+
+/// One notification of a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notification {
+    pub id: Uuid,
+    pub project: Option<String>,
+    pub session: Option<String>,
+    pub kind: String,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+}
+
+fn session_key(session: Option<&str>) -> &str {
+    session.unwrap_or("")
+}
+
+impl Store {
+    /// Records what a hook of sandbox `resource_name`'s session reported,
+    /// in one transaction: only a sandbox meant to run reports (its program
+    /// starts, and reports, before the loop has recorded it RUNNING; a
+    /// stopping one's last words are not news); entering a state
+    /// keeps its entry time while it lasts; entering `needs_input` or `done`
+    /// adds one notification for the owner, unless the project is muted.
+    pub async fn record_agent_state(
+        &self,
+        resource_name: &str,
+        session: Option<&str>,
+        t: &Transition,
+    ) -> StoreResult<Recorded> {
+        let mut tx = self.pool.begin().await?;
+        // The project lock first, as every writer of a project's resources
+        // takes it (the reconcile loop's outcome, intents): taking the
+        // sandbox's row first would invert that order and deadlock with a
+        // status write, whose trigger clears these very rows.
+        let project = sqlx::query(
+            "SELECT id, user_id, agent_muted FROM projects
+             WHERE id = (SELECT project_id FROM sandboxes WHERE resource_name = $1)
+             FOR UPDATE",
+        )
+        .bind(resource_name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(project) = project else {
+            return Ok(Recorded::NoSandbox);
+        };
+        let project_id: Uuid = project.try_get("id")?;
+        let user_id: Uuid = project.try_get("user_id")?;
+        let muted: bool = project.try_get("agent_muted")?;
+        // Read under the project lock: no status write can slip in between.
+        let sandbox_id: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM sandboxes
+             WHERE resource_name = $1 AND project_id = $2 AND desired = 'RUNNING'
+               AND status IN ('CREATING', 'STARTING', 'RUNNING')",
+        )
+        .bind(resource_name)
+        .bind(project_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(sandbox_id) = sandbox_id else {
+            return Ok(Recorded::NoSandbox);
+        };
+        let key = session_key(session);
+        // The previous state, locked so two reports of one session are
+        // decided one after the other (once per transition).
+        let previous: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM agent_states WHERE sandbox_id = $1 AND session = $2 FOR UPDATE",
+        )
+        .bind(sandbox_id)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let entered = previous.as_deref() != Some(t.state.as_str());
+        sqlx::query(
+            "INSERT INTO agent_states (sandbox_id, project_id, user_id, session, state, message)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (sandbox_id, session) DO UPDATE SET
+                 state = EXCLUDED.state,
+                 message = EXCLUDED.message,
+                 entered_at = CASE WHEN agent_states.state = EXCLUDED.state
+                                   THEN agent_states.entered_at ELSE now() END",
+        )
+        .bind(sandbox_id)
+        .bind(project_id)
+        .bind(user_id)
+        .bind(key)
+        .bind(t.state.as_str())
+        .bind(&t.message)
+        .execute(&mut *tx)
+        .await?;
+        let notified = entered && t.state.notifies() && !muted;
+        if notified {
+            sqlx::query(
+                "INSERT INTO notifications (user_id, project_id, session, kind, message)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(user_id)
+            .bind(project_id)
+            .bind(key)
+            .bind(t.state.as_str())
+            .bind(&t.message)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(if entered {
+            Recorded::Entered { notified }
+        } else {
+            Recorded::Same
+        })
+    }
+
+    /// Forgets what session `session` of a sandbox said (it was restarted:
+    /// the new program has said nothing yet).
+    pub async fn clear_agent_state(
+        &self,
+        resource_name: &str,
+        session: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "DELETE FROM agent_states a USING sandboxes s
+             WHERE a.sandbox_id = s.id AND s.resource_name = $1 AND a.session = $2",
+        )
+        .bind(resource_name)
+        .bind(session_key(session))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every known agent state of `user_id`'s sessions, by project name,
+    /// default session first.
+    pub async fn agent_states(&self, user_id: Uuid) -> StoreResult<Vec<AgentRow>> {
+        let rows = sqlx::query(
+            "SELECT a.project_id, p.name, p.slug, a.session, a.state, a.message, a.entered_at,
+                    p.agent_muted
+             FROM agent_states a JOIN projects p ON p.id = a.project_id
+             WHERE a.user_id = $1
+             ORDER BY lower(p.name), a.session",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let session: String = r.try_get("session")?;
+                let state: String = r.try_get("state")?;
+                Ok(AgentRow {
+                    project_id: r.try_get("project_id")?,
+                    project: r.try_get("name")?,
+                    slug: r.try_get("slug")?,
+                    session: (!session.is_empty()).then_some(session),
+                    state: AgentState::parse(&state).ok_or_else(|| {
+                        sqlx::Error::Decode(format!("unknown agent state {state:?}").into())
+                    })?,
+                    message: r.try_get("message")?,
+                    entered_at: r.try_get("entered_at")?,
+                    muted: r.try_get("agent_muted")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// `user_id`'s latest notifications, newest first.
+    pub async fn notifications(&self, user_id: Uuid, limit: i64) -> StoreResult<Vec<Notification>> {
+        let rows = sqlx::query(
+            "SELECT n.id, p.name, n.session, n.kind, n.message, n.created_at
+             FROM notifications n LEFT JOIN projects p ON p.id = n.project_id
+             WHERE n.user_id = $1 ORDER BY n.created_at DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let session: String = r.try_get("session")?;
+                Ok(Notification {
+                    id: r.try_get("id")?,
+                    project: r.try_get("name")?,
+                    session: (!session.is_empty()).then_some(session),
+                    kind: r.try_get("kind")?,
+                    message: r.try_get("message")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Mutes (or unmutes) agent notifications of one of `user_id`'s projects.
+    pub async fn set_agent_muted(
+        &self,
+        user_id: Uuid,
+        project_id: Uuid,
+        muted: bool,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE projects SET agent_muted = $3 WHERE id = $2 AND user_id = $1")
+            .bind(user_id)
+            .bind(project_id)
+            .bind(muted)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
