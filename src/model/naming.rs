@@ -167,11 +167,13 @@ mod tests {
 
 /// Characters that are not `char::is_control` but still reorder or hide
 /// text: zero-width and bidi marks (the Arabic letter mark U+061C too),
-/// embeddings, overrides and isolates.
+/// embeddings, overrides and isolates, and the tag characters
+/// (U+E0000–E007F), which most terminals draw as nothing and which can
+/// carry hidden text.
 pub fn is_invisible_format(c: char) -> bool {
     matches!(c,
         '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}'
-        | '\u{FEFF}')
+        | '\u{FEFF}' | '\u{E0000}'..='\u{E007F}')
 }
 
 /// The display rule for untrusted text, everywhere Kiln shows it (the
@@ -212,6 +214,17 @@ mod printable_tests {
             "a?b?c?"
         );
         assert_eq!(super::printable("\u{9b}31m", 20), "?31m");
+    }
+
+    /// Tag characters spell hidden text (`U+E0041` is an invisible `A`).
+    #[test]
+    fn printable_neutralises_tag_characters() {
+        assert_eq!(
+            super::printable("ok\u{e0041}\u{e0042}\u{e007f}", 20),
+            "ok???"
+        );
+        assert_eq!(super::display_char('\u{e0001}'), '?');
+        assert_eq!(super::display_char('\u{e0080}'), '\u{e0080}');
     }
 
     /// Found by the property tests: the Arabic letter mark is a bidi mark

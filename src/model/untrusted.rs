@@ -38,6 +38,9 @@ const HOSTILE: &[char] = &[
     '\u{202c}',
     '\u{202d}',
     '\u{202e}',
+    '\u{e0001}',
+    '\u{e0041}',
+    '\u{e007f}',
     '\u{2060}',
     '\u{2066}',
     '\u{2067}',
@@ -78,7 +81,7 @@ pub fn is_unsafe_on_screen(c: char) -> bool {
     matches!(c,
         '\0'..='\x1f' | '\x7f'..='\u{9f}'
         | '\u{61c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-        | '\u{2060}'..='\u{2069}' | '\u{feff}')
+        | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{e0000}'..='\u{e007f}')
 }
 
 /// `cases` per property, unless `PROPTEST_CASES` asks for another number
