@@ -55,6 +55,9 @@ pub struct LocalSandboxes {
 struct AgentHooks {
     listeners: super::hooks::HookListeners,
     kiln_binary: PathBuf,
+    /// `kiln_binary` staged where a confined sandbox's user can reach it
+    /// (see [`LocalSandboxes::staged_kiln_binary`]); once per process.
+    staged: std::sync::Arc<tokio::sync::OnceCell<PathBuf>>,
 }
 
 impl LocalSandboxes {
@@ -183,6 +186,7 @@ impl LocalSandboxes {
         self.agent_hooks = Some(AgentHooks {
             listeners: super::hooks::HookListeners::new(sink),
             kiln_binary: kiln_binary.into(),
+            staged: Default::default(),
         });
         self
     }
@@ -247,10 +251,41 @@ impl LocalSandboxes {
                     file.display()
                 ))
             })?;
+        let kiln_binary = if self.confinement.is_confined() {
+            self.staged_kiln_binary(hooks).await?
+        } else {
+            hooks.kiln_binary.clone()
+        };
         Ok(Some(server::HookMount {
-            kiln_binary: hooks.kiln_binary.clone(),
+            kiln_binary,
             claude_config_dir: inside_run.join("claude").to_string_lossy().into_owned(),
         }))
+    }
+
+    /// Kiln's binary where bubblewrap, running as the sandbox's user, can
+    /// open it to bind it: wherever Kiln was started from may be out of
+    /// that user's reach (`/root/.cargo/bin`, a build directory under
+    /// `/root`). A hard link (or a copy, across file systems) in
+    /// `{run}/.kiln-bin/`, which the sandbox user may pass through; put in
+    /// place by rename, so a sandbox running the previous one keeps it.
+    async fn staged_kiln_binary(&self, hooks: &AgentHooks) -> DriverResult<PathBuf> {
+        let dir = self.run_dir.join(".kiln-bin");
+        let source = hooks.kiln_binary.clone();
+        let owner = self.confinement.user().map(|u| (None, Some(u.gid)));
+        let staged = hooks
+            .staged
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || stage_binary(&source, &dir, owner))
+                    .await
+                    .map_err(std::io::Error::other)?
+            })
+            .await
+            .map_err(|e| {
+                DriverError::permanent(format!(
+                    "cannot place Kiln's binary for the sandboxes' hooks: {e}"
+                ))
+            })?;
+        Ok(staged.clone())
     }
 
     /// How sandboxes on this host are isolated.
@@ -816,6 +851,26 @@ fn default_command() -> String {
 
 fn on_path(program: &str) -> bool {
     which::which(program).is_ok()
+}
+
+/// Links (or copies) `source` to `dir/kiln`, readable and runnable by
+/// anyone who may pass through `dir` (0710, group `owner`'s).
+fn stage_binary(
+    source: &std::path::Path,
+    dir: &std::path::Path,
+    owner: Option<(Option<u32>, Option<u32>)>,
+) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if owner.is_some() { 0o710 } else { 0o700 };
+    super::files::ensure_dir(dir, mode, owner)?;
+    let target = dir.join("kiln");
+    let temp = dir.join(format!(".kiln-{}", uuid::Uuid::new_v4().simple()));
+    if std::fs::hard_link(source, &temp).is_err() {
+        std::fs::copy(source, &temp)?;
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755))?;
+    }
+    std::fs::rename(&temp, &target)?;
+    Ok(target)
 }
 
 #[cfg(test)]
