@@ -262,6 +262,33 @@ fn attach_clients(server: &Server) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
+/// Clients attached to `session`, as its tmux server counts them.
+fn session_clients(server: &Server, session: &str) -> usize {
+    let local = server.local.as_ref().unwrap();
+    let out = local
+        .tmux_command(resource_of(session))
+        .args(["list-clients", "-t", &format!("={session}"), "-F", "x"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Waits (up to 10 s) until tmux counts `n` clients on `session`.
+async fn wait_for_clients(server: &Server, session: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = session_clients(server, session);
+        if now == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{now} clients on {session}, not {n}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_leaves_no_orphan_client_and_the_session_intact() {
     let server = Server::start_local().await;
@@ -277,6 +304,9 @@ async fn a_dropped_connection_leaves_no_orphan_client_and_the_session_intact() {
         dash.wait_for("orphans").await;
         dash.send(b"a").await;
         dash.wait_for("Ctrl-] d detach").await;
+        // The pane opens once its client is started; tmux counts the client
+        // only when it has connected, which may come a little later.
+        wait_for_clients(&server, &session, 2).await;
         assert_eq!(attach_clients(&server), 2, "two viewers attached");
         // The client vanishes without detaching (as if killed).
         drop(direct);
@@ -291,6 +321,7 @@ async fn a_dropped_connection_leaves_no_orphan_client_and_the_session_intact() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    wait_for_clients(&server, &session, 0).await;
     assert!(tmux_has(&server, &session), "the session survives");
 }
 
