@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use russh::keys::{Algorithm, PrivateKey};
+use russh::keys::PrivateKey;
 use tokio::io::AsyncWriteExt;
 
 use super::console::{ChildServer, Session, ms};
-use super::{Scratch, quantile};
-use crate::store::{SecretKey, Store};
+use super::{BenchUser, Scratch, quantile};
+use crate::store::Store;
 
 pub async fn agents(admin_url: &str, transitions: usize) -> anyhow::Result<()> {
     let scratch = Scratch::create(admin_url).await?;
@@ -25,26 +25,20 @@ pub async fn agents(admin_url: &str, transitions: usize) -> anyhow::Result<()> {
 }
 
 async fn run(url: &str, transitions: usize) -> anyhow::Result<()> {
-    let key_hex: String = {
-        let mut b = [0u8; 32];
-        getrandom::fill(&mut b).expect("random");
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    };
-    let store = Store::connect(url, SecretKey::from_hex(&key_hex)?, 4).await?;
-    store.migrate().await?;
-    let user = store.create_user("bench", None, false).await?;
-    let key = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)?;
-    store
-        .add_ssh_key(user.id, &key.public_key().to_openssh()?)
-        .await?;
+    let BenchUser {
+        store,
+        key_hex,
+        id: user_id,
+        key,
+    } = BenchUser::create(url).await?;
     // A shell as the session's program: the hooks are fired by the bench.
     let server =
         ChildServer::start_with_config(url, &key_hex, "[local]\nsandbox_command = \"sh\"\n")
             .await?;
-    let result = measure(&store, &server, user.id, &Arc::new(key), transitions).await;
+    let result = measure(&store, &server, user_id, &key, transitions).await;
     // The project's sandbox and its database on the shared server go with
     // it; the scratch database alone would leave them behind.
-    let cleaned = delete_project(&store, user.id).await;
+    let cleaned = delete_project(&store, user_id).await;
     server.stop().await;
     result.and(cleaned)
 }

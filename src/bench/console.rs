@@ -13,12 +13,11 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use russh::ChannelMsg;
 use russh::client;
-use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg};
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{Scratch, quantile};
-use crate::store::{SecretKey, Store};
+use super::{BenchUser, Scratch, quantile};
 
 pub async fn console(admin_url: &str, changes: usize, sessions: &[usize]) -> anyhow::Result<()> {
     let scratch = Scratch::create(admin_url).await?;
@@ -28,29 +27,22 @@ pub async fn console(admin_url: &str, changes: usize, sessions: &[usize]) -> any
 }
 
 async fn run(url: &str, changes: usize, sessions: &[usize]) -> anyhow::Result<()> {
-    let key_hex: String = {
-        let mut b = [0u8; 32];
-        getrandom::fill(&mut b).expect("random");
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    };
-    let store = Store::connect(url, SecretKey::from_hex(&key_hex)?, 4).await?;
-    store.migrate().await?;
-    let user = store.create_user("bench", None, false).await?;
-    let key = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)?;
-    store
-        .add_ssh_key(user.id, &key.public_key().to_openssh()?)
-        .await?;
+    let BenchUser {
+        store,
+        key_hex,
+        id: user_id,
+        key,
+    } = BenchUser::create(url).await?;
     // A project without resources: nothing for the server's loop to do, so
     // every status change below is the benchmark's own.
     let project: Uuid = sqlx::query_scalar(
         "INSERT INTO projects (user_id, name, slug, status) VALUES ($1, 'bench', 'bench', 'RUNNING') RETURNING id",
     )
-    .bind(user.id)
+    .bind(user_id)
     .fetch_one(store.pool())
     .await?;
 
     let server = ChildServer::start(url, &key_hex).await?;
-    let key = Arc::new(key);
 
     // (a) status propagation
     let screen = Session::open(server.addr, &key).await?;

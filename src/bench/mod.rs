@@ -20,6 +20,45 @@ use anyhow::Context;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use uuid::Uuid;
 
+/// What each console bench starts from: a migrated store under a fresh
+/// secret key (the server it starts must be given the same one) and one
+/// user, `bench`, who signs in with a fresh Ed25519 key.
+pub(crate) struct BenchUser {
+    pub store: crate::store::Store,
+    /// The store's secret key, hex: for the server the bench starts.
+    pub key_hex: String,
+    pub id: Uuid,
+    pub key: std::sync::Arc<russh::keys::PrivateKey>,
+}
+
+impl BenchUser {
+    pub async fn create(url: &str) -> anyhow::Result<BenchUser> {
+        let key_hex: String = {
+            let mut b = [0u8; 32];
+            getrandom::fill(&mut b).expect("random");
+            b.iter().map(|x| format!("{x:02x}")).collect()
+        };
+        let store =
+            crate::store::Store::connect(url, crate::store::SecretKey::from_hex(&key_hex)?, 4)
+                .await?;
+        store.migrate().await?;
+        let user = store.create_user("bench", None, false).await?;
+        let key = russh::keys::PrivateKey::random(
+            &mut russh::keys::key::safe_rng(),
+            russh::keys::Algorithm::Ed25519,
+        )?;
+        store
+            .add_ssh_key(user.id, &key.public_key().to_openssh()?)
+            .await?;
+        Ok(BenchUser {
+            store,
+            key_hex,
+            id: user.id,
+            key: std::sync::Arc::new(key),
+        })
+    }
+}
+
 /// A throwaway database for one benchmark run.
 pub(crate) struct Scratch {
     admin: PgConnection,

@@ -11,6 +11,7 @@ pub mod inputs;
 pub mod keys;
 pub mod kind;
 pub mod notify;
+pub mod outcomes;
 pub(crate) mod project_lock;
 pub mod projects;
 pub mod queue;

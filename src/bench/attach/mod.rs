@@ -13,16 +13,13 @@ mod paths;
 mod report;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use russh::keys::{Algorithm, PrivateKey};
 use uuid::Uuid;
 
-use super::Scratch;
 use super::console::ChildServer;
-use crate::store::{SecretKey, Store};
+use super::{BenchUser, Scratch};
 use anchor::Anchor;
 use cpu::{descendants_cpu, process_cpu, tmux_server_pid};
 use paths::{EchoPath, connect_as, echo, open_exec, open_pane, settle, throughput};
@@ -60,18 +57,13 @@ pub async fn attach(admin_url: &str, keys: usize, megabytes: usize) -> anyhow::R
 }
 
 async fn run(url: &str, keys: usize, megabytes: usize, http: bool) -> anyhow::Result<()> {
-    let key_hex: String = {
-        let mut b = [0u8; 32];
-        getrandom::fill(&mut b).expect("random");
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    };
-    let store = Store::connect(url, SecretKey::from_hex(&key_hex)?, 4).await?;
-    store.migrate().await?;
-    let user = store.create_user("bench", None, false).await?;
-    let key = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)?;
+    let BenchUser {
+        store,
+        key_hex,
+        id: user_id,
+        key,
+    } = BenchUser::create(url).await?;
     let public = key.public_key().to_openssh()?;
-    store.add_ssh_key(user.id, &public).await?;
-    let key = Arc::new(key);
 
     let mut config = "[local]\nsandbox_command = \"sh\"\n".to_string();
     let http_addr = if http {
@@ -83,11 +75,11 @@ async fn run(url: &str, keys: usize, megabytes: usize, http: bool) -> anyhow::Re
     };
     let server = ChildServer::start_with_config(url, &key_hex, &config).await?;
     let scraper = http_addr.map(crate::bench::scrape::Scraper::start);
-    store.create_project(user.id, "bench", "", "bench").await?;
+    store.create_project(user_id, "bench", "", "bench").await?;
     let started = Instant::now();
     // Each sandbox has a tmux server of its own, under `{data}/run/{name}/`.
     let sandbox_run_dir = loop {
-        let p = store.find_project(user.id, "bench").await?;
+        let p = store.find_project(user_id, "bench").await?;
         if p.project.status == crate::model::ProjectStatus::Running {
             let sandbox = p
                 .resources
@@ -263,10 +255,10 @@ async fn run(url: &str, keys: usize, megabytes: usize, http: bool) -> anyhow::Re
     // Delete the project as a user would, so that its database and role on
     // the server go with it (dropping the scratch database leaves them).
     store
-        .record_intent(user.id, "bench", crate::model::Intent::Delete, "bench")
+        .record_intent(user_id, "bench", crate::model::Intent::Delete, "bench")
         .await?;
     let deleting = Instant::now();
-    while store.find_project(user.id, "bench").await.is_ok() {
+    while store.find_project(user_id, "bench").await.is_ok() {
         if deleting.elapsed() > Duration::from_secs(30) {
             eprintln!(
                 "kiln bench: the bench project was not deleted within 30 s; its database may remain"

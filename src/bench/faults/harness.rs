@@ -192,6 +192,48 @@ impl Bench {
         Ok(())
     }
 
+    /// Creates the projects `p0`…, each expected RUNNING, and waits for
+    /// `live` to bring them up; not coming up in time is a failure `before`
+    /// what the scenario does next.
+    pub(super) async fn bring_up(
+        &self,
+        projects: usize,
+        opts: &FaultOptions,
+        live: &mut [Replica],
+        f: &mut Figures,
+        before: &str,
+    ) -> anyhow::Result<(Expected, Vec<String>)> {
+        let mut expected: Expected = HashMap::new();
+        let mut names = Vec::new();
+        for i in 0..projects {
+            let name = format!("p{i}");
+            self.create_project(&name).await?;
+            expected.insert(name.clone(), vec!["RUNNING"]);
+            names.push(name);
+        }
+        f.put("projects", projects);
+        f.put("replicas", live.len());
+        f.put("kills", 0);
+        if self.converge(opts.converge_timeout, live).await.is_none() {
+            f.fail(format!("the projects did not come up before {before}"));
+        }
+        Ok((expected, names))
+    }
+
+    /// A new key the scenario's user signs in with over SSH.
+    pub(super) async fn sign_in_key(
+        &self,
+    ) -> anyhow::Result<std::sync::Arc<russh::keys::PrivateKey>> {
+        let key = russh::keys::PrivateKey::random(
+            &mut russh::keys::key::safe_rng(),
+            russh::keys::Algorithm::Ed25519,
+        )?;
+        self.store
+            .add_ssh_key(self.user, &key.public_key().to_openssh()?)
+            .await?;
+        Ok(std::sync::Arc::new(key))
+    }
+
     pub(super) async fn intent(&self, name: &str, intent: Intent) -> anyhow::Result<()> {
         self.store
             .record_intent(self.user, name, intent, "faults")

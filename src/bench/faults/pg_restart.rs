@@ -6,7 +6,6 @@
 //! intent must be carried out, and the time to recover is printed: from
 //! PostgreSQL accepting connections again to a new project RUNNING.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use russh::keys::{Algorithm, PrivateKey};
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
-use super::{Bench, Expected, FaultOptions, Figures, churn, stage, stop_all};
+use super::{Bench, FaultOptions, Figures, churn, stage, stop_all};
 use crate::bench::console::Session;
 use crate::embedded_pg::EmbeddedPostgres;
 
@@ -77,36 +76,13 @@ async fn scenario(
 ) -> anyhow::Result<Figures> {
     let mut f = Figures::new("postgres restart");
     let mut live = vec![bench.spawner.spawn(0, 0)?, bench.spawner.spawn(1, 0)?];
-    let mut expected: Expected = HashMap::new();
-    let mut names = Vec::new();
-    for i in 0..opts.projects {
-        let name = format!("p{i}");
-        bench.create_project(&name).await?;
-        expected.insert(name.clone(), vec!["RUNNING"]);
-        names.push(name);
-    }
+    let (mut expected, mut names) = bench
+        .bring_up(opts.projects, opts, &mut live, &mut f, "the faults")
+        .await?;
     stage("pg", "projects created");
-    f.put("projects", opts.projects);
-    f.put("replicas", 2);
-    f.put("kills", 0);
-    if bench
-        .converge(opts.converge_timeout, &mut live)
-        .await
-        .is_none()
-    {
-        f.fail("the projects did not come up before the faults");
-    }
-
     stage("pg", "converged; opening dashboards");
     // Dashboards: an SSH front end in this process on the private cluster.
-    let key = Arc::new(PrivateKey::random(
-        &mut russh::keys::key::safe_rng(),
-        Algorithm::Ed25519,
-    )?);
-    bench
-        .store
-        .add_ssh_key(bench.user, &key.public_key().to_openssh()?)
-        .await?;
+    let key = bench.sign_in_key().await?;
     let shutdown = CancellationToken::new();
     let feed = Arc::new(bench.store.listen().await?);
     let listener = crate::ssh::server::bind("127.0.0.1:0").await?;

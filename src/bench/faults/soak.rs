@@ -2,15 +2,11 @@
 //! The SSH front end and the replicas run as their own processes, so their
 //! resident sets are sampled alone; errors of every kind are counted.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use russh::keys::{Algorithm, PrivateKey};
-
 use super::replica::rss_kib;
-use super::{Bench, Expected, FaultOptions, Figures, churn, stage, stop_all};
+use super::{Bench, FaultOptions, Figures, churn, stage, stop_all};
 use crate::bench::console::Session;
 
 pub async fn run(admin_url: &str, opts: &FaultOptions) -> anyhow::Result<Figures> {
@@ -28,32 +24,10 @@ async fn scenario(bench: &Bench, opts: &FaultOptions) -> anyhow::Result<Figures>
         .port();
     let listen = format!("127.0.0.1:{port}");
     let mut front = bench.spawner.spawn_front(&listen)?;
-    let key = Arc::new(PrivateKey::random(
-        &mut russh::keys::key::safe_rng(),
-        Algorithm::Ed25519,
-    )?);
-    bench
-        .store
-        .add_ssh_key(bench.user, &key.public_key().to_openssh()?)
+    let key = bench.sign_in_key().await?;
+    let (mut expected, mut names) = bench
+        .bring_up(opts.soak_projects, opts, &mut live, &mut f, "the soak")
         .await?;
-    let mut expected: Expected = HashMap::new();
-    let mut names = Vec::new();
-    for i in 0..opts.soak_projects {
-        let name = format!("p{i}");
-        bench.create_project(&name).await?;
-        expected.insert(name.clone(), vec!["RUNNING"]);
-        names.push(name);
-    }
-    f.put("projects", opts.soak_projects);
-    f.put("replicas", 2);
-    f.put("kills", 0);
-    if bench
-        .converge(opts.converge_timeout, &mut live)
-        .await
-        .is_none()
-    {
-        f.fail("the projects did not come up before the soak");
-    }
     stage("soak", "projects up; opening dashboards");
     let addr: std::net::SocketAddr = listen.parse()?;
     let started = Instant::now();
