@@ -129,6 +129,12 @@ pub enum QuotaCommand {
         /// How many sandboxes may be running or asked to run at once.
         #[arg(long)]
         running: Option<i64>,
+        /// On Kubernetes: the CPU all running sandboxes may request together (4, 1.5, 500m).
+        #[arg(long, value_parser = |s: &str| crate::model::quota::parse_cpu(s))]
+        cpu: Option<i64>,
+        /// On Kubernetes: the memory they may request together (8Gi, 512Mi).
+        #[arg(long, value_parser = |s: &str| crate::model::quota::parse_memory(s))]
+        memory: Option<i64>,
     },
 }
 
@@ -191,6 +197,9 @@ pub enum ProjectCommand {
         owner: Owner,
         #[arg(long, default_value = "")]
         description: String,
+        /// Create it in this team, on the user's behalf: it is then TEAM/NAME.
+        #[arg(long, value_name = "TEAM")]
+        team: Option<String>,
     },
     List {
         #[command(flatten)]

@@ -13,6 +13,7 @@
 //! here after the same checks.
 
 mod account;
+pub mod admin;
 pub mod agents;
 mod audit;
 pub mod error;
@@ -34,12 +35,13 @@ use crate::store::users::User;
 use crate::model::team::TeamRole;
 use crate::store::projects::ProjectView;
 pub use account::{ConfigSet, Settings, Whoami};
+pub use admin::{AdminConsole, AdminOverview};
 pub use agents::Waited;
 pub use error::{ConsoleError, ConsoleResult};
 pub use gate::{Access, Action, Actor, Front};
 pub use operator::{NewUser, OperatorConsole};
 pub use projects::{ProjectDetail, ProjectOverview};
-pub use sessions::{Attached, Restarted, next_session, next_session_name};
+pub use sessions::{Attached, Restarted, Revoked, next_session, next_session_name};
 
 /// The console's services, shared by every session of a server (cheap to clone).
 #[derive(Clone)]
