@@ -260,6 +260,23 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "50,200,500")]
         sessions: Vec<usize>,
     },
+    /// Teams: the console's authorization and quota check per action, and a
+    /// member's dashboard project list, against many users, teams and projects.
+    Teams {
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        #[arg(long, default_value_t = 100)]
+        teams: usize,
+        /// Projects in all (a tenth of them the teams').
+        #[arg(long, default_value_t = 10_000)]
+        projects: usize,
+        /// How many teams the measured user is in.
+        #[arg(long, default_value_t = 5)]
+        member_of: usize,
+        /// Timed runs per action.
+        #[arg(long, default_value_t = 1000)]
+        samples: usize,
+    },
     /// Agent hooks: fired → drawn on an open dashboard, and the hook command's own run time.
     Agents {
         /// Transitions timed (alternating needs_input and working).
@@ -418,6 +435,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = Database::open(&config, 2).await?;
             let admin = db.admin_url.clone();
             let r = crate::bench::console(&admin, changes, &sessions).await;
+            db.close().await?;
+            r
+        }
+        Command::Bench(BenchCommand::Teams {
+            users,
+            teams,
+            projects,
+            member_of,
+            samples,
+        }) => {
+            let db = Database::open(&config, 2).await?;
+            let admin = db.admin_url.clone();
+            let b = crate::bench::teams::TeamsBench {
+                users,
+                teams,
+                projects,
+                samples,
+                member_of,
+            };
+            let r = crate::bench::teams(&admin, &b).await;
             db.close().await?;
             r
         }

@@ -100,6 +100,17 @@ impl Store {
         Ok(())
     }
 
+    /// The quota check a create or start makes, alone: the owner's lock
+    /// and the check in a transaction that is then rolled back (`kiln
+    /// bench teams` times it; nothing is written).
+    pub async fn probe_quota(&self, owner: Uuid, ask: Ask) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        lock_owner(&mut tx, owner).await?;
+        let checked = check(&mut tx, owner, ask, None, self.sandbox_size).await;
+        tx.rollback().await?;
+        checked
+    }
+
     /// `owner`'s limits and what it uses now.
     pub async fn quota_usage(&self, owner: Uuid) -> StoreResult<(Limits, Usage)> {
         let mut conn = self.pool.acquire().await?;
