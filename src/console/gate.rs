@@ -524,6 +524,32 @@ mod tests {
     }
 
     #[test]
+    fn admin_actions_need_the_admin_role_whatever_the_standing() {
+        let stop = Action::AdminRequest {
+            project: "alice/blog",
+            intent: Intent::Stop,
+        };
+        for action in [Action::AdminView, stop] {
+            assert!(action.needs_admin());
+            let refused = authorize(&actor(false, false), &action, Access::Own).unwrap_err();
+            assert!(
+                refused.to_string().contains("needs the admin role"),
+                "{refused}"
+            );
+            let mut admin = actor(false, false);
+            admin.user.role = "admin".into();
+            assert!(authorize(&admin, &action, Access::Own).is_ok());
+            // A disabled admin is refused like anyone disabled.
+            admin.user.disabled_at = Some(chrono::Utc::now());
+            assert!(authorize(&admin, &action, Access::Own).is_err());
+        }
+        assert!(stop.is_change() && !Action::AdminView.is_change());
+        assert_eq!(stop.name(), "admin.project.stop");
+        assert_eq!(stop.target(), Some("alice/blog"));
+        assert!(!Action::ListTeams.needs_admin() && !Action::ListTeams.is_change());
+    }
+
+    #[test]
     fn events_name_the_operator_when_it_acts() {
         assert_eq!(actor(false, false).event_name(), "alice");
         assert_eq!(actor(false, true).event_name(), "operator");

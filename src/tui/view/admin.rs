@@ -181,3 +181,85 @@ pub fn summary_line(d: &AdminOverview) -> String {
         d.replicas.queue_depth
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::console::admin::Replicas;
+    use crate::model::ProjectStatus;
+    use crate::store::admin::{ProjectOverview, UserOverview};
+    use crate::store::status::LeaseHolder;
+
+    fn screen(section: AdminSection) -> String {
+        let now = chrono::DateTime::<chrono::Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let s = AdminScreen {
+            data: Some(AdminOverview {
+                users: vec![UserOverview {
+                    username: "alice".into(),
+                    role: "member".into(),
+                    disabled: false,
+                    projects: 2,
+                    last_sign_in: Some(now - chrono::Duration::minutes(5)),
+                }],
+                projects: vec![ProjectOverview {
+                    owner: "acme".into(),
+                    team: true,
+                    name: "blog".into(),
+                    status: ProjectStatus::Error,
+                    last_error: Some("image pull failed\x1b[31m".into()),
+                    updated_at: now,
+                }],
+                replicas: Replicas {
+                    lease_holders: vec![LeaseHolder {
+                        owner: "replica-1".into(),
+                        leases: 7,
+                        until: Some(now + chrono::Duration::seconds(20)),
+                    }],
+                    queue_depth: 4,
+                },
+            }),
+            section,
+            selected: 0,
+        };
+        let mut t = Terminal::new(TestBackend::new(100, 8)).unwrap();
+        let ctx = Ctx { now, tick: 0 };
+        let theme = Theme { no_color: true };
+        t.draw(|f| draw(&s, ctx, theme, f, f.area())).unwrap();
+        let buf = t.backend().buffer().clone();
+        (0..buf.area.height)
+            .map(|y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn each_section_shows_what_the_admin_acts_on() {
+        let p = screen(AdminSection::Projects);
+        assert!(
+            p.contains(
+                "1 users · 1 projects (1 in ERROR) · 1 replicas hold 7 leases · queue depth 4"
+            ),
+            "{p}"
+        );
+        assert!(p.contains("acme/blog (team)") && p.contains("ERROR"), "{p}");
+        // Text from outside is made harmless.
+        assert!(
+            p.contains("image pull failed?[31m") && !p.contains('\x1b'),
+            "{p}"
+        );
+        let u = screen(AdminSection::Users);
+        assert!(
+            u.contains("alice") && u.contains("active") && u.contains("5m ago"),
+            "{u}"
+        );
+        let r = screen(AdminSection::Replicas);
+        assert!(r.contains("replica-1") && r.contains("in 20s"), "{r}");
+    }
+}
