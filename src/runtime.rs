@@ -44,6 +44,12 @@ impl Database {
                 .await
                 .with_context(|| format!("connecting to {}", redact_url(&url)))?;
             store.migrate().await.context("preparing the database")?;
+            // Sandboxes on the server's cluster request CPU and memory, which
+            // the owners' quotas count; the local driver's request nothing.
+            let store = match config.server_cluster {
+                crate::config::ServerCluster::None => store,
+                _ => store.with_sandbox_size(config.kubernetes.sandbox_size()),
+            };
             anyhow::Ok(store)
         };
         match ready.await {

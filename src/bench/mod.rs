@@ -8,6 +8,7 @@ pub mod faults;
 #[cfg(feature = "test-support")]
 pub mod reconcile;
 mod scrape;
+pub mod teams;
 
 pub use agents::agents;
 pub use attach::attach;
@@ -15,6 +16,7 @@ pub use console::console;
 pub use faults::faults;
 #[cfg(feature = "test-support")]
 pub use reconcile::reconcile;
+pub use teams::teams;
 
 use anyhow::Context;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};

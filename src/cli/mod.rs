@@ -129,6 +129,12 @@ pub enum QuotaCommand {
         /// How many sandboxes may be running or asked to run at once.
         #[arg(long)]
         running: Option<i64>,
+        /// On Kubernetes: the CPU all running sandboxes may request together (4, 1.5, 500m).
+        #[arg(long, value_parser = |s: &str| crate::model::quota::parse_cpu(s))]
+        cpu: Option<i64>,
+        /// On Kubernetes: the memory they may request together (8Gi, 512Mi).
+        #[arg(long, value_parser = |s: &str| crate::model::quota::parse_memory(s))]
+        memory: Option<i64>,
     },
 }
 
@@ -191,6 +197,9 @@ pub enum ProjectCommand {
         owner: Owner,
         #[arg(long, default_value = "")]
         description: String,
+        /// Create it in this team, on the user's behalf: it is then TEAM/NAME.
+        #[arg(long, value_name = "TEAM")]
+        team: Option<String>,
     },
     List {
         #[command(flatten)]
@@ -250,6 +259,23 @@ pub enum BenchCommand {
         /// Idle session counts to measure, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "50,200,500")]
         sessions: Vec<usize>,
+    },
+    /// Teams: the console's authorization and quota check per action, and a
+    /// member's dashboard project list, against many users, teams and projects.
+    Teams {
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        #[arg(long, default_value_t = 100)]
+        teams: usize,
+        /// Projects in all (a tenth of them the teams').
+        #[arg(long, default_value_t = 10_000)]
+        projects: usize,
+        /// How many teams the measured user is in.
+        #[arg(long, default_value_t = 5)]
+        member_of: usize,
+        /// Timed runs per action.
+        #[arg(long, default_value_t = 1000)]
+        samples: usize,
     },
     /// Agent hooks: fired → drawn on an open dashboard, and the hook command's own run time.
     Agents {
@@ -409,6 +435,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = Database::open(&config, 2).await?;
             let admin = db.admin_url.clone();
             let r = crate::bench::console(&admin, changes, &sessions).await;
+            db.close().await?;
+            r
+        }
+        Command::Bench(BenchCommand::Teams {
+            users,
+            teams,
+            projects,
+            member_of,
+            samples,
+        }) => {
+            let db = Database::open(&config, 2).await?;
+            let admin = db.admin_url.clone();
+            let b = crate::bench::teams::TeamsBench {
+                users,
+                teams,
+                projects,
+                samples,
+                member_of,
+            };
+            let r = crate::bench::teams(&admin, &b).await;
             db.close().await?;
             r
         }

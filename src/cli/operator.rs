@@ -81,13 +81,20 @@ pub(super) async fn quota(db: &Database, cmd: QuotaCommand) -> anyhow::Result<()
         team,
         projects,
         running,
+        cpu,
+        memory,
     } = cmd;
     let (name, is_team) = match (user, team) {
         (Some(u), None) => (u, false),
         (None, Some(t)) => (t, true),
         _ => bail!("give one of --user U or --team T"),
     };
-    let limits = crate::model::quota::Limits { projects, running };
+    let limits = crate::model::quota::Limits {
+        projects,
+        running,
+        cpu_millis: cpu,
+        memory_bytes: memory,
+    };
     let (limits, usage) = operator(db).set_quota(&name, is_team, limits).await?;
     println!(
         "quota of {} {}: {}",
@@ -223,10 +230,11 @@ pub(super) async fn project(db: &Database, cmd: ProjectCommand) -> anyhow::Resul
             name,
             owner,
             description,
+            team,
         } => {
             let v = as_owner(&owner)
                 .await?
-                .create(&name, &description, None)
+                .create(&name, &description, team.as_deref())
                 .await?;
             println!(
                 "created project {} (slug {}): {}",

@@ -137,6 +137,15 @@ pub enum Action<'a> {
         team: &'a str,
         user: &'a str,
     },
+    /// The teams the actor may create projects in (the create dialog).
+    ListTeams,
+    /// The admin screen's data: every user, project and replica.
+    AdminView,
+    /// An admin's intent on any owner's project (`OWNER/NAME`).
+    AdminRequest {
+        project: &'a str,
+        intent: Intent,
+    },
 }
 
 /// What an action is about, for finding whose it is.
@@ -200,6 +209,14 @@ impl Action<'_> {
             Action::TeamMembers { .. } => "team.members",
             Action::TeamAdd { .. } => "team.add",
             Action::TeamRemove { .. } => "team.remove",
+            Action::ListTeams => "teams.list",
+            Action::AdminView => "admin.view",
+            Action::AdminRequest { intent, .. } => match intent {
+                Intent::Start => "admin.project.start",
+                Intent::Stop => "admin.project.stop",
+                Intent::Delete => "admin.project.delete",
+                Intent::Retry => "admin.project.retry",
+            },
             Action::ListAgents => "agents.list",
             Action::Inbox => "inbox.list",
             Action::WaitAgent { .. } => "agent.wait",
@@ -230,7 +247,14 @@ impl Action<'_> {
                 | Action::Inbox
                 | Action::WaitAgent { .. }
                 | Action::ListNotifications
+                | Action::ListTeams
+                | Action::AdminView
         )
+    }
+
+    /// Whether only an admin may perform the action.
+    pub fn needs_admin(&self) -> bool {
+        matches!(self, Action::AdminView | Action::AdminRequest { .. })
     }
 
     /// What the action is about, as the actor named it.
@@ -245,7 +269,8 @@ impl Action<'_> {
             | Action::Attach { project, .. }
             | Action::Logs { project }
             | Action::WaitAgent { project }
-            | Action::MuteAgent { project, .. } => Some(project),
+            | Action::MuteAgent { project, .. }
+            | Action::AdminRequest { project, .. } => Some(project),
             Action::SetEnv { project, .. } | Action::UnsetEnv { project, .. } => Some(project),
             Action::CreateProject { name, .. } => Some(name),
             Action::TeamMembers { team }
@@ -311,6 +336,14 @@ pub fn authorize(actor: &Actor, action: &Action<'_>, access: Access) -> Result<(
         return Err(ConsoleError::refused(format!(
             "the account {} is disabled: ask an operator",
             actor.user.username
+        )));
+    }
+    // Only the console's admin side builds these; a front shows them to
+    // admins alone, so a refusal here means a front end got it wrong.
+    if action.needs_admin() && actor.user.role != "admin" && !actor.operator {
+        return Err(ConsoleError::refused(format!(
+            "{} needs the admin role",
+            action.name()
         )));
     }
     match access {
@@ -488,6 +521,32 @@ mod tests {
             refused.to_string(),
             "you are a viewer of this team: project.stop needs the member role (ask a team owner)"
         );
+    }
+
+    #[test]
+    fn admin_actions_need_the_admin_role_whatever_the_standing() {
+        let stop = Action::AdminRequest {
+            project: "alice/blog",
+            intent: Intent::Stop,
+        };
+        for action in [Action::AdminView, stop] {
+            assert!(action.needs_admin());
+            let refused = authorize(&actor(false, false), &action, Access::Own).unwrap_err();
+            assert!(
+                refused.to_string().contains("needs the admin role"),
+                "{refused}"
+            );
+            let mut admin = actor(false, false);
+            admin.user.role = "admin".into();
+            assert!(authorize(&admin, &action, Access::Own).is_ok());
+            // A disabled admin is refused like anyone disabled.
+            admin.user.disabled_at = Some(chrono::Utc::now());
+            assert!(authorize(&admin, &action, Access::Own).is_err());
+        }
+        assert!(stop.is_change() && !Action::AdminView.is_change());
+        assert_eq!(stop.name(), "admin.project.stop");
+        assert_eq!(stop.target(), Some("alice/blog"));
+        assert!(!Action::ListTeams.needs_admin() && !Action::ListTeams.is_change());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! here after the same checks.
 
 mod account;
+pub mod admin;
 pub mod agents;
 mod audit;
 pub mod error;
@@ -34,12 +35,13 @@ use crate::store::users::User;
 use crate::model::team::TeamRole;
 use crate::store::projects::ProjectView;
 pub use account::{ConfigSet, Settings, Whoami};
+pub use admin::{AdminConsole, AdminOverview};
 pub use agents::Waited;
 pub use error::{ConsoleError, ConsoleResult};
 pub use gate::{Access, Action, Actor, Front};
 pub use operator::{NewUser, OperatorConsole};
 pub use projects::{ProjectDetail, ProjectOverview};
-pub use sessions::{Attached, Restarted, next_session, next_session_name};
+pub use sessions::{Attached, Restarted, Revoked, next_session, next_session_name};
 
 /// The console's services, shared by every session of a server (cheap to clone).
 #[derive(Clone)]
@@ -278,6 +280,14 @@ impl UserConsole {
         self.gated_in(action, |_| work).await
     }
 
+    /// The gate's decision for `action`, before any work: whose subject it
+    /// is, and whether the actor may. (`kiln bench teams` times this.)
+    pub(crate) async fn check(&self, action: &Action<'_>) -> ConsoleResult<Scope> {
+        let scope = self.resolve(action.subject()).await?;
+        gate::authorize(&self.actor, action, scope.access)?;
+        Ok(scope)
+    }
+
     /// The one path of every action: find whose subject it is, authorize,
     /// do the work in that scope, audit.
     async fn gated_in<T, F, Fut>(&self, action: Action<'_>, work: F) -> ConsoleResult<T>
@@ -293,24 +303,17 @@ impl UserConsole {
             project = action.target().map(|t| crate::model::naming::printable(t, 100)),
         );
         let decided = async {
-            match self.resolve(action.subject()).await {
-                Ok(scope) => match gate::authorize(&self.actor, &action, scope.access) {
-                    // A team's missing project is named as the actor typed it
-                    // (`TEAM/NAME`), word for word what anyone else is told.
-                    Ok(()) => {
-                        let in_team = scope.team.is_some();
-                        match (work(scope).await, action.subject()) {
-                            (Err(ConsoleError::NotFound(m)), gate::Subject::Project(p))
-                                if in_team && m.starts_with("no such project") =>
-                            {
-                                Err(crate::store::project_lock::no_such_project(p).into())
-                            }
-                            (result, _) => result,
-                        }
-                    }
-                    Err(refused) => Err(refused),
-                },
-                Err(e) => Err(e),
+            let scope = self.check(&action).await?;
+            // A team's missing project is named as the actor typed it
+            // (`TEAM/NAME`), word for word what anyone else is told.
+            let in_team = scope.team.is_some();
+            match (work(scope).await, action.subject()) {
+                (Err(ConsoleError::NotFound(m)), gate::Subject::Project(p))
+                    if in_team && m.starts_with("no such project") =>
+                {
+                    Err(crate::store::project_lock::no_such_project(p).into())
+                }
+                (result, _) => result,
             }
         };
         let result = tracing::Instrument::instrument(decided, span.clone()).await;

@@ -131,11 +131,13 @@ impl OperatorConsole {
             }
         }
         store.set_quota(owner.id, limits).await?;
-        let shown = |v: Option<i64>| v.map_or("none".to_string(), |n| n.to_string());
+        let shown = |v: Option<i64>, f: fn(i64) -> String| v.map_or("none".to_string(), f);
         let detail = format!(
-            "projects={} running={}",
-            shown(limits.projects),
-            shown(limits.running)
+            "projects={} running={} cpu={} memory={}",
+            shown(limits.projects, |n| n.to_string()),
+            shown(limits.running, |n| n.to_string()),
+            shown(limits.cpu_millis, crate::model::quota::show_cpu),
+            shown(limits.memory_bytes, crate::model::quota::show_memory),
         );
         self.record(Some(owner.id), &owner.username, "quota.set", None, &detail)
             .await;

@@ -18,7 +18,14 @@ pub struct Attached {
     pub attachment: Attachment,
     /// The sandbox's resource name (what the activity record is keyed by).
     pub resource: String,
+    /// Why the console cut the stream, once it has (the actor lost the
+    /// right to it): a front end that ends the attach says this, not just
+    /// that the stream closed.
+    pub revoked: Revoked,
 }
+
+/// Set by the console when it ends an attach itself, before the stream closes.
+pub type Revoked = std::sync::Arc<std::sync::OnceLock<String>>;
 
 /// A session restarted in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +125,7 @@ impl UserConsole {
         team: String,
         read_only: bool,
         feed: &crate::store::notify::ChangeFeed,
+        revoked: Revoked,
     ) {
         let mut changes = feed.subscribe();
         let (tx, rx) = mpsc::channel(64);
@@ -142,10 +150,9 @@ impl UserConsole {
                         if !ours || console.may_still_attach(&team, read_only).await {
                             continue;
                         }
-                        let why = format!(
-                            "\r\n[kiln] you no longer have access to team {team}: detached\r\n"
-                        );
-                        let _ = tx.send(why.into_bytes()).await;
+                        let why = format!("you no longer have access to team {team}: detached");
+                        let _ = revoked.set(why.clone());
+                        let _ = tx.send(format!("\r\n[kiln] {why}\r\n").into_bytes()).await;
                         return;
                     }
                 }
@@ -287,12 +294,15 @@ impl UserConsole {
                     read_only: viewer.read_only,
                 },
             ));
+            let revoked = Revoked::default();
             if let (Some(team), Some(feed)) = (&s.team, &self.console.feed) {
-                self.watch_membership(&mut attachment, team.clone(), viewer.read_only, feed);
+                let why = revoked.clone();
+                self.watch_membership(&mut attachment, team.clone(), viewer.read_only, feed, why);
             }
             Ok(Attached {
                 attachment,
                 resource: r.resource_name,
+                revoked,
             })
         })
         .await

@@ -8,6 +8,29 @@ use crate::store::teams::Member;
 use super::{Action, ConsoleResult, OperatorConsole, UserConsole};
 
 impl UserConsole {
+    /// The teams the actor may create projects in (where their role is at
+    /// least member), by name: what the create dialog offers besides "me".
+    pub async fn creatable_teams(&self) -> ConsoleResult<Vec<String>> {
+        self.gated(Action::ListTeams, async {
+            let needed = Action::CreateProject {
+                name: "",
+                team: Some(""),
+            }
+            .team_role_needed();
+            let mut teams: Vec<String> = self
+                .store()
+                .teams_of(self.user_id())
+                .await?
+                .into_iter()
+                .filter(|m| m.role >= needed)
+                .map(|m| m.team)
+                .collect();
+            teams.sort();
+            Ok(teams)
+        })
+        .await
+    }
+
     pub async fn team_members(&self, team: &str) -> ConsoleResult<Vec<Member>> {
         self.gated_in(Action::TeamMembers { team }, |s| async move {
             Ok(self.store().team_members(s.owner).await?)

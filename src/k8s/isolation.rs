@@ -4,6 +4,10 @@
 //! apply makes it idempotent, and brings policies that differ (changed by
 //! hand, or made from other settings) back to the current rules.
 //!
+//! A team is a tenant like a user (an account of its own), so its
+//! projects get `kiln-TEAM` with the same policies, apart from every
+//! member's own namespace (`k8s_isolation::a_teams_projects_…`).
+//!
 //! Not done in a namespace a tenant's own kubeconfig names: that cluster
 //! is theirs, and Kiln holds no other tenant there.
 

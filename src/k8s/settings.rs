@@ -227,6 +227,17 @@ impl K8sSettings {
         }
     }
 
+    /// What one sandbox requests (its CPU and memory requests), for the
+    /// owners' CPU and memory quotas. Settings are validated at start, so
+    /// an unreadable quantity counts as nothing rather than failing here.
+    pub fn sandbox_size(&self) -> crate::model::quota::SandboxSize {
+        let value = |q: &str| quantity_value(q).unwrap_or(0.0);
+        crate::model::quota::SandboxSize {
+            cpu_millis: (value(&self.sandbox_cpu_request) * 1000.0).ceil() as i64,
+            memory_bytes: value(&self.sandbox_memory_request).ceil() as i64,
+        }
+    }
+
     /// [`Self::api_timeout_secs`] as a duration.
     pub fn api_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.api_timeout_secs)
@@ -321,6 +332,18 @@ pub fn is_dns1035_label(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sandbox_counts_its_requests_against_the_quotas() {
+        let s = K8sSettings::default();
+        assert_eq!(
+            s.sandbox_size(),
+            crate::model::quota::SandboxSize {
+                cpu_millis: 20,
+                memory_bytes: 25 << 20
+            }
+        );
+    }
 
     #[test]
     fn defaults_are_valid_and_point_at_this_runtime_version() {

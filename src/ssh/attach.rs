@@ -119,6 +119,7 @@ pub async fn start(p: Params) -> Result<DirectAttach, ConsoleError> {
     let Attached {
         mut attachment,
         resource: resource_name,
+        ..
     } = p
         .console
         .attach(

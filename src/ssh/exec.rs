@@ -37,6 +37,7 @@
 //!   first; `detail` is the key of an env or config change (never its value)
 //!   or why a sign-in failed.
 
+mod admin;
 mod agents;
 mod args;
 mod commands;
@@ -161,6 +162,17 @@ fn command_list() -> String {
 }
 
 async fn run_inner(console: &UserConsole, line: &str, stdin: &[u8]) -> ExecOutput {
+    // `admin …` exists only for an admin; anyone else's line goes on to the
+    // ordinary parser, which answers it as any unknown command.
+    if let Some(admin) = console.admin()
+        && let Ok(words) = shell_words::split(line)
+        && admin::is_admin_line(&words)
+    {
+        return match admin::run(&admin, &words).await {
+            Ok(stdout) => success(stdout),
+            Err(answer) => answer,
+        };
+    }
     let parsed = match parse_line(line) {
         Ok(p) => p,
         Err(answer) => return answer,

@@ -2,6 +2,7 @@
 //! function is one statement or one transaction, named for what it does.
 
 pub mod activity;
+pub mod admin;
 pub mod agents;
 pub mod audit;
 pub mod crypto;
@@ -101,6 +102,9 @@ fn db_unreachable(e: &sqlx::Error) -> bool {
 pub struct Store {
     pool: PgPool,
     key: SecretKey,
+    /// What one sandbox requests on the server's cluster, when sandboxes
+    /// run there: the CPU and memory quotas count it (`None`: not counted).
+    sandbox_size: Option<crate::model::quota::SandboxSize>,
 }
 
 impl Store {
@@ -112,11 +116,26 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.application_name("kiln"))
             .await?;
-        Ok(Self { pool, key })
+        Ok(Self {
+            pool,
+            key,
+            sandbox_size: None,
+        })
     }
 
     pub fn from_pool(pool: PgPool, key: SecretKey) -> Self {
-        Self { pool, key }
+        Self {
+            pool,
+            key,
+            sandbox_size: None,
+        }
+    }
+
+    /// The same store, counting `size` per running sandbox against the
+    /// owners' CPU and memory quotas (sandboxes run on Kubernetes).
+    pub fn with_sandbox_size(mut self, size: crate::model::quota::SandboxSize) -> Self {
+        self.sandbox_size = Some(size);
+        self
     }
 
     pub fn pool(&self) -> &PgPool {

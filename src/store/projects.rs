@@ -127,7 +127,7 @@ impl Store {
 
         let mut tx = self.pool.begin().await?;
         super::quotas::lock_owner(&mut tx, user_id).await?;
-        super::quotas::check(&mut tx, user_id, Ask::Create, None).await?;
+        super::quotas::check(&mut tx, user_id, Ask::Create, None, self.sandbox_size).await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO projects (user_id, name, slug, description) VALUES ($1, $2, $3, $4)
              RETURNING {PROJECT_COLUMNS}"
@@ -262,7 +262,14 @@ impl Store {
         let (project_id, slug, status) = lock_project_by_name(&mut tx, user_id, name).await?;
         intent::check(intent, status)?;
         if intent == Intent::Start {
-            super::quotas::check(&mut tx, user_id, Ask::Start, Some(project_id)).await?;
+            super::quotas::check(
+                &mut tx,
+                user_id,
+                Ask::Start,
+                Some(project_id),
+                self.sandbox_size,
+            )
+            .await?;
         }
         for kind in ResourceKind::ALL {
             let rows = sqlx::query(AssertSqlSafe(format!(

@@ -6,7 +6,7 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::{Store, StoreError, StoreResult};
-use crate::model::quota::{self, Ask, Holder, Limits, Usage};
+use crate::model::quota::{self, Ask, Holder, Limits, SandboxSize, Usage};
 
 /// Serialises every create and start of one owner until the transaction
 /// ends: the count that the quota check reads cannot change under it.
@@ -25,9 +25,11 @@ async fn read(
     conn: &mut PgConnection,
     owner: Uuid,
     except: Option<Uuid>,
+    size: Option<SandboxSize>,
 ) -> StoreResult<(Limits, Usage, Holder)> {
     let row = sqlx::query(
         "SELECT u.username, u.role, q.max_projects, q.max_running,
+                q.max_cpu_millis, q.max_memory_bytes,
                 (SELECT count(*) FROM projects p WHERE p.user_id = u.id
                    AND EXISTS (SELECT 1 FROM sandboxes s
                                WHERE s.project_id = p.id AND s.desired <> 'TERMINATED')) AS projects,
@@ -51,11 +53,10 @@ async fn read(
             .try_get::<Option<i32>, _>("max_projects")?
             .map(i64::from),
         running: row.try_get::<Option<i32>, _>("max_running")?.map(i64::from),
+        cpu_millis: row.try_get("max_cpu_millis")?,
+        memory_bytes: row.try_get("max_memory_bytes")?,
     };
-    let usage = Usage {
-        projects: row.try_get("projects")?,
-        running: row.try_get("running")?,
-    };
+    let usage = Usage::of(row.try_get("projects")?, row.try_get("running")?, size);
     Ok((limits, usage, holder))
 }
 
@@ -65,9 +66,10 @@ pub(crate) async fn check(
     owner: Uuid,
     ask: Ask,
     except: Option<Uuid>,
+    size: Option<SandboxSize>,
 ) -> StoreResult<()> {
-    let (limits, usage, holder) = read(conn, owner, except).await?;
-    quota::check(ask, limits, usage, &holder)?;
+    let (limits, usage, holder) = read(conn, owner, except, size).await?;
+    quota::check(ask, limits, usage, size, &holder)?;
     Ok(())
 }
 
@@ -81,22 +83,38 @@ impl Store {
             .transpose()
         };
         sqlx::query(
-            "INSERT INTO quotas (user_id, max_projects, max_running) VALUES ($1, $2, $3)
+            "INSERT INTO quotas (user_id, max_projects, max_running, max_cpu_millis, max_memory_bytes)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (user_id) DO UPDATE
-             SET max_projects = EXCLUDED.max_projects, max_running = EXCLUDED.max_running",
+             SET max_projects = EXCLUDED.max_projects, max_running = EXCLUDED.max_running,
+                 max_cpu_millis = EXCLUDED.max_cpu_millis,
+                 max_memory_bytes = EXCLUDED.max_memory_bytes",
         )
         .bind(owner)
         .bind(narrow(limits.projects)?)
         .bind(narrow(limits.running)?)
+        .bind(limits.cpu_millis)
+        .bind(limits.memory_bytes)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
+    /// The quota check a create or start makes, alone: the owner's lock
+    /// and the check in a transaction that is then rolled back (`kiln
+    /// bench teams` times it; nothing is written).
+    pub async fn probe_quota(&self, owner: Uuid, ask: Ask) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        lock_owner(&mut tx, owner).await?;
+        let checked = check(&mut tx, owner, ask, None, self.sandbox_size).await;
+        tx.rollback().await?;
+        checked
+    }
+
     /// `owner`'s limits and what it uses now.
     pub async fn quota_usage(&self, owner: Uuid) -> StoreResult<(Limits, Usage)> {
         let mut conn = self.pool.acquire().await?;
-        let (limits, usage, _) = read(&mut conn, owner, None).await?;
+        let (limits, usage, _) = read(&mut conn, owner, None, self.sandbox_size).await?;
         Ok((limits, usage))
     }
 }

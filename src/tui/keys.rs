@@ -104,6 +104,13 @@ pub enum Action {
     RestartSession,
     /// Open the inbox (sessions that need the user).
     Inbox,
+    /// A choice field (the create dialog's owner): the previous / next choice.
+    ChoicePrev,
+    ChoiceNext,
+    /// Open the admin screen (admins only).
+    Admin,
+    /// Load the admin screen's data again.
+    AdminReload,
 }
 
 /// One key of one screen: what it does, and whether it can right now (and if
@@ -165,6 +172,8 @@ pub enum Context {
     ConfirmRestart,
     /// The inbox screen.
     Inbox,
+    /// The admin screen.
+    Admin,
     Help,
 }
 

@@ -299,7 +299,7 @@ async fn a_create_past_the_quota_is_refused_alike_from_each_front_end() {
             alice.id,
             kiln::model::quota::Limits {
                 projects: Some(0),
-                running: None,
+                ..Default::default()
             },
         )
         .await

@@ -347,3 +347,115 @@ async fn nothing_runs_in_a_namespace_whose_policies_could_not_be_applied() {
     );
     assert!(roles(&emu, "kiln-dave").await.is_empty());
 }
+
+/// Every object in the dump that carries `kiln.dev/project`: (namespace,
+/// kind, that label), wherever in the dump it sits.
+fn project_objects(v: &serde_json::Value, out: &mut Vec<(String, String, String)>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            let md = m.get("metadata");
+            let project = md
+                .and_then(|md| md.get("labels"))
+                .and_then(|l| l.get("kiln.dev/project"))
+                .and_then(|v| v.as_str());
+            match (project, md.and_then(|md| md.get("namespace"))) {
+                (Some(p), Some(ns)) => out.push((
+                    ns.as_str().unwrap_or("").to_string(),
+                    m.get("kind")
+                        .and_then(|k| k.as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                    p.to_string(),
+                )),
+                _ => m.values().for_each(|x| project_objects(x, out)),
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| project_objects(x, out)),
+        _ => {}
+    }
+}
+
+/// A team is a tenant like a user: its projects live in its own namespace
+/// (`kiln-TEAM`), fenced by the same policies, and nothing of a member's
+/// own projects lands there, nor anything of the team's in theirs, even
+/// under the same project name.
+#[tokio::test]
+async fn a_teams_projects_live_in_the_teams_namespace_alone() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let emu = Emulator::start().await;
+    let settings = K8sSettings::default();
+    let alice = user(&store, "alice").await;
+    let acme = store.create_team("acme").await.unwrap().id;
+    store
+        .set_member(acme, "alice", kiln::model::team::TeamRole::Member)
+        .await
+        .unwrap();
+    store
+        .create_project(acme, "Site", "", "alice")
+        .await
+        .unwrap();
+    store
+        .create_project(alice, "Site", "", "alice")
+        .await
+        .unwrap();
+    let r = replica(&store, &emu, &settings);
+    until_role(&r, &emu, "kiln-acme").await;
+    until_role(&r, &emu, "kiln-alice").await;
+
+    assert_eq!(
+        policies(&emu, "kiln-acme").await,
+        expected("kiln-acme", &settings)
+    );
+    // The team's namespace is labelled for the team's account, so no
+    // user's route could adopt it.
+    let ns = Api::<Namespace>::all(emu.client())
+        .get("kiln-acme")
+        .await
+        .unwrap();
+    assert_eq!(
+        ns.metadata.labels.unwrap().get("kiln.dev/tenant-id"),
+        Some(&acme.to_string())
+    );
+    // Both projects are `site`: the namespace is what tells them apart,
+    // and each one's objects are in its owner's namespace only.
+    let client = emu.client();
+    let sets = |ns: &'static str| {
+        let client = client.clone();
+        async move {
+            Api::<StatefulSet>::namespaced(client, ns)
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .len()
+        }
+    };
+    assert_eq!(sets("kiln-acme").await, 1);
+    assert_eq!(sets("kiln-alice").await, 1);
+    let mut found = Vec::new();
+    project_objects(&emu.objects().await, &mut found);
+    let team_db = database_name(&store, acme, "site").await;
+    let own_db = database_name(&store, alice, "site").await;
+    assert_ne!(team_db, own_db);
+    for (ns, kind, project) in &found {
+        assert!(
+            ns == "kiln-acme" || ns == "kiln-alice",
+            "{kind} of {project} in {ns}"
+        );
+    }
+    let in_ns = |ns: &str| found.iter().filter(|(n, _, _)| n == ns).count();
+    assert!(
+        in_ns("kiln-acme") > 0 && in_ns("kiln-alice") > 0,
+        "{found:?}"
+    );
+    // The team's database role names the team's database; alice's hers.
+    assert_eq!(
+        roles(&emu, "kiln-acme").await[0].metadata.name.as_deref(),
+        Some(role_name("kiln-acme", &team_db).as_str())
+    );
+    assert_eq!(
+        roles(&emu, "kiln-alice").await[0].metadata.name.as_deref(),
+        Some(role_name("kiln-alice", &own_db).as_str())
+    );
+}

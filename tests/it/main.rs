@@ -13,6 +13,7 @@
 
 mod support;
 
+mod admin;
 mod agents;
 mod audit;
 mod cli;
@@ -46,5 +47,6 @@ mod ssh_exec;
 mod ssh_logs;
 mod ssh_openssh;
 mod store;
+mod team_screens;
 mod teams;
 mod user_configs;

@@ -173,3 +173,63 @@ async fn the_settings_screen_shows_usage_against_the_quota() {
     let (limits, _) = server.store.quota_usage(alice.id).await.unwrap();
     assert_eq!(limits.projects, Some(5));
 }
+
+/// CPU and memory quotas, as on the Kubernetes back end: the store of a
+/// server whose sandboxes run on a cluster counts each one's requests, and
+/// parallel creates stop exactly where the sum would pass the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_and_memory_quotas_hold_under_concurrency() {
+    use kiln::model::quota::SandboxSize;
+    let server = Server::start().await;
+    let alice = server.user("alice", PASSWORD).await;
+    let bob = server.user("bob", PASSWORD).await;
+    let out = quota_set(&server, &["--user", "alice", "--cpu", "1.5"]);
+    assert!(out.contains("0 of 1500m CPU"), "{out}");
+    let out = quota_set(&server, &["--user", "bob", "--memory", "4Gi"]);
+    assert!(out.contains("0 of 4Gi memory"), "{out}");
+    // Bad amounts are refused before anything is stored.
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        cli(&server, &["quota", "set", "--user", "bob", "--cpu", "lots"])
+    });
+    assert_ne!(code, 0);
+    assert!(err.contains("is not a CPU amount"), "{err}");
+
+    let store = server.store.clone().with_sandbox_size(SandboxSize {
+        cpu_millis: 500,
+        memory_bytes: 2 << 30,
+    });
+    for (owner, fits, refusal) in [
+        (
+            alice.id,
+            3,
+            "your sandboxes request 1500m of 1500m CPU and one more needs 500m: stop one or ask an admin",
+        ),
+        (
+            bob.id,
+            2,
+            "your sandboxes request 4Gi of 4Gi memory and one more needs 2Gi: stop one or ask an admin",
+        ),
+    ] {
+        let creates = (0..20).map(|i| {
+            let store = store.clone();
+            async move {
+                store
+                    .create_project(owner, &format!("p{i}"), "", "test")
+                    .await
+            }
+        });
+        let results = futures::future::join_all(creates).await;
+        let made = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(made, fits, "{results:?}");
+        for e in results.iter().filter_map(|r| r.as_ref().err()) {
+            assert_eq!(e.to_string(), refusal);
+        }
+        assert_eq!(store.list_projects(owner).await.unwrap().len(), fits);
+    }
+    // The store of a server without a cluster does not count them.
+    server
+        .store
+        .create_project(alice.id, "local", "", "test")
+        .await
+        .unwrap();
+}

@@ -9,7 +9,7 @@ use crate::console_fronts::cli;
 use crate::support::eventually;
 use crate::support::ssh::{Client, Server, connect};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -21,7 +21,7 @@ enum Outcome {
     Missing,
 }
 
-async fn signed_in(server: &Server, user: &str) -> Client {
+pub(crate) async fn signed_in(server: &Server, user: &str) -> Client {
     let mut c = connect(server.addr).await;
     assert!(c.password(user, PASSWORD).await, "{user} signs in");
     c
@@ -43,7 +43,7 @@ async fn run(c: &Client, line: &str) -> (Outcome, String) {
 
 /// alice (owner), mo (member), vi (viewer), nat (no member), ada (admin);
 /// team acme with a running project acme/blog created by mo.
-async fn acme(server: &Server) {
+pub(crate) async fn acme(server: &Server) {
     for u in ["alice", "mo", "vi", "nat", "zed"] {
         server.user(u, PASSWORD).await;
     }

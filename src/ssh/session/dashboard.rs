@@ -162,7 +162,18 @@ impl Dashboard {
                 Effect::LoadSessions { project } => Job::Sessions { project },
                 Effect::LoadSettings => Job::Settings,
                 Effect::Intent { project, intent } => Job::Request { project, intent },
-                Effect::Create { name, description } => Job::Create { name, description },
+                Effect::Create {
+                    name,
+                    description,
+                    team,
+                } => Job::Create {
+                    name,
+                    description,
+                    team,
+                },
+                Effect::LoadTeams => Job::Teams,
+                Effect::LoadAdmin => Job::Admin,
+                Effect::AdminIntent { project, intent } => Job::AdminIntent { project, intent },
                 Effect::SetEnv {
                     project,
                     key,
@@ -232,6 +243,7 @@ impl Dashboard {
                 self.pane = Some(AttachedPane {
                     attachment: attached.attachment,
                     activity: self.activity.tracker(attached.resource),
+                    revoked: attached.revoked,
                 });
                 self.prefix_armed = false;
                 self.update(Msg::PaneOpened {

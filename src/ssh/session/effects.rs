@@ -48,6 +48,16 @@ pub(super) enum Job {
     Create {
         name: String,
         description: String,
+        team: Option<String>,
+    },
+    /// The teams the user may create in.
+    Teams,
+    /// The admin screen's data.
+    Admin,
+    /// An admin's intent on any project.
+    AdminIntent {
+        project: String,
+        intent: Intent,
     },
     SetEnv {
         project: String,
@@ -106,10 +116,13 @@ impl Job {
             Job::Detail { .. }
             | Job::Sessions { .. }
             | Job::Settings
+            | Job::Teams
+            | Job::Admin
             | Job::Attach { .. }
             | Job::Switch { .. }
             | Job::FollowLogs { .. } => false,
             Job::Request { .. }
+            | Job::AdminIntent { .. }
             | Job::Create { .. }
             | Job::SetEnv { .. }
             | Job::UnsetEnv { .. }
@@ -189,8 +202,43 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                 .await
                 .map(|s| format!("{intent} requested for {project}: now {s}")),
         ),
-        Job::Create { name, description } => done(
-            c.create(&name, &description, None)
+        Job::Teams => match c.creatable_teams().await {
+            Ok(teams) => Answer::Msg(Msg::Teams(teams)),
+            // The dialog still offers "me"; the rest of it works.
+            Err(_) => Answer::Nothing,
+        },
+        Job::Admin => Answer::Msg(match c.admin() {
+            Some(admin) => match admin.overview().await {
+                Ok(d) => Msg::Admin(Box::new(d)),
+                Err(e) => Msg::Done(
+                    Reply::Load,
+                    Err(format!("cannot load the admin screen: {e}")),
+                ),
+            },
+            None => Msg::Done(
+                Reply::Load,
+                Err(line(ConsoleError::refused(
+                    "admin.view needs the admin role",
+                ))),
+            ),
+        }),
+        Job::AdminIntent { project, intent } => match c.admin() {
+            Some(admin) => done(
+                admin
+                    .request(&project, intent)
+                    .await
+                    .map(|s| format!("{intent} requested for {project}: now {s}")),
+            ),
+            None => done(Err(ConsoleError::refused(
+                "admin intents need the admin role",
+            ))),
+        },
+        Job::Create {
+            name,
+            description,
+            team,
+        } => done(
+            c.create(&name, &description, team.as_deref())
                 .await
                 .map(|v| format!("created {} (slug {})", v.project.name, v.project.slug)),
         ),

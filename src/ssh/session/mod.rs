@@ -156,6 +156,7 @@ async fn run(
     let mut app = App::new(&console.user().username, cols, rows);
     app.set_no_color(no_color);
     app.set_prefix(prefix);
+    app.set_admin(console.admin().is_some());
     if !notice.is_empty() {
         app.set_notice(&notice);
     }
@@ -314,9 +315,9 @@ async fn run(
                         }
                     }
                     None => {
-                        d.pane = None;
+                        let why = d.pane.take().map(|p| p.ended_because()).unwrap_or_default();
                         d.pane_ticket += 1;
-                        d.update(Msg::PaneClosed("the session's terminal closed".into()));
+                        d.update(Msg::PaneClosed(why));
                     }
                 }
                 dirty = true;
@@ -340,7 +341,7 @@ async fn run(
                 }
                 dirty = true;
             }
-            _ = session_poll.tick(), if d.app.polls_sessions().is_some() => {
+            _ = session_poll.tick(), if d.app.polls_sessions().is_some() || d.app.polls_admin() => {
                 d.update(Msg::PollSessions);
             }
             _ = ticker.tick(), if d.app.animating() => {

@@ -8,6 +8,18 @@ pub(super) struct AttachedPane {
     pub attachment: Attachment,
     /// Notes typing and output for the idle policy.
     pub activity: ActivityTracker,
+    /// Why the console cut the session, when it did.
+    pub revoked: crate::console::Revoked,
+}
+
+impl AttachedPane {
+    /// What the dashboard says when the session's stream ends.
+    pub fn ended_because(&self) -> String {
+        match self.revoked.get() {
+            Some(why) => why.clone(),
+            None => "the session's terminal closed".into(),
+        }
+    }
 }
 
 impl AttachedPane {

@@ -10,7 +10,19 @@ use crate::tui::screens::list::ListScreen;
 pub(super) fn for_context(app: &App, context: Context) -> Vec<Binding> {
     match context {
         Context::Help => bindings::help(),
-        Context::List => app.list.bindings(),
+        Context::List => {
+            let mut v = app.list.bindings();
+            if let Some(b) = app.admin_binding() {
+                // Early, after `n new`, so it makes the footer at 80 columns.
+                let at = v
+                    .iter()
+                    .position(|b| b.action == crate::tui::keys::Action::New)
+                    .map_or(v.len(), |i| i + 1);
+                v.insert(at, b);
+            }
+            v
+        }
+        Context::Admin => app.admin.as_ref().map_or_else(Vec::new, |a| a.bindings()),
         Context::Filter => ListScreen::filter_bindings(),
         Context::Detail => app.detail.bindings(app.target()),
         Context::Env => app.env.bindings(&app.detail),

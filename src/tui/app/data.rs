@@ -10,6 +10,10 @@ impl App {
         self.stale = None;
         self.list.set_projects(list);
         let mut effects = self.attach_if_started();
+        if self.screen == Screen::Admin {
+            effects.push(Effect::LoadAdmin);
+            return effects;
+        }
         if self.screen == Screen::Settings {
             // A change notification may be a key or setting changed elsewhere.
             effects.push(Effect::LoadSettings);
@@ -56,6 +60,7 @@ impl App {
                 }],
                 None => vec![],
             },
+            Reply::Admin => vec![Effect::LoadAdmin],
             Reply::Pane | Reply::Load | Reply::Unsolicited => vec![],
         }
     }

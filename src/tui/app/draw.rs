@@ -57,6 +57,11 @@ pub(super) fn draw(app: &App, frame: &mut Frame) {
         Screen::List => view::list::draw(&app.list, &app.agents, ctx, theme, frame, body),
         Screen::Detail => view::detail::draw(&app.detail, &app.agents, ctx, theme, frame, body),
         Screen::Inbox => view::inbox::draw(&app.agents, ctx, theme, frame, body),
+        Screen::Admin => {
+            if let Some(a) = &app.admin {
+                view::admin::draw(a, ctx, theme, frame, body);
+            }
+        }
         Screen::Env => view::env::draw(&app.env, &app.detail, theme, frame, body),
         Screen::Settings => view::settings::draw(&app.settings, ctx, theme, frame, body),
         Screen::Logs => {

@@ -46,7 +46,10 @@ impl App {
 
     pub(super) fn type_text(&mut self, s: &str) {
         match (&mut self.overlay, self.screen) {
-            (Some(Overlay::Create(f)), _) => f.field_mut().push_str(s),
+            (Some(Overlay::Create(f)), _) => match f.field_mut() {
+                Some(field) => field.push_str(s),
+                None => self.refuse("← and → choose the owner; Tab moves to a text field"),
+            },
             (Some(Overlay::EnvForm(f)), _) => {
                 let fixed_key = f.editing && f.focus == EnvField::Key;
                 match f.field_mut() {
@@ -70,7 +73,16 @@ impl App {
     }
 
     fn perform(&mut self, action: Action) -> Vec<Effect> {
+        if self.screen == Screen::Admin
+            && matches!(
+                action,
+                Action::NextSection | Action::Intent(_) | Action::AdminReload
+            )
+        {
+            return self.perform_admin(action);
+        }
         match action {
+            Action::Admin | Action::AdminReload => return self.perform_admin(action),
             Action::Quit => return vec![Effect::Quit],
             Action::Help => self.help = true,
             Action::CloseHelp => self.help = false,
@@ -130,7 +142,20 @@ impl App {
             Action::NextSession | Action::PrevSession | Action::RestartSession => {
                 return self.perform_session(action);
             }
-            Action::New => self.overlay = Some(Overlay::Create(CreateForm::new())),
+            Action::New => {
+                self.overlay = Some(Overlay::Create(CreateForm::new()));
+                // The owner field offers the user's teams once they arrive.
+                return vec![Effect::LoadTeams];
+            }
+            Action::ChoicePrev | Action::ChoiceNext => {
+                if let Some(Overlay::Create(f)) = &mut self.overlay {
+                    if action == Action::ChoiceNext {
+                        f.owner.next();
+                    } else {
+                        f.owner.prev();
+                    }
+                }
+            }
             Action::Intent(Intent::Delete) => {
                 if let Some(v) = self.target() {
                     let project = v.project.name.clone();
@@ -178,7 +203,8 @@ impl App {
             Action::TogglePassword => self.detail.show_password = !self.detail.show_password,
             Action::Erase => self.erase(),
             Action::NextField | Action::PrevField => match &mut self.overlay {
-                Some(Overlay::Create(f)) => f.switch(),
+                Some(Overlay::Create(f)) if action == Action::NextField => f.switch(),
+                Some(Overlay::Create(f)) => f.switch_back(),
                 Some(Overlay::EnvForm(f)) if action == Action::NextField => f.next(),
                 Some(Overlay::EnvForm(f)) => f.prev(),
                 Some(Overlay::PasswordForm(f)) => f.switch(),
@@ -243,13 +269,20 @@ impl App {
             }
             Screen::Detail => self.detail.scroll_events(action, page),
             Screen::Inbox => self.agents.move_cursor(action, page),
+            Screen::Admin => {
+                if let Some(a) = &mut self.admin {
+                    a.move_cursor(action, page);
+                }
+            }
         }
     }
 
     fn erase(&mut self) {
         match &mut self.overlay {
             Some(Overlay::Create(f)) => {
-                f.field_mut().pop();
+                if let Some(field) = f.field_mut() {
+                    field.pop();
+                }
             }
             Some(Overlay::EnvForm(f)) => {
                 if let Some(field) = f.field_mut() {
@@ -283,8 +316,10 @@ impl App {
     fn submit(&mut self) -> Vec<Effect> {
         match self.overlay.take() {
             Some(Overlay::Create(f)) => {
-                self.info(format!("creating {}…", text::clean(f.name.trim())));
+                let shown = f.owner.qualified(f.name.trim());
+                self.info(format!("creating {}…", text::clean(&shown)));
                 vec![Effect::Create {
+                    team: f.owner.team().map(str::to_string),
                     name: f.name,
                     description: f.description,
                 }]

@@ -2,6 +2,7 @@
 //! never performs I/O or reads the clock; it returns `Effect`s for the SSH
 //! session to perform, and the session answers with `Msg`s.
 
+mod admin;
 mod bindings;
 mod data;
 mod draw;
@@ -42,6 +43,8 @@ pub enum Screen {
     Logs,
     /// Sessions that need the user, across their projects.
     Inbox,
+    /// Every user, project and replica (admins only).
+    Admin,
 }
 
 /// The dashboard: one state per screen, and what they share (the window,
@@ -77,6 +80,8 @@ pub struct App {
     /// A project started from the attach offer, and whether read-only: the
     /// pane opens once its sandbox runs.
     pub(crate) attach_when_running: Option<(String, bool)>,
+    /// The admin screen; `None` unless the user is an admin.
+    pub(crate) admin: Option<crate::tui::screens::admin::AdminScreen>,
 }
 
 impl App {
@@ -103,6 +108,7 @@ impl App {
             help: false,
             status: None,
             attach_when_running: None,
+            admin: None,
         }
     }
 
@@ -132,7 +138,7 @@ impl App {
             Screen::Detail | Screen::Env => {
                 self.detail.data.as_ref().is_some_and(|d| busy(&d.view))
             }
-            Screen::Settings | Screen::Logs | Screen::Inbox => false,
+            Screen::Settings | Screen::Logs | Screen::Inbox | Screen::Admin => false,
         }
     }
 
@@ -221,6 +227,16 @@ impl App {
                 self.detail.set_sessions(&project, sessions);
                 vec![]
             }
+            Msg::Admin(data) => {
+                self.on_admin(*data);
+                vec![]
+            }
+            Msg::Teams(teams) => {
+                if let Some(Overlay::Create(f)) = &mut self.overlay {
+                    f.owner.set_teams(teams);
+                }
+                vec![]
+            }
             Msg::Agents(rows) => {
                 if self.agents.set_rows(rows) {
                     vec![Effect::Bell]
@@ -241,7 +257,7 @@ impl App {
                     .find(name)
                     .or_else(|| self.detail.data.as_ref().map(|d| &d.view))
             }
-            Screen::Settings | Screen::Inbox => None,
+            Screen::Settings | Screen::Inbox | Screen::Admin => None,
         }
     }
 
@@ -277,6 +293,7 @@ impl App {
             Screen::Settings => Context::Settings,
             Screen::Logs => Context::Logs,
             Screen::Inbox => Context::Inbox,
+            Screen::Admin => Context::Admin,
         }
     }
 

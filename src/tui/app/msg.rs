@@ -63,6 +63,10 @@ pub enum Msg {
     },
     /// The agent states of the user's sessions (loaded with the projects).
     Agents(Vec<crate::store::agents::AgentRow>),
+    /// Answer to Effect::LoadTeams: the teams the user may create in.
+    Teams(Vec<String>),
+    /// Answer to Effect::LoadAdmin.
+    Admin(Box<crate::console::AdminOverview>),
 }
 
 /// What a `Msg::Done` answers, and so what follows it.
@@ -80,6 +84,8 @@ pub enum Reply {
     Load,
     /// Nobody asked (the project list failed to load): shown, nothing follows.
     Unsolicited,
+    /// An admin's intent from the admin screen: its data reloads.
+    Admin,
 }
 
 /// Secrets are `SecretText`, so the derived `Debug` never shows them.
@@ -93,6 +99,18 @@ pub enum Effect {
     Create {
         name: String,
         description: String,
+        /// The team to create it in; `None`: the user's own.
+        team: Option<String>,
+    },
+    /// The teams the user may create in, for the create dialog; answered
+    /// with `Msg::Teams`.
+    LoadTeams,
+    /// The admin screen's data; answered with `Msg::Admin`.
+    LoadAdmin,
+    /// An admin's intent on any project (`OWNER/NAME`).
+    AdminIntent {
+        project: String,
+        intent: Intent,
     },
     LoadDetail {
         project: String,
@@ -188,9 +206,12 @@ impl Effect {
             | Effect::SetPassword { .. }
             | Effect::SetUserConfig { .. }
             | Effect::UnsetUserConfig { .. } => Reply::Settings,
-            Effect::LoadDetail { .. } | Effect::LoadSettings | Effect::LoadSessions { .. } => {
-                Reply::Load
-            }
+            Effect::LoadDetail { .. }
+            | Effect::LoadSettings
+            | Effect::LoadSessions { .. }
+            | Effect::LoadTeams
+            | Effect::LoadAdmin => Reply::Load,
+            Effect::AdminIntent { .. } => Reply::Admin,
             Effect::Quit
             | Effect::Attach { .. }
             | Effect::SwitchSession { .. }

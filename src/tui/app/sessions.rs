@@ -33,6 +33,9 @@ impl App {
     }
 
     pub(super) fn on_poll_sessions(&mut self) -> Vec<Effect> {
+        if self.polls_admin() {
+            return vec![Effect::LoadAdmin];
+        }
         match self.polls_sessions() {
             Some(project) => vec![Effect::LoadSessions {
                 project: project.to_string(),

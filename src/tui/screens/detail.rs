@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::bindings::{attach, intents, movement};
+use super::rules::member_allowed;
 use super::rules::{attach_allowed, attach_or_start_allowed};
 use crate::driver::SessionInfo;
 use crate::store::projects::ProjectView;
@@ -186,9 +187,13 @@ impl DetailScreen {
             v.push(if shown { b } else { b.help_only() });
         }
         v.extend(intents(target));
-        v.push(Binding::new(Key::Char('e'), "env", Action::Env));
+        v.push(
+            Binding::new(Key::Char('e'), "env", Action::Env).when(member_allowed(target, "env")),
+        );
         v.extend(attach(target));
-        v.push(Binding::new(Key::Char('L'), "logs", Action::Logs));
+        v.push(
+            Binding::new(Key::Char('L'), "logs", Action::Logs).when(member_allowed(target, "logs")),
+        );
         v.push(
             Binding::new(Key::Enter, "attach", Action::Attach)
                 .when(attach_or_start_allowed(target))

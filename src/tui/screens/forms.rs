@@ -13,6 +13,8 @@ use crate::tui::secret::SecretText;
 pub enum CreateField {
     Name,
     Description,
+    /// Whose the project is (only when the user is in a team).
+    Owner,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,7 @@ pub struct CreateForm {
     pub name: String,
     pub description: String,
     pub focus: CreateField,
+    pub owner: super::owner::OwnerChoice,
 }
 
 impl Default for CreateForm {
@@ -34,6 +37,7 @@ impl CreateForm {
             name: String::new(),
             description: String::new(),
             focus: CreateField::Name,
+            owner: Default::default(),
         }
     }
 
@@ -52,16 +56,29 @@ impl CreateForm {
         self.description_check()
     }
 
-    pub fn field_mut(&mut self) -> &mut String {
+    /// The text field under the cursor; `None` on the owner choice.
+    pub fn field_mut(&mut self) -> Option<&mut String> {
         match self.focus {
-            CreateField::Name => &mut self.name,
-            CreateField::Description => &mut self.description,
+            CreateField::Name => Some(&mut self.name),
+            CreateField::Description => Some(&mut self.description),
+            CreateField::Owner => None,
         }
     }
 
+    /// Tab: name, description, then the owner when there is a choice.
     pub fn switch(&mut self) {
         self.focus = match self.focus {
             CreateField::Name => CreateField::Description,
+            CreateField::Description if self.owner.has_teams() => CreateField::Owner,
+            CreateField::Description | CreateField::Owner => CreateField::Name,
+        };
+    }
+
+    /// Shift-Tab: the same cycle backwards.
+    pub fn switch_back(&mut self) {
+        self.focus = match self.focus {
+            CreateField::Name if self.owner.has_teams() => CreateField::Owner,
+            CreateField::Name | CreateField::Owner => CreateField::Description,
             CreateField::Description => CreateField::Name,
         };
     }

@@ -2,6 +2,7 @@
 //! the name filter.
 
 use super::bindings::{attach, intents, movement};
+use super::rules::member_allowed;
 use crate::store::projects::ProjectView;
 use crate::tui::keys::{Action, Binding, Key};
 
@@ -89,7 +90,10 @@ impl ListScreen {
             Binding::new(Key::Char('n'), "new", Action::New),
         ];
         v.extend(intents(target));
-        v.push(Binding::new(Key::Char('e'), "env", Action::Env).when(need_selection()));
+        v.push(
+            Binding::new(Key::Char('e'), "env", Action::Env)
+                .when(need_selection().and_then(|()| member_allowed(target, "env"))),
+        );
         v.extend(attach(target));
         v.push(Binding::new(Key::Char('i'), "inbox", Action::Inbox));
         v.push(Binding::new(Key::Char('/'), "filter", Action::FilterStart));

@@ -3,6 +3,7 @@
 //! of each and routes messages and keys to them; `tui::view` draws each
 //! from its own state plus the small shared [`Ctx`], never from `App`.
 
+pub mod admin;
 pub mod agents;
 pub mod bindings;
 pub mod detail;
@@ -10,6 +11,7 @@ pub mod dialogs;
 pub mod env;
 pub mod forms;
 pub mod list;
+pub mod owner;
 pub mod rules;
 pub mod settings;
 

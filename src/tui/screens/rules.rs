@@ -42,13 +42,19 @@ pub fn attach_allowed(v: Option<&ProjectView>) -> Result<(), String> {
 
 pub fn intent_allowed(v: Option<&ProjectView>, intent: Intent) -> Result<(), String> {
     let v = v.ok_or_else(|| "no project selected".to_string())?;
-    // The console decides again; this greys the key with the same reason.
-    if let Some(role) = v.team_role
-        && role < crate::model::team::TeamRole::Member
-    {
-        return Err(format!(
-            "you are a {role} of this team: {intent} needs the member role"
-        ));
-    }
+    member_allowed(Some(v), &intent.to_string())?;
     intent::check(intent, v.project.status).map_err(|e| e.to_string())
+}
+
+/// Whether the user's role lets them do `what` (env, logs, an intent) to
+/// `v`: a team's viewer may not. The console decides again; this greys the
+/// key with the same reason.
+pub fn member_allowed(v: Option<&ProjectView>, what: &str) -> Result<(), String> {
+    let v = v.ok_or_else(|| "no project selected".to_string())?;
+    match v.team_role {
+        Some(role) if role < crate::model::team::TeamRole::Member => Err(format!(
+            "you are a {role} of this team: {what} needs the member role"
+        )),
+        _ => Ok(()),
+    }
 }

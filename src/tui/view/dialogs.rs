@@ -181,14 +181,15 @@ fn verdict(result: Result<String, String>, theme: Theme, w: usize) -> Line<'stat
 fn create(f: &CreateForm, theme: Theme, frame: &mut Frame, body: Rect) {
     let width = body.width.saturating_sub(4).min(96);
     let title = Line::styled(" New project ", theme.title());
-    let inner = modal(frame, body, width, 9, title);
+    let owner_rows = if f.owner.has_teams() { 3 } else { 0 };
+    let inner = modal(frame, body, width, 9 + owner_rows, title);
     let w = usize::from(inner.width);
     let slug = if f.name.is_empty() {
         Err("type a name; the slug is made of its letters and digits".into())
     } else {
         f.slug().map(|s| format!("slug: {s}"))
     };
-    let lines = vec![
+    let mut lines = vec![
         field("Name", &f.name, f.focus == CreateField::Name, theme, w),
         verdict(slug, theme, w),
         Line::raw(""),
@@ -203,12 +204,23 @@ fn create(f: &CreateForm, theme: Theme, frame: &mut Frame, body: Rect) {
             Ok(()) => Line::styled("   (optional)", theme.dim()),
             Err(e) => verdict(Err(e), theme, w),
         },
+    ];
+    if f.owner.has_teams() {
+        lines.extend(super::owner::field(
+            &f.owner,
+            f.focus == CreateField::Owner,
+            &f.name,
+            theme,
+            w,
+        ));
+    }
+    lines.extend([
         Line::raw(""),
         Line::styled(
             " Enter creates · Tab switches field · Esc cancels",
             theme.dim(),
         ),
-    ];
+    ]);
     frame.render_widget(Paragraph::new(lines), inner);
 }
 

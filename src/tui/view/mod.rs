@@ -3,11 +3,13 @@
 //! screen (header, status line, footer). `App::view` puts them together.
 //! All text that came from outside goes through `tui::text` first.
 
+pub mod admin;
 pub mod detail;
 pub mod dialogs;
 pub mod env;
 pub mod inbox;
 pub mod list;
+pub mod owner;
 pub mod settings;
 pub mod style;
 

@@ -96,3 +96,4 @@ mod list;
 mod pane;
 mod replies;
 mod settings;
+mod teams;
