@@ -77,9 +77,14 @@ pub enum Command {
     /// on stdin and hands it to Kiln; always exits 0, within about 0.5 s.
     #[command(hide = true)]
     Hook {
-        /// The sandbox's hook socket.
+        /// The sandbox's hook socket (a local sandbox); without it, HTTP to
+        /// KILN_HOOK_URL with the token in KILN_HOOK_TOKEN (Kubernetes).
         #[arg(long)]
-        socket: PathBuf,
+        socket: Option<PathBuf>,
+        /// Report that the session's program exited (run by tmux's
+        /// pane-died hook) instead of reading a hook's JSON from stdin.
+        #[arg(long)]
+        exited: bool,
     },
 }
 
@@ -331,8 +336,8 @@ pub struct FaultsArgs {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // A hook runs inside a sandbox: no config, no database, nothing to fail.
-    if let Command::Hook { socket } = &cli.command {
-        hook::run(socket);
+    if let Command::Hook { socket, exited } = &cli.command {
+        hook::run(socket.as_deref(), *exited);
         return Ok(());
     }
     // A fault-suite replica needs nothing but its arguments (no config, and

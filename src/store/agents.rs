@@ -110,6 +110,10 @@ impl Store {
         .bind(key)
         .fetch_optional(&mut *tx)
         .await?;
+        if t.if_reported && previous.is_none() {
+            // A program that never reported (a plain shell) stays unknown.
+            return Ok(Recorded::Ignored);
+        }
         let entered = previous.as_deref() != Some(t.state.as_str());
         sqlx::query(
             "INSERT INTO agent_states (sandbox_id, project_id, user_id, session, state, message)
@@ -150,19 +154,30 @@ impl Store {
         })
     }
 
-    /// Forgets what session `session` of a sandbox said (it was restarted:
-    /// the new program has said nothing yet).
+    /// The database's clock (the one `updated_at` is written with).
+    pub async fn clock(&self) -> StoreResult<DateTime<Utc>> {
+        Ok(sqlx::query_scalar("SELECT now()")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Forgets what session `session` of a sandbox said before `before`
+    /// (it was restarted: what its old program said is stale; what the new
+    /// one said since is not).
     pub async fn clear_agent_state(
         &self,
         resource_name: &str,
         session: Option<&str>,
+        before: DateTime<Utc>,
     ) -> StoreResult<()> {
         sqlx::query(
             "DELETE FROM agent_states a USING sandboxes s
-             WHERE a.sandbox_id = s.id AND s.resource_name = $1 AND a.session = $2",
+             WHERE a.sandbox_id = s.id AND s.resource_name = $1 AND a.session = $2
+               AND a.updated_at < $3",
         )
         .bind(resource_name)
         .bind(session_key(session))
+        .bind(before)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -14,6 +14,7 @@
 mod support;
 
 mod agents;
+mod agents_http;
 mod audit;
 mod cli;
 mod confinement;
