@@ -5,11 +5,12 @@
 //! A webhook URL is typed by a user and fetched by the server, so it is a
 //! way into the server's own network (SSRF): by default a target that is
 //! loopback, link-local (cloud metadata at 169.254.169.254), private or
-//! otherwise not globally routable is refused, both when the URL is saved
-//! and again for every address it resolves to when it is called (a name
-//! may resolve differently later).
+//! otherwise not globally routable is refused (the rule tenants'
+//! kubeconfigs follow, `k8s::kubeconfig::forbidden`), both when the URL is
+//! saved and again on every connection (a name may resolve differently
+//! later).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// The longest webhook URL kept.
@@ -104,57 +105,6 @@ pub fn is_plain_http_url(text: &str) -> bool {
     matches!(parse_url(text), Ok(u) if !u.https)
 }
 
-/// Whether a webhook may not reach `ip` unless the operator allows private
-/// hosts: anything but a globally routable unicast address.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => private_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => private_v4(v4),
-            None => private_v6(v6),
-        },
-    }
-}
-
-fn private_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || ip.is_documentation()
-        || a == 0
-        // Carrier-grade NAT (100.64.0.0/10), benchmarking (198.18.0.0/15),
-        // reserved (240.0.0.0/4).
-        || (a == 100 && (64..128).contains(&b))
-        || (a == 198 && (18..20).contains(&b))
-        || a >= 240
-}
-
-fn private_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        // Unique local (fc00::/7), link-local (fe80::/10), documentation
-        // (2001:db8::/32), NAT64 (64:ff9b::/96, it reaches IPv4 space).
-        || (first & 0xfe00) == 0xfc00
-        || (first & 0xffc0) == 0xfe80
-        || (first == 0x2001 && ip.segments()[1] == 0x0db8)
-        || (first == 0x0064 && ip.segments()[1] == 0xff9b)
-}
-
-/// The first private address among those a URL's host resolved to, when
-/// private ones are not allowed.
-pub fn refused_address(addrs: &[IpAddr], allow_private: bool) -> Option<IpAddr> {
-    if allow_private {
-        return None;
-    }
-    addrs.iter().copied().find(|a| is_private(*a))
-}
-
 /// What to do after a delivery attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -217,37 +167,6 @@ mod tests {
             "http://kiln.kiln.svc:9090/hooks/v1/event"
         ));
         assert!(!is_plain_http_url("https://kiln/"));
-    }
-
-    #[test]
-    fn private_and_special_addresses_are_refused_public_ones_not() {
-        for private in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "255.255.255.255",
-            "::1",
-            "::",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1",
-            "64:ff9b::7f00:1",
-        ] {
-            let ip: IpAddr = private.parse().unwrap();
-            assert!(is_private(ip), "{private}");
-        }
-        for public in ["1.1.1.1", "93.184.216.34", "2606:4700:4700::1111"] {
-            let ip: IpAddr = public.parse().unwrap();
-            assert!(!is_private(ip), "{public}");
-        }
-        let addrs: Vec<IpAddr> = vec!["1.1.1.1".parse().unwrap(), "10.0.0.1".parse().unwrap()];
-        assert_eq!(refused_address(&addrs, false), Some(addrs[1]));
-        assert_eq!(refused_address(&addrs, true), None);
     }
 
     #[test]

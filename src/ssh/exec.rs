@@ -83,7 +83,9 @@ pub fn wants_stdin(command_line: &str) -> bool {
         .filter(|w| !w.starts_with('-'))
         .take(2)
         .collect();
-    positional == ["keys", "add"] || positional == ["kubeconfig", "set"]
+    positional == ["keys", "add"]
+        || positional == ["kubeconfig", "set"]
+        || positional == ["webhook", "set"]
 }
 
 /// Runs one command through `console` (a signed-in user's). Never panics

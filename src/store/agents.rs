@@ -74,9 +74,10 @@ impl Store {
         // sandbox's row first would invert that order and deadlock with a
         // status write, whose trigger clears these very rows.
         let project = sqlx::query(
-            "SELECT id, user_id, agent_muted FROM projects
-             WHERE id = (SELECT project_id FROM sandboxes WHERE resource_name = $1)
-             FOR UPDATE",
+            "SELECT p.id, p.user_id, p.agent_muted, p.name, u.username
+             FROM projects p JOIN users u ON u.id = p.user_id
+             WHERE p.id = (SELECT project_id FROM sandboxes WHERE resource_name = $1)
+             FOR UPDATE OF p",
         )
         .bind(resource_name)
         .fetch_optional(&mut *tx)
@@ -143,6 +144,27 @@ impl Store {
             .bind(key)
             .bind(t.state.as_str())
             .bind(&t.message)
+            .execute(&mut *tx)
+            .await?;
+            // The user's webhook, if they set one, announces it too: queued
+            // here, so a notification and its delivery never part.
+            let payload = serde_json::json!({
+                "event": format!("agent.{}", t.state),
+                "state": t.state,
+                "user": project.try_get::<String, _>("username")?,
+                "project": project.try_get::<String, _>("name")?,
+                "session": session,
+                "message": t.message,
+                "at": Utc::now().to_rfc3339(),
+            });
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (user_id, payload)
+                 SELECT $1, $2 WHERE EXISTS
+                     (SELECT 1 FROM user_configs WHERE user_id = $1 AND key = $3)",
+            )
+            .bind(user_id)
+            .bind(payload)
+            .bind(super::webhooks::WEBHOOK_URL)
             .execute(&mut *tx)
             .await?;
         }

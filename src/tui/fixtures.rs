@@ -188,6 +188,7 @@ pub fn settings() -> crate::tui::app::SettingsData {
             config("KUBECONFIG", "apiVersion: v1", true),
         ],
         quota: None,
+        webhook: None,
     }
 }
 

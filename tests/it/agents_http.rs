@@ -231,3 +231,22 @@ fn an_unreachable_hook_url_gives_up_within_a_second_silently() {
         }
     }
 }
+
+#[test]
+fn the_runtime_images_claude_settings_are_kilns_hooks_for_every_event() {
+    // What the local driver merges into its sandboxes' settings, with the
+    // image's hook command: the same events, matchers and timeouts.
+    let shipped: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/runtime/claude-managed-settings.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let command = format!(
+        "/usr/local/bin/kiln-hook {}",
+        kiln::model::agent_settings::MARKER
+    );
+    assert_eq!(shipped, kiln::model::agent_settings::merge(None, &command));
+}

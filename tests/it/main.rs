@@ -15,6 +15,7 @@ mod support;
 
 mod agents;
 mod agents_http;
+mod agents_webhook;
 mod audit;
 mod cli;
 mod confinement;

@@ -181,6 +181,7 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                 has_password: s.has_password,
                 configs: s.configs,
                 quota: Some(s.quota),
+                webhook: Some(s.webhook),
             })),
             Err(e) => Msg::Done(tag, Err(format!("cannot load settings: {e}"))),
         }),
