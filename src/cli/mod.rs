@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Overrides};
 use crate::runtime::Database;
 
-use operator::{audit, project, quota, status, team, user};
+use operator::{agents, audit, mute, project, quota, status, team, user};
 use serve::serve;
 
 pub use operator::age;
@@ -73,6 +73,28 @@ pub enum Command {
     Quota(QuotaCommand),
     /// Read the audit trail of every user (sign-ins, changes, attaches, refusals), oldest first.
     Audit(AuditArgs),
+    /// A user's sessions and their agent states (as `ssh … agents` shows them to the user).
+    Agents {
+        #[command(flatten)]
+        owner: Owner,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A user's sessions that need them, oldest wait first (as `ssh … inbox`).
+    Inbox {
+        #[command(flatten)]
+        owner: Owner,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mute a user's project's agent notifications; --off unmutes (as `ssh … mute`).
+    Mute {
+        name: String,
+        #[command(flatten)]
+        owner: Owner,
+        #[arg(long)]
+        off: bool,
+    },
     /// Claude Code's hook command inside a sandbox: reads the hook's JSON
     /// on stdin and hands it to Kiln; always exits 0, within about 0.5 s.
     #[command(hide = true)]
@@ -392,6 +414,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Team(cmd) => with_db(&config, async |db| team(db, cmd).await).await,
         Command::Quota(cmd) => with_db(&config, async |db| quota(db, cmd).await).await,
         Command::Audit(args) => with_db(&config, async |db| audit(db, args).await).await,
+        Command::Agents { owner, json } => {
+            with_db(&config, async |db| agents(db, &owner, false, json).await).await
+        }
+        Command::Inbox { owner, json } => {
+            with_db(&config, async |db| agents(db, &owner, true, json).await).await
+        }
+        Command::Mute { name, owner, off } => {
+            with_db(&config, async |db| mute(db, &name, &owner, !off).await).await
+        }
         Command::Bench(BenchCommand::Reconcile {
             projects,
             idle_projects,

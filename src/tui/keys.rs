@@ -104,6 +104,8 @@ pub enum Action {
     RestartSession,
     /// Open the inbox (sessions that need the user).
     Inbox,
+    /// Mute or unmute the project's agent notifications (and the bell).
+    ToggleMute,
 }
 
 /// One key of one screen: what it does, and whether it can right now (and if

@@ -545,3 +545,28 @@ async fn a_plain_session_that_exits_stays_unknown() {
         "only the default session has a state: {all:?}"
     );
 }
+
+#[tokio::test]
+async fn m_on_the_dashboard_mutes_the_project_and_marks_its_row() {
+    let server = Server::start_agents().await;
+    let alice = server.user("alice", "pw-12345678").await;
+    server.running_project(alice.id, "blog").await;
+    let c = signed_in(&server, "alice").await;
+    until_state(&c, "blog", "idle").await;
+    // Wide enough for the state's name beside its glyph.
+    let screen = c.shell(140, 30).await;
+    screen.wait_for("○ idle").await;
+    screen.send(b"m").await;
+    screen.wait_for("⊘").await;
+    screen.wait_for("muted agent notifications of blog").await;
+    let p = server.store.find_project(alice.id, "blog").await.unwrap();
+    assert!(p.project.agent_muted);
+    screen.send(b"m").await;
+    screen
+        .wait_until("the mark to go", |t| {
+            t.contains("unmuted agent notifications of blog") && !t.contains('⊘')
+        })
+        .await;
+    let p = server.store.find_project(alice.id, "blog").await.unwrap();
+    assert!(!p.project.agent_muted);
+}

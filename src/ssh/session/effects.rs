@@ -76,6 +76,10 @@ pub(super) enum Job {
     UnsetConfig {
         key: String,
     },
+    Mute {
+        project: String,
+        muted: bool,
+    },
     /// Restart an exited session; with `then_attach`, open it afterwards.
     Restart {
         target: PaneTarget,
@@ -118,6 +122,7 @@ impl Job {
             | Job::SetPassword { .. }
             | Job::SetConfig { .. }
             | Job::UnsetConfig { .. }
+            | Job::Mute { .. }
             | Job::Restart { .. } => true,
         }
     }
@@ -239,6 +244,13 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                     ConfigSet::Value => format!("set {key}"),
                 }),
         ),
+        Job::Mute { project, muted } => done(c.mute_agent(&project, muted).await.map(|()| {
+            let verb = if muted { "muted" } else { "unmuted" };
+            format!(
+                "{verb} agent notifications of {}",
+                crate::model::naming::printable(&project, 60)
+            )
+        })),
         Job::UnsetConfig { key } => done(c.unset_config(&key).await.map(|()| {
             if key == crate::store::user_configs::KUBECONFIG {
                 "kubeconfig removed".to_string()

@@ -190,6 +190,14 @@ impl DetailScreen {
         v.extend(attach(target));
         v.push(Binding::new(Key::Char('L'), "logs", Action::Logs));
         v.push(
+            Binding::new(
+                Key::Char('m'),
+                super::list::mute_label(target),
+                Action::ToggleMute,
+            )
+            .help_only(),
+        );
+        v.push(
             Binding::new(Key::Enter, "attach", Action::Attach)
                 .when(attach_or_start_allowed(target))
                 .help_only(),
