@@ -59,6 +59,28 @@ pub struct FileConfig {
     pub kubernetes: crate::k8s::settings::K8sSettings,
     #[serde(default)]
     pub audit: AuditFile,
+    #[serde(default)]
+    pub agents: AgentsFile,
+}
+
+/// Agent hooks and their notifications (issue 20).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsFile {
+    /// Where a Kubernetes sandbox's hooks reach Kiln, e.g.
+    /// `http://kiln-ops.kiln.svc:9090/hooks/v1/event` (the operator HTTP
+    /// listener); unset = Kubernetes sandboxes report no agent state.
+    pub hook_url: Option<String>,
+    /// Whether users' webhooks may target loopback, link-local and private
+    /// addresses (off: a webhook cannot probe the server's own network).
+    pub webhook_allow_private_hosts: Option<bool>,
+}
+
+/// Agent settings, validated.
+#[derive(Debug, Clone, Default)]
+pub struct AgentsConfig {
+    pub hook_url: Option<String>,
+    pub webhook_allow_private_hosts: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -241,6 +263,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long the audit trail keeps a record.
     pub audit_retention: Duration,
+    pub agents: AgentsConfig,
 }
 
 /// What the environment and flags contribute (read by `main`).
@@ -426,7 +449,30 @@ impl Config {
             check("audit.retention_days", v, 1..=36_500)?;
             audit_retention = Duration::from_secs(v * 86_400);
         }
+        let hook_url = file
+            .agents
+            .hook_url
+            .clone()
+            .filter(|u| !u.trim().is_empty());
+        if let Some(u) = &hook_url
+            && !crate::model::webhook::is_plain_http_url(u)
+        {
+            return Err(ConfigError::Invalid {
+                key: "agents.hook_url",
+                value: u.clone(),
+                why: "expected http://HOST[:PORT]/PATH (the hook speaks plain HTTP to Kiln's \
+                      in-cluster listener)",
+            });
+        }
+        reconcile.hook_url = hook_url.clone();
         Ok(Config {
+            agents: AgentsConfig {
+                hook_url,
+                webhook_allow_private_hosts: file
+                    .agents
+                    .webhook_allow_private_hosts
+                    .unwrap_or(false),
+            },
             http_listen,
             ssh_host_key_file: file.ssh.host_key_file.clone(),
             shutdown_grace,

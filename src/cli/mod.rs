@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Overrides};
 use crate::runtime::Database;
 
-use operator::{audit, project, quota, status, team, user};
+use operator::{agents, audit, mute, project, quota, status, team, user};
 use serve::serve;
 
 pub use operator::age;
@@ -73,13 +73,40 @@ pub enum Command {
     Quota(QuotaCommand),
     /// Read the audit trail of every user (sign-ins, changes, attaches, refusals), oldest first.
     Audit(AuditArgs),
+    /// A user's sessions and their agent states (as `ssh … agents` shows them to the user).
+    Agents {
+        #[command(flatten)]
+        owner: Owner,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A user's sessions that need them, oldest wait first (as `ssh … inbox`).
+    Inbox {
+        #[command(flatten)]
+        owner: Owner,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mute a user's project's agent notifications; --off unmutes (as `ssh … mute`).
+    Mute {
+        name: String,
+        #[command(flatten)]
+        owner: Owner,
+        #[arg(long)]
+        off: bool,
+    },
     /// Claude Code's hook command inside a sandbox: reads the hook's JSON
     /// on stdin and hands it to Kiln; always exits 0, within about 0.5 s.
     #[command(hide = true)]
     Hook {
-        /// The sandbox's hook socket.
+        /// The sandbox's hook socket (a local sandbox); without it, HTTP to
+        /// KILN_HOOK_URL with the token in KILN_HOOK_TOKEN (Kubernetes).
         #[arg(long)]
-        socket: PathBuf,
+        socket: Option<PathBuf>,
+        /// Report that the session's program exited (run by tmux's
+        /// pane-died hook) instead of reading a hook's JSON from stdin.
+        #[arg(long)]
+        exited: bool,
     },
 }
 
@@ -357,8 +384,8 @@ pub struct FaultsArgs {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // A hook runs inside a sandbox: no config, no database, nothing to fail.
-    if let Command::Hook { socket } = &cli.command {
-        hook::run(socket);
+    if let Command::Hook { socket, exited } = &cli.command {
+        hook::run(socket.as_deref(), *exited);
         return Ok(());
     }
     // A fault-suite replica needs nothing but its arguments (no config, and
@@ -413,6 +440,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Team(cmd) => with_db(&config, async |db| team(db, cmd).await).await,
         Command::Quota(cmd) => with_db(&config, async |db| quota(db, cmd).await).await,
         Command::Audit(args) => with_db(&config, async |db| audit(db, args).await).await,
+        Command::Agents { owner, json } => {
+            with_db(&config, async |db| agents(db, &owner, false, json).await).await
+        }
+        Command::Inbox { owner, json } => {
+            with_db(&config, async |db| agents(db, &owner, true, json).await).await
+        }
+        Command::Mute { name, owner, off } => {
+            with_db(&config, async |db| mute(db, &name, &owner, !off).await).await
+        }
         Command::Bench(BenchCommand::Reconcile {
             projects,
             idle_projects,

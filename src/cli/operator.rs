@@ -374,3 +374,33 @@ fn prompt_new_password() -> anyhow::Result<String> {
     }
     Ok(first)
 }
+
+/// `kiln agents|inbox --user U`: what the user reads over exec, word for word.
+pub(super) async fn agents(
+    db: &Database,
+    owner: &Owner,
+    inbox: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let c = operator(db).for_user(&owner.user).await?;
+    let out = crate::ssh::exec::agent_listing(&c, inbox, json)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    print!("{out}");
+    Ok(())
+}
+
+/// `kiln mute NAME --user U [--off]`.
+pub(super) async fn mute(
+    db: &Database,
+    name: &str,
+    owner: &Owner,
+    muted: bool,
+) -> anyhow::Result<()> {
+    let c = operator(db).for_user(&owner.user).await?;
+    let out = crate::ssh::exec::agent_mute(&c, name, muted)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    print!("{out}");
+    Ok(())
+}

@@ -84,11 +84,26 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         listener.local_addr()?,
         config.data_dir.display()
     ));
+    let webhook_hosts = crate::k8s::kubeconfig::ApiServerPolicy {
+        allow_private: config.agents.webhook_allow_private_hosts,
+    };
     let drivers = crate::ssh::server::ConsoleDrivers {
         attach: Some(backends.clone()),
         logs: Some(backends.clone()),
         api_servers: config.kubernetes.api_server_policy(),
+        webhook_hosts,
     };
+    // Users' webhooks: one delivery task per replica (they share the queue).
+    tokio::spawn(
+        crate::console::Console::new(db.store.clone(), None, None).run_webhook_delivery(
+            crate::console::webhooks::WebhookDelivery {
+                hosts: webhook_hosts,
+                ..Default::default()
+            },
+            Some(feed.subscribe()),
+            shutdown.clone(),
+        ),
+    );
     let mut ssh_config = config.ssh.clone();
     let confinement = sandboxes.confinement();
     crate::ops::logs::notice(&confinement.describe());

@@ -5,6 +5,7 @@ use crate::k8s::kubeconfig::TenantKubeconfig;
 use crate::model::quota::{Limits, Usage};
 use crate::store::keys::SshKey;
 use crate::store::user_configs::{KUBECONFIG, UserConfig};
+use crate::store::webhooks::WEBHOOK_URL;
 
 use super::{Action, ConsoleResult, UserConsole};
 
@@ -16,6 +17,8 @@ pub struct Settings {
     pub configs: Vec<UserConfig>,
     /// The user's own quota and usage.
     pub quota: (Limits, Usage),
+    /// The webhook's last outcome (its URL is among `configs`).
+    pub webhook: crate::store::webhooks::WebhookStatus,
 }
 
 /// Who the actor is, and how they sign in.
@@ -85,6 +88,7 @@ impl UserConsole {
                 has_password: store.has_password(user).await?,
                 configs: store.list_user_configs(user).await?,
                 quota: store.quota_usage(user).await?,
+                webhook: store.webhook_status(user).await?,
             })
         })
         .await
@@ -104,6 +108,11 @@ impl UserConsole {
                 .await
                 .map(|k| ConfigSet::Kubeconfig(Box::new(k)));
         }
+        // The webhook's URL is checked for where it points, whichever way
+        // it was set (always kept secret: a URL may carry a token).
+        if key == WEBHOOK_URL {
+            return self.set_webhook(value).await.map(|_| ConfigSet::Value);
+        }
         self.gated(Action::SetConfig { key }, async {
             self.store()
                 .set_user_config(self.user_id(), key, value, secret)
@@ -116,6 +125,9 @@ impl UserConsole {
     pub async fn unset_config(&self, key: &str) -> ConsoleResult<()> {
         if key == KUBECONFIG {
             return self.unset_kubeconfig().await;
+        }
+        if key == WEBHOOK_URL {
+            return self.unset_webhook().await;
         }
         self.gated(Action::UnsetConfig { key }, async {
             Ok(self.store().unset_user_config(self.user_id(), key).await?)

@@ -46,6 +46,15 @@ impl Console {
             .await?)
     }
 
+    /// The sandbox a hook token (presented over HTTP by a Kubernetes
+    /// sandbox) was issued for; `None`: refuse the report, record nothing.
+    pub fn hook_token_sandbox(&self, token: &str) -> Option<String> {
+        self.store
+            .key()
+            .hook_token_sandbox(token)
+            .map(str::to_owned)
+    }
+
     /// Records every report arriving on `reports` until the channel closes.
     pub async fn run_hook_intake(self, mut reports: mpsc::Receiver<HookReport>) {
         while let Some(report) = reports.recv().await {

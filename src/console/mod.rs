@@ -23,6 +23,7 @@ mod operator;
 mod projects;
 mod sessions;
 mod teams;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct Console {
     /// Changes to rows, for cutting an attach whose access is revoked and
     /// waking `wait` (`None`: attaches are not watched; `wait` polls).
     feed: Option<Arc<crate::store::notify::ChangeFeed>>,
+    /// Where users' webhooks may point (`agents.webhook_allow_private_hosts`).
+    webhook_hosts: ApiServerPolicy,
 }
 
 impl Console {
@@ -70,6 +73,7 @@ impl Console {
             logs,
             api_servers: ApiServerPolicy::default(),
             feed: None,
+            webhook_hosts: ApiServerPolicy::default(),
         }
     }
 
@@ -85,6 +89,13 @@ impl Console {
     /// which refuses private addresses.
     pub fn with_api_servers(mut self, policy: ApiServerPolicy) -> Self {
         self.api_servers = policy;
+        self
+    }
+
+    /// The same console, letting users' webhooks point at loopback,
+    /// link-local and private addresses (`agents.webhook_allow_private_hosts`).
+    pub fn with_webhook_hosts(mut self, policy: ApiServerPolicy) -> Self {
+        self.webhook_hosts = policy;
         self
     }
 

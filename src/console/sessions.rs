@@ -236,13 +236,16 @@ impl UserConsole {
                     .map_err(|e| ConsoleError::invalid("session", e.to_string()))?;
             }
             let (view, r) = self.running_sandbox(&s).await?;
+            // What the exited program said is stale, but only that: the new
+            // program's first report (SessionStart) may land before the
+            // restart returns, so only what was written before is cleared.
+            let before = self.store().clock().await?;
             driver
                 .restart(&r, session)
                 .await
                 .map_err(|e| ConsoleError::driver("cannot restart", e))?;
-            // The new program has said nothing yet: its old state is stale.
             self.store()
-                .clear_agent_state(&r.resource_name, session)
+                .clear_agent_state(&r.resource_name, session, before)
                 .await?;
             Ok(Restarted {
                 project: view.project.name,

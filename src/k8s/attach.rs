@@ -56,6 +56,12 @@ pub fn attach_command(session: &str, read_only: bool, term: Option<&str>) -> Vec
     } else {
         argv.extend(["new-session", "-A", "-s"].map(String::from));
         argv.push(session.into());
+        if session != DEFAULT_SESSION {
+            // Which session Claude Code's hooks report about (the image's
+            // `kiln-hook` sends it; `main` reports as the default one).
+            argv.push("-e".into());
+            argv.push(format!("KILN_SESSION={session}"));
+        }
     }
     argv
 }
@@ -326,6 +332,24 @@ mod tests {
                 "-r",
                 "-t",
                 "=s1"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_named_session_tells_its_hooks_its_name() {
+        assert_eq!(
+            attach_command("s1", false, None),
+            [
+                "tmux",
+                "-L",
+                TMUX_SOCKET,
+                "new-session",
+                "-A",
+                "-s",
+                "s1",
+                "-e",
+                "KILN_SESSION=s1"
             ]
         );
     }

@@ -237,10 +237,23 @@ impl LocalSandboxes {
             })?;
         let file = config_dir.join("settings.json");
         let existing = tokio::fs::read_to_string(&file).await.ok();
+        let inside_socket = inside_run.join(super::hooks::SOCKET);
         let command = crate::model::agent_settings::hook_command(
             &inside_kiln.to_string_lossy(),
-            &inside_run.join(super::hooks::SOCKET).to_string_lossy(),
+            &inside_socket.to_string_lossy(),
         );
+        let pane_died = crate::model::agent_settings::pane_died_hook(
+            &inside_kiln.to_string_lossy(),
+            &inside_socket.to_string_lossy(),
+            name,
+        );
+        if pane_died.is_none() {
+            tracing::warn!(
+                sandbox = %name,
+                "the paths of Kiln's binary or of the sandbox's hook socket need quoting: a \
+                 program killed in this sandbox is not reported as ended"
+            );
+        }
         let merged = crate::model::agent_settings::merge(existing.as_deref(), &command);
         let text = serde_json::to_string_pretty(&merged).expect("JSON values serialise");
         super::files::write_owned(&file, text.into_bytes(), self.owner())
@@ -259,6 +272,7 @@ impl LocalSandboxes {
         Ok(Some(server::HookMount {
             kiln_binary,
             claude_config_dir: inside_run.join("claude").to_string_lossy().into_owned(),
+            pane_died,
         }))
     }
 

@@ -46,6 +46,9 @@ pub(crate) struct HookMount {
     pub(crate) kiln_binary: PathBuf,
     /// `CLAUDE_CONFIG_DIR` as the sandbox sees it.
     pub(crate) claude_config_dir: String,
+    /// The `tmux.conf` line reporting a session's program exiting (see
+    /// `model::agent_settings::pane_died_hook`).
+    pub(crate) pane_died: Option<String>,
 }
 
 /// Starts the sandbox's server unless one answers on its socket. Returns
@@ -79,9 +82,17 @@ pub(crate) async fn ensure_server(
     // A socket left by a server that died (host restart) would make the
     // new one fail to bind.
     let _ = tokio::fs::remove_file(paths.socket()).await;
+    let mut conf = CONF.to_owned();
+    if let Some(line) = hooks.and_then(|h| h.pane_died.as_deref()) {
+        conf.push_str(
+            "# A program that exits without saying SessionEnd (killed) is reported too.\n",
+        );
+        conf.push_str(line);
+        conf.push('\n');
+    }
     super::files::write_owned(
         &paths.run_dir.join("tmux.conf"),
-        CONF.as_bytes().to_vec(),
+        conf.into_bytes(),
         confinement.user(),
     )
     .await

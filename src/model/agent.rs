@@ -102,12 +102,31 @@ impl std::fmt::Display for AgentState {
     }
 }
 
+/// The event Kiln itself reports when a session's program exits without
+/// saying `SessionEnd` (killed, crashed): tmux's `pane-died` hook runs
+/// `kiln hook --exited` in the sandbox (see `agent_settings::pane_died_hook`).
+pub const PROGRAM_EXITED: &str = "KilnProgramExited";
+
 /// A state to enter, as a hook report asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     pub state: AgentState,
     /// Claude's message (permission prompts), made printable and cut.
     pub message: String,
+    /// Only a session whose agent has reported before moves: a program that
+    /// exits is news about an agent, but a plain shell that exits stays
+    /// `unknown` (no hook was ever heard from it).
+    pub if_reported: bool,
+}
+
+impl Transition {
+    fn to(state: AgentState) -> Transition {
+        Transition {
+            state,
+            message: String::new(),
+            if_reported: false,
+        }
+    }
 }
 
 /// Why a hook report was refused.
@@ -148,8 +167,8 @@ pub fn transition(payload: &[u8]) -> Result<Option<Transition>, ReportError> {
         "Notification" => match p.notification_type.as_deref() {
             Some("permission_prompt" | "elicitation_dialog") => {
                 return Ok(Some(Transition {
-                    state: AgentState::NeedsInput,
                     message: message(),
+                    ..Transition::to(AgentState::NeedsInput)
                 }));
             }
             Some("idle_prompt") => AgentState::Idle,
@@ -158,12 +177,15 @@ pub fn transition(payload: &[u8]) -> Result<Option<Transition>, ReportError> {
         "Stop" => AgentState::Done,
         "SessionStart" => AgentState::Idle,
         "SessionEnd" => AgentState::Ended,
+        PROGRAM_EXITED => {
+            return Ok(Some(Transition {
+                if_reported: true,
+                ..Transition::to(AgentState::Ended)
+            }));
+        }
         _ => return Ok(None),
     };
-    Ok(Some(Transition {
-        state,
-        message: String::new(),
-    }))
+    Ok(Some(Transition::to(state)))
 }
 
 /// A session name from a report: empty for the sandbox's default session,
@@ -243,6 +265,15 @@ mod tests {
         let got = t(&long).unwrap();
         assert_eq!(got.state, AgentState::NeedsInput);
         assert_eq!(got.message.chars().count(), MAX_MESSAGE + 1);
+    }
+
+    #[test]
+    fn a_program_that_exited_ends_only_a_session_that_reported() {
+        let exited = t(&format!(r#"{{"hook_event_name":"{PROGRAM_EXITED}"}}"#)).unwrap();
+        assert_eq!(exited.state, AgentState::Ended);
+        assert!(exited.if_reported);
+        let end = t(r#"{"hook_event_name":"SessionEnd"}"#).unwrap();
+        assert!(!end.if_reported);
     }
 
     #[test]

@@ -50,6 +50,37 @@ pub fn hook_command(binary: &str, socket: &str) -> String {
     )
 }
 
+/// The tmux command (for the sandbox's `tmux.conf`) that reports a
+/// session's program exiting, whatever the reason (`SessionEnd` is only
+/// said by a Claude that exits on its own; a killed one says nothing).
+///
+/// Why tmux's `pane-died` hook: sessions keep their pane when the program
+/// exits (`remain-on-exit`), and tmux runs the hook the moment it marks the
+/// pane dead, inside the sandbox, as the sandbox; the report then takes the
+/// sandbox's own channel like any other. Polling `#{pane_dead}` from the
+/// reconcile loop would cost a tmux call per sandbox per pass and lag by
+/// a resync.
+///
+/// The default session (named after the sandbox, `default_session`) reports
+/// as the empty session, the others by name (`#{q:}` quotes it for the
+/// shell). `None` when a path holds a character that would need quoting
+/// inside tmux's and the shell's quotes at once (confined sandboxes use
+/// fixed paths; an unconfined data directory might not): then exits are
+/// seen only through `SessionEnd`.
+pub fn pane_died_hook(binary: &str, socket: &str, default_session: &str) -> Option<String> {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b))
+    };
+    if !(plain(binary) && plain(socket) && plain(default_session)) {
+        return None;
+    }
+    Some(format!(
+        "set-hook -g pane-died 'run-shell -b \"KILN_SESSION=#{{?#{{==:#{{session_name}},{default_session}}},,#{{q:session_name}}}} {binary} hook --socket {socket} --exited\"'"
+    ))
+}
+
 fn is_kiln_handler(handler: &Value) -> bool {
     handler
         .get("command")
@@ -178,6 +209,19 @@ mod tests {
         ] {
             let v = merge(Some(bad), &cmd);
             assert_eq!(commands(&v, "Stop"), vec![cmd.clone()], "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_pane_died_hook_reports_the_default_session_as_empty() {
+        let line = pane_died_hook("/run/kiln-bin/kiln", "/run/kiln/hook.sock", "blog-a").unwrap();
+        assert_eq!(
+            line,
+            r#"set-hook -g pane-died 'run-shell -b "KILN_SESSION=#{?#{==:#{session_name},blog-a},,#{q:session_name}} /run/kiln-bin/kiln hook --socket /run/kiln/hook.sock --exited"'"#
+        );
+        for bad in ["/a b/kiln", "/a'b", "/a\"b", "/a$b", "/a#b", ""] {
+            assert_eq!(pane_died_hook(bad, "/s", "n"), None, "{bad}");
+            assert_eq!(pane_died_hook("/k", bad, "n"), None, "{bad}");
         }
     }
 

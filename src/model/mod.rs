@@ -6,6 +6,7 @@ pub mod agent_settings;
 pub mod aggregate;
 pub mod db_credentials;
 pub mod env;
+pub mod hook_token;
 pub mod intent;
 pub mod naming;
 pub mod prefix_key;
@@ -22,6 +23,7 @@ pub mod team;
 pub mod terminal;
 #[cfg(test)]
 pub(crate) mod untrusted;
+pub mod webhook;
 
 pub use aggregate::aggregate;
 pub use intent::{Intent, IntentRefused};

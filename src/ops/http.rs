@@ -1,6 +1,8 @@
 //! The operator HTTP listener: `GET /metrics`, `/livez`, `/readyz`, and
-//! nothing else. Plain HTTP/1.1 on its own address (`http.listen`), meant
-//! for a cluster-internal scrape and the kubelet's probes, never for users.
+//! `POST /hooks/v1/event` for the sandboxes' agent hooks (see `hooks`).
+//! Plain HTTP/1.1 on its own address (`http.listen`), meant for a
+//! cluster-internal scrape, the kubelet's probes and the sandboxes' pods,
+//! never for users.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -75,6 +77,10 @@ pub async fn run(listener: TcpListener, health: Arc<Health>, stop: CancellationT
 }
 
 async fn answer(health: &Health, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() == super::hooks::PATH {
+        let console = crate::console::Console::new(health.store.clone(), None, None);
+        return super::hooks::answer(&console, req).await;
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
     }

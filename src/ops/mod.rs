@@ -4,9 +4,11 @@
 //!
 //! `metrics` holds the process's metric handles (the hot paths record into
 //! them without I/O); `health` decides readiness from check results (pure)
-//! and runs the checks; `http` serves the three paths.
+//! and runs the checks; `http` serves the three paths, and `hooks` the one
+//! path that is not the operator's: Kubernetes sandboxes' agent hooks.
 
 pub mod health;
+pub mod hooks;
 pub mod http;
 pub mod logs;
 pub mod metrics;

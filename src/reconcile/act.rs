@@ -216,6 +216,20 @@ impl Reconciler {
             }
         }
         env.push(("PROJECT_NAME".into(), row.project_name.clone()));
+        // Agent hooks over HTTP (Kubernetes): where to report, and the
+        // sandbox's own token, kept in its Secret like every secret value.
+        if let Some(url) = &self.cfg.hook_url {
+            use crate::model::hook_token::{HOOK_TOKEN_VAR, HOOK_URL_VAR};
+            for key in [HOOK_URL_VAR, HOOK_TOKEN_VAR] {
+                env.retain(|(k, _)| k != key);
+            }
+            env.push((HOOK_URL_VAR.into(), url.clone()));
+            env.push((
+                HOOK_TOKEN_VAR.into(),
+                self.store.key().hook_token(&r.resource_name),
+            ));
+            secret_keys.insert(HOOK_TOKEN_VAR.into());
+        }
         env.sort();
         Ok((
             version,

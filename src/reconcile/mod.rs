@@ -39,6 +39,9 @@ pub struct ReconcileConfig {
     /// dropped. Every driver call has its own timeout, so a pass normally
     /// ends well within this.
     pub shutdown_grace: Duration,
+    /// Where sandboxes' hooks report over HTTP (`agents.hook_url`): when
+    /// set, every sandbox gets it and its own token (see `model::hook_token`).
+    pub hook_url: Option<String>,
 }
 
 impl Default for ReconcileConfig {
@@ -55,6 +58,7 @@ impl Default for ReconcileConfig {
                 backoff_cap: Duration::from_secs(60),
             },
             shutdown_grace: Duration::from_secs(10),
+            hook_url: None,
         }
     }
 }

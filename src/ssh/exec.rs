@@ -56,6 +56,32 @@ use crate::model::naming::printable;
 
 pub use render::{MASK, audit_list, json as safe_json};
 
+/// `agents` (or `inbox`) as the exec command prints it, for the operator's
+/// CLI; the error is the line exec would print.
+pub async fn agent_listing(
+    c: &crate::console::UserConsole,
+    inbox: bool,
+    as_json: bool,
+) -> Result<String, String> {
+    let out = if inbox {
+        agents::inbox(c, as_json).await
+    } else {
+        agents::agents(c, as_json).await
+    };
+    out.map_err(|f| f.message)
+}
+
+/// `mute` as the exec command prints it, for the operator's CLI.
+pub async fn agent_mute(
+    c: &crate::console::UserConsole,
+    name: &str,
+    muted: bool,
+) -> Result<String, String> {
+    agents::mute(c, name, muted, false)
+        .await
+        .map_err(|f| f.message)
+}
+
 /// What one exec command produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -84,7 +110,9 @@ pub fn wants_stdin(command_line: &str) -> bool {
         .filter(|w| !w.starts_with('-'))
         .take(2)
         .collect();
-    positional == ["keys", "add"] || positional == ["kubeconfig", "set"]
+    positional == ["keys", "add"]
+        || positional == ["kubeconfig", "set"]
+        || positional == ["webhook", "set"]
 }
 
 /// Runs one command through `console` (a signed-in user's). Never panics

@@ -74,9 +74,10 @@ impl Store {
         // sandbox's row first would invert that order and deadlock with a
         // status write, whose trigger clears these very rows.
         let project = sqlx::query(
-            "SELECT id, user_id, agent_muted FROM projects
-             WHERE id = (SELECT project_id FROM sandboxes WHERE resource_name = $1)
-             FOR UPDATE",
+            "SELECT p.id, p.user_id, p.agent_muted, p.name, u.username
+             FROM projects p JOIN users u ON u.id = p.user_id
+             WHERE p.id = (SELECT project_id FROM sandboxes WHERE resource_name = $1)
+             FOR UPDATE OF p",
         )
         .bind(resource_name)
         .fetch_optional(&mut *tx)
@@ -110,6 +111,10 @@ impl Store {
         .bind(key)
         .fetch_optional(&mut *tx)
         .await?;
+        if t.if_reported && previous.is_none() {
+            // A program that never reported (a plain shell) stays unknown.
+            return Ok(Recorded::Ignored);
+        }
         let entered = previous.as_deref() != Some(t.state.as_str());
         sqlx::query(
             "INSERT INTO agent_states (sandbox_id, project_id, user_id, session, state, message)
@@ -141,6 +146,27 @@ impl Store {
             .bind(&t.message)
             .execute(&mut *tx)
             .await?;
+            // The user's webhook, if they set one, announces it too: queued
+            // here, so a notification and its delivery never part.
+            let payload = serde_json::json!({
+                "event": format!("agent.{}", t.state),
+                "state": t.state,
+                "user": project.try_get::<String, _>("username")?,
+                "project": project.try_get::<String, _>("name")?,
+                "session": session,
+                "message": t.message,
+                "at": Utc::now().to_rfc3339(),
+            });
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (user_id, payload)
+                 SELECT $1, $2 WHERE EXISTS
+                     (SELECT 1 FROM user_configs WHERE user_id = $1 AND key = $3)",
+            )
+            .bind(user_id)
+            .bind(payload)
+            .bind(super::webhooks::WEBHOOK_URL)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(if entered {
@@ -150,19 +176,30 @@ impl Store {
         })
     }
 
-    /// Forgets what session `session` of a sandbox said (it was restarted:
-    /// the new program has said nothing yet).
+    /// The database's clock (the one `updated_at` is written with).
+    pub async fn clock(&self) -> StoreResult<DateTime<Utc>> {
+        Ok(sqlx::query_scalar("SELECT now()")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Forgets what session `session` of a sandbox said before `before`
+    /// (it was restarted: what its old program said is stale; what the new
+    /// one said since is not).
     pub async fn clear_agent_state(
         &self,
         resource_name: &str,
         session: Option<&str>,
+        before: DateTime<Utc>,
     ) -> StoreResult<()> {
         sqlx::query(
             "DELETE FROM agent_states a USING sandboxes s
-             WHERE a.sandbox_id = s.id AND s.resource_name = $1 AND a.session = $2",
+             WHERE a.sandbox_id = s.id AND s.resource_name = $1 AND a.session = $2
+               AND a.updated_at < $3",
         )
         .bind(resource_name)
         .bind(session_key(session))
+        .bind(before)
         .execute(&self.pool)
         .await?;
         Ok(())

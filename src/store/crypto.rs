@@ -41,13 +41,26 @@ pub enum CryptoError {
 #[derive(Clone, Debug)]
 pub struct SecretKey {
     cipher: Secret<XChaCha20Poly1305>,
+    /// Signs the sandboxes' hook tokens (see `model::hook_token`).
+    hook_key: Secret<[u8; 32]>,
 }
 
 impl SecretKey {
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
         Self {
             cipher: Secret::new(XChaCha20Poly1305::new(bytes.into())),
+            hook_key: Secret::new(crate::model::hook_token::derive_key(bytes)),
         }
+    }
+
+    /// The token sandbox `resource_name`'s hooks present over HTTP.
+    pub fn hook_token(&self, resource_name: &str) -> String {
+        crate::model::hook_token::issue(self.hook_key.expose(), resource_name)
+    }
+
+    /// The sandbox a presented hook token was issued for, if any.
+    pub fn hook_token_sandbox<'a>(&self, token: &'a str) -> Option<&'a str> {
+        crate::model::hook_token::verify(self.hook_key.expose(), token)
     }
 
     pub fn generate() -> Self {

@@ -24,6 +24,7 @@ pub mod status;
 pub mod teams;
 pub mod user_configs;
 pub mod users;
+pub mod webhooks;
 
 use std::time::Duration;
 

@@ -25,6 +25,9 @@ pub struct Project {
     pub env_version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Its agents' notifications (and the bell) are muted.
+    #[serde(skip)]
+    pub agent_muted: bool,
 }
 
 /// One sandbox or database as the console shows it.
@@ -57,8 +60,8 @@ pub struct ProjectView {
     pub team_role: Option<crate::model::team::TeamRole>,
 }
 
-const PROJECT_COLUMNS: &str =
-    "id, user_id, name, slug, description, status, env_version, created_at, updated_at";
+const PROJECT_COLUMNS: &str = "id, user_id, name, slug, description, status, env_version, \
+     created_at, updated_at, agent_muted";
 
 fn project_from_row(r: &sqlx::postgres::PgRow) -> Result<Project, sqlx::Error> {
     Ok(Project {
@@ -71,6 +74,7 @@ fn project_from_row(r: &sqlx::postgres::PgRow) -> Result<Project, sqlx::Error> {
         env_version: r.try_get("env_version")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        agent_muted: r.try_get("agent_muted")?,
     })
 }
 

@@ -38,13 +38,17 @@ pub struct UserConfig {
 
 /// Whether a setting named `key` is secret unless the user says otherwise.
 pub fn default_secret(key: &str) -> bool {
-    KNOWN_CONFIGS.iter().any(|&(k, secret)| k == key && secret)
+    // The webhook's URL may carry a token (the console keeps it secret
+    // whatever the form says; its own line on the settings screen shows it).
+    key == super::webhooks::WEBHOOK_URL
+        || KNOWN_CONFIGS.iter().any(|&(k, secret)| k == key && secret)
 }
 
 /// The category a key is filed under (shown as a group, never trusted).
 pub fn category_for(key: &str) -> &'static str {
     match key {
         KUBECONFIG => "kubernetes",
+        super::webhooks::WEBHOOK_URL => "notifications",
         k if k.starts_with("ANTHROPIC_") => "anthropic",
         _ => "general",
     }

@@ -75,6 +75,7 @@ pub fn project(n: u128, name: &str, status: ProjectStatus, age_secs: i64) -> Pro
             env_version: 3,
             created_at: ago(age_secs),
             updated_at: ago(age_secs / 2),
+            agent_muted: false,
         },
         resources: vec![sb, db],
         team_role: None,
@@ -188,6 +189,7 @@ pub fn settings() -> crate::tui::app::SettingsData {
             config("KUBECONFIG", "apiVersion: v1", true),
         ],
         quota: None,
+        webhook: None,
     }
 }
 

@@ -111,6 +111,8 @@ pub enum Action {
     Admin,
     /// Load the admin screen's data again.
     AdminReload,
+    /// Mute or unmute the project's agent notifications (and the bell).
+    ToggleMute,
 }
 
 /// One key of one screen: what it does, and whether it can right now (and if

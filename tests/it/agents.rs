@@ -450,3 +450,123 @@ async fn the_detail_screen_lists_each_sessions_state() {
         .await;
     assert!(detail.contains("blog"), "{detail}");
 }
+
+/// Kills the program of sandbox `resource`'s default session with SIGKILL,
+/// from inside the sandbox (its pids are the sandbox's own), as a crash or
+/// an OOM kill would: it says nothing, no SessionEnd.
+fn kill_program(server: &Server, resource: &str) {
+    let status = server
+        .local
+        .as_ref()
+        .unwrap()
+        .tmux_command(resource)
+        .args([
+            "run-shell",
+            "-t",
+            &format!("={resource}:"),
+            "kill -KILL #{pane_pid}",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_program_killed_without_session_end_is_ended_and_a_restart_clears_it() {
+    let server = Server::start_agents().await;
+    let alice = server.user("alice", "pw-12345678").await;
+    let resource = server.running_project(alice.id, "blog").await;
+    let c = signed_in(&server, "alice").await;
+    until_state(&c, "blog", "idle").await;
+    tell(&server, &resource, "perm May I?");
+    until_state(&c, "blog", "needs_input").await;
+
+    kill_program(&server, &resource);
+    let ended = until_state(&c, "blog", "ended").await;
+    assert_eq!(ended["message"], "", "{ended}");
+    let inbox = c.exec("inbox --json", b"").await;
+    assert_eq!(inbox.stdout.trim(), "[]", "{inbox:?}");
+
+    // A restart starts a new program: the old one's state goes, and the
+    // new one's own first report (SessionStart) is what shows.
+    let restarted = c.exec("restart blog", b"").await;
+    assert_eq!(restarted.code, Some(0), "{restarted:?}");
+    until_state(&c, "blog", "idle").await;
+    tell(&server, &resource, "prompt again");
+    until_state(&c, "blog", "working").await;
+}
+
+#[tokio::test]
+async fn a_plain_session_that_exits_stays_unknown() {
+    let server = Server::start_agents().await;
+    let alice = server.user("alice", "pw-12345678").await;
+    let resource = server.running_project(alice.id, "blog").await;
+    let c = signed_in(&server, "alice").await;
+    until_state(&c, "blog", "idle").await;
+    let local = server.local.as_ref().unwrap();
+    // A named session running a shell that never reports, then exits: its
+    // pane dies like Claude's, but no agent was ever heard there.
+    let status = local
+        .tmux_command(&resource)
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            "plain",
+            "-e",
+            "KILN_SESSION=plain",
+            "sleep 0.2",
+        ])
+        .args([";", "set-option", "-t", "=plain:", "remain-on-exit", "on"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    eventually(
+        "the plain session's pane to die",
+        Duration::from_secs(15),
+        || async {
+            let out = local
+                .tmux_command(&resource)
+                .args(["list-panes", "-t", "=plain:", "-F", "#{pane_dead}"])
+                .output()
+                .unwrap();
+            (String::from_utf8_lossy(&out.stdout).trim() == "1").then_some(())
+        },
+    )
+    .await;
+    // The default session is killed after it: once its `ended` shows, the
+    // plain session's report (sent first) has been taken too.
+    kill_program(&server, &resource);
+    until_state(&c, "blog", "ended").await;
+    let all = agents_json(&c).await;
+    assert_eq!(
+        all.len(),
+        1,
+        "only the default session has a state: {all:?}"
+    );
+}
+
+#[tokio::test]
+async fn m_on_the_dashboard_mutes_the_project_and_marks_its_row() {
+    let server = Server::start_agents().await;
+    let alice = server.user("alice", "pw-12345678").await;
+    server.running_project(alice.id, "blog").await;
+    let c = signed_in(&server, "alice").await;
+    until_state(&c, "blog", "idle").await;
+    // Wide enough for the state's name beside its glyph.
+    let screen = c.shell(140, 30).await;
+    screen.wait_for("○ idle").await;
+    screen.send(b"m").await;
+    screen.wait_for("⊘").await;
+    screen.wait_for("muted agent notifications of blog").await;
+    let p = server.store.find_project(alice.id, "blog").await.unwrap();
+    assert!(p.project.agent_muted);
+    screen.send(b"m").await;
+    screen
+        .wait_until("the mark to go", |t| {
+            t.contains("unmuted agent notifications of blog") && !t.contains('⊘')
+        })
+        .await;
+    let p = server.store.find_project(alice.id, "blog").await.unwrap();
+    assert!(!p.project.agent_muted);
+}

@@ -254,3 +254,68 @@ async fn a_kiln_toml_holding_the_secret_key_open_to_others_is_refused_before_any
     let (code, err) = run_with_umask_022(&k, &["migrate"]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[tokio::test]
+async fn operator_agents_inbox_and_mute_answer_as_the_users_exec_commands() {
+    let db = TestDb::new().await;
+    let k = Kiln::new(&db);
+    let (code, out, err) = k.run(
+        &["user", "add", "alice", "--password-stdin"],
+        "correct horse battery\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, _) = k.run(&["project", "create", "blog", "--user", "alice"], "");
+    assert_eq!(code, 0);
+    // The server's key is the one the CLI made in its data directory.
+    let key = kiln::store::SecretKey::load_or_create(&k.data_dir.join("secret.key")).unwrap();
+    let store = kiln::store::Store::connect(&db.url, key, 2).await.unwrap();
+    let alice = store.find_user("alice").await.unwrap().unwrap();
+    let p = store.find_project(alice.id, "blog").await.unwrap();
+    let sandbox = p
+        .resources
+        .iter()
+        .find(|r| r.kind == kiln::store::resources::ResourceKind::Sandbox)
+        .unwrap()
+        .resource_name
+        .clone();
+    // As the sandbox's hook reports it (the sandbox is meant to run).
+    let t = kiln::model::agent::transition(
+        br#"{"hook_event_name":"Notification","notification_type":"permission_prompt","message":"May I?"}"#,
+    )
+    .unwrap()
+    .unwrap();
+    store.record_agent_state(&sandbox, None, &t).await.unwrap();
+
+    let (code, out, err) = k.run(&["agents", "--user", "alice", "--json"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["project"], "blog");
+    assert_eq!(v[0]["state"], "needs_input");
+    let (code, out, _) = k.run(&["inbox", "--user", "alice"], "");
+    assert_eq!(code, 0);
+    assert!(out.contains("blog") && out.contains("May I?"), "{out}");
+    let (code, out, err) = k.run(&["mute", "blog", "--user", "alice"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("muted agent notifications of blog"), "{out}");
+    assert!(
+        store
+            .find_project(alice.id, "blog")
+            .await
+            .unwrap()
+            .project
+            .agent_muted
+    );
+    let (code, _, _) = k.run(&["mute", "blog", "--user", "alice", "--off"], "");
+    assert_eq!(code, 0);
+    assert!(
+        !store
+            .find_project(alice.id, "blog")
+            .await
+            .unwrap()
+            .project
+            .agent_muted
+    );
+    let (code, _, err) = k.run(&["mute", "nope", "--user", "alice"], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("no such project"), "{err}");
+}

@@ -52,6 +52,10 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Harness {
+        Self::with_config(config()).await
+    }
+
+    async fn with_config(config: ReconcileConfig) -> Harness {
         let db = TestDb::new().await;
         let store = db.store().await;
         let emu = Emulator::start().await;
@@ -75,7 +79,7 @@ impl Harness {
             store.clone(),
             backends.clone(),
             backends.clone(),
-            config(),
+            config,
             "k8s-test",
         );
         Harness {
@@ -548,4 +552,70 @@ fn resource(ns: &str, name: &str) -> kiln::driver::ResourceRef {
         project_slug: String::new(),
         owner: Uuid::nil(),
     }
+}
+
+#[tokio::test]
+async fn the_hook_token_reaches_the_pod_through_the_secret_and_the_endpoint_takes_only_it() {
+    let hook_url = "http://kiln-ops.kiln.svc:9090/hooks/v1/event";
+    let h = Harness::with_config(ReconcileConfig {
+        hook_url: Some(hook_url.into()),
+        ..config()
+    })
+    .await;
+    let alice = h.user("alice").await;
+    let bob = h.user("bob").await;
+    let ns = "kiln-alice";
+    for (user, name) in [(alice, "webapp"), (bob, "shop")] {
+        h.store.create_project(user, name, "", "t").await.unwrap();
+    }
+    let (sandbox, _) = h.names(alice, "webapp").await;
+    let (bobs, _) = h.names(bob, "shop").await;
+    h.settle(alice, "webapp", ProjectStatus::Running, || h.play(ns))
+        .await;
+    h.settle(bob, "shop", ProjectStatus::Running, || h.play("kiln-bob"))
+        .await;
+
+    // The URL is in the pod spec; the token only as a reference into the
+    // sandbox's Secret, which holds this sandbox's own token.
+    let env = h.pod_env(ns, &sandbox).await;
+    assert!(
+        env.contains(&("KILN_HOOK_URL".into(), hook_url.into())),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&("KILN_HOOK_TOKEN".into(), "secret:KILN_HOOK_TOKEN".into())),
+        "{env:?}"
+    );
+    let secret = h.env_secret(ns, &sandbox).await;
+    let token = String::from_utf8(secret.data.unwrap()["KILN_HOOK_TOKEN"].0.clone()).unwrap();
+    assert_eq!(
+        h.store.key().hook_token_sandbox(&token),
+        Some(sandbox.as_str())
+    );
+    let bobs_secret = h.env_secret("kiln-bob", &bobs).await;
+    let bobs_token =
+        String::from_utf8(bobs_secret.data.unwrap()["KILN_HOOK_TOKEN"].0.clone()).unwrap();
+    assert_ne!(token, bobs_token);
+
+    // The endpoint, over real HTTP: the token from the Secret is taken for
+    // alice's sandbox alone; a wrong one is refused and writes nothing.
+    let (addr, stop) = crate::support::http::ops_listener(&h.store).await;
+    let perm = br#"{"hook_event_name":"Notification","notification_type":"permission_prompt","message":"May I?"}"#;
+    let path = "/hooks/v1/event";
+    let wrong = format!("Bearer {bobs}.{}", token.rsplit_once('.').unwrap().1);
+    let got =
+        crate::support::http::request(addr, "POST", path, &[("Authorization", &wrong)], perm).await;
+    assert_eq!(got.status, 401, "{got:?}");
+    assert!(h.store.agent_states(bob).await.unwrap().is_empty());
+    assert!(h.store.agent_states(alice).await.unwrap().is_empty());
+    let right = format!("Bearer {token}");
+    let got =
+        crate::support::http::request(addr, "POST", path, &[("Authorization", &right)], perm).await;
+    assert_eq!(got.status, 204, "{got:?}");
+    let states = h.store.agent_states(alice).await.unwrap();
+    assert_eq!(states.len(), 1, "{states:?}");
+    assert_eq!(states[0].state, kiln::model::agent::AgentState::NeedsInput);
+    assert_eq!(states[0].message, "May I?");
+    assert!(h.store.agent_states(bob).await.unwrap().is_empty());
+    stop.cancel();
 }

@@ -15,6 +15,8 @@ mod support;
 
 mod admin;
 mod agents;
+mod agents_http;
+mod agents_webhook;
 mod audit;
 mod cli;
 mod confinement;

@@ -25,7 +25,7 @@ use std::time::Duration;
 use crate::model::secret::Secret;
 
 pub use connect::{Access, REQUIRED_ACCESS};
-pub use guard::{ApiServerPolicy, GuardError, forbidden, guard_refusal};
+pub use guard::{ApiServerPolicy, GuardError, GuardedConnector, forbidden, guard_refusal};
 pub use parse::parse;
 
 /// Larger kubeconfigs are refused before parsing.

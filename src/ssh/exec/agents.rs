@@ -1,5 +1,5 @@
 //! The agent exec commands: `agents`, `inbox`, `wait`, `notifications`,
-//! `mute`. Each calls one console method and renders its result.
+//! `mute`, `webhook`. Each calls one console method and renders its result.
 
 use chrono::Utc;
 use serde::Serialize;
@@ -202,4 +202,50 @@ pub(super) async fn mute(c: &UserConsole, name: &str, muted: bool, as_json: bool
             safe(name.trim(), 100)
         )
     })
+}
+
+/// The webhook as `webhook` shows it: its host and last outcome.
+fn webhook_out(v: &crate::console::webhooks::WebhookView, as_json: bool) -> String {
+    if as_json {
+        return json(v);
+    }
+    let now = Utc::now();
+    let mut out = match &v.host {
+        Some(h) => format!("webhook: set, to {}\n", safe(h, 200)),
+        None => "webhook: not set (`ssh … webhook set <<< URL` sets one)\n".into(),
+    };
+    if let Some(at) = v.status.last_delivered_at {
+        out.push_str(&format!(
+            "last delivered: {} ago\n",
+            short_duration((now - at).num_seconds())
+        ));
+    }
+    if let (Some(e), Some(at)) = (&v.status.last_error, v.status.last_error_at) {
+        out.push_str(&format!(
+            "last error: {} ago: {}\n",
+            short_duration((now - at).num_seconds()),
+            safe(e, 300)
+        ));
+    }
+    out
+}
+
+pub(super) async fn webhook_show(c: &UserConsole, as_json: bool) -> Out {
+    Ok(webhook_out(&c.webhook().await?, as_json))
+}
+
+pub(super) async fn webhook_set(c: &UserConsole, stdin: &[u8], as_json: bool) -> Out {
+    let url = std::str::from_utf8(stdin).unwrap_or("").trim();
+    if url.is_empty() {
+        return Err(Failure::usage(
+            "send the URL on stdin, e.g. `ssh … webhook set <<< https://example.com/hook`",
+        ));
+    }
+    c.set_webhook(url).await?;
+    Ok(webhook_out(&c.webhook().await?, as_json))
+}
+
+pub(super) async fn webhook_unset(c: &UserConsole, as_json: bool) -> Out {
+    c.unset_webhook().await?;
+    Ok(webhook_out(&c.webhook().await?, as_json))
 }

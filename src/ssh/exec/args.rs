@@ -186,6 +186,17 @@ pub(super) enum Cmd {
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=500))]
         limit: i64,
     },
+    /// Show, set or remove the webhook your agent notifications are POSTed to
+    ///
+    /// `webhook set <<< https://example.com/hook` reads the URL from stdin (it may carry a
+    /// token, so it is stored encrypted and never shown whole). Each session entering
+    /// needs_input or done is POSTed as JSON, retried on 5xx and no answer; `webhook` shows
+    /// the last error. Loopback, link-local and private hosts are refused unless the operator
+    /// allows them.
+    Webhook {
+        #[command(subcommand)]
+        action: Option<WebhookAction>,
+    },
     /// Mute a project's agent notifications (and the bell); --off unmutes
     Mute {
         /// Project name or slug
@@ -222,6 +233,16 @@ impl WaitState {
             WaitState::Ended => AgentState::Ended,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum WebhookAction {
+    /// Show its host and its last delivery or error (the default)
+    Show,
+    /// Read the URL from stdin, check where it points, and store it encrypted
+    Set,
+    /// Remove it (and whatever was waiting to be delivered)
+    Unset,
 }
 
 #[derive(Debug, Subcommand)]

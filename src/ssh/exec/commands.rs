@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::Failure;
-use super::args::{Cmd, EnvVerb, ExecArgs, KeysAction, KubeconfigAction, TeamVerb};
+use super::args::{Cmd, EnvVerb, ExecArgs, KeysAction, KubeconfigAction, TeamVerb, WebhookAction};
 use super::render::{
     self, EnvJson, EventJson, ProjectDetailJson, ProjectJson, SessionJson, cell, json, safe,
 };
@@ -70,6 +70,11 @@ pub(super) async fn dispatch(console: &UserConsole, args: ExecArgs, stdin: &[u8]
         } => super::agents::wait(c, &name, session.as_deref(), until.state(), &timeout, json).await,
         Cmd::Notifications { limit } => super::agents::notifications(c, limit, json).await,
         Cmd::Mute { name, off } => super::agents::mute(c, &name, !off, json).await,
+        Cmd::Webhook { action } => match action.unwrap_or(WebhookAction::Show) {
+            WebhookAction::Show => super::agents::webhook_show(c, json).await,
+            WebhookAction::Set => super::agents::webhook_set(c, stdin, json).await,
+            WebhookAction::Unset => super::agents::webhook_unset(c, json).await,
+        },
     }
 }
 

@@ -26,6 +26,7 @@ const WORDS: &[&str] = &[
     "keys",
     "whoami",
     "kubeconfig",
+    "webhook",
     "help",
     "attach",
     "logs",

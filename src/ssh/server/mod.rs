@@ -63,6 +63,8 @@ pub struct ConsoleDrivers {
     pub logs: Option<Arc<dyn crate::driver::SandboxLogs>>,
     /// Where tenants' kubeconfigs may point (`kubernetes.allow_private_api_servers`).
     pub api_servers: crate::k8s::kubeconfig::ApiServerPolicy,
+    /// Where users' webhooks may point (`agents.webhook_allow_private_hosts`).
+    pub webhook_hosts: crate::k8s::kubeconfig::ApiServerPolicy,
 }
 
 impl From<Option<Arc<dyn SessionAttach>>> for ConsoleDrivers {
@@ -112,6 +114,7 @@ pub async fn run(
         attach,
         logs,
         api_servers,
+        webhook_hosts,
     } = drivers.into();
     let activity = ActivityRecorder::new();
     tokio::spawn(activity.clone().run(store.clone(), shutdown.clone()));
@@ -119,6 +122,7 @@ pub async fn run(
         activity,
         console: Console::new(store.clone(), attach, logs)
             .with_api_servers(api_servers)
+            .with_webhook_hosts(webhook_hosts)
             .with_feed(feed.clone()),
         store,
         lists: ProjectLists::new(feed),

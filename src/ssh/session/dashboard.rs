@@ -193,6 +193,7 @@ impl Dashboard {
                     Job::SetConfig { key, value, secret }
                 }
                 Effect::UnsetUserConfig { key } => Job::UnsetConfig { key },
+                Effect::MuteAgent { project, muted } => Job::Mute { project, muted },
             };
             self.spawn(tag, job);
         }

@@ -86,6 +86,10 @@ pub(super) enum Job {
     UnsetConfig {
         key: String,
     },
+    Mute {
+        project: String,
+        muted: bool,
+    },
     /// Restart an exited session; with `then_attach`, open it afterwards.
     Restart {
         target: PaneTarget,
@@ -131,6 +135,7 @@ impl Job {
             | Job::SetPassword { .. }
             | Job::SetConfig { .. }
             | Job::UnsetConfig { .. }
+            | Job::Mute { .. }
             | Job::Restart { .. } => true,
         }
     }
@@ -194,6 +199,7 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                 has_password: s.has_password,
                 configs: s.configs,
                 quota: Some(s.quota),
+                webhook: Some(s.webhook),
             })),
             Err(e) => Msg::Done(tag, Err(format!("cannot load settings: {e}"))),
         }),
@@ -286,6 +292,13 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                     ConfigSet::Value => format!("set {key}"),
                 }),
         ),
+        Job::Mute { project, muted } => done(c.mute_agent(&project, muted).await.map(|()| {
+            let verb = if muted { "muted" } else { "unmuted" };
+            format!(
+                "{verb} agent notifications of {}",
+                crate::model::naming::printable(&project, 60)
+            )
+        })),
         Job::UnsetConfig { key } => done(c.unset_config(&key).await.map(|()| {
             if key == crate::store::user_configs::KUBECONFIG {
                 "kubeconfig removed".to_string()

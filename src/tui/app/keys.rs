@@ -113,6 +113,14 @@ impl App {
                 }
             }
             Action::Env => return self.open_project(Screen::Env),
+            Action::ToggleMute => {
+                if let Some(v) = self.target() {
+                    return vec![Effect::MuteAgent {
+                        project: v.project.name.clone(),
+                        muted: !v.project.agent_muted,
+                    }];
+                }
+            }
             Action::Attach | Action::AttachReadOnly
                 if attach_allowed(self.target()).is_err()
                     && intent_allowed(self.target(), Intent::Start).is_ok() =>

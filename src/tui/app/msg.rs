@@ -145,6 +145,11 @@ pub enum Effect {
     UnsetUserConfig {
         key: String,
     },
+    /// Mute (or unmute) the project's agent notifications.
+    MuteAgent {
+        project: String,
+        muted: bool,
+    },
     /// Open the terminal pane on a session of the project's sandbox
     /// (`None`: the default session); answered with `Msg::PaneOpened` or
     /// `Msg::PaneClosed`.
@@ -195,7 +200,9 @@ impl Effect {
     /// What the answer to this effect is tagged with, when it is a `Msg::Done`.
     pub fn tag(&self) -> Reply {
         match self {
-            Effect::Intent { .. } | Effect::Create { .. } => Reply::Change,
+            Effect::Intent { .. } | Effect::Create { .. } | Effect::MuteAgent { .. } => {
+                Reply::Change
+            }
             Effect::Restart {
                 from_pane: true, ..
             } => Reply::Pane,

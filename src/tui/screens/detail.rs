@@ -195,6 +195,14 @@ impl DetailScreen {
             Binding::new(Key::Char('L'), "logs", Action::Logs).when(member_allowed(target, "logs")),
         );
         v.push(
+            Binding::new(
+                Key::Char('m'),
+                super::list::mute_label(target),
+                Action::ToggleMute,
+            )
+            .help_only(),
+        );
+        v.push(
             Binding::new(Key::Enter, "attach", Action::Attach)
                 .when(attach_or_start_allowed(target))
                 .help_only(),

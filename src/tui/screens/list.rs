@@ -96,6 +96,11 @@ impl ListScreen {
         );
         v.extend(attach(target));
         v.push(Binding::new(Key::Char('i'), "inbox", Action::Inbox));
+        v.push(
+            Binding::new(Key::Char('m'), mute_label(target), Action::ToggleMute)
+                .when(need_selection())
+                .help_only(),
+        );
         v.push(Binding::new(Key::Char('/'), "filter", Action::FilterStart));
         v.push(Binding::new(Key::Char('S'), "settings", Action::Settings));
         v.push(Binding::new(Key::Char(','), "settings", Action::Settings).help_only());
@@ -117,5 +122,13 @@ impl ListScreen {
             Binding::new(Key::F(1), "help", Action::Help).help_only(),
             Binding::new(Key::Ctrl('c'), "quit", Action::Quit).help_only(),
         ]
+    }
+}
+
+/// The mute key's label: what pressing it does to `target`.
+pub fn mute_label(target: Option<&ProjectView>) -> &'static str {
+    match target {
+        Some(v) if v.project.agent_muted => "unmute agent notifications",
+        _ => "mute agent notifications",
     }
 }

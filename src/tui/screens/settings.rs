@@ -16,6 +16,8 @@ pub struct SettingsData {
     pub configs: Vec<UserConfig>,
     /// The user's quota and their usage against it (`None`: not loaded).
     pub quota: Option<(crate::model::quota::Limits, crate::model::quota::Usage)>,
+    /// The webhook's last outcome (`None`: not loaded).
+    pub webhook: Option<crate::store::webhooks::WebhookStatus>,
 }
 
 /// Which list of the settings screen ↑/↓ and the section keys act on.

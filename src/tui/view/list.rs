@@ -134,18 +134,26 @@ fn row<'a>(
         } else {
             Span::raw(" ")
         }),
-        Cell::from(match agents.headline(p.id) {
-            Some(a) if wide => agent_span(ctx, theme, a),
-            Some(a) => Span::styled(
-                format!(
-                    "{} {}",
-                    a.state.glyph(),
-                    crate::model::agent::short_duration((ctx.now - a.entered_at).num_seconds())
+        Cell::from(Line::from(vec![
+            // A muted project's agents ring no bell: marked by a shape of its own.
+            if p.agent_muted {
+                Span::styled(format!("{MUTED} "), theme.dim())
+            } else {
+                Span::raw("")
+            },
+            match agents.headline(p.id) {
+                Some(a) if wide => agent_span(ctx, theme, a),
+                Some(a) => Span::styled(
+                    format!(
+                        "{} {}",
+                        a.state.glyph(),
+                        crate::model::agent::short_duration((ctx.now - a.entered_at).num_seconds())
+                    ),
+                    theme.agent(a.state),
                 ),
-                theme.agent(a.state),
-            ),
-            None => Span::styled("·", theme.dim()),
-        }),
+                None => Span::styled("·", theme.dim()),
+            },
+        ])),
     ];
     if wide {
         // Descriptions may hold newlines; `fit` turns them into `?` on one row.
@@ -156,6 +164,9 @@ fn row<'a>(
     }
     Row::new(cells)
 }
+
+/// Before a muted project's agent state on the list.
+pub const MUTED: char = '⊘';
 
 /// `! needs_input 12m`: the glyph (its shape tells the state without
 /// colour), the state, and how long it has held.

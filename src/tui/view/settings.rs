@@ -10,6 +10,7 @@ use ratatui::widgets::{Block, HighlightSpacing, List, ListItem, ListState, Parag
 use super::style::{self, Theme};
 use crate::store::keys::SshKey;
 use crate::store::user_configs::KUBECONFIG;
+use crate::store::webhooks::{WEBHOOK_URL, WebhookStatus};
 use crate::tui::screens::Ctx;
 use crate::tui::screens::settings::{ConfigRow, SettingsFocus, SettingsScreen};
 use crate::tui::text;
@@ -87,7 +88,7 @@ pub fn draw(app: &SettingsScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, are
     let rows = app.config_rows();
     let keys_h = d.keys.len().clamp(1, usize::from(inner.height / 3).max(1)) as u16;
     // The kubeconfig line follows the list; long lists scroll, it stays.
-    let fixed = 10 + keys_h;
+    let fixed = 11 + keys_h;
     let list_h = (rows.len().max(1) as u16).min(inner.height.saturating_sub(fixed).max(1));
     let [
         keys_title,
@@ -100,6 +101,7 @@ pub fn draw(app: &SettingsScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, are
         configs_list,
         _,
         kube,
+        webhook,
         quota,
         _,
     ] = Layout::vertical([
@@ -111,6 +113,7 @@ pub fn draw(app: &SettingsScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, are
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(list_h),
+        Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(1),
@@ -217,6 +220,18 @@ pub fn draw(app: &SettingsScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, are
         ])),
         kube,
     );
+    let webhook_set = d.configs.iter().any(|c| c.key == WEBHOOK_URL);
+    if let Some(line) = webhook_line(webhook_set, d.webhook.as_ref(), ctx.now)
+        .filter(|_| d.webhook.is_some() || webhook_set)
+    {
+        frame.render_widget(
+            Paragraph::new(Line::from(vec![
+                Span::styled("  Webhook    ", theme.title()),
+                Span::raw(text::fit(&text::clean(&line), w.saturating_sub(13))),
+            ])),
+            webhook,
+        );
+    }
     if let Some((limits, usage)) = &d.quota {
         frame.render_widget(
             Paragraph::new(Line::from(vec![
@@ -231,11 +246,69 @@ pub fn draw(app: &SettingsScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, are
     }
 }
 
+/// The webhook's line: its last error (and when), else its last delivery,
+/// else how to set one.
+pub fn webhook_line(
+    set: bool,
+    status: Option<&WebhookStatus>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let s = status.cloned().unwrap_or_default();
+    let error = match (&s.last_error, s.last_error_at) {
+        (Some(e), Some(at)) if s.last_delivered_at.is_none_or(|d| d < at) => {
+            Some(format!("last error {} ago: {e}", style::age(now, at)))
+        }
+        _ => None,
+    };
+    match (set, error, s.last_delivered_at) {
+        (_, Some(e), _) => Some(e),
+        (true, None, Some(at)) => Some(format!("set — delivered {} ago", style::age(now, at))),
+        (true, None, None) => Some("set — nothing delivered yet".into()),
+        (false, None, _) => Some("not set — a, then WEBHOOK_URL and its URL".into()),
+    }
+}
+
 /// The lists sit one column in, under their section titles.
 fn pad_left(r: Rect) -> Rect {
     Rect {
         x: r.x + 1,
         width: r.width.saturating_sub(1),
         ..r
+    }
+}
+
+#[cfg(test)]
+mod webhook_tests {
+    use super::*;
+
+    #[test]
+    fn the_webhook_line_shows_the_last_error_until_a_later_delivery() {
+        let now = chrono::Utc::now();
+        let ago = |s| now - chrono::Duration::seconds(s);
+        assert_eq!(
+            webhook_line(false, None, now).as_deref(),
+            Some("not set — a, then WEBHOOK_URL and its URL")
+        );
+        assert_eq!(
+            webhook_line(true, Some(&WebhookStatus::default()), now).as_deref(),
+            Some("set — nothing delivered yet")
+        );
+        let failed = WebhookStatus {
+            last_error: Some("HTTP 500 (attempt 5; given up)".into()),
+            last_error_at: Some(ago(120)),
+            last_delivered_at: Some(ago(600)),
+        };
+        assert_eq!(
+            webhook_line(true, Some(&failed), now).as_deref(),
+            Some("last error 2m ago: HTTP 500 (attempt 5; given up)")
+        );
+        let recovered = WebhookStatus {
+            last_delivered_at: Some(ago(5)),
+            ..failed
+        };
+        assert_eq!(
+            webhook_line(true, Some(&recovered), now).as_deref(),
+            Some("set — delivered 5s ago")
+        );
     }
 }

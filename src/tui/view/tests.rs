@@ -511,3 +511,31 @@ fn the_inbox_lists_waits_oldest_first_and_enter_attaches_to_that_session() {
         }]
     );
 }
+
+#[test]
+fn a_muted_project_is_marked_in_its_row_by_a_shape() {
+    let mut a = fixtures::app();
+    let mut projects = fixtures::projects();
+    for p in &mut projects {
+        p.project.agent_muted = p.project.name == "blog";
+    }
+    a.update(Msg::Projects(projects));
+    for (w, h) in SIZES {
+        let screen = render(&a, w, h);
+        let row = |name: &str| {
+            screen
+                .lines()
+                .find(|l| l.contains(&format!(" {name} ")))
+                .unwrap_or_else(|| panic!("{name} in {screen}"))
+                .to_string()
+        };
+        assert!(
+            row("blog").contains(crate::tui::view::list::MUTED),
+            "{screen}"
+        );
+        assert!(
+            !row("shop").contains(crate::tui::view::list::MUTED),
+            "{screen}"
+        );
+    }
+}

@@ -190,12 +190,39 @@ impl Server {
         let changes = feed.subscribe();
         let stop = shutdown.clone();
         tokio::spawn(async move { reconciler.run(Some(changes), stop).await });
+        // Agent servers deliver users' webhooks too, to the tests' own
+        // HTTP servers on loopback (the operator's switch on), retrying fast.
+        let webhook_hosts = if agents {
+            let hosts = kiln::k8s::kubeconfig::ApiServerPolicy::ALLOW_PRIVATE;
+            let delivery = kiln::console::webhooks::WebhookDelivery {
+                hosts,
+                retry_base: Duration::from_millis(200),
+                poll: Duration::from_millis(100),
+                timeout: Duration::from_secs(5),
+                concurrency: 4,
+            };
+            tokio::spawn(
+                kiln::console::Console::new(store.clone(), None, None).run_webhook_delivery(
+                    delivery,
+                    Some(feed.subscribe()),
+                    shutdown.clone(),
+                ),
+            );
+            hosts
+        } else {
+            kiln::k8s::kubeconfig::ApiServerPolicy::default()
+        };
+        let drivers = kiln::ssh::server::ConsoleDrivers {
+            attach,
+            webhook_hosts,
+            ..Default::default()
+        };
         let (s, f, stop) = (store.clone(), feed.clone(), shutdown.clone());
         tokio::spawn(async move {
             kiln::ssh::server::run(
                 s,
                 f,
-                attach,
+                drivers,
                 config,
                 host_key,
                 listener,

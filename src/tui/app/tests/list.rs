@@ -290,3 +290,34 @@ fn a_start_that_fails_withdraws_the_attach_and_says_so() {
         vec![]
     );
 }
+
+#[test]
+fn m_mutes_the_selected_project_and_unmutes_a_muted_one_from_list_and_detail() {
+    let mut a = app();
+    select(&mut a, "blog");
+    assert_eq!(
+        keys(&mut a, &[Key::Char('m')]),
+        vec![Effect::MuteAgent {
+            project: "blog".into(),
+            muted: true
+        }]
+    );
+    // The list reloads with the project muted: m now unmutes, and the
+    // help says so.
+    let mut projects = crate::tui::fixtures::projects();
+    for p in &mut projects {
+        p.project.agent_muted = p.project.name == "blog";
+    }
+    a.update(Msg::Projects(projects));
+    select(&mut a, "blog");
+    let help: Vec<&str> = a.bindings().iter().map(|b| b.label).collect();
+    assert!(help.contains(&"unmute agent notifications"), "{help:?}");
+    keys(&mut a, &[Key::Enter]);
+    assert_eq!(
+        keys(&mut a, &[Key::Char('m')]),
+        vec![Effect::MuteAgent {
+            project: "blog".into(),
+            muted: false
+        }]
+    );
+}
