@@ -119,7 +119,18 @@ pub enum Action<'a> {
     WaitAgent {
         project: &'a str,
     },
-    ListNotifications,
+    ListNotifications {
+        all: bool,
+    },
+    ShowIdle {
+        project: &'a str,
+    },
+    SetIdle {
+        project: &'a str,
+    },
+    ExtendIdle {
+        project: &'a str,
+    },
     MuteAgent {
         project: &'a str,
         muted: bool,
@@ -203,7 +214,10 @@ impl Action<'_> {
             Action::ListAgents => "agents.list",
             Action::Inbox => "inbox.list",
             Action::WaitAgent { .. } => "agent.wait",
-            Action::ListNotifications => "notifications.list",
+            Action::ListNotifications { .. } => "notifications.list",
+            Action::ShowIdle { .. } => "idle.show",
+            Action::SetIdle { .. } => "idle.set",
+            Action::ExtendIdle { .. } => "idle.extend",
             Action::MuteAgent { muted: true, .. } => "agent.mute",
             Action::MuteAgent { .. } => "agent.unmute",
         }
@@ -229,7 +243,8 @@ impl Action<'_> {
                 | Action::ListAgents
                 | Action::Inbox
                 | Action::WaitAgent { .. }
-                | Action::ListNotifications
+                | Action::ListNotifications { .. }
+                | Action::ShowIdle { .. }
         )
     }
 
@@ -245,6 +260,9 @@ impl Action<'_> {
             | Action::Attach { project, .. }
             | Action::Logs { project }
             | Action::WaitAgent { project }
+            | Action::ShowIdle { project }
+            | Action::SetIdle { project }
+            | Action::ExtendIdle { project }
             | Action::MuteAgent { project, .. } => Some(project),
             Action::SetEnv { project, .. } | Action::UnsetEnv { project, .. } => Some(project),
             Action::CreateProject { name, .. } => Some(name),
@@ -276,6 +294,9 @@ impl<'a> Action<'a> {
             | Action::ListSessions { project }
             | Action::RestartSession { project }
             | Action::Attach { project, .. }
+            | Action::ShowIdle { project }
+            | Action::SetIdle { project }
+            | Action::ExtendIdle { project }
             | Action::Logs { project } => Subject::Project(project),
             _ => Subject::Own,
         }
@@ -290,6 +311,7 @@ impl<'a> Action<'a> {
             | Action::ShowProject { .. }
             | Action::ListEvents { .. }
             | Action::ListSessions { .. }
+            | Action::ShowIdle { .. }
             | Action::Attach {
                 read_only: true, ..
             }

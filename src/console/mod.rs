@@ -17,6 +17,7 @@ pub mod agents;
 mod audit;
 pub mod error;
 pub mod gate;
+mod idle;
 mod kubeconfig;
 mod operator;
 mod projects;
@@ -54,6 +55,8 @@ pub struct Console {
     /// Changes to rows, for cutting an attach whose access is revoked and
     /// waking `wait` (`None`: attaches are not watched; `wait` polls).
     feed: Option<Arc<crate::store::notify::ChangeFeed>>,
+    /// The idle policy: per-project settings and extensions are checked against it.
+    idle: crate::model::idle::IdlePolicy,
 }
 
 impl Console {
@@ -68,7 +71,14 @@ impl Console {
             logs,
             api_servers: ApiServerPolicy::default(),
             feed: None,
+            idle: crate::model::idle::IdlePolicy::default(),
         }
+    }
+
+    /// The same console, under the server's idle policy (`[idle]`).
+    pub fn with_idle(mut self, policy: crate::model::idle::IdlePolicy) -> Self {
+        self.idle = policy;
+        self
     }
 
     /// The same console, detaching a team member's attaches the moment

@@ -7,6 +7,7 @@
 
 mod act;
 pub mod backoff;
+mod idle;
 pub mod outcome;
 mod pass;
 pub mod plan;
@@ -21,6 +22,7 @@ use crate::driver::{DatabaseDriver, ResourceRef, SandboxDriver};
 use crate::store::notify::Change;
 use crate::store::resources::Leased;
 use crate::store::{Store, StoreResult};
+pub use idle::SweepStats;
 use outcome::Schedule;
 use plan::PlanInput;
 
@@ -39,6 +41,8 @@ pub struct ReconcileConfig {
     /// dropped. Every driver call has its own timeout, so a pass normally
     /// ends well within this.
     pub shutdown_grace: Duration,
+    /// The idle stop policy the loop sweeps for.
+    pub idle: crate::model::idle::IdlePolicy,
 }
 
 impl Default for ReconcileConfig {
@@ -55,6 +59,7 @@ impl Default for ReconcileConfig {
                 backoff_cap: Duration::from_secs(60),
             },
             shutdown_grace: Duration::from_secs(10),
+            idle: crate::model::idle::IdlePolicy::default(),
         }
     }
 }
@@ -129,6 +134,7 @@ impl Reconciler {
         shutdown: CancellationToken,
     ) -> StoreResult<CycleStats> {
         let mut total = CycleStats::default();
+        let mut next_sweep = Instant::now();
         while !shutdown.is_cancelled() {
             let mut wake_at = Instant::now() + self.cfg.resync;
             let Some(pass) = self.finish_pass(&shutdown).await else {
@@ -150,6 +156,10 @@ impl Reconciler {
                     total.failed_passes += 1;
                     tracing::warn!(replica = %self.replica, "reconcile pass failed: {e}");
                 }
+            }
+            if self.cfg.idle.enabled() {
+                next_sweep = self.sweep_if_due(next_sweep, &mut total).await;
+                wake_at = wake_at.min(next_sweep);
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,

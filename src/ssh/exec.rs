@@ -40,6 +40,7 @@
 mod agents;
 mod args;
 mod commands;
+mod idle;
 #[cfg(test)]
 mod properties;
 mod render;

@@ -42,6 +42,7 @@ pub fn resource(
         lease_until: None,
         updated_at: ago(60),
         applied_env_version: None,
+        idle_stop_at: None,
     }
 }
 

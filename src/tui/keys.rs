@@ -104,6 +104,10 @@ pub enum Action {
     RestartSession,
     /// Open the inbox (sessions that need the user).
     Inbox,
+    /// Open the notifications screen.
+    Notifications,
+    /// Postpone the project's coming idle stop.
+    ExtendIdle,
 }
 
 /// One key of one screen: what it does, and whether it can right now (and if
@@ -165,6 +169,8 @@ pub enum Context {
     ConfirmRestart,
     /// The inbox screen.
     Inbox,
+    /// The notifications screen.
+    Notifications,
     Help,
 }
 

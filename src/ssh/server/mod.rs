@@ -119,6 +119,7 @@ pub async fn run(
         activity,
         console: Console::new(store.clone(), attach, logs)
             .with_api_servers(api_servers)
+            .with_idle(config.idle.clone())
             .with_feed(feed.clone()),
         store,
         lists: ProjectLists::new(feed),

@@ -182,6 +182,8 @@ impl Dashboard {
                     Job::SetConfig { key, value, secret }
                 }
                 Effect::UnsetUserConfig { key } => Job::UnsetConfig { key },
+                Effect::LoadNotifications => Job::Notifications,
+                Effect::ExtendIdle { project } => Job::ExtendIdle { project },
             };
             self.spawn(tag, job);
         }

@@ -13,6 +13,9 @@ use crate::tui::{Msg, Reply, SettingsData};
 /// Lines of history the log screen opens with.
 const LOG_TAIL: i64 = 500;
 
+/// How many notifications the notifications screen shows.
+const NOTIFICATIONS_SHOWN: i64 = 200;
+
 /// What the pane shows: a project's session (`None`: the default one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct PaneTarget {
@@ -96,6 +99,11 @@ pub(super) enum Job {
         ticket: u64,
         project: String,
     },
+    /// Read the user's notifications (which marks them read).
+    Notifications,
+    ExtendIdle {
+        project: String,
+    },
 }
 
 impl Job {
@@ -108,7 +116,8 @@ impl Job {
             | Job::Settings
             | Job::Attach { .. }
             | Job::Switch { .. }
-            | Job::FollowLogs { .. } => false,
+            | Job::FollowLogs { .. }
+            | Job::Notifications => false,
             Job::Request { .. }
             | Job::Create { .. }
             | Job::SetEnv { .. }
@@ -118,7 +127,8 @@ impl Job {
             | Job::SetPassword { .. }
             | Job::SetConfig { .. }
             | Job::UnsetConfig { .. }
-            | Job::Restart { .. } => true,
+            | Job::Restart { .. }
+            | Job::ExtendIdle { .. } => true,
         }
     }
 }
@@ -295,6 +305,16 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                 switching: true,
             },
         },
+        Job::Notifications => Answer::Msg(match c.notifications(NOTIFICATIONS_SHOWN, true).await {
+            Ok(rows) => Msg::Notifications(rows),
+            Err(e) => Msg::Done(tag, Err(format!("cannot load notifications: {e}"))),
+        }),
+        Job::ExtendIdle { project } => done(c.extend_idle(&project, None).await.map(|until| {
+            format!(
+                "{project} keeps running at least until {} unless stopped",
+                until.format("%H:%M:%S UTC")
+            )
+        })),
         Job::FollowLogs { ticket, project } => match c.logs(&project, Some(LOG_TAIL), true).await {
             Ok(rx) => Answer::LogsOpened { ticket, rx },
             Err(e) => Answer::LogsFailed {

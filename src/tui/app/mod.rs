@@ -7,6 +7,7 @@ mod data;
 mod draw;
 mod keys;
 mod msg;
+mod notifications;
 mod pane;
 mod sessions;
 mod settings;
@@ -25,6 +26,7 @@ pub use crate::tui::screens::detail::ProjectDetail;
 pub use crate::tui::screens::dialogs::Overlay;
 use crate::tui::screens::env::EnvScreen;
 use crate::tui::screens::list::ListScreen;
+use crate::tui::screens::notifications::NotificationsScreen;
 use crate::tui::screens::rules::intent_status_is_transition;
 pub(crate) use crate::tui::screens::rules::{attach_allowed, intent_allowed};
 pub use crate::tui::screens::settings::SettingsData;
@@ -42,6 +44,8 @@ pub enum Screen {
     Logs,
     /// Sessions that need the user, across their projects.
     Inbox,
+    /// The user's notifications, newest first.
+    Notifications,
 }
 
 /// The dashboard: one state per screen, and what they share (the window,
@@ -67,6 +71,8 @@ pub struct App {
     pub(crate) settings: SettingsScreen,
     /// Agent states of the user's sessions, and the inbox.
     pub(crate) agents: AgentsScreen,
+    /// The notifications screen, and the unread count.
+    pub(crate) notifications: NotificationsScreen,
     /// The log screen's lines, while it is open.
     pub(crate) logs: Option<crate::tui::logview::LogView>,
     /// The terminal pane, while attached.
@@ -97,6 +103,7 @@ impl App {
             env: EnvScreen::default(),
             settings: SettingsScreen::default(),
             agents: AgentsScreen::default(),
+            notifications: NotificationsScreen::default(),
             logs: None,
             pane: None,
             overlay: None,
@@ -132,7 +139,7 @@ impl App {
             Screen::Detail | Screen::Env => {
                 self.detail.data.as_ref().is_some_and(|d| busy(&d.view))
             }
-            Screen::Settings | Screen::Logs | Screen::Inbox => false,
+            Screen::Settings | Screen::Logs | Screen::Inbox | Screen::Notifications => false,
         }
     }
 
@@ -228,6 +235,11 @@ impl App {
                     vec![]
                 }
             }
+            Msg::Unread(n) => self.on_unread(n),
+            Msg::Notifications(rows) => {
+                self.notifications.set_rows(rows);
+                vec![]
+            }
         }
     }
 
@@ -241,7 +253,7 @@ impl App {
                     .find(name)
                     .or_else(|| self.detail.data.as_ref().map(|d| &d.view))
             }
-            Screen::Settings | Screen::Inbox => None,
+            Screen::Settings | Screen::Inbox | Screen::Notifications => None,
         }
     }
 
@@ -277,6 +289,7 @@ impl App {
             Screen::Settings => Context::Settings,
             Screen::Logs => Context::Logs,
             Screen::Inbox => Context::Inbox,
+            Screen::Notifications => Context::Notifications,
         }
     }
 

@@ -63,6 +63,10 @@ pub enum Msg {
     },
     /// The agent states of the user's sessions (loaded with the projects).
     Agents(Vec<crate::store::agents::AgentRow>),
+    /// How many notifications are unread (counted with the projects).
+    Unread(i64),
+    /// Answer to Effect::LoadNotifications (they are read now).
+    Notifications(Vec<crate::store::agents::Notification>),
 }
 
 /// What a `Msg::Done` answers, and so what follows it.
@@ -171,13 +175,22 @@ pub enum Effect {
     StopLogs,
     /// Ring the terminal bell (a session entered needs_input or done).
     Bell,
+    /// Load the notifications screen (marking them read); answered with
+    /// `Msg::Notifications`.
+    LoadNotifications,
+    /// Postpone the project's coming idle stop; answered with `Msg::Done`.
+    ExtendIdle {
+        project: String,
+    },
 }
 
 impl Effect {
     /// What the answer to this effect is tagged with, when it is a `Msg::Done`.
     pub fn tag(&self) -> Reply {
         match self {
-            Effect::Intent { .. } | Effect::Create { .. } => Reply::Change,
+            Effect::Intent { .. } | Effect::Create { .. } | Effect::ExtendIdle { .. } => {
+                Reply::Change
+            }
             Effect::Restart {
                 from_pane: true, ..
             } => Reply::Pane,
@@ -188,9 +201,10 @@ impl Effect {
             | Effect::SetPassword { .. }
             | Effect::SetUserConfig { .. }
             | Effect::UnsetUserConfig { .. } => Reply::Settings,
-            Effect::LoadDetail { .. } | Effect::LoadSettings | Effect::LoadSessions { .. } => {
-                Reply::Load
-            }
+            Effect::LoadDetail { .. }
+            | Effect::LoadSettings
+            | Effect::LoadSessions { .. }
+            | Effect::LoadNotifications => Reply::Load,
             Effect::Quit
             | Effect::Attach { .. }
             | Effect::SwitchSession { .. }

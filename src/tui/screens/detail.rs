@@ -189,6 +189,8 @@ impl DetailScreen {
         v.push(Binding::new(Key::Char('e'), "env", Action::Env));
         v.extend(attach(target));
         v.push(Binding::new(Key::Char('L'), "logs", Action::Logs));
+        v.push(super::notifications::extend_binding(target));
+        v.push(super::notifications::open_binding());
         v.push(
             Binding::new(Key::Enter, "attach", Action::Attach)
                 .when(attach_or_start_allowed(target))

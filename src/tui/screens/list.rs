@@ -92,6 +92,8 @@ impl ListScreen {
         v.push(Binding::new(Key::Char('e'), "env", Action::Env).when(need_selection()));
         v.extend(attach(target));
         v.push(Binding::new(Key::Char('i'), "inbox", Action::Inbox));
+        v.push(super::notifications::open_binding());
+        v.push(super::notifications::extend_binding(target));
         v.push(Binding::new(Key::Char('/'), "filter", Action::FilterStart));
         v.push(Binding::new(Key::Char('S'), "settings", Action::Settings));
         v.push(Binding::new(Key::Char(','), "settings", Action::Settings).help_only());

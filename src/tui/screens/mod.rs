@@ -10,6 +10,7 @@ pub mod dialogs;
 pub mod env;
 pub mod forms;
 pub mod list;
+pub mod notifications;
 pub mod rules;
 pub mod settings;
 

@@ -157,6 +157,7 @@ impl Server {
             ..Default::default()
         };
         rc.schedule.poll_interval = Duration::from_millis(50);
+        rc.idle = config.idle.clone();
         let local_dir = local.then(|| {
             std::path::PathBuf::from(format!(
                 "/tmp/ks-{}",
@@ -176,6 +177,12 @@ impl Server {
             } else {
                 LocalSandboxes::new(d, Some("sh".into())).expect("local sandboxes")
             }
+        });
+        // Output seen while observing counts as activity, as `kiln serve` wires it.
+        let local = local.map(|l| {
+            let recorder = kiln::store::activity::ActivityRecorder::new();
+            tokio::spawn(recorder.clone().run(store.clone(), shutdown.clone()));
+            l.with_activity(recorder)
         });
         let sandboxes: Arc<dyn SandboxDriver> = match &local {
             Some(l) => Arc::new(l.clone()),
