@@ -130,6 +130,16 @@ impl Store {
         .bind(&t.message)
         .execute(&mut *tx)
         .await?;
+        if entered {
+            // An agent changing state is activity of its sandbox (the idle
+            // policy counts from it), whether or not anyone is attached.
+            sqlx::query(
+                "UPDATE sandboxes SET last_active_at = GREATEST(last_active_at, now()) WHERE id = $1",
+            )
+            .bind(sandbox_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         let notified = entered && t.state.notifies() && !muted;
         if notified {
             sqlx::query(

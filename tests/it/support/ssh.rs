@@ -104,7 +104,13 @@ impl Server {
     /// command is the real `kiln` binary, its reports go through each
     /// sandbox's socket to the console.
     pub async fn start_agents() -> Server {
-        Self::start_opts(test_ssh_config(), true, None, true, false).await
+        Self::start_agents_with(test_ssh_config()).await
+    }
+
+    /// [`Server::start_agents`] with `config` for the SSH side (and its
+    /// idle policy for the loop).
+    pub async fn start_agents_with(config: SshConfig) -> Server {
+        Self::start_opts(config, true, None, true, false).await
     }
 
     /// The stand-in `claude` script, as the host sees it (bound read-only
