@@ -143,6 +143,7 @@ pub fn detail(view: ProjectView) -> ProjectDetail {
         ],
         events,
         database_url: Some("postgres://blog:hunter2@127.0.0.1:5432/blog".into()),
+        idle: None,
     }
 }
 

@@ -173,7 +173,7 @@ pub(super) async fn notifications(c: &UserConsole, limit: i64, all: bool, as_jso
             "{} {} {} {} {}",
             n.created_at.format("%Y-%m-%d %H:%M:%S"),
             cell(n.project.as_deref().unwrap_or("(deleted)"), 24),
-            cell(n.session.as_deref().unwrap_or("(default)"), 12),
+            cell(session_cell(n), 12),
             cell(&n.kind, 14),
             safe(&n.message, 200)
         );
@@ -181,6 +181,17 @@ pub(super) async fn notifications(c: &UserConsole, limit: i64, all: bool, as_jso
         out.push('\n');
     }
     Ok(out)
+}
+
+/// A notification's session column: only the agent kinds are about one.
+fn session_cell(n: &Notification) -> &str {
+    use crate::model::notice::NoticeKind;
+    match NoticeKind::parse(&n.kind) {
+        Some(NoticeKind::NeedsInput | NoticeKind::Done) => {
+            n.session.as_deref().unwrap_or("(default)")
+        }
+        _ => "-",
+    }
 }
 
 #[derive(Serialize)]

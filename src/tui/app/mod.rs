@@ -129,11 +129,26 @@ impl App {
         self.now = now;
     }
 
-    /// True while a transitional status is on screen (the spinners move).
+    /// True while a transitional status is on screen (the spinners move),
+    /// or an idle stop's countdown (its banner counts down).
     pub fn animating(&self) -> bool {
         let busy = |v: &ProjectView| {
             v.resources.iter().any(|r| r.status.is_transition()) || intent_status_is_transition(v)
         };
+        let counting_down = match self.screen {
+            Screen::List => self
+                .list
+                .visible()
+                .into_iter()
+                .any(|v| crate::tui::screens::notifications::idle_stop_at(v).is_some()),
+            Screen::Detail => self
+                .target()
+                .is_some_and(|v| crate::tui::screens::notifications::idle_stop_at(v).is_some()),
+            _ => false,
+        };
+        if counting_down {
+            return true;
+        }
         match self.screen {
             Screen::List => self.list.visible().into_iter().any(busy),
             Screen::Detail | Screen::Env => {

@@ -94,6 +94,23 @@ pub fn unread_label(unread: i64) -> String {
     }
 }
 
+/// A project's idle stop in a few words, for the detail screen:
+/// `idle stop after 1d unused (default), in 23h 59m` or `never stopped when idle (off)`.
+pub fn idle_summary(s: &crate::store::idle::IdleState, now: DateTime<Utc>) -> String {
+    let Some(after) = s.stop_after_secs else {
+        return format!("never stopped when idle ({})", s.setting);
+    };
+    let after = crate::model::idle::format_duration(std::time::Duration::from_secs(after));
+    match s.stop_at.or(s.due_at) {
+        Some(at) => format!(
+            "idle stop after {after} unused ({}), in {}",
+            s.setting,
+            time_left(now, at)
+        ),
+        None => format!("idle stop after {after} unused ({})", s.setting),
+    }
+}
+
 /// The banner line for the coming idle stops (soonest first), e.g.
 /// `⚠ idle: blog stops in 4m 12s — E extends`; `None` when none is coming.
 pub fn idle_banner(stops: &[(&str, DateTime<Utc>)], now: DateTime<Utc>) -> Option<String> {
@@ -149,6 +166,27 @@ mod tests {
         let two = idle_banner(&[("blog", at(5)), ("api", at(60))], now).unwrap();
         assert!(two.contains("blog stops in 5s (and 1 more)"), "{two}");
         assert_eq!(unread_label(0), "");
+        let state = crate::store::idle::IdleState {
+            setting: "default".into(),
+            own: crate::model::idle::IdleSetting::Default,
+            stop_after_secs: Some(86_400),
+            last_active_at: Some(now),
+            extended_until: None,
+            stop_at: None,
+            due_at: Some(at(3_600)),
+        };
+        assert_eq!(
+            idle_summary(&state, now),
+            "idle stop after 1d unused (default), in 1h 00m"
+        );
+        let off = crate::store::idle::IdleState {
+            setting: "off".into(),
+            own: crate::model::idle::IdleSetting::Off,
+            stop_after_secs: None,
+            due_at: None,
+            ..state
+        };
+        assert_eq!(idle_summary(&off, now), "never stopped when idle (off)");
         assert_eq!(unread_label(3), " · ✉ 3 unread (N)");
     }
 }
