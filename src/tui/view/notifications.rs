@@ -95,19 +95,24 @@ pub fn unread_label(unread: i64) -> String {
 }
 
 /// A project's idle stop in a few words, for the detail screen:
-/// `idle stop after 1d unused (default), in 23h 59m` or `never stopped when idle (off)`.
+/// `idle stop after 1d unused, in 23h 59m` (the server's time), `… (own
+/// setting) …`, or `never stopped when idle`. (Not the word "default":
+/// that names the default session on this screen.)
 pub fn idle_summary(s: &crate::store::idle::IdleState, now: DateTime<Utc>) -> String {
     let Some(after) = s.stop_after_secs else {
-        return format!("never stopped when idle ({})", s.setting);
+        return "never stopped when idle".into();
     };
     let after = crate::model::idle::format_duration(std::time::Duration::from_secs(after));
+    let own = match s.own {
+        crate::model::idle::IdleSetting::After(_) => " (own setting)",
+        _ => "",
+    };
     match s.stop_at.or(s.due_at) {
         Some(at) => format!(
-            "idle stop after {after} unused ({}), in {}",
-            s.setting,
+            "idle stop after {after} unused{own}, in {}",
             time_left(now, at)
         ),
-        None => format!("idle stop after {after} unused ({})", s.setting),
+        None => format!("idle stop after {after} unused{own}"),
     }
 }
 
@@ -177,7 +182,7 @@ mod tests {
         };
         assert_eq!(
             idle_summary(&state, now),
-            "idle stop after 1d unused (default), in 1h 00m"
+            "idle stop after 1d unused, in 1h 00m"
         );
         let off = crate::store::idle::IdleState {
             setting: "off".into(),
@@ -186,7 +191,17 @@ mod tests {
             due_at: None,
             ..state
         };
-        assert_eq!(idle_summary(&off, now), "never stopped when idle (off)");
+        assert_eq!(idle_summary(&off, now), "never stopped when idle");
+        let own = crate::store::idle::IdleState {
+            own: crate::model::idle::IdleSetting::After(std::time::Duration::from_secs(60)),
+            stop_after_secs: Some(60),
+            due_at: None,
+            ..off
+        };
+        assert_eq!(
+            idle_summary(&own, now),
+            "idle stop after 1m unused (own setting)"
+        );
         assert_eq!(unread_label(3), " · ✉ 3 unread (N)");
     }
 }
