@@ -61,6 +61,10 @@ pub struct FileConfig {
     pub audit: AuditFile,
     #[serde(default)]
     pub agents: AgentsFile,
+    #[serde(default)]
+    pub idle: IdleFile,
+    #[serde(default)]
+    pub notifications: NotificationsFile,
 }
 
 /// Agent hooks and their notifications (issue 20).
@@ -81,6 +85,99 @@ pub struct AgentsFile {
 pub struct AgentsConfig {
     pub hook_url: Option<String>,
     pub webhook_allow_private_hosts: bool,
+}
+
+/// A duration in the config file: seconds as a number, or text such as
+/// `"3s"`, `"15m"`, `"24h"`, `"7d"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DurationValue {
+    Secs(u64),
+    Text(String),
+}
+
+impl DurationValue {
+    fn parse(&self, key: &'static str) -> Result<Duration, ConfigError> {
+        match self {
+            DurationValue::Secs(n) => Ok(Duration::from_secs(*n)),
+            DurationValue::Text(t) => {
+                crate::model::idle::parse_duration(t).ok_or_else(|| ConfigError::Invalid {
+                    key,
+                    value: t.clone(),
+                    why: "must be a duration such as 90s, 15m, 24h or 7d (or 0)",
+                })
+            }
+        }
+    }
+}
+
+/// `[idle]`: stopping sandboxes nobody uses.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdleFile {
+    /// Stop after this long without activity (default 24h; 0 turns it off).
+    pub stop_after: Option<DurationValue>,
+    /// Warn this long before (default 15m).
+    pub warn_before: Option<DurationValue>,
+    /// The longest per-project setting (default 7d).
+    pub max_stop_after: Option<DurationValue>,
+    /// What `extend` postpones by by default (default: the project's idle time).
+    pub extend_by: Option<DurationValue>,
+    /// How often the reconcile loop looks (default 30s).
+    pub sweep_every: Option<DurationValue>,
+}
+
+/// `[notifications]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsFile {
+    /// How long a notification is kept (default 30d).
+    pub keep_for: Option<DurationValue>,
+}
+
+/// Notifications older than this are deleted (hourly, by every replica).
+pub const DEFAULT_NOTIFICATIONS_KEEP: Duration = Duration::from_secs(30 * 86_400);
+
+fn idle_policy(f: &IdleFile) -> Result<crate::model::idle::IdlePolicy, ConfigError> {
+    let mut p = crate::model::idle::IdlePolicy::default();
+    if let Some(v) = &f.stop_after {
+        p.stop_after = v.parse("idle.stop_after")?;
+    }
+    if let Some(v) = &f.warn_before {
+        p.warn_before = v.parse("idle.warn_before")?;
+    }
+    if let Some(v) = &f.max_stop_after {
+        p.max_stop_after = v.parse("idle.max_stop_after")?;
+    }
+    if let Some(v) = &f.extend_by {
+        let d = v.parse("idle.extend_by")?;
+        if d.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "idle.extend_by",
+                value: format!("{d:?}"),
+                why: "must be at least 1s",
+            });
+        }
+        p.extend_by = Some(d);
+    }
+    if let Some(v) = &f.sweep_every {
+        p.sweep_every = v.parse("idle.sweep_every")?;
+    }
+    if p.sweep_every < Duration::from_millis(100) {
+        return Err(ConfigError::Invalid {
+            key: "idle.sweep_every",
+            value: format!("{:?}", p.sweep_every),
+            why: "must be at least 100ms",
+        });
+    }
+    if p.enabled() && p.max_stop_after < p.stop_after {
+        return Err(ConfigError::Invalid {
+            key: "idle.max_stop_after",
+            value: crate::model::idle::format_duration(p.max_stop_after),
+            why: "must not be shorter than idle.stop_after",
+        });
+    }
+    Ok(p)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +287,8 @@ pub struct SshConfig {
     /// Every rejected attempt takes this long, whatever the reason.
     pub rejection_delay: Duration,
     pub prefix_key: crate::model::prefix_key::PrefixKey,
+    /// The idle policy, for extensions and per-project settings.
+    pub idle: crate::model::idle::IdlePolicy,
 }
 
 impl Default for SshConfig {
@@ -209,6 +308,7 @@ impl Default for SshConfig {
             max_preauth_total: 200,
             rejection_delay: Duration::from_millis(1000),
             prefix_key: crate::model::prefix_key::PrefixKey::default(),
+            idle: crate::model::idle::IdlePolicy::default(),
         }
     }
 }
@@ -264,6 +364,10 @@ pub struct Config {
     /// How long the audit trail keeps a record.
     pub audit_retention: Duration,
     pub agents: AgentsConfig,
+    /// The idle stop policy (the reconcile loop sweeps, the console extends).
+    pub idle: crate::model::idle::IdlePolicy,
+    /// How long a notification is kept.
+    pub notifications_keep_for: Duration,
 }
 
 /// What the environment and flags contribute (read by `main`).
@@ -465,6 +569,20 @@ impl Config {
             });
         }
         reconcile.hook_url = hook_url.clone();
+        let idle = idle_policy(&file.idle)?;
+        reconcile.idle = idle.clone();
+        ssh.idle = idle.clone();
+        let mut notifications_keep_for = DEFAULT_NOTIFICATIONS_KEEP;
+        if let Some(v) = &file.notifications.keep_for {
+            notifications_keep_for = v.parse("notifications.keep_for")?;
+            if notifications_keep_for < Duration::from_secs(60) {
+                return Err(ConfigError::Invalid {
+                    key: "notifications.keep_for",
+                    value: format!("{notifications_keep_for:?}"),
+                    why: "must be at least 1m",
+                });
+            }
+        }
         Ok(Config {
             agents: AgentsConfig {
                 hook_url,
@@ -473,6 +591,8 @@ impl Config {
                     .webhook_allow_private_hosts
                     .unwrap_or(false),
             },
+            idle,
+            notifications_keep_for,
             http_listen,
             ssh_host_key_file: file.ssh.host_key_file.clone(),
             shutdown_grace,
@@ -680,6 +800,40 @@ mod tests {
         let file = parse_file("[audit]\nretention_days = 0").unwrap();
         let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("audit.retention_days"), "{e}");
+    }
+
+    #[test]
+    fn idle_durations_as_text_or_seconds() {
+        let c = Config::from_parts(Path::new("/d"), FileConfig::default(), Overrides::default())
+            .unwrap();
+        assert_eq!(c.idle.stop_after, Duration::from_secs(86_400));
+        assert_eq!(c.idle.warn_before, Duration::from_secs(900));
+        assert_eq!(c.notifications_keep_for, DEFAULT_NOTIFICATIONS_KEEP);
+        let file = parse_file(
+            "[idle]\nstop_after = \"3s\"\nwarn_before = 2\nsweep_every = \"200ms\"\n\
+             [notifications]\nkeep_for = \"7d\"",
+        )
+        .unwrap();
+        let c = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap();
+        assert_eq!(c.idle.stop_after, Duration::from_secs(3));
+        assert_eq!(c.idle.warn_before, Duration::from_secs(2));
+        assert_eq!(c.reconcile.idle, c.idle);
+        assert_eq!(c.ssh.idle, c.idle);
+        assert_eq!(c.notifications_keep_for, Duration::from_secs(7 * 86_400));
+        let file = parse_file("[idle]\nstop_after = 0").unwrap();
+        let c = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap();
+        assert!(!c.idle.enabled());
+        for bad in [
+            "[idle]\nstop_after = \"soon\"",
+            "[idle]\nstop_after = \"30d\"",
+            "[idle]\nsweep_every = \"1ms\"",
+            "[notifications]\nkeep_for = \"1s\"",
+        ] {
+            let file = parse_file(bad).unwrap();
+            let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
+            let key = bad.trim_start_matches('[').split(']').next().unwrap();
+            assert!(e.to_string().contains(key), "{bad}: {e}");
+        }
     }
 
     #[test]

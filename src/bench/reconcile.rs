@@ -210,8 +210,72 @@ async fn run_all(
         queries as f64 / passes as f64,
         calls as f64 / passes as f64
     );
+    idle_sweep(&store, &rec, idle_projects).await?;
     store.pool().close().await;
     Ok(rates)
+}
+
+/// The idle sweep over the same RUNNING projects: its one query per pass
+/// when nothing is near its stop, its plan, and a pass that warns.
+async fn idle_sweep(store: &Store, rec: &Reconciler, running: usize) -> anyhow::Result<()> {
+    let policy = crate::model::idle::IdlePolicy::default();
+    println!(
+        "idle sweep: {running} RUNNING projects, policy stop_after {} warn_before {}",
+        crate::model::idle::format_duration(policy.stop_after),
+        crate::model::idle::format_duration(policy.warn_before)
+    );
+    let passes = 200;
+    let mut times = Vec::with_capacity(passes);
+    let (mut queries, mut candidates) = (0, 0);
+    for _ in 0..passes {
+        let t = Instant::now();
+        let s = rec.idle_sweep(chrono::Utc::now()).await?;
+        times.push(t.elapsed());
+        queries += s.queries;
+        candidates += s.candidates;
+    }
+    times.sort();
+    let pct = |p: f64| times[((times.len() as f64 - 1.0) * p) as usize];
+    println!(
+        "  none near their stop, {passes} passes: p50 {:.2} ms, p99 {:.2} ms; {} queries and {} rows per pass",
+        ms(pct(0.5)),
+        ms(pct(0.99)),
+        queries as f64 / passes as f64,
+        candidates as f64 / passes as f64
+    );
+    let warn = chrono::Duration::from_std(policy.warn_before)?;
+    let plan = store
+        .explain_idle_candidates(chrono::Utc::now() + warn, policy.stop_after)
+        .await?;
+    println!("  the sweep's query plan:");
+    for line in plan.lines() {
+        println!("    {line}");
+    }
+    // One in a hundred has sat unused for a day: the next pass warns them.
+    let overdue = (running / 100).max(1) as i64;
+    sqlx::query(
+        "UPDATE sandboxes SET last_active_at = now() - interval '25 hours'
+         WHERE id IN (SELECT id FROM sandboxes WHERE status = 'RUNNING'
+                      AND resource_name LIKE '%-sbench' ORDER BY id LIMIT $1)",
+    )
+    .bind(overdue)
+    .execute(store.pool())
+    .await?;
+    let t = Instant::now();
+    let warned = rec.idle_sweep(chrono::Utc::now()).await?;
+    let warned_ms = ms(t.elapsed());
+    let t = Instant::now();
+    let after = rec.idle_sweep(chrono::Utc::now()).await?;
+    println!(
+        "  {overdue} overdue: the pass that warns them {warned_ms:.2} ms, {} queries ({} warned); \
+         the next pass {:.2} ms, {} query, {} rows, nothing to write",
+        warned.queries,
+        warned.warned,
+        ms(t.elapsed()),
+        after.queries,
+        after.candidates
+    );
+    Ok(())
 }
 
 fn ms(d: Duration) -> f64 {

@@ -255,6 +255,22 @@ pub enum ProjectCommand {
         #[command(flatten)]
         owner: Owner,
     },
+    /// Show a project's idle stop, or set its own idle time (DURATION, off or default).
+    Idle {
+        name: String,
+        #[command(flatten)]
+        owner: Owner,
+        #[arg(long, value_name = "DURATION|off|default")]
+        after: Option<String>,
+    },
+    /// Postpone a running project's idle stop (by its idle time unless --for).
+    Extend {
+        name: String,
+        #[command(flatten)]
+        owner: Owner,
+        #[arg(long = "for", value_name = "DURATION")]
+        for_: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -435,7 +451,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await
         }
         Command::User(cmd) => with_db(&config, async |db| user(db, cmd).await).await,
-        Command::Project(cmd) => with_db(&config, async |db| project(db, cmd).await).await,
+        Command::Project(cmd) => {
+            let idle = config.idle.clone();
+            with_db(&config, async |db| project(db, idle, cmd).await).await
+        }
         Command::Status { json } => with_db(&config, async |db| status(db, json).await).await,
         Command::Team(cmd) => with_db(&config, async |db| team(db, cmd).await).await,
         Command::Quota(cmd) => with_db(&config, async |db| quota(db, cmd).await).await,

@@ -214,8 +214,18 @@ pub(super) async fn user(db: &Database, cmd: UserCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub(super) async fn project(db: &Database, cmd: ProjectCommand) -> anyhow::Result<()> {
-    let as_owner = async |owner: &Owner| operator(db).for_user(&owner.user).await;
+pub(super) async fn project(
+    db: &Database,
+    idle: crate::model::idle::IdlePolicy,
+    cmd: ProjectCommand,
+) -> anyhow::Result<()> {
+    let as_owner = async |owner: &Owner| {
+        Console::new(db.store.clone(), None, None)
+            .with_idle(idle.clone())
+            .operator()
+            .for_user(&owner.user)
+            .await
+    };
     let intent = async |name: String, owner: Owner, intent: Intent| {
         let status = as_owner(&owner).await?.request(&name, intent).await?;
         println!(
@@ -257,6 +267,40 @@ pub(super) async fn project(db: &Database, cmd: ProjectCommand) -> anyhow::Resul
         ProjectCommand::Stop { name, owner } => intent(name, owner, Intent::Stop).await,
         ProjectCommand::Delete { name, owner } => intent(name, owner, Intent::Delete).await,
         ProjectCommand::Retry { name, owner } => intent(name, owner, Intent::Retry).await,
+        ProjectCommand::Idle { name, owner, after } => {
+            let c = as_owner(&owner).await?;
+            let state = match after {
+                None => c.idle_state(&name).await?,
+                Some(text) => {
+                    let setting = crate::model::idle::IdleSetting::parse(&text).with_context(
+                        || format!("invalid --after {}: use a duration (90s, 30m, 8h, 2d), off or default", printable(&text, 30)),
+                    )?;
+                    c.set_idle(&name, setting).await?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&state)?);
+            Ok(())
+        }
+        ProjectCommand::Extend { name, owner, for_ } => {
+            let asked = for_
+                .as_deref()
+                .map(|t| {
+                    crate::model::idle::parse_duration(t).with_context(|| {
+                        format!(
+                            "invalid --for {}: use e.g. 90s, 30m, 8h or 2d",
+                            printable(t, 30)
+                        )
+                    })
+                })
+                .transpose()?;
+            let until = as_owner(&owner).await?.extend_idle(&name, asked).await?;
+            println!(
+                "{} keeps running at least until {}",
+                printable(&name, 60),
+                until.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            Ok(())
+        }
     }
 }
 

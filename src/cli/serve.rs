@@ -31,6 +31,8 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
     let (hook_tx, hook_rx) = tokio::sync::mpsc::channel(1024);
     let kiln_binary = std::env::current_exe().context("locating Kiln's own binary")?;
     sandboxes = sandboxes.with_agent_hooks(hook_tx, kiln_binary);
+    let unattached_activity = crate::store::activity::ActivityRecorder::new();
+    sandboxes = sandboxes.with_activity(unattached_activity.clone());
     let intake = tokio::spawn(
         crate::console::Console::new(db.store.clone(), None, None).run_hook_intake(hook_rx),
     );
@@ -150,6 +152,14 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         config.audit_retention,
         shutdown.clone(),
     ));
+    tokio::spawn(prune_notifications(
+        db.store.clone(),
+        config.notifications_keep_for,
+        shutdown.clone(),
+    ));
+    // A program's output while nobody is attached counts as activity too:
+    // the loop's observation reads it from tmux, this writes it.
+    tokio::spawn(unattached_activity.run(db.store.clone(), shutdown.clone()));
     let reconcile = reconciler.run(Some(feed.subscribe()), shutdown.clone());
     // Either one failing stops the other: a replica half-up is worse than down.
     let both = async {
@@ -204,6 +214,29 @@ async fn prune_audit(
             Ok(0) => {}
             Ok(n) => tracing::info!(records = n, "audit retention: old records deleted"),
             Err(e) => tracing::warn!(error = %e, "audit retention failed; trying again in an hour"),
+        }
+    }
+}
+
+/// Retention of notifications (`notifications.keep_for`): at start, then
+/// hourly, by every replica (deleting twice deletes nothing more).
+async fn prune_notifications(
+    store: crate::store::Store,
+    keep: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match store.prune_notifications(keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(notifications = n, "old notifications deleted"),
+            Err(e) => {
+                tracing::warn!(error = %e, "notification retention failed; trying again in an hour")
+            }
         }
     }
 }

@@ -91,13 +91,22 @@ impl UserConsole {
         .await
     }
 
-    /// The user's latest notifications, newest first.
-    pub async fn notifications(&self, limit: i64) -> ConsoleResult<Vec<Notification>> {
-        self.gated(Action::ListNotifications, async {
+    /// The user's newest notifications (only unread ones unless `all`),
+    /// newest first; reading them marks them read.
+    pub async fn notifications(&self, limit: i64, all: bool) -> ConsoleResult<Vec<Notification>> {
+        self.gated(Action::ListNotifications { all }, async {
             Ok(self
                 .store()
-                .notifications(self.user_id(), limit.clamp(1, 500))
+                .read_notifications(self.user_id(), limit.clamp(1, 500), all)
                 .await?)
+        })
+        .await
+    }
+
+    /// How many of the user's notifications are unread (the dashboard's header).
+    pub async fn unread_notifications(&self) -> ConsoleResult<i64> {
+        self.gated(Action::ListNotifications { all: false }, async {
+            Ok(self.store().unread_notifications(self.user_id()).await?)
         })
         .await
     }

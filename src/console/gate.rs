@@ -119,7 +119,18 @@ pub enum Action<'a> {
     WaitAgent {
         project: &'a str,
     },
-    ListNotifications,
+    ListNotifications {
+        all: bool,
+    },
+    ShowIdle {
+        project: &'a str,
+    },
+    SetIdle {
+        project: &'a str,
+    },
+    ExtendIdle {
+        project: &'a str,
+    },
     MuteAgent {
         project: &'a str,
         muted: bool,
@@ -220,7 +231,10 @@ impl Action<'_> {
             Action::ListAgents => "agents.list",
             Action::Inbox => "inbox.list",
             Action::WaitAgent { .. } => "agent.wait",
-            Action::ListNotifications => "notifications.list",
+            Action::ListNotifications { .. } => "notifications.list",
+            Action::ShowIdle { .. } => "idle.show",
+            Action::SetIdle { .. } => "idle.set",
+            Action::ExtendIdle { .. } => "idle.extend",
             Action::MuteAgent { muted: true, .. } => "agent.mute",
             Action::MuteAgent { .. } => "agent.unmute",
         }
@@ -246,9 +260,10 @@ impl Action<'_> {
                 | Action::ListAgents
                 | Action::Inbox
                 | Action::WaitAgent { .. }
-                | Action::ListNotifications
+                | Action::ListNotifications { .. }
                 | Action::ListTeams
                 | Action::AdminView
+                | Action::ShowIdle { .. }
         )
     }
 
@@ -269,6 +284,9 @@ impl Action<'_> {
             | Action::Attach { project, .. }
             | Action::Logs { project }
             | Action::WaitAgent { project }
+            | Action::ShowIdle { project }
+            | Action::SetIdle { project }
+            | Action::ExtendIdle { project }
             | Action::MuteAgent { project, .. }
             | Action::AdminRequest { project, .. } => Some(project),
             Action::SetEnv { project, .. } | Action::UnsetEnv { project, .. } => Some(project),
@@ -301,6 +319,9 @@ impl<'a> Action<'a> {
             | Action::ListSessions { project }
             | Action::RestartSession { project }
             | Action::Attach { project, .. }
+            | Action::ShowIdle { project }
+            | Action::SetIdle { project }
+            | Action::ExtendIdle { project }
             | Action::Logs { project } => Subject::Project(project),
             _ => Subject::Own,
         }
@@ -315,6 +336,7 @@ impl<'a> Action<'a> {
             | Action::ShowProject { .. }
             | Action::ListEvents { .. }
             | Action::ListSessions { .. }
+            | Action::ShowIdle { .. }
             | Action::Attach {
                 read_only: true, ..
             }

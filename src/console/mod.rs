@@ -18,6 +18,7 @@ pub mod agents;
 mod audit;
 pub mod error;
 pub mod gate;
+mod idle;
 mod kubeconfig;
 mod operator;
 mod projects;
@@ -59,6 +60,8 @@ pub struct Console {
     feed: Option<Arc<crate::store::notify::ChangeFeed>>,
     /// Where users' webhooks may point (`agents.webhook_allow_private_hosts`).
     webhook_hosts: ApiServerPolicy,
+    /// The idle policy: per-project settings and extensions are checked against it.
+    idle: crate::model::idle::IdlePolicy,
 }
 
 impl Console {
@@ -74,7 +77,14 @@ impl Console {
             api_servers: ApiServerPolicy::default(),
             feed: None,
             webhook_hosts: ApiServerPolicy::default(),
+            idle: crate::model::idle::IdlePolicy::default(),
         }
+    }
+
+    /// The same console, under the server's idle policy (`[idle]`).
+    pub fn with_idle(mut self, policy: crate::model::idle::IdlePolicy) -> Self {
+        self.idle = policy;
+        self
     }
 
     /// The same console, detaching a team member's attaches the moment

@@ -35,6 +35,8 @@ pub struct ProjectDetail {
     pub sessions: Vec<SessionInfo>,
     /// Where its app is reachable from Kiln's host, when forwarded.
     pub app: Option<AppEndpoint>,
+    /// Its idle stop: the setting, and when it stops if unused (best effort).
+    pub idle: Option<crate::store::idle::IdleState>,
 }
 
 impl UserConsole {
@@ -121,7 +123,12 @@ impl UserConsole {
                 }
                 _ => (Vec::new(), None),
             };
+            let idle = store
+                .idle_state(owner, view.project.id, &self.console.idle)
+                .await
+                .ok();
             Ok(ProjectDetail {
+                idle,
                 view: s.present(view),
                 env,
                 events,

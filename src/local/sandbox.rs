@@ -48,6 +48,9 @@ pub struct LocalSandboxes {
     command: String,
     /// Claude Code's hooks report here (`None`: no agent states).
     agent_hooks: Option<AgentHooks>,
+    /// Output seen while observing (a program's, attached or not) is noted
+    /// here as the sandbox's activity (`None`: not recorded).
+    activity: Option<crate::store::activity::ActivityRecorder>,
 }
 
 /// Where agent hook reports go, and the binary that sends them.
@@ -103,6 +106,7 @@ impl LocalSandboxes {
             read_only: Vec::new(),
             command: command.unwrap_or_else(default_command),
             agent_hooks: None,
+            activity: None,
         };
         sandboxes.prepare_dirs()?;
         sandboxes.retire_shared_server();
@@ -188,6 +192,14 @@ impl LocalSandboxes {
             kiln_binary: kiln_binary.into(),
             staged: Default::default(),
         });
+        self
+    }
+
+    /// Notes each sandbox's latest terminal output, as tmux saw it, into
+    /// `recorder` whenever the sandbox is observed: the program's output
+    /// counts as activity even while nobody is attached.
+    pub fn with_activity(mut self, recorder: crate::store::activity::ActivityRecorder) -> Self {
+        self.activity = Some(recorder);
         self
     }
 
@@ -523,11 +535,33 @@ impl LocalSandboxes {
         if !tokio::fs::try_exists(tmux.socket()).await.unwrap_or(false) {
             return Ok(false);
         }
-        let names = tmux
-            .session_names()
+        let Some(activity) = &self.activity else {
+            let names = tmux
+                .session_names()
+                .await
+                .map_err(|e| e.into_driver_error(&format!("observe sandbox {name}")))?;
+            return Ok(names.iter().any(|n| n == name));
+        };
+        // The same one call, with each session's latest output (tmux keeps
+        // it per window, whether or not a client is attached).
+        let listed = tmux
+            .list_sessions_with("#{session_name}\t#{window_activity}")
             .await
             .map_err(|e| e.into_driver_error(&format!("observe sandbox {name}")))?;
-        Ok(names.iter().any(|n| n == name))
+        let mut found = false;
+        for line in listed.lines() {
+            let (session, at) = line.split_once('\t').unwrap_or((line, ""));
+            found |= session == name;
+            if let Some(at) = at
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+            {
+                activity.note_at(name, at);
+            }
+        }
+        Ok(found)
     }
 
     /// Ends the sandbox's server: every session and process in it.

@@ -7,6 +7,7 @@
 
 mod act;
 pub mod backoff;
+mod idle;
 pub mod outcome;
 mod pass;
 pub mod plan;
@@ -21,6 +22,7 @@ use crate::driver::{DatabaseDriver, ResourceRef, SandboxDriver};
 use crate::store::notify::Change;
 use crate::store::resources::Leased;
 use crate::store::{Store, StoreResult};
+pub use idle::SweepStats;
 use outcome::Schedule;
 use plan::PlanInput;
 
@@ -42,6 +44,8 @@ pub struct ReconcileConfig {
     /// Where sandboxes' hooks report over HTTP (`agents.hook_url`): when
     /// set, every sandbox gets it and its own token (see `model::hook_token`).
     pub hook_url: Option<String>,
+    /// The idle stop policy the loop sweeps for.
+    pub idle: crate::model::idle::IdlePolicy,
 }
 
 impl Default for ReconcileConfig {
@@ -59,6 +63,7 @@ impl Default for ReconcileConfig {
             },
             shutdown_grace: Duration::from_secs(10),
             hook_url: None,
+            idle: crate::model::idle::IdlePolicy::default(),
         }
     }
 }
@@ -133,6 +138,7 @@ impl Reconciler {
         shutdown: CancellationToken,
     ) -> StoreResult<CycleStats> {
         let mut total = CycleStats::default();
+        let mut next_sweep = Instant::now();
         while !shutdown.is_cancelled() {
             let mut wake_at = Instant::now() + self.cfg.resync;
             let Some(pass) = self.finish_pass(&shutdown).await else {
@@ -154,6 +160,10 @@ impl Reconciler {
                     total.failed_passes += 1;
                     tracing::warn!(replica = %self.replica, "reconcile pass failed: {e}");
                 }
+            }
+            if self.cfg.idle.enabled() {
+                next_sweep = self.sweep_if_due(next_sweep, &mut total).await;
+                wake_at = wake_at.min(next_sweep);
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,

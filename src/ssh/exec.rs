@@ -36,11 +36,19 @@
 //!   key_fingerprint, method, action, project, result, detail}]`, oldest
 //!   first; `detail` is the key of an env or config change (never its value)
 //!   or why a sign-in failed.
+//! - `notifications [--all]`: `[{project, session, kind, message, at,
+//!   unread}]`, newest first (only unread ones unless `--all`; they are read
+//!   once listed).
+//! - `idle NAME [--after D|off|default]`: `{setting, stop_after_secs,
+//!   last_active_at, extended_until, stop_at, due_at}` (`stop_at`: the stop
+//!   a warning announced; `due_at`: when it stops if unused).
+//! - `extend NAME [--for D]`: `{project, until}`.
 
 mod admin;
 mod agents;
 mod args;
 mod commands;
+mod idle;
 #[cfg(test)]
 mod properties;
 mod render;

@@ -30,6 +30,9 @@ pub struct Listing {
     /// The agent states of the user's sessions, read with the list
     /// (`None`: not read yet, or they could not be).
     pub agents: Option<Arc<Vec<AgentRow>>>,
+    /// How many of the user's notifications are unread, counted with the
+    /// list (`None`: not counted yet, or it could not be).
+    pub unread: Option<i64>,
     /// Why `projects` may be out of date (the last load failed; it is
     /// being retried). `None` once a load succeeds.
     pub problem: Option<String>,
@@ -102,9 +105,11 @@ async fn keep_listed(
             Ok(list) => {
                 retry = RETRY_FIRST;
                 let agents = console.agents().await.ok().map(Arc::new);
+                let unread = console.unread_notifications().await.ok();
                 tx.send_replace(Listing {
                     projects: Some(Arc::new(list)),
                     agents,
+                    unread,
                     problem: None,
                 });
                 false

@@ -22,7 +22,7 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 const NOTE_EVERY: Duration = Duration::from_secs(1);
 
 /// Activity noted since the last write, by sandbox; cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ActivityRecorder {
     pending: Arc<Mutex<HashMap<String, DateTime<Utc>>>>,
 }
@@ -39,6 +39,12 @@ impl ActivityRecorder {
             resource_name,
             last_noted: None,
         }
+    }
+
+    /// Notes activity of `resource_name` at `at` (a time the sandbox
+    /// itself reported, e.g. its latest output), written with the rest.
+    pub fn note_at(&self, resource_name: &str, at: DateTime<Utc>) {
+        self.note(resource_name, at.min(Utc::now()));
     }
 
     fn note(&self, resource_name: &str, at: DateTime<Utc>) {

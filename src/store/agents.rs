@@ -49,6 +49,8 @@ pub struct Notification {
     pub kind: String,
     pub message: String,
     pub created_at: DateTime<Utc>,
+    /// Not read before this listing.
+    pub unread: bool,
 }
 
 fn session_key(session: Option<&str>) -> &str {
@@ -133,6 +135,16 @@ impl Store {
         .bind(&t.message)
         .execute(&mut *tx)
         .await?;
+        if entered {
+            // An agent changing state is activity of its sandbox (the idle
+            // policy counts from it), whether or not anyone is attached.
+            sqlx::query(
+                "UPDATE sandboxes SET last_active_at = GREATEST(last_active_at, now()) WHERE id = $1",
+            )
+            .bind(sandbox_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         let notified = entered && t.state.notifies() && !muted;
         if notified {
             sqlx::query(
@@ -233,33 +245,6 @@ impl Store {
                     message: r.try_get("message")?,
                     entered_at: r.try_get("entered_at")?,
                     muted: r.try_get("agent_muted")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    /// `user_id`'s latest notifications, newest first.
-    pub async fn notifications(&self, user_id: Uuid, limit: i64) -> StoreResult<Vec<Notification>> {
-        let rows = sqlx::query(
-            "SELECT n.id, p.name, n.session, n.kind, n.message, n.created_at
-             FROM notifications n LEFT JOIN projects p ON p.id = n.project_id
-             WHERE n.user_id = $1 ORDER BY n.created_at DESC LIMIT $2",
-        )
-        .bind(user_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let session: String = r.try_get("session")?;
-                Ok(Notification {
-                    id: r.try_get("id")?,
-                    project: r.try_get("name")?,
-                    session: (!session.is_empty()).then_some(session),
-                    kind: r.try_get("kind")?,
-                    message: r.try_get("message")?,
-                    created_at: r.try_get("created_at")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

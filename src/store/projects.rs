@@ -48,6 +48,8 @@ pub struct ResourceSummary {
     pub updated_at: DateTime<Utc>,
     /// The env version the sandbox runs with (sandboxes only).
     pub applied_env_version: Option<i64>,
+    /// When the idle policy stops the sandbox, once it has warned about it.
+    pub idle_stop_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,15 +95,16 @@ fn resource_from_row(r: &sqlx::postgres::PgRow) -> Result<ResourceSummary, sqlx:
         lease_until: r.try_get("lease_until")?,
         updated_at: r.try_get("updated_at")?,
         applied_env_version: r.try_get("applied_env_version")?,
+        idle_stop_at: r.try_get("idle_stop_at")?,
     })
 }
 
 const RESOURCE_SELECT: &str = "
     SELECT 'sandbox' AS kind, id, project_id, resource_name, desired, status, attempts, last_error,
-           nullif(next_attempt_at, 'infinity') AS next_attempt_at, lease_owner, lease_until, updated_at, applied_env_version FROM sandboxes WHERE project_id = ANY($1)
+           nullif(next_attempt_at, 'infinity') AS next_attempt_at, lease_owner, lease_until, updated_at, applied_env_version, idle_stop_at FROM sandboxes WHERE project_id = ANY($1)
     UNION ALL
     SELECT 'database' AS kind, id, project_id, resource_name, desired, status, attempts, last_error,
-           nullif(next_attempt_at, 'infinity') AS next_attempt_at, lease_owner, lease_until, updated_at, NULL::bigint AS applied_env_version FROM databases WHERE project_id = ANY($1)
+           nullif(next_attempt_at, 'infinity') AS next_attempt_at, lease_owner, lease_until, updated_at, NULL::bigint AS applied_env_version, NULL::timestamptz AS idle_stop_at FROM databases WHERE project_id = ANY($1)
     ORDER BY kind DESC, resource_name";
 
 impl Store {
@@ -275,35 +278,7 @@ impl Store {
             )
             .await?;
         }
-        for kind in ResourceKind::ALL {
-            let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT id, desired, status FROM {} WHERE project_id = $1 FOR UPDATE",
-                kind.table()
-            )))
-            .bind(project_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in rows {
-                let current = ResourceIntent {
-                    desired: parse(row.try_get("desired")?)?,
-                    status: parse(row.try_get("status")?)?,
-                };
-                let Some(next) = intent::apply(intent, current) else {
-                    continue;
-                };
-                sqlx::query(AssertSqlSafe(format!(
-                    "UPDATE {} SET desired = $2, status = $3, intent_seq = intent_seq + 1,
-                         attempts = 0, last_error = NULL, next_attempt_at = now()
-                     WHERE id = $1",
-                    kind.table()
-                )))
-                .bind(row.try_get::<Uuid, _>("id")?)
-                .bind(next.desired.as_str())
-                .bind(next.status.as_str())
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
+        apply_intent(&mut tx, project_id, intent).await?;
         let new_status = reaggregate(&mut tx, project_id).await?.unwrap_or(status);
         append_event(
             &mut tx,
@@ -322,6 +297,46 @@ impl Store {
         tx.commit().await?;
         Ok(new_status)
     }
+}
+
+/// Sets `desired` and the matching transition on every resource of the
+/// project that the intent moves (the caller holds the project lock and has
+/// checked the intent against the project's status).
+pub(crate) async fn apply_intent(
+    tx: &mut PgConnection,
+    project_id: Uuid,
+    intent: Intent,
+) -> StoreResult<()> {
+    for kind in ResourceKind::ALL {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, desired, status FROM {} WHERE project_id = $1 FOR UPDATE",
+            kind.table()
+        )))
+        .bind(project_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in rows {
+            let current = ResourceIntent {
+                desired: parse(row.try_get("desired")?)?,
+                status: parse(row.try_get("status")?)?,
+            };
+            let Some(next) = intent::apply(intent, current) else {
+                continue;
+            };
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {} SET desired = $2, status = $3, intent_seq = intent_seq + 1,
+                     attempts = 0, last_error = NULL, next_attempt_at = now()
+                 WHERE id = $1",
+                kind.table()
+            )))
+            .bind(row.try_get::<Uuid, _>("id")?)
+            .bind(next.desired.as_str())
+            .bind(next.status.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Recomputes the project's status from its resources (the caller holds the

@@ -42,6 +42,7 @@ pub fn resource(
         lease_until: None,
         updated_at: ago(60),
         applied_env_version: None,
+        idle_stop_at: None,
     }
 }
 
@@ -143,6 +144,7 @@ pub fn detail(view: ProjectView) -> ProjectDetail {
         ],
         events,
         database_url: Some("postgres://blog:hunter2@127.0.0.1:5432/blog".into()),
+        idle: None,
     }
 }
 

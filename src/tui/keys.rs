@@ -113,6 +113,10 @@ pub enum Action {
     AdminReload,
     /// Mute or unmute the project's agent notifications (and the bell).
     ToggleMute,
+    /// Open the notifications screen.
+    Notifications,
+    /// Postpone the project's coming idle stop.
+    ExtendIdle,
 }
 
 /// One key of one screen: what it does, and whether it can right now (and if
@@ -176,6 +180,8 @@ pub enum Context {
     Inbox,
     /// The admin screen.
     Admin,
+    /// The notifications screen.
+    Notifications,
     Help,
 }
 

@@ -15,7 +15,7 @@ use crate::support::ssh::{Client, Server, connect};
 
 /// Types `line` and Enter into the default session of sandbox `resource`,
 /// as a person at the stand-in's prompt would.
-fn tell(server: &Server, resource: &str, line: &str) {
+pub(crate) fn tell(server: &Server, resource: &str, line: &str) {
     let local = server.local.as_ref().expect("local driver");
     for keys in [&["-l", line][..], &["Enter"][..]] {
         let status = local

@@ -53,6 +53,17 @@ async fn attach_types_into_the_session_and_detach_leaves_it_running() {
     let mut c = connect(server.addr).await;
     assert!(c.password("alice", "correct horse battery").await);
 
+    // Starting set the idle clock; typing must move it on.
+    let active_at = || async {
+        sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+            "SELECT last_active_at FROM sandboxes WHERE resource_name = $1",
+        )
+        .bind(&session)
+        .fetch_one(server.store.pool())
+        .await
+        .unwrap()
+    };
+    let started = active_at().await;
     let screen = c.exec_tty("attach shell", 100, 30).await;
     let marker = format!("hello-{}-marker", std::process::id());
     screen.send(format!("echo {marker}\r").as_bytes()).await;
@@ -64,15 +75,7 @@ async fn attach_types_into_the_session_and_detach_leaves_it_running() {
     support::eventually(
         "last_active_at recorded",
         std::time::Duration::from_secs(10),
-        || async {
-            let at: Option<chrono::DateTime<chrono::Utc>> =
-                sqlx::query_scalar("SELECT last_active_at FROM sandboxes WHERE resource_name = $1")
-                    .bind(&session)
-                    .fetch_one(server.store.pool())
-                    .await
-                    .unwrap();
-            at.map(|_| ())
-        },
+        || async { (active_at().await > started).then_some(()) },
     )
     .await;
 

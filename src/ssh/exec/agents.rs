@@ -140,10 +140,11 @@ struct NotificationJson<'a> {
     kind: &'a str,
     message: &'a str,
     at: String,
+    unread: bool,
 }
 
-pub(super) async fn notifications(c: &UserConsole, limit: i64, as_json: bool) -> Out {
-    let list: Vec<Notification> = c.notifications(limit).await?;
+pub(super) async fn notifications(c: &UserConsole, limit: i64, all: bool, as_json: bool) -> Out {
+    let list: Vec<Notification> = c.notifications(limit, all).await?;
     if as_json {
         return Ok(json(
             &list
@@ -154,12 +155,17 @@ pub(super) async fn notifications(c: &UserConsole, limit: i64, as_json: bool) ->
                     kind: &n.kind,
                     message: &n.message,
                     at: n.created_at.to_rfc3339(),
+                    unread: n.unread,
                 })
                 .collect::<Vec<_>>(),
         ));
     }
     if list.is_empty() {
-        return Ok("no notifications\n".into());
+        return Ok(if all {
+            "no notifications\n".into()
+        } else {
+            "no unread notifications (--all lists read ones too)\n".into()
+        });
     }
     let mut out = String::new();
     for n in &list {
@@ -167,14 +173,25 @@ pub(super) async fn notifications(c: &UserConsole, limit: i64, as_json: bool) ->
             "{} {} {} {} {}",
             n.created_at.format("%Y-%m-%d %H:%M:%S"),
             cell(n.project.as_deref().unwrap_or("(deleted)"), 24),
-            cell(n.session.as_deref().unwrap_or("(default)"), 12),
-            cell(&n.kind, 12),
+            cell(session_cell(n), 12),
+            cell(&n.kind, 14),
             safe(&n.message, 200)
         );
         out.push_str(line.trim_end());
         out.push('\n');
     }
     Ok(out)
+}
+
+/// A notification's session column: only the agent kinds are about one.
+fn session_cell(n: &Notification) -> &str {
+    use crate::model::notice::NoticeKind;
+    match NoticeKind::parse(&n.kind) {
+        Some(NoticeKind::NeedsInput | NoticeKind::Done) => {
+            n.session.as_deref().unwrap_or("(default)")
+        }
+        _ => "-",
+    }
 }
 
 #[derive(Serialize)]

@@ -180,11 +180,30 @@ pub(super) enum Cmd {
         #[arg(long, default_value = "5m", value_name = "DURATION")]
         timeout: String,
     },
-    /// List your latest notifications (sessions that needed you or finished)
+    /// List your unread notifications, newest first, and mark them read (--all: read ones too)
     Notifications {
         /// How many to show (1-500)
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=500))]
         limit: i64,
+        /// Read ones too, not only unread
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show a project's idle stop, or set its own idle time with --after
+    Idle {
+        /// Project name or slug
+        name: String,
+        /// Stop after this long without activity (90s, 30m, 8h, 2d), `off`, or `default`
+        #[arg(long, value_name = "DURATION|off|default")]
+        after: Option<String>,
+    },
+    /// Postpone a running project's idle stop (by its idle time unless --for)
+    Extend {
+        /// Project name or slug
+        name: String,
+        /// Keep it running at least this long from now (90s, 30m, 8h, 2d)
+        #[arg(long = "for", value_name = "DURATION")]
+        for_: Option<String>,
     },
     /// Show, set or remove the webhook your agent notifications are POSTed to
     ///

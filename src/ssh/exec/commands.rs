@@ -68,7 +68,11 @@ pub(super) async fn dispatch(console: &UserConsole, args: ExecArgs, stdin: &[u8]
             until,
             timeout,
         } => super::agents::wait(c, &name, session.as_deref(), until.state(), &timeout, json).await,
-        Cmd::Notifications { limit } => super::agents::notifications(c, limit, json).await,
+        Cmd::Notifications { limit, all } => {
+            super::agents::notifications(c, limit, all, json).await
+        }
+        Cmd::Idle { name, after } => super::idle::idle(c, &name, after.as_deref(), json).await,
+        Cmd::Extend { name, for_ } => super::idle::extend(c, &name, for_.as_deref(), json).await,
         Cmd::Mute { name, off } => super::agents::mute(c, &name, !off, json).await,
         Cmd::Webhook { action } => match action.unwrap_or(WebhookAction::Show) {
             WebhookAction::Show => super::agents::webhook_show(c, json).await,

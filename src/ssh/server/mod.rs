@@ -123,6 +123,7 @@ pub async fn run(
         console: Console::new(store.clone(), attach, logs)
             .with_api_servers(api_servers)
             .with_webhook_hosts(webhook_hosts)
+            .with_idle(config.idle.clone())
             .with_feed(feed.clone()),
         store,
         lists: ProjectLists::new(feed),

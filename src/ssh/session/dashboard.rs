@@ -194,6 +194,8 @@ impl Dashboard {
                 }
                 Effect::UnsetUserConfig { key } => Job::UnsetConfig { key },
                 Effect::MuteAgent { project, muted } => Job::Mute { project, muted },
+                Effect::LoadNotifications => Job::Notifications,
+                Effect::ExtendIdle { project } => Job::ExtendIdle { project },
             };
             self.spawn(tag, job);
         }

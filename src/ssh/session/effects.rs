@@ -13,6 +13,9 @@ use crate::tui::{Msg, Reply, SettingsData};
 /// Lines of history the log screen opens with.
 const LOG_TAIL: i64 = 500;
 
+/// How many notifications the notifications screen shows.
+const NOTIFICATIONS_SHOWN: i64 = 200;
+
 /// What the pane shows: a project's session (`None`: the default one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct PaneTarget {
@@ -110,6 +113,11 @@ pub(super) enum Job {
         ticket: u64,
         project: String,
     },
+    /// Read the user's notifications (which marks them read).
+    Notifications,
+    ExtendIdle {
+        project: String,
+    },
 }
 
 impl Job {
@@ -124,7 +132,8 @@ impl Job {
             | Job::Admin
             | Job::Attach { .. }
             | Job::Switch { .. }
-            | Job::FollowLogs { .. } => false,
+            | Job::FollowLogs { .. }
+            | Job::Notifications => false,
             Job::Request { .. }
             | Job::AdminIntent { .. }
             | Job::Create { .. }
@@ -136,7 +145,8 @@ impl Job {
             | Job::SetConfig { .. }
             | Job::UnsetConfig { .. }
             | Job::Mute { .. }
-            | Job::Restart { .. } => true,
+            | Job::Restart { .. }
+            | Job::ExtendIdle { .. } => true,
         }
     }
 }
@@ -356,6 +366,16 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                 switching: true,
             },
         },
+        Job::Notifications => Answer::Msg(match c.notifications(NOTIFICATIONS_SHOWN, true).await {
+            Ok(rows) => Msg::Notifications(rows),
+            Err(e) => Msg::Done(tag, Err(format!("cannot load notifications: {e}"))),
+        }),
+        Job::ExtendIdle { project } => done(c.extend_idle(&project, None).await.map(|until| {
+            format!(
+                "{project} keeps running at least until {} unless stopped",
+                until.format("%H:%M:%S UTC")
+            )
+        })),
         Job::FollowLogs { ticket, project } => match c.logs(&project, Some(LOG_TAIL), true).await {
             Ok(rx) => Answer::LogsOpened { ticket, rx },
             Err(e) => Answer::LogsFailed {

@@ -281,6 +281,9 @@ async fn run(
                         if let Some(agents) = listing.agents {
                             d.update(Msg::Agents(agents.as_ref().clone()));
                         }
+                        if let Some(unread) = listing.unread {
+                            d.update(Msg::Unread(unread));
+                        }
                     }
                     (None, None) => {}
                 }

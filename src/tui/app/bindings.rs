@@ -29,6 +29,7 @@ pub(super) fn for_context(app: &App, context: Context) -> Vec<Binding> {
         Context::Settings => app.settings.bindings(),
         Context::Logs => LogView::bindings(),
         Context::Inbox => app.agents.bindings(),
+        Context::Notifications => app.notifications.bindings(),
         Context::Create
         | Context::EnvForm
         | Context::KeyForm

@@ -6,6 +6,7 @@ use ratatui::widgets::Paragraph;
 
 use super::{App, Screen};
 use crate::tui::screens::Ctx;
+use crate::tui::screens::notifications::coming_stops;
 use crate::tui::text;
 use crate::tui::view::{self, dialogs, style::Theme};
 
@@ -31,6 +32,7 @@ pub(super) fn draw(app: &App, frame: &mut Frame) {
                 &app.username,
                 notice,
                 app.agents.need_you(),
+                app.notifications.unread,
                 theme,
                 frame,
                 header,
@@ -49,11 +51,22 @@ pub(super) fn draw(app: &App, frame: &mut Frame) {
         &app.username,
         notice,
         app.agents.need_you(),
+        app.notifications.unread,
         theme,
         frame,
         header,
     );
+    // An idle stop coming is announced above the list and the detail screen.
+    let stops = match app.screen {
+        Screen::List => coming_stops(app.list.projects.iter().flatten()),
+        Screen::Detail => coming_stops(app.target()),
+        _ => Vec::new(),
+    };
+    let body = view::notifications::draw_idle_banner(&stops, app.now, theme, frame, body);
     match app.screen {
+        Screen::Notifications => {
+            view::notifications::draw(&app.notifications, ctx, theme, frame, body)
+        }
         Screen::List => view::list::draw(&app.list, &app.agents, ctx, theme, frame, body),
         Screen::Detail => view::detail::draw(&app.detail, &app.agents, ctx, theme, frame, body),
         Screen::Inbox => view::inbox::draw(&app.agents, ctx, theme, frame, body),

@@ -97,7 +97,12 @@ impl App {
                 self.info("type to filter by name; Enter keeps it, Esc clears it");
             }
             Action::FilterKeep | Action::FilterClear => self.list.update(action),
+            Action::Open if self.screen == Screen::Notifications => {
+                return self.open_notified_project();
+            }
             Action::Open => return self.open_project(Screen::Detail),
+            Action::Notifications => return self.open_notifications(),
+            Action::ExtendIdle => return self.extend_idle(),
             Action::Inbox => {
                 self.screen = Screen::Inbox;
                 self.agents.selected = 0;
@@ -282,6 +287,7 @@ impl App {
                     a.move_cursor(action, page);
                 }
             }
+            Screen::Notifications => self.notifications.move_cursor(action, page),
         }
     }
 

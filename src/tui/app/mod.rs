@@ -8,6 +8,7 @@ mod data;
 mod draw;
 mod keys;
 mod msg;
+mod notifications;
 mod pane;
 mod sessions;
 mod settings;
@@ -26,6 +27,7 @@ pub use crate::tui::screens::detail::ProjectDetail;
 pub use crate::tui::screens::dialogs::Overlay;
 use crate::tui::screens::env::EnvScreen;
 use crate::tui::screens::list::ListScreen;
+use crate::tui::screens::notifications::NotificationsScreen;
 use crate::tui::screens::rules::intent_status_is_transition;
 pub(crate) use crate::tui::screens::rules::{attach_allowed, intent_allowed};
 pub use crate::tui::screens::settings::SettingsData;
@@ -45,6 +47,8 @@ pub enum Screen {
     Inbox,
     /// Every user, project and replica (admins only).
     Admin,
+    /// The user's notifications, newest first.
+    Notifications,
 }
 
 /// The dashboard: one state per screen, and what they share (the window,
@@ -70,6 +74,8 @@ pub struct App {
     pub(crate) settings: SettingsScreen,
     /// Agent states of the user's sessions, and the inbox.
     pub(crate) agents: AgentsScreen,
+    /// The notifications screen, and the unread count.
+    pub(crate) notifications: NotificationsScreen,
     /// The log screen's lines, while it is open.
     pub(crate) logs: Option<crate::tui::logview::LogView>,
     /// The terminal pane, while attached.
@@ -102,6 +108,7 @@ impl App {
             env: EnvScreen::default(),
             settings: SettingsScreen::default(),
             agents: AgentsScreen::default(),
+            notifications: NotificationsScreen::default(),
             logs: None,
             pane: None,
             overlay: None,
@@ -128,17 +135,32 @@ impl App {
         self.now = now;
     }
 
-    /// True while a transitional status is on screen (the spinners move).
+    /// True while a transitional status is on screen (the spinners move),
+    /// or an idle stop's countdown (its banner counts down).
     pub fn animating(&self) -> bool {
         let busy = |v: &ProjectView| {
             v.resources.iter().any(|r| r.status.is_transition()) || intent_status_is_transition(v)
         };
+        let counting_down = match self.screen {
+            Screen::List => self
+                .list
+                .visible()
+                .into_iter()
+                .any(|v| crate::tui::screens::notifications::idle_stop_at(v).is_some()),
+            Screen::Detail => self
+                .target()
+                .is_some_and(|v| crate::tui::screens::notifications::idle_stop_at(v).is_some()),
+            _ => false,
+        };
+        if counting_down {
+            return true;
+        }
         match self.screen {
             Screen::List => self.list.visible().into_iter().any(busy),
             Screen::Detail | Screen::Env => {
                 self.detail.data.as_ref().is_some_and(|d| busy(&d.view))
             }
-            Screen::Settings | Screen::Logs | Screen::Inbox | Screen::Admin => false,
+            Screen::Settings | Screen::Logs | Screen::Inbox | Screen::Admin | Screen::Notifications => false,
         }
     }
 
@@ -244,6 +266,11 @@ impl App {
                     vec![]
                 }
             }
+            Msg::Unread(n) => self.on_unread(n),
+            Msg::Notifications(rows) => {
+                self.notifications.set_rows(rows);
+                vec![]
+            }
         }
     }
 
@@ -257,7 +284,7 @@ impl App {
                     .find(name)
                     .or_else(|| self.detail.data.as_ref().map(|d| &d.view))
             }
-            Screen::Settings | Screen::Inbox | Screen::Admin => None,
+            Screen::Settings | Screen::Inbox | Screen::Admin | Screen::Notifications => None,
         }
     }
 
@@ -294,6 +321,7 @@ impl App {
             Screen::Logs => Context::Logs,
             Screen::Inbox => Context::Inbox,
             Screen::Admin => Context::Admin,
+            Screen::Notifications => Context::Notifications,
         }
     }
 

@@ -67,6 +67,10 @@ pub enum Msg {
     Teams(Vec<String>),
     /// Answer to Effect::LoadAdmin.
     Admin(Box<crate::console::AdminOverview>),
+    /// How many notifications are unread (counted with the projects).
+    Unread(i64),
+    /// Answer to Effect::LoadNotifications (they are read now).
+    Notifications(Vec<crate::store::agents::Notification>),
 }
 
 /// What a `Msg::Done` answers, and so what follows it.
@@ -194,13 +198,23 @@ pub enum Effect {
     StopLogs,
     /// Ring the terminal bell (a session entered needs_input or done).
     Bell,
+    /// Load the notifications screen (marking them read); answered with
+    /// `Msg::Notifications`.
+    LoadNotifications,
+    /// Postpone the project's coming idle stop; answered with `Msg::Done`.
+    ExtendIdle {
+        project: String,
+    },
 }
 
 impl Effect {
     /// What the answer to this effect is tagged with, when it is a `Msg::Done`.
     pub fn tag(&self) -> Reply {
         match self {
-            Effect::Intent { .. } | Effect::Create { .. } | Effect::MuteAgent { .. } => {
+            Effect::Intent { .. }
+            | Effect::Create { .. }
+            | Effect::MuteAgent { .. }
+            | Effect::ExtendIdle { .. } => {
                 Reply::Change
             }
             Effect::Restart {
@@ -217,7 +231,8 @@ impl Effect {
             | Effect::LoadSettings
             | Effect::LoadSessions { .. }
             | Effect::LoadTeams
-            | Effect::LoadAdmin => Reply::Load,
+            | Effect::LoadAdmin
+            | Effect::LoadNotifications => Reply::Load,
             Effect::AdminIntent { .. } => Reply::Admin,
             Effect::Quit
             | Effect::Attach { .. }

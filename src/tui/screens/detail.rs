@@ -202,6 +202,8 @@ impl DetailScreen {
             )
             .help_only(),
         );
+        v.push(super::notifications::extend_binding(target));
+        v.push(super::notifications::open_binding());
         v.push(
             Binding::new(Key::Enter, "attach", Action::Attach)
                 .when(attach_or_start_allowed(target))

@@ -101,6 +101,8 @@ impl ListScreen {
                 .when(need_selection())
                 .help_only(),
         );
+        v.push(super::notifications::open_binding());
+        v.push(super::notifications::extend_binding(target));
         v.push(Binding::new(Key::Char('/'), "filter", Action::FilterStart));
         v.push(Binding::new(Key::Char('S'), "settings", Action::Settings));
         v.push(Binding::new(Key::Char(','), "settings", Action::Settings).help_only());

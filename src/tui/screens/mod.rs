@@ -12,6 +12,7 @@ pub mod env;
 pub mod forms;
 pub mod list;
 pub mod owner;
+pub mod notifications;
 pub mod rules;
 pub mod settings;
 

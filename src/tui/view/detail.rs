@@ -69,7 +69,24 @@ pub fn draw(
             text::fit(&d.view.project.description, w - 1)
         ))
     };
-    frame.render_widget(Paragraph::new(Line::from(desc)), top);
+    let mut top_line = vec![desc];
+    if let Some(idle) = &d.idle {
+        let used = top_line
+            .iter()
+            .map(|s| text::width(&s.content))
+            .sum::<usize>();
+        let room = w.saturating_sub(used + 3);
+        if room > 10 {
+            top_line.push(Span::styled(
+                format!(
+                    " · {}",
+                    text::fit(&super::notifications::idle_summary(idle, ctx.now), room)
+                ),
+                theme.dim(),
+            ));
+        }
+    }
+    frame.render_widget(Paragraph::new(Line::from(top_line)), top);
     frame.render_widget(Paragraph::new(resources), res);
     frame.render_widget(Paragraph::new(connection(app, theme, d, w)), conn);
     frame.render_widget(Paragraph::new(env), env_area);

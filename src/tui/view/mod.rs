@@ -10,6 +10,7 @@ pub mod env;
 pub mod inbox;
 pub mod list;
 pub mod owner;
+pub mod notifications;
 pub mod settings;
 pub mod style;
 
@@ -69,6 +70,7 @@ pub fn draw_header(
     username: &str,
     notice: Option<&str>,
     need_you: usize,
+    unread: i64,
     theme: Theme,
     frame: &mut Frame,
     area: Rect,
@@ -76,6 +78,11 @@ pub fn draw_header(
     let width = usize::from(area.width);
     let mut left = format!(" Kiln · {}", text::fit(username, 32));
     let mut spans = vec![Span::styled(left.clone(), theme.title())];
+    let unread = notifications::unread_label(unread);
+    if !unread.is_empty() {
+        left.push_str(&unread);
+        spans.push(Span::styled(unread, theme.warn()));
+    }
     if need_you > 0 {
         // The same `?` as the needs_input glyph: it reads without colour.
         let count = format!(

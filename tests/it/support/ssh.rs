@@ -104,7 +104,13 @@ impl Server {
     /// command is the real `kiln` binary, its reports go through each
     /// sandbox's socket to the console.
     pub async fn start_agents() -> Server {
-        Self::start_opts(test_ssh_config(), true, None, true, false).await
+        Self::start_agents_with(test_ssh_config()).await
+    }
+
+    /// [`Server::start_agents`] with `config` for the SSH side (and its
+    /// idle policy for the loop).
+    pub async fn start_agents_with(config: SshConfig) -> Server {
+        Self::start_opts(config, true, None, true, false).await
     }
 
     /// The stand-in `claude` script, as the host sees it (bound read-only
@@ -157,6 +163,7 @@ impl Server {
             ..Default::default()
         };
         rc.schedule.poll_interval = Duration::from_millis(50);
+        rc.idle = config.idle.clone();
         let local_dir = local.then(|| {
             std::path::PathBuf::from(format!(
                 "/tmp/ks-{}",
@@ -176,6 +183,12 @@ impl Server {
             } else {
                 LocalSandboxes::new(d, Some("sh".into())).expect("local sandboxes")
             }
+        });
+        // Output seen while observing counts as activity, as `kiln serve` wires it.
+        let local = local.map(|l| {
+            let recorder = kiln::store::activity::ActivityRecorder::new();
+            tokio::spawn(recorder.clone().run(store.clone(), shutdown.clone()));
+            l.with_activity(recorder)
         });
         let sandboxes: Arc<dyn SandboxDriver> = match &local {
             Some(l) => Arc::new(l.clone()),
