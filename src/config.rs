@@ -59,6 +59,16 @@ pub struct FileConfig {
     pub kubernetes: crate::k8s::settings::K8sSettings,
     #[serde(default)]
     pub audit: AuditFile,
+    #[serde(default)]
+    pub git: GitFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitFile {
+    /// Lets projects clone from hosts that resolve to loopback, link-local
+    /// or private addresses (`git.allow_private_hosts`, off by default).
+    pub allow_private_hosts: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -241,6 +251,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long the audit trail keeps a record.
     pub audit_retention: Duration,
+    /// Which repositories projects may start from.
+    pub git: crate::console::RepoPolicy,
 }
 
 /// What the environment and flags contribute (read by `main`).
@@ -427,6 +439,9 @@ impl Config {
             audit_retention = Duration::from_secs(v * 86_400);
         }
         Ok(Config {
+            git: crate::console::RepoPolicy {
+                allow_private_hosts: file.git.allow_private_hosts.unwrap_or(false),
+            },
             http_listen,
             ssh_host_key_file: file.ssh.host_key_file.clone(),
             shutdown_grace,

@@ -191,6 +191,12 @@ pub enum ProjectCommand {
         owner: Owner,
         #[arg(long, default_value = "")]
         description: String,
+        /// Clone this repository into the sandbox first (https://, ssh://, git:// or user@host:path).
+        #[arg(long, value_name = "URL")]
+        repo: Option<String>,
+        /// With --repo: the branch to check out (created from the default branch if missing).
+        #[arg(long, value_name = "B", requires = "repo")]
+        branch: Option<String>,
     },
     List {
         #[command(flatten)]
@@ -382,7 +388,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await
         }
         Command::User(cmd) => with_db(&config, async |db| user(db, cmd).await).await,
-        Command::Project(cmd) => with_db(&config, async |db| project(db, cmd).await).await,
+        Command::Project(cmd) => {
+            let repos = config.git;
+            with_db(&config, async |db| project(db, cmd, repos).await).await
+        }
         Command::Status { json } => with_db(&config, async |db| status(db, json).await).await,
         Command::Team(cmd) => with_db(&config, async |db| team(db, cmd).await).await,
         Command::Quota(cmd) => with_db(&config, async |db| quota(db, cmd).await).await,

@@ -207,8 +207,18 @@ pub(super) async fn user(db: &Database, cmd: UserCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub(super) async fn project(db: &Database, cmd: ProjectCommand) -> anyhow::Result<()> {
-    let as_owner = async |owner: &Owner| operator(db).for_user(&owner.user).await;
+pub(super) async fn project(
+    db: &Database,
+    cmd: ProjectCommand,
+    repos: crate::console::RepoPolicy,
+) -> anyhow::Result<()> {
+    let as_owner = async |owner: &Owner| {
+        Console::new(db.store.clone(), None, None)
+            .with_repos(repos)
+            .operator()
+            .for_user(&owner.user)
+            .await
+    };
     let intent = async |name: String, owner: Owner, intent: Intent| {
         let status = as_owner(&owner).await?.request(&name, intent).await?;
         println!(
@@ -223,11 +233,16 @@ pub(super) async fn project(db: &Database, cmd: ProjectCommand) -> anyhow::Resul
             name,
             owner,
             description,
+            repo,
+            branch,
         } => {
-            let v = as_owner(&owner)
-                .await?
-                .create(&name, &description, None)
-                .await?;
+            let new = crate::console::NewProject {
+                description,
+                team: None,
+                repo,
+                branch,
+            };
+            let v = as_owner(&owner).await?.create_from(&name, &new).await?;
             println!(
                 "created project {} (slug {}): {}",
                 printable(&v.project.name, 60),

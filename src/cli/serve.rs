@@ -88,6 +88,7 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         attach: Some(backends.clone()),
         logs: Some(backends.clone()),
         api_servers: config.kubernetes.api_server_policy(),
+        repos: config.git,
     };
     let mut ssh_config = config.ssh.clone();
     let confinement = sandboxes.confinement();

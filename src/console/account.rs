@@ -104,6 +104,8 @@ impl UserConsole {
                 .await
                 .map(|k| ConfigSet::Kubeconfig(Box::new(k)));
         }
+        // A repository token is a credential whatever the form said.
+        let secret = secret || key == crate::store::user_configs::GIT_TOKEN;
         self.gated(Action::SetConfig { key }, async {
             self.store()
                 .set_user_config(self.user_id(), key, value, secret)

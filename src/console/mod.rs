@@ -20,6 +20,7 @@ pub mod gate;
 mod kubeconfig;
 mod operator;
 mod projects;
+mod repos;
 mod sessions;
 mod teams;
 
@@ -39,6 +40,7 @@ pub use error::{ConsoleError, ConsoleResult};
 pub use gate::{Access, Action, Actor, Front};
 pub use operator::{NewUser, OperatorConsole};
 pub use projects::{ProjectDetail, ProjectOverview};
+pub use repos::{NewProject, RepoPolicy};
 pub use sessions::{Attached, Restarted, next_session, next_session_name};
 
 /// The console's services, shared by every session of a server (cheap to clone).
@@ -54,6 +56,8 @@ pub struct Console {
     /// Changes to rows, for cutting an attach whose access is revoked and
     /// waking `wait` (`None`: attaches are not watched; `wait` polls).
     feed: Option<Arc<crate::store::notify::ChangeFeed>>,
+    /// Which repositories projects may start from.
+    repos: RepoPolicy,
 }
 
 impl Console {
@@ -68,6 +72,7 @@ impl Console {
             logs,
             api_servers: ApiServerPolicy::default(),
             feed: None,
+            repos: RepoPolicy::default(),
         }
     }
 
@@ -83,6 +88,13 @@ impl Console {
     /// which refuses private addresses.
     pub fn with_api_servers(mut self, policy: ApiServerPolicy) -> Self {
         self.api_servers = policy;
+        self
+    }
+
+    /// The same console, letting projects clone from private hosts when
+    /// `policy` says so (`git.allow_private_hosts`).
+    pub fn with_repos(mut self, policy: RepoPolicy) -> Self {
+        self.repos = policy;
         self
     }
 

@@ -35,6 +35,12 @@ const ENV_FILE: &str = ".kiln-env";
 /// `tmux source-file` reads, for the same reason.
 const TMUX_ENV_FILE: &str = ".kiln-tmux-env";
 
+/// The patterns of the files Kiln keeps in a sandbox's working directory
+/// (kept out of a cloned repository's changes).
+pub(super) fn kiln_files() -> [String; 2] {
+    [ENV_FILE.to_string(), format!("{TMUX_ENV_FILE}-*")]
+}
+
 /// Sandboxes on this host.
 #[derive(Debug, Clone)]
 pub struct LocalSandboxes {
@@ -48,6 +54,8 @@ pub struct LocalSandboxes {
     command: String,
     /// Claude Code's hooks report here (`None`: no agent states).
     agent_hooks: Option<AgentHooks>,
+    /// Repository clones under way.
+    clones: super::git::CloneJobs,
 }
 
 /// Where agent hook reports go, and the binary that sends them.
@@ -103,6 +111,7 @@ impl LocalSandboxes {
             read_only: Vec::new(),
             command: command.unwrap_or_else(default_command),
             agent_hooks: None,
+            clones: Default::default(),
         };
         sandboxes.prepare_dirs()?;
         sandboxes.retire_shared_server();
@@ -306,6 +315,100 @@ impl LocalSandboxes {
                 port_file: self.run_dir.join(format!("{name}.port")),
             },
         }
+    }
+
+    /// Where sandbox `name`'s git runs (see `git`).
+    fn git_place(&self, name: &str) -> super::git::GitPlace {
+        let paths = self.server_paths(name);
+        super::git::GitPlace {
+            confinement: self.confinement.clone(),
+            name: name.to_owned(),
+            identity: (
+                paths.network.dir.join("passwd"),
+                paths.network.dir.join("group"),
+            ),
+            sandbox_dir: paths.sandbox_dir,
+            run_dir: paths.run_dir,
+        }
+    }
+
+    /// `{run}/{name}.cloned`: the sandbox's repository was cloned, so it is
+    /// never cloned again (Kiln's own file, out of the sandbox's reach).
+    fn cloned_marker(&self, name: &str) -> PathBuf {
+        self.run_dir.join(format!("{name}.cloned"))
+    }
+
+    /// Before a sandbox's first start: its repository, cloned in a task of
+    /// its own. `Some(observed)` while that is under way (the caller
+    /// reports it, git's progress as the reason); `None` once the working
+    /// directory has its clone. A failed clone is a permanent error with
+    /// git's message, once: a retry clones again into an emptied directory.
+    async fn clone_first(
+        &self,
+        name: &str,
+        repo: &crate::driver::RepoSource,
+    ) -> DriverResult<Option<Observed>> {
+        if tokio::fs::try_exists(self.cloned_marker(name))
+            .await
+            .unwrap_or(false)
+        {
+            return Ok(None);
+        }
+        if let Some(reason) = self.clones.progress(name) {
+            return Ok(Some(Observed::Blocked(reason)));
+        }
+        if let Some(failure) = self.clones.take_failure(name) {
+            return Err(DriverError::permanent(failure));
+        }
+        let paths = self.server_paths(name);
+        let owner = self.owner().map(|u| (Some(u.uid), Some(u.gid)));
+        for dir in [&paths.sandbox_dir, &paths.run_dir, &paths.network.dir] {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || {
+                super::files::ensure_dir(&dir, 0o700, owner).map_err(|e| (dir, e))
+            })
+            .await
+            .map_err(|e| DriverError::transient(format!("sandbox {name}: {e}")))?
+            .map_err(|(dir, e)| {
+                DriverError::transient(format!(
+                    "sandbox {name}: cannot create {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        // What a clone cut short (Kiln restarted, a failure) left behind.
+        super::git::empty_dir(&paths.sandbox_dir)
+            .await
+            .map_err(|e| {
+                DriverError::transient(format!(
+                    "sandbox {name}: cannot empty {}: {e}",
+                    paths.sandbox_dir.display()
+                ))
+            })?;
+        let place = self.git_place(name);
+        place.write_identity(self.owner()).await?;
+        self.clones
+            .start(place, repo.clone(), self.cloned_marker(name));
+        Ok(Some(Observed::Blocked(
+            self.clones
+                .progress(name)
+                .unwrap_or_else(|| "cloning".into()),
+        )))
+    }
+
+    /// The git state of the sandbox's working directory (`None`: not a
+    /// repository).
+    pub(crate) async fn git_state(
+        &self,
+        r: &ResourceRef,
+    ) -> DriverResult<Option<crate::model::git::GitState>> {
+        validate_resource_name(&r.resource_name)?;
+        let place = self.git_place(&r.resource_name);
+        if self.clones.progress(&r.resource_name).is_some() {
+            return Ok(None);
+        }
+        place.write_identity(self.owner()).await?;
+        place.status().await
     }
 
     /// A client of sandbox `name`'s tmux server.
@@ -565,6 +668,11 @@ impl SandboxDriver for LocalSandboxes {
         validate_resource_name(name)?;
         let env = project_env(spec)?;
         let dir = self.sandbox_dir(&spec.resource);
+        if let Some(repo) = &spec.repo
+            && let Some(cloning) = self.clone_first(name, repo).await?
+        {
+            return Ok(cloning);
+        }
         self.start_server(name).await?;
         self.write_env_file(spec, &env).await?;
 
@@ -617,6 +725,7 @@ impl SandboxDriver for LocalSandboxes {
     async fn delete(&self, r: &ResourceRef) -> DriverResult<()> {
         let name = &r.resource_name;
         validate_resource_name(name)?;
+        self.clones.abort(name);
         self.stop_server(name).await?;
         let paths = self.server_paths(name);
         for dir in [&paths.sandbox_dir, &paths.run_dir, &paths.network.dir] {
@@ -631,7 +740,8 @@ impl SandboxDriver for LocalSandboxes {
                 }
             }
         }
-        for file in [&paths.lock, &paths.log, &paths.network.port_file] {
+        let cloned = self.cloned_marker(name);
+        for file in [&paths.lock, &paths.log, &paths.network.port_file, &cloned] {
             let _ = tokio::fs::remove_file(file).await;
         }
         Ok(())
@@ -654,6 +764,8 @@ impl SandboxDriver for LocalSandboxes {
             // absent rather than failing the whole batch.
             let observed = if validate_resource_name(name).is_err() {
                 Observed::Absent
+            } else if let Some(reason) = self.clones.progress(name) {
+                Observed::Blocked(reason)
             } else if self.has_default_session(name).await? {
                 // A Kiln started after the sandbox listens for it again.
                 if let Some(hooks) = &self.agent_hooks

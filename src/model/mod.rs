@@ -6,6 +6,7 @@ pub mod agent_settings;
 pub mod aggregate;
 pub mod db_credentials;
 pub mod env;
+pub mod git;
 pub mod intent;
 pub mod naming;
 pub mod prefix_key;

@@ -23,8 +23,22 @@ pub struct Project {
     pub description: String,
     pub status: ProjectStatus,
     pub env_version: i64,
+    /// The repository its sandbox started from, and the branch asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_repo: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_branch: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// What a new project starts from besides its name (checked by the console).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectSource {
+    /// A repository URL already validated (`model::git::parse_repo_url`).
+    pub git_repo: Option<String>,
+    /// A branch name already validated (`model::git::check_branch`).
+    pub git_branch: Option<String>,
 }
 
 /// One sandbox or database as the console shows it.
@@ -57,8 +71,8 @@ pub struct ProjectView {
     pub team_role: Option<crate::model::team::TeamRole>,
 }
 
-const PROJECT_COLUMNS: &str =
-    "id, user_id, name, slug, description, status, env_version, created_at, updated_at";
+const PROJECT_COLUMNS: &str = "id, user_id, name, slug, description, status, env_version, \
+                               git_repo, git_branch, created_at, updated_at";
 
 fn project_from_row(r: &sqlx::postgres::PgRow) -> Result<Project, sqlx::Error> {
     Ok(Project {
@@ -69,6 +83,8 @@ fn project_from_row(r: &sqlx::postgres::PgRow) -> Result<Project, sqlx::Error> {
         description: r.try_get("description")?,
         status: parse(r.try_get("status")?)?,
         env_version: r.try_get("env_version")?,
+        git_repo: r.try_get("git_repo")?,
+        git_branch: r.try_get("git_branch")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -109,6 +125,19 @@ impl Store {
         description: &str,
         actor: &str,
     ) -> StoreResult<Project> {
+        self.create_project_from(user_id, name, description, &ProjectSource::default(), actor)
+            .await
+    }
+
+    /// [`Store::create_project`] whose sandbox starts from `source`.
+    pub async fn create_project_from(
+        &self,
+        user_id: Uuid,
+        name: &str,
+        description: &str,
+        source: &ProjectSource,
+        actor: &str,
+    ) -> StoreResult<Project> {
         let slug = slugify(name)?;
         naming::check_description(description)?;
         if description.chars().any(|c| c.is_control() && c != '\n') {
@@ -129,13 +158,16 @@ impl Store {
         super::quotas::lock_owner(&mut tx, user_id).await?;
         super::quotas::check(&mut tx, user_id, Ask::Create, None).await?;
         let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO projects (user_id, name, slug, description) VALUES ($1, $2, $3, $4)
+            "INSERT INTO projects (user_id, name, slug, description, git_repo, git_branch)
+             VALUES ($1, $2, $3, $4, $5, $6)
              RETURNING {PROJECT_COLUMNS}"
         )))
         .bind(user_id)
         .bind(name)
         .bind(&slug)
         .bind(description)
+        .bind(&source.git_repo)
+        .bind(&source.git_branch)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| {

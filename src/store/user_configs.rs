@@ -23,6 +23,9 @@ pub const KNOWN_CONFIGS: &[(&str, bool)] = &[
 ];
 
 pub const KUBECONFIG: &str = "KUBECONFIG";
+/// An HTTPS access token for the user's private repositories: handed to
+/// the clone of a new sandbox, never put in a sandbox's environment.
+pub const GIT_TOKEN: &str = "GIT_TOKEN";
 
 /// One setting as its owner sees it (the value decrypted). The value is a
 /// [`Secret`] whether or not the user marked it secret, so no debug print
@@ -38,13 +41,14 @@ pub struct UserConfig {
 
 /// Whether a setting named `key` is secret unless the user says otherwise.
 pub fn default_secret(key: &str) -> bool {
-    KNOWN_CONFIGS.iter().any(|&(k, secret)| k == key && secret)
+    key == GIT_TOKEN || KNOWN_CONFIGS.iter().any(|&(k, secret)| k == key && secret)
 }
 
 /// The category a key is filed under (shown as a group, never trusted).
 pub fn category_for(key: &str) -> &'static str {
     match key {
         KUBECONFIG => "kubernetes",
+        GIT_TOKEN => "git",
         k if k.starts_with("ANTHROPIC_") => "anthropic",
         _ => "general",
     }

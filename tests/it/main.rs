@@ -39,6 +39,7 @@ mod ops;
 mod quotas;
 mod reconcile;
 mod replicas;
+mod repos;
 mod ssh_attach;
 mod ssh_auth;
 mod ssh_dashboard;

@@ -50,6 +50,13 @@ pub(super) enum Cmd {
         /// Create it in this team (you need the member role); it is then TEAM/NAME
         #[arg(long, value_name = "TEAM")]
         team: Option<String>,
+        /// Clone this repository into the sandbox first (https://, ssh://, git:// or
+        /// user@host:path; a private one uses your GIT_TOKEN setting)
+        #[arg(long, value_name = "URL")]
+        repo: Option<String>,
+        /// With --repo: check out this branch (created from the default branch if missing)
+        #[arg(long, short, value_name = "B", requires = "repo")]
+        branch: Option<String>,
     },
     /// A team's members: list them, or (team owners) add, change or remove one
     ///
@@ -126,6 +133,14 @@ pub(super) enum Cmd {
         /// With set: store the value encrypted and never print it back
         #[arg(long)]
         secret: bool,
+    },
+    /// Show the git state of a project's working tree: branch, changed files, ahead/behind
+    Git {
+        /// Project name or slug
+        name: String,
+        /// What to show
+        #[arg(value_enum, default_value_t = GitVerb::Status, hide_default_value = true)]
+        action: GitVerb,
     },
     /// Show a project's event history, oldest first
     Events {
@@ -242,6 +257,12 @@ pub(super) enum TeamVerb {
     Add,
     /// Remove a member
     Remove,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum GitVerb {
+    /// Branch, changed files and ahead/behind its upstream (the default)
+    Status,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

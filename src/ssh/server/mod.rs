@@ -63,6 +63,8 @@ pub struct ConsoleDrivers {
     pub logs: Option<Arc<dyn crate::driver::SandboxLogs>>,
     /// Where tenants' kubeconfigs may point (`kubernetes.allow_private_api_servers`).
     pub api_servers: crate::k8s::kubeconfig::ApiServerPolicy,
+    /// Which repositories projects may start from (`git.allow_private_hosts`).
+    pub repos: crate::console::RepoPolicy,
 }
 
 impl From<Option<Arc<dyn SessionAttach>>> for ConsoleDrivers {
@@ -112,6 +114,7 @@ pub async fn run(
         attach,
         logs,
         api_servers,
+        repos,
     } = drivers.into();
     let activity = ActivityRecorder::new();
     tokio::spawn(activity.clone().run(store.clone(), shutdown.clone()));
@@ -119,6 +122,7 @@ pub async fn run(
         activity,
         console: Console::new(store.clone(), attach, logs)
             .with_api_servers(api_servers)
+            .with_repos(repos)
             .with_feed(feed.clone()),
         store,
         lists: ProjectLists::new(feed),

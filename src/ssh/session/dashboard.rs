@@ -160,9 +160,23 @@ impl Dashboard {
                 },
                 Effect::LoadDetail { project } => Job::Detail { project },
                 Effect::LoadSessions { project } => Job::Sessions { project },
+                Effect::LoadGit { project } => Job::Git { project },
                 Effect::LoadSettings => Job::Settings,
                 Effect::Intent { project, intent } => Job::Request { project, intent },
-                Effect::Create { name, description } => Job::Create { name, description },
+                Effect::Create {
+                    name,
+                    description,
+                    repo,
+                    branch,
+                } => Job::Create {
+                    name,
+                    new: crate::console::NewProject {
+                        description,
+                        team: None,
+                        repo: Some(repo),
+                        branch: Some(branch),
+                    },
+                },
                 Effect::SetEnv {
                     project,
                     key,

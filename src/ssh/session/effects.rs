@@ -40,6 +40,9 @@ pub(super) enum Job {
     Sessions {
         project: String,
     },
+    Git {
+        project: String,
+    },
     Settings,
     Request {
         project: String,
@@ -47,7 +50,7 @@ pub(super) enum Job {
     },
     Create {
         name: String,
-        description: String,
+        new: crate::console::NewProject,
     },
     SetEnv {
         project: String,
@@ -105,6 +108,7 @@ impl Job {
         match self {
             Job::Detail { .. }
             | Job::Sessions { .. }
+            | Job::Git { .. }
             | Job::Settings
             | Job::Attach { .. }
             | Job::Switch { .. }
@@ -175,6 +179,10 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
             Ok(sessions) => Answer::Msg(Msg::Sessions { project, sessions }),
             Err(_) => Answer::Nothing,
         },
+        Job::Git { project } => {
+            let state = c.git_state(&project).await.map_err(line);
+            Answer::Msg(Msg::Git { project, state })
+        }
         Job::Settings => Answer::Msg(match c.settings().await {
             Ok(s) => Msg::Settings(Box::new(SettingsData {
                 keys: s.keys,
@@ -189,8 +197,8 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                 .await
                 .map(|s| format!("{intent} requested for {project}: now {s}")),
         ),
-        Job::Create { name, description } => done(
-            c.create(&name, &description, None)
+        Job::Create { name, new } => done(
+            c.create_from(&name, &new)
                 .await
                 .map(|v| format!("created {} (slug {})", v.project.name, v.project.slug)),
         ),

@@ -287,6 +287,8 @@ impl App {
                 vec![Effect::Create {
                     name: f.name,
                     description: f.description,
+                    repo: f.repo,
+                    branch: f.branch,
                 }]
             }
             Some(Overlay::EnvForm(f)) => {

@@ -5,6 +5,7 @@
 mod bindings;
 mod data;
 mod draw;
+mod git;
 mod keys;
 mod msg;
 mod pane;
@@ -189,7 +190,9 @@ impl App {
             Msg::PaneClosed(reason) => {
                 self.pane = None;
                 self.info(&reason);
-                self.on_poll_sessions()
+                let mut fx = self.on_poll_sessions();
+                fx.extend(self.git_refresh());
+                fx
             }
             Msg::PaneNotice(line) => {
                 match line {
@@ -205,7 +208,7 @@ impl App {
             }
             Msg::Detail(d) => {
                 self.on_detail(*d);
-                vec![]
+                self.git_after_detail()
             }
             Msg::Done(tag, result) => self.on_done(tag, result),
             Msg::Tick => {
@@ -216,7 +219,15 @@ impl App {
                 self.settings.set_data(*data);
                 vec![]
             }
-            Msg::PollSessions => self.on_poll_sessions(),
+            Msg::PollSessions => {
+                let mut fx = self.on_poll_sessions();
+                fx.extend(self.on_poll_git());
+                fx
+            }
+            Msg::Git { project, state } => {
+                self.on_git(&project, state);
+                vec![]
+            }
             Msg::Sessions { project, sessions } => {
                 self.detail.set_sessions(&project, sessions);
                 vec![]

@@ -63,6 +63,12 @@ pub enum Msg {
     },
     /// The agent states of the user's sessions (loaded with the projects).
     Agents(Vec<crate::store::agents::AgentRow>),
+    /// Answer to Effect::LoadGit: the working tree's state (`None`: not a
+    /// repository) or why it could not be read.
+    Git {
+        project: String,
+        state: Result<Option<crate::model::git::GitState>, String>,
+    },
 }
 
 /// What a `Msg::Done` answers, and so what follows it.
@@ -93,6 +99,9 @@ pub enum Effect {
     Create {
         name: String,
         description: String,
+        /// A repository to clone, and its branch (empty: none).
+        repo: String,
+        branch: String,
     },
     LoadDetail {
         project: String,
@@ -161,6 +170,10 @@ pub enum Effect {
     LoadSessions {
         project: String,
     },
+    /// Read the open project's git state; answered with `Msg::Git`.
+    LoadGit {
+        project: String,
+    },
     /// Close the pane; the session keeps running.
     Detach,
     /// Follow the project's sandbox log; answered with `Msg::Log`s.
@@ -188,9 +201,10 @@ impl Effect {
             | Effect::SetPassword { .. }
             | Effect::SetUserConfig { .. }
             | Effect::UnsetUserConfig { .. } => Reply::Settings,
-            Effect::LoadDetail { .. } | Effect::LoadSettings | Effect::LoadSessions { .. } => {
-                Reply::Load
-            }
+            Effect::LoadDetail { .. }
+            | Effect::LoadSettings
+            | Effect::LoadSessions { .. }
+            | Effect::LoadGit { .. } => Reply::Load,
             Effect::Quit
             | Effect::Attach { .. }
             | Effect::SwitchSession { .. }

@@ -13,12 +13,18 @@ use crate::tui::secret::SecretText;
 pub enum CreateField {
     Name,
     Description,
+    Repo,
+    Branch,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateForm {
     pub name: String,
     pub description: String,
+    /// A repository to clone into the sandbox (optional).
+    pub repo: String,
+    /// Its branch (optional; only with a repository).
+    pub branch: String,
     pub focus: CreateField,
 }
 
@@ -33,8 +39,30 @@ impl CreateForm {
         CreateForm {
             name: String::new(),
             description: String::new(),
+            repo: String::new(),
+            branch: String::new(),
             focus: CreateField::Name,
         }
+    }
+
+    /// The repository's transport, or why it is refused (`Ok(None)`: none).
+    /// The console also checks where its host resolves.
+    pub fn repo_check(&self) -> Result<Option<String>, String> {
+        let (repo, branch) = (self.repo.trim(), self.branch.trim());
+        if repo.is_empty() {
+            return match branch.is_empty() {
+                true => Ok(None),
+                false => Err("a branch needs a repository".into()),
+            };
+        }
+        crate::model::git::parse_repo_url(repo).map_err(|e| e.to_string())?;
+        if !branch.is_empty() {
+            crate::model::git::check_branch(branch).map_err(|e| e.to_string())?;
+        }
+        Ok(Some(match branch {
+            "" => "cloned on its default branch".into(),
+            b => format!("cloned on branch {b} (created if missing)"),
+        }))
     }
 
     /// The slug the name will get, or why the name is refused.
@@ -49,20 +77,25 @@ impl CreateForm {
     /// Ok when Enter may submit; otherwise the first problem.
     pub fn valid(&self) -> Result<(), String> {
         self.slug()?;
-        self.description_check()
+        self.description_check()?;
+        self.repo_check().map(|_| ())
     }
 
     pub fn field_mut(&mut self) -> &mut String {
         match self.focus {
             CreateField::Name => &mut self.name,
             CreateField::Description => &mut self.description,
+            CreateField::Repo => &mut self.repo,
+            CreateField::Branch => &mut self.branch,
         }
     }
 
     pub fn switch(&mut self) {
         self.focus = match self.focus {
             CreateField::Name => CreateField::Description,
-            CreateField::Description => CreateField::Name,
+            CreateField::Description => CreateField::Repo,
+            CreateField::Repo => CreateField::Branch,
+            CreateField::Branch => CreateField::Name,
         };
     }
 }

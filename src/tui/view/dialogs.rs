@@ -181,7 +181,7 @@ fn verdict(result: Result<String, String>, theme: Theme, w: usize) -> Line<'stat
 fn create(f: &CreateForm, theme: Theme, frame: &mut Frame, body: Rect) {
     let width = body.width.saturating_sub(4).min(96);
     let title = Line::styled(" New project ", theme.title());
-    let inner = modal(frame, body, width, 9, title);
+    let inner = modal(frame, body, width, 13, title);
     let w = usize::from(inner.width);
     let slug = if f.name.is_empty() {
         Err("type a name; the slug is made of its letters and digits".into())
@@ -201,6 +201,32 @@ fn create(f: &CreateForm, theme: Theme, frame: &mut Frame, body: Rect) {
         ),
         match f.description_check() {
             Ok(()) => Line::styled("   (optional)", theme.dim()),
+            Err(e) => verdict(Err(e), theme, w),
+        },
+        Line::raw(""),
+        field(
+            "Repository",
+            &f.repo,
+            f.focus == CreateField::Repo,
+            theme,
+            w,
+        ),
+        field(
+            "Branch",
+            &f.branch,
+            f.focus == CreateField::Branch,
+            theme,
+            w,
+        ),
+        match f.repo_check() {
+            Ok(None) => Line::styled(
+                text::fit(
+                    "   (optional) https://, ssh:// or git:// URL; GIT_TOKEN for private ones",
+                    w,
+                ),
+                theme.dim(),
+            ),
+            Ok(Some(s)) => verdict(Ok(s), theme, w),
             Err(e) => verdict(Err(e), theme, w),
         },
         Line::raw(""),

@@ -52,7 +52,9 @@ fn create_validates_live_and_submits_only_when_valid() {
         keys(&mut a, &[Key::Enter]),
         vec![Effect::Create {
             name: "My Blog[31m2".into(),
-            description: "notes".into()
+            description: "notes".into(),
+            repo: String::new(),
+            branch: String::new(),
         }]
     );
     assert!(a.overlay.is_none());
