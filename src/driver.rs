@@ -94,6 +94,11 @@ pub struct SandboxSpec {
     /// The repository its working directory starts from (cloned once,
     /// before its first start; never again, so a restart keeps the work).
     pub repo: Option<RepoSource>,
+    /// What its default session runs (`None`: the back end's default).
+    pub command: Option<String>,
+    /// Run once (`sh -c`) in the sandbox after its clone, before its first
+    /// start; a failure is permanent, with the script's last lines.
+    pub setup: Option<String>,
 }
 
 /// A repository a sandbox starts from: checked by the console when the

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Overrides};
 use crate::runtime::Database;
 
-use operator::{audit, project, quota, status, team, user};
+use operator::{audit, project, quota, status, team, template, user};
 use serve::serve;
 
 pub use operator::age;
@@ -73,6 +73,9 @@ pub enum Command {
     Quota(QuotaCommand),
     /// Read the audit trail of every user (sign-ins, changes, attaches, refusals), oldest first.
     Audit(AuditArgs),
+    /// Global templates everyone may start a project from (built-in ones ship with Kiln).
+    #[command(subcommand)]
+    Template(TemplateCommand),
     /// Claude Code's hook command inside a sandbox: reads the hook's JSON
     /// on stdin and hands it to Kiln; always exits 0, within about 0.5 s.
     #[command(hide = true)]
@@ -81,6 +84,19 @@ pub enum Command {
         #[arg(long)]
         socket: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Add (or replace) a global template from a TOML file; a broken one is refused, naming the field.
+    Add { file: PathBuf },
+    /// List the built-in and global templates.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a global template.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,9 +210,12 @@ pub enum ProjectCommand {
         /// Clone this repository into the sandbox first (https://, ssh://, git:// or user@host:path).
         #[arg(long, value_name = "URL")]
         repo: Option<String>,
-        /// With --repo: the branch to check out (created from the default branch if missing).
-        #[arg(long, value_name = "B", requires = "repo")]
+        /// The branch to check out (created from the default branch if missing).
+        #[arg(long, value_name = "B")]
         branch: Option<String>,
+        /// Start from this template (`kiln template list`).
+        #[arg(long, value_name = "T")]
+        template: Option<String>,
     },
     List {
         #[command(flatten)]
@@ -389,11 +408,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(cmd) => with_db(&config, async |db| user(db, cmd).await).await,
         Command::Project(cmd) => {
-            let repos = config.git;
-            with_db(&config, async |db| project(db, cmd, repos).await).await
+            let (repos, catalog) = (config.git, config.templates.clone());
+            with_db(&config, async |db| project(db, cmd, repos, catalog).await).await
         }
         Command::Status { json } => with_db(&config, async |db| status(db, json).await).await,
         Command::Team(cmd) => with_db(&config, async |db| team(db, cmd).await).await,
+        Command::Template(cmd) => {
+            let catalog = config.templates.clone();
+            with_db(&config, async |db| template(db, cmd, catalog).await).await
+        }
         Command::Quota(cmd) => with_db(&config, async |db| quota(db, cmd).await).await,
         Command::Audit(args) => with_db(&config, async |db| audit(db, args).await).await,
         Command::Bench(BenchCommand::Reconcile {

@@ -89,6 +89,7 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         logs: Some(backends.clone()),
         api_servers: config.kubernetes.api_server_policy(),
         repos: config.git,
+        templates: Some(config.templates.clone()),
     };
     let mut ssh_config = config.ssh.clone();
     let confinement = sandboxes.confinement();

@@ -137,6 +137,17 @@ pub enum Action<'a> {
         team: &'a str,
         user: &'a str,
     },
+    ListTemplates,
+    ShowTemplate {
+        name: &'a str,
+    },
+    SaveTemplate {
+        name: &'a str,
+        project: &'a str,
+    },
+    DeleteTemplate {
+        name: &'a str,
+    },
 }
 
 /// What an action is about, for finding whose it is.
@@ -206,6 +217,10 @@ impl Action<'_> {
             Action::ListNotifications => "notifications.list",
             Action::MuteAgent { muted: true, .. } => "agent.mute",
             Action::MuteAgent { .. } => "agent.unmute",
+            Action::ListTemplates => "templates.list",
+            Action::ShowTemplate { .. } => "template.show",
+            Action::SaveTemplate { .. } => "template.save",
+            Action::DeleteTemplate { .. } => "template.delete",
         }
     }
 
@@ -230,6 +245,8 @@ impl Action<'_> {
                 | Action::Inbox
                 | Action::WaitAgent { .. }
                 | Action::ListNotifications
+                | Action::ListTemplates
+                | Action::ShowTemplate { .. }
         )
     }
 
@@ -253,6 +270,9 @@ impl Action<'_> {
             | Action::TeamRemove { team, .. } => Some(team),
             Action::RemoveKey { fingerprint } => Some(fingerprint),
             Action::SetConfig { key } | Action::UnsetConfig { key } => Some(key),
+            Action::ShowTemplate { name }
+            | Action::SaveTemplate { name, .. }
+            | Action::DeleteTemplate { name } => Some(name),
             _ => None,
         }
     }
@@ -276,7 +296,8 @@ impl<'a> Action<'a> {
             | Action::ListSessions { project }
             | Action::RestartSession { project }
             | Action::Attach { project, .. }
-            | Action::Logs { project } => Subject::Project(project),
+            | Action::Logs { project }
+            | Action::SaveTemplate { project, .. } => Subject::Project(project),
             _ => Subject::Own,
         }
     }

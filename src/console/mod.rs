@@ -23,6 +23,7 @@ mod projects;
 mod repos;
 mod sessions;
 mod teams;
+mod templates;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub use operator::{NewUser, OperatorConsole};
 pub use projects::{ProjectDetail, ProjectOverview};
 pub use repos::{NewProject, RepoPolicy};
 pub use sessions::{Attached, Restarted, next_session, next_session_name};
+pub use templates::{Catalog, TemplateInfo, TemplateScope, builtin_catalog};
 
 /// The console's services, shared by every session of a server (cheap to clone).
 #[derive(Clone)]
@@ -58,6 +60,8 @@ pub struct Console {
     feed: Option<Arc<crate::store::notify::ChangeFeed>>,
     /// Which repositories projects may start from.
     repos: RepoPolicy,
+    /// The built-in templates (and the operator's directory of them).
+    templates: Catalog,
 }
 
 impl Console {
@@ -73,6 +77,7 @@ impl Console {
             api_servers: ApiServerPolicy::default(),
             feed: None,
             repos: RepoPolicy::default(),
+            templates: builtin_catalog(),
         }
     }
 
@@ -95,6 +100,12 @@ impl Console {
     /// `policy` says so (`git.allow_private_hosts`).
     pub fn with_repos(mut self, policy: RepoPolicy) -> Self {
         self.repos = policy;
+        self
+    }
+
+    /// The same console, offering `catalog` as the built-in templates.
+    pub fn with_templates(mut self, catalog: Catalog) -> Self {
+        self.templates = catalog;
         self
     }
 

@@ -36,6 +36,10 @@ pub struct NewProject {
     /// The branch to check out (created from the default branch when
     /// missing); only with `repo`.
     pub branch: Option<String>,
+    /// A template to start from: its description (unless one is given),
+    /// session command, variables, repository (unless `repo` is given) and
+    /// setup script.
+    pub template: Option<String>,
 }
 
 impl UserConsole {
@@ -47,7 +51,22 @@ impl UserConsole {
         let action = Action::CreateProject { name, team };
         self.gated_in(action, |s| async move {
             super::projects::check_new_name(name)?;
-            let source = check_source(self.console.repos, new).await?;
+            let template = match new.template.as_deref().map(str::trim) {
+                Some(t) if !t.is_empty() => Some(self.find_template(t).await?.1),
+                _ => None,
+            };
+            let new = &with_template(new, template.as_ref());
+            let mut source = check_source(self.console.repos, new).await?;
+            if let Some(t) = &template {
+                source.template = Some(t.name.clone());
+                source.session_command = t.command.clone();
+                source.setup_script = t.setup.clone();
+                source.env = t
+                    .env
+                    .iter()
+                    .filter_map(|v| Some((v.key.clone(), v.value.clone()?)))
+                    .collect();
+            }
             let p = self
                 .store()
                 .create_project_from(
@@ -89,6 +108,27 @@ impl UserConsole {
     }
 }
 
+/// What is asked for, with the template's repository, branch and
+/// description where the request names none.
+fn with_template(
+    new: &NewProject,
+    template: Option<&crate::model::template::Template>,
+) -> NewProject {
+    let mut out = new.clone();
+    let Some(t) = template else { return out };
+    let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    if !given(&new.repo) {
+        out.repo = t.repo.clone();
+        if !given(&new.branch) {
+            out.branch = t.branch.clone();
+        }
+    }
+    if new.description.trim().is_empty() {
+        out.description = t.description.clone();
+    }
+    out
+}
+
 /// The repository and branch a project may start from, checked: an
 /// accepted transport, a valid branch, and a host that resolves to
 /// addresses the policy allows.
@@ -121,6 +161,7 @@ pub(crate) async fn check_source(
     Ok(ProjectSource {
         git_repo: Some(url.url),
         git_branch: branch,
+        ..ProjectSource::default()
     })
 }
 

@@ -29,6 +29,9 @@ pub(crate) const CLONE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(20);
 /// How many of git's last lines a failure keeps.
 const ERROR_LINES: usize = 4;
+/// Where a setup script's output is kept, in the working directory.
+pub(crate) const SETUP_LOG: &str = ".kiln-setup.log";
+
 /// The environment variable the credential helper reads the token from.
 const TOKEN_VAR: &str = "KILN_GIT_TOKEN";
 
@@ -58,6 +61,8 @@ pub(crate) struct GitPlace {
     /// `passwd` and `group` naming the sandbox's user (git refuses a
     /// nameless uid), Kiln's own files.
     pub(crate) identity: (PathBuf, PathBuf),
+    /// The sandbox's host user, who owns what is written in its directory.
+    pub(crate) owner: Option<super::confine::SandboxUser>,
 }
 
 impl GitPlace {
@@ -232,6 +237,39 @@ impl GitPlace {
         Ok(())
     }
 
+    /// Runs a template's setup script once (`sh -c`, confined, in the
+    /// working directory, with the network), its output kept in
+    /// [`SETUP_LOG`] there and its latest line in `progress`.
+    pub(crate) async fn setup(
+        &self,
+        script: &str,
+        progress: Arc<Mutex<String>>,
+    ) -> Result<(), String> {
+        let mut cmd = self.confined("sh", true);
+        // Everything on one stream, in order, for the log and the progress.
+        cmd.arg("-c")
+            .arg(format!("exec 1>&2\n{script}"))
+            .env("HOME", &self.sandbox_dir);
+        let run = run_capturing(cmd, progress);
+        let (ok, output) = match tokio::time::timeout(CLONE_TIMEOUT, run).await {
+            Err(_) => {
+                return Err(format!(
+                    "the setup script took longer than {} minutes and was given up",
+                    CLONE_TIMEOUT.as_secs() / 60
+                ));
+            }
+            Ok(r) => r?,
+        };
+        // Replaced, never followed: the script may have put a link there.
+        let log = self.sandbox_dir.join(SETUP_LOG);
+        let _ = super::files::write_owned(&log, output.clone().into_bytes(), self.owner).await;
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("the setup script failed: {}", last_lines(&output)))
+        }
+    }
+
     /// Kiln's own files in the working directory (the env file, and the
     /// short-lived tmux one) are no change of the user's: listed in the
     /// clone's `.git/info/exclude`, which is never committed.
@@ -304,9 +342,19 @@ impl GitPlace {
 /// Runs `cmd`, keeping its latest stderr line in `progress`; on failure,
 /// its last lines.
 async fn run_with_progress(
-    mut cmd: tokio::process::Command,
+    cmd: tokio::process::Command,
     progress: Arc<Mutex<String>>,
 ) -> Result<(), String> {
+    let (ok, all) = run_capturing(cmd, progress).await?;
+    if ok { Ok(()) } else { Err(last_lines(&all)) }
+}
+
+/// Runs `cmd`, keeping its latest stderr line in `progress`; whether it
+/// succeeded, and the tail of what it printed on stderr.
+async fn run_capturing(
+    mut cmd: tokio::process::Command,
+    progress: Arc<Mutex<String>>,
+) -> Result<(bool, String), String> {
     let mut child = cmd
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -340,11 +388,7 @@ async fn run_with_progress(
         .wait()
         .await
         .map_err(|e| format!("cannot run git: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(last_lines(&String::from_utf8_lossy(&all)))
-    }
+    Ok((status.success(), String::from_utf8_lossy(&all).into_owned()))
 }
 
 /// The last lines git printed that are not progress, joined, printable.
@@ -388,10 +432,15 @@ impl CloneJobs {
             CloneJob::Running { url, progress, .. } => {
                 let now = progress.lock().map(|p| p.clone()).unwrap_or_default();
                 let url = crate::model::naming::printable(url, 80);
-                Some(if now.is_empty() {
-                    format!("cloning {url}")
+                let what = if url == "the setup script" {
+                    "preparing:".to_string()
                 } else {
-                    format!("cloning {url}: {now}")
+                    format!("cloning {url}:")
+                };
+                Some(if now.is_empty() {
+                    what.trim_end_matches(':').to_string()
+                } else {
+                    format!("{what} {now}")
                 })
             }
             CloneJob::Failed(_) => None,
@@ -420,16 +469,36 @@ impl CloneJobs {
 
     /// Starts cloning `repo` for sandbox `name` unless a clone runs already;
     /// `done` is written when it succeeds.
-    pub(crate) fn start(&self, place: GitPlace, repo: RepoSource, done: PathBuf) {
+    pub(crate) fn start(
+        &self,
+        place: GitPlace,
+        repo: Option<RepoSource>,
+        setup: Option<String>,
+        done: PathBuf,
+    ) {
         let Ok(mut jobs) = self.0.lock() else { return };
         if matches!(jobs.get(&place.name), Some(CloneJob::Running { .. })) {
             return;
         }
         let progress = Arc::new(Mutex::new(String::new()));
-        let (name, url) = (place.name.clone(), repo.url.clone());
+        let name = place.name.clone();
+        let url = repo
+            .as_ref()
+            .map_or_else(|| "the setup script".to_string(), |r| r.url.clone());
         let (me, shown) = (self.clone(), progress.clone());
         let task = tokio::spawn(async move {
-            let mut result = place.clone(&repo, shown).await;
+            let mut result = match &repo {
+                Some(repo) => place.clone(repo, shown.clone()).await,
+                None => Ok(()),
+            };
+            if result.is_ok()
+                && let Some(script) = &setup
+            {
+                if let Ok(mut p) = shown.lock() {
+                    *p = "running the setup script".into();
+                }
+                result = place.setup(script, shown).await;
+            }
             if result.is_ok()
                 && let Err(e) = super::files::write_owned(&done, Vec::new(), None).await
             {
@@ -502,6 +571,7 @@ mod tests {
             sandbox_dir: "/tmp/s".into(),
             run_dir: "/tmp/r".into(),
             identity: ("/tmp/p".into(), "/tmp/g".into()),
+            owner: None,
         };
         let cmd = place.command(&["clone", "--", "https://h/r", "."], true, Some("tok-123"));
         let std = cmd.as_std();

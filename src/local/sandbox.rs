@@ -37,8 +37,12 @@ const TMUX_ENV_FILE: &str = ".kiln-tmux-env";
 
 /// The patterns of the files Kiln keeps in a sandbox's working directory
 /// (kept out of a cloned repository's changes).
-pub(super) fn kiln_files() -> [String; 2] {
-    [ENV_FILE.to_string(), format!("{TMUX_ENV_FILE}-*")]
+pub(super) fn kiln_files() -> [String; 3] {
+    [
+        ENV_FILE.to_string(),
+        format!("{TMUX_ENV_FILE}-*"),
+        super::git::SETUP_LOG.to_string(),
+    ]
 }
 
 /// Sandboxes on this host.
@@ -329,6 +333,7 @@ impl LocalSandboxes {
             ),
             sandbox_dir: paths.sandbox_dir,
             run_dir: paths.run_dir,
+            owner: self.owner(),
         }
     }
 
@@ -343,11 +348,10 @@ impl LocalSandboxes {
     /// reports it, git's progress as the reason); `None` once the working
     /// directory has its clone. A failed clone is a permanent error with
     /// git's message, once: a retry clones again into an emptied directory.
-    async fn clone_first(
-        &self,
-        name: &str,
-        repo: &crate::driver::RepoSource,
-    ) -> DriverResult<Option<Observed>> {
+    async fn clone_first(&self, name: &str, spec: &SandboxSpec) -> DriverResult<Option<Observed>> {
+        if spec.repo.is_none() && spec.setup.is_none() {
+            return Ok(None);
+        }
         if tokio::fs::try_exists(self.cloned_marker(name))
             .await
             .unwrap_or(false)
@@ -387,8 +391,12 @@ impl LocalSandboxes {
             })?;
         let place = self.git_place(name);
         place.write_identity(self.owner()).await?;
-        self.clones
-            .start(place, repo.clone(), self.cloned_marker(name));
+        self.clones.start(
+            place,
+            spec.repo.clone(),
+            spec.setup.clone(),
+            self.cloned_marker(name),
+        );
         Ok(Some(Observed::Blocked(
             self.clones
                 .progress(name)
@@ -668,10 +676,8 @@ impl SandboxDriver for LocalSandboxes {
         validate_resource_name(name)?;
         let env = project_env(spec)?;
         let dir = self.sandbox_dir(&spec.resource);
-        if let Some(repo) = &spec.repo
-            && let Some(cloning) = self.clone_first(name, repo).await?
-        {
-            return Ok(cloning);
+        if let Some(preparing) = self.clone_first(name, spec).await? {
+            return Ok(preparing);
         }
         self.start_server(name).await?;
         self.write_env_file(spec, &env).await?;
@@ -687,7 +693,8 @@ impl SandboxDriver for LocalSandboxes {
         args.push("-e".into());
         args.push(format!("{SANDBOX_VAR}={name}"));
         args.push("--".into());
-        args.push(escape_arg(&session_command(&self.command)));
+        let command = spec.command.as_deref().unwrap_or(&self.command);
+        args.push(escape_arg(&session_command(command)));
         // Same command line, so the key list is recorded before anything can
         // call sync_env on the new session, and the pane is kept when the
         // program exits.

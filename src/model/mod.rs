@@ -20,6 +20,7 @@ pub mod signup_limit;
 pub mod since;
 pub mod status;
 pub mod team;
+pub mod template;
 pub mod terminal;
 #[cfg(test)]
 pub(crate) mod untrusted;

@@ -232,6 +232,8 @@ impl Reconciler {
                 env,
                 secret_keys,
                 repo,
+                command: inputs.session_command,
+                setup: inputs.setup_script,
             },
         ))
     }

@@ -43,6 +43,7 @@ mod commands;
 #[cfg(test)]
 mod properties;
 mod render;
+mod templates;
 
 use std::panic::AssertUnwindSafe;
 

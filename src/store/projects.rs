@@ -39,6 +39,14 @@ pub struct ProjectSource {
     pub git_repo: Option<String>,
     /// A branch name already validated (`model::git::check_branch`).
     pub git_branch: Option<String>,
+    /// The template it was made from, by name.
+    pub template: Option<String>,
+    /// What its default session runs (`None`: the server's default).
+    pub session_command: Option<String>,
+    /// Run once in the sandbox after its clone.
+    pub setup_script: Option<String>,
+    /// Variables it starts with (checked names, plain values).
+    pub env: Vec<(String, String)>,
 }
 
 /// One sandbox or database as the console shows it.
@@ -158,8 +166,9 @@ impl Store {
         super::quotas::lock_owner(&mut tx, user_id).await?;
         super::quotas::check(&mut tx, user_id, Ask::Create, None).await?;
         let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO projects (user_id, name, slug, description, git_repo, git_branch)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO projects (user_id, name, slug, description, git_repo, git_branch,
+                                   template, session_command, setup_script)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              RETURNING {PROJECT_COLUMNS}"
         )))
         .bind(user_id)
@@ -168,6 +177,9 @@ impl Store {
         .bind(description)
         .bind(&source.git_repo)
         .bind(&source.git_branch)
+        .bind(&source.template)
+        .bind(&source.session_command)
+        .bind(&source.setup_script)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| {
@@ -176,6 +188,20 @@ impl Store {
             })
         })?;
         let project = project_from_row(&row)?;
+        for (key, value) in &source.env {
+            crate::model::env::check_key(key)?;
+            crate::model::env::check_value(key, value)?;
+            sqlx::query(
+                "INSERT INTO environments (project_id, user_id, key, value, is_secret)
+                 VALUES ($1, $2, $3, $4, false)",
+            )
+            .bind(project.id)
+            .bind(user_id)
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
             "INSERT INTO sandboxes (project_id, user_id, resource_name) VALUES ($1, $2, $3)",
         )

@@ -48,6 +48,8 @@ fn sandbox_spec() -> SandboxSpec {
             .collect(),
         secret_keys: BTreeSet::from(["ANTHROPIC_AUTH_TOKEN".into(), "DATABASE_URL".into()]),
         repo: None,
+        command: None,
+        setup: None,
     }
 }
 

@@ -48,6 +48,8 @@ fn sandbox_spec(name: &str, env: &[(&str, &str)]) -> SandboxSpec {
             .collect(),
         secret_keys: Default::default(),
         repo: None,
+        command: None,
+        setup: None,
     }
 }
 

@@ -48,4 +48,5 @@ mod ssh_logs;
 mod ssh_openssh;
 mod store;
 mod teams;
+mod templates;
 mod user_configs;

@@ -32,14 +32,19 @@ pub(super) async fn dispatch(console: &UserConsole, args: ExecArgs, stdin: &[u8]
             team,
             repo,
             branch,
+            template,
         } => {
             let new = crate::console::NewProject {
                 description,
                 team,
                 repo,
                 branch,
+                template,
             };
             create(c, &name, &new, json).await
+        }
+        Cmd::Templates { action, name, from } => {
+            super::templates::templates(c, action, name.as_deref(), from.as_deref(), json).await
         }
         Cmd::Git { name, action } => match action {
             super::args::GitVerb::Status => git_status(c, &name, json).await,

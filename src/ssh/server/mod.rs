@@ -65,6 +65,8 @@ pub struct ConsoleDrivers {
     pub api_servers: crate::k8s::kubeconfig::ApiServerPolicy,
     /// Which repositories projects may start from (`git.allow_private_hosts`).
     pub repos: crate::console::RepoPolicy,
+    /// The built-in templates (`None`: those compiled in).
+    pub templates: Option<crate::console::Catalog>,
 }
 
 impl From<Option<Arc<dyn SessionAttach>>> for ConsoleDrivers {
@@ -115,6 +117,7 @@ pub async fn run(
         logs,
         api_servers,
         repos,
+        templates,
     } = drivers.into();
     let activity = ActivityRecorder::new();
     tokio::spawn(activity.clone().run(store.clone(), shutdown.clone()));
@@ -123,6 +126,7 @@ pub async fn run(
         console: Console::new(store.clone(), attach, logs)
             .with_api_servers(api_servers)
             .with_repos(repos)
+            .with_templates(templates.unwrap_or_else(crate::console::builtin_catalog))
             .with_feed(feed.clone()),
         store,
         lists: ProjectLists::new(feed),

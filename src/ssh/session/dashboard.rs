@@ -175,6 +175,7 @@ impl Dashboard {
                         team: None,
                         repo: Some(repo),
                         branch: Some(branch),
+                        template: None,
                     },
                 },
                 Effect::SetEnv {
