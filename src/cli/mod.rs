@@ -276,6 +276,13 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "50,200,500")]
         sessions: Vec<usize>,
     },
+    /// Create → RUNNING from a template that clones a small repository and runs a setup
+    /// script, on the local driver (p50/p99).
+    Create {
+        /// Projects created, one after another.
+        #[arg(long, default_value_t = 50)]
+        creates: usize,
+    },
     /// Agent hooks: fired → drawn on an open dashboard, and the hook command's own run time.
     Agents {
         /// Transitions timed (alternating needs_input and working).
@@ -441,6 +448,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = Database::open(&config, 2).await?;
             let admin = db.admin_url.clone();
             let r = crate::bench::console(&admin, changes, &sessions).await;
+            db.close().await?;
+            r
+        }
+        Command::Bench(BenchCommand::Create { creates }) => {
+            let db = Database::open(&config, 2).await?;
+            let admin = db.admin_url.clone();
+            let r = crate::bench::create(&admin, creates).await;
             db.close().await?;
             r
         }

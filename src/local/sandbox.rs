@@ -45,6 +45,10 @@ pub(super) fn kiln_files() -> [String; 3] {
     ]
 }
 
+/// How long `ensure` waits for a clone (and setup) before reporting it as
+/// under way: a small repository is ready within the same pass.
+const CLONE_INLINE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Sandboxes on this host.
 #[derive(Debug, Clone)]
 pub struct LocalSandboxes {
@@ -358,12 +362,29 @@ impl LocalSandboxes {
         {
             return Ok(None);
         }
+        if self.clones.progress(name).is_none() {
+            if let Some(failure) = self.clones.take_failure(name) {
+                return Err(DriverError::permanent(failure));
+            }
+            self.start_clone(name, spec).await?;
+        }
+        // A small repository is there within the pass; a large one is
+        // reported with git's progress and looked at again.
+        let deadline = tokio::time::Instant::now() + CLONE_INLINE_WAIT;
+        while self.clones.progress(name).is_some() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         if let Some(reason) = self.clones.progress(name) {
             return Ok(Some(Observed::Blocked(reason)));
         }
         if let Some(failure) = self.clones.take_failure(name) {
             return Err(DriverError::permanent(failure));
         }
+        Ok(None)
+    }
+
+    /// Empties the working directory and starts the clone (and setup) task.
+    async fn start_clone(&self, name: &str, spec: &SandboxSpec) -> DriverResult<()> {
         let paths = self.server_paths(name);
         let owner = self.owner().map(|u| (Some(u.uid), Some(u.gid)));
         for dir in [&paths.sandbox_dir, &paths.run_dir, &paths.network.dir] {
@@ -397,11 +418,7 @@ impl LocalSandboxes {
             spec.setup.clone(),
             self.cloned_marker(name),
         );
-        Ok(Some(Observed::Blocked(
-            self.clones
-                .progress(name)
-                .unwrap_or_else(|| "cloning".into()),
-        )))
+        Ok(())
     }
 
     /// The git state of the sandbox's working directory (`None`: not a

@@ -161,6 +161,7 @@ impl Dashboard {
                 Effect::LoadDetail { project } => Job::Detail { project },
                 Effect::LoadSessions { project } => Job::Sessions { project },
                 Effect::LoadGit { project } => Job::Git { project },
+                Effect::LoadTemplates => Job::Templates,
                 Effect::LoadSettings => Job::Settings,
                 Effect::Intent { project, intent } => Job::Request { project, intent },
                 Effect::Create {
@@ -168,6 +169,7 @@ impl Dashboard {
                     description,
                     repo,
                     branch,
+                    template,
                 } => Job::Create {
                     name,
                     new: crate::console::NewProject {
@@ -175,7 +177,7 @@ impl Dashboard {
                         team: None,
                         repo: Some(repo),
                         branch: Some(branch),
-                        template: None,
+                        template: Some(template),
                     },
                 },
                 Effect::SetEnv {

@@ -43,6 +43,7 @@ pub(super) enum Job {
     Git {
         project: String,
     },
+    Templates,
     Settings,
     Request {
         project: String,
@@ -109,6 +110,7 @@ impl Job {
             Job::Detail { .. }
             | Job::Sessions { .. }
             | Job::Git { .. }
+            | Job::Templates
             | Job::Settings
             | Job::Attach { .. }
             | Job::Switch { .. }
@@ -183,6 +185,11 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
             let state = c.git_state(&project).await.map_err(line);
             Answer::Msg(Msg::Git { project, state })
         }
+        // Without the list the dialog still creates (without a template).
+        Job::Templates => match c.templates().await {
+            Ok(list) => Answer::Msg(Msg::Templates(list)),
+            Err(_) => Answer::Nothing,
+        },
         Job::Settings => Answer::Msg(match c.settings().await {
             Ok(s) => Msg::Settings(Box::new(SettingsData {
                 keys: s.keys,

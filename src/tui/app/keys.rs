@@ -8,7 +8,7 @@ use crate::model::intent::Intent;
 use crate::store::env::EnvVar;
 use crate::tui::keys::{self as keymap, Action, Binding, Key};
 use crate::tui::screens::env::EnvScreen;
-use crate::tui::screens::forms::{CreateForm, EnvField, EnvForm};
+use crate::tui::screens::forms::{CreateField, CreateForm, EnvField, EnvForm};
 use crate::tui::text;
 
 impl App {
@@ -46,7 +46,11 @@ impl App {
 
     pub(super) fn type_text(&mut self, s: &str) {
         match (&mut self.overlay, self.screen) {
-            (Some(Overlay::Create(f)), _) => f.field_mut().push_str(s),
+            (Some(Overlay::Create(f)), _) => {
+                if let Some(field) = f.field_mut() {
+                    field.push_str(s);
+                }
+            }
             (Some(Overlay::EnvForm(f)), _) => {
                 let fixed_key = f.editing && f.focus == EnvField::Key;
                 match f.field_mut() {
@@ -74,6 +78,11 @@ impl App {
             Action::Quit => return vec![Effect::Quit],
             Action::Help => self.help = true,
             Action::CloseHelp => self.help = false,
+            Action::Up | Action::Down if matches!(&self.overlay, Some(Overlay::Create(f)) if f.focus == CreateField::Template) => {
+                if let Some(Overlay::Create(f)) = &mut self.overlay {
+                    f.cycle_template(action == Action::Down);
+                }
+            }
             Action::Up
             | Action::Down
             | Action::PageUp
@@ -130,7 +139,10 @@ impl App {
             Action::NextSession | Action::PrevSession | Action::RestartSession => {
                 return self.perform_session(action);
             }
-            Action::New => self.overlay = Some(Overlay::Create(CreateForm::new())),
+            Action::New => {
+                self.overlay = Some(Overlay::Create(CreateForm::new()));
+                return vec![Effect::LoadTemplates];
+            }
             Action::Intent(Intent::Delete) => {
                 if let Some(v) = self.target() {
                     let project = v.project.name.clone();
@@ -178,7 +190,8 @@ impl App {
             Action::TogglePassword => self.detail.show_password = !self.detail.show_password,
             Action::Erase => self.erase(),
             Action::NextField | Action::PrevField => match &mut self.overlay {
-                Some(Overlay::Create(f)) => f.switch(),
+                Some(Overlay::Create(f)) if action == Action::NextField => f.switch(),
+                Some(Overlay::Create(f)) => f.switch_back(),
                 Some(Overlay::EnvForm(f)) if action == Action::NextField => f.next(),
                 Some(Overlay::EnvForm(f)) => f.prev(),
                 Some(Overlay::PasswordForm(f)) => f.switch(),
@@ -249,7 +262,9 @@ impl App {
     fn erase(&mut self) {
         match &mut self.overlay {
             Some(Overlay::Create(f)) => {
-                f.field_mut().pop();
+                if let Some(field) = f.field_mut() {
+                    field.pop();
+                }
             }
             Some(Overlay::EnvForm(f)) => {
                 if let Some(field) = f.field_mut() {
@@ -284,11 +299,13 @@ impl App {
         match self.overlay.take() {
             Some(Overlay::Create(f)) => {
                 self.info(format!("creating {}…", text::clean(f.name.trim())));
+                let template = f.chosen().map(|t| t.name.clone()).unwrap_or_default();
                 vec![Effect::Create {
                     name: f.name,
                     description: f.description,
                     repo: f.repo,
                     branch: f.branch,
+                    template,
                 }]
             }
             Some(Overlay::EnvForm(f)) => {

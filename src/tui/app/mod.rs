@@ -228,6 +228,13 @@ impl App {
                 self.on_git(&project, state);
                 vec![]
             }
+            Msg::Templates(list) => {
+                if let Some(Overlay::Create(f)) = &mut self.overlay {
+                    f.templates = list;
+                    f.template = f.template.min(f.templates.len());
+                }
+                vec![]
+            }
             Msg::Sessions { project, sessions } => {
                 self.detail.set_sessions(&project, sessions);
                 vec![]

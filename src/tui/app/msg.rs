@@ -69,6 +69,8 @@ pub enum Msg {
         project: String,
         state: Result<Option<crate::model::git::GitState>, String>,
     },
+    /// Answer to Effect::LoadTemplates.
+    Templates(Vec<crate::console::TemplateInfo>),
 }
 
 /// What a `Msg::Done` answers, and so what follows it.
@@ -102,6 +104,8 @@ pub enum Effect {
         /// A repository to clone, and its branch (empty: none).
         repo: String,
         branch: String,
+        /// The template it starts from (empty: none).
+        template: String,
     },
     LoadDetail {
         project: String,
@@ -174,6 +178,8 @@ pub enum Effect {
     LoadGit {
         project: String,
     },
+    /// List the templates the create dialog offers; answered with `Msg::Templates`.
+    LoadTemplates,
     /// Close the pane; the session keeps running.
     Detach,
     /// Follow the project's sandbox log; answered with `Msg::Log`s.
@@ -204,7 +210,8 @@ impl Effect {
             Effect::LoadDetail { .. }
             | Effect::LoadSettings
             | Effect::LoadSessions { .. }
-            | Effect::LoadGit { .. } => Reply::Load,
+            | Effect::LoadGit { .. }
+            | Effect::LoadTemplates => Reply::Load,
             Effect::Quit
             | Effect::Attach { .. }
             | Effect::SwitchSession { .. }

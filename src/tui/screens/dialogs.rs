@@ -4,7 +4,7 @@
 use super::bindings::{FormKind, confirm, form};
 use super::forms::{ConfigForm, CreateForm, EnvField, EnvForm, KeyForm, PasswordForm};
 use super::settings::SettingsData;
-use crate::tui::keys::Binding;
+use crate::tui::keys::{Action, Binding, Key};
 
 /// A modal on top of the screen; it takes the keyboard until closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +47,17 @@ impl Overlay {
     /// already registered is refused in the key form).
     pub fn bindings(&self, settings: Option<&SettingsData>) -> Vec<Binding> {
         match self {
-            Overlay::Create(f) => form("create", f.valid(), FormKind::MultiField),
+            Overlay::Create(f) => {
+                let mut keys = form("create", f.valid(), FormKind::MultiField);
+                if f.focus == super::forms::CreateField::Template {
+                    keys.insert(1, Binding::new(Key::Down, "next template", Action::Down));
+                    keys.insert(
+                        2,
+                        Binding::new(Key::Up, "previous template", Action::Up).help_only(),
+                    );
+                }
+                keys
+            }
             Overlay::EnvForm(f) => form(
                 "save",
                 f.valid(),

@@ -15,6 +15,7 @@ pub enum CreateField {
     Description,
     Repo,
     Branch,
+    Template,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,10 @@ pub struct CreateForm {
     pub repo: String,
     /// Its branch (optional; only with a repository).
     pub branch: String,
+    /// The templates on offer (loaded when the dialog opens).
+    pub templates: Vec<crate::console::TemplateInfo>,
+    /// The chosen one: 0 is none, `i` is `templates[i - 1]`.
+    pub template: usize,
     pub focus: CreateField,
 }
 
@@ -41,8 +46,28 @@ impl CreateForm {
             description: String::new(),
             repo: String::new(),
             branch: String::new(),
+            templates: Vec::new(),
+            template: 0,
             focus: CreateField::Name,
         }
+    }
+
+    /// The chosen template, if any.
+    pub fn chosen(&self) -> Option<&crate::console::TemplateInfo> {
+        self.template
+            .checked_sub(1)
+            .and_then(|i| self.templates.get(i))
+    }
+
+    /// Up/Down on the template field: the previous or next one, wrapping
+    /// through "none".
+    pub fn cycle_template(&mut self, forward: bool) {
+        let n = self.templates.len() + 1;
+        self.template = if forward {
+            (self.template + 1) % n
+        } else {
+            (self.template + n - 1) % n
+        };
     }
 
     /// The repository's transport, or why it is refused (`Ok(None)`: none).
@@ -81,12 +106,15 @@ impl CreateForm {
         self.repo_check().map(|_| ())
     }
 
-    pub fn field_mut(&mut self) -> &mut String {
+    /// The text field under the cursor; `None` on the template, which is
+    /// chosen with the arrow keys.
+    pub fn field_mut(&mut self) -> Option<&mut String> {
         match self.focus {
-            CreateField::Name => &mut self.name,
-            CreateField::Description => &mut self.description,
-            CreateField::Repo => &mut self.repo,
-            CreateField::Branch => &mut self.branch,
+            CreateField::Name => Some(&mut self.name),
+            CreateField::Description => Some(&mut self.description),
+            CreateField::Repo => Some(&mut self.repo),
+            CreateField::Branch => Some(&mut self.branch),
+            CreateField::Template => None,
         }
     }
 
@@ -95,8 +123,16 @@ impl CreateForm {
             CreateField::Name => CreateField::Description,
             CreateField::Description => CreateField::Repo,
             CreateField::Repo => CreateField::Branch,
-            CreateField::Branch => CreateField::Name,
+            CreateField::Branch => CreateField::Template,
+            CreateField::Template => CreateField::Name,
         };
+    }
+
+    /// Shift-Tab: the previous field.
+    pub fn switch_back(&mut self) {
+        for _ in 0..4 {
+            self.switch();
+        }
     }
 }
 

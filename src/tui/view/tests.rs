@@ -136,6 +136,23 @@ fn create_dialog_with_a_repository_and_branch() {
 }
 
 #[test]
+fn create_dialog_offering_templates() {
+    snap("create_template", || {
+        use crate::console::{TemplateInfo, TemplateScope};
+        let mut a = app();
+        press(&mut a, &[Key::Char('n')]);
+        a.update(Msg::Templates(vec![TemplateInfo {
+            name: "python".into(),
+            description: "Python 3 with a virtual environment in .venv".into(),
+            scope: TemplateScope::Builtin,
+        }]));
+        a.update(Msg::Paste("api".into()));
+        press(&mut a, &[Key::BackTab, Key::Down]);
+        a
+    });
+}
+
+#[test]
 fn create_dialog_refuses_a_local_path_as_repository() {
     snap("create_repo_refused", || {
         let mut a = app();
