@@ -27,6 +27,13 @@ pub enum ConfigError {
     Kubernetes(String),
     #[error("invalid setting ssh.prefix_key: {0}")]
     PrefixKey(String),
+    #[error("template {file} is not valid: {error}")]
+    Template {
+        file: String,
+        error: crate::model::template::TemplateError,
+    },
+    #[error("cannot read the templates directory {dir}: {source}")]
+    TemplatesDir { dir: String, source: std::io::Error },
     #[error("invalid setting {key} = {value}: {why}")]
     Invalid {
         key: &'static str,
@@ -65,6 +72,10 @@ pub struct FileConfig {
     pub idle: IdleFile,
     #[serde(default)]
     pub notifications: NotificationsFile,
+    #[serde(default)]
+    pub git: GitFile,
+    #[serde(default)]
+    pub templates: TemplatesFile,
 }
 
 /// Agent hooks and their notifications (issue 20).
@@ -178,6 +189,22 @@ fn idle_policy(f: &IdleFile) -> Result<crate::model::idle::IdlePolicy, ConfigErr
         });
     }
     Ok(p)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatesFile {
+    /// A directory of `*.toml` templates offered like the built-in ones,
+    /// checked at start (a broken one stops Kiln, naming file and field).
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitFile {
+    /// Lets projects clone from hosts that resolve to loopback, link-local
+    /// or private addresses (`git.allow_private_hosts`, off by default).
+    pub allow_private_hosts: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -368,6 +395,10 @@ pub struct Config {
     pub idle: crate::model::idle::IdlePolicy,
     /// How long a notification is kept.
     pub notifications_keep_for: Duration,
+    /// Which repositories projects may start from.
+    pub git: crate::console::RepoPolicy,
+    /// The built-in templates and those of `templates.dir`, checked.
+    pub templates: crate::console::Catalog,
 }
 
 /// What the environment and flags contribute (read by `main`).
@@ -583,6 +614,7 @@ impl Config {
                 });
             }
         }
+        let templates = load_templates(file.templates.dir.as_deref())?;
         Ok(Config {
             agents: AgentsConfig {
                 hook_url,
@@ -593,6 +625,10 @@ impl Config {
             },
             idle,
             notifications_keep_for,
+            templates,
+            git: crate::console::RepoPolicy {
+                allow_private_hosts: file.git.allow_private_hosts.unwrap_or(false),
+            },
             http_listen,
             ssh_host_key_file: file.ssh.host_key_file.clone(),
             shutdown_grace,
@@ -614,6 +650,46 @@ impl Config {
             },
         })
     }
+}
+
+/// The built-in templates, then those in `dir` (`*.toml`, by file name),
+/// every one checked; the first broken one (or a name used twice) is named
+/// with its file and field.
+fn load_templates(dir: Option<&Path>) -> Result<crate::console::Catalog, ConfigError> {
+    use crate::model::template::{self, TemplateError};
+    let mut all =
+        template::builtins().map_err(|(file, error)| ConfigError::Template { file, error })?;
+    if let Some(dir) = dir {
+        let read_err = |source| ConfigError::TemplatesDir {
+            dir: dir.display().to_string(),
+            source,
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(read_err)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for path in files {
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(read_err)?;
+            let t = template::parse(&text).map_err(|error| ConfigError::Template {
+                file: file.clone(),
+                error,
+            })?;
+            if all.iter().any(|o| o.name == t.name) {
+                return Err(ConfigError::Template {
+                    file,
+                    error: TemplateError {
+                        field: "name".into(),
+                        reason: format!("{} is already the name of another template", t.name),
+                    },
+                });
+            }
+            all.push(t);
+        }
+    }
+    Ok(std::sync::Arc::new(all))
 }
 
 /// A config file holding the secret key must be Kiln's user's alone.

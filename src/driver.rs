@@ -91,6 +91,28 @@ pub struct SandboxSpec {
     /// the user's API keys, `DATABASE_URL`). A back end that can keep them
     /// apart (a Kubernetes Secret) does; none ever logs them.
     pub secret_keys: std::collections::BTreeSet<String>,
+    /// The repository its working directory starts from (cloned once,
+    /// before its first start; never again, so a restart keeps the work).
+    pub repo: Option<RepoSource>,
+    /// What its default session runs (`None`: the back end's default).
+    pub command: Option<String>,
+    /// Run once (`sh -c`) in the sandbox after its clone, before its first
+    /// start; a failure is permanent, with the script's last lines.
+    pub setup: Option<String>,
+}
+
+/// A repository a sandbox starts from: checked by the console when the
+/// project was created (see `model::git`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSource {
+    pub url: String,
+    /// The branch to check out; created from the default branch when the
+    /// repository has none of that name. `None`: the default branch.
+    pub branch: Option<String>,
+    /// The owner's HTTPS access token (`GIT_TOKEN`), handed to git through
+    /// a credential helper reading the environment: never in an argument,
+    /// never in the repository's config.
+    pub token: Option<Secret<String>>,
 }
 
 /// Everything needed to bring a database to its running state.
@@ -343,6 +365,18 @@ pub trait SessionAttach: Send + Sync + 'static {
     /// Kiln runs on, if the back end forwards it.
     async fn app_endpoint(&self, _r: &ResourceRef) -> DriverResult<Option<AppEndpoint>> {
         Ok(None)
+    }
+
+    /// The git state of the sandbox's working directory: branch, changed
+    /// files, ahead/behind its upstream (`None`: not a git repository, or
+    /// its clone is still under way).
+    async fn git_state(
+        &self,
+        _r: &ResourceRef,
+    ) -> DriverResult<Option<crate::model::git::GitState>> {
+        Err(DriverError::permanent(
+            "git state is not available for sandboxes on this back end yet",
+        ))
     }
 }
 

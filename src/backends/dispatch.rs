@@ -230,6 +230,16 @@ impl SessionAttach for Backends {
             Route::Cluster(c) => c.restart(r, session).await,
         }
     }
+
+    async fn git_state(
+        &self,
+        r: &ResourceRef,
+    ) -> DriverResult<Option<crate::model::git::GitState>> {
+        match self.route(r.owner).await? {
+            Route::Local => self.local_attach()?.git_state(r).await,
+            Route::Cluster(c) => c.git_state(r).await,
+        }
+    }
 }
 
 #[async_trait]

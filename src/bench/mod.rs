@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod attach;
 pub mod console;
+pub mod create;
 pub mod faults;
 #[cfg(feature = "test-support")]
 pub mod reconcile;
@@ -13,6 +14,7 @@ pub mod teams;
 pub use agents::agents;
 pub use attach::attach;
 pub use console::console;
+pub use create::create;
 pub use faults::faults;
 #[cfg(feature = "test-support")]
 pub use reconcile::reconcile;

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Overrides};
 use crate::runtime::Database;
 
-use operator::{agents, audit, mute, project, quota, status, team, user};
+use operator::{agents, audit, mute, project, quota, status, team, template, user};
 use serve::serve;
 
 pub use operator::age;
@@ -95,6 +95,9 @@ pub enum Command {
         #[arg(long)]
         off: bool,
     },
+    /// Global templates everyone may start a project from (built-in ones ship with Kiln).
+    #[command(subcommand)]
+    Template(TemplateCommand),
     /// Claude Code's hook command inside a sandbox: reads the hook's JSON
     /// on stdin and hands it to Kiln; always exits 0, within about 0.5 s.
     #[command(hide = true)]
@@ -108,6 +111,19 @@ pub enum Command {
         #[arg(long)]
         exited: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Add (or replace) a global template from a TOML file; a broken one is refused, naming the field.
+    Add { file: PathBuf },
+    /// List the built-in and global templates.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a global template.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +243,15 @@ pub enum ProjectCommand {
         /// Create it in this team, on the user's behalf: it is then TEAM/NAME.
         #[arg(long, value_name = "TEAM")]
         team: Option<String>,
+        /// Clone this repository into the sandbox first (https://, ssh://, git:// or user@host:path).
+        #[arg(long, value_name = "URL")]
+        repo: Option<String>,
+        /// The branch to check out (created from the default branch if missing).
+        #[arg(long, value_name = "B")]
+        branch: Option<String>,
+        /// Start from this template (`kiln template list`).
+        #[arg(long, value_name = "T")]
+        template: Option<String>,
     },
     List {
         #[command(flatten)]
@@ -319,6 +344,13 @@ pub enum BenchCommand {
         /// Timed runs per action.
         #[arg(long, default_value_t = 1000)]
         samples: usize,
+    },
+    /// Create → RUNNING from a template that clones a small repository and runs a setup
+    /// script, on the local driver (p50/p99).
+    Create {
+        /// Projects created, one after another.
+        #[arg(long, default_value_t = 50)]
+        creates: usize,
     },
     /// Agent hooks: fired → drawn on an open dashboard, and the hook command's own run time.
     Agents {
@@ -452,11 +484,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(cmd) => with_db(&config, async |db| user(db, cmd).await).await,
         Command::Project(cmd) => {
-            let idle = config.idle.clone();
-            with_db(&config, async |db| project(db, idle, cmd).await).await
+            let (idle, repos, catalog) =
+                (config.idle.clone(), config.git, config.templates.clone());
+            with_db(&config, async |db| {
+                project(db, idle, cmd, repos, catalog).await
+            })
+            .await
         }
         Command::Status { json } => with_db(&config, async |db| status(db, json).await).await,
         Command::Team(cmd) => with_db(&config, async |db| team(db, cmd).await).await,
+        Command::Template(cmd) => {
+            let catalog = config.templates.clone();
+            with_db(&config, async |db| template(db, cmd, catalog).await).await
+        }
         Command::Quota(cmd) => with_db(&config, async |db| quota(db, cmd).await).await,
         Command::Audit(args) => with_db(&config, async |db| audit(db, args).await).await,
         Command::Agents { owner, json } => {
@@ -510,6 +550,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 member_of,
             };
             let r = crate::bench::teams(&admin, &b).await;
+            db.close().await?;
+            r
+        }
+        Command::Bench(BenchCommand::Create { creates }) => {
+            let db = Database::open(&config, 2).await?;
+            let admin = db.admin_url.clone();
+            let r = crate::bench::create(&admin, creates).await;
             db.close().await?;
             r
         }

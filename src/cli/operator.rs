@@ -15,6 +15,49 @@ use crate::store::projects::ProjectView;
 use crate::store::resources::ResourceKind;
 
 /// `kiln team …`.
+pub(super) async fn template(
+    db: &Database,
+    cmd: super::TemplateCommand,
+    catalog: crate::console::Catalog,
+) -> anyhow::Result<()> {
+    use super::TemplateCommand as T;
+    let op = Console::new(db.store.clone(), None, None)
+        .with_templates(catalog)
+        .operator();
+    match cmd {
+        T::Add { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let t = op
+                .add_template(&text)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            println!("added global template {}", t.name);
+        }
+        T::List { json } => {
+            let list = op.global_templates().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("{:<20} {:<9} DESCRIPTION", "NAME", "FROM");
+                for t in &list {
+                    println!(
+                        "{:<20} {:<9} {}",
+                        t.name,
+                        t.scope.as_str(),
+                        printable(&t.description, 100)
+                    );
+                }
+            }
+        }
+        T::Remove { name } => {
+            op.remove_template(&name).await?;
+            println!("removed global template {}", printable(&name, 40));
+        }
+    }
+    Ok(())
+}
+
 pub(super) async fn team(db: &Database, cmd: TeamCommand) -> anyhow::Result<()> {
     use crate::model::team::TeamRole;
     let op = operator(db);
@@ -218,10 +261,14 @@ pub(super) async fn project(
     db: &Database,
     idle: crate::model::idle::IdlePolicy,
     cmd: ProjectCommand,
+    repos: crate::console::RepoPolicy,
+    catalog: crate::console::Catalog,
 ) -> anyhow::Result<()> {
     let as_owner = async |owner: &Owner| {
         Console::new(db.store.clone(), None, None)
             .with_idle(idle.clone())
+            .with_repos(repos)
+            .with_templates(catalog.clone())
             .operator()
             .for_user(&owner.user)
             .await
@@ -241,11 +288,18 @@ pub(super) async fn project(
             owner,
             description,
             team,
+            repo,
+            branch,
+            template,
         } => {
-            let v = as_owner(&owner)
-                .await?
-                .create(&name, &description, team.as_deref())
-                .await?;
+            let new = crate::console::NewProject {
+                description,
+                team,
+                repo,
+                branch,
+                template,
+            };
+            let v = as_owner(&owner).await?.create_from(&name, &new).await?;
             println!(
                 "created project {} (slug {}): {}",
                 printable(&v.project.name, 60),

@@ -94,6 +94,8 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         logs: Some(backends.clone()),
         api_servers: config.kubernetes.api_server_policy(),
         webhook_hosts,
+        repos: config.git,
+        templates: Some(config.templates.clone()),
     };
     // Users' webhooks: one delivery task per replica (they share the queue).
     tokio::spawn(

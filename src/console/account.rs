@@ -108,6 +108,8 @@ impl UserConsole {
                 .await
                 .map(|k| ConfigSet::Kubeconfig(Box::new(k)));
         }
+        // A repository token is a credential whatever the form said.
+        let secret = secret || key == crate::store::user_configs::GIT_TOKEN;
         // The webhook's URL is checked for where it points, whichever way
         // it was set (always kept secret: a URL may carry a token).
         if key == WEBHOOK_URL {

@@ -157,6 +157,17 @@ pub enum Action<'a> {
         project: &'a str,
         intent: Intent,
     },
+    ListTemplates,
+    ShowTemplate {
+        name: &'a str,
+    },
+    SaveTemplate {
+        name: &'a str,
+        project: &'a str,
+    },
+    DeleteTemplate {
+        name: &'a str,
+    },
 }
 
 /// What an action is about, for finding whose it is.
@@ -237,6 +248,10 @@ impl Action<'_> {
             Action::ExtendIdle { .. } => "idle.extend",
             Action::MuteAgent { muted: true, .. } => "agent.mute",
             Action::MuteAgent { .. } => "agent.unmute",
+            Action::ListTemplates => "templates.list",
+            Action::ShowTemplate { .. } => "template.show",
+            Action::SaveTemplate { .. } => "template.save",
+            Action::DeleteTemplate { .. } => "template.delete",
         }
     }
 
@@ -264,6 +279,8 @@ impl Action<'_> {
                 | Action::ListTeams
                 | Action::AdminView
                 | Action::ShowIdle { .. }
+                | Action::ListTemplates
+                | Action::ShowTemplate { .. }
         )
     }
 
@@ -296,6 +313,9 @@ impl Action<'_> {
             | Action::TeamRemove { team, .. } => Some(team),
             Action::RemoveKey { fingerprint } => Some(fingerprint),
             Action::SetConfig { key } | Action::UnsetConfig { key } => Some(key),
+            Action::ShowTemplate { name }
+            | Action::SaveTemplate { name, .. }
+            | Action::DeleteTemplate { name } => Some(name),
             _ => None,
         }
     }
@@ -322,7 +342,8 @@ impl<'a> Action<'a> {
             | Action::ShowIdle { project }
             | Action::SetIdle { project }
             | Action::ExtendIdle { project }
-            | Action::Logs { project } => Subject::Project(project),
+            | Action::Logs { project }
+            | Action::SaveTemplate { project, .. } => Subject::Project(project),
             _ => Subject::Own,
         }
     }

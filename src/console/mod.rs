@@ -22,8 +22,10 @@ mod idle;
 mod kubeconfig;
 mod operator;
 mod projects;
+mod repos;
 mod sessions;
 mod teams;
+mod templates;
 pub mod webhooks;
 
 use std::future::Future;
@@ -43,7 +45,9 @@ pub use error::{ConsoleError, ConsoleResult};
 pub use gate::{Access, Action, Actor, Front};
 pub use operator::{NewUser, OperatorConsole};
 pub use projects::{ProjectDetail, ProjectOverview};
+pub use repos::{NewProject, RepoPolicy};
 pub use sessions::{Attached, Restarted, Revoked, next_session, next_session_name};
+pub use templates::{Catalog, TemplateInfo, TemplateScope, builtin_catalog};
 
 /// The console's services, shared by every session of a server (cheap to clone).
 #[derive(Clone)]
@@ -62,6 +66,10 @@ pub struct Console {
     webhook_hosts: ApiServerPolicy,
     /// The idle policy: per-project settings and extensions are checked against it.
     idle: crate::model::idle::IdlePolicy,
+    /// Which repositories projects may start from.
+    repos: RepoPolicy,
+    /// The built-in templates (and the operator's directory of them).
+    templates: Catalog,
 }
 
 impl Console {
@@ -78,6 +86,8 @@ impl Console {
             feed: None,
             webhook_hosts: ApiServerPolicy::default(),
             idle: crate::model::idle::IdlePolicy::default(),
+            repos: RepoPolicy::default(),
+            templates: builtin_catalog(),
         }
     }
 
@@ -106,6 +116,19 @@ impl Console {
     /// link-local and private addresses (`agents.webhook_allow_private_hosts`).
     pub fn with_webhook_hosts(mut self, policy: ApiServerPolicy) -> Self {
         self.webhook_hosts = policy;
+        self
+    }
+
+    /// The same console, letting projects clone from private hosts when
+    /// `policy` says so (`git.allow_private_hosts`).
+    pub fn with_repos(mut self, policy: RepoPolicy) -> Self {
+        self.repos = policy;
+        self
+    }
+
+    /// The same console, offering `catalog` as the built-in templates.
+    pub fn with_templates(mut self, catalog: Catalog) -> Self {
+        self.templates = catalog;
         self
     }
 

@@ -29,6 +29,11 @@ impl OperatorConsole {
         &self.console.store
     }
 
+    /// The built-in templates this console offers.
+    pub(super) fn catalog(&self) -> &super::Catalog {
+        &self.console.templates
+    }
+
     /// An operator's change in the audit trail, under the user it concerns.
     pub(super) async fn record(
         &self,

@@ -148,21 +148,12 @@ impl UserConsole {
         description: &str,
         team: Option<&str>,
     ) -> ConsoleResult<ProjectView> {
-        self.gated_in(Action::CreateProject { name, team }, |s| async move {
-            if name.contains('/') {
-                return Err(ConsoleError::invalid(
-                    "name",
-                    "a project name cannot contain '/': TEAM/NAME names a team's project \
-                     (create one with --team TEAM)",
-                ));
-            }
-            let p = self
-                .store()
-                .create_project(s.owner, name, description, self.actor.event_name())
-                .await?;
-            Ok(s.present(self.store().find_project(s.owner, &p.slug).await?))
-        })
-        .await
+        let new = super::NewProject {
+            description: description.to_string(),
+            team: team.map(str::to_string),
+            ..Default::default()
+        };
+        self.create_from(name, &new).await
     }
 
     /// Records an intent; the project's status right after it.
@@ -222,6 +213,18 @@ impl UserConsole {
         })
         .await
     }
+}
+
+/// A new project's name may not look like a team's project.
+pub(super) fn check_new_name(name: &str) -> ConsoleResult<()> {
+    if name.contains('/') {
+        return Err(ConsoleError::invalid(
+            "name",
+            "a project name cannot contain '/': TEAM/NAME names a team's project \
+             (create one with --team TEAM)",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether the actor sees a project's variables (a team's viewer does not).

@@ -157,6 +157,13 @@ impl SessionAttach for LocalSandboxes {
             }))
     }
 
+    async fn git_state(
+        &self,
+        r: &ResourceRef,
+    ) -> DriverResult<Option<crate::model::git::GitState>> {
+        LocalSandboxes::git_state(self, r).await
+    }
+
     async fn restart(&self, r: &ResourceRef, session: Option<&str>) -> DriverResult<()> {
         let name = tmux_session(r, session)?;
         let shown = crate::model::naming::printable(session.unwrap_or("default"), 30);

@@ -7,6 +7,7 @@ mod attach;
 mod confine;
 mod database;
 mod files;
+mod git;
 pub mod hooks;
 mod network;
 mod pty_io;

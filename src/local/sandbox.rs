@@ -35,6 +35,20 @@ const ENV_FILE: &str = ".kiln-env";
 /// `tmux source-file` reads, for the same reason.
 const TMUX_ENV_FILE: &str = ".kiln-tmux-env";
 
+/// The patterns of the files Kiln keeps in a sandbox's working directory
+/// (kept out of a cloned repository's changes).
+pub(super) fn kiln_files() -> [String; 3] {
+    [
+        ENV_FILE.to_string(),
+        format!("{TMUX_ENV_FILE}-*"),
+        super::git::SETUP_LOG.to_string(),
+    ]
+}
+
+/// How long `ensure` waits for a clone (and setup) before reporting it as
+/// under way: a small repository is ready within the same pass.
+const CLONE_INLINE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Sandboxes on this host.
 #[derive(Debug, Clone)]
 pub struct LocalSandboxes {
@@ -51,6 +65,8 @@ pub struct LocalSandboxes {
     /// Output seen while observing (a program's, attached or not) is noted
     /// here as the sandbox's activity (`None`: not recorded).
     activity: Option<crate::store::activity::ActivityRecorder>,
+    /// Repository clones under way.
+    clones: super::git::CloneJobs,
 }
 
 /// Where agent hook reports go, and the binary that sends them.
@@ -107,6 +123,7 @@ impl LocalSandboxes {
             command: command.unwrap_or_else(default_command),
             agent_hooks: None,
             activity: None,
+            clones: Default::default(),
         };
         sandboxes.prepare_dirs()?;
         sandboxes.retire_shared_server();
@@ -332,6 +349,117 @@ impl LocalSandboxes {
                 port_file: self.run_dir.join(format!("{name}.port")),
             },
         }
+    }
+
+    /// Where sandbox `name`'s git runs (see `git`).
+    fn git_place(&self, name: &str) -> super::git::GitPlace {
+        let paths = self.server_paths(name);
+        super::git::GitPlace {
+            confinement: self.confinement.clone(),
+            name: name.to_owned(),
+            identity: (
+                paths.network.dir.join("passwd"),
+                paths.network.dir.join("group"),
+            ),
+            sandbox_dir: paths.sandbox_dir,
+            run_dir: paths.run_dir,
+            owner: self.owner(),
+        }
+    }
+
+    /// `{run}/{name}.cloned`: the sandbox's repository was cloned, so it is
+    /// never cloned again (Kiln's own file, out of the sandbox's reach).
+    fn cloned_marker(&self, name: &str) -> PathBuf {
+        self.run_dir.join(format!("{name}.cloned"))
+    }
+
+    /// Before a sandbox's first start: its repository, cloned in a task of
+    /// its own. `Some(observed)` while that is under way (the caller
+    /// reports it, git's progress as the reason); `None` once the working
+    /// directory has its clone. A failed clone is a permanent error with
+    /// git's message, once: a retry clones again into an emptied directory.
+    async fn clone_first(&self, name: &str, spec: &SandboxSpec) -> DriverResult<Option<Observed>> {
+        if spec.repo.is_none() && spec.setup.is_none() {
+            return Ok(None);
+        }
+        if tokio::fs::try_exists(self.cloned_marker(name))
+            .await
+            .unwrap_or(false)
+        {
+            return Ok(None);
+        }
+        if self.clones.progress(name).is_none() {
+            if let Some(failure) = self.clones.take_failure(name) {
+                return Err(DriverError::permanent(failure));
+            }
+            self.start_clone(name, spec).await?;
+        }
+        // A small repository is there within the pass; a large one is
+        // reported with git's progress and looked at again.
+        let deadline = tokio::time::Instant::now() + CLONE_INLINE_WAIT;
+        while self.clones.progress(name).is_some() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if let Some(reason) = self.clones.progress(name) {
+            return Ok(Some(Observed::Blocked(reason)));
+        }
+        if let Some(failure) = self.clones.take_failure(name) {
+            return Err(DriverError::permanent(failure));
+        }
+        Ok(None)
+    }
+
+    /// Empties the working directory and starts the clone (and setup) task.
+    async fn start_clone(&self, name: &str, spec: &SandboxSpec) -> DriverResult<()> {
+        let paths = self.server_paths(name);
+        let owner = self.owner().map(|u| (Some(u.uid), Some(u.gid)));
+        for dir in [&paths.sandbox_dir, &paths.run_dir, &paths.network.dir] {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || {
+                super::files::ensure_dir(&dir, 0o700, owner).map_err(|e| (dir, e))
+            })
+            .await
+            .map_err(|e| DriverError::transient(format!("sandbox {name}: {e}")))?
+            .map_err(|(dir, e)| {
+                DriverError::transient(format!(
+                    "sandbox {name}: cannot create {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        // What a clone cut short (Kiln restarted, a failure) left behind.
+        super::git::empty_dir(&paths.sandbox_dir)
+            .await
+            .map_err(|e| {
+                DriverError::transient(format!(
+                    "sandbox {name}: cannot empty {}: {e}",
+                    paths.sandbox_dir.display()
+                ))
+            })?;
+        let place = self.git_place(name);
+        place.write_identity(self.owner()).await?;
+        self.clones.start(
+            place,
+            spec.repo.clone(),
+            spec.setup.clone(),
+            self.cloned_marker(name),
+        );
+        Ok(())
+    }
+
+    /// The git state of the sandbox's working directory (`None`: not a
+    /// repository).
+    pub(crate) async fn git_state(
+        &self,
+        r: &ResourceRef,
+    ) -> DriverResult<Option<crate::model::git::GitState>> {
+        validate_resource_name(&r.resource_name)?;
+        let place = self.git_place(&r.resource_name);
+        if self.clones.progress(&r.resource_name).is_some() {
+            return Ok(None);
+        }
+        place.write_identity(self.owner()).await?;
+        place.status().await
     }
 
     /// A client of sandbox `name`'s tmux server.
@@ -613,6 +741,9 @@ impl SandboxDriver for LocalSandboxes {
         validate_resource_name(name)?;
         let env = project_env(spec)?;
         let dir = self.sandbox_dir(&spec.resource);
+        if let Some(preparing) = self.clone_first(name, spec).await? {
+            return Ok(preparing);
+        }
         self.start_server(name).await?;
         self.write_env_file(spec, &env).await?;
 
@@ -627,7 +758,8 @@ impl SandboxDriver for LocalSandboxes {
         args.push("-e".into());
         args.push(format!("{SANDBOX_VAR}={name}"));
         args.push("--".into());
-        args.push(escape_arg(&session_command(&self.command)));
+        let command = spec.command.as_deref().unwrap_or(&self.command);
+        args.push(escape_arg(&session_command(command)));
         // Same command line, so the key list is recorded before anything can
         // call sync_env on the new session, and the pane is kept when the
         // program exits.
@@ -665,6 +797,7 @@ impl SandboxDriver for LocalSandboxes {
     async fn delete(&self, r: &ResourceRef) -> DriverResult<()> {
         let name = &r.resource_name;
         validate_resource_name(name)?;
+        self.clones.abort(name);
         self.stop_server(name).await?;
         let paths = self.server_paths(name);
         for dir in [&paths.sandbox_dir, &paths.run_dir, &paths.network.dir] {
@@ -679,7 +812,8 @@ impl SandboxDriver for LocalSandboxes {
                 }
             }
         }
-        for file in [&paths.lock, &paths.log, &paths.network.port_file] {
+        let cloned = self.cloned_marker(name);
+        for file in [&paths.lock, &paths.log, &paths.network.port_file, &cloned] {
             let _ = tokio::fs::remove_file(file).await;
         }
         Ok(())
@@ -702,6 +836,8 @@ impl SandboxDriver for LocalSandboxes {
             // absent rather than failing the whole batch.
             let observed = if validate_resource_name(name).is_err() {
                 Observed::Absent
+            } else if let Some(reason) = self.clones.progress(name) {
+                Observed::Blocked(reason)
             } else if self.has_default_session(name).await? {
                 // A Kiln started after the sandbox listens for it again.
                 if let Some(hooks) = &self.agent_hooks

@@ -6,6 +6,7 @@ pub mod agent_settings;
 pub mod aggregate;
 pub mod db_credentials;
 pub mod env;
+pub mod git;
 pub mod hook_token;
 pub mod idle;
 pub mod intent;
@@ -22,6 +23,7 @@ pub mod signup_limit;
 pub mod since;
 pub mod status;
 pub mod team;
+pub mod template;
 pub mod terminal;
 #[cfg(test)]
 pub(crate) mod untrusted;

@@ -206,6 +206,14 @@ impl Reconciler {
         // name, as in the seed; the kubeconfig and the rest never leave.
         let configs = self.store.list_user_configs(row.user_id).await?;
         stats.queries += 1;
+        let repo = inputs.git_repo.map(|url| crate::driver::RepoSource {
+            url,
+            branch: inputs.git_branch,
+            token: configs
+                .iter()
+                .find(|c| c.key == crate::store::user_configs::GIT_TOKEN)
+                .map(|c| c.value.clone()),
+        });
         for c in configs {
             if let Some(name) = crate::model::env::sandbox_name_of_user_setting(&c.key) {
                 env.retain(|(k, _)| k != name);
@@ -237,6 +245,9 @@ impl Reconciler {
                 resource: r.clone(),
                 env,
                 secret_keys,
+                repo,
+                command: inputs.session_command,
+                setup: inputs.setup_script,
             },
         ))
     }

@@ -52,6 +52,7 @@ mod idle;
 #[cfg(test)]
 mod properties;
 mod render;
+mod templates;
 
 use std::panic::AssertUnwindSafe;
 

@@ -20,6 +20,12 @@ pub struct SandboxInputs {
     pub secret_keys: BTreeSet<String>,
     /// The project's database: resource name, namespace, sealed password.
     pub database: Option<(String, String, Vec<u8>)>,
+    /// The repository the sandbox starts from, and its branch.
+    pub git_repo: Option<String>,
+    pub git_branch: Option<String>,
+    /// What its default session runs, and its one-time setup script.
+    pub session_command: Option<String>,
+    pub setup_script: Option<String>,
 }
 
 impl Store {
@@ -28,7 +34,7 @@ impl Store {
     /// key) and its database's name, namespace and sealed password.
     pub async fn sandbox_inputs(&self, project_id: Uuid) -> StoreResult<SandboxInputs> {
         let row = sqlx::query(
-            "SELECT p.env_version,
+            "SELECT p.env_version, p.git_repo, p.git_branch, p.session_command, p.setup_script,
                     coalesce((SELECT array_agg(e.key ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS keys,
                     coalesce((SELECT array_agg(coalesce(e.value, '') ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS plain,
                     coalesce((SELECT array_agg(coalesce(e.value_enc, '') ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS sealed,
@@ -74,6 +80,10 @@ impl Store {
             env,
             secret_keys,
             database,
+            git_repo: row.try_get("git_repo")?,
+            git_branch: row.try_get("git_branch")?,
+            session_command: row.try_get("session_command")?,
+            setup_script: row.try_get("setup_script")?,
         })
     }
 

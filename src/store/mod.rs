@@ -24,6 +24,7 @@ pub mod signin_limits;
 pub mod signup_limits;
 pub mod status;
 pub mod teams;
+pub mod templates;
 pub mod user_configs;
 pub mod users;
 pub mod webhooks;

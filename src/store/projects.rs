@@ -23,11 +23,33 @@ pub struct Project {
     pub description: String,
     pub status: ProjectStatus,
     pub env_version: i64,
+    /// The repository its sandbox started from, and the branch asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_repo: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_branch: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Its agents' notifications (and the bell) are muted.
     #[serde(skip)]
     pub agent_muted: bool,
+}
+
+/// What a new project starts from besides its name (checked by the console).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectSource {
+    /// A repository URL already validated (`model::git::parse_repo_url`).
+    pub git_repo: Option<String>,
+    /// A branch name already validated (`model::git::check_branch`).
+    pub git_branch: Option<String>,
+    /// The template it was made from, by name.
+    pub template: Option<String>,
+    /// What its default session runs (`None`: the server's default).
+    pub session_command: Option<String>,
+    /// Run once in the sandbox after its clone.
+    pub setup_script: Option<String>,
+    /// Variables it starts with (checked names, plain values).
+    pub env: Vec<(String, String)>,
 }
 
 /// One sandbox or database as the console shows it.
@@ -63,7 +85,7 @@ pub struct ProjectView {
 }
 
 const PROJECT_COLUMNS: &str = "id, user_id, name, slug, description, status, env_version, \
-     created_at, updated_at, agent_muted";
+                               git_repo, git_branch, created_at, updated_at, agent_muted";
 
 fn project_from_row(r: &sqlx::postgres::PgRow) -> Result<Project, sqlx::Error> {
     Ok(Project {
@@ -74,6 +96,8 @@ fn project_from_row(r: &sqlx::postgres::PgRow) -> Result<Project, sqlx::Error> {
         description: r.try_get("description")?,
         status: parse(r.try_get("status")?)?,
         env_version: r.try_get("env_version")?,
+        git_repo: r.try_get("git_repo")?,
+        git_branch: r.try_get("git_branch")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         agent_muted: r.try_get("agent_muted")?,
@@ -116,6 +140,19 @@ impl Store {
         description: &str,
         actor: &str,
     ) -> StoreResult<Project> {
+        self.create_project_from(user_id, name, description, &ProjectSource::default(), actor)
+            .await
+    }
+
+    /// [`Store::create_project`] whose sandbox starts from `source`.
+    pub async fn create_project_from(
+        &self,
+        user_id: Uuid,
+        name: &str,
+        description: &str,
+        source: &ProjectSource,
+        actor: &str,
+    ) -> StoreResult<Project> {
         let slug = slugify(name)?;
         naming::check_description(description)?;
         if description.chars().any(|c| c.is_control() && c != '\n') {
@@ -136,13 +173,20 @@ impl Store {
         super::quotas::lock_owner(&mut tx, user_id).await?;
         super::quotas::check(&mut tx, user_id, Ask::Create, None, self.sandbox_size).await?;
         let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO projects (user_id, name, slug, description) VALUES ($1, $2, $3, $4)
+            "INSERT INTO projects (user_id, name, slug, description, git_repo, git_branch,
+                                   template, session_command, setup_script)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              RETURNING {PROJECT_COLUMNS}"
         )))
         .bind(user_id)
         .bind(name)
         .bind(&slug)
         .bind(description)
+        .bind(&source.git_repo)
+        .bind(&source.git_branch)
+        .bind(&source.template)
+        .bind(&source.session_command)
+        .bind(&source.setup_script)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| {
@@ -151,6 +195,20 @@ impl Store {
             })
         })?;
         let project = project_from_row(&row)?;
+        for (key, value) in &source.env {
+            crate::model::env::check_key(key)?;
+            crate::model::env::check_value(key, value)?;
+            sqlx::query(
+                "INSERT INTO environments (project_id, user_id, key, value, is_secret)
+                 VALUES ($1, $2, $3, $4, false)",
+            )
+            .bind(project.id)
+            .bind(user_id)
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
             "INSERT INTO sandboxes (project_id, user_id, resource_name) VALUES ($1, $2, $3)",
         )

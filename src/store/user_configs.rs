@@ -23,6 +23,9 @@ pub const KNOWN_CONFIGS: &[(&str, bool)] = &[
 ];
 
 pub const KUBECONFIG: &str = "KUBECONFIG";
+/// An HTTPS access token for the user's private repositories: handed to
+/// the clone of a new sandbox, never put in a sandbox's environment.
+pub const GIT_TOKEN: &str = "GIT_TOKEN";
 
 /// One setting as its owner sees it (the value decrypted). The value is a
 /// [`Secret`] whether or not the user marked it secret, so no debug print
@@ -41,6 +44,7 @@ pub fn default_secret(key: &str) -> bool {
     // The webhook's URL may carry a token (the console keeps it secret
     // whatever the form says; its own line on the settings screen shows it).
     key == super::webhooks::WEBHOOK_URL
+        || key == GIT_TOKEN
         || KNOWN_CONFIGS.iter().any(|&(k, secret)| k == key && secret)
 }
 
@@ -49,6 +53,7 @@ pub fn category_for(key: &str) -> &'static str {
     match key {
         KUBECONFIG => "kubernetes",
         super::webhooks::WEBHOOK_URL => "notifications",
+        GIT_TOKEN => "git",
         k if k.starts_with("ANTHROPIC_") => "anthropic",
         _ => "general",
     }

@@ -74,6 +74,8 @@ pub fn project(n: u128, name: &str, status: ProjectStatus, age_secs: i64) -> Pro
             description: format!("the {name} project"),
             status,
             env_version: 3,
+            git_repo: None,
+            git_branch: None,
             created_at: ago(age_secs),
             updated_at: ago(age_secs / 2),
             agent_muted: false,

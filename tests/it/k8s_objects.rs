@@ -47,6 +47,9 @@ fn sandbox_spec() -> SandboxSpec {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         secret_keys: BTreeSet::from(["ANTHROPIC_AUTH_TOKEN".into(), "DATABASE_URL".into()]),
+        repo: None,
+        command: None,
+        setup: None,
     }
 }
 

@@ -47,6 +47,9 @@ fn sandbox_spec(name: &str, env: &[(&str, &str)]) -> SandboxSpec {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         secret_keys: Default::default(),
+        repo: None,
+        command: None,
+        setup: None,
     }
 }
 

@@ -50,6 +50,16 @@ pub(super) enum Cmd {
         /// Create it in this team (you need the member role); it is then TEAM/NAME
         #[arg(long, value_name = "TEAM")]
         team: Option<String>,
+        /// Clone this repository into the sandbox first (https://, ssh://, git:// or
+        /// user@host:path; a private one uses your GIT_TOKEN setting)
+        #[arg(long, value_name = "URL")]
+        repo: Option<String>,
+        /// Check out this branch of the repository (created from the default branch if missing)
+        #[arg(long, short, value_name = "B")]
+        branch: Option<String>,
+        /// Start from this template (`templates` lists them): its command, variables, repository
+        #[arg(long, short, value_name = "T")]
+        template: Option<String>,
     },
     /// A team's members: list them, or (team owners) add, change or remove one
     ///
@@ -126,6 +136,28 @@ pub(super) enum Cmd {
         /// With set: store the value encrypted and never print it back
         #[arg(long)]
         secret: bool,
+    },
+    /// List, show, save or delete templates (yours are seen by nobody else)
+    ///
+    /// `templates` lists them; `templates show T` prints one; `templates save T --from PROJECT`
+    /// saves yours from a project (secret variables by name only); `templates delete T`.
+    Templates {
+        /// What to do
+        #[arg(value_enum, default_value_t = TemplatesVerb::List, hide_default_value = true)]
+        action: TemplatesVerb,
+        /// The template's name (show, save, delete)
+        name: Option<String>,
+        /// With save: the project to take it from
+        #[arg(long, value_name = "PROJECT")]
+        from: Option<String>,
+    },
+    /// Show the git state of a project's working tree: branch, changed files, ahead/behind
+    Git {
+        /// Project name or slug
+        name: String,
+        /// What to show
+        #[arg(value_enum, default_value_t = GitVerb::Status, hide_default_value = true)]
+        action: GitVerb,
     },
     /// Show a project's event history, oldest first
     Events {
@@ -282,6 +314,24 @@ pub(super) enum TeamVerb {
     Add,
     /// Remove a member
     Remove,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum TemplatesVerb {
+    /// Every template you may use (the default)
+    List,
+    /// One template, as its file
+    Show,
+    /// Save your own from a project (--from PROJECT)
+    Save,
+    /// Delete one of yours
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum GitVerb {
+    /// Branch, changed files and ahead/behind its upstream (the default)
+    Status,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

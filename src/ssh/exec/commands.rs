@@ -30,7 +30,25 @@ pub(super) async fn dispatch(console: &UserConsole, args: ExecArgs, stdin: &[u8]
             name,
             description,
             team,
-        } => create(c, &name, &description, team.as_deref(), json).await,
+            repo,
+            branch,
+            template,
+        } => {
+            let new = crate::console::NewProject {
+                description,
+                team,
+                repo,
+                branch,
+                template,
+            };
+            create(c, &name, &new, json).await
+        }
+        Cmd::Templates { action, name, from } => {
+            super::templates::templates(c, action, name.as_deref(), from.as_deref(), json).await
+        }
+        Cmd::Git { name, action } => match action {
+            super::args::GitVerb::Status => git_status(c, &name, json).await,
+        },
         Cmd::Team {
             team,
             action,
@@ -170,11 +188,10 @@ async fn project(c: &UserConsole, name: &str, as_json: bool) -> Out {
 async fn create(
     c: &UserConsole,
     name: &str,
-    description: &str,
-    team: Option<&str>,
+    new: &crate::console::NewProject,
     as_json: bool,
 ) -> Out {
-    let view = c.create(name, description, team).await?;
+    let view = c.create_from(name, new).await?;
     Ok(if as_json {
         json(&ProjectJson::from(&view))
     } else {
@@ -186,6 +203,29 @@ async fn create(
             p.status,
             p.slug
         )
+    })
+}
+
+/// `git NAME status`: one line, or the state as JSON (`null` fields when
+/// the working tree is not a repository).
+async fn git_status(c: &UserConsole, name: &str, as_json: bool) -> Out {
+    let state = c.git_state(name).await?;
+    Ok(match (as_json, state) {
+        (true, Some(s)) => json(&serde_json::json!({
+            "project": name.trim(),
+            "repository": true,
+            "branch": s.branch,
+            "upstream": s.upstream,
+            "ahead": s.ahead,
+            "behind": s.behind,
+            "changed": s.changed,
+        })),
+        (true, None) => json(&serde_json::json!({"project": name.trim(), "repository": false})),
+        (false, Some(s)) => format!("{}\n", safe(&s.summary(), 300)),
+        (false, None) => format!(
+            "{} has no git repository in its working directory (yet)\n",
+            safe(name.trim(), 100)
+        ),
     })
 }
 

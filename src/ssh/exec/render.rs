@@ -28,6 +28,11 @@ pub struct ProjectJson {
     pub env_version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The repository its sandbox started from, and the branch asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_repo: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_branch: Option<String>,
     pub resources: Vec<ResourceJson>,
 }
 
@@ -104,6 +109,8 @@ impl From<&ProjectView> for ProjectJson {
             env_version: p.env_version,
             created_at: p.created_at,
             updated_at: p.updated_at,
+            git_repo: p.git_repo.clone(),
+            git_branch: p.git_branch.clone(),
             resources: v.resources.iter().map(ResourceJson::from).collect(),
         }
     }
@@ -286,6 +293,15 @@ pub fn project_detail(v: &ProjectView, env: &[EnvVar], events: &[Event]) -> Stri
     let _ = writeln!(out, "status       {}", p.status);
     if !p.description.is_empty() {
         let _ = writeln!(out, "description  {}", safe(&p.description, 200));
+    }
+    if let Some(repo) = &p.git_repo {
+        let branch = p.git_branch.as_deref().unwrap_or("(default branch)");
+        let _ = writeln!(
+            out,
+            "repository   {} on {}",
+            safe(repo, 200),
+            safe(branch, 100)
+        );
     }
     let _ = writeln!(
         out,

@@ -65,6 +65,10 @@ pub struct ConsoleDrivers {
     pub api_servers: crate::k8s::kubeconfig::ApiServerPolicy,
     /// Where users' webhooks may point (`agents.webhook_allow_private_hosts`).
     pub webhook_hosts: crate::k8s::kubeconfig::ApiServerPolicy,
+    /// Which repositories projects may start from (`git.allow_private_hosts`).
+    pub repos: crate::console::RepoPolicy,
+    /// The built-in templates (`None`: those compiled in).
+    pub templates: Option<crate::console::Catalog>,
 }
 
 impl From<Option<Arc<dyn SessionAttach>>> for ConsoleDrivers {
@@ -115,6 +119,8 @@ pub async fn run(
         logs,
         api_servers,
         webhook_hosts,
+        repos,
+        templates,
     } = drivers.into();
     let activity = ActivityRecorder::new();
     tokio::spawn(activity.clone().run(store.clone(), shutdown.clone()));
@@ -124,6 +130,8 @@ pub async fn run(
             .with_api_servers(api_servers)
             .with_webhook_hosts(webhook_hosts)
             .with_idle(config.idle.clone())
+            .with_repos(repos)
+            .with_templates(templates.unwrap_or_else(crate::console::builtin_catalog))
             .with_feed(feed.clone()),
         store,
         lists: ProjectLists::new(feed),

@@ -43,6 +43,10 @@ pub(super) enum Job {
     Sessions {
         project: String,
     },
+    Git {
+        project: String,
+    },
+    Templates,
     Settings,
     Request {
         project: String,
@@ -50,8 +54,7 @@ pub(super) enum Job {
     },
     Create {
         name: String,
-        description: String,
-        team: Option<String>,
+        new: crate::console::NewProject,
     },
     /// The teams the user may create in.
     Teams,
@@ -127,6 +130,8 @@ impl Job {
         match self {
             Job::Detail { .. }
             | Job::Sessions { .. }
+            | Job::Git { .. }
+            | Job::Templates
             | Job::Settings
             | Job::Teams
             | Job::Admin
@@ -203,6 +208,15 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
             Ok(sessions) => Answer::Msg(Msg::Sessions { project, sessions }),
             Err(_) => Answer::Nothing,
         },
+        Job::Git { project } => {
+            let state = c.git_state(&project).await.map_err(line);
+            Answer::Msg(Msg::Git { project, state })
+        }
+        // Without the list the dialog still creates (without a template).
+        Job::Templates => match c.templates().await {
+            Ok(list) => Answer::Msg(Msg::Templates(list)),
+            Err(_) => Answer::Nothing,
+        },
         Job::Settings => Answer::Msg(match c.settings().await {
             Ok(s) => Msg::Settings(Box::new(SettingsData {
                 keys: s.keys,
@@ -249,12 +263,8 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                 "admin intents need the admin role",
             ))),
         },
-        Job::Create {
-            name,
-            description,
-            team,
-        } => done(
-            c.create(&name, &description, team.as_deref())
+        Job::Create { name, new } => done(
+            c.create_from(&name, &new)
                 .await
                 .map(|v| format!("created {} (slug {})", v.project.name, v.project.slug)),
         ),

@@ -8,7 +8,7 @@ use crate::model::intent::Intent;
 use crate::store::env::EnvVar;
 use crate::tui::keys::{self as keymap, Action, Binding, Key};
 use crate::tui::screens::env::EnvScreen;
-use crate::tui::screens::forms::{CreateForm, EnvField, EnvForm};
+use crate::tui::screens::forms::{CreateField, CreateForm, EnvField, EnvForm};
 use crate::tui::text;
 
 impl App {
@@ -48,7 +48,9 @@ impl App {
         match (&mut self.overlay, self.screen) {
             (Some(Overlay::Create(f)), _) => match f.field_mut() {
                 Some(field) => field.push_str(s),
-                None => self.refuse("← and → choose the owner; Tab moves to a text field"),
+                None => self.refuse(
+                    "← and → choose the owner, ↑/↓ the template; Tab moves to a text field",
+                ),
             },
             (Some(Overlay::EnvForm(f)), _) => {
                 let fixed_key = f.editing && f.focus == EnvField::Key;
@@ -86,6 +88,11 @@ impl App {
             Action::Quit => return vec![Effect::Quit],
             Action::Help => self.help = true,
             Action::CloseHelp => self.help = false,
+            Action::Up | Action::Down if matches!(&self.overlay, Some(Overlay::Create(f)) if f.focus == CreateField::Template) => {
+                if let Some(Overlay::Create(f)) = &mut self.overlay {
+                    f.cycle_template(action == Action::Down);
+                }
+            }
             Action::Up
             | Action::Down
             | Action::PageUp
@@ -157,8 +164,9 @@ impl App {
             }
             Action::New => {
                 self.overlay = Some(Overlay::Create(CreateForm::new()));
-                // The owner field offers the user's teams once they arrive.
-                return vec![Effect::LoadTeams];
+                // The owner field offers the user's teams, the template field
+                // the templates, once they arrive.
+                return vec![Effect::LoadTeams, Effect::LoadTemplates];
             }
             Action::ChoicePrev | Action::ChoiceNext => {
                 if let Some(Overlay::Create(f)) = &mut self.overlay {
@@ -332,10 +340,14 @@ impl App {
             Some(Overlay::Create(f)) => {
                 let shown = f.owner.qualified(f.name.trim());
                 self.info(format!("creating {}…", text::clean(&shown)));
+                let template = f.chosen().map(|t| t.name.clone()).unwrap_or_default();
                 vec![Effect::Create {
                     team: f.owner.team().map(str::to_string),
                     name: f.name,
                     description: f.description,
+                    repo: f.repo,
+                    branch: f.branch,
+                    template,
                 }]
             }
             Some(Overlay::EnvForm(f)) => {

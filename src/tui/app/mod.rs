@@ -6,6 +6,7 @@ mod admin;
 mod bindings;
 mod data;
 mod draw;
+mod git;
 mod keys;
 mod msg;
 mod notifications;
@@ -160,7 +161,11 @@ impl App {
             Screen::Detail | Screen::Env => {
                 self.detail.data.as_ref().is_some_and(|d| busy(&d.view))
             }
-            Screen::Settings | Screen::Logs | Screen::Inbox | Screen::Admin | Screen::Notifications => false,
+            Screen::Settings
+            | Screen::Logs
+            | Screen::Inbox
+            | Screen::Admin
+            | Screen::Notifications => false,
         }
     }
 
@@ -217,7 +222,9 @@ impl App {
             Msg::PaneClosed(reason) => {
                 self.pane = None;
                 self.info(&reason);
-                self.on_poll_sessions()
+                let mut fx = self.on_poll_sessions();
+                fx.extend(self.git_refresh());
+                fx
             }
             Msg::PaneNotice(line) => {
                 match line {
@@ -233,7 +240,7 @@ impl App {
             }
             Msg::Detail(d) => {
                 self.on_detail(*d);
-                vec![]
+                self.git_after_detail()
             }
             Msg::Done(tag, result) => self.on_done(tag, result),
             Msg::Tick => {
@@ -244,7 +251,22 @@ impl App {
                 self.settings.set_data(*data);
                 vec![]
             }
-            Msg::PollSessions => self.on_poll_sessions(),
+            Msg::PollSessions => {
+                let mut fx = self.on_poll_sessions();
+                fx.extend(self.on_poll_git());
+                fx
+            }
+            Msg::Git { project, state } => {
+                self.on_git(&project, state);
+                vec![]
+            }
+            Msg::Templates(list) => {
+                if let Some(Overlay::Create(f)) = &mut self.overlay {
+                    f.templates = list;
+                    f.template = f.template.min(f.templates.len());
+                }
+                vec![]
+            }
             Msg::Sessions { project, sessions } => {
                 self.detail.set_sessions(&project, sessions);
                 vec![]

@@ -71,6 +71,14 @@ pub enum Msg {
     Unread(i64),
     /// Answer to Effect::LoadNotifications (they are read now).
     Notifications(Vec<crate::store::agents::Notification>),
+    /// Answer to Effect::LoadGit: the working tree's state (`None`: not a
+    /// repository) or why it could not be read.
+    Git {
+        project: String,
+        state: Result<Option<crate::model::git::GitState>, String>,
+    },
+    /// Answer to Effect::LoadTemplates.
+    Templates(Vec<crate::console::TemplateInfo>),
 }
 
 /// What a `Msg::Done` answers, and so what follows it.
@@ -103,6 +111,11 @@ pub enum Effect {
     Create {
         name: String,
         description: String,
+        /// A repository to clone, and its branch (empty: none).
+        repo: String,
+        branch: String,
+        /// The template it starts from (empty: none).
+        template: String,
         /// The team to create it in; `None`: the user's own.
         team: Option<String>,
     },
@@ -188,6 +201,12 @@ pub enum Effect {
     LoadSessions {
         project: String,
     },
+    /// Read the open project's git state; answered with `Msg::Git`.
+    LoadGit {
+        project: String,
+    },
+    /// List the templates the create dialog offers; answered with `Msg::Templates`.
+    LoadTemplates,
     /// Close the pane; the session keeps running.
     Detach,
     /// Follow the project's sandbox log; answered with `Msg::Log`s.
@@ -214,9 +233,7 @@ impl Effect {
             Effect::Intent { .. }
             | Effect::Create { .. }
             | Effect::MuteAgent { .. }
-            | Effect::ExtendIdle { .. } => {
-                Reply::Change
-            }
+            | Effect::ExtendIdle { .. } => Reply::Change,
             Effect::Restart {
                 from_pane: true, ..
             } => Reply::Pane,
@@ -232,7 +249,9 @@ impl Effect {
             | Effect::LoadSessions { .. }
             | Effect::LoadTeams
             | Effect::LoadAdmin
-            | Effect::LoadNotifications => Reply::Load,
+            | Effect::LoadNotifications
+            | Effect::LoadGit { .. }
+            | Effect::LoadTemplates => Reply::Load,
             Effect::AdminIntent { .. } => Reply::Admin,
             Effect::Quit
             | Effect::Attach { .. }

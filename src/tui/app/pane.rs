@@ -76,7 +76,9 @@ impl App {
         } else {
             format!("attached to {session}")
         });
-        self.resize_pane()
+        let mut fx = self.resize_pane();
+        fx.extend(self.git_refresh());
+        fx
     }
 
     /// The key typed after the prefix. A read-only viewer keeps the
@@ -103,6 +105,7 @@ impl App {
                 // at the next poll (a session may have exited meanwhile).
                 let mut fx = vec![Effect::Detach];
                 fx.extend(self.on_poll_sessions());
+                fx.extend(self.git_refresh());
                 fx
             }
             PaneCommand::Zoom => {

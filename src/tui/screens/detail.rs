@@ -34,6 +34,11 @@ pub struct DetailScreen {
     /// Set when an env change succeeded; cleared once the sandbox has been
     /// updated since (its row moves when the reconciler applies the env).
     pub env_changed_at: Option<DateTime<Utc>>,
+    /// The working tree's git state once read (`Ok(None)`: no repository),
+    /// or why it could not be.
+    pub git: Option<Result<Option<crate::model::git::GitState>, String>>,
+    /// Session polls since the project opened (see `app::git`).
+    pub git_polls: u32,
 }
 
 impl DetailScreen {

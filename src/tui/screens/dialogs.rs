@@ -59,6 +59,13 @@ impl Overlay {
                         Binding::new(Key::Left, "previous owner", Action::ChoicePrev),
                     );
                 }
+                if f.focus == super::forms::CreateField::Template {
+                    keys.insert(1, Binding::new(Key::Down, "next template", Action::Down));
+                    keys.insert(
+                        2,
+                        Binding::new(Key::Up, "previous template", Action::Up).help_only(),
+                    );
+                }
                 keys
             }
             Overlay::EnvForm(f) => form(

@@ -13,6 +13,9 @@ use crate::tui::secret::SecretText;
 pub enum CreateField {
     Name,
     Description,
+    Repo,
+    Branch,
+    Template,
     /// Whose the project is (only when the user is in a team).
     Owner,
 }
@@ -21,6 +24,14 @@ pub enum CreateField {
 pub struct CreateForm {
     pub name: String,
     pub description: String,
+    /// A repository to clone into the sandbox (optional).
+    pub repo: String,
+    /// Its branch (optional; only with a repository).
+    pub branch: String,
+    /// The templates on offer (loaded when the dialog opens).
+    pub templates: Vec<crate::console::TemplateInfo>,
+    /// The chosen one: 0 is none, `i` is `templates[i - 1]`.
+    pub template: usize,
     pub focus: CreateField,
     pub owner: super::owner::OwnerChoice,
 }
@@ -36,9 +47,51 @@ impl CreateForm {
         CreateForm {
             name: String::new(),
             description: String::new(),
+            repo: String::new(),
+            branch: String::new(),
+            templates: Vec::new(),
+            template: 0,
             focus: CreateField::Name,
             owner: Default::default(),
         }
+    }
+
+    /// The chosen template, if any.
+    pub fn chosen(&self) -> Option<&crate::console::TemplateInfo> {
+        self.template
+            .checked_sub(1)
+            .and_then(|i| self.templates.get(i))
+    }
+
+    /// Up/Down on the template field: the previous or next one, wrapping
+    /// through "none".
+    pub fn cycle_template(&mut self, forward: bool) {
+        let n = self.templates.len() + 1;
+        self.template = if forward {
+            (self.template + 1) % n
+        } else {
+            (self.template + n - 1) % n
+        };
+    }
+
+    /// The repository's transport, or why it is refused (`Ok(None)`: none).
+    /// The console also checks where its host resolves.
+    pub fn repo_check(&self) -> Result<Option<String>, String> {
+        let (repo, branch) = (self.repo.trim(), self.branch.trim());
+        if repo.is_empty() {
+            return match branch.is_empty() {
+                true => Ok(None),
+                false => Err("a branch needs a repository".into()),
+            };
+        }
+        crate::model::git::parse_repo_url(repo).map_err(|e| e.to_string())?;
+        if !branch.is_empty() {
+            crate::model::git::check_branch(branch).map_err(|e| e.to_string())?;
+        }
+        Ok(Some(match branch {
+            "" => "cloned on its default branch".into(),
+            b => format!("cloned on branch {b} (created if missing)"),
+        }))
     }
 
     /// The slug the name will get, or why the name is refused.
@@ -53,32 +106,43 @@ impl CreateForm {
     /// Ok when Enter may submit; otherwise the first problem.
     pub fn valid(&self) -> Result<(), String> {
         self.slug()?;
-        self.description_check()
+        self.description_check()?;
+        self.repo_check().map(|_| ())
     }
 
-    /// The text field under the cursor; `None` on the owner choice.
+    /// The text field under the cursor; `None` on the template and the
+    /// owner, which are chosen with the arrow keys.
     pub fn field_mut(&mut self) -> Option<&mut String> {
         match self.focus {
             CreateField::Name => Some(&mut self.name),
             CreateField::Description => Some(&mut self.description),
-            CreateField::Owner => None,
+            CreateField::Repo => Some(&mut self.repo),
+            CreateField::Branch => Some(&mut self.branch),
+            CreateField::Template | CreateField::Owner => None,
         }
     }
 
-    /// Tab: name, description, then the owner when there is a choice.
+    /// Tab: the fields in the order they are drawn (the owner only when
+    /// there is a choice).
     pub fn switch(&mut self) {
         self.focus = match self.focus {
             CreateField::Name => CreateField::Description,
             CreateField::Description if self.owner.has_teams() => CreateField::Owner,
-            CreateField::Description | CreateField::Owner => CreateField::Name,
+            CreateField::Description | CreateField::Owner => CreateField::Repo,
+            CreateField::Repo => CreateField::Branch,
+            CreateField::Branch => CreateField::Template,
+            CreateField::Template => CreateField::Name,
         };
     }
 
     /// Shift-Tab: the same cycle backwards.
     pub fn switch_back(&mut self) {
         self.focus = match self.focus {
-            CreateField::Name if self.owner.has_teams() => CreateField::Owner,
-            CreateField::Name | CreateField::Owner => CreateField::Description,
+            CreateField::Name => CreateField::Template,
+            CreateField::Template => CreateField::Branch,
+            CreateField::Branch => CreateField::Repo,
+            CreateField::Repo if self.owner.has_teams() => CreateField::Owner,
+            CreateField::Repo | CreateField::Owner => CreateField::Description,
             CreateField::Description => CreateField::Name,
         };
     }

@@ -11,8 +11,8 @@ pub mod dialogs;
 pub mod env;
 pub mod forms;
 pub mod list;
-pub mod owner;
 pub mod notifications;
+pub mod owner;
 pub mod rules;
 pub mod settings;
 

@@ -52,8 +52,9 @@ pub fn draw(
     resources.extend(session_lines(app, agents, ctx, theme, d, w, session_rows));
     let env_rows = if inner.height >= 40 { 8 } else { 2 };
     let env = env_lines(app, theme, d, w, env_rows);
+    let git = git_line(app, theme, d, w);
     let [top, res, conn, env_area, events] = Layout::vertical([
-        Constraint::Length(1),
+        Constraint::Length(1 + u16::from(git.is_some())),
         Constraint::Length(resources.len() as u16),
         Constraint::Length(if d.app.is_some() { 3 } else { 2 }),
         Constraint::Length(env.len() as u16),
@@ -86,7 +87,9 @@ pub fn draw(
             ));
         }
     }
-    frame.render_widget(Paragraph::new(Line::from(top_line)), top);
+    let mut top_lines = vec![Line::from(top_line)];
+    top_lines.extend(git);
+    frame.render_widget(Paragraph::new(top_lines), top);
     frame.render_widget(Paragraph::new(resources), res);
     frame.render_widget(Paragraph::new(connection(app, theme, d, w)), conn);
     frame.render_widget(Paragraph::new(env), env_area);
@@ -94,6 +97,34 @@ pub fn draw(
         Paragraph::new(event_lines(app, ctx, theme, d, w, events.height)),
         events,
     );
+}
+
+/// ` git  main ↑1, 3 changed · https://host/repo`: shown once the project
+/// has a repository or its working tree turned out to be one.
+fn git_line(
+    app: &DetailScreen,
+    theme: Theme,
+    d: &ProjectDetail,
+    w: usize,
+) -> Option<Line<'static>> {
+    let repo = d.view.project.git_repo.as_deref();
+    let state = match &app.git {
+        Some(Ok(Some(s))) => Span::raw(s.summary()),
+        Some(Ok(None)) if repo.is_some() => Span::styled("no repository yet", theme.dim()),
+        Some(Err(e)) if repo.is_some() => Span::styled(format!("unknown: {e}"), theme.dim()),
+        None if repo.is_some() => Span::styled("reading…", theme.dim()),
+        _ => return None,
+    };
+    let room = w.saturating_sub(6);
+    let mut text_state = state.content.to_string();
+    if let Some(r) = repo {
+        text_state.push_str(" · ");
+        text_state.push_str(r);
+    }
+    Some(Line::from(vec![
+        Span::styled(" git  ", theme.title()),
+        Span::styled(text::fit(&text_state, room), state.style),
+    ]))
 }
 
 fn heading(theme: Theme, text: &str) -> Line<'static> {

@@ -2,6 +2,7 @@
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
@@ -178,11 +179,42 @@ fn verdict(result: Result<String, String>, theme: Theme, w: usize) -> Line<'stat
     }
 }
 
+/// `Template      ◂ python ▸  Python 3 with …`; `(none)` until one is chosen.
+fn template_line(f: &CreateForm, theme: Theme, w: usize) -> Line<'static> {
+    let focused = f.focus == CreateField::Template;
+    let (name, about) = match f.chosen() {
+        Some(t) => (
+            t.name.clone(),
+            format!("{} ({})", t.description, t.scope.as_str()),
+        ),
+        None if f.templates.is_empty() => ("(none)".into(), String::new()),
+        None => (
+            "(none)".into(),
+            format!("↑/↓ chooses one of {}", f.templates.len()),
+        ),
+    };
+    let label = format!(" {:<13}", "Template");
+    let chosen = format!("◂ {name} ▸  ");
+    let room = w.saturating_sub(label.len() + chosen.chars().count());
+    Line::from(vec![
+        Span::styled(label, if focused { theme.key() } else { theme.title() }),
+        Span::styled(
+            chosen,
+            if focused {
+                theme.key()
+            } else {
+                Style::default()
+            },
+        ),
+        Span::styled(text::fit(&about, room), theme.dim()),
+    ])
+}
+
 fn create(f: &CreateForm, theme: Theme, frame: &mut Frame, body: Rect) {
     let width = body.width.saturating_sub(4).min(96);
     let title = Line::styled(" New project ", theme.title());
     let owner_rows = if f.owner.has_teams() { 3 } else { 0 };
-    let inner = modal(frame, body, width, 9 + owner_rows, title);
+    let inner = modal(frame, body, width, 15 + owner_rows, title);
     let w = usize::from(inner.width);
     let slug = if f.name.is_empty() {
         Err("type a name; the slug is made of its letters and digits".into())
@@ -215,6 +247,34 @@ fn create(f: &CreateForm, theme: Theme, frame: &mut Frame, body: Rect) {
         ));
     }
     lines.extend([
+        Line::raw(""),
+        field(
+            "Repository",
+            &f.repo,
+            f.focus == CreateField::Repo,
+            theme,
+            w,
+        ),
+        field(
+            "Branch",
+            &f.branch,
+            f.focus == CreateField::Branch,
+            theme,
+            w,
+        ),
+        match f.repo_check() {
+            Ok(None) => Line::styled(
+                text::fit(
+                    "   (optional) https://, ssh:// or git:// URL; GIT_TOKEN for private ones",
+                    w,
+                ),
+                theme.dim(),
+            ),
+            Ok(Some(s)) => verdict(Ok(s), theme, w),
+            Err(e) => verdict(Err(e), theme, w),
+        },
+        Line::raw(""),
+        template_line(f, theme, w),
         Line::raw(""),
         Line::styled(
             " Enter creates · Tab switches field · Esc cancels",

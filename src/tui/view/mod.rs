@@ -9,8 +9,8 @@ pub mod dialogs;
 pub mod env;
 pub mod inbox;
 pub mod list;
-pub mod owner;
 pub mod notifications;
+pub mod owner;
 pub mod settings;
 pub mod style;
 

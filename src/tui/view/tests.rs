@@ -122,6 +122,70 @@ fn create_dialog_with_a_slug_preview() {
 }
 
 #[test]
+fn create_dialog_with_a_repository_and_branch() {
+    snap("create_repo", || {
+        let mut a = app();
+        press(&mut a, &[Key::Char('n')]);
+        a.update(Msg::Paste("api".into()));
+        press(&mut a, &[Key::Tab, Key::Tab]);
+        a.update(Msg::Paste("https://github.com/acme/api.git".into()));
+        press(&mut a, &[Key::Tab]);
+        a.update(Msg::Paste("kiln/work".into()));
+        a
+    });
+}
+
+#[test]
+fn create_dialog_offering_templates() {
+    snap("create_template", || {
+        use crate::console::{TemplateInfo, TemplateScope};
+        let mut a = app();
+        press(&mut a, &[Key::Char('n')]);
+        a.update(Msg::Templates(vec![TemplateInfo {
+            name: "python".into(),
+            description: "Python 3 with a virtual environment in .venv".into(),
+            scope: TemplateScope::Builtin,
+        }]));
+        a.update(Msg::Paste("api".into()));
+        press(&mut a, &[Key::BackTab, Key::Down]);
+        a
+    });
+}
+
+#[test]
+fn create_dialog_refuses_a_local_path_as_repository() {
+    snap("create_repo_refused", || {
+        let mut a = app();
+        press(&mut a, &[Key::Char('n')]);
+        a.update(Msg::Paste("api".into()));
+        press(&mut a, &[Key::Tab, Key::Tab]);
+        a.update(Msg::Paste("file:///etc".into()));
+        a
+    });
+}
+
+#[test]
+fn detail_with_its_repository_and_git_state() {
+    snap("detail_git", || {
+        let mut view = project(2, "blog", ProjectStatus::Running, 100);
+        view.project.git_repo = Some("https://github.com/acme/blog.git".into());
+        view.project.git_branch = Some("feature".into());
+        let mut a = with_detail(app(), view);
+        a.update(Msg::Git {
+            project: "blog".into(),
+            state: Ok(Some(crate::model::git::GitState {
+                branch: Some("feature".into()),
+                upstream: Some("origin/feature".into()),
+                ahead: 2,
+                behind: 0,
+                changed: 3,
+            })),
+        });
+        a
+    });
+}
+
+#[test]
 fn delete_confirmation() {
     snap("confirm_delete", || {
         let mut a = app();

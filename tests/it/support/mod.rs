@@ -121,6 +121,7 @@ where
     }
 }
 pub mod embedded;
+pub mod git;
 pub mod http;
 pub mod k8s;
 pub mod proxy;

@@ -99,6 +99,12 @@ impl Server {
         Self::start_full(config, local, None, false).await
     }
 
+    /// The local driver, with projects allowed to clone from loopback
+    /// (`git.allow_private_hosts`), for a git server the test runs.
+    pub async fn start_local_git() -> Server {
+        Self::start_opts_with(test_ssh_config(), true, None, false, false, true).await
+    }
+
     /// The local driver whose sessions run the stand-in `claude`
     /// (`support/claude`), with Kiln's agent hooks installed: the hook
     /// command is the real `kiln` binary, its reports go through each
@@ -134,6 +140,17 @@ impl Server {
         sessions: Option<Arc<dyn SessionAttach>>,
         agents: bool,
         proxied: bool,
+    ) -> Server {
+        Self::start_opts_with(config, local, sessions, agents, proxied, false).await
+    }
+
+    async fn start_opts_with(
+        config: SshConfig,
+        local: bool,
+        sessions: Option<Arc<dyn SessionAttach>>,
+        agents: bool,
+        proxied: bool,
+        private_git: bool,
     ) -> Server {
         let db = TestDb::new().await;
         let key = kiln::store::SecretKey::from_hex(TEST_SECRET_KEY).expect("test key");
@@ -225,12 +242,15 @@ impl Server {
         } else {
             kiln::k8s::kubeconfig::ApiServerPolicy::default()
         };
+        let (s, f, stop) = (store.clone(), feed.clone(), shutdown.clone());
         let drivers = kiln::ssh::server::ConsoleDrivers {
             attach,
             webhook_hosts,
+            repos: kiln::console::RepoPolicy {
+                allow_private_hosts: private_git,
+            },
             ..Default::default()
         };
-        let (s, f, stop) = (store.clone(), feed.clone(), shutdown.clone());
         tokio::spawn(async move {
             kiln::ssh::server::run(
                 s,

@@ -50,7 +50,7 @@ fn detach_closes_the_pane_and_the_session_stays() {
 }
 
 #[test]
-fn detach_on_the_detail_screen_reloads_its_session_list() {
+fn detach_on_the_detail_screen_reloads_its_session_list_and_git_state() {
     let mut a = with_sessions();
     a.update(Msg::PaneOpened {
         project: "blog".into(),
@@ -63,6 +63,9 @@ fn detach_on_the_detail_screen_reloads_its_session_list() {
         vec![
             Effect::Detach,
             Effect::LoadSessions {
+                project: "blog".into()
+            },
+            Effect::LoadGit {
                 project: "blog".into()
             }
         ]

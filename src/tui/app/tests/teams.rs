@@ -10,10 +10,13 @@ use crate::store::admin::ProjectOverview;
 #[test]
 fn the_create_dialog_chooses_a_team_with_the_arrows() {
     let mut a = app();
-    assert_eq!(keys(&mut a, &[Key::Char('n')]), vec![Effect::LoadTeams]);
+    assert_eq!(
+        keys(&mut a, &[Key::Char('n')]),
+        vec![Effect::LoadTeams, Effect::LoadTemplates]
+    );
     typed(&mut a, "site");
-    // No teams yet: Tab only cycles the text fields.
-    keys(&mut a, &[Key::Tab, Key::Tab]);
+    // No teams yet: Tab cycles the other fields only.
+    keys(&mut a, &[Key::Tab, Key::Tab, Key::Tab, Key::Tab, Key::Tab]);
     let Some(Overlay::Create(f)) = &a.overlay else {
         panic!()
     };
@@ -33,15 +36,28 @@ fn the_create_dialog_chooses_a_team_with_the_arrows() {
         vec![Effect::Create {
             name: "site".into(),
             description: String::new(),
+            repo: String::new(),
+            branch: String::new(),
+            template: String::new(),
             team: Some("acme".into()),
         }]
     );
     assert!(a.status.as_ref().unwrap().text.contains("acme/site"));
-    // Left from me wraps to the last team; Shift-Tab reaches the owner too.
+    // Left from me wraps to the last team; Shift-Tab reaches the owner too
+    // (back through template, branch and repository).
     keys(&mut a, &[Key::Char('n')]);
     a.update(Msg::Teams(vec!["acme".into(), "zeta".into()]));
     typed(&mut a, "b");
-    keys(&mut a, &[Key::BackTab, Key::Left]);
+    keys(
+        &mut a,
+        &[
+            Key::BackTab,
+            Key::BackTab,
+            Key::BackTab,
+            Key::BackTab,
+            Key::Left,
+        ],
+    );
     let Some(Effect::Create { team, .. }) = keys(&mut a, &[Key::Enter]).pop() else {
         panic!()
     };
