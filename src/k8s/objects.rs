@@ -263,6 +263,66 @@ pub fn session_probe_command() -> Vec<String> {
     .to_vec()
 }
 
+/// Clones the project's repository into the home volume, only while it is
+/// empty (so a restart never clobbers work): git with no `file`/`ext`
+/// transports, no hooks, no system or global config, no prompt. The URL and
+/// branch are in the environment, not in the script.
+const CLONE_SCRIPT: &str = r#"set -e
+cd "$KILN_HOME"
+if [ -n "$(ls -A . | grep -v '^lost+found$' || true)" ]; then
+  echo "the home volume is not empty: not cloning"
+  exit 0
+fi
+git -c protocol.file.allow=never -c protocol.ext.allow=never -c core.hooksPath=/dev/null \
+  clone --progress -- "$KILN_REPO_URL" .
+if [ -n "$KILN_REPO_BRANCH" ]; then
+  if git rev-parse --verify --quiet "refs/remotes/origin/$KILN_REPO_BRANCH" >/dev/null; then
+    git checkout -q -B "$KILN_REPO_BRANCH" --track "origin/$KILN_REPO_BRANCH"
+  else
+    git checkout -q -b "$KILN_REPO_BRANCH"
+  fi
+fi
+"#;
+
+/// The init container that clones the sandbox's repository, if it has one.
+fn clone_container(spec: &SandboxSpec, s: &K8sSettings) -> Option<Container> {
+    let repo = spec.repo.as_ref()?;
+    let var = |name: &str, value: &str| EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    };
+    Some(Container {
+        name: "clone".into(),
+        image: Some(s.image.clone()),
+        image_pull_policy: Some(s.image_pull_policy.clone()),
+        command: Some(vec!["sh".into(), "-c".into(), CLONE_SCRIPT.into()]),
+        env: Some(vec![
+            var("KILN_HOME", HOME),
+            var("KILN_REPO_URL", &repo.url),
+            var("KILN_REPO_BRANCH", repo.branch.as_deref().unwrap_or("")),
+            var("HOME", "/tmp"),
+            var("GIT_CONFIG_NOSYSTEM", "1"),
+            var("GIT_CONFIG_GLOBAL", "/dev/null"),
+            var("GIT_TERMINAL_PROMPT", "0"),
+        ]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: HOME_VOLUME.into(),
+            mount_path: HOME.into(),
+            ..Default::default()
+        }]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
 fn statefulset(spec: &SandboxSpec, s: &K8sSettings) -> StatefulSet {
     let r = &spec.resource;
     let labels = labels(r, SANDBOX_KIND);
@@ -314,6 +374,7 @@ fn statefulset(spec: &SandboxSpec, s: &K8sSettings) -> StatefulSet {
         ..Default::default()
     };
     let pod = PodSpec {
+        init_containers: clone_container(spec, s).map(|c| vec![c]),
         containers: vec![container],
         // The sandbox runs code an AI wrote; it gets no API credentials.
         automount_service_account_token: Some(false),

@@ -60,6 +60,47 @@ fn sandbox_statefulset() {
 }
 
 #[test]
+fn a_sandbox_with_a_repository_clones_it_into_an_empty_home_only() {
+    let mut spec = sandbox_spec();
+    spec.repo = Some(kiln::driver::RepoSource {
+        url: "https://github.com/acme/shop.git".into(),
+        branch: Some("feature".into()),
+        token: Some("ghp-not-in-the-spec".to_string().into()),
+    });
+    let o = sandbox_objects(&spec, &settings());
+    let pod = o
+        .statefulset
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    let init = pod.init_containers.as_ref().expect("an init container");
+    assert_eq!(init.len(), 1);
+    let clone = &init[0];
+    let script = clone.command.as_ref().unwrap().join(" ");
+    assert!(
+        script.contains("ls -A"),
+        "only into an empty home: {script}"
+    );
+    assert!(script.contains("protocol.file.allow=never"), "{script}");
+    let mounts = clone.volume_mounts.as_ref().unwrap();
+    assert_eq!(mounts[0].mount_path, "/home/kiln");
+    let yaml = serde_yaml::to_string(&o.statefulset).unwrap();
+    assert!(
+        !yaml.contains("ghp-not-in-the-spec"),
+        "no token in the spec"
+    );
+    insta::assert_yaml_snapshot!("sandbox_statefulset_with_repository", o.statefulset);
+    // Without a repository there is none.
+    let plain = sandbox_objects(&sandbox_spec(), &settings());
+    let pod = plain.statefulset.spec.unwrap().template.spec.unwrap();
+    assert!(pod.init_containers.is_none());
+}
+
+#[test]
 fn sandbox_service() {
     let o = sandbox_objects(&sandbox_spec(), &settings());
     insta::assert_yaml_snapshot!("sandbox_service", o.service);
