@@ -78,7 +78,7 @@ impl UserConsole {
     /// reported one (a session missing here is `unknown`).
     pub async fn agents(&self) -> ConsoleResult<Vec<AgentRow>> {
         self.gated(Action::ListAgents, async {
-            Ok(self.store().agent_states(self.user_id()).await?)
+            self.own_and_teams_agents().await
         })
         .await
     }
@@ -86,9 +86,32 @@ impl UserConsole {
     /// The sessions that need the user, oldest wait first, with Claude's message.
     pub async fn inbox(&self) -> ConsoleResult<Vec<AgentRow>> {
         self.gated(Action::Inbox, async {
-            Ok(inbox_of(self.store().agent_states(self.user_id()).await?))
+            Ok(inbox_of(self.own_and_teams_agents().await?))
         })
         .await
+    }
+
+    /// The user's own sessions, then those of each team they belong to
+    /// (named `TEAM/NAME` and carrying their role, as the project list
+    /// shows them). Membership is read now: a user who left a team sees
+    /// none of its sessions.
+    async fn own_and_teams_agents(&self) -> ConsoleResult<Vec<AgentRow>> {
+        let store = self.store();
+        let mut rows = store.agent_states(self.user_id()).await?;
+        for m in store.teams_of(self.user_id()).await? {
+            rows.extend(
+                store
+                    .agent_states(m.team_id)
+                    .await?
+                    .into_iter()
+                    .map(|r| AgentRow {
+                        project: format!("{}/{}", m.team, r.project),
+                        team_role: Some(m.role),
+                        ..r
+                    }),
+            );
+        }
+        Ok(rows)
     }
 
     /// The user's newest notifications (only unread ones unless `all`),
@@ -242,6 +265,7 @@ mod tests {
             message: String::new(),
             entered_at: chrono::DateTime::from_timestamp(secs, 0).unwrap(),
             muted: false,
+            team_role: None,
         };
         let got = inbox_of(vec![
             row("a", AgentState::NeedsInput, 30),

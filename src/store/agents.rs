@@ -24,6 +24,10 @@ pub struct AgentRow {
     pub entered_at: DateTime<Utc>,
     /// The project's notifications are muted (no bell, no notification).
     pub muted: bool,
+    /// A team's project (named `TEAM/NAME` in `project`): the reader's role
+    /// in the team; `None` for the reader's own project.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team_role: Option<crate::model::team::TeamRole>,
 }
 
 /// What recording a report did.
@@ -245,6 +249,7 @@ impl Store {
                     message: r.try_get("message")?,
                     entered_at: r.try_get("entered_at")?,
                     muted: r.try_get("agent_muted")?,
+                    team_role: None,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -570,3 +570,55 @@ async fn m_on_the_dashboard_mutes_the_project_and_marks_its_row() {
     let p = server.store.find_project(alice.id, "blog").await.unwrap();
     assert!(!p.project.agent_muted);
 }
+
+#[tokio::test]
+async fn a_teams_sessions_reach_its_members_inboxes_a_viewer_attaches_read_only_and_others_see_nothing()
+ {
+    use kiln::model::team::TeamRole;
+    let server = Server::start_agents().await;
+    for name in ["bob", "carol", "dave"] {
+        server.user(name, "pw-12345678").await;
+    }
+    let team = server.store.create_team("acme").await.unwrap();
+    server
+        .store
+        .set_member(team.id, "bob", TeamRole::Member)
+        .await
+        .unwrap();
+    server
+        .store
+        .set_member(team.id, "carol", TeamRole::Viewer)
+        .await
+        .unwrap();
+    let resource = server.running_project(team.id, "web").await;
+    let (bob, carol, dave) = (
+        signed_in(&server, "bob").await,
+        signed_in(&server, "carol").await,
+        signed_in(&server, "dave").await,
+    );
+    until_state(&bob, "acme/web", "idle").await;
+    tell(&server, &resource, "perm May I deploy?");
+    until_state(&bob, "acme/web", "needs_input").await;
+    for c in [&bob, &carol] {
+        let inbox = c.exec("inbox --json", b"").await;
+        let v: Value = serde_json::from_str(&inbox.stdout).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(v[0]["project"], "acme/web");
+        assert_eq!(v[0]["message"], "May I deploy?");
+    }
+    // Not a member: nothing of the team's, anywhere.
+    assert_eq!(dave.exec("inbox --json", b"").await.stdout.trim(), "[]");
+    assert_eq!(dave.exec("agents --json", b"").await.stdout.trim(), "[]");
+
+    // The viewer's Enter in the inbox opens the session read-only.
+    let screen = carol.shell(140, 30).await;
+    screen.wait_for("? 1 needs you").await;
+    screen.send(b"i").await;
+    screen.wait_for("Inbox (1)").await;
+    screen.send(b"\r").await;
+    screen.wait_for("read-only: your keys are not sent").await;
+
+    // A member who leaves the team sees its sessions no more.
+    server.store.remove_member(team.id, "bob").await.unwrap();
+    assert_eq!(bob.exec("inbox --json", b"").await.stdout.trim(), "[]");
+}

@@ -117,10 +117,12 @@ impl App {
             // Enter in the inbox: straight into that session, in the pane.
             Action::Attach if self.screen == Screen::Inbox => {
                 if let Some(r) = self.agents.selected_entry() {
+                    // A team's viewer may only watch, as from the list.
+                    let viewer = r.team_role == Some(crate::model::team::TeamRole::Viewer);
                     return vec![Effect::Attach {
                         project: r.project.clone(),
                         session: r.session.clone(),
-                        read_only: false,
+                        read_only: viewer,
                     }];
                 }
             }

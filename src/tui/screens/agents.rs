@@ -132,6 +132,7 @@ mod tests {
 
     fn row(project: u128, state: AgentState, at: i64) -> AgentRow {
         AgentRow {
+            team_role: None,
             project_id: Uuid::from_u128(project),
             project: format!("p{project}"),
             slug: format!("p{project}"),

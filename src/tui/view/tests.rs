@@ -511,6 +511,7 @@ fn with_agents(mut a: App) -> App {
     use crate::store::agents::AgentRow;
     let list = a.list.visible().into_iter().cloned().collect::<Vec<_>>();
     let row = |i: usize, session: Option<&str>, state, mins: i64, message: &str| AgentRow {
+        team_role: None,
         project_id: list[i].project.id,
         project: list[i].project.name.clone(),
         slug: list[i].project.slug.clone(),
