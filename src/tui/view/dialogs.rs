@@ -397,18 +397,26 @@ pub fn help(bindings: &[Binding], typing: bool, theme: Theme, frame: &mut Frame,
             None => rows.push((b.key.label(), b)),
         }
     }
-    for (keys, b) in rows {
-        let mut spans = vec![
-            Span::styled(format!(" {keys:<10}"), theme.key()),
-            Span::raw(format!("{:<16}", b.label)),
-        ];
-        if let Err(why) = &b.enabled {
-            let room = w.saturating_sub(27);
-            spans[0].style = theme.dim();
-            spans.push(Span::styled(
-                text::fit(&format!("off: {why}"), room),
-                theme.dim(),
-            ));
+    // Too many keys for one column (a small window): two side by side,
+    // each with less room for the reason a key is off.
+    let room_rows = usize::from(body.height.saturating_sub(2)).saturating_sub(usize::from(typing));
+    let columns = if rows.len() > room_rows && w >= 60 {
+        2
+    } else {
+        1
+    };
+    let cell = w / columns;
+    let cells: Vec<Vec<Span>> = rows
+        .iter()
+        .map(|(keys, b)| help_cell(keys, b, cell, theme))
+        .collect();
+    let per_column = cells.len().div_ceil(columns);
+    for i in 0..per_column {
+        let mut spans = cells[i].clone();
+        if let Some(right) = cells.get(i + per_column).filter(|_| columns == 2) {
+            let used: usize = spans.iter().map(|s| text::width(&s.content)).sum();
+            spans.push(Span::raw(" ".repeat(cell.saturating_sub(used))));
+            spans.extend(right.iter().cloned());
         }
         lines.push(Line::from(spans));
     }
@@ -419,6 +427,32 @@ pub fn help(bindings: &[Binding], typing: bool, theme: Theme, frame: &mut Frame,
     let title = Line::styled(" Keys (Esc closes) ", theme.title());
     let inner = modal(frame, body, width, h, title);
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// One key's row of the help, at most `width` wide: its keys, what it does,
+/// and why it is off when it is.
+fn help_cell<'a>(
+    keys: &str,
+    b: &crate::tui::keys::Binding,
+    width: usize,
+    theme: Theme,
+) -> Vec<Span<'a>> {
+    let mut spans = vec![
+        Span::styled(format!(" {keys:<10}"), theme.key()),
+        Span::raw(format!(
+            "{:<16}",
+            text::fit(b.label, width.saturating_sub(12))
+        )),
+    ];
+    if let Err(why) = &b.enabled {
+        let room = width.saturating_sub(27);
+        spans[0].style = theme.dim();
+        spans.push(Span::styled(
+            text::fit(&format!("off: {why}"), room),
+            theme.dim(),
+        ));
+    }
+    spans
 }
 
 fn key_form(under: &Under, f: &KeyForm, theme: Theme, frame: &mut Frame, body: Rect) {
