@@ -109,7 +109,10 @@ async fn two_replicas_share_the_host_key_and_the_change_feed_and_stop_cleanly() 
     .execute(&mut conn)
     .await
     .unwrap();
-    assert_eq!(leases_of(&db, "replica-b").await, 1);
+    // At least that one: B's own loop may hold another row's lease at this
+    // moment (a database under observation), which it must give back too.
+    let held = leases_of(&db, "replica-b").await;
+    assert!(held >= 1, "B holds {held} leases");
     b.sigterm();
     let text = screen.wait_for("Kiln is restarting").await;
     assert!(
