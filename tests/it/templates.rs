@@ -7,59 +7,13 @@
 
 use std::time::Duration;
 
-use kiln::driver::ResourceRef;
 use kiln::model::ProjectStatus;
-use kiln::store::resources::ResourceKind;
 
 use crate::support::eventually;
 use crate::support::git::GitServer;
-use crate::support::ssh::{Client, Server, connect};
+use crate::support::ssh::Server;
 
-const PASSWORD: &str = "correct horse battery";
-
-async fn signed_in(server: &Server, user: &str) -> (uuid::Uuid, Client) {
-    let u = server.user(user, PASSWORD).await;
-    let mut c = connect(server.addr).await;
-    assert!(c.password(user, PASSWORD).await);
-    (u.id, c)
-}
-
-async fn status_becomes(
-    server: &Server,
-    owner: uuid::Uuid,
-    project: &str,
-    want: ProjectStatus,
-) -> Option<String> {
-    eventually(
-        &format!("{project} to be {want}"),
-        Duration::from_secs(90),
-        || async {
-            let p = server.store.find_project(owner, project).await.ok()?;
-            (p.project.status == want).then(|| {
-                p.resources
-                    .iter()
-                    .find(|r| r.kind == ResourceKind::Sandbox)
-                    .and_then(|r| r.last_error.clone())
-            })
-        },
-    )
-    .await
-}
-
-async fn working_dir(server: &Server, owner: uuid::Uuid, project: &str) -> std::path::PathBuf {
-    let p = server.store.find_project(owner, project).await.unwrap();
-    let sb = p
-        .resources
-        .iter()
-        .find(|r| r.kind == ResourceKind::Sandbox)
-        .unwrap();
-    server.local.as_ref().unwrap().sandbox_dir(&ResourceRef {
-        resource_name: sb.resource_name.clone(),
-        namespace: String::new(),
-        project_slug: p.project.slug.clone(),
-        owner,
-    })
-}
+use crate::support::sandboxes::{signed_in, status_becomes, working_dir};
 
 async fn add_global(server: &Server, text: &str) {
     kiln::console::Console::new(server.store.clone(), None, None)

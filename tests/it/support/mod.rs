@@ -125,5 +125,6 @@ pub mod git;
 pub mod http;
 pub mod k8s;
 pub mod proxy;
+pub mod sandboxes;
 pub mod serve;
 pub mod ssh;
