@@ -504,8 +504,11 @@ async fn a_plain_session_that_exits_stays_unknown() {
     let c = signed_in(&server, "alice").await;
     until_state(&c, "blog", "idle").await;
     let local = server.local.as_ref().unwrap();
-    // A named session running a shell that never reports, then exits: its
-    // pane dies like Claude's, but no agent was ever heard there.
+    // A named session running a program that never reports, then exits:
+    // its pane dies like Claude's, but no agent was ever heard there. The
+    // program (`cat`) waits for its end of input, so `remain-on-exit` is
+    // surely set before it exits; a timed exit raced the option under load,
+    // and a pane that exits without it takes its session away.
     let status = local
         .tmux_command(&resource)
         .args([
@@ -515,9 +518,15 @@ async fn a_plain_session_that_exits_stays_unknown() {
             "plain",
             "-e",
             "KILN_SESSION=plain",
-            "sleep 0.2",
+            "cat",
         ])
         .args([";", "set-option", "-t", "=plain:", "remain-on-exit", "on"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = local
+        .tmux_command(&resource)
+        .args(["send-keys", "-t", "=plain:", "C-d"])
         .status()
         .unwrap();
     assert!(status.success());
