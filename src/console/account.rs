@@ -17,8 +17,27 @@ pub struct Settings {
     pub configs: Vec<UserConfig>,
     /// The user's own quota and usage.
     pub quota: (Limits, Usage),
+    /// The quota and usage of each team the user belongs to, by name.
+    pub team_quotas: Vec<TeamQuota>,
     /// The webhook's last outcome (its URL is among `configs`).
     pub webhook: crate::store::webhooks::WebhookStatus,
+}
+
+/// A team's quota and usage, as its members see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamQuota {
+    pub team: String,
+    pub role: crate::model::team::TeamRole,
+    pub limits: Limits,
+    pub usage: Usage,
+}
+
+/// Every quota that bounds what the user may create or start: their own
+/// and their teams'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quotas {
+    pub own: (Limits, Usage),
+    pub teams: Vec<TeamQuota>,
 }
 
 /// Who the actor is, and how they sign in.
@@ -88,10 +107,38 @@ impl UserConsole {
                 has_password: store.has_password(user).await?,
                 configs: store.list_user_configs(user).await?,
                 quota: store.quota_usage(user).await?,
+                team_quotas: self.team_quotas().await?,
                 webhook: store.webhook_status(user).await?,
             })
         })
         .await
+    }
+
+    /// The user's own quota and each of their teams' (any role: a viewer
+    /// sees the team's projects, so its counts tell them nothing new).
+    pub async fn quotas(&self) -> ConsoleResult<Quotas> {
+        self.gated(Action::ShowQuotas, async {
+            Ok(Quotas {
+                own: self.store().quota_usage(self.user_id()).await?,
+                teams: self.team_quotas().await?,
+            })
+        })
+        .await
+    }
+
+    async fn team_quotas(&self) -> ConsoleResult<Vec<TeamQuota>> {
+        let store = self.store();
+        let mut out = Vec::new();
+        for m in store.teams_of(self.user_id()).await? {
+            let (limits, usage) = store.quota_usage(m.team_id).await?;
+            out.push(TeamQuota {
+                team: m.team,
+                role: m.role,
+                limits,
+                usage,
+            });
+        }
+        Ok(out)
     }
 
     /// Sets one user config. `KUBECONFIG` goes through the kubeconfig's own

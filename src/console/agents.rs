@@ -136,11 +136,11 @@ impl UserConsole {
 
     /// Mutes (or unmutes) agent notifications of one project.
     pub async fn mute_agent(&self, project: &str, muted: bool) -> ConsoleResult<()> {
-        self.gated(Action::MuteAgent { project, muted }, async {
-            let view = self.store().find_project(self.user_id(), project).await?;
+        self.gated_in(Action::MuteAgent { project, muted }, |s| async move {
+            let view = self.store().find_project(s.owner, &s.name).await?;
             Ok(self
                 .store()
-                .set_agent_muted(self.user_id(), view.project.id, muted)
+                .set_agent_muted(s.owner, view.project.id, muted)
                 .await?)
         })
         .await
@@ -156,7 +156,7 @@ impl UserConsole {
         until: AgentState,
         timeout: Duration,
     ) -> ConsoleResult<Waited> {
-        self.gated(Action::WaitAgent { project }, async {
+        self.gated_in(Action::WaitAgent { project }, |s| async move {
             if let Some(s) = session {
                 crate::model::session::check_session_name(s)
                     .map_err(|e| ConsoleError::invalid("session", e.to_string()))?;
@@ -169,17 +169,26 @@ impl UserConsole {
             }
             // Looked up first: an unknown (or another tenant's) project fails
             // at once, as everywhere.
-            let view = self.store().find_project(self.user_id(), project).await?;
+            let view = self.store().find_project(s.owner, &s.name).await?;
             let id = view.project.id;
+            // A team's project is named as the dashboard and `agents` name it.
+            let shown = |r: AgentRow| match &s.team {
+                Some(team) => AgentRow {
+                    project: format!("{team}/{}", r.project),
+                    ..r
+                },
+                None => r,
+            };
             let mut changes = self.console.feed.as_ref().map(|f| f.subscribe());
             let deadline = tokio::time::Instant::now() + timeout;
             loop {
                 let current = self
                     .store()
-                    .agent_states(self.user_id())
+                    .agent_states(s.owner)
                     .await?
                     .into_iter()
-                    .find(|r| r.project_id == id && r.session.as_deref() == session);
+                    .find(|r| r.project_id == id && r.session.as_deref() == session)
+                    .map(shown);
                 if let Some(row) = current.as_ref().filter(|r| r.state == until) {
                     return Ok(Waited::Reached(row.clone()));
                 }

@@ -101,6 +101,8 @@ pub enum Action<'a> {
     SetKubeconfig,
     UnsetKubeconfig,
     Whoami,
+    /// The user's own quota and their teams'.
+    ShowQuotas,
     ListSessions {
         project: &'a str,
     },
@@ -220,6 +222,7 @@ impl Action<'_> {
             Action::SetKubeconfig => "kubeconfig.set",
             Action::UnsetKubeconfig => "kubeconfig.unset",
             Action::Whoami => "whoami",
+            Action::ShowQuotas => "quota.show",
             Action::ListSessions { .. } => "sessions.list",
             Action::RestartSession { .. } => "session.restart",
             Action::Attach {
@@ -268,6 +271,7 @@ impl Action<'_> {
                 | Action::ShowSettings
                 | Action::ShowKubeconfig
                 | Action::Whoami
+                | Action::ShowQuotas
                 | Action::ListSessions { .. }
                 | Action::Logs { .. }
                 | Action::ReadAudit
@@ -343,6 +347,8 @@ impl<'a> Action<'a> {
             | Action::SetIdle { project }
             | Action::ExtendIdle { project }
             | Action::Logs { project }
+            | Action::WaitAgent { project }
+            | Action::MuteAgent { project, .. }
             | Action::SaveTemplate { project, .. } => Subject::Project(project),
             _ => Subject::Own,
         }
@@ -358,6 +364,7 @@ impl<'a> Action<'a> {
             | Action::ListEvents { .. }
             | Action::ListSessions { .. }
             | Action::ShowIdle { .. }
+            | Action::WaitAgent { .. }
             | Action::Attach {
                 read_only: true, ..
             }

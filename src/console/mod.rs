@@ -38,7 +38,7 @@ use crate::store::users::User;
 
 use crate::model::team::TeamRole;
 use crate::store::projects::ProjectView;
-pub use account::{ConfigSet, Settings, Whoami};
+pub use account::{ConfigSet, Quotas, Settings, TeamQuota, Whoami};
 pub use admin::{AdminConsole, AdminOverview};
 pub use agents::Waited;
 pub use error::{ConsoleError, ConsoleResult};

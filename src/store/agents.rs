@@ -163,7 +163,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             // The user's webhook, if they set one, announces it too: queued
-            // here, so a notification and its delivery never part.
+            // here, so a notification and its delivery never part. A team's
+            // project: each member's webhook (the team's account has none).
             let payload = serde_json::json!({
                 "event": format!("agent.{}", t.state),
                 "state": t.state,
@@ -175,8 +176,11 @@ impl Store {
             });
             sqlx::query(
                 "INSERT INTO webhook_deliveries (user_id, payload)
-                 SELECT $1, $2 WHERE EXISTS
-                     (SELECT 1 FROM user_configs WHERE user_id = $1 AND key = $3)",
+                 SELECT o.id, $2
+                 FROM (SELECT $1::uuid AS id
+                       UNION SELECT user_id FROM team_members WHERE team_id = $1) o
+                 WHERE EXISTS
+                     (SELECT 1 FROM user_configs c WHERE c.user_id = o.id AND c.key = $3)",
             )
             .bind(user_id)
             .bind(payload)

@@ -1,6 +1,8 @@
 //! A user's notifications: read (which marks them read), counted, pruned.
 //! Rows are added where what they tell happens (agent hooks, the idle
-//! sweep, a project entering ERROR: see migrations 0006 and 0009).
+//! sweep, a project entering ERROR: see migrations 0006 and 0009); a
+//! team's reach each of its members (0013), and name the project as
+//! `TEAM/NAME`, the way the member names it.
 
 use sqlx::Row;
 use uuid::Uuid;
@@ -26,9 +28,13 @@ impl Store {
              marked AS (
                 UPDATE notifications SET read_at = now()
                 WHERE id IN (SELECT id FROM shown) AND read_at IS NULL)
-             SELECT n.id, p.name, n.session, n.kind, n.message, n.created_at,
+             SELECT n.id,
+                    CASE WHEN p.user_id = n.user_id THEN p.name
+                         ELSE o.username || '/' || p.name END AS name,
+                    n.session, n.kind, n.message, n.created_at,
                     n.read_at IS NULL AS unread
              FROM notifications n LEFT JOIN projects p ON p.id = n.project_id
+                  LEFT JOIN users o ON o.id = p.user_id
              WHERE n.id IN (SELECT id FROM shown)
              ORDER BY n.created_at DESC, n.id",
         )

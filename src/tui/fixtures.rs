@@ -193,6 +193,7 @@ pub fn settings() -> crate::tui::app::SettingsData {
             config("KUBECONFIG", "apiVersion: v1", true),
         ],
         quota: None,
+        team_quotas: Vec::new(),
         webhook: None,
     }
 }

@@ -615,9 +615,35 @@ async fn a_teams_sessions_reach_its_members_inboxes_a_viewer_attaches_read_only_
         assert_eq!(v[0]["project"], "acme/web");
         assert_eq!(v[0]["message"], "May I deploy?");
     }
+    // Each member is notified on their own, of the project as they name
+    // it; reading marks only their own read.
+    for c in [&bob, &carol] {
+        let r = c.exec("notifications --json", b"").await;
+        let v: Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(v[0]["project"], "acme/web", "{v}");
+        assert_eq!(v[0]["kind"], "needs_input", "{v}");
+        assert_eq!(v[0]["message"], "May I deploy?", "{v}");
+    }
+    // A member waits on the team's session by the name they see it under.
+    let r = bob
+        .exec("wait acme/web --until needs_input --timeout 5s", b"")
+        .await;
+    assert_eq!(r.code, Some(0), "{r:?}");
     // Not a member: nothing of the team's, anywhere.
     assert_eq!(dave.exec("inbox --json", b"").await.stdout.trim(), "[]");
     assert_eq!(dave.exec("agents --json", b"").await.stdout.trim(), "[]");
+    assert_eq!(
+        dave.exec("notifications --json --all", b"")
+            .await
+            .stdout
+            .trim(),
+        "[]"
+    );
+    let r = dave
+        .exec("wait acme/web --until needs_input --timeout 1s", b"")
+        .await;
+    assert!(r.stderr.contains("no such project"), "{r:?}");
 
     // The viewer's Enter in the inbox opens the session read-only.
     let screen = carol.shell(140, 30).await;
@@ -627,7 +653,15 @@ async fn a_teams_sessions_reach_its_members_inboxes_a_viewer_attaches_read_only_
     screen.send(b"\r").await;
     screen.wait_for("read-only: your keys are not sent").await;
 
-    // A member who leaves the team sees its sessions no more.
+    // A member who leaves the team sees its sessions no more, nor what
+    // they were notified of.
     server.store.remove_member(team.id, "bob").await.unwrap();
     assert_eq!(bob.exec("inbox --json", b"").await.stdout.trim(), "[]");
+    assert_eq!(
+        bob.exec("notifications --json --all", b"")
+            .await
+            .stdout
+            .trim(),
+        "[]"
+    );
 }

@@ -145,14 +145,57 @@ async fn the_settings_screen_shows_usage_against_the_quota() {
         &server,
         &["--user", "alice", "--projects", "5", "--running", "2"],
     );
+    // A team of hers, with a quota and a project of its own; bob is not
+    // in it and learns nothing of it.
+    server.user("bob", PASSWORD).await;
+    for args in [
+        &["team", "create", "acme"][..],
+        &["team", "add", "acme", "alice", "--role", "viewer"],
+    ] {
+        let (code, _, err) = tokio::task::block_in_place(|| cli(&server, args));
+        assert_eq!(code, 0, "{err}");
+    }
+    let acme = server.store.require_team("acme").await.unwrap();
+    server
+        .store
+        .create_project(acme, "site", "", "test")
+        .await
+        .unwrap();
+    quota_set(&server, &["--team", "acme", "--projects", "3"]);
     let mut c = connect(server.addr).await;
     assert!(c.password("alice", PASSWORD).await);
     let screen = c.shell(120, 40).await;
     screen.wait_for("Projects (").await;
     screen.send(b"S").await;
     screen
-        .wait_for("Quota      1 of 5 projects · 1 of 2 running")
+        .wait_for("Quota      you: 1 of 5 projects · 1 of 2 running")
         .await;
+    screen
+        .wait_for("team acme: 1 of 3 projects · 1 running (no limit)")
+        .await;
+    // The same over exec, in words and as JSON.
+    let r = c.exec("quota", b"").await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        r.stdout,
+        "you                   1 of 5 projects · 1 of 2 running\n\
+         team acme             1 of 3 projects · 1 running (no limit)\n"
+    );
+    let r = c.exec("quota --json", b"").await;
+    let all: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(all[0]["owner"], "user");
+    assert_eq!(all[0]["limits"]["running"], 2);
+    assert_eq!(all[1]["name"], "acme");
+    assert_eq!(all[1]["role"], "viewer");
+    assert_eq!(all[1]["limits"]["projects"], 3);
+    assert_eq!(all[1]["limits"]["running"], serde_json::Value::Null);
+    assert_eq!(all[1]["usage"]["projects"], 1);
+    let mut bob = connect(server.addr).await;
+    assert!(bob.password("bob", PASSWORD).await);
+    let r = bob.exec("quota --json", b"").await;
+    let all: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
+    assert!(!r.stdout.contains("acme"), "{}", r.stdout);
     // A bad quota changes nothing and says why; an unknown user is named.
     let (code, _, err) = tokio::task::block_in_place(|| {
         cli(

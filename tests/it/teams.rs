@@ -129,6 +129,18 @@ async fn the_role_matrix_over_ssh_exec() {
             [Allowed, Allowed, NeedsRole, Missing, Allowed],
         ),
         (
+            "wait acme/blog --until done --timeout 1ms",
+            [Allowed, Allowed, Allowed, Missing, Allowed],
+        ),
+        (
+            "mute acme/blog",
+            [Allowed, Allowed, NeedsRole, Missing, Allowed],
+        ),
+        (
+            "mute acme/blog --off",
+            [Allowed, Allowed, NeedsRole, Missing, Allowed],
+        ),
+        (
             "team acme add zed --role viewer",
             [Allowed, NeedsRole, NeedsRole, Missing, Allowed],
         ),

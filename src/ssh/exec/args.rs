@@ -174,6 +174,8 @@ pub(super) enum Cmd {
     },
     /// Show who you are logged in as
     Whoami,
+    /// Show your quota and your teams': projects and running sandboxes allowed and used
+    Quota,
     /// Your audit trail: sign-ins, changes, attaches and refusals, oldest first
     ///
     /// Records name keys, never secret values. --since takes 30m, 12h, 7d or an RFC 3339 time.

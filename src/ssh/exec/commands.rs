@@ -72,6 +72,7 @@ pub(super) async fn dispatch(console: &UserConsole, args: ExecArgs, stdin: &[u8]
             KeysAction::Remove { fingerprint } => keys_remove(c, &fingerprint, json).await,
         },
         Cmd::Whoami => whoami(c, json).await,
+        Cmd::Quota => quota(c, json).await,
         Cmd::Audit { since, limit } => audit(c, since.as_deref(), limit, json).await,
         Cmd::Kubeconfig { action } => match action.unwrap_or(KubeconfigAction::Show) {
             KubeconfigAction::Show => kubeconfig_show(c, json).await,
@@ -491,6 +492,72 @@ async fn keys_remove(c: &UserConsole, fingerprint: &str, as_json: bool) -> Out {
     } else {
         format!("removed key {}\n", safe(&fingerprint, 80))
     })
+}
+
+/// One quota as `quota --json` prints it; a limit of `null` is none.
+#[derive(Serialize)]
+struct QuotaJson<'a> {
+    /// `user` or `team`.
+    owner: &'a str,
+    /// The user's name or the team's.
+    name: &'a str,
+    /// The user's role in the team (teams only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+    limits: LimitsJson,
+    usage: LimitsJson,
+}
+
+#[derive(Serialize)]
+struct LimitsJson {
+    projects: Option<i64>,
+    running: Option<i64>,
+    cpu_millis: Option<i64>,
+    memory_bytes: Option<i64>,
+}
+
+impl LimitsJson {
+    fn limits(l: crate::model::quota::Limits) -> LimitsJson {
+        LimitsJson {
+            projects: l.projects,
+            running: l.running,
+            cpu_millis: l.cpu_millis,
+            memory_bytes: l.memory_bytes,
+        }
+    }
+
+    fn usage(u: crate::model::quota::Usage) -> LimitsJson {
+        LimitsJson {
+            projects: Some(u.projects),
+            running: Some(u.running),
+            cpu_millis: Some(u.cpu_millis),
+            memory_bytes: Some(u.memory_bytes),
+        }
+    }
+}
+
+/// `quota`: the user's own quota, then each of their teams'.
+async fn quota(c: &UserConsole, as_json: bool) -> Out {
+    let q = c.quotas().await?;
+    let me = c.user().username.clone();
+    if as_json {
+        let mut all = vec![QuotaJson {
+            owner: "user",
+            name: &me,
+            role: None,
+            limits: LimitsJson::limits(q.own.0),
+            usage: LimitsJson::usage(q.own.1),
+        }];
+        all.extend(q.teams.iter().map(|t| QuotaJson {
+            owner: "team",
+            name: &t.team,
+            role: Some(t.role.to_string()),
+            limits: LimitsJson::limits(t.limits),
+            usage: LimitsJson::usage(t.usage),
+        }));
+        return Ok(json(&all));
+    }
+    Ok(render::quotas(&q))
 }
 
 #[derive(Serialize)]

@@ -420,6 +420,20 @@ pub fn events_list(events: &[Event]) -> String {
 }
 
 /// The audit trail, oldest first: one line per record.
+/// `quota`: one line per owner, the user's own first.
+pub fn quotas(q: &crate::console::Quotas) -> String {
+    use crate::model::quota::summary;
+    let mut out = format!("{}  {}\n", cell("you", 20), summary(q.own.0, q.own.1));
+    for t in &q.teams {
+        out.push_str(&format!(
+            "{}  {}\n",
+            cell(&format!("team {}", t.team), 20),
+            summary(t.limits, t.usage)
+        ));
+    }
+    out
+}
+
 pub fn audit_list(records: &[crate::store::audit::AuditRecord]) -> String {
     if records.is_empty() {
         return "no audit records\n".into();

@@ -223,6 +223,7 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                 has_password: s.has_password,
                 configs: s.configs,
                 quota: Some(s.quota),
+                team_quotas: s.team_quotas,
                 webhook: Some(s.webhook),
             })),
             Err(e) => Msg::Done(tag, Err(format!("cannot load settings: {e}"))),
@@ -263,11 +264,13 @@ pub(super) async fn run(console: UserConsole, tag: Reply, job: Job) -> Answer {
                 "admin intents need the admin role",
             ))),
         },
-        Job::Create { name, new } => done(
-            c.create_from(&name, &new)
-                .await
-                .map(|v| format!("created {} (slug {})", v.project.name, v.project.slug)),
-        ),
+        Job::Create { name, new } => done(c.create_from(&name, &new).await.map(|v| {
+            match (&v.project.name, &v.project.slug) {
+                // A team's project is named by its slug already.
+                (name, slug) if name == slug => format!("created {name}"),
+                (name, slug) => format!("created {name} (slug {slug})"),
+            }
+        })),
         Job::SetEnv {
             project,
             key,

@@ -16,6 +16,8 @@ pub struct SettingsData {
     pub configs: Vec<UserConfig>,
     /// The user's quota and their usage against it (`None`: not loaded).
     pub quota: Option<(crate::model::quota::Limits, crate::model::quota::Usage)>,
+    /// Each of the user's teams' quota and usage, by team name.
+    pub team_quotas: Vec<crate::console::TeamQuota>,
     /// The webhook's last outcome (`None`: not loaded).
     pub webhook: Option<crate::store::webhooks::WebhookStatus>,
 }

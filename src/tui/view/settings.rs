@@ -88,7 +88,10 @@ pub fn draw(app: &SettingsScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, are
     let rows = app.config_rows();
     let keys_h = d.keys.len().clamp(1, usize::from(inner.height / 3).max(1)) as u16;
     // The kubeconfig line follows the list; long lists scroll, it stays.
-    let fixed = 11 + keys_h;
+    // The quota: the user's own line, then one per team (a few at most;
+    // `ssh … quota` lists them all).
+    let quota_h = 1 + d.team_quotas.len().min(MAX_TEAM_QUOTAS) as u16;
+    let fixed = 10 + keys_h + quota_h;
     let list_h = (rows.len().max(1) as u16).min(inner.height.saturating_sub(fixed).max(1));
     let [
         keys_title,
@@ -116,7 +119,7 @@ pub fn draw(app: &SettingsScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, are
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(1),
-        Constraint::Length(1),
+        Constraint::Length(quota_h),
         Constraint::Min(0),
     ])
     .areas(inner);
@@ -233,17 +236,52 @@ pub fn draw(app: &SettingsScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, are
         );
     }
     if let Some((limits, usage)) = &d.quota {
-        frame.render_widget(
-            Paragraph::new(Line::from(vec![
-                Span::styled("  Quota      ", theme.title()),
-                Span::raw(text::fit(
-                    &crate::model::quota::summary(*limits, *usage),
-                    w.saturating_sub(13),
-                )),
-            ])),
-            quota,
-        );
+        let lines: Vec<Line> = quota_lines(*limits, *usage, &d.team_quotas)
+            .into_iter()
+            .enumerate()
+            .map(|(i, line)| {
+                let label = if i == 0 {
+                    "  Quota      "
+                } else {
+                    "             "
+                };
+                Line::from(vec![
+                    Span::styled(label, theme.title()),
+                    Span::raw(text::fit(&text::clean(&line), w.saturating_sub(13))),
+                ])
+            })
+            .collect();
+        frame.render_widget(Paragraph::new(lines), quota);
     }
+}
+
+/// How many teams' quotas the settings screen lists under the user's own.
+const MAX_TEAM_QUOTAS: usize = 3;
+
+/// The quota lines: the user's own, then each team's (at most
+/// [`MAX_TEAM_QUOTAS`], the rest counted).
+pub fn quota_lines(
+    limits: crate::model::quota::Limits,
+    usage: crate::model::quota::Usage,
+    teams: &[crate::console::TeamQuota],
+) -> Vec<String> {
+    use crate::model::quota::summary;
+    let mut lines = vec![format!("you: {}", summary(limits, usage))];
+    let shown = if teams.len() > MAX_TEAM_QUOTAS {
+        MAX_TEAM_QUOTAS - 1
+    } else {
+        teams.len()
+    };
+    for t in &teams[..shown] {
+        lines.push(format!("team {}: {}", t.team, summary(t.limits, t.usage)));
+    }
+    if shown < teams.len() {
+        lines.push(format!(
+            "and {} more teams (ssh … quota lists them all)",
+            teams.len() - shown
+        ));
+    }
+    lines
 }
 
 /// The webhook's line: its last error (and when), else its last delivery,
@@ -309,6 +347,53 @@ mod webhook_tests {
         assert_eq!(
             webhook_line(true, Some(&recovered), now).as_deref(),
             Some("set — delivered 5s ago")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::TeamQuota;
+    use crate::model::quota::{Limits, Usage};
+    use crate::model::team::TeamRole;
+
+    fn team(name: &str, projects: i64) -> TeamQuota {
+        TeamQuota {
+            team: name.into(),
+            role: TeamRole::Member,
+            limits: Limits {
+                projects: Some(projects),
+                ..Limits::default()
+            },
+            usage: Usage::of(1, 0, None),
+        }
+    }
+
+    #[test]
+    fn the_users_own_quota_comes_first_then_each_team() {
+        let lines = quota_lines(Limits::default(), Usage::of(2, 1, None), &[team("acme", 4)]);
+        assert_eq!(
+            lines,
+            [
+                "you: 2 projects (no limit) · 1 running (no limit)",
+                "team acme: 1 of 4 projects · 0 running (no limit)",
+            ]
+        );
+    }
+
+    #[test]
+    fn past_three_teams_the_rest_are_counted_and_exec_named() {
+        let teams: Vec<TeamQuota> = (0..5).map(|i| team(&format!("t{i}"), 9)).collect();
+        let lines = quota_lines(Limits::default(), Usage::default(), &teams);
+        assert_eq!(lines.len(), 1 + MAX_TEAM_QUOTAS);
+        assert!(lines[1].starts_with("team t0: "), "{lines:?}");
+        assert!(lines[2].starts_with("team t1: "), "{lines:?}");
+        assert_eq!(lines[3], "and 3 more teams (ssh … quota lists them all)");
+        // Exactly three teams all show.
+        assert_eq!(
+            quota_lines(Limits::default(), Usage::default(), &teams[..3]).len(),
+            4
         );
     }
 }
