@@ -10,6 +10,7 @@ mod files;
 mod git;
 pub mod hooks;
 mod network;
+mod observed;
 mod pty_io;
 mod sandbox;
 mod server;

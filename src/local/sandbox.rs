@@ -657,36 +657,32 @@ impl LocalSandboxes {
     }
 
     /// Whether the sandbox's server runs its default session. No socket
-    /// (the common case for a stopped sandbox) costs no tmux call.
+    /// (the common case for a stopped sandbox) costs no tmux call. The same
+    /// one call notes each session's latest output (tmux keeps it per
+    /// window, whether or not a client is attached) and finds a program
+    /// whose exit tmux missed (see `observed`), which it is then told of.
     async fn has_default_session(&self, name: &str) -> DriverResult<bool> {
         let tmux = self.tmux(name);
         if !tokio::fs::try_exists(tmux.socket()).await.unwrap_or(false) {
             return Ok(false);
         }
-        let Some(activity) = &self.activity else {
-            let names = tmux
-                .session_names()
-                .await
-                .map_err(|e| e.into_driver_error(&format!("observe sandbox {name}")))?;
-            return Ok(names.iter().any(|n| n == name));
-        };
-        // The same one call, with each session's latest output (tmux keeps
-        // it per window, whether or not a client is attached).
         let listed = tmux
-            .list_sessions_with("#{session_name}\t#{window_activity}")
+            .list_sessions_with(super::observed::FORMAT)
             .await
             .map_err(|e| e.into_driver_error(&format!("observe sandbox {name}")))?;
-        let mut found = false;
+        let (mut found, mut exit_missed) = (false, false);
         for line in listed.lines() {
-            let (session, at) = line.split_once('\t').unwrap_or((line, ""));
-            found |= session == name;
-            if let Some(at) = at
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
-            {
+            let seen = super::observed::parse(line);
+            found |= seen.name == name;
+            exit_missed |= seen.exit_missed;
+            if let (Some(activity), Some(at)) = (&self.activity, seen.activity) {
                 activity.note_at(name, at);
+            }
+        }
+        if exit_missed {
+            let nudge = ["run-shell", "-b", super::observed::NUDGE].map(String::from);
+            if let Err(e) = tmux.run(&nudge).await {
+                tracing::warn!(sandbox = %name, "cannot tell tmux of an exited program: {e}");
             }
         }
         Ok(found)

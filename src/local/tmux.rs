@@ -188,23 +188,6 @@ impl Tmux {
             Err(e) => Err(e),
         }
     }
-
-    pub(crate) async fn session_names(&self) -> Result<Vec<String>, TmuxError> {
-        let args = vec![
-            "list-sessions".into(),
-            "-F".into(),
-            "#{session_name}".into(),
-        ];
-        match self.run(&args).await {
-            Ok(out) => Ok(out.lines().map(str::to_owned).collect()),
-            // Without the tmux binary no session can exist either, so
-            // observing (and with it stop and delete) still works.
-            Err(e) if e.is_no_server() || matches!(e, TmuxError::NotInstalled { .. }) => {
-                Ok(Vec::new())
-            }
-            Err(e) => Err(e),
-        }
-    }
 }
 
 /// Separates commands on one tmux command line.

@@ -180,6 +180,12 @@ impl Server {
             ..Default::default()
         };
         rc.schedule.poll_interval = Duration::from_millis(50);
+        if agents {
+            // A running sandbox is looked at every second, not every
+            // minute: a program whose exit tmux missed (see
+            // `local::observed`) is then reported within the tests' waits.
+            rc.schedule.observe_interval = Duration::from_secs(1);
+        }
         rc.idle = config.idle.clone();
         let local_dir = local.then(|| {
             std::path::PathBuf::from(format!(
