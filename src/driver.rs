@@ -41,6 +41,29 @@ pub enum DriverError {
     /// Retrying the same call will not help (invalid spec, forbidden, missing tool).
     #[error("{0}")]
     Permanent(String),
+    /// Permanent too, in a step of a new sandbox's preparation that its
+    /// owner is told about by name (its clone, its setup script).
+    #[error("{message}")]
+    Prepare { step: PrepareStep, message: String },
+}
+
+/// What a new sandbox runs once before its first start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrepareStep {
+    /// Cloning its repository and checking out its branch.
+    Clone,
+    /// Its template's setup script.
+    Setup,
+}
+
+impl PrepareStep {
+    /// The notification its failure is told with.
+    pub fn notice(self) -> crate::model::notice::NoticeKind {
+        match self {
+            PrepareStep::Clone => crate::model::notice::NoticeKind::CloneFailed,
+            PrepareStep::Setup => crate::model::notice::NoticeKind::SetupFailed,
+        }
+    }
 }
 
 impl DriverError {
@@ -49,6 +72,12 @@ impl DriverError {
     }
     pub fn permanent(msg: impl fmt::Display) -> Self {
         Self::Permanent(msg.to_string())
+    }
+    pub fn prepare(step: PrepareStep, msg: impl fmt::Display) -> Self {
+        Self::Prepare {
+            step,
+            message: msg.to_string(),
+        }
     }
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Transient(_))

@@ -40,6 +40,7 @@ pub fn outcome(
                 status,
                 attempts: 0,
                 last_error,
+                failure_kind: None,
                 next_attempt_in: match status {
                     ResourceStatus::Error => None,
                     // Spread observations so 10,000 rows created together do
@@ -64,21 +65,29 @@ pub fn outcome(
                 status: row.status,
                 attempts,
                 last_error: Some(msg.clone()),
+                failure_kind: None,
                 next_attempt_in: Some(wait),
                 applied_env_version: None,
                 connection: None,
                 message: format!("attempt {attempts} failed, retrying in {wait:.1?}: {msg}"),
             }
         }
-        Err(DriverError::Permanent(msg)) => Outcome {
-            status: ResourceStatus::Error,
-            attempts: attempts.saturating_add(1),
-            last_error: Some(msg.clone()),
-            next_attempt_in: None,
-            applied_env_version: None,
-            connection: None,
-            message: msg.clone(),
-        },
+        Err(e @ (DriverError::Permanent(_) | DriverError::Prepare { .. })) => {
+            let msg = e.to_string();
+            Outcome {
+                status: ResourceStatus::Error,
+                attempts: attempts.saturating_add(1),
+                last_error: Some(msg.clone()),
+                failure_kind: match e {
+                    DriverError::Prepare { step, .. } => Some(step.notice()),
+                    _ => None,
+                },
+                next_attempt_in: None,
+                applied_env_version: None,
+                connection: None,
+                message: msg,
+            }
+        }
     }
 }
 
@@ -169,6 +178,36 @@ mod tests {
         assert_eq!(o.status, ResourceStatus::Error);
         assert_eq!(o.last_error.as_deref(), Some("forbidden"));
         assert_eq!(o.next_attempt_in, None);
+    }
+
+    #[test]
+    fn a_failed_clone_or_setup_is_an_error_told_by_its_own_kind() {
+        use crate::driver::PrepareStep;
+        use crate::model::notice::NoticeKind;
+        for (step, kind) in [
+            (PrepareStep::Clone, NoticeKind::CloneFailed),
+            (PrepareStep::Setup, NoticeKind::SetupFailed),
+        ] {
+            let o = outcome(
+                row(Desired::Running, ResourceStatus::Creating),
+                0,
+                &Err(DriverError::prepare(step, "fatal: no such repository")),
+                &S,
+                0.0,
+            );
+            assert_eq!(o.status, ResourceStatus::Error);
+            assert_eq!(o.last_error.as_deref(), Some("fatal: no such repository"));
+            assert_eq!(o.failure_kind, Some(kind));
+            assert_eq!(o.next_attempt_in, None);
+        }
+        let plain = outcome(
+            row(Desired::Running, ResourceStatus::Creating),
+            0,
+            &Err(DriverError::permanent("forbidden")),
+            &S,
+            0.0,
+        );
+        assert_eq!(plain.failure_kind, None);
     }
 
     #[test]

@@ -85,31 +85,9 @@ impl GitServer {
         server
     }
 
-    /// A repository `name.git` whose default branch `main` holds
-    /// `README.md`, with a branch `feature` one commit ahead (`feature.txt`).
+    /// A repository `name.git` (see [`make_repository`]); its URL.
     pub fn repository(&self, name: &str) -> String {
-        let bare = self.base.join(format!("{name}.git"));
-        let work = self.base.join(format!("{name}-work"));
-        std::fs::create_dir_all(&work).unwrap();
-        git(&work, &["init", "-q", "-b", "main"]);
-        std::fs::write(work.join("README.md"), "hello from main\n").unwrap();
-        git(&work, &["add", "."]);
-        git(&work, &["commit", "-q", "-m", "first"]);
-        git(&work, &["checkout", "-q", "-b", "feature"]);
-        std::fs::write(work.join("feature.txt"), "on feature\n").unwrap();
-        git(&work, &["add", "."]);
-        git(&work, &["commit", "-q", "-m", "feature"]);
-        git(&work, &["checkout", "-q", "main"]);
-        git(
-            &self.base,
-            &[
-                "clone",
-                "-q",
-                "--bare",
-                &work.to_string_lossy(),
-                &bare.to_string_lossy(),
-            ],
-        );
+        make_repository(&self.base, name);
         self.url(name)
     }
 
@@ -117,4 +95,31 @@ impl GitServer {
     pub fn url(&self, name: &str) -> String {
         format!("git://{}/{name}.git", self.addr)
     }
+}
+
+/// Creates a bare repository `{base}/name.git` whose default branch `main` holds
+/// `README.md`, with a branch `feature` one commit ahead (`feature.txt`).
+pub fn make_repository(base: &Path, name: &str) {
+    let bare = base.join(format!("{name}.git"));
+    let work = base.join(format!("{name}-work"));
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    std::fs::write(work.join("README.md"), "hello from main\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "first"]);
+    git(&work, &["checkout", "-q", "-b", "feature"]);
+    std::fs::write(work.join("feature.txt"), "on feature\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "feature"]);
+    git(&work, &["checkout", "-q", "main"]);
+    git(
+        base,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &work.to_string_lossy(),
+            &bare.to_string_lossy(),
+        ],
+    );
 }
