@@ -8,7 +8,7 @@ use kiln::model::ProjectStatus;
 
 use crate::support::git::{GitServer, git};
 use crate::support::git_http::PrivateGitServer;
-use crate::support::ssh::{Client, Server};
+use crate::support::ssh::{Client, Server, line_with};
 
 use crate::support::sandboxes::{signed_in, status_becomes, working_dir};
 
@@ -168,7 +168,21 @@ async fn a_failed_clone_is_a_clone_failed_notification_for_its_owner_only() {
         .await
         .expect("a reason");
 
-    let r = c.exec("notifications --json", b"").await;
+    // On the dashboard: counted in the header, N lists it by its kind.
+    let screen = c.shell(120, 30).await;
+    screen
+        .wait_until("the unread count", |t| t.contains("✉ 1 unread (N)"))
+        .await;
+    screen.send(b"N").await;
+    screen
+        .wait_until("the notification", |t| {
+            line_with(t, "app")
+                .is_some_and(|l| l.contains("clone failed") && l.contains("nowhere.git"))
+        })
+        .await;
+
+    // Over exec (read now, so --all).
+    let r = c.exec("notifications --all --json", b"").await;
     assert_eq!(r.code, Some(0), "{r:?}");
     let list: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
     let list = list.as_array().expect("a list");
@@ -183,7 +197,7 @@ async fn a_failed_clone_is_a_clone_failed_notification_for_its_owner_only() {
         "the notification says what the project says"
     );
 
-    // The text listing names the kind too (read now, so --all).
+    // The text listing names the kind too.
     let r = c.exec("notifications --all", b"").await;
     assert!(r.stdout.contains("clone_failed"), "{r:?}");
 
