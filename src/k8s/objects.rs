@@ -50,6 +50,10 @@ pub const APP_PORT: i32 = 3000;
 pub const APP_PORT_NAME: &str = "app";
 /// Name of the volume claim template (and so the prefix of the PVC's name).
 pub const HOME_VOLUME: &str = "home";
+/// The key of the owner's git token in the sandbox's Secret, and the
+/// variable the clone's credential helper reads it from: the init
+/// container's only, never the sandbox container's.
+pub const GIT_TOKEN_KEY: &str = "KILN_GIT_TOKEN";
 
 /// Longest base name: the StatefulSet controller labels each pod with
 /// `controller-revision-hash={sts}-{up to 10 chars}`, a label value (≤ 63).
@@ -209,13 +213,22 @@ pub fn env_vars(spec: &SandboxSpec) -> Vec<EnvVar> {
         .collect()
 }
 
-/// The Secret's data: the secret variables only.
+/// The Secret's data: the secret variables, and the git token the clone
+/// uses when the sandbox has a repository and its owner one.
 pub fn secret_data(spec: &SandboxSpec) -> BTreeMap<String, ByteString> {
-    spec.env
+    let mut data: BTreeMap<String, ByteString> = spec
+        .env
         .iter()
         .filter(|(k, _)| is_secret(spec, k))
         .map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec())))
-        .collect()
+        .collect();
+    if let Some(token) = spec.repo.as_ref().and_then(|r| r.token.as_ref()) {
+        data.insert(
+            GIT_TOKEN_KEY.to_string(),
+            ByteString(token.expose_str().as_bytes().to_vec()),
+        );
+    }
+    data
 }
 
 /// Stable across builds and platforms (unlike `DefaultHasher`), so two Kiln
@@ -224,8 +237,13 @@ pub fn secret_data(spec: &SandboxSpec) -> BTreeMap<String, ByteString> {
 /// Secret too in a Kiln namespace.
 pub fn env_hash(spec: &SandboxSpec) -> String {
     let mut bytes = Vec::new();
-    // Length prefixes keep ("ab","c") and ("a","bc") apart.
-    for (k, v) in secret_data(spec) {
+    // Length prefixes keep ("ab","c") and ("a","bc") apart. The git token
+    // is read only by a clone into an empty home: a new one is no reason to
+    // restart the sandbox.
+    for (k, v) in secret_data(spec)
+        .into_iter()
+        .filter(|(k, _)| k != GIT_TOKEN_KEY)
+    {
         for part in [k.as_bytes(), &v.0] {
             bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
             bytes.extend_from_slice(part);
@@ -266,14 +284,21 @@ pub fn session_probe_command() -> Vec<String> {
 /// Clones the project's repository into the home volume, only while it is
 /// empty (so a restart never clobbers work): git with no `file`/`ext`
 /// transports, no hooks, no system or global config, no prompt. The URL and
-/// branch are in the environment, not in the script.
+/// branch are in the environment, not in the script; so is the owner's
+/// token, from the sandbox's Secret, which a credential helper naming only
+/// the variable hands to git (never an argument, never in `.git/config`).
 const CLONE_SCRIPT: &str = r#"set -e
 cd "$KILN_HOME"
 if [ -n "$(ls -A . | grep -v '^lost+found$' || true)" ]; then
   echo "the home volume is not empty: not cloning"
   exit 0
 fi
-git -c protocol.file.allow=never -c protocol.ext.allow=never -c core.hooksPath=/dev/null \
+set -- -c credential.helper=
+if [ -n "${KILN_GIT_TOKEN:-}" ]; then
+  set -- "$@" -c 'credential.helper=!f() { test "$1" = get && printf "username=x-access-token\npassword=%s\n" "$KILN_GIT_TOKEN"; }; f'
+fi
+git -c protocol.file.allow=never -c protocol.ext.allow=never -c protocol.fd.allow=never \
+  -c core.hooksPath=/dev/null -c core.fsmonitor=false "$@" \
   clone --progress -- "$KILN_REPO_URL" .
 if [ -n "$KILN_REPO_BRANCH" ]; then
   if git rev-parse --verify --quiet "refs/remotes/origin/$KILN_REPO_BRANCH" >/dev/null; then
@@ -292,20 +317,35 @@ fn clone_container(spec: &SandboxSpec, s: &K8sSettings) -> Option<Container> {
         value: Some(value.into()),
         ..Default::default()
     };
+    let mut env = vec![
+        var("KILN_HOME", HOME),
+        var("KILN_REPO_URL", &repo.url),
+        var("KILN_REPO_BRANCH", repo.branch.as_deref().unwrap_or("")),
+        var("HOME", "/tmp"),
+        var("GIT_CONFIG_NOSYSTEM", "1"),
+        var("GIT_CONFIG_GLOBAL", "/dev/null"),
+        var("GIT_TERMINAL_PROMPT", "0"),
+    ];
+    if repo.token.is_some() {
+        env.push(EnvVar {
+            name: GIT_TOKEN_KEY.into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: env_secret_name(&spec.resource),
+                    key: GIT_TOKEN_KEY.into(),
+                    optional: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     Some(Container {
         name: "clone".into(),
         image: Some(s.image.clone()),
         image_pull_policy: Some(s.image_pull_policy.clone()),
         command: Some(vec!["sh".into(), "-c".into(), CLONE_SCRIPT.into()]),
-        env: Some(vec![
-            var("KILN_HOME", HOME),
-            var("KILN_REPO_URL", &repo.url),
-            var("KILN_REPO_BRANCH", repo.branch.as_deref().unwrap_or("")),
-            var("HOME", "/tmp"),
-            var("GIT_CONFIG_NOSYSTEM", "1"),
-            var("GIT_CONFIG_GLOBAL", "/dev/null"),
-            var("GIT_TERMINAL_PROMPT", "0"),
-        ]),
+        env: Some(env),
         volume_mounts: Some(vec![VolumeMount {
             name: HOME_VOLUME.into(),
             mount_path: HOME.into(),

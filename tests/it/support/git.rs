@@ -64,8 +64,16 @@ impl GitServer {
         ));
         std::fs::create_dir_all(&base).unwrap();
         let addr = super::serve::free_addr();
-        let daemon = Command::new("git")
-            .arg("daemon")
+        // git-daemon itself, not `git daemon`: killing `git` would leave
+        // the daemon it runs behind, listening.
+        let exec_path = Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .expect("git --exec-path");
+        let exec_path = String::from_utf8_lossy(&exec_path.stdout)
+            .trim()
+            .to_string();
+        let daemon = Command::new(Path::new(&exec_path).join("git-daemon"))
             .arg("--export-all")
             .arg("--reuseaddr")
             .arg("--informative-errors")
