@@ -128,6 +128,10 @@ pub struct SandboxSpec {
     /// Run once (`sh -c`) in the sandbox after its clone, before its first
     /// start; a failure is permanent, with the script's last lines.
     pub setup: Option<String>,
+    /// The image it runs and the CPU and memory it gets, from its template
+    /// (`None` fields: the back end's own). Kubernetes only: a local
+    /// sandbox runs on the host as it is.
+    pub sizing: crate::model::template::K8sSizing,
 }
 
 /// A repository a sandbox starts from: checked by the console when the

@@ -310,6 +310,8 @@ fi
 "#;
 
 /// The init container that clones the sandbox's repository, if it has one.
+/// It runs Kiln's runtime image whatever the template's is: that one is
+/// known to have git.
 fn clone_container(spec: &SandboxSpec, s: &K8sSettings) -> Option<Container> {
     let repo = spec.repo.as_ref()?;
     let var = |name: &str, value: &str| EnvVar {
@@ -366,9 +368,14 @@ fn clone_container(spec: &SandboxSpec, s: &K8sSettings) -> Option<Container> {
 fn statefulset(spec: &SandboxSpec, s: &K8sSettings) -> StatefulSet {
     let r = &spec.resource;
     let labels = labels(r, SANDBOX_KIND);
+    // A template's size is both what the sandbox asks for and all it gets;
+    // what it does not name is the server's.
+    let sizing = &spec.sizing;
+    let cpu = sizing.cpu.as_deref();
+    let memory = sizing.memory.as_deref();
     let container = Container {
         name: CONTAINER.into(),
-        image: Some(s.image.clone()),
+        image: Some(sizing.image.clone().unwrap_or_else(|| s.image.clone())),
         image_pull_policy: Some(s.image_pull_policy.clone()),
         env: Some(env_vars(spec)),
         ports: Some(vec![ContainerPort {
@@ -379,12 +386,12 @@ fn statefulset(spec: &SandboxSpec, s: &K8sSettings) -> StatefulSet {
         }]),
         resources: Some(ResourceRequirements {
             requests: Some(quantities([
-                ("cpu", &s.sandbox_cpu_request),
-                ("memory", &s.sandbox_memory_request),
+                ("cpu", cpu.unwrap_or(&s.sandbox_cpu_request)),
+                ("memory", memory.unwrap_or(&s.sandbox_memory_request)),
             ])),
             limits: Some(quantities([
-                ("cpu", &s.sandbox_cpu_limit),
-                ("memory", &s.sandbox_memory_limit),
+                ("cpu", cpu.unwrap_or(&s.sandbox_cpu_limit)),
+                ("memory", memory.unwrap_or(&s.sandbox_memory_limit)),
             ])),
             ..Default::default()
         }),

@@ -248,6 +248,7 @@ impl Reconciler {
                 repo,
                 command: inputs.session_command,
                 setup: inputs.setup_script,
+                sizing: inputs.sizing,
             },
         ))
     }

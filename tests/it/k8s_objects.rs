@@ -50,6 +50,7 @@ fn sandbox_spec() -> SandboxSpec {
         repo: None,
         command: None,
         setup: None,
+        sizing: Default::default(),
     }
 }
 

@@ -321,3 +321,100 @@ async fn without_a_token_the_init_container_has_no_secret_reference_and_git_is_r
     assert!(repos.seen().refused > 0, "{:?}", repos.seen());
     let _ = std::fs::remove_dir_all(&volume);
 }
+
+#[tokio::test]
+async fn a_templates_image_and_sizes_reach_the_statefulset_and_a_template_saved_from_it() {
+    let h = Harness::new().await;
+    let alice = h
+        .store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    kiln::console::Console::new(h.store.clone(), None, None)
+        .operator()
+        .add_template(
+            "name = \"sized\"\n[kubernetes]\nimage = \"ghcr.io/acme/py:3.12\"\n\
+             cpu = \"750m\"\nmemory = \"1536Mi\"\n",
+        )
+        .await
+        .expect("a valid template");
+    h.exec(&alice, "create app --template sized").await;
+    h.exec(&alice, "create plain").await;
+
+    let defaults = K8sSettings::default();
+    let quantities = |c: &Container| {
+        let r = c.resources.clone().unwrap();
+        let pick = |m: Option<
+            BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+        >| {
+            let m = m.unwrap();
+            (m["cpu"].0.clone(), m["memory"].0.clone())
+        };
+        (pick(r.requests), pick(r.limits))
+    };
+    let (sts, _) = h.sandbox_objects(&alice, "app").await;
+    let (_, containers) = pod_containers(&sts);
+    let sandbox = containers.iter().find(|c| c.name == CONTAINER).unwrap();
+    assert_eq!(sandbox.image.as_deref(), Some("ghcr.io/acme/py:3.12"));
+    let sized = ("750m".to_string(), "1536Mi".to_string());
+    assert_eq!(quantities(sandbox), (sized.clone(), sized));
+
+    // A project without a template runs the server's image and sizes.
+    let (sts, _) = h.sandbox_objects(&alice, "plain").await;
+    let (init, containers) = pod_containers(&sts);
+    assert!(init.is_empty(), "no repository, no clone: {init:?}");
+    let sandbox = containers.iter().find(|c| c.name == CONTAINER).unwrap();
+    assert_eq!(sandbox.image.as_deref(), Some(defaults.image.as_str()));
+    assert_eq!(
+        quantities(sandbox),
+        (
+            (
+                defaults.sandbox_cpu_request.clone(),
+                defaults.sandbox_memory_request.clone()
+            ),
+            (
+                defaults.sandbox_cpu_limit.clone(),
+                defaults.sandbox_memory_limit.clone()
+            )
+        )
+    );
+
+    // A template saved from the project keeps them.
+    h.exec(&alice, "templates save mine --from app").await;
+    let shown = h.exec(&alice, "templates show mine --json").await;
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(
+        shown["template"]["kubernetes"],
+        serde_json::json!({"image": "ghcr.io/acme/py:3.12", "cpu": "750m", "memory": "1536Mi"}),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn the_clone_runs_kilns_image_whatever_the_templates_image() {
+    let repos = crate::support::git::GitServer::start().await;
+    let url = repos.repository("app");
+    let h = Harness::new().await;
+    let alice = h
+        .store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    kiln::console::Console::new(h.store.clone(), None, None)
+        .operator()
+        .add_template(&format!(
+            "name = \"sized\"\n[repo]\nurl = \"{url}\"\n[kubernetes]\nimage = \"ghcr.io/acme/no-git:1\"\n"
+        ))
+        .await
+        .expect("a valid template");
+    h.exec(&alice, "create app --template sized").await;
+    let (sts, _) = h.sandbox_objects(&alice, "app").await;
+    let (init, containers) = pod_containers(&sts);
+    let sandbox = containers.iter().find(|c| c.name == CONTAINER).unwrap();
+    assert_eq!(sandbox.image.as_deref(), Some("ghcr.io/acme/no-git:1"));
+    assert_eq!(init.len(), 1, "{init:?}");
+    assert_eq!(
+        init[0].image.as_deref(),
+        Some(K8sSettings::default().image.as_str())
+    );
+}

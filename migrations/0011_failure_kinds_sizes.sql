@@ -1,6 +1,9 @@
+-- Issue 19: failed clones and setup scripts told by name, and a template's
+-- Kubernetes image and sizes kept with the project it made.
+
 -- A sandbox whose clone or setup script failed tells its owner so by name
--- (issue 19, part 5): the ERROR's notification takes the kind the reconcile
--- loop recorded with the error instead of the plain 'project_failed'.
+-- (part 5): the ERROR's notification takes the kind the reconcile loop
+-- recorded with the error instead of the plain 'project_failed'.
 
 -- NULL unless the sandbox is in ERROR for one of those reasons:
 -- 'clone_failed' or 'setup_failed' (model::notice::NoticeKind).
@@ -23,3 +26,11 @@ BEGIN
             left(COALESCE(why, 'failed'), 400));
     RETURN NULL;
 END $$;
+
+-- What a project's sandbox runs as and asks for on Kubernetes, from its
+-- template's [kubernetes] table (checked there: an image reference, CPU
+-- and memory quantities); NULL: the server's settings.
+ALTER TABLE projects
+    ADD COLUMN k8s_image  text CHECK (length(k8s_image) <= 255),
+    ADD COLUMN k8s_cpu    text CHECK (length(k8s_cpu) <= 64),
+    ADD COLUMN k8s_memory text CHECK (length(k8s_memory) <= 64);
