@@ -30,6 +30,9 @@ pub enum Observed {
     Blocked(String),
     /// Exists but cannot make progress without help (the reason says why).
     Failed(String),
+    /// Failed too, in a step of its first start its owner is told about by
+    /// name (a clone whose init container failed, with git's message).
+    PrepareFailed(PrepareStep, String),
 }
 
 /// A driver failure, classified by what the reconcile loop should do next.

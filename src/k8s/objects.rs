@@ -40,6 +40,8 @@ pub const ENV_HASH_ANNOTATION: &str = "kiln.dev/env-hash";
 
 /// The main container.
 pub const CONTAINER: &str = "sandbox";
+/// The init container that clones the sandbox's repository.
+pub const CLONE_CONTAINER: &str = "clone";
 /// `tmux -L kiln`: the runtime image's private tmux socket.
 pub const TMUX_SOCKET: &str = "kiln";
 /// The session running Claude Code.
@@ -343,10 +345,12 @@ fn clone_container(spec: &SandboxSpec, s: &K8sSettings) -> Option<Container> {
         });
     }
     Some(Container {
-        name: "clone".into(),
+        name: CLONE_CONTAINER.into(),
         image: Some(s.image.clone()),
         image_pull_policy: Some(s.image_pull_policy.clone()),
         command: Some(vec!["sh".into(), "-c".into(), CLONE_SCRIPT.into()]),
+        // A failed clone's status then carries git's last lines.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         env: Some(env),
         volume_mounts: Some(vec![VolumeMount {
             name: HOME_VOLUME.into(),

@@ -109,7 +109,8 @@ impl Reconciler {
             // The batch observation already says where it is.
             (_, Action::Nothing | Action::Wait | Action::Settle) => Ok(observed),
             (_, Action::Forget) => Ok(Observed::Absent),
-            (_, Action::Fail(reason)) => Ok(Observed::Failed(reason.clone())),
+            // The observation itself: it says which failure it is.
+            (_, Action::Fail(_)) => Ok(observed),
             (ResourceKind::Sandbox, Action::Ensure | Action::SyncEnv) => {
                 let (version, spec) = self.sandbox_spec(row, &r, stats).await?;
                 stats.driver_calls += 1;

@@ -32,7 +32,9 @@ pub fn outcome(
             let status = status_after(row, observed);
             let settled = status == ResourceStatus::settled_at(row.desired);
             let (last_error, message) = match observed {
-                Observed::Failed(reason) => (Some(reason.clone()), reason.clone()),
+                Observed::Failed(reason) | Observed::PrepareFailed(_, reason) => {
+                    (Some(reason.clone()), reason.clone())
+                }
                 Observed::Blocked(reason) => (Some(reason.clone()), format!("waiting: {reason}")),
                 _ => (None, format!("{} observed", describe(observed))),
             };
@@ -40,7 +42,10 @@ pub fn outcome(
                 status,
                 attempts: 0,
                 last_error,
-                failure_kind: None,
+                failure_kind: match observed {
+                    Observed::PrepareFailed(step, _) => Some(step.notice()),
+                    _ => None,
+                },
                 next_attempt_in: match status {
                     ResourceStatus::Error => None,
                     // Spread observations so 10,000 rows created together do
@@ -98,7 +103,7 @@ fn describe(o: &Observed) -> &'static str {
         Observed::Running => "running",
         Observed::Stopping => "stopping",
         Observed::Stopped => "stopped",
-        Observed::Failed(_) => "failed",
+        Observed::Failed(_) | Observed::PrepareFailed(..) => "failed",
         Observed::Blocked(_) => "blocked",
     }
 }
@@ -208,6 +213,23 @@ mod tests {
             0.0,
         );
         assert_eq!(plain.failure_kind, None);
+        // Observed so (a Kubernetes init container that failed): the same.
+        let observed = outcome(
+            row(Desired::Running, ResourceStatus::Creating),
+            0,
+            &Ok(Observed::PrepareFailed(
+                PrepareStep::Clone,
+                "git clone failed: fatal".into(),
+            )),
+            &S,
+            0.0,
+        );
+        assert_eq!(observed.status, ResourceStatus::Error);
+        assert_eq!(observed.failure_kind, Some(NoticeKind::CloneFailed));
+        assert_eq!(
+            observed.last_error.as_deref(),
+            Some("git clone failed: fatal")
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! token reaching it from the sandbox's Secret alone. The test then plays
 //! kubelet for that init container: it runs the container's own command
 //! with the environment the spec gives it (the Secret's value where the spec
-//! refers to it) against a private git server on loopback.
+//! refers to it) against a private git server on loopback, and reports a
+//! failed one as kubelet would (the container's status, git's output as
+//! its termination message).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,17 +15,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Container, Secret};
+use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kiln::backends::{Backends, LocalBackend};
 use kiln::console::RepoPolicy;
 use kiln::fake_driver::FakeDriver;
-use kiln::k8s::objects::{CONTAINER, GIT_TOKEN_KEY, env_secret_name, statefulset_name};
+use kiln::k8s::objects::{
+    CLONE_CONTAINER, CONTAINER, GIT_TOKEN_KEY, SANDBOX_KIND, env_secret_name, labels, pod_name,
+    statefulset_name,
+};
 use kiln::k8s::settings::K8sSettings;
+use kiln::model::ProjectStatus;
 use kiln::reconcile::{ReconcileConfig, Reconciler};
 use kiln::store::Store;
 use kiln::store::resources::ResourceKind;
 use kiln::store::users::User;
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use crate::support::git::git;
 use crate::support::git_http::PrivateGitServer;
@@ -280,7 +287,7 @@ async fn a_repository_is_cloned_by_an_init_container_into_an_empty_home_with_the
 }
 
 #[tokio::test]
-async fn without_a_token_the_init_container_has_no_secret_reference_and_git_is_refused() {
+async fn without_a_token_the_clone_is_refused_and_the_project_is_an_error_told_as_clone_failed() {
     let token = format!("kiln-token-{}", uuid::Uuid::new_v4().simple());
     let repos = PrivateGitServer::start(&token).await;
     let url = repos.repository("private");
@@ -320,6 +327,64 @@ async fn without_a_token_the_init_container_has_no_secret_reference_and_git_is_r
     assert!(stderr.contains("fatal"), "git's own message: {stderr}");
     assert!(repos.seen().refused > 0, "{:?}", repos.seen());
     let _ = std::fs::remove_dir_all(&volume);
+
+    // Kubelet reports it as it would: the StatefulSet's pod, its clone
+    // container terminated with an error, git's output as its message.
+    let ns = "kiln-bob";
+    let p = h.store.find_project(bob.id, "app").await.unwrap();
+    let sandbox_row = p
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .unwrap();
+    let r = kiln::driver::ResourceRef {
+        resource_name: sandbox_row.resource_name.clone(),
+        namespace: ns.into(),
+        project_slug: p.project.slug.clone(),
+        owner: bob.id,
+    };
+    let pods: Api<Pod> = Api::namespaced(h.emu.client(), ns);
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(pod_name(&r)),
+            labels: Some(labels(&r, SANDBOX_KIND)),
+            ..Default::default()
+        },
+        spec: sts.spec.clone().unwrap().template.spec,
+        ..Default::default()
+    };
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let status = serde_json::json!({ "status": { "phase": "Pending", "initContainerStatuses": [{
+        "name": CLONE_CONTAINER, "image": "kiln", "imageID": "", "ready": false, "restartCount": 1,
+        "state": { "waiting": { "reason": "CrashLoopBackOff" } },
+        "lastState": { "terminated": { "exitCode": 128, "reason": "Error",
+                                       "message": stderr.to_string() } } }] } });
+    pods.patch_status(
+        &pod_name(&r),
+        &PatchParams::default(),
+        &Patch::Merge(&status),
+    )
+    .await
+    .unwrap();
+    let error = eventually("app in ERROR", Duration::from_secs(30), || async {
+        h.loop_.drain().await.unwrap();
+        let p = h.store.find_project(bob.id, "app").await.unwrap();
+        (p.project.status == ProjectStatus::Error).then(|| {
+            p.resources
+                .iter()
+                .find(|r| r.kind == ResourceKind::Sandbox)
+                .and_then(|r| r.last_error.clone())
+                .unwrap_or_default()
+        })
+    })
+    .await;
+    assert!(error.starts_with("git clone failed: "), "{error}");
+    assert!(error.contains("fatal"), "git's own message: {error}");
+    let list = h.exec(&bob, "notifications --json").await;
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["kind"], "clone_failed", "{list}");
+    assert_eq!(list[0]["message"], error.as_str(), "{list}");
 }
 
 #[tokio::test]
