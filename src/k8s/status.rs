@@ -60,6 +60,10 @@ const CLONE_ERROR_LINES: usize = 4;
 /// termination message holds (`FallbackToLogsOnError`). Kubelet would
 /// retry it forever; a clone that failed is the user's to fix.
 pub fn clone_failure(pod: &Pod) -> Option<String> {
+    // A pod on its way out (the sandbox was stopped) is no news.
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
     let status = pod.status.as_ref()?;
     let clone = status
         .init_container_statuses
@@ -322,6 +326,13 @@ mod tests {
             ),
             Observed::PrepareFailed(PrepareStep::Clone, "git clone failed: exit status 1".into())
         );
+        // Nor is one on its way out (the sandbox was held stopped).
+        let mut leaving = clone_failed(
+            json!({ "state": { "terminated": { "exitCode": 128, "message": git_said } } }),
+        );
+        leaving.metadata.deletion_timestamp =
+            serde_json::from_value(json!("2025-01-01T00:00:00Z")).unwrap();
+        assert_eq!(clone_failure(&leaving), None);
         // A clone that finished, or one still running, is no failure.
         for state in [
             json!({ "state": { "terminated": { "exitCode": 0, "message": "" } } }),

@@ -287,7 +287,7 @@ async fn a_repository_is_cloned_by_an_init_container_into_an_empty_home_with_the
 }
 
 #[tokio::test]
-async fn without_a_token_the_clone_is_refused_and_the_project_is_an_error_told_as_clone_failed() {
+async fn without_a_token_the_clone_is_an_error_told_as_clone_failed_and_a_retry_with_one_clones() {
     let token = format!("kiln-token-{}", uuid::Uuid::new_v4().simple());
     let repos = PrivateGitServer::start(&token).await;
     let url = repos.repository("private");
@@ -385,6 +385,47 @@ async fn without_a_token_the_clone_is_refused_and_the_project_is_an_error_told_a
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
     assert_eq!(list[0]["kind"], "clone_failed", "{list}");
     assert_eq!(list[0]["message"], error.as_str(), "{list}");
+
+    // Held stopped, not retried forever by kubelet; the pod goes.
+    let sets: Api<StatefulSet> = Api::namespaced(h.emu.client(), ns);
+    let held = sets.get(&statefulset_name(&r)).await.unwrap();
+    assert_eq!(held.spec.unwrap().replicas, Some(0));
+    pods.delete(&pod_name(&r), &Default::default())
+        .await
+        .unwrap();
+
+    // With a token set, a retry starts it afresh and the clone succeeds.
+    h.store
+        .set_user_config(bob.id, kiln::store::user_configs::GIT_TOKEN, &token, true)
+        .await
+        .unwrap();
+    h.exec(&bob, "retry app").await;
+    let (sts, secret) = eventually(
+        "the sandbox started again with the token",
+        Duration::from_secs(30),
+        || async {
+            h.loop_.drain().await.unwrap();
+            let (sts, secret) = h.sandbox_objects(&bob, "app").await;
+            let has_token = secret
+                .data
+                .as_ref()
+                .is_some_and(|d| d.contains_key(GIT_TOKEN_KEY));
+            (sts.spec.as_ref().unwrap().replicas == Some(1) && has_token).then_some((sts, secret))
+        },
+    )
+    .await;
+    let (init, _) = pod_containers(&sts);
+    let volume = std::env::temp_dir().join(format!(
+        "kh-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    std::fs::create_dir_all(&volume).unwrap();
+    let out = run_init_container(&init[0], &secret, &volume).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(volume.join("README.md").exists());
+    let _ = std::fs::remove_dir_all(&volume);
+    let p = h.store.find_project(bob.id, "app").await.unwrap();
+    assert_ne!(p.project.status, ProjectStatus::Error);
 }
 
 #[tokio::test]
