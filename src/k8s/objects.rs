@@ -3,6 +3,9 @@
 //! an Ingress for the app port, and a Secret holding the secret variables.
 //! Pure and deterministic: the same spec and settings always give the same
 //! objects, so a re-apply is a no-op and a diff means a real change.
+//!
+//! Over 500 lines: one builder per object of a sandbox, kept together
+//! because they share its names, labels and Secret.
 
 use std::collections::BTreeMap;
 

@@ -10,6 +10,9 @@
 //! otherwise be read by the next command), no terminal prompt. A token
 //! reaches git through a credential helper that reads the environment,
 //! so it is in no argument and never written to the repository's config.
+//!
+//! Over 500 lines: the clone, the setup script and the job table that runs
+//! them in the background share one confined way of running git.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
