@@ -30,6 +30,9 @@ pub enum Observed {
     Blocked(String),
     /// Exists but cannot make progress without help (the reason says why).
     Failed(String),
+    /// Failed too, in a step of its first start its owner is told about by
+    /// name (a clone whose init container failed, with git's message).
+    PrepareFailed(PrepareStep, String),
 }
 
 /// A driver failure, classified by what the reconcile loop should do next.
@@ -41,6 +44,29 @@ pub enum DriverError {
     /// Retrying the same call will not help (invalid spec, forbidden, missing tool).
     #[error("{0}")]
     Permanent(String),
+    /// Permanent too, in a step of a new sandbox's preparation that its
+    /// owner is told about by name (its clone, its setup script).
+    #[error("{message}")]
+    Prepare { step: PrepareStep, message: String },
+}
+
+/// What a new sandbox runs once before its first start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrepareStep {
+    /// Cloning its repository and checking out its branch.
+    Clone,
+    /// Its template's setup script.
+    Setup,
+}
+
+impl PrepareStep {
+    /// The notification its failure is told with.
+    pub fn notice(self) -> crate::model::notice::NoticeKind {
+        match self {
+            PrepareStep::Clone => crate::model::notice::NoticeKind::CloneFailed,
+            PrepareStep::Setup => crate::model::notice::NoticeKind::SetupFailed,
+        }
+    }
 }
 
 impl DriverError {
@@ -49,6 +75,12 @@ impl DriverError {
     }
     pub fn permanent(msg: impl fmt::Display) -> Self {
         Self::Permanent(msg.to_string())
+    }
+    pub fn prepare(step: PrepareStep, msg: impl fmt::Display) -> Self {
+        Self::Prepare {
+            step,
+            message: msg.to_string(),
+        }
     }
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Transient(_))
@@ -99,6 +131,10 @@ pub struct SandboxSpec {
     /// Run once (`sh -c`) in the sandbox after its clone, before its first
     /// start; a failure is permanent, with the script's last lines.
     pub setup: Option<String>,
+    /// The image it runs and the CPU and memory it gets, from its template
+    /// (`None` fields: the back end's own). Kubernetes only: a local
+    /// sandbox runs on the host as it is.
+    pub sizing: crate::model::template::K8sSizing,
 }
 
 /// A repository a sandbox starts from: checked by the console when the

@@ -61,6 +61,7 @@ impl UserConsole {
                 source.template = Some(t.name.clone());
                 source.session_command = t.command.clone();
                 source.setup_script = t.setup.clone();
+                source.sizing = t.kubernetes.clone().unwrap_or_default();
                 source.env = t
                     .env
                     .iter()

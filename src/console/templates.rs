@@ -129,7 +129,7 @@ impl UserConsole {
 
     /// Saves the actor's own template `name` from one of their projects:
     /// its description, session command, setup script, repository and
-    /// branch, and its variables (secret ones by name only: a template
+    /// branch, image and sizes on Kubernetes, and its variables (secret ones by name only: a template
     /// never holds a credential).
     pub async fn save_template(&self, name: &str, project: &str) -> ConsoleResult<Template> {
         let action = Action::SaveTemplate { name, project };
@@ -138,7 +138,7 @@ impl UserConsole {
             let store = self.store();
             let view = store.find_project(s.owner, &s.name).await?;
             let env = store.list_env(s.owner, &view.project.slug).await?;
-            let (command, setup) = store.project_recipe(view.project.id).await?;
+            let (command, setup, sizing) = store.project_recipe(view.project.id).await?;
             let p = &view.project;
             let t = Template {
                 name: name.to_string(),
@@ -155,7 +155,7 @@ impl UserConsole {
                 repo: p.git_repo.clone(),
                 branch: p.git_branch.clone(),
                 setup,
-                kubernetes: None,
+                kubernetes: (sizing != Default::default()).then_some(sizing),
             };
             let body = template::to_toml(&t);
             // The same check as any file: what is saved is what loads.

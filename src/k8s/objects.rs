@@ -3,6 +3,9 @@
 //! an Ingress for the app port, and a Secret holding the secret variables.
 //! Pure and deterministic: the same spec and settings always give the same
 //! objects, so a re-apply is a no-op and a diff means a real change.
+//!
+//! Over 500 lines: one builder per object of a sandbox, kept together
+//! because they share its names, labels and Secret.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +43,8 @@ pub const ENV_HASH_ANNOTATION: &str = "kiln.dev/env-hash";
 
 /// The main container.
 pub const CONTAINER: &str = "sandbox";
+/// The init container that clones the sandbox's repository.
+pub const CLONE_CONTAINER: &str = "clone";
 /// `tmux -L kiln`: the runtime image's private tmux socket.
 pub const TMUX_SOCKET: &str = "kiln";
 /// The session running Claude Code.
@@ -50,6 +55,10 @@ pub const APP_PORT: i32 = 3000;
 pub const APP_PORT_NAME: &str = "app";
 /// Name of the volume claim template (and so the prefix of the PVC's name).
 pub const HOME_VOLUME: &str = "home";
+/// The key of the owner's git token in the sandbox's Secret, and the
+/// variable the clone's credential helper reads it from: the init
+/// container's only, never the sandbox container's.
+pub const GIT_TOKEN_KEY: &str = "KILN_GIT_TOKEN";
 
 /// Longest base name: the StatefulSet controller labels each pod with
 /// `controller-revision-hash={sts}-{up to 10 chars}`, a label value (≤ 63).
@@ -209,13 +218,22 @@ pub fn env_vars(spec: &SandboxSpec) -> Vec<EnvVar> {
         .collect()
 }
 
-/// The Secret's data: the secret variables only.
+/// The Secret's data: the secret variables, and the git token the clone
+/// uses when the sandbox has a repository and its owner one.
 pub fn secret_data(spec: &SandboxSpec) -> BTreeMap<String, ByteString> {
-    spec.env
+    let mut data: BTreeMap<String, ByteString> = spec
+        .env
         .iter()
         .filter(|(k, _)| is_secret(spec, k))
         .map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec())))
-        .collect()
+        .collect();
+    if let Some(token) = spec.repo.as_ref().and_then(|r| r.token.as_ref()) {
+        data.insert(
+            GIT_TOKEN_KEY.to_string(),
+            ByteString(token.expose_str().as_bytes().to_vec()),
+        );
+    }
+    data
 }
 
 /// Stable across builds and platforms (unlike `DefaultHasher`), so two Kiln
@@ -224,8 +242,13 @@ pub fn secret_data(spec: &SandboxSpec) -> BTreeMap<String, ByteString> {
 /// Secret too in a Kiln namespace.
 pub fn env_hash(spec: &SandboxSpec) -> String {
     let mut bytes = Vec::new();
-    // Length prefixes keep ("ab","c") and ("a","bc") apart.
-    for (k, v) in secret_data(spec) {
+    // Length prefixes keep ("ab","c") and ("a","bc") apart. The git token
+    // is read only by a clone into an empty home: a new one is no reason to
+    // restart the sandbox.
+    for (k, v) in secret_data(spec)
+        .into_iter()
+        .filter(|(k, _)| k != GIT_TOKEN_KEY)
+    {
         for part in [k.as_bytes(), &v.0] {
             bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
             bytes.extend_from_slice(part);
@@ -266,14 +289,21 @@ pub fn session_probe_command() -> Vec<String> {
 /// Clones the project's repository into the home volume, only while it is
 /// empty (so a restart never clobbers work): git with no `file`/`ext`
 /// transports, no hooks, no system or global config, no prompt. The URL and
-/// branch are in the environment, not in the script.
+/// branch are in the environment, not in the script; so is the owner's
+/// token, from the sandbox's Secret, which a credential helper naming only
+/// the variable hands to git (never an argument, never in `.git/config`).
 const CLONE_SCRIPT: &str = r#"set -e
 cd "$KILN_HOME"
 if [ -n "$(ls -A . | grep -v '^lost+found$' || true)" ]; then
   echo "the home volume is not empty: not cloning"
   exit 0
 fi
-git -c protocol.file.allow=never -c protocol.ext.allow=never -c core.hooksPath=/dev/null \
+set -- -c credential.helper=
+if [ -n "${KILN_GIT_TOKEN:-}" ]; then
+  set -- "$@" -c 'credential.helper=!f() { test "$1" = get && printf "username=x-access-token\npassword=%s\n" "$KILN_GIT_TOKEN"; }; f'
+fi
+git -c protocol.file.allow=never -c protocol.ext.allow=never -c protocol.fd.allow=never \
+  -c core.hooksPath=/dev/null -c core.fsmonitor=false "$@" \
   clone --progress -- "$KILN_REPO_URL" .
 if [ -n "$KILN_REPO_BRANCH" ]; then
   if git rev-parse --verify --quiet "refs/remotes/origin/$KILN_REPO_BRANCH" >/dev/null; then
@@ -285,6 +315,8 @@ fi
 "#;
 
 /// The init container that clones the sandbox's repository, if it has one.
+/// It runs Kiln's runtime image whatever the template's is: that one is
+/// known to have git.
 fn clone_container(spec: &SandboxSpec, s: &K8sSettings) -> Option<Container> {
     let repo = spec.repo.as_ref()?;
     let var = |name: &str, value: &str| EnvVar {
@@ -292,20 +324,37 @@ fn clone_container(spec: &SandboxSpec, s: &K8sSettings) -> Option<Container> {
         value: Some(value.into()),
         ..Default::default()
     };
+    let mut env = vec![
+        var("KILN_HOME", HOME),
+        var("KILN_REPO_URL", &repo.url),
+        var("KILN_REPO_BRANCH", repo.branch.as_deref().unwrap_or("")),
+        var("HOME", "/tmp"),
+        var("GIT_CONFIG_NOSYSTEM", "1"),
+        var("GIT_CONFIG_GLOBAL", "/dev/null"),
+        var("GIT_TERMINAL_PROMPT", "0"),
+    ];
+    if repo.token.is_some() {
+        env.push(EnvVar {
+            name: GIT_TOKEN_KEY.into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: env_secret_name(&spec.resource),
+                    key: GIT_TOKEN_KEY.into(),
+                    optional: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     Some(Container {
-        name: "clone".into(),
+        name: CLONE_CONTAINER.into(),
         image: Some(s.image.clone()),
         image_pull_policy: Some(s.image_pull_policy.clone()),
         command: Some(vec!["sh".into(), "-c".into(), CLONE_SCRIPT.into()]),
-        env: Some(vec![
-            var("KILN_HOME", HOME),
-            var("KILN_REPO_URL", &repo.url),
-            var("KILN_REPO_BRANCH", repo.branch.as_deref().unwrap_or("")),
-            var("HOME", "/tmp"),
-            var("GIT_CONFIG_NOSYSTEM", "1"),
-            var("GIT_CONFIG_GLOBAL", "/dev/null"),
-            var("GIT_TERMINAL_PROMPT", "0"),
-        ]),
+        // A failed clone's status then carries git's last lines.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        env: Some(env),
         volume_mounts: Some(vec![VolumeMount {
             name: HOME_VOLUME.into(),
             mount_path: HOME.into(),
@@ -326,9 +375,14 @@ fn clone_container(spec: &SandboxSpec, s: &K8sSettings) -> Option<Container> {
 fn statefulset(spec: &SandboxSpec, s: &K8sSettings) -> StatefulSet {
     let r = &spec.resource;
     let labels = labels(r, SANDBOX_KIND);
+    // A template's size is both what the sandbox asks for and all it gets;
+    // what it does not name is the server's.
+    let sizing = &spec.sizing;
+    let cpu = sizing.cpu.as_deref();
+    let memory = sizing.memory.as_deref();
     let container = Container {
         name: CONTAINER.into(),
-        image: Some(s.image.clone()),
+        image: Some(sizing.image.clone().unwrap_or_else(|| s.image.clone())),
         image_pull_policy: Some(s.image_pull_policy.clone()),
         env: Some(env_vars(spec)),
         ports: Some(vec![ContainerPort {
@@ -339,12 +393,12 @@ fn statefulset(spec: &SandboxSpec, s: &K8sSettings) -> StatefulSet {
         }]),
         resources: Some(ResourceRequirements {
             requests: Some(quantities([
-                ("cpu", &s.sandbox_cpu_request),
-                ("memory", &s.sandbox_memory_request),
+                ("cpu", cpu.unwrap_or(&s.sandbox_cpu_request)),
+                ("memory", memory.unwrap_or(&s.sandbox_memory_request)),
             ])),
             limits: Some(quantities([
-                ("cpu", &s.sandbox_cpu_limit),
-                ("memory", &s.sandbox_memory_limit),
+                ("cpu", cpu.unwrap_or(&s.sandbox_cpu_limit)),
+                ("memory", memory.unwrap_or(&s.sandbox_memory_limit)),
             ])),
             ..Default::default()
         }),

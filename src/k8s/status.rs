@@ -6,7 +6,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::DynamicObject;
 
-use crate::driver::{DbCredentials, Observed};
+use crate::driver::{DbCredentials, Observed, PrepareStep};
 
 /// Container waiting reasons that mean "not coming up without a change";
 /// the pod keeps retrying, so they are `Blocked`, not failures.
@@ -52,6 +52,45 @@ pub fn pod_problem(pod: &Pod) -> Option<String> {
     })
 }
 
+/// How many of a failed clone's last lines are kept.
+const CLONE_ERROR_LINES: usize = 4;
+
+/// Why the pod's clone init container failed, if it did (it exited with an
+/// error, now or before its current retry): git's last lines, which its
+/// termination message holds (`FallbackToLogsOnError`). Kubelet would
+/// retry it forever; a clone that failed is the user's to fix.
+pub fn clone_failure(pod: &Pod) -> Option<String> {
+    // A pod on its way out (the sandbox was stopped) is no news.
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let status = pod.status.as_ref()?;
+    let clone = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == super::objects::CLONE_CONTAINER)?;
+    let terminated = [clone.state.as_ref(), clone.last_state.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.terminated.as_ref())
+        .find(|t| t.exit_code != 0)?;
+    let text = terminated.message.as_deref().unwrap_or_default();
+    let lines: Vec<&str> = text
+        .split('\n')
+        .filter_map(|l| l.rsplit('\r').next())
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let tail = lines[lines.len().saturating_sub(CLONE_ERROR_LINES)..].join("; ");
+    let why = if tail.is_empty() {
+        format!("exit status {}", terminated.exit_code)
+    } else {
+        crate::model::naming::printable(&tail, 600)
+    };
+    Some(format!("git clone failed: {why}"))
+}
+
 /// The seed's StatefulSet reading: missing → gone; 0 replicas → stopping
 /// while pods remain, else stopped; running only when every replica count
 /// equals the spec (and the controller has seen the latest spec).
@@ -79,6 +118,9 @@ pub fn statefulset_observed(sts: Option<&StatefulSet>, pods: &[Pod]) -> Observed
         && status.updated_replicas.unwrap_or(0) == want;
     if all && seen_latest {
         return Observed::Running;
+    }
+    if let Some(failure) = pods.iter().find_map(clone_failure) {
+        return Observed::PrepareFailed(PrepareStep::Clone, failure);
     }
     match pods.iter().find_map(pod_problem) {
         Some(problem) => Observed::Blocked(problem),
@@ -249,6 +291,56 @@ mod tests {
             assert_eq!(
                 statefulset_observed(Some(&starting), &[p]),
                 Observed::Blocked(want.to_string())
+            );
+        }
+        // A clone that failed is told with git's last lines, whether it
+        // is retried now or not.
+        let clone_failed = |state: serde_json::Value| {
+            pod(json!({ "initContainerStatuses": [{
+                "name": "clone", "image": "x", "imageID": "", "ready": false, "restartCount": 2,
+                "state": state["state"], "lastState": state["lastState"] }] }))
+        };
+        let git_said = "Cloning into '.'...\nremote: Counting objects: 100% (3/3)\rdone\n\
+                        fatal: Authentication failed for 'https://h/r.git/'\n";
+        for state in [
+            json!({ "state": { "terminated": { "exitCode": 128, "message": git_said } } }),
+            json!({ "state": { "waiting": { "reason": "CrashLoopBackOff" } },
+                    "lastState": { "terminated": { "exitCode": 128, "message": git_said } } }),
+        ] {
+            assert_eq!(
+                statefulset_observed(Some(&starting), &[clone_failed(state)]),
+                Observed::PrepareFailed(
+                    PrepareStep::Clone,
+                    "git clone failed: Cloning into '.'...; done; \
+                     fatal: Authentication failed for 'https://h/r.git/'"
+                        .into()
+                )
+            );
+        }
+        assert_eq!(
+            statefulset_observed(
+                Some(&starting),
+                &[clone_failed(
+                    json!({ "state": { "terminated": { "exitCode": 1 } } })
+                )]
+            ),
+            Observed::PrepareFailed(PrepareStep::Clone, "git clone failed: exit status 1".into())
+        );
+        // Nor is one on its way out (the sandbox was held stopped).
+        let mut leaving = clone_failed(
+            json!({ "state": { "terminated": { "exitCode": 128, "message": git_said } } }),
+        );
+        leaving.metadata.deletion_timestamp =
+            serde_json::from_value(json!("2025-01-01T00:00:00Z")).unwrap();
+        assert_eq!(clone_failure(&leaving), None);
+        // A clone that finished, or one still running, is no failure.
+        for state in [
+            json!({ "state": { "terminated": { "exitCode": 0, "message": "" } } }),
+            json!({ "state": { "running": {} } }),
+        ] {
+            assert_eq!(
+                statefulset_observed(Some(&starting), &[clone_failed(state)]),
+                Observed::Starting
             );
         }
         // Merely starting (ContainerCreating) is not a problem.

@@ -10,6 +10,9 @@
 //! otherwise be read by the next command), no terminal prompt. A token
 //! reaches git through a credential helper that reads the environment,
 //! so it is in no argument and never written to the repository's config.
+//!
+//! Over 500 lines: the clone, the setup script and the job table that runs
+//! them in the background share one confined way of running git.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -20,7 +23,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use super::confine::{Confinement, SandboxMounts, bwrap_args};
-use crate::driver::{DriverError, DriverResult, RepoSource};
+use crate::driver::{DriverError, DriverResult, PrepareStep, RepoSource};
 use crate::model::git::GitState;
 
 /// How long a clone may take before it is given up as failed.
@@ -421,7 +424,8 @@ enum CloneJob {
         progress: Arc<Mutex<String>>,
         task: tokio::task::AbortHandle,
     },
-    Failed(String),
+    /// Why, as the error the sandbox's start reports (the step named).
+    Failed(DriverError),
 }
 
 impl CloneJobs {
@@ -448,7 +452,7 @@ impl CloneJobs {
     }
 
     /// The failure of sandbox `name`'s last clone, once (a retry clones again).
-    pub(crate) fn take_failure(&self, name: &str) -> Option<String> {
+    pub(crate) fn take_failure(&self, name: &str) -> Option<DriverError> {
         let mut jobs = self.0.lock().ok()?;
         if matches!(jobs.get(name), Some(CloneJob::Failed(_)))
             && let Some(CloneJob::Failed(m)) = jobs.remove(name)
@@ -488,7 +492,8 @@ impl CloneJobs {
         let (me, shown) = (self.clone(), progress.clone());
         let task = tokio::spawn(async move {
             let mut result = match &repo {
-                Some(repo) => place.clone(repo, shown.clone()).await,
+                Some(repo) => (place.clone(repo, shown.clone()).await)
+                    .map_err(|m| DriverError::prepare(PrepareStep::Clone, m)),
                 None => Ok(()),
             };
             if result.is_ok()
@@ -497,12 +502,15 @@ impl CloneJobs {
                 if let Ok(mut p) = shown.lock() {
                     *p = "running the setup script".into();
                 }
-                result = place.setup(script, shown).await;
+                result = (place.setup(script, shown).await)
+                    .map_err(|m| DriverError::prepare(PrepareStep::Setup, m));
             }
             if result.is_ok()
                 && let Err(e) = super::files::write_owned(&done, Vec::new(), None).await
             {
-                result = Err(format!("cannot record the clone: {e}"));
+                result = Err(DriverError::permanent(format!(
+                    "cannot record the clone: {e}"
+                )));
             }
             if let Ok(mut jobs) = me.0.lock() {
                 match result {

@@ -376,8 +376,9 @@ impl LocalSandboxes {
     /// Before a sandbox's first start: its repository, cloned in a task of
     /// its own. `Some(observed)` while that is under way (the caller
     /// reports it, git's progress as the reason); `None` once the working
-    /// directory has its clone. A failed clone is a permanent error with
-    /// git's message, once: a retry clones again into an emptied directory.
+    /// directory has its clone. A failed clone (or setup script) is a
+    /// permanent error naming that step, with git's message (the script's
+    /// last lines), once: a retry clones again into an emptied directory.
     async fn clone_first(&self, name: &str, spec: &SandboxSpec) -> DriverResult<Option<Observed>> {
         if spec.repo.is_none() && spec.setup.is_none() {
             return Ok(None);
@@ -390,7 +391,7 @@ impl LocalSandboxes {
         }
         if self.clones.progress(name).is_none() {
             if let Some(failure) = self.clones.take_failure(name) {
-                return Err(DriverError::permanent(failure));
+                return Err(failure);
             }
             self.start_clone(name, spec).await?;
         }
@@ -404,7 +405,7 @@ impl LocalSandboxes {
             return Ok(Some(Observed::Blocked(reason)));
         }
         if let Some(failure) = self.clones.take_failure(name) {
-            return Err(DriverError::permanent(failure));
+            return Err(failure);
         }
         Ok(None)
     }

@@ -16,17 +16,20 @@ pub enum NoticeKind {
     IdleWarning,
     /// The idle policy stopped a project.
     IdleStopped,
-    /// A clone or setup script failed (templates and repositories).
+    /// A new sandbox's repository could not be cloned; the message is git's.
+    CloneFailed,
+    /// A template's setup script failed; the message is its last lines.
     SetupFailed,
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 6] = [
+    pub const ALL: [NoticeKind; 7] = [
         NoticeKind::NeedsInput,
         NoticeKind::Done,
         NoticeKind::ProjectFailed,
         NoticeKind::IdleWarning,
         NoticeKind::IdleStopped,
+        NoticeKind::CloneFailed,
         NoticeKind::SetupFailed,
     ];
 
@@ -37,6 +40,7 @@ impl NoticeKind {
             NoticeKind::ProjectFailed => "project_failed",
             NoticeKind::IdleWarning => "idle_warning",
             NoticeKind::IdleStopped => "idle_stopped",
+            NoticeKind::CloneFailed => "clone_failed",
             NoticeKind::SetupFailed => "setup_failed",
         }
     }
@@ -53,6 +57,7 @@ impl NoticeKind {
             NoticeKind::ProjectFailed => "failed",
             NoticeKind::IdleWarning => "idle stop soon",
             NoticeKind::IdleStopped => "idle stopped",
+            NoticeKind::CloneFailed => "clone failed",
             NoticeKind::SetupFailed => "setup failed",
         }
     }

@@ -109,7 +109,18 @@ impl Reconciler {
             // The batch observation already says where it is.
             (_, Action::Nothing | Action::Wait | Action::Settle) => Ok(observed),
             (_, Action::Forget) => Ok(Observed::Absent),
-            (_, Action::Fail(reason)) => Ok(Observed::Failed(reason.clone())),
+            // Kubelet would retry a failed clone forever, failing as
+            // before; held stopped, the sandbox starts afresh on a retry
+            // (with a token set meanwhile, say), as a local one does.
+            (ResourceKind::Sandbox, Action::Fail(_))
+                if matches!(observed, Observed::PrepareFailed(..)) =>
+            {
+                stats.driver_calls += 1;
+                self.sandboxes.stop(&r).await?;
+                Ok(observed)
+            }
+            // The observation itself: it says which failure it is.
+            (_, Action::Fail(_)) => Ok(observed),
             (ResourceKind::Sandbox, Action::Ensure | Action::SyncEnv) => {
                 let (version, spec) = self.sandbox_spec(row, &r, stats).await?;
                 stats.driver_calls += 1;
@@ -248,6 +259,7 @@ impl Reconciler {
                 repo,
                 command: inputs.session_command,
                 setup: inputs.setup_script,
+                sizing: inputs.sizing,
             },
         ))
     }

@@ -32,7 +32,9 @@ pub fn outcome(
             let status = status_after(row, observed);
             let settled = status == ResourceStatus::settled_at(row.desired);
             let (last_error, message) = match observed {
-                Observed::Failed(reason) => (Some(reason.clone()), reason.clone()),
+                Observed::Failed(reason) | Observed::PrepareFailed(_, reason) => {
+                    (Some(reason.clone()), reason.clone())
+                }
                 Observed::Blocked(reason) => (Some(reason.clone()), format!("waiting: {reason}")),
                 _ => (None, format!("{} observed", describe(observed))),
             };
@@ -40,6 +42,10 @@ pub fn outcome(
                 status,
                 attempts: 0,
                 last_error,
+                failure_kind: match observed {
+                    Observed::PrepareFailed(step, _) => Some(step.notice()),
+                    _ => None,
+                },
                 next_attempt_in: match status {
                     ResourceStatus::Error => None,
                     // Spread observations so 10,000 rows created together do
@@ -64,21 +70,29 @@ pub fn outcome(
                 status: row.status,
                 attempts,
                 last_error: Some(msg.clone()),
+                failure_kind: None,
                 next_attempt_in: Some(wait),
                 applied_env_version: None,
                 connection: None,
                 message: format!("attempt {attempts} failed, retrying in {wait:.1?}: {msg}"),
             }
         }
-        Err(DriverError::Permanent(msg)) => Outcome {
-            status: ResourceStatus::Error,
-            attempts: attempts.saturating_add(1),
-            last_error: Some(msg.clone()),
-            next_attempt_in: None,
-            applied_env_version: None,
-            connection: None,
-            message: msg.clone(),
-        },
+        Err(e @ (DriverError::Permanent(_) | DriverError::Prepare { .. })) => {
+            let msg = e.to_string();
+            Outcome {
+                status: ResourceStatus::Error,
+                attempts: attempts.saturating_add(1),
+                last_error: Some(msg.clone()),
+                failure_kind: match e {
+                    DriverError::Prepare { step, .. } => Some(step.notice()),
+                    _ => None,
+                },
+                next_attempt_in: None,
+                applied_env_version: None,
+                connection: None,
+                message: msg,
+            }
+        }
     }
 }
 
@@ -89,7 +103,7 @@ fn describe(o: &Observed) -> &'static str {
         Observed::Running => "running",
         Observed::Stopping => "stopping",
         Observed::Stopped => "stopped",
-        Observed::Failed(_) => "failed",
+        Observed::Failed(_) | Observed::PrepareFailed(..) => "failed",
         Observed::Blocked(_) => "blocked",
     }
 }
@@ -169,6 +183,53 @@ mod tests {
         assert_eq!(o.status, ResourceStatus::Error);
         assert_eq!(o.last_error.as_deref(), Some("forbidden"));
         assert_eq!(o.next_attempt_in, None);
+    }
+
+    #[test]
+    fn a_failed_clone_or_setup_is_an_error_told_by_its_own_kind() {
+        use crate::driver::PrepareStep;
+        use crate::model::notice::NoticeKind;
+        for (step, kind) in [
+            (PrepareStep::Clone, NoticeKind::CloneFailed),
+            (PrepareStep::Setup, NoticeKind::SetupFailed),
+        ] {
+            let o = outcome(
+                row(Desired::Running, ResourceStatus::Creating),
+                0,
+                &Err(DriverError::prepare(step, "fatal: no such repository")),
+                &S,
+                0.0,
+            );
+            assert_eq!(o.status, ResourceStatus::Error);
+            assert_eq!(o.last_error.as_deref(), Some("fatal: no such repository"));
+            assert_eq!(o.failure_kind, Some(kind));
+            assert_eq!(o.next_attempt_in, None);
+        }
+        let plain = outcome(
+            row(Desired::Running, ResourceStatus::Creating),
+            0,
+            &Err(DriverError::permanent("forbidden")),
+            &S,
+            0.0,
+        );
+        assert_eq!(plain.failure_kind, None);
+        // Observed so (a Kubernetes init container that failed): the same.
+        let observed = outcome(
+            row(Desired::Running, ResourceStatus::Creating),
+            0,
+            &Ok(Observed::PrepareFailed(
+                PrepareStep::Clone,
+                "git clone failed: fatal".into(),
+            )),
+            &S,
+            0.0,
+        );
+        assert_eq!(observed.status, ResourceStatus::Error);
+        assert_eq!(observed.failure_kind, Some(NoticeKind::CloneFailed));
+        assert_eq!(
+            observed.last_error.as_deref(),
+            Some("git clone failed: fatal")
+        );
     }
 
     #[test]

@@ -44,9 +44,14 @@ pub fn plan(row: PlanInput, observed: &Observed) -> Action {
         (Desired::Running, O::Starting | O::Blocked(_)) => Action::Wait,
         (Desired::Running, O::Running) if row.env_drift => Action::SyncEnv,
         (Desired::Running, O::Running) => Action::Settle,
-        (Desired::Running, O::Failed(reason)) => Action::Fail(reason.clone()),
+        (Desired::Running, O::Failed(reason) | O::PrepareFailed(_, reason)) => {
+            Action::Fail(reason.clone())
+        }
         // Stopping a failed resource is the user's way out of the failure.
-        (Desired::Stopped, O::Running | O::Starting | O::Blocked(_) | O::Failed(_)) => Action::Stop,
+        (
+            Desired::Stopped,
+            O::Running | O::Starting | O::Blocked(_) | O::Failed(_) | O::PrepareFailed(..),
+        ) => Action::Stop,
         (Desired::Stopped, O::Stopping) => Action::Wait,
         (Desired::Stopped, O::Stopped | O::Absent) => Action::Settle,
         (Desired::Terminated, O::Absent) => Action::Forget,
@@ -59,7 +64,7 @@ pub fn plan(row: PlanInput, observed: &Observed) -> Action {
 pub fn status_after(row: PlanInput, observed: &Observed) -> ResourceStatus {
     use Observed as O;
     match (row.desired, observed) {
-        (_, O::Failed(_)) => ResourceStatus::Error,
+        (_, O::Failed(_) | O::PrepareFailed(..)) => ResourceStatus::Error,
         (Desired::Running, O::Running) => ResourceStatus::Running,
         (Desired::Stopped, O::Stopped | O::Absent) => ResourceStatus::Stopped,
         (Desired::Terminated, O::Absent) => ResourceStatus::Terminated,
@@ -88,6 +93,10 @@ mod tests {
     #[test]
     fn the_plan_table() {
         let failed = O::Failed("ImagePullBackOff".into());
+        let clone_failed = O::PrepareFailed(
+            crate::driver::PrepareStep::Clone,
+            "git clone failed: fatal".into(),
+        );
         let table: Vec<(PlanInput, Observed, Action)> = vec![
             (input(D::Running, R::Creating, false), O::Absent, A::Ensure),
             (input(D::Running, R::Starting, false), O::Stopped, A::Ensure),
@@ -106,6 +115,16 @@ mod tests {
                 input(D::Running, R::Starting, false),
                 failed.clone(),
                 A::Fail("ImagePullBackOff".into()),
+            ),
+            (
+                input(D::Running, R::Starting, false),
+                clone_failed.clone(),
+                A::Fail("git clone failed: fatal".into()),
+            ),
+            (
+                input(D::Stopped, R::Stopping, false),
+                clone_failed.clone(),
+                A::Stop,
             ),
             (
                 input(D::Running, R::Starting, false),
@@ -202,6 +221,11 @@ mod tests {
             (
                 input(D::Running, R::Starting, false),
                 O::Failed("x".into()),
+                R::Error,
+            ),
+            (
+                input(D::Running, R::Creating, false),
+                O::PrepareFailed(crate::driver::PrepareStep::Clone, "x".into()),
                 R::Error,
             ),
         ];

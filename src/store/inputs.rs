@@ -26,6 +26,8 @@ pub struct SandboxInputs {
     /// What its default session runs, and its one-time setup script.
     pub session_command: Option<String>,
     pub setup_script: Option<String>,
+    /// Its image and sizes on Kubernetes (`None` fields: the server's).
+    pub sizing: crate::model::template::K8sSizing,
 }
 
 impl Store {
@@ -35,6 +37,7 @@ impl Store {
     pub async fn sandbox_inputs(&self, project_id: Uuid) -> StoreResult<SandboxInputs> {
         let row = sqlx::query(
             "SELECT p.env_version, p.git_repo, p.git_branch, p.session_command, p.setup_script,
+                    p.k8s_image, p.k8s_cpu, p.k8s_memory,
                     coalesce((SELECT array_agg(e.key ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS keys,
                     coalesce((SELECT array_agg(coalesce(e.value, '') ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS plain,
                     coalesce((SELECT array_agg(coalesce(e.value_enc, '') ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS sealed,
@@ -84,6 +87,11 @@ impl Store {
             git_branch: row.try_get("git_branch")?,
             session_command: row.try_get("session_command")?,
             setup_script: row.try_get("setup_script")?,
+            sizing: crate::model::template::K8sSizing {
+                image: row.try_get("k8s_image")?,
+                cpu: row.try_get("k8s_cpu")?,
+                memory: row.try_get("k8s_memory")?,
+            },
         })
     }
 

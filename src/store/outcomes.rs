@@ -240,9 +240,14 @@ async fn update_rows(
         ResourceKind::Sandbox => {
             let applied: Vec<Option<i64>> =
                 rows.iter().map(|&i| out(i).applied_env_version).collect();
+            let failure_kinds: Vec<Option<&str>> = rows
+                .iter()
+                .map(|&i| out(i).failure_kind.map(|k| k.as_str()))
+                .collect();
             sqlx::query_scalar::<_, Uuid>(
                 "UPDATE sandboxes t
                     SET status = u.status, attempts = u.attempts, last_error = u.err,
+                        failure_kind = u.failure_kind,
                         observed_at = now(),
                         applied_env_version = coalesce(u.applied, t.applied_env_version),
                         -- settled on an env version that changed meanwhile: due again now
@@ -253,8 +258,9 @@ async fn update_rows(
                             ELSE coalesce(now() + make_interval(secs => u.secs), 'infinity') END,
                         lease_owner = NULL, lease_token = NULL, lease_until = NULL
                    FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::int4[],
-                               $6::text[], $7::float8[], $8::int8[])
-                          AS u(id, token, seq, status, attempts, err, secs, applied),
+                               $6::text[], $7::float8[], $8::int8[], $9::text[])
+                          AS u(id, token, seq, status, attempts, err, secs, applied,
+                               failure_kind),
                         projects p
                   WHERE t.id = u.id AND t.lease_token = u.token AND t.intent_seq = u.seq
                     AND p.id = t.project_id
@@ -268,6 +274,7 @@ async fn update_rows(
             .bind(errors)
             .bind(next_in)
             .bind(applied)
+            .bind(failure_kinds)
         }
         ResourceKind::Database => {
             let connection = |i: usize| out(i).connection.as_ref();

@@ -50,6 +50,8 @@ pub struct ProjectSource {
     pub setup_script: Option<String>,
     /// Variables it starts with (checked names, plain values).
     pub env: Vec<(String, String)>,
+    /// Its sandbox's image and sizes on Kubernetes (checked by the template).
+    pub sizing: crate::model::template::K8sSizing,
 }
 
 /// One sandbox or database as the console shows it.
@@ -174,8 +176,9 @@ impl Store {
         super::quotas::check(&mut tx, user_id, Ask::Create, None, self.sandbox_size).await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO projects (user_id, name, slug, description, git_repo, git_branch,
-                                   template, session_command, setup_script)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                   template, session_command, setup_script,
+                                   k8s_image, k8s_cpu, k8s_memory)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              RETURNING {PROJECT_COLUMNS}"
         )))
         .bind(user_id)
@@ -187,6 +190,9 @@ impl Store {
         .bind(&source.template)
         .bind(&source.session_command)
         .bind(&source.setup_script)
+        .bind(&source.sizing.image)
+        .bind(&source.sizing.cpu)
+        .bind(&source.sizing.memory)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| {

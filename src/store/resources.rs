@@ -53,6 +53,10 @@ pub struct Outcome {
     pub status: ResourceStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
+    /// How an ERROR is told to the owner when it is more than a failed
+    /// project: a clone or setup script that failed (sandboxes only; `None`
+    /// is the plain `project_failed`).
+    pub failure_kind: Option<crate::model::notice::NoticeKind>,
     /// When to look at the row again; `None` = only when someone asks (ERROR).
     pub next_attempt_in: Option<Duration>,
     /// Sandbox env version now applied.

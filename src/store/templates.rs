@@ -6,6 +6,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{Store, StoreError, StoreResult, conflict_or};
+use crate::model::template::K8sSizing;
 
 /// One stored template's row.
 #[derive(Debug, Clone)]
@@ -87,19 +88,28 @@ impl Store {
     }
 
     /// What a project's sandbox was made with from its template: the
-    /// session command and the setup script.
+    /// session command, the setup script, and its image and sizes on
+    /// Kubernetes.
     pub async fn project_recipe(
         &self,
         project_id: Uuid,
-    ) -> StoreResult<(Option<String>, Option<String>)> {
-        let row = sqlx::query("SELECT session_command, setup_script FROM projects WHERE id = $1")
-            .bind(project_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound("the project is gone".into()))?;
+    ) -> StoreResult<(Option<String>, Option<String>, K8sSizing)> {
+        let row = sqlx::query(
+            "SELECT session_command, setup_script, k8s_image, k8s_cpu, k8s_memory
+               FROM projects WHERE id = $1",
+        )
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound("the project is gone".into()))?;
         Ok((
             row.try_get("session_command")?,
             row.try_get("setup_script")?,
+            K8sSizing {
+                image: row.try_get("k8s_image")?,
+                cpu: row.try_get("k8s_cpu")?,
+                memory: row.try_get("k8s_memory")?,
+            },
         ))
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use kiln::driver::{DatabaseSpec, ResourceRef, SandboxSpec};
 use kiln::k8s::database_objects::database_objects;
-use kiln::k8s::objects::sandbox_objects;
+use kiln::k8s::objects::{GIT_TOKEN_KEY, sandbox_objects};
 use kiln::k8s::settings::K8sSettings;
 use uuid::Uuid;
 
@@ -50,6 +50,7 @@ fn sandbox_spec() -> SandboxSpec {
         repo: None,
         command: None,
         setup: None,
+        sizing: Default::default(),
     }
 }
 
@@ -92,6 +93,16 @@ fn a_sandbox_with_a_repository_clones_it_into_an_empty_home_only() {
     assert!(
         !yaml.contains("ghp-not-in-the-spec"),
         "no token in the spec"
+    );
+    // The token is in the Secret, where the init container's reference
+    // points; a new token is no reason to roll the pod.
+    let data = o.env_secret.data.as_ref().unwrap();
+    assert_eq!(data[GIT_TOKEN_KEY].0, b"ghp-not-in-the-spec");
+    let mut rotated = spec.clone();
+    rotated.repo.as_mut().unwrap().token = Some("ghp-rotated".to_string().into());
+    assert_eq!(
+        kiln::k8s::objects::env_hash(&rotated),
+        kiln::k8s::objects::env_hash(&spec)
     );
     insta::assert_yaml_snapshot!("sandbox_statefulset_with_repository", o.statefulset);
     // Without a repository there is none.

@@ -50,6 +50,7 @@ fn sandbox_spec(name: &str, env: &[(&str, &str)]) -> SandboxSpec {
         repo: None,
         command: None,
         setup: None,
+        sizing: Default::default(),
     }
 }
 

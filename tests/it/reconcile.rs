@@ -397,6 +397,7 @@ async fn a_dead_loops_rows_are_finished_by_another_and_its_late_write_is_fenced(
                 status: ResourceStatus::Error,
                 attempts: 1,
                 last_error: Some("late write".into()),
+                failure_kind: None,
                 next_attempt_in: None,
                 applied_env_version: None,
                 connection: None,

@@ -7,9 +7,51 @@
 use kiln::model::ProjectStatus;
 
 use crate::support::git::{GitServer, git};
-use crate::support::ssh::{Client, Server};
+use crate::support::git_http::PrivateGitServer;
+use crate::support::ssh::{Client, Server, line_with};
 
 use crate::support::sandboxes::{signed_in, status_becomes, working_dir};
+
+/// Every regular file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
+                todo.push(e.path());
+            } else if kind.is_file()
+                && std::fs::read(e.path())
+                    .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            {
+                found.push(e.path());
+            }
+        }
+    }
+    found
+}
+
+/// The processes on this host whose environment holds `needle`.
+fn environments_containing(needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if pid.parse::<u32>().is_err() {
+            continue;
+        }
+        if let Ok(env) = std::fs::read(e.path().join("environ"))
+            && env.windows(needle.len()).any(|w| w == needle)
+        {
+            let args = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            found.push(format!("{pid}: {}", String::from_utf8_lossy(&args)));
+        }
+    }
+    found
+}
 
 async fn git_status_json(c: &Client, project: &str) -> serde_json::Value {
     let r = c.exec(&format!("git {project} status --json"), b"").await;
@@ -110,6 +152,140 @@ async fn a_missing_repository_is_an_error_carrying_gits_message() {
     // Not a silent empty sandbox: nothing runs in it.
     let r = c.exec("project app", b"").await;
     assert!(r.stdout.contains("fatal"), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_failed_clone_is_a_clone_failed_notification_for_its_owner_only() {
+    let repos = GitServer::start().await;
+    let server = Server::start_local_git().await;
+    let (alice, c) = signed_in(&server, "alice").await;
+    let (_, bob) = signed_in(&server, "bob").await;
+
+    let url = repos.url("nowhere");
+    let r = c.exec(&format!("create app --repo {url}"), b"").await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let error = status_becomes(&server, alice, "app", ProjectStatus::Error)
+        .await
+        .expect("a reason");
+
+    // On the dashboard: counted in the header, N lists it by its kind.
+    let screen = c.shell(120, 30).await;
+    screen
+        .wait_until("the unread count", |t| t.contains("✉ 1 unread (N)"))
+        .await;
+    screen.send(b"N").await;
+    screen
+        .wait_until("the notification", |t| {
+            line_with(t, "app")
+                .is_some_and(|l| l.contains("clone failed") && l.contains("nowhere.git"))
+        })
+        .await;
+
+    // Over exec (read now, so --all).
+    let r = c.exec("notifications --all --json", b"").await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let list: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    let list = list.as_array().expect("a list");
+    assert_eq!(list.len(), 1, "one notification for one failure: {list:?}");
+    assert_eq!(list[0]["kind"], "clone_failed", "{list:?}");
+    assert_eq!(list[0]["project"], "app", "{list:?}");
+    let message = list[0]["message"].as_str().expect("a message");
+    assert!(message.contains("fatal"), "git's own message: {message}");
+    assert!(message.contains("nowhere.git"), "{message}");
+    assert_eq!(
+        message, error,
+        "the notification says what the project says"
+    );
+
+    // The text listing names the kind too.
+    let r = c.exec("notifications --all", b"").await;
+    assert!(r.stdout.contains("clone_failed"), "{r:?}");
+
+    let theirs = bob.exec("notifications --all --json", b"").await;
+    assert_eq!(theirs.code, Some(0), "{theirs:?}");
+    assert_eq!(theirs.stdout.trim(), "[]", "another user sees none");
+}
+
+#[tokio::test]
+async fn a_private_repository_clones_only_with_the_users_token_which_is_never_shown_or_kept() {
+    let token = format!("kiln-token-{}", uuid::Uuid::new_v4().simple());
+    let repos = PrivateGitServer::start(&token).await;
+    let url = repos.repository("private");
+    let server = Server::start_local_git().await;
+    let (alice, c) = signed_in(&server, "alice").await;
+
+    // Without the user's token: git is refused, and says so.
+    let r = c
+        .exec(&format!("create app --repo {url} --branch feature"), b"")
+        .await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let error = status_becomes(&server, alice, "app", ProjectStatus::Error)
+        .await
+        .expect("a reason");
+    assert!(error.contains("git clone"), "{error}");
+    assert!(error.contains("fatal"), "git's own message: {error}");
+    assert!(
+        error.contains("Username"),
+        "git asked for credentials: {error}"
+    );
+    assert!(repos.seen().refused > 0, "{:?}", repos.seen());
+    assert_eq!(repos.seen().served, 0, "{:?}", repos.seen());
+
+    // With it (set as the settings screen sets it), a retry clones.
+    server
+        .store
+        .set_user_config(alice, kiln::store::user_configs::GIT_TOKEN, &token, true)
+        .await
+        .unwrap();
+    let r = c.exec("retry app", b"").await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    status_becomes(&server, alice, "app", ProjectStatus::Running).await;
+    let dir = working_dir(&server, alice, "app").await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("feature.txt")).unwrap(),
+        "on feature\n"
+    );
+    assert_eq!(
+        git(&dir, &["rev-parse", "--abbrev-ref", "HEAD"]).trim(),
+        "feature"
+    );
+
+    // The token is nowhere it could be read back.
+    let seen = repos.seen();
+    assert!(seen.served > 0, "{seen:?}");
+    assert!(!seen.process_lists.is_empty(), "{seen:?}");
+    for ps in &seen.process_lists {
+        assert!(
+            ps.contains("remote-http"),
+            "taken while git's HTTP client ran: {ps}"
+        );
+        assert!(!ps.contains(&token), "the token in the process list: {ps}");
+    }
+    let config = std::fs::read_to_string(dir.join(".git/config")).unwrap();
+    assert!(!config.contains(&token), "{config}");
+    assert!(!config.contains("credential"), "{config}");
+    let on_disk = files_containing(server.local_dir.as_ref().unwrap(), token.as_bytes());
+    assert!(on_disk.is_empty(), "the token written to {on_disk:?}");
+    let environments = environments_containing(token.as_bytes());
+    assert!(
+        environments.is_empty(),
+        "the token in the environment of {environments:?}"
+    );
+    for command in [
+        "projects --json",
+        "project app --json",
+        "env app",
+        "env app --json",
+        "events app --json",
+        "git app status --json",
+    ] {
+        let r = c.exec(command, b"").await;
+        assert_eq!(r.code, Some(0), "{command}: {r:?}");
+        assert!(
+            !r.stdout.contains(&token) && !r.stderr.contains(&token),
+            "{command} shows the token: {r:?}"
+        );
+    }
 }
 
 #[tokio::test]

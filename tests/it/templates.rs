@@ -219,5 +219,11 @@ async fn a_failing_setup_script_is_an_error_with_its_last_lines() {
     assert!(
         error.contains("about to fail") && error.contains("for a reason"),
         "{error}"
-    );
+    ); // Its owner is told by name, with the same lines.
+    let r = c.exec("notifications --json", b"").await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let list: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["kind"], "setup_failed", "{list}");
+    assert_eq!(list[0]["message"], error.as_str(), "{list}");
 }

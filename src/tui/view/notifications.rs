@@ -79,7 +79,7 @@ pub fn draw(n: &NotificationsScreen, ctx: Ctx, theme: Theme, frame: &mut Frame, 
 fn kind_style(kind: &str, theme: Theme) -> ratatui::style::Style {
     use crate::model::notice::NoticeKind as K;
     match K::parse(kind) {
-        Some(K::ProjectFailed | K::SetupFailed) => theme.error(),
+        Some(K::ProjectFailed | K::CloneFailed | K::SetupFailed) => theme.error(),
         Some(K::IdleWarning | K::NeedsInput) => theme.warn(),
         _ => theme.ok(),
     }

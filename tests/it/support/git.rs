@@ -64,8 +64,16 @@ impl GitServer {
         ));
         std::fs::create_dir_all(&base).unwrap();
         let addr = super::serve::free_addr();
-        let daemon = Command::new("git")
-            .arg("daemon")
+        // git-daemon itself, not `git daemon`: killing `git` would leave
+        // the daemon it runs behind, listening.
+        let exec_path = Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .expect("git --exec-path");
+        let exec_path = String::from_utf8_lossy(&exec_path.stdout)
+            .trim()
+            .to_string();
+        let daemon = Command::new(Path::new(&exec_path).join("git-daemon"))
             .arg("--export-all")
             .arg("--reuseaddr")
             .arg("--informative-errors")
@@ -85,31 +93,9 @@ impl GitServer {
         server
     }
 
-    /// A repository `name.git` whose default branch `main` holds
-    /// `README.md`, with a branch `feature` one commit ahead (`feature.txt`).
+    /// A repository `name.git` (see [`make_repository`]); its URL.
     pub fn repository(&self, name: &str) -> String {
-        let bare = self.base.join(format!("{name}.git"));
-        let work = self.base.join(format!("{name}-work"));
-        std::fs::create_dir_all(&work).unwrap();
-        git(&work, &["init", "-q", "-b", "main"]);
-        std::fs::write(work.join("README.md"), "hello from main\n").unwrap();
-        git(&work, &["add", "."]);
-        git(&work, &["commit", "-q", "-m", "first"]);
-        git(&work, &["checkout", "-q", "-b", "feature"]);
-        std::fs::write(work.join("feature.txt"), "on feature\n").unwrap();
-        git(&work, &["add", "."]);
-        git(&work, &["commit", "-q", "-m", "feature"]);
-        git(&work, &["checkout", "-q", "main"]);
-        git(
-            &self.base,
-            &[
-                "clone",
-                "-q",
-                "--bare",
-                &work.to_string_lossy(),
-                &bare.to_string_lossy(),
-            ],
-        );
+        make_repository(&self.base, name);
         self.url(name)
     }
 
@@ -117,4 +103,31 @@ impl GitServer {
     pub fn url(&self, name: &str) -> String {
         format!("git://{}/{name}.git", self.addr)
     }
+}
+
+/// Creates a bare repository `{base}/name.git` whose default branch `main` holds
+/// `README.md`, with a branch `feature` one commit ahead (`feature.txt`).
+pub fn make_repository(base: &Path, name: &str) {
+    let bare = base.join(format!("{name}.git"));
+    let work = base.join(format!("{name}-work"));
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    std::fs::write(work.join("README.md"), "hello from main\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "first"]);
+    git(&work, &["checkout", "-q", "-b", "feature"]);
+    std::fs::write(work.join("feature.txt"), "on feature\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "feature"]);
+    git(&work, &["checkout", "-q", "main"]);
+    git(
+        base,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &work.to_string_lossy(),
+            &bare.to_string_lossy(),
+        ],
+    );
 }

@@ -122,6 +122,7 @@ where
 }
 pub mod embedded;
 pub mod git;
+pub mod git_http;
 pub mod http;
 pub mod k8s;
 pub mod proxy;
