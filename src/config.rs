@@ -829,7 +829,10 @@ mod tests {
             let file = parse_file(text).unwrap();
             let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
             let msg = e.to_string();
-            assert!(msg.contains(key) && msg.contains("0 (no pool) to 1000"), "{msg}");
+            assert!(
+                msg.contains(key) && msg.contains("0 (no pool) to 1000"),
+                "{msg}"
+            );
         }
         let e = parse_file("[pool]\ndatabase = 3").unwrap_err();
         assert!(e.contains("database"), "{e}");

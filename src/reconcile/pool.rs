@@ -104,12 +104,15 @@ impl PoolKeeper {
     /// One pass: check, plan, fill, work. A failed driver call is recorded
     /// on its row and retried later; only a store error fails the pass.
     pub async fn pass(&self) -> StoreResult<PoolStats> {
-        let mut stats = PoolStats::default();
-        stats.broken = self.check_ready().await?;
+        let mut stats = PoolStats {
+            broken: self.check_ready().await?,
+            ..PoolStats::default()
+        };
         let held = self.store.pool_slots().await?;
         let plan = crate::model::pool::plan(self.target, &held);
         if !plan.retire.is_empty() {
-            let why = vec![format!("beyond the pool's target of {}", self.target); plan.retire.len()];
+            let why =
+                vec![format!("beyond the pool's target of {}", self.target); plan.retire.len()];
             stats.retired = self.store.discard_pooled(&plan.retire, &why).await? as usize;
         }
         let mut work = self
@@ -243,7 +246,9 @@ impl PoolKeeper {
                 backoff::unit_random(),
             );
             tracing::warn!(pooled = %row.resource_name, "pool: {e}; retrying in {retry_in:?}");
-            self.store.pooled_failed(row, &e.to_string(), retry_in).await?;
+            self.store
+                .pooled_failed(row, &e.to_string(), retry_in)
+                .await?;
         }
         Ok(stats)
     }

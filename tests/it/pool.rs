@@ -133,8 +133,11 @@ async fn all_running(server: &Server, owner: uuid::Uuid, n: usize) {
         Duration::from_secs(240),
         || async {
             let ps = server.store.list_projects(owner).await.ok()?;
-            (ps.len() == n && ps.iter().all(|p| p.project.status == ProjectStatus::Running))
-                .then_some(())
+            (ps.len() == n
+                && ps
+                    .iter()
+                    .all(|p| p.project.status == ProjectStatus::Running))
+            .then_some(())
         },
     )
     .await;
@@ -190,18 +193,21 @@ async fn a_hundred_concurrent_creates_against_a_pool_of_ten_claim_exactly_ten() 
 
     // The keeper, running as `kiln serve` runs it, refills the pool.
     server.keep_pool();
-    let refilled = eventually("the pool refilled to 10", Duration::from_secs(120), || async {
-        let ready = ready_pooled(&server).await;
-        (ready.len() == 10).then_some(ready)
-    })
+    let refilled = eventually(
+        "the pool refilled to 10",
+        Duration::from_secs(120),
+        || async {
+            let ready = ready_pooled(&server).await;
+            (ready.len() == 10).then_some(ready)
+        },
+    )
     .await;
     assert!(refilled.iter().all(|n| !pooled.contains(n)), "{refilled:?}");
     assert_eq!(owned_by_own_role(&server, &refilled).await, 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_claimed_database_is_empty_and_owned_by_a_fresh_role_and_the_pooled_role_cannot_log_in()
-{
+async fn a_claimed_database_is_empty_and_owned_by_a_fresh_role_and_the_pooled_role_cannot_log_in() {
     let server = Server::start_pooled(1).await;
     server.fill_pool().await;
     let [pooled] = <[String; 1]>::try_from(ready_pooled(&server).await).unwrap();
@@ -233,7 +239,10 @@ async fn a_claimed_database_is_empty_and_owned_by_a_fresh_role_and_the_pooled_ro
     .fetch_one(&mut tenant)
     .await
     .unwrap();
-    assert_eq!((user.as_str(), owner.as_str()), (name.as_str(), name.as_str()));
+    assert_eq!(
+        (user.as_str(), owner.as_str()),
+        (name.as_str(), name.as_str())
+    );
     let relations: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -288,9 +297,15 @@ async fn a_pooled_database_dropped_by_hand_is_replaced_and_never_handed_out() {
         },
     )
     .await;
-    assert!(replaced.contains(&first[1]), "the whole one stays: {replaced:?}");
+    assert!(
+        replaced.contains(&first[1]),
+        "the whole one stays: {replaced:?}"
+    );
     // What was left of it (its role) is gone too.
-    assert_eq!(databases_or_roles_named(&server, &[dropped.clone()]).await, 0);
+    assert_eq!(
+        databases_or_roles_named(&server, std::slice::from_ref(&dropped)).await,
+        0
+    );
 
     let (alice, c) = signed_in(&server, "alice").await;
     for name in ["one", "two"] {
@@ -323,11 +338,14 @@ async fn a_claim_of_a_pooled_database_dropped_before_its_check_gets_a_fresh_data
     let r = c.exec("create shop", b"").await;
     assert_eq!(r.code, Some(0), "{r:?}");
     status_becomes(&server, alice, "shop", ProjectStatus::Running).await;
-    let [(name, from)] = <[(String, Option<String>); 1]>::try_from(project_databases(&server).await)
-        .unwrap();
+    let [(name, from)] =
+        <[(String, Option<String>); 1]>::try_from(project_databases(&server).await).unwrap();
     assert_eq!(from.as_deref(), Some(pooled.as_str()));
     // The driver refused the broken one and made the project's own.
-    assert_eq!(owned_by_own_role(&server, &[name.clone()]).await, 1);
+    assert_eq!(
+        owned_by_own_role(&server, std::slice::from_ref(&name)).await,
+        1
+    );
     let mut tenant = PgConnection::connect(&tenant_url(&server, &name).await)
         .await
         .unwrap();
@@ -337,7 +355,10 @@ async fn a_claim_of_a_pooled_database_dropped_before_its_check_gets_a_fresh_data
         .unwrap();
     assert_eq!(db, name);
     // The pooled role is gone, and the keeper refills the pool.
-    assert_eq!(databases_or_roles_named(&server, &[pooled.clone()]).await, 0);
+    assert_eq!(
+        databases_or_roles_named(&server, std::slice::from_ref(&pooled)).await,
+        0
+    );
     server.keep_pool();
     eventually("the pool refilled", Duration::from_secs(60), || async {
         let ready = ready_pooled(&server).await;

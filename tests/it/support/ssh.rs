@@ -114,8 +114,16 @@ impl Server {
     /// does not run until the test says so ([`Server::fill_pool`],
     /// [`Server::keep_pool`]).
     pub async fn start_pooled(target: u32) -> Server {
-        Self::start_opts_with(test_ssh_config(), false, None, false, false, false, Some(target))
-            .await
+        Self::start_opts_with(
+            test_ssh_config(),
+            false,
+            None,
+            false,
+            false,
+            false,
+            Some(target),
+        )
+        .await
     }
 
     /// Passes of the pool keeper until every slot is filled.
@@ -708,7 +716,9 @@ fn drop_tenant_databases(url: &str, admin_url: &str) {
                     format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
                     format!("DROP ROLE IF EXISTS \"{name}\""),
                 ] {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await;
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut admin)
+                        .await;
                 }
             }
         });
