@@ -5,13 +5,16 @@
 //! by hand is replaced and never handed to a tenant.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kiln::driver::{DatabaseDriver, DatabaseSpec, ResourceRef};
 use kiln::model::ProjectStatus;
+use kiln::reconcile::pool::PoolKeeper;
 use kiln::store::resources::ResourceKind;
 use sqlx::{Connection, PgConnection};
 
+use crate::console_fronts::cli;
 use crate::ssh_auth::random_key;
 use crate::support::eventually;
 use crate::support::sandboxes::{signed_in, status_becomes};
@@ -301,6 +304,13 @@ async fn a_pooled_database_dropped_by_hand_is_replaced_and_never_handed_out() {
         replaced.contains(&first[1]),
         "the whole one stays: {replaced:?}"
     );
+    // `kiln status` shows the pool.
+    let (code, out, err) = tokio::task::block_in_place(|| cli(&server, &["status"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("database pool: 2 ready, 0 being made"),
+        "{out}"
+    );
     // What was left of it (its role) is gone too.
     assert_eq!(
         databases_or_roles_named(&server, std::slice::from_ref(&dropped)).await,
@@ -365,4 +375,57 @@ async fn a_claim_of_a_pooled_database_dropped_before_its_check_gets_a_fresh_data
         (ready.len() == 1 && ready[0] != pooled).then_some(())
     })
     .await;
+}
+
+/// A second keeper on the same pool, as another replica runs it.
+fn second_keeper(server: &Server, target: u32) -> PoolKeeper {
+    let databases = server.pool.as_ref().unwrap().databases.clone();
+    PoolKeeper::new(
+        server.store.clone(),
+        Arc::new(databases),
+        target,
+        "replica-b",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_keepers_filling_one_pool_at_once_make_its_target_and_not_one_more() {
+    let server = Server::start_pooled(4).await;
+    let a = server.pool.as_ref().unwrap().keeper.clone();
+    let b = second_keeper(&server, 4);
+    let (ra, rb) = tokio::join!(a.fill(), b.fill());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.made + rb.made, 4, "{ra:?} {rb:?}");
+    let ready = ready_pooled(&server).await;
+    assert_eq!(ready.len(), 4);
+    let slots: Vec<i32> = sqlx::query_scalar("SELECT slot FROM pool_databases ORDER BY slot")
+        .fetch_all(server.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(slots, vec![0, 1, 2, 3]);
+    // The server holds exactly those: nothing made twice, nothing left over.
+    let on_server: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database WHERE datname = ANY($1) ORDER BY 1",
+    )
+    .bind(&ready)
+    .fetch_all(&mut admin(&server).await)
+    .await
+    .unwrap();
+    assert_eq!(on_server, ready);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lowered_target_drops_the_pooled_databases_beyond_it() {
+    let server = Server::start_pooled(3).await;
+    server.fill_pool().await;
+    let before = ready_pooled(&server).await;
+    assert_eq!(before.len(), 3);
+    let smaller = second_keeper(&server, 1);
+    let s = smaller.fill().await.unwrap();
+    assert_eq!((s.retired, s.dropped), (2, 2), "{s:?}");
+    let after = ready_pooled(&server).await;
+    assert_eq!(after.len(), 1);
+    let gone: Vec<String> = before.into_iter().filter(|n| !after.contains(n)).collect();
+    assert_eq!(databases_or_roles_named(&server, &gone).await, 0);
+    assert_eq!(owned_by_own_role(&server, &after).await, 1);
 }
