@@ -429,3 +429,41 @@ async fn a_lowered_target_drops_the_pooled_databases_beyond_it() {
     assert_eq!(databases_or_roles_named(&server, &gone).await, 0);
     assert_eq!(owned_by_own_role(&server, &after).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_whose_resources_live_on_their_own_cluster_claims_nothing_from_the_local_pool() {
+    let server = Server::start_pooled(1).await;
+    server.fill_pool().await;
+    let pooled = ready_pooled(&server).await;
+    let bob = server.user("bob", "correct horse battery").await;
+    server
+        .store
+        .set_user_config(bob.id, "KUBECONFIG", "apiVersion: v1\nkind: Config\n", true)
+        .await
+        .unwrap();
+    server
+        .store
+        .create_project(bob.id, "remote", "", "test")
+        .await
+        .unwrap();
+    let alice = server.user("alice", "correct horse battery").await;
+    server
+        .store
+        .create_project(alice.id, "local", "", "test")
+        .await
+        .unwrap();
+    let from: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT u.username::text, d.pooled_from FROM databases d JOIN users u ON u.id = d.user_id
+          ORDER BY u.username",
+    )
+    .fetch_all(server.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        from,
+        vec![
+            ("alice".to_string(), Some(pooled[0].clone())),
+            ("bob".to_string(), None)
+        ]
+    );
+}
