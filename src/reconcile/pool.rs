@@ -182,6 +182,10 @@ impl PoolKeeper {
     async fn check_ready(&self) -> StoreResult<usize> {
         let ready = self.store.ready_pooled().await?;
         if ready.is_empty() {
+            crate::ops::metrics::metrics()
+                .pool_ready
+                .with_label_values(&["database"])
+                .set(0);
             return Ok(0);
         }
         let refs: Vec<ResourceRef> = ready.iter().map(|(_, n)| pooled_ref(n)).collect();
@@ -194,7 +198,12 @@ impl PoolKeeper {
             }
         };
         let (ids, why) = unhealthy(&ready, &seen);
-        Ok(self.store.discard_pooled(&ids, &why).await? as usize)
+        let broken = self.store.discard_pooled(&ids, &why).await? as usize;
+        crate::ops::metrics::metrics()
+            .pool_ready
+            .with_label_values(&["database"])
+            .set(ready.len().saturating_sub(broken) as i64);
+        Ok(broken)
     }
 
     async fn work(&self, row: &PoolLeased) -> StoreResult<PoolStats> {
