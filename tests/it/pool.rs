@@ -148,24 +148,34 @@ async fn all_running(server: &Server, owner: uuid::Uuid, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_creates_against_a_pool_of_ten_claim_exactly_ten() {
-    const CREATES: usize = 100;
+    // Ten tenants with ten SSH clients each: a create locks its owner, so
+    // only creates of different owners race for the pool.
+    const TENANTS: usize = 10;
+    const PER_TENANT: usize = 10;
+    const CREATES: usize = TENANTS * PER_TENANT;
     let server = Server::start_pooled(10).await;
     server.fill_pool().await;
     let pooled = ready_pooled(&server).await;
     assert_eq!(pooled.len(), 10, "{pooled:?}");
-    let (alice, clients) = clients(&server, "alice", CREATES).await;
+    let mut tenants = Vec::new();
+    for t in 0..TENANTS {
+        tenants.push(clients(&server, &format!("tenant{t}"), PER_TENANT).await);
+    }
 
-    let results = futures::future::join_all(
+    let results = futures::future::join_all(tenants.iter().flat_map(|(_, clients)| {
         clients
             .iter()
             .enumerate()
-            .map(|(i, c)| async move { c.exec(&format!("create p{i}"), b"").await }),
-    )
+            .map(|(i, c)| async move { c.exec(&format!("create p{i}"), b"").await })
+    }))
     .await;
+    assert_eq!(results.len(), CREATES);
     for r in &results {
         assert_eq!(r.code, Some(0), "{r:?}");
     }
-    all_running(&server, alice, CREATES).await;
+    for (owner, _) in &tenants {
+        all_running(&server, *owner, PER_TENANT).await;
+    }
 
     let dbs = project_databases(&server).await;
     assert_eq!(dbs.len(), CREATES);
