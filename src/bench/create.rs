@@ -78,7 +78,9 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
     let mut table = Vec::new();
     for template in [false, true] {
         let mut row = Vec::new();
-        for pool in [0, POOL] {
+        // Pool on first: the run with it off drains it, so the bench
+        // leaves no pooled database behind on the server.
+        for pool in [POOL, 0] {
             let config = format!(
                 "[local]\nsandbox_command = \"sh\"\n[git]\nallow_private_hosts = true\n\
                  [pool]\ndatabases = {pool}\n"
@@ -140,8 +142,8 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
             "plain project (a sandbox and a database)"
         };
         println!("  {what}");
-        println!("    pool off   {}", row[0].line());
-        println!("    pool on    {}", row[1].line());
+        println!("    pool off   {}", row[1].line());
+        println!("    pool on    {}", row[0].line());
     }
     Ok(())
 }
@@ -152,7 +154,11 @@ async fn pool_settles(store: &Store, target: u32) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let p = store.pool_status().await?;
-        if p.ready == i64::from(target) && p.creating == 0 && p.discarding == 0 {
+        if p.ready == i64::from(target)
+            && p.creating == 0
+            && p.discarding == 0
+            && p.claimed_pending == 0
+        {
             return Ok(());
         }
         if started.elapsed() > Duration::from_secs(60) {
