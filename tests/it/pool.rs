@@ -477,3 +477,75 @@ async fn a_user_whose_resources_live_on_their_own_cluster_claims_nothing_from_th
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kiln_serve_keeps_the_configured_pool_and_a_create_claims_from_it() {
+    use crate::support::serve::Serve;
+    use crate::support::ssh::{TEST_SECRET_KEY, drop_tenant_databases};
+    let db = crate::support::TestDb::new().await;
+    let store = db
+        .store_with_key(kiln::store::SecretKey::from_hex(TEST_SECRET_KEY).unwrap())
+        .await;
+    let alice = store.create_user("alice", None, false).await.unwrap();
+    let mut server = Serve::start(
+        &db.url,
+        "pool-a",
+        "[reconcile]\nresync_ms = 100\npoll_interval_ms = 100\n\
+         [local]\nsandbox_command = \"sh\"\n[pool]\ndatabases = 2\n",
+        &[],
+    )
+    .await;
+    let ready = || async { store.ready_pooled().await.unwrap() };
+    let first = eventually("two pooled databases", Duration::from_secs(60), || async {
+        let r = ready().await;
+        (r.len() == 2).then_some(r)
+    })
+    .await;
+    eventually("kiln_pool_ready 2", Duration::from_secs(30), || async {
+        let (_, body) = server.get("/metrics").await;
+        body.contains("kiln_pool_ready{kind=\"database\"} 2")
+            .then_some(())
+    })
+    .await;
+
+    // A create through a store with claims on, as `kiln serve`'s console
+    // (and the operator CLI) open it with a pool configured.
+    store
+        .clone()
+        .with_pool_claims(true)
+        .create_project(alice.id, "shop", "", "test")
+        .await
+        .unwrap();
+    eventually("shop RUNNING", Duration::from_secs(60), || async {
+        let p = store.find_project(alice.id, "shop").await.ok()?;
+        (p.project.status == ProjectStatus::Running).then_some(())
+    })
+    .await;
+    let pooled_from: Option<String> = sqlx::query_scalar("SELECT pooled_from FROM databases")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let pooled_from = pooled_from.expect("the create claimed a pooled database");
+    assert!(first.iter().any(|(_, n)| *n == pooled_from), "{first:?}");
+    eventually("the pool refilled", Duration::from_secs(60), || async {
+        let r = ready().await;
+        (r.len() == 2 && r.iter().all(|(_, n)| *n != pooled_from)).then_some(())
+    })
+    .await;
+
+    store
+        .record_intent(alice.id, "shop", kiln::model::Intent::Delete, "test")
+        .await
+        .unwrap();
+    eventually("shop deleted", Duration::from_secs(60), || async {
+        store
+            .find_project(alice.id, "shop")
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    server.sigterm();
+    server.exited(Duration::from_secs(30)).await;
+    tokio::task::block_in_place(|| drop_tenant_databases(&db.url, &db.admin_url));
+}

@@ -686,7 +686,7 @@ pub fn line_with<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
 
 /// Drops every database and role a pooled server made on the shared test
 /// server (projects' and pooled ones), named in its store.
-fn drop_tenant_databases(url: &str, admin_url: &str) {
+pub fn drop_tenant_databases(url: &str, admin_url: &str) {
     use sqlx::Connection;
     let (url, admin_url) = (url.to_string(), admin_url.to_string());
     let _ = std::thread::spawn(move || {
