@@ -136,16 +136,17 @@ impl PoolKeeper {
     }
 
     /// Passes until the pool has nothing left to do now (every slot filled,
-    /// nothing to drop): for tests and benchmarks that need a full pool.
+    /// nothing to drop), at most 100: for tests that need a full pool.
     pub async fn fill(&self) -> StoreResult<PoolStats> {
         let mut total = PoolStats::default();
-        loop {
+        for _ in 0..100 {
             let s = self.pass().await?;
             total.add(&s);
             if s == PoolStats::default() {
-                return Ok(total);
+                break;
             }
         }
+        Ok(total)
     }
 
     /// Runs passes until `shutdown`: at every resync, and at once when a
