@@ -76,6 +76,40 @@ pub struct FileConfig {
     pub git: GitFile,
     #[serde(default)]
     pub templates: TemplatesFile,
+    #[serde(default)]
+    pub pool: PoolFile,
+}
+
+/// `[pool]`: warm pools of pre-made resources (0 turns one off).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolFile {
+    /// Pre-made databases kept ready for new projects (local default 2).
+    pub databases: Option<i64>,
+    /// Pre-made sandboxes (local default 2; the local driver pools none).
+    pub sandboxes: Option<i64>,
+}
+
+/// The pool targets of `[pool]`, each checked to be 0 to
+/// [`PoolTargets::MAX`](crate::model::pool::PoolTargets::MAX).
+fn pool_targets(f: &PoolFile) -> Result<crate::model::pool::PoolTargets, ConfigError> {
+    use crate::model::pool::PoolTargets;
+    let one = |key: &'static str, v: Option<i64>, default: u32| match v {
+        None => Ok(default),
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| *n <= PoolTargets::MAX)
+            .ok_or(ConfigError::Invalid {
+                key,
+                value: n.to_string(),
+                why: "must be a whole number from 0 (no pool) to 1000",
+            }),
+    };
+    let d = PoolTargets::LOCAL_DEFAULT;
+    Ok(PoolTargets {
+        databases: one("pool.databases", f.databases, d.databases)?,
+        sandboxes: one("pool.sandboxes", f.sandboxes, d.sandboxes)?,
+    })
 }
 
 /// Agent hooks and their notifications (issue 20).
@@ -399,6 +433,8 @@ pub struct Config {
     pub git: crate::console::RepoPolicy,
     /// The built-in templates and those of `templates.dir`, checked.
     pub templates: crate::console::Catalog,
+    /// How many pre-made resources the warm pools keep (`[pool]`).
+    pub pool: crate::model::pool::PoolTargets,
 }
 
 /// What the environment and flags contribute (read by `main`).
@@ -615,7 +651,9 @@ impl Config {
             }
         }
         let templates = load_templates(file.templates.dir.as_deref())?;
+        let pool = pool_targets(&file.pool)?;
         Ok(Config {
+            pool,
             agents: AgentsConfig {
                 hook_url,
                 webhook_allow_private_hosts: file
@@ -769,6 +807,37 @@ mod tests {
                 (Signup::Closed, None)
             );
         }
+    }
+
+    #[test]
+    fn pool_targets_default_to_two_and_zero_turns_a_pool_off() {
+        let c = Config::from_parts(Path::new("/d"), FileConfig::default(), Overrides::default())
+            .unwrap();
+        assert_eq!(c.pool, crate::model::pool::PoolTargets::LOCAL_DEFAULT);
+        assert_eq!(c.pool.databases, 2);
+        let file = parse_file("[pool]\ndatabases = 0\nsandboxes = 10").unwrap();
+        let c = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap();
+        assert_eq!((c.pool.databases, c.pool.sandboxes), (0, 10));
+    }
+
+    #[test]
+    fn pool_targets_out_of_range_are_refused_naming_the_key() {
+        for (text, key) in [
+            ("[pool]\ndatabases = -1", "pool.databases"),
+            ("[pool]\nsandboxes = 1001", "pool.sandboxes"),
+        ] {
+            let file = parse_file(text).unwrap();
+            let e = Config::from_parts(Path::new("/d"), file, Overrides::default()).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.contains(key) && msg.contains("0 (no pool) to 1000"),
+                "{msg}"
+            );
+        }
+        let e = parse_file("[pool]\ndatabase = 3").unwrap_err();
+        assert!(e.contains("database"), "{e}");
+        let e = parse_file("[pool]\ndatabases = \"many\"").unwrap_err();
+        assert!(e.contains("databases") || e.contains("integer"), "{e}");
     }
 
     #[test]

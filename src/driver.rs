@@ -187,6 +187,17 @@ pub trait SandboxDriver: Send + Sync + 'static {
 pub trait DatabaseDriver: Send + Sync + 'static {
     /// Creates whatever is missing and starts it. Returns what is there afterwards.
     async fn ensure(&self, spec: &DatabaseSpec) -> DriverResult<Observed>;
+    /// [`DatabaseDriver::ensure`] for a database claimed from the warm
+    /// pool: a back end that keeps one makes the pooled database `pooled`
+    /// this one (renamed, owned by a fresh role with `spec`'s password, the
+    /// pooled role unable to log in any more) instead of creating it. A
+    /// pooled database that is missing or not whole is never used: the
+    /// database is then created as `ensure` does. Back ends without a pool
+    /// just ensure.
+    async fn adopt(&self, spec: &DatabaseSpec, pooled: &str) -> DriverResult<Observed> {
+        let _ = pooled;
+        self.ensure(spec).await
+    }
     /// Refuses new connections and ends existing ones; data kept.
     async fn stop(&self, spec: &DatabaseSpec) -> DriverResult<Observed>;
     /// Removes the database and its role. Deleting something absent succeeds.

@@ -142,6 +142,19 @@ impl DatabaseDriver for Backends {
         .await
     }
 
+    /// Pooled databases are the local back end's; a database on a cluster
+    /// is ensured (its claim is dropped by the pool keeper once settled).
+    async fn adopt(&self, spec: &DatabaseSpec, pooled: &str) -> DriverResult<Observed> {
+        let route = self.routed(spec.resource.owner, DATABASE, "adopt").await?;
+        metered(route.backend_label(), DATABASE, "adopt", async {
+            match &route {
+                Route::Local => self.local.databases.adopt(spec, pooled).await,
+                Route::Cluster(c) => DatabaseDriver::ensure(c.as_ref(), spec).await,
+            }
+        })
+        .await
+    }
+
     async fn stop(&self, spec: &DatabaseSpec) -> DriverResult<Observed> {
         let route = self.routed(spec.resource.owner, DATABASE, "stop").await?;
         metered(route.backend_label(), DATABASE, "stop", async {

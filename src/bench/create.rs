@@ -1,8 +1,9 @@
-//! `kiln bench create`: a project created from a template that clones a
-//! small repository and runs a setup script, timed from the create to its
-//! RUNNING status, on the local driver (a child `kiln serve` with a real
-//! reconcile loop, a `git daemon` on loopback serving the repository).
-//! Creates run one after another; each project is deleted before the next.
+//! `kiln bench create`: create → RUNNING on the local driver (a child
+//! `kiln serve` with a real reconcile loop), with the warm pool of databases
+//! off and on, side by side: a plain project, and a project from a template
+//! that clones a small repository (a `git daemon` on loopback) and runs a
+//! setup script. Creates run one after another; each project is deleted
+//! before the next, and with the pool on, the pool is full before the first.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -15,6 +16,9 @@ use crate::console::{Console, Front, NewProject, RepoPolicy};
 use crate::model::ProjectStatus;
 use crate::store::{SecretKey, Store};
 
+/// Pooled databases kept in the "pool on" runs.
+const POOL: u32 = 4;
+
 pub async fn create(admin_url: &str, creates: usize) -> anyhow::Result<()> {
     let scratch = Scratch::create(admin_url).await?;
     let repo = GitRepo::serve().await?;
@@ -22,6 +26,32 @@ pub async fn create(admin_url: &str, creates: usize) -> anyhow::Result<()> {
     repo.stop();
     scratch.drop_database().await?;
     result
+}
+
+/// One run's figures.
+struct Figures {
+    samples: Vec<Duration>,
+    /// Creates that claimed a pooled database.
+    claimed: usize,
+    /// From the create to each resource's RUNNING write: sandbox, database.
+    sandbox: Vec<Duration>,
+    database: Vec<Duration>,
+}
+
+impl Figures {
+    fn line(&self) -> String {
+        format!(
+            "p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms  ({} of {} from the pool; \
+             p50 sandbox {:.1} ms, database {:.1} ms)",
+            ms(quantile(&self.samples, 0.5)),
+            ms(quantile(&self.samples, 0.99)),
+            ms(self.samples.last().copied().unwrap_or_default()),
+            self.claimed,
+            self.samples.len(),
+            ms(quantile(&self.sandbox, 0.5)),
+            ms(quantile(&self.database, 0.5)),
+        )
+    }
 }
 
 async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
@@ -45,54 +75,121 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
             repo.url
         ))
         .await?;
-    let server = ChildServer::start_with_config(
-        url,
-        &key_hex,
-        "[local]\nsandbox_command = \"sh\"\n[git]\nallow_private_hosts = true\n",
-    )
-    .await?;
-    let as_user = console.as_user(user.clone(), Front::Cli);
-    let mut samples = Vec::with_capacity(creates);
-    let mut result = Ok(());
-    for i in 0..creates {
-        let name = format!("bench{i}");
-        let new = NewProject {
-            template: Some("bench".into()),
-            ..NewProject::default()
-        };
-        let started = Instant::now();
-        if let Err(e) = as_user.create_from(&name, &new).await {
-            result = Err(anyhow::anyhow!("create {name}: {e}"));
-            break;
-        }
-        match running(&store, user.id, &name).await {
-            Ok(()) => samples.push(started.elapsed()),
-            Err(e) => {
-                result = Err(e);
-                break;
+    let mut table = Vec::new();
+    for template in [false, true] {
+        let mut row = Vec::new();
+        // Pool on first: the run with it off drains it, so the bench
+        // leaves no pooled database behind on the server.
+        for pool in [POOL, 0] {
+            let config = format!(
+                "[local]\nsandbox_command = \"sh\"\n[git]\nallow_private_hosts = true\n\
+                 [pool]\ndatabases = {pool}\n"
+            );
+            let server = ChildServer::start_with_config(url, &key_hex, &config).await?;
+            let figures = async {
+                pool_settles(&store, pool).await?;
+                let new = NewProject {
+                    template: template.then(|| "bench".into()),
+                    ..NewProject::default()
+                };
+                // Creates claim in their own transaction, as `kiln serve`'s
+                // console does with a pool configured.
+                let console = Console::new(store.clone().with_pool_claims(pool > 0), None, None)
+                    .with_repos(RepoPolicy {
+                        allow_private_hosts: true,
+                    });
+                let as_user = console.as_user(user.clone(), Front::Cli);
+                let mut f = Figures {
+                    samples: Vec::with_capacity(creates),
+                    claimed: 0,
+                    sandbox: Vec::with_capacity(creates),
+                    database: Vec::with_capacity(creates),
+                };
+                for i in 0..creates {
+                    let name = format!("bench{i}");
+                    let started = Instant::now();
+                    as_user
+                        .create_from(&name, &new)
+                        .await
+                        .with_context(|| format!("create {name}"))?;
+                    running(&store, user.id, &name).await?;
+                    f.samples.push(started.elapsed());
+                    let (pooled, sandbox, database) = resources(&store, user.id, &name).await?;
+                    f.claimed += usize::from(pooled);
+                    f.sandbox.push(sandbox);
+                    f.database.push(database);
+                    delete(&store, user.id, &name).await?;
+                }
+                f.samples.sort();
+                f.sandbox.sort();
+                f.database.sort();
+                anyhow::Ok(f)
             }
+            .await;
+            server.stop().await;
+            row.push(figures?);
         }
-        if let Err(e) = delete(&store, user.id, &name).await {
-            result = Err(e);
-            break;
-        }
+        table.push((template, row));
     }
-    server.stop().await;
-    result?;
-    samples.sort();
     println!(
-        "create → RUNNING with a template (clone of a small repository over git://, a setup \
-         script, a database), local driver, {} creates one after another:",
-        samples.len()
+        "create → RUNNING, local driver, {creates} creates one after another \
+         (each deleted before the next), warm pool of databases off and on ({POOL}):"
     );
-    println!(
-        "  p50 {:.1} ms   p99 {:.1} ms   min {:.1} ms   max {:.1} ms",
-        ms(quantile(&samples, 0.5)),
-        ms(quantile(&samples, 0.99)),
-        ms(samples.first().copied().unwrap_or_default()),
-        ms(samples.last().copied().unwrap_or_default()),
-    );
+    for (template, row) in &table {
+        let what = if *template {
+            "template (clone of a small repository over git://, a setup script, a database)"
+        } else {
+            "plain project (a sandbox and a database)"
+        };
+        println!("  {what}");
+        println!("    pool off   {}", row[1].line());
+        println!("    pool on    {}", row[0].line());
+    }
     Ok(())
+}
+
+/// Waits until the pool holds `target` ready databases and nothing else
+/// (what an earlier run left is dropped first).
+async fn pool_settles(store: &Store, target: u32) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let p = store.pool_status().await?;
+        if p.ready == i64::from(target)
+            && p.creating == 0
+            && p.discarding == 0
+            && p.claimed_pending == 0
+        {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the pool did not settle at {target} within 60 s: {p:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether the project's database was claimed from the pool, and how long
+/// after the project's creation its sandbox and its database were last
+/// written (their RUNNING).
+async fn resources(
+    store: &Store,
+    owner: uuid::Uuid,
+    name: &str,
+) -> anyhow::Result<(bool, Duration, Duration)> {
+    let p = store.find_project(owner, name).await?;
+    let (pooled, sandbox, database): (Option<String>, f64, f64) = sqlx::query_as(
+        "SELECT d.pooled_from,
+                extract(epoch FROM s.updated_at - p.created_at)::float8,
+                extract(epoch FROM d.updated_at - p.created_at)::float8
+           FROM projects p JOIN databases d ON d.project_id = p.id
+           JOIN sandboxes s ON s.project_id = p.id
+          WHERE p.id = $1",
+    )
+    .bind(p.project.id)
+    .fetch_one(store.pool())
+    .await?;
+    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    Ok((pooled.is_some(), secs(sandbox), secs(database)))
 }
 
 /// Waits for the project to be RUNNING, polling every 2 ms.

@@ -345,11 +345,12 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         samples: usize,
     },
-    /// Create → RUNNING from a template that clones a small repository and runs a setup
-    /// script, on the local driver (p50/p99).
+    /// Create → RUNNING on the local driver (p50/p99), the warm pool of databases off and
+    /// on side by side: a plain project, and one from a template that clones a small
+    /// repository and runs a setup script.
     Create {
-        /// Projects created, one after another.
-        #[arg(long, default_value_t = 50)]
+        /// Projects created per run, one after another.
+        #[arg(long, default_value_t = 100)]
         creates: usize,
     },
     /// Agent hooks: fired → drawn on an open dashboard, and the hook command's own run time.

@@ -416,6 +416,14 @@ pub(super) async fn status(db: &Database, json: bool) -> anyhow::Result<()> {
     for (status, n) in &s.by_status {
         println!("  {status:<12} {n}");
     }
+    let p = &s.pool;
+    println!(
+        "database pool: {} ready, {} being made, {} to drop, {} claimed awaiting clean-up",
+        p.ready, p.creating, p.discarding, p.claimed_pending
+    );
+    if let Some(e) = &p.last_error {
+        println!("  last pool error: {}", printable(e, 120));
+    }
     println!("leases held:");
     if s.lease_holders.is_empty() {
         println!("  none");

@@ -60,11 +60,12 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
     let server_cluster = server_cluster_client(config.server_cluster).await?;
     let (drift_tx, drift_rx) = tokio::sync::mpsc::channel(1024);
     let drift_marker = crate::backends::spawn_drift_marker(db.store.clone(), drift_rx);
+    let databases: Arc<dyn crate::driver::DatabaseDriver> = Arc::new(databases);
     let backends = Arc::new(
         crate::backends::Backends::new(
             crate::backends::LocalBackend {
                 sandboxes: Arc::new(sandboxes.clone()),
-                databases: Arc::new(databases),
+                databases: databases.clone(),
                 attach: Some(Arc::new(sandboxes.clone())),
             },
             server_cluster,
@@ -73,13 +74,27 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         )
         .with_drift_watch(drift_tx),
     );
+    // With a server cluster nobody's databases are local, so the local
+    // pool is kept empty (what an earlier run left in it is dropped).
+    let pool_target = match config.server_cluster {
+        crate::config::ServerCluster::None => config.pool.databases,
+        _ => 0,
+    };
+    let keeper = crate::reconcile::pool::PoolKeeper::new(
+        db.store.clone(),
+        databases,
+        pool_target,
+        config.replica_id.clone(),
+    )
+    .with_timing(config.reconcile.lease, config.reconcile.resync);
     let reconciler = Reconciler::new(
         db.store.clone(),
         backends.clone(),
         backends.clone(),
         config.reconcile.clone(),
         config.replica_id.clone(),
-    );
+    )
+    .with_pool(keeper);
     crate::ops::logs::notice(&format!(
         "replica {} serving SSH on {} (data dir {})",
         config.replica_id,

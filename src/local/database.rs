@@ -133,6 +133,7 @@ impl LocalDatabases {
                     {password}, \
                     d.oid IS NOT NULL, \
                     coalesce(d.datallowconn, false), \
+                    coalesce(d.datdba = r.oid, false), \
                     coalesce(EXISTS (SELECT 1 FROM aclexplode(coalesce(d.datacl, \
                         acldefault('d', d.datdba))) a \
                         WHERE a.grantee = 0 AND a.privilege_type IN ('CONNECT', 'TEMPORARY')), \
@@ -151,8 +152,43 @@ impl LocalDatabases {
             verifier: row.get(2),
             db_exists: row.get(3),
             allows_connections: row.get(4),
-            public_can_connect: row.get(5),
+            owned_by_role: row.get(5),
+            public_can_connect: row.get(6),
         })
+    }
+}
+
+impl LocalDatabases {
+    /// Whether `pooled` is whole and unused and `name` is not there yet:
+    /// the database exists, accepts connections, is owned by its pooled
+    /// role (which exists), and nobody is connected to it.
+    async fn adoptable(&self, pooled: &str, name: &str) -> DriverResult<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba
+                             WHERE d.datname = $1 AND r.rolname = $1 AND d.datallowconn)
+                AND NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = $1)
+                AND NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = $2)",
+        )
+        .bind(pooled)
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| classify(&e, &format!("database {name}: look up pooled {pooled}")))
+    }
+
+    /// The pooled role must never log in again: dropped, or (should it
+    /// still own something) stripped of its login and password.
+    async fn retire_pooled_role(&self, pooled: &str) -> DriverResult<()> {
+        let ident = quote_ident(pooled);
+        match self.ddl(format!("DROP ROLE IF EXISTS {ident}")).await {
+            Ok(()) => Ok(()),
+            // dependent_objects_still_exist
+            Err(e) if sqlstate(&e).as_deref() == Some("2BP01") => self
+                .ddl(format!("ALTER ROLE {ident} WITH NOLOGIN PASSWORD NULL"))
+                .await
+                .map_err(|e| classify(&e, &format!("pooled role {pooled}: disable login"))),
+            Err(e) => Err(classify(&e, &format!("pooled role {pooled}: drop"))),
+        }
     }
 }
 
@@ -163,6 +199,9 @@ struct CurrentState {
     verifier: Option<String>,
     db_exists: bool,
     allows_connections: bool,
+    /// The database is owned by the role of the same name (one adopted
+    /// from the pool is owned by its pooled role until this is set).
+    owned_by_role: bool,
     /// `PUBLIC` (every role) still holds CONNECT or TEMPORARY.
     public_can_connect: bool,
 }
@@ -230,6 +269,11 @@ impl DatabaseDriver for LocalDatabases {
             allows_connections = !raced;
             public_can_connect = true;
         }
+        if state.db_exists && !state.owned_by_role {
+            self.ddl(format!("ALTER DATABASE {ident} OWNER TO {ident}"))
+                .await
+                .map_err(fail("set owner"))?;
+        }
         if !allows_connections {
             self.ddl(format!("ALTER DATABASE {ident} ALLOW_CONNECTIONS true"))
                 .await
@@ -245,6 +289,39 @@ impl DatabaseDriver for LocalDatabases {
             .map_err(fail("revoke public access"))?;
         }
         Ok(Observed::Running)
+    }
+
+    /// Renames the pooled database to the project's, then converges it as
+    /// `ensure` does (a fresh role with the project's password, made its
+    /// owner), then drops the pooled role. Each step is idempotent, so a
+    /// repeat after a crash finishes the job; a pooled database that is gone
+    /// or not whole is left alone and the project's is created instead.
+    async fn adopt(&self, spec: &DatabaseSpec, pooled: &str) -> DriverResult<Observed> {
+        let name = &spec.resource.resource_name;
+        validate_resource_name(name)?;
+        validate_resource_name(pooled)?;
+        if pooled == name {
+            return Err(DriverError::permanent(format!(
+                "database {name}: cannot adopt a pooled database of the same name"
+            )));
+        }
+        if self.adoptable(pooled, name).await? {
+            let renamed = self
+                .ddl(format!(
+                    "ALTER DATABASE {} RENAME TO {}",
+                    quote_ident(pooled),
+                    quote_ident(name)
+                ))
+                .await;
+            if let Err(e) = renamed {
+                // Dropped or taken meanwhile, or in use: never fail the
+                // project for the pool's sake; `ensure` creates its own.
+                tracing::warn!(database = %name, pooled, "pooled database not adopted: {e}");
+            }
+        }
+        let observed = self.ensure(spec).await?;
+        self.retire_pooled_role(pooled).await?;
+        Ok(observed)
     }
 
     async fn stop(&self, spec: &DatabaseSpec) -> DriverResult<Observed> {

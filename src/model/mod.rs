@@ -12,6 +12,7 @@ pub mod idle;
 pub mod intent;
 pub mod naming;
 pub mod notice;
+pub mod pool;
 pub mod prefix_key;
 pub mod quota;
 pub mod scram;

@@ -74,6 +74,13 @@ pub fn database_resource_name() -> String {
     format!("db-{}", random_string(13, SUFFIX_ALPHABET))
 }
 
+/// A pooled database's name (and its role's) until a project claims it:
+/// `pool-{13 random}`, a prefix no project's database has, so a pooled
+/// database is never mistaken for a tenant's.
+pub fn pooled_database_name() -> String {
+    format!("pool-{}", random_string(13, SUFFIX_ALPHABET))
+}
+
 /// Uniform random characters from `alphabet` (rejection sampling, no modulo bias).
 pub fn random_string(len: usize, alphabet: &[u8]) -> String {
     assert!(!alphabet.is_empty() && alphabet.len() <= 256);

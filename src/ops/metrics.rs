@@ -28,6 +28,7 @@ pub struct Metrics {
     pub signin_attempts: IntCounterVec,
     pub change_feed_lag_seconds: Histogram,
     pub console_actions: IntCounterVec,
+    pub pool_ready: IntGaugeVec,
 }
 
 /// Buckets from 1 ms to about a minute: a local tmux session takes ~10 ms,
@@ -117,6 +118,15 @@ impl Metrics {
                 .buckets(latency_buckets()),
             )
             .expect("metric"),
+            pool_ready: IntGaugeVec::new(
+                Opts::new(
+                    "kiln_pool_ready",
+                    "Pre-made resources ready to be claimed, by kind (as this replica's pool \
+                     keeper last checked them)",
+                ),
+                &["kind"],
+            )
+            .expect("metric"),
             console_actions: IntCounterVec::new(
                 Opts::new(
                     "kiln_console_actions_total",
@@ -128,7 +138,7 @@ impl Metrics {
             registry,
         };
         let r = &m.registry;
-        let all: [Box<dyn prometheus::core::Collector>; 11] = [
+        let all: [Box<dyn prometheus::core::Collector>; 12] = [
             Box::new(m.reconcile_pass_seconds.clone()),
             Box::new(m.reconcile_transitions.clone()),
             Box::new(m.reconcile_queue_depth.clone()),
@@ -140,6 +150,7 @@ impl Metrics {
             Box::new(m.signin_attempts.clone()),
             Box::new(m.change_feed_lag_seconds.clone()),
             Box::new(m.console_actions.clone()),
+            Box::new(m.pool_ready.clone()),
         ];
         for c in all {
             r.register(c).expect("metric names are unique");

@@ -145,7 +145,10 @@ impl Reconciler {
             (ResourceKind::Database, Action::Ensure) => {
                 let spec = self.database_spec(row, r)?;
                 stats.driver_calls += 2;
-                let observed = self.databases.ensure(&spec).await?;
+                let observed = match &row.pooled_from {
+                    Some(pooled) => self.databases.adopt(&spec, pooled).await?,
+                    None => self.databases.ensure(&spec).await?,
+                };
                 self.with_credentials(&spec, observed, connection).await
             }
             (ResourceKind::Database, Action::Stop) => {

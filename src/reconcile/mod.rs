@@ -11,6 +11,7 @@ mod idle;
 pub mod outcome;
 mod pass;
 pub mod plan;
+pub mod pool;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,6 +107,8 @@ pub struct Reconciler {
     databases: Arc<dyn DatabaseDriver>,
     cfg: ReconcileConfig,
     replica: String,
+    /// Keeps the warm pool beside the loop, when this replica has one.
+    pool: Option<pool::PoolKeeper>,
 }
 
 impl Reconciler {
@@ -122,7 +125,14 @@ impl Reconciler {
             databases,
             cfg,
             replica: replica.into(),
+            pool: None,
         }
+    }
+
+    /// Keeps `keeper`'s pool while the loop runs (see [`pool::PoolKeeper`]).
+    pub fn with_pool(mut self, keeper: pool::PoolKeeper) -> Self {
+        self.pool = Some(keeper);
+        self
     }
 
     pub fn replica(&self) -> &str {
@@ -133,6 +143,29 @@ impl Reconciler {
     /// Wakes on a change notification, at the resync interval, or when a
     /// retry it scheduled falls due, whichever is first.
     pub async fn run(
+        &self,
+        changes: Option<broadcast::Receiver<Change>>,
+        shutdown: CancellationToken,
+    ) -> StoreResult<CycleStats> {
+        let Some(keeper) = &self.pool else {
+            return self.run_loop(changes, shutdown).await;
+        };
+        let pool_changes = changes.as_ref().map(|c| c.resubscribe());
+        // The keeper stops with the loop, whyever the loop stopped.
+        let keeper_stop = shutdown.child_token();
+        let (stats, pool) = tokio::join!(
+            async {
+                let stats = self.run_loop(changes, shutdown.clone()).await;
+                keeper_stop.cancel();
+                stats
+            },
+            keeper.run(pool_changes, keeper_stop.clone())
+        );
+        pool?;
+        stats
+    }
+
+    async fn run_loop(
         &self,
         mut changes: Option<broadcast::Receiver<Change>>,
         shutdown: CancellationToken,

@@ -15,6 +15,7 @@ pub mod kind;
 pub mod notifications;
 pub mod notify;
 pub mod outcomes;
+pub mod pool;
 pub(crate) mod project_lock;
 pub mod projects;
 pub mod queue;
@@ -109,6 +110,9 @@ pub struct Store {
     /// What one sandbox requests on the server's cluster, when sandboxes
     /// run there: the CPU and memory quotas count it (`None`: not counted).
     sandbox_size: Option<crate::model::quota::SandboxSize>,
+    /// Whether a create claims a pooled database (the local driver keeps a
+    /// pool: see `store::pool`).
+    pool_claims: bool,
 }
 
 impl Store {
@@ -124,6 +128,7 @@ impl Store {
             pool,
             key,
             sandbox_size: None,
+            pool_claims: false,
         })
     }
 
@@ -132,6 +137,7 @@ impl Store {
             pool,
             key,
             sandbox_size: None,
+            pool_claims: false,
         }
     }
 
@@ -139,6 +145,13 @@ impl Store {
     /// owners' CPU and memory quotas (sandboxes run on Kubernetes).
     pub fn with_sandbox_size(mut self, size: crate::model::quota::SandboxSize) -> Self {
         self.sandbox_size = Some(size);
+        self
+    }
+
+    /// The same store, with creates claiming pooled databases (when the
+    /// pool has one ready and the owner's resources are local).
+    pub fn with_pool_claims(mut self, on: bool) -> Self {
+        self.pool_claims = on;
         self
     }
 

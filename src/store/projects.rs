@@ -223,13 +223,24 @@ impl Store {
         .bind(&sandbox_name)
         .execute(&mut *tx)
         .await?;
+        let database_id = Uuid::new_v4();
+        // In the same transaction as the intent: a create that fails gives
+        // its claim back with everything else.
+        let pooled_from = if self.pool_claims {
+            super::pool::claim_database(&mut tx, user_id, database_id).await?
+        } else {
+            None
+        };
         sqlx::query(
-            "INSERT INTO databases (project_id, user_id, resource_name, password_enc) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO databases (id, project_id, user_id, resource_name, password_enc, pooled_from)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
+        .bind(database_id)
         .bind(project.id)
         .bind(user_id)
         .bind(&database_name)
         .bind(password)
+        .bind(&pooled_from)
         .execute(&mut *tx)
         .await?;
         append_event(

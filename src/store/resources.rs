@@ -34,6 +34,9 @@ pub struct Leased {
     pub applied_env_version: i64,
     /// Database password, still sealed (databases only).
     pub password_enc: Option<Vec<u8>>,
+    /// The pooled database this one was claimed from, to adopt instead of
+    /// creating (databases only; see `store::pool`).
+    pub pooled_from: Option<String>,
     /// The lease's fencing token: shared by the batch, new for every lease.
     pub lease_token: Uuid,
     /// When the resource was created (create → RUNNING is a metric).
@@ -91,8 +94,14 @@ impl Store {
     ) -> StoreResult<Vec<Leased>> {
         let token = Uuid::new_v4();
         let (extra_cols, env_cols) = match kind {
-            ResourceKind::Sandbox => ("NULL::bytea AS password_enc", "r.applied_env_version"),
-            ResourceKind::Database => ("r.password_enc", "0::bigint AS applied_env_version"),
+            ResourceKind::Sandbox => (
+                "NULL::bytea AS password_enc, NULL::text AS pooled_from",
+                "r.applied_env_version",
+            ),
+            ResourceKind::Database => (
+                "r.password_enc, r.pooled_from",
+                "0::bigint AS applied_env_version",
+            ),
         };
         let sql = format!(
             "UPDATE {table} r
@@ -137,6 +146,7 @@ impl Store {
                     env_version: r.try_get("env_version")?,
                     applied_env_version: r.try_get("applied_env_version")?,
                     password_enc: r.try_get("password_enc")?,
+                    pooled_from: r.try_get("pooled_from")?,
                     lease_token: token,
                     created_at: r.try_get("created_at")?,
                 })

@@ -30,6 +30,8 @@ pub struct ReplicaStatus {
     pub queue_depth: i64,
     pub by_status: Vec<(String, i64)>,
     pub errors: Vec<RecentError>,
+    /// The warm pool of databases.
+    pub pool: super::pool::PoolStatus,
 }
 
 impl Store {
@@ -37,7 +39,9 @@ impl Store {
         let holders = sqlx::query(
             "SELECT lease_owner, count(*) AS n, max(lease_until) AS until FROM (
                 SELECT lease_owner, lease_until FROM sandboxes WHERE lease_owner IS NOT NULL
-                UNION ALL SELECT lease_owner, lease_until FROM databases WHERE lease_owner IS NOT NULL) l
+                UNION ALL SELECT lease_owner, lease_until FROM databases WHERE lease_owner IS NOT NULL
+                UNION ALL SELECT lease_owner, lease_until FROM pool_databases
+                           WHERE lease_owner IS NOT NULL) l
               GROUP BY lease_owner ORDER BY lease_owner",
         )
         .fetch_all(&self.pool)
@@ -90,7 +94,9 @@ impl Store {
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
+        let pool = self.pool_status().await?;
         Ok(ReplicaStatus {
+            pool,
             lease_holders: holders,
             queue_depth,
             by_status,

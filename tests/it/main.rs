@@ -42,6 +42,7 @@ mod lifecycle_local;
 mod local_driver;
 mod notifications;
 mod ops;
+mod pool;
 mod quotas;
 mod reconcile;
 mod replicas;

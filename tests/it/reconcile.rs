@@ -387,6 +387,7 @@ async fn a_dead_loops_rows_are_finished_by_another_and_its_late_write_is_fenced(
         env_version: 1,
         applied_env_version: 0,
         password_enc: None,
+        pooled_from: None,
         lease_token: dead_token,
         created_at: chrono::Utc::now(),
     };

@@ -516,7 +516,11 @@ impl ServeProcess {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        std::fs::write(data_dir.join("kiln.toml"), config).unwrap();
+        std::fs::write(
+            data_dir.join("kiln.toml"),
+            crate::support::serve::without_pool(config),
+        )
+        .unwrap();
         // Under umask 022, as a login shell would leave it.
         let child = std::process::Command::new("sh")
             .arg("-c")

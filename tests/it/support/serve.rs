@@ -48,7 +48,7 @@ impl Serve {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         ));
         std::fs::create_dir_all(&data_dir).unwrap();
-        std::fs::write(data_dir.join("kiln.toml"), config).unwrap();
+        std::fs::write(data_dir.join("kiln.toml"), without_pool(config)).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
         cmd.arg("--data-dir")
             .arg(&data_dir)
@@ -222,4 +222,15 @@ pub fn through(url: &str, addr: SocketAddr) -> String {
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let userinfo = authority.rsplit_once('@').map(|(u, _)| format!("{u}@"));
     format!("{scheme}://{}{addr}/{path}", userinfo.unwrap_or_default())
+}
+
+/// `config` with the warm pool of databases off unless it sets `[pool]`:
+/// a pool would make databases on the shared test server that outlive the
+/// test's own database (the pool tests keep theirs and drop them).
+pub fn without_pool(config: &str) -> String {
+    if config.contains("[pool]") {
+        config.to_string()
+    } else {
+        format!("{config}\n[pool]\ndatabases = 0\n")
+    }
 }

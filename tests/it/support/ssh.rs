@@ -29,12 +29,26 @@ pub struct Server {
     pub local_dir: Option<std::path::PathBuf>,
     /// Between Kiln and its database, when started with [`Server::start_behind_proxy`].
     pub proxy: Option<super::proxy::CutProxy>,
+    /// Real databases on the test server and the keeper of their warm
+    /// pool, when started with [`Server::start_pooled`].
+    pub pool: Option<Pooled>,
+    feed: Arc<kiln::store::notify::ChangeFeed>,
     shutdown: CancellationToken,
+}
+
+/// A server's warm pool: the keeper the test drives (fills, or runs in the
+/// background as `kiln serve` does) and the local databases it keeps.
+pub struct Pooled {
+    pub keeper: Arc<kiln::reconcile::pool::PoolKeeper>,
+    pub databases: kiln::local::LocalDatabases,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if self.pool.is_some() {
+            drop_tenant_databases(&self.db.url, &self.db.admin_url);
+        }
         if let Some(l) = &self.local {
             l.kill_all_servers();
         }
@@ -95,6 +109,40 @@ impl Server {
         Self::start_full(test_ssh_config(), false, None, true).await
     }
 
+    /// Fake sandboxes, real databases (and roles) on the test server, and
+    /// creates claiming from a warm pool of `target` databases. The keeper
+    /// does not run until the test says so ([`Server::fill_pool`],
+    /// [`Server::keep_pool`]).
+    pub async fn start_pooled(target: u32) -> Server {
+        Self::start_opts_with(
+            test_ssh_config(),
+            false,
+            None,
+            false,
+            false,
+            false,
+            Some(target),
+        )
+        .await
+    }
+
+    /// Passes of the pool keeper until every slot is filled.
+    pub async fn fill_pool(&self) {
+        let pool = self.pool.as_ref().expect("a pooled server");
+        pool.keeper.fill().await.expect("fill the pool");
+    }
+
+    /// Runs the pool keeper in the background, as `kiln serve` does.
+    pub fn keep_pool(&self) {
+        let pool = self.pool.as_ref().expect("a pooled server");
+        let (keeper, changes, stop) = (
+            pool.keeper.clone(),
+            self.feed.subscribe(),
+            self.shutdown.clone(),
+        );
+        tokio::spawn(async move { keeper.run(Some(changes), stop).await });
+    }
+
     async fn start_inner(config: SshConfig, local: bool) -> Server {
         Self::start_full(config, local, None, false).await
     }
@@ -102,7 +150,7 @@ impl Server {
     /// The local driver, with projects allowed to clone from loopback
     /// (`git.allow_private_hosts`), for a git server the test runs.
     pub async fn start_local_git() -> Server {
-        Self::start_opts_with(test_ssh_config(), true, None, false, false, true).await
+        Self::start_opts_with(test_ssh_config(), true, None, false, false, true, None).await
     }
 
     /// The local driver whose sessions run the stand-in `claude`
@@ -141,7 +189,7 @@ impl Server {
         agents: bool,
         proxied: bool,
     ) -> Server {
-        Self::start_opts_with(config, local, sessions, agents, proxied, false).await
+        Self::start_opts_with(config, local, sessions, agents, proxied, false, None).await
     }
 
     async fn start_opts_with(
@@ -151,6 +199,7 @@ impl Server {
         agents: bool,
         proxied: bool,
         private_git: bool,
+        pool_target: Option<u32>,
     ) -> Server {
         let db = TestDb::new().await;
         let key = kiln::store::SecretKey::from_hex(TEST_SECRET_KEY).expect("test key");
@@ -164,6 +213,26 @@ impl Server {
             (Some(proxy), store)
         } else {
             (None, db.store_with_key(key).await)
+        };
+        let store = store.with_pool_claims(pool_target.is_some());
+        let pool = match pool_target {
+            Some(target) => {
+                let databases = kiln::local::LocalDatabases::connect(&db.admin_url)
+                    .await
+                    .expect("local databases");
+                let keeper = kiln::reconcile::pool::PoolKeeper::new(
+                    store.clone(),
+                    Arc::new(databases.clone()),
+                    target,
+                    "test-replica",
+                )
+                .with_timing(Duration::from_secs(30), Duration::from_millis(100));
+                Some(Pooled {
+                    keeper: Arc::new(keeper),
+                    databases,
+                })
+            }
+            None => None,
         };
         let feed = Arc::new(store.listen().await.expect("listen"));
         let listener = kiln::ssh::server::bind("127.0.0.1:0").await.expect("bind");
@@ -221,8 +290,11 @@ impl Server {
             .as_ref()
             .map(|l| Arc::new(l.clone()) as Arc<dyn SessionAttach>)
             .or(sessions);
-        let reconciler =
-            Reconciler::new(store.clone(), sandboxes, fake.clone(), rc, "test-replica");
+        let databases: Arc<dyn kiln::driver::DatabaseDriver> = match &pool {
+            Some(p) => Arc::new(p.databases.clone()),
+            None => fake.clone(),
+        };
+        let reconciler = Reconciler::new(store.clone(), sandboxes, databases, rc, "test-replica");
         let changes = feed.subscribe();
         let stop = shutdown.clone();
         tokio::spawn(async move { reconciler.run(Some(changes), stop).await });
@@ -279,6 +351,8 @@ impl Server {
             local,
             local_dir,
             proxy,
+            pool,
+            feed,
             shutdown,
         }
     }
@@ -614,4 +688,46 @@ impl Screen {
 /// The row of the screen that contains `needle`.
 pub fn line_with<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
     text.lines().find(|l| l.contains(needle))
+}
+
+/// Drops every database and role a pooled server made on the shared test
+/// server (projects' and pooled ones), named in its store.
+pub fn drop_tenant_databases(url: &str, admin_url: &str) {
+    use sqlx::Connection;
+    let (url, admin_url) = (url.to_string(), admin_url.to_string());
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            // The loop and the keeper stop at once; give a call in flight a moment.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let Ok(mut kiln) = sqlx::PgConnection::connect(&url).await else {
+                return;
+            };
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT resource_name FROM databases
+                 UNION SELECT pooled_from FROM databases WHERE pooled_from IS NOT NULL
+                 UNION SELECT resource_name FROM pool_databases",
+            )
+            .fetch_all(&mut kiln)
+            .await
+            .unwrap_or_default();
+            let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await else {
+                return;
+            };
+            for name in names {
+                for sql in [
+                    format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                    format!("DROP ROLE IF EXISTS \"{name}\""),
+                ] {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut admin)
+                        .await;
+                }
+            }
+        });
+    })
+    .join();
 }
