@@ -126,6 +126,8 @@ impl Store {
         resource_names: &[String],
         at: &[DateTime<Utc>],
     ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        super::project_lock::lock_projects_of_sandbox_names(&mut tx, resource_names).await?;
         sqlx::query(
             "UPDATE sandboxes s SET last_active_at = GREATEST(s.last_active_at, v.at)
              FROM unnest($1::text[], $2::timestamptz[]) AS v(name, at)
@@ -133,8 +135,9 @@ impl Store {
         )
         .bind(resource_names)
         .bind(at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::events::{EventKind, NewEvent, append_event};
+use super::project_lock::lock_projects_of_sandboxes;
 use super::projects::{apply_intent, reaggregate};
 use super::{Store, StoreResult, parse};
 use crate::model::idle::{IdleFacts, IdlePolicy, IdleSetting};
@@ -129,6 +130,8 @@ impl Store {
         message: &str,
     ) -> StoreResult<bool> {
         let seen = c.facts.warned.map(|(at, _)| at);
+        let mut tx = self.pool.begin().await?;
+        lock_projects_of_sandboxes(&mut tx, &[c.sandbox_id]).await?;
         let n = sqlx::query(
             "WITH w AS (
                 UPDATE sandboxes SET idle_warned_at = now(), idle_stop_at = $3
@@ -143,9 +146,10 @@ impl Store {
         .bind(stop_at)
         .bind(NoticeKind::IdleWarning.as_str())
         .bind(message)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        tx.commit().await?;
         Ok(n > 0)
     }
 
@@ -153,16 +157,20 @@ impl Store {
     /// agent works in it), each only if it is still the one seen.
     pub async fn idle_withdraw(&self, seen: &[(Uuid, DateTime<Utc>)]) -> StoreResult<u64> {
         let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = seen.iter().copied().unzip();
-        Ok(sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        lock_projects_of_sandboxes(&mut tx, &ids).await?;
+        let withdrawn = sqlx::query(
             "UPDATE sandboxes s SET idle_warned_at = NULL, idle_stop_at = NULL
              FROM unnest($1::uuid[], $2::timestamptz[]) AS v(id, warned_at)
              WHERE s.id = v.id AND s.idle_warned_at = v.warned_at",
         )
-        .bind(ids)
+        .bind(&ids)
         .bind(times)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
-        .rows_affected())
+        .rows_affected();
+        tx.commit().await?;
+        Ok(withdrawn)
     }
 
     /// Stops `c`'s project as an ordinary stop intent whose event names the
