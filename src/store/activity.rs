@@ -127,7 +127,7 @@ impl Store {
         at: &[DateTime<Utc>],
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        super::project_lock::lock_projects_of_sandbox_names(&mut tx, resource_names).await?;
+        super::project_lock::lock_projects_of_sandboxes(&mut tx, &[], resource_names).await?;
         sqlx::query(
             "UPDATE sandboxes s SET last_active_at = GREATEST(s.last_active_at, v.at)
              FROM unnest($1::text[], $2::timestamptz[]) AS v(name, at)

@@ -131,7 +131,7 @@ impl Store {
     ) -> StoreResult<bool> {
         let seen = c.facts.warned.map(|(at, _)| at);
         let mut tx = self.pool.begin().await?;
-        lock_projects_of_sandboxes(&mut tx, &[c.sandbox_id]).await?;
+        lock_projects_of_sandboxes(&mut tx, &[c.sandbox_id], &[]).await?;
         let n = sqlx::query(
             "WITH w AS (
                 UPDATE sandboxes SET idle_warned_at = now(), idle_stop_at = $3
@@ -158,7 +158,7 @@ impl Store {
     pub async fn idle_withdraw(&self, seen: &[(Uuid, DateTime<Utc>)]) -> StoreResult<u64> {
         let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = seen.iter().copied().unzip();
         let mut tx = self.pool.begin().await?;
-        lock_projects_of_sandboxes(&mut tx, &ids).await?;
+        lock_projects_of_sandboxes(&mut tx, &ids, &[]).await?;
         let withdrawn = sqlx::query(
             "UPDATE sandboxes s SET idle_warned_at = NULL, idle_stop_at = NULL
              FROM unnest($1::uuid[], $2::timestamptz[]) AS v(id, warned_at)

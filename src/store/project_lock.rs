@@ -39,35 +39,23 @@ pub(crate) async fn lock_project_by_name(
     ))
 }
 
-/// Locks the projects of sandboxes `ids`, in id order (the order the
-/// reconcile loop's outcome writes take them), before a transaction writes
-/// those sandboxes' rows: a writer that took a sandbox row first and its
-/// project after would deadlock with an outcome write of the same project.
+/// Locks the projects of the sandboxes named by id or by resource name (one
+/// list may be empty), in id order (the order the reconcile loop's outcome
+/// writes take them), before a transaction writes those sandboxes' rows: a
+/// writer that took a sandbox row first and its project after would
+/// deadlock with an outcome write of the same project.
 pub(crate) async fn lock_projects_of_sandboxes(
     conn: &mut PgConnection,
     ids: &[Uuid],
-) -> StoreResult<()> {
-    sqlx::query(
-        "SELECT 1 FROM projects
-         WHERE id IN (SELECT project_id FROM sandboxes WHERE id = ANY($1))
-         ORDER BY id FOR UPDATE",
-    )
-    .bind(ids)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// [`lock_projects_of_sandboxes`] by the sandboxes' resource names.
-pub(crate) async fn lock_projects_of_sandbox_names(
-    conn: &mut PgConnection,
     names: &[String],
 ) -> StoreResult<()> {
     sqlx::query(
         "SELECT 1 FROM projects
-         WHERE id IN (SELECT project_id FROM sandboxes WHERE resource_name = ANY($1))
+         WHERE id IN (SELECT project_id FROM sandboxes
+                      WHERE id = ANY($1) OR resource_name = ANY($2))
          ORDER BY id FOR UPDATE",
     )
+    .bind(ids)
     .bind(names)
     .execute(&mut *conn)
     .await?;
