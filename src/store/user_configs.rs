@@ -161,6 +161,14 @@ impl Store {
         if crate::model::env::sandbox_name_of_user_setting(key).is_none() {
             return Ok(());
         }
+        // The projects locked in id order first, as the reconcile loop's
+        // outcome writes lock them: an update in scan order could deadlock
+        // with one of those writing two of the user's projects.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT 1 FROM projects WHERE user_id = $1 ORDER BY id FOR UPDATE")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "WITH p AS (UPDATE projects SET env_version = env_version + 1
                          WHERE user_id = $1 RETURNING id)
@@ -168,8 +176,9 @@ impl Store {
               WHERE project_id IN (SELECT id FROM p) AND status <> 'ERROR'",
         )
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
