@@ -127,7 +127,10 @@ pub fn wants_stdin(command_line: &str) -> bool {
 /// Runs one command through `console` (a signed-in user's). Never panics
 /// on any input: a bug becomes exit 1 with a generic message.
 pub async fn run(console: &UserConsole, command_line: &str, stdin: &[u8]) -> ExecOutput {
-    match AssertUnwindSafe(run_inner(console, command_line, stdin))
+    // Boxed: the command's future lives on the heap, so whoever awaits
+    // `run` holds a pointer, not the whole command (tens of kilobytes in a
+    // debug build, where every await keeps a stack slot of its own).
+    match AssertUnwindSafe(Box::pin(run_inner(console, command_line, stdin)))
         .catch_unwind()
         .await
     {

@@ -18,14 +18,25 @@ const DETAIL_EVENTS: i64 = 10;
 
 type Out = Result<String, Failure>;
 
-pub(super) async fn dispatch(console: &UserConsole, args: ExecArgs, stdin: &[u8]) -> Out {
+/// The future of one command, boxed: each arm's future is made in this
+/// short-lived frame and polled on the heap. As one `async fn`, a debug
+/// build kept a stack slot for every command's future in the frame that
+/// polls it, and a deep poll under it (a new database connection) could
+/// overflow a 2 MiB thread stack.
+pub(super) fn dispatch<'a>(
+    console: &'a UserConsole,
+    args: ExecArgs,
+    stdin: &'a [u8],
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Out> + Send + 'a>> {
     let json = args.json;
     let c = console;
     match args.command {
-        Cmd::Sessions { name } => sessions(c, &name, json).await,
-        Cmd::Restart { name, session } => restart(c, &name, session.as_deref(), json).await,
-        Cmd::Projects => projects(c, json).await,
-        Cmd::Project { name } => project(c, &name, json).await,
+        Cmd::Sessions { name } => Box::pin(async move { sessions(c, &name, json).await }),
+        Cmd::Restart { name, session } => {
+            Box::pin(async move { restart(c, &name, session.as_deref(), json).await })
+        }
+        Cmd::Projects => Box::pin(async move { projects(c, json).await }),
+        Cmd::Project { name } => Box::pin(async move { project(c, &name, json).await }),
         Cmd::Create {
             name,
             description,
@@ -41,62 +52,82 @@ pub(super) async fn dispatch(console: &UserConsole, args: ExecArgs, stdin: &[u8]
                 branch,
                 template,
             };
-            create(c, &name, &new, json).await
+            Box::pin(async move { create(c, &name, &new, json).await })
         }
-        Cmd::Templates { action, name, from } => {
+        Cmd::Templates { action, name, from } => Box::pin(async move {
             super::templates::templates(c, action, name.as_deref(), from.as_deref(), json).await
-        }
+        }),
         Cmd::Git { name, action } => match action {
-            super::args::GitVerb::Status => git_status(c, &name, json).await,
+            super::args::GitVerb::Status => {
+                Box::pin(async move { git_status(c, &name, json).await })
+            }
         },
         Cmd::Team {
             team,
             action,
             user,
             role,
-        } => team_cmd(c, &team, action, user.as_deref(), role, json).await,
-        Cmd::Start { name } => intent(c, &name, Intent::Start, json).await,
-        Cmd::Stop { name } => intent(c, &name, Intent::Stop, json).await,
-        Cmd::Delete { name, yes } => delete(c, &name, yes, json).await,
-        Cmd::Retry { name } => intent(c, &name, Intent::Retry, json).await,
+        } => Box::pin(async move { team_cmd(c, &team, action, user.as_deref(), role, json).await }),
+        Cmd::Start { name } => Box::pin(async move { intent(c, &name, Intent::Start, json).await }),
+        Cmd::Stop { name } => Box::pin(async move { intent(c, &name, Intent::Stop, json).await }),
+        Cmd::Delete { name, yes } => Box::pin(async move { delete(c, &name, yes, json).await }),
+        Cmd::Retry { name } => Box::pin(async move { intent(c, &name, Intent::Retry, json).await }),
         Cmd::Env {
             name,
             action,
             args,
             secret,
-        } => env(c, &name, action, &args, secret, json).await,
-        Cmd::Events { name, limit } => events(c, &name, limit, json).await,
+        } => Box::pin(async move { env(c, &name, action, &args, secret, json).await }),
+        Cmd::Events { name, limit } => Box::pin(async move { events(c, &name, limit, json).await }),
         Cmd::Keys { action } => match action.unwrap_or(KeysAction::List) {
-            KeysAction::List => keys_list(c, json).await,
-            KeysAction::Add => keys_add(c, stdin, json).await,
-            KeysAction::Remove { fingerprint } => keys_remove(c, &fingerprint, json).await,
+            KeysAction::List => Box::pin(async move { keys_list(c, json).await }),
+            KeysAction::Add => Box::pin(async move { keys_add(c, stdin, json).await }),
+            KeysAction::Remove { fingerprint } => {
+                Box::pin(async move { keys_remove(c, &fingerprint, json).await })
+            }
         },
-        Cmd::Whoami => whoami(c, json).await,
-        Cmd::Quota => quota(c, json).await,
-        Cmd::Audit { since, limit } => audit(c, since.as_deref(), limit, json).await,
+        Cmd::Whoami => Box::pin(async move { whoami(c, json).await }),
+        Cmd::Quota => Box::pin(async move { quota(c, json).await }),
+        Cmd::Audit { since, limit } => {
+            Box::pin(async move { audit(c, since.as_deref(), limit, json).await })
+        }
         Cmd::Kubeconfig { action } => match action.unwrap_or(KubeconfigAction::Show) {
-            KubeconfigAction::Show => kubeconfig_show(c, json).await,
-            KubeconfigAction::Set => kubeconfig_set(c, stdin, json).await,
-            KubeconfigAction::Unset => kubeconfig_unset(c, json).await,
+            KubeconfigAction::Show => Box::pin(async move { kubeconfig_show(c, json).await }),
+            KubeconfigAction::Set => Box::pin(async move { kubeconfig_set(c, stdin, json).await }),
+            KubeconfigAction::Unset => Box::pin(async move { kubeconfig_unset(c, json).await }),
         },
-        Cmd::Agents => super::agents::agents(c, json).await,
-        Cmd::Inbox => super::agents::inbox(c, json).await,
+        Cmd::Agents => Box::pin(async move { super::agents::agents(c, json).await }),
+        Cmd::Inbox => Box::pin(async move { super::agents::inbox(c, json).await }),
         Cmd::Wait {
             name,
             session,
             until,
             timeout,
-        } => super::agents::wait(c, &name, session.as_deref(), until.state(), &timeout, json).await,
+        } => Box::pin(async move {
+            super::agents::wait(c, &name, session.as_deref(), until.state(), &timeout, json).await
+        }),
         Cmd::Notifications { limit, all } => {
-            super::agents::notifications(c, limit, all, json).await
+            Box::pin(async move { super::agents::notifications(c, limit, all, json).await })
         }
-        Cmd::Idle { name, after } => super::idle::idle(c, &name, after.as_deref(), json).await,
-        Cmd::Extend { name, for_ } => super::idle::extend(c, &name, for_.as_deref(), json).await,
-        Cmd::Mute { name, off } => super::agents::mute(c, &name, !off, json).await,
+        Cmd::Idle { name, after } => {
+            Box::pin(async move { super::idle::idle(c, &name, after.as_deref(), json).await })
+        }
+        Cmd::Extend { name, for_ } => {
+            Box::pin(async move { super::idle::extend(c, &name, for_.as_deref(), json).await })
+        }
+        Cmd::Mute { name, off } => {
+            Box::pin(async move { super::agents::mute(c, &name, !off, json).await })
+        }
         Cmd::Webhook { action } => match action.unwrap_or(WebhookAction::Show) {
-            WebhookAction::Show => super::agents::webhook_show(c, json).await,
-            WebhookAction::Set => super::agents::webhook_set(c, stdin, json).await,
-            WebhookAction::Unset => super::agents::webhook_unset(c, json).await,
+            WebhookAction::Show => {
+                Box::pin(async move { super::agents::webhook_show(c, json).await })
+            }
+            WebhookAction::Set => {
+                Box::pin(async move { super::agents::webhook_set(c, stdin, json).await })
+            }
+            WebhookAction::Unset => {
+                Box::pin(async move { super::agents::webhook_unset(c, json).await })
+            }
         },
     }
 }
