@@ -86,7 +86,7 @@ pub struct FileConfig {
 pub struct PoolFile {
     /// Pre-made databases kept ready for new projects (local default 2).
     pub databases: Option<i64>,
-    /// Pre-made sandboxes (local default 2; the local driver pools none).
+    /// Pre-started sandboxes kept ready for new projects (local default 2).
     pub sandboxes: Option<i64>,
 }
 

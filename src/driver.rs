@@ -183,6 +183,22 @@ pub trait SandboxDriver: Send + Sync + 'static {
     }
 }
 
+/// A back end that keeps a warm pool of sandboxes started ahead of any
+/// project (the local driver): a pooled sandbox is prepared under the name
+/// it keeps when claimed, and a claim's first `ensure` finds it running and
+/// only opens the project's session in it.
+#[async_trait]
+pub trait SandboxPoolDriver: SandboxDriver {
+    /// Starts sandbox `r` with nothing of anyone's in it: its directories,
+    /// its confined server and network, no session. Idempotent.
+    async fn prepare_pooled(&self, r: &ResourceRef) -> DriverResult<()>;
+    /// Health of pooled sandboxes, in one call: `Running` for one that is
+    /// whole and untouched (its server answers with no session, its
+    /// working directory is empty); anything else says what is wrong.
+    /// Every requested name is in the answer.
+    async fn observe_pooled(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>>;
+}
+
 #[async_trait]
 pub trait DatabaseDriver: Send + Sync + 'static {
     /// Creates whatever is missing and starts it. Returns what is there afterwards.

@@ -47,10 +47,10 @@ impl Database {
             // Sandboxes on the server's cluster request CPU and memory, which
             // the owners' quotas count; the local driver's request nothing.
             let store = match config.server_cluster {
-                // Creates claim pooled databases: the local driver keeps the pool.
-                crate::config::ServerCluster::None => {
-                    store.with_pool_claims(config.pool.databases > 0)
-                }
+                // Creates claim pooled resources: the local driver keeps the pools.
+                crate::config::ServerCluster::None => store
+                    .with_pool_claims(config.pool.databases > 0)
+                    .with_sandbox_pool_claims(config.pool.sandboxes > 0),
                 _ => store.with_sandbox_size(config.kubernetes.sandbox_size()),
             };
             anyhow::Ok(store)

@@ -150,12 +150,13 @@ impl ChildServer {
         let data_dir =
             std::env::temp_dir().join(format!("kb-{}", &Uuid::new_v4().simple().to_string()[..8]));
         std::fs::create_dir_all(&data_dir)?;
-        // Benches that do not measure the pool keep it off: it would leave
-        // databases on the server after the bench's scratch one is dropped.
+        // Benches that do not measure the pools keep them off: they would
+        // leave databases on the server after the bench's scratch one is
+        // dropped, and sandboxes running after the bench.
         let config = if config.contains("[pool]") {
             config.to_string()
         } else {
-            format!("{config}\n[pool]\ndatabases = 0\n")
+            format!("{config}\n[pool]\ndatabases = 0\nsandboxes = 0\n")
         };
         std::fs::write(data_dir.join("kiln.toml"), config)?;
         let child = tokio::process::Command::new(std::env::current_exe()?)

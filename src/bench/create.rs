@@ -1,6 +1,6 @@
 //! `kiln bench create`: create → RUNNING on the local driver (a child
-//! `kiln serve` with a real reconcile loop), with the warm pool of databases
-//! off and on, side by side: a plain project, and a project from a template
+//! `kiln serve` with a real reconcile loop), with the warm pools (databases
+//! and sandboxes) off and on, side by side: a plain project, and a project from a template
 //! that clones a small repository (a `git daemon` on loopback) and runs a
 //! setup script. Creates run one after another; each project is deleted
 //! before the next, and with the pool on, the pool is full before the first.
@@ -16,7 +16,7 @@ use crate::console::{Console, Front, NewProject, RepoPolicy};
 use crate::model::ProjectStatus;
 use crate::store::{SecretKey, Store};
 
-/// Pooled databases kept in the "pool on" runs.
+/// Pooled databases and sandboxes kept in the "pool on" runs.
 const POOL: u32 = 4;
 
 pub async fn create(admin_url: &str, creates: usize) -> anyhow::Result<()> {
@@ -31,8 +31,9 @@ pub async fn create(admin_url: &str, creates: usize) -> anyhow::Result<()> {
 /// One run's figures.
 struct Figures {
     samples: Vec<Duration>,
-    /// Creates that claimed a pooled database.
+    /// Creates that claimed a pooled database, a pooled sandbox.
     claimed: usize,
+    claimed_sandboxes: usize,
     /// From the create to each resource's RUNNING write: sandbox, database.
     sandbox: Vec<Duration>,
     database: Vec<Duration>,
@@ -41,12 +42,13 @@ struct Figures {
 impl Figures {
     fn line(&self) -> String {
         format!(
-            "p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms  ({} of {} from the pool; \
-             p50 sandbox {:.1} ms, database {:.1} ms)",
+            "p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms  (from the pools: {} databases, \
+             {} sandboxes of {}; p50 sandbox {:.1} ms, database {:.1} ms)",
             ms(quantile(&self.samples, 0.5)),
             ms(quantile(&self.samples, 0.99)),
             ms(self.samples.last().copied().unwrap_or_default()),
             self.claimed,
+            self.claimed_sandboxes,
             self.samples.len(),
             ms(quantile(&self.sandbox, 0.5)),
             ms(quantile(&self.database, 0.5)),
@@ -79,11 +81,11 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
     for template in [false, true] {
         let mut row = Vec::new();
         // Pool on first: the run with it off drains it, so the bench
-        // leaves no pooled database behind on the server.
+        // leaves no pooled database or sandbox behind.
         for pool in [POOL, 0] {
             let config = format!(
                 "[local]\nsandbox_command = \"sh\"\n[git]\nallow_private_hosts = true\n\
-                 [pool]\ndatabases = {pool}\n"
+                 [pool]\ndatabases = {pool}\nsandboxes = {pool}\n"
             );
             let server = ChildServer::start_with_config(url, &key_hex, &config).await?;
             let figures = async {
@@ -94,14 +96,18 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
                 };
                 // Creates claim in their own transaction, as `kiln serve`'s
                 // console does with a pool configured.
-                let console = Console::new(store.clone().with_pool_claims(pool > 0), None, None)
-                    .with_repos(RepoPolicy {
-                        allow_private_hosts: true,
-                    });
+                let claims = store
+                    .clone()
+                    .with_pool_claims(pool > 0)
+                    .with_sandbox_pool_claims(pool > 0);
+                let console = Console::new(claims, None, None).with_repos(RepoPolicy {
+                    allow_private_hosts: true,
+                });
                 let as_user = console.as_user(user.clone(), Front::Cli);
                 let mut f = Figures {
                     samples: Vec::with_capacity(creates),
                     claimed: 0,
+                    claimed_sandboxes: 0,
                     sandbox: Vec::with_capacity(creates),
                     database: Vec::with_capacity(creates),
                 };
@@ -114,8 +120,10 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
                         .with_context(|| format!("create {name}"))?;
                     running(&store, user.id, &name).await?;
                     f.samples.push(started.elapsed());
-                    let (pooled, sandbox, database) = resources(&store, user.id, &name).await?;
+                    let r = resources(&store, user.id, &name).await?;
+                    let (pooled, pooled_sandbox, sandbox, database) = r;
                     f.claimed += usize::from(pooled);
+                    f.claimed_sandboxes += usize::from(pooled_sandbox);
                     f.sandbox.push(sandbox);
                     f.database.push(database);
                     delete(&store, user.id, &name).await?;
@@ -133,7 +141,8 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
     }
     println!(
         "create → RUNNING, local driver, {creates} creates one after another \
-         (each deleted before the next), warm pool of databases off and on ({POOL}):"
+         (each deleted before the next), warm pools of databases and sandboxes off and on \
+         ({POOL} each):"
     );
     for (template, row) in &table {
         let what = if *template {
@@ -148,48 +157,60 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until the pool holds `target` ready databases and nothing else
+/// Waits until each pool holds `target` ready resources and nothing else
 /// (what an earlier run left is dropped first).
 async fn pool_settles(store: &Store, target: u32) -> anyhow::Result<()> {
     let started = Instant::now();
-    loop {
-        let p = store.pool_status().await?;
-        if p.ready == i64::from(target)
-            && p.creating == 0
-            && p.discarding == 0
-            && p.claimed_pending == 0
-        {
-            return Ok(());
+    for kind in crate::model::pool::PoolKind::ALL {
+        loop {
+            let p = store.pool_status(kind).await?;
+            if p.ready == i64::from(target)
+                && p.creating == 0
+                && p.discarding == 0
+                && p.claimed_pending == 0
+            {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "the {} pool did not settle at {target} within 60 s: {p:?}",
+                    kind.as_str()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("the pool did not settle at {target} within 60 s: {p:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    Ok(())
 }
 
-/// Whether the project's database was claimed from the pool, and how long
-/// after the project's creation its sandbox and its database were last
-/// written (their RUNNING).
+/// Whether the project's database and sandbox were claimed from the pools,
+/// and how long after the project's creation its sandbox and its database
+/// were last written (their RUNNING).
 async fn resources(
     store: &Store,
     owner: uuid::Uuid,
     name: &str,
-) -> anyhow::Result<(bool, Duration, Duration)> {
+) -> anyhow::Result<(bool, bool, Duration, Duration)> {
     let p = store.find_project(owner, name).await?;
-    let (pooled, sandbox, database): (Option<String>, f64, f64) = sqlx::query_as(
-        "SELECT d.pooled_from,
+    let (pooled, pooled_sandbox, sandbox, database): (Option<String>, bool, f64, f64) =
+        sqlx::query_as(
+            "SELECT d.pooled_from, s.pooled,
                 extract(epoch FROM s.updated_at - p.created_at)::float8,
                 extract(epoch FROM d.updated_at - p.created_at)::float8
            FROM projects p JOIN databases d ON d.project_id = p.id
            JOIN sandboxes s ON s.project_id = p.id
           WHERE p.id = $1",
-    )
-    .bind(p.project.id)
-    .fetch_one(store.pool())
-    .await?;
+        )
+        .bind(p.project.id)
+        .fetch_one(store.pool())
+        .await?;
     let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
-    Ok((pooled.is_some(), secs(sandbox), secs(database)))
+    Ok((
+        pooled.is_some(),
+        pooled_sandbox,
+        secs(sandbox),
+        secs(database),
+    ))
 }
 
 /// Waits for the project to be RUNNING, polling every 2 ms.

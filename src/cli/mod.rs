@@ -345,7 +345,7 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         samples: usize,
     },
-    /// Create → RUNNING on the local driver (p50/p99), the warm pool of databases off and
+    /// Create → RUNNING on the local driver (p50/p99), the warm pools (databases, sandboxes) off and
     /// on side by side: a plain project, and one from a template that clones a small
     /// repository and runs a setup script.
     Create {

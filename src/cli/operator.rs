@@ -424,6 +424,14 @@ pub(super) async fn status(db: &Database, json: bool) -> anyhow::Result<()> {
     if let Some(e) = &p.last_error {
         println!("  last pool error: {}", printable(e, 120));
     }
+    let p = &s.sandbox_pool;
+    println!(
+        "sandbox pool: {} ready, {} being made, {} to drop",
+        p.ready, p.creating, p.discarding
+    );
+    if let Some(e) = &p.last_error {
+        println!("  last pool error: {}", printable(e, 120));
+    }
     println!("leases held:");
     if s.lease_holders.is_empty() {
         println!("  none");

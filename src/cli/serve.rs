@@ -74,18 +74,19 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         )
         .with_drift_watch(drift_tx),
     );
-    // With a server cluster nobody's databases are local, so the local
-    // pool is kept empty (what an earlier run left in it is dropped).
+    // With a server cluster nobody's resources are local, so the local
+    // pools are kept empty (what an earlier run left in it is dropped).
     let pool_target = match config.server_cluster {
-        crate::config::ServerCluster::None => config.pool.databases,
-        _ => 0,
+        crate::config::ServerCluster::None => config.pool,
+        _ => crate::model::pool::PoolTargets::OFF,
     };
     let keeper = crate::reconcile::pool::PoolKeeper::new(
         db.store.clone(),
         databases,
-        pool_target,
+        pool_target.databases,
         config.replica_id.clone(),
     )
+    .with_sandboxes(Arc::new(sandboxes.clone()), pool_target.sandboxes)
     .with_timing(config.reconcile.lease, config.reconcile.resync);
     let reconciler = Reconciler::new(
         db.store.clone(),

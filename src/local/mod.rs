@@ -11,6 +11,7 @@ mod git;
 pub mod hooks;
 mod network;
 mod observed;
+mod pooled;
 mod pty_io;
 mod sandbox;
 mod server;

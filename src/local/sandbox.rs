@@ -701,7 +701,7 @@ impl LocalSandboxes {
 
     /// Makes the sandbox's directories (owned by the sandbox user, 0700)
     /// and starts its server if it is not running.
-    async fn start_server(&self, name: &str) -> DriverResult<()> {
+    pub(super) async fn start_server(&self, name: &str) -> DriverResult<()> {
         let paths = self.server_paths(name);
         let owner = self.owner().map(|u| (Some(u.uid), Some(u.gid)));
         for dir in [&paths.sandbox_dir, &paths.run_dir, &paths.network.dir] {

@@ -81,6 +81,15 @@ pub fn pooled_database_name() -> String {
     format!("pool-{}", random_string(13, SUFFIX_ALPHABET))
 }
 
+/// A pooled sandbox's name, which it keeps when a project claims it (a
+/// running sandbox cannot be renamed: see `local::pooled`): `sb-{13
+/// random}`. No sandbox made from a slug has that shape (their names hold
+/// `-agentruntime-`), so a pooled sandbox never shares a name, and with it
+/// directories, with a project's own.
+pub fn pooled_sandbox_name() -> String {
+    format!("sb-{}", random_string(13, SUFFIX_ALPHABET))
+}
+
 /// Uniform random characters from `alphabet` (rejection sampling, no modulo bias).
 pub fn random_string(len: usize, alphabet: &[u8]) -> String {
     assert!(!alphabet.is_empty() && alphabet.len() <= 256);
@@ -151,6 +160,16 @@ mod tests {
         assert!(suffix.bytes().all(|b| SUFFIX_ALPHABET.contains(&b)));
         assert_ne!(resource_name("x"), resource_name("x"));
         assert!(resource_name(&"a".repeat(MAX_SLUG_LEN)).len() <= 63);
+    }
+
+    #[test]
+    fn pooled_sandbox_names_never_have_the_shape_of_a_slugged_name() {
+        let n = pooled_sandbox_name();
+        let random = n.strip_prefix("sb-").unwrap();
+        assert_eq!(random.len(), 13);
+        assert!(random.bytes().all(|b| SUFFIX_ALPHABET.contains(&b)));
+        assert!(!n.contains("-agentruntime-"));
+        assert_ne!(pooled_sandbox_name(), pooled_sandbox_name());
     }
 
     #[test]

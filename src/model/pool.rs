@@ -10,9 +10,8 @@ use uuid::Uuid;
 pub struct PoolTargets {
     /// Databases, each with a role of its own (0: no pool).
     pub databases: u32,
-    /// Sandboxes (0: no pool). The local driver keeps none whatever this
-    /// says: its sandbox is a directory made in well under a millisecond,
-    /// so a pooled one saves nothing (see the README).
+    /// Sandboxes (0: no pool): on the local driver, each already running
+    /// its confined tmux server and network, which is most of a start.
     pub sandboxes: u32,
 }
 
@@ -33,6 +32,33 @@ impl PoolTargets {
 impl Default for PoolTargets {
     fn default() -> Self {
         Self::LOCAL_DEFAULT
+    }
+}
+
+/// The kinds of resource a warm pool holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PoolKind {
+    Database,
+    Sandbox,
+}
+
+impl PoolKind {
+    pub const ALL: [PoolKind; 2] = [PoolKind::Database, PoolKind::Sandbox];
+
+    /// Its name in metrics labels and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolKind::Database => "database",
+            PoolKind::Sandbox => "sandbox",
+        }
+    }
+
+    /// How many of this kind `targets` asks for.
+    pub fn target(self, targets: PoolTargets) -> u32 {
+        match self {
+            PoolKind::Database => targets.databases,
+            PoolKind::Sandbox => targets.sandboxes,
+        }
     }
 }
 

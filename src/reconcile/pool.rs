@@ -1,14 +1,15 @@
-//! The pool keeper: keeps the warm pool of databases (`store::pool`) at its
-//! target in the background. Each pass checks the ready ones (one catalog
-//! query for all of them; a broken one is set aside, never handed out),
-//! fills empty slots (the slot index keeps two replicas from filling the
-//! same one), retires what is beyond a lowered target, and works the rows
-//! it leased: makes new databases, drops broken ones and what is left of
-//! claimed ones. Every write is fenced by the row's lease token.
+//! The pool keeper: keeps the warm pools (`store::pool`) of databases and,
+//! on the local driver, of sandboxes at their targets in the background.
+//! Each pass, per kind, checks the ready ones (one driver call for all of
+//! them; a broken one is set aside, never handed out), fills empty slots
+//! (the slot index keeps two replicas from filling the same one), retires
+//! what is beyond a lowered target, and works the rows it leased: makes new
+//! ones, drops broken ones and what is left of claimed databases. Every
+//! write is fenced by the row's lease token.
 //!
 //! It runs beside the reconcile loop, not inside its passes, so making a
-//! pooled database (a `CREATE DATABASE`, the slow step a claim saves) never
-//! holds up a project's work.
+//! pooled resource (a `CREATE DATABASE`, a confined sandbox's start: the
+//! slow steps a claim saves) never holds up a project's work.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +21,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::backoff;
-use crate::driver::{DatabaseDriver, DatabaseSpec, DriverError, Observed, ResourceRef};
+use crate::driver::{
+    DatabaseDriver, DatabaseSpec, DriverError, Observed, ResourceRef, SandboxPoolDriver,
+};
+use crate::model::pool::{PoolKind, PoolTargets};
 use crate::store::notify::Change;
 use crate::store::pool::{PoolLeased, PoolState, pooled_password_context};
 use crate::store::{Store, StoreResult};
@@ -28,12 +32,12 @@ use crate::store::{Store, StoreResult};
 /// Pool rows leased per pass.
 const LEASE_BATCH: i64 = 64;
 
-/// What one pass did.
+/// What one pass did to one pool.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PoolStats {
-    /// Pooled databases made ready.
+pub struct KindStats {
+    /// Pooled resources made ready.
     pub made: usize,
-    /// Pooled databases (broken, surplus, or left over from a claim) dropped.
+    /// Pooled resources (broken, surplus, or left over from a claim) dropped.
     pub dropped: usize,
     /// Ready ones that failed their health check.
     pub broken: usize,
@@ -43,8 +47,8 @@ pub struct PoolStats {
     pub failures: usize,
 }
 
-impl PoolStats {
-    fn add(&mut self, o: &PoolStats) {
+impl KindStats {
+    fn add(&mut self, o: &KindStats) {
         self.made += o.made;
         self.dropped += o.dropped;
         self.broken += o.broken;
@@ -53,24 +57,50 @@ impl PoolStats {
     }
 }
 
-/// Keeps one replica's share of the pool.
+/// What one pass did, per pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub databases: KindStats,
+    pub sandboxes: KindStats,
+}
+
+impl PoolStats {
+    fn of_mut(&mut self, kind: PoolKind) -> &mut KindStats {
+        match kind {
+            PoolKind::Database => &mut self.databases,
+            PoolKind::Sandbox => &mut self.sandboxes,
+        }
+    }
+
+    fn add(&mut self, o: &PoolStats) {
+        self.databases.add(&o.databases);
+        self.sandboxes.add(&o.sandboxes);
+    }
+}
+
+/// Keeps one replica's share of the pools.
 pub struct PoolKeeper {
     store: Store,
-    /// The back end that holds the pool (the local driver itself, not the
-    /// per-owner router: pooled databases have no owner yet).
+    /// The back ends that hold the pools (the local driver itself, not the
+    /// per-owner router: pooled resources have no owner yet).
     databases: Arc<dyn DatabaseDriver>,
-    target: u32,
+    /// `None`: this replica keeps no sandboxes (its target is 0).
+    sandboxes: Option<Arc<dyn SandboxPoolDriver>>,
+    targets: PoolTargets,
     replica: String,
     lease: Duration,
     resync: Duration,
-    /// Pooled databases made or dropped at once: `CREATE DATABASE` copies a
-    /// template, and a pool filling up must not starve tenants' creates.
+    /// Pooled resources made or dropped at once, per kind: `CREATE
+    /// DATABASE` copies a template and a sandbox start runs bubblewrap, and
+    /// a pool filling up must not starve tenants' creates.
     concurrency: usize,
     backoff_base: Duration,
     backoff_cap: Duration,
 }
 
 impl PoolKeeper {
+    /// A keeper of `target` pooled databases (and no sandboxes: see
+    /// [`PoolKeeper::with_sandboxes`]).
     pub fn new(
         store: Store,
         databases: Arc<dyn DatabaseDriver>,
@@ -80,7 +110,11 @@ impl PoolKeeper {
         Self {
             store,
             databases,
-            target,
+            sandboxes: None,
+            targets: PoolTargets {
+                databases: target,
+                sandboxes: 0,
+            },
             replica: replica.into(),
             lease: Duration::from_secs(30),
             resync: Duration::from_secs(3),
@@ -90,6 +124,13 @@ impl PoolKeeper {
         }
     }
 
+    /// Keeps `target` pooled sandboxes on `driver` too.
+    pub fn with_sandboxes(mut self, driver: Arc<dyn SandboxPoolDriver>, target: u32) -> Self {
+        self.sandboxes = Some(driver);
+        self.targets.sandboxes = target;
+        self
+    }
+
     /// Lease length and resync interval (the reconcile loop's, as a rule).
     pub fn with_timing(mut self, lease: Duration, resync: Duration) -> Self {
         self.lease = lease;
@@ -97,34 +138,57 @@ impl PoolKeeper {
         self
     }
 
+    /// How many pooled databases it keeps.
     pub fn target(&self) -> u32 {
-        self.target
+        self.targets.databases
     }
 
-    /// One pass: check, plan, fill, work. A failed driver call is recorded
-    /// on its row and retried later; only a store error fails the pass.
+    /// How many of each kind it keeps.
+    pub fn targets(&self) -> PoolTargets {
+        self.targets
+    }
+
+    /// The kinds this keeper looks after: databases always (a target of 0
+    /// drops what an earlier run left), sandboxes when it has their driver.
+    fn kinds(&self) -> impl Iterator<Item = PoolKind> + '_ {
+        PoolKind::ALL
+            .into_iter()
+            .filter(|k| *k == PoolKind::Database || self.sandboxes.is_some())
+    }
+
+    /// One pass over each pool: check, plan, fill, work. A failed driver
+    /// call is recorded on its row and retried later; only a store error
+    /// fails the pass.
     pub async fn pass(&self) -> StoreResult<PoolStats> {
-        let mut stats = PoolStats {
-            broken: self.check_ready().await?,
-            ..PoolStats::default()
+        let mut stats = PoolStats::default();
+        for kind in self.kinds() {
+            *stats.of_mut(kind) = self.pass_kind(kind).await?;
+        }
+        Ok(stats)
+    }
+
+    async fn pass_kind(&self, kind: PoolKind) -> StoreResult<KindStats> {
+        let target = kind.target(self.targets);
+        let mut stats = KindStats {
+            broken: self.check_ready(kind).await?,
+            ..KindStats::default()
         };
-        let held = self.store.pool_slots().await?;
-        let plan = crate::model::pool::plan(self.target, &held);
+        let held = self.store.pool_slots(kind).await?;
+        let plan = crate::model::pool::plan(target, &held);
         if !plan.retire.is_empty() {
-            let why =
-                vec![format!("beyond the pool's target of {}", self.target); plan.retire.len()];
-            stats.retired = self.store.discard_pooled(&plan.retire, &why).await? as usize;
+            let why = vec![format!("beyond the pool's target of {target}"); plan.retire.len()];
+            stats.retired = self.store.discard_pooled(kind, &plan.retire, &why).await? as usize;
         }
         let mut work = self
             .store
-            .fill_pool_slots(&plan.fill, &self.replica, self.lease)
+            .fill_pool_slots(kind, &plan.fill, &self.replica, self.lease)
             .await?;
         work.extend(
             self.store
-                .lease_pool_work(&self.replica, self.lease, LEASE_BATCH)
+                .lease_pool_work(kind, &self.replica, self.lease, LEASE_BATCH)
                 .await?,
         );
-        let results: Vec<StoreResult<PoolStats>> = futures::stream::iter(work)
+        let results: Vec<StoreResult<KindStats>> = futures::stream::iter(work)
             .map(|row| async move { self.work(&row).await })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
@@ -135,8 +199,8 @@ impl PoolKeeper {
         Ok(stats)
     }
 
-    /// Passes until the pool has nothing left to do now (every slot filled,
-    /// nothing to drop), at most 100: for tests that need a full pool.
+    /// Passes until the pools have nothing left to do now (every slot
+    /// filled, nothing to drop), at most 100: for tests that need full pools.
     pub async fn fill(&self) -> StoreResult<PoolStats> {
         let mut total = PoolStats::default();
         for _ in 0..100 {
@@ -150,7 +214,8 @@ impl PoolKeeper {
     }
 
     /// Runs passes until `shutdown`: at every resync, and at once when a
-    /// database row is inserted (a create, which may have claimed one).
+    /// database or sandbox row is inserted (a create, which may have
+    /// claimed one).
     pub async fn run(
         &self,
         mut changes: Option<broadcast::Receiver<Change>>,
@@ -178,42 +243,48 @@ impl PoolKeeper {
         Ok(())
     }
 
-    /// Health check of the ready pooled databases, in one driver call;
-    /// sets aside the ones that are not whole. Returns how many.
-    async fn check_ready(&self) -> StoreResult<usize> {
-        let ready = self.store.ready_pooled().await?;
+    /// Health check of the ready pooled resources of `kind`, in one driver
+    /// call; sets aside the ones that are not whole. Returns how many.
+    async fn check_ready(&self, kind: PoolKind) -> StoreResult<usize> {
+        let ready = self.store.ready_pooled(kind).await?;
+        let gauge = crate::ops::metrics::metrics()
+            .pool_ready
+            .with_label_values(&[kind.as_str()]);
         if ready.is_empty() {
-            crate::ops::metrics::metrics()
-                .pool_ready
-                .with_label_values(&["database"])
-                .set(0);
+            gauge.set(0);
             return Ok(0);
         }
         let refs: Vec<ResourceRef> = ready.iter().map(|(_, n)| pooled_ref(n)).collect();
-        let seen = match self.databases.observe(&refs).await {
+        let seen = match (kind, &self.sandboxes) {
+            (PoolKind::Database, _) => self.databases.observe(&refs).await,
+            (PoolKind::Sandbox, Some(sandboxes)) => sandboxes.observe_pooled(&refs).await,
+            (PoolKind::Sandbox, None) => return Ok(0),
+        };
+        let seen = match seen {
             Ok(seen) => seen,
             Err(e) => {
                 // Unknown health is not broken; check again next pass.
-                tracing::warn!(replica = %self.replica, "pool health check failed: {e}");
+                tracing::warn!(replica = %self.replica, "{} pool health check failed: {e}", kind.as_str());
                 return Ok(0);
             }
         };
         let (ids, why) = unhealthy(&ready, &seen);
-        let broken = self.store.discard_pooled(&ids, &why).await? as usize;
-        crate::ops::metrics::metrics()
-            .pool_ready
-            .with_label_values(&["database"])
-            .set(ready.len().saturating_sub(broken) as i64);
+        let broken = self.store.discard_pooled(kind, &ids, &why).await? as usize;
+        gauge.set(ready.len().saturating_sub(broken) as i64);
         Ok(broken)
     }
 
-    async fn work(&self, row: &PoolLeased) -> StoreResult<PoolStats> {
-        let mut stats = PoolStats::default();
+    async fn work(&self, row: &PoolLeased) -> StoreResult<KindStats> {
+        let mut stats = KindStats::default();
         let r = pooled_ref(&row.resource_name);
-        let result: Result<(), DriverError> = match row.state {
-            PoolState::Creating => {
+        let result: Result<(), DriverError> = match (row.kind, row.state, &self.sandboxes) {
+            // Never leased: ready ones are only checked.
+            (_, PoolState::Ready, _) => return Ok(stats),
+            // Sandbox rows are only leased by a keeper with their driver.
+            (PoolKind::Sandbox, _, None) => return Ok(stats),
+            (PoolKind::Database, PoolState::Creating, _) => {
                 let password = self.store.key().decrypt_string(
-                    &row.password_enc,
+                    row.password_enc.as_deref().unwrap_or_default(),
                     &pooled_password_context(&row.resource_name),
                 )?;
                 let spec = DatabaseSpec {
@@ -221,12 +292,7 @@ impl PoolKeeper {
                     password: password.into(),
                 };
                 match self.databases.ensure(&spec).await {
-                    Ok(Observed::Running) => {
-                        if self.store.pooled_made(row).await? {
-                            stats.made += 1;
-                        }
-                        return Ok(stats);
-                    }
+                    Ok(Observed::Running) => Ok(()),
                     Ok(other) => Err(DriverError::transient(format!(
                         "pooled database {}: {other:?} after creating it",
                         row.resource_name
@@ -234,37 +300,47 @@ impl PoolKeeper {
                     Err(e) => Err(e),
                 }
             }
-            PoolState::Broken | PoolState::Claimed => match self.databases.delete(&r).await {
-                Ok(()) => {
-                    if self.store.pooled_dropped(row).await? {
-                        stats.dropped += 1;
-                    }
-                    return Ok(stats);
-                }
-                Err(e) => Err(e),
-            },
-            // Never leased: ready ones are only checked.
-            PoolState::Ready => return Ok(stats),
+            (PoolKind::Sandbox, PoolState::Creating, Some(sandboxes)) => {
+                sandboxes.prepare_pooled(&r).await
+            }
+            (PoolKind::Database, PoolState::Broken | PoolState::Claimed, _) => {
+                self.databases.delete(&r).await
+            }
+            (PoolKind::Sandbox, PoolState::Broken | PoolState::Claimed, Some(sandboxes)) => {
+                sandboxes.delete(&r).await
+            }
         };
-        if let Err(e) = result {
-            stats.failures += 1;
-            let attempt = u32::try_from(row.attempts).unwrap_or(0).saturating_add(1);
-            let retry_in = backoff::delay(
-                attempt,
-                self.backoff_base,
-                self.backoff_cap,
-                backoff::unit_random(),
-            );
-            tracing::warn!(pooled = %row.resource_name, "pool: {e}; retrying in {retry_in:?}");
-            self.store
-                .pooled_failed(row, &e.to_string(), retry_in)
-                .await?;
+        match result {
+            Ok(()) if row.state == PoolState::Creating => {
+                if self.store.pooled_made(row).await? {
+                    stats.made += 1;
+                }
+            }
+            Ok(()) => {
+                if self.store.pooled_dropped(row).await? {
+                    stats.dropped += 1;
+                }
+            }
+            Err(e) => {
+                stats.failures += 1;
+                let attempt = u32::try_from(row.attempts).unwrap_or(0).saturating_add(1);
+                let retry_in = backoff::delay(
+                    attempt,
+                    self.backoff_base,
+                    self.backoff_cap,
+                    backoff::unit_random(),
+                );
+                tracing::warn!(pooled = %row.resource_name, "pool: {e}; retrying in {retry_in:?}");
+                self.store
+                    .pooled_failed(row, &e.to_string(), retry_in)
+                    .await?;
+            }
         }
         Ok(stats)
     }
 }
 
-/// A pooled database as the driver sees it: a name and nothing else (it
+/// A pooled resource as the driver sees it: a name and nothing else (it
 /// belongs to no project and no owner until claimed).
 fn pooled_ref(name: &str) -> ResourceRef {
     ResourceRef {
@@ -275,7 +351,7 @@ fn pooled_ref(name: &str) -> ResourceRef {
     }
 }
 
-/// The ready pooled databases the observation did not see whole and
+/// The ready pooled resources the observation did not see whole and
 /// serving, with why (for `last_error` and `kiln status`).
 fn unhealthy(
     ready: &[(Uuid, String)],
@@ -294,12 +370,12 @@ fn unhealthy(
         .unzip()
 }
 
-/// Waits for the next change; `true` when it is a new database row (a
-/// create, which may have taken one from the pool).
+/// Waits for the next change; `true` when it is a new database or sandbox
+/// row (a create, which may have taken one from a pool).
 async fn next_create(changes: &mut Option<broadcast::Receiver<Change>>) -> bool {
     match changes {
         Some(rx) => match rx.recv().await {
-            Ok(c) => c.table == "databases" && c.op == "INSERT",
+            Ok(c) => matches!(c.table.as_str(), "databases" | "sandboxes") && c.op == "INSERT",
             Err(broadcast::error::RecvError::Lagged(_)) => true,
             Err(broadcast::error::RecvError::Closed) => {
                 *changes = None;

@@ -113,6 +113,9 @@ pub struct Store {
     /// Whether a create claims a pooled database (the local driver keeps a
     /// pool: see `store::pool`).
     pool_claims: bool,
+    /// Whether a create claims a pooled sandbox (the local driver keeps a
+    /// pool of them: see `store::pool`).
+    sandbox_pool_claims: bool,
 }
 
 impl Store {
@@ -129,6 +132,7 @@ impl Store {
             key,
             sandbox_size: None,
             pool_claims: false,
+            sandbox_pool_claims: false,
         })
     }
 
@@ -138,6 +142,7 @@ impl Store {
             key,
             sandbox_size: None,
             pool_claims: false,
+            sandbox_pool_claims: false,
         }
     }
 
@@ -152,6 +157,13 @@ impl Store {
     /// pool has one ready and the owner's resources are local).
     pub fn with_pool_claims(mut self, on: bool) -> Self {
         self.pool_claims = on;
+        self
+    }
+
+    /// The same store, with creates claiming pooled sandboxes (when the
+    /// pool has one ready and the owner's resources are local).
+    pub fn with_sandbox_pool_claims(mut self, on: bool) -> Self {
+        self.sandbox_pool_claims = on;
         self
     }
 

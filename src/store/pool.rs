@@ -1,7 +1,9 @@
-//! The warm pool of databases (`pool_databases`, migration 0012): claims in
-//! a project's create transaction, and the keeper's side: filling empty
-//! slots, leasing rows that need work, fenced writes of what it did, and
-//! what `kiln status` shows.
+//! The warm pools (`pool_databases`, migration 0012; `pool_sandboxes`,
+//! 0014): claims in a project's create transaction, and the keeper's side:
+//! filling empty slots, leasing rows that need work, fenced writes of what
+//! it did, and what `kiln status` shows. Both tables share one shape
+//! (slot, status, lease, attempts), so every keeper statement serves both,
+//! naming the table of the kind it works on.
 
 use std::time::Duration;
 
@@ -10,25 +12,35 @@ use sqlx::{AssertSqlSafe, PgConnection, Row};
 use uuid::Uuid;
 
 use super::{Store, StoreResult};
-use crate::model::pool::Slotted;
+use crate::model::pool::{PoolKind, Slotted};
 
 /// Associated data for a pooled database's sealed password.
 pub fn pooled_password_context(name: &str) -> String {
     format!("pool_databases.password:{name}")
 }
 
+/// The table holding the pool of `kind`.
+fn table(kind: PoolKind) -> &'static str {
+    match kind {
+        PoolKind::Database => "pool_databases",
+        PoolKind::Sandbox => "pool_sandboxes",
+    }
+}
+
 /// A pool row this replica holds a lease on.
 #[derive(Debug, Clone)]
 pub struct PoolLeased {
+    pub kind: PoolKind,
     pub id: Uuid,
     pub resource_name: String,
-    pub password_enc: Vec<u8>,
+    /// A pooled database's sealed password (`None` for a sandbox).
+    pub password_enc: Option<Vec<u8>>,
     pub state: PoolState,
     pub attempts: i32,
     pub lease_token: Uuid,
 }
 
-/// Where a pooled database is in its life.
+/// Where a pooled resource is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PoolState {
@@ -38,8 +50,9 @@ pub enum PoolState {
     Ready,
     /// Failed a health check or beyond the target: to be dropped.
     Broken,
-    /// Handed to a project: what is left of it is dropped once its
-    /// claimer has settled.
+    /// A database handed to a project: what is left of it is dropped once
+    /// its claimer has settled. (A claimed sandbox leaves no row: it is
+    /// the project's sandbox, under the same name.)
     Claimed,
 }
 
@@ -59,7 +72,7 @@ impl PoolState {
     }
 }
 
-/// The pool as `kiln status` shows it.
+/// One pool as `kiln status` shows it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PoolStatus {
     /// Ready to be claimed.
@@ -69,24 +82,40 @@ pub struct PoolStatus {
     /// Waiting to be dropped: failed a health check, beyond the target, or
     /// claimed and no longer needed.
     pub discarding: i64,
-    /// Handed to projects since Kiln started keeping them (rows remain
-    /// until their claimer settles).
+    /// Databases handed to projects whose rows remain until their claimer
+    /// settles (always 0 for sandboxes).
     pub claimed_pending: i64,
-    /// The last failure of a pooled database still being worked on.
+    /// The last failure of a pooled resource still being worked on.
     pub last_error: Option<String>,
 }
 
-const LEASED_COLUMNS: &str = "id, resource_name, password_enc, status, attempts, lease_token";
+fn leased_columns(kind: PoolKind) -> &'static str {
+    match kind {
+        PoolKind::Database => "id, resource_name, password_enc, status, attempts, lease_token",
+        PoolKind::Sandbox => {
+            "id, resource_name, NULL::bytea AS password_enc, status, attempts, lease_token"
+        }
+    }
+}
 
-fn leased_from_row(r: &sqlx::postgres::PgRow) -> Result<PoolLeased, sqlx::Error> {
-    Ok(PoolLeased {
-        id: r.try_get("id")?,
-        resource_name: r.try_get("resource_name")?,
-        password_enc: r.try_get("password_enc")?,
-        state: PoolState::parse(r.try_get("status")?)?,
-        attempts: r.try_get("attempts")?,
-        lease_token: r.try_get("lease_token")?,
-    })
+fn leased_from_rows(
+    kind: PoolKind,
+    rows: &[sqlx::postgres::PgRow],
+) -> StoreResult<Vec<PoolLeased>> {
+    rows.iter()
+        .map(|r| {
+            Ok(PoolLeased {
+                kind,
+                id: r.try_get("id")?,
+                resource_name: r.try_get("resource_name")?,
+                password_enc: r.try_get("password_enc")?,
+                state: PoolState::parse(r.try_get("status")?)?,
+                attempts: r.try_get("attempts")?,
+                lease_token: r.try_get("lease_token")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
 }
 
 /// Claims one ready pooled database for the database row `database_id`
@@ -117,12 +146,36 @@ pub(crate) async fn claim_database(
     .await?)
 }
 
+/// Claims one ready pooled sandbox inside the caller's create transaction,
+/// as [`claim_database`] does, and returns its name: the project's sandbox
+/// row is inserted under it (the running sandbox keeps its name, see
+/// `local::pooled`). The pool row goes: nothing of it is left to clean up,
+/// and a keeper that set it aside meanwhile finds nothing to update.
+pub(crate) async fn claim_sandbox(
+    tx: &mut PgConnection,
+    owner: Uuid,
+) -> StoreResult<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "DELETE FROM pool_sandboxes
+          WHERE id = (SELECT id FROM pool_sandboxes WHERE status = 'READY'
+                       ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+            AND status = 'READY'
+            AND NOT EXISTS (SELECT 1 FROM user_configs WHERE user_id = $1 AND key = $2)
+      RETURNING resource_name",
+    )
+    .bind(owner)
+    .bind(super::user_configs::KUBECONFIG)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
 impl Store {
     /// The pool's unclaimed rows (being made or ready) and their slots.
-    pub async fn pool_slots(&self) -> StoreResult<Vec<Slotted>> {
-        let rows = sqlx::query(
-            "SELECT id, slot, status = 'READY' AS ready FROM pool_databases WHERE slot IS NOT NULL",
-        )
+    pub async fn pool_slots(&self, kind: PoolKind) -> StoreResult<Vec<Slotted>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, slot, status = 'READY' AS ready FROM {} WHERE slot IS NOT NULL",
+            table(kind)
+        )))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -137,11 +190,13 @@ impl Store {
             .map_err(Into::into)
     }
 
-    /// Takes the empty `slots` with one new pooled database each (fresh
-    /// names and passwords), leased to `owner` for making. A slot another
-    /// replica filled first is skipped: only the rows returned are ours.
+    /// Takes the empty `slots` with one new pooled resource each (fresh
+    /// names, and passwords for databases), leased to `owner` for making. A
+    /// slot another replica filled first is skipped: only the rows returned
+    /// are ours.
     pub async fn fill_pool_slots(
         &self,
+        kind: PoolKind,
         slots: &[i32],
         owner: &str,
         lease_for: Duration,
@@ -149,55 +204,88 @@ impl Store {
         if slots.is_empty() {
             return Ok(Vec::new());
         }
-        let names: Vec<String> = slots
-            .iter()
-            .map(|_| crate::model::naming::pooled_database_name())
-            .collect();
-        let sealed: Vec<Vec<u8>> = names
-            .iter()
-            .map(|n| {
-                self.key.encrypt_str(
-                    &crate::model::naming::random_password(),
-                    &pooled_password_context(n),
-                )
-            })
-            .collect();
         let token = Uuid::new_v4();
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO pool_databases (slot, resource_name, password_enc, lease_owner,
-                                         lease_token, lease_until)
-             SELECT s, n, p, $4, $5, now() + make_interval(secs => $6)
-               FROM unnest($1::int[], $2::text[], $3::bytea[]) AS u(s, n, p)
-             ON CONFLICT (slot) WHERE slot IS NOT NULL DO NOTHING
-             RETURNING {LEASED_COLUMNS}"
-        )))
-        .bind(slots)
-        .bind(&names)
-        .bind(&sealed)
-        .bind(owner)
-        .bind(token)
-        .bind(lease_for.as_secs_f64())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(leased_from_row)
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        let columns = leased_columns(kind);
+        let rows = match kind {
+            PoolKind::Database => {
+                let names: Vec<String> = slots
+                    .iter()
+                    .map(|_| crate::model::naming::pooled_database_name())
+                    .collect();
+                let sealed: Vec<Vec<u8>> = names
+                    .iter()
+                    .map(|n| {
+                        self.key.encrypt_str(
+                            &crate::model::naming::random_password(),
+                            &pooled_password_context(n),
+                        )
+                    })
+                    .collect();
+                sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO pool_databases (slot, resource_name, password_enc, lease_owner,
+                                                 lease_token, lease_until)
+                     SELECT s, n, p, $4, $5, now() + make_interval(secs => $6)
+                       FROM unnest($1::int[], $2::text[], $3::bytea[]) AS u(s, n, p)
+                     ON CONFLICT (slot) WHERE slot IS NOT NULL DO NOTHING
+                     RETURNING {columns}"
+                )))
+                .bind(slots)
+                .bind(&names)
+                .bind(&sealed)
+                .bind(owner)
+                .bind(token)
+                .bind(lease_for.as_secs_f64())
+                .fetch_all(&self.pool)
+                .await?
+            }
+            PoolKind::Sandbox => {
+                let names: Vec<String> = slots
+                    .iter()
+                    .map(|_| crate::model::naming::pooled_sandbox_name())
+                    .collect();
+                // A name a claimed sandbox already bears is never drawn again
+                // (13 random characters make that all but impossible anyway).
+                sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO pool_sandboxes (slot, resource_name, lease_owner, lease_token,
+                                                 lease_until)
+                     SELECT s, n, $3, $4, now() + make_interval(secs => $5)
+                       FROM unnest($1::int[], $2::text[]) AS u(s, n)
+                      WHERE NOT EXISTS (SELECT 1 FROM sandboxes WHERE resource_name = u.n)
+                     ON CONFLICT (slot) WHERE slot IS NOT NULL DO NOTHING
+                     RETURNING {columns}"
+                )))
+                .bind(slots)
+                .bind(&names)
+                .bind(owner)
+                .bind(token)
+                .bind(lease_for.as_secs_f64())
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        leased_from_rows(kind, &rows)
     }
 
-    /// Marks ready pooled databases for dropping (`why` says why: beyond
+    /// Marks ready pooled resources for dropping (`why` says why: beyond
     /// the target, failed a health check), freeing their slots. One already
-    /// claimed is left alone: its claimer checks it before using it.
-    pub async fn discard_pooled(&self, ids: &[Uuid], why: &[String]) -> StoreResult<u64> {
+    /// claimed is left alone: a database's claimer checks it before using
+    /// it, and a claimed sandbox is no longer in the pool.
+    pub async fn discard_pooled(
+        &self,
+        kind: PoolKind,
+        ids: &[Uuid],
+        why: &[String],
+    ) -> StoreResult<u64> {
         if ids.is_empty() {
             return Ok(0);
         }
-        Ok(sqlx::query(
-            "UPDATE pool_databases p SET status = 'BROKEN', slot = NULL, last_error = u.why,
+        Ok(sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} p SET status = 'BROKEN', slot = NULL, last_error = u.why,
                     next_attempt_at = now()
                FROM unnest($1::uuid[], $2::text[]) AS u(id, why)
               WHERE p.id = u.id AND p.status = 'READY'",
-        )
+            table(kind)
+        )))
         .bind(ids)
         .bind(why)
         .execute(&self.pool)
@@ -205,40 +293,49 @@ impl Store {
         .rows_affected())
     }
 
-    /// The ready pooled databases, for their health check.
-    pub async fn ready_pooled(&self) -> StoreResult<Vec<(Uuid, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT id, resource_name FROM pool_databases WHERE status = 'READY' ORDER BY slot",
-        )
+    /// The ready pooled resources of `kind`, for their health check.
+    pub async fn ready_pooled(&self, kind: PoolKind) -> StoreResult<Vec<(Uuid, String)>> {
+        Ok(sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT id, resource_name FROM {} WHERE status = 'READY' ORDER BY slot",
+            table(kind)
+        )))
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// Leases up to `limit` pool rows that need work: ones being made whose
-    /// maker's lease ran out, broken ones, and claimed ones whose claimer
-    /// has settled (is no longer CREATING, or is gone).
+    /// Leases up to `limit` pool rows of `kind` that need work: ones being
+    /// made whose maker's lease ran out, broken ones, and claimed databases
+    /// whose claimer has settled (is no longer CREATING, or is gone).
     pub async fn lease_pool_work(
         &self,
+        kind: PoolKind,
         owner: &str,
         lease_for: Duration,
         limit: i64,
     ) -> StoreResult<Vec<PoolLeased>> {
+        let needs_work = match kind {
+            PoolKind::Database => {
+                "p.status IN ('CREATING', 'BROKEN')
+                 OR (p.status = 'CLAIMED' AND NOT EXISTS (
+                        SELECT 1 FROM databases d
+                         WHERE d.id = p.claimed_by AND d.status = 'CREATING'))"
+            }
+            PoolKind::Sandbox => "p.status IN ('CREATING', 'BROKEN')",
+        };
+        let (table, columns) = (table(kind), leased_columns(kind));
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE pool_databases
+            "UPDATE {table}
                 SET lease_owner = $1, lease_token = $2,
                     lease_until = now() + make_interval(secs => $3)
               WHERE id IN (
-                    SELECT p.id FROM pool_databases p
+                    SELECT p.id FROM {table} p
                      WHERE (p.lease_until IS NULL OR p.lease_until < now())
                        AND p.next_attempt_at <= now()
-                       AND (p.status IN ('CREATING', 'BROKEN')
-                            OR (p.status = 'CLAIMED' AND NOT EXISTS (
-                                    SELECT 1 FROM databases d
-                                     WHERE d.id = p.claimed_by AND d.status = 'CREATING')))
+                       AND ({needs_work})
                      ORDER BY p.next_attempt_at
                      LIMIT $4
                        FOR UPDATE SKIP LOCKED)
-          RETURNING {LEASED_COLUMNS}"
+          RETURNING {columns}"
         )))
         .bind(owner)
         .bind(Uuid::new_v4())
@@ -246,21 +343,19 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(leased_from_row)
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        leased_from_rows(kind, &rows)
     }
 
-    /// The pooled database is made: ready to be claimed (fenced: only if
+    /// The pooled resource is made: ready to be claimed (fenced: only if
     /// this lease still holds it and it is still being made).
     pub async fn pooled_made(&self, row: &PoolLeased) -> StoreResult<bool> {
-        Ok(sqlx::query(
-            "UPDATE pool_databases
+        Ok(sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {}
                 SET status = 'READY', attempts = 0, last_error = NULL,
                     lease_owner = NULL, lease_token = NULL, lease_until = NULL
               WHERE id = $1 AND lease_token = $2 AND status = 'CREATING'",
-        )
+            table(row.kind)
+        )))
         .bind(row.id)
         .bind(row.lease_token)
         .execute(&self.pool)
@@ -276,13 +371,14 @@ impl Store {
         error: &str,
         retry_in: Duration,
     ) -> StoreResult<bool> {
-        Ok(sqlx::query(
-            "UPDATE pool_databases
+        Ok(sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {}
                 SET attempts = attempts + 1, last_error = $3,
                     next_attempt_at = now() + make_interval(secs => $4),
                     lease_owner = NULL, lease_token = NULL, lease_until = NULL
               WHERE id = $1 AND lease_token = $2",
-        )
+            table(row.kind)
+        )))
         .bind(row.id)
         .bind(row.lease_token)
         .bind(error)
@@ -295,40 +391,47 @@ impl Store {
 
     /// What was left of it is dropped: the row goes (fenced).
     pub async fn pooled_dropped(&self, row: &PoolLeased) -> StoreResult<bool> {
-        Ok(
-            sqlx::query("DELETE FROM pool_databases WHERE id = $1 AND lease_token = $2")
-                .bind(row.id)
-                .bind(row.lease_token)
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                == 1,
-        )
+        Ok(sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE id = $1 AND lease_token = $2",
+            table(row.kind)
+        )))
+        .bind(row.id)
+        .bind(row.lease_token)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
     }
 
     /// Gives back every pool lease this replica holds (shutdown).
     pub async fn release_pool_leases(&self, owner: &str) -> StoreResult<u64> {
-        Ok(sqlx::query(
-            "UPDATE pool_databases SET lease_owner = NULL, lease_token = NULL, lease_until = NULL
-              WHERE lease_owner = $1",
-        )
-        .bind(owner)
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
+        let mut released = 0;
+        for kind in PoolKind::ALL {
+            released += sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {} SET lease_owner = NULL, lease_token = NULL, lease_until = NULL
+                  WHERE lease_owner = $1",
+                table(kind)
+            )))
+            .bind(owner)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(released)
     }
 
-    /// The pool's counts for `kiln status`.
-    pub async fn pool_status(&self) -> StoreResult<PoolStatus> {
-        let r = sqlx::query(
+    /// The counts of the pool of `kind` for `kiln status`.
+    pub async fn pool_status(&self, kind: PoolKind) -> StoreResult<PoolStatus> {
+        let table = table(kind);
+        let r = sqlx::query(AssertSqlSafe(format!(
             "SELECT count(*) FILTER (WHERE status = 'READY') AS ready,
                     count(*) FILTER (WHERE status = 'CREATING') AS creating,
                     count(*) FILTER (WHERE status = 'BROKEN') AS discarding,
                     count(*) FILTER (WHERE status = 'CLAIMED') AS claimed,
-                    (SELECT last_error FROM pool_databases WHERE last_error IS NOT NULL
+                    (SELECT last_error FROM {table} WHERE last_error IS NOT NULL
                       ORDER BY updated_at DESC LIMIT 1) AS last_error
-               FROM pool_databases",
-        )
+               FROM {table}"
+        )))
         .fetch_one(&self.pool)
         .await?;
         Ok(PoolStatus {

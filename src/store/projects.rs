@@ -215,12 +215,21 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        // A pooled sandbox, claimed in the same transaction as the intent,
+        // becomes the project's under the name it already runs with.
+        let pooled_sandbox = if self.sandbox_pool_claims {
+            super::pool::claim_sandbox(&mut tx, user_id).await?
+        } else {
+            None
+        };
         sqlx::query(
-            "INSERT INTO sandboxes (project_id, user_id, resource_name) VALUES ($1, $2, $3)",
+            "INSERT INTO sandboxes (project_id, user_id, resource_name, pooled)
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(project.id)
         .bind(user_id)
-        .bind(&sandbox_name)
+        .bind(pooled_sandbox.as_deref().unwrap_or(&sandbox_name))
+        .bind(pooled_sandbox.is_some())
         .execute(&mut *tx)
         .await?;
         let database_id = Uuid::new_v4();

@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{Store, StoreResult};
+use crate::model::pool::PoolKind;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LeaseHolder {
@@ -32,6 +33,8 @@ pub struct ReplicaStatus {
     pub errors: Vec<RecentError>,
     /// The warm pool of databases.
     pub pool: super::pool::PoolStatus,
+    /// The warm pool of sandboxes.
+    pub sandbox_pool: super::pool::PoolStatus,
 }
 
 impl Store {
@@ -41,6 +44,8 @@ impl Store {
                 SELECT lease_owner, lease_until FROM sandboxes WHERE lease_owner IS NOT NULL
                 UNION ALL SELECT lease_owner, lease_until FROM databases WHERE lease_owner IS NOT NULL
                 UNION ALL SELECT lease_owner, lease_until FROM pool_databases
+                           WHERE lease_owner IS NOT NULL
+                UNION ALL SELECT lease_owner, lease_until FROM pool_sandboxes
                            WHERE lease_owner IS NOT NULL) l
               GROUP BY lease_owner ORDER BY lease_owner",
         )
@@ -94,9 +99,11 @@ impl Store {
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
-        let pool = self.pool_status().await?;
+        let pool = self.pool_status(PoolKind::Database).await?;
+        let sandbox_pool = self.pool_status(PoolKind::Sandbox).await?;
         Ok(ReplicaStatus {
             pool,
+            sandbox_pool,
             lease_holders: holders,
             queue_depth,
             by_status,

@@ -2,7 +2,10 @@
 //! databases on the test server: concurrent creates claim each pooled
 //! database once, a claimed database is empty and owned by a fresh role
 //! while the pooled role can no longer log in, and a pooled database broken
-//! by hand is replaced and never handed to a tenant.
+//! by hand is replaced and never handed to a tenant. The pool of sandboxes
+//! is tested in `sandboxes`.
+
+mod sandboxes;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,6 +13,7 @@ use std::time::Duration;
 
 use kiln::driver::{DatabaseDriver, DatabaseSpec, ResourceRef};
 use kiln::model::ProjectStatus;
+use kiln::model::pool::PoolKind;
 use kiln::reconcile::pool::PoolKeeper;
 use kiln::store::resources::ResourceKind;
 use sqlx::{Connection, PgConnection};
@@ -41,7 +45,7 @@ async fn clients(server: &Server, user: &str, n: usize) -> (uuid::Uuid, Vec<Clie
 async fn ready_pooled(server: &Server) -> Vec<String> {
     let mut names: Vec<String> = server
         .store
-        .ready_pooled()
+        .ready_pooled(PoolKind::Database)
         .await
         .unwrap()
         .into_iter()
@@ -405,7 +409,7 @@ async fn two_keepers_filling_one_pool_at_once_make_its_target_and_not_one_more()
     let b = second_keeper(&server, 4);
     let (ra, rb) = tokio::join!(a.fill(), b.fill());
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    assert_eq!(ra.made + rb.made, 4, "{ra:?} {rb:?}");
+    assert_eq!(ra.databases.made + rb.databases.made, 4, "{ra:?} {rb:?}");
     let ready = ready_pooled(&server).await;
     assert_eq!(ready.len(), 4);
     let slots: Vec<i32> = sqlx::query_scalar("SELECT slot FROM pool_databases ORDER BY slot")
@@ -432,7 +436,7 @@ async fn a_lowered_target_drops_the_pooled_databases_beyond_it() {
     assert_eq!(before.len(), 3);
     let smaller = second_keeper(&server, 1);
     let s = smaller.fill().await.unwrap();
-    assert_eq!((s.retired, s.dropped), (2, 2), "{s:?}");
+    assert_eq!((s.databases.retired, s.databases.dropped), (2, 2), "{s:?}");
     let after = ready_pooled(&server).await;
     assert_eq!(after.len(), 1);
     let gone: Vec<String> = before.into_iter().filter(|n| !after.contains(n)).collect();
@@ -495,7 +499,7 @@ async fn kiln_serve_keeps_the_configured_pool_and_a_create_claims_from_it() {
         &[],
     )
     .await;
-    let ready = || async { store.ready_pooled().await.unwrap() };
+    let ready = || async { store.ready_pooled(PoolKind::Database).await.unwrap() };
     let first = eventually("two pooled databases", Duration::from_secs(60), || async {
         let r = ready().await;
         (r.len() == 2).then_some(r)

@@ -224,13 +224,14 @@ pub fn through(url: &str, addr: SocketAddr) -> String {
     format!("{scheme}://{}{addr}/{path}", userinfo.unwrap_or_default())
 }
 
-/// `config` with the warm pool of databases off unless it sets `[pool]`:
-/// a pool would make databases on the shared test server that outlive the
-/// test's own database (the pool tests keep theirs and drop them).
+/// `config` with the warm pools off unless it sets `[pool]`: a pool would
+/// make databases on the shared test server that outlive the test's own
+/// database, and sandboxes that outlive the process (the pool tests keep
+/// theirs and end them).
 pub fn without_pool(config: &str) -> String {
     if config.contains("[pool]") {
         config.to_string()
     } else {
-        format!("{config}\n[pool]\ndatabases = 0\n")
+        format!("{config}\n[pool]\ndatabases = 0\nsandboxes = 0\n")
     }
 }

@@ -29,15 +29,17 @@ pub struct Server {
     pub local_dir: Option<std::path::PathBuf>,
     /// Between Kiln and its database, when started with [`Server::start_behind_proxy`].
     pub proxy: Option<super::proxy::CutProxy>,
-    /// Real databases on the test server and the keeper of their warm
-    /// pool, when started with [`Server::start_pooled`].
+    /// Real databases on the test server and the keeper of the warm pools,
+    /// when started with [`Server::start_pooled`] or
+    /// [`Server::start_sandbox_pooled`].
     pub pool: Option<Pooled>,
     feed: Arc<kiln::store::notify::ChangeFeed>,
     shutdown: CancellationToken,
 }
 
-/// A server's warm pool: the keeper the test drives (fills, or runs in the
-/// background as `kiln serve` does) and the local databases it keeps.
+/// A server's warm pools: the keeper the test drives (fills, or runs in the
+/// background as `kiln serve` does) and the local databases it keeps (the
+/// pooled sandboxes are `Server::local`'s).
 pub struct Pooled {
     pub keeper: Arc<kiln::reconcile::pool::PoolKeeper>,
     pub databases: kiln::local::LocalDatabases,
@@ -114,6 +116,10 @@ impl Server {
     /// does not run until the test says so ([`Server::fill_pool`],
     /// [`Server::keep_pool`]).
     pub async fn start_pooled(target: u32) -> Server {
+        let targets = kiln::model::pool::PoolTargets {
+            databases: target,
+            sandboxes: 0,
+        };
         Self::start_opts_with(
             test_ssh_config(),
             false,
@@ -121,7 +127,29 @@ impl Server {
             false,
             false,
             false,
-            Some(target),
+            Some(targets),
+        )
+        .await
+    }
+
+    /// Local sandboxes (tmux, confined as on this host), real databases on
+    /// the test server (no pool of them), and creates claiming from a warm
+    /// pool of `target` sandboxes; projects may clone from loopback (a git
+    /// server the test runs). The keeper does not run until the test says
+    /// so ([`Server::fill_pool`], [`Server::keep_pool`]).
+    pub async fn start_sandbox_pooled(target: u32) -> Server {
+        let targets = kiln::model::pool::PoolTargets {
+            databases: 0,
+            sandboxes: target,
+        };
+        Self::start_opts_with(
+            test_ssh_config(),
+            true,
+            None,
+            false,
+            false,
+            true,
+            Some(targets),
         )
         .await
     }
@@ -199,7 +227,7 @@ impl Server {
         agents: bool,
         proxied: bool,
         private_git: bool,
-        pool_target: Option<u32>,
+        pool_targets: Option<kiln::model::pool::PoolTargets>,
     ) -> Server {
         let db = TestDb::new().await;
         let key = kiln::store::SecretKey::from_hex(TEST_SECRET_KEY).expect("test key");
@@ -214,24 +242,15 @@ impl Server {
         } else {
             (None, db.store_with_key(key).await)
         };
-        let store = store.with_pool_claims(pool_target.is_some());
-        let pool = match pool_target {
-            Some(target) => {
-                let databases = kiln::local::LocalDatabases::connect(&db.admin_url)
+        let store = store
+            .with_pool_claims(pool_targets.is_some())
+            .with_sandbox_pool_claims(pool_targets.is_some_and(|t| t.sandboxes > 0));
+        let pool_databases = match pool_targets {
+            Some(_) => Some(
+                kiln::local::LocalDatabases::connect(&db.admin_url)
                     .await
-                    .expect("local databases");
-                let keeper = kiln::reconcile::pool::PoolKeeper::new(
-                    store.clone(),
-                    Arc::new(databases.clone()),
-                    target,
-                    "test-replica",
-                )
-                .with_timing(Duration::from_secs(30), Duration::from_millis(100));
-                Some(Pooled {
-                    keeper: Arc::new(keeper),
-                    databases,
-                })
-            }
+                    .expect("local databases"),
+            ),
             None => None,
         };
         let feed = Arc::new(store.listen().await.expect("listen"));
@@ -282,6 +301,24 @@ impl Server {
             tokio::spawn(recorder.clone().run(store.clone(), shutdown.clone()));
             l.with_activity(recorder)
         });
+        let pool = pool_targets
+            .zip(pool_databases)
+            .map(|(targets, databases)| {
+                let mut keeper = kiln::reconcile::pool::PoolKeeper::new(
+                    store.clone(),
+                    Arc::new(databases.clone()),
+                    targets.databases,
+                    "test-replica",
+                )
+                .with_timing(Duration::from_secs(30), Duration::from_millis(100));
+                if let Some(l) = &local {
+                    keeper = keeper.with_sandboxes(Arc::new(l.clone()), targets.sandboxes);
+                }
+                Pooled {
+                    keeper: Arc::new(keeper),
+                    databases,
+                }
+            });
         let sandboxes: Arc<dyn SandboxDriver> = match &local {
             Some(l) => Arc::new(l.clone()),
             None => fake.clone(),

@@ -1,0 +1,93 @@
+//! The warm pool of local sandboxes (issue 23): sandboxes started ahead of
+//! any project, so a new project's sandbox is RUNNING as soon as its
+//! default session opens, without waiting for bubblewrap, its tmux server
+//! and slirp4netns (most of a start).
+//!
+//! **Names and paths.** A confined sandbox sees its working directory at the
+//! same path as the host does (`{data}/sandboxes/{name}`, bound by
+//! bubblewrap), its hostname is its name, and Kiln's tmux clients reach its
+//! server at `{data}/run/{name}/tmux.sock`. None of that can change while
+//! the sandbox runs: renaming the host directory after the start would
+//! leave the inside bound to the old path, so `new-session -c`, `HOME` and
+//! every path Kiln hands the sandbox would name a directory it cannot see.
+//! So a pooled sandbox is started under a name it keeps for life
+//! (`sb-{13 random}`, see `model::naming::pooled_sandbox_name`), and a claim
+//! gives that name to the project's sandbox row (`store::pool`). Adoption is
+//! then the ordinary `ensure`: it finds the server answering and opens the
+//! project's default session, with the project's command, environment and
+//! `DATABASE_URL` (through private files, never argv), and a repository is
+//! cloned into the still empty working directory first, as for any
+//! sandbox. A claimed sandbox whose server has died meanwhile is simply
+//! started again by that `ensure`.
+//!
+//! **Nothing from before.** A pooled sandbox holds no tenant data: it is
+//! made with an empty working directory and a server with no session (so no
+//! history), and the keeper's health check hands out only those still so
+//! (server answering, no session, empty working directory); any other is
+//! ended and removed, never claimed.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+use super::LocalSandboxes;
+use super::validate_resource_name;
+use crate::driver::{DriverResult, Observed, ResourceRef, SandboxPoolDriver};
+
+#[async_trait]
+impl SandboxPoolDriver for LocalSandboxes {
+    async fn prepare_pooled(&self, r: &ResourceRef) -> DriverResult<()> {
+        validate_resource_name(&r.resource_name)?;
+        self.start_server(&r.resource_name).await
+    }
+
+    async fn observe_pooled(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>> {
+        let mut out = HashMap::with_capacity(rs.len());
+        for r in rs {
+            let observed = match validate_resource_name(&r.resource_name) {
+                Err(_) => Observed::Absent,
+                Ok(()) => self.pooled_health(r).await,
+            };
+            out.insert(r.resource_name.clone(), observed);
+        }
+        Ok(out)
+    }
+}
+
+impl LocalSandboxes {
+    /// `Running` when the pooled sandbox is as it was made: see
+    /// [`SandboxPoolDriver::observe_pooled`].
+    async fn pooled_health(&self, r: &ResourceRef) -> Observed {
+        let tmux = self.tmux(&r.resource_name);
+        if !tokio::fs::try_exists(tmux.socket()).await.unwrap_or(false) {
+            return Observed::Absent;
+        }
+        let args = ["list-sessions", "-F", "#{session_name}"].map(String::from);
+        let sessions = match tmux.run(&args).await {
+            Ok(out) => out,
+            Err(e) if e.is_no_server() || e.is_server_gone() => {
+                return Observed::Failed("its tmux server is gone".into());
+            }
+            Err(e) => return Observed::Failed(format!("its tmux server does not answer: {e}")),
+        };
+        if let Some(session) = sessions.lines().find(|l| !l.is_empty()) {
+            return Observed::Failed(format!("it has a session ({session:?})"));
+        }
+        match first_entry(&self.sandbox_dir(r)).await {
+            Ok(None) => Observed::Running,
+            Ok(Some(entry)) => {
+                Observed::Failed(format!("its working directory is not empty ({entry:?})"))
+            }
+            Err(e) => Observed::Failed(format!("its working directory: {e}")),
+        }
+    }
+}
+
+/// The name of some entry of `dir` (`None`: it is empty).
+async fn first_entry(dir: &std::path::Path) -> std::io::Result<Option<String>> {
+    let mut entries = tokio::fs::read_dir(dir).await?;
+    Ok(entries
+        .next_entry()
+        .await?
+        .map(|e| e.file_name().to_string_lossy().into_owned()))
+}

@@ -1,0 +1,297 @@
+//! The warm pool of local sandboxes (issue 23) over real SSH clients, real
+//! confined sandboxes and real databases on the test server: concurrent
+//! creates claim each pooled sandbox once and adopt it under its own name,
+//! a claimed sandbox holds only what its project put there (and a clone of
+//! its repository), and a pooled sandbox broken by hand is replaced and
+//! never handed to a tenant.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use kiln::driver::ResourceRef;
+use kiln::model::ProjectStatus;
+use kiln::model::pool::PoolKind;
+
+use super::{all_running, clients};
+use crate::console_fronts::cli;
+use crate::support::eventually;
+use crate::support::git::GitServer;
+use crate::support::sandboxes::{signed_in, status_becomes, working_dir};
+use crate::support::ssh::Server;
+
+async fn ready_sandboxes(server: &Server) -> Vec<String> {
+    let mut names: Vec<String> = server
+        .store
+        .ready_pooled(PoolKind::Sandbox)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every project sandbox: its name and whether it was claimed from the pool.
+async fn project_sandboxes(server: &Server) -> Vec<(String, bool)> {
+    sqlx::query_as("SELECT resource_name, pooled FROM sandboxes ORDER BY resource_name")
+        .fetch_all(server.store.pool())
+        .await
+        .unwrap()
+}
+
+fn resource(name: &str) -> ResourceRef {
+    ResourceRef {
+        resource_name: name.into(),
+        namespace: String::new(),
+        project_slug: String::new(),
+        owner: uuid::Uuid::nil(),
+    }
+}
+
+/// The sessions on sandbox `name`'s tmux server (none: no server).
+fn sessions(server: &Server, name: &str) -> Vec<String> {
+    let out = server
+        .local
+        .as_ref()
+        .unwrap()
+        .tmux_command(name)
+        .args(["list-sessions", "-F", "#{session_name}"])
+        .output()
+        .unwrap();
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
+/// The names in sandbox `name`'s working directory.
+fn entries(server: &Server, name: &str) -> Vec<String> {
+    let dir = server.local.as_ref().unwrap().sandbox_dir(&resource(name));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_against_a_sandbox_pool_claim_each_pooled_sandbox_once() {
+    // Three tenants with three SSH clients each: a create locks its owner,
+    // so creates of different owners race for the pool.
+    const TENANTS: usize = 3;
+    const PER_TENANT: usize = 3;
+    const CREATES: usize = TENANTS * PER_TENANT;
+    const POOL: usize = 3;
+    let server = Server::start_sandbox_pooled(POOL as u32).await;
+    server.fill_pool().await;
+    let pooled = ready_sandboxes(&server).await;
+    assert_eq!(pooled.len(), POOL, "{pooled:?}");
+    for name in &pooled {
+        // Made as promised: a server with no session, an empty directory.
+        assert!(sessions(&server, name).is_empty(), "{name}");
+        assert!(entries(&server, name).is_empty(), "{name}");
+    }
+    let mut tenants = Vec::new();
+    for t in 0..TENANTS {
+        tenants.push(clients(&server, &format!("tenant{t}"), PER_TENANT).await);
+    }
+
+    let results = futures::future::join_all(tenants.iter().flat_map(|(_, clients)| {
+        clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| async move { c.exec(&format!("create p{i}"), b"").await })
+    }))
+    .await;
+    assert_eq!(results.len(), CREATES);
+    for r in &results {
+        assert_eq!(r.code, Some(0), "{r:?}");
+    }
+    for (owner, _) in &tenants {
+        all_running(&server, *owner, PER_TENANT).await;
+    }
+
+    let sandboxes = project_sandboxes(&server).await;
+    assert_eq!(sandboxes.len(), CREATES);
+    let names: HashSet<&String> = sandboxes.iter().map(|(n, _)| n).collect();
+    assert_eq!(names.len(), CREATES, "every project has its own sandbox");
+    let claimed: HashSet<&String> = sandboxes
+        .iter()
+        .filter(|(_, pooled)| *pooled)
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        claimed,
+        pooled.iter().collect::<HashSet<_>>(),
+        "exactly the pool's sandboxes are claimed, each once"
+    );
+    for (name, was_pooled) in &sandboxes {
+        // Only the project's own session, and in its working directory
+        // only what Kiln put there for the project (its environment file).
+        assert_eq!(sessions(&server, name), vec![name.clone()], "{name}");
+        assert_eq!(
+            entries(&server, name),
+            vec![".kiln-env".to_string()],
+            "{name} (pooled: {was_pooled})"
+        );
+    }
+    // A claimed sandbox's session runs the project's command with its
+    // environment: the shell answers with the project's name.
+    let (project, name): (String, String) = sqlx::query_as(
+        "SELECT p.name, s.resource_name FROM sandboxes s JOIN projects p ON p.id = s.project_id
+          WHERE s.pooled ORDER BY s.resource_name LIMIT 1",
+    )
+    .fetch_one(server.store.pool())
+    .await
+    .unwrap();
+    let local = server.local.as_ref().unwrap();
+    let pane = format!("={name}:");
+    let typed = local
+        .tmux_command(&name)
+        .args([
+            "send-keys",
+            "-t",
+            &pane,
+            "echo \"[$PROJECT_NAME]\"",
+            "Enter",
+        ])
+        .output()
+        .unwrap();
+    assert!(typed.status.success(), "{typed:?}");
+    let want = format!("[{project}]");
+    eventually(
+        "the project's name on screen",
+        Duration::from_secs(20),
+        || async {
+            let out = local
+                .tmux_command(&name)
+                .args(["capture-pane", "-p", "-t", &pane])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == want)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The keeper, running as `kiln serve` runs it, refills the pool with
+    // new sandboxes.
+    server.keep_pool();
+    let refilled = eventually(
+        "the sandbox pool refilled",
+        Duration::from_secs(120),
+        || async {
+            let ready = ready_sandboxes(&server).await;
+            (ready.len() == POOL).then_some(ready)
+        },
+    )
+    .await;
+    for name in &refilled {
+        assert!(!names.contains(name), "{name} is a project's");
+        assert!(sessions(&server, name).is_empty(), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_sandbox_whose_tmux_server_is_killed_is_replaced_and_never_claimed() {
+    let server = Server::start_sandbox_pooled(2).await;
+    server.fill_pool().await;
+    let first = ready_sandboxes(&server).await;
+    assert_eq!(first.len(), 2);
+    let killed = first[0].clone();
+    let local = server.local.as_ref().unwrap();
+    let out = local
+        .tmux_command(&killed)
+        .arg("kill-server")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    // The keeper's next passes set it aside, remove it and make another.
+    server.fill_pool().await;
+    let replaced = ready_sandboxes(&server).await;
+    assert_eq!(replaced.len(), 2, "{replaced:?}");
+    assert!(!replaced.contains(&killed), "{replaced:?}");
+    assert!(replaced.contains(&first[1]), "the whole one stays");
+    assert!(!local.sandbox_dir(&resource(&killed)).exists());
+    assert!(!local.socket_path(&killed).exists());
+    // `kiln status` shows the pool.
+    let (code, out, err) = tokio::task::block_in_place(|| cli(&server, &["status"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("sandbox pool: 2 ready, 0 being made, 0 to drop"),
+        "{out}"
+    );
+
+    let (alice, c) = signed_in(&server, "alice").await;
+    for name in ["one", "two", "three"] {
+        let r = c.exec(&format!("create {name}"), b"").await;
+        assert_eq!(r.code, Some(0), "{r:?}");
+    }
+    all_running(&server, alice, 3).await;
+    let sandboxes = project_sandboxes(&server).await;
+    let claimed: Vec<String> = sandboxes
+        .iter()
+        .filter(|(_, pooled)| *pooled)
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert_eq!(claimed, replaced, "the two whole ones, and only those");
+    // The third found the pool empty and was made the ordinary way.
+    assert!(
+        sandboxes
+            .iter()
+            .any(|(n, pooled)| !pooled && n.starts_with("three-agentruntime-")),
+        "{sandboxes:?}"
+    );
+    assert!(sandboxes.iter().all(|(n, _)| *n != killed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_sandbox_gets_its_projects_repository_cloned_into_its_working_directory() {
+    let repos = GitServer::start().await;
+    let url = repos.repository("app");
+    let server = Server::start_sandbox_pooled(1).await;
+    server.fill_pool().await;
+    let [pooled] = <[String; 1]>::try_from(ready_sandboxes(&server).await).unwrap();
+    let (alice, c) = signed_in(&server, "alice").await;
+    let r = c
+        .exec(&format!("create app --repo {url} --branch feature"), b"")
+        .await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    status_becomes(&server, alice, "app", ProjectStatus::Running).await;
+    assert_eq!(
+        project_sandboxes(&server).await,
+        vec![(pooled.clone(), true)]
+    );
+    let dir = working_dir(&server, alice, "app").await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("feature.txt")).unwrap(),
+        "on feature\n"
+    );
+    assert_eq!(sessions(&server, &pooled), vec![pooled.clone()]);
+    // The session works in the clone, as the sandbox sees it.
+    let out = server
+        .local
+        .as_ref()
+        .unwrap()
+        .tmux_command(&pooled)
+        .args([
+            "display-message",
+            "-p",
+            "-t",
+            &format!("={pooled}:"),
+            "#{pane_current_path}",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        dir.to_string_lossy()
+    );
+}
