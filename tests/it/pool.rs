@@ -495,7 +495,7 @@ async fn kiln_serve_keeps_the_configured_pool_and_a_create_claims_from_it() {
         &db.url,
         "pool-a",
         "[reconcile]\nresync_ms = 100\npoll_interval_ms = 100\n\
-         [local]\nsandbox_command = \"sh\"\n[pool]\ndatabases = 2\n",
+         [local]\nsandbox_command = \"sh\"\n[pool]\ndatabases = 2\nsandboxes = 2\n",
         &[],
     )
     .await;
@@ -505,11 +505,22 @@ async fn kiln_serve_keeps_the_configured_pool_and_a_create_claims_from_it() {
         (r.len() == 2).then_some(r)
     })
     .await;
-    eventually("kiln_pool_ready 2", Duration::from_secs(30), || async {
-        let (_, body) = server.get("/metrics").await;
-        body.contains("kiln_pool_ready{kind=\"database\"} 2")
-            .then_some(())
+    let ready_sandboxes = || async { store.ready_pooled(PoolKind::Sandbox).await.unwrap() };
+    let first_sandboxes = eventually("two pooled sandboxes", Duration::from_secs(60), || async {
+        let r = ready_sandboxes().await;
+        (r.len() == 2).then_some(r)
     })
+    .await;
+    eventually(
+        "kiln_pool_ready 2 of each",
+        Duration::from_secs(30),
+        || async {
+            let (_, body) = server.get("/metrics").await;
+            (body.contains("kiln_pool_ready{kind=\"database\"} 2")
+                && body.contains("kiln_pool_ready{kind=\"sandbox\"} 2"))
+            .then_some(())
+        },
+    )
     .await;
 
     // A create through a store with claims on, as `kiln serve`'s console
@@ -517,6 +528,7 @@ async fn kiln_serve_keeps_the_configured_pool_and_a_create_claims_from_it() {
     store
         .clone()
         .with_pool_claims(true)
+        .with_sandbox_pool_claims(true)
         .create_project(alice.id, "shop", "", "test")
         .await
         .unwrap();
@@ -536,6 +548,25 @@ async fn kiln_serve_keeps_the_configured_pool_and_a_create_claims_from_it() {
         (r.len() == 2 && r.iter().all(|(_, n)| *n != pooled_from)).then_some(())
     })
     .await;
+    let (sandbox, pooled): (String, bool) =
+        sqlx::query_as("SELECT resource_name, pooled FROM sandboxes")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(pooled, "the create claimed a pooled sandbox");
+    assert!(
+        first_sandboxes.iter().any(|(_, n)| *n == sandbox),
+        "{sandbox} {first_sandboxes:?}"
+    );
+    eventually(
+        "the sandbox pool refilled",
+        Duration::from_secs(60),
+        || async {
+            let r = ready_sandboxes().await;
+            (r.len() == 2 && r.iter().all(|(_, n)| *n != sandbox)).then_some(())
+        },
+    )
+    .await;
 
     store
         .record_intent(alice.id, "shop", kiln::model::Intent::Delete, "test")
@@ -552,4 +583,8 @@ async fn kiln_serve_keeps_the_configured_pool_and_a_create_claims_from_it() {
     server.sigterm();
     server.exited(Duration::from_secs(30)).await;
     tokio::task::block_in_place(|| drop_tenant_databases(&db.url, &db.admin_url));
+    // Pooled sandboxes outlive Kiln, as every sandbox does: end them.
+    kiln::local::LocalSandboxes::new(&server.data_dir, Some("sh".into()))
+        .unwrap()
+        .kill_all_servers();
 }
