@@ -131,13 +131,23 @@ async fn concurrent_creates_against_a_sandbox_pool_claim_each_pooled_sandbox_onc
     );
     for (name, was_pooled) in &sandboxes {
         // Only the project's own session, and in its working directory
-        // only what Kiln put there for the project (its environment file).
+        // only what Kiln put there for the project: its environment file
+        // (and, for a moment, the file of tmux commands an environment
+        // update in flight reads, as its DATABASE_URL arrives).
         assert_eq!(sessions(&server, name), vec![name.clone()], "{name}");
-        assert_eq!(
-            entries(&server, name),
-            vec![".kiln-env".to_string()],
-            "{name} (pooled: {was_pooled})"
-        );
+        eventually(
+            &format!("{name} (pooled: {was_pooled}) holding only .kiln-env"),
+            Duration::from_secs(30),
+            || async {
+                let left = entries(&server, name);
+                let kilns = left
+                    .iter()
+                    .all(|e| e == ".kiln-env" || e.starts_with(".kiln-tmux-env-"));
+                assert!(kilns, "{name}: {left:?}");
+                (left == [".kiln-env"]).then_some(())
+            },
+        )
+        .await;
     }
     // A claimed sandbox's session runs the project's command with its
     // environment: the shell answers with the project's name.
@@ -293,5 +303,119 @@ async fn a_claimed_sandbox_gets_its_projects_repository_cloned_into_its_working_
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         dir.to_string_lossy()
+    );
+}
+
+/// The processes whose argv (what `ps` shows every user) holds a needle.
+fn argv_mentioning(needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        // Processes come and go while we look: a vanished one names nothing.
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline);
+        if needles.iter().any(|n| text.contains(n)) {
+            found.push(format!(
+                "{}: {}",
+                entry.path().display(),
+                text.replace('\0', " ")
+            ));
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_sandbox_gets_its_projects_secrets_and_database_url_never_through_argv() {
+    let server = Server::start_sandbox_pooled(1).await;
+    server.fill_pool().await;
+    let [pooled] = <[String; 1]>::try_from(ready_sandboxes(&server).await).unwrap();
+    let (alice, c) = signed_in(&server, "alice").await;
+    let r = c.exec("create shop", b"").await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    status_becomes(&server, alice, "shop", ProjectStatus::Running).await;
+    assert_eq!(
+        project_sandboxes(&server).await,
+        vec![(pooled.clone(), true)]
+    );
+    let token = format!("tok{}", uuid::Uuid::new_v4().simple());
+    server
+        .store
+        .set_env(alice, "shop", "API_SECRET", &token, true)
+        .await
+        .unwrap();
+    let (db_name, sealed): (String, Vec<u8>) =
+        sqlx::query_as("SELECT resource_name, password_enc FROM databases")
+            .fetch_one(server.store.pool())
+            .await
+            .unwrap();
+    let password = server
+        .store
+        .key()
+        .decrypt_string(
+            &sealed,
+            &kiln::store::resources::ResourceKind::Database.password_context(&db_name),
+        )
+        .unwrap();
+    let local = server.local.as_ref().unwrap();
+    eventually(
+        "the secret and DATABASE_URL in the session's environment",
+        Duration::from_secs(30),
+        || async {
+            let out = local
+                .tmux_command(&pooled)
+                .args(["show-environment", "-t", &format!("={pooled}")])
+                .output()
+                .ok()?;
+            let env = String::from_utf8_lossy(&out.stdout);
+            (env.contains(&format!("API_SECRET={token}\n"))
+                && env
+                    .lines()
+                    .any(|l| l.starts_with("DATABASE_URL=") && l.contains(&password)))
+            .then_some(())
+        },
+    )
+    .await;
+    let leaks = argv_mentioning(&[&token, &password]);
+    assert!(leaks.is_empty(), "secrets in argv: {leaks:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_whose_resources_live_on_their_own_cluster_claims_no_pooled_sandbox() {
+    let server = Server::start_sandbox_pooled(1).await;
+    server.fill_pool().await;
+    let pooled = ready_sandboxes(&server).await;
+    let bob = server.user("bob", "correct horse battery").await;
+    server
+        .store
+        .set_user_config(bob.id, "KUBECONFIG", "apiVersion: v1\nkind: Config\n", true)
+        .await
+        .unwrap();
+    server
+        .store
+        .create_project(bob.id, "remote", "", "test")
+        .await
+        .unwrap();
+    assert_eq!(ready_sandboxes(&server).await, pooled, "bob took none");
+    let alice = server.user("alice", "correct horse battery").await;
+    server
+        .store
+        .create_project(alice.id, "local", "", "test")
+        .await
+        .unwrap();
+    let by_owner: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT u.username::text, s.resource_name, s.pooled
+           FROM sandboxes s JOIN users u ON u.id = s.user_id ORDER BY u.username",
+    )
+    .fetch_all(server.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(by_owner[0], ("alice".into(), pooled[0].clone(), true));
+    assert_eq!(by_owner[1].0, "bob");
+    assert!(!by_owner[1].2, "{by_owner:?}");
+    assert!(
+        by_owner[1].1.starts_with("remote-agentruntime-"),
+        "{by_owner:?}"
     );
 }
