@@ -167,6 +167,15 @@ pub use crate::model::db_credentials::DbCredentials;
 pub trait SandboxDriver: Send + Sync + 'static {
     /// Creates whatever is missing and starts it. Returns what is there afterwards.
     async fn ensure(&self, spec: &SandboxSpec) -> DriverResult<Observed>;
+    /// [`SandboxDriver::ensure`] for the first start of a sandbox claimed
+    /// from the warm pool (it bears the pooled sandbox's name): a back end
+    /// that keeps one first makes sure nothing from before the claim is left
+    /// in it (a session, a file someone put there after its last health
+    /// check), then starts it as `ensure` does. Back ends without a pool
+    /// just ensure.
+    async fn adopt(&self, spec: &SandboxSpec) -> DriverResult<Observed> {
+        self.ensure(spec).await
+    }
     /// Stops the sandbox, keeping its data.
     async fn stop(&self, r: &ResourceRef) -> DriverResult<Observed>;
     /// Removes the sandbox and its data. Deleting something absent succeeds.

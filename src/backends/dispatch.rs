@@ -74,6 +74,18 @@ impl SandboxDriver for Backends {
         .await
     }
 
+    /// Pooled sandboxes are the local back end's; elsewhere this is ensure.
+    async fn adopt(&self, spec: &SandboxSpec) -> DriverResult<Observed> {
+        let route = self.routed(spec.resource.owner, SANDBOX, "adopt").await?;
+        metered(route.backend_label(), SANDBOX, "adopt", async {
+            match &route {
+                Route::Local => self.local.sandboxes.adopt(spec).await,
+                Route::Cluster(c) => SandboxDriver::ensure(c.as_ref(), spec).await,
+            }
+        })
+        .await
+    }
+
     async fn stop(&self, r: &ResourceRef) -> DriverResult<Observed> {
         let route = self.routed(r.owner, SANDBOX, "stop").await?;
         metered(route.backend_label(), SANDBOX, "stop", async {

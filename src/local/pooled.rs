@@ -24,7 +24,11 @@
 //! made with an empty working directory and a server with no session (so no
 //! history), and the keeper's health check hands out only those still so
 //! (server answering, no session, empty working directory); any other is
-//! ended and removed, never claimed.
+//! ended and removed, never claimed. Its first start after a claim
+//! (`adopt`) checks again, for what someone on the host may have done since
+//! the last check: a session that is not the project's ends the server
+//! (the start then makes a fresh one), and a file in the working directory
+//! is removed before the project's session opens.
 
 use std::collections::HashMap;
 
@@ -32,7 +36,9 @@ use async_trait::async_trait;
 
 use super::LocalSandboxes;
 use super::validate_resource_name;
-use crate::driver::{DriverResult, Observed, ResourceRef, SandboxPoolDriver};
+use crate::driver::{
+    DriverError, DriverResult, Observed, ResourceRef, SandboxPoolDriver, SandboxSpec,
+};
 
 #[async_trait]
 impl SandboxPoolDriver for LocalSandboxes {
@@ -81,6 +87,76 @@ impl LocalSandboxes {
             Err(e) => Observed::Failed(format!("its working directory: {e}")),
         }
     }
+}
+
+impl LocalSandboxes {
+    /// Before a claimed pooled sandbox's first start (see the module
+    /// comment). A retry that finds the project's own session open has
+    /// adopted it already and changes nothing.
+    pub(super) async fn clear_for_adoption(&self, spec: &SandboxSpec) -> DriverResult<()> {
+        let name = &spec.resource.resource_name;
+        let listed = self
+            .tmux(name)
+            .list_sessions_with("#{session_name}")
+            .await
+            .map_err(|e| e.into_driver_error(&format!("sandbox {name}")))?;
+        let sessions: Vec<&str> = listed.lines().filter(|l| !l.is_empty()).collect();
+        if sessions.contains(&name.as_str()) {
+            return Ok(());
+        }
+        // A sandbox with a repository (or a setup script) has its working
+        // directory emptied before its clone, and then holds the clone: its
+        // files are the project's, whichever attempt this is.
+        let cloned = spec.repo.is_some() || spec.setup.is_some();
+        let dir = self.sandbox_dir(&spec.resource);
+        let strays = if cloned {
+            Vec::new()
+        } else {
+            stray_entries(&dir).await.map_err(|e| {
+                DriverError::transient(format!(
+                    "sandbox {name}: cannot read {}: {e}",
+                    dir.display()
+                ))
+            })?
+        };
+        if sessions.is_empty() && strays.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(
+            sandbox = %name,
+            ?sessions,
+            ?strays,
+            "a claimed pooled sandbox was touched after its health check: starting it afresh"
+        );
+        self.stop_server(name).await?;
+        if strays.is_empty() {
+            return Ok(());
+        }
+        super::git::empty_dir(&dir).await.map_err(|e| {
+            DriverError::transient(format!(
+                "sandbox {name}: cannot empty {}: {e}",
+                dir.display()
+            ))
+        })
+    }
+}
+
+/// The entries of `dir` that are not Kiln's own files for the sandbox
+/// (`.kiln-…`, written by an earlier attempt of this start).
+async fn stray_entries(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut strays = Vec::new();
+    while let Some(e) = entries.next_entry().await? {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(".kiln-") {
+            strays.push(name);
+        }
+    }
+    Ok(strays)
 }
 
 /// The name of some entry of `dir` (`None`: it is empty).

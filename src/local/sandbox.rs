@@ -690,7 +690,7 @@ impl LocalSandboxes {
     }
 
     /// Ends the sandbox's server: every session and process in it.
-    async fn stop_server(&self, name: &str) -> DriverResult<()> {
+    pub(super) async fn stop_server(&self, name: &str) -> DriverResult<()> {
         if let Some(hooks) = &self.agent_hooks {
             hooks.listeners.stop(name, &self.hook_socket(name));
         }
@@ -783,6 +783,12 @@ impl SandboxDriver for LocalSandboxes {
             ))),
             Err(e) => Err(e.into_driver_error(&format!("sandbox {name}"))),
         }
+    }
+
+    async fn adopt(&self, spec: &SandboxSpec) -> DriverResult<Observed> {
+        validate_resource_name(&spec.resource.resource_name)?;
+        self.clear_for_adoption(spec).await?;
+        self.ensure(spec).await
     }
 
     async fn stop(&self, r: &ResourceRef) -> DriverResult<Observed> {

@@ -124,7 +124,12 @@ impl Reconciler {
             (ResourceKind::Sandbox, Action::Ensure | Action::SyncEnv) => {
                 let (version, spec) = self.sandbox_spec(row, &r, stats).await?;
                 stats.driver_calls += 1;
-                let observed = if *action == Action::Ensure {
+                // A claimed pooled sandbox's first start makes sure nothing
+                // from before the claim is left in it.
+                let adopt = row.pooled_from.is_some() && row.status == ResourceStatus::Creating;
+                let observed = if *action == Action::Ensure && adopt {
+                    self.sandboxes.adopt(&spec).await?
+                } else if *action == Action::Ensure {
                     self.sandboxes.ensure(&spec).await?
                 } else {
                     self.sandboxes.sync_env(&spec).await?;

@@ -34,8 +34,9 @@ pub struct Leased {
     pub applied_env_version: i64,
     /// Database password, still sealed (databases only).
     pub password_enc: Option<Vec<u8>>,
-    /// The pooled database this one was claimed from, to adopt instead of
-    /// creating (databases only; see `store::pool`).
+    /// The pooled resource this one was claimed from, to adopt instead of
+    /// creating (see `store::pool`): a database's pooled name, or a pooled
+    /// sandbox's own name (it keeps it).
     pub pooled_from: Option<String>,
     /// The lease's fencing token: shared by the batch, new for every lease.
     pub lease_token: Uuid,
@@ -95,7 +96,8 @@ impl Store {
         let token = Uuid::new_v4();
         let (extra_cols, env_cols) = match kind {
             ResourceKind::Sandbox => (
-                "NULL::bytea AS password_enc, NULL::text AS pooled_from",
+                "NULL::bytea AS password_enc,
+                 CASE WHEN r.pooled THEN r.resource_name END AS pooled_from",
                 "r.applied_env_version",
             ),
             ResourceKind::Database => (

@@ -419,3 +419,37 @@ async fn a_user_whose_resources_live_on_their_own_cluster_claims_no_pooled_sandb
         "{by_owner:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_sandbox_touched_after_its_health_check_is_adopted_with_nothing_from_before() {
+    let server = Server::start_sandbox_pooled(1).await;
+    server.fill_pool().await;
+    let [pooled] = <[String; 1]>::try_from(ready_sandboxes(&server).await).unwrap();
+    // Someone on the host opens a session in it and leaves a file, after
+    // the keeper's last check: the claim cannot know.
+    let local = server.local.as_ref().unwrap();
+    let out = local
+        .tmux_command(&pooled)
+        .args(["new-session", "-d", "-s", "intruder", "sleep 3600"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let dir = local.sandbox_dir(&resource(&pooled));
+    std::fs::write(dir.join("left-behind"), "from before").unwrap();
+
+    let (alice, c) = signed_in(&server, "alice").await;
+    let r = c.exec("create shop", b"").await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    status_becomes(&server, alice, "shop", ProjectStatus::Running).await;
+    assert_eq!(
+        project_sandboxes(&server).await,
+        vec![(pooled.clone(), true)]
+    );
+    assert_eq!(sessions(&server, &pooled), vec![pooled.clone()]);
+    eventually(
+        "only .kiln-env in the working directory",
+        Duration::from_secs(30),
+        || async { (entries(&server, &pooled) == [".kiln-env"]).then_some(()) },
+    )
+    .await;
+}
