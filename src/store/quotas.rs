@@ -25,7 +25,7 @@ async fn read(
     conn: &mut PgConnection,
     owner: Uuid,
     except: Option<Uuid>,
-    size: Option<SandboxSize>,
+    server: Option<SandboxSize>,
 ) -> StoreResult<(Limits, Usage, Holder)> {
     let row = sqlx::query(
         "SELECT u.username, u.role, q.max_projects, q.max_running,
@@ -56,19 +56,62 @@ async fn read(
         cpu_millis: row.try_get("max_cpu_millis")?,
         memory_bytes: row.try_get("max_memory_bytes")?,
     };
-    let usage = Usage::of(row.try_get("projects")?, row.try_get("running")?, size);
+    let projects = row.try_get("projects")?;
+    let usage = match server {
+        // On Kubernetes each running sandbox counts what it requests: its
+        // template's size, or the server's.
+        Some(server) => {
+            let sizes = sqlx::query(
+                "SELECT p.k8s_cpu, p.k8s_memory FROM sandboxes s JOIN projects p ON p.id = s.project_id
+                 WHERE s.user_id = $1 AND s.desired = 'RUNNING'
+                   AND s.project_id IS DISTINCT FROM $2",
+            )
+            .bind(owner)
+            .bind(except)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(server.with_template(
+                    r.try_get::<Option<&str>, _>("k8s_cpu")?,
+                    r.try_get::<Option<&str>, _>("k8s_memory")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            Usage::of_sizes(projects, &sizes)
+        }
+        None => Usage::of(projects, row.try_get("running")?, None),
+    };
     Ok((limits, usage, holder))
 }
 
-/// The quota check inside a transaction that holds [`lock_owner`].
+/// The CPU and memory a project's template gives its sandbox (`None`
+/// where it names none).
+pub(crate) async fn project_sizing(
+    conn: &mut PgConnection,
+    project: Uuid,
+) -> StoreResult<(Option<String>, Option<String>)> {
+    let row = sqlx::query("SELECT k8s_cpu, k8s_memory FROM projects WHERE id = $1")
+        .bind(project)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok((row.try_get("k8s_cpu")?, row.try_get("k8s_memory")?))
+}
+
+/// The quota check inside a transaction that holds [`lock_owner`]: `ask`
+/// for a sandbox of `server`'s size or, where its template names them,
+/// `cpu` and `memory` (`server` is `None` off Kubernetes). `except` is the
+/// project being started, left out of the running count.
 pub(crate) async fn check(
     conn: &mut PgConnection,
     owner: Uuid,
     ask: Ask,
     except: Option<Uuid>,
-    size: Option<SandboxSize>,
+    server: Option<SandboxSize>,
+    (cpu, memory): (Option<&str>, Option<&str>),
 ) -> StoreResult<()> {
-    let (limits, usage, holder) = read(conn, owner, except, size).await?;
+    let (limits, usage, holder) = read(conn, owner, except, server).await?;
+    let size = server.map(|s| s.with_template(cpu, memory));
     quota::check(ask, limits, usage, size, &holder)?;
     Ok(())
 }
@@ -106,7 +149,7 @@ impl Store {
     pub async fn probe_quota(&self, owner: Uuid, ask: Ask) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         lock_owner(&mut tx, owner).await?;
-        let checked = check(&mut tx, owner, ask, None, self.sandbox_size).await;
+        let checked = check(&mut tx, owner, ask, None, self.sandbox_size, (None, None)).await;
         tx.rollback().await?;
         checked
     }
