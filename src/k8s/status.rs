@@ -138,8 +138,28 @@ pub fn statefulset_observed(sts: Option<&StatefulSet>, pods: &[Pod]) -> Observed
     }
     match pods.iter().find_map(pod_problem) {
         Some(problem) => Observed::Blocked(problem),
-        None => Observed::Starting,
+        // Shown as the local driver shows its clone and setup: the step
+        // under way is the status's reason.
+        None => match pods.iter().find_map(prepare_progress) {
+            Some(step) => Observed::Blocked(step.into()),
+            None => Observed::Starting,
+        },
     }
+}
+
+/// Which preparation step the pod is running now, if one is.
+fn prepare_progress(pod: &Pod) -> Option<&'static str> {
+    let status = pod.status.as_ref()?;
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        .find_map(|c| match c.name.as_str() {
+            super::objects::CLONE_CONTAINER => Some("cloning the repository"),
+            super::objects::SETUP_CONTAINER => Some("running the setup script"),
+            _ => None,
+        })
 }
 
 /// The component's replica count as the spec asks.
@@ -347,16 +367,24 @@ mod tests {
         leaving.metadata.deletion_timestamp =
             serde_json::from_value(json!("2025-01-01T00:00:00Z")).unwrap();
         assert_eq!(prepare_failure(&leaving), None);
-        // A clone that finished, or one still running, is no failure.
-        for state in [
-            json!({ "state": { "terminated": { "exitCode": 0, "message": "" } } }),
-            json!({ "state": { "running": {} } }),
-        ] {
-            assert_eq!(
-                statefulset_observed(Some(&starting), &[clone_failed(state)]),
-                Observed::Starting
-            );
-        }
+        // A clone that finished is no failure; one still running is the
+        // reason the sandbox waits.
+        assert_eq!(
+            statefulset_observed(
+                Some(&starting),
+                &[clone_failed(
+                    json!({ "state": { "terminated": { "exitCode": 0, "message": "" } } })
+                )]
+            ),
+            Observed::Starting
+        );
+        assert_eq!(
+            statefulset_observed(
+                Some(&starting),
+                &[clone_failed(json!({ "state": { "running": {} } }))]
+            ),
+            Observed::Blocked("cloning the repository".into())
+        );
         // Merely starting (ContainerCreating) is not a problem.
         assert_eq!(
             statefulset_observed(Some(&starting), &[waiting("ContainerCreating", "")]),
@@ -371,6 +399,15 @@ mod tests {
               "state": { "waiting": { "reason": "CrashLoopBackOff" } },
               "lastState": { "terminated": { "exitCode": 2,
                   "message": "installing\nnpm ERR! missing script: build\n" } } }] }));
+        let setup_running = pod(json!({ "initContainerStatuses": [
+            { "name": "clone", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+              "state": { "terminated": { "exitCode": 0 } } },
+            { "name": "setup", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+              "state": { "running": {} } }] }));
+        assert_eq!(
+            statefulset_observed(Some(&starting), &[setup_running]),
+            Observed::Blocked("running the setup script".into())
+        );
         assert_eq!(
             statefulset_observed(Some(&starting), &[setup_failed]),
             Observed::PrepareFailed(
