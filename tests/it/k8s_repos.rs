@@ -87,6 +87,23 @@ impl Harness {
         }
     }
 
+    /// A new user with a password.
+    async fn user(&self, name: &str) -> User {
+        self.store
+            .create_user(name, Some("a long password"), false)
+            .await
+            .unwrap()
+    }
+
+    /// Adds a global template, as an admin does.
+    async fn add_template(&self, text: &str) {
+        kiln::console::Console::new(self.store.clone(), None, None)
+            .operator()
+            .add_template(text)
+            .await
+            .expect("a valid template");
+    }
+
     /// Runs one exec command as `u` (private git hosts allowed); stdout.
     async fn exec(&self, u: &User, line: &str) -> String {
         let o = kiln::ssh::exec::run(
@@ -183,11 +200,7 @@ async fn a_repository_is_cloned_by_an_init_container_into_an_empty_home_with_the
     let repos = PrivateGitServer::start(&token).await;
     let url = repos.repository("private");
     let h = Harness::new().await;
-    let alice = h
-        .store
-        .create_user("alice", Some("a long password"), false)
-        .await
-        .unwrap();
+    let alice = h.user("alice").await;
     h.store
         .set_user_config(alice.id, kiln::store::user_configs::GIT_TOKEN, &token, true)
         .await
@@ -298,11 +311,7 @@ async fn without_a_token_the_clone_is_an_error_told_as_clone_failed_and_a_retry_
     let repos = PrivateGitServer::start(&token).await;
     let url = repos.repository("private");
     let h = Harness::new().await;
-    let bob = h
-        .store
-        .create_user("bob", Some("a long password"), false)
-        .await
-        .unwrap();
+    let bob = h.user("bob").await;
     h.exec(&bob, &format!("create app --repo {url}")).await;
     let (sts, secret) = h.sandbox_objects(&bob, "app").await;
     let (init, _) = pod_containers(&sts);
@@ -337,52 +346,17 @@ async fn without_a_token_the_clone_is_an_error_told_as_clone_failed_and_a_retry_
     // Kubelet reports it as it would: the StatefulSet's pod, its clone
     // container terminated with an error, git's output as its message.
     let ns = "kiln-bob";
-    let p = h.store.find_project(bob.id, "app").await.unwrap();
-    let sandbox_row = p
-        .resources
-        .iter()
-        .find(|r| r.kind == ResourceKind::Sandbox)
-        .unwrap();
-    let r = kiln::driver::ResourceRef {
-        resource_name: sandbox_row.resource_name.clone(),
-        namespace: ns.into(),
-        project_slug: p.project.slug.clone(),
-        owner: bob.id,
-    };
-    let pods: Api<Pod> = Api::namespaced(h.emu.client(), ns);
-    let pod = Pod {
-        metadata: ObjectMeta {
-            name: Some(pod_name(&r)),
-            labels: Some(labels(&r, SANDBOX_KIND)),
-            ..Default::default()
-        },
-        spec: sts.spec.clone().unwrap().template.spec,
-        ..Default::default()
-    };
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    let status = serde_json::json!({ "status": { "phase": "Pending", "initContainerStatuses": [{
-        "name": CLONE_CONTAINER, "image": "kiln", "imageID": "", "ready": false, "restartCount": 1,
-        "state": { "waiting": { "reason": "CrashLoopBackOff" } },
-        "lastState": { "terminated": { "exitCode": 128, "reason": "Error",
-                                       "message": stderr.to_string() } } }] } });
-    pods.patch_status(
-        &pod_name(&r),
-        &PatchParams::default(),
-        &Patch::Merge(&status),
+    let (pods, r) = make_pod(&h, &bob, "app", &sts).await;
+    let pod = pod_name(&r);
+    let error = fail_init_container(
+        &h,
+        &bob,
+        "app",
+        (&pods, &pod),
+        CLONE_CONTAINER,
+        128,
+        &stderr,
     )
-    .await
-    .unwrap();
-    let error = eventually("app in ERROR", Duration::from_secs(30), || async {
-        h.loop_.drain().await.unwrap();
-        let p = h.store.find_project(bob.id, "app").await.unwrap();
-        (p.project.status == ProjectStatus::Error).then(|| {
-            p.resources
-                .iter()
-                .find(|r| r.kind == ResourceKind::Sandbox)
-                .and_then(|r| r.last_error.clone())
-                .unwrap_or_default()
-        })
-    })
     .await;
     assert!(error.starts_with("git clone failed: "), "{error}");
     assert!(error.contains("fatal"), "git's own message: {error}");
@@ -437,19 +411,12 @@ async fn without_a_token_the_clone_is_an_error_told_as_clone_failed_and_a_retry_
 #[tokio::test]
 async fn a_templates_image_and_sizes_reach_the_statefulset_and_a_template_saved_from_it() {
     let h = Harness::new().await;
-    let alice = h
-        .store
-        .create_user("alice", Some("a long password"), false)
-        .await
-        .unwrap();
-    kiln::console::Console::new(h.store.clone(), None, None)
-        .operator()
-        .add_template(
-            "name = \"sized\"\n[kubernetes]\nimage = \"ghcr.io/acme/py:3.12\"\n\
+    let alice = h.user("alice").await;
+    h.add_template(
+        "name = \"sized\"\n[kubernetes]\nimage = \"ghcr.io/acme/py:3.12\"\n\
              cpu = \"750m\"\nmemory = \"1536Mi\"\n",
-        )
-        .await
-        .expect("a valid template");
+    )
+    .await;
     h.exec(&alice, "create app --template sized").await;
     h.exec(&alice, "create plain").await;
 
@@ -507,18 +474,10 @@ async fn the_clone_runs_kilns_image_whatever_the_templates_image() {
     let repos = crate::support::git::GitServer::start().await;
     let url = repos.repository("app");
     let h = Harness::new().await;
-    let alice = h
-        .store
-        .create_user("alice", Some("a long password"), false)
-        .await
-        .unwrap();
-    kiln::console::Console::new(h.store.clone(), None, None)
-        .operator()
-        .add_template(&format!(
+    let alice = h.user("alice").await;
+    h.add_template(&format!(
             "name = \"sized\"\n[repo]\nurl = \"{url}\"\n[kubernetes]\nimage = \"ghcr.io/acme/no-git:1\"\n"
-        ))
-        .await
-        .expect("a valid template");
+        )).await;
     h.exec(&alice, "create app --template sized").await;
     let (sts, _) = h.sandbox_objects(&alice, "app").await;
     let (init, containers) = pod_containers(&sts);
@@ -532,7 +491,12 @@ async fn the_clone_runs_kilns_image_whatever_the_templates_image() {
 }
 
 /// The sandbox's pod as kubelet would have made it from the StatefulSet.
-async fn make_pod(h: &Harness, u: &User, project: &str, sts: &StatefulSet) -> (Api<Pod>, String) {
+async fn make_pod(
+    h: &Harness,
+    u: &User,
+    project: &str,
+    sts: &StatefulSet,
+) -> (Api<Pod>, kiln::driver::ResourceRef) {
     let p = h.store.find_project(u.id, project).await.unwrap();
     let row = p
         .resources
@@ -557,7 +521,45 @@ async fn make_pod(h: &Harness, u: &User, project: &str, sts: &StatefulSet) -> (A
         ..Default::default()
     };
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    (pods, pod_name(&r))
+    (pods, r)
+}
+
+/// Reports init container `container` of `project`'s pod `pod` as kubelet does
+/// when it failed (`exit`, `message` as its termination message, retried
+/// in a crash loop), and waits for the project's ERROR: its reason.
+async fn fail_init_container(
+    h: &Harness,
+    u: &User,
+    project: &str,
+    (pods, pod): (&Api<Pod>, &str),
+    container: &str,
+    exit: i32,
+    message: &str,
+) -> String {
+    let status = serde_json::json!({ "status": { "phase": "Pending", "initContainerStatuses": [{
+        "name": container, "image": "kiln", "imageID": "", "ready": false, "restartCount": 1,
+        "state": { "waiting": { "reason": "CrashLoopBackOff" } },
+        "lastState": { "terminated": { "exitCode": exit, "reason": "Error",
+                                       "message": message } } }] } });
+    pods.patch_status(pod, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    eventually(
+        &format!("{project} in ERROR"),
+        Duration::from_secs(30),
+        || async {
+            h.loop_.drain().await.unwrap();
+            let p = h.store.find_project(u.id, project).await.unwrap();
+            (p.project.status == ProjectStatus::Error).then(|| {
+                p.resources
+                    .iter()
+                    .find(|r| r.kind == ResourceKind::Sandbox)
+                    .and_then(|r| r.last_error.clone())
+                    .unwrap_or_default()
+            })
+        },
+    )
+    .await
 }
 
 /// A template's setup script on Kubernetes: an init container after the
@@ -574,27 +576,16 @@ async fn a_templates_setup_script_runs_once_after_the_clone_and_git_status_reads
     let repos = crate::support::git::GitServer::start().await;
     let url = repos.repository("app");
     let h = Harness::new().await;
-    let alice = h
-        .store
-        .create_user("alice", Some("a long password"), false)
-        .await
-        .unwrap();
-    let console = kiln::console::Console::new(h.store.clone(), None, None);
-    console
-        .operator()
-        .add_template(&format!(
-            "name = \"ready\"\nsetup = \"echo preparing; echo made > made.txt\"\n\
-             [repo]\nurl = \"{url}\"\n[kubernetes]\nimage = \"ghcr.io/acme/node:20\"\n"
-        ))
-        .await
-        .expect("a valid template");
-    console
-        .operator()
-        .add_template(
-            "name = \"broken\"\nsetup = \"echo installing; echo 'npm ERR! missing script: build' >&2; exit 2\"\n",
-        )
-        .await
-        .expect("a valid template");
+    let alice = h.user("alice").await;
+    h.add_template(&format!(
+        "name = \"ready\"\nsetup = \"echo preparing; echo made > made.txt\"\n\
+         [repo]\nurl = \"{url}\"\n[kubernetes]\nimage = \"ghcr.io/acme/node:20\"\n"
+    ))
+    .await;
+    h.add_template(
+        "name = \"broken\"\nsetup = \"echo installing; echo 'npm ERR! missing script: build' >&2; exit 2\"\n",
+    )
+    .await;
     h.exec(&alice, "create app --template ready").await;
     let (sts, secret) = h.sandbox_objects(&alice, "app").await;
     let (init, containers) = pod_containers(&sts);
@@ -658,7 +649,8 @@ async fn a_templates_setup_script_runs_once_after_the_clone_and_git_status_reads
     assert!(printed.status.success(), "{printed:?}");
     let printed = String::from_utf8(printed.stdout).unwrap();
     assert!(printed.contains("# branch.head"), "{printed}");
-    let (pods, pod) = make_pod(&h, &alice, "app", &sts).await;
+    let (pods, r) = make_pod(&h, &alice, "app", &sts).await;
+    let pod = pod_name(&r);
     h.emu
         .set_exec_rules(serde_json::json!([{ "contains": "--porcelain=v2", "stdout": printed }]))
         .await;
@@ -709,25 +701,17 @@ async fn a_templates_setup_script_runs_once_after_the_clone_and_git_status_reads
     assert!(said.contains("npm ERR! missing script: build"), "{said}");
     assert!(!volume.join(".kiln-setup.done").exists());
     let _ = std::fs::remove_dir_all(&volume);
-    let (pods, pod) = make_pod(&h, &alice, "other", &sts).await;
-    let status = serde_json::json!({ "status": { "phase": "Pending", "initContainerStatuses": [{
-        "name": SETUP_CONTAINER, "image": "kiln", "imageID": "", "ready": false, "restartCount": 1,
-        "state": { "waiting": { "reason": "CrashLoopBackOff" } },
-        "lastState": { "terminated": { "exitCode": 2, "reason": "Error", "message": said } } }] } });
-    pods.patch_status(&pod, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
-    let error = eventually("other in ERROR", Duration::from_secs(30), || async {
-        h.loop_.drain().await.unwrap();
-        let p = h.store.find_project(alice.id, "other").await.unwrap();
-        (p.project.status == ProjectStatus::Error).then(|| {
-            p.resources
-                .iter()
-                .find(|r| r.kind == ResourceKind::Sandbox)
-                .and_then(|r| r.last_error.clone())
-                .unwrap_or_default()
-        })
-    })
+    let (pods, r) = make_pod(&h, &alice, "other", &sts).await;
+    let pod = pod_name(&r);
+    let error = fail_init_container(
+        &h,
+        &alice,
+        "other",
+        (&pods, &pod),
+        SETUP_CONTAINER,
+        2,
+        &said,
+    )
     .await;
     assert_eq!(
         error,
