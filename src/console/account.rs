@@ -128,17 +128,22 @@ impl UserConsole {
 
     async fn team_quotas(&self) -> ConsoleResult<Vec<TeamQuota>> {
         let store = self.store();
-        let mut out = Vec::new();
-        for m in store.teams_of(self.user_id()).await? {
-            let (limits, usage) = store.quota_usage(m.team_id).await?;
-            out.push(TeamQuota {
-                team: m.team,
-                role: m.role,
-                limits,
-                usage,
-            });
-        }
-        Ok(out)
+        let teams = store.teams_of(self.user_id()).await?;
+        let ids: Vec<uuid::Uuid> = teams.iter().map(|m| m.team_id).collect();
+        let mut usages = store.quota_usages(&ids).await?;
+        // A team deleted since it was listed is left out.
+        Ok(teams
+            .into_iter()
+            .filter_map(|m| {
+                let (limits, usage) = usages.remove(&m.team_id)?;
+                Some(TeamQuota {
+                    team: m.team,
+                    role: m.role,
+                    limits,
+                    usage,
+                })
+            })
+            .collect())
     }
 
     /// Sets one user config. `KUBECONFIG` goes through the kubeconfig's own

@@ -90,6 +90,41 @@ pub fn restart_command(session: &str) -> Vec<String> {
     argv
 }
 
+/// What the git-state command prints when the home is not a repository
+/// (never a line of git's porcelain output, which starts `# `, `1 `, `2 `,
+/// `u `, `? ` or `! `).
+pub const NO_REPOSITORY: &str = "kiln: no repository";
+
+/// Reads the git state of the home volume (`$1`) in the sandbox container:
+/// git's porcelain v2 status with the branch header, or [`NO_REPOSITORY`].
+/// The repository is the sandbox's own, so its hooks and fsmonitor are
+/// switched off: reading the state runs none of its code.
+const GIT_STATE_SCRIPT: &str = r#"cd "$1" 2>/dev/null || { echo "kiln: no repository"; exit 0; }
+if [ ! -d .git ]; then echo "kiln: no repository"; exit 0; fi
+exec git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c core.untrackedCache=false \
+  status --porcelain=v2 --branch --untracked-files=normal
+"#;
+
+/// The command that reads the git state of the sandbox's home `home`.
+pub fn git_state_command(home: &str) -> Vec<String> {
+    ["sh", "-c", GIT_STATE_SCRIPT, "sh", home]
+        .map(String::from)
+        .to_vec()
+}
+
+/// The git-state command's output as the state (`None`: no repository).
+/// The sandbox prints it, so names are made printable and bounded.
+pub fn parse_git_state(out: &str) -> Option<crate::model::git::GitState> {
+    if out.lines().any(|l| l.trim() == NO_REPOSITORY) {
+        return None;
+    }
+    let mut state = crate::model::git::parse_status(out);
+    let clean = |s: Option<String>| s.map(|s| crate::model::naming::printable(&s, 200));
+    state.branch = clean(state.branch);
+    state.upstream = clean(state.upstream);
+    Some(state)
+}
+
 /// `list-sessions` output ([`TMUX_SESSION_FORMAT`] lines) as session
 /// infos, default session first, then named ones by name.
 pub fn parse_sessions(listing: &str) -> Vec<SessionInfo> {
@@ -111,6 +146,9 @@ pub fn parse_sessions(listing: &str) -> Vec<SessionInfo> {
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
+
+/// The most of a short command's output that is read.
+const MAX_EXEC_OUTPUT: u64 = 4 << 20;
 
 impl K8sCluster {
     /// Runs a short command in the sandbox container and returns its stdout.
@@ -135,8 +173,13 @@ impl K8sCluster {
             .ok_or_else(|| DriverError::transient(format!("{what}: no stdout")))?;
         let status = proc.take_status();
         let mut out = Vec::new();
+        // The sandbox writes it: bounded, so a hostile one cannot fill
+        // Kiln's memory.
         let read = async {
-            let _ = stdout.read_to_end(&mut out).await;
+            let _ = (&mut stdout)
+                .take(MAX_EXEC_OUTPUT)
+                .read_to_end(&mut out)
+                .await;
         };
         if tokio::time::timeout(self.settings().api_timeout(), read)
             .await
@@ -214,6 +257,22 @@ impl SessionAttach for K8sCluster {
                 "session {shown} could not be restarted (was it restarted meanwhile?)"
             )))
         }
+    }
+
+    async fn git_state(
+        &self,
+        r: &ResourceRef,
+    ) -> DriverResult<Option<crate::model::git::GitState>> {
+        let r = self.scoped(r);
+        let (out, ok) = self
+            .exec_capture(&r, git_state_command(objects::HOME))
+            .await?;
+        if !ok {
+            return Err(DriverError::transient(
+                "git status failed in the sandbox (is it running?)",
+            ));
+        }
+        Ok(parse_git_state(&out))
     }
 
     async fn attach(
@@ -379,6 +438,23 @@ mod tests {
         assert_eq!(session_name(Some("s2")).unwrap(), "s2");
         assert!(session_name(Some("-t evil")).is_err());
         assert!(session_name(Some("")).is_err());
+    }
+
+    #[test]
+    fn the_git_state_is_read_from_porcelain_output_or_no_repository() {
+        let argv = git_state_command("/home/kiln");
+        assert_eq!(argv.last().map(String::as_str), Some("/home/kiln"));
+        assert!(argv[2].contains("--porcelain=v2 --branch"), "{argv:?}");
+        assert!(argv[2].contains("core.hooksPath=/dev/null"), "{argv:?}");
+        assert_eq!(parse_git_state("kiln: no repository\n"), None);
+        let state = parse_git_state(
+            "# branch.oid 0123\n# branch.head feat\x1b[31m\n# branch.upstream origin/feat\n\
+             # branch.ab +2 -1\n1 .M N... 100644 100644 100644 a b f.txt\n? new.txt\n",
+        )
+        .unwrap();
+        assert_eq!(state.branch.as_deref(), Some("feat?[31m"));
+        assert_eq!(state.upstream.as_deref(), Some("origin/feat"));
+        assert_eq!((state.ahead, state.behind, state.changed), (2, 1, 2));
     }
 
     #[test]

@@ -45,6 +45,14 @@ pub const ENV_HASH_ANNOTATION: &str = "kiln.dev/env-hash";
 pub const CONTAINER: &str = "sandbox";
 /// The init container that clones the sandbox's repository.
 pub const CLONE_CONTAINER: &str = "clone";
+/// The init container that runs its template's setup script, once.
+pub const SETUP_CONTAINER: &str = "setup";
+/// Where the setup script's output is kept, in the home volume (the same
+/// name as on the local driver).
+pub const SETUP_LOG: &str = ".kiln-setup.log";
+/// Written in the home volume once the setup script has succeeded: it is
+/// never run again, whatever restarts.
+pub const SETUP_DONE: &str = ".kiln-setup.done";
 /// `tmux -L kiln`: the runtime image's private tmux socket.
 pub const TMUX_SOCKET: &str = "kiln";
 /// The session running Claude Code.
@@ -372,6 +380,63 @@ fn clone_container(spec: &SandboxSpec, s: &K8sSettings) -> Option<Container> {
     })
 }
 
+/// Runs the template's setup script (`$KILN_SETUP_SCRIPT`) once, in the
+/// home volume, after the clone: its output goes to [`SETUP_LOG`], a
+/// success leaves [`SETUP_DONE`] so that no restart runs it again, and a
+/// failure prints the log's last lines (the container's termination
+/// message) and exits with the script's status. Kiln's two files are kept
+/// out of the clone's `git status` through `.git/info/exclude`.
+const SETUP_SCRIPT: &str = r#"set -u
+cd "$KILN_HOME"
+if [ -e .kiln-setup.done ]; then
+  echo "the setup script already ran"
+  exit 0
+fi
+if [ -d .git ] && ! grep -qx '.kiln-setup.log' .git/info/exclude 2>/dev/null; then
+  mkdir -p .git/info && printf '%s\n' .kiln-setup.log .kiln-setup.done >> .git/info/exclude
+fi
+status=0
+sh -c "$KILN_SETUP_SCRIPT" > .kiln-setup.log 2>&1 || status=$?
+if [ "$status" -ne 0 ]; then
+  tail -n 20 .kiln-setup.log
+  exit "$status"
+fi
+touch .kiln-setup.done
+"#;
+
+/// The init container that runs the template's setup script, if it has
+/// one: after the clone, in the image the sandbox runs (the script
+/// installs what the sandbox will use), with the sandbox's own
+/// environment and limits, confined exactly like the sandbox container.
+fn setup_container(spec: &SandboxSpec, s: &K8sSettings, main: &Container) -> Option<Container> {
+    let script = spec.setup.as_ref()?;
+    let mut env = main.env.clone().unwrap_or_default();
+    let var = |name: &str, value: &str| EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    };
+    env.push(var("KILN_HOME", HOME));
+    env.push(var("KILN_SETUP_SCRIPT", script));
+    if !env.iter().any(|v| v.name == "HOME") {
+        env.push(var("HOME", HOME));
+    }
+    Some(Container {
+        name: SETUP_CONTAINER.into(),
+        image: main.image.clone(),
+        image_pull_policy: Some(s.image_pull_policy.clone()),
+        command: Some(vec!["sh".into(), "-c".into(), SETUP_SCRIPT.into()]),
+        // A failed script's status then carries its last lines.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        env: Some(env),
+        resources: main.resources.clone(),
+        volume_mounts: main.volume_mounts.clone(),
+        working_dir: Some(HOME.into()),
+        security_context: main.security_context.clone(),
+        ..Default::default()
+    })
+}
+
 fn statefulset(spec: &SandboxSpec, s: &K8sSettings) -> StatefulSet {
     let r = &spec.resource;
     let labels = labels(r, SANDBOX_KIND);
@@ -428,7 +493,13 @@ fn statefulset(spec: &SandboxSpec, s: &K8sSettings) -> StatefulSet {
         ..Default::default()
     };
     let pod = PodSpec {
-        init_containers: clone_container(spec, s).map(|c| vec![c]),
+        init_containers: {
+            let init: Vec<Container> = clone_container(spec, s)
+                .into_iter()
+                .chain(setup_container(spec, s, &container))
+                .collect();
+            (!init.is_empty()).then_some(init)
+        },
         containers: vec![container],
         // The sandbox runs code an AI wrote; it gets no API credentials.
         automount_service_account_token: Some(false),

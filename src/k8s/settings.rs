@@ -265,49 +265,7 @@ fn example(key: &str) -> &'static str {
     if key.contains("cpu") { "500m" } else { "10Gi" }
 }
 
-/// The value of a Kubernetes quantity (`20m`, `4096Mi`, `1.5`, `2e3`), or
-/// `None` if the API server would refuse it. Signs are refused too: nothing
-/// here may be negative. Precision is an f64's: enough to compare requests
-/// with limits.
-pub fn quantity_value(q: &str) -> Option<f64> {
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(q.len());
-    let (number, suffix) = q.split_at(split);
-    let digits = number.chars().filter(char::is_ascii_digit).count();
-    if digits == 0 || number.matches('.').count() > 1 {
-        return None;
-    }
-    let base: f64 = number.parse().ok()?;
-    let factor = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024f64,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with(['e', 'E']) => {
-            let exp = &e[1..];
-            let body = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-            if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            10f64.powi(exp.parse().ok()?)
-        }
-        _ => return None,
-    };
-    Some(base * factor)
-}
+pub use crate::model::quota::quantity_value;
 
 /// RFC 1123 subdomain as Kubernetes checks object names and hosts.
 pub fn is_dns_subdomain(s: &str, max_len: usize) -> bool {

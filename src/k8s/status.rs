@@ -52,43 +52,57 @@ pub fn pod_problem(pod: &Pod) -> Option<String> {
     })
 }
 
-/// How many of a failed clone's last lines are kept.
-const CLONE_ERROR_LINES: usize = 4;
+/// How many of a failed clone's or setup script's last lines are kept.
+const PREPARE_ERROR_LINES: usize = 4;
 
-/// Why the pod's clone init container failed, if it did (it exited with an
-/// error, now or before its current retry): git's last lines, which its
-/// termination message holds (`FallbackToLogsOnError`). Kubelet would
-/// retry it forever; a clone that failed is the user's to fix.
-pub fn clone_failure(pod: &Pod) -> Option<String> {
+/// Why the pod's clone or setup init container failed, if one did (it
+/// exited with an error, now or before its current retry): which step, and
+/// git's or the script's last lines, which its termination message holds
+/// (`FallbackToLogsOnError`). Kubelet would retry it forever; a clone or a
+/// script that failed is the user's to fix.
+pub fn prepare_failure(pod: &Pod) -> Option<(PrepareStep, String)> {
     // A pod on its way out (the sandbox was stopped) is no news.
     if pod.metadata.deletion_timestamp.is_some() {
         return None;
     }
     let status = pod.status.as_ref()?;
-    let clone = status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .find(|c| c.name == super::objects::CLONE_CONTAINER)?;
-    let terminated = [clone.state.as_ref(), clone.last_state.as_ref()]
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.terminated.as_ref())
-        .find(|t| t.exit_code != 0)?;
-    let text = terminated.message.as_deref().unwrap_or_default();
-    let lines: Vec<&str> = text
-        .split('\n')
-        .filter_map(|l| l.rsplit('\r').next())
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let tail = lines[lines.len().saturating_sub(CLONE_ERROR_LINES)..].join("; ");
-    let why = if tail.is_empty() {
-        format!("exit status {}", terminated.exit_code)
-    } else {
-        crate::model::naming::printable(&tail, 600)
-    };
-    Some(format!("git clone failed: {why}"))
+    // In the order they run: a clone that failed is why nothing else ran.
+    [
+        (super::objects::CLONE_CONTAINER, PrepareStep::Clone),
+        (super::objects::SETUP_CONTAINER, PrepareStep::Setup),
+    ]
+    .into_iter()
+    .find_map(|(name, step)| {
+        let c = status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .find(|c| c.name == name)?;
+        let terminated = [c.state.as_ref(), c.last_state.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.terminated.as_ref())
+            .find(|t| t.exit_code != 0)?;
+        let text = terminated.message.as_deref().unwrap_or_default();
+        let lines: Vec<&str> = text
+            .split('\n')
+            .filter_map(|l| l.rsplit('\r').next())
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let tail = lines[lines.len().saturating_sub(PREPARE_ERROR_LINES)..].join("; ");
+        let why = if tail.is_empty() {
+            format!("exit status {}", terminated.exit_code)
+        } else {
+            crate::model::naming::printable(&tail, 600)
+        };
+        let what = match step {
+            PrepareStep::Clone => "git clone failed",
+            // The local driver's words for the same failure.
+            PrepareStep::Setup => "the setup script failed",
+        };
+        Some((step, format!("{what}: {why}")))
+    })
 }
 
 /// The seed's StatefulSet reading: missing → gone; 0 replicas → stopping
@@ -119,13 +133,33 @@ pub fn statefulset_observed(sts: Option<&StatefulSet>, pods: &[Pod]) -> Observed
     if all && seen_latest {
         return Observed::Running;
     }
-    if let Some(failure) = pods.iter().find_map(clone_failure) {
-        return Observed::PrepareFailed(PrepareStep::Clone, failure);
+    if let Some((step, failure)) = pods.iter().find_map(prepare_failure) {
+        return Observed::PrepareFailed(step, failure);
     }
     match pods.iter().find_map(pod_problem) {
         Some(problem) => Observed::Blocked(problem),
-        None => Observed::Starting,
+        // Shown as the local driver shows its clone and setup: the step
+        // under way is the status's reason.
+        None => match pods.iter().find_map(prepare_progress) {
+            Some(step) => Observed::Blocked(step.into()),
+            None => Observed::Starting,
+        },
     }
+}
+
+/// Which preparation step the pod is running now, if one is.
+fn prepare_progress(pod: &Pod) -> Option<&'static str> {
+    let status = pod.status.as_ref()?;
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        .find_map(|c| match c.name.as_str() {
+            super::objects::CLONE_CONTAINER => Some("cloning the repository"),
+            super::objects::SETUP_CONTAINER => Some("running the setup script"),
+            _ => None,
+        })
 }
 
 /// The component's replica count as the spec asks.
@@ -332,21 +366,54 @@ mod tests {
         );
         leaving.metadata.deletion_timestamp =
             serde_json::from_value(json!("2025-01-01T00:00:00Z")).unwrap();
-        assert_eq!(clone_failure(&leaving), None);
-        // A clone that finished, or one still running, is no failure.
-        for state in [
-            json!({ "state": { "terminated": { "exitCode": 0, "message": "" } } }),
-            json!({ "state": { "running": {} } }),
-        ] {
-            assert_eq!(
-                statefulset_observed(Some(&starting), &[clone_failed(state)]),
-                Observed::Starting
-            );
-        }
+        assert_eq!(prepare_failure(&leaving), None);
+        // A clone that finished is no failure; one still running is the
+        // reason the sandbox waits.
+        assert_eq!(
+            statefulset_observed(
+                Some(&starting),
+                &[clone_failed(
+                    json!({ "state": { "terminated": { "exitCode": 0, "message": "" } } })
+                )]
+            ),
+            Observed::Starting
+        );
+        assert_eq!(
+            statefulset_observed(
+                Some(&starting),
+                &[clone_failed(json!({ "state": { "running": {} } }))]
+            ),
+            Observed::Blocked("cloning the repository".into())
+        );
         // Merely starting (ContainerCreating) is not a problem.
         assert_eq!(
             statefulset_observed(Some(&starting), &[waiting("ContainerCreating", "")]),
             Observed::Starting
+        );
+        // A setup script that failed after a good clone is told as the
+        // setup's failure, with the script's last lines.
+        let setup_failed = pod(json!({ "initContainerStatuses": [
+            { "name": "clone", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+              "state": { "terminated": { "exitCode": 0, "message": "Cloning into '.'..." } } },
+            { "name": "setup", "image": "x", "imageID": "", "ready": false, "restartCount": 1,
+              "state": { "waiting": { "reason": "CrashLoopBackOff" } },
+              "lastState": { "terminated": { "exitCode": 2,
+                  "message": "installing\nnpm ERR! missing script: build\n" } } }] }));
+        let setup_running = pod(json!({ "initContainerStatuses": [
+            { "name": "clone", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+              "state": { "terminated": { "exitCode": 0 } } },
+            { "name": "setup", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+              "state": { "running": {} } }] }));
+        assert_eq!(
+            statefulset_observed(Some(&starting), &[setup_running]),
+            Observed::Blocked("running the setup script".into())
+        );
+        assert_eq!(
+            statefulset_observed(Some(&starting), &[setup_failed]),
+            Observed::PrepareFailed(
+                PrepareStep::Setup,
+                "the setup script failed: installing; npm ERR! missing script: build".into()
+            )
         );
     }
 

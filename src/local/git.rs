@@ -54,6 +54,25 @@ const SAFE_CONFIG: &[&str] = &[
 const TOKEN_HELPER: &str = "credential.helper=!f() { test \"$1\" = get && \
      printf 'username=x-access-token\\npassword=%s\\n' \"$KILN_GIT_TOKEN\"; }; f";
 
+/// A template's setup script and the environment it runs with.
+#[derive(Clone)]
+pub(crate) struct Setup {
+    pub(crate) script: String,
+    /// The project's variables (checked names), secrets among them.
+    pub(crate) env: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the values: some are secrets.
+        let keys: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Setup")
+            .field("script", &self.script)
+            .field("env", &keys)
+            .finish()
+    }
+}
+
 /// Where one sandbox's git runs.
 #[derive(Debug, Clone)]
 pub(crate) struct GitPlace {
@@ -241,18 +260,26 @@ impl GitPlace {
     }
 
     /// Runs a template's setup script once (`sh -c`, confined, in the
-    /// working directory, with the network), its output kept in
-    /// [`SETUP_LOG`] there and its latest line in `progress`.
+    /// working directory, with the network and the project's environment,
+    /// as its sessions will have it), its output kept in [`SETUP_LOG`]
+    /// there and its latest line in `progress`.
     pub(crate) async fn setup(
         &self,
-        script: &str,
+        setup: &Setup,
         progress: Arc<Mutex<String>>,
     ) -> Result<(), String> {
         let mut cmd = self.confined("sh", true);
+        // The environment, not argv: values (DATABASE_URL, secrets) stay
+        // out of the process list. Kiln's own variables come after, so the
+        // project cannot move git's config or the home.
+        cmd.envs(setup.env.iter().map(|(k, v)| (k, v)));
         // Everything on one stream, in order, for the log and the progress.
         cmd.arg("-c")
-            .arg(format!("exec 1>&2\n{script}"))
-            .env("HOME", &self.sandbox_dir);
+            .arg(format!("exec 1>&2\n{}", setup.script))
+            .env("HOME", &self.sandbox_dir)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null");
         let run = run_capturing(cmd, progress);
         let (ok, output) = match tokio::time::timeout(CLONE_TIMEOUT, run).await {
             Err(_) => {
@@ -477,7 +504,7 @@ impl CloneJobs {
         &self,
         place: GitPlace,
         repo: Option<RepoSource>,
-        setup: Option<String>,
+        setup: Option<Setup>,
         done: PathBuf,
     ) {
         let Ok(mut jobs) = self.0.lock() else { return };

@@ -439,12 +439,18 @@ impl LocalSandboxes {
             })?;
         let place = self.git_place(name);
         place.write_identity(self.owner()).await?;
-        self.clones.start(
-            place,
-            spec.repo.clone(),
-            spec.setup.clone(),
-            self.cloned_marker(name),
-        );
+        let setup = match &spec.setup {
+            Some(script) => Some(super::git::Setup {
+                script: script.clone(),
+                env: project_env(spec)?
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            }),
+            None => None,
+        };
+        self.clones
+            .start(place, spec.repo.clone(), setup, self.cloned_marker(name));
         Ok(())
     }
 

@@ -26,6 +26,26 @@ pub struct SandboxSize {
     pub memory_bytes: i64,
 }
 
+impl SandboxSize {
+    /// The size of a sandbox whose template names `cpu` and `memory`
+    /// (Kubernetes quantities, checked when the template was saved), this
+    /// one (the server's) where it names none: a template's size is both
+    /// what its sandbox requests and all it gets. A quantity that cannot
+    /// be read counts as the server's.
+    pub fn with_template(self, cpu: Option<&str>, memory: Option<&str>) -> SandboxSize {
+        let read = |q: Option<&str>, scale: f64| {
+            q.and_then(quantity_value)
+                .map(|v| (v * scale).ceil())
+                .filter(|v| v.is_finite() && *v >= 0.0 && *v < i64::MAX as f64)
+                .map(|v| v as i64)
+        };
+        SandboxSize {
+            cpu_millis: read(cpu, 1000.0).unwrap_or(self.cpu_millis),
+            memory_bytes: read(memory, 1.0).unwrap_or(self.memory_bytes),
+        }
+    }
+}
+
 /// What an owner has now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -39,6 +59,20 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// The usage of `projects` and of running sandboxes of these sizes.
+    pub fn of_sizes(projects: i64, running: &[SandboxSize]) -> Usage {
+        Usage {
+            projects,
+            running: running.len() as i64,
+            cpu_millis: running
+                .iter()
+                .fold(0, |n, s| n.saturating_add(s.cpu_millis)),
+            memory_bytes: running
+                .iter()
+                .fold(0, |n, s| n.saturating_add(s.memory_bytes)),
+        }
+    }
+
     /// The usage of `projects` and `running` sandboxes of `size` each.
     pub fn of(projects: i64, running: i64, size: Option<SandboxSize>) -> Usage {
         let (cpu, memory) = size.map_or((0, 0), |s| (s.cpu_millis, s.memory_bytes));
@@ -222,6 +256,50 @@ pub fn parse_memory(text: &str) -> Result<i64, BadQuantity> {
         .ok()
         .and_then(|n| n.checked_mul(scale))
         .ok_or_else(bad)
+}
+
+/// The value of a Kubernetes quantity (`20m`, `4096Mi`, `1.5`, `2e3`), or
+/// `None` if the API server would refuse it. Signs are refused too: nothing
+/// here may be negative. Precision is an f64's: enough to compare requests
+/// with limits.
+pub fn quantity_value(q: &str) -> Option<f64> {
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let digits = number.chars().filter(char::is_ascii_digit).count();
+    if digits == 0 || number.matches('.').count() > 1 {
+        return None;
+    }
+    let base: f64 = number.parse().ok()?;
+    let factor = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        e if e.starts_with(['e', 'E']) => {
+            let exp = &e[1..];
+            let body = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+            if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            10f64.powi(exp.parse().ok()?)
+        }
+        _ => return None,
+    };
+    Some(base * factor)
 }
 
 /// May `ask` proceed with `usage` under `limits`? `size` is what the
@@ -417,6 +495,35 @@ mod tests {
         assert_eq!(
             summary(l, Usage::of(2, 1, size)),
             "2 projects (no limit) · 1 running (no limit) · 2Gi of 8Gi memory"
+        );
+    }
+
+    #[test]
+    fn a_templates_own_size_counts_instead_of_the_servers() {
+        let server = SandboxSize {
+            cpu_millis: 500,
+            memory_bytes: GI,
+        };
+        let big = server.with_template(Some("2"), Some("1.5Gi"));
+        assert_eq!(big.cpu_millis, 2000);
+        assert_eq!(big.memory_bytes, 3 * GI / 2);
+        assert_eq!(server.with_template(None, Some("512Mi")).cpu_millis, 500);
+        assert_eq!(server.with_template(Some("250m"), None).memory_bytes, GI);
+        // Unreadable (never saved so) counts as the server's.
+        assert_eq!(server.with_template(Some("lots"), Some("-1Gi")), server);
+        // One big sandbox running and a default one asked: 2000m + 500m
+        // of 2500m fits; a second big one does not.
+        let l = Limits {
+            cpu_millis: Some(2500),
+            ..Limits::default()
+        };
+        let usage = Usage::of_sizes(1, &[big]);
+        assert_eq!((usage.running, usage.cpu_millis), (1, 2000));
+        assert!(check(Ask::Create, l, usage, Some(server), &Holder::You).is_ok());
+        let e = check(Ask::Create, l, usage, Some(big), &Holder::You).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "your sandboxes request 2 of 2500m CPU and one more needs 2: stop one or ask an admin"
         );
     }
 

@@ -173,7 +173,19 @@ impl Store {
 
         let mut tx = self.pool.begin().await?;
         super::quotas::lock_owner(&mut tx, user_id).await?;
-        super::quotas::check(&mut tx, user_id, Ask::Create, None, self.sandbox_size).await?;
+        let sizing = (
+            source.sizing.cpu.as_deref(),
+            source.sizing.memory.as_deref(),
+        );
+        super::quotas::check(
+            &mut tx,
+            user_id,
+            Ask::Create,
+            None,
+            self.sandbox_size,
+            sizing,
+        )
+        .await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO projects (user_id, name, slug, description, git_repo, git_branch,
                                    template, session_command, setup_script,
@@ -353,12 +365,14 @@ impl Store {
         let (project_id, slug, status) = lock_project_by_name(&mut tx, user_id, name).await?;
         intent::check(intent, status)?;
         if intent == Intent::Start {
+            let (cpu, memory) = super::quotas::project_sizing(&mut tx, project_id).await?;
             super::quotas::check(
                 &mut tx,
                 user_id,
                 Ask::Start,
                 Some(project_id),
                 self.sandbox_size,
+                (cpu.as_deref(), memory.as_deref()),
             )
             .await?;
         }

@@ -24,8 +24,8 @@ use kiln::backends::{Backends, LocalBackend};
 use kiln::console::RepoPolicy;
 use kiln::fake_driver::FakeDriver;
 use kiln::k8s::objects::{
-    CLONE_CONTAINER, CONTAINER, GIT_TOKEN_KEY, SANDBOX_KIND, env_secret_name, labels, pod_name,
-    statefulset_name,
+    CLONE_CONTAINER, CONTAINER, GIT_TOKEN_KEY, SANDBOX_KIND, SETUP_CONTAINER, env_secret_name,
+    labels, pod_name, statefulset_name,
 };
 use kiln::k8s::settings::K8sSettings;
 use kiln::model::ProjectStatus;
@@ -46,6 +46,8 @@ struct Harness {
     store: Store,
     emu: Emulator,
     loop_: Reconciler,
+    /// Sessions and git state of the sandboxes, through the emulator.
+    backends: Arc<Backends>,
 }
 
 impl Harness {
@@ -72,7 +74,7 @@ impl Harness {
         let loop_ = Reconciler::new(
             store.clone(),
             backends.clone(),
-            backends,
+            backends.clone(),
             config,
             "k8s-repos",
         );
@@ -81,13 +83,31 @@ impl Harness {
             store,
             emu,
             loop_,
+            backends,
         }
+    }
+
+    /// A new user with a password.
+    async fn user(&self, name: &str) -> User {
+        self.store
+            .create_user(name, Some("a long password"), false)
+            .await
+            .unwrap()
+    }
+
+    /// Adds a global template, as an admin does.
+    async fn add_template(&self, text: &str) {
+        kiln::console::Console::new(self.store.clone(), None, None)
+            .operator()
+            .add_template(text)
+            .await
+            .expect("a valid template");
     }
 
     /// Runs one exec command as `u` (private git hosts allowed); stdout.
     async fn exec(&self, u: &User, line: &str) -> String {
         let o = kiln::ssh::exec::run(
-            &kiln::console::Console::new(self.store.clone(), None, None)
+            &kiln::console::Console::new(self.store.clone(), Some(self.backends.clone()), None)
                 .with_repos(RepoPolicy {
                     allow_private_hosts: true,
                 })
@@ -180,11 +200,7 @@ async fn a_repository_is_cloned_by_an_init_container_into_an_empty_home_with_the
     let repos = PrivateGitServer::start(&token).await;
     let url = repos.repository("private");
     let h = Harness::new().await;
-    let alice = h
-        .store
-        .create_user("alice", Some("a long password"), false)
-        .await
-        .unwrap();
+    let alice = h.user("alice").await;
     h.store
         .set_user_config(alice.id, kiln::store::user_configs::GIT_TOKEN, &token, true)
         .await
@@ -295,11 +311,7 @@ async fn without_a_token_the_clone_is_an_error_told_as_clone_failed_and_a_retry_
     let repos = PrivateGitServer::start(&token).await;
     let url = repos.repository("private");
     let h = Harness::new().await;
-    let bob = h
-        .store
-        .create_user("bob", Some("a long password"), false)
-        .await
-        .unwrap();
+    let bob = h.user("bob").await;
     h.exec(&bob, &format!("create app --repo {url}")).await;
     let (sts, secret) = h.sandbox_objects(&bob, "app").await;
     let (init, _) = pod_containers(&sts);
@@ -334,52 +346,17 @@ async fn without_a_token_the_clone_is_an_error_told_as_clone_failed_and_a_retry_
     // Kubelet reports it as it would: the StatefulSet's pod, its clone
     // container terminated with an error, git's output as its message.
     let ns = "kiln-bob";
-    let p = h.store.find_project(bob.id, "app").await.unwrap();
-    let sandbox_row = p
-        .resources
-        .iter()
-        .find(|r| r.kind == ResourceKind::Sandbox)
-        .unwrap();
-    let r = kiln::driver::ResourceRef {
-        resource_name: sandbox_row.resource_name.clone(),
-        namespace: ns.into(),
-        project_slug: p.project.slug.clone(),
-        owner: bob.id,
-    };
-    let pods: Api<Pod> = Api::namespaced(h.emu.client(), ns);
-    let pod = Pod {
-        metadata: ObjectMeta {
-            name: Some(pod_name(&r)),
-            labels: Some(labels(&r, SANDBOX_KIND)),
-            ..Default::default()
-        },
-        spec: sts.spec.clone().unwrap().template.spec,
-        ..Default::default()
-    };
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    let status = serde_json::json!({ "status": { "phase": "Pending", "initContainerStatuses": [{
-        "name": CLONE_CONTAINER, "image": "kiln", "imageID": "", "ready": false, "restartCount": 1,
-        "state": { "waiting": { "reason": "CrashLoopBackOff" } },
-        "lastState": { "terminated": { "exitCode": 128, "reason": "Error",
-                                       "message": stderr.to_string() } } }] } });
-    pods.patch_status(
-        &pod_name(&r),
-        &PatchParams::default(),
-        &Patch::Merge(&status),
+    let (pods, r) = make_pod(&h, &bob, "app", &sts).await;
+    let pod = pod_name(&r);
+    let error = fail_init_container(
+        &h,
+        &bob,
+        "app",
+        (&pods, &pod),
+        CLONE_CONTAINER,
+        128,
+        &stderr,
     )
-    .await
-    .unwrap();
-    let error = eventually("app in ERROR", Duration::from_secs(30), || async {
-        h.loop_.drain().await.unwrap();
-        let p = h.store.find_project(bob.id, "app").await.unwrap();
-        (p.project.status == ProjectStatus::Error).then(|| {
-            p.resources
-                .iter()
-                .find(|r| r.kind == ResourceKind::Sandbox)
-                .and_then(|r| r.last_error.clone())
-                .unwrap_or_default()
-        })
-    })
     .await;
     assert!(error.starts_with("git clone failed: "), "{error}");
     assert!(error.contains("fatal"), "git's own message: {error}");
@@ -434,19 +411,12 @@ async fn without_a_token_the_clone_is_an_error_told_as_clone_failed_and_a_retry_
 #[tokio::test]
 async fn a_templates_image_and_sizes_reach_the_statefulset_and_a_template_saved_from_it() {
     let h = Harness::new().await;
-    let alice = h
-        .store
-        .create_user("alice", Some("a long password"), false)
-        .await
-        .unwrap();
-    kiln::console::Console::new(h.store.clone(), None, None)
-        .operator()
-        .add_template(
-            "name = \"sized\"\n[kubernetes]\nimage = \"ghcr.io/acme/py:3.12\"\n\
+    let alice = h.user("alice").await;
+    h.add_template(
+        "name = \"sized\"\n[kubernetes]\nimage = \"ghcr.io/acme/py:3.12\"\n\
              cpu = \"750m\"\nmemory = \"1536Mi\"\n",
-        )
-        .await
-        .expect("a valid template");
+    )
+    .await;
     h.exec(&alice, "create app --template sized").await;
     h.exec(&alice, "create plain").await;
 
@@ -504,18 +474,10 @@ async fn the_clone_runs_kilns_image_whatever_the_templates_image() {
     let repos = crate::support::git::GitServer::start().await;
     let url = repos.repository("app");
     let h = Harness::new().await;
-    let alice = h
-        .store
-        .create_user("alice", Some("a long password"), false)
-        .await
-        .unwrap();
-    kiln::console::Console::new(h.store.clone(), None, None)
-        .operator()
-        .add_template(&format!(
+    let alice = h.user("alice").await;
+    h.add_template(&format!(
             "name = \"sized\"\n[repo]\nurl = \"{url}\"\n[kubernetes]\nimage = \"ghcr.io/acme/no-git:1\"\n"
-        ))
-        .await
-        .expect("a valid template");
+        )).await;
     h.exec(&alice, "create app --template sized").await;
     let (sts, _) = h.sandbox_objects(&alice, "app").await;
     let (init, containers) = pod_containers(&sts);
@@ -526,4 +488,242 @@ async fn the_clone_runs_kilns_image_whatever_the_templates_image() {
         init[0].image.as_deref(),
         Some(K8sSettings::default().image.as_str())
     );
+}
+
+/// The sandbox's pod as kubelet would have made it from the StatefulSet.
+async fn make_pod(
+    h: &Harness,
+    u: &User,
+    project: &str,
+    sts: &StatefulSet,
+) -> (Api<Pod>, kiln::driver::ResourceRef) {
+    let p = h.store.find_project(u.id, project).await.unwrap();
+    let row = p
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .unwrap();
+    let ns = format!("kiln-{}", u.username);
+    let r = kiln::driver::ResourceRef {
+        resource_name: row.resource_name.clone(),
+        namespace: ns.clone(),
+        project_slug: p.project.slug.clone(),
+        owner: u.id,
+    };
+    let pods: Api<Pod> = Api::namespaced(h.emu.client(), &ns);
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(pod_name(&r)),
+            labels: Some(labels(&r, SANDBOX_KIND)),
+            ..Default::default()
+        },
+        spec: sts.spec.clone().unwrap().template.spec,
+        ..Default::default()
+    };
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    (pods, r)
+}
+
+/// Reports init container `container` of `project`'s pod `pod` as kubelet does
+/// when it failed (`exit`, `message` as its termination message, retried
+/// in a crash loop), and waits for the project's ERROR: its reason.
+async fn fail_init_container(
+    h: &Harness,
+    u: &User,
+    project: &str,
+    (pods, pod): (&Api<Pod>, &str),
+    container: &str,
+    exit: i32,
+    message: &str,
+) -> String {
+    let status = serde_json::json!({ "status": { "phase": "Pending", "initContainerStatuses": [{
+        "name": container, "image": "kiln", "imageID": "", "ready": false, "restartCount": 1,
+        "state": { "waiting": { "reason": "CrashLoopBackOff" } },
+        "lastState": { "terminated": { "exitCode": exit, "reason": "Error",
+                                       "message": message } } }] } });
+    pods.patch_status(pod, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    eventually(
+        &format!("{project} in ERROR"),
+        Duration::from_secs(30),
+        || async {
+            h.loop_.drain().await.unwrap();
+            let p = h.store.find_project(u.id, project).await.unwrap();
+            (p.project.status == ProjectStatus::Error).then(|| {
+                p.resources
+                    .iter()
+                    .find(|r| r.kind == ResourceKind::Sandbox)
+                    .and_then(|r| r.last_error.clone())
+                    .unwrap_or_default()
+            })
+        },
+    )
+    .await
+}
+
+/// A template's setup script on Kubernetes: an init container after the
+/// clone, in the template's image with the sandbox's environment, mounts
+/// and confinement. Kubelet's part is played on a directory standing for
+/// the home volume: the script runs once (a restart skips it), its output
+/// is kept, its files stay out of `git status`; a failing script is an
+/// ERROR with its last lines and a `setup_failed` notification. And the
+/// sandbox's git state (`git NAME status`) is read from its pod: the
+/// command Kiln execs there, run on the same directory, gives the answer
+/// the emulator returns.
+#[tokio::test]
+async fn a_templates_setup_script_runs_once_after_the_clone_and_git_status_reads_the_pod() {
+    let repos = crate::support::git::GitServer::start().await;
+    let url = repos.repository("app");
+    let h = Harness::new().await;
+    let alice = h.user("alice").await;
+    h.add_template(&format!(
+        "name = \"ready\"\nsetup = \"echo preparing; echo made > made.txt\"\n\
+         [repo]\nurl = \"{url}\"\n[kubernetes]\nimage = \"ghcr.io/acme/node:20\"\n"
+    ))
+    .await;
+    h.add_template(
+        "name = \"broken\"\nsetup = \"echo installing; echo 'npm ERR! missing script: build' >&2; exit 2\"\n",
+    )
+    .await;
+    h.exec(&alice, "create app --template ready").await;
+    let (sts, secret) = h.sandbox_objects(&alice, "app").await;
+    let (init, containers) = pod_containers(&sts);
+    let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, [CLONE_CONTAINER, SETUP_CONTAINER], "clone first");
+    let (clone, setup) = (&init[0], &init[1]);
+    let sandbox = containers.iter().find(|c| c.name == CONTAINER).unwrap();
+    assert_eq!(setup.image.as_deref(), Some("ghcr.io/acme/node:20"));
+    assert_eq!(setup.volume_mounts, sandbox.volume_mounts);
+    assert_eq!(setup.security_context, sandbox.security_context);
+    assert_eq!(setup.resources, sandbox.resources);
+    let env_names =
+        |c: &Container| -> Vec<String> { c.env.iter().flatten().map(|e| e.name.clone()).collect() };
+    for name in env_names(sandbox) {
+        assert!(
+            env_names(setup).contains(&name),
+            "{name} in the setup's env"
+        );
+    }
+
+    // Kubelet runs both: the clone, then the script.
+    let volume = std::env::temp_dir().join(format!(
+        "kh-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    std::fs::create_dir_all(&volume).unwrap();
+    for c in [clone, setup] {
+        let out = run_init_container(c, &secret, &volume).await;
+        assert!(out.status.success(), "{}: {out:?}", c.name);
+    }
+    assert_eq!(
+        std::fs::read_to_string(volume.join("made.txt")).unwrap(),
+        "made\n"
+    );
+    let log = std::fs::read_to_string(volume.join(".kiln-setup.log")).unwrap();
+    assert!(log.contains("preparing"), "{log}");
+    let status = git(&volume, &["status", "--porcelain"]);
+    assert!(
+        !status.contains(".kiln-setup"),
+        "Kiln's files in git status: {status}"
+    );
+    // A restart: the script is not run again.
+    std::fs::remove_file(volume.join("made.txt")).unwrap();
+    let out = run_init_container(setup, &secret, &volume).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already ran"),
+        "{out:?}"
+    );
+    assert!(!volume.join("made.txt").exists(), "the script ran twice");
+
+    // `git app status`: Kiln execs its command in the sandbox container;
+    // the answer is what that command prints on the home volume.
+    std::fs::write(volume.join("README.md"), "changed\n").unwrap();
+    std::fs::write(volume.join("notes.txt"), "new\n").unwrap();
+    let command = kiln::k8s::attach::git_state_command(&volume.to_string_lossy());
+    let printed = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "{printed:?}");
+    let printed = String::from_utf8(printed.stdout).unwrap();
+    assert!(printed.contains("# branch.head"), "{printed}");
+    let (pods, r) = make_pod(&h, &alice, "app", &sts).await;
+    let pod = pod_name(&r);
+    h.emu
+        .set_exec_rules(serde_json::json!([{ "contains": "--porcelain=v2", "stdout": printed }]))
+        .await;
+    let json = h.exec(&alice, "git app status --json").await;
+    let state: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let head = git(&volume, &["rev-parse", "--abbrev-ref", "HEAD"]);
+    assert_eq!(state["branch"], head.trim(), "{state}");
+    assert_eq!(
+        state["upstream"],
+        format!("origin/{}", head.trim()),
+        "{state}"
+    );
+    // README.md changed and notes.txt new (Kiln's own files excluded).
+    assert_eq!(state["changed"], 2, "{state}");
+    let calls = h.emu.exec_calls().await;
+    let call = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c.to_string().contains("--porcelain=v2"))
+        .unwrap_or_else(|| panic!("no git exec in {calls}"));
+    assert!(call.to_string().contains(&pod), "{call}");
+    assert!(call.to_string().contains(CONTAINER), "{call}");
+    // A home that is no repository reads as none.
+    h.emu
+        .set_exec_rules(serde_json::json!([{ "contains": "--porcelain=v2",
+            "stdout": format!("{}\n", kiln::k8s::attach::NO_REPOSITORY) }]))
+        .await;
+    let text = h.exec(&alice, "git app status").await;
+    assert!(text.contains("has no git repository"), "{text}");
+    drop(pods);
+    let _ = std::fs::remove_dir_all(&volume);
+
+    // A failing script: kubelet reports its container terminated with the
+    // script's last lines as its message.
+    h.exec(&alice, "create other --template broken").await;
+    let (sts, secret) = h.sandbox_objects(&alice, "other").await;
+    let (init, _) = pod_containers(&sts);
+    assert_eq!(init.len(), 1, "no repository, no clone: {init:?}");
+    let volume = std::env::temp_dir().join(format!(
+        "kh-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    std::fs::create_dir_all(&volume).unwrap();
+    let out = run_init_container(&init[0], &secret, &volume).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert!(said.contains("npm ERR! missing script: build"), "{said}");
+    assert!(!volume.join(".kiln-setup.done").exists());
+    let _ = std::fs::remove_dir_all(&volume);
+    let (pods, r) = make_pod(&h, &alice, "other", &sts).await;
+    let pod = pod_name(&r);
+    let error = fail_init_container(
+        &h,
+        &alice,
+        "other",
+        (&pods, &pod),
+        SETUP_CONTAINER,
+        2,
+        &said,
+    )
+    .await;
+    assert_eq!(
+        error,
+        "the setup script failed: installing; npm ERR! missing script: build"
+    );
+    let list = h.exec(&alice, "notifications --json").await;
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let kinds: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["setup_failed"], "{list}");
 }

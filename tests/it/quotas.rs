@@ -276,3 +276,75 @@ async fn cpu_and_memory_quotas_hold_under_concurrency() {
         .await
         .unwrap();
 }
+
+/// On Kubernetes a sandbox made from a template that names its CPU and
+/// memory counts those against the owner's quota, not the server's size:
+/// at create (through the console's exec front, `create --template`) and
+/// at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_templates_own_size_counts_against_cpu_and_memory_quotas() {
+    use kiln::console::{Console, Front};
+    use kiln::model::quota::SandboxSize;
+    let server = Server::start().await;
+    let alice = server.user("alice", PASSWORD).await;
+    let out = quota_set(&server, &["--user", "alice", "--cpu", "2"]);
+    assert!(out.contains("0 of 2 CPU"), "{out}");
+    let store = server.store.clone().with_sandbox_size(SandboxSize {
+        cpu_millis: 500,
+        memory_bytes: 1 << 30,
+    });
+    let console = Console::new(store.clone(), None, None);
+    console
+        .operator()
+        .add_template(
+            "name = \"big\"\ndescription = \"a big one\"\n\
+             [kubernetes]\ncpu = \"1500m\"\nmemory = \"3Gi\"\n",
+        )
+        .await
+        .expect("a valid template");
+    let exec = |line: &'static str| {
+        let c = console.as_user(alice.clone(), Front::Exec);
+        async move {
+            let o = kiln::ssh::exec::run(&c, line, b"").await;
+            (
+                o.code,
+                String::from_utf8(o.stdout).unwrap(),
+                String::from_utf8(o.stderr).unwrap(),
+            )
+        }
+    };
+    // 1500m, then 500m: 2 of 2 CPU.
+    let (code, _, err) = exec("create large --template big").await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = exec("create small").await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = exec("create third").await;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("your sandboxes request 2 of 2 CPU and one more needs 500m"),
+        "{err}"
+    );
+    let (_, usage) = store.quota_usage(alice.id).await.unwrap();
+    assert_eq!((usage.running, usage.cpu_millis), (2, 2000));
+    assert_eq!(usage.memory_bytes, 4 << 30);
+    // With the big one stopped, a small one fits; starting the big one
+    // again would ask 1500m more of the 1000m left.
+    use crate::support::sandboxes::status_becomes;
+    use kiln::model::ProjectStatus;
+    status_becomes(&server, alice.id, "large", ProjectStatus::Running).await;
+    let (code, _, err) = exec("stop large").await;
+    assert_eq!(code, 0, "{err}");
+    status_becomes(&server, alice.id, "large", ProjectStatus::Stopped).await;
+    let (code, _, err) = exec("create third").await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = exec("start large").await;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("your sandboxes request 1 of 2 CPU and one more needs 1500m"),
+        "{err}"
+    );
+    // A refusal changed nothing.
+    let (_, usage) = store.quota_usage(alice.id).await.unwrap();
+    assert_eq!((usage.running, usage.cpu_millis), (2, 1000));
+    assert_eq!(store.list_projects(alice.id).await.unwrap().len(), 3);
+}

@@ -20,9 +20,13 @@ fn config(host_key: &Path) -> String {
 }
 
 /// The ed25519 key `ssh-keyscan` reads from `addr` (base64 of the blob).
+/// Its own timeout is 5 s by default, after which it prints nothing: a
+/// debug build's key exchange on a loaded machine took longer once, so it
+/// gets a minute.
 async fn keyscan(addr: std::net::SocketAddr) -> String {
+    let port = addr.port().to_string();
     let out = tokio::process::Command::new("ssh-keyscan")
-        .args(["-t", "ed25519", "-p", &addr.port().to_string(), "127.0.0.1"])
+        .args(["-T", "60", "-t", "ed25519", "-p", &port, "127.0.0.1"])
         .output()
         .await
         .expect("ssh-keyscan (OpenSSH) is installed");

@@ -153,7 +153,7 @@ async fn create_with_a_template_applies_its_command_env_repository_and_setup() {
 name = "team-app"
 description = "The team's app"
 command = "sh -c 'echo $GREETING > command-ran; exec sh'"
-setup = "echo setting up; echo done > setup-ran"
+setup = "echo setting up; echo done > setup-ran; echo \"$GREETING\" > setup-env; test -n \"$DATABASE_URL\" && echo has-db >> setup-env"
 [repo]
 url = "{url}"
 branch = "feature"
@@ -177,6 +177,11 @@ GREETING = "hello from the template"
         std::fs::read_to_string(dir.join("setup-ran")).unwrap(),
         "done\n"
     );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("setup-env")).unwrap(),
+        "hello from the template\nhas-db\n",
+        "the script runs with the project's environment"
+    );
     let log = std::fs::read_to_string(dir.join(".kiln-setup.log")).unwrap();
     assert!(log.contains("setting up"), "{log}");
     let ran = eventually("the session's command", Duration::from_secs(30), || {
@@ -196,8 +201,8 @@ GREETING = "hello from the template"
     let r = c.exec("git app status --json", b"").await;
     let state: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(
-        state["changed"], 2,
-        "setup-ran and command-ran only: {state}"
+        state["changed"], 3,
+        "setup-ran, setup-env and command-ran only: {state}"
     );
 }
 

@@ -25,18 +25,21 @@ pub(super) fn draw(app: &App, frame: &mut Frame) {
     let [header, body, status, footer] = view::rows(area);
     let stale = app.stale.as_ref().map(|why| format!("⚠ {why}"));
     let notice = stale.as_deref().or(app.notice.as_deref());
+    let draw_header = |frame: &mut Frame| {
+        view::draw_header(
+            &app.username,
+            notice,
+            app.agents.need_you(),
+            app.notifications.unread,
+            theme,
+            frame,
+            header,
+        )
+    };
     if let Some(pane) = &app.pane {
         // The pane owns the window; the header and footer stay for orientation.
         if !pane.zoomed {
-            view::draw_header(
-                &app.username,
-                notice,
-                app.agents.need_you(),
-                app.notifications.unread,
-                theme,
-                frame,
-                header,
-            );
+            draw_header(frame);
             view::draw_status(app.status.as_ref(), theme, frame, status);
             let hint = view::pane_hint(&app.prefix.label(), pane.read_only);
             frame.render_widget(
@@ -47,15 +50,7 @@ pub(super) fn draw(app: &App, frame: &mut Frame) {
         pane.draw(frame, area);
         return;
     }
-    view::draw_header(
-        &app.username,
-        notice,
-        app.agents.need_you(),
-        app.notifications.unread,
-        theme,
-        frame,
-        header,
-    );
+    draw_header(frame);
     // An idle stop coming is announced above the list and the detail screen.
     let stops = match app.screen {
         Screen::List => coming_stops(app.list.projects.iter().flatten()),
