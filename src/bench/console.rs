@@ -218,19 +218,15 @@ impl ChildServer {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
-        // Sessions outlive the console by design; a bench must not leave its
-        // private tmux server behind.
-        let socket = self.data_dir.join("tmux/kiln.sock");
-        if socket.exists() {
-            let _ = tokio::process::Command::new("tmux")
-                .arg("-S")
-                .arg(&socket)
-                .arg("kill-server")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .await;
-        }
+        // Sandboxes (pooled ones too) outlive the server by design; a bench
+        // must not leave any behind in its scratch data directory.
+        let data_dir = self.data_dir.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(sandboxes) = crate::local::LocalSandboxes::new(&data_dir, Some("sh".into())) {
+                sandboxes.kill_all_servers();
+            }
+        })
+        .await;
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
