@@ -2,13 +2,19 @@
 //! they take (with the project's variables and decrypted passwords), and
 //! the fenced write of the outcome.
 
+use std::collections::{BTreeSet, HashMap};
+
+use uuid::Uuid;
+
 use super::pass::Decision;
 use super::plan::Action;
 use super::{CycleStats, Reconciler, backoff, outcome, plan_input, resource_ref};
 use crate::driver::{DatabaseSpec, DriverError, DriverResult, Observed, ResourceRef, SandboxSpec};
 use crate::model::ResourceStatus;
+use crate::store::inputs::SandboxInputs;
 use crate::store::resources::{Leased, Outcome, ResourceKind, WriteResult};
-use crate::store::{StoreError, StoreResult};
+use crate::store::user_configs::UserConfig;
+use crate::store::{Store, StoreError, StoreResult};
 
 impl Reconciler {
     /// Acts on one row; the outcome is written with its batch's
@@ -17,6 +23,7 @@ impl Reconciler {
         &self,
         row: &Leased,
         decided: Decision,
+        specs: &SpecInputs,
     ) -> StoreResult<(CycleStats, Outcome, bool)> {
         let mut stats = CycleStats::default();
         let input = plan_input(row);
@@ -30,6 +37,7 @@ impl Reconciler {
                         row,
                         &action,
                         observed,
+                        specs,
                         &mut stats,
                         &mut applied_env_version,
                         &mut connection,
@@ -91,6 +99,7 @@ impl Reconciler {
         row: &Leased,
         action: &Action,
         observed: Observed,
+        specs: &SpecInputs,
         stats: &mut CycleStats,
         applied_env_version: &mut Option<i64>,
         connection: &mut Option<(String, i32, String, String)>,
@@ -122,7 +131,7 @@ impl Reconciler {
             // The observation itself: it says which failure it is.
             (_, Action::Fail(_)) => Ok(observed),
             (ResourceKind::Sandbox, Action::Ensure | Action::SyncEnv) => {
-                let (version, spec) = self.sandbox_spec(row, &r, stats).await?;
+                let (version, spec) = self.sandbox_spec(row, &r, specs, stats).await?;
                 stats.driver_calls += 1;
                 let observed = if *action == Action::Ensure {
                     self.sandboxes.ensure(&spec).await?
@@ -190,10 +199,14 @@ impl Reconciler {
         &self,
         row: &Leased,
         r: &ResourceRef,
+        specs: &SpecInputs,
         stats: &mut CycleStats,
     ) -> Result<(i64, SandboxSpec), ActError> {
-        let inputs = self.store.sandbox_inputs(row.project_id).await?;
-        stats.queries += 1;
+        let inputs = specs
+            .inputs
+            .get(&row.project_id)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound("the project is gone".into()))?;
         let (version, mut env, mut secret_keys) =
             (inputs.env_version, inputs.env, inputs.secret_keys);
         if let Some((name, namespace, sealed)) = inputs.database {
@@ -218,8 +231,7 @@ impl Reconciler {
         }
         // The user's Claude settings win over project variables of the same
         // name, as in the seed; the kubeconfig and the rest never leave.
-        let configs = self.store.list_user_configs(row.user_id).await?;
-        stats.queries += 1;
+        let configs = specs.configs.get(&row.user_id).cloned().unwrap_or_default();
         let repo = inputs.git_repo.map(|url| crate::driver::RepoSource {
             url,
             branch: inputs.git_branch,
@@ -277,6 +289,44 @@ impl Reconciler {
             resource: r,
             password: password.into(),
         })
+    }
+}
+
+/// What the sandbox specs of a batch are built from, read for the whole
+/// batch at once ([`SpecInputs::read`]): one round trip per batch instead
+/// of two per sandbox.
+#[derive(Default)]
+pub(super) struct SpecInputs {
+    /// Project id → its variables, repository, database.
+    inputs: HashMap<Uuid, SandboxInputs>,
+    /// User id → the user's settings.
+    configs: HashMap<Uuid, Vec<UserConfig>>,
+}
+
+impl SpecInputs {
+    /// Reads what the specs of `rows` need, in two statements run side by
+    /// side (none when `rows` is empty); the number of statements.
+    pub(super) async fn read(store: &Store, rows: &[&Leased]) -> StoreResult<(Self, usize)> {
+        if rows.is_empty() {
+            return Ok((Self::default(), 0));
+        }
+        let projects: Vec<Uuid> = rows
+            .iter()
+            .map(|r| r.project_id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let users: Vec<Uuid> = rows
+            .iter()
+            .map(|r| r.user_id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let (inputs, configs) = tokio::try_join!(
+            store.sandbox_inputs_of(&projects),
+            store.user_configs_of(&users)
+        )?;
+        Ok((Self { inputs, configs }, 2))
     }
 }
 

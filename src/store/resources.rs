@@ -194,6 +194,36 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Gives back leases taken but not worked, fenced by their token (a
+    /// lease that expired and was taken by another is left alone); the rows
+    /// stay due as they were.
+    pub async fn give_back_leases(&self, rows: &[&Leased]) -> StoreResult<u64> {
+        let mut n = 0;
+        for kind in ResourceKind::ALL {
+            let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = rows
+                .iter()
+                .filter(|r| r.kind == kind)
+                .map(|r| (r.id, r.lease_token))
+                .unzip();
+            if ids.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "UPDATE {table} t SET lease_owner = NULL, lease_token = NULL, lease_until = NULL
+                   FROM unnest($1::uuid[], $2::uuid[]) AS u(id, token)
+                  WHERE t.id = u.id AND t.lease_token = u.token",
+                table = kind.table()
+            );
+            n += sqlx::query(AssertSqlSafe(sql))
+                .bind(&ids)
+                .bind(&tokens)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(n)
+    }
+
     /// Gives back every lease this replica holds (graceful shutdown). The rows
     /// become due at once for the replicas that remain.
     pub async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
