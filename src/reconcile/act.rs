@@ -29,6 +29,7 @@ impl Reconciler {
         let input = plan_input(row);
         let mut applied_env_version = None;
         let mut connection = None;
+        let mut applied_database = None;
         let result: DriverResult<Observed> = match decided {
             Err(e) => Err(e),
             Ok((action, observed)) => {
@@ -41,6 +42,7 @@ impl Reconciler {
                         &mut stats,
                         &mut applied_env_version,
                         &mut connection,
+                        &mut applied_database,
                     )
                     .await;
                 match r {
@@ -63,6 +65,7 @@ impl Reconciler {
         if result.is_ok() {
             out.applied_env_version = applied_env_version;
             out.connection = connection;
+            out.applied_database = applied_database;
         }
         Ok((stats, out, result.is_ok()))
     }
@@ -102,7 +105,8 @@ impl Reconciler {
         specs: &SpecInputs,
         stats: &mut CycleStats,
         applied_env_version: &mut Option<i64>,
-        connection: &mut Option<(String, i32, String, String)>,
+        connection: &mut Option<Connection>,
+        applied_database: &mut Option<Connection>,
     ) -> Result<Observed, ActError> {
         let r = resource_ref(row);
         match (row.kind, action) {
@@ -131,7 +135,7 @@ impl Reconciler {
             // The observation itself: it says which failure it is.
             (_, Action::Fail(_)) => Ok(observed),
             (ResourceKind::Sandbox, Action::Ensure | Action::SyncEnv) => {
-                let (version, spec) = self.sandbox_spec(row, &r, specs, stats).await?;
+                let (version, spec, database) = self.sandbox_spec(row, &r, specs, stats).await?;
                 stats.driver_calls += 1;
                 let observed = if *action == Action::Ensure {
                     self.sandboxes.ensure(&spec).await?
@@ -140,6 +144,7 @@ impl Reconciler {
                     Observed::Running
                 };
                 *applied_env_version = Some(version);
+                *applied_database = database;
                 Ok(observed)
             }
             (ResourceKind::Sandbox, Action::Stop) => {
@@ -194,14 +199,16 @@ impl Reconciler {
         }
     }
 
-    /// The sandbox's spec: the project's variables plus what Kiln injects.
+    /// The sandbox's spec: the project's variables plus what Kiln injects;
+    /// with the env version it carries and the database connection its
+    /// `DATABASE_URL` was built from, if any.
     async fn sandbox_spec(
         &self,
         row: &Leased,
         r: &ResourceRef,
         specs: &SpecInputs,
         stats: &mut CycleStats,
-    ) -> Result<(i64, SandboxSpec), ActError> {
+    ) -> Result<(i64, SandboxSpec, Option<Connection>), ActError> {
         let inputs = specs
             .inputs
             .get(&row.project_id)
@@ -209,6 +216,7 @@ impl Reconciler {
             .ok_or_else(|| StoreError::NotFound("the project is gone".into()))?;
         let (version, mut env, mut secret_keys) =
             (inputs.env_version, inputs.env, inputs.secret_keys);
+        let mut database = None;
         if let Some((name, namespace, sealed)) = inputs.database {
             let password = self
                 .store
@@ -227,6 +235,7 @@ impl Reconciler {
             if let Some(c) = self.databases.credentials(&spec).await? {
                 env.push(("DATABASE_URL".into(), c.url()));
                 secret_keys.insert("DATABASE_URL".into());
+                database = Some((c.host, i32::from(c.port), c.database, c.user));
             }
         }
         // The user's Claude settings win over project variables of the same
@@ -276,6 +285,7 @@ impl Reconciler {
                 setup: inputs.setup_script,
                 sizing: inputs.sizing,
             },
+            database,
         ))
     }
 
@@ -291,6 +301,9 @@ impl Reconciler {
         })
     }
 }
+
+/// A database's connection details: host, port, database, user.
+type Connection = (String, i32, String, String);
 
 /// What the sandbox specs of a batch are built from, read for the whole
 /// batch at once ([`SpecInputs::read`]): one round trip per batch instead

@@ -66,6 +66,10 @@ pub struct Outcome {
     pub applied_env_version: Option<i64>,
     /// Database connection details to record (host, port, database, user).
     pub connection: Option<(String, i32, String, String)>,
+    /// The database connection the sandbox's `DATABASE_URL` was built from
+    /// (sandboxes only): a database written in the same batch with these
+    /// details then needs no env sync of this sandbox afterwards.
+    pub applied_database: Option<(String, i32, String, String)>,
     /// For the event history; an event is written when the status changes or
     /// a new error appears.
     pub message: String,

@@ -453,6 +453,7 @@ async fn a_dead_loops_rows_are_finished_by_another_and_its_late_write_is_fenced(
                 next_attempt_in: None,
                 applied_env_version: None,
                 connection: None,
+                applied_database: None,
                 message: "late".into(),
             },
             "dying",
@@ -551,6 +552,77 @@ async fn a_transient_failure_is_retried_and_shown_meanwhile() {
         .unwrap();
     assert_eq!((s.attempts, s.last_error.as_deref()), (0, None));
     assert_eq!(fake.calls(Kind::Sandbox, Op::Ensure, &sandbox), 2);
+}
+
+/// A sandbox made in the same batch as its database, with `DATABASE_URL`
+/// built from the connection that batch records, is not synced again
+/// for it; one made in an earlier batch is, once.
+#[tokio::test]
+async fn a_sandbox_is_synced_for_its_database_url_only_when_it_was_made_without_it() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    let alice = user(&store, "alice").await;
+    let r = reconciler(&store, &fake, "r1", config());
+    let sandbox_of = |p: &kiln::store::projects::ProjectView| {
+        p.resources
+            .iter()
+            .find(|r| r.kind == ResourceKind::Sandbox)
+            .unwrap()
+            .clone()
+    };
+
+    store
+        .create_project(alice, "together", "", "alice")
+        .await
+        .unwrap();
+    let (together, together_db) = resource_names(&store, alice, "together").await;
+    settle(&r).await;
+    let p = store.find_project(alice, "together").await.unwrap();
+    assert_eq!(p.project.status, ProjectStatus::Running);
+    let url = fake
+        .env_of(&together)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == "DATABASE_URL")
+        .expect("DATABASE_URL at creation")
+        .1;
+    assert!(url.contains(&together_db), "{url}");
+    assert_eq!(fake.calls(Kind::Sandbox, Op::SyncEnv, &together), 0);
+    assert_eq!(
+        sandbox_of(&p).applied_env_version,
+        Some(p.project.env_version),
+        "the sandbox is up to date"
+    );
+
+    // The database comes up a batch later than its sandbox: the sandbox is
+    // synced once for the connection recorded then.
+    store
+        .create_project(alice, "apart", "", "alice")
+        .await
+        .unwrap();
+    let (apart, apart_db) = resource_names(&store, alice, "apart").await;
+    fake.fail_next(
+        Kind::Database,
+        Op::Ensure,
+        Some(&apart_db),
+        DriverError::transient("not yet"),
+    );
+    let version_before = store
+        .find_project(alice, "apart")
+        .await
+        .unwrap()
+        .project
+        .env_version;
+    settle(&r).await;
+    let p = store.find_project(alice, "apart").await.unwrap();
+    assert_eq!(p.project.status, ProjectStatus::Running);
+    assert_eq!(fake.calls(Kind::Sandbox, Op::SyncEnv, &apart), 1);
+    assert_eq!(p.project.env_version, version_before + 1);
+    assert_eq!(
+        sandbox_of(&p).applied_env_version,
+        Some(p.project.env_version)
+    );
 }
 
 #[tokio::test]
