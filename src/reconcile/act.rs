@@ -27,23 +27,12 @@ impl Reconciler {
     ) -> StoreResult<(CycleStats, Outcome, bool)> {
         let mut stats = CycleStats::default();
         let input = plan_input(row);
-        let mut applied_env_version = None;
-        let mut connection = None;
-        let mut applied_database = None;
+        let mut applied = Applied::default();
         let result: DriverResult<Observed> = match decided {
             Err(e) => Err(e),
             Ok((action, observed)) => {
                 let r = self
-                    .act(
-                        row,
-                        &action,
-                        observed,
-                        specs,
-                        &mut stats,
-                        &mut applied_env_version,
-                        &mut connection,
-                        &mut applied_database,
-                    )
+                    .act(row, &action, observed, specs, &mut stats, &mut applied)
                     .await;
                 match r {
                     Err(ActError::Store(e)) => return Err(e),
@@ -63,9 +52,9 @@ impl Reconciler {
             backoff::unit_random(),
         );
         if result.is_ok() {
-            out.applied_env_version = applied_env_version;
-            out.connection = connection;
-            out.applied_database = applied_database;
+            out.applied_env_version = applied.env_version;
+            out.connection = applied.connection;
+            out.applied_database = applied.database;
         }
         Ok((stats, out, result.is_ok()))
     }
@@ -104,9 +93,7 @@ impl Reconciler {
         observed: Observed,
         specs: &SpecInputs,
         stats: &mut CycleStats,
-        applied_env_version: &mut Option<i64>,
-        connection: &mut Option<Connection>,
-        applied_database: &mut Option<Connection>,
+        applied: &mut Applied,
     ) -> Result<Observed, ActError> {
         let r = resource_ref(row);
         match (row.kind, action) {
@@ -117,7 +104,8 @@ impl Reconciler {
             {
                 let spec = self.database_spec(row, r)?;
                 stats.driver_calls += 1;
-                self.with_credentials(&spec, observed, connection).await
+                self.with_credentials(&spec, observed, &mut applied.connection)
+                    .await
             }
             // The batch observation already says where it is.
             (_, Action::Nothing | Action::Wait | Action::Settle) => Ok(observed),
@@ -143,8 +131,8 @@ impl Reconciler {
                     self.sandboxes.sync_env(&spec).await?;
                     Observed::Running
                 };
-                *applied_env_version = Some(version);
-                *applied_database = database;
+                applied.env_version = Some(version);
+                applied.database = database;
                 Ok(observed)
             }
             (ResourceKind::Sandbox, Action::Stop) => {
@@ -163,7 +151,8 @@ impl Reconciler {
                     Some(pooled) => self.databases.adopt(&spec, pooled).await?,
                     None => self.databases.ensure(&spec).await?,
                 };
-                self.with_credentials(&spec, observed, connection).await
+                self.with_credentials(&spec, observed, &mut applied.connection)
+                    .await
             }
             (ResourceKind::Database, Action::Stop) => {
                 let spec = self.database_spec(row, r)?;
@@ -304,6 +293,18 @@ impl Reconciler {
 
 /// A database's connection details: host, port, database, user.
 type Connection = (String, i32, String, String);
+
+/// What acting on a row applied, for its outcome (all `None` unless the
+/// driver calls succeeded and brought them).
+#[derive(Default)]
+struct Applied {
+    /// The env version a sandbox now runs with.
+    env_version: Option<i64>,
+    /// A database's connection details, read once it runs.
+    connection: Option<Connection>,
+    /// The connection a sandbox's `DATABASE_URL` was built from.
+    database: Option<Connection>,
+}
 
 /// What the sandbox specs of a batch are built from, read for the whole
 /// batch at once ([`SpecInputs::read`]): one round trip per batch instead
