@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use crate::fake_driver::FakeDriver;
@@ -180,6 +181,18 @@ async fn run_all(
                 "      {running} of {projects} projects RUNNING; every resource ensured exactly once: {}",
                 if once { "yes" } else { "NO" }
             );
+            // This run's rows would come due for observation (after
+            // `observe_interval`) during a later run, whose fresh fake driver
+            // does not know them: it would re-create them on its clock.
+            // Parked an hour ahead, each run measures its own projects only.
+            for table in ["sandboxes", "databases"] {
+                sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE {table} SET next_attempt_at = now() + interval '1 hour' WHERE user_id = $1"
+                )))
+                .bind(user.id)
+                .execute(store.pool())
+                .await?;
+            }
             rates.push((
                 format!(
                     "replicas={replicas}, listener {}",
