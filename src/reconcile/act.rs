@@ -2,13 +2,19 @@
 //! they take (with the project's variables and decrypted passwords), and
 //! the fenced write of the outcome.
 
+use std::collections::{BTreeSet, HashMap};
+
+use uuid::Uuid;
+
 use super::pass::Decision;
 use super::plan::Action;
 use super::{CycleStats, Reconciler, backoff, outcome, plan_input, resource_ref};
 use crate::driver::{DatabaseSpec, DriverError, DriverResult, Observed, ResourceRef, SandboxSpec};
 use crate::model::ResourceStatus;
+use crate::store::inputs::SandboxInputs;
 use crate::store::resources::{Leased, Outcome, ResourceKind, WriteResult};
-use crate::store::{StoreError, StoreResult};
+use crate::store::user_configs::UserConfig;
+use crate::store::{Store, StoreError, StoreResult};
 
 impl Reconciler {
     /// Acts on one row; the outcome is written with its batch's
@@ -17,23 +23,16 @@ impl Reconciler {
         &self,
         row: &Leased,
         decided: Decision,
+        specs: &SpecInputs,
     ) -> StoreResult<(CycleStats, Outcome, bool)> {
         let mut stats = CycleStats::default();
         let input = plan_input(row);
-        let mut applied_env_version = None;
-        let mut connection = None;
+        let mut applied = Applied::default();
         let result: DriverResult<Observed> = match decided {
             Err(e) => Err(e),
             Ok((action, observed)) => {
                 let r = self
-                    .act(
-                        row,
-                        &action,
-                        observed,
-                        &mut stats,
-                        &mut applied_env_version,
-                        &mut connection,
-                    )
+                    .act(row, &action, observed, specs, &mut stats, &mut applied)
                     .await;
                 match r {
                     Err(ActError::Store(e)) => return Err(e),
@@ -53,8 +52,9 @@ impl Reconciler {
             backoff::unit_random(),
         );
         if result.is_ok() {
-            out.applied_env_version = applied_env_version;
-            out.connection = connection;
+            out.applied_env_version = applied.env_version;
+            out.connection = applied.connection;
+            out.applied_database = applied.database;
         }
         Ok((stats, out, result.is_ok()))
     }
@@ -91,9 +91,9 @@ impl Reconciler {
         row: &Leased,
         action: &Action,
         observed: Observed,
+        specs: &SpecInputs,
         stats: &mut CycleStats,
-        applied_env_version: &mut Option<i64>,
-        connection: &mut Option<(String, i32, String, String)>,
+        applied: &mut Applied,
     ) -> Result<Observed, ActError> {
         let r = resource_ref(row);
         match (row.kind, action) {
@@ -104,7 +104,8 @@ impl Reconciler {
             {
                 let spec = self.database_spec(row, r)?;
                 stats.driver_calls += 1;
-                self.with_credentials(&spec, observed, connection).await
+                self.with_credentials(&spec, observed, &mut applied.connection)
+                    .await
             }
             // The batch observation already says where it is.
             (_, Action::Nothing | Action::Wait | Action::Settle) => Ok(observed),
@@ -122,7 +123,7 @@ impl Reconciler {
             // The observation itself: it says which failure it is.
             (_, Action::Fail(_)) => Ok(observed),
             (ResourceKind::Sandbox, Action::Ensure | Action::SyncEnv) => {
-                let (version, spec) = self.sandbox_spec(row, &r, stats).await?;
+                let (version, spec, database) = self.sandbox_spec(row, &r, specs, stats).await?;
                 stats.driver_calls += 1;
                 // A claimed pooled sandbox's first start makes sure nothing
                 // from before the claim is left in it.
@@ -135,7 +136,8 @@ impl Reconciler {
                     self.sandboxes.sync_env(&spec).await?;
                     Observed::Running
                 };
-                *applied_env_version = Some(version);
+                applied.env_version = Some(version);
+                applied.database = database;
                 Ok(observed)
             }
             (ResourceKind::Sandbox, Action::Stop) => {
@@ -154,7 +156,8 @@ impl Reconciler {
                     Some(pooled) => self.databases.adopt(&spec, pooled).await?,
                     None => self.databases.ensure(&spec).await?,
                 };
-                self.with_credentials(&spec, observed, connection).await
+                self.with_credentials(&spec, observed, &mut applied.connection)
+                    .await
             }
             (ResourceKind::Database, Action::Stop) => {
                 let spec = self.database_spec(row, r)?;
@@ -190,17 +193,24 @@ impl Reconciler {
         }
     }
 
-    /// The sandbox's spec: the project's variables plus what Kiln injects.
+    /// The sandbox's spec: the project's variables plus what Kiln injects;
+    /// with the env version it carries and the database connection its
+    /// `DATABASE_URL` was built from, if any.
     async fn sandbox_spec(
         &self,
         row: &Leased,
         r: &ResourceRef,
+        specs: &SpecInputs,
         stats: &mut CycleStats,
-    ) -> Result<(i64, SandboxSpec), ActError> {
-        let inputs = self.store.sandbox_inputs(row.project_id).await?;
-        stats.queries += 1;
+    ) -> Result<(i64, SandboxSpec, Option<Connection>), ActError> {
+        let inputs = specs
+            .inputs
+            .get(&row.project_id)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound("the project is gone".into()))?;
         let (version, mut env, mut secret_keys) =
             (inputs.env_version, inputs.env, inputs.secret_keys);
+        let mut database = None;
         if let Some((name, namespace, sealed)) = inputs.database {
             let password = self
                 .store
@@ -219,12 +229,12 @@ impl Reconciler {
             if let Some(c) = self.databases.credentials(&spec).await? {
                 env.push(("DATABASE_URL".into(), c.url()));
                 secret_keys.insert("DATABASE_URL".into());
+                database = Some((c.host, i32::from(c.port), c.database, c.user));
             }
         }
         // The user's Claude settings win over project variables of the same
         // name, as in the seed; the kubeconfig and the rest never leave.
-        let configs = self.store.list_user_configs(row.user_id).await?;
-        stats.queries += 1;
+        let configs = specs.configs.get(&row.user_id).cloned().unwrap_or_default();
         let repo = inputs.git_repo.map(|url| crate::driver::RepoSource {
             url,
             branch: inputs.git_branch,
@@ -269,6 +279,7 @@ impl Reconciler {
                 setup: inputs.setup_script,
                 sizing: inputs.sizing,
             },
+            database,
         ))
     }
 
@@ -282,6 +293,59 @@ impl Reconciler {
             resource: r,
             password: password.into(),
         })
+    }
+}
+
+/// A database's connection details: host, port, database, user.
+type Connection = (String, i32, String, String);
+
+/// What acting on a row applied, for its outcome (all `None` unless the
+/// driver calls succeeded and brought them).
+#[derive(Default)]
+struct Applied {
+    /// The env version a sandbox now runs with.
+    env_version: Option<i64>,
+    /// A database's connection details, read once it runs.
+    connection: Option<Connection>,
+    /// The connection a sandbox's `DATABASE_URL` was built from.
+    database: Option<Connection>,
+}
+
+/// What the sandbox specs of a batch are built from, read for the whole
+/// batch at once ([`SpecInputs::read`]): one round trip per batch instead
+/// of two per sandbox.
+#[derive(Default)]
+pub(super) struct SpecInputs {
+    /// Project id → its variables, repository, database.
+    inputs: HashMap<Uuid, SandboxInputs>,
+    /// User id → the user's settings.
+    configs: HashMap<Uuid, Vec<UserConfig>>,
+}
+
+impl SpecInputs {
+    /// Reads what the specs of `rows` need, in two statements run side by
+    /// side (none when `rows` is empty); the number of statements.
+    pub(super) async fn read(store: &Store, rows: &[&Leased]) -> StoreResult<(Self, usize)> {
+        if rows.is_empty() {
+            return Ok((Self::default(), 0));
+        }
+        let projects: Vec<Uuid> = rows
+            .iter()
+            .map(|r| r.project_id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let users: Vec<Uuid> = rows
+            .iter()
+            .map(|r| r.user_id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let (inputs, configs) = tokio::try_join!(
+            store.sandbox_inputs_of(&projects),
+            store.user_configs_of(&users)
+        )?;
+        Ok((Self { inputs, configs }, 2))
     }
 }
 

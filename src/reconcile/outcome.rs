@@ -55,6 +55,7 @@ pub fn outcome(
                 },
                 applied_env_version: None,
                 connection: None,
+                applied_database: None,
                 message,
             }
         }
@@ -74,6 +75,7 @@ pub fn outcome(
                 next_attempt_in: Some(wait),
                 applied_env_version: None,
                 connection: None,
+                applied_database: None,
                 message: format!("attempt {attempts} failed, retrying in {wait:.1?}: {msg}"),
             }
         }
@@ -90,6 +92,7 @@ pub fn outcome(
                 next_attempt_in: None,
                 applied_env_version: None,
                 connection: None,
+                applied_database: None,
                 message: msg,
             }
         }

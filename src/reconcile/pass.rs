@@ -1,6 +1,7 @@
 //! One reconcile pass: lease a batch of each kind, observe each batch in one
 //! driver call, plan every row, give back the rows with nothing to do, and
-//! work the rest concurrently.
+//! work the rest concurrently. Leasing is its own step so that the loop can
+//! lease the next batch while this one's outcomes are still being written.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::act::SpecInputs;
 use super::plan::{Action, plan};
 use super::{CycleStats, Reconciler, backoff, plan_input, resource_ref};
 use crate::driver::{DriverError, Observed, ResourceRef};
@@ -20,11 +22,44 @@ const WRITE_BATCH: usize = 256;
 /// The plan for a row and what the batch observation saw, or why observing failed.
 pub(super) type Decision = Result<(Action, Observed), DriverError>;
 
+/// A leased batch of each kind, not yet worked.
+pub(super) struct Leases {
+    sandboxes: Vec<Leased>,
+    databases: Vec<Leased>,
+    /// The lease's own counts (its statements and their time).
+    stats: CycleStats,
+    /// A batch came back full: more work is likely waiting.
+    pub(super) full: bool,
+    started: Instant,
+}
+
+impl Leases {
+    pub(super) fn is_empty(&self) -> bool {
+        self.sandboxes.is_empty() && self.databases.is_empty()
+    }
+
+    /// What leasing an empty batch cost, for a pass that ends there.
+    pub(super) fn into_stats(self) -> CycleStats {
+        self.stats
+    }
+}
+
 impl Reconciler {
     /// One pass: lease a batch of each kind, observe, plan, act, write.
     /// Returns the stats, the soonest retry it scheduled, and whether a
     /// batch came back full (more work is likely waiting).
     pub async fn pass(&self) -> StoreResult<(CycleStats, Option<Instant>, bool)> {
+        let leases = self.lease().await?;
+        let full = leases.full;
+        if leases.is_empty() {
+            return Ok((leases.into_stats(), None, false));
+        }
+        let (stats, soonest) = self.work_leases(leases, || {}).await?;
+        Ok((stats, soonest, full))
+    }
+
+    /// Leases a batch of each kind, side by side.
+    pub(super) async fn lease(&self) -> StoreResult<Leases> {
         let started = Instant::now();
         let mut stats = CycleStats::default();
         let (sandboxes, databases) = tokio::try_join!(
@@ -42,12 +77,45 @@ impl Reconciler {
             ),
         )?;
         stats.queries += 2;
+        stats.lease_time = started.elapsed();
+        stats.leased = sandboxes.len() + databases.len();
         let full = sandboxes.len() as i64 >= self.cfg.batch_size
             || databases.len() as i64 >= self.cfg.batch_size;
-        stats.leased = sandboxes.len() + databases.len();
-        if stats.leased == 0 {
-            return Ok((stats, None, false));
+        Ok(Leases {
+            sandboxes,
+            databases,
+            stats,
+            full,
+            started,
+        })
+    }
+
+    /// Gives back leases that will not be worked (the pass before them
+    /// failed), fenced by their token, so they need not wait for expiry.
+    pub(super) async fn give_back(&self, leases: &Leases) -> StoreResult<()> {
+        for rows in [&leases.sandboxes, &leases.databases] {
+            let rows: Vec<&Leased> = rows.iter().collect();
+            self.store.give_back_leases(&rows).await?;
         }
+        Ok(())
+    }
+
+    /// Observes, plans and works a leased batch, writing the outcomes as
+    /// they come. `worked` is called once every row's driver calls are done
+    /// and only outcome writes remain (the next lease may start then).
+    pub(super) async fn work_leases(
+        &self,
+        leases: Leases,
+        worked: impl FnOnce(),
+    ) -> StoreResult<(CycleStats, Option<Instant>)> {
+        let Leases {
+            sandboxes,
+            databases,
+            mut stats,
+            started,
+            ..
+        } = leases;
+        stats.passes = 1;
 
         // One observation per kind for the whole batch.
         let sandbox_refs: Vec<ResourceRef> = sandboxes.iter().map(resource_ref).collect();
@@ -105,17 +173,40 @@ impl Reconciler {
             }
         }
 
-        for kind in ResourceKind::ALL {
+        // Rows with nothing to do go back; the sandboxes that get a spec
+        // (ensure, env sync) have its inputs read for the whole batch at
+        // once; both side by side.
+        let reads_started = Instant::now();
+        let needs_spec: Vec<&Leased> = work
+            .iter()
+            .filter(|(row, decided)| {
+                row.kind == ResourceKind::Sandbox
+                    && matches!(decided, Ok((Action::Ensure | Action::SyncEnv, _)))
+            })
+            .map(|(row, _)| row)
+            .collect();
+        let release = |kind: ResourceKind| {
             let (rows, delays): (Vec<&Leased>, Vec<Duration>) = unchanged
                 .iter()
                 .filter(|(r, _)| r.kind == kind)
                 .cloned()
                 .unzip();
-            if !rows.is_empty() {
+            async move {
+                if rows.is_empty() {
+                    return Ok(0);
+                }
                 self.store.release_unchanged(kind, &rows, &delays).await?;
-                stats.queries += 1;
+                StoreResult::Ok(1)
             }
-        }
+        };
+        let (released_sandboxes, released_databases, (specs, reads)) = tokio::try_join!(
+            release(ResourceKind::Sandbox),
+            release(ResourceKind::Database),
+            SpecInputs::read(&self.store, &needs_spec)
+        )?;
+        stats.queries += released_sandboxes + released_databases + reads;
+        stats.read_time = reads_started.elapsed();
+        let specs = &specs;
 
         // Rows are worked concurrently; their outcomes go to one writer,
         // which writes whatever has finished meanwhile in one transaction
@@ -134,7 +225,7 @@ impl Reconciler {
                         resource = %row.resource_name,
                     );
                     let work = async move {
-                        let (s, out, driver_ok) = self.work_row(&row, decided).await?;
+                        let (s, out, driver_ok) = self.work_row(&row, decided, specs).await?;
                         // The writer is gone only if it failed; the pass fails with it.
                         let _ = done.send((row, out, driver_ok));
                         Ok(s)
@@ -144,6 +235,7 @@ impl Reconciler {
                 .buffer_unordered(self.cfg.concurrency.max(1))
                 .collect()
                 .await;
+            worked();
             results
         };
         let writer = async {
@@ -158,7 +250,9 @@ impl Reconciler {
                 }
                 let pairs: Vec<(&Leased, &Outcome)> =
                     batch.iter().map(|(r, o, _)| (r, o)).collect();
+                let write_started = Instant::now();
                 let written = self.store.record_outcomes(&pairs, &self.replica).await?;
+                stats.write_time += write_started.elapsed();
                 stats.queries += 1;
                 stats.write_batches += 1;
                 for ((row, out, driver_ok), w) in batch.iter().zip(written) {
@@ -182,9 +276,10 @@ impl Reconciler {
         }
         let (w, soonest) = written?;
         stats.add(&w);
+        stats.pass_time = started.elapsed();
         crate::ops::metrics::metrics()
             .reconcile_pass_seconds
-            .observe(started.elapsed().as_secs_f64());
-        Ok((stats, soonest.map(|d| Instant::now() + d), full))
+            .observe(stats.pass_time.as_secs_f64());
+        Ok((stats, soonest.map(|d| Instant::now() + d)))
     }
 }

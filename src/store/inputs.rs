@@ -1,9 +1,10 @@
 //! What a sandbox is given from the store: its project's variables with the
 //! secrets decrypted, and the way to its database.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use sqlx::Row;
+use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use super::env::env_context;
@@ -35,24 +36,51 @@ impl Store {
     /// the project's env version, its variables (secrets decrypted, sorted by
     /// key) and its database's name, namespace and sealed password.
     pub async fn sandbox_inputs(&self, project_id: Uuid) -> StoreResult<SandboxInputs> {
-        let row = sqlx::query(
-            "SELECT p.env_version, p.git_repo, p.git_branch, p.session_command, p.setup_script,
+        self.sandbox_inputs_of(&[project_id])
+            .await?
+            .remove(&project_id)
+            .ok_or_else(|| StoreError::NotFound("the project is gone".into()))
+    }
+
+    /// [`Store::sandbox_inputs`] of many projects in one statement, so a
+    /// reconcile batch reads them in one round trip rather than one per
+    /// sandbox. A project that is gone is missing from the map.
+    pub async fn sandbox_inputs_of(
+        &self,
+        project_ids: &[Uuid],
+    ) -> StoreResult<HashMap<Uuid, SandboxInputs>> {
+        if project_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = sqlx::query(
+            "SELECT p.id, p.env_version, p.git_repo, p.git_branch, p.session_command, p.setup_script,
                     p.k8s_image, p.k8s_cpu, p.k8s_memory,
-                    coalesce((SELECT array_agg(e.key ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS keys,
-                    coalesce((SELECT array_agg(coalesce(e.value, '') ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS plain,
-                    coalesce((SELECT array_agg(coalesce(e.value_enc, '') ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS sealed,
-                    coalesce((SELECT array_agg(e.is_secret ORDER BY e.key) FROM environments e WHERE e.project_id = p.id), '{}') AS secret,
+                    coalesce(e.keys, '{}') AS keys, coalesce(e.plain, '{}') AS plain,
+                    coalesce(e.sealed, '{}') AS sealed, coalesce(e.secret, '{}') AS secret,
                     d.resource_name AS db_name, d.namespace AS db_namespace, d.password_enc
                FROM projects p
+               LEFT JOIN LATERAL (SELECT array_agg(key ORDER BY key) AS keys,
+                                         array_agg(coalesce(value, '') ORDER BY key) AS plain,
+                                         array_agg(coalesce(value_enc, '') ORDER BY key) AS sealed,
+                                         array_agg(is_secret ORDER BY key) AS secret
+                                    FROM environments WHERE project_id = p.id) e ON true
                LEFT JOIN LATERAL (SELECT resource_name, namespace, password_enc FROM databases
                                    WHERE project_id = p.id AND desired <> 'TERMINATED'
                                    ORDER BY created_at LIMIT 1) d ON true
-              WHERE p.id = $1",
+              WHERE p.id = ANY($1)",
         )
-        .bind(project_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| StoreError::NotFound("the project is gone".into()))?;
+        .bind(project_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: Uuid = row.try_get("id")?;
+                Ok((id, self.inputs_of_row(id, row)?))
+            })
+            .collect()
+    }
+
+    fn inputs_of_row(&self, project_id: Uuid, row: &PgRow) -> StoreResult<SandboxInputs> {
         let keys: Vec<String> = row.try_get("keys")?;
         let plain: Vec<String> = row.try_get("plain")?;
         let sealed: Vec<Vec<u8>> = row.try_get("sealed")?;

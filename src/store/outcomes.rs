@@ -111,15 +111,32 @@ impl Store {
 
         // New or different connection details change the sandbox's
         // DATABASE_URL: on Kubernetes they appear only once the cluster is
-        // up, after the sandbox was created without them.
-        let bumped: Vec<Uuid> = live
+        // up, after the sandbox was created without them. A sandbox written
+        // in this same batch with its DATABASE_URL built from those very
+        // details has it already and is not synced again.
+        let mut new_connections: BTreeMap<Uuid, &(String, i32, String, String)> = BTreeMap::new();
+        for &i in &live {
+            let (r, o) = outcomes[i];
+            if let Some(c) = &o.connection
+                && connection_changed.contains(&i)
+                && done.contains(&r.id)
+            {
+                new_connections.insert(r.project_id, c);
+            }
+        }
+        let has_it: Vec<Uuid> = live
             .iter()
-            .filter(|&&i| connection_changed.contains(&i) && done.contains(&outcomes[i].0.id))
-            .map(|&i| outcomes[i].0.project_id)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
+            .map(|&i| outcomes[i])
+            .filter(|(r, o)| {
+                r.kind == ResourceKind::Sandbox
+                    && done.contains(&r.id)
+                    && o.applied_database.is_some()
+                    && o.applied_database.as_ref() == new_connections.get(&r.project_id).copied()
+            })
+            .map(|(r, _)| r.id)
             .collect();
-        bump_env_versions(conn, &bumped).await?;
+        let bumped: Vec<Uuid> = new_connections.keys().copied().collect();
+        bump_env_versions(conn, &bumped, &has_it).await?;
 
         reaggregate(conn, outcomes, &live, &done, &before, actor).await?;
         tx.commit().await?;
@@ -426,20 +443,27 @@ async fn release_superseded(
     Ok(released)
 }
 
-/// A new env version for each project, and its sandboxes due now to apply it.
-async fn bump_env_versions(conn: &mut PgConnection, projects: &[Uuid]) -> StoreResult<()> {
+/// A new env version for each of `projects` that has a sandbox other than
+/// `up_to_date` (those applied the change already), and its sandboxes due
+/// now to apply it. One statement, whatever it finds.
+async fn bump_env_versions(
+    conn: &mut PgConnection,
+    projects: &[Uuid],
+    up_to_date: &[Uuid],
+) -> StoreResult<()> {
     if projects.is_empty() {
         return Ok(());
     }
-    sqlx::query("UPDATE projects SET env_version = env_version + 1 WHERE id = ANY($1)")
-        .bind(projects)
-        .execute(&mut *conn)
-        .await?;
     sqlx::query(
-        "UPDATE sandboxes SET next_attempt_at = least(next_attempt_at, now())
-          WHERE project_id = ANY($1) AND status <> 'ERROR'",
+        "WITH stale AS (SELECT DISTINCT project_id FROM sandboxes
+                         WHERE project_id = ANY($1) AND NOT (id = ANY($2))),
+              bumped AS (UPDATE projects SET env_version = env_version + 1
+                          WHERE id IN (SELECT project_id FROM stale))
+         UPDATE sandboxes SET next_attempt_at = least(next_attempt_at, now())
+          WHERE project_id IN (SELECT project_id FROM stale) AND status <> 'ERROR'",
     )
     .bind(projects)
+    .bind(up_to_date)
     .execute(&mut *conn)
     .await?;
     Ok(())

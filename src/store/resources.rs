@@ -67,6 +67,10 @@ pub struct Outcome {
     pub applied_env_version: Option<i64>,
     /// Database connection details to record (host, port, database, user).
     pub connection: Option<(String, i32, String, String)>,
+    /// The database connection the sandbox's `DATABASE_URL` was built from
+    /// (sandboxes only): a database written in the same batch with these
+    /// details then needs no env sync of this sandbox afterwards.
+    pub applied_database: Option<(String, i32, String, String)>,
     /// For the event history; an event is written when the status changes or
     /// a new error appears.
     pub message: String,
@@ -194,6 +198,36 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    /// Gives back leases taken but not worked, fenced by their token (a
+    /// lease that expired and was taken by another is left alone); the rows
+    /// stay due as they were.
+    pub async fn give_back_leases(&self, rows: &[&Leased]) -> StoreResult<u64> {
+        let mut n = 0;
+        for kind in ResourceKind::ALL {
+            let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = rows
+                .iter()
+                .filter(|r| r.kind == kind)
+                .map(|r| (r.id, r.lease_token))
+                .unzip();
+            if ids.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "UPDATE {table} t SET lease_owner = NULL, lease_token = NULL, lease_until = NULL
+                   FROM unnest($1::uuid[], $2::uuid[]) AS u(id, token)
+                  WHERE t.id = u.id AND t.lease_token = u.token",
+                table = kind.table()
+            );
+            n += sqlx::query(AssertSqlSafe(sql))
+                .bind(&ids)
+                .bind(&tokens)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(n)
     }
 
     /// Gives back every lease this replica holds (graceful shutdown). The rows

@@ -2,6 +2,8 @@
 //! Secret values are stored only encrypted, bound to the user and the key, so
 //! a sealed value copied onto another row or another user does not open.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
@@ -246,33 +248,51 @@ impl Store {
 
     /// The user's settings, secrets decrypted, sorted by key.
     pub async fn list_user_configs(&self, user_id: Uuid) -> StoreResult<Vec<UserConfig>> {
+        Ok(self
+            .user_configs_of(&[user_id])
+            .await?
+            .remove(&user_id)
+            .unwrap_or_default())
+    }
+
+    /// [`Store::list_user_configs`] of many users in one statement (a
+    /// reconcile batch's sandboxes, read in one round trip). A user with no
+    /// settings is missing from the map.
+    pub async fn user_configs_of(
+        &self,
+        user_ids: &[Uuid],
+    ) -> StoreResult<HashMap<Uuid, Vec<UserConfig>>> {
+        if user_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
         let rows = sqlx::query(
-            "SELECT key, value, value_enc, is_secret, category, updated_at FROM user_configs
-              WHERE user_id = $1 ORDER BY key",
+            "SELECT user_id, key, value, value_enc, is_secret, category, updated_at FROM user_configs
+              WHERE user_id = ANY($1) ORDER BY user_id, key",
         )
-        .bind(user_id)
+        .bind(user_ids)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let key: String = r.try_get("key")?;
-                let is_secret: bool = r.try_get("is_secret")?;
-                let value = if is_secret {
-                    let sealed: Vec<u8> = r.try_get("value_enc")?;
-                    self.key
-                        .decrypt_string(&sealed, &config_context(user_id, &key))?
-                } else {
-                    r.try_get("value")?
-                };
-                Ok(UserConfig {
-                    key,
-                    value: Secret::new(value),
-                    is_secret,
-                    category: r.try_get("category")?,
-                    updated_at: r.try_get("updated_at")?,
-                })
-            })
-            .collect()
+        let mut configs: HashMap<Uuid, Vec<UserConfig>> = HashMap::new();
+        for r in &rows {
+            let user_id: Uuid = r.try_get("user_id")?;
+            let key: String = r.try_get("key")?;
+            let is_secret: bool = r.try_get("is_secret")?;
+            let value = if is_secret {
+                let sealed: Vec<u8> = r.try_get("value_enc")?;
+                self.key
+                    .decrypt_string(&sealed, &config_context(user_id, &key))?
+            } else {
+                r.try_get("value")?
+            };
+            configs.entry(user_id).or_default().push(UserConfig {
+                key,
+                value: Secret::new(value),
+                is_secret,
+                category: r.try_get("category")?,
+                updated_at: r.try_get("updated_at")?,
+            });
+        }
+        Ok(configs)
     }
 }
 

@@ -230,24 +230,75 @@ async fn two_loops_perform_every_transition_exactly_once() {
 /// batches of more than one row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_writes_of_two_replicas_on_overlapping_projects_never_deadlock() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let alice = user(&store, "alice").await;
+    create_projects(&store, alice, 2000).await;
+    two_replicas_bring_up(&store, 2000).await;
+}
+
+/// The same with every project's two resources due at opposite ends of
+/// the queue (sandboxes in creation order, databases in reverse): each
+/// batch of sandboxes shares its projects with batches of databases leased
+/// at other times, mostly by the other replica, and the outcome writes of
+/// both replicas lock those projects while the other writes them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_projects_whose_resources_alternate_between_batches_never_deadlock() {
     const N: usize = 2000;
     let db = TestDb::new().await;
     let store = db.store().await;
-    let fake = Arc::new(FakeDriver::new());
-    fake.set_latency(Duration::from_millis(1));
     let alice = user(&store, "alice").await;
-    for i in 0..N {
+    create_projects(&store, alice, N).await;
+    sqlx::query(
+        "WITH n AS (SELECT id, substr(name, 2)::int AS i FROM projects WHERE user_id = $1),
+              s AS (UPDATE sandboxes t SET next_attempt_at = now() - make_interval(secs => $2 - n.i)
+                      FROM n WHERE t.project_id = n.id)
+         UPDATE databases t SET next_attempt_at = now() - make_interval(secs => n.i + 1)
+           FROM n WHERE t.project_id = n.id",
+    )
+    .bind(alice)
+    .bind(N as i32)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    two_replicas_bring_up(&store, N).await;
+    // The two resources of most projects were written by different replicas.
+    let split: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (
+            SELECT project_id FROM events
+             WHERE kind IN ('sandbox', 'database') AND to_status = 'RUNNING'
+             GROUP BY project_id HAVING count(DISTINCT actor) = 2) x",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert!(
+        split > 0,
+        "some projects had their sandbox and their database in two replicas' batches"
+    );
+}
+
+async fn create_projects(store: &Store, owner: Uuid, n: usize) {
+    for i in 0..n {
         store
-            .create_project(alice, &format!("p{i}"), "", "alice")
+            .create_project(owner, &format!("p{i}"), "", "alice")
             .await
             .unwrap();
     }
+}
+
+/// Two replicas with batches of 50 bring `n` new projects to RUNNING; no
+/// pass fails, each resource is ensured once, both replicas work and write
+/// several outcomes per transaction.
+async fn two_replicas_bring_up(store: &Store, n: usize) {
+    let fake = Arc::new(FakeDriver::new());
+    fake.set_latency(Duration::from_millis(1));
     let shutdown = CancellationToken::new();
     let mut loops = Vec::new();
     for name in ["a", "b"] {
         let mut cfg = config();
         cfg.batch_size = 50;
-        let r = reconciler(&store, &fake, name, cfg);
+        let r = reconciler(store, &fake, name, cfg);
         let changes = Some(store.listen().await.unwrap().subscribe());
         let stop = shutdown.clone();
         loops.push(tokio::spawn(
@@ -268,7 +319,7 @@ async fn batched_writes_of_two_replicas_on_overlapping_projects_never_deadlock()
     eventually(
         "every project RUNNING",
         Duration::from_secs(240),
-        || async { (count("RUNNING").await == N).then_some(()) },
+        || async { (count("RUNNING").await == n).then_some(()) },
     )
     .await;
     shutdown.cancel();
@@ -278,7 +329,7 @@ async fn batched_writes_of_two_replicas_on_overlapping_projects_never_deadlock()
     }
     for kind in [Kind::Sandbox, Kind::Database] {
         let counts = fake.call_counts(kind, Op::Ensure);
-        assert_eq!(counts.len(), N, "{kind:?} ensure reached every resource");
+        assert_eq!(counts.len(), n, "{kind:?} ensure reached every resource");
         assert!(counts.values().all(|&c| c == 1), "{kind:?} ensured once");
     }
     let failed: usize = stats.iter().map(|s| s.failed_passes).sum();
@@ -286,7 +337,7 @@ async fn batched_writes_of_two_replicas_on_overlapping_projects_never_deadlock()
     // Both resources of each project to RUNNING, each written once by one
     // of the replicas.
     let transitions: usize = stats.iter().map(|s| s.transitions).sum();
-    assert_eq!(transitions, 2 * N, "{stats:?}");
+    assert_eq!(transitions, 2 * n, "{stats:?}");
     assert!(
         stats.iter().all(|s| s.transitions > 0),
         "both replicas worked: {stats:?}"
@@ -402,6 +453,7 @@ async fn a_dead_loops_rows_are_finished_by_another_and_its_late_write_is_fenced(
                 next_attempt_in: None,
                 applied_env_version: None,
                 connection: None,
+                applied_database: None,
                 message: "late".into(),
             },
             "dying",
@@ -500,6 +552,77 @@ async fn a_transient_failure_is_retried_and_shown_meanwhile() {
         .unwrap();
     assert_eq!((s.attempts, s.last_error.as_deref()), (0, None));
     assert_eq!(fake.calls(Kind::Sandbox, Op::Ensure, &sandbox), 2);
+}
+
+/// A sandbox made in the same batch as its database, with `DATABASE_URL`
+/// built from the connection that batch records, is not synced again
+/// for it; one made in an earlier batch is, once.
+#[tokio::test]
+async fn a_sandbox_is_synced_for_its_database_url_only_when_it_was_made_without_it() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    let alice = user(&store, "alice").await;
+    let r = reconciler(&store, &fake, "r1", config());
+    let sandbox_of = |p: &kiln::store::projects::ProjectView| {
+        p.resources
+            .iter()
+            .find(|r| r.kind == ResourceKind::Sandbox)
+            .unwrap()
+            .clone()
+    };
+
+    store
+        .create_project(alice, "together", "", "alice")
+        .await
+        .unwrap();
+    let (together, together_db) = resource_names(&store, alice, "together").await;
+    settle(&r).await;
+    let p = store.find_project(alice, "together").await.unwrap();
+    assert_eq!(p.project.status, ProjectStatus::Running);
+    let url = fake
+        .env_of(&together)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == "DATABASE_URL")
+        .expect("DATABASE_URL at creation")
+        .1;
+    assert!(url.contains(&together_db), "{url}");
+    assert_eq!(fake.calls(Kind::Sandbox, Op::SyncEnv, &together), 0);
+    assert_eq!(
+        sandbox_of(&p).applied_env_version,
+        Some(p.project.env_version),
+        "the sandbox is up to date"
+    );
+
+    // The database comes up a batch later than its sandbox: the sandbox is
+    // synced once for the connection recorded then.
+    store
+        .create_project(alice, "apart", "", "alice")
+        .await
+        .unwrap();
+    let (apart, apart_db) = resource_names(&store, alice, "apart").await;
+    fake.fail_next(
+        Kind::Database,
+        Op::Ensure,
+        Some(&apart_db),
+        DriverError::transient("not yet"),
+    );
+    let version_before = store
+        .find_project(alice, "apart")
+        .await
+        .unwrap()
+        .project
+        .env_version;
+    settle(&r).await;
+    let p = store.find_project(alice, "apart").await.unwrap();
+    assert_eq!(p.project.status, ProjectStatus::Running);
+    assert_eq!(fake.calls(Kind::Sandbox, Op::SyncEnv, &apart), 1);
+    assert_eq!(p.project.env_version, version_before + 1);
+    assert_eq!(
+        sandbox_of(&p).applied_env_version,
+        Some(p.project.env_version)
+    );
 }
 
 #[tokio::test]
