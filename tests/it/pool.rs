@@ -42,6 +42,31 @@ async fn clients(server: &Server, user: &str, n: usize) -> (uuid::Uuid, Vec<Clie
     (u.id, out)
 }
 
+/// `tenants` users with `per_tenant` SSH clients each, every client
+/// creating a project at the same moment (`p0`, `p1`, … per tenant); every
+/// create succeeds and every project ends RUNNING. The owners.
+async fn create_all_at_once(server: &Server, tenants: usize, per_tenant: usize) -> Vec<uuid::Uuid> {
+    let mut all = Vec::new();
+    for t in 0..tenants {
+        all.push(clients(server, &format!("tenant{t}"), per_tenant).await);
+    }
+    let results = futures::future::join_all(all.iter().flat_map(|(_, clients)| {
+        clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| async move { c.exec(&format!("create p{i}"), b"").await })
+    }))
+    .await;
+    assert_eq!(results.len(), tenants * per_tenant);
+    for r in &results {
+        assert_eq!(r.code, Some(0), "{r:?}");
+    }
+    for (owner, _) in &all {
+        all_running(server, *owner, per_tenant).await;
+    }
+    all.into_iter().map(|(owner, _)| owner).collect()
+}
+
 async fn ready_pooled(server: &Server) -> Vec<String> {
     let mut names: Vec<String> = server
         .store
@@ -161,25 +186,7 @@ async fn a_hundred_concurrent_creates_against_a_pool_of_ten_claim_exactly_ten() 
     server.fill_pool().await;
     let pooled = ready_pooled(&server).await;
     assert_eq!(pooled.len(), 10, "{pooled:?}");
-    let mut tenants = Vec::new();
-    for t in 0..TENANTS {
-        tenants.push(clients(&server, &format!("tenant{t}"), PER_TENANT).await);
-    }
-
-    let results = futures::future::join_all(tenants.iter().flat_map(|(_, clients)| {
-        clients
-            .iter()
-            .enumerate()
-            .map(|(i, c)| async move { c.exec(&format!("create p{i}"), b"").await })
-    }))
-    .await;
-    assert_eq!(results.len(), CREATES);
-    for r in &results {
-        assert_eq!(r.code, Some(0), "{r:?}");
-    }
-    for (owner, _) in &tenants {
-        all_running(&server, *owner, PER_TENANT).await;
-    }
+    create_all_at_once(&server, TENANTS, PER_TENANT).await;
 
     let dbs = project_databases(&server).await;
     assert_eq!(dbs.len(), CREATES);

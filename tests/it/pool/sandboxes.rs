@@ -12,7 +12,7 @@ use kiln::driver::ResourceRef;
 use kiln::model::ProjectStatus;
 use kiln::model::pool::PoolKind;
 
-use super::{all_running, clients};
+use super::{all_running, create_all_at_once};
 use crate::console_fronts::cli;
 use crate::support::eventually;
 use crate::support::git::GitServer;
@@ -95,25 +95,7 @@ async fn concurrent_creates_against_a_sandbox_pool_claim_each_pooled_sandbox_onc
         assert!(sessions(&server, name).is_empty(), "{name}");
         assert!(entries(&server, name).is_empty(), "{name}");
     }
-    let mut tenants = Vec::new();
-    for t in 0..TENANTS {
-        tenants.push(clients(&server, &format!("tenant{t}"), PER_TENANT).await);
-    }
-
-    let results = futures::future::join_all(tenants.iter().flat_map(|(_, clients)| {
-        clients
-            .iter()
-            .enumerate()
-            .map(|(i, c)| async move { c.exec(&format!("create p{i}"), b"").await })
-    }))
-    .await;
-    assert_eq!(results.len(), CREATES);
-    for r in &results {
-        assert_eq!(r.code, Some(0), "{r:?}");
-    }
-    for (owner, _) in &tenants {
-        all_running(&server, *owner, PER_TENANT).await;
-    }
+    create_all_at_once(&server, TENANTS, PER_TENANT).await;
 
     let sandboxes = project_sandboxes(&server).await;
     assert_eq!(sandboxes.len(), CREATES);
