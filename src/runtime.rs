@@ -51,7 +51,10 @@ impl Database {
                 crate::config::ServerCluster::None => store
                     .with_pool_claims(config.pool.databases > 0)
                     .with_sandbox_pool_claims(config.pool.sandboxes > 0),
-                _ => store.with_sandbox_size(config.kubernetes.sandbox_size()),
+                // The cluster keeps a pool of sandboxes only.
+                _ => store
+                    .with_sandbox_size(config.kubernetes.sandbox_size())
+                    .with_sandbox_pool_claims(config.kubernetes.pool_sandboxes > 0),
             };
             anyhow::Ok(store)
         };

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use crate::driver::{
     Observed, ResourceRef, SandboxDriver, SandboxLogs, SandboxSpec, SessionAttach, SessionInfo,
     Viewer,
 };
+use crate::k8s::cluster::K8sCluster;
 
 const SANDBOX: &str = "sandbox";
 const DATABASE: &str = "database";
@@ -30,6 +32,12 @@ async fn metered<T>(
     let result = call.await;
     crate::ops::metrics::driver_call(backend, kind, op, started.elapsed(), &result);
     result
+}
+
+/// Where a sandbox of a tenant on cluster `c` lives: the pool's namespace
+/// for one claimed from the pool, the tenant's own otherwise.
+fn home<'a>(c: &'a Arc<K8sCluster>, r: &ResourceRef) -> &'a K8sCluster {
+    c.pool_home(r).map_or(c.as_ref(), |p| p.as_ref())
 }
 
 impl Route {
@@ -68,19 +76,27 @@ impl SandboxDriver for Backends {
         metered(route.backend_label(), SANDBOX, "ensure", async {
             match &route {
                 Route::Local => self.local.sandboxes.ensure(spec).await,
-                Route::Cluster(c) => SandboxDriver::ensure(c.as_ref(), spec).await,
+                Route::Cluster(c) => match c.pool_home(&spec.resource) {
+                    Some(pool) => pool.ensure_claimed(spec, c).await,
+                    None => SandboxDriver::ensure(c.as_ref(), spec).await,
+                },
             }
         })
         .await
     }
 
-    /// Pooled sandboxes are the local back end's; elsewhere this is ensure.
+    /// A sandbox claimed from a pool: the local back end's, or the server
+    /// cluster's (opened without a restart, see `k8s::pool`); elsewhere
+    /// this is ensure.
     async fn adopt(&self, spec: &SandboxSpec) -> DriverResult<Observed> {
         let route = self.routed(spec.resource.owner, SANDBOX, "adopt").await?;
         metered(route.backend_label(), SANDBOX, "adopt", async {
             match &route {
                 Route::Local => self.local.sandboxes.adopt(spec).await,
-                Route::Cluster(c) => SandboxDriver::ensure(c.as_ref(), spec).await,
+                Route::Cluster(c) => match c.pool_home(&spec.resource) {
+                    Some(pool) => pool.adopt_claimed(spec, c).await,
+                    None => SandboxDriver::ensure(c.as_ref(), spec).await,
+                },
             }
         })
         .await
@@ -91,7 +107,7 @@ impl SandboxDriver for Backends {
         metered(route.backend_label(), SANDBOX, "stop", async {
             match &route {
                 Route::Local => self.local.sandboxes.stop(r).await,
-                Route::Cluster(c) => SandboxDriver::stop(c.as_ref(), r).await,
+                Route::Cluster(c) => SandboxDriver::stop(home(c, r), r).await,
             }
         })
         .await
@@ -102,7 +118,10 @@ impl SandboxDriver for Backends {
         metered(route.backend_label(), SANDBOX, "delete", async {
             match &route {
                 Route::Local => self.local.sandboxes.delete(r).await,
-                Route::Cluster(c) => SandboxDriver::delete(c.as_ref(), r).await,
+                Route::Cluster(c) => match c.pool_home(r) {
+                    Some(pool) => pool.delete_claimed(r, c).await,
+                    None => SandboxDriver::delete(c.as_ref(), r).await,
+                },
             }
         })
         .await
@@ -130,7 +149,10 @@ impl SandboxDriver for Backends {
         metered(route.backend_label(), SANDBOX, "sync_env", async {
             match &route {
                 Route::Local => self.local.sandboxes.sync_env(spec).await,
-                Route::Cluster(c) => c.sync_env(spec).await,
+                Route::Cluster(c) => match c.pool_home(&spec.resource) {
+                    Some(pool) => pool.sync_claimed(spec).await,
+                    None => c.sync_env(spec).await,
+                },
             }
         })
         .await
@@ -223,7 +245,7 @@ impl SessionAttach for Backends {
     async fn sessions(&self, r: &ResourceRef) -> DriverResult<Vec<SessionInfo>> {
         match self.route(r.owner).await? {
             Route::Local => self.local_attach()?.sessions(r).await,
-            Route::Cluster(c) => c.sessions(r).await,
+            Route::Cluster(c) => home(&c, r).sessions(r).await,
         }
     }
 
@@ -233,7 +255,7 @@ impl SessionAttach for Backends {
     ) -> DriverResult<Option<crate::driver::AppEndpoint>> {
         match self.route(r.owner).await? {
             Route::Local => self.local_attach()?.app_endpoint(r).await,
-            Route::Cluster(c) => c.app_endpoint(r).await,
+            Route::Cluster(c) => home(&c, r).app_endpoint(r).await,
         }
     }
 
@@ -245,14 +267,14 @@ impl SessionAttach for Backends {
     ) -> DriverResult<Attachment> {
         match self.route(r.owner).await? {
             Route::Local => self.local_attach()?.attach(r, session, viewer).await,
-            Route::Cluster(c) => c.attach(r, session, viewer).await,
+            Route::Cluster(c) => home(&c, r).attach(r, session, viewer).await,
         }
     }
 
     async fn restart(&self, r: &ResourceRef, session: Option<&str>) -> DriverResult<()> {
         match self.route(r.owner).await? {
             Route::Local => self.local_attach()?.restart(r, session).await,
-            Route::Cluster(c) => c.restart(r, session).await,
+            Route::Cluster(c) => home(&c, r).restart(r, session).await,
         }
     }
 
@@ -262,7 +284,7 @@ impl SessionAttach for Backends {
     ) -> DriverResult<Option<crate::model::git::GitState>> {
         match self.route(r.owner).await? {
             Route::Local => self.local_attach()?.git_state(r).await,
-            Route::Cluster(c) => c.git_state(r).await,
+            Route::Cluster(c) => home(&c, r).git_state(r).await,
         }
     }
 }
@@ -279,7 +301,7 @@ impl SandboxLogs for Backends {
             Route::Local => Err(DriverError::permanent(
                 "logs: sandboxes on the local driver have no container log; attach to see the session",
             )),
-            Route::Cluster(c) => c.logs(r, tail, follow).await,
+            Route::Cluster(c) => home(&c, r).logs(r, tail, follow).await,
         }
     }
 }

@@ -48,6 +48,9 @@ pub struct Backends {
     routes: RouteCache,
     /// Where cluster watches report the resources they saw change.
     drift: Option<tokio::sync::mpsc::Sender<String>>,
+    /// The warm pool's namespace on the server's cluster, where its
+    /// sandboxes run, claimed or not (`k8s::pool`).
+    pool: Option<Arc<K8sCluster>>,
 }
 
 impl Backends {
@@ -57,6 +60,13 @@ impl Backends {
         settings: Arc<K8sSettings>,
         tenants: Arc<dyn TenantDirectory>,
     ) -> Self {
+        let pool = server_cluster.as_ref().map(|client| {
+            Arc::new(K8sCluster::new(
+                client.clone(),
+                settings.pool_namespace.clone(),
+                settings.clone(),
+            ))
+        });
         Self {
             local,
             server_cluster,
@@ -64,7 +74,14 @@ impl Backends {
             tenants,
             routes: RouteCache::default(),
             drift: None,
+            pool,
         }
+    }
+
+    /// The server cluster's sandbox pool (`None` without a server
+    /// cluster), which the pool keeper fills and checks.
+    pub fn sandbox_pool(&self) -> Option<Arc<K8sCluster>> {
+        self.pool.clone()
     }
 
     /// Watches every cluster route and sends the names of resources whose
@@ -139,7 +156,10 @@ impl Backends {
         }
         if let Some(client) = &self.server_cluster {
             let ns = tenant_namespace(&tenant.username, owner);
-            let cluster = K8sCluster::new(client.clone(), ns, self.settings.clone());
+            let mut cluster = K8sCluster::new(client.clone(), ns, self.settings.clone());
+            if let Some(pool) = &self.pool {
+                cluster = cluster.with_pool(pool.clone());
+            }
             ensure_namespace(&cluster, &tenant.username, owner).await?;
             // Before any sandbox runs there: no route, no pods, until the
             // namespace is fenced off from other tenants and the cluster.
@@ -164,10 +184,17 @@ impl Backends {
         for (owner, refs) in by_owner {
             match self.route(owner).await? {
                 Route::Local => local.extend(refs),
-                Route::Cluster(c) => match clusters.iter_mut().find(|(k, _)| Arc::ptr_eq(k, &c)) {
-                    Some((_, v)) => v.extend(refs),
-                    None => clusters.push((c, refs)),
-                },
+                Route::Cluster(c) => {
+                    // Sandboxes claimed from the pool are all observed
+                    // together, in the pool's namespace.
+                    for r in refs {
+                        let home = c.pool_home(&r).unwrap_or(&c).clone();
+                        match clusters.iter_mut().find(|(k, _)| Arc::ptr_eq(k, &home)) {
+                            Some((_, v)) => v.push(r),
+                            None => clusters.push((home, vec![r])),
+                        }
+                    }
+                }
             }
         }
         let mut out: Vec<(Route, Vec<ResourceRef>)> = clusters

@@ -74,19 +74,29 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         )
         .with_drift_watch(drift_tx),
     );
-    // With a server cluster nobody's resources are local, so the local
-    // pools are kept empty (what an earlier run left in it is dropped).
-    let pool_target = match config.server_cluster {
-        crate::config::ServerCluster::None => config.pool,
-        _ => crate::model::pool::PoolTargets::OFF,
-    };
+    // With a server cluster nobody's resources are local: the databases'
+    // pool is kept empty (what an earlier run left in it is dropped), and
+    // the sandboxes' pool is the cluster's (`kubernetes.pool_sandboxes`).
+    let (pool_target, pooled_sandboxes): (_, Arc<dyn crate::driver::SandboxPoolDriver>) =
+        match (config.server_cluster, backends.sandbox_pool()) {
+            (crate::config::ServerCluster::None, _) | (_, None) => {
+                (config.pool, Arc::new(sandboxes.clone()))
+            }
+            (_, Some(pool)) => (
+                crate::model::pool::PoolTargets {
+                    databases: 0,
+                    sandboxes: config.kubernetes.pool_sandboxes,
+                },
+                pool,
+            ),
+        };
     let keeper = crate::reconcile::pool::PoolKeeper::new(
         db.store.clone(),
         databases,
         pool_target.databases,
         config.replica_id.clone(),
     )
-    .with_sandboxes(Arc::new(sandboxes.clone()), pool_target.sandboxes)
+    .with_sandboxes(pooled_sandboxes, pool_target.sandboxes)
     .with_timing(config.reconcile.lease, config.reconcile.resync);
     let reconciler = Reconciler::new(
         db.store.clone(),

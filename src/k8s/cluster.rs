@@ -24,6 +24,10 @@ pub struct K8sCluster {
     client: Client,
     namespace: String,
     settings: Arc<K8sSettings>,
+    /// Where this tenant's sandboxes claimed from the warm pool run (the
+    /// pool's namespace on the server's cluster; see `k8s::pool`). `None`
+    /// for a tenant's own cluster, where nothing is claimed.
+    pool: Option<Arc<K8sCluster>>,
 }
 
 // Written by hand because kube's `Client` has no `Debug`; nothing secret is
@@ -42,7 +46,23 @@ impl K8sCluster {
             client,
             namespace: namespace.into(),
             settings,
+            pool: None,
         }
+    }
+
+    /// The same tenant place, whose pooled sandboxes live in `pool`.
+    pub fn with_pool(mut self, pool: Arc<K8sCluster>) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Where `r` lives when it is a sandbox claimed from the pool (its
+    /// name is a pooled one, which no other resource's ever is); `None`:
+    /// in this namespace.
+    pub fn pool_home(&self, r: &ResourceRef) -> Option<&Arc<K8sCluster>> {
+        self.pool
+            .as_ref()
+            .filter(|_| crate::model::naming::is_pooled_sandbox_name(&r.resource_name))
     }
 
     pub fn client(&self) -> &Client {

@@ -14,6 +14,8 @@ pub mod kubeconfig;
 pub mod logs;
 pub mod network_policy;
 pub mod objects;
+pub mod pool;
+pub mod pool_objects;
 pub mod sandbox;
 pub mod settings;
 pub mod status;

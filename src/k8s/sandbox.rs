@@ -116,7 +116,7 @@ impl K8sCluster {
 
     /// Ingresses are adopted and then patched: the domain or TLS secret in
     /// the settings may have changed since the object was made.
-    async fn apply_ingress(&self, ingress: &Ingress) -> DriverResult<()> {
+    pub(crate) async fn apply_ingress(&self, ingress: &Ingress) -> DriverResult<()> {
         let api = self.api::<Ingress>();
         let name = ingress.metadata.name.clone().unwrap_or_default();
         let what = format!("creating ingress {name}");
@@ -269,7 +269,13 @@ impl SandboxDriver for K8sCluster {
             .iter()
             .map(|r| {
                 let r = self.scoped(r);
-                let sts = by_name.get(&objects::statefulset_name(&r)).copied();
+                // A pooled sandbox not yet labelled claimed is not the
+                // project's yet, however ready its pod: its claim (adopt)
+                // has not opened the project's session in it.
+                let sts = by_name
+                    .get(&objects::statefulset_name(&r))
+                    .copied()
+                    .filter(|s| !super::pool_objects::is_unclaimed(s));
                 let pods = pods.get(&r.resource_name).map(Vec::as_slice).unwrap_or(&[]);
                 (r.resource_name.clone(), statefulset_observed(sts, pods))
             })

@@ -55,6 +55,13 @@ pub struct K8sSettings {
     /// Namespace of the KubeBlocks operator, which probes and manages the
     /// database pods from there.
     pub kubeblocks_namespace: String,
+    /// How many pre-started sandboxes the warm pool keeps on the server's
+    /// cluster (0: none). They run in [`Self::pool_namespace`] with no
+    /// tenant data until a create claims one (see `k8s::pool`).
+    pub pool_sandboxes: u32,
+    /// The namespace of the warm pool's sandboxes, claimed ones included:
+    /// a running pod cannot move to its tenant's namespace.
+    pub pool_namespace: String,
 }
 
 impl Default for K8sSettings {
@@ -85,6 +92,8 @@ impl Default for K8sSettings {
             allow_private_api_servers: false,
             ingress_namespace: "ingress-nginx".into(),
             kubeblocks_namespace: "kb-system".into(),
+            pool_sandboxes: 0,
+            pool_namespace: "kiln-pool".into(),
         }
     }
 }
@@ -195,6 +204,7 @@ impl K8sSettings {
         for (key, value) in [
             ("ingress_namespace", &self.ingress_namespace),
             ("kubeblocks_namespace", &self.kubeblocks_namespace),
+            ("pool_namespace", &self.pool_namespace),
         ] {
             if !is_dns_label(value) {
                 return err(
@@ -209,6 +219,16 @@ impl K8sSettings {
             return err(
                 "api_timeout_secs",
                 format!("{} is out of range (1 to 300)", self.api_timeout_secs),
+            );
+        }
+        if self.pool_sandboxes > crate::model::pool::PoolTargets::MAX {
+            return err(
+                "pool_sandboxes",
+                format!(
+                    "{} is out of range (0, no pool, to {})",
+                    self.pool_sandboxes,
+                    crate::model::pool::PoolTargets::MAX
+                ),
             );
         }
         if !(1..=5).contains(&self.db_replicas) {

@@ -90,6 +90,13 @@ pub fn pooled_sandbox_name() -> String {
     format!("sb-{}", random_string(13, SUFFIX_ALPHABET))
 }
 
+/// Whether `name` has the shape of [`pooled_sandbox_name`]'s names, which
+/// no other resource's name has: a sandbox claimed from the pool.
+pub fn is_pooled_sandbox_name(name: &str) -> bool {
+    name.strip_prefix("sb-")
+        .is_some_and(|rest| rest.len() == 13 && rest.bytes().all(|b| SUFFIX_ALPHABET.contains(&b)))
+}
+
 /// Uniform random characters from `alphabet` (rejection sampling, no modulo bias).
 pub fn random_string(len: usize, alphabet: &[u8]) -> String {
     assert!(!alphabet.is_empty() && alphabet.len() <= 256);
@@ -170,6 +177,17 @@ mod tests {
         assert!(random.bytes().all(|b| SUFFIX_ALPHABET.contains(&b)));
         assert!(!n.contains("-agentruntime-"));
         assert_ne!(pooled_sandbox_name(), pooled_sandbox_name());
+        assert!(is_pooled_sandbox_name(&n));
+        for other in [
+            resource_name("sb"),
+            database_resource_name(),
+            pooled_database_name(),
+            "sb-".to_string(),
+            format!("{n}x"),
+            n.to_uppercase(),
+        ] {
+            assert!(!is_pooled_sandbox_name(&other), "{other}");
+        }
     }
 
     #[test]

@@ -131,6 +131,14 @@ impl PoolKeeper {
         self
     }
 
+    /// The first and longest waits before a failed pooled resource is
+    /// worked again.
+    pub fn with_backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.backoff_base = base;
+        self.backoff_cap = cap;
+        self
+    }
+
     /// Lease length and resync interval (the reconcile loop's, as a rule).
     pub fn with_timing(mut self, lease: Duration, resync: Duration) -> Self {
         self.lease = lease;

@@ -9,19 +9,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kiln::backends::{Backends, LocalBackend, spawn_drift_marker};
 use kiln::fake_driver::FakeDriver;
-use kiln::k8s::database_objects::{cluster_api_resource, cluster_name, credential_secret_name};
+use kiln::k8s::database_objects::{cluster_api_resource, cluster_name};
 use kiln::k8s::settings::K8sSettings;
 use kiln::model::intent::Intent;
 use kiln::model::{ProjectStatus, ResourceStatus};
 use kiln::reconcile::{ReconcileConfig, Reconciler};
 use kiln::store::Store;
 use kiln::store::resources::ResourceKind;
-use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -148,71 +147,13 @@ impl Harness {
 
     /// Plays the StatefulSet controller and kubelet: status follows spec.
     async fn kubelet(&self, ns: &str) {
-        let sets: Api<StatefulSet> = self.api(ns);
-        for s in sets.list(&ListParams::default()).await.unwrap().items {
-            let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            let name = s.metadata.name.clone().unwrap();
-            let status = json!({ "status": {
-                "replicas": want, "readyReplicas": want, "currentReplicas": want,
-                "updatedReplicas": want, "availableReplicas": want,
-                "observedGeneration": s.metadata.generation,
-            }});
-            sets.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                .await
-                .unwrap();
-        }
+        crate::support::k8s::play_statefulsets(&self.emu.client(), ns).await;
     }
 
     /// Plays KubeBlocks: the phase follows the replicas; the credential
     /// secret appears once the cluster first runs.
     async fn kubeblocks(&self, ns: &str) {
-        let clusters = self.clusters(ns);
-        for c in clusters.list(&ListParams::default()).await.unwrap().items {
-            let name = c.metadata.name.clone().unwrap();
-            let replicas = c.data["spec"]["componentSpecs"][0]["replicas"]
-                .as_i64()
-                .unwrap_or(1);
-            let phase = if replicas == 0 { "Stopped" } else { "Running" };
-            clusters
-                .patch_status(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({ "status": { "phase": phase } })),
-                )
-                .await
-                .unwrap();
-            let secrets: Api<Secret> = self.api(ns);
-            let r = kiln::driver::ResourceRef {
-                resource_name: name.clone(),
-                namespace: ns.into(),
-                project_slug: String::new(),
-                owner: Uuid::nil(),
-            };
-            let secret_name = credential_secret_name(&r);
-            if replicas > 0 && secrets.get_opt(&secret_name).await.unwrap().is_none() {
-                let data = [
-                    ("host", format!("{name}-postgresql.{ns}.svc")),
-                    ("port", "5432".into()),
-                    ("username", "postgres".into()),
-                    ("password", "s3cret-Pw".into()),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
-                .collect();
-                let secret = Secret {
-                    metadata: ObjectMeta {
-                        name: Some(secret_name),
-                        ..ObjectMeta::default()
-                    },
-                    data: Some(data),
-                    ..Secret::default()
-                };
-                secrets
-                    .create(&PostParams::default(), &secret)
-                    .await
-                    .unwrap();
-            }
-        }
+        crate::support::k8s::play_kubeblocks(&self.emu.client(), ns).await;
     }
 
     async fn play(&self, ns: &str) {

@@ -35,6 +35,7 @@ mod k8s_isolation;
 mod k8s_kubeconfig;
 mod k8s_logs;
 mod k8s_objects;
+mod k8s_pool;
 mod k8s_repos;
 mod k8s_tenant;
 mod lifecycle_k8s;

@@ -26,7 +26,8 @@ Extras that a real cluster gets from kubelet or RBAC, driven by the test through
   canned answers for pods/exec (first rule whose `contains` is in the joined argv wins).
   Without a rule, an exec with stdin echoes every stdin byte on stdout, answers a resize
   with "\\r\\n[resize WxH]\\r\\n", and ends with success on Ctrl-D or when stdin closes;
-  an exec without stdin prints its argv. GET /_kmock/exec/calls lists every call.
+  an exec without stdin prints its argv. A rule with "read_stdin": true first reads stdin to
+  its close and keeps it in the call as "stdin_text". GET /_kmock/exec/calls lists every call.
 - PUT /_kmock/logs/NS/POD sets a pod's log, POST appends, POST .../end ends followers.
 - PUT /_kmock/deny {"namespaces": [..]} makes SelfSubjectAccessReviews there come back denied.
 - PUT /_kmock/fail [{"method": "POST", "path_contains": "statefulsets", "status": 500,
@@ -459,6 +460,19 @@ class Emulator(kmock.KubernetesEmulator):
         session_key = (r.namespace, r.name)
         self.sessions.setdefault(session_key, set()).add(ws)
         try:
+            if rule and rule.get('read_stdin') and stdin:  # take stdin whole, then answer
+                received = bytearray()
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
+                        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
+                            break
+                        continue
+                    channel, data = msg.data[0], msg.data[1:]
+                    if channel == 0:
+                        received += data
+                    elif channel == 255 and data[:1] == b'\x00':
+                        break
+                call['stdin_text'] = received.decode('utf-8', 'replace')
             if rule or not stdin:  # a non-interactive answer: output, exit status, close
                 out = rule.get('stdout', '') if rule else joined + '\n'
                 if out:

@@ -326,3 +326,148 @@ fn without_claude_the_session_falls_back_to_a_login_shell() {
         "the fallback shell should be running: {panes:?}"
     );
 }
+
+/// Runs `entrypoint.sh claim` with `stdin`; its exit code and stderr.
+fn claim(sandbox: &Sandbox, env: &[(&str, &str)], stdin: &str) -> (Option<i32>, String) {
+    let mut child = sandbox
+        .entrypoint(env)
+        .arg("claim")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run entrypoint.sh claim");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ready(sandbox: &Sandbox, env: &[(&str, &str)]) -> bool {
+    sandbox
+        .entrypoint(env)
+        .arg("ready")
+        .status()
+        .expect("run entrypoint.sh ready")
+        .success()
+}
+
+/// A pooled sandbox (issue 23): the entrypoint keeps a tmux server with no
+/// session (ready, as its readiness probe says) until Kiln's claim brings
+/// the project's environment on stdin, written by Kiln's own
+/// `claim_env_script`; `main` then starts with it, every later session
+/// sees it, and a restarted pod comes back with it. A second claim
+/// replaces the environment for new sessions without restarting `main`;
+/// what is not a claim file changes nothing.
+#[test]
+fn a_pooled_sandbox_waits_for_its_claim_and_keeps_the_claimed_environment() {
+    use kiln::k8s::pool_objects::claim_env_script;
+    let mut sandbox = Sandbox::new("pool");
+    let pod_env = [
+        ("KILN_SESSION_COMMAND", SESSION_COMMAND),
+        ("KILN_POOLED", "1"),
+    ];
+    sandbox.start(&pod_env);
+    let t = &sandbox.tmux;
+    sandbox.wait_for("the pooled server to answer", || {
+        ready(&sandbox, &pod_env).then_some(())
+    });
+    sleep(Duration::from_secs(2)); // several supervision rounds
+    assert!(
+        !t.has_main(),
+        "a pooled sandbox must not start main unclaimed"
+    );
+    assert!(sandbox.lines_of("runs").is_empty());
+
+    let env = |pairs: &[(&str, &str)]| -> String {
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        claim_env_script(&owned).unwrap()
+    };
+    let first = env(&[
+        ("PROJECT_NAME", "blog"),
+        ("DATABASE_URL", "postgres://u:it's $x@db/blog"),
+        ("MULTI", "one\ntwo"),
+    ]);
+    let (code, err) = claim(&sandbox, &pod_env, &first);
+    assert_eq!(code, Some(0), "claim failed: {err}");
+    assert!(t.has_main(), "the claim starts main");
+    assert!(ready(&sandbox, &pod_env));
+    let dumped = sandbox.wait_for("main's environment", || {
+        let lines = sandbox.lines_of("env");
+        lines
+            .iter()
+            .any(|l| l.starts_with("MULTI="))
+            .then_some(lines)
+    });
+    for want in [
+        "PROJECT_NAME=blog",
+        "DATABASE_URL=postgres://u:it's $x@db/blog",
+        "MULTI=one",
+    ] {
+        assert!(dumped.iter().any(|l| l == want), "{want} in {dumped:?}");
+    }
+    let file = sandbox.home().join(".kiln-claim.env");
+    let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the claim file is the sandbox user's alone");
+    // A session made later, as Kiln makes them, sees it too.
+    t.ok(&[
+        "new-session",
+        "-d",
+        "-s",
+        "work",
+        r#"echo "$PROJECT_NAME $DATABASE_URL" >> "$KILN_TEST_DIR/work"; exec sleep 100000"#,
+    ]);
+    sandbox.wait_for("the work session's program", || {
+        (sandbox.lines_of("work") == ["blog postgres://u:it's $x@db/blog"]).then_some(())
+    });
+
+    // Not a claim file: refused, nothing changed.
+    let (code, _) = claim(&sandbox, &pod_env, "export PROJECT_NAME=evil\n");
+    assert_eq!(code, Some(2));
+    assert_eq!(fs::read_to_string(&file).unwrap(), first);
+
+    // The environment changes: new sessions get the new one, main runs on.
+    let second = env(&[("PROJECT_NAME", "blog"), ("DATABASE_URL", "postgres://new")]);
+    let (code, err) = claim(&sandbox, &pod_env, &second);
+    assert_eq!(code, Some(0), "second claim failed: {err}");
+    assert_eq!(sandbox.lines_of("runs").len(), 1, "main was restarted");
+    let global = t.ok(&["show-environment", "-g"]);
+    assert!(global.contains("DATABASE_URL=postgres://new"), "{global}");
+    assert!(!global.contains("MULTI="), "a removed key stays: {global}");
+
+    // The pod restarts: main comes back with the claimed environment.
+    let entrypoint_pid = sandbox.child.as_ref().expect("running").id() as i32;
+    signal(entrypoint_pid, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(sandbox.wait_exit().code(), Some(0));
+    sandbox.wait_for("the server to stop", || {
+        (!sandbox.tmux.server_running()).then_some(())
+    });
+    fs::remove_file(sandbox.file("env")).unwrap();
+    sandbox.start(&pod_env);
+    let dumped = sandbox.wait_for("main after the restart", || {
+        let lines = sandbox.lines_of("env");
+        lines
+            .iter()
+            .any(|l| l.starts_with("DATABASE_URL="))
+            .then_some(lines)
+    });
+    assert!(
+        dumped.iter().any(|l| l == "DATABASE_URL=postgres://new"),
+        "{dumped:?}"
+    );
+    assert_eq!(sandbox.lines_of("runs").len(), 2);
+
+    // A sandbox that was never pooled refuses a claim.
+    let plain = Sandbox::new("plain");
+    let (code, _) = claim(&plain, &[], &second);
+    assert_eq!(code, Some(2));
+}

@@ -366,3 +366,80 @@ fn run(command: &mut std::process::Command, what: &str) {
         );
     }
 }
+
+/// Plays the StatefulSet controller and kubelet in `ns`: every
+/// StatefulSet's status follows its spec (all replicas ready).
+pub async fn play_statefulsets(client: &Client, ns: &str) {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use kube::api::{Api, ListParams, Patch, PatchParams};
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    for s in sets.list(&ListParams::default()).await.unwrap().items {
+        let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let name = s.metadata.name.clone().unwrap();
+        let status = serde_json::json!({ "status": {
+            "replicas": want, "readyReplicas": want, "currentReplicas": want,
+            "updatedReplicas": want, "availableReplicas": want,
+            "observedGeneration": s.metadata.generation,
+        }});
+        sets.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+    }
+}
+
+/// Plays KubeBlocks in `ns`: a cluster's phase follows its replicas, and
+/// its credential Secret appears once it first runs.
+pub async fn play_kubeblocks(client: &Client, ns: &str) {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    use kiln::k8s::database_objects::{cluster_api_resource, credential_secret_name};
+    use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+    let clusters: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &cluster_api_resource());
+    for c in clusters.list(&ListParams::default()).await.unwrap().items {
+        let name = c.metadata.name.clone().unwrap();
+        let replicas = c.data["spec"]["componentSpecs"][0]["replicas"]
+            .as_i64()
+            .unwrap_or(1);
+        let phase = if replicas == 0 { "Stopped" } else { "Running" };
+        clusters
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&serde_json::json!({ "status": { "phase": phase } })),
+            )
+            .await
+            .unwrap();
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+        let r = kiln::driver::ResourceRef {
+            resource_name: name.clone(),
+            namespace: ns.into(),
+            project_slug: String::new(),
+            owner: uuid::Uuid::nil(),
+        };
+        let secret_name = credential_secret_name(&r);
+        if replicas > 0 && secrets.get_opt(&secret_name).await.unwrap().is_none() {
+            let data = [
+                ("host", format!("{name}-postgresql.{ns}.svc")),
+                ("port", "5432".into()),
+                ("username", "postgres".into()),
+                ("password", "s3cret-Pw".into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
+            .collect();
+            let secret = Secret {
+                metadata: ObjectMeta {
+                    name: Some(secret_name),
+                    ..ObjectMeta::default()
+                },
+                data: Some(data),
+                ..Secret::default()
+            };
+            secrets
+                .create(&PostParams::default(), &secret)
+                .await
+                .unwrap();
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! The warm pool of sandboxes on the server's cluster (issue 23), through
+//! the real pool keeper and reconcile loop against the Kubernetes API
+//! emulator over real HTTP. The test plays kubelet (StatefulSet status,
+//! the pods exec needs) and KubeBlocks; the pooled pod's side of a claim,
+//! `kiln-entrypoint claim`, is the emulator's canned exec, which keeps
+//! what Kiln wrote on its stdin (the runtime image's own tests run the real
+//! entrypoint on that input: `runtime_image::entrypoint`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kiln::backends::{Backends, LocalBackend};
+use kiln::fake_driver::FakeDriver;
+use kiln::k8s::objects::{RESOURCE_LABEL, pod_name};
+use kiln::k8s::pool_objects::{
+    CLAIM_HEADER, POOL_CLAIMED, POOL_LABEL, POOL_UNCLAIMED, POOLED_ENV, TENANT_LABEL,
+    claim_policy_name,
+};
+use kiln::k8s::settings::K8sSettings;
+use kiln::model::ProjectStatus;
+use kiln::model::pool::PoolKind;
+use kiln::reconcile::pool::PoolKeeper;
+use kiln::reconcile::{ReconcileConfig, Reconciler};
+use kiln::store::Store;
+use kiln::store::resources::ResourceKind;
+use kiln::store::users::User;
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+
+use crate::support::k8s::{Emulator, play_kubeblocks, play_statefulsets};
+use crate::support::{TestDb, eventually};
+
+const POOL_NS: &str = "kiln-pool";
+
+struct Harness {
+    _db: TestDb,
+    store: Store,
+    emu: Emulator,
+    loop_: Reconciler,
+    keeper: PoolKeeper,
+    backends: Arc<Backends>,
+}
+
+impl Harness {
+    /// A server cluster (the emulator) with a pool of `target` sandboxes.
+    async fn new(target: u32) -> Harness {
+        let db = TestDb::new().await;
+        let settings = K8sSettings {
+            pool_sandboxes: target,
+            ..K8sSettings::default()
+        };
+        let store = db
+            .store()
+            .await
+            .with_sandbox_size(settings.sandbox_size())
+            .with_sandbox_pool_claims(true);
+        let emu = Emulator::start().await;
+        let fake = Arc::new(FakeDriver::new());
+        let backends = Arc::new(Backends::new(
+            LocalBackend {
+                sandboxes: fake.clone(),
+                databases: fake,
+                attach: None,
+            },
+            Some(emu.client()),
+            Arc::new(settings),
+            Arc::new(store.clone()),
+        ));
+        let mut config = ReconcileConfig {
+            resync: Duration::from_millis(50),
+            ..Default::default()
+        };
+        config.schedule.poll_interval = Duration::from_millis(50);
+        config.schedule.backoff_base = Duration::from_millis(20);
+        config.schedule.backoff_cap = Duration::from_millis(200);
+        let loop_ = Reconciler::new(
+            store.clone(),
+            backends.clone(),
+            backends.clone(),
+            config,
+            "k8s-pool",
+        );
+        let keeper = PoolKeeper::new(store.clone(), backends.clone(), 0, "k8s-pool")
+            .with_sandboxes(backends.sandbox_pool().expect("a server cluster"), target)
+            .with_backoff(Duration::from_millis(20), Duration::from_millis(200));
+        // What the pooled pod's entrypoint answers a claim with.
+        emu.set_exec_rules(serde_json::json!([
+            { "contains": "kiln-entrypoint claim", "read_stdin": true, "exit": 0 },
+            { "contains": "list-sessions", "stdout": "" }
+        ]))
+        .await;
+        Harness {
+            _db: db,
+            store,
+            emu,
+            loop_,
+            keeper,
+            backends,
+        }
+    }
+
+    async fn user(&self, name: &str) -> User {
+        self.store
+            .create_user(name, Some("a long password"), false)
+            .await
+            .unwrap()
+    }
+
+    async fn exec(&self, u: &User, line: &str) -> String {
+        let o = kiln::ssh::exec::run(
+            &kiln::console::Console::new(self.store.clone(), Some(self.backends.clone()), None)
+                .as_user(u.clone(), kiln::console::Front::Exec),
+            line,
+            b"",
+        )
+        .await;
+        let (out, err) = (
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+        );
+        assert_eq!(o.code, 0, "{line}: {out} {err}");
+        out
+    }
+
+    fn api<K>(&self, ns: &str) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.emu.client(), ns)
+    }
+
+    /// Plays kubelet in the pool's namespace: each StatefulSet's pod exists
+    /// (exec needs it) and its status is ready.
+    async fn kubelet(&self) {
+        let sets: Api<StatefulSet> = self.api(POOL_NS);
+        let pods: Api<Pod> = self.api(POOL_NS);
+        for s in sets.list(&ListParams::default()).await.unwrap().items {
+            let r = pooled_ref(s.metadata.name.as_deref().unwrap());
+            if pods.get_opt(&pod_name(&r)).await.unwrap().is_none() {
+                let template = s.spec.clone().unwrap().template;
+                let pod = Pod {
+                    metadata: ObjectMeta {
+                        name: Some(pod_name(&r)),
+                        labels: template.metadata.and_then(|m| m.labels),
+                        ..Default::default()
+                    },
+                    spec: template.spec,
+                    ..Default::default()
+                };
+                pods.create(&PostParams::default(), &pod).await.unwrap();
+            }
+        }
+        play_statefulsets(&self.emu.client(), POOL_NS).await;
+    }
+
+    /// Keeper passes, kubelet playing, until `n` pooled sandboxes are ready.
+    async fn fill(&self, n: usize) -> Vec<String> {
+        eventually(
+            &format!("{n} ready pooled sandboxes"),
+            Duration::from_secs(30),
+            || async {
+                self.keeper.pass().await.unwrap();
+                if self.emu_namespace_exists(POOL_NS).await {
+                    self.kubelet().await;
+                }
+                let ready = self.store.ready_pooled(PoolKind::Sandbox).await.unwrap();
+                (ready.len() == n).then(|| ready.into_iter().map(|(_, name)| name).collect())
+            },
+        )
+        .await
+    }
+
+    async fn emu_namespace_exists(&self, ns: &str) -> bool {
+        let api: Api<Namespace> = Api::all(self.emu.client());
+        api.get_opt(ns).await.unwrap().is_some()
+    }
+
+    /// Drives the loop (kubelet and KubeBlocks playing) until `project`
+    /// of `u` is RUNNING.
+    async fn running(&self, u: &User, project: &str) {
+        let ns = format!("kiln-{}", u.username);
+        eventually(
+            &format!("{project} RUNNING"),
+            Duration::from_secs(30),
+            || async {
+                self.loop_.drain().await.unwrap();
+                if self.emu_namespace_exists(&ns).await {
+                    play_kubeblocks(&self.emu.client(), &ns).await;
+                    play_statefulsets(&self.emu.client(), &ns).await;
+                }
+                self.kubelet().await;
+                let p = self.store.find_project(u.id, project).await.unwrap();
+                (p.project.status == ProjectStatus::Running).then_some(())
+            },
+        )
+        .await
+    }
+
+    async fn sandbox_name(&self, u: &User, project: &str) -> String {
+        let p = self.store.find_project(u.id, project).await.unwrap();
+        p.resources
+            .iter()
+            .find(|r| r.kind == ResourceKind::Sandbox)
+            .unwrap()
+            .resource_name
+            .clone()
+    }
+
+    /// Every exec of a claim into `pod`: its stdin, in order.
+    async fn claims_of(&self, pod: &str) -> Vec<String> {
+        let calls = self.emu.exec_calls().await;
+        calls
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["pod"] == pod && c["argv"].to_string().contains("claim"))
+            .map(|c| {
+                assert_eq!(c["namespace"], POOL_NS, "{c}");
+                assert_eq!(
+                    c["argv"],
+                    serde_json::json!(["kiln-entrypoint", "claim"]),
+                    "nothing but the command in argv: {c}"
+                );
+                c["stdin_text"].as_str().unwrap_or_default().to_string()
+            })
+            .collect()
+    }
+}
+
+fn pooled_ref(name: &str) -> kiln::driver::ResourceRef {
+    kiln::driver::ResourceRef {
+        resource_name: name.into(),
+        namespace: POOL_NS.into(),
+        project_slug: String::new(),
+        owner: uuid::Uuid::nil(),
+    }
+}
+
+fn label<'a>(sts: &'a StatefulSet, key: &str) -> Option<&'a str> {
+    sts.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(key))
+        .map(String::as_str)
+}
+
+/// Pooled StatefulSets wait in the pool's namespace with no tenant data;
+/// two tenants' creates claim one each; a claim opens the project's
+/// session through one exec with the environment on stdin (none of it in
+/// argv), relabels the StatefulSet for its tenant, opens its tenant's
+/// databases to that pod alone, and never changes the pod template (so no
+/// restart). A later DATABASE_URL reaches it the same way. The pool is
+/// refilled; a deleted project takes its sandbox and policies along; a
+/// pooled sandbox broken by hand is replaced and never claimed.
+#[tokio::test]
+async fn pooled_sandboxes_on_the_server_cluster_are_claimed_without_a_restart() {
+    let h = Harness::new(2).await;
+    let pooled = h.fill(2).await;
+
+    // The pool's namespace: Kiln's, fenced as a tenant's is.
+    let ns: Api<Namespace> = Api::all(h.emu.client());
+    let pool_ns = ns.get(POOL_NS).await.unwrap();
+    let ns_labels = pool_ns.metadata.labels.unwrap();
+    assert_eq!(ns_labels["kiln.dev/pool-namespace"], "true");
+    assert!(
+        !ns_labels.contains_key("kiln.dev/tenant-id"),
+        "{ns_labels:?}"
+    );
+    let policies: Api<NetworkPolicy> = h.api(POOL_NS);
+    let names: Vec<String> = policies
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    for want in ["kiln-default-deny", "kiln-sandbox", "kiln-database"] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+    let sets: Api<StatefulSet> = h.api(POOL_NS);
+    for name in &pooled {
+        let sts = sets.get(name).await.unwrap();
+        assert_eq!(label(&sts, POOL_LABEL), Some(POOL_UNCLAIMED));
+        assert_eq!(label(&sts, TENANT_LABEL), None);
+        let pod = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let env: Vec<&str> = pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(env, [POOLED_ENV], "no tenant data in a pooled pod");
+    }
+
+    let alice = h.user("alice").await;
+    let bob = h.user("bob").await;
+    h.exec(&alice, "create blog").await;
+    h.exec(&bob, "create shop").await;
+    let (a_name, b_name) = (
+        h.sandbox_name(&alice, "blog").await,
+        h.sandbox_name(&bob, "shop").await,
+    );
+    assert!(pooled.contains(&a_name) && pooled.contains(&b_name));
+    assert_ne!(a_name, b_name, "one pooled sandbox per claim");
+    let before: Vec<StatefulSet> =
+        futures::future::join_all([&a_name, &b_name].map(|n| async { sets.get(n).await.unwrap() }))
+            .await;
+    h.running(&alice, "blog").await;
+    h.running(&bob, "shop").await;
+
+    for (u, project, name, old) in [
+        (&alice, "blog", &a_name, &before[0]),
+        (&bob, "shop", &b_name, &before[1]),
+    ] {
+        let sts = sets.get(name).await.unwrap();
+        // Relabelled for its tenant, on metadata only: no restart.
+        assert_eq!(label(&sts, POOL_LABEL), Some(POOL_CLAIMED));
+        assert_eq!(label(&sts, TENANT_LABEL), Some(u.id.to_string().as_str()));
+        assert_eq!(label(&sts, "kiln.dev/project"), Some(project));
+        assert_eq!(sts.metadata.generation, old.metadata.generation, "{name}");
+        assert_eq!(
+            sts.spec.as_ref().unwrap().template,
+            old.spec.as_ref().unwrap().template,
+            "{name}'s pod template changed: its pod would restart"
+        );
+        // The project's environment went in on stdin; the database's URL
+        // too, once the database ran (at the claim, or by a later sync).
+        let pod = pod_name(&pooled_ref(name));
+        let claims = eventually(
+            &format!("DATABASE_URL in {name}"),
+            Duration::from_secs(30),
+            || async {
+                h.loop_.drain().await.unwrap();
+                let claims = h.claims_of(&pod).await;
+                claims
+                    .last()
+                    .is_some_and(|c| c.contains("export DATABASE_URL='postgres"))
+                    .then_some(claims)
+            },
+        )
+        .await;
+        for claim in &claims {
+            assert!(claim.starts_with(CLAIM_HEADER), "{claim}");
+            assert!(
+                claim.contains(&format!("export PROJECT_NAME='{project}'")),
+                "{claim}"
+            );
+        }
+        let sts = sets.get(name).await.unwrap();
+        assert_eq!(
+            sts.spec.as_ref().unwrap().template,
+            old.spec.as_ref().unwrap().template,
+            "{name}'s pod template changed by the sync: its pod would restart"
+        );
+        // Its tenant's databases, open to that pod alone.
+        let tenant_ns = format!("kiln-{}", u.username);
+        let peer: Api<NetworkPolicy> = h.api(&tenant_ns);
+        let policy = claim_policy_name(&pooled_ref(name));
+        let ingress = peer.get(&policy).await.unwrap();
+        let from = serde_json::to_value(&ingress.spec.unwrap().ingress).unwrap();
+        assert_eq!(
+            from[0]["from"][0]["podSelector"]["matchLabels"][RESOURCE_LABEL],
+            name.as_str()
+        );
+        assert_eq!(
+            from[0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            POOL_NS
+        );
+        let egress = policies.get(&policy).await.unwrap();
+        let to = serde_json::to_value(&egress.spec.unwrap().egress).unwrap();
+        assert_eq!(
+            to[0]["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            tenant_ns
+        );
+    }
+
+    // Nothing of one tenant in the other's namespace.
+    for (ns, other, other_id) in [
+        ("kiln-alice", &b_name, bob.id),
+        ("kiln-bob", &a_name, alice.id),
+    ] {
+        let policies: Api<NetworkPolicy> = h.api(ns);
+        let text =
+            serde_json::to_string(&policies.list(&ListParams::default()).await.unwrap()).unwrap();
+        assert!(!text.contains(other.as_str()), "{other} in {ns}: {text}");
+        let sets: Api<StatefulSet> = h.api(ns);
+        let text =
+            serde_json::to_string(&sets.list(&ListParams::default()).await.unwrap()).unwrap();
+        assert!(!text.contains(&other_id.to_string()), "{ns}: {text}");
+    }
+
+    // Sessions and the app go to the claimed pod, in the pool's namespace.
+    h.exec(&alice, "sessions blog").await;
+    let calls = h.emu.exec_calls().await.to_string();
+    assert!(
+        calls.contains(&pod_name(&pooled_ref(&a_name))),
+        "no exec into the claimed pod: {calls}"
+    );
+
+    // The pool is refilled with fresh ones.
+    let refilled = h.fill(2).await;
+    assert!(!refilled.contains(&a_name) && !refilled.contains(&b_name));
+
+    // A pooled sandbox broken by hand (scaled to 0) is replaced, not claimed.
+    let broken = refilled[0].clone();
+    sets.patch(
+        &broken,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({ "spec": { "replicas": 0 } })),
+    )
+    .await
+    .unwrap();
+    play_statefulsets(&h.emu.client(), POOL_NS).await;
+    let replaced = eventually(
+        "the broken one replaced",
+        Duration::from_secs(30),
+        || async {
+            h.keeper.pass().await.unwrap();
+            h.kubelet().await;
+            let ready = h.store.ready_pooled(PoolKind::Sandbox).await.unwrap();
+            let names: Vec<String> = ready.into_iter().map(|(_, n)| n).collect();
+            (names.len() == 2 && !names.contains(&broken)).then_some(names)
+        },
+    )
+    .await;
+    assert!(
+        sets.get_opt(&broken).await.unwrap().is_none(),
+        "{broken} kept"
+    );
+    h.exec(&alice, "create notes").await;
+    let c_name = h.sandbox_name(&alice, "notes").await;
+    assert!(replaced.contains(&c_name), "{c_name} not from {replaced:?}");
+
+    // Deleting a project deletes its claimed sandbox and both policies.
+    h.exec(&bob, "delete shop --yes").await;
+    eventually("shop's sandbox gone", Duration::from_secs(30), || async {
+        h.loop_.drain().await.unwrap();
+        play_kubeblocks(&h.emu.client(), "kiln-bob").await;
+        let gone = sets.get_opt(&b_name).await.unwrap().is_none();
+        let policy = claim_policy_name(&pooled_ref(&b_name));
+        let peer: Api<NetworkPolicy> = h.api("kiln-bob");
+        (gone
+            && policies.get_opt(&policy).await.unwrap().is_none()
+            && peer.get_opt(&policy).await.unwrap().is_none())
+        .then_some(())
+    })
+    .await;
+}
