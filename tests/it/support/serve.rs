@@ -144,6 +144,16 @@ impl Serve {
 impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
+        // Gone before its sandboxes are ended, so it starts no other.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Sandboxes (pooled ones too) outlive the server by design; a test
+        // must not leave any running once its data directory is gone.
+        if let Ok(sandboxes) = kiln::local::LocalSandboxes::new(&self.data_dir, Some("sh".into())) {
+            sandboxes.kill_all_servers();
+        }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
