@@ -206,6 +206,14 @@ pub trait SandboxPoolDriver: SandboxDriver {
     /// working directory is empty); anything else says what is wrong.
     /// Every requested name is in the answer.
     async fn observe_pooled(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>>;
+    /// The pooled sandboxes this back end holds that no claim has opened
+    /// yet, by name, so the keeper can end those it has no row for (left by
+    /// a crash between the row and the object, or by a claimer whose
+    /// resources moved to a cluster of their own before the first start).
+    /// A back end that cannot list them says none.
+    async fn unopened_pooled(&self) -> DriverResult<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 #[async_trait]

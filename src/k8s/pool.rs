@@ -34,8 +34,8 @@ use super::cluster::{K8sCluster, classify, is_already_exists};
 use super::network_policy::namespace_policies;
 use super::objects::{self, CONTAINER, MANAGED_BY};
 use super::pool_objects::{
-    ENTRYPOINT, POOL_LABEL, claim_env_script, claim_policies, claim_policy_name, claimed_labels,
-    fits_pooled, is_unclaimed, pooled_objects, runs_pooled_template,
+    ENTRYPOINT, POOL_LABEL, POOL_UNCLAIMED, claim_env_script, claim_policies, claim_policy_name,
+    claimed_labels, fits_pooled, is_unclaimed, pooled_objects, runs_pooled_template,
 };
 use super::status::statefulset_observed;
 use crate::driver::{
@@ -339,6 +339,28 @@ impl SandboxPoolDriver for K8sCluster {
                 describe(&other)
             ))),
         }
+    }
+
+    async fn unopened_pooled(&self) -> DriverResult<Vec<String>> {
+        let what = "listing unclaimed pooled sandboxes";
+        let selector = format!(
+            "{},{POOL_LABEL}={POOL_UNCLAIMED}",
+            objects::selector(objects::SANDBOX_KIND)
+        );
+        let sets = self
+            .bounded(
+                what,
+                self.api::<StatefulSet>()
+                    .list(&ListParams::default().labels(&selector)),
+            )
+            .await
+            .map_err(|e| classify(e, what))?;
+        Ok(sets
+            .items
+            .into_iter()
+            .filter_map(|s| s.metadata.name)
+            .filter(|n| crate::model::naming::is_pooled_sandbox_name(n))
+            .collect())
     }
 
     async fn observe_pooled(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>> {

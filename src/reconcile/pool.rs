@@ -179,6 +179,7 @@ impl PoolKeeper {
         let target = kind.target(self.targets);
         let mut stats = KindStats {
             broken: self.check_ready(kind).await?,
+            dropped: self.sweep_orphans(kind).await?,
             ..KindStats::default()
         };
         let held = self.store.pool_slots(kind).await?;
@@ -249,6 +250,36 @@ impl PoolKeeper {
         }
         self.store.release_pool_leases(&self.replica).await?;
         Ok(())
+    }
+
+    /// Ends the pooled sandboxes the back end holds that nothing owns (see
+    /// [`SandboxPoolDriver::unopened_pooled`]); how many. Only ones never
+    /// opened by a claim are candidates, so no tenant's work is in them.
+    async fn sweep_orphans(&self, kind: PoolKind) -> StoreResult<usize> {
+        let (PoolKind::Sandbox, Some(sandboxes)) = (kind, &self.sandboxes) else {
+            return Ok(0);
+        };
+        let held = match sandboxes.unopened_pooled().await {
+            Ok(held) if held.is_empty() => return Ok(0),
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(replica = %self.replica, "listing pooled sandboxes: {e}");
+                return Ok(0);
+            }
+        };
+        let mut ended = 0;
+        for name in self.store.orphaned_pooled_sandboxes(&held).await? {
+            match sandboxes.delete(&pooled_ref(&name)).await {
+                Ok(()) => {
+                    tracing::info!(pooled = %name, "pool: ended a pooled sandbox that nothing owns");
+                    ended += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(pooled = %name, "pool: ending an unowned pooled sandbox: {e}")
+                }
+            }
+        }
+        Ok(ended)
     }
 
     /// Health check of the ready pooled resources of `kind`, in one driver

@@ -293,6 +293,30 @@ impl Store {
         .rows_affected())
     }
 
+    /// Which of `names` (pooled sandboxes a back end holds, never opened by
+    /// a claim) belong to nothing: neither a pool row nor the sandbox of a
+    /// project whose resources are still where the pool is (an owner who
+    /// set a kubeconfig after the claim has theirs made on their cluster).
+    /// Read after the back end's list: a pool row is written before its
+    /// object is made, and a claim swaps the pool row for the sandbox row
+    /// in one transaction, so a listed object's row is always seen here.
+    pub async fn orphaned_pooled_sandboxes(&self, names: &[String]) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT n FROM unnest($1::text[]) AS n
+              WHERE NOT EXISTS (SELECT 1 FROM pool_sandboxes p WHERE p.resource_name = n)
+                AND NOT EXISTS (
+                    SELECT 1 FROM sandboxes s
+                     WHERE s.resource_name = n
+                       AND NOT EXISTS (SELECT 1 FROM user_configs c
+                                        WHERE c.user_id = s.user_id AND c.key = $2))
+              ORDER BY n",
+        )
+        .bind(names)
+        .bind(super::user_configs::KUBECONFIG)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The ready pooled resources of `kind`, for their health check.
     pub async fn ready_pooled(&self, kind: PoolKind) -> StoreResult<Vec<(Uuid, String)>> {
         Ok(sqlx::query_as(AssertSqlSafe(format!(

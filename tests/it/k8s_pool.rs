@@ -434,6 +434,34 @@ async fn pooled_sandboxes_on_the_server_cluster_are_claimed_without_a_restart() 
     let c_name = h.sandbox_name(&alice, "notes").await;
     assert!(replaced.contains(&c_name), "{c_name} not from {replaced:?}");
 
+    // A pooled StatefulSet that nothing owns (a crash between its row and
+    // its object, say) is ended; the pool's own are kept.
+    let stray = kiln::model::naming::pooled_sandbox_name();
+    let (stray_sts, _) = kiln::k8s::pool_objects::pooled_objects(&stray, &K8sSettings::default());
+    sets.create(&PostParams::default(), &stray_sts)
+        .await
+        .unwrap();
+    eventually(
+        "the stray pooled sandbox ended",
+        Duration::from_secs(30),
+        || async {
+            h.keeper.pass().await.unwrap();
+            sets.get_opt(&stray).await.unwrap().is_none().then_some(())
+        },
+    )
+    .await;
+    for name in h.store.ready_pooled(PoolKind::Sandbox).await.unwrap() {
+        assert!(
+            sets.get_opt(&name.1).await.unwrap().is_some(),
+            "{} swept",
+            name.1
+        );
+    }
+    assert!(
+        sets.get_opt(&a_name).await.unwrap().is_some(),
+        "a claimed one swept"
+    );
+
     // Deleting a project deletes its claimed sandbox and both policies.
     h.exec(&bob, "delete shop --yes").await;
     eventually("shop's sandbox gone", Duration::from_secs(30), || async {
@@ -448,4 +476,37 @@ async fn pooled_sandboxes_on_the_server_cluster_are_claimed_without_a_restart() 
         .then_some(())
     })
     .await;
+}
+
+/// Which pooled sandboxes the keeper may end: only names that neither a
+/// pool row nor a project's sandbox (of an owner still on the server's
+/// cluster) accounts for.
+#[tokio::test]
+async fn a_pooled_sandbox_is_unowned_only_when_no_row_accounts_for_it() {
+    let h = Harness::new(1).await;
+    let pooled = h.fill(1).await;
+    let alice = h.user("alice").await;
+    h.exec(&alice, "create blog").await;
+    let claimed = h.sandbox_name(&alice, "blog").await;
+    assert_eq!(claimed, pooled[0]);
+    let refilled = h.fill(1).await;
+    let unknown = kiln::model::naming::pooled_sandbox_name();
+    let names = vec![claimed.clone(), refilled[0].clone(), unknown.clone()];
+    assert_eq!(
+        h.store.orphaned_pooled_sandboxes(&names).await.unwrap(),
+        std::slice::from_ref(&unknown),
+        "a pool row or a claim accounts for the others"
+    );
+    // The claimer moved to a cluster of their own before the first start:
+    // theirs is made there, and the pooled one is nobody's.
+    h.store
+        .set_user_config(alice.id, "KUBECONFIG", &h.emu.kubeconfig("team-a"), true)
+        .await
+        .unwrap();
+    let mut want = vec![claimed, unknown];
+    want.sort();
+    assert_eq!(
+        h.store.orphaned_pooled_sandboxes(&names).await.unwrap(),
+        want
+    );
 }
