@@ -510,3 +510,56 @@ async fn a_pooled_sandbox_is_unowned_only_when_no_row_accounts_for_it() {
         want
     );
 }
+
+/// What a claim costs on the server's cluster, counted at the emulator:
+/// the first start of a claimed sandbox (the tenant's route already made)
+/// is a GET of its StatefulSet, the claim's two NetworkPolicies, one exec
+/// and one metadata PATCH. No Secret, no pod, no template is written.
+#[tokio::test]
+async fn a_claim_costs_five_api_calls_and_writes_no_pod_template() {
+    use kiln::driver::SandboxDriver;
+    let h = Harness::new(1).await;
+    let pooled = h.fill(1).await;
+    let alice = h.user("alice").await;
+    h.exec(&alice, "create blog").await;
+    let name = h.sandbox_name(&alice, "blog").await;
+    assert_eq!(name, pooled[0]);
+    h.backends.route(alice.id).await.unwrap();
+    let spec = kiln::driver::SandboxSpec {
+        resource: kiln::driver::ResourceRef {
+            resource_name: name.clone(),
+            namespace: "kiln-alice".into(),
+            project_slug: "blog".into(),
+            owner: alice.id,
+        },
+        env: vec![("PROJECT_NAME".into(), "blog".into())],
+        secret_keys: Default::default(),
+        repo: None,
+        command: None,
+        setup: None,
+        sizing: Default::default(),
+    };
+    let before = h.emu.requests().await.len();
+    let observed = SandboxDriver::adopt(h.backends.as_ref(), &spec)
+        .await
+        .unwrap();
+    assert_eq!(observed, kiln::driver::Observed::Running);
+    let calls: Vec<String> = h.emu.requests().await.split_off(before);
+    let policy = claim_policy_name(&pooled_ref(&name));
+    let pod = pod_name(&pooled_ref(&name));
+    assert_eq!(
+        calls,
+        [
+            format!("GET /apis/apps/v1/namespaces/{POOL_NS}/statefulsets/{name}"),
+            format!(
+                "PATCH /apis/networking.k8s.io/v1/namespaces/{POOL_NS}/networkpolicies/{policy}"
+            ),
+            format!(
+                "PATCH /apis/networking.k8s.io/v1/namespaces/kiln-alice/networkpolicies/{policy}"
+            ),
+            format!("GET /api/v1/namespaces/{POOL_NS}/pods/{pod}/exec"),
+            format!("PATCH /apis/apps/v1/namespaces/{POOL_NS}/statefulsets/{name}"),
+        ],
+        "the claim's API calls"
+    );
+}

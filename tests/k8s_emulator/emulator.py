@@ -32,7 +32,8 @@ Extras that a real cluster gets from kubelet or RBAC, driven by the test through
 - PUT /_kmock/deny {"namespaces": [..]} makes SelfSubjectAccessReviews there come back denied.
 - PUT /_kmock/fail [{"method": "POST", "path_contains": "statefulsets", "status": 500,
   "times": 2, "delay_ms": 0}] injects errors or delays; GET /_kmock/fail shows what is left.
-- GET /_kmock/objects dumps every stored object; GET /_kmock/reviews lists access reviews.
+- GET /_kmock/objects dumps every stored object; GET /_kmock/reviews lists access reviews;
+  GET /_kmock/requests lists every API request made so far (method and path).
 
 Objects in pods/exec and pods/log must exist (404 otherwise), and a container that the pod's
 spec does not list is a 400, as on a real cluster.
@@ -184,6 +185,7 @@ class Emulator(kmock.KubernetesEmulator):
         self.logs, self.logs_ended = {}, set()
         self.logs_changed = asyncio.Event()
         self.denied, self.reviews, self.fail_rules = set(), [], []
+        self.requests = []         # every API request: {"method", "path"}
 
     # ---- entry point -------------------------------------------------------------------
     async def __call__(self, raw):
@@ -191,6 +193,7 @@ class Emulator(kmock.KubernetesEmulator):
         try:
             if raw.path.startswith('/_kmock/'):
                 return await self.control(raw, body)
+            self.requests.append({'method': raw.method, 'path': raw.path})
             await self.inject_failure(raw)
             route = Route.parse(raw.path)
             if route is None:
@@ -574,6 +577,8 @@ class Emulator(kmock.KubernetesEmulator):
             case 'PUT', ['deny']:
                 self.denied = set((data or {}).get('namespaces') or [])
                 return ok
+            case 'GET', ['requests']:
+                return aiohttp.web.json_response(self.requests)
             case 'GET', ['reviews']:
                 return aiohttp.web.json_response(self.reviews)
             case 'PUT', ['fail']:

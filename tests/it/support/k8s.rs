@@ -208,6 +208,22 @@ current-context: tenant@emulator
     }
 
     /// The SelfSubjectAccessReviews asked so far (their resourceAttributes plus `allowed`).
+    /// Every API request made so far, as `METHOD /path`.
+    pub async fn requests(&self) -> Vec<String> {
+        let all = self.control_json("GET", "/_kmock/requests", None).await;
+        all.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["method"].as_str().unwrap(),
+                    r["path"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
     pub async fn reviews(&self) -> serde_json::Value {
         self.control_json("GET", "/_kmock/reviews", None).await
     }
