@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::{CycleStats, Reconciler};
 use crate::model::idle::{IdleVerdict, decide, format_duration, time_left};
 use crate::store::StoreResult;
-use crate::store::idle::IdleCandidate;
+use crate::store::idle::{IdleCandidate, IdleWarning};
 
 /// What one sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,6 +36,8 @@ impl Reconciler {
         stats.queries += 1;
         stats.candidates = candidates.len();
         let mut withdraw = Vec::new();
+        // Warnings are written together after the loop, in one statement.
+        let mut warn = Vec::new();
         for c in &candidates {
             match decide(policy, &c.facts, now) {
                 IdleVerdict::Nothing => {}
@@ -44,16 +46,11 @@ impl Reconciler {
                         withdraw.push((c.sandbox_id, at));
                     }
                 }
-                IdleVerdict::Warn { stop_at } => {
-                    stats.queries += 1;
-                    if self
-                        .store
-                        .idle_warn(c, stop_at, &warning_text(c, now, stop_at))
-                        .await?
-                    {
-                        stats.warned += 1;
-                    }
-                }
+                IdleVerdict::Warn { stop_at } => warn.push(IdleWarning {
+                    candidate: c,
+                    stop_at,
+                    message: warning_text(c, now, stop_at),
+                }),
                 IdleVerdict::Stop => {
                     stats.queries += 1;
                     if self.store.idle_stop(c, &stopped_text(c, policy)).await? {
@@ -66,6 +63,10 @@ impl Reconciler {
                     }
                 }
             }
+        }
+        if !warn.is_empty() {
+            stats.queries += 1;
+            stats.warned = self.store.idle_warn_many(&warn).await? as usize;
         }
         if !withdraw.is_empty() {
             stats.queries += 1;

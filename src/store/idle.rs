@@ -34,6 +34,15 @@ pub struct IdleCandidate {
     pub facts: IdleFacts,
 }
 
+/// One warning the idle sweep decided on: the candidate as it was seen,
+/// when it will be stopped, and what its owner is told.
+#[derive(Debug, Clone)]
+pub struct IdleWarning<'a> {
+    pub candidate: &'a IdleCandidate,
+    pub stop_at: DateTime<Utc>,
+    pub message: String,
+}
+
 /// A project's idle state, as its users read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IdleState {
@@ -119,38 +128,46 @@ impl Store {
         Ok(lines.join("\n"))
     }
 
-    /// Records the warning of `c`'s idle stretch and notifies its owner, in
-    /// one statement; only if the warning on record is still the one the
-    /// sweep saw and the sandbox still runs (so it happens once). Whether
-    /// it was recorded.
-    pub async fn idle_warn(
-        &self,
-        c: &IdleCandidate,
-        stop_at: DateTime<Utc>,
-        message: &str,
-    ) -> StoreResult<bool> {
-        let seen = c.facts.warned.map(|(at, _)| at);
+    /// Records the warnings of the sweep's `warns` and notifies their
+    /// owners, all in one statement; each only if the warning on record is
+    /// still the one the sweep saw and the sandbox still runs (so it
+    /// happens once, whichever replica sweeps). How many were recorded.
+    pub async fn idle_warn_many(&self, warns: &[IdleWarning<'_>]) -> StoreResult<u64> {
+        if warns.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Uuid> = warns.iter().map(|w| w.candidate.sandbox_id).collect();
+        let seen: Vec<Option<DateTime<Utc>>> = warns
+            .iter()
+            .map(|w| w.candidate.facts.warned.map(|(at, _)| at))
+            .collect();
+        let stop_at: Vec<DateTime<Utc>> = warns.iter().map(|w| w.stop_at).collect();
+        let messages: Vec<&str> = warns.iter().map(|w| w.message.as_str()).collect();
         let mut tx = self.pool.begin().await?;
-        lock_projects_of_sandboxes(&mut tx, &[c.sandbox_id], &[]).await?;
+        lock_projects_of_sandboxes(&mut tx, &ids, &[]).await?;
         let n = sqlx::query(
-            "WITH w AS (
-                UPDATE sandboxes SET idle_warned_at = now(), idle_stop_at = $3
-                WHERE id = $1 AND idle_warned_at IS NOT DISTINCT FROM $2
-                  AND desired = 'RUNNING' AND status = 'RUNNING'
-                RETURNING project_id, user_id)
+            "WITH v AS (
+                SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[])
+                    AS v(id, seen, stop_at, message)),
+             w AS (
+                UPDATE sandboxes s SET idle_warned_at = now(), idle_stop_at = v.stop_at
+                  FROM v
+                 WHERE s.id = v.id AND s.idle_warned_at IS NOT DISTINCT FROM v.seen
+                   AND s.desired = 'RUNNING' AND s.status = 'RUNNING'
+                RETURNING s.project_id, s.user_id, v.message)
              INSERT INTO notifications (user_id, project_id, kind, message)
-             SELECT user_id, project_id, $4, $5 FROM w",
+             SELECT user_id, project_id, $5, message FROM w",
         )
-        .bind(c.sandbox_id)
-        .bind(seen)
-        .bind(stop_at)
+        .bind(&ids)
+        .bind(&seen)
+        .bind(&stop_at)
+        .bind(&messages)
         .bind(NoticeKind::IdleWarning.as_str())
-        .bind(message)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         tx.commit().await?;
-        Ok(n > 0)
+        Ok(n)
     }
 
     /// Withdraws warnings that no longer hold (the sandbox was used, or an

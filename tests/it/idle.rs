@@ -387,6 +387,72 @@ async fn a_working_agent_keeps_it_running() {
     );
 }
 
+/// A sweep that finds several projects near their stop warns them all in
+/// one write (one query to find, one to warn), each owner told about each
+/// of their own projects by name, once; the next sweep writes nothing.
+#[tokio::test]
+async fn one_sweep_warns_many_projects_in_one_write_each_owner_told_once_per_project() {
+    let policy = IdlePolicy {
+        stop_after: secs(10),
+        warn_before: secs(1),
+        sweep_every: secs(3600),
+        ..IdlePolicy::default()
+    };
+    let server = Server::start_with(kiln::config::SshConfig {
+        idle: IdlePolicy {
+            stop_after: Duration::ZERO,
+            ..policy.clone()
+        },
+        ..test_ssh_config()
+    })
+    .await;
+    let alice = server.user("alice", PW).await;
+    let bob = server.user("bob", PW).await;
+    let projects = [
+        (alice.id, "blog"),
+        (alice.id, "shop"),
+        (bob.id, "notes"),
+        (bob.id, "api"),
+    ];
+    for (owner, name) in projects {
+        let resource = server.running_project(owner, name).await;
+        sqlx::query(
+            "UPDATE sandboxes SET last_active_at = now() - interval '1 hour' WHERE resource_name = $1",
+        )
+        .bind(&resource)
+        .execute(server.store.pool())
+        .await
+        .unwrap();
+    }
+    let sweeper = kiln::reconcile::Reconciler::new(
+        server.store.clone(),
+        server.fake.clone(),
+        server.fake.clone(),
+        kiln::reconcile::ReconcileConfig {
+            idle: policy.clone(),
+            ..Default::default()
+        },
+        "sweeper",
+    );
+    let s = sweeper.idle_sweep(Utc::now()).await.unwrap();
+    assert_eq!((s.candidates, s.warned, s.queries), (4, 4, 2), "{s:?}");
+    for (owner, name) in projects {
+        let told: Vec<String> = sqlx::query_scalar(
+            "SELECT n.message FROM notifications n JOIN projects p ON p.id = n.project_id
+              WHERE n.user_id = $1 AND p.name = $2 AND n.kind = 'idle_warning'",
+        )
+        .bind(owner)
+        .bind(name)
+        .fetch_all(server.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(told.len(), 1, "{name}: {told:?}");
+        assert!(told[0].contains(name), "{name}: {told:?}");
+    }
+    let again = sweeper.idle_sweep(Utc::now()).await.unwrap();
+    assert_eq!((again.warned, again.queries), (0, 1), "{again:?}");
+}
+
 #[tokio::test]
 async fn two_sweeps_at_once_warn_once_and_stop_once() {
     // Only the test's two replicas sweep, when told, at the same moment.
