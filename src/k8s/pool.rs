@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, AttachParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, AttachParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -342,21 +342,14 @@ impl SandboxPoolDriver for K8sCluster {
     }
 
     async fn unopened_pooled(&self) -> DriverResult<Vec<String>> {
-        let what = "listing unclaimed pooled sandboxes";
         let selector = format!(
             "{},{POOL_LABEL}={POOL_UNCLAIMED}",
             objects::selector(objects::SANDBOX_KIND)
         );
         let sets = self
-            .bounded(
-                what,
-                self.api::<StatefulSet>()
-                    .list(&ListParams::default().labels(&selector)),
-            )
-            .await
-            .map_err(|e| classify(e, what))?;
+            .statefulsets(&selector, "listing unclaimed pooled sandboxes")
+            .await?;
         Ok(sets
-            .items
             .into_iter()
             .filter_map(|s| s.metadata.name)
             .filter(|n| crate::model::naming::is_pooled_sandbox_name(n))
@@ -364,18 +357,11 @@ impl SandboxPoolDriver for K8sCluster {
     }
 
     async fn observe_pooled(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>> {
-        let what = "listing pooled sandboxes";
         let selector = format!("{},{POOL_LABEL}", objects::selector(objects::SANDBOX_KIND));
         let sets = self
-            .bounded(
-                what,
-                self.api::<StatefulSet>()
-                    .list(&ListParams::default().labels(&selector)),
-            )
-            .await
-            .map_err(|e| classify(e, what))?;
+            .statefulsets(&selector, "listing pooled sandboxes")
+            .await?;
         let by_name: HashMap<String, &StatefulSet> = sets
-            .items
             .iter()
             .filter_map(|s| s.metadata.name.clone().map(|n| (n, s)))
             .collect();

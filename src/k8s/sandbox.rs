@@ -140,6 +140,22 @@ impl K8sCluster {
         }
     }
 
+    /// The namespace's StatefulSets that match a label selector.
+    pub(crate) async fn statefulsets(
+        &self,
+        selector: &str,
+        what: &str,
+    ) -> DriverResult<Vec<StatefulSet>> {
+        self.bounded(
+            what,
+            self.api::<StatefulSet>()
+                .list(&ListParams::default().labels(selector)),
+        )
+        .await
+        .map(|list| list.items)
+        .map_err(|e| classify(e, what))
+    }
+
     /// Pods of every sandbox in the namespace, by resource name.
     async fn sandbox_pods(&self) -> DriverResult<HashMap<String, Vec<Pod>>> {
         let what = "listing sandbox pods";
@@ -250,18 +266,11 @@ impl SandboxDriver for K8sCluster {
 
     async fn observe(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>> {
         // Two lists for the whole namespace, however many sandboxes.
-        let what = "listing sandboxes";
         let sets = self
-            .bounded(
-                what,
-                self.api::<StatefulSet>()
-                    .list(&ListParams::default().labels(&objects::selector(KIND))),
-            )
-            .await
-            .map_err(|e| classify(e, what))?;
+            .statefulsets(&objects::selector(KIND), "listing sandboxes")
+            .await?;
         let pods = self.sandbox_pods().await?;
         let by_name: HashMap<String, &StatefulSet> = sets
-            .items
             .iter()
             .filter_map(|s| s.metadata.name.clone().map(|n| (n, s)))
             .collect();

@@ -387,6 +387,38 @@ async fn a_working_agent_keeps_it_running() {
     );
 }
 
+/// A server whose own loop never sweeps (its policy is off), so only the
+/// test's replicas sweep, when told: a sweep of its own (it sweeps once at
+/// its start) could take a warning from them.
+async fn server_that_never_sweeps() -> Server {
+    Server::start_with(kiln::config::SshConfig {
+        idle: IdlePolicy {
+            stop_after: Duration::ZERO,
+            ..IdlePolicy::default()
+        },
+        ..test_ssh_config()
+    })
+    .await
+}
+
+/// A replica of the server's reconcile loop with `policy`, for sweeps.
+fn sweeping_replica(
+    server: &Server,
+    policy: &IdlePolicy,
+    name: &str,
+) -> kiln::reconcile::Reconciler {
+    kiln::reconcile::Reconciler::new(
+        server.store.clone(),
+        server.fake.clone(),
+        server.fake.clone(),
+        kiln::reconcile::ReconcileConfig {
+            idle: policy.clone(),
+            ..Default::default()
+        },
+        name,
+    )
+}
+
 /// A sweep that finds several projects near their stop warns them all in
 /// one write (one query to find, one to warn), each owner told about each
 /// of their own projects by name, once; the next sweep writes nothing.
@@ -398,14 +430,7 @@ async fn one_sweep_warns_many_projects_in_one_write_each_owner_told_once_per_pro
         sweep_every: secs(3600),
         ..IdlePolicy::default()
     };
-    let server = Server::start_with(kiln::config::SshConfig {
-        idle: IdlePolicy {
-            stop_after: Duration::ZERO,
-            ..policy.clone()
-        },
-        ..test_ssh_config()
-    })
-    .await;
+    let server = server_that_never_sweeps().await;
     let alice = server.user("alice", PW).await;
     let bob = server.user("bob", PW).await;
     let projects = [
@@ -424,16 +449,7 @@ async fn one_sweep_warns_many_projects_in_one_write_each_owner_told_once_per_pro
         .await
         .unwrap();
     }
-    let sweeper = kiln::reconcile::Reconciler::new(
-        server.store.clone(),
-        server.fake.clone(),
-        server.fake.clone(),
-        kiln::reconcile::ReconcileConfig {
-            idle: policy.clone(),
-            ..Default::default()
-        },
-        "sweeper",
-    );
+    let sweeper = sweeping_replica(&server, &policy, "sweeper");
     let s = sweeper.idle_sweep(Utc::now()).await.unwrap();
     assert_eq!((s.candidates, s.warned, s.queries), (4, 4, 2), "{s:?}");
     for (owner, name) in projects {
@@ -465,14 +481,7 @@ async fn two_sweeps_at_once_warn_once_and_stop_once() {
         sweep_every: secs(3600),
         ..IdlePolicy::default()
     };
-    let server = Server::start_with(kiln::config::SshConfig {
-        idle: IdlePolicy {
-            stop_after: Duration::ZERO,
-            ..policy.clone()
-        },
-        ..test_ssh_config()
-    })
-    .await;
+    let server = server_that_never_sweeps().await;
     let alice = server.user("alice", PW).await;
     let resource = server.running_project(alice.id, "blog").await;
     sqlx::query(
@@ -482,19 +491,10 @@ async fn two_sweeps_at_once_warn_once_and_stop_once() {
     .execute(server.store.pool())
     .await
     .unwrap();
-    let replica = |name: &str| {
-        kiln::reconcile::Reconciler::new(
-            server.store.clone(),
-            server.fake.clone(),
-            server.fake.clone(),
-            kiln::reconcile::ReconcileConfig {
-                idle: policy.clone(),
-                ..Default::default()
-            },
-            name,
-        )
-    };
-    let (r1, r2) = (replica("r1"), replica("r2"));
+    let (r1, r2) = (
+        sweeping_replica(&server, &policy, "r1"),
+        sweeping_replica(&server, &policy, "r2"),
+    );
     let (a, b) = tokio::join!(r1.idle_sweep(Utc::now()), r2.idle_sweep(Utc::now()));
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.warned + b.warned, 1, "{a:?} {b:?}");

@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Namespace;
-use kiln::backends::{Backends, LocalBackend};
-use kiln::fake_driver::FakeDriver;
 use kiln::k8s::settings::K8sSettings;
 use kiln::model::ResourceStatus;
 use kiln::reconcile::{ReconcileConfig, Reconciler};
@@ -38,17 +36,7 @@ async fn setup_with(settings: K8sSettings) -> Setup {
     let db = TestDb::new().await;
     let store = db.store().await;
     let emu = Emulator::start().await;
-    let fake = Arc::new(FakeDriver::new());
-    let backends = Arc::new(Backends::new(
-        LocalBackend {
-            sandboxes: fake.clone(),
-            databases: fake,
-            attach: None,
-        },
-        Some(emu.client()),
-        Arc::new(settings),
-        Arc::new(store.clone()),
-    ));
+    let backends = Arc::new(crate::support::k8s::server_backends(&emu, &store, settings));
     let mut config = ReconcileConfig {
         resync: Duration::from_millis(50),
         ..Default::default()

@@ -11,15 +11,13 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
-use kiln::backends::{Backends, LocalBackend};
-use kiln::fake_driver::FakeDriver;
 use kiln::k8s::database_objects::cluster_name;
 use kiln::k8s::network_policy::{
     DATABASE_POLICY, DEFAULT_DENY, SANDBOX_POLICY, namespace_policies,
 };
 use kiln::k8s::settings::K8sSettings;
 use kiln::model::ResourceStatus;
-use kiln::reconcile::{ReconcileConfig, Reconciler};
+use kiln::reconcile::Reconciler;
 use kiln::store::Store;
 use kiln::store::resources::ResourceKind;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
@@ -32,24 +30,12 @@ use crate::support::{TestDb, eventually};
 /// A reconcile loop on the server's (emulated) cluster, as a fresh Kiln
 /// replica would run it: its own back ends, so its own route cache.
 fn replica(store: &Store, emu: &Emulator, settings: &K8sSettings) -> Reconciler {
-    let fake = Arc::new(FakeDriver::new());
-    let backends = Arc::new(Backends::new(
-        LocalBackend {
-            sandboxes: fake.clone(),
-            databases: fake,
-            attach: None,
-        },
-        Some(emu.client()),
-        Arc::new(settings.clone()),
-        Arc::new(store.clone()),
+    let backends = Arc::new(crate::support::k8s::server_backends(
+        emu,
+        store,
+        settings.clone(),
     ));
-    let mut config = ReconcileConfig {
-        resync: Duration::from_millis(50),
-        ..Default::default()
-    };
-    config.schedule.poll_interval = Duration::from_millis(50);
-    config.schedule.backoff_base = Duration::from_millis(20);
-    config.schedule.backoff_cap = Duration::from_millis(200);
+    let config = crate::support::k8s::quick_reconcile();
     Reconciler::new(
         store.clone(),
         backends.clone(),

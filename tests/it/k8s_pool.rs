@@ -12,8 +12,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kiln::backends::{Backends, LocalBackend};
-use kiln::fake_driver::FakeDriver;
+use kiln::backends::Backends;
 use kiln::k8s::objects::{RESOURCE_LABEL, pod_name};
 use kiln::k8s::pool_objects::{
     CLAIM_HEADER, POOL_CLAIMED, POOL_LABEL, POOL_UNCLAIMED, POOLED_ENV, TENANT_LABEL,
@@ -22,8 +21,8 @@ use kiln::k8s::pool_objects::{
 use kiln::k8s::settings::K8sSettings;
 use kiln::model::ProjectStatus;
 use kiln::model::pool::PoolKind;
+use kiln::reconcile::Reconciler;
 use kiln::reconcile::pool::PoolKeeper;
-use kiln::reconcile::{ReconcileConfig, Reconciler};
 use kiln::store::Store;
 use kiln::store::resources::ResourceKind;
 use kiln::store::users::User;
@@ -57,24 +56,8 @@ impl Harness {
             .with_sandbox_size(settings.sandbox_size())
             .with_sandbox_pool_claims(true);
         let emu = Emulator::start().await;
-        let fake = Arc::new(FakeDriver::new());
-        let backends = Arc::new(Backends::new(
-            LocalBackend {
-                sandboxes: fake.clone(),
-                databases: fake,
-                attach: None,
-            },
-            Some(emu.client()),
-            Arc::new(settings),
-            Arc::new(store.clone()),
-        ));
-        let mut config = ReconcileConfig {
-            resync: Duration::from_millis(50),
-            ..Default::default()
-        };
-        config.schedule.poll_interval = Duration::from_millis(50);
-        config.schedule.backoff_base = Duration::from_millis(20);
-        config.schedule.backoff_cap = Duration::from_millis(200);
+        let backends = Arc::new(crate::support::k8s::server_backends(&emu, &store, settings));
+        let config = crate::support::k8s::quick_reconcile();
         let loop_ = Reconciler::new(
             store.clone(),
             backends.clone(),

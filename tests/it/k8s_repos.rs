@@ -20,9 +20,8 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kiln::backends::{Backends, LocalBackend};
+use kiln::backends::Backends;
 use kiln::console::RepoPolicy;
-use kiln::fake_driver::FakeDriver;
 use kiln::k8s::objects::{
     CLONE_CONTAINER, CONTAINER, GIT_TOKEN_KEY, SANDBOX_KIND, SETUP_CONTAINER, env_secret_name,
     labels, pod_name, statefulset_name,
@@ -55,16 +54,10 @@ impl Harness {
         let db = TestDb::new().await;
         let store = db.store().await;
         let emu = Emulator::start().await;
-        let fake = Arc::new(FakeDriver::new());
-        let backends = Arc::new(Backends::new(
-            LocalBackend {
-                sandboxes: fake.clone(),
-                databases: fake,
-                attach: None,
-            },
-            Some(emu.client()),
-            Arc::new(K8sSettings::default()),
-            Arc::new(store.clone()),
+        let backends = Arc::new(crate::support::k8s::server_backends(
+            &emu,
+            &store,
+            K8sSettings::default(),
         ));
         let mut config = ReconcileConfig {
             resync: Duration::from_millis(50),

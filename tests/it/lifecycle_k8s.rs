@@ -28,14 +28,7 @@ use crate::support::k8s::Emulator;
 use crate::support::{TestDb, eventually};
 
 fn config() -> ReconcileConfig {
-    let mut c = ReconcileConfig {
-        resync: Duration::from_millis(50),
-        ..Default::default()
-    };
-    c.schedule.poll_interval = Duration::from_millis(50);
-    c.schedule.backoff_base = Duration::from_millis(20);
-    c.schedule.backoff_cap = Duration::from_millis(200);
-    c
+    crate::support::k8s::quick_reconcile()
 }
 
 /// A store, a reconcile loop on the server's (emulated) cluster, and the

@@ -459,3 +459,36 @@ pub async fn play_kubeblocks(client: &Client, ns: &str) {
         }
     }
 }
+
+/// The back ends of a server whose cluster is the emulator: every tenant
+/// is served there, and the local back end is a fake nothing reaches.
+pub fn server_backends(
+    emu: &Emulator,
+    store: &kiln::store::Store,
+    settings: kiln::k8s::settings::K8sSettings,
+) -> kiln::backends::Backends {
+    let fake = Arc::new(kiln::fake_driver::FakeDriver::new());
+    kiln::backends::Backends::new(
+        kiln::backends::LocalBackend {
+            sandboxes: fake.clone(),
+            databases: fake,
+            attach: None,
+        },
+        Some(emu.client()),
+        Arc::new(settings),
+        Arc::new(store.clone()),
+    )
+}
+
+/// A reconcile loop's settings for tests on the emulator: resyncs and
+/// polls every 50 ms, retries from 20 ms up to 200 ms.
+pub fn quick_reconcile() -> kiln::reconcile::ReconcileConfig {
+    let mut config = kiln::reconcile::ReconcileConfig {
+        resync: Duration::from_millis(50),
+        ..Default::default()
+    };
+    config.schedule.poll_interval = Duration::from_millis(50);
+    config.schedule.backoff_base = Duration::from_millis(20);
+    config.schedule.backoff_cap = Duration::from_millis(200);
+    config
+}
