@@ -546,3 +546,106 @@ async fn a_claim_costs_five_api_calls_and_writes_no_pod_template() {
         "the claim's API calls"
     );
 }
+
+/// `kiln serve` on a server cluster (the emulator) with
+/// `kubernetes.pool_sandboxes = 1`: its keeper makes the pooled sandbox in
+/// the pool's namespace and reports it ready in `/metrics`; a create over
+/// SSH claims it and the server's own loop opens the project's session
+/// in it, without touching its pod template.
+#[tokio::test]
+async fn kiln_serve_on_a_server_cluster_keeps_a_sandbox_pool_and_a_create_claims_it() {
+    use crate::support::serve::Serve;
+    use crate::support::ssh::{TEST_SECRET_KEY, connect};
+    let db = TestDb::new().await;
+    let store = db
+        .store_with_key(kiln::store::SecretKey::from_hex(TEST_SECRET_KEY).unwrap())
+        .await;
+    let alice = store
+        .create_user("alice", Some("correct horse battery"), false)
+        .await
+        .unwrap();
+    let emu = Emulator::start().await;
+    emu.set_exec_rules(serde_json::json!([
+        { "contains": "kiln-entrypoint claim", "read_stdin": true, "exit": 0 }
+    ]))
+    .await;
+    let kubeconfig = std::env::temp_dir().join(format!("ko-kc-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&kubeconfig, emu.kubeconfig("default")).unwrap();
+    let server = Serve::start(
+        &db.url,
+        "pool-k8s",
+        "[ssh]\nrejection_delay_ms = 0\n\
+         [reconcile]\nresync_ms = 100\npoll_interval_ms = 100\nbackoff_base_ms = 50\nbackoff_cap_secs = 1\n\
+         [kubernetes]\npool_sandboxes = 1\n",
+        &[
+            ("KILN_SERVER_CLUSTER", "kubeconfig"),
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let _ = std::fs::remove_file(&kubeconfig);
+    let client = emu.client();
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), POOL_NS);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), POOL_NS);
+    // Kubelet's part in the pool's namespace, as the harness plays it.
+    let kubelet = || async {
+        for s in sets.list(&ListParams::default()).await.unwrap().items {
+            let r = pooled_ref(s.metadata.name.as_deref().unwrap());
+            if pods.get_opt(&pod_name(&r)).await.unwrap().is_none() {
+                let template = s.spec.clone().unwrap().template;
+                let pod = Pod {
+                    metadata: ObjectMeta {
+                        name: Some(pod_name(&r)),
+                        labels: template.metadata.and_then(|m| m.labels),
+                        ..Default::default()
+                    },
+                    spec: template.spec,
+                    ..Default::default()
+                };
+                pods.create(&PostParams::default(), &pod).await.unwrap();
+            }
+        }
+        play_statefulsets(&client, POOL_NS).await;
+    };
+    let pooled = eventually(
+        "a ready pooled sandbox, in /metrics",
+        Duration::from_secs(60),
+        || async {
+            kubelet().await;
+            let ready = store.ready_pooled(PoolKind::Sandbox).await.unwrap();
+            let (_, body) = server.get("/metrics").await;
+            (ready.len() == 1 && body.contains("kiln_pool_ready{kind=\"sandbox\"} 1"))
+                .then(|| ready[0].1.clone())
+        },
+    )
+    .await;
+    let template = sets.get(&pooled).await.unwrap().spec.unwrap().template;
+
+    let mut c = connect(server.ssh).await;
+    assert!(c.password("alice", "correct horse battery").await);
+    let r = c.exec("create blog", b"").await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let p = store.find_project(alice.id, "blog").await.unwrap();
+    let sandbox = p
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Sandbox)
+        .unwrap();
+    assert_eq!(sandbox.resource_name, pooled, "the create claimed it");
+    eventually("blog RUNNING", Duration::from_secs(60), || async {
+        kubelet().await;
+        play_kubeblocks(&client, "kiln-alice").await;
+        let p = store.find_project(alice.id, "blog").await.unwrap();
+        (p.project.status == ProjectStatus::Running).then_some(())
+    })
+    .await;
+    let sts = sets.get(&pooled).await.unwrap();
+    assert_eq!(label(&sts, POOL_LABEL), Some(POOL_CLAIMED));
+    assert_eq!(
+        sts.spec.unwrap().template,
+        template,
+        "the pod template changed"
+    );
+    let calls = emu.exec_calls().await.to_string();
+    assert!(calls.contains("kiln-entrypoint"), "no claim exec: {calls}");
+}
