@@ -161,7 +161,8 @@ fn dns_egress() -> NetworkPolicyEgressRule {
 }
 
 /// The database pods of the namespace: KubeBlocks' PostgreSQL component.
-fn database_pods() -> LabelSelector {
+/// (KubeBlocks makes them: they carry its labels, not Kiln's.)
+pub(crate) fn database_pods() -> LabelSelector {
     match_labels(&[
         KUBEBLOCKS_MANAGED,
         (KUBEBLOCKS_COMPONENT, super::database_objects::COMPONENT),

@@ -34,9 +34,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use uuid::Uuid;
 
 use super::network_policy::DATABASE_PORT;
-use super::objects::{
-    self, CONTAINER, DATABASE_KIND, KIND_LABEL, MANAGED_BY, PROJECT_LABEL, RESOURCE_LABEL,
-};
+use super::objects::{self, CONTAINER, MANAGED_BY, PROJECT_LABEL, RESOURCE_LABEL};
 use super::settings::K8sSettings;
 use crate::driver::{DriverError, ResourceRef, SandboxSpec};
 
@@ -215,7 +213,10 @@ pub fn claim_policies(
 ) -> (NetworkPolicy, NetworkPolicy) {
     let name = claim_policy_name(r);
     let sandbox_pod = BTreeMap::from([(RESOURCE_LABEL.to_string(), r.resource_name.clone())]);
-    let database_pods = BTreeMap::from([(KIND_LABEL.to_string(), DATABASE_KIND.to_string())]);
+    // KubeBlocks makes the database pods: they carry its labels, not Kiln's.
+    let database_pods = super::network_policy::database_pods()
+        .match_labels
+        .unwrap_or_default();
     let egress = NetworkPolicy {
         metadata: policy_meta(name.clone(), pool_ns, r),
         spec: Some(NetworkPolicySpec {
@@ -408,14 +409,14 @@ mod tests {
                 .unwrap()["kubernetes.io/metadata.name"],
             "kiln-alice"
         );
+        // KubeBlocks makes the database pods: they carry its labels.
         assert_eq!(
-            peer.pod_selector
-                .as_ref()
-                .unwrap()
-                .match_labels
-                .as_ref()
-                .unwrap()[KIND_LABEL],
-            DATABASE_KIND
+            peer.pod_selector,
+            Some(crate::k8s::network_policy::database_pods())
+        );
+        assert_eq!(
+            ingress.spec.as_ref().unwrap().pod_selector,
+            Some(crate::k8s::network_policy::database_pods())
         );
         assert_eq!(
             to.ports.as_ref().unwrap()[0].port,
