@@ -159,6 +159,11 @@ pub struct DatabaseSpec {
     /// set it; drivers whose database generates its own (KubeBlocks) ignore it
     /// and report the real one through `credentials`.
     pub password: Secret<String>,
+    /// The project's sandbox, when the database was claimed from a
+    /// cluster's pool: its pod is the one let through to it (see
+    /// `k8s::pool`). `None` otherwise, and for pooled databases not yet
+    /// claimed.
+    pub sandbox: Option<String>,
 }
 
 pub use crate::model::db_credentials::DbCredentials;

@@ -51,9 +51,11 @@ impl Database {
                 crate::config::ServerCluster::None => store
                     .with_pool_claims(config.pool.databases > 0)
                     .with_sandbox_pool_claims(config.pool.sandboxes > 0),
-                // The cluster keeps a pool of sandboxes only.
+                // The cluster's pools: a claimed database keeps its name.
                 _ => store
                     .with_sandbox_size(config.kubernetes.sandbox_size())
+                    .with_pool_claims(config.kubernetes.pool_databases > 0)
+                    .with_database_claims_keeping_names(true)
                     .with_sandbox_pool_claims(config.kubernetes.pool_sandboxes > 0),
             };
             anyhow::Ok(store)

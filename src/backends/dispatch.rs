@@ -34,8 +34,9 @@ async fn metered<T>(
     result
 }
 
-/// Where a sandbox of a tenant on cluster `c` lives: the pool's namespace
-/// for one claimed from the pool, the tenant's own otherwise.
+/// Where a sandbox or database of a tenant on cluster `c` lives: the
+/// pool's namespace for one claimed from the pool, the tenant's own
+/// otherwise.
 fn home<'a>(c: &'a Arc<K8sCluster>, r: &ResourceRef) -> &'a K8sCluster {
     c.pool_home(r).map_or(c.as_ref(), |p| p.as_ref())
 }
@@ -170,7 +171,10 @@ impl DatabaseDriver for Backends {
         metered(route.backend_label(), DATABASE, "ensure", async {
             match &route {
                 Route::Local => self.local.databases.ensure(spec).await,
-                Route::Cluster(c) => DatabaseDriver::ensure(c.as_ref(), spec).await,
+                Route::Cluster(c) => match c.pool_home(&spec.resource) {
+                    Some(pool) => pool.ensure_claimed_database(spec, c).await,
+                    None => DatabaseDriver::ensure(c.as_ref(), spec).await,
+                },
             }
         })
         .await
@@ -183,7 +187,10 @@ impl DatabaseDriver for Backends {
         metered(route.backend_label(), DATABASE, "adopt", async {
             match &route {
                 Route::Local => self.local.databases.adopt(spec, pooled).await,
-                Route::Cluster(c) => DatabaseDriver::ensure(c.as_ref(), spec).await,
+                Route::Cluster(c) => match c.pool_home(&spec.resource) {
+                    Some(pool) => pool.ensure_claimed_database(spec, c).await,
+                    None => DatabaseDriver::ensure(c.as_ref(), spec).await,
+                },
             }
         })
         .await
@@ -194,7 +201,7 @@ impl DatabaseDriver for Backends {
         metered(route.backend_label(), DATABASE, "stop", async {
             match &route {
                 Route::Local => self.local.databases.stop(spec).await,
-                Route::Cluster(c) => DatabaseDriver::stop(c.as_ref(), spec).await,
+                Route::Cluster(c) => DatabaseDriver::stop(home(c, &spec.resource), spec).await,
             }
         })
         .await
@@ -205,7 +212,10 @@ impl DatabaseDriver for Backends {
         metered(route.backend_label(), DATABASE, "delete", async {
             match &route {
                 Route::Local => self.local.databases.delete(r).await,
-                Route::Cluster(c) => DatabaseDriver::delete(c.as_ref(), r).await,
+                Route::Cluster(c) => match c.pool_home(r) {
+                    Some(pool) => pool.delete_claimed_database(r, c).await,
+                    None => DatabaseDriver::delete(c.as_ref(), r).await,
+                },
             }
         })
         .await
@@ -233,7 +243,7 @@ impl DatabaseDriver for Backends {
         metered(route.backend_label(), DATABASE, "credentials", async {
             match &route {
                 Route::Local => self.local.databases.credentials(spec).await,
-                Route::Cluster(c) => c.credentials(spec).await,
+                Route::Cluster(c) => home(c, &spec.resource).credentials(spec).await,
             }
         })
         .await

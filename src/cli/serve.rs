@@ -74,25 +74,31 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
         )
         .with_drift_watch(drift_tx),
     );
-    // With a server cluster nobody's resources are local: the databases'
-    // pool is kept empty (what an earlier run left in it is dropped), and
-    // the sandboxes' pool is the cluster's (`kubernetes.pool_sandboxes`).
-    let (pool_target, pooled_sandboxes): (_, Arc<dyn crate::driver::SandboxPoolDriver>) =
+    // With a server cluster nobody's resources are local: both pools are
+    // the cluster's (`kubernetes.pool_databases`, `pool_sandboxes`), in its
+    // pool namespace; the local pools are left empty.
+    type Pools = (
+        crate::model::pool::PoolTargets,
+        Arc<dyn crate::driver::DatabaseDriver>,
+        Arc<dyn crate::driver::SandboxPoolDriver>,
+    );
+    let (pool_target, pooled_databases, pooled_sandboxes): Pools =
         match (config.server_cluster, backends.sandbox_pool()) {
             (crate::config::ServerCluster::None, _) | (_, None) => {
-                (config.pool, Arc::new(sandboxes.clone()))
+                (config.pool, databases, Arc::new(sandboxes.clone()))
             }
             (_, Some(pool)) => (
                 crate::model::pool::PoolTargets {
-                    databases: 0,
+                    databases: config.kubernetes.pool_databases,
                     sandboxes: config.kubernetes.pool_sandboxes,
                 },
+                Arc::new(crate::k8s::pool::PooledDatabases(pool.clone())),
                 pool,
             ),
         };
     let keeper = crate::reconcile::pool::PoolKeeper::new(
         db.store.clone(),
-        databases,
+        pooled_databases,
         pool_target.databases,
         config.replica_id.clone(),
     )

@@ -56,13 +56,14 @@ impl K8sCluster {
         self
     }
 
-    /// Where `r` lives when it is a sandbox claimed from the pool (its
-    /// name is a pooled one, which no other resource's ever is); `None`:
-    /// in this namespace.
+    /// Where `r` lives when it is a sandbox or database claimed from the
+    /// pool (its name is a pooled one, which no other resource's ever is);
+    /// `None`: in this namespace.
     pub fn pool_home(&self, r: &ResourceRef) -> Option<&Arc<K8sCluster>> {
-        self.pool
-            .as_ref()
-            .filter(|_| crate::model::naming::is_pooled_sandbox_name(&r.resource_name))
+        self.pool.as_ref().filter(|_| {
+            crate::model::naming::is_pooled_sandbox_name(&r.resource_name)
+                || crate::model::naming::is_pooled_database_name(&r.resource_name)
+        })
     }
 
     pub fn client(&self) -> &Client {

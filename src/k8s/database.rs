@@ -22,12 +22,49 @@ use crate::driver::{
 const KIND: &str = "database";
 
 impl K8sCluster {
-    fn clusters(&self) -> Api<DynamicObject> {
+    pub(crate) fn clusters(&self) -> Api<DynamicObject> {
         Api::namespaced_with(
             self.client().clone(),
             self.namespace(),
             &database_objects::cluster_api_resource(),
         )
+    }
+
+    /// Merges `labels` into a database cluster's metadata labels (metadata
+    /// only: KubeBlocks restarts nothing for it).
+    pub(crate) async fn label_cluster(
+        &self,
+        name: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> DriverResult<()> {
+        let what = format!("labelling database cluster {name}");
+        let patch = serde_json::json!({ "metadata": { "labels": labels } });
+        self.bounded(
+            &what,
+            self.clusters()
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| classify(e, &what))
+    }
+
+    /// Every database cluster Kiln made in the namespace, by name (one list).
+    pub(crate) async fn database_clusters(&self) -> DriverResult<HashMap<String, DynamicObject>> {
+        let what = "listing database clusters";
+        let list = self
+            .bounded(
+                what,
+                self.clusters()
+                    .list(&ListParams::default().labels(&objects::selector(KIND))),
+            )
+            .await
+            .map_err(|e| missing_kubeblocks(classify(e, what)))?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|c| c.metadata.name.clone().map(|n| (n, c)))
+            .collect())
     }
 
     /// Sets the component's replicas; a cluster that is gone is `Absent`.
@@ -142,25 +179,17 @@ impl DatabaseDriver for K8sCluster {
     }
 
     async fn observe(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>> {
-        let what = "listing database clusters";
-        let list = self
-            .bounded(
-                what,
-                self.clusters()
-                    .list(&ListParams::default().labels(&objects::selector(KIND))),
-            )
-            .await
-            .map_err(|e| missing_kubeblocks(classify(e, what)))?;
-        let by_name: HashMap<String, &DynamicObject> = list
-            .items
-            .iter()
-            .filter_map(|c| c.metadata.name.clone().map(|n| (n, c)))
-            .collect();
+        let by_name = self.database_clusters().await?;
         Ok(rs
             .iter()
             .map(|r| {
                 let r = self.scoped(r);
-                let c = by_name.get(&database_objects::cluster_name(&r)).copied();
+                // A pooled database not yet labelled claimed is not the
+                // project's yet, however it runs: its claim (the ensure
+                // that lets the project's sandboxes in) has not happened.
+                let c = by_name
+                    .get(&database_objects::cluster_name(&r))
+                    .filter(|c| !super::pool_objects::is_unclaimed_meta(&c.metadata));
                 (r.resource_name.clone(), cluster_observed(c))
             })
             .collect())

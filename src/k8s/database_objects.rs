@@ -230,6 +230,7 @@ mod tests {
                 resource_name: resource_name.into(),
             },
             password: "unused".into(),
+            sandbox: None,
         }
     }
 

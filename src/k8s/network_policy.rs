@@ -85,6 +85,26 @@ pub fn namespace_policies(namespace: &str, s: &K8sSettings) -> Vec<NetworkPolicy
     ]
 }
 
+/// The warm pool's namespace's three policies: a tenant namespace's, but
+/// no database pod there lets in the namespace itself, since pooled
+/// sandboxes and databases of many tenants live side by side in it. Each
+/// pooled database lets in its own pods (`pool_objects::
+/// pooled_database_policy`) and, once claimed, its tenant's sandboxes.
+pub fn pool_namespace_policies(namespace: &str, s: &K8sSettings) -> Vec<NetworkPolicy> {
+    let mut database = database_policy(namespace, s);
+    if let Some(spec) = database.spec.as_mut() {
+        spec.ingress = Some(vec![NetworkPolicyIngressRule {
+            from: Some(vec![namespace_peer(&s.kubeblocks_namespace)]),
+            ports: None,
+        }]);
+    }
+    vec![
+        default_deny(namespace),
+        sandbox_policy(namespace, s),
+        database,
+    ]
+}
+
 fn meta(namespace: &str, name: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.into()),
@@ -254,6 +274,28 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn in_the_pool_namespace_no_database_lets_the_namespace_in() {
+        let s = K8sSettings::default();
+        let pool = pool_namespace_policies("kiln-pool", &s);
+        let tenant = namespace_policies("kiln-pool", &s);
+        assert_eq!(
+            pool[..2],
+            tenant[..2],
+            "deny and sandbox policies as a tenant's"
+        );
+        let db = serde_json::to_value(&pool[2]).unwrap();
+        assert_eq!(
+            db["spec"]["ingress"],
+            json!([{ "from": [{ "namespaceSelector": { "matchLabels": {
+                "kubernetes.io/metadata.name": "kb-system" } } }] }])
+        );
+        assert_eq!(
+            db["spec"]["egress"],
+            serde_json::to_value(&tenant[2]).unwrap()["spec"]["egress"]
+        );
     }
 
     #[test]

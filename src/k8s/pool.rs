@@ -1,7 +1,10 @@
-//! The warm pool of sandboxes on the server's cluster (issue 23): making
-//! and checking pooled sandboxes in the pool's namespace, and claiming one
-//! for a tenant's project. What the objects are, and why a claimed sandbox
-//! stays in the pool's namespace, is in `pool_objects`.
+//! The warm pools on the server's cluster (issue 23): making and checking
+//! pooled sandboxes and databases in the pool's namespace, and claiming
+//! them for a tenant's project. What the objects are, and why claimed ones
+//! stay in the pool's namespace, is in `pool_objects`. A claimed database
+//! keeps its pooled name and is reached through its tenant's route
+//! (`ensure_claimed_database`); the keeper works the unclaimed ones
+//! through [`PooledDatabases`].
 //!
 //! **What a claim costs**, for a project whose sandbox fits the pooled pod
 //! (no repository, setup script, image or size of its own), in API calls:
@@ -31,15 +34,18 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::cluster::{K8sCluster, classify, is_already_exists};
-use super::network_policy::namespace_policies;
+use super::network_policy::pool_namespace_policies;
 use super::objects::{self, CONTAINER, MANAGED_BY};
 use super::pool_objects::{
     ENTRYPOINT, POOL_LABEL, POOL_UNCLAIMED, claim_env_script, claim_policies, claim_policy_name,
-    claimed_labels, fits_pooled, is_unclaimed, pooled_objects, runs_pooled_template,
+    claimed_database_labels, claimed_labels, database_claim_policies, database_claim_policy_name,
+    database_policy_name, fits_pooled, is_unclaimed, pooled_database_policy, pooled_objects,
+    runs_pooled_template, unclaimed_labels,
 };
 use super::status::statefulset_observed;
 use crate::driver::{
-    DriverError, DriverResult, Observed, ResourceRef, SandboxDriver, SandboxPoolDriver, SandboxSpec,
+    DatabaseDriver, DatabaseSpec, DbCredentials, DriverError, DriverResult, Observed, ResourceRef,
+    SandboxDriver, SandboxPoolDriver, SandboxSpec,
 };
 
 /// The label on the pool's namespace, which a tenant's never has.
@@ -89,8 +95,71 @@ impl K8sCluster {
             }
             Err(e) => return Err(classify(e, &what)),
         }
-        for policy in namespace_policies(ns, self.settings()) {
+        for policy in pool_namespace_policies(ns, self.settings()) {
             self.apply(&policy, "network policy").await?;
+        }
+        Ok(())
+    }
+
+    /// A database this tenant claimed from the pool (`self` is the pool's
+    /// namespace, `tenant` the tenant's), started or started again: its
+    /// claim's two policies (see `pool_objects::database_claim_policies`),
+    /// the ordinary ensure in the pool's namespace, and its cluster
+    /// labelled for its tenant (metadata only: KubeBlocks restarts
+    /// nothing). The database is the pooled one as it was made: its
+    /// credentials were never handed to anyone before.
+    pub async fn ensure_claimed_database(
+        &self,
+        spec: &DatabaseSpec,
+        tenant: &K8sCluster,
+    ) -> DriverResult<Observed> {
+        let spec = DatabaseSpec {
+            resource: self.scoped(&spec.resource),
+            ..spec.clone()
+        };
+        let r = &spec.resource;
+        let (ingress, egress) = database_claim_policies(
+            r,
+            self.namespace(),
+            tenant.namespace(),
+            spec.sandbox.as_deref(),
+        );
+        self.apply(
+            &pooled_database_policy(r, self.namespace()),
+            "network policy",
+        )
+        .await?;
+        self.apply(&ingress, "network policy").await?;
+        tenant.apply(&egress, "network policy").await?;
+        let observed = DatabaseDriver::ensure(self, &spec).await?;
+        self.label_cluster(
+            &super::database_objects::cluster_name(r),
+            &claimed_database_labels(r),
+        )
+        .await?;
+        Ok(observed)
+    }
+
+    /// Deletes a claimed database and its policies.
+    pub async fn delete_claimed_database(
+        &self,
+        r: &ResourceRef,
+        tenant: &K8sCluster,
+    ) -> DriverResult<()> {
+        DatabaseDriver::delete(self, r).await?;
+        let r = self.scoped(r);
+        let claim = database_claim_policy_name(&r);
+        for (side, name) in [
+            (self, claim.clone()),
+            (tenant, claim),
+            (self, database_policy_name(&r)),
+        ] {
+            side.delete_quietly(
+                &side.api::<NetworkPolicy>(),
+                &name,
+                "deleting a claimed database's network policy",
+            )
+            .await?;
         }
         Ok(())
     }
@@ -372,6 +441,76 @@ impl SandboxPoolDriver for K8sCluster {
                 (r.resource_name.clone(), pooled_health(sts.copied()))
             })
             .collect())
+    }
+}
+
+/// The warm pool's databases on the server's cluster, as the pool keeper
+/// makes, checks and drops them: KubeBlocks clusters in the pool's
+/// namespace, each with its own policy (its pods let each other in,
+/// nothing else of the namespace). Claimed ones are the tenant's, reached
+/// through the tenant's route (`ensure_claimed_database`).
+pub struct PooledDatabases(pub std::sync::Arc<K8sCluster>);
+
+#[async_trait]
+impl DatabaseDriver for PooledDatabases {
+    async fn ensure(&self, spec: &DatabaseSpec) -> DriverResult<Observed> {
+        let pool = &self.0;
+        if !crate::model::naming::is_pooled_database_name(&spec.resource.resource_name) {
+            return Err(DriverError::permanent(format!(
+                "{:?} is not a pooled database's name",
+                spec.resource.resource_name
+            )));
+        }
+        pool.ensure_pool_namespace().await?;
+        let r = pool.scoped(&spec.resource);
+        pool.apply(
+            &pooled_database_policy(&r, pool.namespace()),
+            "network policy",
+        )
+        .await?;
+        let observed = DatabaseDriver::ensure(pool.as_ref(), spec).await?;
+        // Labelled unclaimed, so no tenant's observation takes it for
+        // theirs before their claim (see `K8sCluster::observe`).
+        pool.label_cluster(
+            &super::database_objects::cluster_name(&r),
+            &unclaimed_labels(),
+        )
+        .await?;
+        Ok(observed)
+    }
+
+    async fn stop(&self, spec: &DatabaseSpec) -> DriverResult<Observed> {
+        DatabaseDriver::stop(self.0.as_ref(), spec).await
+    }
+
+    async fn delete(&self, r: &ResourceRef) -> DriverResult<()> {
+        let pool = &self.0;
+        DatabaseDriver::delete(pool.as_ref(), r).await?;
+        let name = database_policy_name(&pool.scoped(r));
+        pool.delete_quietly(
+            &pool.api::<NetworkPolicy>(),
+            &name,
+            "deleting a pooled database's network policy",
+        )
+        .await
+    }
+
+    /// Health, unclaimed or not (a tenant's observation hides unclaimed
+    /// ones; the keeper looks at exactly those).
+    async fn observe(&self, rs: &[ResourceRef]) -> DriverResult<HashMap<String, Observed>> {
+        let pool = &self.0;
+        let by_name = pool.database_clusters().await?;
+        Ok(rs
+            .iter()
+            .map(|r| {
+                let c = by_name.get(&super::database_objects::cluster_name(&pool.scoped(r)));
+                (r.resource_name.clone(), super::status::cluster_observed(c))
+            })
+            .collect())
+    }
+
+    async fn credentials(&self, spec: &DatabaseSpec) -> DriverResult<Option<DbCredentials>> {
+        self.0.credentials(spec).await
     }
 }
 

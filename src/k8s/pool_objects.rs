@@ -141,11 +141,20 @@ pub fn runs_pooled_template(sts: &StatefulSet) -> bool {
 
 /// Whether a pooled StatefulSet is still unclaimed.
 pub fn is_unclaimed(sts: &StatefulSet) -> bool {
-    sts.metadata
-        .labels
+    is_unclaimed_meta(&sts.metadata)
+}
+
+/// Whether an object's labels say it is pooled and still unclaimed.
+pub fn is_unclaimed_meta(meta: &ObjectMeta) -> bool {
+    meta.labels
         .as_ref()
         .and_then(|l| l.get(POOL_LABEL))
         .is_some_and(|v| v == POOL_UNCLAIMED)
+}
+
+/// The metadata labels a pooled database's cluster gets once made.
+pub fn unclaimed_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([(POOL_LABEL.into(), POOL_UNCLAIMED.into())])
 }
 
 /// The metadata labels of a claimed sandbox's StatefulSet (merged over its
@@ -248,6 +257,133 @@ pub fn claim_policies(
         }),
     };
     (egress, ingress)
+}
+
+/// The label KubeBlocks puts on every pod of a database cluster (its
+/// replicas and the jobs it runs beside them) with the cluster's name.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
+/// A pooled database as the cluster knows it: in the pool's namespace.
+pub fn pooled_database_ref(name: &str, s: &K8sSettings) -> ResourceRef {
+    pooled_ref(name, s)
+}
+
+/// The pods of one database cluster.
+fn instance_pods(r: &ResourceRef) -> BTreeMap<String, String> {
+    let mut pods = super::network_policy::database_pods()
+        .match_labels
+        .unwrap_or_default();
+    pods.insert(
+        INSTANCE_LABEL.into(),
+        super::database_objects::cluster_name(r),
+    );
+    pods
+}
+
+/// The name of a pooled database's own policy.
+pub fn database_policy_name(r: &ResourceRef) -> String {
+    format!("kiln-db-{}", super::database_objects::cluster_name(r))
+}
+
+/// The name of a claimed database's policies (one in each namespace).
+pub fn database_claim_policy_name(r: &ResourceRef) -> String {
+    format!("kiln-claim-{}", super::database_objects::cluster_name(r))
+}
+
+fn selector(labels: BTreeMap<String, String>) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(labels),
+        match_expressions: None,
+    }
+}
+
+/// A pooled database's own policy, made with it: its pods let each other
+/// in (replication, KubeBlocks' jobs), and nothing else of the pool's
+/// namespace; the KubeBlocks operator comes in through the namespace's
+/// database policy.
+pub fn pooled_database_policy(r: &ResourceRef, pool_ns: &str) -> NetworkPolicy {
+    let pods = instance_pods(r);
+    NetworkPolicy {
+        metadata: policy_meta(database_policy_name(r), pool_ns, r),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(selector(pods.clone())),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    pod_selector: Some(selector(pods)),
+                    namespace_selector: None,
+                    ip_block: None,
+                }]),
+                ports: None,
+            }]),
+            egress: None,
+        }),
+    }
+}
+
+/// What a database claimed from the pool (`r`, in `pool_ns`) lets in, on
+/// the PostgreSQL port: its tenant's sandboxes in their namespace, and its
+/// project's sandbox when that one was claimed from the pool too (`.0`, in
+/// the pool's namespace); and the way out to it from the tenant's
+/// sandboxes (`.1`, in the tenant's namespace, whose own sandbox policy
+/// lets them reach their own namespace's databases only).
+pub fn database_claim_policies(
+    r: &ResourceRef,
+    pool_ns: &str,
+    tenant_ns: &str,
+    sandbox: Option<&str>,
+) -> (NetworkPolicy, NetworkPolicy) {
+    let name = database_claim_policy_name(r);
+    let pods = instance_pods(r);
+    let sandboxes = BTreeMap::from([(
+        super::objects::KIND_LABEL.to_string(),
+        super::objects::SANDBOX_KIND.to_string(),
+    )]);
+    let mut from = vec![namespace_peer(tenant_ns, sandboxes.clone())];
+    if let Some(sandbox) = sandbox.filter(|n| crate::model::naming::is_pooled_sandbox_name(n)) {
+        from.push(NetworkPolicyPeer {
+            pod_selector: Some(selector(BTreeMap::from([(
+                RESOURCE_LABEL.to_string(),
+                sandbox.to_string(),
+            )]))),
+            namespace_selector: None,
+            ip_block: None,
+        });
+    }
+    let ingress = NetworkPolicy {
+        metadata: policy_meta(name.clone(), pool_ns, r),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(selector(pods.clone())),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(from),
+                ports: Some(postgres_port()),
+            }]),
+            egress: None,
+        }),
+    };
+    let egress = NetworkPolicy {
+        metadata: policy_meta(name, tenant_ns, r),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(selector(sandboxes)),
+            policy_types: Some(vec!["Egress".into()]),
+            egress: Some(vec![NetworkPolicyEgressRule {
+                to: Some(vec![namespace_peer(pool_ns, pods)]),
+                ports: Some(postgres_port()),
+            }]),
+            ingress: None,
+        }),
+    };
+    (ingress, egress)
+}
+
+/// The metadata labels of a claimed database's cluster.
+pub fn claimed_database_labels(r: &ResourceRef) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (PROJECT_LABEL.into(), r.project_slug.clone()),
+        (POOL_LABEL.into(), POOL_CLAIMED.into()),
+        (TENANT_LABEL.into(), r.owner.to_string()),
+    ])
 }
 
 /// The claim file `kiln-entrypoint claim` reads on stdin: a header naming
@@ -447,6 +583,64 @@ mod tests {
             "sb-abcdefghijklm",
             "a pooled name is its own object name"
         );
+    }
+
+    #[test]
+    fn a_claimed_pooled_database_lets_in_its_tenants_sandboxes_and_its_projects_pooled_one() {
+        let s = settings();
+        let db = ResourceRef {
+            owner: Uuid::from_u128(9),
+            project_slug: "blog".into(),
+            ..pooled_database_ref("pool-abcdefghijklm", &s)
+        };
+        let (ingress, egress) =
+            database_claim_policies(&db, "kiln-pool", "kiln-alice", Some("sb-abcdefghijklm"));
+        let i = serde_json::to_value(&ingress).unwrap();
+        let e = serde_json::to_value(&egress).unwrap();
+        assert_eq!(i["metadata"]["namespace"], "kiln-pool");
+        assert_eq!(e["metadata"]["namespace"], "kiln-alice");
+        let cluster = crate::k8s::database_objects::cluster_name(&db);
+        assert_eq!(
+            i["spec"]["podSelector"]["matchLabels"][INSTANCE_LABEL],
+            cluster.as_str(),
+            "this database's pods only"
+        );
+        let from = &i["spec"]["ingress"][0]["from"];
+        assert_eq!(
+            from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "kiln-alice"
+        );
+        assert_eq!(
+            from[0]["podSelector"]["matchLabels"]["kiln.dev/kind"],
+            "sandbox"
+        );
+        assert_eq!(
+            from[1],
+            serde_json::json!({ "podSelector": { "matchLabels": {
+                RESOURCE_LABEL: "sb-abcdefghijklm" } } }),
+            "the project's pooled sandbox, in the pool's namespace"
+        );
+        assert_eq!(i["spec"]["ingress"][0]["ports"][0]["port"], DATABASE_PORT);
+        assert_eq!(
+            e["spec"]["egress"][0]["to"][0]["podSelector"]["matchLabels"][INSTANCE_LABEL],
+            cluster.as_str()
+        );
+        // A sandbox of the tenant's own namespace: no pool peer.
+        let (ingress, _) = database_claim_policies(
+            &db,
+            "kiln-pool",
+            "kiln-alice",
+            Some("blog-agentruntime-abcdef"),
+        );
+        let from = serde_json::to_value(&ingress).unwrap()["spec"]["ingress"][0]["from"].clone();
+        assert_eq!(from.as_array().unwrap().len(), 1, "{from}");
+        // Its own policy lets its own pods in, nothing else.
+        let own = serde_json::to_value(pooled_database_policy(&db, "kiln-pool")).unwrap();
+        assert_eq!(
+            own["spec"]["ingress"][0]["from"][0]["podSelector"],
+            own["spec"]["podSelector"]
+        );
+        assert!(own["spec"]["ingress"][0]["from"][0]["namespaceSelector"].is_null());
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub struct K8sSettings {
     /// cluster (0: none). They run in [`Self::pool_namespace`] with no
     /// tenant data until a create claims one (see `k8s::pool`).
     pub pool_sandboxes: u32,
+    /// How many pre-made databases (KubeBlocks clusters, in
+    /// [`Self::pool_namespace`]) the server's cluster keeps ready (0: none).
+    pub pool_databases: u32,
     /// The namespace of the warm pool's sandboxes, claimed ones included:
     /// a running pod cannot move to its tenant's namespace.
     pub pool_namespace: String,
@@ -93,6 +96,7 @@ impl Default for K8sSettings {
             ingress_namespace: "ingress-nginx".into(),
             kubeblocks_namespace: "kb-system".into(),
             pool_sandboxes: 0,
+            pool_databases: 0,
             pool_namespace: "kiln-pool".into(),
         }
     }
@@ -221,15 +225,19 @@ impl K8sSettings {
                 format!("{} is out of range (1 to 300)", self.api_timeout_secs),
             );
         }
-        if self.pool_sandboxes > crate::model::pool::PoolTargets::MAX {
-            return err(
-                "pool_sandboxes",
-                format!(
-                    "{} is out of range (0, no pool, to {})",
-                    self.pool_sandboxes,
-                    crate::model::pool::PoolTargets::MAX
-                ),
-            );
+        for (key, target) in [
+            ("pool_sandboxes", self.pool_sandboxes),
+            ("pool_databases", self.pool_databases),
+        ] {
+            if target > crate::model::pool::PoolTargets::MAX {
+                return err(
+                    key,
+                    format!(
+                        "{target} is out of range (0, no pool, to {})",
+                        crate::model::pool::PoolTargets::MAX
+                    ),
+                );
+            }
         }
         if !(1..=5).contains(&self.db_replicas) {
             return err(

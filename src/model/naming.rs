@@ -90,6 +90,14 @@ pub fn pooled_sandbox_name() -> String {
     format!("sb-{}", random_string(13, SUFFIX_ALPHABET))
 }
 
+/// Whether `name` has the shape of [`pooled_database_name`]'s names, which
+/// no project's own database has: on a cluster, a database claimed from
+/// the pool keeps its pooled name (a KubeBlocks cluster cannot be renamed).
+pub fn is_pooled_database_name(name: &str) -> bool {
+    name.strip_prefix("pool-")
+        .is_some_and(|rest| rest.len() == 13 && rest.bytes().all(|b| SUFFIX_ALPHABET.contains(&b)))
+}
+
 /// Whether `name` has the shape of [`pooled_sandbox_name`]'s names, which
 /// no other resource's name has: a sandbox claimed from the pool.
 pub fn is_pooled_sandbox_name(name: &str) -> bool {
@@ -178,6 +186,9 @@ mod tests {
         assert!(!n.contains("-agentruntime-"));
         assert_ne!(pooled_sandbox_name(), pooled_sandbox_name());
         assert!(is_pooled_sandbox_name(&n));
+        assert!(is_pooled_database_name(&pooled_database_name()));
+        assert!(!is_pooled_database_name(&n));
+        assert!(!is_pooled_database_name(&database_resource_name()));
         for other in [
             resource_name("sb"),
             database_resource_name(),

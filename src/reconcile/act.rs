@@ -150,7 +150,12 @@ impl Reconciler {
                 Ok(Observed::Absent)
             }
             (ResourceKind::Database, Action::Ensure) => {
-                let spec = self.database_spec(row, r)?;
+                let mut spec = self.database_spec(row, r)?;
+                // A database claimed from a cluster's pool is let through
+                // to its project's sandbox alone: which one, by name.
+                if crate::model::naming::is_pooled_database_name(&row.resource_name) {
+                    spec.sandbox = self.store.project_sandbox_name(row.project_id).await?;
+                }
                 stats.driver_calls += 2;
                 let observed = match &row.pooled_from {
                     Some(pooled) => self.databases.adopt(&spec, pooled).await?,
@@ -224,6 +229,7 @@ impl Reconciler {
                     owner: row.user_id,
                 },
                 password: password.into(),
+                sandbox: Some(row.resource_name.clone()),
             };
             stats.driver_calls += 1;
             if let Some(c) = self.databases.credentials(&spec).await? {
@@ -292,6 +298,7 @@ impl Reconciler {
         Ok(DatabaseSpec {
             resource: r,
             password: password.into(),
+            sandbox: None,
         })
     }
 }

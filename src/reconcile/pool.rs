@@ -329,6 +329,7 @@ impl PoolKeeper {
                 let spec = DatabaseSpec {
                     resource: r,
                     password: password.into(),
+                    sandbox: None,
                 };
                 match self.databases.ensure(&spec).await {
                     Ok(Observed::Running) => Ok(()),

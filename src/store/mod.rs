@@ -116,6 +116,10 @@ pub struct Store {
     /// Whether a create claims a pooled sandbox (the local driver keeps a
     /// pool of them: see `store::pool`).
     sandbox_pool_claims: bool,
+    /// Whether a claimed pooled database keeps its pooled name (a cluster's
+    /// pool: a KubeBlocks cluster cannot be renamed) rather than being
+    /// renamed to the project's on its first start (the local driver's).
+    database_claims_keep_name: bool,
 }
 
 impl Store {
@@ -133,6 +137,7 @@ impl Store {
             sandbox_size: None,
             pool_claims: false,
             sandbox_pool_claims: false,
+            database_claims_keep_name: false,
         })
     }
 
@@ -143,6 +148,7 @@ impl Store {
             sandbox_size: None,
             pool_claims: false,
             sandbox_pool_claims: false,
+            database_claims_keep_name: false,
         }
     }
 
@@ -157,6 +163,13 @@ impl Store {
     /// pool has one ready and the owner's resources are local).
     pub fn with_pool_claims(mut self, on: bool) -> Self {
         self.pool_claims = on;
+        self
+    }
+
+    /// The same store, whose database claims keep the pooled name (see
+    /// `store::pool::claim_database_keeping_name`).
+    pub fn with_database_claims_keeping_names(mut self, on: bool) -> Self {
+        self.database_claims_keep_name = on;
         self
     }
 

@@ -146,6 +146,30 @@ pub(crate) async fn claim_database(
     .await?)
 }
 
+/// Claims one ready pooled database inside the caller's create transaction
+/// for a cluster's pool, and returns its name, which the project's database
+/// row takes: a KubeBlocks cluster cannot be renamed, so the claimed one
+/// keeps its name for life, as a pooled sandbox does. The pool row goes
+/// (nothing is left to drop); skipped, as [`claim_database`], for an owner
+/// with a kubeconfig of their own.
+pub(crate) async fn claim_database_keeping_name(
+    tx: &mut PgConnection,
+    owner: Uuid,
+) -> StoreResult<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "DELETE FROM pool_databases
+          WHERE id = (SELECT id FROM pool_databases WHERE status = 'READY'
+                       ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+            AND status = 'READY'
+            AND NOT EXISTS (SELECT 1 FROM user_configs WHERE user_id = $1 AND key = $2)
+      RETURNING resource_name",
+    )
+    .bind(owner)
+    .bind(super::user_configs::KUBECONFIG)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
 /// Claims one ready pooled sandbox inside the caller's create transaction,
 /// as [`claim_database`] does, and returns its name: the project's sandbox
 /// row is inserted under it (the running sandbox keeps its name, see

@@ -166,10 +166,6 @@ impl Store {
         let sandbox_name = resource_name(&slug);
         // No slug in it: other tenants can read a local database's name.
         let database_name = naming::database_resource_name();
-        let password = self.key.encrypt_str(
-            &random_password(),
-            &ResourceKind::Database.password_context(&database_name),
-        );
 
         let mut tx = self.pool.begin().await?;
         super::quotas::lock_owner(&mut tx, user_id).await?;
@@ -246,12 +242,27 @@ impl Store {
         .await?;
         let database_id = Uuid::new_v4();
         // In the same transaction as the intent: a create that fails gives
-        // its claim back with everything else.
-        let pooled_from = if self.pool_claims {
-            super::pool::claim_database(&mut tx, user_id, database_id).await?
-        } else {
-            None
+        // its claim back with everything else. On a cluster the claimed
+        // database keeps its pooled name; locally it is renamed later.
+        let (pooled_from, database_name) = match (self.pool_claims, self.database_claims_keep_name)
+        {
+            (false, _) => (None, database_name),
+            (true, false) => (
+                super::pool::claim_database(&mut tx, user_id, database_id).await?,
+                database_name,
+            ),
+            (true, true) => (
+                None,
+                super::pool::claim_database_keeping_name(&mut tx, user_id)
+                    .await?
+                    .unwrap_or(database_name),
+            ),
         };
+        // Sealed for the name the row ends up with (a claim may give it one).
+        let password = self.key.encrypt_str(
+            &random_password(),
+            &ResourceKind::Database.password_context(&database_name),
+        );
         sqlx::query(
             "INSERT INTO databases (id, project_id, user_id, resource_name, password_enc, pooled_from)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -316,6 +327,16 @@ impl Store {
                 }
             })
             .collect())
+    }
+
+    /// The name of a project's sandbox (`None`: it has none, or is gone).
+    pub async fn project_sandbox_name(&self, project_id: Uuid) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT resource_name FROM sandboxes WHERE project_id = $1")
+                .bind(project_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// One of the user's projects by name (case-insensitive) or slug. Another

@@ -503,6 +503,7 @@ fn granted_onward() -> BTreeSet<Permission> {
             owner: uuid::Uuid::nil(),
         },
         password: "unused on Kubernetes".into(),
+        sandbox: None,
     };
     let objects = kiln::k8s::database_objects::database_objects(&spec, &Default::default());
     let mut out = BTreeSet::new();

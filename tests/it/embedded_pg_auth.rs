@@ -200,6 +200,7 @@ fn db_spec(name: &str) -> DatabaseSpec {
             owner: uuid::Uuid::nil(),
         },
         password: naming::random_password().into(),
+        sandbox: None,
     }
 }
 

@@ -144,6 +144,7 @@ fn database_cluster_and_rbac() {
     let spec = DatabaseSpec {
         resource: resource("shop-agentruntime-d4e5f6"),
         password: "unused on Kubernetes".into(),
+        sandbox: None,
     };
     let o = database_objects(&spec, &settings());
     insta::assert_yaml_snapshot!("database_cluster", o.cluster);

@@ -45,16 +45,25 @@ struct Harness {
 impl Harness {
     /// A server cluster (the emulator) with a pool of `target` sandboxes.
     async fn new(target: u32) -> Harness {
+        Self::with_pools(target, 0).await
+    }
+
+    /// A server cluster with pools of `sandboxes` and `databases`, wired as
+    /// `kiln serve` wires them.
+    async fn with_pools(target: u32, databases: u32) -> Harness {
         let db = TestDb::new().await;
         let settings = K8sSettings {
             pool_sandboxes: target,
+            pool_databases: databases,
             ..K8sSettings::default()
         };
         let store = db
             .store()
             .await
             .with_sandbox_size(settings.sandbox_size())
-            .with_sandbox_pool_claims(true);
+            .with_sandbox_pool_claims(target > 0)
+            .with_pool_claims(databases > 0)
+            .with_database_claims_keeping_names(true);
         let emu = Emulator::start().await;
         let backends = Arc::new(crate::support::k8s::server_backends(&emu, &store, settings));
         let config = crate::support::k8s::quick_reconcile();
@@ -65,9 +74,15 @@ impl Harness {
             config,
             "k8s-pool",
         );
-        let keeper = PoolKeeper::new(store.clone(), backends.clone(), 0, "k8s-pool")
-            .with_sandboxes(backends.sandbox_pool().expect("a server cluster"), target)
-            .with_backoff(Duration::from_millis(20), Duration::from_millis(200));
+        let pool = backends.sandbox_pool().expect("a server cluster");
+        let keeper = PoolKeeper::new(
+            store.clone(),
+            Arc::new(kiln::k8s::pool::PooledDatabases(pool.clone())),
+            databases,
+            "k8s-pool",
+        )
+        .with_sandboxes(pool, target)
+        .with_backoff(Duration::from_millis(20), Duration::from_millis(200));
         // What the pooled pod's entrypoint answers a claim with.
         emu.set_exec_rules(serde_json::json!([
             { "contains": "kiln-entrypoint claim", "read_stdin": true, "exit": 0 },
@@ -147,6 +162,7 @@ impl Harness {
                 self.keeper.pass().await.unwrap();
                 if self.emu_namespace_exists(POOL_NS).await {
                     self.kubelet().await;
+                    play_kubeblocks(&self.emu.client(), POOL_NS).await;
                 }
                 let ready = self.store.ready_pooled(PoolKind::Sandbox).await.unwrap();
                 (ready.len() == n).then(|| ready.into_iter().map(|(_, name)| name).collect())
@@ -174,6 +190,7 @@ impl Harness {
                     play_statefulsets(&self.emu.client(), &ns).await;
                 }
                 self.kubelet().await;
+                play_kubeblocks(&self.emu.client(), POOL_NS).await;
                 let p = self.store.find_project(u.id, project).await.unwrap();
                 (p.project.status == ProjectStatus::Running).then_some(())
             },
@@ -182,10 +199,14 @@ impl Harness {
     }
 
     async fn sandbox_name(&self, u: &User, project: &str) -> String {
+        self.resource_name(u, project, ResourceKind::Sandbox).await
+    }
+
+    async fn resource_name(&self, u: &User, project: &str, kind: ResourceKind) -> String {
         let p = self.store.find_project(u.id, project).await.unwrap();
         p.resources
             .iter()
-            .find(|r| r.kind == ResourceKind::Sandbox)
+            .find(|r| r.kind == kind)
             .unwrap()
             .resource_name
             .clone()
@@ -648,4 +669,182 @@ async fn kiln_serve_on_a_server_cluster_keeps_a_sandbox_pool_and_a_create_claims
     );
     let calls = emu.exec_calls().await.to_string();
     assert!(calls.contains("kiln-entrypoint"), "no claim exec: {calls}");
+}
+
+/// Pooled databases on the server's cluster: KubeBlocks clusters in the
+/// pool's namespace, each letting in only its own pods; a create claims
+/// one under its pooled name (a cluster cannot be renamed), and it then
+/// lets in its tenant's sandboxes and its project's pooled sandbox, on the
+/// PostgreSQL port, and no other tenant's. Its URL, from its credentials in
+/// the pool's namespace, reaches the sandbox. Deleting the project deletes
+/// it and its policies; the pool refills.
+#[tokio::test]
+async fn pooled_databases_on_the_server_cluster_are_claimed_under_their_names_for_their_project_alone()
+ {
+    use kiln::k8s::database_objects::cluster_name;
+    use kiln::k8s::pool_objects::{
+        INSTANCE_LABEL, database_claim_policy_name, database_policy_name, pooled_database_ref,
+    };
+    let h = Harness::with_pools(1, 1).await;
+    let settings = K8sSettings::default();
+    let ready_dbs = || async {
+        h.store
+            .ready_pooled(PoolKind::Database)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect::<Vec<_>>()
+    };
+    h.fill(1).await;
+    let first_db = eventually(
+        "a ready pooled database",
+        Duration::from_secs(30),
+        || async {
+            h.keeper.pass().await.unwrap();
+            play_kubeblocks(&h.emu.client(), POOL_NS).await;
+            let r = ready_dbs().await;
+            (r.len() == 1).then(|| r[0].clone())
+        },
+    )
+    .await;
+    let db_ref = pooled_database_ref(&first_db, &settings);
+    let cluster = cluster_name(&db_ref);
+    let clusters: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        h.emu.client(),
+        POOL_NS,
+        &kiln::k8s::database_objects::cluster_api_resource(),
+    );
+    assert!(clusters.get_opt(&cluster).await.unwrap().is_some());
+    let policies: Api<NetworkPolicy> = h.api(POOL_NS);
+    let own = policies.get(&database_policy_name(&db_ref)).await.unwrap();
+    let own = serde_json::to_value(own.spec.unwrap()).unwrap();
+    assert_eq!(
+        own["podSelector"]["matchLabels"][INSTANCE_LABEL],
+        cluster.as_str()
+    );
+    assert_eq!(
+        own["ingress"][0]["from"][0]["podSelector"],
+        own["podSelector"]
+    );
+    let pool_db_policy = policies.get("kiln-database").await.unwrap();
+    let ingress = serde_json::to_value(pool_db_policy.spec.unwrap().ingress).unwrap();
+    assert!(
+        !ingress.to_string().contains("\"podSelector\":{}"),
+        "the pool's databases must not let the whole namespace in: {ingress}"
+    );
+
+    let alice = h.user("alice").await;
+    let bob = h.user("bob").await;
+    h.exec(&alice, "create blog").await;
+    let (a_db, a_sb) = (
+        h.resource_name(&alice, "blog", ResourceKind::Database)
+            .await,
+        h.sandbox_name(&alice, "blog").await,
+    );
+    assert_eq!(a_db, first_db, "claimed under its pooled name");
+    h.running(&alice, "blog").await;
+
+    // Its URL reached the sandbox: the pool's namespace's host.
+    let pod = pod_name(&pooled_ref(&a_sb));
+    eventually(
+        "the pooled database's URL in the sandbox",
+        Duration::from_secs(30),
+        || async {
+            h.loop_.drain().await.unwrap();
+            h.claims_of(&pod)
+                .await
+                .last()
+                .is_some_and(|c| c.contains(&format!("postgresql.{POOL_NS}.svc")))
+                .then_some(())
+        },
+    )
+    .await;
+    // Let in: alice's sandboxes, and blog's pooled sandbox, on 5432.
+    let claim = database_claim_policy_name(&db_ref);
+    let a_in = serde_json::to_value(policies.get(&claim).await.unwrap().spec.unwrap()).unwrap();
+    assert_eq!(
+        a_in["podSelector"]["matchLabels"][INSTANCE_LABEL],
+        cluster.as_str()
+    );
+    let from = &a_in["ingress"][0]["from"];
+    assert_eq!(
+        from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "kiln-alice"
+    );
+    assert_eq!(
+        from[1]["podSelector"]["matchLabels"][RESOURCE_LABEL],
+        a_sb.as_str()
+    );
+    assert_eq!(a_in["ingress"][0]["ports"][0]["port"], 5432);
+    let a_out: Api<NetworkPolicy> = h.api("kiln-alice");
+    let a_out = serde_json::to_value(a_out.get(&claim).await.unwrap().spec.unwrap()).unwrap();
+    assert_eq!(
+        a_out["egress"][0]["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        POOL_NS
+    );
+    let labels = clusters
+        .get(&cluster)
+        .await
+        .unwrap()
+        .metadata
+        .labels
+        .unwrap();
+    assert_eq!(labels[TENANT_LABEL], alice.id.to_string());
+    assert_eq!(labels[POOL_LABEL], POOL_CLAIMED);
+
+    // The pool refills; bob claims the next one, and nothing of one
+    // tenant's is let into the other's.
+    let second_db = eventually(
+        "the database pool refilled",
+        Duration::from_secs(30),
+        || async {
+            h.keeper.pass().await.unwrap();
+            h.kubelet().await;
+            play_kubeblocks(&h.emu.client(), POOL_NS).await;
+            let r = ready_dbs().await;
+            (r.len() == 1 && r[0] != first_db).then(|| r[0].clone())
+        },
+    )
+    .await;
+    h.fill(1).await;
+    h.exec(&bob, "create shop").await;
+    assert_eq!(
+        h.resource_name(&bob, "shop", ResourceKind::Database).await,
+        second_db
+    );
+    h.running(&bob, "shop").await;
+    let b_claim = database_claim_policy_name(&pooled_database_ref(&second_db, &settings));
+    let b_in = serde_json::to_value(policies.get(&b_claim).await.unwrap())
+        .unwrap()
+        .to_string();
+    assert!(
+        !b_in.contains("kiln-alice") && !b_in.contains(&a_sb),
+        "{b_in}"
+    );
+    let a_in = serde_json::to_value(policies.get(&claim).await.unwrap())
+        .unwrap()
+        .to_string();
+    let b_sb = h.sandbox_name(&bob, "shop").await;
+    assert!(
+        !a_in.contains("kiln-bob") && !a_in.contains(&b_sb),
+        "{a_in}"
+    );
+
+    // Deleting blog deletes its database and its three policies.
+    h.exec(&alice, "delete blog --yes").await;
+    eventually("blog's database gone", Duration::from_secs(30), || async {
+        h.loop_.drain().await.unwrap();
+        let peer: Api<NetworkPolicy> = h.api("kiln-alice");
+        (clusters.get_opt(&cluster).await.unwrap().is_none()
+            && policies.get_opt(&claim).await.unwrap().is_none()
+            && policies
+                .get_opt(&database_policy_name(&db_ref))
+                .await
+                .unwrap()
+                .is_none()
+            && peer.get_opt(&claim).await.unwrap().is_none())
+        .then_some(())
+    })
+    .await;
 }

@@ -109,6 +109,7 @@ async fn stored_url(store: &Store, databases: &LocalDatabases, db_name: &str) ->
             owner: uuid::Uuid::nil(),
         },
         password: password.into(),
+        sandbox: None,
     };
     databases.credentials(&spec).await.unwrap().unwrap().url()
 }

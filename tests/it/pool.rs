@@ -98,6 +98,7 @@ async fn url_for(server: &Server, name: &str, password: String) -> String {
             owner: uuid::Uuid::nil(),
         },
         password: password.into(),
+        sandbox: None,
     };
     let databases = &server.pool.as_ref().unwrap().databases;
     databases.credentials(&spec).await.unwrap().unwrap().url()

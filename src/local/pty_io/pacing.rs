@@ -69,10 +69,19 @@ impl ReadPacing {
     /// After a read of `n` bytes at `now`: how long to wait before the
     /// next read, if at all.
     pub(super) fn after_read(&mut self, n: usize, now: Instant) -> Option<Duration> {
+        let pause = self.decide(n, now);
+        // The gap to the next read is counted from the end of this pause,
+        // not from this read: a pause of our own is no quiet in the
+        // output, and on a loaded machine pause plus wake-up can exceed
+        // STREAM_GAP, which would end every stream after each pause.
+        self.last = Some(now + pause.unwrap_or_default());
+        pause
+    }
+
+    fn decide(&mut self, n: usize, now: Instant) -> Option<Duration> {
         let close = self
             .last
             .is_some_and(|t| now.saturating_duration_since(t) < STREAM_GAP);
-        self.last = Some(now);
         self.close_reads = if close {
             self.close_reads.saturating_add(1)
         } else {
@@ -161,8 +170,9 @@ mod tests {
         for _ in 0..10 {
             assert_eq!(f.after_read(8, at.next().unwrap()), Some(STREAM_PAUSE));
         }
-        // A read after a gap (the stream ended) is on its own again.
-        let later = at.next().unwrap() + STREAM_GAP;
+        // A read after a gap following the last pause (the stream ended)
+        // is on its own again.
+        let later = at.next().unwrap() + STREAM_PAUSE + STREAM_GAP;
         assert_eq!(f.after_read(8, later), None);
         // Keys typed quickly, each echoed alone, are never a stream.
         let mut f = ReadPacing::default();
@@ -178,6 +188,21 @@ mod tests {
             .filter(|t| f.after_read(8, *t).is_some())
             .count();
         assert_eq!(pauses, 20 - STREAM_READS as usize);
+        // On a loaded machine the wake-up after a pause takes longer than
+        // the gap itself: the stream is still a stream (it was read as
+        // many small messages, one per read, before).
+        let mut f = ReadPacing::default();
+        let mut at = reads_apart(Duration::from_micros(200));
+        for _ in 0..STREAM_READS {
+            f.after_read(8, at.next().unwrap());
+        }
+        let start = at.next().unwrap();
+        assert_eq!(f.after_read(8, start), Some(STREAM_PAUSE));
+        let slow = STREAM_PAUSE + STREAM_GAP - Duration::from_micros(500);
+        let pauses = (1..=20u32)
+            .filter(|k| f.after_read(8, start + slow * *k).is_some())
+            .count();
+        assert_eq!(pauses, 20, "a slow wake-up ended the stream");
     }
 
     #[test]
