@@ -569,12 +569,13 @@ async fn a_claim_costs_five_api_calls_and_writes_no_pod_template() {
 }
 
 /// `kiln serve` on a server cluster (the emulator) with
-/// `kubernetes.pool_sandboxes = 1`: its keeper makes the pooled sandbox in
-/// the pool's namespace and reports it ready in `/metrics`; a create over
-/// SSH claims it and the server's own loop opens the project's session
-/// in it, without touching its pod template.
+/// `kubernetes.pool_sandboxes = 1` and `pool_databases = 1`: its keeper
+/// makes both in the pool's namespace and reports them ready in
+/// `/metrics`; a create over SSH claims both and the server's own loop
+/// opens the project's session in the sandbox, without touching its pod
+/// template.
 #[tokio::test]
-async fn kiln_serve_on_a_server_cluster_keeps_a_sandbox_pool_and_a_create_claims_it() {
+async fn kiln_serve_on_a_server_cluster_keeps_both_pools_and_a_create_claims_from_them() {
     use crate::support::serve::Serve;
     use crate::support::ssh::{TEST_SECRET_KEY, connect};
     let db = TestDb::new().await;
@@ -597,7 +598,7 @@ async fn kiln_serve_on_a_server_cluster_keeps_a_sandbox_pool_and_a_create_claims
         "pool-k8s",
         "[ssh]\nrejection_delay_ms = 0\n\
          [reconcile]\nresync_ms = 100\npoll_interval_ms = 100\nbackoff_base_ms = 50\nbackoff_cap_secs = 1\n\
-         [kubernetes]\npool_sandboxes = 1\n",
+         [kubernetes]\npool_sandboxes = 1\npool_databases = 1\n",
         &[
             ("KILN_SERVER_CLUSTER", "kubeconfig"),
             ("KUBECONFIG", kubeconfig.to_str().unwrap()),
@@ -628,15 +629,20 @@ async fn kiln_serve_on_a_server_cluster_keeps_a_sandbox_pool_and_a_create_claims
         }
         play_statefulsets(&client, POOL_NS).await;
     };
-    let pooled = eventually(
-        "a ready pooled sandbox, in /metrics",
+    let (pooled, pooled_db) = eventually(
+        "a ready pooled sandbox and database, in /metrics",
         Duration::from_secs(60),
         || async {
             kubelet().await;
+            play_kubeblocks(&client, POOL_NS).await;
             let ready = store.ready_pooled(PoolKind::Sandbox).await.unwrap();
+            let dbs = store.ready_pooled(PoolKind::Database).await.unwrap();
             let (_, body) = server.get("/metrics").await;
-            (ready.len() == 1 && body.contains("kiln_pool_ready{kind=\"sandbox\"} 1"))
-                .then(|| ready[0].1.clone())
+            (ready.len() == 1
+                && dbs.len() == 1
+                && body.contains("kiln_pool_ready{kind=\"sandbox\"} 1")
+                && body.contains("kiln_pool_ready{kind=\"database\"} 1"))
+            .then(|| (ready[0].1.clone(), dbs[0].1.clone()))
         },
     )
     .await;
@@ -653,9 +659,16 @@ async fn kiln_serve_on_a_server_cluster_keeps_a_sandbox_pool_and_a_create_claims
         .find(|r| r.kind == ResourceKind::Sandbox)
         .unwrap();
     assert_eq!(sandbox.resource_name, pooled, "the create claimed it");
+    let database = p
+        .resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Database)
+        .unwrap();
+    assert_eq!(database.resource_name, pooled_db, "and the pooled database");
     eventually("blog RUNNING", Duration::from_secs(60), || async {
         kubelet().await;
         play_kubeblocks(&client, "kiln-alice").await;
+        play_kubeblocks(&client, POOL_NS).await;
         let p = store.find_project(alice.id, "blog").await.unwrap();
         (p.project.status == ProjectStatus::Running).then_some(())
     })
