@@ -786,7 +786,9 @@ impl LocalSandboxes {
         match server {
             // Its hooks' listener still: a Kiln started since the server
             // was lacks it.
-            ServerKnown::Answering => drop(self.install_hooks(name).await?),
+            ServerKnown::Answering => {
+                self.install_hooks(name).await?;
+            }
             ServerKnown::Unknown => self.start_server(name).await?,
         }
         self.write_env_file(spec, &env).await?;
