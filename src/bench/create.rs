@@ -31,6 +31,10 @@ pub async fn create(admin_url: &str, creates: usize) -> anyhow::Result<()> {
 /// One run's figures.
 struct Figures {
     samples: Vec<Duration>,
+    /// The create calls themselves (their transaction committed).
+    calls: Vec<Duration>,
+    /// Where the loop's time went (see `reconcile::trace`), per kind.
+    stages: Stages,
     /// Creates that claimed a pooled database, a pooled sandbox.
     claimed: usize,
     claimed_sandboxes: usize,
@@ -54,6 +58,91 @@ impl Figures {
             ms(quantile(&self.database, 0.5)),
         )
     }
+
+    /// Where a create's time went: the create call, then each resource's
+    /// stages in the loop (means over the run, from the server's
+    /// `kiln_create_stage_seconds`).
+    fn breakdown(&self) -> Vec<String> {
+        let mean_call = self.calls.iter().sum::<Duration>() / self.calls.len().max(1) as u32;
+        let mut lines = vec![format!(
+            "create call (committed) mean {:.1} ms, p50 {:.1} ms; then, mean ms per resource \
+             (notify: created → the loop woken; queued: created → lease sent):",
+            ms(mean_call),
+            ms(quantile(&self.calls, 0.5)),
+        )];
+        for kind in ["sandbox", "database"] {
+            let parts: Vec<String> = crate::reconcile::trace::STAGES
+                .iter()
+                .filter_map(|stage| {
+                    let mean = self.stages.mean(kind, stage)?;
+                    Some(format!("{stage} {:.1}", ms(mean)))
+                })
+                .collect();
+            lines.push(format!("  {kind:<8}  {}", parts.join(", ")));
+        }
+        lines
+    }
+}
+
+/// Sums and counts of `kiln_create_stage_seconds`, by (kind, stage).
+#[derive(Default)]
+struct Stages {
+    sums: std::collections::HashMap<(String, String), (f64, f64)>,
+}
+
+impl Stages {
+    /// Reads them from a Prometheus text exposition.
+    fn parse(text: &str) -> Stages {
+        let mut sums = std::collections::HashMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("kiln_create_stage_seconds_") else {
+                continue;
+            };
+            let (is_sum, rest) = match rest {
+                r if r.starts_with("sum{") => (true, &r[4..]),
+                r if r.starts_with("count{") => (false, &r[6..]),
+                _ => continue,
+            };
+            let Some((labels, value)) = rest.split_once("} ") else {
+                continue;
+            };
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
+            let label = |name: &str| {
+                labels.split(',').find_map(|kv| {
+                    let v = kv.strip_prefix(name)?.strip_prefix("=\"")?;
+                    Some(v.trim_end_matches('"').to_string())
+                })
+            };
+            let (Some(kind), Some(stage)) = (label("kind"), label("stage")) else {
+                continue;
+            };
+            let e: &mut (f64, f64) = sums.entry((kind, stage)).or_default();
+            if is_sum {
+                e.0 = value;
+            } else {
+                e.1 = value;
+            }
+        }
+        Stages { sums }
+    }
+
+    fn mean(&self, kind: &str, stage: &str) -> Option<Duration> {
+        let (sum, count) = self.sums.get(&(kind.to_string(), stage.to_string()))?;
+        (*count > 0.0).then(|| Duration::from_secs_f64(sum / count))
+    }
+}
+
+/// The server's `/metrics` text (plain HTTP/1.0 on loopback).
+async fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await?;
+    Ok(body)
 }
 
 async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
@@ -83,9 +172,10 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
         // Pool on first: the run with it off drains it, so the bench
         // leaves no pooled database or sandbox behind.
         for pool in [POOL, 0] {
+            let http = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
             let config = format!(
                 "[local]\nsandbox_command = \"sh\"\n[git]\nallow_private_hosts = true\n\
-                 [pool]\ndatabases = {pool}\nsandboxes = {pool}\n"
+                 [pool]\ndatabases = {pool}\nsandboxes = {pool}\n[http]\nlisten = \"{http}\"\n"
             );
             let server = ChildServer::start_with_config(url, &key_hex, &config).await?;
             let figures = async {
@@ -106,6 +196,8 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
                 let as_user = console.as_user(user.clone(), Front::Cli);
                 let mut f = Figures {
                     samples: Vec::with_capacity(creates),
+                    calls: Vec::with_capacity(creates),
+                    stages: Stages::default(),
                     claimed: 0,
                     claimed_sandboxes: 0,
                     sandbox: Vec::with_capacity(creates),
@@ -118,6 +210,7 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
                         .create_from(&name, &new)
                         .await
                         .with_context(|| format!("create {name}"))?;
+                    f.calls.push(started.elapsed());
                     running(&store, user.id, &name).await?;
                     f.samples.push(started.elapsed());
                     let r = resources(&store, user.id, &name).await?;
@@ -128,7 +221,9 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
                     f.database.push(database);
                     delete(&store, user.id, &name).await?;
                 }
+                f.stages = Stages::parse(&scrape(http).await.context("scraping /metrics")?);
                 f.samples.sort();
+                f.calls.sort();
                 f.sandbox.sort();
                 f.database.sort();
                 anyhow::Ok(f)
@@ -151,8 +246,12 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
             "plain project (a sandbox and a database)"
         };
         println!("  {what}");
-        println!("    pool off   {}", row[1].line());
-        println!("    pool on    {}", row[0].line());
+        for (label, f) in [("pool off", &row[1]), ("pool on ", &row[0])] {
+            println!("    {label}   {}", f.line());
+            for line in f.breakdown() {
+                println!("                 {line}");
+            }
+        }
     }
     Ok(())
 }
@@ -322,5 +421,24 @@ impl GitRepo {
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_means_come_from_the_sums_and_counts() {
+        let text = "# HELP kiln_create_stage_seconds x\n\
+            kiln_create_stage_seconds_bucket{kind=\"sandbox\",stage=\"act\",le=\"0.001\"} 0\n\
+            kiln_create_stage_seconds_sum{kind=\"sandbox\",stage=\"act\"} 0.03\n\
+            kiln_create_stage_seconds_count{kind=\"sandbox\",stage=\"act\"} 3\n\
+            kiln_create_stage_seconds_sum{kind=\"database\",stage=\"write\"} 0\n\
+            kiln_create_stage_seconds_count{kind=\"database\",stage=\"write\"} 0\n";
+        let s = Stages::parse(text);
+        assert_eq!(s.mean("sandbox", "act"), Some(Duration::from_millis(10)));
+        assert_eq!(s.mean("database", "write"), None);
+        assert_eq!(s.mean("sandbox", "lease"), None);
     }
 }

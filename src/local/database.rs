@@ -176,6 +176,46 @@ impl LocalDatabases {
         .map_err(|e| classify(&e, &format!("database {name}: look up pooled {pooled}")))
     }
 
+    /// The whole adoption of a pooled database in one transaction (one
+    /// round trip, one commit): check it is whole, rename it, make the
+    /// project's role with its password, hand it the database, shut
+    /// `PUBLIC` out, drop the pooled role. Any step failing undoes them all
+    /// (`false`): the pool's state is then unknown and [`Self::adopt`] takes
+    /// the step-by-step path, which converges whatever is there.
+    ///
+    /// Several statements in one simple-protocol message run as one
+    /// transaction; none of them may take a bind parameter, and the
+    /// password goes in as a SCRAM verifier only.
+    async fn adopt_at_once(&self, pooled: &str, name: &str, password: &str) -> bool {
+        let (from, to) = (quote_ident(pooled), quote_ident(name));
+        // Validated names ([a-z0-9-]) are safe in a literal as they are.
+        let sql = format!(
+            "DO $kiln$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba
+                               WHERE d.datname = '{pooled}' AND r.rolname = '{pooled}'
+                                 AND d.datallowconn) THEN
+                 RAISE EXCEPTION 'pooled database {pooled} is not whole';
+               END IF;
+             END $kiln$;
+             ALTER DATABASE {from} RENAME TO {to};
+             CREATE ROLE {to} LOGIN PASSWORD '{verifier}';
+             ALTER DATABASE {to} OWNER TO {to};
+             REVOKE CONNECT, TEMPORARY ON DATABASE {to} FROM PUBLIC;
+             DROP ROLE {from};",
+            verifier = scram::new_verifier(password),
+        );
+        match sqlx::raw_sql(AssertSqlSafe(sql).into_sql_str())
+            .execute(&self.pool)
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(database = %name, pooled, "adoption in one step failed: {e}");
+                false
+            }
+        }
+    }
+
     /// The pooled role must never log in again: dropped, or (should it
     /// still own something) stripped of its login and password.
     async fn retire_pooled_role(&self, pooled: &str) -> DriverResult<()> {
@@ -293,9 +333,12 @@ impl DatabaseDriver for LocalDatabases {
 
     /// Renames the pooled database to the project's, then converges it as
     /// `ensure` does (a fresh role with the project's password, made its
-    /// owner), then drops the pooled role. Each step is idempotent, so a
-    /// repeat after a crash finishes the job; a pooled database that is gone
-    /// or not whole is left alone and the project's is created instead.
+    /// owner), then drops the pooled role: all in one transaction when the
+    /// pooled database is as the pool made it and nothing of the project's
+    /// exists yet (the common case), else step by step. Each step is
+    /// idempotent, so a repeat after a crash finishes the job; a pooled
+    /// database that is gone or not whole is left alone and the project's
+    /// is created instead.
     async fn adopt(&self, spec: &DatabaseSpec, pooled: &str) -> DriverResult<Observed> {
         let name = &spec.resource.resource_name;
         validate_resource_name(name)?;
@@ -304,6 +347,11 @@ impl DatabaseDriver for LocalDatabases {
             return Err(DriverError::permanent(format!(
                 "database {name}: cannot adopt a pooled database of the same name"
             )));
+        }
+        let password = spec.password.expose_str();
+        validate_password(name, password)?;
+        if self.adopt_at_once(pooled, name, password).await {
+            return Ok(Observed::Running);
         }
         if self.adoptable(pooled, name).await? {
             let renamed = self

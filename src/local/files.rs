@@ -10,11 +10,39 @@ use std::path::Path;
 use super::confine::SandboxUser;
 
 /// Writes `contents` to `path` with mode 0600, owned by `owner` (Kiln's own
-/// user when `None`).
+/// user when `None`), flushed to disk before it replaces the old file.
 pub(crate) async fn write_owned(
     path: &Path,
     contents: Vec<u8>,
     owner: Option<SandboxUser>,
+) -> std::io::Result<()> {
+    write(path, contents, owner, Sync::Durable).await
+}
+
+/// [`write_owned`] without the flush, for a file that every start of its
+/// sandbox writes afresh (the env files) or that is gone a moment later
+/// (the tmux commands): a host crash ends the sandbox too, and its next
+/// start writes the file again before anything reads it. Still private
+/// from the start and put in place by rename: a reader never sees half.
+pub(crate) async fn write_owned_volatile(
+    path: &Path,
+    contents: Vec<u8>,
+    owner: Option<SandboxUser>,
+) -> std::io::Result<()> {
+    write(path, contents, owner, Sync::Volatile).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    Durable,
+    Volatile,
+}
+
+async fn write(
+    path: &Path,
+    contents: Vec<u8>,
+    owner: Option<SandboxUser>,
+    sync: Sync,
 ) -> std::io::Result<()> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -33,7 +61,10 @@ pub(crate) async fn write_owned(
                 std::os::unix::fs::fchown(&f, Some(u.uid), Some(u.gid))
             })
             .and_then(|()| f.write_all(&contents))
-            .and_then(|()| f.sync_all())
+            .and_then(|()| match sync {
+                Sync::Durable => f.sync_all(),
+                Sync::Volatile => Ok(()),
+            })
             .and_then(|()| std::fs::rename(&tmp, &path));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
@@ -93,6 +124,16 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
         let meta = std::fs::symlink_metadata(&target).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // The unflushed variant keeps every other property.
+        std::os::unix::fs::symlink(&victim, d.join("env2")).unwrap();
+        write_owned_volatile(&d.join("env2"), b"two".to_vec(), None)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(d.join("env2")).unwrap(), "two");
+        let meta = std::fs::symlink_metadata(d.join("env2")).unwrap();
         assert!(meta.is_file());
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         std::fs::remove_dir_all(d).unwrap();

@@ -13,12 +13,12 @@
 //! So a pooled sandbox is started under a name it keeps for life
 //! (`sb-{13 random}`, see `model::naming::pooled_sandbox_name`), and a claim
 //! gives that name to the project's sandbox row (`store::pool`). Adoption is
-//! then the ordinary `ensure`: it finds the server answering and opens the
-//! project's default session, with the project's command, environment and
-//! `DATABASE_URL` (through private files, never argv), and a repository is
-//! cloned into the still empty working directory first, as for any
-//! sandbox. A claimed sandbox whose server has died meanwhile is simply
-//! started again by that `ensure`.
+//! then the ordinary start: the server answered the adoption's own check
+//! (below), so the start only opens the project's default session, with the
+//! project's command, environment and `DATABASE_URL` (through private
+//! files, never argv), in one `tmux` client run; a repository is cloned
+//! into the still empty working directory first, as for any sandbox. A
+//! claimed sandbox whose server has died meanwhile is simply started again.
 //!
 //! **Nothing from before.** A pooled sandbox holds no tenant data: it is
 //! made with an empty working directory and a server with no session (so no
@@ -35,6 +35,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use super::LocalSandboxes;
+use super::sandbox::ServerKnown;
+use super::tmux::TmuxError;
 use super::validate_resource_name;
 use crate::driver::{
     DriverError, DriverResult, Observed, ResourceRef, SandboxPoolDriver, SandboxSpec,
@@ -92,17 +94,22 @@ impl LocalSandboxes {
 impl LocalSandboxes {
     /// Before a claimed pooled sandbox's first start (see the module
     /// comment). A retry that finds the project's own session open has
-    /// adopted it already and changes nothing.
-    pub(super) async fn clear_for_adoption(&self, spec: &SandboxSpec) -> DriverResult<()> {
+    /// adopted it already and changes nothing. Says whether its server
+    /// answered (and was kept), so the start need not ask it again.
+    pub(super) async fn clear_for_adoption(&self, spec: &SandboxSpec) -> DriverResult<ServerKnown> {
         let name = &spec.resource.resource_name;
-        let listed = self
-            .tmux(name)
-            .list_sessions_with("#{session_name}")
-            .await
-            .map_err(|e| e.into_driver_error(&format!("sandbox {name}")))?;
+        let args = ["list-sessions", "-F", "#{session_name}"].map(String::from);
+        let listed = match self.tmux(name).run(&args).await {
+            Ok(listed) => listed,
+            // No server (or no tmux: the start says so): nothing to clear.
+            Err(e) if e.is_no_server() || matches!(e, TmuxError::NotInstalled { .. }) => {
+                return Ok(ServerKnown::Unknown);
+            }
+            Err(e) => return Err(e.into_driver_error(&format!("sandbox {name}"))),
+        };
         let sessions: Vec<&str> = listed.lines().filter(|l| !l.is_empty()).collect();
         if sessions.contains(&name.as_str()) {
-            return Ok(());
+            return Ok(ServerKnown::Answering);
         }
         // A sandbox with a repository (or a setup script) has its working
         // directory emptied before its clone, and then holds the clone: its
@@ -120,7 +127,7 @@ impl LocalSandboxes {
             })?
         };
         if sessions.is_empty() && strays.is_empty() {
-            return Ok(());
+            return Ok(ServerKnown::Answering);
         }
         tracing::warn!(
             sandbox = %name,
@@ -129,15 +136,15 @@ impl LocalSandboxes {
             "a claimed pooled sandbox was touched after its health check: starting it afresh"
         );
         self.stop_server(name).await?;
-        if strays.is_empty() {
-            return Ok(());
+        if !strays.is_empty() {
+            super::git::empty_dir(&dir).await.map_err(|e| {
+                DriverError::transient(format!(
+                    "sandbox {name}: cannot empty {}: {e}",
+                    dir.display()
+                ))
+            })?;
         }
-        super::git::empty_dir(&dir).await.map_err(|e| {
-            DriverError::transient(format!(
-                "sandbox {name}: cannot empty {}: {e}",
-                dir.display()
-            ))
-        })
+        Ok(ServerKnown::Unknown)
     }
 }
 

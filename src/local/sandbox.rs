@@ -285,14 +285,18 @@ impl LocalSandboxes {
         }
         let merged = crate::model::agent_settings::merge(existing.as_deref(), &command);
         let text = serde_json::to_string_pretty(&merged).expect("JSON values serialise");
-        super::files::write_owned(&file, text.into_bytes(), self.owner())
-            .await
-            .map_err(|e| {
-                DriverError::transient(format!(
-                    "sandbox {name}: cannot write {}: {e}",
-                    file.display()
-                ))
-            })?;
+        // Unchanged (a pooled sandbox's start, every start after the
+        // first): no write, no flush.
+        if existing.as_deref() != Some(text.as_str()) {
+            super::files::write_owned(&file, text.into_bytes(), self.owner())
+                .await
+                .map_err(|e| {
+                    DriverError::transient(format!(
+                        "sandbox {name}: cannot write {}: {e}",
+                        file.display()
+                    ))
+                })?;
+        }
         let kiln_binary = if self.confinement.is_confined() {
             self.staged_kiln_binary(hooks).await?
         } else {
@@ -570,7 +574,9 @@ impl LocalSandboxes {
 
     async fn write_env_file(&self, spec: &SandboxSpec, env: &[(&str, &str)]) -> DriverResult<()> {
         let path = self.sandbox_dir(&spec.resource).join(ENV_FILE);
-        super::files::write_owned(&path, render_env_file(env).into_bytes(), self.owner())
+        // Written afresh by every start and sync, so not flushed (see
+        // `files::write_owned_volatile`).
+        super::files::write_owned_volatile(&path, render_env_file(env).into_bytes(), self.owner())
             .await
             .map_err(|e| {
                 DriverError::transient(format!(
@@ -586,17 +592,7 @@ impl LocalSandboxes {
     /// the file.
     async fn source_private(&self, spec: &SandboxSpec, commands: String) -> DriverResult<()> {
         let name = &spec.resource.resource_name;
-        let path = self
-            .sandbox_dir(&spec.resource)
-            .join(format!("{TMUX_ENV_FILE}-{}", uuid::Uuid::new_v4().simple()));
-        super::files::write_owned(&path, commands.into_bytes(), self.owner())
-            .await
-            .map_err(|e| {
-                DriverError::transient(format!(
-                    "sandbox {name}: cannot write {}: {e}",
-                    path.display()
-                ))
-            })?;
+        let path = self.write_private_commands(spec, commands).await?;
         let result = self.tmux(name).source_file(&path).await;
         let _ = tokio::fs::remove_file(&path).await;
         result.map(|_| ()).map_err(|e| {
@@ -606,6 +602,29 @@ impl LocalSandboxes {
                 e.into_driver_error(&format!("sandbox {name}"))
             }
         })
+    }
+
+    /// Writes `commands` (tmux config text holding environment values) to a
+    /// private file of a fresh name for `tmux source-file`; the caller
+    /// removes it once sourced, so it is not flushed.
+    async fn write_private_commands(
+        &self,
+        spec: &SandboxSpec,
+        commands: String,
+    ) -> DriverResult<PathBuf> {
+        let path = self
+            .sandbox_dir(&spec.resource)
+            .join(format!("{TMUX_ENV_FILE}-{}", uuid::Uuid::new_v4().simple()));
+        super::files::write_owned_volatile(&path, commands.into_bytes(), self.owner())
+            .await
+            .map_err(|e| {
+                DriverError::transient(format!(
+                    "sandbox {}: cannot write {}: {e}",
+                    spec.resource.resource_name,
+                    path.display()
+                ))
+            })?;
+        Ok(path)
     }
 
     /// The keys `sync_env` or `ensure` last put in the session's environment.
@@ -737,9 +756,26 @@ impl LocalSandboxes {
     }
 }
 
-#[async_trait]
-impl SandboxDriver for LocalSandboxes {
-    async fn ensure(&self, spec: &SandboxSpec) -> DriverResult<Observed> {
+/// What a start knows of the sandbox's tmux server beforehand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ServerKnown {
+    /// Nothing: make sure it runs (one `tmux` call when it does).
+    Unknown,
+    /// It answered a moment ago (adoption's check asked it).
+    Answering,
+}
+
+impl LocalSandboxes {
+    /// `ensure`'s work: the clone first if there is one, the server started
+    /// unless it just answered, then the default session opened in one
+    /// `tmux` client run: the session with the project's command, the keys
+    /// Kiln manages, remain-on-exit, and the environment values, sourced
+    /// from a private file (never argv).
+    async fn open_default_session(
+        &self,
+        spec: &SandboxSpec,
+        server: ServerKnown,
+    ) -> DriverResult<Observed> {
         let name = &spec.resource.resource_name;
         validate_resource_name(name)?;
         let env = project_env(spec)?;
@@ -747,7 +783,14 @@ impl SandboxDriver for LocalSandboxes {
         if let Some(preparing) = self.clone_first(name, spec).await? {
             return Ok(preparing);
         }
-        self.start_server(name).await?;
+        match server {
+            // Its hooks' listener still: a Kiln started since the server
+            // was lacks it.
+            ServerKnown::Answering => {
+                self.install_hooks(name).await?;
+            }
+            ServerKnown::Unknown => self.start_server(name).await?,
+        }
         self.write_env_file(spec, &env).await?;
 
         let mut args: Vec<String> = vec!["new-session".into(), "-d".into(), "-s".into()];
@@ -764,19 +807,35 @@ impl SandboxDriver for LocalSandboxes {
         let command = spec.command.as_deref().unwrap_or(&self.command);
         args.push(escape_arg(&session_command(command)));
         // Same command line, so the key list is recorded before anything can
-        // call sync_env on the new session, and the pane is kept when the
-        // program exits.
+        // call sync_env on the new session, the pane is kept when the
+        // program exits, and the session has its environment before anyone
+        // can open a window in it. A failed command skips the rest of the
+        // line: a session that was already there gets none of it.
         args.push(super::tmux::SEPARATOR.into());
         args.extend(set_managed_keys(name, env.iter().map(|(k, _)| *k)));
         args.push(super::tmux::SEPARATOR.into());
         args.extend(remain_on_exit(name));
+        let commands = self
+            .write_private_commands(spec, render_tmux_env(name, &env, &[]))
+            .await?;
+        args.push(super::tmux::SEPARATOR.into());
+        args.push("source-file".into());
+        args.push(escape_arg(&commands.to_string_lossy()));
 
-        match self.tmux(name).run(&args).await {
-            Ok(_) => {
-                self.source_private(spec, render_tmux_env(name, &env, &[]))
-                    .await?;
-                Ok(Observed::Running)
-            }
+        let mut result = self.tmux(name).run(&args).await;
+        if server == ServerKnown::Answering && matches!(&result, Err(e) if e.is_no_server()) {
+            // Gone since it answered: started again, as any sandbox's.
+            result = match self.start_server(name).await {
+                Ok(()) => self.tmux(name).run(&args).await,
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&commands).await;
+                    return Err(e);
+                }
+            };
+        }
+        let _ = tokio::fs::remove_file(&commands).await;
+        match result {
+            Ok(_) => Ok(Observed::Running),
             // Another reconcile pass (or replica) got there first, or the
             // session is still there: make sure its program runs.
             Err(e) if e.is_duplicate_session() => {
@@ -790,11 +849,18 @@ impl SandboxDriver for LocalSandboxes {
             Err(e) => Err(e.into_driver_error(&format!("sandbox {name}"))),
         }
     }
+}
+
+#[async_trait]
+impl SandboxDriver for LocalSandboxes {
+    async fn ensure(&self, spec: &SandboxSpec) -> DriverResult<Observed> {
+        self.open_default_session(spec, ServerKnown::Unknown).await
+    }
 
     async fn adopt(&self, spec: &SandboxSpec) -> DriverResult<Observed> {
         validate_resource_name(&spec.resource.resource_name)?;
-        self.clear_for_adoption(spec).await?;
-        self.ensure(spec).await
+        let server = self.clear_for_adoption(spec).await?;
+        self.open_default_session(spec, server).await
     }
 
     async fn stop(&self, r: &ResourceRef) -> DriverResult<Observed> {

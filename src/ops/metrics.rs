@@ -24,6 +24,7 @@ pub struct Metrics {
     pub driver_call_seconds: HistogramVec,
     pub driver_errors: IntCounterVec,
     pub create_to_running_seconds: HistogramVec,
+    pub create_stage_seconds: HistogramVec,
     pub ssh_sessions_open: IntGaugeVec,
     pub signin_attempts: IntCounterVec,
     pub change_feed_lag_seconds: Histogram,
@@ -93,6 +94,18 @@ impl Metrics {
                 &["backend"],
             )
             .expect("metric"),
+            create_stage_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "kiln_create_stage_seconds",
+                    "Where a resource's way to its first RUNNING went, by resource kind and \
+                     stage: queued (created to its pass's lease), notify (created to the change \
+                     notification that woke the loop), lease, observe, reads, act (driver \
+                     calls), write (driver done to outcome committed)",
+                )
+                .buckets(prometheus::exponential_buckets(0.0002, 2.0, 16).expect("valid buckets")),
+                &["kind", "stage"],
+            )
+            .expect("metric"),
             ssh_sessions_open: IntGaugeVec::new(
                 Opts::new(
                     "kiln_ssh_sessions_open",
@@ -138,7 +151,7 @@ impl Metrics {
             registry,
         };
         let r = &m.registry;
-        let all: [Box<dyn prometheus::core::Collector>; 12] = [
+        let all: [Box<dyn prometheus::core::Collector>; 13] = [
             Box::new(m.reconcile_pass_seconds.clone()),
             Box::new(m.reconcile_transitions.clone()),
             Box::new(m.reconcile_queue_depth.clone()),
@@ -146,6 +159,7 @@ impl Metrics {
             Box::new(m.driver_call_seconds.clone()),
             Box::new(m.driver_errors.clone()),
             Box::new(m.create_to_running_seconds.clone()),
+            Box::new(m.create_stage_seconds.clone()),
             Box::new(m.ssh_sessions_open.clone()),
             Box::new(m.signin_attempts.clone()),
             Box::new(m.change_feed_lag_seconds.clone()),

@@ -12,6 +12,7 @@ pub mod outcome;
 mod pass;
 pub mod plan;
 pub mod pool;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -186,9 +187,11 @@ impl Reconciler {
     ) -> StoreResult<CycleStats> {
         let mut total = CycleStats::default();
         let mut next_sweep = Instant::now();
+        // When a change notification woke the loop (for `trace`).
+        let mut woken = None;
         while !shutdown.is_cancelled() {
             let mut wake_at = Instant::now() + self.cfg.resync;
-            let Some(pass) = self.finish_pass(&shutdown).await else {
+            let Some(pass) = self.finish_pass(&shutdown, woken.take()).await else {
                 tracing::warn!(
                     replica = %self.replica,
                     "shutdown: a reconcile pass did not finish within {:?}; abandoned",
@@ -215,7 +218,7 @@ impl Reconciler {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep_until(wake_at.into()) => {}
-                _ = next_change(&mut changes) => {}
+                _ = next_change(&mut changes) => woken = Some(chrono::Utc::now()),
             }
         }
         let released = self.store.release_leases(&self.replica).await?;
@@ -230,8 +233,9 @@ impl Reconciler {
     async fn finish_pass(
         &self,
         shutdown: &CancellationToken,
+        woken: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Option<StoreResult<(CycleStats, Option<Instant>)>> {
-        let drain = self.drain_until(shutdown);
+        let drain = self.drain_until(shutdown, woken);
         tokio::pin!(drain);
         tokio::select! {
             pass = &mut drain => Some(pass),
@@ -242,12 +246,14 @@ impl Reconciler {
     /// Passes until a pass finds less than a full batch: a backlog is worked
     /// off without waiting for the next wake-up.
     pub async fn drain(&self) -> StoreResult<(CycleStats, Option<Instant>)> {
-        self.drain_until(&CancellationToken::new()).await
+        self.drain_until(&CancellationToken::new(), None).await
     }
 
+    /// `woken`: when a change notification woke the loop for this drain.
     async fn drain_until(
         &self,
         shutdown: &CancellationToken,
+        mut woken: Option<chrono::DateTime<chrono::Utc>>,
     ) -> StoreResult<(CycleStats, Option<Instant>)> {
         let mut total = CycleStats::default();
         let mut soonest: Option<Instant> = None;
@@ -256,7 +262,7 @@ impl Reconciler {
         loop {
             let leases = match next.take() {
                 Some(l) => l,
-                None => self.lease().await?,
+                None => self.lease(woken.take()).await?,
             };
             if leases.is_empty() {
                 total.add(&leases.into_stats());
@@ -276,7 +282,7 @@ impl Reconciler {
                     // waits for one commit at a time, not a commit and then
                     // a lease.
                     if go_on && worked_rx.await.is_ok() && !shutdown.is_cancelled() {
-                        Some(self.lease().await)
+                        Some(self.lease(None).await)
                     } else {
                         None
                     }

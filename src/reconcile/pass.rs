@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use chrono::{DateTime, Utc};
+
 use super::act::SpecInputs;
-use super::plan::{Action, plan};
+use super::plan::{Action, known, plan};
+use super::trace::{self, PassTrace};
 use super::{CycleStats, Reconciler, backoff, plan_input, resource_ref};
 use crate::driver::{DriverError, Observed, ResourceRef};
 use crate::store::StoreResult;
@@ -31,6 +34,10 @@ pub(super) struct Leases {
     /// A batch came back full: more work is likely waiting.
     pub(super) full: bool,
     started: Instant,
+    /// When a notification woke the loop for this lease, and when the
+    /// lease was sent (see `trace`).
+    woken: Option<DateTime<Utc>>,
+    leased_at: DateTime<Utc>,
 }
 
 impl Leases {
@@ -49,7 +56,7 @@ impl Reconciler {
     /// Returns the stats, the soonest retry it scheduled, and whether a
     /// batch came back full (more work is likely waiting).
     pub async fn pass(&self) -> StoreResult<(CycleStats, Option<Instant>, bool)> {
-        let leases = self.lease().await?;
+        let leases = self.lease(None).await?;
         let full = leases.full;
         if leases.is_empty() {
             return Ok((leases.into_stats(), None, false));
@@ -58,9 +65,11 @@ impl Reconciler {
         Ok((stats, soonest, full))
     }
 
-    /// Leases a batch of each kind, side by side.
-    pub(super) async fn lease(&self) -> StoreResult<Leases> {
+    /// Leases a batch of each kind, side by side. `woken`: when a change
+    /// notification woke the loop for it.
+    pub(super) async fn lease(&self, woken: Option<DateTime<Utc>>) -> StoreResult<Leases> {
         let started = Instant::now();
+        let leased_at = Utc::now();
         let mut stats = CycleStats::default();
         let (sandboxes, databases) = tokio::try_join!(
             self.store.lease_batch(
@@ -87,6 +96,8 @@ impl Reconciler {
             stats,
             full,
             started,
+            woken,
+            leased_at,
         })
     }
 
@@ -113,13 +124,24 @@ impl Reconciler {
             databases,
             mut stats,
             started,
+            woken,
+            leased_at,
             ..
         } = leases;
         stats.passes = 1;
 
-        // One observation per kind for the whole batch.
-        let sandbox_refs: Vec<ResourceRef> = sandboxes.iter().map(resource_ref).collect();
-        let database_refs: Vec<ResourceRef> = databases.iter().map(resource_ref).collect();
+        // One observation per kind for the whole batch, of the rows whose
+        // state is not known without it (see `plan::known`).
+        let observe_started = Instant::now();
+        let known_of = |row: &Leased| known(plan_input(row), row.attempts, row.never_worked);
+        let to_observe = |rows: &[Leased]| -> Vec<ResourceRef> {
+            rows.iter()
+                .filter(|r| known_of(r).is_none())
+                .map(resource_ref)
+                .collect()
+        };
+        let sandbox_refs = to_observe(&sandboxes);
+        let database_refs = to_observe(&databases);
         let (seen_sandboxes, seen_databases) = tokio::join!(
             async {
                 if sandbox_refs.is_empty() {
@@ -137,22 +159,24 @@ impl Reconciler {
             },
         );
         stats.driver_calls +=
-            usize::from(!sandboxes.is_empty()) + usize::from(!databases.is_empty());
+            usize::from(!sandbox_refs.is_empty()) + usize::from(!database_refs.is_empty());
+        let observe_time = observe_started.elapsed();
 
         let mut unchanged: Vec<(&Leased, Duration)> = Vec::new();
         let mut work: Vec<(Leased, Decision)> = Vec::new();
         for (rows, seen) in [(&sandboxes, &seen_sandboxes), (&databases, &seen_databases)] {
             for row in rows.iter() {
                 let input = plan_input(row);
-                let decided = match seen {
-                    Ok(map) => {
+                let decided = match (known_of(row), seen) {
+                    (Some(observed), _) => Ok((plan(input, &observed), observed)),
+                    (None, Ok(map)) => {
                         let observed = map
                             .get(&row.resource_name)
                             .cloned()
                             .unwrap_or(Observed::Absent);
                         Ok((plan(input, &observed), observed))
                     }
-                    Err(e) => Err(e.clone()),
+                    (None, Err(e)) => Err(e.clone()),
                 };
                 let quiet = match &decided {
                     Ok((Action::Nothing, _)) => true,
@@ -207,12 +231,19 @@ impl Reconciler {
         stats.queries += released_sandboxes + released_databases + reads;
         stats.read_time = reads_started.elapsed();
         let specs = &specs;
+        let pass_trace = PassTrace {
+            woken,
+            leased_at,
+            lease: stats.lease_time,
+            observe: observe_time,
+            reads: stats.read_time,
+        };
 
         // Rows are worked concurrently; their outcomes go to one writer,
         // which writes whatever has finished meanwhile in one transaction
         // (group commit): the first outcome alone, the next ones batched
         // while the previous batch commits.
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Leased, Outcome, bool)>();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Worked>();
         let workers = async move {
             let results: Vec<StoreResult<CycleStats>> = futures::stream::iter(work)
                 .map(|(row, decided)| {
@@ -225,9 +256,16 @@ impl Reconciler {
                         resource = %row.resource_name,
                     );
                     let work = async move {
+                        let acting = Instant::now();
                         let (s, out, driver_ok) = self.work_row(&row, decided, specs).await?;
                         // The writer is gone only if it failed; the pass fails with it.
-                        let _ = done.send((row, out, driver_ok));
+                        let _ = done.send(Worked {
+                            row,
+                            out,
+                            driver_ok,
+                            act: acting.elapsed(),
+                            done_at: Instant::now(),
+                        });
                         Ok(s)
                     };
                     tracing::Instrument::instrument(work, span)
@@ -249,14 +287,20 @@ impl Reconciler {
                     batch.push(more);
                 }
                 let pairs: Vec<(&Leased, &Outcome)> =
-                    batch.iter().map(|(r, o, _)| (r, o)).collect();
+                    batch.iter().map(|w| (&w.row, &w.out)).collect();
                 let write_started = Instant::now();
                 let written = self.store.record_outcomes(&pairs, &self.replica).await?;
                 stats.write_time += write_started.elapsed();
                 stats.queries += 1;
                 stats.write_batches += 1;
-                for ((row, out, driver_ok), w) in batch.iter().zip(written) {
-                    self.count(row, *driver_ok, &w, out.status);
+                let committed = Instant::now();
+                for (done, w) in batch.iter().zip(written) {
+                    let (row, out) = (&done.row, &done.out);
+                    self.count(row, done.driver_ok, &w, out.status);
+                    if first_running(row, &w, out) {
+                        let write = committed.duration_since(done.done_at);
+                        trace::record(&pass_trace, row, done.act, write);
+                    }
                     match w {
                         WriteResult::Written if out.status != row.status => stats.transitions += 1,
                         WriteResult::Written => {}
@@ -282,4 +326,21 @@ impl Reconciler {
             .observe(stats.pass_time.as_secs_f64());
         Ok((stats, soonest.map(|d| Instant::now() + d)))
     }
+}
+
+/// A row whose driver calls are done, on its way to the writer.
+struct Worked {
+    row: Leased,
+    out: Outcome,
+    driver_ok: bool,
+    /// How long its driver calls took, and when they ended.
+    act: Duration,
+    done_at: Instant,
+}
+
+/// The write made the row RUNNING for the first time (its create's end).
+fn first_running(row: &Leased, written: &WriteResult, out: &Outcome) -> bool {
+    matches!(written, WriteResult::Written)
+        && row.status == crate::model::ResourceStatus::Creating
+        && out.status == crate::model::ResourceStatus::Running
 }

@@ -59,6 +59,21 @@ pub fn plan(row: PlanInput, observed: &Observed) -> Action {
     }
 }
 
+/// What a row's resource is known to be without asking the back end, if
+/// anything: a row being created that no replica has worked yet (see
+/// `Leased::never_worked`) has nothing there, or a pooled resource the
+/// pool keeper's health check has just passed; either way the plan is
+/// `Ensure`, which converges whatever is there. So the first pass of a
+/// create skips the batch observation and goes straight to the driver;
+/// the row is observed from its next pass on.
+pub fn known(row: PlanInput, attempts: i32, never_worked: bool) -> Option<Observed> {
+    let fresh = never_worked
+        && attempts == 0
+        && row.desired == Desired::Running
+        && row.status == ResourceStatus::Creating;
+    fresh.then_some(Observed::Absent)
+}
+
 /// The status a row shows after an action left the resource as `observed`.
 /// `Terminated` means the row goes.
 pub fn status_after(row: PlanInput, observed: &Observed) -> ResourceStatus {
@@ -171,6 +186,26 @@ mod tests {
         ];
         for (row, observed, want) in table {
             assert_eq!(plan(row, &observed), want, "{row:?} observed {observed:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_create_nobody_worked_yet_skips_its_observation() {
+        let creating = input(D::Running, R::Creating, false);
+        assert_eq!(known(creating, 0, true), Some(O::Absent));
+        assert_eq!(plan(creating, &O::Absent), A::Ensure);
+        // Worked before (observed, written, or a lease left to expire by a
+        // replica that died mid-work), retried, or no longer a create.
+        assert_eq!(known(creating, 0, false), None);
+        assert_eq!(known(creating, 1, true), None);
+        for other in [
+            input(D::Running, R::Starting, false),
+            input(D::Running, R::Running, false),
+            input(D::Running, R::Error, false),
+            input(D::Stopped, R::Creating, false),
+            input(D::Terminated, R::Creating, false),
+        ] {
+            assert_eq!(known(other, 0, true), None, "{other:?}");
         }
     }
 

@@ -40,6 +40,10 @@ pub struct Leased {
     pub pooled_from: Option<String>,
     /// The lease's fencing token: shared by the batch, new for every lease.
     pub lease_token: Uuid,
+    /// No replica has worked the row yet: it was never observed nor given
+    /// an outcome, and no lease on it was left to expire (a replica that
+    /// died mid-work leaves its lease behind). See `reconcile::plan::known`.
+    pub never_worked: bool,
     /// When the resource was created (create → RUNNING is a metric).
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
@@ -113,17 +117,20 @@ impl Store {
             "UPDATE {table} r
                 SET lease_owner = $1, lease_token = $2,
                     lease_until = now() + make_interval(secs => $3)
-               FROM projects p
-              WHERE p.id = r.project_id
-                AND r.id IN (SELECT id FROM {table}
-                              WHERE next_attempt_at <= now()
-                                AND (lease_until IS NULL OR lease_until < now())
-                              ORDER BY next_attempt_at
-                              LIMIT $4
-                              FOR UPDATE SKIP LOCKED)
+               FROM projects p,
+                    -- The rows as they were before this lease: whether
+                    -- anyone has worked them yet.
+                    (SELECT id, observed_at IS NULL AND lease_until IS NULL AS never_worked
+                       FROM {table}
+                      WHERE next_attempt_at <= now()
+                        AND (lease_until IS NULL OR lease_until < now())
+                      ORDER BY next_attempt_at
+                      LIMIT $4
+                      FOR UPDATE SKIP LOCKED) due
+              WHERE p.id = r.project_id AND r.id = due.id
           RETURNING r.id, r.project_id, r.user_id, r.resource_name, r.namespace, r.desired,
                     r.status, r.intent_seq, r.attempts, r.last_error, r.created_at, {env_cols},
-                    p.env_version, p.slug, p.name, {extra_cols}",
+                    p.env_version, p.slug, p.name, due.never_worked, {extra_cols}",
             table = kind.table()
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -154,6 +161,7 @@ impl Store {
                     password_enc: r.try_get("password_enc")?,
                     pooled_from: r.try_get("pooled_from")?,
                     lease_token: token,
+                    never_worked: r.try_get("never_worked")?,
                     created_at: r.try_get("created_at")?,
                 })
             })

@@ -1045,3 +1045,57 @@ async fn many_small_writes_reach_the_viewer_in_few_messages() {
     // Nothing was lost on the way: the line of dots ends on the screen.
     assert!(seen.contains("...."), "{seen}");
 }
+
+/// A pooled database is adopted in one transaction when it is as the pool
+/// made it, and step by step when something of the project's is there
+/// already (the one-step transaction then fails whole and changes
+/// nothing): the same end either way.
+#[tokio::test]
+async fn a_pooled_database_is_adopted_at_once_or_step_by_step_to_the_same_end() {
+    let dbs = databases().await;
+    for project_role_exists in [false, true] {
+        let (pooled, name) = (unique_name(), unique_name());
+        let _cleanup = DbCleanup(vec![pooled.clone(), name.clone()]);
+        dbs.ensure(&db_spec(&pooled)).await.unwrap();
+        if project_role_exists {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE ROLE \"{name}\" NOLOGIN"
+            )))
+            .execute(dbs.pool())
+            .await
+            .unwrap();
+        }
+        let spec = db_spec(&name);
+        assert_eq!(
+            dbs.adopt(&spec, &pooled).await.unwrap(),
+            Observed::Running,
+            "role there before: {project_role_exists}"
+        );
+        let (owner, public, can_login): (String, bool, bool) = sqlx::query_as(
+            "SELECT r.rolname::text,
+                    EXISTS (SELECT 1 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                             WHERE a.grantee = 0),
+                    r.rolcanlogin
+               FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba
+              WHERE d.datname = $1",
+        )
+        .bind(&name)
+        .fetch_one(dbs.pool())
+        .await
+        .unwrap();
+        assert_eq!(owner, name);
+        assert!(!public, "PUBLIC may not connect");
+        assert!(can_login);
+        assert!(kiln::model::scram::verifies(
+            &stored_verifier(&dbs, &name).await,
+            spec.password.expose_str()
+        ));
+        assert_eq!(
+            role_and_db_exist(&dbs, &pooled).await,
+            (false, false),
+            "the pooled name is gone, role and database"
+        );
+        // Again (a retry after a lost write): nothing left to do, no error.
+        assert_eq!(dbs.adopt(&spec, &pooled).await.unwrap(), Observed::Running);
+    }
+}

@@ -440,6 +440,7 @@ async fn a_dead_loops_rows_are_finished_by_another_and_its_late_write_is_fenced(
         password_enc: None,
         pooled_from: None,
         lease_token: dead_token,
+        never_worked: false,
         created_at: chrono::Utc::now(),
     };
     let result = store
@@ -826,4 +827,102 @@ async fn drift_is_noticed_on_observation() {
         status(&store, alice, "drifty").await,
         ProjectStatus::Running
     );
+}
+
+/// A create's first pass knows what it would observe (nothing there yet),
+/// so it goes straight to `ensure` (issue 23's latency): no observation
+/// before, the project still ends RUNNING, and from its next pass on the
+/// row is observed like any other (drift included).
+#[tokio::test]
+async fn a_create_skips_its_first_observation_and_is_observed_afterwards() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    let alice = user(&store, "alice").await;
+    store
+        .create_project(alice, "quick", "", "alice")
+        .await
+        .unwrap();
+    let r = reconciler(&store, &fake, "r1", config());
+    let (stats, _, _) = r.pass().await.unwrap();
+    assert_eq!(stats.leased, 2);
+    assert_eq!(status(&store, alice, "quick").await, ProjectStatus::Running);
+    let (sandbox, database) = resource_names(&store, alice, "quick").await;
+    for (kind, name) in [(Kind::Sandbox, &sandbox), (Kind::Database, &database)] {
+        assert_eq!(fake.total_calls(kind, Op::Observe), 0, "{kind:?}");
+        assert_eq!(fake.calls(kind, Op::Ensure, name), 1, "{kind:?}");
+    }
+    let observed_at = |table: &'static str| {
+        let store = store.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(sqlx::AssertSqlSafe(
+                format!("SELECT observed_at FROM {table}"),
+            ))
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+        }
+    };
+    let written = observed_at("sandboxes").await;
+    assert!(written.is_some(), "the outcome counts as an observation");
+
+    // Due again (its next observation), after the sandbox vanished behind
+    // Kiln's back: observed this time, and brought back.
+    fake.set(Kind::Sandbox, &sandbox, Observed::Absent);
+    for table in ["sandboxes", "databases"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET next_attempt_at = now()"
+        )))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+    let (stats, _, _) = r.pass().await.unwrap();
+    assert_eq!(stats.leased, 2);
+    for kind in [Kind::Sandbox, Kind::Database] {
+        assert_eq!(fake.total_calls(kind, Op::Observe), 1, "{kind:?}");
+    }
+    assert_eq!(fake.calls(Kind::Sandbox, Op::Ensure, &sandbox), 2);
+    assert_eq!(fake.calls(Kind::Database, Op::Ensure, &database), 1);
+    assert!(observed_at("sandboxes").await > written);
+    assert_eq!(status(&store, alice, "quick").await, ProjectStatus::Running);
+}
+
+/// A create whose lease a replica left to expire (it died mid-work, its
+/// `ensure` perhaps done) is observed before anything is done again: the
+/// survivor finds the resources there and only records them.
+#[tokio::test]
+async fn a_create_left_by_a_dead_replica_is_observed_not_ensured_again() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let fake = Arc::new(FakeDriver::new());
+    let alice = user(&store, "alice").await;
+    store
+        .create_project(alice, "orphan", "", "alice")
+        .await
+        .unwrap();
+    let (sandbox, database) = resource_names(&store, alice, "orphan").await;
+    // The dead replica's lease, and what its ensure made before it died.
+    for kind in [ResourceKind::Sandbox, ResourceKind::Database] {
+        let leased = store
+            .lease_batch(kind, "dead", Duration::from_millis(1), 10)
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), 1);
+        assert!(leased[0].never_worked, "the first lease of a new row");
+    }
+    fake.set(Kind::Sandbox, &sandbox, Observed::Running);
+    fake.set(Kind::Database, &database, Observed::Running);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let r = reconciler(&store, &fake, "survivor", config());
+    settle(&r).await;
+    assert_eq!(
+        status(&store, alice, "orphan").await,
+        ProjectStatus::Running
+    );
+    for (kind, name) in [(Kind::Sandbox, &sandbox), (Kind::Database, &database)] {
+        assert!(fake.total_calls(kind, Op::Observe) >= 1, "{kind:?}");
+        assert_eq!(fake.calls(kind, Op::Ensure, name), 0, "{kind:?}");
+    }
 }
