@@ -11,7 +11,7 @@ use kiln::backends::{Backends, LocalBackend};
 use kiln::fake_driver::FakeDriver;
 use kiln::k8s::kubeconfig::ApiServerPolicy;
 use kiln::k8s::settings::K8sSettings;
-use kiln::reconcile::{ReconcileConfig, Reconciler};
+use kiln::reconcile::Reconciler;
 use kiln::ssh::exec;
 use kiln::store::Store;
 use kiln::store::users::User;
@@ -139,16 +139,14 @@ async fn a_users_kubeconfig_puts_their_projects_in_its_namespace() {
         }),
         Arc::new(store.clone()),
     ));
-    let mut config = ReconcileConfig {
-        resync: Duration::from_millis(50),
-        ..Default::default()
-    };
-    config.schedule.poll_interval = Duration::from_millis(50);
+    // Retries within 200 ms: a transient error under load must not push
+    // the next try past the wait below (the default backoff reaches 8 s).
+    let config = crate::support::k8s::quick_reconcile();
     let r = Reconciler::new(store.clone(), backends.clone(), backends, config, "t");
     let (_, err, code) = run(&store, &alice, "create Blog", "").await;
     assert_eq!(code, 0, "{err}");
     let sets: Api<StatefulSet> = Api::namespaced(emu.client(), "team-a");
-    eventually("the sandbox in team-a", Duration::from_secs(20), || async {
+    eventually("the sandbox in team-a", Duration::from_secs(60), || async {
         r.drain().await.unwrap();
         let n = sets.list(&ListParams::default()).await.unwrap().items.len();
         (n == 1).then_some(())
