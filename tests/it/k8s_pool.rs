@@ -591,8 +591,7 @@ async fn kiln_serve_on_a_server_cluster_keeps_both_pools_and_a_create_claims_fro
         { "contains": "kiln-entrypoint claim", "read_stdin": true, "exit": 0 }
     ]))
     .await;
-    let kubeconfig = std::env::temp_dir().join(format!("ko-kc-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&kubeconfig, emu.kubeconfig("default")).unwrap();
+    let kubeconfig = crate::support::k8s::KubeconfigFile::new(&emu, "default");
     let server = Serve::start(
         &db.url,
         "pool-k8s",
@@ -601,11 +600,10 @@ async fn kiln_serve_on_a_server_cluster_keeps_both_pools_and_a_create_claims_fro
          [kubernetes]\npool_sandboxes = 1\npool_databases = 1\n",
         &[
             ("KILN_SERVER_CLUSTER", "kubeconfig"),
-            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("KUBECONFIG", kubeconfig.path()),
         ],
     )
     .await;
-    let _ = std::fs::remove_file(&kubeconfig);
     let client = emu.client();
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), POOL_NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), POOL_NS);

@@ -53,19 +53,17 @@ async fn metrics_count_project_creates_failed_sign_ins_and_failed_driver_calls()
     let emu = Emulator::start().await;
     emu.fail(serde_json::json!([{ "path_contains": "statefulsets", "status": 500 }]))
         .await;
-    let kubeconfig = std::env::temp_dir().join(format!("ko-kc-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&kubeconfig, emu.kubeconfig("default")).unwrap();
+    let kubeconfig = crate::support::k8s::KubeconfigFile::new(&emu, "default");
     let server = Serve::start(
         &db.url,
         "metrics-a",
         FAST,
         &[
             ("KILN_SERVER_CLUSTER", "kubeconfig"),
-            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("KUBECONFIG", kubeconfig.path()),
         ],
     )
     .await;
-    let _ = std::fs::remove_file(&kubeconfig);
 
     let before = scrape(&server).await;
     for (name, kind) in [

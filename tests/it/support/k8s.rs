@@ -492,3 +492,27 @@ pub fn quick_reconcile() -> kiln::reconcile::ReconcileConfig {
     config.schedule.backoff_cap = Duration::from_millis(200);
     config
 }
+
+/// A kubeconfig file for the emulator (namespace `namespace`), removed
+/// when dropped: at the end of the test, not when `kiln serve` has merely
+/// started listening (it reads `KUBECONFIG` after binding its ports, and a
+/// file removed before that read made it exit).
+pub struct KubeconfigFile(std::path::PathBuf);
+
+impl KubeconfigFile {
+    pub fn new(emu: &Emulator, namespace: &str) -> KubeconfigFile {
+        let path = std::env::temp_dir().join(format!("ko-kc-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, emu.kubeconfig(namespace)).unwrap();
+        KubeconfigFile(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for KubeconfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
