@@ -167,7 +167,7 @@ impl Store {
     }
 
     /// The same store, whose database claims keep the pooled name (see
-    /// `store::pool::claim_database_keeping_name`).
+    /// `store::pool::claim_keeping_name`).
     pub fn with_database_claims_keeping_names(mut self, on: bool) -> Self {
         self.database_claims_keep_name = on;
         self

@@ -146,47 +146,27 @@ pub(crate) async fn claim_database(
     .await?)
 }
 
-/// Claims one ready pooled database inside the caller's create transaction
-/// for a cluster's pool, and returns its name, which the project's database
-/// row takes: a KubeBlocks cluster cannot be renamed, so the claimed one
-/// keeps its name for life, as a pooled sandbox does. The pool row goes
-/// (nothing is left to drop); skipped, as [`claim_database`], for an owner
-/// with a kubeconfig of their own.
-pub(crate) async fn claim_database_keeping_name(
+/// Claims one ready pooled resource of `kind` inside the caller's create
+/// transaction, for one that keeps its name once claimed, and returns that
+/// name, which the project's row takes: a running local sandbox cannot be
+/// renamed (see `local::pooled`), nor can a cluster's sandbox or database.
+/// The pool row goes: nothing of it is left to clean up, and a keeper that
+/// set it aside meanwhile finds nothing to update. Skipped, as
+/// [`claim_database`], for an owner with a kubeconfig of their own.
+pub(crate) async fn claim_keeping_name(
     tx: &mut PgConnection,
     owner: Uuid,
+    kind: PoolKind,
 ) -> StoreResult<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "DELETE FROM pool_databases
-          WHERE id = (SELECT id FROM pool_databases WHERE status = 'READY'
+    Ok(sqlx::query_scalar(AssertSqlSafe(format!(
+        "DELETE FROM {table}
+          WHERE id = (SELECT id FROM {table} WHERE status = 'READY'
                        ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
             AND status = 'READY'
             AND NOT EXISTS (SELECT 1 FROM user_configs WHERE user_id = $1 AND key = $2)
       RETURNING resource_name",
-    )
-    .bind(owner)
-    .bind(super::user_configs::KUBECONFIG)
-    .fetch_optional(&mut *tx)
-    .await?)
-}
-
-/// Claims one ready pooled sandbox inside the caller's create transaction,
-/// as [`claim_database`] does, and returns its name: the project's sandbox
-/// row is inserted under it (the running sandbox keeps its name, see
-/// `local::pooled`). The pool row goes: nothing of it is left to clean up,
-/// and a keeper that set it aside meanwhile finds nothing to update.
-pub(crate) async fn claim_sandbox(
-    tx: &mut PgConnection,
-    owner: Uuid,
-) -> StoreResult<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "DELETE FROM pool_sandboxes
-          WHERE id = (SELECT id FROM pool_sandboxes WHERE status = 'READY'
-                       ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-            AND status = 'READY'
-            AND NOT EXISTS (SELECT 1 FROM user_configs WHERE user_id = $1 AND key = $2)
-      RETURNING resource_name",
-    )
+        table = table(kind)
+    )))
     .bind(owner)
     .bind(super::user_configs::KUBECONFIG)
     .fetch_optional(&mut *tx)

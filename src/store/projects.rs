@@ -226,7 +226,8 @@ impl Store {
         // A pooled sandbox, claimed in the same transaction as the intent,
         // becomes the project's under the name it already runs with.
         let pooled_sandbox = if self.sandbox_pool_claims {
-            super::pool::claim_sandbox(&mut tx, user_id).await?
+            super::pool::claim_keeping_name(&mut tx, user_id, crate::model::pool::PoolKind::Sandbox)
+                .await?
         } else {
             None
         };
@@ -253,9 +254,13 @@ impl Store {
             ),
             (true, true) => (
                 None,
-                super::pool::claim_database_keeping_name(&mut tx, user_id)
-                    .await?
-                    .unwrap_or(database_name),
+                super::pool::claim_keeping_name(
+                    &mut tx,
+                    user_id,
+                    crate::model::pool::PoolKind::Database,
+                )
+                .await?
+                .unwrap_or(database_name),
             ),
         };
         // Sealed for the name the row ends up with (a claim may give it one).

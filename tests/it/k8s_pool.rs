@@ -132,25 +132,7 @@ impl Harness {
     /// Plays kubelet in the pool's namespace: each StatefulSet's pod exists
     /// (exec needs it) and its status is ready.
     async fn kubelet(&self) {
-        let sets: Api<StatefulSet> = self.api(POOL_NS);
-        let pods: Api<Pod> = self.api(POOL_NS);
-        for s in sets.list(&ListParams::default()).await.unwrap().items {
-            let r = pooled_ref(s.metadata.name.as_deref().unwrap());
-            if pods.get_opt(&pod_name(&r)).await.unwrap().is_none() {
-                let template = s.spec.clone().unwrap().template;
-                let pod = Pod {
-                    metadata: ObjectMeta {
-                        name: Some(pod_name(&r)),
-                        labels: template.metadata.and_then(|m| m.labels),
-                        ..Default::default()
-                    },
-                    spec: template.spec,
-                    ..Default::default()
-                };
-                pods.create(&PostParams::default(), &pod).await.unwrap();
-            }
-        }
-        play_statefulsets(&self.emu.client(), POOL_NS).await;
+        play_pool_kubelet(&self.emu.client()).await;
     }
 
     /// Keeper passes, kubelet playing, until `n` pooled sandboxes are ready.
@@ -231,6 +213,30 @@ impl Harness {
             })
             .collect()
     }
+}
+
+/// Plays kubelet in the pool's namespace: each StatefulSet's pod exists
+/// (exec needs it) and its status is ready.
+async fn play_pool_kubelet(client: &kube::Client) {
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), POOL_NS);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), POOL_NS);
+    for s in sets.list(&ListParams::default()).await.unwrap().items {
+        let r = pooled_ref(s.metadata.name.as_deref().unwrap());
+        if pods.get_opt(&pod_name(&r)).await.unwrap().is_none() {
+            let template = s.spec.clone().unwrap().template;
+            let pod = Pod {
+                metadata: ObjectMeta {
+                    name: Some(pod_name(&r)),
+                    labels: template.metadata.and_then(|m| m.labels),
+                    ..Default::default()
+                },
+                spec: template.spec,
+                ..Default::default()
+            };
+            pods.create(&PostParams::default(), &pod).await.unwrap();
+        }
+    }
+    play_statefulsets(client, POOL_NS).await;
 }
 
 fn pooled_ref(name: &str) -> kiln::driver::ResourceRef {
@@ -606,27 +612,7 @@ async fn kiln_serve_on_a_server_cluster_keeps_both_pools_and_a_create_claims_fro
     .await;
     let client = emu.client();
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), POOL_NS);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), POOL_NS);
-    // Kubelet's part in the pool's namespace, as the harness plays it.
-    let kubelet = || async {
-        for s in sets.list(&ListParams::default()).await.unwrap().items {
-            let r = pooled_ref(s.metadata.name.as_deref().unwrap());
-            if pods.get_opt(&pod_name(&r)).await.unwrap().is_none() {
-                let template = s.spec.clone().unwrap().template;
-                let pod = Pod {
-                    metadata: ObjectMeta {
-                        name: Some(pod_name(&r)),
-                        labels: template.metadata.and_then(|m| m.labels),
-                        ..Default::default()
-                    },
-                    spec: template.spec,
-                    ..Default::default()
-                };
-                pods.create(&PostParams::default(), &pod).await.unwrap();
-            }
-        }
-        play_statefulsets(&client, POOL_NS).await;
-    };
+    let kubelet = || play_pool_kubelet(&client);
     let (pooled, pooled_db) = eventually(
         "a ready pooled sandbox and database, in /metrics",
         Duration::from_secs(60),
