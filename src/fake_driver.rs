@@ -42,6 +42,9 @@ struct State {
     /// What `ensure` leaves behind: Running by default, Starting to model a
     /// back end that needs time (the test then flips it with `set`).
     ensure_result: Option<Observed>,
+    /// Databases have credentials only once they run (as a cluster's do
+    /// on Kubernetes): a sandbox made before gets no `DATABASE_URL`.
+    credentials_once_running: bool,
 }
 
 #[derive(Default)]
@@ -106,6 +109,12 @@ impl FakeDriver {
     pub fn release(&self, name: &str) {
         self.state.lock().unwrap().hangs.remove(name);
         self.unhung.notify_waiters();
+    }
+
+    /// Databases answer `credentials` only once they run (see
+    /// [`State::credentials_once_running`]).
+    pub fn credentials_once_running(&self) {
+        self.state.lock().unwrap().credentials_once_running = true;
     }
 
     pub fn set_ensure_result(&self, o: Observed) {
@@ -279,6 +288,15 @@ impl DatabaseDriver for FakeDriver {
     async fn credentials(&self, spec: &DatabaseSpec) -> DriverResult<Option<DbCredentials>> {
         // Not counted through `enter`: sandboxes ask for it on every ensure,
         // and tests count lifecycle transitions, not lookups.
+        let name = &spec.resource.resource_name;
+        {
+            let s = self.state.lock().unwrap();
+            let running =
+                s.resources.get(&(Kind::Database, name.clone())) == Some(&Observed::Running);
+            if s.credentials_once_running && !running {
+                return Ok(None);
+            }
+        }
         Ok(Some(DbCredentials {
             host: "fake.invalid".into(),
             port: 5432,

@@ -111,32 +111,21 @@ impl Store {
 
         // New or different connection details change the sandbox's
         // DATABASE_URL: on Kubernetes they appear only once the cluster is
-        // up, after the sandbox was created without them. A sandbox written
-        // in this same batch with its DATABASE_URL built from those very
-        // details has it already and is not synced again.
-        let mut new_connections: BTreeMap<Uuid, &(String, i32, String, String)> = BTreeMap::new();
+        // up, after the sandbox was created without them. A sandbox whose
+        // DATABASE_URL was built from those very details (recorded with its
+        // outcome, in this batch or an earlier one) has it already and is
+        // not synced again.
+        let mut new_connections: BTreeMap<Uuid, String> = BTreeMap::new();
         for &i in &live {
             let (r, o) = outcomes[i];
             if let Some(c) = &o.connection
                 && connection_changed.contains(&i)
                 && done.contains(&r.id)
             {
-                new_connections.insert(r.project_id, c);
+                new_connections.insert(r.project_id, connection_key(c));
             }
         }
-        let has_it: Vec<Uuid> = live
-            .iter()
-            .map(|&i| outcomes[i])
-            .filter(|(r, o)| {
-                r.kind == ResourceKind::Sandbox
-                    && done.contains(&r.id)
-                    && o.applied_database.is_some()
-                    && o.applied_database.as_ref() == new_connections.get(&r.project_id).copied()
-            })
-            .map(|(r, _)| r.id)
-            .collect();
-        let bumped: Vec<Uuid> = new_connections.keys().copied().collect();
-        bump_env_versions(conn, &bumped, &has_it).await?;
+        bump_env_versions(conn, &new_connections).await?;
 
         reaggregate(conn, outcomes, &live, &done, &before, actor).await?;
         tx.commit().await?;
@@ -261,12 +250,20 @@ async fn update_rows(
                 .iter()
                 .map(|&i| out(i).failure_kind.map(|k| k.as_str()))
                 .collect();
+            let applied_databases: Vec<Option<String>> = rows
+                .iter()
+                .map(|&i| out(i).applied_database.as_ref().map(connection_key))
+                .collect();
             sqlx::query_scalar::<_, Uuid>(
                 "UPDATE sandboxes t
                     SET status = u.status, attempts = u.attempts, last_error = u.err,
                         failure_kind = u.failure_kind,
                         observed_at = now(),
                         applied_env_version = coalesce(u.applied, t.applied_env_version),
+                        -- what its DATABASE_URL was built from, whenever it
+                        -- applied an environment (none: no database yet)
+                        applied_database = CASE WHEN u.applied IS NOT NULL
+                                                THEN u.applied_db ELSE t.applied_database END,
                         -- settled on an env version that changed meanwhile: due again now
                         next_attempt_at = CASE
                             WHEN u.status <> 'ERROR'
@@ -275,9 +272,9 @@ async fn update_rows(
                             ELSE coalesce(now() + make_interval(secs => u.secs), 'infinity') END,
                         lease_owner = NULL, lease_token = NULL, lease_until = NULL
                    FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::int4[],
-                               $6::text[], $7::float8[], $8::int8[], $9::text[])
+                               $6::text[], $7::float8[], $8::int8[], $9::text[], $10::text[])
                           AS u(id, token, seq, status, attempts, err, secs, applied,
-                               failure_kind),
+                               failure_kind, applied_db),
                         projects p
                   WHERE t.id = u.id AND t.lease_token = u.token AND t.intent_seq = u.seq
                     AND p.id = t.project_id
@@ -292,6 +289,7 @@ async fn update_rows(
             .bind(next_in)
             .bind(applied)
             .bind(failure_kinds)
+            .bind(applied_databases)
         }
         ResourceKind::Database => {
             let connection = |i: usize| out(i).connection.as_ref();
@@ -443,30 +441,41 @@ async fn release_superseded(
     Ok(released)
 }
 
-/// A new env version for each of `projects` that has a sandbox other than
-/// `up_to_date` (those applied the change already), and its sandboxes due
-/// now to apply it. One statement, whatever it finds.
+/// A new env version for each project whose sandbox's `DATABASE_URL` was
+/// not built from its database's new connection (`projects`: project id →
+/// [`connection_key`]), and its sandbox due now to apply it. One
+/// statement, whatever it finds.
 async fn bump_env_versions(
     conn: &mut PgConnection,
-    projects: &[Uuid],
-    up_to_date: &[Uuid],
+    projects: &BTreeMap<Uuid, String>,
 ) -> StoreResult<()> {
     if projects.is_empty() {
         return Ok(());
     }
+    let (ids, keys): (Vec<Uuid>, Vec<&str>) =
+        projects.iter().map(|(id, k)| (*id, k.as_str())).unzip();
     sqlx::query(
-        "WITH stale AS (SELECT DISTINCT project_id FROM sandboxes
-                         WHERE project_id = ANY($1) AND NOT (id = ANY($2))),
+        "WITH new AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS n(project_id, conn)),
+              stale AS (SELECT DISTINCT s.project_id FROM sandboxes s
+                          JOIN new n ON n.project_id = s.project_id
+                         WHERE s.applied_database IS DISTINCT FROM n.conn),
               bumped AS (UPDATE projects SET env_version = env_version + 1
                           WHERE id IN (SELECT project_id FROM stale))
          UPDATE sandboxes SET next_attempt_at = least(next_attempt_at, now())
           WHERE project_id IN (SELECT project_id FROM stale) AND status <> 'ERROR'",
     )
-    .bind(projects)
-    .bind(up_to_date)
+    .bind(ids)
+    .bind(keys)
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// How a database connection (host, port, database, user) is recorded as
+/// the one a sandbox's `DATABASE_URL` was built from: a JSON array, which no
+/// value can make ambiguous.
+fn connection_key(c: &(String, i32, String, String)) -> String {
+    serde_json::json!([c.0, c.1, c.2, c.3]).to_string()
 }
 
 /// A project's status event: project (none once deleted), user, slug,

@@ -72,8 +72,9 @@ pub struct Outcome {
     /// Database connection details to record (host, port, database, user).
     pub connection: Option<(String, i32, String, String)>,
     /// The database connection the sandbox's `DATABASE_URL` was built from
-    /// (sandboxes only): a database written in the same batch with these
-    /// details then needs no env sync of this sandbox afterwards.
+    /// (sandboxes only; recorded with the row): a database whose details
+    /// are written later, or in the same batch, and are these needs no env
+    /// sync of this sandbox afterwards.
     pub applied_database: Option<(String, i32, String, String)>,
     /// For the event history; an event is written when the status changes or
     /// a new error appears.

@@ -555,9 +555,10 @@ async fn a_transient_failure_is_retried_and_shown_meanwhile() {
     assert_eq!(fake.calls(Kind::Sandbox, Op::Ensure, &sandbox), 2);
 }
 
-/// A sandbox made in the same batch as its database, with `DATABASE_URL`
-/// built from the connection that batch records, is not synced again
-/// for it; one made in an earlier batch is, once.
+/// A sandbox whose `DATABASE_URL` was built from the connection its
+/// database's outcome records (in the same batch or a later one) is not
+/// synced again for it; one made without it (the database's credentials
+/// came later) is, once.
 #[tokio::test]
 async fn a_sandbox_is_synced_for_its_database_url_only_when_it_was_made_without_it() {
     let db = TestDb::new().await;
@@ -572,6 +573,13 @@ async fn a_sandbox_is_synced_for_its_database_url_only_when_it_was_made_without_
             .unwrap()
             .clone()
     };
+    let database_url = |sandbox: &str| {
+        fake.env_of(sandbox)
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| k == "DATABASE_URL")
+            .map(|(_, v)| v)
+    };
 
     store
         .create_project(alice, "together", "", "alice")
@@ -581,13 +589,7 @@ async fn a_sandbox_is_synced_for_its_database_url_only_when_it_was_made_without_
     settle(&r).await;
     let p = store.find_project(alice, "together").await.unwrap();
     assert_eq!(p.project.status, ProjectStatus::Running);
-    let url = fake
-        .env_of(&together)
-        .unwrap()
-        .into_iter()
-        .find(|(k, _)| k == "DATABASE_URL")
-        .expect("DATABASE_URL at creation")
-        .1;
+    let url = database_url(&together).expect("DATABASE_URL at creation");
     assert!(url.contains(&together_db), "{url}");
     assert_eq!(fake.calls(Kind::Sandbox, Op::SyncEnv, &together), 0);
     assert_eq!(
@@ -596,8 +598,8 @@ async fn a_sandbox_is_synced_for_its_database_url_only_when_it_was_made_without_
         "the sandbox is up to date"
     );
 
-    // The database comes up a batch later than its sandbox: the sandbox is
-    // synced once for the connection recorded then.
+    // The database comes up a batch later than its sandbox, with the
+    // connection the sandbox already has: no sync.
     store
         .create_project(alice, "apart", "", "alice")
         .await
@@ -618,12 +620,44 @@ async fn a_sandbox_is_synced_for_its_database_url_only_when_it_was_made_without_
     settle(&r).await;
     let p = store.find_project(alice, "apart").await.unwrap();
     assert_eq!(p.project.status, ProjectStatus::Running);
-    assert_eq!(fake.calls(Kind::Sandbox, Op::SyncEnv, &apart), 1);
+    assert_eq!(fake.calls(Kind::Database, Op::Ensure, &apart_db), 2);
+    assert_eq!(fake.calls(Kind::Sandbox, Op::SyncEnv, &apart), 0);
+    assert_eq!(p.project.env_version, version_before);
+    let url = database_url(&apart).expect("DATABASE_URL at creation");
+    assert!(url.contains(&apart_db), "{url}");
+
+    // The database's credentials exist only once it runs, after its
+    // sandbox was made without them: the sandbox is synced once, for the
+    // connection recorded then.
+    fake.credentials_once_running();
+    store
+        .create_project(alice, "late", "", "alice")
+        .await
+        .unwrap();
+    let (late, late_db) = resource_names(&store, alice, "late").await;
+    fake.fail_next(
+        Kind::Database,
+        Op::Ensure,
+        Some(&late_db),
+        DriverError::transient("not yet"),
+    );
+    let version_before = store
+        .find_project(alice, "late")
+        .await
+        .unwrap()
+        .project
+        .env_version;
+    settle(&r).await;
+    let p = store.find_project(alice, "late").await.unwrap();
+    assert_eq!(p.project.status, ProjectStatus::Running);
+    assert_eq!(fake.calls(Kind::Sandbox, Op::SyncEnv, &late), 1);
     assert_eq!(p.project.env_version, version_before + 1);
     assert_eq!(
         sandbox_of(&p).applied_env_version,
         Some(p.project.env_version)
     );
+    let url = database_url(&late).expect("DATABASE_URL after the sync");
+    assert!(url.contains(&late_db), "{url}");
 }
 
 #[tokio::test]
