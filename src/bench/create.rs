@@ -41,6 +41,9 @@ struct Figures {
     /// From the create to each resource's RUNNING write: sandbox, database.
     sandbox: Vec<Duration>,
     database: Vec<Duration>,
+    /// Each create's figures in order (create → RUNNING, the call, the
+    /// sandbox, the database), to show where the slowest ones went.
+    each: Vec<[Duration; 4]>,
 }
 
 impl Figures {
@@ -80,6 +83,22 @@ impl Figures {
                 .collect();
             lines.push(format!("  {kind:<8}  {}", parts.join(", ")));
         }
+        let mut slowest = self.each.clone();
+        slowest.sort_by_key(|e| std::cmp::Reverse(e[0]));
+        let parts: Vec<String> = slowest
+            .iter()
+            .take(3)
+            .map(|[total, call, sandbox, database]| {
+                format!(
+                    "{:.0} (call {:.0}, sandbox {:.0}, database {:.0})",
+                    ms(*total),
+                    ms(*call),
+                    ms(*sandbox),
+                    ms(*database)
+                )
+            })
+            .collect();
+        lines.push(format!("  slowest ms: {}", parts.join("; ")));
         lines
     }
 }
@@ -180,6 +199,11 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
             let server = ChildServer::start_with_config(url, &key_hex, &config).await?;
             let figures = async {
                 pool_settles(&store, pool).await?;
+                // The bench learns of RUNNING as a dashboard does, from the
+                // change feed, rather than by polling: reads every few
+                // milliseconds would take CPU from the work it measures.
+                let feed = store.listen().await?;
+                let mut changes = feed.subscribe();
                 let new = NewProject {
                     template: template.then(|| "bench".into()),
                     ..NewProject::default()
@@ -202,6 +226,7 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
                     claimed_sandboxes: 0,
                     sandbox: Vec::with_capacity(creates),
                     database: Vec::with_capacity(creates),
+                    each: Vec::with_capacity(creates),
                 };
                 for i in 0..creates {
                     let name = format!("bench{i}");
@@ -210,13 +235,16 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
                         .create_from(&name, &new)
                         .await
                         .with_context(|| format!("create {name}"))?;
-                    f.calls.push(started.elapsed());
-                    running(&store, user.id, &name).await?;
-                    f.samples.push(started.elapsed());
+                    let call = started.elapsed();
+                    f.calls.push(call);
+                    running(&store, user.id, &name, &mut changes).await?;
+                    let total = started.elapsed();
+                    f.samples.push(total);
                     let r = resources(&store, user.id, &name).await?;
                     let (pooled, pooled_sandbox, sandbox, database) = r;
                     f.claimed += usize::from(pooled);
                     f.claimed_sandboxes += usize::from(pooled_sandbox);
+                    f.each.push([total, call, sandbox, database]);
                     f.sandbox.push(sandbox);
                     f.database.push(database);
                     delete(&store, user.id, &name).await?;
@@ -312,8 +340,16 @@ async fn resources(
     ))
 }
 
-/// Waits for the project to be RUNNING, polling every 2 ms.
-async fn running(store: &Store, owner: uuid::Uuid, name: &str) -> anyhow::Result<()> {
+/// Waits for the project to be RUNNING: reads it again whenever the change
+/// feed says its row changed (and every 50 ms, should a notification be
+/// lost).
+async fn running(
+    store: &Store,
+    owner: uuid::Uuid,
+    name: &str,
+    changes: &mut tokio::sync::broadcast::Receiver<crate::store::notify::Change>,
+) -> anyhow::Result<()> {
+    use tokio::sync::broadcast::error::RecvError;
     let started = Instant::now();
     loop {
         let p = store.find_project(owner, name).await?;
@@ -326,8 +362,20 @@ async fn running(store: &Store, owner: uuid::Uuid, name: &str) -> anyhow::Result
             _ if started.elapsed() > Duration::from_secs(120) => {
                 bail!("{name} was not RUNNING within 120 s")
             }
-            _ => tokio::time::sleep(Duration::from_millis(2)).await,
+            _ => {}
         }
+        let id = p.project.id;
+        let _ = tokio::time::timeout(Duration::from_millis(50), async {
+            loop {
+                match changes.recv().await {
+                    Ok(c) if c.table == "projects" && c.id == Some(id) => return,
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => return,
+                    Err(RecvError::Closed) => std::future::pending::<()>().await,
+                }
+            }
+        })
+        .await;
     }
 }
 

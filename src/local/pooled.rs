@@ -13,7 +13,7 @@
 //! So a pooled sandbox is started under a name it keeps for life
 //! (`sb-{13 random}`, see `model::naming::pooled_sandbox_name`), and a claim
 //! gives that name to the project's sandbox row (`store::pool`). Adoption is
-//! then the ordinary start: the server answered the adoption's own check
+//! then the ordinary start: the server was checked by the keeper
 //! (below), so the start only opens the project's default session, with the
 //! project's command, environment and `DATABASE_URL` (through private
 //! files, never argv), in one `tmux` client run; a repository is cloned
@@ -26,9 +26,11 @@
 //! (server answering, no session, empty working directory); any other is
 //! ended and removed, never claimed. Its first start after a claim
 //! (`adopt`) checks again, for what someone on the host may have done since
-//! the last check: a session that is not the project's ends the server
-//! (the start then makes a fresh one), and a file in the working directory
-//! is removed before the project's session opens.
+//! the last check: a file in the working directory is removed before the
+//! project's session opens, and a session that is not the project's (listed
+//! by the same `tmux` run that opens the project's) ends the server, and
+//! the start is made again on a fresh one, before the sandbox is reported
+//! RUNNING.
 
 use std::collections::HashMap;
 
@@ -93,57 +95,54 @@ impl LocalSandboxes {
 
 impl LocalSandboxes {
     /// Before a claimed pooled sandbox's first start (see the module
-    /// comment). A retry that finds the project's own session open has
-    /// adopted it already and changes nothing. Says whether its server
-    /// answered (and was kept), so the start need not ask it again.
+    /// comment): a file someone put in its working directory since its
+    /// health check ends its server and is removed. Its sessions are
+    /// listed by the very `tmux` run that opens the project's
+    /// ([`ServerKnown::Pooled`]), which saves a run of its own on every
+    /// claim. Says what the start may take its server to be.
     pub(super) async fn clear_for_adoption(&self, spec: &SandboxSpec) -> DriverResult<ServerKnown> {
         let name = &spec.resource.resource_name;
-        let args = ["list-sessions", "-F", "#{session_name}"].map(String::from);
-        let listed = match self.tmux(name).run(&args).await {
-            Ok(listed) => listed,
-            // No server (or no tmux: the start says so): nothing to clear.
-            Err(e) if e.is_no_server() || matches!(e, TmuxError::NotInstalled { .. }) => {
-                return Ok(ServerKnown::Unknown);
-            }
-            Err(e) => return Err(e.into_driver_error(&format!("sandbox {name}"))),
-        };
-        let sessions: Vec<&str> = listed.lines().filter(|l| !l.is_empty()).collect();
-        if sessions.contains(&name.as_str()) {
-            return Ok(ServerKnown::Answering);
-        }
         // A sandbox with a repository (or a setup script) has its working
         // directory emptied before its clone, and then holds the clone: its
         // files are the project's, whichever attempt this is.
-        let cloned = spec.repo.is_some() || spec.setup.is_some();
+        if spec.repo.is_some() || spec.setup.is_some() {
+            return Ok(ServerKnown::Pooled);
+        }
         let dir = self.sandbox_dir(&spec.resource);
-        let strays = if cloned {
-            Vec::new()
-        } else {
-            stray_entries(&dir).await.map_err(|e| {
-                DriverError::transient(format!(
-                    "sandbox {name}: cannot read {}: {e}",
-                    dir.display()
-                ))
-            })?
-        };
-        if sessions.is_empty() && strays.is_empty() {
-            return Ok(ServerKnown::Answering);
+        let strays = stray_entries(&dir).await.map_err(|e| {
+            DriverError::transient(format!(
+                "sandbox {name}: cannot read {}: {e}",
+                dir.display()
+            ))
+        })?;
+        if strays.is_empty() {
+            return Ok(ServerKnown::Pooled);
+        }
+        // Files, and the project's session already open: an earlier
+        // attempt adopted it (its outcome was not written), and the files
+        // are the project's own. Nothing is cleared.
+        let args = ["list-sessions", "-F", "#{session_name}"].map(String::from);
+        match self.tmux(name).run(&args).await {
+            Ok(listed) if listed.lines().any(|l| l == name.as_str()) => {
+                return Ok(ServerKnown::Pooled);
+            }
+            Ok(_) => {}
+            // No server (or no tmux: the start says so): started afresh.
+            Err(e) if e.is_no_server() || matches!(e, TmuxError::NotInstalled { .. }) => {}
+            Err(e) => return Err(e.into_driver_error(&format!("sandbox {name}"))),
         }
         tracing::warn!(
             sandbox = %name,
-            ?sessions,
             ?strays,
             "a claimed pooled sandbox was touched after its health check: starting it afresh"
         );
         self.stop_server(name).await?;
-        if !strays.is_empty() {
-            super::git::empty_dir(&dir).await.map_err(|e| {
-                DriverError::transient(format!(
-                    "sandbox {name}: cannot empty {}: {e}",
-                    dir.display()
-                ))
-            })?;
-        }
+        super::git::empty_dir(&dir).await.map_err(|e| {
+            DriverError::transient(format!(
+                "sandbox {name}: cannot empty {}: {e}",
+                dir.display()
+            ))
+        })?;
         Ok(ServerKnown::Unknown)
     }
 }

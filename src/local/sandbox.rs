@@ -117,7 +117,10 @@ impl LocalSandboxes {
             sandboxes_dir: data_dir.join("sandboxes"),
             run_dir,
             data_dir,
-            tmux_binary: PathBuf::from("tmux"),
+            // Found once: every client run would otherwise search PATH
+            // (as the sandbox user, through directories it cannot enter).
+            // Not found: left to each run, which then says tmux is missing.
+            tmux_binary: which::which("tmux").unwrap_or_else(|_| PathBuf::from("tmux")),
             confinement,
             read_only: Vec::new(),
             command: command.unwrap_or_else(default_command),
@@ -761,8 +764,22 @@ impl LocalSandboxes {
 pub(super) enum ServerKnown {
     /// Nothing: make sure it runs (one `tmux` call when it does).
     Unknown,
-    /// It answered a moment ago (adoption's check asked it).
-    Answering,
+    /// A claimed pooled sandbox's: running, with no session, when the
+    /// keeper last checked it. The `tmux` run that opens the project's
+    /// session first lists the sessions the server had, so that one
+    /// someone opened since is found without a run of its own.
+    Pooled,
+}
+
+/// How one attempt at opening the default session went.
+#[derive(Debug)]
+enum Opened {
+    /// Where the sandbox is now (`Running`, or a clone under way).
+    Done(Observed),
+    /// Opened, but next to sessions that are not the project's: a pooled
+    /// sandbox's server had them (someone on the host opened them after
+    /// its last health check).
+    Foreign(Vec<String>),
 }
 
 impl LocalSandboxes {
@@ -771,29 +788,58 @@ impl LocalSandboxes {
     /// `tmux` client run: the session with the project's command, the keys
     /// Kiln manages, remain-on-exit, and the environment values, sourced
     /// from a private file (never argv).
-    async fn open_default_session(
+    pub(super) async fn open_default_session(
         &self,
         spec: &SandboxSpec,
         server: ServerKnown,
     ) -> DriverResult<Observed> {
+        let sessions = match self.open_session_once(spec, server).await? {
+            Opened::Done(observed) => return Ok(observed),
+            Opened::Foreign(sessions) => sessions,
+        };
+        let name = &spec.resource.resource_name;
+        tracing::warn!(
+            sandbox = %name,
+            ?sessions,
+            "a claimed pooled sandbox was touched after its health check: starting it afresh"
+        );
+        self.stop_server(name).await?;
+        match self.open_session_once(spec, ServerKnown::Unknown).await? {
+            Opened::Done(observed) => Ok(observed),
+            // A new server's sessions are not listed.
+            Opened::Foreign(_) => Ok(Observed::Running),
+        }
+    }
+
+    /// [`Self::open_default_session`]'s one attempt.
+    async fn open_session_once(
+        &self,
+        spec: &SandboxSpec,
+        server: ServerKnown,
+    ) -> DriverResult<Opened> {
         let name = &spec.resource.resource_name;
         validate_resource_name(name)?;
         let env = project_env(spec)?;
         let dir = self.sandbox_dir(&spec.resource);
         if let Some(preparing) = self.clone_first(name, spec).await? {
-            return Ok(preparing);
+            return Ok(Opened::Done(preparing));
         }
         match server {
             // Its hooks' listener still: a Kiln started since the server
             // was lacks it.
-            ServerKnown::Answering => {
+            ServerKnown::Pooled => {
                 self.install_hooks(name).await?;
             }
             ServerKnown::Unknown => self.start_server(name).await?,
         }
         self.write_env_file(spec, &env).await?;
 
-        let mut args: Vec<String> = vec!["new-session".into(), "-d".into(), "-s".into()];
+        let mut args: Vec<String> = Vec::new();
+        if server == ServerKnown::Pooled {
+            args.extend(["list-sessions", "-F", "#{session_name}"].map(String::from));
+            args.push(super::tmux::SEPARATOR.into());
+        }
+        args.extend(["new-session", "-d", "-s"].map(String::from));
         args.push(name.clone());
         args.push("-c".into());
         args.push(escape_arg(&dir.to_string_lossy()));
@@ -823,8 +869,9 @@ impl LocalSandboxes {
         args.push(escape_arg(&commands.to_string_lossy()));
 
         let mut result = self.tmux(name).run(&args).await;
-        if server == ServerKnown::Answering && matches!(&result, Err(e) if e.is_no_server()) {
-            // Gone since it answered: started again, as any sandbox's.
+        if server == ServerKnown::Pooled && matches!(&result, Err(e) if e.is_no_server()) {
+            // Gone since its health check: started again, as any
+            // sandbox's (a new server has no session to list).
             result = match self.start_server(name).await {
                 Ok(()) => self.tmux(name).run(&args).await,
                 Err(e) => {
@@ -835,12 +882,24 @@ impl LocalSandboxes {
         }
         let _ = tokio::fs::remove_file(&commands).await;
         match result {
-            Ok(_) => Ok(Observed::Running),
+            Ok(listed) => {
+                // Empty unless the sessions were listed first (pooled).
+                let foreign: Vec<String> = listed
+                    .lines()
+                    .filter(|l| !l.is_empty() && *l != name.as_str())
+                    .map(str::to_owned)
+                    .collect();
+                if foreign.is_empty() {
+                    Ok(Opened::Done(Observed::Running))
+                } else {
+                    Ok(Opened::Foreign(foreign))
+                }
+            }
             // Another reconcile pass (or replica) got there first, or the
             // session is still there: make sure its program runs.
             Err(e) if e.is_duplicate_session() => {
                 self.respawn_if_dead(name).await?;
-                Ok(Observed::Running)
+                Ok(Opened::Done(Observed::Running))
             }
             Err(e) if e.is_missing_session() => Err(DriverError::transient(format!(
                 "sandbox {name}: `{}` exited as soon as it started ({e})",

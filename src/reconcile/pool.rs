@@ -32,6 +32,11 @@ use crate::store::{Store, StoreResult};
 /// Pool rows leased per pass.
 const LEASE_BATCH: i64 = 64;
 
+/// How long a refill waits after a create's notification: long enough for
+/// the claimed resources' start (a few tens of milliseconds) to go first on
+/// a small machine, short enough not to matter to a burst of creates.
+const REFILL_DELAY: Duration = Duration::from_millis(50);
+
 /// What one pass did to one pool.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KindStats {
@@ -168,20 +173,33 @@ impl PoolKeeper {
     /// call is recorded on its row and retried later; only a store error
     /// fails the pass.
     pub async fn pass(&self) -> StoreResult<PoolStats> {
+        self.pass_checking(true).await
+    }
+
+    /// A pass that only refills (fills empty slots, works leased rows),
+    /// without the health check and the orphan sweep: what a claim calls
+    /// for. Checking every ready resource (a `tmux` run per pooled
+    /// sandbox) at the very moment a create starts the one it claimed
+    /// would only compete with that start; the resync's passes check.
+    pub async fn refill(&self) -> StoreResult<PoolStats> {
+        self.pass_checking(false).await
+    }
+
+    async fn pass_checking(&self, check: bool) -> StoreResult<PoolStats> {
         let mut stats = PoolStats::default();
         for kind in self.kinds() {
-            *stats.of_mut(kind) = self.pass_kind(kind).await?;
+            *stats.of_mut(kind) = self.pass_kind(kind, check).await?;
         }
         Ok(stats)
     }
 
-    async fn pass_kind(&self, kind: PoolKind) -> StoreResult<KindStats> {
+    async fn pass_kind(&self, kind: PoolKind, check: bool) -> StoreResult<KindStats> {
         let target = kind.target(self.targets);
-        let mut stats = KindStats {
-            broken: self.check_ready(kind).await?,
-            dropped: self.sweep_orphans(kind).await?,
-            ..KindStats::default()
-        };
+        let mut stats = KindStats::default();
+        if check {
+            stats.broken = self.check_ready(kind).await?;
+            stats.dropped = self.sweep_orphans(kind).await?;
+        }
         let held = self.store.pool_slots(kind).await?;
         let plan = crate::model::pool::plan(target, &held);
         if !plan.retire.is_empty() {
@@ -222,16 +240,24 @@ impl PoolKeeper {
         Ok(total)
     }
 
-    /// Runs passes until `shutdown`: at every resync, and at once when a
-    /// database or sandbox row is inserted (a create, which may have
-    /// claimed one).
+    /// Runs passes until `shutdown`: a full pass (health check included)
+    /// at every resync, and a refill (see [`PoolKeeper::refill`]) a moment
+    /// after a database or sandbox row is inserted (a create, which may
+    /// have claimed one). The notifications that came meanwhile (a create
+    /// inserts two rows; a burst, many) are taken as one.
     pub async fn run(
         &self,
         mut changes: Option<broadcast::Receiver<Change>>,
         shutdown: CancellationToken,
     ) -> StoreResult<()> {
+        let mut check = true;
         while !shutdown.is_cancelled() {
-            match self.pass().await {
+            let pass = if check {
+                self.pass().await
+            } else {
+                self.refill().await
+            };
+            match pass {
                 Ok(s) if s != PoolStats::default() => {
                     tracing::debug!(replica = %self.replica, ?s, "pool pass")
                 }
@@ -240,13 +266,22 @@ impl PoolKeeper {
             }
             let wait = tokio::time::sleep(self.resync);
             tokio::pin!(wait);
-            loop {
+            check = loop {
                 tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = &mut wait => break,
-                    claim = next_create(&mut changes) => if claim { break },
+                    _ = shutdown.cancelled() => break true,
+                    _ = &mut wait => break true,
+                    claim = next_create(&mut changes) => if claim {
+                        // The claim's own start goes first: it is what a
+                        // user waits for; the refill is not.
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {}
+                            _ = tokio::time::sleep(REFILL_DELAY) => {}
+                        }
+                        drain_pending(&mut changes);
+                        break false;
+                    },
                 }
-            }
+            };
         }
         self.store.release_pool_leases(&self.replica).await?;
         Ok(())
@@ -412,6 +447,17 @@ fn unhealthy(
 
 /// Waits for the next change; `true` when it is a new database or sandbox
 /// row (a create, which may have taken one from a pool).
+/// Takes the notifications already received (they are covered by the pass
+/// about to run).
+fn drain_pending(changes: &mut Option<broadcast::Receiver<Change>>) {
+    if let Some(rx) = changes {
+        while !matches!(
+            rx.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
+        ) {}
+    }
+}
+
 async fn next_create(changes: &mut Option<broadcast::Receiver<Change>>) -> bool {
     match changes {
         Some(rx) => match rx.recv().await {

@@ -354,6 +354,38 @@ async fn a_pooled_database_dropped_by_hand_is_replaced_and_never_handed_out() {
     assert_eq!(claimed, replaced.into_iter().collect());
 }
 
+/// A claim wakes the keeper for a refill only: checking every ready pooled
+/// resource then would compete with the claimed one's start. The health
+/// check is the resync's (a full pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refill_fills_empty_slots_and_leaves_the_health_check_to_the_full_pass() {
+    let server = Server::start_pooled(2).await;
+    server.fill_pool().await;
+    let first = ready_pooled(&server).await;
+    assert_eq!(first.len(), 2);
+    let dropped = first[0].clone();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE \"{dropped}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin(&server).await)
+    .await
+    .unwrap();
+    let keeper = &server.pool.as_ref().unwrap().keeper;
+
+    let refill = keeper.refill().await.unwrap();
+    assert_eq!(refill.databases.broken, 0, "{refill:?}");
+    assert_eq!(ready_pooled(&server).await, first, "nothing checked");
+
+    let full = keeper.pass().await.unwrap();
+    assert_eq!(full.databases.broken, 1, "{full:?}");
+    assert!(!ready_pooled(&server).await.contains(&dropped));
+    // The next refill makes the slot whole again.
+    keeper.fill().await.unwrap();
+    let ready = ready_pooled(&server).await;
+    assert_eq!(ready.len(), 2);
+    assert!(!ready.contains(&dropped), "{ready:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_of_a_pooled_database_dropped_before_its_check_gets_a_fresh_database() {
     let server = Server::start_pooled(1).await;

@@ -435,3 +435,74 @@ async fn a_pooled_sandbox_touched_after_its_health_check_is_adopted_with_nothing
     )
     .await;
 }
+
+/// Only a session, opened after the keeper's last check and no file: the
+/// claim's one `tmux` run (which lists the sessions before it opens the
+/// project's) finds it, and the sandbox is started afresh before it is
+/// reported RUNNING.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_opened_in_a_pooled_sandbox_after_its_check_is_found_by_the_claims_own_run() {
+    let server = Server::start_sandbox_pooled(1).await;
+    server.fill_pool().await;
+    let [pooled] = <[String; 1]>::try_from(ready_sandboxes(&server).await).unwrap();
+    let local = server.local.as_ref().unwrap();
+    let out = local
+        .tmux_command(&pooled)
+        .args(["new-session", "-d", "-s", "intruder", "sleep 3600"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(sessions(&server, &pooled), vec!["intruder".to_string()]);
+
+    let (alice, c) = signed_in(&server, "alice").await;
+    let r = c.exec("create shop", b"").await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    status_becomes(&server, alice, "shop", ProjectStatus::Running).await;
+    assert_eq!(
+        project_sandboxes(&server).await,
+        vec![(pooled.clone(), true)]
+    );
+    assert_eq!(sessions(&server, &pooled), vec![pooled.clone()]);
+}
+
+/// An adoption tried again (its outcome was never written) once the
+/// project's program has written files: the files are the project's, and
+/// neither they nor its session are touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adoption_tried_again_keeps_the_projects_session_and_files() {
+    use kiln::driver::{Observed, SandboxDriver, SandboxSpec};
+    let server = Server::start_sandbox_pooled(1).await;
+    server.fill_pool().await;
+    let [pooled] = <[String; 1]>::try_from(ready_sandboxes(&server).await).unwrap();
+    let local = server.local.as_ref().unwrap();
+    let spec = SandboxSpec {
+        resource: resource(&pooled),
+        env: Default::default(),
+        secret_keys: Default::default(),
+        repo: None,
+        command: Some("sleep 3600".into()),
+        setup: None,
+        sizing: Default::default(),
+    };
+    assert_eq!(local.adopt(&spec).await.unwrap(), Observed::Running);
+    let pane_pid = || {
+        let out = local
+            .tmux_command(&pooled)
+            .args(["display-message", "-p", "-t", &pooled, "#{pane_pid}"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let first = pane_pid();
+    let dir = local.sandbox_dir(&resource(&pooled));
+    std::fs::write(dir.join("work.txt"), "the project's").unwrap();
+
+    assert_eq!(local.adopt(&spec).await.unwrap(), Observed::Running);
+    assert_eq!(pane_pid(), first, "the session was not started again");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("work.txt")).unwrap(),
+        "the project's"
+    );
+    assert_eq!(sessions(&server, &pooled), vec![pooled.clone()]);
+}
