@@ -33,6 +33,29 @@ struct Probe {
 /// Probes sent and not back yet: when each left, and who waits for it.
 type Pending = Arc<Mutex<HashMap<Uuid, (Instant, oneshot::Sender<Duration>)>>>;
 
+/// The listener's waits before each attempt to get its connection back:
+/// short after a blip, growing to a second while the database stays away.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(50);
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        delay
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
 /// The process's change feed. Dropping it stops the listener.
 pub struct ChangeFeed {
     sender: broadcast::Sender<Change>,
@@ -107,6 +130,12 @@ impl Store {
     /// The listener reconnects (and re-LISTENs) by itself after a lost connection.
     pub async fn listen(&self) -> StoreResult<ChangeFeed> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
+        // The task below reconnects by itself, waiting between attempts:
+        // sqlx's eager reconnect retries at once and without end while the
+        // server resets connections instead of refusing them (sqlx 0.9.1
+        // reads an EOF at the SSL request as an I/O error, which it
+        // retries): a task that spun and starved everything on its thread.
+        listener.eager_reconnect(false);
         listener.listen(CHANNEL).await?;
         let (tx, _) = broadcast::channel(1024);
         let sender = tx.clone();
@@ -114,9 +143,9 @@ impl Store {
         let probes = pending.clone();
         let task = tokio::spawn(async move {
             // Everyone is told when the connection is lost, whichever way
-            // sqlx reports it (and again at each failed retry): what they
-            // show may be stale from then on, and their refresh says whether
-            // the database is reachable.
+            // sqlx reports it, again at each failed retry and once more
+            // when it is back: what they show may be stale from the loss
+            // on, and their refresh says whether the database is reachable.
             let everything = |op: &str| Change {
                 table: "*".into(),
                 op: op.into(),
@@ -124,6 +153,7 @@ impl Store {
                 project_id: None,
                 user_id: None,
             };
+            let mut retry = Backoff::default();
             loop {
                 match listener.try_recv().await {
                     Ok(Some(n)) if n.payload().starts_with("{\"probe\"") => {
@@ -136,15 +166,24 @@ impl Store {
                         }
                         Err(e) => tracing::warn!("ignoring a malformed notification: {e}"),
                     },
-                    // The connection dropped; the next call reconnects.
-                    // Anything may change meanwhile: everyone refreshes.
-                    Ok(None) => {
+                    // The connection dropped (`None`), or getting it back
+                    // failed: wait, then reconnect. The listener LISTENs
+                    // again on the new connection by itself; a failure here
+                    // leaves it to the next `try_recv` to drop a dead one.
+                    lost => {
+                        if let Err(e) = lost {
+                            tracing::warn!("change listener failed: {e}");
+                        }
                         let _ = sender.send(everything("LOST"));
-                    }
-                    Err(e) => {
-                        let _ = sender.send(everything("LOST"));
-                        tracing::warn!("change listener failed: {e}; retrying");
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        tokio::time::sleep(retry.next_delay()).await;
+                        match sqlx::query("SELECT 1").execute(&mut listener).await {
+                            Ok(_) => {
+                                retry = Backoff::default();
+                                // Whatever changed meanwhile went unheard.
+                                let _ = sender.send(everything("LOST"));
+                            }
+                            Err(e) => tracing::warn!("change listener: reconnecting failed: {e}"),
+                        }
                     }
                 }
             }
@@ -154,5 +193,17 @@ impl Store {
             task,
             pending,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_waits_grow_to_a_second_and_start_short() {
+        let mut b = Backoff::default();
+        let waits: Vec<_> = (0..8).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(waits, [50, 100, 200, 400, 800, 1000, 1000, 1000]);
     }
 }

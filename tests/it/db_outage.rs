@@ -44,6 +44,21 @@ async fn open_dashboards_say_the_database_is_away_and_catch_up_when_it_returns()
         out.stderr
     );
 
+    // Kiln waits between attempts to reconnect: the database (and the
+    // server's own thread) is not hammered while it is away. The proxy
+    // resets connections rather than refusing them, which sqlx's own
+    // reconnect loop retried at once and without end (thousands a second
+    // on loopback). What remains is mostly the test server's reconcile
+    // loop, which retries at its resync interval (100 ms here, 3 s by
+    // default).
+    let before = proxy.turned_away();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let attempts = proxy.turned_away() - before;
+    assert!(
+        attempts < 300,
+        "{attempts} connection attempts in 3 s of outage"
+    );
+
     // Made meanwhile, its notification lost with the listener's connection.
     direct
         .create_project(alice.id, "during", "", "alice")

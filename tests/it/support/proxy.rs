@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::postgres::PgConnectOptions;
 use tokio::io::copy_bidirectional;
@@ -22,6 +24,8 @@ pub enum Upstream {
 pub struct CutProxy {
     pub addr: SocketAddr,
     cut: watch::Sender<bool>,
+    /// Connections turned away while cut.
+    turned_away: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -65,9 +69,12 @@ impl CutProxy {
         let addr = listener.local_addr().unwrap();
         let (cut, _) = watch::channel(false);
         let state = cut.clone();
+        let turned_away = Arc::new(AtomicUsize::new(0));
+        let counted = turned_away.clone();
         let task = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 if *state.borrow() {
+                    counted.fetch_add(1, Ordering::Relaxed);
                     drop(client);
                     continue;
                 }
@@ -95,12 +102,22 @@ impl CutProxy {
                 });
             }
         });
-        CutProxy { addr, cut, task }
+        CutProxy {
+            addr,
+            cut,
+            turned_away,
+            task,
+        }
     }
 
     /// Closes every connection through the proxy and refuses new ones.
     pub fn cut(&self) {
         self.cut.send_replace(true);
+    }
+
+    /// How many connections were turned away while cut, so far.
+    pub fn turned_away(&self) -> usize {
+        self.turned_away.load(Ordering::Relaxed)
     }
 
     /// Lets connections through again.
