@@ -3,7 +3,8 @@
 //! and sandboxes) off and on, side by side: a plain project, and a project from a template
 //! that clones a small repository (a `git daemon` on loopback) and runs a
 //! setup script. Creates run one after another; each project is deleted
-//! before the next, and with the pool on, the pool is full before the first.
+//! before the next, and with the pool on, the pool is full before the first
+//! and, in a second run, before each.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -147,6 +148,19 @@ impl Stages {
         Stages { sums }
     }
 
+    /// What was added since `earlier` (a scrape of the same server).
+    fn since(&self, earlier: &Stages) -> Stages {
+        let sums = self
+            .sums
+            .iter()
+            .map(|(k, (sum, count))| {
+                let (s0, c0) = earlier.sums.get(k).copied().unwrap_or_default();
+                (k.clone(), (sum - s0, count - c0))
+            })
+            .collect();
+        Stages { sums }
+    }
+
     fn mean(&self, kind: &str, stage: &str) -> Option<Duration> {
         let (sum, count) = self.sums.get(&(kind.to_string(), stage.to_string()))?;
         (*count > 0.0).then(|| Duration::from_secs_f64(sum / count))
@@ -190,7 +204,10 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
         let mut row = Vec::new();
         // Pool on first: the run with it off drains it, so the bench
         // leaves no pooled database or sandbox behind.
-        for pool in [POOL, 0] {
+        for (pool, paces) in [
+            (POOL, &[Pace::BackToBack, Pace::Refilled][..]),
+            (0, &[Pace::BackToBack][..]),
+        ] {
             let http = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
             let config = format!(
                 "[local]\nsandbox_command = \"sh\"\n[git]\nallow_private_hosts = true\n\
@@ -218,54 +235,68 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
                     allow_private_hosts: true,
                 });
                 let as_user = console.as_user(user.clone(), Front::Cli);
-                let mut f = Figures {
-                    samples: Vec::with_capacity(creates),
-                    calls: Vec::with_capacity(creates),
-                    stages: Stages::default(),
-                    claimed: 0,
-                    claimed_sandboxes: 0,
-                    sandbox: Vec::with_capacity(creates),
-                    database: Vec::with_capacity(creates),
-                    each: Vec::with_capacity(creates),
-                };
-                for i in 0..creates {
-                    let name = format!("bench{i}");
-                    let started = Instant::now();
-                    as_user
-                        .create_from(&name, &new)
-                        .await
-                        .with_context(|| format!("create {name}"))?;
-                    let call = started.elapsed();
-                    f.calls.push(call);
-                    running(&store, user.id, &name, &mut changes).await?;
-                    let total = started.elapsed();
-                    f.samples.push(total);
-                    let r = resources(&store, user.id, &name).await?;
-                    let (pooled, pooled_sandbox, sandbox, database) = r;
-                    f.claimed += usize::from(pooled);
-                    f.claimed_sandboxes += usize::from(pooled_sandbox);
-                    f.each.push([total, call, sandbox, database]);
-                    f.sandbox.push(sandbox);
-                    f.database.push(database);
-                    delete(&store, user.id, &name).await?;
+                // The server's stage sums so far: each pace's are the
+                // difference.
+                let mut stages_before = Stages::default();
+                let mut runs = Vec::new();
+                for &pace in paces {
+                    let mut f = Figures {
+                        samples: Vec::with_capacity(creates),
+                        calls: Vec::with_capacity(creates),
+                        stages: Stages::default(),
+                        claimed: 0,
+                        claimed_sandboxes: 0,
+                        sandbox: Vec::with_capacity(creates),
+                        database: Vec::with_capacity(creates),
+                        each: Vec::with_capacity(creates),
+                    };
+                    for i in 0..creates {
+                        let name = format!("bench{i}");
+                        if pace == Pace::Refilled {
+                            pool_settles(&store, pool).await?;
+                        }
+                        let started = Instant::now();
+                        as_user
+                            .create_from(&name, &new)
+                            .await
+                            .with_context(|| format!("create {name}"))?;
+                        let call = started.elapsed();
+                        f.calls.push(call);
+                        running(&store, user.id, &name, &mut changes).await?;
+                        let total = started.elapsed();
+                        f.samples.push(total);
+                        let r = resources(&store, user.id, &name).await?;
+                        let (pooled, pooled_sandbox, sandbox, database) = r;
+                        f.claimed += usize::from(pooled);
+                        f.claimed_sandboxes += usize::from(pooled_sandbox);
+                        f.each.push([total, call, sandbox, database]);
+                        f.sandbox.push(sandbox);
+                        f.database.push(database);
+                        delete(&store, user.id, &name).await?;
+                    }
+                    let stages = Stages::parse(&scrape(http).await.context("scraping /metrics")?);
+                    f.stages = stages.since(&stages_before);
+                    stages_before = stages;
+                    f.samples.sort();
+                    f.calls.sort();
+                    f.sandbox.sort();
+                    f.database.sort();
+                    runs.push(f);
                 }
-                f.stages = Stages::parse(&scrape(http).await.context("scraping /metrics")?);
-                f.samples.sort();
-                f.calls.sort();
-                f.sandbox.sort();
-                f.database.sort();
-                anyhow::Ok(f)
+                anyhow::Ok(runs)
             }
             .await;
             server.stop().await;
-            row.push(figures?);
+            row.extend(figures?);
         }
         table.push((template, row));
     }
     println!(
         "create → RUNNING, local driver, {creates} creates one after another \
          (each deleted before the next), warm pools of databases and sandboxes off and on \
-         ({POOL} each):"
+         ({POOL} each); with the pools on, each create either follows the last one's delete \
+         at once (back to back: the pools refill meanwhile) or waits until they are full \
+         again:"
     );
     for (template, row) in &table {
         let what = if *template {
@@ -274,14 +305,31 @@ async fn run(url: &str, repo: &GitRepo, creates: usize) -> anyhow::Result<()> {
             "plain project (a sandbox and a database)"
         };
         println!("  {what}");
-        for (label, f) in [("pool off", &row[1]), ("pool on ", &row[0])] {
-            println!("    {label}   {}", f.line());
+        // In the order run: pool on back to back, refilled; pool off.
+        for (label, f) in [
+            ("pool off", &row[2]),
+            ("pool on, back to back", &row[0]),
+            ("pool on, refilled before each", &row[1]),
+        ] {
+            println!("    {label}");
+            println!("                 {}", f.line());
             for line in f.breakdown() {
                 println!("                 {line}");
             }
         }
     }
     Ok(())
+}
+
+/// How the creates of a run follow each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Each as soon as the one before is deleted: the pools refill (a
+    /// `CREATE DATABASE`, a sandbox started) while the next create runs.
+    BackToBack,
+    /// Each once the pools are full again and nothing is being made: a
+    /// create as one made now and then meets it.
+    Refilled,
 }
 
 /// Waits until each pool holds `target` ready resources and nothing else
@@ -488,5 +536,21 @@ mod tests {
         assert_eq!(s.mean("sandbox", "act"), Some(Duration::from_millis(10)));
         assert_eq!(s.mean("database", "write"), None);
         assert_eq!(s.mean("sandbox", "lease"), None);
+    }
+
+    #[test]
+    fn a_later_scrapes_stages_less_an_earlier_one_are_what_came_between() {
+        let scrape = |sum: f64, count: u32| {
+            Stages::parse(&format!(
+                "kiln_create_stage_seconds_sum{{kind=\"sandbox\",stage=\"act\"}} {sum}\n\
+                 kiln_create_stage_seconds_count{{kind=\"sandbox\",stage=\"act\"}} {count}\n"
+            ))
+        };
+        let between = scrape(0.05, 4).since(&scrape(0.03, 3));
+        let mean = between.mean("sandbox", "act").unwrap();
+        assert!((mean.as_secs_f64() - 0.02).abs() < 1e-9, "{mean:?}");
+        // Nothing earlier: everything is new.
+        let all = scrape(0.03, 3).since(&Stages::default());
+        assert_eq!(all.mean("sandbox", "act"), Some(Duration::from_millis(10)));
     }
 }

@@ -144,9 +144,19 @@ const SYSTEM_PATHS: &[&str] = &[
     "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt",
 ];
 
-/// Directories under `/etc` that hold Kiln's own files (its config may sit
-/// there): hidden behind an empty tmpfs.
-const HIDDEN_ETC: &[&str] = &["/etc/kiln"];
+/// System directories hidden behind an empty tmpfs:
+/// - under `/etc`, Kiln's own files (its config may sit there);
+/// - libutempter's helper, a setgid `utmp` program tmux runs and waits for
+///   at every new pane. A sandbox gains no privileges, so in there it only
+///   ever fails, after an exec that each session start paid for; hidden,
+///   the exec fails at once, and the sandbox has one setgid program less.
+const HIDDEN: &[&str] = &[
+    "/etc/kiln",
+    "/usr/lib/x86_64-linux-gnu/utempter",
+    "/usr/lib/aarch64-linux-gnu/utempter",
+    "/usr/lib/utempter",
+    "/usr/libexec/utempter",
+];
 
 /// Reads what [`SYSTEM_PATHS`] are on this host.
 pub(crate) fn read_system() -> Vec<SystemEntry> {
@@ -247,10 +257,10 @@ pub(crate) fn bwrap_args(
             }
         }
     }
-    for hidden in HIDDEN_ETC {
+    for hidden in HIDDEN {
         if system
             .iter()
-            .any(|e| matches!(e, SystemEntry::Dir(p) if p == Path::new("/etc")))
+            .any(|e| matches!(e, SystemEntry::Dir(p) if Path::new(hidden).starts_with(p)))
             && Path::new(hidden).is_dir()
         {
             push(&["--tmpfs".as_ref(), hidden.as_ref()]);
@@ -471,6 +481,11 @@ mod tests {
             .collect();
         for private in ["/tmp", "/run", "/home", "/root"] {
             assert!(tmpfs.contains(&private), "{private} is not private");
+        }
+        // Hidden where this host has it (under the bound `/usr`).
+        let utempter = "/usr/lib/x86_64-linux-gnu/utempter";
+        if Path::new(utempter).is_dir() {
+            assert!(tmpfs.contains(&utempter), "{tmpfs:?}");
         }
         assert_eq!(window(&args, "--uid", 2)[0][1], "64000");
         assert_eq!(window(&args, "--cap-drop", 2)[0][1], "ALL");

@@ -30,6 +30,11 @@ fn probes(data: &str, bob_dir: &str, bob_socket: &str, kiln_pid: u32) -> String 
         // the host's accounts are not listed.
         "[ \"$(id -un)\" = sandbox ] && echo o\"\"k:named".into(),
         "grep -q postgres /etc/passwd && echo o\"\"k:hostaccounts".into(),
+        // libutempter's setgid helper, which tmux would run at every pane.
+        "find /usr/lib/*/utempter /usr/lib/utempter /usr/libexec/utempter -type f 2>/dev/null \
+         | grep -q . \
+         && echo o\"\"k:utempter"
+            .into(),
         "echo pro\"\"bes-done".into(),
     ]
     .join("; ")
@@ -74,6 +79,7 @@ async fn a_sandbox_reaches_nothing_of_kiln_or_of_another_sandbox() {
     );
     for leak in [
         "hostaccounts",
+        "utempter",
         "secret",
         "datadir",
         "sandboxes",
