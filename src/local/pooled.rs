@@ -102,13 +102,26 @@ impl LocalSandboxes {
     /// claim. Says what the start may take its server to be.
     pub(super) async fn clear_for_adoption(&self, spec: &SandboxSpec) -> DriverResult<ServerKnown> {
         let name = &spec.resource.resource_name;
+        let dir = self.sandbox_dir(&spec.resource);
+        // Its working directory gone since its health check (removed by
+        // hand, a cleaned-up /tmp): a server still running there has the
+        // old one bound, and nothing could be written for the session.
+        // Started afresh, as any sandbox, which makes the directories.
+        if matches!(tokio::fs::try_exists(&dir).await, Ok(false)) {
+            tracing::warn!(
+                sandbox = %name,
+                "a claimed pooled sandbox lost its working directory after its health check: \
+                 starting it afresh"
+            );
+            self.stop_server(name).await?;
+            return Ok(ServerKnown::Unknown);
+        }
         // A sandbox with a repository (or a setup script) has its working
         // directory emptied before its clone, and then holds the clone: its
         // files are the project's, whichever attempt this is.
         if spec.repo.is_some() || spec.setup.is_some() {
             return Ok(ServerKnown::Pooled);
         }
-        let dir = self.sandbox_dir(&spec.resource);
         let strays = stray_entries(&dir).await.map_err(|e| {
             DriverError::transient(format!(
                 "sandbox {name}: cannot read {}: {e}",

@@ -465,6 +465,34 @@ async fn a_session_opened_in_a_pooled_sandbox_after_its_check_is_found_by_the_cl
     assert_eq!(sessions(&server, &pooled), vec![pooled.clone()]);
 }
 
+/// A pooled sandbox whose working directory was removed by hand after its
+/// health check: the claim starts it afresh (directories made, a new
+/// server) instead of failing to write the session's files for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_sandbox_whose_directory_was_removed_after_its_check_is_started_afresh() {
+    let server = Server::start_sandbox_pooled(1).await;
+    server.fill_pool().await;
+    let [pooled] = <[String; 1]>::try_from(ready_sandboxes(&server).await).unwrap();
+    let local = server.local.as_ref().unwrap();
+    let dir = local.sandbox_dir(&resource(&pooled));
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let (alice, c) = signed_in(&server, "alice").await;
+    let r = c.exec("create shop", b"").await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    status_becomes(&server, alice, "shop", ProjectStatus::Running).await;
+    assert_eq!(
+        project_sandboxes(&server).await,
+        vec![(pooled.clone(), true)]
+    );
+    assert!(dir.is_dir(), "the working directory is made again");
+    assert!(
+        dir.join(".kiln-env").is_file(),
+        "the session's environment file is in it"
+    );
+    assert_eq!(sessions(&server, &pooled), vec![pooled.clone()]);
+}
+
 /// An adoption tried again (its outcome was never written) once the
 /// project's program has written files: the files are the project's, and
 /// neither they nor its session are touched.
