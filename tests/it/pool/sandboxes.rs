@@ -32,6 +32,22 @@ async fn ready_sandboxes(server: &Server) -> Vec<String> {
     names
 }
 
+/// Alice creates `shop` over SSH; it runs, on the pooled sandbox `pooled`.
+async fn shop_from_the_pool(
+    server: &Server,
+    pooled: &str,
+) -> (uuid::Uuid, crate::support::ssh::Client) {
+    let (alice, c) = signed_in(server, "alice").await;
+    let r = c.exec("create shop", b"").await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    status_becomes(server, alice, "shop", ProjectStatus::Running).await;
+    assert_eq!(
+        project_sandboxes(server).await,
+        vec![(pooled.to_string(), true)]
+    );
+    (alice, c)
+}
+
 /// Every project sandbox: its name and whether it was claimed from the pool.
 async fn project_sandboxes(server: &Server) -> Vec<(String, bool)> {
     sqlx::query_as("SELECT resource_name, pooled FROM sandboxes ORDER BY resource_name")
@@ -313,14 +329,7 @@ async fn a_claimed_sandbox_gets_its_projects_secrets_and_database_url_never_thro
     let server = Server::start_sandbox_pooled(1).await;
     server.fill_pool().await;
     let [pooled] = <[String; 1]>::try_from(ready_sandboxes(&server).await).unwrap();
-    let (alice, c) = signed_in(&server, "alice").await;
-    let r = c.exec("create shop", b"").await;
-    assert_eq!(r.code, Some(0), "{r:?}");
-    status_becomes(&server, alice, "shop", ProjectStatus::Running).await;
-    assert_eq!(
-        project_sandboxes(&server).await,
-        vec![(pooled.clone(), true)]
-    );
+    let (alice, _c) = shop_from_the_pool(&server, &pooled).await;
     let token = format!("tok{}", uuid::Uuid::new_v4().simple());
     server
         .store
@@ -419,14 +428,7 @@ async fn a_pooled_sandbox_touched_after_its_health_check_is_adopted_with_nothing
     let dir = local.sandbox_dir(&resource(&pooled));
     std::fs::write(dir.join("left-behind"), "from before").unwrap();
 
-    let (alice, c) = signed_in(&server, "alice").await;
-    let r = c.exec("create shop", b"").await;
-    assert_eq!(r.code, Some(0), "{r:?}");
-    status_becomes(&server, alice, "shop", ProjectStatus::Running).await;
-    assert_eq!(
-        project_sandboxes(&server).await,
-        vec![(pooled.clone(), true)]
-    );
+    let (_alice, _c) = shop_from_the_pool(&server, &pooled).await;
     assert_eq!(sessions(&server, &pooled), vec![pooled.clone()]);
     eventually(
         "only .kiln-env in the working directory",
@@ -454,14 +456,7 @@ async fn a_session_opened_in_a_pooled_sandbox_after_its_check_is_found_by_the_cl
     assert!(out.status.success(), "{out:?}");
     assert_eq!(sessions(&server, &pooled), vec!["intruder".to_string()]);
 
-    let (alice, c) = signed_in(&server, "alice").await;
-    let r = c.exec("create shop", b"").await;
-    assert_eq!(r.code, Some(0), "{r:?}");
-    status_becomes(&server, alice, "shop", ProjectStatus::Running).await;
-    assert_eq!(
-        project_sandboxes(&server).await,
-        vec![(pooled.clone(), true)]
-    );
+    let (_alice, _c) = shop_from_the_pool(&server, &pooled).await;
     assert_eq!(sessions(&server, &pooled), vec![pooled.clone()]);
 }
 
@@ -477,14 +472,7 @@ async fn a_pooled_sandbox_whose_directory_was_removed_after_its_check_is_started
     let dir = local.sandbox_dir(&resource(&pooled));
     std::fs::remove_dir_all(&dir).unwrap();
 
-    let (alice, c) = signed_in(&server, "alice").await;
-    let r = c.exec("create shop", b"").await;
-    assert_eq!(r.code, Some(0), "{r:?}");
-    status_becomes(&server, alice, "shop", ProjectStatus::Running).await;
-    assert_eq!(
-        project_sandboxes(&server).await,
-        vec![(pooled.clone(), true)]
-    );
+    let (_alice, _c) = shop_from_the_pool(&server, &pooled).await;
     assert!(dir.is_dir(), "the working directory is made again");
     assert!(
         dir.join(".kiln-env").is_file(),
