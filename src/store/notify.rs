@@ -11,6 +11,7 @@ use tokio::sync::{broadcast, oneshot};
 use uuid::Uuid;
 
 use super::{Store, StoreResult};
+use crate::reconcile::backoff;
 
 pub const CHANNEL: &str = "kiln";
 
@@ -33,28 +34,11 @@ struct Probe {
 /// Probes sent and not back yet: when each left, and who waits for it.
 type Pending = Arc<Mutex<HashMap<Uuid, (Instant, oneshot::Sender<Duration>)>>>;
 
-/// The listener's waits before each attempt to get its connection back:
-/// short after a blip, growing to a second while the database stays away.
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(50);
-    const MAX: Duration = Duration::from_secs(1);
-
-    fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        delay
-    }
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self { next: Self::FIRST }
-    }
-}
+/// The listener's wait before its first attempt to get its connection
+/// back, doubling (with jitter, see `reconcile::backoff`) up to
+/// [`RECONNECT_MAX`] while the database stays away.
+const RECONNECT_FIRST: Duration = Duration::from_millis(50);
+const RECONNECT_MAX: Duration = Duration::from_secs(1);
 
 /// The process's change feed. Dropping it stops the listener.
 pub struct ChangeFeed {
@@ -153,7 +137,8 @@ impl Store {
                 project_id: None,
                 user_id: None,
             };
-            let mut retry = Backoff::default();
+            // Attempts since the connection was last got back.
+            let mut attempt = 0u32;
             loop {
                 match listener.try_recv().await {
                     Ok(Some(n)) if n.payload().starts_with("{\"probe\"") => {
@@ -175,10 +160,17 @@ impl Store {
                             tracing::warn!("change listener failed: {e}");
                         }
                         let _ = sender.send(everything("LOST"));
-                        tokio::time::sleep(retry.next_delay()).await;
+                        attempt += 1;
+                        let wait = backoff::delay(
+                            attempt,
+                            RECONNECT_FIRST,
+                            RECONNECT_MAX,
+                            backoff::unit_random(),
+                        );
+                        tokio::time::sleep(wait).await;
                         match sqlx::query("SELECT 1").execute(&mut listener).await {
                             Ok(_) => {
-                                retry = Backoff::default();
+                                attempt = 0;
                                 // Whatever changed meanwhile went unheard.
                                 let _ = sender.send(everything("LOST"));
                             }
@@ -193,17 +185,5 @@ impl Store {
             task,
             pending,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reconnect_waits_grow_to_a_second_and_start_short() {
-        let mut b = Backoff::default();
-        let waits: Vec<_> = (0..8).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(waits, [50, 100, 200, 400, 800, 1000, 1000, 1000]);
     }
 }
