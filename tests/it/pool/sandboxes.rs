@@ -32,6 +32,14 @@ async fn ready_sandboxes(server: &Server) -> Vec<String> {
     names
 }
 
+/// A server whose sandbox pool holds one ready sandbox, and its name.
+async fn one_pooled_sandbox() -> (Server, String) {
+    let server = Server::start_sandbox_pooled(1).await;
+    server.fill_pool().await;
+    let [pooled] = <[String; 1]>::try_from(ready_sandboxes(&server).await).unwrap();
+    (server, pooled)
+}
+
 /// Alice creates `shop` over SSH; it runs, on the pooled sandbox `pooled`.
 async fn shop_from_the_pool(
     server: &Server,
@@ -264,9 +272,7 @@ async fn a_pooled_sandbox_whose_tmux_server_is_killed_is_replaced_and_never_clai
 async fn a_claimed_sandbox_gets_its_projects_repository_cloned_into_its_working_directory() {
     let repos = GitServer::start().await;
     let url = repos.repository("app");
-    let server = Server::start_sandbox_pooled(1).await;
-    server.fill_pool().await;
-    let [pooled] = <[String; 1]>::try_from(ready_sandboxes(&server).await).unwrap();
+    let (server, pooled) = one_pooled_sandbox().await;
     let (alice, c) = signed_in(&server, "alice").await;
     let r = c
         .exec(&format!("create app --repo {url} --branch feature"), b"")
@@ -326,9 +332,7 @@ fn argv_mentioning(needles: &[&str]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claimed_sandbox_gets_its_projects_secrets_and_database_url_never_through_argv() {
-    let server = Server::start_sandbox_pooled(1).await;
-    server.fill_pool().await;
-    let [pooled] = <[String; 1]>::try_from(ready_sandboxes(&server).await).unwrap();
+    let (server, pooled) = one_pooled_sandbox().await;
     let (alice, _c) = shop_from_the_pool(&server, &pooled).await;
     let token = format!("tok{}", uuid::Uuid::new_v4().simple());
     server
@@ -413,9 +417,7 @@ async fn a_user_whose_resources_live_on_their_own_cluster_claims_no_pooled_sandb
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pooled_sandbox_touched_after_its_health_check_is_adopted_with_nothing_from_before() {
-    let server = Server::start_sandbox_pooled(1).await;
-    server.fill_pool().await;
-    let [pooled] = <[String; 1]>::try_from(ready_sandboxes(&server).await).unwrap();
+    let (server, pooled) = one_pooled_sandbox().await;
     // Someone on the host opens a session in it and leaves a file, after
     // the keeper's last check: the claim cannot know.
     let local = server.local.as_ref().unwrap();
@@ -444,9 +446,7 @@ async fn a_pooled_sandbox_touched_after_its_health_check_is_adopted_with_nothing
 /// reported RUNNING.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_opened_in_a_pooled_sandbox_after_its_check_is_found_by_the_claims_own_run() {
-    let server = Server::start_sandbox_pooled(1).await;
-    server.fill_pool().await;
-    let [pooled] = <[String; 1]>::try_from(ready_sandboxes(&server).await).unwrap();
+    let (server, pooled) = one_pooled_sandbox().await;
     let local = server.local.as_ref().unwrap();
     let out = local
         .tmux_command(&pooled)
@@ -465,9 +465,7 @@ async fn a_session_opened_in_a_pooled_sandbox_after_its_check_is_found_by_the_cl
 /// server) instead of failing to write the session's files for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pooled_sandbox_whose_directory_was_removed_after_its_check_is_started_afresh() {
-    let server = Server::start_sandbox_pooled(1).await;
-    server.fill_pool().await;
-    let [pooled] = <[String; 1]>::try_from(ready_sandboxes(&server).await).unwrap();
+    let (server, pooled) = one_pooled_sandbox().await;
     let local = server.local.as_ref().unwrap();
     let dir = local.sandbox_dir(&resource(&pooled));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -487,9 +485,7 @@ async fn a_pooled_sandbox_whose_directory_was_removed_after_its_check_is_started
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adoption_tried_again_keeps_the_projects_session_and_files() {
     use kiln::driver::{Observed, SandboxDriver, SandboxSpec};
-    let server = Server::start_sandbox_pooled(1).await;
-    server.fill_pool().await;
-    let [pooled] = <[String; 1]>::try_from(ready_sandboxes(&server).await).unwrap();
+    let (server, pooled) = one_pooled_sandbox().await;
     let local = server.local.as_ref().unwrap();
     let spec = SandboxSpec {
         resource: resource(&pooled),
