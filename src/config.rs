@@ -381,6 +381,7 @@ pub struct ReconcileFile {
     pub batch_size: Option<i64>,
     pub lease_secs: Option<u64>,
     pub concurrency: Option<usize>,
+    pub write_lanes: Option<usize>,
     pub observe_interval_secs: Option<u64>,
     pub poll_interval_ms: Option<u64>,
     pub backoff_base_ms: Option<u64>,
@@ -502,6 +503,10 @@ impl Config {
         if let Some(v) = r.concurrency {
             check("reconcile.concurrency", v, 1..=1024)?;
             reconcile.concurrency = v;
+        }
+        if let Some(v) = r.write_lanes {
+            check("reconcile.write_lanes", v, 1..=64)?;
+            reconcile.write_lanes = v;
         }
         if let Some(v) = r.observe_interval_secs {
             check("reconcile.observe_interval_secs", v, 1..=86_400)?;

@@ -99,7 +99,6 @@ async fn run_all(
                 feed: Arc::new(store.listen().await?),
                 // No SSH here, and /readyz is not asked: only /metrics is scraped.
                 ssh: addr,
-                replica: "bench".into(),
                 shutdown: tokio_util::sync::CancellationToken::new(),
             });
             let stop = tokio_util::sync::CancellationToken::new();
@@ -311,7 +310,7 @@ async fn idle_sweep(store: &Store, rec: &Reconciler, running: usize) -> anyhow::
 }
 
 /// Where the replicas' passes spent their time, summed over replicas (so
-/// with two the sum can exceed the wall time): the lease statements, the
+/// with two the sum can exceed the wall time, and so do the write lanes of one): the lease statements, the
 /// reads and releases before the work, the outcome writes, and the rest
 /// (driver calls, planning, waiting for the last write).
 fn print_breakdown(s: &CycleStats) {

@@ -166,7 +166,6 @@ async fn run_replica(db: &Database, config: &Config) -> anyhow::Result<()> {
             store: db.store.clone(),
             feed: feed.clone(),
             ssh: listener.local_addr()?,
-            replica: config.replica_id.clone(),
             shutdown: shutdown.clone(),
         });
         tokio::spawn(crate::ops::http::run(http, health, http_stop));

@@ -67,7 +67,6 @@ pub struct Health {
     pub feed: Arc<ChangeFeed>,
     /// Where the SSH listener accepts (a wildcard address is probed on loopback).
     pub ssh: SocketAddr,
-    pub replica: String,
     /// Cancelled on SIGTERM: a replica going away is not ready for new users.
     pub shutdown: CancellationToken,
 }
@@ -132,15 +131,10 @@ impl Health {
     /// answer leaves their last values (readiness reports the database).
     pub async fn refresh_gauges(&self) {
         let m = super::metrics::metrics();
-        let (depth, held) = tokio::join!(
-            tokio::time::timeout(CHECK_TIMEOUT, self.store.queue_depth()),
-            tokio::time::timeout(CHECK_TIMEOUT, self.store.leases_held(&self.replica)),
-        );
+        // The leases held are counted by the loop itself as it leases.
+        let depth = tokio::time::timeout(CHECK_TIMEOUT, self.store.queue_depth()).await;
         if let Ok(Ok(n)) = depth {
             m.reconcile_queue_depth.set(n);
-        }
-        if let Ok(Ok(n)) = held {
-            m.reconcile_leases_held.set(n);
         }
     }
 }

@@ -65,7 +65,7 @@ impl Metrics {
             .expect("metric"),
             reconcile_leases_held: IntGauge::new(
                 "kiln_reconcile_leases_held",
-                "Resources this replica holds a live lease on (read at scrape time)",
+                "Resources this process's reconcile loop has leased and is working",
             )
             .expect("metric"),
             driver_call_seconds: HistogramVec::new(

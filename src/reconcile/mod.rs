@@ -38,6 +38,11 @@ pub struct ReconcileConfig {
     pub lease: Duration,
     /// Rows worked at once (driver calls in flight).
     pub concurrency: usize,
+    /// Outcome write transactions a pass keeps in flight at once. A pass's
+    /// rows are split among them by project (a project's rows always share
+    /// one), so they lock disjoint projects and run side by side on as many
+    /// of the server's cores, where one would wait for each commit in turn.
+    pub write_lanes: usize,
     pub schedule: Schedule,
     /// How long a pass in flight at shutdown may take to finish before it is
     /// dropped. Every driver call has its own timeout, so a pass normally
@@ -57,6 +62,7 @@ impl Default for ReconcileConfig {
             batch_size: 64,
             lease: Duration::from_secs(30),
             concurrency: 16,
+            write_lanes: 2,
             schedule: Schedule {
                 observe_interval: Duration::from_secs(60),
                 poll_interval: Duration::from_secs(1),

@@ -125,6 +125,20 @@ impl Store {
                 new_connections.insert(r.project_id, connection_key(c));
             }
         }
+        // A sandbox written in this very batch with its DATABASE_URL built
+        // from the new details is up to date: no statement needs to look
+        // (the common case, a create's two resources written together).
+        for &i in &live {
+            let (r, o) = outcomes[i];
+            if r.kind == ResourceKind::Sandbox
+                && done.contains(&r.id)
+                && o.applied_env_version.is_some()
+                && let Some(applied) = &o.applied_database
+                && new_connections.get(&r.project_id) == Some(&connection_key(applied))
+            {
+                new_connections.remove(&r.project_id);
+            }
+        }
         bump_env_versions(conn, &new_connections).await?;
 
         reaggregate(conn, outcomes, &live, &done, &before, actor).await?;

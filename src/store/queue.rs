@@ -19,19 +19,6 @@ impl Store {
         .await?)
     }
 
-    /// Resources `owner` holds a live lease on.
-    pub async fn leases_held(&self, owner: &str) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM sandboxes
-                      WHERE lease_owner = $1 AND lease_until > now())
-                  + (SELECT count(*) FROM databases
-                      WHERE lease_owner = $1 AND lease_until > now())",
-        )
-        .bind(owner)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
     /// The newest migration applied to the database, and the newest this
     /// binary carries.
     pub async fn migration_versions(&self) -> StoreResult<(Option<i64>, i64)> {

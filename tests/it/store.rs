@@ -287,6 +287,165 @@ async fn changes_are_announced_and_lease_churn_is_not() {
     assert!(quiet.is_err(), "unexpected notification: {quiet:?}");
 }
 
+/// The columns whose changes are not news (migration 0016; kiln_notify's
+/// own list for the other tables).
+const QUIET: [&str; 7] = [
+    "lease_owner",
+    "lease_token",
+    "lease_until",
+    "next_attempt_at",
+    "observed_at",
+    "updated_at",
+    "last_active_at",
+];
+
+/// The resource tables name the columns that are news in their update
+/// trigger's WHEN (migration 0016): a column added later must be sorted
+/// into that list or into the quiet ones, or its changes would go unseen
+/// by every dashboard.
+#[tokio::test]
+async fn every_resource_column_is_quiet_or_announced() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    for table in ["sandboxes", "databases"] {
+        let columns: Vec<String> = sqlx::query_scalar(
+            "SELECT column_name::text FROM information_schema.columns
+              WHERE table_schema = 'public' AND table_name = $1",
+        )
+        .bind(table)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let def: String = sqlx::query_scalar(
+            "SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t
+              WHERE t.tgrelid = $1::regclass AND t.tgname = $1 || '_notify_update'",
+        )
+        .bind(table)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        // Postgres prints the row comparison column by column; either way
+        // each column appears as old.<name> and new.<name>, whole.
+        let def_lower = def.to_lowercase();
+        let named = |col: &str| {
+            ["old", "new"].iter().all(|side| {
+                let needle = format!("{side}.{col}");
+                def_lower.match_indices(&needle).any(|(at, _)| {
+                    def_lower[at + needle.len()..]
+                        .chars()
+                        .next()
+                        .is_some_and(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+                })
+            })
+        };
+        let mut unsorted = Vec::new();
+        for col in &columns {
+            let quiet = QUIET.contains(&col.as_str());
+            if quiet == named(col) {
+                unsorted.push(col.clone());
+            }
+        }
+        assert!(
+            unsorted.is_empty(),
+            "{table}: columns neither quiet nor announced (or both): {unsorted:?} in {def}"
+        );
+        assert!(columns.len() > QUIET.len() + 10, "{table}: {columns:?}");
+    }
+}
+
+/// A lease taken and given back, and a schedule moved, announce nothing;
+/// a status, an error or connection details do, once, with the payload
+/// every listener reads.
+#[tokio::test]
+async fn resource_updates_announce_what_changed_and_nothing_else() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    let p = store
+        .create_project(alice.id, "app", "", "alice")
+        .await
+        .unwrap();
+    let changes = store.listen().await.unwrap();
+    let mut rx = changes.subscribe();
+    // The listener is subscribed once a first change reaches it.
+    sqlx::query("UPDATE projects SET description = 'x' WHERE id = $1")
+        .bind(p.id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("the project's change")
+        .unwrap();
+    assert_eq!(first.table, "projects");
+
+    let quiet_updates = [
+        "UPDATE {t} SET lease_owner = 'r', lease_token = gen_random_uuid(),
+                       lease_until = now() + interval '30 seconds' WHERE project_id = $1",
+        "UPDATE {t} SET lease_owner = NULL, lease_token = NULL, lease_until = NULL,
+                       next_attempt_at = now() + interval '1 minute', observed_at = now()
+          WHERE project_id = $1",
+    ];
+    let news = [
+        (
+            "sandboxes",
+            "UPDATE sandboxes SET status = 'RUNNING' WHERE project_id = $1",
+        ),
+        (
+            "sandboxes",
+            "UPDATE sandboxes SET last_error = 'boom' WHERE project_id = $1",
+        ),
+        (
+            "databases",
+            "UPDATE databases SET db_port = 6543 WHERE project_id = $1",
+        ),
+        (
+            "databases",
+            "UPDATE databases SET attempts = 3 WHERE project_id = $1",
+        ),
+    ];
+    for table in ["sandboxes", "databases"] {
+        for sql in quiet_updates {
+            let n = sqlx::query(sqlx::AssertSqlSafe(sql.replace("{t}", table)))
+                .bind(p.id)
+                .execute(store.pool())
+                .await
+                .unwrap()
+                .rows_affected();
+            assert_eq!(n, 1, "{sql}");
+        }
+    }
+    for (table, sql) in news {
+        sqlx::query(sql)
+            .bind(p.id)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let c = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no notification for {sql}"))
+            .unwrap();
+        // Nothing came for the quiet ones before it.
+        assert_eq!(c.table, table, "{sql}: {c:?}");
+        assert_eq!(c.op, "UPDATE");
+        assert_eq!(c.project_id, Some(p.id));
+        assert_eq!(c.user_id, Some(alice.id));
+        let id: uuid::Uuid = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM {table} WHERE project_id = $1"
+        )))
+        .bind(p.id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(c.id, Some(id));
+    }
+    let more = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await;
+    assert!(more.is_err(), "unexpected notification: {more:?}");
+}
+
 #[tokio::test]
 async fn users_are_unique_case_insensitively_and_can_be_disabled() {
     let db = TestDb::new().await;

@@ -59,7 +59,6 @@ pub async fn ops_listener(store: &Store) -> (SocketAddr, CancellationToken) {
         store: store.clone(),
         feed: Arc::new(store.listen().await.unwrap()),
         ssh: addr,
-        replica: "test".into(),
         shutdown: CancellationToken::new(),
     });
     let stop = CancellationToken::new();
