@@ -13,16 +13,20 @@ DROP INDEX sandboxes_lease_owner;
 DROP INDEX databases_lease_owner;
 ALTER TABLE sandboxes SET (fillfactor = 80);
 ALTER TABLE databases SET (fillfactor = 80);
+-- A project's status is written as its resources move (no index names it,
+-- so those updates can be HOT given the room).
+ALTER TABLE projects SET (fillfactor = 80);
 
 -- 2. The change notification's trigger ran for every updated row, turning
 --    the old and the new row into JSON to see whether more than a lease or
---    a schedule had changed. For these two tables the trigger now says in
+--    a schedule had changed. For these tables (and projects, below, which
+--    every transition re-aggregates) the trigger now says in
 --    its WHEN which columns are news, so a quiet update never calls it, and
 --    the function it calls has nothing left to compare. Every column not
 --    named there is quiet: lease_owner, lease_token, lease_until,
 --    next_attempt_at, observed_at, updated_at, last_active_at (as in
 --    kiln_notify). A test (store::every_resource_column_is_quiet_or_announced) fails
---    when a column is added to either table without being sorted into one
+--    when a column is added to one of them without being sorted into one
 --    or the other. The payload is kiln_notify's, field for field.
 CREATE FUNCTION kiln_notify_resource() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -74,6 +78,41 @@ CREATE TRIGGER databases_notify_update AFTER UPDATE ON databases
          NEW.status, NEW.intent_seq, NEW.attempts, NEW.last_error, NEW.db_host, NEW.db_port,
          NEW.db_name, NEW.db_user, NEW.password_enc, NEW.created_at, NEW.pooled_from))
     EXECUTE FUNCTION kiln_notify_resource();
+
+-- Projects: only updated_at is quiet there. Their payload has no
+-- project_id (they are the project), as kiln_notify gave.
+CREATE FUNCTION kiln_notify_project() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        r := OLD;
+    ELSE
+        r := NEW;
+    END IF;
+    PERFORM pg_notify('kiln', json_build_object(
+        'table', TG_TABLE_NAME,
+        'op', TG_OP,
+        'id', r.id,
+        'project_id', NULL,
+        'user_id', r.user_id
+    )::text);
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER projects_notify ON projects;
+CREATE TRIGGER projects_notify AFTER INSERT OR DELETE ON projects
+    FOR EACH ROW EXECUTE FUNCTION kiln_notify_project();
+CREATE TRIGGER projects_notify_update AFTER UPDATE ON projects
+    FOR EACH ROW WHEN (
+        (OLD.id, OLD.user_id, OLD.name, OLD.slug, OLD.description, OLD.status, OLD.template,
+         OLD.git_repo, OLD.git_branch, OLD.env_version, OLD.created_at, OLD.agent_muted,
+         OLD.session_command, OLD.setup_script, OLD.k8s_image, OLD.k8s_cpu, OLD.k8s_memory)
+        IS DISTINCT FROM
+        (NEW.id, NEW.user_id, NEW.name, NEW.slug, NEW.description, NEW.status, NEW.template,
+         NEW.git_repo, NEW.git_branch, NEW.env_version, NEW.created_at, NEW.agent_muted,
+         NEW.session_command, NEW.setup_script, NEW.k8s_image, NEW.k8s_cpu, NEW.k8s_memory))
+    EXECUTE FUNCTION kiln_notify_project();
 
 -- Events are appended, two for most transitions, and carry the same payload
 -- columns: the same function, without the JSON. Only their insertion is

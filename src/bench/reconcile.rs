@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::{StreamExt, TryStreamExt};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
@@ -74,6 +75,9 @@ async fn pgbench_tps(admin_url: &str) -> anyhow::Result<Option<f64>> {
     tps.map(Some)
 }
 
+/// Projects per owner in the throughput runs.
+const PROJECTS_PER_OWNER: usize = 100;
+
 /// Returns the transitions per second of each run, labelled.
 async fn run_all(
     url: &str,
@@ -113,18 +117,33 @@ async fn run_all(
             None
         };
         for replicas in [1usize, 2] {
-            let user = store
-                .create_user(
-                    &format!("bench{}{replicas}", if http { "h" } else { "" }),
-                    None,
-                    false,
-                )
-                .await?;
-            for i in 0..projects {
-                store
-                    .create_project(user.id, &format!("p{i}"), "", "bench")
-                    .await?;
+            // Owners of a hundred projects each: a create counts its
+            // owner's projects against the quota, so one owner of them all
+            // would make the setup quadratic.
+            let run = format!("bench{}{replicas}", if http { "h" } else { "" });
+            let mut users = Vec::new();
+            for u in 0..projects.div_ceil(PROJECTS_PER_OWNER) {
+                users.push(
+                    store
+                        .create_user(&format!("{run}-{u}"), None, false)
+                        .await?
+                        .id,
+                );
             }
+            // Made through the create path, a few at a time (the setup is
+            // not measured; one at a time it took longer than the runs).
+            futures::stream::iter(0..projects)
+                .map(|i| {
+                    let (store, owner) = (&store, users[i / PROJECTS_PER_OWNER]);
+                    async move {
+                        store
+                            .create_project(owner, &format!("p{i}"), "", "bench")
+                            .await
+                    }
+                })
+                .buffer_unordered(8)
+                .try_collect::<Vec<_>>()
+                .await?;
             let fake = Arc::new(FakeDriver::new());
             let started = Instant::now();
             let mut tasks = Vec::new();
@@ -163,9 +182,9 @@ async fn run_all(
             // Counted after the clock stopped: the loop's work is checked,
             // not assumed (every project RUNNING, each ensure made once).
             let running: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM projects WHERE user_id = $1 AND status = 'RUNNING'",
+                "SELECT count(*) FROM projects WHERE user_id = ANY($1) AND status = 'RUNNING'",
             )
-            .bind(user.id)
+            .bind(&users)
             .fetch_one(store.pool())
             .await?;
             let ensures = [
@@ -186,9 +205,9 @@ async fn run_all(
             // Parked an hour ahead, each run measures its own projects only.
             for table in ["sandboxes", "databases"] {
                 sqlx::query(AssertSqlSafe(format!(
-                    "UPDATE {table} SET next_attempt_at = now() + interval '1 hour' WHERE user_id = $1"
+                    "UPDATE {table} SET next_attempt_at = now() + interval '1 hour' WHERE user_id = ANY($1)"
                 )))
-                .bind(user.id)
+                .bind(&users)
                 .execute(store.pool())
                 .await?;
             }

@@ -302,8 +302,8 @@ pub enum ProjectCommand {
 pub enum BenchCommand {
     /// Reconcile throughput with a zero-latency fake driver, and the cost of an idle resync.
     Reconcile {
-        /// Projects created for the throughput run (each has 2 resources).
-        #[arg(long, default_value_t = 2000)]
+        /// Projects created for each throughput run (each has 2 resources).
+        #[arg(long, default_value_t = 5000)]
         projects: usize,
         /// RUNNING projects present for the idle-resync measurement.
         #[arg(long, default_value_t = 10_000)]

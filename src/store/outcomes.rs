@@ -469,14 +469,19 @@ async fn bump_env_versions(
     let (ids, keys): (Vec<Uuid>, Vec<&str>) =
         projects.iter().map(|(id, k)| (*id, k.as_str())).unzip();
     sqlx::query(
+        // Each `= ANY($1)` is redundant but for the planner: it reaches the
+        // rows by key instead of scanning whole tables to join sets it
+        // cannot size.
         "WITH new AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS n(project_id, conn)),
               stale AS (SELECT DISTINCT s.project_id FROM sandboxes s
                           JOIN new n ON n.project_id = s.project_id
-                         WHERE s.applied_database IS DISTINCT FROM n.conn),
+                         WHERE s.project_id = ANY($1)
+                           AND s.applied_database IS DISTINCT FROM n.conn),
               bumped AS (UPDATE projects SET env_version = env_version + 1
-                          WHERE id IN (SELECT project_id FROM stale))
+                          WHERE id = ANY($1) AND id IN (SELECT project_id FROM stale))
          UPDATE sandboxes SET next_attempt_at = least(next_attempt_at, now())
-          WHERE project_id IN (SELECT project_id FROM stale) AND status <> 'ERROR'",
+          WHERE project_id = ANY($1) AND project_id IN (SELECT project_id FROM stale)
+            AND status <> 'ERROR'",
     )
     .bind(ids)
     .bind(keys)
@@ -571,9 +576,10 @@ async fn reaggregate(
     }
     if !updated.is_empty() {
         sqlx::query(
+            // The ANY is redundant but for the planner (as above).
             "UPDATE projects p SET status = u.status
                FROM unnest($1::uuid[], $2::text[]) AS u(id, status)
-              WHERE p.id = u.id",
+              WHERE p.id = u.id AND p.id = ANY($1)",
         )
         .bind(&updated)
         .bind(&updated_to)

@@ -102,6 +102,9 @@ impl Store {
         lease_for: Duration,
         limit: i64,
     ) -> StoreResult<Vec<Leased>> {
+        if limit < 1 {
+            return Ok(Vec::new());
+        }
         let token = Uuid::new_v4();
         let (extra_cols, env_cols) = match kind {
             ResourceKind::Sandbox => (
@@ -126,19 +129,24 @@ impl Store {
                       WHERE next_attempt_at <= now()
                         AND (lease_until IS NULL OR lease_until < now())
                       ORDER BY next_attempt_at
-                      LIMIT $4
+                      LIMIT {limit}
                       FOR UPDATE SKIP LOCKED) due
               WHERE p.id = r.project_id AND r.id = due.id
           RETURNING r.id, r.project_id, r.user_id, r.resource_name, r.namespace, r.desired,
                     r.status, r.intent_seq, r.attempts, r.last_error, r.created_at, {env_cols},
                     p.env_version, p.slug, p.name, due.never_worked, {extra_cols}",
-            table = kind.table()
+            table = kind.table(),
+            // A number in the text rather than a parameter: with `LIMIT $4`
+            // the prepared statement's generic plan assumed a tenth of the
+            // table was due and hash-joined full scans of the resources and
+            // projects (15 ms a lease at 22,000 rows, growing with them);
+            // knowing the batch, it looks each leased row up by key (3 ms).
+            limit = limit,
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(owner)
             .bind(token)
             .bind(lease_for.as_secs_f64())
-            .bind(limit)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
