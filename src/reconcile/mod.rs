@@ -307,15 +307,21 @@ impl Reconciler {
                 }
             };
             total.add(&stats);
-            soonest = match (soonest, s) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            soonest = earliest(soonest, s);
             match leased_next? {
                 Some(l) => next = Some(l),
                 None => return Ok((total, soonest)),
             }
         }
+    }
+}
+
+/// The sooner of two optional times (a retry due, a wait): `None` only
+/// when both are.
+fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

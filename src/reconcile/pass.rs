@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use super::act::SpecInputs;
 use super::plan::{Action, known, plan};
 use super::trace::{self, PassTrace};
-use super::{CycleStats, Reconciler, backoff, plan_input, resource_ref};
+use super::{CycleStats, Reconciler, backoff, earliest, plan_input, resource_ref};
 use crate::driver::{DriverError, Observed, ResourceRef};
 use crate::store::StoreResult;
 use crate::store::resources::{Leased, Outcome, ResourceKind, WriteResult};
@@ -325,10 +325,7 @@ impl Reconciler {
         for lane in written {
             let (w, s) = lane?;
             stats.add(&w);
-            soonest = match (soonest, s) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            soonest = earliest(soonest, s);
         }
         stats.pass_time = started.elapsed();
         crate::ops::metrics::metrics()
@@ -376,9 +373,7 @@ impl Reconciler {
                     WriteResult::Superseded => stats.superseded += 1,
                     WriteResult::LeaseLost => stats.lease_lost += 1,
                 }
-                if let Some(n) = out.next_attempt_in {
-                    soonest = Some(soonest.map_or(n, |m| m.min(n)));
-                }
+                soonest = earliest(soonest, out.next_attempt_in);
             }
         }
         Ok((stats, soonest))
