@@ -605,3 +605,108 @@ async fn concurrent_sign_in_reservations_from_two_replicas_never_overrun_the_bud
     let wait = a.reserve_signin_attempt(&bucket, window).await.unwrap();
     assert!(wait.is_err(), "{wait:?}");
 }
+
+/// Migration 0017 rewrote the name checks of the rows the reconcile loop and
+/// the hooks write (a bounded repetition was most of the regex cost). Each
+/// check, as Postgres now enforces it on a real row, accepts exactly the
+/// names the old expression accepted.
+#[tokio::test]
+async fn rewritten_name_checks_accept_what_the_old_ones_did() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    let p = store
+        .create_project(alice.id, "app", "", "alice")
+        .await
+        .unwrap();
+    let sandbox: uuid::Uuid = sqlx::query_scalar("SELECT id FROM sandboxes WHERE project_id = $1")
+        .bind(p.id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO agent_states (sandbox_id, project_id, user_id, state)
+         VALUES ($1, $2, $3, 'idle')",
+    )
+    .bind(sandbox)
+    .bind(p.id)
+    .bind(alice.id)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let candidates: Vec<String> = [
+        "", "a", "-", "abc-123", "0", "Abc", "a_b", "a.b", "a b", "é", "aé", "a\n", "\na", "a$",
+        "^a", "[a]", "a-", "z9",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([19, 20, 21, 62, 63, 64, 200].map(|n| "a".repeat(n)))
+    .chain([20, 21, 63, 64].map(|n| "é".repeat(n)))
+    .collect();
+    // (table, column, the expression migrations 0001/0006/0012 had)
+    let checks = [
+        ("sandboxes", "resource_name", "^[a-z0-9-]{1,63}$"),
+        ("databases", "resource_name", "^[a-z0-9-]{1,63}$"),
+        ("databases", "pooled_from", "^[a-z0-9-]{1,63}$"),
+        ("projects", "slug", "^[a-z0-9]{1,20}$"),
+        ("agent_states", "session", "^[a-z0-9-]{0,20}$"),
+    ];
+    let key = |table: &str| {
+        if table == "projects" {
+            "id"
+        } else {
+            "project_id"
+        }
+    };
+    let mut compared = 0;
+    for (table, column, old) in checks {
+        for name in &candidates {
+            let expected: bool = sqlx::query_scalar("SELECT $1 ~ $2")
+                .bind(name)
+                .bind(old)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            let mut tx = store.pool().begin().await.unwrap();
+            let sql = format!(
+                "UPDATE {table} SET {column} = $1 WHERE {key} = $2",
+                key = key(table)
+            );
+            let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(name)
+                .bind(p.id)
+                .execute(&mut *tx)
+                .await;
+            let accepted = match result {
+                Ok(done) => {
+                    assert_eq!(done.rows_affected(), 1, "{table}.{column}");
+                    true
+                }
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23514") => false,
+                Err(e) => panic!("{table}.{column} = {name:?}: {e}"),
+            };
+            tx.rollback().await.unwrap();
+            assert_eq!(
+                accepted, expected,
+                "{table}.{column} = {name:?}: accepted {accepted}, the old check {expected}"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, checks.len() * candidates.len());
+    // None of them is left to the regex engine's bounded repetition.
+    let unrolled: Vec<String> = sqlx::query_scalar(
+        "SELECT conname::text FROM pg_constraint
+          WHERE contype = 'c'
+            AND conrelid IN ('sandboxes'::regclass, 'databases'::regclass,
+                             'projects'::regclass, 'agent_states'::regclass)
+            AND pg_get_constraintdef(oid) ~ '~ ''[^'']*\\{'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert!(unrolled.is_empty(), "{unrolled:?}");
+}
