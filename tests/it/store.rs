@@ -5,9 +5,24 @@ use std::time::Duration;
 
 use kiln::model::ProjectStatus;
 use kiln::model::intent::Intent;
+use kiln::store::projects::Project;
+use kiln::store::users::User;
 use kiln::store::{CryptoError, SecretKey, Store, StoreError};
 
 use crate::support::TestDb;
+
+/// Alice, with a password, and her project "app" (a sandbox and a database).
+async fn alice_and_her_app(store: &Store) -> (User, Project) {
+    let alice = store
+        .create_user("alice", Some("a long password"), false)
+        .await
+        .unwrap();
+    let app = store
+        .create_project(alice.id, "app", "", "alice")
+        .await
+        .unwrap();
+    (alice, app)
+}
 
 async fn counts(store: &Store) -> (i64, i64, i64, i64) {
     sqlx::query_as(
@@ -101,14 +116,7 @@ async fn a_projects_database_is_named_without_its_slug() {
 async fn bad_env_keys_and_values_are_refused_and_nothing_is_written() {
     let db = TestDb::new().await;
     let store = db.store().await;
-    let alice = store
-        .create_user("alice", Some("a long password"), false)
-        .await
-        .unwrap();
-    store
-        .create_project(alice.id, "app", "", "alice")
-        .await
-        .unwrap();
+    let (alice, _) = alice_and_her_app(&store).await;
     let before = counts(&store).await;
     let version = store
         .find_project(alice.id, "app")
@@ -214,14 +222,7 @@ async fn a_different_secret_key_is_refused_at_start() {
     let db = TestDb::new().await;
     let original = SecretKey::generate();
     let store = db.store_with_key(original.clone()).await;
-    let alice = store
-        .create_user("alice", Some("a long password"), false)
-        .await
-        .unwrap();
-    store
-        .create_project(alice.id, "app", "", "alice")
-        .await
-        .unwrap();
+    let (alice, _) = alice_and_her_app(&store).await;
     store
         .set_env(alice.id, "app", "TOKEN", "t0ps3cret", true)
         .await
@@ -249,14 +250,7 @@ async fn changes_are_announced_and_lease_churn_is_not() {
     let store = db.store().await;
     let changes = store.listen().await.unwrap();
     let mut rx = changes.subscribe();
-    let alice = store
-        .create_user("alice", Some("a long password"), false)
-        .await
-        .unwrap();
-    let p = store
-        .create_project(alice.id, "app", "", "alice")
-        .await
-        .unwrap();
+    let (alice, p) = alice_and_her_app(&store).await;
     let mut seen = Vec::new();
     while let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
         seen.push(c);
@@ -360,14 +354,7 @@ async fn every_resource_column_is_quiet_or_announced() {
 async fn resource_updates_announce_what_changed_and_nothing_else() {
     let db = TestDb::new().await;
     let store = db.store().await;
-    let alice = store
-        .create_user("alice", Some("a long password"), false)
-        .await
-        .unwrap();
-    let p = store
-        .create_project(alice.id, "app", "", "alice")
-        .await
-        .unwrap();
+    let (alice, p) = alice_and_her_app(&store).await;
     let changes = store.listen().await.unwrap();
     let mut rx = changes.subscribe();
     // The listener is subscribed once a first change reaches it.
@@ -614,14 +601,7 @@ async fn concurrent_sign_in_reservations_from_two_replicas_never_overrun_the_bud
 async fn rewritten_name_checks_accept_what_the_old_ones_did() {
     let db = TestDb::new().await;
     let store = db.store().await;
-    let alice = store
-        .create_user("alice", Some("a long password"), false)
-        .await
-        .unwrap();
-    let p = store
-        .create_project(alice.id, "app", "", "alice")
-        .await
-        .unwrap();
+    let (alice, p) = alice_and_her_app(&store).await;
     let sandbox: uuid::Uuid = sqlx::query_scalar("SELECT id FROM sandboxes WHERE project_id = $1")
         .bind(p.id)
         .fetch_one(store.pool())
