@@ -35,6 +35,10 @@ pub struct Server {
     pub pool: Option<Pooled>,
     feed: Arc<kiln::store::notify::ChangeFeed>,
     shutdown: CancellationToken,
+    /// The tasks that start sandboxes: the reconcile loop, and the pool
+    /// keeper once [`Server::keep_pool`] runs it. Dropping the server waits
+    /// for them (see [`Server::wait_for_sandbox_starters`]).
+    sandbox_starters: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// A server's warm pools: the keeper the test drives (fills, or runs in the
@@ -48,6 +52,7 @@ pub struct Pooled {
 impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        self.wait_for_sandbox_starters();
         if self.pool.is_some() {
             drop_tenant_databases(&self.db.url, &self.db.admin_url);
         }
@@ -80,6 +85,31 @@ pub fn test_ssh_config() -> SshConfig {
 }
 
 impl Server {
+    /// Waits (30 s at most) for the tasks that start sandboxes to stop.
+    /// Without it, a start in flight when a test ended (a project created
+    /// in its last step) finished after `kill_all_servers` and left a
+    /// confined tmux server running after the test binary, in a directory
+    /// already removed. Only a multi-threaded runtime can run them while
+    /// `drop` blocks; on a current-thread one they cannot move on either,
+    /// and are dropped with the runtime.
+    fn wait_for_sandbox_starters(&self) {
+        let tasks = std::mem::take(&mut *self.sandbox_starters.lock().unwrap());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if tasks.is_empty()
+            || runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            return;
+        }
+        tokio::task::block_in_place(|| {
+            runtime.block_on(async {
+                let all = futures::future::join_all(tasks);
+                let _ = tokio::time::timeout(Duration::from_secs(30), all).await;
+            })
+        });
+    }
+
     pub async fn start() -> Server {
         Self::start_with(test_ssh_config()).await
     }
@@ -168,7 +198,10 @@ impl Server {
             self.feed.subscribe(),
             self.shutdown.clone(),
         );
-        tokio::spawn(async move { keeper.run(Some(changes), stop).await });
+        let task = tokio::spawn(async move {
+            let _ = keeper.run(Some(changes), stop).await;
+        });
+        self.sandbox_starters.lock().unwrap().push(task);
     }
 
     async fn start_inner(config: SshConfig, local: bool) -> Server {
@@ -334,7 +367,9 @@ impl Server {
         let reconciler = Reconciler::new(store.clone(), sandboxes, databases, rc, "test-replica");
         let changes = feed.subscribe();
         let stop = shutdown.clone();
-        tokio::spawn(async move { reconciler.run(Some(changes), stop).await });
+        let reconcile = tokio::spawn(async move {
+            let _ = reconciler.run(Some(changes), stop).await;
+        });
         // Agent servers deliver users' webhooks too, to the tests' own
         // HTTP servers on loopback (the operator's switch on), retrying fast.
         let webhook_hosts = if agents {
@@ -391,6 +426,7 @@ impl Server {
             pool,
             feed,
             shutdown,
+            sandbox_starters: std::sync::Mutex::new(vec![reconcile]),
         }
     }
 
